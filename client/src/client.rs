@@ -1,0 +1,262 @@
+//! Running expressions: the embedded client and the results it returns.
+
+use std::time::{Duration, Instant};
+
+use accel_core::exec::{RunStats, run_plan};
+use accel_core::optimize::{fuse::lower, optimize};
+use accel_core::plan::Plan;
+use accel_core::{Buffer, Chunk, DType, Element, Graph, shape, with_buffer};
+use ndarray::{ArrayD, IxDyn};
+use num_complex::Complex64;
+
+use crate::error::{Error, Result};
+use crate::expr::Array;
+use crate::lower::to_graph;
+
+/// Runs array expressions. `Client::local()` runs them in this process on all
+/// cores, with no set-up.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    _private: (),
+}
+
+/// An expression prepared for running: the graph as built, after
+/// optimization, and lowered into stages of tasks.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    pub graph: Graph,
+    pub optimized: Graph,
+    pub plan: Plan,
+    pub planning_time: Duration,
+}
+
+impl Planned {
+    /// Tasks a one-task-per-chunk-per-operation scheduler (like dask) would run.
+    pub fn tasks_unfused(&self) -> usize {
+        self.graph.nodes.iter().map(|n| n.meta.chunks.count()).sum()
+    }
+
+    /// Tasks accel runs.
+    pub fn tasks(&self) -> usize {
+        self.plan.task_count()
+    }
+
+    /// DOT of the expression graph as built.
+    pub fn dot_graph(&self) -> String {
+        accel_core::dot::graph_dot(&self.graph)
+    }
+
+    /// DOT of the fused stages.
+    pub fn dot_fused(&self) -> String {
+        accel_core::dot::plan_dot(&self.plan)
+    }
+
+    /// DOT of the individual tasks (up to `max_tasks`).
+    pub fn dot_tasks(&self, max_tasks: usize) -> String {
+        accel_core::dot::task_dot(&self.plan, max_tasks)
+    }
+}
+
+/// A computed array of any dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DynArray {
+    Bool(ArrayD<bool>),
+    I32(ArrayD<i32>),
+    I64(ArrayD<i64>),
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    C128(ArrayD<Complex64>),
+}
+
+impl DynArray {
+    pub fn dtype(&self) -> DType {
+        match self {
+            DynArray::Bool(_) => DType::Bool,
+            DynArray::I32(_) => DType::I32,
+            DynArray::I64(_) => DType::I64,
+            DynArray::F32(_) => DType::F32,
+            DynArray::F64(_) => DType::F64,
+            DynArray::C128(_) => DType::C128,
+        }
+    }
+
+    /// The typed array, if `T` is its element type.
+    pub fn into_typed<T: Element>(self) -> Result<ArrayD<T>> {
+        let actual = self.dtype();
+        let (shape, buf) = match self {
+            DynArray::Bool(a) => into_parts(a),
+            DynArray::I32(a) => into_parts(a),
+            DynArray::I64(a) => into_parts(a),
+            DynArray::F32(a) => into_parts(a),
+            DynArray::F64(a) => into_parts(a),
+            DynArray::C128(a) => into_parts(a),
+        };
+        let wrong = || Error::WrongType {
+            actual,
+            requested: T::DTYPE,
+        };
+        let v = T::unwrap(buf).ok_or_else(wrong)?;
+        ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    fn from_buffer(shape: &[usize], buf: Buffer) -> Result<DynArray> {
+        let sh = IxDyn(shape);
+        let bad = |e: ndarray::ShapeError| Error::Invalid(e.to_string());
+        Ok(match buf {
+            Buffer::Bool(v) => DynArray::Bool(ArrayD::from_shape_vec(sh, v).map_err(bad)?),
+            Buffer::I32(v) => DynArray::I32(ArrayD::from_shape_vec(sh, v).map_err(bad)?),
+            Buffer::I64(v) => DynArray::I64(ArrayD::from_shape_vec(sh, v).map_err(bad)?),
+            Buffer::F32(v) => DynArray::F32(ArrayD::from_shape_vec(sh, v).map_err(bad)?),
+            Buffer::F64(v) => DynArray::F64(ArrayD::from_shape_vec(sh, v).map_err(bad)?),
+            Buffer::C128(v) => DynArray::C128(ArrayD::from_shape_vec(sh, v).map_err(bad)?),
+        })
+    }
+}
+
+fn into_parts<T: Element>(a: ArrayD<T>) -> (Vec<usize>, Buffer) {
+    let shape = a.shape().to_vec();
+    let v = if a.is_standard_layout() {
+        a.into_raw_vec_and_offset().0
+    } else {
+        a.iter().copied().collect()
+    };
+    (shape, T::wrap(v))
+}
+
+/// Results of one run, with what it cost.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub outputs: Vec<DynArray>,
+    pub stats: RunStats,
+    pub planned: Planned,
+}
+
+impl Client {
+    /// The embedded client: the same plans, run in-process on all cores.
+    pub fn local() -> Client {
+        Client::default()
+    }
+
+    /// Builds, optimizes and lowers the expressions without running them.
+    pub fn plan(&self, arrays: &[&Array]) -> Result<Planned> {
+        let t = Instant::now();
+        let graph = to_graph(arrays)?;
+        let optimized = optimize(&graph)?;
+        let plan = lower(&optimized)?;
+        Ok(Planned {
+            graph,
+            optimized,
+            plan,
+            planning_time: t.elapsed(),
+        })
+    }
+
+    /// Computes several arrays in one run (shared work is done once).
+    pub fn run(&self, arrays: &[&Array]) -> Result<Run> {
+        let planned = self.plan(arrays)?;
+        let plan = &planned.plan;
+        let mut results: Vec<Buffer> = plan
+            .outputs
+            .iter()
+            .map(|s| {
+                let m = &plan.stage(*s).meta;
+                Buffer::zeros(m.dtype, shape::size(&m.shape))
+            })
+            .collect();
+        let stats = run_plan(plan, |o, key, chunk| {
+            let m = &plan.stage(key.stage).meta;
+            paste(&mut results[o], &m.shape, &plan.chunk_origin(key), chunk)
+        })?;
+        let outputs = results
+            .into_iter()
+            .zip(&plan.outputs)
+            .map(|(buf, s)| DynArray::from_buffer(&plan.stage(*s).meta.shape, buf))
+            .collect::<Result<_>>()?;
+        Ok(Run {
+            outputs,
+            stats,
+            planned,
+        })
+    }
+
+    /// Computes one array as an `ndarray` of element type `T` (which must be its dtype).
+    pub fn compute<T: Element>(&self, a: &Array) -> Result<ArrayD<T>> {
+        let dtype = a.dtype()?;
+        if dtype != T::DTYPE {
+            return Err(Error::WrongType {
+                actual: dtype,
+                requested: T::DTYPE,
+            });
+        }
+        let mut run = self.run(&[a])?;
+        run.outputs
+            .pop()
+            .ok_or_else(|| Error::Invalid("no output".into()))?
+            .into_typed()
+    }
+}
+
+/// Copies `chunk` into the row-major `dst` of `shape` at `origin`.
+fn paste(dst: &mut Buffer, shape: &[usize], origin: &[usize], chunk: &Chunk) -> accel_core::Result<()> {
+    let src = chunk.data();
+    let cshape = &chunk.shape;
+    let nd = shape.len();
+    let total = shape::size(cshape);
+    if total == 0 {
+        return Ok(());
+    }
+    let strides = shape::strides(shape);
+    let row = if nd == 0 { 1 } else { cshape[nd - 1] };
+    macro_rules! paste_rows {
+        ($d:expr, $s:expr) => {{
+            let mut c = vec![0usize; nd.saturating_sub(1)];
+            for r in 0..total / row {
+                let start: usize = (0..nd)
+                    .map(|k| (origin[k] + if k + 1 < nd { c[k] } else { 0 }) * strides[k])
+                    .sum();
+                $d[start..start + row].copy_from_slice(&$s[r * row..(r + 1) * row]);
+                for k in (0..c.len()).rev() {
+                    c[k] += 1;
+                    if c[k] < cshape[k] {
+                        break;
+                    }
+                    c[k] = 0;
+                }
+            }
+        }};
+    }
+    match (dst, src) {
+        (Buffer::Bool(d), Buffer::Bool(s)) => paste_rows!(d, s),
+        (Buffer::I32(d), Buffer::I32(s)) => paste_rows!(d, s),
+        (Buffer::I64(d), Buffer::I64(s)) => paste_rows!(d, s),
+        (Buffer::F32(d), Buffer::F32(s)) => paste_rows!(d, s),
+        (Buffer::F64(d), Buffer::F64(s)) => paste_rows!(d, s),
+        (Buffer::C128(d), Buffer::C128(s)) => paste_rows!(d, s),
+        (d, s) => {
+            let (dd, sd) = (with_buffer!(&*d, v => v.len()), s.dtype());
+            return Err(accel_core::Error::Task {
+                task: "assemble".into(),
+                message: format!("internal: chunk of {sd} for a result buffer of {dd} elements"),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Array {
+    /// Computes this array on the embedded client.
+    pub fn compute<T: Element>(&self) -> Result<ArrayD<T>> {
+        Client::local().compute(self)
+    }
+
+    /// Computes this array, whatever its dtype.
+    pub fn compute_dyn(&self) -> Result<DynArray> {
+        let mut run = Client::local().run(&[self])?;
+        run.outputs.pop().ok_or_else(|| Error::Invalid("no output".into()))
+    }
+
+    /// The optimized, lowered plan (task counts, DOT export).
+    pub fn plan(&self) -> Result<Planned> {
+        Client::local().plan(&[self])
+    }
+}

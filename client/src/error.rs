@@ -1,0 +1,24 @@
+//! The one error type of the `accel` client library.
+
+/// What went wrong, with the user's source location for errors found while
+/// building an expression.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("{op} at {location}: {source}")]
+    Build {
+        op: String,
+        location: String,
+        source: accel_core::Error,
+    },
+    #[error(transparent)]
+    Core(#[from] accel_core::Error),
+    #[error("the array holds {actual} elements; compute::<{requested}>() cannot return them")]
+    WrongType {
+        actual: accel_core::DType,
+        requested: accel_core::DType,
+    },
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

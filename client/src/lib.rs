@@ -1,0 +1,35 @@
+//! accel: lazy chunked arrays with NumPy semantics whose elementwise chains,
+//! reductions and views are fused into few coarse compiled tasks.
+//!
+//! ```
+//! use accel::{arange, DType};
+//! let x = arange(1_000_000, 100_000).astype(DType::F64);
+//! let mag = (x.powi(2) + x.powi(2)).sqrt();
+//! assert_eq!(mag.plan().unwrap().tasks(), 10); // one fused task per chunk
+//! let out = mag.compute::<f64>().unwrap();
+//! assert_eq!(out[[3]], (18.0f64).sqrt());
+//! ```
+
+mod client;
+mod create;
+pub mod dot;
+mod elementwise;
+mod error;
+mod expr;
+mod lower;
+mod operand;
+mod reduce;
+mod structure;
+
+pub use accel_core::op::ReduceOp;
+pub use accel_core::{DType, Scalar, Value};
+pub use client::{Client, DynArray, Planned, Run};
+pub use create::{ChunkSpec, Rng, arange, arange_range, from_ndarray, full, linspace, ogrid, ones, zeros};
+pub use elementwise::{maximum, minimum, where_};
+pub use error::{Error, Result};
+pub use expr::Array;
+pub use ndarray::{NewAxis, s};
+pub use num_complex::Complex64;
+pub use operand::Operand;
+pub use reduce::{DEFAULT_SPLIT_EVERY, ReduceOpts};
+pub use structure::concatenate;

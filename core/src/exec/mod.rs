@@ -1,0 +1,7 @@
+//! Running plans: one task, or a whole plan in-process.
+
+pub mod local;
+pub mod task;
+
+pub use local::{RunStats, run_plan};
+pub use task::run_task;

@@ -1,0 +1,291 @@
+//! Runs one task: a stage's computation for one output chunk, given its input chunks.
+
+use std::sync::Arc;
+
+use crate::buffer::{Buffer, Chunk};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::kernel::{Bound, reduce};
+use crate::op::{HostArray, Remap};
+use crate::plan::{ChunkKey, Plan, StageKind, chunk_of, full_rank};
+use crate::shape::{self, grid_index};
+
+/// Computes chunk `key` of `plan` from its inputs (in [`Plan::task_inputs`] order).
+pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc<Chunk>> {
+    let stage = plan.stage(key.stage);
+    let origin = plan.chunk_origin(key);
+    let local = plan.chunk_shape(key);
+    let views = || -> Vec<(&[usize], &Buffer)> {
+        inputs.iter().map(|c| (c.shape.as_slice(), c.data())).collect()
+    };
+    let chunk = match &stage.kind {
+        StageKind::Source(h) => Chunk::array(local.clone(), copy_box(h, &origin, &local)),
+        StageKind::Map(exe) => {
+            let views = views();
+            let bound = Bound::new(exe, &origin, &local, &views)?;
+            Chunk::array(local, bound.run_map()?)
+        }
+        StageKind::Partial {
+            exe,
+            spec,
+            finalize,
+            region,
+        } => {
+            let idx = grid_index(key.chunk as usize, &stage.meta.chunks.grid());
+            let ridx = full_rank(spec, &idx, region.shape.len());
+            let offs = region.chunks.offsets();
+            let rorigin: Vec<usize> = ridx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect();
+            let rshape = region.chunks.chunk_shape(&ridx);
+            let views = views();
+            let bound = Bound::new(exe, &rorigin, &rshape, &views)?;
+            let state = reduce::run_partial(&bound, spec)?;
+            match finalize {
+                Some(dt) => reduce::finalize(spec, *dt, &state)?,
+                None => state,
+            }
+        }
+        StageKind::Combine { spec, finalize, .. } => {
+            let parts: Vec<&Chunk> = inputs.iter().map(|c| c.as_ref()).collect();
+            let state = reduce::combine(spec, &parts)?;
+            match finalize {
+                Some(dt) => reduce::finalize(spec, *dt, &state)?,
+                None => state,
+            }
+        }
+        StageKind::Remap(map) => {
+            let in_key = plan.task_inputs(key);
+            remap_chunk(plan, stage.meta.dtype, map, &origin, &local, &in_key, inputs)?
+        }
+        StageKind::Concat { .. } => match inputs {
+            [only] => return Ok(only.clone()),
+            [] => Chunk::array(local.clone(), Buffer::zeros(stage.meta.dtype, shape::size(&local))),
+            _ => return Err(internal("concatenate chunk with several sources")),
+        },
+        StageKind::Reshape => {
+            let in_key = plan.task_inputs(key);
+            reshape_chunk(plan, stage.meta.dtype, &origin, &local, &stage.meta.shape, &in_key, inputs)?
+        }
+    };
+    let want = shape::size(&chunk.shape);
+    if chunk.cols.iter().any(|c| c.len() != want) {
+        return Err(internal("task produced a chunk of the wrong size"));
+    }
+    Ok(Arc::new(chunk))
+}
+
+fn internal(msg: &str) -> Error {
+    Error::Task {
+        task: "structure".into(),
+        message: format!("internal error: {msg}"),
+    }
+}
+
+/// Copies the box `origin..origin + shape` out of a row-major host array.
+fn copy_box(h: &HostArray, origin: &[usize], shape: &[usize]) -> Buffer {
+    let nd = shape.len();
+    let total = shape::size(shape);
+    let src_strides = shape::strides(&h.shape);
+    macro_rules! copy {
+        ($v:expr, $variant:ident) => {{
+            let mut out = Vec::with_capacity(total);
+            if nd == 0 {
+                out.extend_from_slice(&$v[..1]);
+            } else if total > 0 {
+                let row = shape[nd - 1];
+                let mut c = vec![0usize; nd - 1];
+                for _ in 0..total / row {
+                    let start: usize = (0..nd)
+                        .map(|d| (origin[d] + if d < nd - 1 { c[d] } else { 0 }) * src_strides[d])
+                        .sum();
+                    out.extend_from_slice(&$v[start..start + row]);
+                    advance(&mut c, &shape[..nd - 1]);
+                }
+            }
+            Buffer::$variant(out)
+        }};
+    }
+    match &h.data {
+        Buffer::Bool(v) => copy!(v, Bool),
+        Buffer::I32(v) => copy!(v, I32),
+        Buffer::I64(v) => copy!(v, I64),
+        Buffer::F32(v) => copy!(v, F32),
+        Buffer::F64(v) => copy!(v, F64),
+        Buffer::C128(v) => copy!(v, C128),
+    }
+}
+
+/// Gathers `(source, offset)` pairs from several buffers of one dtype.
+fn gather_multi(bufs: &[&Buffer], idx: &[(u32, usize)]) -> Result<Buffer> {
+    let Some(first) = bufs.first() else {
+        return Ok(Buffer::zeros(crate::dtype::DType::F64, 0));
+    };
+    macro_rules! gather {
+        ($variant:ident) => {{
+            let srcs: Vec<&[_]> = bufs
+                .iter()
+                .map(|b| match b {
+                    Buffer::$variant(v) => Ok(v.as_slice()),
+                    _ => Err(internal("inputs of different dtypes")),
+                })
+                .collect::<Result<_>>()?;
+            let mut out = Vec::with_capacity(idx.len());
+            for &(s, o) in idx {
+                out.push(srcs[s as usize][o]);
+            }
+            Buffer::$variant(out)
+        }};
+    }
+    Ok(match first {
+        Buffer::Bool(_) => gather!(Bool),
+        Buffer::I32(_) => gather!(I32),
+        Buffer::I64(_) => gather!(I64),
+        Buffer::F32(_) => gather!(F32),
+        Buffer::F64(_) => gather!(F64),
+        Buffer::C128(_) => gather!(C128),
+    })
+}
+
+/// Input chunks of a box task: their grid indices, in task-input order, and a lookup.
+struct BoxInputs {
+    lo: Vec<usize>,
+    dims: Vec<usize>,
+    strides: Vec<Vec<usize>>,
+}
+
+impl BoxInputs {
+    fn new(plan: &Plan, in_keys: &[ChunkKey], inputs: &[Arc<Chunk>]) -> Result<BoxInputs> {
+        let Some(first) = in_keys.first() else {
+            return Err(internal("structural task without inputs"));
+        };
+        let grid = plan.stage(first.stage).meta.chunks.grid();
+        let idxs: Vec<Vec<usize>> = in_keys.iter().map(|k| grid_index(k.chunk as usize, &grid)).collect();
+        let nd = grid.len();
+        let lo: Vec<usize> = (0..nd).map(|d| idxs.iter().map(|i| i[d]).min().unwrap_or(0)).collect();
+        let hi: Vec<usize> = (0..nd).map(|d| idxs.iter().map(|i| i[d]).max().unwrap_or(0)).collect();
+        let dims = lo.iter().zip(&hi).map(|(l, h)| h - l + 1).collect();
+        Ok(BoxInputs {
+            lo,
+            dims,
+            strides: inputs.iter().map(|c| shape::strides(&c.shape)).collect(),
+        })
+    }
+
+    /// Task-input position of the chunk at absolute grid index `g`.
+    fn slot(&self, g: &[usize]) -> usize {
+        g.iter()
+            .zip(&self.lo)
+            .zip(&self.dims)
+            .fold(0, |acc, ((&g, &l), &n)| acc * n + (g - l))
+    }
+}
+
+fn remap_chunk(
+    plan: &Plan,
+    dtype: DType,
+    map: &Remap,
+    origin: &[usize],
+    local: &[usize],
+    in_keys: &[ChunkKey],
+    inputs: &[Arc<Chunk>],
+) -> Result<Chunk> {
+    let total = shape::size(local);
+    if total == 0 {
+        return Ok(Chunk::array(local.to_vec(), Buffer::zeros(dtype, 0)));
+    }
+    let bx = BoxInputs::new(plan, in_keys, inputs)?;
+    let in_meta = &plan.stage(in_keys[0].stage).meta;
+    let in_offs = in_meta.chunks.offsets();
+    // Per input axis: for each value of its source output coordinate, (chunk, local).
+    let tables: Vec<Vec<(usize, usize)>> = map
+        .axes
+        .iter()
+        .enumerate()
+        .map(|(d, ax)| {
+            let n = ax.src.map(|(j, _)| local[j]).unwrap_or(1);
+            (0..n)
+                .map(|t| {
+                    let x = match ax.src {
+                        Some((j, c)) => ax.base + c * (origin[j] + t) as i64,
+                        None => ax.base,
+                    } as usize;
+                    let ci = chunk_of(&in_offs[d], x);
+                    (ci, x - in_offs[d][ci])
+                })
+                .collect()
+        })
+        .collect();
+    let nd_in = map.axes.len();
+    let mut idx = Vec::with_capacity(total);
+    let mut coord = vec![0usize; local.len()];
+    let mut g = vec![0usize; nd_in];
+    let mut l = vec![0usize; nd_in];
+    for _ in 0..total {
+        for (d, ax) in map.axes.iter().enumerate() {
+            let t = ax.src.map(|(j, _)| coord[j]).unwrap_or(0);
+            (g[d], l[d]) = tables[d][t];
+        }
+        let s = bx.slot(&g);
+        let off: usize = l.iter().zip(&bx.strides[s]).map(|(a, b)| a * b).sum();
+        idx.push((s as u32, off));
+        advance(&mut coord, local);
+    }
+    let bufs: Vec<&Buffer> = inputs.iter().map(|c| c.data()).collect();
+    Ok(Chunk::array(local.to_vec(), gather_multi(&bufs, &idx)?))
+}
+
+fn reshape_chunk(
+    plan: &Plan,
+    dtype: DType,
+    origin: &[usize],
+    local: &[usize],
+    out_shape: &[usize],
+    in_keys: &[ChunkKey],
+    inputs: &[Arc<Chunk>],
+) -> Result<Chunk> {
+    let total = shape::size(local);
+    if total == 0 || in_keys.is_empty() {
+        return Ok(Chunk::array(local.to_vec(), Buffer::zeros(dtype, 0)));
+    }
+    let bx = BoxInputs::new(plan, in_keys, inputs)?;
+    let in_meta = &plan.stage(in_keys[0].stage).meta;
+    let in_offs = in_meta.chunks.offsets();
+    let ostr = shape::strides(out_shape);
+    let nd_in = in_meta.shape.len();
+    let mut idx = Vec::with_capacity(total);
+    let mut coord = vec![0usize; local.len()];
+    let mut g = vec![0usize; nd_in];
+    let mut l = vec![0usize; nd_in];
+    for _ in 0..total {
+        let mut flat: usize = coord
+            .iter()
+            .zip(origin)
+            .zip(&ostr)
+            .map(|((c, o), s)| (c + o) * s)
+            .sum();
+        for d in (0..nd_in).rev() {
+            let n = in_meta.shape[d].max(1);
+            let x = flat % n;
+            flat /= n;
+            let ci = chunk_of(&in_offs[d], x);
+            g[d] = ci;
+            l[d] = x - in_offs[d][ci];
+        }
+        let s = bx.slot(&g);
+        let off: usize = l.iter().zip(&bx.strides[s]).map(|(a, b)| a * b).sum();
+        idx.push((s as u32, off));
+        advance(&mut coord, local);
+    }
+    let bufs: Vec<&Buffer> = inputs.iter().map(|c| c.data()).collect();
+    Ok(Chunk::array(local.to_vec(), gather_multi(&bufs, &idx)?))
+}
+
+/// Row-major odometer step.
+fn advance(coord: &mut [usize], shape: &[usize]) {
+    for d in (0..coord.len()).rev() {
+        coord[d] += 1;
+        if coord[d] < shape[d] {
+            return;
+        }
+        coord[d] = 0;
+    }
+}

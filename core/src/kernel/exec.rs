@@ -1,0 +1,467 @@
+//! The CPU executor: evaluates a program block by block over one chunk,
+//! blocks in parallel on rayon, with registers reused by liveness so the
+//! working set of a block stays in L1/L2.
+
+use num_complex::Complex64;
+use rayon::prelude::*;
+
+use super::generate::{fill_index, generate};
+use super::ir::{Instr, Program};
+use super::ops;
+use super::slot::Slot;
+use crate::buffer::{Buffer, Element};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::shape;
+
+/// Elements per block: small enough that every live register stays in cache.
+pub const BLOCK: usize = 512;
+/// Elements per parallel work item.
+pub const SUPER: usize = BLOCK * 64;
+
+/// A program with its registers mapped onto reusable slots.
+#[derive(Clone, Debug)]
+pub struct Executable {
+    pub program: Program,
+    slot_of: Vec<u32>,
+    slot_dtypes: Vec<DType>,
+}
+
+impl Executable {
+    pub fn new(program: Program) -> Executable {
+        let n = program.instrs.len();
+        let mut last_use = vec![0usize; n];
+        for (k, ins) in program.instrs.iter().enumerate() {
+            for r in operands(ins) {
+                last_use[r as usize] = k;
+            }
+        }
+        last_use[program.root as usize] = usize::MAX;
+        let mut slot_of = vec![0u32; n];
+        let mut slot_dtypes: Vec<DType> = Vec::new();
+        let mut free: Vec<u32> = Vec::new();
+        for (k, ins) in program.instrs.iter().enumerate() {
+            let dt = program.dtypes[k];
+            let pinned = matches!(ins, Instr::Const(_));
+            let reuse = if pinned {
+                None
+            } else {
+                free.iter().position(|&s| slot_dtypes[s as usize] == dt)
+            };
+            slot_of[k] = match reuse {
+                Some(p) => free.swap_remove(p),
+                None => {
+                    slot_dtypes.push(dt);
+                    (slot_dtypes.len() - 1) as u32
+                }
+            };
+            // Operands whose last use is this instruction free their slots (after
+            // the destination was chosen, so it never aliases an operand).
+            for r in operands(ins) {
+                if last_use[r as usize] == k
+                    && !matches!(program.instrs[r as usize], Instr::Const(_))
+                    && !free.contains(&slot_of[r as usize])
+                {
+                    free.push(slot_of[r as usize]);
+                }
+            }
+            if last_use[k] == 0 && k as u32 != program.root && !pinned {
+                free.push(slot_of[k]);
+            }
+        }
+        Executable {
+            program,
+            slot_of,
+            slot_dtypes,
+        }
+    }
+
+    fn scratch(&self) -> Scratch {
+        let mut slots: Vec<Slot> = self
+            .slot_dtypes
+            .iter()
+            .map(|&d| Slot::new(d, BLOCK))
+            .collect();
+        for (k, ins) in self.program.instrs.iter().enumerate() {
+            if let Instr::Const(v) = ins {
+                slots[self.slot_of[k] as usize] = Slot::splat(*v, BLOCK);
+            }
+        }
+        Scratch {
+            slots,
+            index: vec![0; BLOCK],
+        }
+    }
+
+    /// Number of physical registers (for tests and diagnostics).
+    pub fn slot_count(&self) -> usize {
+        self.slot_dtypes.len()
+    }
+}
+
+fn operands(ins: &Instr) -> Vec<u32> {
+    match *ins {
+        Instr::Load { .. } | Instr::Const(_) | Instr::Gen { .. } => vec![],
+        Instr::Unary(_, a) | Instr::Cast(_, a) => vec![a],
+        Instr::Binary(_, a, b) => vec![a, b],
+        Instr::Where(c, a, b) => vec![c, a, b],
+    }
+}
+
+struct Scratch {
+    slots: Vec<Slot>,
+    index: Vec<i64>,
+}
+
+/// How an input is read for one chunk.
+enum Access {
+    /// Same layout as the output chunk: element = `flat + base`.
+    Contiguous,
+    /// One element for the whole chunk.
+    Scalar,
+    /// Broadcast or otherwise strided.
+    Strided(Vec<i64>),
+}
+
+struct BoundInput<'a> {
+    buf: &'a Buffer,
+    access: Access,
+}
+
+/// A program bound to one output chunk and its input chunks.
+pub struct Bound<'a> {
+    exe: &'a Executable,
+    inputs: Vec<BoundInput<'a>>,
+    /// Per generator instruction: counter of the chunk's first element.
+    gen_base: Vec<i64>,
+    /// Shape of the output chunk.
+    pub local_shape: Vec<usize>,
+}
+
+impl<'a> Bound<'a> {
+    /// `origin` is the global coordinate of the chunk's first element; `inputs`
+    /// are the input chunks as (shape, data), in program-input order.
+    pub fn new(
+        exe: &'a Executable,
+        origin: &[usize],
+        local_shape: &[usize],
+        inputs: &[(&'a [usize], &'a Buffer)],
+    ) -> Result<Bound<'a>> {
+        let p = &exe.program;
+        let nd = p.out_shape.len();
+        if inputs.len() != p.inputs.len() || origin.len() != nd || local_shape.len() != nd {
+            return Err(internal(format!(
+                "kernel with {} inputs over {nd}-d chunks bound to {} inputs, origin {origin:?}, shape {local_shape:?}",
+                p.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let out_strides = shape::strides(local_shape);
+        let mut bound = Vec::with_capacity(inputs.len());
+        for (spec, &(cshape, buf)) in p.inputs.iter().zip(inputs) {
+            if buf.dtype() != spec.dtype {
+                return Err(internal(format!(
+                    "input chunk is {} where the kernel expects {}",
+                    buf.dtype(),
+                    spec.dtype
+                )));
+            }
+            let off = nd - spec.shape.len();
+            let mut strides = vec![0i64; nd];
+            let cstrides = shape::strides(cshape);
+            let mut expect_len = 1;
+            for (d, &n) in spec.shape.iter().enumerate() {
+                if n != 1 || p.out_shape[off + d] == 1 {
+                    if cshape.len() != spec.shape.len() || cshape[d] != local_shape[off + d] {
+                        return Err(internal(format!(
+                            "input chunk of shape {cshape:?} does not line up with output chunk {local_shape:?}"
+                        )));
+                    }
+                    strides[off + d] = cstrides[d] as i64;
+                    expect_len *= cshape[d];
+                }
+            }
+            if buf.len() != expect_len && !(expect_len == 1 && buf.len() == 1) {
+                return Err(internal(format!(
+                    "input chunk holds {} elements, expected {expect_len}",
+                    buf.len()
+                )));
+            }
+            let contiguous = strides
+                .iter()
+                .zip(&out_strides)
+                .zip(local_shape)
+                .all(|((&s, &o), &n)| n <= 1 || s == o as i64);
+            let access = if strides.iter().all(|&s| s == 0) {
+                Access::Scalar
+            } else if contiguous {
+                Access::Contiguous
+            } else {
+                Access::Strided(strides)
+            };
+            bound.push(BoundInput { buf, access });
+        }
+        let gen_base = p
+            .instrs
+            .iter()
+            .map(|ins| match ins {
+                Instr::Gen { base, strides, .. } => {
+                    base + origin
+                        .iter()
+                        .zip(strides)
+                        .map(|(&o, &s)| o as i64 * s)
+                        .sum::<i64>()
+                }
+                _ => 0,
+            })
+            .collect();
+        Ok(Bound {
+            exe,
+            inputs: bound,
+            gen_base,
+            local_shape: local_shape.to_vec(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        shape::size(&self.local_shape)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Evaluates elements `start..start + n` (n ≤ BLOCK); returns the root's slot.
+    fn eval_block<'s>(&self, sc: &'s mut Scratch, start: usize, n: usize) -> Result<&'s Slot> {
+        let p = &self.exe.program;
+        for (k, ins) in p.instrs.iter().enumerate() {
+            let dst = self.exe.slot_of[k] as usize;
+            match ins {
+                Instr::Const(_) => {}
+                Instr::Load { input } => {
+                    let inp = &self.inputs[*input as usize];
+                    load(inp, &self.local_shape, start, n, &mut sc.index, &mut sc.slots[dst]);
+                }
+                Instr::Gen { kind, strides, .. } => {
+                    fill_index(
+                        self.gen_base[k],
+                        strides,
+                        &self.local_shape,
+                        start,
+                        &mut sc.index[..n],
+                    );
+                    generate(kind, &sc.index[..n], &mut sc.slots[dst]);
+                }
+                Instr::Unary(op, a) => {
+                    let mut out = std::mem::take(&mut sc.slots[dst]);
+                    let r = ops::unary(*op, &sc.slots[self.exe.slot_of[*a as usize] as usize], &mut out, n);
+                    sc.slots[dst] = out;
+                    r?;
+                }
+                Instr::Binary(op, a, b) => {
+                    let mut out = std::mem::take(&mut sc.slots[dst]);
+                    let r = ops::binary(
+                        *op,
+                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
+                        &sc.slots[self.exe.slot_of[*b as usize] as usize],
+                        &mut out,
+                        n,
+                    );
+                    sc.slots[dst] = out;
+                    r?;
+                }
+                Instr::Where(c, a, b) => {
+                    let mut out = std::mem::take(&mut sc.slots[dst]);
+                    let r = ops::select(
+                        &sc.slots[self.exe.slot_of[*c as usize] as usize],
+                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
+                        &sc.slots[self.exe.slot_of[*b as usize] as usize],
+                        &mut out,
+                        n,
+                    );
+                    sc.slots[dst] = out;
+                    r?;
+                }
+                Instr::Cast(_, a) => {
+                    let mut out = std::mem::take(&mut sc.slots[dst]);
+                    let r = ops::cast(&sc.slots[self.exe.slot_of[*a as usize] as usize], &mut out, n);
+                    sc.slots[dst] = out;
+                    r?;
+                }
+            }
+        }
+        Ok(&sc.slots[self.exe.slot_of[p.root as usize] as usize])
+    }
+
+    /// Evaluates the whole chunk into a new buffer.
+    pub fn run_map(&self) -> Result<Buffer> {
+        let dtype = self.exe.program.dtypes[self.exe.program.root as usize];
+        let len = self.len();
+        Ok(match dtype {
+            DType::Bool => Buffer::Bool(self.map_into(len)?),
+            DType::I32 => Buffer::I32(self.map_into(len)?),
+            DType::I64 => Buffer::I64(self.map_into(len)?),
+            DType::F32 => Buffer::F32(self.map_into(len)?),
+            DType::F64 => Buffer::F64(self.map_into(len)?),
+            DType::C128 => Buffer::C128(self.map_into(len)?),
+        })
+    }
+
+    fn map_into<T: Store + Default + Clone>(&self, len: usize) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); len];
+        self.map_slice(&mut out, 0)?;
+        Ok(out)
+    }
+
+    /// Evaluates elements `offset..offset + out.len()` into `out`.
+    pub fn map_slice<T: Store>(&self, out: &mut [T], offset: usize) -> Result<()> {
+        out.par_chunks_mut(SUPER)
+            .enumerate()
+            .try_for_each_init(
+                || self.exe.scratch(),
+                |sc, (si, piece)| -> Result<()> {
+                    let base = offset + si * SUPER;
+                    for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
+                        let slot = self.eval_block(sc, base + bi * BLOCK, dst.len())?;
+                        T::store(slot, dst)?;
+                    }
+                    Ok(())
+                },
+            )
+    }
+
+    /// Calls `f(start, root_slot, n)` for every block, in parallel over
+    /// fixed parts of `part_len` elements; returns one fold result per part, in order.
+    pub fn fold_parts<A: Send>(
+        &self,
+        part_len: usize,
+        init: impl Fn() -> A + Sync,
+        f: impl Fn(&mut A, usize, &Slot, usize) -> Result<()> + Sync,
+    ) -> Result<Vec<A>> {
+        let len = self.len();
+        let nparts = len.div_ceil(part_len.max(1)).max(1);
+        (0..nparts)
+            .into_par_iter()
+            .map_init(
+                || self.exe.scratch(),
+                |sc, part| -> Result<A> {
+                    let mut acc = init();
+                    let lo = part * part_len;
+                    let hi = ((part + 1) * part_len).min(len);
+                    let mut s = lo;
+                    while s < hi {
+                        let n = BLOCK.min(hi - s);
+                        let slot = self.eval_block(sc, s, n)?;
+                        f(&mut acc, s, slot, n)?;
+                        s += n;
+                    }
+                    Ok(acc)
+                },
+            )
+            .collect()
+    }
+
+    /// The value at flat position `i` (used for the shift of variance partials).
+    pub fn value_at(&self, i: usize) -> Result<crate::dtype::Value> {
+        let mut sc = self.exe.scratch();
+        Ok(self.eval_block(&mut sc, i, 1)?.get(0))
+    }
+}
+
+fn load(inp: &BoundInput<'_>, local_shape: &[usize], start: usize, n: usize, index: &mut [i64], dst: &mut Slot) {
+    macro_rules! gather {
+        ($src:expr, $dst:expr) => {
+            match &inp.access {
+                Access::Contiguous => $dst[..n].copy_from_slice(&$src[start..start + n]),
+                Access::Scalar => {
+                    let v = $src[0];
+                    $dst[..n].iter_mut().for_each(|x| *x = v);
+                }
+                Access::Strided(strides) => {
+                    fill_index(0, strides, local_shape, start, &mut index[..n]);
+                    for (d, &i) in $dst[..n].iter_mut().zip(&index[..n]) {
+                        *d = $src[i as usize];
+                    }
+                }
+            }
+        };
+    }
+    match (inp.buf, dst) {
+        (Buffer::Bool(s), Slot::Bool(d)) => gather!(s, d),
+        (Buffer::I32(s), Slot::I32(d)) => gather!(s, d),
+        (Buffer::I64(s), Slot::I64(d)) => gather!(s, d),
+        (Buffer::F32(s), Slot::F32(d)) => gather!(s, d),
+        (Buffer::F64(s), Slot::F64(d)) => gather!(s, d),
+        (Buffer::C128(s), Slot::C128(re, im)) => {
+            let mut tmp = vec![Complex64::new(0.0, 0.0); n];
+            gather!(s, tmp);
+            for (k, z) in tmp.iter().enumerate() {
+                re[k] = z.re;
+                im[k] = z.im;
+            }
+        }
+        // Bound::new checked the dtypes.
+        _ => {}
+    }
+}
+
+/// Copies a block register into typed output memory.
+pub trait Store: Element {
+    fn store(slot: &Slot, dst: &mut [Self]) -> Result<()>;
+}
+
+macro_rules! store_real {
+    ($t:ty, $variant:ident) => {
+        impl Store for $t {
+            fn store(slot: &Slot, dst: &mut [Self]) -> Result<()> {
+                match slot {
+                    Slot::$variant(v) => {
+                        dst.copy_from_slice(&v[..dst.len()]);
+                        Ok(())
+                    }
+                    other => Err(internal(format!(
+                        "kernel result is {} where {} was expected",
+                        other.dtype(),
+                        <$t as Element>::DTYPE
+                    ))),
+                }
+            }
+        }
+    };
+}
+store_real!(bool, Bool);
+store_real!(i32, I32);
+store_real!(i64, I64);
+store_real!(f32, F32);
+store_real!(f64, F64);
+
+impl Store for Complex64 {
+    fn store(slot: &Slot, dst: &mut [Self]) -> Result<()> {
+        match slot {
+            Slot::C128(re, im) => {
+                for (k, d) in dst.iter_mut().enumerate() {
+                    *d = Complex64::new(re[k], im[k]);
+                }
+                Ok(())
+            }
+            other => Err(internal(format!(
+                "kernel result is {} where c128 was expected",
+                other.dtype()
+            ))),
+        }
+    }
+}
+
+pub(crate) fn internal(message: String) -> Error {
+    Error::Task {
+        task: "kernel".into(),
+        message: format!("internal error: {message}"),
+    }
+}
+
+impl Bound<'_> {
+    /// dtype of the program's result register.
+    pub fn root_dtype(&self) -> DType {
+        self.exe.program.dtypes[self.exe.program.root as usize]
+    }
+}

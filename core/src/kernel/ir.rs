@@ -1,0 +1,138 @@
+//! Kernel programs: SSA over typed block registers.
+//!
+//! A program computes one value per output element. Instruction `k` defines
+//! register `k`; operands always refer to earlier registers and already have the
+//! dtype the operation needs (the compiler inserts casts).
+
+use crate::dtype::{DType, Value};
+use crate::op::{BinaryOp, GenKind, UnaryOp};
+
+pub type Reg = u32;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Instr {
+    /// Element of program input `input`, read through broadcast strides.
+    Load { input: u32 },
+    Const(Value),
+    /// Generated value: `kind` evaluated at counter `base + Σ coord[d] * strides[d]`
+    /// (global coordinates of the output element).
+    Gen {
+        kind: GenKind,
+        base: i64,
+        strides: Vec<i64>,
+    },
+    Unary(UnaryOp, Reg),
+    Binary(BinaryOp, Reg, Reg),
+    Where(Reg, Reg, Reg),
+    Cast(DType, Reg),
+}
+
+/// How a program input lines up with the output: its global shape, aligned at
+/// the trailing axis; axes of length 1 are broadcast.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputSpec {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub instrs: Vec<Instr>,
+    /// dtype of every register.
+    pub dtypes: Vec<DType>,
+    pub inputs: Vec<InputSpec>,
+    /// Global shape of the output (the iteration space).
+    pub out_shape: Vec<usize>,
+    /// Register holding the result.
+    pub root: Reg,
+}
+
+impl Program {
+    /// One line per instruction, for DOT labels and debugging.
+    pub fn listing(&self) -> Vec<String> {
+        self.instrs
+            .iter()
+            .enumerate()
+            .map(|(k, ins)| {
+                let d = self.dtypes[k];
+                match ins {
+                    Instr::Load { input } => format!("r{k}:{d} = load in{input}"),
+                    Instr::Const(v) => format!("r{k}:{d} = {v}"),
+                    Instr::Gen { kind, .. } => format!("r{k}:{d} = {}", gen_name(kind)),
+                    Instr::Unary(op, a) => format!("r{k}:{d} = {} r{a}", op.name()),
+                    Instr::Binary(op, a, b) => format!("r{k}:{d} = {} r{a} r{b}", op.symbol()),
+                    Instr::Where(c, a, b) => format!("r{k}:{d} = where r{c} r{a} r{b}"),
+                    Instr::Cast(t, a) => format!("r{k}:{d} = cast<{t}> r{a}"),
+                }
+            })
+            .collect()
+    }
+}
+
+fn gen_name(kind: &GenKind) -> &'static str {
+    match kind {
+        GenKind::Arange { .. } => "arange",
+        GenKind::Linspace { .. } => "linspace",
+        GenKind::Uniform { .. } => "uniform",
+        GenKind::Normal { .. } => "normal",
+    }
+}
+
+/// Builds programs with per-program common-subexpression elimination.
+#[derive(Default)]
+pub struct ProgramBuilder {
+    instrs: Vec<Instr>,
+    dtypes: Vec<DType>,
+    inputs: Vec<InputSpec>,
+    seen: std::collections::HashMap<String, Reg>,
+}
+
+impl ProgramBuilder {
+    pub fn new() -> ProgramBuilder {
+        ProgramBuilder::default()
+    }
+
+    pub fn dtype(&self, r: Reg) -> DType {
+        self.dtypes[r as usize]
+    }
+
+    /// Appends `ins` (or returns the register of an identical earlier instruction).
+    pub fn push(&mut self, ins: Instr, dtype: DType) -> Reg {
+        // Debug output tells apart everything that matters (including -0.0 and NaN payload-free NaNs).
+        let key = format!("{ins:?}/{dtype:?}");
+        if let Some(&r) = self.seen.get(&key) {
+            return r;
+        }
+        self.instrs.push(ins);
+        self.dtypes.push(dtype);
+        let r = (self.instrs.len() - 1) as Reg;
+        self.seen.insert(key, r);
+        r
+    }
+
+    pub fn input(&mut self, spec: InputSpec) -> Reg {
+        let dtype = spec.dtype;
+        let idx = self.inputs.len() as u32;
+        self.inputs.push(spec);
+        self.push(Instr::Load { input: idx }, dtype)
+    }
+
+    /// `r` converted to `dtype` (no instruction if it already is).
+    pub fn cast(&mut self, r: Reg, dtype: DType) -> Reg {
+        if self.dtype(r) == dtype {
+            r
+        } else {
+            self.push(Instr::Cast(dtype, r), dtype)
+        }
+    }
+
+    pub fn finish(self, root: Reg, out_shape: Vec<usize>) -> Program {
+        Program {
+            instrs: self.instrs,
+            dtypes: self.dtypes,
+            inputs: self.inputs,
+            out_shape,
+            root,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Kernel programs and their CPU executor.
+
+pub mod compile;
+pub mod exec;
+pub mod generate;
+pub mod ir;
+pub mod ops;
+pub mod reduce;
+pub mod slot;
+pub mod vmath;
+
+pub use exec::{Bound, Executable};
+pub use ir::{Instr, Program};

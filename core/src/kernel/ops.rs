@@ -1,0 +1,460 @@
+//! Elementwise operations over block registers: each arm is one tight loop
+//! the compiler vectorizes (transcendentals go through `vmath`).
+
+use num_traits::{AsPrimitive, Float, PrimInt, WrappingAdd, WrappingMul, WrappingNeg, WrappingSub};
+
+use super::slot::Slot;
+use super::vmath;
+use crate::error::{Error, Result};
+use crate::op::{BinaryOp, UnaryOp};
+
+#[inline]
+fn map1<A: Copy, B>(a: &[A], o: &mut [B], f: impl Fn(A) -> B) {
+    for (o, &a) in o.iter_mut().zip(a) {
+        *o = f(a);
+    }
+}
+
+#[inline]
+fn map2<A: Copy, B: Copy, C>(a: &[A], b: &[B], o: &mut [C], f: impl Fn(A, B) -> C) {
+    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+        *o = f(a, b);
+    }
+}
+
+/// Float types with vectorized transcendental kernels.
+pub trait VFloat: Float + Send + Sync + 'static {
+    fn vsin(a: &[Self], o: &mut [Self]);
+    fn vcos(a: &[Self], o: &mut [Self]);
+    fn vtan(a: &[Self], o: &mut [Self]);
+    fn vexp(a: &[Self], o: &mut [Self]);
+    fn vln(a: &[Self], o: &mut [Self]);
+    fn vtanh(a: &[Self], o: &mut [Self]);
+    fn vpow(a: &[Self], b: &[Self], o: &mut [Self]);
+}
+
+macro_rules! vfloat {
+    ($t:ty, $sin:ident, $cos:ident, $tan:ident, $exp:ident, $ln:ident, $tanh:ident, $pow:ident) => {
+        impl VFloat for $t {
+            fn vsin(a: &[Self], o: &mut [Self]) {
+                vmath::$sin(a, o)
+            }
+            fn vcos(a: &[Self], o: &mut [Self]) {
+                vmath::$cos(a, o)
+            }
+            fn vtan(a: &[Self], o: &mut [Self]) {
+                vmath::$tan(a, o)
+            }
+            fn vexp(a: &[Self], o: &mut [Self]) {
+                vmath::$exp(a, o)
+            }
+            fn vln(a: &[Self], o: &mut [Self]) {
+                vmath::$ln(a, o)
+            }
+            fn vtanh(a: &[Self], o: &mut [Self]) {
+                vmath::$tanh(a, o)
+            }
+            fn vpow(a: &[Self], b: &[Self], o: &mut [Self]) {
+                vmath::$pow(a, b, o)
+            }
+        }
+    };
+}
+vfloat!(f64, sin_f64, cos_f64, tan_f64, exp_f64, ln_f64, tanh_f64, powf_f64);
+vfloat!(f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32);
+
+fn mismatch(what: &str, a: &Slot, o: &Slot) -> Error {
+    Error::Task {
+        task: "kernel".into(),
+        message: format!(
+            "internal: {what} got operand {} and result {}",
+            a.dtype(),
+            o.dtype()
+        ),
+    }
+}
+
+/// `x**n` by squaring: a few whole-block multiplies.
+fn powi_block<T: Copy>(a: &[T], o: &mut [T], n: i32, one: T, mul: impl Fn(T, T) -> T, inv: impl Fn(T) -> T) {
+    let mut e = n.unsigned_abs();
+    let mut base: Vec<T> = a.to_vec();
+    o.iter_mut().for_each(|x| *x = one);
+    while e > 0 {
+        if e & 1 == 1 {
+            for (o, &b) in o.iter_mut().zip(&base) {
+                *o = mul(*o, b);
+            }
+        }
+        e >>= 1;
+        if e > 0 {
+            base.iter_mut().for_each(|b| *b = mul(*b, *b));
+        }
+    }
+    if n < 0 {
+        o.iter_mut().for_each(|x| *x = inv(*x));
+    }
+}
+
+fn float_unary<T: VFloat>(op: UnaryOp, a: &[T], o: &mut [T]) -> bool {
+    use UnaryOp::*;
+    match op {
+        Neg => map1(a, o, |x| -x),
+        Sqrt => map1(a, o, |x| x.sqrt()),
+        Exp => T::vexp(a, o),
+        Log => T::vln(a, o),
+        Sin => T::vsin(a, o),
+        Cos => T::vcos(a, o),
+        Tan => T::vtan(a, o),
+        Tanh => T::vtanh(a, o),
+        Abs => map1(a, o, |x| x.abs()),
+        Floor => map1(a, o, |x| x.floor()),
+        Ceil => map1(a, o, |x| x.ceil()),
+        Re => o.copy_from_slice(a),
+        Im => o.iter_mut().for_each(|x| *x = T::zero()),
+        Powi(2) => map1(a, o, |x| x * x),
+        Powi(n) => powi_block(a, o, n, T::one(), |x, y| x * y, |x| T::one() / x),
+        Not => return false,
+    }
+    true
+}
+
+fn int_unary<T>(op: UnaryOp, a: &[T], o: &mut [T]) -> bool
+where
+    T: PrimInt + WrappingNeg + WrappingMul + num_traits::Signed,
+{
+    use UnaryOp::*;
+    match op {
+        Neg => map1(a, o, |x| x.wrapping_neg()),
+        Abs => map1(a, o, |x| if x < T::zero() { x.wrapping_neg() } else { x }),
+        Re => o.copy_from_slice(a),
+        Im => o.iter_mut().for_each(|x| *x = T::zero()),
+        Powi(n) if n >= 0 => powi_block(a, o, n, T::one(), |x, y| x.wrapping_mul(&y), |x| x),
+        _ => return false,
+    }
+    true
+}
+
+/// `o = op(a)` over the first `n` elements.
+pub fn unary(op: UnaryOp, a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
+    use UnaryOp::*;
+    let ok = match (a, &mut *o) {
+        (Slot::F64(a), Slot::F64(o)) => float_unary(op, &a[..n], &mut o[..n]),
+        (Slot::F32(a), Slot::F32(o)) => float_unary(op, &a[..n], &mut o[..n]),
+        (Slot::I64(a), Slot::I64(o)) => int_unary(op, &a[..n], &mut o[..n]),
+        (Slot::I32(a), Slot::I32(o)) => int_unary(op, &a[..n], &mut o[..n]),
+        (Slot::Bool(a), Slot::Bool(o)) => match op {
+            Not => {
+                map1(&a[..n], &mut o[..n], |x| !x);
+                true
+            }
+            Abs | Re => {
+                o[..n].copy_from_slice(&a[..n]);
+                true
+            }
+            Im => {
+                o[..n].iter_mut().for_each(|x| *x = false);
+                true
+            }
+            _ => false,
+        },
+        (Slot::C128(re, im), Slot::F64(o)) => match op {
+            Abs => {
+                map2(&re[..n], &im[..n], &mut o[..n], |r, i| r.hypot(i));
+                true
+            }
+            Re => {
+                o[..n].copy_from_slice(&re[..n]);
+                true
+            }
+            Im => {
+                o[..n].copy_from_slice(&im[..n]);
+                true
+            }
+            _ => false,
+        },
+        (Slot::C128(re, im), Slot::C128(ore, oim)) => match op {
+            Neg => {
+                map1(&re[..n], &mut ore[..n], |x| -x);
+                map1(&im[..n], &mut oim[..n], |x| -x);
+                true
+            }
+            Powi(p) => {
+                complex_powi(&re[..n], &im[..n], &mut ore[..n], &mut oim[..n], p);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(mismatch(&op.name(), a, o))
+    }
+}
+
+fn complex_powi(re: &[f64], im: &[f64], ore: &mut [f64], oim: &mut [f64], p: i32) {
+    if p == 2 {
+        for k in 0..re.len() {
+            let (r, i) = (re[k], im[k]);
+            ore[k] = r * r - i * i;
+            oim[k] = 2.0 * r * i;
+        }
+        return;
+    }
+    for k in 0..re.len() {
+        let z = num_complex::Complex64::new(re[k], im[k]).powi(p);
+        ore[k] = z.re;
+        oim[k] = z.im;
+    }
+}
+
+/// NumPy's remainder: the result takes the sign of the divisor.
+#[inline]
+fn float_rem<T: Float>(a: T, b: T) -> T {
+    let r = a % b;
+    if r != T::zero() && ((r < T::zero()) != (b < T::zero())) {
+        r + b
+    } else {
+        r
+    }
+}
+
+/// NaN-propagating minimum and maximum (NumPy's `minimum`/`maximum`).
+#[inline]
+fn fmin<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        T::nan()
+    } else if b < a {
+        b
+    } else {
+        a
+    }
+}
+
+#[inline]
+fn fmax<T: Float>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        T::nan()
+    } else if b > a {
+        b
+    } else {
+        a
+    }
+}
+
+fn compare<T: PartialOrd + Copy>(op: BinaryOp, a: &[T], b: &[T], o: &mut [bool]) -> bool {
+    use BinaryOp::*;
+    match op {
+        Eq => map2(a, b, o, |x, y| x == y),
+        Ne => map2(a, b, o, |x, y| x != y),
+        Lt => map2(a, b, o, |x, y| x < y),
+        Le => map2(a, b, o, |x, y| x <= y),
+        Gt => map2(a, b, o, |x, y| x > y),
+        Ge => map2(a, b, o, |x, y| x >= y),
+        _ => return false,
+    }
+    true
+}
+
+fn float_binary<T: VFloat>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) -> bool {
+    use BinaryOp::*;
+    match op {
+        Add => map2(a, b, o, |x, y| x + y),
+        Sub => map2(a, b, o, |x, y| x - y),
+        Mul => map2(a, b, o, |x, y| x * y),
+        Div => map2(a, b, o, |x, y| x / y),
+        Rem => map2(a, b, o, float_rem),
+        Pow => T::vpow(a, b, o),
+        Min => map2(a, b, o, fmin),
+        Max => map2(a, b, o, fmax),
+        _ => return false,
+    }
+    true
+}
+
+fn int_binary<T>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) -> bool
+where
+    T: PrimInt + WrappingAdd + WrappingSub + WrappingMul + num_traits::Signed,
+{
+    use BinaryOp::*;
+    match op {
+        Add => map2(a, b, o, |x, y| x.wrapping_add(&y)),
+        Sub => map2(a, b, o, |x, y| x.wrapping_sub(&y)),
+        Mul => map2(a, b, o, |x, y| x.wrapping_mul(&y)),
+        // NumPy returns 0 for an integer remainder by zero (with a warning).
+        Rem => map2(a, b, o, |x, y| {
+            if y == T::zero() || (y == -T::one()) {
+                T::zero()
+            } else {
+                let r = x % y;
+                if r != T::zero() && ((r < T::zero()) != (y < T::zero())) {
+                    r + y
+                } else {
+                    r
+                }
+            }
+        }),
+        Min => map2(a, b, o, |x, y| if y < x { y } else { x }),
+        Max => map2(a, b, o, |x, y| if y > x { y } else { x }),
+        _ => return false,
+    }
+    true
+}
+
+/// `o = a op b` over the first `n` elements; operands share a dtype.
+pub fn binary(op: BinaryOp, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Result<()> {
+    use BinaryOp::*;
+    let ok = match (a, b, &mut *o) {
+        (Slot::F64(a), Slot::F64(b), Slot::F64(o)) => float_binary(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::F32(a), Slot::F32(b), Slot::F32(o)) => float_binary(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::I64(a), Slot::I64(b), Slot::I64(o)) => int_binary(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::I32(a), Slot::I32(b), Slot::I32(o)) => int_binary(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::F64(a), Slot::F64(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::F32(a), Slot::F32(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::I64(a), Slot::I64(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::I32(a), Slot::I32(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::Bool(a), Slot::Bool(b), Slot::Bool(o)) => match op {
+            And | Min => {
+                map2(&a[..n], &b[..n], &mut o[..n], |x, y| x & y);
+                true
+            }
+            Or | Max => {
+                map2(&a[..n], &b[..n], &mut o[..n], |x, y| x | y);
+                true
+            }
+            _ => compare(op, &a[..n], &b[..n], &mut o[..n]),
+        },
+        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::C128(or, oi)) => {
+            complex_binary(op, [&ar[..n], &ai[..n]], [&br[..n], &bi[..n]], &mut or[..n], &mut oi[..n])
+        }
+        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::Bool(o)) => match op {
+            Eq => {
+                for k in 0..n {
+                    o[k] = ar[k] == br[k] && ai[k] == bi[k];
+                }
+                true
+            }
+            Ne => {
+                for k in 0..n {
+                    o[k] = ar[k] != br[k] || ai[k] != bi[k];
+                }
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(mismatch(op.symbol(), a, o))
+    }
+}
+
+fn complex_binary(op: BinaryOp, a: [&[f64]; 2], b: [&[f64]; 2], or: &mut [f64], oi: &mut [f64]) -> bool {
+    use BinaryOp::*;
+    let [ar, ai] = a;
+    let [br, bi] = b;
+    match op {
+        Add => {
+            map2(ar, br, or, |x, y| x + y);
+            map2(ai, bi, oi, |x, y| x + y);
+        }
+        Sub => {
+            map2(ar, br, or, |x, y| x - y);
+            map2(ai, bi, oi, |x, y| x - y);
+        }
+        Mul => {
+            for k in 0..or.len() {
+                or[k] = ar[k] * br[k] - ai[k] * bi[k];
+                oi[k] = ar[k] * bi[k] + ai[k] * br[k];
+            }
+        }
+        Div => {
+            for k in 0..or.len() {
+                let d = br[k] * br[k] + bi[k] * bi[k];
+                or[k] = (ar[k] * br[k] + ai[k] * bi[k]) / d;
+                oi[k] = (ai[k] * br[k] - ar[k] * bi[k]) / d;
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// `o = where(c, a, b)`.
+pub fn select(c: &Slot, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Result<()> {
+    let Slot::Bool(c) = c else {
+        return Err(mismatch("where", c, o));
+    };
+    let c = &c[..n];
+    fn sel<T: Copy>(c: &[bool], a: &[T], b: &[T], o: &mut [T]) {
+        for k in 0..c.len() {
+            o[k] = if c[k] { a[k] } else { b[k] };
+        }
+    }
+    match (a, b, &mut *o) {
+        (Slot::Bool(a), Slot::Bool(b), Slot::Bool(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::I32(a), Slot::I32(b), Slot::I32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::I64(a), Slot::I64(b), Slot::I64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::F32(a), Slot::F32(b), Slot::F32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::F64(a), Slot::F64(b), Slot::F64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::C128(or, oi)) => {
+            sel(c, &ar[..n], &br[..n], &mut or[..n]);
+            sel(c, &ai[..n], &bi[..n], &mut oi[..n]);
+        }
+        _ => return Err(mismatch("where", a, o)),
+    }
+    Ok(())
+}
+
+fn cast_real<A, B>(a: &[A], o: &mut [B])
+where
+    A: AsPrimitive<B>,
+    B: Copy + 'static,
+{
+    map1(a, o, |x| x.as_());
+}
+
+/// `o = a as o.dtype` with C semantics (NumPy's `astype`).
+pub fn cast(a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
+    macro_rules! real_to {
+        ($a:expr, $o:expr) => {
+            match $o {
+                Slot::I32(o) => cast_real(&$a[..n], &mut o[..n]),
+                Slot::I64(o) => cast_real(&$a[..n], &mut o[..n]),
+                Slot::F32(o) => cast_real(&$a[..n], &mut o[..n]),
+                Slot::F64(o) => cast_real(&$a[..n], &mut o[..n]),
+                Slot::Bool(o) => map1(&$a[..n], &mut o[..n], |x| x != Default::default()),
+                Slot::C128(or, oi) => {
+                    cast_real(&$a[..n], &mut or[..n]);
+                    oi[..n].iter_mut().for_each(|x| *x = 0.0);
+                }
+            }
+        };
+    }
+    match a {
+        Slot::I32(a) => real_to!(a, o),
+        Slot::I64(a) => real_to!(a, o),
+        Slot::F32(a) => real_to!(a, o),
+        Slot::F64(a) => real_to!(a, o),
+        Slot::Bool(a) => {
+            let bytes: Vec<u8> = a[..n].iter().map(|&b| b as u8).collect();
+            real_to!(bytes, o)
+        }
+        Slot::C128(re, im) => match o {
+            Slot::Bool(o) => {
+                for k in 0..n {
+                    o[k] = re[k] != 0.0 || im[k] != 0.0;
+                }
+            }
+            Slot::C128(or, oi) => {
+                or[..n].copy_from_slice(&re[..n]);
+                oi[..n].copy_from_slice(&im[..n]);
+            }
+            other => real_to!(re, other),
+        },
+    }
+    Ok(())
+}

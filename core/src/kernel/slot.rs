@@ -1,0 +1,69 @@
+//! Block registers: one typed vector of block length per live SSA value.
+
+use crate::dtype::{DType, Value};
+
+/// A register's storage. Complex values are kept as separate real and imaginary
+/// vectors so every loop over them is a plain f64 loop.
+#[derive(Clone, Debug)]
+pub enum Slot {
+    Bool(Vec<bool>),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    C128(Vec<f64>, Vec<f64>),
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot::Bool(Vec::new())
+    }
+}
+
+impl Slot {
+    pub fn new(dtype: DType, len: usize) -> Slot {
+        match dtype {
+            DType::Bool => Slot::Bool(vec![false; len]),
+            DType::I32 => Slot::I32(vec![0; len]),
+            DType::I64 => Slot::I64(vec![0; len]),
+            DType::F32 => Slot::F32(vec![0.0; len]),
+            DType::F64 => Slot::F64(vec![0.0; len]),
+            DType::C128 => Slot::C128(vec![0.0; len], vec![0.0; len]),
+        }
+    }
+
+    /// A slot whose first `len` elements are `v`.
+    pub fn splat(v: Value, len: usize) -> Slot {
+        match v {
+            Value::Bool(x) => Slot::Bool(vec![x; len]),
+            Value::I32(x) => Slot::I32(vec![x; len]),
+            Value::I64(x) => Slot::I64(vec![x; len]),
+            Value::F32(x) => Slot::F32(vec![x; len]),
+            Value::F64(x) => Slot::F64(vec![x; len]),
+            Value::C128(c) => Slot::C128(vec![c.re; len], vec![c.im; len]),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            Slot::Bool(_) => DType::Bool,
+            Slot::I32(_) => DType::I32,
+            Slot::I64(_) => DType::I64,
+            Slot::F32(_) => DType::F32,
+            Slot::F64(_) => DType::F64,
+            Slot::C128(..) => DType::C128,
+        }
+    }
+
+    /// Element `i` as a value.
+    pub fn get(&self, i: usize) -> Value {
+        match self {
+            Slot::Bool(v) => Value::Bool(v[i]),
+            Slot::I32(v) => Value::I32(v[i]),
+            Slot::I64(v) => Value::I64(v[i]),
+            Slot::F32(v) => Value::F32(v[i]),
+            Slot::F64(v) => Value::F64(v[i]),
+            Slot::C128(r, m) => Value::C128(num_complex::Complex64::new(r[i], m[i])),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! accel-core: dtypes, chunk grids, the expression graph and its optimizer,
+//! lowering into stages of coarse tasks, the kernel IR and its CPU executor.
+//!
+//! No networking and no async: everything here is plain synchronous code that
+//! the embedded client and the distributed runtime share.
+
+pub mod buffer;
+pub mod dot;
+pub mod dtype;
+pub mod error;
+pub mod exec;
+pub mod graph;
+pub mod infer;
+pub mod kernel;
+pub mod op;
+pub mod optimize;
+pub mod plan;
+pub mod shape;
+
+pub use buffer::{Buffer, Chunk, Element};
+pub use dtype::{DType, Scalar, Value};
+pub use error::{Error, Result};
+pub use graph::{Graph, Node, NodeId};
+pub use op::{Meta, Op};
+pub use plan::{ChunkKey, Plan, Stage, StageId, StageKind};
+pub use shape::Chunks;

@@ -1,0 +1,290 @@
+//! The operation set of the expression graph and the rules that type-check it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::buffer::Buffer;
+use crate::dtype::{DType, Value};
+
+/// Shape, dtype and chunk grid of a node's result.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Meta {
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub chunks: crate::shape::Chunks,
+}
+
+impl fmt::Display for Meta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:?}", self.dtype, self.shape)?;
+        let m = self.chunks.max_chunk();
+        if !m.is_empty() && m != self.shape {
+            write!(f, " chunks {m:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Contiguous row-major data handed in by the user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostArray {
+    pub shape: Vec<usize>,
+    pub data: Buffer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Not,
+    Sqrt,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tan,
+    Tanh,
+    Abs,
+    Floor,
+    Ceil,
+    /// Real part (identity for real dtypes).
+    Re,
+    /// Imaginary part (zero for real dtypes).
+    Im,
+    /// Integer power by repeated multiplication (NumPy's `x**n` for literal n).
+    Powi(i32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// Remainder with the sign of the divisor (NumPy's `%`).
+    Rem,
+    /// Floating-point power.
+    Pow,
+    Min,
+    Max,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+}
+
+impl BinaryOp {
+    pub fn is_comparison(self) -> bool {
+        use BinaryOp::*;
+        matches!(self, Eq | Ne | Lt | Le | Gt | Ge)
+    }
+    pub fn symbol(self) -> &'static str {
+        use BinaryOp::*;
+        match self {
+            Add => "add",
+            Sub => "sub",
+            Mul => "mul",
+            Div => "div",
+            Rem => "rem",
+            Pow => "pow",
+            Min => "minimum",
+            Max => "maximum",
+            Eq => "eq",
+            Ne => "ne",
+            Lt => "lt",
+            Le => "le",
+            Gt => "gt",
+            Ge => "ge",
+            And => "and",
+            Or => "or",
+        }
+    }
+}
+
+impl UnaryOp {
+    pub fn name(self) -> String {
+        match self {
+            UnaryOp::Powi(n) => format!("powi{n}"),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceOp {
+    Sum,
+    Prod,
+    Mean,
+    Min,
+    Max,
+    /// Variance with `ddof` delta degrees of freedom.
+    Var(u32),
+    Std(u32),
+    Any,
+    All,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> String {
+        match self {
+            ReduceOp::Var(d) => format!("var(ddof={d})"),
+            ReduceOp::Std(d) => format!("std(ddof={d})"),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+}
+
+/// A reduction over some axes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReduceSpec {
+    pub op: ReduceOp,
+    /// Sorted, distinct axes of the input.
+    pub axes: Vec<usize>,
+    pub keepdims: bool,
+    /// Fan-in of the combine tree (at least 2).
+    pub split_every: usize,
+}
+
+/// Values that are a pure function of the element's index: generated inside kernels.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GenKind {
+    /// `start + i * step`.
+    Arange { start: f64, step: f64 },
+    /// NumPy's linspace: `start + i * step`, and exactly `stop` at the last point with `endpoint`.
+    Linspace {
+        start: f64,
+        stop: f64,
+        num: u64,
+        endpoint: bool,
+    },
+    /// Uniform in [low, high) from a counter-based generator.
+    Uniform {
+        seed: u64,
+        stream: u64,
+        low: f64,
+        high: f64,
+    },
+    /// Normal(mean, std) by Box–Muller from two counter-based uniforms.
+    Normal {
+        seed: u64,
+        stream: u64,
+        mean: f64,
+        std: f64,
+    },
+}
+
+/// Maps an element's coordinates to the generator's 1-D counter:
+/// `i = base + Σ coord[d] * strides[d]`. Slicing, transposing, taking a
+/// diagonal or reshaping a generator only changes this map.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Affine {
+    pub base: i64,
+    pub strides: Vec<i64>,
+}
+
+impl Affine {
+    /// The counter of a contiguous row-major array of `shape`.
+    pub fn row_major(shape: &[usize]) -> Affine {
+        Affine {
+            base: 0,
+            strides: crate::shape::strides(shape)
+                .into_iter()
+                .map(|s| s as i64)
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generator {
+    pub kind: GenKind,
+    pub index: Affine,
+}
+
+/// How one input axis of a [`Remap`] is addressed from the output coordinates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InAxis {
+    pub base: i64,
+    /// `(output axis, coefficient)`; `None` for a fixed index.
+    pub src: Option<(usize, i64)>,
+}
+
+/// A structural view: each input axis coordinate is affine in one output axis.
+/// Covers slicing with steps, integer indexing, new axes, transposes,
+/// diagonals and rechunking.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Remap {
+    pub axes: Vec<InAxis>,
+}
+
+impl Remap {
+    pub fn identity(ndim: usize) -> Remap {
+        Remap {
+            axes: (0..ndim)
+                .map(|d| InAxis {
+                    base: 0,
+                    src: Some((d, 1)),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A node's operation. Inputs are stored beside it in the graph.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// User data, cut into chunks on demand.
+    Source(Arc<HostArray>),
+    /// Every element equal (a 0-d `Full` is a scalar constant).
+    Full(Value),
+    Gen(Generator),
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`.
+    Where,
+    Cast(DType),
+    Reduce(ReduceSpec),
+    Remap(Remap),
+    Concat { axis: usize },
+    Reshape,
+}
+
+impl Op {
+    /// Elementwise ops (and leaves that are computed per element) fuse into kernels.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(
+            self,
+            Op::Full(_) | Op::Gen(_) | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_)
+        )
+    }
+
+    /// Leaves whose values depend only on the index: recomputed wherever used.
+    pub fn is_generated(&self) -> bool {
+        matches!(self, Op::Full(_) | Op::Gen(_))
+    }
+
+    /// Short label for DOT export and messages.
+    pub fn label(&self) -> String {
+        match self {
+            Op::Source(_) => "source".into(),
+            Op::Full(v) => format!("full({v})"),
+            Op::Gen(g) => match &g.kind {
+                GenKind::Arange { .. } => "arange".into(),
+                GenKind::Linspace { .. } => "linspace".into(),
+                GenKind::Uniform { .. } => "uniform".into(),
+                GenKind::Normal { .. } => "normal".into(),
+            },
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.symbol().into(),
+            Op::Where => "where".into(),
+            Op::Cast(d) => format!("astype({d})"),
+            Op::Reduce(r) => format!("{}{:?}", r.op.name(), r.axes),
+            Op::Remap(_) => "remap".into(),
+            Op::Concat { axis } => format!("concatenate(axis={axis})"),
+            Op::Reshape => "reshape".into(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Fusion and lowering: every maximal region of elementwise nodes becomes one
+//! kernel (a `Map` stage), a region feeding a reduction is evaluated inside the
+//! reduction's per-chunk step, and generated leaves are recomputed wherever
+//! they are used instead of being stored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId};
+use crate::kernel::{Executable, compile::compile, reduce::acc_dtype};
+use crate::op::{Meta, Op, ReduceSpec};
+use crate::plan::{Plan, Stage, StageId, StageKind};
+use crate::shape::Chunks;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Assign {
+    Dead,
+    /// Recomputed inside every kernel that reads it.
+    Inline,
+    /// Member of the group whose root is this node.
+    Group(NodeId),
+}
+
+/// Lowers an (optimized) graph into stages.
+pub fn lower(graph: &Graph) -> Result<Plan> {
+    let n = graph.len();
+    let live = graph.live();
+    let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if live[i] {
+            for inp in &node.inputs {
+                consumers[inp.index()].push(NodeId(i as u32));
+            }
+        }
+    }
+    let mut is_output = vec![false; n];
+    for o in &graph.outputs {
+        is_output[o.index()] = true;
+    }
+
+    // Assign groups from the outputs backwards: a node joins the group of its
+    // consumers when they all agree, otherwise it is materialized.
+    let mut assign = vec![Assign::Dead; n];
+    for i in (0..n).rev() {
+        if !live[i] {
+            continue;
+        }
+        let id = NodeId(i as u32);
+        let node = &graph.nodes[i];
+        if !node.op.is_elementwise() || is_output[i] {
+            assign[i] = Assign::Group(id);
+            continue;
+        }
+        let mut common: Option<Option<NodeId>> = None;
+        for c in &consumers[i] {
+            let cg = match (&graph.node(*c).op, assign[c.index()]) {
+                (op, Assign::Group(g)) if op.is_elementwise() || matches!(op, Op::Reduce(_)) => Some(g),
+                _ => None,
+            };
+            common = match common {
+                None => Some(cg),
+                Some(prev) if prev == cg => Some(prev),
+                Some(_) => Some(None),
+            };
+        }
+        let fusable = matches!(common, Some(Some(_)));
+        assign[i] = if node.op.is_generated() {
+            let all_fusable = consumers[i].iter().all(|c| {
+                let op = &graph.node(*c).op;
+                op.is_elementwise() || matches!(op, Op::Reduce(_))
+            });
+            if all_fusable { Assign::Inline } else { Assign::Group(id) }
+        } else if fusable {
+            match common {
+                Some(Some(g)) => Assign::Group(g),
+                _ => Assign::Group(id),
+            }
+        } else {
+            Assign::Group(id)
+        };
+    }
+
+    let mut plan = Plan::default();
+    let mut stage_of: HashMap<NodeId, StageId> = HashMap::new();
+    let mut members: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+    for (i, a) in assign.iter().enumerate() {
+        if let Assign::Group(g) = a {
+            members.entry(*g).or_default().push(NodeId(i as u32));
+        }
+    }
+    for i in 0..n {
+        let id = NodeId(i as u32);
+        if assign[i] != Assign::Group(id) {
+            continue;
+        }
+        let node = graph.node(id);
+        let group_nodes = members.remove(&id).unwrap_or_default();
+        let label = region_label(graph, &group_nodes);
+        let input_stages = |ids: &[NodeId]| -> Result<Vec<StageId>> {
+            ids.iter()
+                .map(|x| {
+                    stage_of.get(x).copied().ok_or_else(|| {
+                        Error::Graph(format!("node {} is read before it is computed", x.0))
+                    })
+                })
+                .collect()
+        };
+        let inline = |x: NodeId| match assign[x.index()] {
+            Assign::Inline => true,
+            Assign::Group(g) => g == id && x != id || (x == id && node.op.is_elementwise()),
+            Assign::Dead => false,
+        };
+        let stage = match &node.op {
+            Op::Source(h) => Stage {
+                kind: StageKind::Source(h.clone()),
+                inputs: vec![],
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label,
+            },
+            op if op.is_elementwise() => {
+                let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None)?;
+                Stage {
+                    kind: StageKind::Map(Arc::new(Executable::new(program))),
+                    inputs: input_stages(&ext)?,
+                    meta: node.meta.clone(),
+                    nodes: group_nodes,
+                    label,
+                }
+            }
+            Op::Reduce(spec) => {
+                let src = node.inputs[0];
+                let region = graph.node(src).meta.clone();
+                let acc = acc_dtype(spec.op, region.dtype);
+                let (program, ext) = compile(graph, src, &inline, &region.shape, Some(acc))?;
+                let inputs = input_stages(&ext)?;
+                let last = push_reduction(&mut plan, spec, program, inputs, region, &node.meta, group_nodes, label);
+                stage_of.insert(id, last);
+                continue;
+            }
+            Op::Remap(m) => Stage {
+                kind: StageKind::Remap(m.clone()),
+                inputs: input_stages(&node.inputs)?,
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label,
+            },
+            Op::Concat { axis } => Stage {
+                kind: StageKind::Concat { axis: *axis },
+                inputs: input_stages(&node.inputs)?,
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label,
+            },
+            Op::Reshape => Stage {
+                kind: StageKind::Reshape,
+                inputs: input_stages(&node.inputs)?,
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label,
+            },
+            other => {
+                return Err(Error::Graph(format!("cannot lower {}", other.label())));
+            }
+        };
+        plan.stages.push(stage);
+        stage_of.insert(id, StageId((plan.stages.len() - 1) as u32));
+    }
+    plan.outputs = graph
+        .outputs
+        .iter()
+        .map(|o| {
+            stage_of
+                .get(o)
+                .copied()
+                .ok_or_else(|| Error::Graph(format!("output node {} was not lowered", o.0)))
+        })
+        .collect::<Result<_>>()?;
+    Ok(plan)
+}
+
+/// The partial stage and the combine tree of a reduction; returns the last stage.
+#[allow(clippy::too_many_arguments)]
+fn push_reduction(
+    plan: &mut Plan,
+    spec: &ReduceSpec,
+    program: crate::kernel::Program,
+    inputs: Vec<StageId>,
+    region: Meta,
+    result: &Meta,
+    nodes: Vec<NodeId>,
+    label: String,
+) -> StageId {
+    let nd = region.shape.len();
+    let mut grid: Vec<usize> = region.chunks.grid();
+    let state_meta = |grid: &[usize]| {
+        let mut chunks = region.chunks.0.clone();
+        let mut shape = region.shape.clone();
+        for &ax in &spec.axes {
+            chunks[ax] = vec![1; grid[ax]];
+            shape[ax] = grid[ax];
+        }
+        Meta {
+            shape,
+            dtype: result.dtype,
+            chunks: Chunks(chunks),
+        }
+    };
+    let done = |grid: &[usize]| spec.axes.iter().all(|&ax| grid[ax] <= 1);
+    let finished = done(&grid);
+    plan.stages.push(Stage {
+        kind: StageKind::Partial {
+            exe: Arc::new(Executable::new(program)),
+            spec: spec.clone(),
+            finalize: finished.then_some(result.dtype),
+            region: region.clone(),
+        },
+        inputs,
+        meta: if finished { result.clone() } else { state_meta(&grid) },
+        nodes: nodes.clone(),
+        label: format!("{label} → {} partial", spec.op.name()),
+    });
+    let mut last = StageId((plan.stages.len() - 1) as u32);
+    while !done(&grid) {
+        let busy = spec.axes.iter().filter(|&&ax| grid[ax] > 1).count().max(1);
+        let per_axis = (spec.split_every as f64).powf(1.0 / busy as f64).floor() as usize;
+        let mut fan_in = vec![1; nd];
+        for &ax in &spec.axes {
+            if grid[ax] > 1 {
+                fan_in[ax] = per_axis.max(2);
+                grid[ax] = grid[ax].div_ceil(fan_in[ax]);
+            }
+        }
+        let finished = done(&grid);
+        plan.stages.push(Stage {
+            kind: StageKind::Combine {
+                spec: spec.clone(),
+                fan_in,
+                finalize: finished.then_some(result.dtype),
+            },
+            inputs: vec![last],
+            meta: if finished { result.clone() } else { state_meta(&grid) },
+            nodes: nodes.clone(),
+            label: format!("{} combine", spec.op.name()),
+        });
+        last = StageId((plan.stages.len() - 1) as u32);
+    }
+    last
+}
+
+/// "sqrt(add(mul, mul))"-style summary of the ops in a region.
+fn region_label(graph: &Graph, nodes: &[NodeId]) -> String {
+    let labels: Vec<String> = nodes.iter().map(|&n| graph.node(n).op.label()).collect();
+    if labels.len() <= 6 {
+        labels.join(", ")
+    } else {
+        format!(
+            "{}, … ({} ops), {}",
+            labels[..3].join(", "),
+            labels.len(),
+            labels[labels.len() - 2..].join(", ")
+        )
+    }
+}

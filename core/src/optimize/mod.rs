@@ -1,0 +1,68 @@
+//! Graph rewrites before lowering: dead-node removal, constant folding and
+//! common-subexpression elimination, in one forward pass over the arena
+//! (inputs are rewritten before their consumers, so one pass reaches a fixed point).
+
+mod fold;
+pub mod fuse;
+
+use std::collections::HashMap;
+
+use crate::error::Result;
+use crate::graph::{Graph, Node, NodeId};
+use crate::op::Op;
+
+/// Returns an equivalent graph with only live nodes, constants folded and
+/// duplicates merged.
+pub fn optimize(graph: &Graph) -> Result<Graph> {
+    let live = graph.live();
+    let mut out = Graph::new();
+    let mut remap: Vec<Option<NodeId>> = vec![None; graph.len()];
+    let mut seen: HashMap<String, NodeId> = HashMap::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if !live[i] {
+            continue;
+        }
+        let inputs: Vec<NodeId> = node
+            .inputs
+            .iter()
+            .map(|&x| remap[x.index()].ok_or_else(|| dangling(i, x)))
+            .collect::<Result<_>>()?;
+        let mut new = Node {
+            op: node.op.clone(),
+            inputs,
+            meta: node.meta.clone(),
+        };
+        if let Some(folded) = fold::fold(&out, &new)? {
+            new = folded;
+        }
+        let key = cse_key(&new);
+        let id = match seen.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = out.push(new)?;
+                seen.insert(key, id);
+                id
+            }
+        };
+        remap[i] = Some(id);
+    }
+    out.outputs = graph
+        .outputs
+        .iter()
+        .map(|o| remap[o.index()].ok_or_else(|| dangling(o.index(), *o)))
+        .collect::<Result<_>>()?;
+    Ok(out)
+}
+
+fn dangling(i: usize, x: NodeId) -> crate::error::Error {
+    crate::error::Error::Graph(format!("node {i} refers to missing node {}", x.0))
+}
+
+/// Identity of a node for CSE: its op (user data by address), inputs and meta.
+fn cse_key(n: &Node) -> String {
+    let op = match &n.op {
+        Op::Source(h) => format!("source@{:p}", std::sync::Arc::as_ptr(h)),
+        other => format!("{other:?}"),
+    };
+    format!("{op}|{:?}|{:?}", n.inputs, n.meta)
+}

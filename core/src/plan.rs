@@ -1,0 +1,321 @@
+//! The lowered graph: stages of identical tasks, one task per output chunk.
+//! This is what runs, locally or on a cluster; tasks are plain data (a stage
+//! id and a chunk index), expanded from the stages on demand.
+
+use std::sync::Arc;
+
+use crate::dtype::DType;
+use crate::graph::NodeId;
+use crate::kernel::Executable;
+use crate::op::{HostArray, Meta, ReduceSpec, Remap};
+use crate::shape::{self, grid_index, linear_index};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StageId(pub u32);
+
+impl StageId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One chunk of one stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkKey {
+    pub stage: StageId,
+    pub chunk: u32,
+}
+
+#[derive(Clone, Debug)]
+pub enum StageKind {
+    /// Chunks cut out of user data.
+    Source(Arc<HostArray>),
+    /// A fused elementwise kernel.
+    Map(Arc<Executable>),
+    /// A fused kernel reduced to a partial state per chunk (finalized at once when
+    /// `finalize` holds the result dtype: no combine step was needed).
+    Partial {
+        exe: Arc<Executable>,
+        spec: ReduceSpec,
+        finalize: Option<DType>,
+        /// The iteration space: the reduced array's shape and chunks.
+        region: Meta,
+    },
+    /// Merges groups of `fan_in[axis]` partial states along the reduced axes.
+    Combine {
+        spec: ReduceSpec,
+        fan_in: Vec<usize>,
+        finalize: Option<DType>,
+    },
+    Remap(Remap),
+    Concat { axis: usize },
+    Reshape,
+}
+
+#[derive(Clone, Debug)]
+pub struct Stage {
+    pub kind: StageKind,
+    pub inputs: Vec<StageId>,
+    /// Shape, dtype and chunk grid of the stage's output. For partial states the
+    /// reduced axes have one element per chunk.
+    pub meta: Meta,
+    /// Graph nodes computed by this stage (for DOT export).
+    pub nodes: Vec<NodeId>,
+    /// Human-readable summary (op names fused into it).
+    pub label: String,
+}
+
+impl Stage {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            StageKind::Source(_) => "source",
+            StageKind::Map(_) => "map",
+            StageKind::Partial { .. } => "partial",
+            StageKind::Combine { .. } => "combine",
+            StageKind::Remap(_) => "remap",
+            StageKind::Concat { .. } => "concat",
+            StageKind::Reshape => "reshape",
+        }
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.meta.chunks.count()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// In topological order.
+    pub stages: Vec<Stage>,
+    /// The stage computing each requested output.
+    pub outputs: Vec<StageId>,
+}
+
+impl Plan {
+    pub fn stage(&self, id: StageId) -> &Stage {
+        &self.stages[id.index()]
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.stages.iter().map(Stage::task_count).sum()
+    }
+
+    /// The chunks task `key` reads, in the order its kernel expects them.
+    pub fn task_inputs(&self, key: ChunkKey) -> Vec<ChunkKey> {
+        let stage = self.stage(key.stage);
+        let grid = stage.meta.chunks.grid();
+        let idx = grid_index(key.chunk as usize, &grid);
+        let mut out = Vec::new();
+        match &stage.kind {
+            StageKind::Source(_) => {}
+            StageKind::Map(_) => {
+                for &inp in &stage.inputs {
+                    out.push(broadcast_key(self.stage(inp), inp, &stage.meta.shape, &idx));
+                }
+            }
+            StageKind::Partial { spec, region, .. } => {
+                let idx = full_rank(spec, &idx, region.shape.len());
+                for &inp in &stage.inputs {
+                    out.push(broadcast_key(self.stage(inp), inp, &region.shape, &idx));
+                }
+            }
+            StageKind::Combine { fan_in, spec, .. } => {
+                let inp = stage.inputs[0];
+                let in_grid = self.stage(inp).meta.chunks.grid();
+                let idx = full_rank(spec, &idx, in_grid.len());
+                // Input grid = output grid with reduced axes multiplied by fan-in.
+                let mut lo = vec![0; idx.len()];
+                let mut hi = vec![0; idx.len()];
+                for d in 0..idx.len() {
+                    lo[d] = idx[d] * fan_in[d];
+                    hi[d] = ((idx[d] + 1) * fan_in[d]).min(in_grid[d]);
+                }
+                for_each_in_box(&lo, &hi, |c| {
+                    out.push(ChunkKey {
+                        stage: inp,
+                        chunk: linear_index(c, &in_grid) as u32,
+                    })
+                });
+            }
+            StageKind::Remap(map) => {
+                let inp = stage.inputs[0];
+                let in_stage = self.stage(inp);
+                let (lo, hi) = remap_chunk_box(map, &stage.meta, &idx, &in_stage.meta);
+                let in_grid = in_stage.meta.chunks.grid();
+                for_each_in_box(&lo, &hi, |c| {
+                    out.push(ChunkKey {
+                        stage: inp,
+                        chunk: linear_index(c, &in_grid) as u32,
+                    })
+                });
+            }
+            StageKind::Concat { axis } => {
+                // Chunk k along the axis comes from the input holding it, unchanged.
+                let mut k = idx[*axis];
+                for &inp in &stage.inputs {
+                    let in_stage = self.stage(inp);
+                    let n = in_stage.meta.chunks.0[*axis].iter().filter(|&&s| s > 0).count();
+                    if k < n {
+                        let mut c = idx.clone();
+                        c[*axis] = k;
+                        out.push(ChunkKey {
+                            stage: inp,
+                            chunk: linear_index(&c, &in_stage.meta.chunks.grid()) as u32,
+                        });
+                        break;
+                    }
+                    k -= n;
+                }
+            }
+            StageKind::Reshape => {
+                let inp = stage.inputs[0];
+                let in_meta = &self.stage(inp).meta;
+                let (lo, hi) = reshape_chunk_box(&stage.meta, &idx, in_meta);
+                let in_grid = in_meta.chunks.grid();
+                for_each_in_box(&lo, &hi, |c| {
+                    out.push(ChunkKey {
+                        stage: inp,
+                        chunk: linear_index(c, &in_grid) as u32,
+                    })
+                });
+            }
+        }
+        out
+    }
+
+    /// Global coordinate of the first element of chunk `chunk` of `stage`.
+    pub fn chunk_origin(&self, key: ChunkKey) -> Vec<usize> {
+        let m = &self.stage(key.stage).meta;
+        let idx = grid_index(key.chunk as usize, &m.chunks.grid());
+        let offs = m.chunks.offsets();
+        idx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect()
+    }
+
+    /// Shape of chunk `key`.
+    pub fn chunk_shape(&self, key: ChunkKey) -> Vec<usize> {
+        let m = &self.stage(key.stage).meta;
+        m.chunks
+            .chunk_shape(&grid_index(key.chunk as usize, &m.chunks.grid()))
+    }
+}
+
+/// A finalized reduction without keepdims drops the reduced axes from its grid;
+/// put them back (at index 0) to address the reduction's input.
+pub fn full_rank(spec: &ReduceSpec, idx: &[usize], nd: usize) -> Vec<usize> {
+    if idx.len() == nd {
+        return idx.to_vec();
+    }
+    let mut it = idx.iter();
+    (0..nd)
+        .map(|d| if spec.axes.contains(&d) { 0 } else { it.next().copied().unwrap_or(0) })
+        .collect()
+}
+
+/// The chunk of `input` that lines up (under broadcasting) with output chunk `idx`.
+fn broadcast_key(input: &Stage, id: StageId, out_shape: &[usize], idx: &[usize]) -> ChunkKey {
+    let in_shape = &input.meta.shape;
+    let off = out_shape.len() - in_shape.len();
+    let c: Vec<usize> = (0..in_shape.len())
+        .map(|d| if in_shape[d] == 1 && out_shape[off + d] != 1 { 0 } else { idx[off + d] })
+        .collect();
+    ChunkKey {
+        stage: id,
+        chunk: linear_index(&c, &input.meta.chunks.grid()) as u32,
+    }
+}
+
+/// Calls `f` on every grid index in `lo..hi` (per axis, exclusive).
+pub fn for_each_in_box(lo: &[usize], hi: &[usize], mut f: impl FnMut(&[usize])) {
+    if lo.iter().zip(hi).any(|(l, h)| l >= h) {
+        if lo.is_empty() {
+            f(&[]);
+        }
+        return;
+    }
+    let mut c = lo.to_vec();
+    loop {
+        f(&c);
+        let mut d = c.len();
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            c[d] += 1;
+            if c[d] < hi[d] {
+                break;
+            }
+            c[d] = lo[d];
+        }
+    }
+}
+
+/// Index of the chunk containing coordinate `x` given chunk start offsets.
+pub fn chunk_of(offsets: &[usize], x: usize) -> usize {
+    match offsets.binary_search(&x) {
+        Ok(i) => i.min(offsets.len().saturating_sub(2)),
+        Err(i) => i - 1,
+    }
+}
+
+/// Box of input chunks touched by output chunk `idx` of a remap.
+fn remap_chunk_box(map: &Remap, out: &Meta, idx: &[usize], input: &Meta) -> (Vec<usize>, Vec<usize>) {
+    let out_offs = out.chunks.offsets();
+    let in_offs = input.chunks.offsets();
+    let mut lo = Vec::with_capacity(map.axes.len());
+    let mut hi = Vec::with_capacity(map.axes.len());
+    for (d, ax) in map.axes.iter().enumerate() {
+        let (a, b) = match ax.src {
+            None => (ax.base, ax.base),
+            Some((j, c)) => {
+                let (s, e) = (out_offs[j][idx[j]] as i64, out_offs[j][idx[j] + 1] as i64 - 1);
+                let (x, y) = (ax.base + c * s, ax.base + c * e.max(s));
+                (x.min(y), x.max(y))
+            }
+        };
+        let a = chunk_of(&in_offs[d], a.max(0) as usize);
+        let b = chunk_of(&in_offs[d], b.max(0) as usize);
+        lo.push(a);
+        hi.push(b + 1);
+    }
+    (lo, hi)
+}
+
+/// Box of input chunks that can hold the flat range of output chunk `idx` of a reshape.
+fn reshape_chunk_box(out: &Meta, idx: &[usize], input: &Meta) -> (Vec<usize>, Vec<usize>) {
+    let out_offs = out.chunks.offsets();
+    let ostr = shape::strides(&out.shape);
+    let first: usize = idx.iter().enumerate().map(|(d, &i)| out_offs[d][i] * ostr[d]).sum();
+    let last: usize = idx
+        .iter()
+        .enumerate()
+        .map(|(d, &i)| (out_offs[d][i + 1].max(1) - 1) * ostr[d])
+        .sum();
+    let unravel = |mut f: usize| {
+        let mut c = vec![0; input.shape.len()];
+        for d in (0..input.shape.len()).rev() {
+            let n = input.shape[d].max(1);
+            c[d] = f % n;
+            f /= n;
+        }
+        c
+    };
+    let (a, b) = (unravel(first), unravel(last));
+    let in_offs = input.chunks.offsets();
+    let nd = input.shape.len();
+    let mut lo = vec![0; nd];
+    let mut hi = vec![0; nd];
+    let mut diverged = false;
+    for d in 0..nd {
+        let grid = in_offs[d].len() - 1;
+        if diverged {
+            lo[d] = 0;
+            hi[d] = grid;
+        } else {
+            lo[d] = chunk_of(&in_offs[d], a[d]);
+            hi[d] = chunk_of(&in_offs[d], b[d]) + 1;
+            diverged = a[d] != b[d];
+        }
+    }
+    (lo, hi)
+}
