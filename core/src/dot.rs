@@ -9,7 +9,7 @@ use crate::plan::{ChunkKey, Plan, StageId, StageKind};
 use crate::shape::grid_index;
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn meta_line(m: &Meta) -> String {

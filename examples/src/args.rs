@@ -1,0 +1,62 @@
+//! Command-line options shared by every example.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Seconds in a debug build: for tests.
+    Small,
+    /// The benchmark size of WORKLOADS.md.
+    Bench,
+}
+
+#[derive(Clone, Debug)]
+pub struct Args {
+    pub size: Size,
+    /// Where pictures and DOT files go.
+    pub out: PathBuf,
+}
+
+impl Args {
+    /// Parses `--size small|bench` and `--out DIR` from the process arguments.
+    pub fn from_env() -> anyhow::Result<Args> {
+        Args::parse(std::env::args().skip(1))
+    }
+
+    pub fn parse(args: impl IntoIterator<Item = String>) -> anyhow::Result<Args> {
+        let mut out = Args {
+            size: Size::Bench,
+            out: PathBuf::from("out"),
+        };
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--size" => {
+                    out.size = match it.next().as_deref() {
+                        Some("small") => Size::Small,
+                        Some("bench") => Size::Bench,
+                        other => bail!("--size takes small or bench, got {other:?}"),
+                    }
+                }
+                "--out" => out.out = PathBuf::from(it.next().context("--out needs a directory")?),
+                "-h" | "--help" => {
+                    println!("options: --size small|bench (default bench), --out DIR (default out)");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?} (try --help)"),
+            }
+        }
+        std::fs::create_dir_all(&out.out)
+            .with_context(|| format!("cannot create output directory {}", out.out.display()))?;
+        Ok(out)
+    }
+
+    pub fn pick<T>(&self, small: T, bench: T) -> T {
+        match self.size {
+            Size::Small => small,
+            Size::Bench => bench,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! What a workload run reports.
+
+use std::time::Duration;
+
+use accel::Planned;
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub name: &'static str,
+    /// Human-readable problem size.
+    pub size: String,
+    /// Elements of the computation (for ns/element and GB/s).
+    pub elements: usize,
+    /// Bytes the fused kernels must read and write at least.
+    pub bytes: usize,
+    pub time: Duration,
+    /// Tasks an unfused, one-task-per-chunk-per-op scheduler would run.
+    pub tasks_unfused: usize,
+    pub tasks: usize,
+    /// The check against the scalar reference, e.g. "exact" or "max rel err 3e-16".
+    pub check: String,
+    /// Anything else worth seeing (files written, the value of pi…).
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    pub fn new(name: &'static str, size: String, planned: &Planned, elements: usize, bytes: usize, time: Duration) -> Report {
+        Report {
+            name,
+            size,
+            elements,
+            bytes,
+            time,
+            tasks_unfused: planned.tasks_unfused(),
+            tasks: planned.tasks(),
+            check: String::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn ns_per_element(&self) -> f64 {
+        self.time.as_secs_f64() * 1e9 / self.elements.max(1) as f64
+    }
+
+    pub fn gbps(&self) -> f64 {
+        self.bytes as f64 / self.time.as_secs_f64() / 1e9
+    }
+
+    pub fn print(&self) {
+        println!("{}  ({})", self.name, self.size);
+        println!("  time        {:.3} ms  ({:.2} ns/element, {:.1} GB/s)", self.time.as_secs_f64() * 1e3, self.ns_per_element(), self.gbps());
+        println!("  tasks       {} unfused → {} fused", self.tasks_unfused, self.tasks);
+        println!("  check       {}", self.check);
+        for n in &self.notes {
+            println!("  {n}");
+        }
+    }
+
+    pub fn table_header() -> String {
+        format!(
+            "| {:<13} | {:<26} | {:>10} | {:>8} | {:>7} | {:>14} | {:<22} |\n|{}|{}|{}|{}|{}|{}|{}|",
+            "workload", "size", "time (ms)", "ns/elem", "GB/s", "tasks (unfused → fused)", "check",
+            "-".repeat(15), "-".repeat(28), "-".repeat(12), "-".repeat(10), "-".repeat(9), "-".repeat(16), "-".repeat(24)
+        )
+    }
+
+    pub fn table_row(&self) -> String {
+        format!(
+            "| {:<13} | {:<26} | {:>10.2} | {:>8.3} | {:>7.1} | {:>14} | {:<22} |",
+            self.name,
+            self.size,
+            self.time.as_secs_f64() * 1e3,
+            self.ns_per_element(),
+            self.gbps(),
+            format!("{} → {}", self.tasks_unfused, self.tasks),
+            self.check
+        )
+    }
+}
+
+/// Best of `repeats` timings of `f` (after one warm-up run), and its last result.
+pub fn time_best<T>(repeats: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(Duration, T)> {
+    let mut last = f()?;
+    let mut best = Duration::MAX;
+    for _ in 0..repeats.max(1) {
+        let t = std::time::Instant::now();
+        last = f()?;
+        best = best.min(t.elapsed());
+    }
+    Ok((best, last))
+}
+
+/// Largest relative error of `got` against `want` (absolute where |want| < 1).
+pub fn max_rel_err(got: impl Iterator<Item = f64>, want: impl Iterator<Item = f64>) -> f64 {
+    got.zip(want)
+        .map(|(g, w)| if g == w { 0.0 } else { (g - w).abs() / w.abs().max(1.0) })
+        .fold(0.0, f64::max)
+}

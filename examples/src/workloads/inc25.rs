@@ -1,0 +1,38 @@
+//! `x + 1` applied 25 times to ones(n) (seed 002): one fused task per chunk.
+
+use accel::{Array, DType, from_ndarray, ones};
+
+use crate::report::time_best;
+use crate::{Args, Report};
+
+pub fn chain(mut x: Array, steps: usize) -> Array {
+    for _ in 0..steps {
+        x = x + 1.0;
+    }
+    x
+}
+
+pub fn run(args: &Args) -> anyhow::Result<Report> {
+    let (n, chunk) = args.pick((10_000, 2_500), (50_000_000, 2_500_000));
+    // As the seed writes it: constant folding turns ones(n)+1+…+1 into full(26).
+    let x = chain(ones(&[n], DType::F64, chunk), 25);
+    let planned = x.plan()?;
+    let (time, got) = time_best(3, || Ok(x.compute::<f64>()?))?;
+    anyhow::ensure!(got.iter().all(|&v| v == 26.0), "inc25 is not 26 everywhere");
+    // The same chain over data that cannot be folded: 25 adds fused into one pass.
+    let data = from_ndarray(&ndarray::Array1::<f64>::ones(n), chunk);
+    let y = chain(data, 25);
+    let planned_data = y.plan()?;
+    let (time_data, got_data) = time_best(3, || Ok(y.compute::<f64>()?))?;
+    anyhow::ensure!(got_data.iter().all(|&v| v == 26.0), "inc25 over data is not 26 everywhere");
+    let mut r = Report::new("inc25", format!("n={n:.0e}, chunks {chunk:.0e}"), &planned, n, n * 8, time);
+    r.check = "all 26.0".into();
+    r.notes.push(format!(
+        "over host data (no folding): {:.3} ms, {:.1} GB/s read+write, {} → {} tasks",
+        time_data.as_secs_f64() * 1e3,
+        (n * 16) as f64 / time_data.as_secs_f64() / 1e9,
+        planned_data.tasks_unfused(),
+        planned_data.tasks()
+    ));
+    Ok(r)
+}
