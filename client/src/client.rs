@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use accel_core::exec::{RunStats, run_plan};
 use accel_core::optimize::{fuse::lower, optimize};
-use accel_core::plan::Plan;
+use std::collections::HashMap;
+
+use accel_core::kernel::split_buffer;
+use accel_core::plan::{ChunkKey, Plan, StageId, StageKind};
 use accel_core::{Buffer, Chunk, DType, Element, Graph, shape, with_buffer};
 use ndarray::{ArrayD, IxDyn};
 use num_complex::Complex64;
@@ -155,18 +158,55 @@ impl Client {
     pub fn run(&self, arrays: &[&Array]) -> Result<Run> {
         let planned = self.plan(arrays)?;
         let plan = &planned.plan;
-        let mut results: Vec<Buffer> = plan
+        // Terminal map stages cut only along axis 0 are written in place into
+        // the result; every other output is pasted chunk by chunk as it arrives.
+        let in_place: Vec<bool> = plan
             .outputs
             .iter()
             .map(|s| {
-                let m = &plan.stage(*s).meta;
-                Buffer::zeros(m.dtype, shape::size(&m.shape))
+                let st = plan.stage(*s);
+                matches!(st.kind, StageKind::Map(_))
+                    && plan.outputs.iter().filter(|o| *o == s).count() == 1
+                    && !plan.stages.iter().any(|x| x.inputs.contains(s))
+                    && st.meta.chunks.0.iter().skip(1).all(|c| c.len() == 1)
             })
             .collect();
-        let stats = run_plan(plan, |o, key, chunk| {
-            let m = &plan.stage(key.stage).meta;
-            paste(&mut results[o], &m.shape, &plan.chunk_origin(key), chunk)
+        let alloc = |s: &StageId| {
+            let m = &plan.stage(*s).meta;
+            Buffer::zeros(m.dtype, shape::size(&m.shape))
+        };
+        let mut direct_bufs: Vec<Option<Buffer>> = plan
+            .outputs
+            .iter()
+            .zip(&in_place)
+            .map(|(s, &d)| d.then(|| alloc(s)))
+            .collect();
+        let mut pasted: Vec<Option<Buffer>> = plan
+            .outputs
+            .iter()
+            .zip(&in_place)
+            .map(|(s, &d)| (!d).then(|| alloc(s)))
+            .collect();
+        let mut direct = HashMap::new();
+        for (buf, s) in direct_bufs.iter_mut().zip(&plan.outputs) {
+            let Some(buf) = buf else { continue };
+            let m = &plan.stage(*s).meta;
+            let row: usize = m.shape.iter().skip(1).product();
+            let lens: Vec<usize> = m.chunks.0.first().map(|c| c.iter().map(|n| n * row).collect()).unwrap_or_else(|| vec![1]);
+            let slices = split_buffer(buf, &lens).ok_or_else(|| Error::Invalid("result smaller than its chunks".into()))?;
+            for (c, sl) in slices.into_iter().enumerate() {
+                direct.insert(ChunkKey { stage: *s, chunk: c as u32 }, sl);
+            }
+        }
+        let stats = run_plan(plan, direct, |o, key, chunk| match &mut pasted[o] {
+            Some(buf) => paste(buf, &plan.stage(key.stage).meta.shape, &plan.chunk_origin(key), chunk),
+            None => Ok(()),
         })?;
+        let results: Vec<Buffer> = direct_bufs
+            .into_iter()
+            .zip(pasted)
+            .filter_map(|(d, p)| d.or(p))
+            .collect();
         let outputs = results
             .into_iter()
             .zip(&plan.outputs)

@@ -3,6 +3,7 @@
 use num_complex::Complex64;
 
 use crate::dtype::{DType, Value};
+use crate::memory::zeroed_vec;
 
 /// Row-major elements of one dtype.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,12 +35,12 @@ impl Buffer {
     /// `len` copies of the zero value of `dtype`.
     pub fn zeros(dtype: DType, len: usize) -> Buffer {
         match dtype {
-            DType::Bool => Buffer::Bool(vec![false; len]),
-            DType::I32 => Buffer::I32(vec![0; len]),
-            DType::I64 => Buffer::I64(vec![0; len]),
-            DType::F32 => Buffer::F32(vec![0.0; len]),
-            DType::F64 => Buffer::F64(vec![0.0; len]),
-            DType::C128 => Buffer::C128(vec![Complex64::new(0.0, 0.0); len]),
+            DType::Bool => Buffer::Bool(zeroed_vec(false, len)),
+            DType::I32 => Buffer::I32(zeroed_vec(0, len)),
+            DType::I64 => Buffer::I64(zeroed_vec(0, len)),
+            DType::F32 => Buffer::F32(zeroed_vec(0.0, len)),
+            DType::F64 => Buffer::F64(zeroed_vec(0.0, len)),
+            DType::C128 => Buffer::C128(zeroed_vec(Complex64::new(0.0, 0.0), len)),
         }
     }
 

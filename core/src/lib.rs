@@ -12,6 +12,7 @@ pub mod exec;
 pub mod graph;
 pub mod infer;
 pub mod kernel;
+pub mod memory;
 pub mod op;
 pub mod optimize;
 pub mod plan;

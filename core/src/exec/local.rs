@@ -2,16 +2,17 @@
 //! their inputs exist, the deepest ready task first, with a bounded number in
 //! flight, and every chunk is dropped the moment its last consumer has run.
 
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::task::run_task;
+use super::task::{run_task, run_task_into};
 use crate::buffer::Chunk;
 use crate::error::{Error, Result};
-use crate::plan::{ChunkKey, Plan, StageId};
+use crate::kernel::OutSlice;
+use crate::plan::{ChunkKey, Plan, StageId, StageKind};
 use crate::shape::grid_index;
 
 /// What a run did.
@@ -56,8 +57,12 @@ impl Index {
 
 /// Runs every task of `plan`. Each chunk of an output stage is handed to
 /// `on_output(output_number, key, chunk)` as soon as it exists.
+///
+/// Chunks listed in `direct` (terminal map stages only) are written straight
+/// into the memory given for them and not handed to `on_output`.
 pub fn run_plan(
     plan: &Plan,
+    mut direct: HashMap<ChunkKey, OutSlice<'_>>,
     mut on_output: impl FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
 ) -> Result<RunStats> {
     let start = Instant::now();
@@ -90,7 +95,13 @@ pub fn run_plan(
         }
     }
     let max_in_flight = rayon::current_num_threads() + 1;
-    let (tx, rx) = mpsc::channel::<(usize, Result<Arc<Chunk>>)>();
+    for key in direct.keys() {
+        let id = index.id(*key);
+        if id >= total || !consumers[id].is_empty() || !matches!(plan.stage(key.stage).kind, StageKind::Map(_)) {
+            return Err(Error::Graph(format!("chunk {key:?} cannot be written in place")));
+        }
+    }
+    let (tx, rx) = mpsc::channel::<(usize, Result<Option<Arc<Chunk>>>)>();
     let mut held = 0usize;
     let mut stats = RunStats {
         tasks: total,
@@ -110,11 +121,16 @@ pub fn run_plan(
                     .collect();
                 let key = index.key(id);
                 let tx = tx.clone();
+                let dest = direct.remove(&key);
                 scope.spawn(move |_| {
                     let r = if args.len() != inputs_len(plan, key) {
                         Err(Error::Graph("input chunk released too early".into()))
                     } else {
-                        catch_unwind(AssertUnwindSafe(|| run_task(plan, key, &args))).unwrap_or_else(|p| {
+                        catch_unwind(AssertUnwindSafe(|| match dest {
+                            Some(out) => run_task_into(plan, key, &args, out).map(|_| None),
+                            None => run_task(plan, key, &args).map(Some),
+                        }))
+                        .unwrap_or_else(|p| {
                             Err(Error::Task {
                                 task: String::new(),
                                 message: format!("panicked: {}", panic_message(&p)),
@@ -142,6 +158,21 @@ pub fn run_plan(
                 }
             };
             done += 1;
+            for &i in &inputs[id] {
+                refs[i] -= 1;
+                if refs[i] == 0
+                    && let Some(c) = store[i].take()
+                {
+                    held -= c.nbytes();
+                }
+            }
+            for &c in &consumers[id] {
+                waiting[c] -= 1;
+                if waiting[c] == 0 {
+                    ready.push((index.key(c).stage.index(), std::cmp::Reverse(c)));
+                }
+            }
+            let Some(chunk) = chunk else { continue };
             for &o in &output_of[key.stage.index()] {
                 if let Err(e) = on_output(o, key, &chunk) {
                     failure.get_or_insert(e);
@@ -152,20 +183,6 @@ pub fn run_plan(
                 store[id] = Some(chunk);
             }
             stats.peak_bytes = stats.peak_bytes.max(held);
-            for &c in &consumers[id] {
-                waiting[c] -= 1;
-                if waiting[c] == 0 {
-                    ready.push((index.key(c).stage.index(), std::cmp::Reverse(c)));
-                }
-            }
-            for &i in &inputs[id] {
-                refs[i] -= 1;
-                if refs[i] == 0
-                    && let Some(c) = store[i].take()
-                {
-                    held -= c.nbytes();
-                }
-            }
         }
     });
     if let Some(e) = failure {

@@ -4,4 +4,4 @@ pub mod local;
 pub mod task;
 
 pub use local::{RunStats, run_plan};
-pub use task::run_task;
+pub use task::{run_task, run_task_into};

@@ -5,10 +5,21 @@ use std::sync::Arc;
 use crate::buffer::{Buffer, Chunk};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernel::{Bound, reduce};
+use crate::kernel::{Bound, OutSlice, reduce};
 use crate::op::{HostArray, Remap};
 use crate::plan::{ChunkKey, Plan, StageKind, chunk_of, full_rank};
 use crate::shape::{self, grid_index};
+
+/// Computes chunk `key` of a `Map` stage straight into `out`.
+pub fn run_task_into(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>], out: OutSlice<'_>) -> Result<()> {
+    let StageKind::Map(exe) = &plan.stage(key.stage).kind else {
+        return Err(internal("only map tasks write into caller memory"));
+    };
+    let origin = plan.chunk_origin(key);
+    let local = plan.chunk_shape(key);
+    let views: Vec<(&[usize], &Buffer)> = inputs.iter().map(|c| (c.shape.as_slice(), c.data())).collect();
+    Bound::new(exe, &origin, &local, &views)?.run_map_into(out)
+}
 
 /// Computes chunk `key` of `plan` from its inputs (in [`Plan::task_inputs`] order).
 pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc<Chunk>> {

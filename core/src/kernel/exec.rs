@@ -293,6 +293,22 @@ impl<'a> Bound<'a> {
         Ok(&sc.slots[self.exe.slot_of[p.root as usize] as usize])
     }
 
+    /// Evaluates the whole chunk into caller-provided memory.
+    pub fn run_map_into(&self, out: OutSlice<'_>) -> Result<()> {
+        let dtype = self.root_dtype();
+        let len = self.len();
+        let wrong = |got: DType| internal(format!("{got} destination for a {dtype} kernel of {len} elements"));
+        match out {
+            OutSlice::Bool(o) if dtype == DType::Bool && o.len() == len => self.map_slice(o, 0),
+            OutSlice::I32(o) if dtype == DType::I32 && o.len() == len => self.map_slice(o, 0),
+            OutSlice::I64(o) if dtype == DType::I64 && o.len() == len => self.map_slice(o, 0),
+            OutSlice::F32(o) if dtype == DType::F32 && o.len() == len => self.map_slice(o, 0),
+            OutSlice::F64(o) if dtype == DType::F64 && o.len() == len => self.map_slice(o, 0),
+            OutSlice::C128(o) if dtype == DType::C128 && o.len() == len => self.map_slice(o, 0),
+            other => Err(wrong(other.dtype())),
+        }
+    }
+
     /// Evaluates the whole chunk into a new buffer.
     pub fn run_map(&self) -> Result<Buffer> {
         let dtype = self.exe.program.dtypes[self.exe.program.root as usize];
@@ -307,8 +323,8 @@ impl<'a> Bound<'a> {
         })
     }
 
-    fn map_into<T: Store + Default + Clone>(&self, len: usize) -> Result<Vec<T>> {
-        let mut out = vec![T::default(); len];
+    fn map_into<T: Store>(&self, len: usize) -> Result<Vec<T>> {
+        let mut out = T::zeroed(len);
         self.map_slice(&mut out, 0)?;
         Ok(out)
     }
@@ -405,14 +421,67 @@ fn load(inp: &BoundInput<'_>, local_shape: &[usize], start: usize, n: usize, ind
     }
 }
 
+/// Typed mutable memory a chunk can be written into in place.
+#[derive(Debug)]
+pub enum OutSlice<'a> {
+    Bool(&'a mut [bool]),
+    I32(&'a mut [i32]),
+    I64(&'a mut [i64]),
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    C128(&'a mut [Complex64]),
+}
+
+impl OutSlice<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            OutSlice::Bool(_) => DType::Bool,
+            OutSlice::I32(_) => DType::I32,
+            OutSlice::I64(_) => DType::I64,
+            OutSlice::F32(_) => DType::F32,
+            OutSlice::F64(_) => DType::F64,
+            OutSlice::C128(_) => DType::C128,
+        }
+    }
+}
+
+/// Splits a buffer into consecutive mutable pieces of the given lengths.
+pub fn split_buffer<'a>(buf: &'a mut Buffer, lens: &[usize]) -> Option<Vec<OutSlice<'a>>> {
+    fn split<'a, T>(mut v: &'a mut [T], lens: &[usize], wrap: fn(&'a mut [T]) -> OutSlice<'a>) -> Option<Vec<OutSlice<'a>>> {
+        let mut out = Vec::with_capacity(lens.len());
+        for &n in lens {
+            if n > v.len() {
+                return None;
+            }
+            let (head, tail) = v.split_at_mut(n);
+            out.push(wrap(head));
+            v = tail;
+        }
+        Some(out)
+    }
+    match buf {
+        Buffer::Bool(v) => split(v, lens, OutSlice::Bool),
+        Buffer::I32(v) => split(v, lens, OutSlice::I32),
+        Buffer::I64(v) => split(v, lens, OutSlice::I64),
+        Buffer::F32(v) => split(v, lens, OutSlice::F32),
+        Buffer::F64(v) => split(v, lens, OutSlice::F64),
+        Buffer::C128(v) => split(v, lens, OutSlice::C128),
+    }
+}
+
 /// Copies a block register into typed output memory.
 pub trait Store: Element {
     fn store(slot: &Slot, dst: &mut [Self]) -> Result<()>;
+    /// Zero-filled memory (calloc'd where the type allows, so pages are touched once).
+    fn zeroed(len: usize) -> Vec<Self>;
 }
 
 macro_rules! store_real {
-    ($t:ty, $variant:ident) => {
+    ($t:ty, $variant:ident, $zero:expr) => {
         impl Store for $t {
+            fn zeroed(len: usize) -> Vec<Self> {
+                crate::memory::zeroed_vec($zero, len)
+            }
             fn store(slot: &Slot, dst: &mut [Self]) -> Result<()> {
                 match slot {
                     Slot::$variant(v) => {
@@ -429,13 +498,16 @@ macro_rules! store_real {
         }
     };
 }
-store_real!(bool, Bool);
-store_real!(i32, I32);
-store_real!(i64, I64);
-store_real!(f32, F32);
-store_real!(f64, F64);
+store_real!(bool, Bool, false);
+store_real!(i32, I32, 0i32);
+store_real!(i64, I64, 0i64);
+store_real!(f32, F32, 0.0f32);
+store_real!(f64, F64, 0.0f64);
 
 impl Store for Complex64 {
+    fn zeroed(len: usize) -> Vec<Self> {
+        vec![Complex64::new(0.0, 0.0); len]
+    }
     fn store(slot: &Slot, dst: &mut [Self]) -> Result<()> {
         match slot {
             Slot::C128(re, im) => {

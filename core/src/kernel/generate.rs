@@ -79,37 +79,14 @@ fn uniform01(key: u64, i: u64) -> f64 {
     (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// Value of a generator at counter `i`, as f64.
-#[inline]
-fn value_f64(kind: &GenKind, k: u64, step: f64, i: i64) -> f64 {
+/// Fills `out[k]` with the generator's f64 value at counter `idx[k]`; the
+/// match on the kind is outside the loops so each loop is tight.
+fn fill_f64(kind: &GenKind, idx: &[i64], out: &mut [f64]) {
     match *kind {
-        GenKind::Arange { start, step } => start + i as f64 * step,
-        GenKind::Linspace {
-            start,
-            stop,
-            num,
-            endpoint,
-        } => {
-            if endpoint && i as u64 + 1 == num {
-                stop
-            } else {
-                start + i as f64 * step
+        GenKind::Arange { start, step } => {
+            for (o, &i) in out.iter_mut().zip(idx) {
+                *o = start + i as f64 * step;
             }
-        }
-        GenKind::Uniform { low, high, .. } => low + (high - low) * uniform01(k, i as u64),
-        GenKind::Normal { mean, std, .. } => {
-            let u1 = 1.0 - uniform01(k, 2 * i as u64);
-            let u2 = uniform01(k, 2 * i as u64 + 1);
-            mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-        }
-    }
-}
-
-/// Fills `out` with the generator's values at counters `idx`.
-pub fn generate(kind: &GenKind, idx: &[i64], out: &mut Slot) {
-    let (k, step) = match *kind {
-        GenKind::Uniform { seed, stream, .. } | GenKind::Normal { seed, stream, .. } => {
-            (key(seed, stream), 0.0)
         }
         GenKind::Linspace {
             start,
@@ -118,26 +95,55 @@ pub fn generate(kind: &GenKind, idx: &[i64], out: &mut Slot) {
             endpoint,
         } => {
             let div = if endpoint { num.saturating_sub(1) } else { num };
-            (0, if div > 0 { (stop - start) / div as f64 } else { 0.0 })
+            let step = if div > 0 { (stop - start) / div as f64 } else { 0.0 };
+            let last = if endpoint { num as i64 - 1 } else { -1 };
+            for (o, &i) in out.iter_mut().zip(idx) {
+                *o = if i == last { stop } else { start + i as f64 * step };
+            }
         }
-        GenKind::Arange { .. } => (0, 0.0),
-    };
+        GenKind::Uniform {
+            seed,
+            stream,
+            low,
+            high,
+        } => {
+            let k = key(seed, stream);
+            for (o, &i) in out.iter_mut().zip(idx) {
+                *o = low + (high - low) * uniform01(k, i as u64);
+            }
+        }
+        GenKind::Normal {
+            seed,
+            stream,
+            mean,
+            std,
+        } => {
+            let k = key(seed, stream);
+            for (o, &i) in out.iter_mut().zip(idx) {
+                let u1 = 1.0 - uniform01(k, 2 * i as u64);
+                let u2 = uniform01(k, 2 * i as u64 + 1);
+                *o = mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            }
+        }
+    }
+}
+
+/// Fills `out` with the generator's values at counters `idx`.
+pub fn generate(kind: &GenKind, idx: &[i64], out: &mut Slot) {
     let n = idx.len();
     match out {
-        Slot::F64(o) => {
-            for (o, &i) in o[..n].iter_mut().zip(idx) {
-                *o = value_f64(kind, k, step, i);
-            }
-        }
+        Slot::F64(o) => fill_f64(kind, idx, &mut o[..n]),
         Slot::F32(o) => {
-            for (o, &i) in o[..n].iter_mut().zip(idx) {
-                *o = value_f64(kind, k, step, i) as f32;
+            let mut tmp = vec![0.0f64; n];
+            fill_f64(kind, idx, &mut tmp);
+            for (o, t) in o[..n].iter_mut().zip(tmp) {
+                *o = t as f32;
             }
         }
-        Slot::I64(o) => fill_int(kind, k, step, idx, &mut o[..n]),
+        Slot::I64(o) => fill_int(kind, idx, &mut o[..n]),
         Slot::I32(o) => {
             let mut tmp = vec![0i64; n];
-            fill_int(kind, k, step, idx, &mut tmp);
+            fill_int(kind, idx, &mut tmp);
             for (o, t) in o[..n].iter_mut().zip(tmp) {
                 *o = t as i32;
             }
@@ -147,7 +153,7 @@ pub fn generate(kind: &GenKind, idx: &[i64], out: &mut Slot) {
     }
 }
 
-fn fill_int(kind: &GenKind, k: u64, step: f64, idx: &[i64], o: &mut [i64]) {
+fn fill_int(kind: &GenKind, idx: &[i64], o: &mut [i64]) {
     if let GenKind::Arange { start, step } = *kind {
         // Integer ranges stay exact beyond 2^53.
         let (s0, st) = (start as i64, step as i64);
@@ -155,8 +161,10 @@ fn fill_int(kind: &GenKind, k: u64, step: f64, idx: &[i64], o: &mut [i64]) {
             *o = s0.wrapping_add(i.wrapping_mul(st));
         }
     } else {
-        for (o, &i) in o.iter_mut().zip(idx) {
-            *o = value_f64(kind, k, step, i) as i64;
+        let mut tmp = vec![0.0f64; o.len()];
+        fill_f64(kind, idx, &mut tmp);
+        for (o, t) in o.iter_mut().zip(tmp) {
+            *o = t as i64;
         }
     }
 }

@@ -4,42 +4,46 @@
 //! the `wide` crate) and falls back to the scalar `std` routine for a whole
 //! block as soon as one lane is outside the range where the vector kernel is
 //! known to be accurate (non-finite values, huge trig arguments, results that
-//! would overflow or become subnormal, negative bases of `powf`, ...). The
-//! check is one compare + movemask per block, so the fast path has no
-//! per-element branches, and the slow path keeps `std` semantics exactly.
+//! would overflow or become subnormal, zero or negative bases of `powf`, ...).
+//! That check is one compare + movemask per block, so the fast path has no
+//! per-element branches and the slow path keeps `std` semantics exactly.
 //!
-//! Where `wide`'s own routine is accurate over the whole fast range it is used
-//! directly (`ln` for both widths, `exp` for `f32`). The other kernels are
-//! written here because the `wide` versions lose accuracy:
+//! `wide`'s own routines are used where they are accurate over the whole fast
+//! range (`ln` for both widths). The other kernels are written here because
+//! the `wide` versions lose accuracy or speed:
 //! * `sin`/`cos`/`tan`: `wide` reduces the argument with a Cody-Waite split
 //!   meant for machines without FMA, which degrades for |x| >~ 1e12 (f64) and
-//!   already at |x| >~ 1e3 for f32 (thousands of ulp at 1e5). The kernel below
-//!   uses an FMA based three-part reduction that is accurate far beyond the
-//!   fast-path limit, and the f32 versions are evaluated with it in f64.
+//!   already from |x| >~ 1e3 in f32 (thousands of ulp at 1e5). The kernels
+//!   below use FMA reductions that stay accurate up to their fast-path limits.
 //! * `tanh`: `wide` returns `x` below 5e-8 (up to ~7 ulp there).
 //! * `powf`: `wide` computes the logarithm to only ~53 bits, so the error grows
-//!   with |y * ln x| (~75 ulp for results near 1e140). The kernel below carries
-//!   `ln x` as a double-double.
+//!   with |y ln x| (~75 ulp for results near 1e140). The f64 kernel below
+//!   carries `ln x` as a double-double.
+//! * `exp` (f32): `wide`'s handles every special case inside the kernel, which
+//!   makes it ~3x slower than the plain kernel used under the range check.
 //!
 //! Accuracy is quoted in ulp against Rust `std` (i.e. the platform libm), see
-//! [`ULP_BOUND_F64`] and [`ULP_BOUND_F32`]. The error-free transformations used
-//! here need a fused multiply-add; when the crate is built without the `fma`
-//! target feature the affected functions use the scalar path instead.
+//! [`ULP_BOUND_F64`] and [`ULP_BOUND_F32`]. The error-free transformations
+//! used here need a fused multiply-add; when the crate is built without the
+//! `fma` target feature the affected functions use the scalar path instead.
 
 use wide::bytemuck::cast;
-use wide::{f32x8, f64x4, u64x4};
+use wide::{f32x8, f64x4, u32x8, u64x4};
 
 /// Worst-case error of the `*_f64` functions against `std`, in ulp.
 ///
-/// Measured maxima (see the tests): sin/cos/exp/ln/powf 1, tan/tanh 2. The
-/// bound leaves one ulp of head room for inputs the sweeps did not hit.
+/// Maxima measured over random sweeps of every magnitude range, all doubles
+/// nearest to k*pi/2 for k < 2^22 and ~1e7 pow cases: sin, cos, exp, ln,
+/// powf 1 ulp; tan 2-3 ulp (quotient of two ~0.6 ulp values), tanh 2 ulp
+/// (libm's tanh is itself ~2 ulp off in places).
 pub const ULP_BOUND_F64: f64 = 3.0;
 
 /// Worst-case error of the `*_f32` functions against `std`, in ulp.
 ///
-/// sin/cos/tan/tanh/powf are evaluated in f64 and rounded once, so they are
-/// within 1 ulp; `exp`/`ln` use `wide`'s f32 kernels (1 ulp, checked
-/// exhaustively over every f32 in the fast range during development).
+/// Checked exhaustively over all 2^32 inputs for the one-argument functions
+/// (powf: random sweeps). sin/cos use a native f32 kernel for |x| <= 2^12
+/// (1 ulp), everything beyond that up to 2^30 and tan, tanh, powf are
+/// evaluated in f64 and rounded once (1 ulp); exp and ln are 1 ulp.
 pub const ULP_BOUND_F32: f64 = 2.0;
 
 /// The reductions below are only exact with a fused multiply-add.
@@ -50,9 +54,9 @@ const HAS_FMA: bool = cfg!(target_feature = "fma");
 // ---------------------------------------------------------------------------
 
 /// Applies `vf` to `N`-element blocks of `x`, writing `out`. `vf` returns
-/// `None` when a block needs the scalar path; the tail is padded with its own
-/// first element (so it is valid whenever the tail itself is) and run through
-/// `vf` as well, which keeps short slices on the fast path too.
+/// `None` when a block needs the scalar path `sf`. The tail is padded with its
+/// own first element (so it is valid whenever the tail itself is) and run
+/// through `vf` as well, which keeps short slices on the fast path too.
 #[inline(always)]
 fn map1<T: Copy, const N: usize>(
     x: &[T],
@@ -131,19 +135,18 @@ fn map2<T: Copy, const N: usize>(
     }
 }
 
-#[inline(always)]
-fn widen(v: [f32; 4]) -> f64x4 {
-    f64x4::new(v.map(f64::from))
-}
-
-#[inline(always)]
-fn narrow(v: f64x4) -> [f32; 4] {
-    v.to_array().map(|t| t as f32)
-}
+// ---------------------------------------------------------------------------
+// Small SIMD helpers
+// ---------------------------------------------------------------------------
 
 #[inline(always)]
 fn splat(v: f64) -> f64x4 {
     f64x4::splat(v)
+}
+
+#[inline(always)]
+fn splat32(v: f32) -> f32x8 {
+    f32x8::splat(v)
 }
 
 #[inline(always)]
@@ -156,14 +159,49 @@ fn from_bits(v: u64x4) -> f64x4 {
     cast(v)
 }
 
-/// Lanes where `v` (integral, 0 <= v < 2^51) is odd / has bit 1 set, as the
-/// raw bits of `v + 2^52`.
 #[inline(always)]
-fn int_bits(v: f64x4) -> u64x4 {
-    bits(v + splat(4_503_599_627_370_496.0))
+fn bits32(v: f32x8) -> u32x8 {
+    cast(v)
 }
 
-const SIGN: u64 = 0x8000_0000_0000_0000;
+#[inline(always)]
+fn from_bits32(v: u32x8) -> f32x8 {
+    cast(v)
+}
+
+const TWO_52: f64 = 4_503_599_627_370_496.0;
+const TWO_23: f32 = 8_388_608.0;
+const SIGN64: u64 = 0x8000_0000_0000_0000;
+const SIGN32: u32 = 0x8000_0000;
+
+/// Bits of `v + 2^52` for integral 0 <= v < 2^51: the low bits are `v`.
+#[inline(always)]
+fn int_bits(v: f64x4) -> u64x4 {
+    bits(v + splat(TWO_52))
+}
+
+/// Bits of `v + 2^23` for integral 0 <= v < 2^22: the low bits are `v`.
+#[inline(always)]
+fn int_bits32(v: f32x8) -> u32x8 {
+    bits32(v + splat32(TWO_23))
+}
+
+/// Converts an 8-lane f32 block into two f64x4 halves.
+#[inline(always)]
+fn widen8(a: [f32; 8]) -> (f64x4, f64x4) {
+    let w = a.map(f64::from);
+    (
+        f64x4::new([w[0], w[1], w[2], w[3]]),
+        f64x4::new([w[4], w[5], w[6], w[7]]),
+    )
+}
+
+/// Rounds two f64x4 halves back into one 8-lane f32 block.
+#[inline(always)]
+fn narrow8(lo: f64x4, hi: f64x4) -> [f32; 8] {
+    let (l, h) = (lo.to_array(), hi.to_array());
+    [l[0], l[1], l[2], l[3], h[0], h[1], h[2], h[3]].map(|t| t as f32)
+}
 
 /// Evaluates `c[0] + z*c[1] + z^2*c[2] + ...` in Estrin form (pairs, then
 /// pairs of pairs with z^2, z^4, ...), which shortens the dependency chain
@@ -184,29 +222,66 @@ fn poly<const K: usize>(z: f64x4, c: &[f64; K]) -> f64x4 {
     t[0]
 }
 
+/// f32 version of [`poly`].
+#[inline(always)]
+fn poly32<const K: usize>(z: f32x8, c: &[f32; K]) -> f32x8 {
+    let mut t = c.map(splat32);
+    let mut n = K;
+    let mut p = z;
+    while n > 1 {
+        let m = n.div_ceil(2);
+        for i in 0..m {
+            t[i] = if 2 * i + 1 < n { t[2 * i + 1].mul_add(p, t[2 * i]) } else { t[2 * i] };
+        }
+        n = m;
+        p = p * p;
+    }
+    t[0]
+}
+
+/// Error-free sum, valid when |a| >= |b| (or a == 0).
+#[inline(always)]
+fn fast_two_sum(a: f64x4, b: f64x4) -> (f64x4, f64x4) {
+    let s = a + b;
+    (s, b - (s - a))
+}
+
 // ---------------------------------------------------------------------------
-// sin / cos / tan kernel (f64, also used for the f32 versions)
+// sin / cos / tan (f64 kernels, also used for large f32 arguments)
 // ---------------------------------------------------------------------------
 
-/// Largest |x| handled by the vector trig kernel (2^30).
+/// Largest |x| handled by the vector trig kernels (2^30).
 ///
 /// With FMA, `x - j*PIO2_1` is exact (both terms are multiples of 2^-52 for
-/// x >= 1 and the difference is below 1), and the two further FMA steps leave
+/// x >= 1 and the difference is below 2), and the two further FMA steps leave
 /// a relative error of ~2^-52 in the reduced argument as long as
 /// `j * PIO2_3`-sized terms (2^(log2 j - 109)) stay far below the smallest
-/// possible reduced argument of a double (~2^-61). At 2^30 the margin is
-/// ~2^40; beyond that libm's Payne-Hanek reduction is used via the scalar path.
+/// reduced argument any double can have (~2^-61). At 2^30 the margin is
+/// ~2^20; beyond it libm's Payne-Hanek reduction is used via the scalar path.
 const TRIG_MAX: f64 = 1_073_741_824.0;
+const FRAC_1_PI: f64 = core::f64::consts::FRAC_1_PI;
 const FRAC_2_PI: f64 = core::f64::consts::FRAC_2_PI;
 /// pi/2 split into three doubles: PIO2_1 = round(pi/2), PIO2_2 =
-/// round(pi/2 - PIO2_1), PIO2_3 = round(pi/2 - PIO2_1 - PIO2_2); the remainder
-/// is ~5.6e-50.
-const PIO2_1: f64 = 1.570_796_326_794_896_6;
+/// round(pi/2 - PIO2_1), PIO2_3 = round(pi/2 - PIO2_1 - PIO2_2); the
+/// remainder is ~5.6e-50.
+const PIO2_1: f64 = core::f64::consts::FRAC_PI_2;
 const PIO2_2: f64 = 6.123_233_995_736_766e-17;
 const PIO2_3: f64 = -1.497_384_904_859_169_8e-33;
 
-/// sin(r) = r + r^3 * S(r^2) on |r| <= pi/4 (weighted minimax, own Remez fit;
-/// relative error ~2^-56.8 with these rounded coefficients).
+/// sin(r) = r + r^3 S(r^2) on |r| <= pi/2 (own Remez fit for relative error,
+/// coefficients rounded one at a time and the rest refitted; 2^-61.5).
+const SIN_HALF_C: [f64; 8] = [
+    -0.166_666_666_666_666_66,
+    0.008_333_333_333_333_207,
+    -0.000_198_412_698_412_124_8,
+    2.755_731_921_156_948_2e-6,
+    -2.505_210_690_442_293_2e-8,
+    1.605_894_100_232_718e-10,
+    -7.643_019_374_446_289e-13,
+    2.721_419_641_450_142e-15,
+];
+
+/// sin(r) = r + r^3 S(r^2) on |r| <= pi/4 (own Remez fit, 2^-56.8), for tan.
 const SIN_C: [f64; 6] = [
     -0.166_666_666_666_666_3,
     0.008_333_333_333_322_005,
@@ -215,7 +290,7 @@ const SIN_C: [f64; 6] = [
     -2.505_074_230_762_202_2e-8,
     1.589_590_472_930_634e-10,
 ];
-/// cos(r) = 1 - r^2/2 + r^4 * C(r^2) on |r| <= pi/4 (relative error ~2^-59).
+/// cos(r) = 1 - r^2/2 + r^4 C(r^2) on |r| <= pi/4 (2^-59), for tan.
 const COS_C: [f64; 6] = [
     0.041_666_666_666_666_595,
     -0.001_388_888_888_887_289_5,
@@ -225,56 +300,72 @@ const COS_C: [f64; 6] = [
     -1.135_831_045_867_452_2e-11,
 ];
 
-/// Returns (sin r, cos r, quadrant bits) for |x| <= TRIG_MAX, where
-/// |x| = j*pi/2 + r and the quadrant bits are those of j.
+/// r = xa - j*pi/2 for integral j >= 0, see [`TRIG_MAX`].
 #[inline(always)]
-fn sincos_reduced(x: f64x4) -> (f64x4, f64x4, u64x4) {
-    let xa = x.abs();
-    let j = (xa * splat(FRAC_2_PI)).round_ties_even();
+fn reduce_pio2(xa: f64x4, j: f64x4) -> f64x4 {
     let r = j.mul_neg_add(splat(PIO2_1), xa);
     let r = j.mul_neg_add(splat(PIO2_2), r);
-    let r = j.mul_neg_add(splat(PIO2_3), r);
+    j.mul_neg_add(splat(PIO2_3), r)
+}
+
+/// sin(r) for |r| <= pi/2 (+ rounding slack).
+#[inline(always)]
+fn sin_half(r: f64x4) -> f64x4 {
     let z = r * r;
-    let s = (r * z).mul_add(poly(z, &SIN_C), r);
-    // cos: 1 - z/2 is formed with its rounding error recovered (1 - w and the
-    // FMA residual of r*r are exact), which keeps the result below ~0.6 ulp.
+    (r * z).mul_add(poly(z, &SIN_HALF_C), r)
+}
+
+/// sin x = (-1)^k sin(|x| - k pi) * sign(x), k = round(|x|/pi): one
+/// polynomial on [-pi/2, pi/2] instead of sin and cos on a quarter period.
+#[inline(always)]
+fn sin_kernel(x: f64x4) -> f64x4 {
+    let xa = x.abs();
+    let k = (xa * splat(FRAC_1_PI)).round_ties_even();
+    let s = sin_half(reduce_pio2(xa, k + k));
+    let sign = (int_bits(k) << 63) ^ (bits(x) & u64x4::splat(SIGN64));
+    s ^ from_bits(sign)
+}
+
+/// cos x = (-1)^(k+1) sin(|x| - (2k+1) pi/2), k = round(|x|/pi - 1/2) >= 0.
+#[inline(always)]
+fn cos_kernel(x: f64x4) -> f64x4 {
+    let xa = x.abs();
+    let k = xa.mul_sub(splat(FRAC_1_PI), splat(0.5)).round_ties_even().abs();
+    let s = sin_half(reduce_pio2(xa, k.mul_add(splat(2.0), splat(1.0))));
+    let sign = (int_bits(k) + u64x4::splat(1)) << 63;
+    s ^ from_bits(sign)
+}
+
+/// tan x = tan r (j even) or -1/tan r (j odd), |x| = j pi/2 + r, |r| <= pi/4.
+/// The reduced argument is kept as a double-double so that sin r and cos r
+/// are each within ~0.6 ulp before the division.
+#[inline(always)]
+fn tan_kernel(x: f64x4) -> f64x4 {
+    let xa = x.abs();
+    let j = (xa * splat(FRAC_2_PI)).round_ties_even();
+    let r1 = j.mul_neg_add(splat(PIO2_1), xa); // exact
+    let p = j * splat(PIO2_2);
+    let p_err = j.mul_sub(splat(PIO2_2), p);
+    let (r, e) = fast_two_sum(r1, -p);
+    let r_lo = j.mul_neg_add(splat(PIO2_3), e - p_err);
+    let (r, r_lo) = fast_two_sum(r, r_lo);
+
+    let z = r * r;
+    let s = (r * z).mul_add(poly(z, &SIN_C), r_lo) + r;
+    // 1 - z/2 with its rounding error recovered (1 - w and the FMA residual
+    // of r*r are exact), minus the first-order effect of r_lo.
     let hz = splat(0.5) * z;
     let w = splat(1.0) - hz;
     let z_err = r.mul_sub(r, z);
-    let tail = ((splat(1.0) - w) - hz) - splat(0.5) * z_err;
+    let tail = ((splat(1.0) - w) - hz) - splat(0.5).mul_add(z_err, r * r_lo);
     let c = w + (z * z).mul_add(poly(z, &COS_C), tail);
-    (s, c, int_bits(j))
-}
 
-#[inline(always)]
-fn lane_mask(q: u64x4, bit: u64) -> f64x4 {
-    from_bits((q & u64x4::splat(bit)).simd_eq(u64x4::splat(bit)))
-}
-
-#[inline(always)]
-fn sin_kernel(x: f64x4) -> f64x4 {
-    let (s, c, q) = sincos_reduced(x);
-    let v = lane_mask(q, 1).select(c, s);
-    let sign = ((q & u64x4::splat(2)) << 62) ^ (bits(x) & u64x4::splat(SIGN));
-    v ^ from_bits(sign)
-}
-
-#[inline(always)]
-fn cos_kernel(x: f64x4) -> f64x4 {
-    let (s, c, q) = sincos_reduced(x);
-    let v = lane_mask(q, 1).select(s, c);
-    let sign = ((q + u64x4::splat(1)) & u64x4::splat(2)) << 62;
-    v ^ from_bits(sign)
-}
-
-#[inline(always)]
-fn tan_kernel(x: f64x4) -> f64x4 {
-    let (s, c, q) = sincos_reduced(x);
-    let odd = lane_mask(q, 1);
-    // tan(r + j*pi/2) = tan r for even j, -cos r / sin r for odd j. sin r is
-    // never 0 for odd j (pi/2 is irrational), so the division is safe.
+    let q = int_bits(j);
+    let odd: f64x4 = from_bits((q & u64x4::splat(1)).simd_eq(u64x4::splat(1)));
+    // sin r is never 0 for odd j (pi/2 is irrational), so this cannot divide
+    // by zero.
     let t = odd.select(c, s) / odd.select(s, c);
-    let sign = ((q & u64x4::splat(1)) << 63) ^ (bits(x) & u64x4::splat(SIGN));
+    let sign = (q << 63) ^ (bits(x) & u64x4::splat(SIGN64));
     t ^ from_bits(sign)
 }
 
@@ -284,7 +375,81 @@ fn trig_ok(x: f64x4) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// exp kernel pieces (f64)
+// sin / cos (native f32 kernels for moderate arguments)
+// ---------------------------------------------------------------------------
+
+/// Largest |x| for the native f32 sin/cos kernel (2^12).
+///
+/// Same FMA reduction as the f64 kernel with pi/2 split into three floats.
+/// `x - j*P1` is exact, but the next step rounds a value of size
+/// |red| + j*2^-49; once j is large that rounding becomes visible relative to
+/// the smallest reduced arguments f32 inputs can have. Exhaustive testing over
+/// all floats shows 1 ulp up to 2^12; larger arguments use the f64 kernel.
+const TRIG_MAX_F32: f32 = 4_194_304.0;
+const P1_F32: f32 = core::f32::consts::FRAC_PI_2;
+const P2_F32: f32 = -4.371_139e-8;
+const P3_F32: f32 = -1.715_124_5e-15;
+
+/// sin(r) = r + r^3 S(r^2) on |r| <= pi/2 for f32 (own Remez fit with
+/// f32-rounded coefficients, 2^-31).
+const SIN_HALF_F32_C: [f32; 5] = [
+    -0.166_666_67,
+    0.008_333_351,
+    -0.000_198_430_93,
+    2.762_706e-6,
+    -2.550_328_5e-8,
+];
+
+#[inline(always)]
+fn sin_half_f32(xa: f32x8, j: f32x8) -> f32x8 {
+    let r = j.mul_neg_add(splat32(P1_F32), xa);
+    let r = j.mul_neg_add(splat32(P2_F32), r);
+    let r = j.mul_neg_add(splat32(P3_F32), r);
+    let z = r * r;
+    (r * z).mul_add(poly32(z, &SIN_HALF_F32_C), r)
+}
+
+#[inline(always)]
+fn sin_kernel_f32(x: f32x8) -> f32x8 {
+    let xa = x.abs();
+    let k = (xa * splat32(core::f32::consts::FRAC_1_PI)).round_ties_even();
+    let s = sin_half_f32(xa, k + k);
+    let sign = (int_bits32(k) << 31) ^ (bits32(x) & u32x8::splat(SIGN32));
+    s ^ from_bits32(sign)
+}
+
+#[inline(always)]
+fn cos_kernel_f32(x: f32x8) -> f32x8 {
+    let xa = x.abs();
+    let k = xa
+        .mul_sub(splat32(core::f32::consts::FRAC_1_PI), splat32(0.5))
+        .round_ties_even()
+        .abs();
+    let s = sin_half_f32(xa, k.mul_add(splat32(2.0), splat32(1.0)));
+    let sign = (int_bits32(k) + u32x8::splat(1)) << 31;
+    s ^ from_bits32(sign)
+}
+
+/// Three tiers for f32 sin/cos: native f32 kernel, f64 kernel, scalar.
+#[inline(always)]
+fn trig_f32(
+    a: [f32; 8],
+    native: impl Fn(f32x8) -> f32x8,
+    wide64: impl Fn(f64x4) -> f64x4,
+) -> Option<[f32; 8]> {
+    if !HAS_FMA {
+        return None;
+    }
+    let v = f32x8::new(a);
+    if v.abs().simd_le(splat32(TRIG_MAX_F32)).all() {
+        return Some(native(v).to_array());
+    }
+    let (lo, hi) = widen8(a);
+    (trig_ok(lo) && trig_ok(hi)).then(|| narrow8(wide64(lo), wide64(hi)))
+}
+
+// ---------------------------------------------------------------------------
+// exp / tanh (f64)
 // ---------------------------------------------------------------------------
 
 const LOG2_E: f64 = core::f64::consts::LOG2_E;
@@ -293,78 +458,91 @@ const LN2_HI: f64 = 0.693_147_180_559_890_3;
 /// ln 2 - LN2_HI (the remaining error is ~2e-31).
 const LN2_LO: f64 = 5.497_923_018_708_371e-14;
 
-/// Taylor coefficients 1/k!, k = 2..=13, of e^f - 1 - f. On |f| <= ln2/2 the
-/// truncation error is ~4e-18 relative, well below half an ulp.
-const EXP_C: [f64; 12] = [
-    1.0 / 2.0,
-    1.0 / 6.0,
-    1.0 / 24.0,
-    1.0 / 120.0,
-    1.0 / 720.0,
-    1.0 / 5040.0,
-    1.0 / 40320.0,
-    1.0 / 362_880.0,
-    1.0 / 3_628_800.0,
-    1.0 / 39_916_800.0,
-    1.0 / 479_001_600.0,
-    1.0 / 6_227_020_800.0,
+/// e^f - 1 - f = f^2 E(f) on |f| <= ln2/2 (own Remez fit for the relative
+/// error of e^f with sequentially rounded coefficients, 2^-58).
+const EXP_C: [f64; 11] = [
+    0.5,
+    0.166_666_666_666_666_88,
+    0.041_666_666_666_666_824,
+    0.008_333_333_333_313_89,
+    0.001_388_888_888_877_717_3,
+    0.000_198_412_699_033_559_58,
+    2.480_158_756_830_53e-5,
+    2.755_722_878_830_219_7e-6,
+    2.755_703_807_167_431e-7,
+    2.511_371_229_227_957_8e-8,
+    2.100_068_955_664_690_7e-9,
 ];
 
-/// Splits x = j*ln2 + f with |f| <= ~ln2/2; j integral. Valid for |x| < 1400.
+/// Splits x = j ln2 + f + f_lo with |f| <= ~ln2/2, |f_lo| <~ 2^-54 |f| and j
+/// integral. Valid for |x| < 1400.
 #[inline(always)]
-fn exp_reduce(x: f64x4) -> (f64x4, f64x4) {
+fn exp_reduce(x: f64x4) -> (f64x4, f64x4, f64x4) {
     let j = (x * splat(LOG2_E)).round_ties_even();
-    let f = j.mul_neg_add(splat(LN2_HI), x);
-    let f = j.mul_neg_add(splat(LN2_LO), f);
-    (f, j)
+    let f_hi = j.mul_neg_add(splat(LN2_HI), x); // exact
+    let f = j.mul_neg_add(splat(LN2_LO), f_hi);
+    let f_lo = j.mul_neg_add(splat(LN2_LO), f_hi - f);
+    (f, f_lo, j)
 }
 
-/// e^f - 1 for |f| <= ~ln2/2.
+/// e^(f + f_lo) - 1 for |f| <= ~ln2/2 and tiny f_lo.
 #[inline(always)]
-fn expm1_poly(f: f64x4) -> f64x4 {
-    (f * f).mul_add(poly(f, &EXP_C), f)
+fn expm1_reduced(f: f64x4, f_lo: f64x4) -> f64x4 {
+    let p = (f * f).mul_add(poly(f, &EXP_C), f);
+    p + f_lo.mul_add(p, f_lo)
 }
 
 /// 2^j for integral j in [-1022, 1023], built directly in the exponent field.
 #[inline(always)]
 fn pow2i(j: f64x4) -> f64x4 {
     // j + 2^52 + 1023 holds j + 1023 in its low mantissa bits.
-    from_bits(bits(j + splat(4_503_599_627_370_496.0 + 1023.0)) << 52)
+    from_bits(bits(j + splat(TWO_52 + 1023.0)) << 52)
 }
 
-/// Fast-path range of exp: results stay normal and finite, and the scale 2^j
+/// Fast-path range of exp: results stay normal and finite and the scale 2^j
 /// stays in [2^-1021, 2^1023] (exp(-708) ~ 3.3e-308 > f64::MIN_POSITIVE,
-/// exp(709) ~ 8.2e307). Outside it libm handles overflow and gradual underflow.
+/// exp(709) ~ 8.2e307). Outside it libm handles overflow and gradual
+/// underflow.
 const EXP_LO: f64 = -708.0;
 const EXP_HI: f64 = 709.0;
 
 #[inline(always)]
 fn exp_kernel(x: f64x4) -> f64x4 {
-    let (f, j) = exp_reduce(x);
-    (expm1_poly(f) + splat(1.0)) * pow2i(j)
+    let (f, f_lo, j) = exp_reduce(x);
+    (expm1_reduced(f, f_lo) + splat(1.0)) * pow2i(j)
 }
 
 /// |x| above which tanh(x) rounds to +-1 in f64 (e^-2x < 2^-55).
 const TANH_SAT: f64 = 19.1;
 
-/// tanh via t = expm1(2|x|): tanh|x| = t / (t + 2). The expm1 is formed as
-/// 2^j * (p + (1 - 2^-j)) with p = e^f - 1, which has no cancellation for
-/// j >= 1 and is exactly p for j = 0, so small arguments keep full relative
-/// accuracy down to subnormals.
+/// tanh|x| = t / (t + 2) with t = expm1(2|x|) = 2^j (p + (1 - 2^-j)),
+/// p = e^f - 1. That form has no cancellation for j >= 1 and is exactly p for
+/// j = 0, so small arguments keep full relative accuracy down to subnormals.
+/// t and t + 2 are carried as double-doubles and the quotient is corrected
+/// with its FMA residual, which keeps the result near 1 ulp.
 #[inline(always)]
 fn tanh_kernel(x: f64x4) -> f64x4 {
     let a = x.abs();
     let sat = a.simd_gt(splat(TANH_SAT));
     let xx = (a + a).fast_min(splat(2.0 * TANH_SAT + 2.0));
-    let (f, j) = exp_reduce(xx);
-    let p = expm1_poly(f);
-    let t = pow2i(j) * (p + (splat(1.0) - pow2i(-j)));
-    let th = t / (t + splat(2.0));
+    let (f, f_lo, j) = exp_reduce(xx);
+    let p = expm1_reduced(f, f_lo);
+    // 1 - 2^-j is exact and either 0 or >= 1/2 > |p|.
+    let (u, u_err) = fast_two_sum(splat(1.0) - pow2i(-j), p);
+    let scale = pow2i(j);
+    let (th, tl) = (u * scale, u_err * scale);
+    let two = splat(2.0);
+    let (d, d_err) = fast_two_sum(th.fast_max(two), th.fast_min(two));
+    let d_lo = d_err + tl;
+    let inv = splat(1.0) / d;
+    let q = th * inv;
+    let res = q.mul_neg_add(d, th) + q.mul_neg_add(d_lo, tl);
+    let th = res.mul_add(inv, q);
     sat.select(splat(1.0), th).copysign(x)
 }
 
 // ---------------------------------------------------------------------------
-// pow kernel (f64): double-double log, then exp of a double-double
+// pow (f64): double-double log, then exp of a double-double
 // ---------------------------------------------------------------------------
 
 /// Bits of sqrt(1/2): mantissas are normalised into [sqrt(1/2), sqrt(2)).
@@ -388,25 +566,23 @@ const LOG_C: [f64; 11] = [
     2.0 / 25.0,
 ];
 
-/// Error-free sum, valid when |a| >= |b| (or a == 0).
+/// Splits positive normal x into (e, m) with x = 2^e m, m in [sqrt(1/2),
+/// sqrt(2)). The 2^62 offset keeps the subtraction non-negative so a logical
+/// shift extracts e + 1024.
 #[inline(always)]
-fn fast_two_sum(a: f64x4, b: f64x4) -> (f64x4, f64x4) {
-    let s = a + b;
-    (s, b - (s - a))
+fn split_exponent(x: f64x4) -> (f64x4, f64x4) {
+    let ix = bits(x);
+    let tmp = ix - u64x4::splat(SQRT_HALF_BITS) + u64x4::splat(1 << 62);
+    let eb = tmp >> 52;
+    let m = from_bits(ix - (eb << 52) + u64x4::splat(1024 << 52));
+    let e = from_bits(eb | u64x4::splat(0x4330_0000_0000_0000)) - splat(TWO_52 + 1024.0);
+    (e, m)
 }
 
 /// ln(x) as hi + lo with ~2^-66 relative error, for positive normal finite x.
 #[inline(always)]
 fn ln_dd(x: f64x4) -> (f64x4, f64x4) {
-    // x = 2^e * m with m in [sqrt(1/2), sqrt(2)). The 2^62 offset keeps the
-    // subtraction non-negative so a logical shift extracts e + 1024.
-    let ix = bits(x);
-    let tmp = ix - u64x4::splat(SQRT_HALF_BITS) + u64x4::splat(1 << 62);
-    let eb = tmp >> 52;
-    let m = from_bits(ix - (eb << 52) + u64x4::splat(1024 << 52));
-    let e = from_bits(eb | u64x4::splat(0x4330_0000_0000_0000))
-        - splat(4_503_599_627_370_496.0 + 1024.0);
-
+    let (e, m) = split_exponent(x);
     // s = (m - 1) / (m + 1) as a double-double; m - 1 is exact (Sterbenz),
     // m + 1 is split exactly because m < 2.
     let num = m - splat(1.0);
@@ -416,7 +592,7 @@ fn ln_dd(x: f64x4) -> (f64x4, f64x4) {
     let rem = sh.mul_neg_add(dl, rem);
     let sl = rem / dh;
 
-    // ln m = 2s + (2/3) s^3 + s^5 R(s^2); the first two terms in double-double.
+    // ln m = 2s + (2/3) s^3 + s^5 R(s^2); the first two terms double-double.
     let z = sh * sh;
     let zl = sh.mul_sub(sh, z) + splat(2.0) * sh * sl;
     let s3h = z * sh;
@@ -426,15 +602,15 @@ fn ln_dd(x: f64x4) -> (f64x4, f64x4) {
         + s3h.mul_add(splat(TWO_THIRDS_LO), s3l * splat(TWO_THIRDS_HI));
     let tail = (s3h * z) * poly(z, &LOG_C);
 
-    // e*ln2 + 2s + (2/3)s^3 + tail; magnitudes decrease left to right.
+    // e ln2 + 2s + (2/3)s^3 + tail; magnitudes decrease left to right.
     let (h, l1) = fast_two_sum(e * splat(LN2_HI), sh + sh);
     let (h, l2) = fast_two_sum(h, t3h);
     let lo = (l1 + l2) + ((sl + sl) + t3l + tail + e * splat(LN2_LO));
     fast_two_sum(h, lo)
 }
 
-/// x^y for x positive normal finite, y finite, and |y ln x| within the exp
-/// fast range; returns `None` otherwise.
+/// x^y for x positive normal finite, y finite and y ln x within the exp fast
+/// range; returns `None` for blocks with any other lane.
 #[inline(always)]
 fn pow_kernel(x: f64x4, y: f64x4) -> Option<f64x4> {
     let inputs_ok = x.simd_ge(splat(f64::MIN_POSITIVE))
@@ -449,16 +625,118 @@ fn pow_kernel(x: f64x4, y: f64x4) -> Option<f64x4> {
     if !(ph.simd_ge(splat(EXP_LO)) & ph.simd_le(splat(EXP_HI))).all() {
         return None;
     }
-    // e^(ph + pl): reduce ph exactly, fold pl and the reduction remainder in,
-    // keep the rounding error of that sum as a first-order correction.
+    // e^(ph + pl): ph is reduced exactly, pl joins the low part.
     let j = (ph * splat(LOG2_E)).round_ties_even();
-    let fh = j.mul_neg_add(splat(LN2_HI), ph);
-    let fl = j.mul_neg_add(splat(LN2_LO), pl);
-    let f = fh + fl;
-    let f_err = (fh - f) + fl;
-    let p = expm1_poly(f);
-    let e = splat(1.0) + (p + f_err.mul_add(p, f_err));
-    Some(e * pow2i(j))
+    let f_hi = j.mul_neg_add(splat(LN2_HI), ph);
+    let f_lo = j.mul_neg_add(splat(LN2_LO), pl);
+    let f = f_hi + f_lo;
+    let f_err = (f_hi - f) + f_lo;
+    Some((expm1_reduced(f, f_err) + splat(1.0)) * pow2i(j))
+}
+
+// ---------------------------------------------------------------------------
+// Light f64 kernels for f32 results (relative error ~2^-36, i.e. far below
+// an f32 ulp, so rounding to f32 gives 1 ulp at worst)
+// ---------------------------------------------------------------------------
+
+/// e^f - 1 - f = f^2 E(f) on |f| <= ln2/2 to 2^-39.6 (own Remez fit).
+const EXP_C_LIGHT: [f64; 7] = [
+    0.500_000_000_042_748_1,
+    0.166_666_667_845_824_54,
+    0.041_666_664_402_434_81,
+    0.008_333_281_767_024_992,
+    0.001_388_919_736_492_429,
+    0.000_199_089_659_356_667_63,
+    2.470_825_713_082_209_5e-5,
+];
+
+/// Taylor coefficients 2/(2k+1), k = 1..=7, of (2 atanh(s) - 2s)/s^3; the
+/// first omitted term is < 2^-44 relative for |s| <= 0.1716.
+const LOG_C_LIGHT: [f64; 7] = [
+    2.0 / 3.0,
+    2.0 / 5.0,
+    2.0 / 7.0,
+    2.0 / 9.0,
+    2.0 / 11.0,
+    2.0 / 13.0,
+    2.0 / 15.0,
+];
+
+/// (j, p) with e^x = 2^j (1 + p), j integral; |x| < 1400.
+#[inline(always)]
+fn exp_light(x: f64x4) -> (f64x4, f64x4) {
+    let j = (x * splat(LOG2_E)).round_ties_even();
+    let f = j.mul_neg_add(splat(LN2_HI), x);
+    let f = j.mul_neg_add(splat(LN2_LO), f);
+    (j, (f * f).mul_add(poly(f, &EXP_C_LIGHT), f))
+}
+
+/// ln x for positive normal finite x, ~2^-44 relative.
+#[inline(always)]
+fn ln_light(x: f64x4) -> f64x4 {
+    let (e, m) = split_exponent(x);
+    let s = (m - splat(1.0)) / (m + splat(1.0));
+    let z = s * s;
+    let two_s = s + s;
+    e.mul_add(splat(core::f64::consts::LN_2), (s * z).mul_add(poly(z, &LOG_C_LIGHT), two_s))
+}
+
+/// tanh for f32 inputs in f64: t / (t + 2), t = expm1(2|x|).
+#[inline(always)]
+fn tanh_light(x: f64x4) -> f64x4 {
+    let a = x.abs();
+    let sat = a.simd_gt(splat(10.0)); // tanh(10) rounds to 1 in f32
+    let (j, p) = exp_light((a + a).fast_min(splat(22.0)));
+    let t = pow2i(j) * (p + (splat(1.0) - pow2i(-j)));
+    sat.select(splat(1.0), t / (t + splat(2.0))).copysign(x)
+}
+
+/// ln of f32 inputs is at most ~104 in magnitude, so any |y ln x| beyond this
+/// gives 0 or inf in f32 already; clamping keeps the f64 exp in range.
+const POW_F32_CLAMP: f64 = 200.0;
+
+/// x^y for f32 inputs in f64, `None` unless every lane has finite x > 0 (f32
+/// subnormals are normal in f64) and finite y. Overflow to inf and underflow
+/// to subnormals/zero happen in the final rounding to f32.
+#[inline(always)]
+fn pow_light(x: f64x4, y: f64x4) -> Option<f64x4> {
+    let ok = (x.simd_gt(splat(0.0))
+        & x.simd_le(splat(f64::from(f32::MAX)))
+        & y.abs().simd_le(splat(f64::from(f32::MAX))))
+    .all();
+    if !ok {
+        return None;
+    }
+    let t = (y * ln_light(x))
+        .fast_max(splat(-POW_F32_CLAMP))
+        .fast_min(splat(POW_F32_CLAMP));
+    let (j, p) = exp_light(t);
+    Some((p + splat(1.0)) * pow2i(j))
+}
+
+// ---------------------------------------------------------------------------
+// exp (native f32)
+// ---------------------------------------------------------------------------
+
+/// Fast-path range of the f32 exp: results stay normal and finite and the
+/// scale 2^j stays in [2^-126, 2^127] (exp(-87) ~ 1.6e-38 >
+/// f32::MIN_POSITIVE, exp(88.3) ~ 2.2e38).
+const EXP_LO_F32: f32 = -87.0;
+const EXP_HI_F32: f32 = 88.3;
+const LN2_HI_F32: f32 = core::f32::consts::LN_2;
+const LN2_LO_F32: f32 = -1.904_654_2e-9;
+/// e^f - 1 - f = f^2 E(f) on |f| <= ln2/2 (own Remez fit with f32-rounded
+/// coefficients, 2^-31.2).
+const EXP_F32_C: [f32; 6] = [0.5, 0.166_666_48, 0.041_666_48, 0.008_337_889, 0.001_393_336_8, 0.000_173_210_86];
+
+#[inline(always)]
+fn exp_kernel_f32(x: f32x8) -> f32x8 {
+    let j = (x * splat32(core::f32::consts::LOG2_E)).round_ties_even();
+    let f = j.mul_neg_add(splat32(LN2_HI_F32), x);
+    let f = j.mul_neg_add(splat32(LN2_LO_F32), f);
+    let p = (f * f).mul_add(poly32(f, &EXP_F32_C), f);
+    let scale = from_bits32(int_bits32(j + splat32(127.0)) << 23);
+    (p + splat32(1.0)) * scale
 }
 
 // ---------------------------------------------------------------------------
@@ -518,8 +796,9 @@ pub fn exp_f64(x: &[f64], out: &mut [f64]) {
     );
 }
 
-/// `out[i] = x[i].ln()`; vector path (`wide`'s ln, ~1 ulp) for positive
-/// normal finite x. `wide` maps subnormals to -inf, so those go scalar.
+/// `out[i] = x[i].ln()`; `wide`'s ln (~1 ulp) for positive normal finite x.
+/// `wide` maps subnormals to -inf, so those (and 0, negatives, inf, NaN) go
+/// to `std`.
 pub fn ln_f64(x: &[f64], out: &mut [f64]) {
     map1(
         x,
@@ -569,104 +848,90 @@ pub fn powf_f64(x: &[f64], y: &[f64], out: &mut [f64]) {
 // Public f32 API
 // ---------------------------------------------------------------------------
 
-/// Runs an f64 kernel on 4 widened f32 lanes and rounds the result once.
-#[inline(always)]
-fn via_f64(
-    a: [f32; 4],
-    ok: impl Fn(f64x4) -> bool,
-    k: impl Fn(f64x4) -> f64x4,
-) -> Option<[f32; 4]> {
-    let v = widen(a);
-    ok(v).then(|| narrow(k(v)))
-}
-
-/// `out[i] = x[i].sin()`; evaluated with the f64 kernel (so arguments up to
-/// 2^30, e.g. a 5 Hz sine over 1e5 s, stay within 1 ulp).
+/// `out[i] = x[i].sin()`; native f32 kernel for |x| <= 2^12, the f64 kernel
+/// up to 2^30 (so e.g. a 5 Hz sine over 1e5 s, |x| ~ 3.2e6, stays at 1 ulp).
 pub fn sin_f32(x: &[f32], out: &mut [f32]) {
-    map1(x, out, |a| via_f64(a, trig_ok, sin_kernel), f32::sin);
+    map1(x, out, |a| trig_f32(a, sin_kernel_f32, sin_kernel), f32::sin);
 }
 
-/// `out[i] = x[i].cos()`; f64 kernel, see [`sin_f32`].
+/// `out[i] = x[i].cos()`; same tiers as [`sin_f32`].
 pub fn cos_f32(x: &[f32], out: &mut [f32]) {
-    map1(x, out, |a| via_f64(a, trig_ok, cos_kernel), f32::cos);
+    map1(x, out, |a| trig_f32(a, cos_kernel_f32, cos_kernel), f32::cos);
 }
 
-/// `out[i] = x[i].tan()`; f64 kernel, see [`sin_f32`].
+/// `out[i] = x[i].tan()`; f64 kernel for |x| <= 2^30.
 pub fn tan_f32(x: &[f32], out: &mut [f32]) {
-    map1(x, out, |a| via_f64(a, trig_ok, tan_kernel), f32::tan);
+    map1(
+        x,
+        out,
+        |a: [f32; 8]| {
+            let (lo, hi) = widen8(a);
+            (trig_ok(lo) && trig_ok(hi)).then(|| narrow8(tan_kernel(lo), tan_kernel(hi)))
+        },
+        f32::tan,
+    );
 }
 
-/// Fast-path range of the f32 exp: results stay normal and finite
-/// (exp(-87) ~ 1.6e-38 > f32::MIN_POSITIVE, exp(88.5) ~ 2.7e38 < f32::MAX).
-const EXP_LO_F32: f32 = -87.0;
-const EXP_HI_F32: f32 = 88.5;
-
-/// `out[i] = x[i].exp()`; `wide`'s f32 kernel for x in [-87, 88.5].
+/// `out[i] = x[i].exp()`; native f32 kernel for x in [-87, 88.3].
 pub fn exp_f32(x: &[f32], out: &mut [f32]) {
     map1(
         x,
         out,
         |a: [f32; 8]| {
             let v = f32x8::new(a);
-            let ok = (v.simd_ge(f32x8::splat(EXP_LO_F32)) & v.simd_le(f32x8::splat(EXP_HI_F32)))
-                .all();
-            ok.then(|| v.exp().to_array())
+            let ok = HAS_FMA
+                && (v.simd_ge(splat32(EXP_LO_F32)) & v.simd_le(splat32(EXP_HI_F32))).all();
+            ok.then(|| exp_kernel_f32(v).to_array())
         },
         f32::exp,
     );
 }
 
-/// `out[i] = x[i].ln()`; `wide`'s f32 kernel for positive normal finite x.
+/// `out[i] = x[i].ln()`; `wide`'s f32 ln for positive normal finite x.
 pub fn ln_f32(x: &[f32], out: &mut [f32]) {
     map1(
         x,
         out,
         |a: [f32; 8]| {
             let v = f32x8::new(a);
-            let ok = (v.simd_ge(f32x8::splat(f32::MIN_POSITIVE)) & v.simd_le(f32x8::splat(f32::MAX)))
-                .all();
+            let ok =
+                (v.simd_ge(splat32(f32::MIN_POSITIVE)) & v.simd_le(splat32(f32::MAX))).all();
             ok.then(|| v.ln().to_array())
         },
         f32::ln,
     );
 }
 
-/// `out[i] = x[i].tanh()`; f64 kernel (`wide`'s f32 tanh is ~4 ulp).
+/// `out[i] = x[i].tanh()`; evaluated in f64 (`wide`'s f32 tanh is ~4 ulp).
 pub fn tanh_f32(x: &[f32], out: &mut [f32]) {
     map1(
         x,
         out,
-        |a| via_f64(a, |v| HAS_FMA && v.simd_eq(v).all(), tanh_kernel),
+        |a: [f32; 8]| {
+            let (lo, hi) = widen8(a);
+            let ok = HAS_FMA && (lo.simd_eq(lo) & hi.simd_eq(hi)).all();
+            ok.then(|| narrow8(tanh_light(lo), tanh_light(hi)))
+        },
         f32::tanh,
     );
 }
 
-/// ln of f32 inputs is at most ~104 in magnitude, so any |y ln x| beyond this
-/// gives 0 or inf in f32 already; clamping keeps the f64 exp in range.
-const POW_F32_CLAMP: f64 = 200.0;
-
-/// `out[i] = x[i].powf(y[i])`; evaluated as exp(y ln x) in f64 (error
-/// ~2^-44 relative at worst, far below an f32 ulp), for finite positive x
-/// (f32 subnormals are normal in f64) and finite y; overflow to inf and
-/// underflow to subnormals/zero come out of the final rounding to f32.
+/// `out[i] = x[i].powf(y[i])`; exp(y ln x) in f64 for finite x > 0 and finite
+/// y (see [`pow_light`]); everything else uses `std`.
 pub fn powf_f32(x: &[f32], y: &[f32], out: &mut [f32]) {
     map2(
         x,
         y,
         out,
-        |a: [f32; 4], b: [f32; 4]| {
-            let xv = widen(a);
-            let yv = widen(b);
-            let ok = HAS_FMA
-                && (xv.simd_gt(splat(0.0))
-                    & xv.simd_le(splat(f64::from(f32::MAX)))
-                    & yv.abs().simd_le(splat(f64::from(f32::MAX))))
-                .all();
-            if !ok {
+        |a: [f32; 8], b: [f32; 8]| {
+            if !HAS_FMA {
                 return None;
             }
-            let t = (yv * xv.ln()).fast_max(splat(-POW_F32_CLAMP)).fast_min(splat(POW_F32_CLAMP));
-            Some(narrow(exp_kernel(t)))
+            let (xl, xh) = widen8(a);
+            let (yl, yh) = widen8(b);
+            let lo = pow_light(xl, yl)?;
+            let hi = pow_light(xh, yh)?;
+            Some(narrow8(lo, hi))
         },
         f32::powf,
     );

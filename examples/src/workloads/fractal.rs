@@ -53,7 +53,7 @@ pub fn reference(height: usize, width: usize) -> Vec<i32> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<Report> {
-    let (height, width) = args.pick((160, 240), (1600, 2400));
+    let (height, width): (usize, usize) = args.pick((160, 240), (1600, 2400));
     let chunks = [height.div_ceil(3), width.div_ceil(4)];
     let fractal = build(height, width, chunks);
     let planned = fractal.plan()?;

@@ -1,0 +1,36 @@
+//! Large zeroed allocations backed by transparent huge pages where the OS
+//! allows it: first-touch page faults dominate memory-bound kernels writing
+//! fresh arrays, and a 2 MiB page costs one fault instead of 512.
+
+/// Allocations at least this large ask for huge pages.
+const HUGE_THRESHOLD: usize = 4 << 20;
+
+/// `len` copies of `zero`, which must be the all-zero bit pattern of `T`
+/// (so the allocation comes from calloc/mmap and no page is touched yet).
+pub fn zeroed_vec<T: Clone>(zero: T, len: usize) -> Vec<T> {
+    let v = vec![zero; len];
+    advise_huge(&v);
+    v
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge<T>(v: &[T]) {
+    let bytes = std::mem::size_of_val(v);
+    if bytes < HUGE_THRESHOLD {
+        return;
+    }
+    const PAGE: usize = 2 << 20;
+    let start = v.as_ptr() as usize;
+    let aligned = start.next_multiple_of(PAGE);
+    let end = (start + bytes) / PAGE * PAGE;
+    if end > aligned {
+        // SAFETY: the range lies inside the live allocation of `v`; MADV_HUGEPAGE
+        // only changes how the kernel backs it and never its contents.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge<T>(_: &[T]) {}
