@@ -1,1 +1,199 @@
-fn main(){}
+//! accel's kernel benchmark: GB/s of fused memory-bound chains against a
+//! STREAM-style triad measured in the same run, and ns/element of the
+//! compute-bound workloads against hand-written parallel Rust loops.
+//!
+//! `cargo run --release -p accel-bench` (add `-- --quick` for small sizes).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use accel::{Array, Complex64, DType, arange, from_ndarray};
+use accel_core::exec::{run_task, run_task_into};
+use accel_core::kernel::split_buffer;
+use accel_core::plan::{ChunkKey, StageId, StageKind};
+use accel_core::{Buffer, Chunk};
+use rayon::prelude::*;
+
+const REPEATS: usize = 5;
+
+/// Best of REPEATS after one warm-up.
+fn best(mut f: impl FnMut()) -> Duration {
+    f();
+    (0..REPEATS)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
+}
+
+/// STREAM triad `a = b + s*c` over preallocated arrays, on all cores.
+fn triad(n: usize) -> f64 {
+    let b = vec![1.0f64; n];
+    let c = vec![2.0f64; n];
+    let mut a = vec![0.0f64; n];
+    let s = 3.0;
+    let t = best(|| {
+        a.par_chunks_mut(1 << 16)
+            .zip(b.par_chunks(1 << 16))
+            .zip(c.par_chunks(1 << 16))
+            .for_each(|((a, b), c)| {
+                for i in 0..a.len() {
+                    a[i] = b[i] + s * c[i];
+                }
+            })
+    });
+    std::hint::black_box(&a);
+    (24 * n) as f64 / t.as_secs_f64() / 1e9
+}
+
+/// GB/s of the fused map stage of `expr`: its input chunks are materialized
+/// first, then only the kernel runs, writing into a preallocated result.
+fn kernel_gbps(expr: &Array, bytes_per_element: usize) -> anyhow::Result<(f64, usize)> {
+    let planned = expr.plan()?;
+    let plan = &planned.plan;
+    let last = StageId((plan.stages.len() - 1) as u32);
+    anyhow::ensure!(matches!(plan.stage(last).kind, StageKind::Map(_)), "last stage is not a fused map");
+    let mut inputs: std::collections::HashMap<ChunkKey, Arc<Chunk>> = Default::default();
+    for (s, stage) in plan.stages.iter().enumerate().take(plan.stages.len() - 1) {
+        for c in 0..stage.task_count() {
+            let key = ChunkKey { stage: StageId(s as u32), chunk: c as u32 };
+            let args: Vec<Arc<Chunk>> = plan.task_inputs(key).iter().map(|k| inputs[k].clone()).collect();
+            inputs.insert(key, run_task(plan, key, &args)?);
+        }
+    }
+    let meta = &plan.stage(last).meta;
+    let n: usize = meta.shape.iter().product();
+    let mut out = Buffer::zeros(meta.dtype, n);
+    let lens: Vec<usize> = meta.chunks.0[0].iter().map(|c| c * n / meta.shape[0]).collect();
+    let tasks = plan.stage(last).task_count();
+    let args: Vec<Vec<Arc<Chunk>>> = (0..tasks)
+        .map(|c| plan.task_inputs(ChunkKey { stage: last, chunk: c as u32 }).iter().map(|k| inputs[k].clone()).collect())
+        .collect();
+    let mut err = None;
+    let t = best(|| {
+        let Some(slices) = split_buffer(&mut out, &lens) else { return };
+        // Chunks in parallel, like the local runner (each also splits its blocks).
+        let results: Vec<_> = slices
+            .into_par_iter()
+            .enumerate()
+            .map(|(c, sl)| run_task_into(plan, ChunkKey { stage: last, chunk: c as u32 }, &args[c], sl))
+            .collect();
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            err = Some(e);
+        }
+    });
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    Ok(((bytes_per_element * n) as f64 / t.as_secs_f64() / 1e9, tasks))
+}
+
+/// End-to-end seconds of `expr.compute()` (planning, running, assembling).
+fn end_to_end<T: accel_core::Element>(expr: &Array) -> anyhow::Result<Duration> {
+    let mut err = None;
+    let t = best(|| {
+        if let Err(e) = expr.compute::<T>() {
+            err = Some(e);
+        }
+    });
+    match err {
+        Some(e) => Err(e.into()),
+        None => Ok(t),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 2_000_000 } else { 50_000_000 };
+    let chunk = n / 20;
+    println!("accel bench: {} threads, n = {n:.0e}, best of {REPEATS}\n", rayon::current_num_threads());
+
+    let triad_gbps = triad(n);
+    println!("STREAM triad (plain Rust, rayon)        {triad_gbps:6.1} GB/s  (24 B/element)");
+
+    let ones = ndarray::Array1::<f64>::from_elem(n, 1.5);
+    let x = from_ndarray(&ones, chunk);
+    let y = from_ndarray(&ones, chunk);
+    let z = from_ndarray(&ones, chunk);
+    let mag = (x.powi(2) + y.powi(2)).sqrt();
+    let disc = y.powi(2) - 4.0 * &x * &z;
+    let mut inc = x.clone();
+    for _ in 0..25 {
+        inc = inc + 1.0;
+    }
+    println!("\nfused kernels over data (kernel only, preallocated result):");
+    for (name, expr, bytes) in [("mag", &mag, 24), ("discriminant", &disc, 32), ("inc25", &inc, 16)] {
+        let (gbps, tasks) = kernel_gbps(expr, bytes)?;
+        println!(
+            "  {name:<13} {gbps:6.1} GB/s = {:5.1} % of triad  ({tasks} tasks, {bytes} B/element)",
+            100.0 * gbps / triad_gbps
+        );
+    }
+
+    println!("\nend to end (compute(): plan, run, fresh result array):");
+    let mag_gen = {
+        let a = arange(n, chunk).astype(DType::F64);
+        (a.powi(2) + a.powi(2)).sqrt()
+    };
+    let t = end_to_end::<f64>(&mag_gen)?;
+    println!("  mag (x = arange)  {:8.2} ms  {:5.2} ns/element  {:5.1} GB/s written", t.as_secs_f64() * 1e3, t.as_secs_f64() * 1e9 / n as f64, (8 * n) as f64 / t.as_secs_f64() / 1e9);
+    let t = end_to_end::<f64>(&mag)?;
+    println!("  mag (x, y data)   {:8.2} ms  {:5.2} ns/element", t.as_secs_f64() * 1e3, t.as_secs_f64() * 1e9 / n as f64);
+
+    // trig: sin(a**2) * exp(b) vs a hand-written parallel loop over the same inputs.
+    let side = if quick { 1000 } else { 4000 };
+    let mut rng = accel::Rng::new(3);
+    let a = rng.random(&[side, side], [side / 8, side]).compute::<f64>()?;
+    let b = rng.random(&[side, side], [side / 8, side]).compute::<f64>()?;
+    let (aa, bb) = (from_ndarray(&a, [side / 8, side]), from_ndarray(&b, [side / 8, side]));
+    let trig = aa.powi(2).sin() * bb.exp();
+    let (trig_gbps, _) = kernel_gbps(&trig, 24)?;
+    let trig_ns = 24.0 / trig_gbps;
+    let (sa, sb) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
+    let mut out = vec![0.0f64; side * side];
+    let hand = best(|| {
+        out.par_chunks_mut(1 << 14).enumerate().for_each(|(k, o)| {
+            let base = k << 14;
+            for (i, o) in o.iter_mut().enumerate() {
+                *o = (sa[base + i] * sa[base + i]).sin() * sb[base + i].exp();
+            }
+        })
+    });
+    let hand_ns = hand.as_secs_f64() * 1e9 / (side * side) as f64;
+    println!("\ncompute-bound kernels:");
+    println!("  trig      accel {trig_ns:6.3} ns/element   hand-written parallel loop (std sin/exp) {hand_ns:6.3} ns/element   ratio {:.2}", hand_ns / trig_ns);
+
+    // fractal: accel (whole computation) vs a hand-written parallel scalar loop.
+    let (h, w) = if quick { (400, 600) } else { (1600, 2400) };
+    let frac = accel_examples::workloads::fractal::build(h, w, [h.div_ceil(3), w.div_ceil(4)]);
+    let t = end_to_end::<i32>(&frac)?;
+    let accel_px = t.as_secs_f64() * 1e9 / (h * w) as f64;
+    let mut img = vec![0i32; h * w];
+    let hand = best(|| {
+        img.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
+            let y = if r + 1 == h { 0.0 } else { -1.0 + r as f64 / (h - 1) as f64 };
+            for (col, px) in row.iter_mut().enumerate() {
+                let x = if col + 1 == w { 0.0 } else { -1.5 + col as f64 * (1.5 / (w - 1) as f64) };
+                let c = Complex64::new(x, y);
+                let mut z = c;
+                *px = accel_examples::workloads::fractal::MAX_ITER;
+                for i in 0..accel_examples::workloads::fractal::MAX_ITER {
+                    z = z * z + c;
+                    if z.norm() > 2.0 {
+                        if *px == accel_examples::workloads::fractal::MAX_ITER {
+                            *px = i;
+                        }
+                        z = Complex64::new(2.0, 0.0);
+                    }
+                }
+            }
+        })
+    });
+    std::hint::black_box(&img);
+    let hand_px = hand.as_secs_f64() * 1e9 / (h * w) as f64;
+    println!("  fractal   accel {accel_px:6.2} ns/pixel     hand-written parallel loop {hand_px:6.2} ns/pixel   ratio {:.2}", hand_px / accel_px);
+    Ok(())
+}

@@ -41,7 +41,7 @@ pub const ULP_BOUND_F64: f64 = 3.0;
 /// Worst-case error of the `*_f32` functions against `std`, in ulp.
 ///
 /// Checked exhaustively over all 2^32 inputs for the one-argument functions
-/// (powf: random sweeps). sin/cos use a native f32 kernel for |x| <= 2^12
+/// (powf: random sweeps). sin/cos use a native f32 kernel for |x| < 2^21
 /// (1 ulp), everything beyond that up to 2^30 and tan, tanh, powf are
 /// evaluated in f64 and rounded once (1 ulp); exp and ln are 1 ulp.
 pub const ULP_BOUND_F32: f64 = 2.0;
@@ -189,10 +189,10 @@ fn int_bits32(v: f32x8) -> u32x8 {
 /// Converts an 8-lane f32 block into two f64x4 halves.
 #[inline(always)]
 fn widen8(a: [f32; 8]) -> (f64x4, f64x4) {
-    let w = a.map(f64::from);
+    let w = |i: usize| f64::from(a[i]);
     (
-        f64x4::new([w[0], w[1], w[2], w[3]]),
-        f64x4::new([w[4], w[5], w[6], w[7]]),
+        f64x4::new([w(0), w(1), w(2), w(3)]),
+        f64x4::new([w(4), w(5), w(6), w(7)]),
     )
 }
 
@@ -200,7 +200,16 @@ fn widen8(a: [f32; 8]) -> (f64x4, f64x4) {
 #[inline(always)]
 fn narrow8(lo: f64x4, hi: f64x4) -> [f32; 8] {
     let (l, h) = (lo.to_array(), hi.to_array());
-    [l[0], l[1], l[2], l[3], h[0], h[1], h[2], h[3]].map(|t| t as f32)
+    [
+        l[0] as f32,
+        l[1] as f32,
+        l[2] as f32,
+        l[3] as f32,
+        h[0] as f32,
+        h[1] as f32,
+        h[2] as f32,
+        h[3] as f32,
+    ]
 }
 
 /// Evaluates `c[0] + z*c[1] + z^2*c[2] + ...` in Estrin form (pairs, then
@@ -208,7 +217,12 @@ fn narrow8(lo: f64x4, hi: f64x4) -> [f32; 8] {
 /// compared to Horner; `K` is a constant, so the loops unroll completely.
 #[inline(always)]
 fn poly<const K: usize>(z: f64x4, c: &[f64; K]) -> f64x4 {
-    let mut t = c.map(splat);
+    // (No `array::map` here: it is not always inlined, and an out-of-line
+    // call per block costs more than the whole polynomial.)
+    let mut t = [f64x4::ZERO; K];
+    for (ti, &ci) in t.iter_mut().zip(c) {
+        *ti = splat(ci);
+    }
     let mut n = K;
     let mut p = z;
     while n > 1 {
@@ -225,7 +239,10 @@ fn poly<const K: usize>(z: f64x4, c: &[f64; K]) -> f64x4 {
 /// f32 version of [`poly`].
 #[inline(always)]
 fn poly32<const K: usize>(z: f32x8, c: &[f32; K]) -> f32x8 {
-    let mut t = c.map(splat32);
+    let mut t = [f32x8::ZERO; K];
+    for (ti, &ci) in t.iter_mut().zip(c) {
+        *ti = splat32(ci);
+    }
     let mut n = K;
     let mut p = z;
     while n > 1 {
@@ -270,8 +287,8 @@ const PIO2_3: f64 = -1.497_384_904_859_169_8e-33;
 
 /// sin(r) = r + r^3 S(r^2) on |r| <= pi/2 (own Remez fit for relative error,
 /// coefficients rounded one at a time and the rest refitted; 2^-61.5).
-const SIN_HALF_C: [f64; 8] = [
-    -0.166_666_666_666_666_66,
+const SIN_HALF_C0: f64 = -0.166_666_666_666_666_66;
+const SIN_HALF_Q: [f64; 7] = [
     0.008_333_333_333_333_207,
     -0.000_198_412_698_412_124_8,
     2.755_731_921_156_948_2e-6,
@@ -312,7 +329,11 @@ fn reduce_pio2(xa: f64x4, j: f64x4) -> f64x4 {
 #[inline(always)]
 fn sin_half(r: f64x4) -> f64x4 {
     let z = r * r;
-    (r * z).mul_add(poly(z, &SIN_HALF_C), r)
+    let r3 = r * z;
+    let r3_lo = r.mul_add(r.mul_sub(r, z), r.mul_sub(z, r3));
+    let q = poly(z, &SIN_HALF_Q);
+    let t = r3.mul_add(splat(SIN_HALF_C0), (r3 * z).mul_add(q, r3_lo * splat(SIN_HALF_C0)));
+    r + t
 }
 
 /// sin x = (-1)^k sin(|x| - k pi) * sign(x), k = round(|x|/pi): one
@@ -378,56 +399,69 @@ fn trig_ok(x: f64x4) -> bool {
 // sin / cos (native f32 kernels for moderate arguments)
 // ---------------------------------------------------------------------------
 
-/// Largest |x| for the native f32 sin/cos kernel (2^12).
+/// The native f32 sin/cos kernel is used for |x| < 2^21.
 ///
-/// Same FMA reduction as the f64 kernel with pi/2 split into three floats.
-/// `x - j*P1` is exact, but the next step rounds a value of size
-/// |red| + j*2^-49; once j is large that rounding becomes visible relative to
-/// the smallest reduced arguments f32 inputs can have. Exhaustive testing over
-/// all floats shows 1 ulp up to 2^12; larger arguments use the f64 kernel.
-const TRIG_MAX_F32: f32 = 4_194_304.0;
+/// Same FMA reduction as the f64 kernel with pi/2 split into three floats and
+/// the reduced argument carried as a float-float. What limits it is the
+/// quadrant: `j = round(x * 2/pi)` is computed in f32, so for |x| >= 2^21 it
+/// can be off by one and the reduced argument leaves the range the
+/// polynomials were fitted on. Exhaustive testing over every float below 2^21
+/// shows 1 ulp; larger arguments use the f64 kernel.
+const TRIG_LIMIT_F32: f32 = 2_097_152.0;
 const P1_F32: f32 = core::f32::consts::FRAC_PI_2;
 const P2_F32: f32 = -4.371_139e-8;
 const P3_F32: f32 = -1.715_124_5e-15;
 
-/// sin(r) = r + r^3 S(r^2) on |r| <= pi/2 for f32 (own Remez fit with
-/// f32-rounded coefficients, 2^-31).
-const SIN_HALF_F32_C: [f32; 5] = [
-    -0.166_666_67,
-    0.008_333_351,
-    -0.000_198_430_93,
-    2.762_706e-6,
-    -2.550_328_5e-8,
-];
+/// sin(r) = r + r^3 S(r^2) on |r| <= pi/4 for f32 (own Remez fit with
+/// f32-rounded coefficients, 2^-32.5).
+const SIN_F32_C: [f32; 4] = [-0.166_666_67, 0.008_333_379, -0.000_198_530_64, 2.832_51e-6];
+/// cos(r) = 1 - r^2/2 + r^4 C(r^2) on |r| <= pi/4 for f32 (2^-33).
+const COS_F32_C: [f32; 3] = [0.041_666_646, -0.001_388_730_9, 2.443_232_7e-5];
+
+/// Returns (sin r, cos r, bits of j) with |x| = j pi/2 + r, |r| <= pi/4.
+/// Quarter periods keep the polynomial corrections small relative to the
+/// result (on a half period the f32 rounding of r^3 S alone costs ~0.9 ulp).
+#[inline(always)]
+fn sincos_f32(x: f32x8) -> (f32x8, f32x8, u32x8) {
+    let xa = x.abs();
+    let j = (xa * splat32(core::f32::consts::FRAC_2_PI)).round_ties_even();
+    // r + r_lo = xa - j (P1 + P2 + P3): the first step is exact, the product
+    // j*P2 and the subtraction are split error-free, P3 only feeds r_lo.
+    let r1 = j.mul_neg_add(splat32(P1_F32), xa);
+    let p = j * splat32(P2_F32);
+    let p_err = j.mul_sub(splat32(P2_F32), p);
+    let r = r1 - p;
+    let rb = r - r1;
+    let r_err = (r1 - (r - rb)) - (p + rb);
+    let r_lo = j.mul_neg_add(splat32(P3_F32), r_err - p_err);
+    let z = r * r;
+    let s = (r * z).mul_add(poly32(z, &SIN_F32_C), r_lo) + r;
+    let hz = splat32(0.5) * z;
+    let w = splat32(1.0) - hz;
+    let tail = ((splat32(1.0) - w) - hz) - splat32(0.5).mul_add(r.mul_sub(r, z), r * r_lo);
+    let c = w + (z * z).mul_add(poly32(z, &COS_F32_C), tail);
+    (s, c, int_bits32(j))
+}
 
 #[inline(always)]
-fn sin_half_f32(xa: f32x8, j: f32x8) -> f32x8 {
-    let r = j.mul_neg_add(splat32(P1_F32), xa);
-    let r = j.mul_neg_add(splat32(P2_F32), r);
-    let r = j.mul_neg_add(splat32(P3_F32), r);
-    let z = r * r;
-    (r * z).mul_add(poly32(z, &SIN_HALF_F32_C), r)
+fn odd_mask32(q: u32x8) -> f32x8 {
+    from_bits32((q & u32x8::splat(1)).simd_eq(u32x8::splat(1)))
 }
 
 #[inline(always)]
 fn sin_kernel_f32(x: f32x8) -> f32x8 {
-    let xa = x.abs();
-    let k = (xa * splat32(core::f32::consts::FRAC_1_PI)).round_ties_even();
-    let s = sin_half_f32(xa, k + k);
-    let sign = (int_bits32(k) << 31) ^ (bits32(x) & u32x8::splat(SIGN32));
-    s ^ from_bits32(sign)
+    let (s, c, q) = sincos_f32(x);
+    let v = odd_mask32(q).select(c, s);
+    let sign = ((q & u32x8::splat(2)) << 30) ^ (bits32(x) & u32x8::splat(SIGN32));
+    v ^ from_bits32(sign)
 }
 
 #[inline(always)]
 fn cos_kernel_f32(x: f32x8) -> f32x8 {
-    let xa = x.abs();
-    let k = xa
-        .mul_sub(splat32(core::f32::consts::FRAC_1_PI), splat32(0.5))
-        .round_ties_even()
-        .abs();
-    let s = sin_half_f32(xa, k.mul_add(splat32(2.0), splat32(1.0)));
-    let sign = (int_bits32(k) + u32x8::splat(1)) << 31;
-    s ^ from_bits32(sign)
+    let (s, c, q) = sincos_f32(x);
+    let v = odd_mask32(q).select(s, c);
+    let sign = ((q + u32x8::splat(1)) & u32x8::splat(2)) << 30;
+    v ^ from_bits32(sign)
 }
 
 /// Three tiers for f32 sin/cos: native f32 kernel, f64 kernel, scalar.
@@ -441,7 +475,7 @@ fn trig_f32(
         return None;
     }
     let v = f32x8::new(a);
-    if v.abs().simd_le(splat32(TRIG_MAX_F32)).all() {
+    if v.abs().simd_lt(splat32(TRIG_LIMIT_F32)).all() {
         return Some(native(v).to_array());
     }
     let (lo, hi) = widen8(a);
@@ -526,11 +560,14 @@ fn tanh_kernel(x: f64x4) -> f64x4 {
     let sat = a.simd_gt(splat(TANH_SAT));
     let xx = (a + a).fast_min(splat(2.0 * TANH_SAT + 2.0));
     let (f, f_lo, j) = exp_reduce(xx);
-    let p = expm1_reduced(f, f_lo);
+    // p = e^f - 1 = f + f^2 E(f) as p_hi + p_lo: for j = 1 the sum below
+    // cancels by up to ~1.3x, so p's own rounding has to be kept out.
+    let (p_hi, p_lo) = fast_two_sum(f, (f * f) * poly(f, &EXP_C));
+    let p_lo = p_lo + f_lo.mul_add(p_hi, f_lo);
     // 1 - 2^-j is exact and either 0 or >= 1/2 > |p|.
-    let (u, u_err) = fast_two_sum(splat(1.0) - pow2i(-j), p);
+    let (u, u_err) = fast_two_sum(splat(1.0) - pow2i(-j), p_hi);
     let scale = pow2i(j);
-    let (th, tl) = (u * scale, u_err * scale);
+    let (th, tl) = (u * scale, (u_err + p_lo) * scale);
     let two = splat(2.0);
     let (d, d_err) = fast_two_sum(th.fast_max(two), th.fast_min(two));
     let d_lo = d_err + tl;
@@ -848,7 +885,7 @@ pub fn powf_f64(x: &[f64], y: &[f64], out: &mut [f64]) {
 // Public f32 API
 // ---------------------------------------------------------------------------
 
-/// `out[i] = x[i].sin()`; native f32 kernel for |x| <= 2^12, the f64 kernel
+/// `out[i] = x[i].sin()`; native f32 kernel for |x| < 2^21, the f64 kernel
 /// up to 2^30 (so e.g. a 5 Hz sine over 1e5 s, |x| ~ 3.2e6, stays at 1 ulp).
 pub fn sin_f32(x: &[f32], out: &mut [f32]) {
     map1(x, out, |a| trig_f32(a, sin_kernel_f32, sin_kernel), f32::sin);

@@ -1,0 +1,26 @@
+//! Every seed workload at its small size: each checks itself against its scalar reference.
+
+use accel_examples::Args;
+use accel_examples::workloads::ALL;
+
+#[test]
+fn every_workload_passes_its_check_at_small_size() {
+    let out = std::env::temp_dir().join(format!("accel-examples-{}", std::process::id()));
+    let out_arg = out.display().to_string();
+    let args = Args::parse(["--size".to_string(), "small".to_string(), "--out".to_string(), out_arg]).unwrap();
+    for (name, run) in ALL {
+        let report = run(&args).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(report.tasks <= report.tasks_unfused, "{name}: fusion made more tasks");
+        assert!(!report.check.is_empty(), "{name}: no check reported");
+    }
+    let png = out.join("fractal.png");
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn arguments_are_validated() {
+    assert!(Args::parse(["--size".to_string(), "huge".to_string()]).is_err());
+    assert!(Args::parse(["--bogus".to_string()]).is_err());
+}
