@@ -55,31 +55,64 @@ fn kernel_gbps(expr: &Array, bytes_per_element: usize) -> anyhow::Result<(f64, u
     let planned = expr.plan()?;
     let plan = &planned.plan;
     let last = StageId((plan.stages.len() - 1) as u32);
-    anyhow::ensure!(matches!(plan.stage(last).kind, StageKind::Map(_)), "last stage is not a fused map");
+    anyhow::ensure!(
+        matches!(plan.stage(last).kind, StageKind::Map(_)),
+        "last stage is not a fused map"
+    );
     let mut inputs: std::collections::HashMap<ChunkKey, Arc<Chunk>> = Default::default();
     for (s, stage) in plan.stages.iter().enumerate().take(plan.stages.len() - 1) {
         for c in 0..stage.task_count() {
-            let key = ChunkKey { stage: StageId(s as u32), chunk: c as u32 };
-            let args: Vec<Arc<Chunk>> = plan.task_inputs(key).iter().map(|k| inputs[k].clone()).collect();
+            let key = ChunkKey {
+                stage: StageId(s as u32),
+                chunk: c as u32,
+            };
+            let args: Vec<Arc<Chunk>> = plan
+                .task_inputs(key)
+                .iter()
+                .map(|k| inputs[k].clone())
+                .collect();
             inputs.insert(key, run_task(plan, key, &args)?);
         }
     }
     let meta = &plan.stage(last).meta;
     let n: usize = meta.shape.iter().product();
     let mut out = Buffer::zeros(meta.dtype, n);
-    let lens: Vec<usize> = meta.chunks.0[0].iter().map(|c| c * n / meta.shape[0]).collect();
+    let lens: Vec<usize> = meta.chunks.0[0]
+        .iter()
+        .map(|c| c * n / meta.shape[0])
+        .collect();
     let tasks = plan.stage(last).task_count();
     let args: Vec<Vec<Arc<Chunk>>> = (0..tasks)
-        .map(|c| plan.task_inputs(ChunkKey { stage: last, chunk: c as u32 }).iter().map(|k| inputs[k].clone()).collect())
+        .map(|c| {
+            plan.task_inputs(ChunkKey {
+                stage: last,
+                chunk: c as u32,
+            })
+            .iter()
+            .map(|k| inputs[k].clone())
+            .collect()
+        })
         .collect();
     let mut err = None;
     let t = best(|| {
-        let Some(slices) = split_buffer(&mut out, &lens) else { return };
+        let Some(slices) = split_buffer(&mut out, &lens) else {
+            return;
+        };
         // Chunks in parallel, like the local runner (each also splits its blocks).
         let results: Vec<_> = slices
             .into_par_iter()
             .enumerate()
-            .map(|(c, sl)| run_task_into(plan, ChunkKey { stage: last, chunk: c as u32 }, &args[c], sl))
+            .map(|(c, sl)| {
+                run_task_into(
+                    plan,
+                    ChunkKey {
+                        stage: last,
+                        chunk: c as u32,
+                    },
+                    &args[c],
+                    sl,
+                )
+            })
             .collect();
         if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
             err = Some(e);
@@ -88,7 +121,10 @@ fn kernel_gbps(expr: &Array, bytes_per_element: usize) -> anyhow::Result<(f64, u
     if let Some(e) = err {
         return Err(e.into());
     }
-    Ok(((bytes_per_element * n) as f64 / t.as_secs_f64() / 1e9, tasks))
+    Ok((
+        (bytes_per_element * n) as f64 / t.as_secs_f64() / 1e9,
+        tasks,
+    ))
 }
 
 /// End-to-end seconds of `expr.compute()` (planning, running, assembling).
@@ -109,7 +145,10 @@ fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let n = if quick { 2_000_000 } else { 50_000_000 };
     let chunk = n / 20;
-    println!("accel bench: {} threads, n = {n:.0e}, best of {REPEATS}\n", rayon::current_num_threads());
+    println!(
+        "accel bench: {} threads, n = {n:.0e}, best of {REPEATS}\n",
+        rayon::current_num_threads()
+    );
 
     let triad_gbps = triad(n);
     println!("STREAM triad (plain Rust, rayon)        {triad_gbps:6.1} GB/s  (24 B/element)");
@@ -125,7 +164,11 @@ fn main() -> anyhow::Result<()> {
         inc = inc + 1.0;
     }
     println!("\nfused kernels over data (kernel only, preallocated result):");
-    for (name, expr, bytes) in [("mag", &mag, 24), ("discriminant", &disc, 32), ("inc25", &inc, 16)] {
+    for (name, expr, bytes) in [
+        ("mag", &mag, 24),
+        ("discriminant", &disc, 32),
+        ("inc25", &inc, 16),
+    ] {
         let (gbps, tasks) = kernel_gbps(expr, bytes)?;
         println!(
             "  {name:<13} {gbps:6.1} GB/s = {:5.1} % of triad  ({tasks} tasks, {bytes} B/element)",
@@ -133,22 +176,41 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    if std::env::args().any(|a| a == "--kernels-only") {
+        return Ok(());
+    }
     println!("\nend to end (compute(): plan, run, fresh result array):");
     let mag_gen = {
         let a = arange(n, chunk).astype(DType::F64);
         (a.powi(2) + a.powi(2)).sqrt()
     };
     let t = end_to_end::<f64>(&mag_gen)?;
-    println!("  mag (x = arange)  {:8.2} ms  {:5.2} ns/element  {:5.1} GB/s written", t.as_secs_f64() * 1e3, t.as_secs_f64() * 1e9 / n as f64, (8 * n) as f64 / t.as_secs_f64() / 1e9);
+    println!(
+        "  mag (x = arange)  {:8.2} ms  {:5.2} ns/element  {:5.1} GB/s written",
+        t.as_secs_f64() * 1e3,
+        t.as_secs_f64() * 1e9 / n as f64,
+        (8 * n) as f64 / t.as_secs_f64() / 1e9
+    );
     let t = end_to_end::<f64>(&mag)?;
-    println!("  mag (x, y data)   {:8.2} ms  {:5.2} ns/element", t.as_secs_f64() * 1e3, t.as_secs_f64() * 1e9 / n as f64);
+    println!(
+        "  mag (x, y data)   {:8.2} ms  {:5.2} ns/element",
+        t.as_secs_f64() * 1e3,
+        t.as_secs_f64() * 1e9 / n as f64
+    );
 
     // trig: sin(a**2) * exp(b) vs a hand-written parallel loop over the same inputs.
     let side = if quick { 1000 } else { 4000 };
     let mut rng = accel::Rng::new(3);
-    let a = rng.random(&[side, side], [side / 8, side]).compute::<f64>()?;
-    let b = rng.random(&[side, side], [side / 8, side]).compute::<f64>()?;
-    let (aa, bb) = (from_ndarray(&a, [side / 8, side]), from_ndarray(&b, [side / 8, side]));
+    let a = rng
+        .random(&[side, side], [side / 8, side])
+        .compute::<f64>()?;
+    let b = rng
+        .random(&[side, side], [side / 8, side])
+        .compute::<f64>()?;
+    let (aa, bb) = (
+        from_ndarray(&a, [side / 8, side]),
+        from_ndarray(&b, [side / 8, side]),
+    );
     let trig = aa.powi(2).sin() * bb.exp();
     let (trig_gbps, _) = kernel_gbps(&trig, 24)?;
     let trig_ns = 24.0 / trig_gbps;
@@ -164,7 +226,10 @@ fn main() -> anyhow::Result<()> {
     });
     let hand_ns = hand.as_secs_f64() * 1e9 / (side * side) as f64;
     println!("\ncompute-bound kernels:");
-    println!("  trig      accel {trig_ns:6.3} ns/element   hand-written parallel loop (std sin/exp) {hand_ns:6.3} ns/element   ratio {:.2}", hand_ns / trig_ns);
+    println!(
+        "  trig      accel {trig_ns:6.3} ns/element   hand-written parallel loop (std sin/exp) {hand_ns:6.3} ns/element   ratio {:.2}",
+        hand_ns / trig_ns
+    );
 
     // fractal: accel (whole computation) vs a hand-written parallel scalar loop.
     let (h, w) = if quick { (400, 600) } else { (1600, 2400) };
@@ -174,9 +239,17 @@ fn main() -> anyhow::Result<()> {
     let mut img = vec![0i32; h * w];
     let hand = best(|| {
         img.par_chunks_mut(w).enumerate().for_each(|(r, row)| {
-            let y = if r + 1 == h { 0.0 } else { -1.0 + r as f64 / (h - 1) as f64 };
+            let y = if r + 1 == h {
+                0.0
+            } else {
+                -1.0 + r as f64 / (h - 1) as f64
+            };
             for (col, px) in row.iter_mut().enumerate() {
-                let x = if col + 1 == w { 0.0 } else { -1.5 + col as f64 * (1.5 / (w - 1) as f64) };
+                let x = if col + 1 == w {
+                    0.0
+                } else {
+                    -1.5 + col as f64 * (1.5 / (w - 1) as f64)
+                };
                 let c = Complex64::new(x, y);
                 let mut z = c;
                 *px = accel_examples::workloads::fractal::MAX_ITER;
@@ -194,6 +267,9 @@ fn main() -> anyhow::Result<()> {
     });
     std::hint::black_box(&img);
     let hand_px = hand.as_secs_f64() * 1e9 / (h * w) as f64;
-    println!("  fractal   accel {accel_px:6.2} ns/pixel     hand-written parallel loop {hand_px:6.2} ns/pixel   ratio {:.2}", hand_px / accel_px);
+    println!(
+        "  fractal   accel {accel_px:6.2} ns/pixel     hand-written parallel loop {hand_px:6.2} ns/pixel   ratio {:.2}",
+        hand_px / accel_px
+    );
     Ok(())
 }

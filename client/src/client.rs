@@ -192,14 +192,31 @@ impl Client {
             let Some(buf) = buf else { continue };
             let m = &plan.stage(*s).meta;
             let row: usize = m.shape.iter().skip(1).product();
-            let lens: Vec<usize> = m.chunks.0.first().map(|c| c.iter().map(|n| n * row).collect()).unwrap_or_else(|| vec![1]);
-            let slices = split_buffer(buf, &lens).ok_or_else(|| Error::Invalid("result smaller than its chunks".into()))?;
+            let lens: Vec<usize> = m
+                .chunks
+                .0
+                .first()
+                .map(|c| c.iter().map(|n| n * row).collect())
+                .unwrap_or_else(|| vec![1]);
+            let slices = split_buffer(buf, &lens)
+                .ok_or_else(|| Error::Invalid("result smaller than its chunks".into()))?;
             for (c, sl) in slices.into_iter().enumerate() {
-                direct.insert(ChunkKey { stage: *s, chunk: c as u32 }, sl);
+                direct.insert(
+                    ChunkKey {
+                        stage: *s,
+                        chunk: c as u32,
+                    },
+                    sl,
+                );
             }
         }
         let stats = run_plan(plan, direct, |o, key, chunk| match &mut pasted[o] {
-            Some(buf) => paste(buf, &plan.stage(key.stage).meta.shape, &plan.chunk_origin(key), chunk),
+            Some(buf) => paste(
+                buf,
+                &plan.stage(key.stage).meta.shape,
+                &plan.chunk_origin(key),
+                chunk,
+            ),
             None => Ok(()),
         })?;
         let results: Vec<Buffer> = direct_bufs
@@ -237,7 +254,12 @@ impl Client {
 }
 
 /// Copies `chunk` into the row-major `dst` of `shape` at `origin`.
-fn paste(dst: &mut Buffer, shape: &[usize], origin: &[usize], chunk: &Chunk) -> accel_core::Result<()> {
+fn paste(
+    dst: &mut Buffer,
+    shape: &[usize],
+    origin: &[usize],
+    chunk: &Chunk,
+) -> accel_core::Result<()> {
     let src = chunk.data();
     let cshape = &chunk.shape;
     let nd = shape.len();
@@ -292,7 +314,9 @@ impl Array {
     /// Computes this array, whatever its dtype.
     pub fn compute_dyn(&self) -> Result<DynArray> {
         let mut run = Client::local().run(&[self])?;
-        run.outputs.pop().ok_or_else(|| Error::Invalid("no output".into()))
+        run.outputs
+            .pop()
+            .ok_or_else(|| Error::Invalid("no output".into()))
     }
 
     /// The optimized, lowered plan (task counts, DOT export).

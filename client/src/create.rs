@@ -30,7 +30,9 @@ impl From<&str> for ChunkSpec {
         if s == "auto" {
             ChunkSpec::Auto
         } else {
-            ChunkSpec::Invalid(format!("unknown chunk specification {s:?} (use \"auto\" or sizes)"))
+            ChunkSpec::Invalid(format!(
+                "unknown chunk specification {s:?} (use \"auto\" or sizes)"
+            ))
         }
     }
 }
@@ -108,7 +110,13 @@ where
         shape: shape.clone(),
         data: T::wrap(values),
     };
-    leaf("from_ndarray", Op::Source(Arc::new(host)), &shape, T::DTYPE, chunks.into())
+    leaf(
+        "from_ndarray",
+        Op::Source(Arc::new(host)),
+        &shape,
+        T::DTYPE,
+        chunks.into(),
+    )
 }
 
 /// An array with every element equal to `value` (its Rust type sets the dtype).
@@ -120,17 +128,31 @@ pub fn full(shape: &[usize], value: impl Into<Value>, chunks: impl Into<ChunkSpe
 
 #[track_caller]
 pub fn zeros(shape: &[usize], dtype: DType, chunks: impl Into<ChunkSpec>) -> Array {
-    leaf("zeros", Op::Full(Value::Bool(false).cast(dtype)), shape, dtype, chunks.into())
+    leaf(
+        "zeros",
+        Op::Full(Value::Bool(false).cast(dtype)),
+        shape,
+        dtype,
+        chunks.into(),
+    )
 }
 
 #[track_caller]
 pub fn ones(shape: &[usize], dtype: DType, chunks: impl Into<ChunkSpec>) -> Array {
-    leaf("ones", Op::Full(Value::Bool(true).cast(dtype)), shape, dtype, chunks.into())
+    leaf(
+        "ones",
+        Op::Full(Value::Bool(true).cast(dtype)),
+        shape,
+        dtype,
+        chunks.into(),
+    )
 }
 
 fn gen_leaf(name: &str, kind: GenKind, shape: &[usize], dtype: DType, chunks: ChunkSpec) -> Array {
     if dtype == DType::Bool || dtype == DType::C128 {
-        return Array::failed(Error::Invalid(format!("{name} cannot produce {dtype} values")));
+        return Array::failed(Error::Invalid(format!(
+            "{name} cannot produce {dtype} values"
+        )));
     }
     let g = Generator {
         kind,
@@ -156,14 +178,26 @@ pub fn arange(n: usize, chunks: impl Into<ChunkSpec>) -> Array {
 
 /// `start, start + step, …` up to (excluding) `stop`, in `dtype`.
 #[track_caller]
-pub fn arange_range(start: f64, stop: f64, step: f64, dtype: DType, chunks: impl Into<ChunkSpec>) -> Array {
+pub fn arange_range(
+    start: f64,
+    stop: f64,
+    step: f64,
+    dtype: DType,
+    chunks: impl Into<ChunkSpec>,
+) -> Array {
     if step == 0.0 || !step.is_finite() || !start.is_finite() || !stop.is_finite() {
         return Array::failed(Error::Invalid(format!(
             "arange({start}, {stop}, {step}) needs finite bounds and a non-zero step"
         )));
     }
     let n = ((stop - start) / step).ceil().max(0.0) as usize;
-    gen_leaf("arange", GenKind::Arange { start, step }, &[n], dtype, chunks.into())
+    gen_leaf(
+        "arange",
+        GenKind::Arange { start, step },
+        &[n],
+        dtype,
+        chunks.into(),
+    )
 }
 
 /// `num` evenly spaced f64 values from `start` to `stop` inclusive (NumPy's linspace).
@@ -206,7 +240,13 @@ pub fn ogrid(axes: &[(f64, f64, usize)], chunks: &[usize]) -> Vec<Array> {
                 },
                 index: Affine { base: 0, strides },
             };
-            leaf("ogrid", Op::Gen(g), &shape, DType::F64, ChunkSpec::Shape(chunk))
+            leaf(
+                "ogrid",
+                Op::Gen(g),
+                &shape,
+                DType::F64,
+                ChunkSpec::Shape(chunk),
+            )
         })
         .collect()
 }
@@ -232,7 +272,13 @@ impl Rng {
 
     /// Uniform f64 in `[low, high)`.
     #[track_caller]
-    pub fn uniform(&mut self, shape: &[usize], low: f64, high: f64, chunks: impl Into<ChunkSpec>) -> Array {
+    pub fn uniform(
+        &mut self,
+        shape: &[usize],
+        low: f64,
+        high: f64,
+        chunks: impl Into<ChunkSpec>,
+    ) -> Array {
         let kind = GenKind::Uniform {
             seed: self.seed,
             stream: self.next_stream(),
@@ -250,7 +296,13 @@ impl Rng {
 
     /// Normal f64 with the given mean and standard deviation.
     #[track_caller]
-    pub fn normal(&mut self, shape: &[usize], mean: f64, std: f64, chunks: impl Into<ChunkSpec>) -> Array {
+    pub fn normal(
+        &mut self,
+        shape: &[usize],
+        mean: f64,
+        std: f64,
+        chunks: impl Into<ChunkSpec>,
+    ) -> Array {
         let kind = GenKind::Normal {
             seed: self.seed,
             stream: self.next_stream(),

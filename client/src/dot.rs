@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 /// Writes `dot` to `path`; if graphviz is on the machine, also renders
 /// `path` with an `.svg` extension and returns its path (its absence is not an error).
 pub fn write_dot(path: &Path, dot: &str) -> Result<Option<PathBuf>> {
-    std::fs::write(path, dot).map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::write(path, dot)
+        .map_err(|e| Error::Invalid(format!("cannot write {}: {e}", path.display())))?;
     let svg = path.with_extension("svg");
     let rendered = Command::new("dot")
         .arg("-Tsvg")

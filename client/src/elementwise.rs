@@ -9,7 +9,9 @@ use crate::operand::{Operand, arrays_of};
 
 #[track_caller]
 fn unary(a: &Array, op: UnaryOp) -> Array {
-    Array::build(&op.name(), &[a], |m| Ok((Op::Unary(op), infer::unary(op, m[0])?)))
+    Array::build(&op.name(), &[a], |m| {
+        Ok((Op::Unary(op), infer::unary(op, m[0])?))
+    })
 }
 
 #[track_caller]
@@ -129,7 +131,9 @@ impl Array {
         if self.dtype().ok() == Some(dtype) {
             return self.clone();
         }
-        Array::build("astype", &[self], |m| Ok((Op::Cast(dtype), infer::cast(m[0], dtype))))
+        Array::build("astype", &[self], |m| {
+            Ok((Op::Cast(dtype), infer::cast(m[0], dtype)))
+        })
     }
 }
 

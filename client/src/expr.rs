@@ -72,7 +72,11 @@ impl Array {
         for a in inputs {
             match &a.node {
                 Ok(e) => exprs.push(e.clone()),
-                Err(e) => return Array { node: Err(e.clone()) },
+                Err(e) => {
+                    return Array {
+                        node: Err(e.clone()),
+                    };
+                }
             }
         }
         let metas: Vec<&Meta> = exprs.iter().map(|e| &e.meta).collect();

@@ -24,7 +24,9 @@ mod structure;
 pub use accel_core::op::ReduceOp;
 pub use accel_core::{DType, Scalar, Value};
 pub use client::{Client, DynArray, Planned, Run};
-pub use create::{ChunkSpec, Rng, arange, arange_range, from_ndarray, full, linspace, ogrid, ones, zeros};
+pub use create::{
+    ChunkSpec, Rng, arange, arange_range, from_ndarray, full, linspace, ogrid, ones, zeros,
+};
 pub use elementwise::{maximum, minimum, where_};
 pub use error::{Error, Result};
 pub use expr::Array;

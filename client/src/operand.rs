@@ -80,6 +80,10 @@ pub(crate) fn arrays_of(ops: Vec<Operand>) -> Vec<Array> {
         .filter(|o| matches!(o, Operand::Array(_)))
         .filter_map(Operand::own_dtype)
         .reduce(DType::promote);
-    let partner = partner.or_else(|| ops.iter().filter_map(Operand::own_dtype).reduce(DType::promote));
+    let partner = partner.or_else(|| {
+        ops.iter()
+            .filter_map(Operand::own_dtype)
+            .reduce(DType::promote)
+    });
     ops.into_iter().map(|o| o.into_array(partner)).collect()
 }

@@ -73,7 +73,9 @@ impl Array {
                 }
                 out.sort_unstable();
                 if out.windows(2).any(|w| w[0] == w[1]) {
-                    return Array::failed(Error::Invalid(format!("{name}: repeated axis in {list:?}")));
+                    return Array::failed(Error::Invalid(format!(
+                        "{name}: repeated axis in {list:?}"
+                    )));
                 }
                 out
             }

@@ -32,17 +32,26 @@ impl Array {
                                 "index {i} is out of bounds for axis {d} of length {n}"
                             )));
                         }
-                        axes.push(InAxis { base: k as i64, src: None });
+                        axes.push(InAxis {
+                            base: k as i64,
+                            src: None,
+                        });
                         d += 1;
                     }
                     SliceInfoElem::Slice { start, end, step } => {
                         let n = *in_shape.get(d).ok_or_else(|| too_many(&info, in_shape))? as isize;
                         if step == 0 {
-                            return Err(accel_core::Error::Invalid("slice step cannot be zero".into()));
+                            return Err(accel_core::Error::Invalid(
+                                "slice step cannot be zero".into(),
+                            ));
                         }
                         let clamp = |x: isize| (if x < 0 { x + n } else { x }).clamp(0, n);
                         let (s, e) = (clamp(start), clamp(end.unwrap_or(n)));
-                        let len = if e > s { (e - s + step.abs() - 1) / step.abs() } else { 0 };
+                        let len = if e > s {
+                            (e - s + step.abs() - 1) / step.abs()
+                        } else {
+                            0
+                        };
                         let base = if step > 0 { s } else { e - 1 };
                         axes.push(InAxis {
                             base: if len > 0 { base as i64 } else { 0 },
@@ -54,7 +63,10 @@ impl Array {
                 }
             }
             while d < in_shape.len() {
-                axes.push(InAxis { base: 0, src: Some((out_shape.len(), 1)) });
+                axes.push(InAxis {
+                    base: 0,
+                    src: Some((out_shape.len(), 1)),
+                });
                 out_shape.push(in_shape[d]);
                 d += 1;
             }
@@ -87,7 +99,10 @@ impl Array {
             }
             let mut axes = vec![InAxis { base: 0, src: None }; n];
             for (k, &p) in perm.iter().enumerate() {
-                axes[p] = InAxis { base: 0, src: Some((k, 1)) };
+                axes[p] = InAxis {
+                    base: 0,
+                    src: Some((k, 1)),
+                };
             }
             let shape: Vec<usize> = perm.iter().map(|&p| m[0].shape[p]).collect();
             let map = Remap { axes };
@@ -111,7 +126,7 @@ impl Array {
                 let idx = crate::create::arange(n, ChunkSpec::Explicit(vec![chunks]));
                 let rows = idx.slice(s![.., NewAxis]);
                 let cols = idx.slice(s![NewAxis, ..]);
-                crate::elementwise::where_(&rows.equal(&cols), &self.slice(s![.., NewAxis]), 0)
+                crate::elementwise::where_(&rows.equal(&cols), self.slice(s![.., NewAxis]), 0)
             }
             Ok(_) => Array::build("diag", &[self], |m| {
                 let (map, shape) = infer::diag_remap(m[0])?;
@@ -138,14 +153,18 @@ impl Array {
     #[track_caller]
     pub fn reshape(&self, shape: &[usize]) -> Array {
         let shape = shape.to_vec();
-        Array::build("reshape", &[self], |m| Ok((Op::Reshape, infer::reshape(m[0], &shape)?)))
+        Array::build("reshape", &[self], |m| {
+            Ok((Op::Reshape, infer::reshape(m[0], &shape)?))
+        })
     }
 }
 
 fn too_many(info: &[SliceInfoElem], shape: &[usize]) -> accel_core::Error {
     accel_core::Error::Shape(format!(
         "{} indices given for an array of shape {shape:?}",
-        info.iter().filter(|e| !matches!(e, SliceInfoElem::NewAxis)).count()
+        info.iter()
+            .filter(|e| !matches!(e, SliceInfoElem::NewAxis))
+            .count()
     ))
 }
 
@@ -157,7 +176,9 @@ pub fn concatenate(arrays: &[&Array], axis: usize) -> Array {
     let Some(common) = dtypes.iter().copied().reduce(DType::promote) else {
         return match arrays.first() {
             Some(a) => (*a).clone(),
-            None => Array::failed(Error::Invalid("concatenate needs at least one array".into())),
+            None => Array::failed(Error::Invalid(
+                "concatenate needs at least one array".into(),
+            )),
         };
     };
     let cast: Vec<Array> = arrays.iter().map(|a| a.astype(common)).collect();

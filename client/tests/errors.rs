@@ -1,5 +1,7 @@
 //! Every refusal: a clear error naming the operands, never a panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
 use accel::{Client, DType, Error, concatenate, from_ndarray, ones, s, zeros};
 use accel_core::graph::{Graph, Node, NodeId};
 use accel_core::op::{Meta, Op};
@@ -42,7 +44,10 @@ fn chunk_mismatch_is_refused() {
     let a = ones(&[10], DType::F64, 5);
     let b = ones(&[10], DType::F64, 2);
     let m = message(&(&a * &b));
-    assert!(m.contains("chunked differently") && m.contains("rechunk"), "{m}");
+    assert!(
+        m.contains("chunked differently") && m.contains("rechunk"),
+        "{m}"
+    );
     assert!((&a * &b.rechunk(5)).check().is_ok());
 }
 
@@ -50,7 +55,13 @@ fn chunk_mismatch_is_refused() {
 fn reduction_refusals() {
     let a = ones(&[4, 5], DType::F64, 2);
     assert!(message(&a.sum_axis(2)).contains("out of bounds"));
-    assert!(message(&a.reduce(accel::ReduceOp::Sum, &accel::ReduceOpts::default().split_every(1))).contains("split_every"));
+    assert!(
+        message(&a.reduce(
+            accel::ReduceOp::Sum,
+            &accel::ReduceOpts::default().split_every(1)
+        ))
+        .contains("split_every")
+    );
     let empty = zeros(&[0], DType::F64, 1);
     assert!(message(&empty.min()).contains("no identity"));
     assert!(empty.sum().check().is_ok());
@@ -79,18 +90,40 @@ fn wrong_result_type_is_an_error() {
 
 #[test]
 fn malformed_graphs_are_refused() {
-    let meta = Meta { shape: vec![2], dtype: DType::F64, chunks: Chunks(vec![vec![2]]) };
+    let meta = Meta {
+        shape: vec![2],
+        dtype: DType::F64,
+        chunks: Chunks(vec![vec![2]]),
+    };
     // A node that refers to a later node (a cycle or an unknown input).
-    let forward = Node { op: Op::Unary(accel_core::op::UnaryOp::Sqrt), inputs: vec![NodeId(1)], meta: meta.clone() };
-    let leaf = Node { op: Op::Full(Value::F64(1.0)), inputs: vec![], meta: meta.clone() };
+    let forward = Node {
+        op: Op::Unary(accel_core::op::UnaryOp::Sqrt),
+        inputs: vec![NodeId(1)],
+        meta: meta.clone(),
+    };
+    let leaf = Node {
+        op: Op::Full(Value::F64(1.0)),
+        inputs: vec![],
+        meta: meta.clone(),
+    };
     let err = Graph::validated(vec![forward, leaf.clone()], vec![NodeId(0)]).unwrap_err();
     assert!(err.to_string().contains("not defined before"), "{err}");
     // A node whose declared type disagrees with its op.
-    let wrong = Node { op: Op::Unary(accel_core::op::UnaryOp::Not), inputs: vec![NodeId(0)], meta: meta.clone() };
+    let wrong = Node {
+        op: Op::Unary(accel_core::op::UnaryOp::Not),
+        inputs: vec![NodeId(0)],
+        meta: meta.clone(),
+    };
     assert!(Graph::validated(vec![leaf.clone(), wrong], vec![NodeId(1)]).is_err());
     // Unknown output, and chunks that do not cover the shape.
     assert!(Graph::validated(vec![leaf.clone()], vec![NodeId(5)]).is_err());
-    let bad = Node { meta: Meta { chunks: Chunks(vec![vec![1]]), ..meta }, ..leaf };
+    let bad = Node {
+        meta: Meta {
+            chunks: Chunks(vec![vec![1]]),
+            ..meta
+        },
+        ..leaf
+    };
     assert!(Graph::validated(vec![bad], vec![NodeId(0)]).is_err());
 }
 

@@ -1,5 +1,7 @@
 //! Golden fusion tests: the exact stages and task counts of each seed workload.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
 use accel::{Array, DType, arange, from_ndarray, full, ogrid, ones, where_};
 use accel_examples::workloads::{fractal, inc25, mag, pi};
 
@@ -15,7 +17,10 @@ fn stages(a: &Array) -> Vec<String> {
 
 #[test]
 fn inc25_is_one_task_per_chunk() {
-    assert_eq!(stages(&inc25::chain(ones(&[10_000], DType::F64, 2_500), 25)), ["map×4"]);
+    assert_eq!(
+        stages(&inc25::chain(ones(&[10_000], DType::F64, 2_500), 25)),
+        ["map×4"]
+    );
     // Over data that cannot be folded, the 25 adds still fuse into one kernel.
     let data = from_ndarray(&ndarray::Array1::<f64>::zeros(10_000), 2_500);
     let y = inc25::chain(data, 25);
@@ -39,13 +44,19 @@ fn fractal_is_twelve_tasks() {
 #[test]
 fn pi_fuses_generation_compare_and_partial_sum() {
     // 100 partial tasks (one per chunk), a combine tree of fan-in 16 (7 + 1), the scalar epilogue.
-    assert_eq!(stages(&pi::build(1_000_000, 10_000, 1)), ["partial×100", "combine×7", "combine×1", "map×1"]);
+    assert_eq!(
+        stages(&pi::build(1_000_000, 10_000, 1)),
+        ["partial×100", "combine×7", "combine×1", "map×1"]
+    );
 }
 
 #[test]
 fn trace_reads_the_diagonal_of_a_generated_array() {
     let n = 100;
-    let a = arange(n * n, n * 25).reshape(&[n, n]).rechunk([25, 25]).astype(DType::F64);
+    let a = arange(n * n, n * 25)
+        .reshape(&[n, n])
+        .rechunk([25, 25])
+        .astype(DType::F64);
     let out = &a + a.diag().tanh().sum();
     // The diagonal of a generated array is itself generated: no materialized copy.
     assert_eq!(stages(&out), ["partial×4", "combine×1", "map×16"]);
@@ -56,7 +67,10 @@ fn region_shared_by_two_consumers_is_materialized_once() {
     let x = from_ndarray(&ndarray::Array1::<f64>::zeros(100), 10);
     let a = (&x + 1.0).sin();
     let out = &a.sum() + &a;
-    assert_eq!(stages(&out), ["source×10", "map×10", "partial×10", "combine×1", "map×10"]);
+    assert_eq!(
+        stages(&out),
+        ["source×10", "map×10", "partial×10", "combine×1", "map×10"]
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Random expression trees over random shapes, broadcasts and chunkings,
 //! compared with a plain ndarray evaluation of the same expression.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
 use accel::{Array, DType, from_ndarray, maximum, minimum, where_};
 use ndarray::{ArrayD, IxDyn, Zip};
 use proptest::prelude::*;
@@ -45,8 +47,9 @@ fn expr(leaves: usize) -> impl Strategy<Value = E> {
             (inner.clone(), inner.clone()).prop_map(|(a, b)| E::Div(Box::new(a), Box::new(b))),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| E::Min(Box::new(a), Box::new(b))),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| E::Max(Box::new(a), Box::new(b))),
-            (inner.clone(), inner.clone(), inner.clone(), inner.clone())
-                .prop_map(|(a, b, c, d)| E::WhereGt(Box::new(a), Box::new(b), Box::new(c), Box::new(d))),
+            (inner.clone(), inner.clone(), inner.clone(), inner.clone()).prop_map(
+                |(a, b, c, d)| E::WhereGt(Box::new(a), Box::new(b), Box::new(c), Box::new(d))
+            ),
         ]
     })
 }
@@ -69,9 +72,9 @@ fn build(e: &E, leaves: &[Array]) -> Array {
         E::Sub(x, y) => b(x) - b(y),
         E::Mul(x, y) => b(x).tanh() * b(y).tanh(),
         E::Div(x, y) => b(x) / (b(y).abs() + 1.0),
-        E::Min(x, y) => minimum(&b(x), &b(y)),
-        E::Max(x, y) => maximum(&b(x), &b(y)),
-        E::WhereGt(p, q, x, y) => where_(&b(p).gt(&b(q)), &b(x), &b(y)),
+        E::Min(x, y) => minimum(b(x), b(y)),
+        E::Max(x, y) => maximum(b(x), b(y)),
+        E::WhereGt(p, q, x, y) => where_(&b(p).gt(b(q)), b(x), b(y)),
     }
 }
 
@@ -80,7 +83,10 @@ fn reference(e: &E, leaves: &[ArrayD<f64>], shape: &[usize]) -> ArrayD<f64> {
     let r = |x: &E| reference(x, leaves, shape);
     let zip2 = |x: ArrayD<f64>, y: ArrayD<f64>, f: fn(f64, f64) -> f64| {
         let mut out = x.clone();
-        Zip::from(&mut out).and(&x).and(&y).for_each(|o, &a, &b| *o = f(a, b));
+        Zip::from(&mut out)
+            .and(&x)
+            .and(&y)
+            .for_each(|o, &a, &b| *o = f(a, b));
         out
     };
     match e {
@@ -106,7 +112,11 @@ fn reference(e: &E, leaves: &[ArrayD<f64>], shape: &[usize]) -> ArrayD<f64> {
                 .and(&p)
                 .and(&q)
                 .and(&y)
-                .for_each(|o, &p, &q, &y| if p <= q { *o = y });
+                .for_each(|o, &p, &q, &y| {
+                    if p <= q {
+                        *o = y
+                    }
+                });
             out
         }
     }
@@ -114,16 +124,17 @@ fn reference(e: &E, leaves: &[ArrayD<f64>], shape: &[usize]) -> ArrayD<f64> {
 
 /// Output shape, per-axis chunk sizes, and for each leaf which axes it keeps
 /// (a dropped axis has length 1 there; leading axes may be missing).
-fn case() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, Vec<(usize, Vec<bool>)>, u64)> {
-    (1usize..=3)
-        .prop_flat_map(|nd| {
-            (
-                prop::collection::vec(1usize..=7, nd),
-                prop::collection::vec(1usize..=4, nd),
-                prop::collection::vec((0..=nd, prop::collection::vec(any::<bool>(), nd)), 1..=3),
-                any::<u64>(),
-            )
-        })
+type Case = (Vec<usize>, Vec<usize>, Vec<(usize, Vec<bool>)>, u64);
+
+fn case() -> impl Strategy<Value = Case> {
+    (1usize..=3).prop_flat_map(|nd| {
+        (
+            prop::collection::vec(1usize..=7, nd),
+            prop::collection::vec(1usize..=4, nd),
+            prop::collection::vec((0..=nd, prop::collection::vec(any::<bool>(), nd)), 1..=3),
+            any::<u64>(),
+        )
+    })
 }
 
 fn leaf_data(shape: &[usize], seed: u64) -> ArrayD<f64> {

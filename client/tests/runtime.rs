@@ -1,5 +1,7 @@
 //! Long chains, memory release, complex numbers and the embedded runner.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
 use accel::{Client, Complex64, DType, arange, from_ndarray, ones};
 
 #[test]
@@ -37,7 +39,11 @@ fn chunks_are_released_after_their_last_consumer() {
     let y = (&d * 2.0 + 1.0).sin();
     let run = Client::local().run(&[&y]).unwrap();
     let chunk_bytes = n / 20 * 8;
-    assert!(run.stats.peak_bytes <= 4 * chunk_bytes, "peak {}", run.stats.peak_bytes);
+    assert!(
+        run.stats.peak_bytes <= 4 * chunk_bytes,
+        "peak {}",
+        run.stats.peak_bytes
+    );
 }
 
 #[test]
@@ -49,11 +55,22 @@ fn complex_arithmetic_abs_re_im_where() {
     for (k, &x) in [1.0f64, -2.0, 0.5, 3.0].iter().enumerate() {
         let z = Complex64::new(x, x * x);
         let want = (z * z - z / Complex64::new(2.0, -1.0)).powi(3);
-        assert!((got[[k]] - want).norm() <= 1e-12 * want.norm().max(1.0), "{k}: {} vs {want}", got[[k]]);
+        assert!(
+            (got[[k]] - want).norm() <= 1e-12 * want.norm().max(1.0),
+            "{k}: {} vs {want}",
+            got[[k]]
+        );
     }
-    assert_eq!(z.abs().compute::<f64>().unwrap()[[1]], Complex64::new(-2.0, 4.0).norm());
+    assert_eq!(
+        z.abs().compute::<f64>().unwrap()[[1]],
+        Complex64::new(-2.0, 4.0).norm()
+    );
     assert_eq!(z.im().compute::<f64>().unwrap()[[3]], 9.0);
-    let masked = accel::where_(&z.re().gt(0.0), &z, 0.0).re().sum().compute::<f64>().unwrap()[[]];
+    let masked = accel::where_(&z.re().gt(0.0), &z, 0.0)
+        .re()
+        .sum()
+        .compute::<f64>()
+        .unwrap()[[]];
     assert_eq!(masked, 4.5);
 }
 
@@ -63,9 +80,18 @@ fn several_outputs_share_one_run() {
     let b = &a * 2.0;
     let s = b.sum();
     let run = Client::local().run(&[&b, &s, &a]).unwrap();
-    assert_eq!(run.outputs[1].clone().into_typed::<f64>().unwrap()[[]], 9900.0);
-    assert_eq!(run.outputs[0].clone().into_typed::<f64>().unwrap()[[99]], 198.0);
-    assert_eq!(run.outputs[2].clone().into_typed::<f64>().unwrap()[[5]], 5.0);
+    assert_eq!(
+        run.outputs[1].clone().into_typed::<f64>().unwrap()[[]],
+        9900.0
+    );
+    assert_eq!(
+        run.outputs[0].clone().into_typed::<f64>().unwrap()[[99]],
+        198.0
+    );
+    assert_eq!(
+        run.outputs[2].clone().into_typed::<f64>().unwrap()[[5]],
+        5.0
+    );
 }
 
 #[test]
@@ -75,7 +101,10 @@ fn dot_export_shows_fused_ops() {
     let before = p.dot_graph();
     let after = p.dot_fused();
     assert!(before.matches("label=").count() >= 4, "{before}");
-    assert!(after.contains("map × 10 tasks") && after.contains("sqrt") && after.contains("powi2"), "{after}");
+    assert!(
+        after.contains("map × 10 tasks") && after.contains("sqrt") && after.contains("powi2"),
+        "{after}"
+    );
     assert!(p.dot_tasks(5).contains("… 5 more tasks"));
     let dir = std::env::temp_dir().join(format!("accel-dot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -92,7 +121,10 @@ fn numpy_promotion_with_scalars() {
     assert_eq!((&i + 1).dtype().unwrap(), DType::I32);
     assert_eq!((&i / 2).dtype().unwrap(), DType::F64);
     assert_eq!((&i + &f).dtype().unwrap(), DType::F64);
-    assert_eq!((&i * Complex64::new(0.0, 1.0)).dtype().unwrap(), DType::C128);
+    assert_eq!(
+        (&i * Complex64::new(0.0, 1.0)).dtype().unwrap(),
+        DType::C128
+    );
     assert_eq!((&i % 2).compute::<i32>().unwrap()[[0]], 1);
     assert_eq!(((-&i) % 3).compute::<i32>().unwrap()[[0]], 2);
     assert_eq!((2.0f64 - &f).compute::<f32>().unwrap()[[0]], 1.0);

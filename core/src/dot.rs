@@ -9,7 +9,9 @@ use crate::plan::{ChunkKey, Plan, StageId, StageKind};
 use crate::shape::grid_index;
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn meta_line(m: &Meta) -> String {
@@ -69,7 +71,10 @@ pub fn plan_dot(plan: &Plan) -> String {
                 s.label
             );
             if let StageKind::Map(exe) | StageKind::Partial { exe, .. } = &s.kind {
-                label.push_str(&format!("\nkernel: {} instructions", exe.program.instrs.len()));
+                label.push_str(&format!(
+                    "\nkernel: {} instructions",
+                    exe.program.instrs.len()
+                ));
             }
             g.add_node(label)
         })

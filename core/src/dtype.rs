@@ -117,7 +117,11 @@ impl Scalar {
     /// Result type of `array (dtype) <op> scalar` under NumPy's weak-scalar rules.
     pub fn promote_with(self, dtype: DType) -> DType {
         let own = self.natural_dtype();
-        if own.kind() <= dtype.kind() { dtype } else { own }
+        if own.kind() <= dtype.kind() {
+            dtype
+        } else {
+            own
+        }
     }
 
     /// The dtype of the scalar on its own.

@@ -73,7 +73,10 @@ impl Graph {
             g.push(n)?;
         }
         if let Some(bad) = outputs.iter().find(|o| o.index() >= g.len()) {
-            return Err(Error::Graph(format!("output refers to unknown node {}", bad.0)));
+            return Err(Error::Graph(format!(
+                "output refers to unknown node {}",
+                bad.0
+            )));
         }
         g.outputs = outputs;
         Ok(g)
@@ -141,7 +144,10 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
     }
     let expected = match op {
         Op::Source(h) => {
-            if h.shape != meta.shape || h.data.len() != shape::size(&h.shape) || h.data.dtype() != meta.dtype {
+            if h.shape != meta.shape
+                || h.data.len() != shape::size(&h.shape)
+                || h.data.dtype() != meta.dtype
+            {
                 return Err(Error::Graph(format!(
                     "source data ({} {:?}, {} elements) does not match {meta}",
                     h.data.dtype(),
@@ -165,7 +171,10 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
                 )));
             }
             if meta.dtype == crate::dtype::DType::C128 || meta.dtype == crate::dtype::DType::Bool {
-                return Err(Error::DType(format!("generators produce numbers, not {}", meta.dtype)));
+                return Err(Error::DType(format!(
+                    "generators produce numbers, not {}",
+                    meta.dtype
+                )));
             }
             return Ok(());
         }

@@ -149,10 +149,7 @@ pub fn where_(c: &Meta, a: &Meta, b: &Meta) -> Result<Meta> {
 }
 
 pub fn cast(a: &Meta, dtype: DType) -> Meta {
-    Meta {
-        dtype,
-        ..a.clone()
-    }
+    Meta { dtype, ..a.clone() }
 }
 
 /// Result dtype of a reduction.
@@ -313,7 +310,9 @@ fn natural_remap_chunks(a: &Meta, map: &Remap, out_shape: &[usize]) -> Chunks {
 
 pub fn concat(inputs: &[&Meta], axis: usize) -> Result<Meta> {
     let Some(first) = inputs.first() else {
-        return Err(Error::Invalid("concatenate needs at least one array".into()));
+        return Err(Error::Invalid(
+            "concatenate needs at least one array".into(),
+        ));
     };
     let nd = first.shape.len();
     if axis >= nd {
@@ -328,8 +327,7 @@ pub fn concat(inputs: &[&Meta], axis: usize) -> Result<Meta> {
     for m in inputs {
         let same_rank = m.shape.len() == nd;
         let same_dtype = m.dtype == first.dtype;
-        let same_other = same_rank
-            && (0..nd).all(|d| d == axis || m.shape[d] == first.shape[d]);
+        let same_other = same_rank && (0..nd).all(|d| d == axis || m.shape[d] == first.shape[d]);
         if !same_rank || !same_dtype || !same_other {
             return Err(Error::Shape(format!(
                 "cannot concatenate {first} and {m} along axis {axis}"

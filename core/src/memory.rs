@@ -27,7 +27,11 @@ fn advise_huge<T>(v: &[T]) {
         // SAFETY: the range lies inside the live allocation of `v`; MADV_HUGEPAGE
         // only changes how the kernel backs it and never its contents.
         unsafe {
-            libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                end - aligned,
+                libc::MADV_HUGEPAGE,
+            );
         }
     }
 }

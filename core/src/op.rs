@@ -248,7 +248,9 @@ pub enum Op {
     Cast(DType),
     Reduce(ReduceSpec),
     Remap(Remap),
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     Reshape,
 }
 

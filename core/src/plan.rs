@@ -48,7 +48,9 @@ pub enum StageKind {
         finalize: Option<DType>,
     },
     Remap(Remap),
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     Reshape,
 }
 
@@ -154,7 +156,10 @@ impl Plan {
                 let mut k = idx[*axis];
                 for &inp in &stage.inputs {
                     let in_stage = self.stage(inp);
-                    let n = in_stage.meta.chunks.0[*axis].iter().filter(|&&s| s > 0).count();
+                    let n = in_stage.meta.chunks.0[*axis]
+                        .iter()
+                        .filter(|&&s| s > 0)
+                        .count();
                     if k < n {
                         let mut c = idx.clone();
                         c[*axis] = k;
@@ -207,7 +212,13 @@ pub fn full_rank(spec: &ReduceSpec, idx: &[usize], nd: usize) -> Vec<usize> {
     }
     let mut it = idx.iter();
     (0..nd)
-        .map(|d| if spec.axes.contains(&d) { 0 } else { it.next().copied().unwrap_or(0) })
+        .map(|d| {
+            if spec.axes.contains(&d) {
+                0
+            } else {
+                it.next().copied().unwrap_or(0)
+            }
+        })
         .collect()
 }
 
@@ -216,7 +227,13 @@ fn broadcast_key(input: &Stage, id: StageId, out_shape: &[usize], idx: &[usize])
     let in_shape = &input.meta.shape;
     let off = out_shape.len() - in_shape.len();
     let c: Vec<usize> = (0..in_shape.len())
-        .map(|d| if in_shape[d] == 1 && out_shape[off + d] != 1 { 0 } else { idx[off + d] })
+        .map(|d| {
+            if in_shape[d] == 1 && out_shape[off + d] != 1 {
+                0
+            } else {
+                idx[off + d]
+            }
+        })
         .collect();
     ChunkKey {
         stage: id,
@@ -259,7 +276,12 @@ pub fn chunk_of(offsets: &[usize], x: usize) -> usize {
 }
 
 /// Box of input chunks touched by output chunk `idx` of a remap.
-fn remap_chunk_box(map: &Remap, out: &Meta, idx: &[usize], input: &Meta) -> (Vec<usize>, Vec<usize>) {
+fn remap_chunk_box(
+    map: &Remap,
+    out: &Meta,
+    idx: &[usize],
+    input: &Meta,
+) -> (Vec<usize>, Vec<usize>) {
     let out_offs = out.chunks.offsets();
     let in_offs = input.chunks.offsets();
     let mut lo = Vec::with_capacity(map.axes.len());
@@ -268,7 +290,10 @@ fn remap_chunk_box(map: &Remap, out: &Meta, idx: &[usize], input: &Meta) -> (Vec
         let (a, b) = match ax.src {
             None => (ax.base, ax.base),
             Some((j, c)) => {
-                let (s, e) = (out_offs[j][idx[j]] as i64, out_offs[j][idx[j] + 1] as i64 - 1);
+                let (s, e) = (
+                    out_offs[j][idx[j]] as i64,
+                    out_offs[j][idx[j] + 1] as i64 - 1,
+                );
                 let (x, y) = (ax.base + c * s, ax.base + c * e.max(s));
                 (x.min(y), x.max(y))
             }
@@ -285,7 +310,11 @@ fn remap_chunk_box(map: &Remap, out: &Meta, idx: &[usize], input: &Meta) -> (Vec
 fn reshape_chunk_box(out: &Meta, idx: &[usize], input: &Meta) -> (Vec<usize>, Vec<usize>) {
     let out_offs = out.chunks.offsets();
     let ostr = shape::strides(&out.shape);
-    let first: usize = idx.iter().enumerate().map(|(d, &i)| out_offs[d][i] * ostr[d]).sum();
+    let first: usize = idx
+        .iter()
+        .enumerate()
+        .map(|(d, &i)| out_offs[d][i] * ostr[d])
+        .sum();
     let last: usize = idx
         .iter()
         .enumerate()

@@ -8,7 +8,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::from_env()?;
     println!(
         "accel gallery: {} size, {} threads, pictures in {}\n",
-        if args.size == accel_examples::Size::Small { "small" } else { "bench" },
+        if args.size == accel_examples::Size::Small {
+            "small"
+        } else {
+            "bench"
+        },
         rayon_threads(),
         args.out.display()
     );
@@ -36,5 +40,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

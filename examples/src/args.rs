@@ -42,7 +42,9 @@ impl Args {
                 }
                 "--out" => out.out = PathBuf::from(it.next().context("--out needs a directory")?),
                 "-h" | "--help" => {
-                    println!("options: --size small|bench (default bench), --out DIR (default out)");
+                    println!(
+                        "options: --size small|bench (default bench), --out DIR (default out)"
+                    );
                     std::process::exit(0);
                 }
                 other => bail!("unknown argument {other:?} (try --help)"),

@@ -17,21 +17,35 @@ pub fn viridis(t: f64) -> [u8; 3] {
     let c6 = [-5.435_455, 4.645_852, 26.312_435];
     let mut rgb = [0u8; 3];
     for k in 0..3 {
-        let v = c0[k] + t * (c1[k] + t * (c2[k] + t * (c3[k] + t * (c4[k] + t * (c5[k] + t * c6[k])))));
+        let v =
+            c0[k] + t * (c1[k] + t * (c2[k] + t * (c3[k] + t * (c4[k] + t * (c5[k] + t * c6[k])))));
         rgb[k] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
     }
     rgb
 }
 
 /// Writes a `height × width` field as a colour-mapped PNG (values scaled from lo..hi).
-pub fn write_png(path: &Path, width: usize, height: usize, values: impl Iterator<Item = f64>, lo: f64, hi: f64) -> anyhow::Result<()> {
+pub fn write_png(
+    path: &Path,
+    width: usize,
+    height: usize,
+    values: impl Iterator<Item = f64>,
+    lo: f64,
+    hi: f64,
+) -> anyhow::Result<()> {
     let span = if hi > lo { hi - lo } else { 1.0 };
     let mut pixels = Vec::with_capacity(width * height * 3);
     for v in values {
         pixels.extend_from_slice(&viridis((v - lo) / span));
     }
-    anyhow::ensure!(pixels.len() == width * height * 3, "image has {} pixels, expected {}", pixels.len() / 3, width * height);
-    let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    anyhow::ensure!(
+        pixels.len() == width * height * 3,
+        "image has {} pixels, expected {}",
+        pixels.len() / 3,
+        width * height
+    );
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);

@@ -24,7 +24,14 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(name: &'static str, size: String, planned: &Planned, elements: usize, bytes: usize, time: Duration) -> Report {
+    pub fn new(
+        name: &'static str,
+        size: String,
+        planned: &Planned,
+        elements: usize,
+        bytes: usize,
+        time: Duration,
+    ) -> Report {
         Report {
             name,
             size,
@@ -48,8 +55,16 @@ impl Report {
 
     pub fn print(&self) {
         println!("{}  ({})", self.name, self.size);
-        println!("  time        {:.3} ms  ({:.2} ns/element, {:.1} GB/s)", self.time.as_secs_f64() * 1e3, self.ns_per_element(), self.gbps());
-        println!("  tasks       {} unfused → {} fused", self.tasks_unfused, self.tasks);
+        println!(
+            "  time        {:.3} ms  ({:.2} ns/element, {:.1} GB/s)",
+            self.time.as_secs_f64() * 1e3,
+            self.ns_per_element(),
+            self.gbps()
+        );
+        println!(
+            "  tasks       {} unfused → {} fused",
+            self.tasks_unfused, self.tasks
+        );
         println!("  check       {}", self.check);
         for n in &self.notes {
             println!("  {n}");
@@ -59,8 +74,20 @@ impl Report {
     pub fn table_header() -> String {
         format!(
             "| {:<13} | {:<26} | {:>10} | {:>8} | {:>7} | {:>14} | {:<22} |\n|{}|{}|{}|{}|{}|{}|{}|",
-            "workload", "size", "time (ms)", "ns/elem", "GB/s", "tasks (unfused → fused)", "check",
-            "-".repeat(15), "-".repeat(28), "-".repeat(12), "-".repeat(10), "-".repeat(9), "-".repeat(16), "-".repeat(24)
+            "workload",
+            "size",
+            "time (ms)",
+            "ns/elem",
+            "GB/s",
+            "tasks (unfused → fused)",
+            "check",
+            "-".repeat(15),
+            "-".repeat(28),
+            "-".repeat(12),
+            "-".repeat(10),
+            "-".repeat(9),
+            "-".repeat(16),
+            "-".repeat(24)
         )
     }
 
@@ -79,7 +106,10 @@ impl Report {
 }
 
 /// Best of `repeats` timings of `f` (after one warm-up run), and its last result.
-pub fn time_best<T>(repeats: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(Duration, T)> {
+pub fn time_best<T>(
+    repeats: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(Duration, T)> {
     let mut last = f()?;
     let mut best = Duration::MAX;
     for _ in 0..repeats.max(1) {
@@ -93,6 +123,12 @@ pub fn time_best<T>(repeats: usize, mut f: impl FnMut() -> anyhow::Result<T>) ->
 /// Largest relative error of `got` against `want` (absolute where |want| < 1).
 pub fn max_rel_err(got: impl Iterator<Item = f64>, want: impl Iterator<Item = f64>) -> f64 {
     got.zip(want)
-        .map(|(g, w)| if g == w { 0.0 } else { (g - w).abs() / w.abs().max(1.0) })
+        .map(|(g, w)| {
+            if g == w {
+                0.0
+            } else {
+                (g - w).abs() / w.abs().max(1.0)
+            }
+        })
         .fold(0.0, f64::max)
 }

@@ -1,5 +1,7 @@
 //! Every seed workload at its small size: each checks itself against its scalar reference.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
 use accel_examples::Args;
 use accel_examples::workloads::ALL;
 
@@ -7,10 +9,19 @@ use accel_examples::workloads::ALL;
 fn every_workload_passes_its_check_at_small_size() {
     let out = std::env::temp_dir().join(format!("accel-examples-{}", std::process::id()));
     let out_arg = out.display().to_string();
-    let args = Args::parse(["--size".to_string(), "small".to_string(), "--out".to_string(), out_arg]).unwrap();
+    let args = Args::parse([
+        "--size".to_string(),
+        "small".to_string(),
+        "--out".to_string(),
+        out_arg,
+    ])
+    .unwrap();
     for (name, run) in ALL {
         let report = run(&args).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(report.tasks <= report.tasks_unfused, "{name}: fusion made more tasks");
+        assert!(
+            report.tasks <= report.tasks_unfused,
+            "{name}: fusion made more tasks"
+        );
         assert!(!report.check.is_empty(), "{name}: no check reported");
     }
     let png = out.join("fractal.png");

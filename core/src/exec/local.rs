@@ -71,10 +71,16 @@ pub fn run_plan(
     let mut inputs: Vec<Vec<usize>> = Vec::with_capacity(total);
     let mut consumers: Vec<Vec<usize>> = vec![Vec::new(); total];
     for id in 0..total {
-        let ins: Vec<usize> = plan.task_inputs(index.key(id)).into_iter().map(|k| index.id(k)).collect();
+        let ins: Vec<usize> = plan
+            .task_inputs(index.key(id))
+            .into_iter()
+            .map(|k| index.id(k))
+            .collect();
         for &i in &ins {
             if i >= id {
-                return Err(Error::Graph(format!("task {id} depends on a later task {i}")));
+                return Err(Error::Graph(format!(
+                    "task {id} depends on a later task {i}"
+                )));
             }
             consumers[i].push(id);
         }
@@ -97,8 +103,13 @@ pub fn run_plan(
     let max_in_flight = rayon::current_num_threads() + 1;
     for key in direct.keys() {
         let id = index.id(*key);
-        if id >= total || !consumers[id].is_empty() || !matches!(plan.stage(key.stage).kind, StageKind::Map(_)) {
-            return Err(Error::Graph(format!("chunk {key:?} cannot be written in place")));
+        if id >= total
+            || !consumers[id].is_empty()
+            || !matches!(plan.stage(key.stage).kind, StageKind::Map(_))
+        {
+            return Err(Error::Graph(format!(
+                "chunk {key:?} cannot be written in place"
+            )));
         }
     }
     let (tx, rx) = mpsc::channel::<(usize, Result<Option<Arc<Chunk>>>)>();
@@ -114,7 +125,9 @@ pub fn run_plan(
         let mut in_flight = 0usize;
         loop {
             while failure.is_none() && in_flight < max_in_flight {
-                let Some((_, std::cmp::Reverse(id))) = ready.pop() else { break };
+                let Some((_, std::cmp::Reverse(id))) = ready.pop() else {
+                    break;
+                };
                 let args: Vec<Arc<Chunk>> = inputs[id]
                     .iter()
                     .filter_map(|&i| store[i].clone())
@@ -189,7 +202,9 @@ pub fn run_plan(
         return Err(e);
     }
     if done != total {
-        return Err(Error::Graph(format!("only {done} of {total} tasks could run")));
+        return Err(Error::Graph(format!(
+            "only {done} of {total} tasks could run"
+        )));
     }
     stats.elapsed = start.elapsed();
     Ok(stats)

@@ -11,13 +11,21 @@ use crate::plan::{ChunkKey, Plan, StageKind, chunk_of, full_rank};
 use crate::shape::{self, grid_index};
 
 /// Computes chunk `key` of a `Map` stage straight into `out`.
-pub fn run_task_into(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>], out: OutSlice<'_>) -> Result<()> {
+pub fn run_task_into(
+    plan: &Plan,
+    key: ChunkKey,
+    inputs: &[Arc<Chunk>],
+    out: OutSlice<'_>,
+) -> Result<()> {
     let StageKind::Map(exe) = &plan.stage(key.stage).kind else {
         return Err(internal("only map tasks write into caller memory"));
     };
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
-    let views: Vec<(&[usize], &Buffer)> = inputs.iter().map(|c| (c.shape.as_slice(), c.data())).collect();
+    let views: Vec<(&[usize], &Buffer)> = inputs
+        .iter()
+        .map(|c| (c.shape.as_slice(), c.data()))
+        .collect();
     Bound::new(exe, &origin, &local, &views)?.run_map_into(out)
 }
 
@@ -27,7 +35,10 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
     let views = || -> Vec<(&[usize], &Buffer)> {
-        inputs.iter().map(|c| (c.shape.as_slice(), c.data())).collect()
+        inputs
+            .iter()
+            .map(|c| (c.shape.as_slice(), c.data()))
+            .collect()
     };
     let chunk = match &stage.kind {
         StageKind::Source(h) => Chunk::array(local.clone(), copy_box(h, &origin, &local)),
@@ -65,16 +76,35 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
         }
         StageKind::Remap(map) => {
             let in_key = plan.task_inputs(key);
-            remap_chunk(plan, stage.meta.dtype, map, &origin, &local, &in_key, inputs)?
+            remap_chunk(
+                plan,
+                stage.meta.dtype,
+                map,
+                &origin,
+                &local,
+                &in_key,
+                inputs,
+            )?
         }
         StageKind::Concat { .. } => match inputs {
             [only] => return Ok(only.clone()),
-            [] => Chunk::array(local.clone(), Buffer::zeros(stage.meta.dtype, shape::size(&local))),
+            [] => Chunk::array(
+                local.clone(),
+                Buffer::zeros(stage.meta.dtype, shape::size(&local)),
+            ),
             _ => return Err(internal("concatenate chunk with several sources")),
         },
         StageKind::Reshape => {
             let in_key = plan.task_inputs(key);
-            reshape_chunk(plan, stage.meta.dtype, &origin, &local, &stage.meta.shape, &in_key, inputs)?
+            reshape_chunk(
+                plan,
+                stage.meta.dtype,
+                &origin,
+                &local,
+                &stage.meta.shape,
+                &in_key,
+                inputs,
+            )?
         }
     };
     let want = shape::size(&chunk.shape);
@@ -169,10 +199,17 @@ impl BoxInputs {
             return Err(internal("structural task without inputs"));
         };
         let grid = plan.stage(first.stage).meta.chunks.grid();
-        let idxs: Vec<Vec<usize>> = in_keys.iter().map(|k| grid_index(k.chunk as usize, &grid)).collect();
+        let idxs: Vec<Vec<usize>> = in_keys
+            .iter()
+            .map(|k| grid_index(k.chunk as usize, &grid))
+            .collect();
         let nd = grid.len();
-        let lo: Vec<usize> = (0..nd).map(|d| idxs.iter().map(|i| i[d]).min().unwrap_or(0)).collect();
-        let hi: Vec<usize> = (0..nd).map(|d| idxs.iter().map(|i| i[d]).max().unwrap_or(0)).collect();
+        let lo: Vec<usize> = (0..nd)
+            .map(|d| idxs.iter().map(|i| i[d]).min().unwrap_or(0))
+            .collect();
+        let hi: Vec<usize> = (0..nd)
+            .map(|d| idxs.iter().map(|i| i[d]).max().unwrap_or(0))
+            .collect();
         let dims = lo.iter().zip(&hi).map(|(l, h)| h - l + 1).collect();
         Ok(BoxInputs {
             lo,

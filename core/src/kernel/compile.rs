@@ -49,7 +49,14 @@ pub fn compile(
             })
         } else {
             let ins: Vec<Reg> = node.inputs.iter().map(|i| reg[i]).collect();
-            emit(&mut b, &node.op, &ins, &node.meta.shape, node.meta.dtype, out_shape)?
+            emit(
+                &mut b,
+                &node.op,
+                &ins,
+                &node.meta.shape,
+                node.meta.dtype,
+                out_shape,
+            )?
         };
         reg.insert(id, r);
     }

@@ -240,7 +240,14 @@ impl<'a> Bound<'a> {
                 Instr::Const(_) => {}
                 Instr::Load { input } => {
                     let inp = &self.inputs[*input as usize];
-                    load(inp, &self.local_shape, start, n, &mut sc.index, &mut sc.slots[dst]);
+                    load(
+                        inp,
+                        &self.local_shape,
+                        start,
+                        n,
+                        &mut sc.index,
+                        &mut sc.slots[dst],
+                    );
                 }
                 Instr::Gen { kind, strides, .. } => {
                     fill_index(
@@ -254,7 +261,12 @@ impl<'a> Bound<'a> {
                 }
                 Instr::Unary(op, a) => {
                     let mut out = std::mem::take(&mut sc.slots[dst]);
-                    let r = ops::unary(*op, &sc.slots[self.exe.slot_of[*a as usize] as usize], &mut out, n);
+                    let r = ops::unary(
+                        *op,
+                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
+                        &mut out,
+                        n,
+                    );
                     sc.slots[dst] = out;
                     r?;
                 }
@@ -284,7 +296,11 @@ impl<'a> Bound<'a> {
                 }
                 Instr::Cast(_, a) => {
                     let mut out = std::mem::take(&mut sc.slots[dst]);
-                    let r = ops::cast(&sc.slots[self.exe.slot_of[*a as usize] as usize], &mut out, n);
+                    let r = ops::cast(
+                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
+                        &mut out,
+                        n,
+                    );
                     sc.slots[dst] = out;
                     r?;
                 }
@@ -297,7 +313,11 @@ impl<'a> Bound<'a> {
     pub fn run_map_into(&self, out: OutSlice<'_>) -> Result<()> {
         let dtype = self.root_dtype();
         let len = self.len();
-        let wrong = |got: DType| internal(format!("{got} destination for a {dtype} kernel of {len} elements"));
+        let wrong = |got: DType| {
+            internal(format!(
+                "{got} destination for a {dtype} kernel of {len} elements"
+            ))
+        };
         match out {
             OutSlice::Bool(o) if dtype == DType::Bool && o.len() == len => self.map_slice(o, 0),
             OutSlice::I32(o) if dtype == DType::I32 && o.len() == len => self.map_slice(o, 0),
@@ -331,19 +351,17 @@ impl<'a> Bound<'a> {
 
     /// Evaluates elements `offset..offset + out.len()` into `out`.
     pub fn map_slice<T: Store>(&self, out: &mut [T], offset: usize) -> Result<()> {
-        out.par_chunks_mut(SUPER)
-            .enumerate()
-            .try_for_each_init(
-                || self.exe.scratch(),
-                |sc, (si, piece)| -> Result<()> {
-                    let base = offset + si * SUPER;
-                    for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
-                        let slot = self.eval_block(sc, base + bi * BLOCK, dst.len())?;
-                        T::store(slot, dst)?;
-                    }
-                    Ok(())
-                },
-            )
+        out.par_chunks_mut(SUPER).enumerate().try_for_each_init(
+            || self.exe.scratch(),
+            |sc, (si, piece)| -> Result<()> {
+                let base = offset + si * SUPER;
+                for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
+                    let slot = self.eval_block(sc, base + bi * BLOCK, dst.len())?;
+                    T::store(slot, dst)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Calls `f(start, root_slot, n)` for every block, in parallel over
@@ -384,7 +402,14 @@ impl<'a> Bound<'a> {
     }
 }
 
-fn load(inp: &BoundInput<'_>, local_shape: &[usize], start: usize, n: usize, index: &mut [i64], dst: &mut Slot) {
+fn load(
+    inp: &BoundInput<'_>,
+    local_shape: &[usize],
+    start: usize,
+    n: usize,
+    index: &mut [i64],
+    dst: &mut Slot,
+) {
     macro_rules! gather {
         ($src:expr, $dst:expr) => {
             match &inp.access {
@@ -447,7 +472,11 @@ impl OutSlice<'_> {
 
 /// Splits a buffer into consecutive mutable pieces of the given lengths.
 pub fn split_buffer<'a>(buf: &'a mut Buffer, lens: &[usize]) -> Option<Vec<OutSlice<'a>>> {
-    fn split<'a, T>(mut v: &'a mut [T], lens: &[usize], wrap: fn(&'a mut [T]) -> OutSlice<'a>) -> Option<Vec<OutSlice<'a>>> {
+    fn split<'a, T>(
+        mut v: &'a mut [T],
+        lens: &[usize],
+        wrap: fn(&'a mut [T]) -> OutSlice<'a>,
+    ) -> Option<Vec<OutSlice<'a>>> {
         let mut out = Vec::with_capacity(lens.len());
         for &n in lens {
             if n > v.len() {

@@ -95,10 +95,18 @@ fn fill_f64(kind: &GenKind, idx: &[i64], out: &mut [f64]) {
             endpoint,
         } => {
             let div = if endpoint { num.saturating_sub(1) } else { num };
-            let step = if div > 0 { (stop - start) / div as f64 } else { 0.0 };
+            let step = if div > 0 {
+                (stop - start) / div as f64
+            } else {
+                0.0
+            };
             let last = if endpoint { num as i64 - 1 } else { -1 };
             for (o, &i) in out.iter_mut().zip(idx) {
-                *o = if i == last { stop } else { start + i as f64 * step };
+                *o = if i == last {
+                    stop
+                } else {
+                    start + i as f64 * step
+                };
             }
         }
         GenKind::Uniform {

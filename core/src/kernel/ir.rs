@@ -12,7 +12,9 @@ pub type Reg = u32;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Instr {
     /// Element of program input `input`, read through broadcast strides.
-    Load { input: u32 },
+    Load {
+        input: u32,
+    },
     Const(Value),
     /// Generated value: `kind` evaluated at counter `base + Σ coord[d] * strides[d]`
     /// (global coordinates of the output element).

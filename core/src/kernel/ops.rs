@@ -60,8 +60,12 @@ macro_rules! vfloat {
         }
     };
 }
-vfloat!(f64, sin_f64, cos_f64, tan_f64, exp_f64, ln_f64, tanh_f64, powf_f64);
-vfloat!(f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32);
+vfloat!(
+    f64, sin_f64, cos_f64, tan_f64, exp_f64, ln_f64, tanh_f64, powf_f64
+);
+vfloat!(
+    f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32
+);
 
 fn mismatch(what: &str, a: &Slot, o: &Slot) -> Error {
     Error::Task {
@@ -75,7 +79,14 @@ fn mismatch(what: &str, a: &Slot, o: &Slot) -> Error {
 }
 
 /// `x**n` by squaring: a few whole-block multiplies.
-fn powi_block<T: Copy>(a: &[T], o: &mut [T], n: i32, one: T, mul: impl Fn(T, T) -> T, inv: impl Fn(T) -> T) {
+fn powi_block<T: Copy>(
+    a: &[T],
+    o: &mut [T],
+    n: i32,
+    one: T,
+    mul: impl Fn(T, T) -> T,
+    inv: impl Fn(T) -> T,
+) {
     let mut e = n.unsigned_abs();
     let mut base: Vec<T> = a.to_vec();
     o.iter_mut().for_each(|x| *x = one);
@@ -306,8 +317,12 @@ where
 pub fn binary(op: BinaryOp, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Result<()> {
     use BinaryOp::*;
     let ok = match (a, b, &mut *o) {
-        (Slot::F64(a), Slot::F64(b), Slot::F64(o)) => float_binary(op, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::F32(a), Slot::F32(b), Slot::F32(o)) => float_binary(op, &a[..n], &b[..n], &mut o[..n]),
+        (Slot::F64(a), Slot::F64(b), Slot::F64(o)) => {
+            float_binary(op, &a[..n], &b[..n], &mut o[..n])
+        }
+        (Slot::F32(a), Slot::F32(b), Slot::F32(o)) => {
+            float_binary(op, &a[..n], &b[..n], &mut o[..n])
+        }
         (Slot::I64(a), Slot::I64(b), Slot::I64(o)) => int_binary(op, &a[..n], &b[..n], &mut o[..n]),
         (Slot::I32(a), Slot::I32(b), Slot::I32(o)) => int_binary(op, &a[..n], &b[..n], &mut o[..n]),
         (Slot::F64(a), Slot::F64(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
@@ -325,9 +340,13 @@ pub fn binary(op: BinaryOp, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Resul
             }
             _ => compare(op, &a[..n], &b[..n], &mut o[..n]),
         },
-        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::C128(or, oi)) => {
-            complex_binary(op, [&ar[..n], &ai[..n]], [&br[..n], &bi[..n]], &mut or[..n], &mut oi[..n])
-        }
+        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::C128(or, oi)) => complex_binary(
+            op,
+            [&ar[..n], &ai[..n]],
+            [&br[..n], &bi[..n]],
+            &mut or[..n],
+            &mut oi[..n],
+        ),
         (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::Bool(o)) => match op {
             Eq => {
                 for k in 0..n {
@@ -352,7 +371,13 @@ pub fn binary(op: BinaryOp, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Resul
     }
 }
 
-fn complex_binary(op: BinaryOp, a: [&[f64]; 2], b: [&[f64]; 2], or: &mut [f64], oi: &mut [f64]) -> bool {
+fn complex_binary(
+    op: BinaryOp,
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    or: &mut [f64],
+    oi: &mut [f64],
+) -> bool {
     use BinaryOp::*;
     let [ar, ai] = a;
     let [br, bi] = b;

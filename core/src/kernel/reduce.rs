@@ -123,7 +123,14 @@ fn nan_max<T: PartialOrd + Copy>(a: T, b: T) -> T {
     if a != a || b > a { b } else { a }
 }
 
-fn accumulate(op: ReduceOp, acc: &mut Acc, vals: &Slot, dst: Option<&[i64]>, n: usize, shift: f64) -> Result<()> {
+fn accumulate(
+    op: ReduceOp,
+    acc: &mut Acc,
+    vals: &Slot,
+    dst: Option<&[i64]>,
+    n: usize,
+    shift: f64,
+) -> Result<()> {
     use ReduceOp::*;
     match (acc, vals) {
         (Acc::Moments { count, s, ss }, Slot::F64(v)) => {
@@ -160,13 +167,17 @@ fn accumulate(op: ReduceOp, acc: &mut Acc, vals: &Slot, dst: Option<&[i64]>, n: 
         }
         (Acc::Plain(a), v) => match (op, a, v) {
             (Sum | Mean, Slot::F64(a), Slot::F64(v)) => fold(a, &v[..n], dst, 0.0, |x, y| x + y),
-            (Sum | Mean, Slot::I64(a), Slot::I64(v)) => fold(a, &v[..n], dst, 0, |x: i64, y| x.wrapping_add(y)),
+            (Sum | Mean, Slot::I64(a), Slot::I64(v)) => {
+                fold(a, &v[..n], dst, 0, |x: i64, y| x.wrapping_add(y))
+            }
             (Sum | Mean, Slot::C128(ar, ai), Slot::C128(vr, vi)) => {
                 fold(ar, &vr[..n], dst, 0.0, |x, y| x + y);
                 fold(ai, &vi[..n], dst, 0.0, |x, y| x + y);
             }
             (Prod, Slot::F64(a), Slot::F64(v)) => fold(a, &v[..n], dst, 1.0, |x, y| x * y),
-            (Prod, Slot::I64(a), Slot::I64(v)) => fold(a, &v[..n], dst, 1, |x: i64, y| x.wrapping_mul(y)),
+            (Prod, Slot::I64(a), Slot::I64(v)) => {
+                fold(a, &v[..n], dst, 1, |x: i64, y| x.wrapping_mul(y))
+            }
             (Min, Slot::F64(a), Slot::F64(v)) => fold(a, &v[..n], dst, f64::INFINITY, nan_min),
             (Min, Slot::F32(a), Slot::F32(v)) => fold(a, &v[..n], dst, f32::INFINITY, nan_min),
             (Min, Slot::I64(a), Slot::I64(v)) => fold(a, &v[..n], dst, i64::MAX, nan_min),
@@ -243,7 +254,12 @@ fn slot_to_buffer(s: Slot) -> Buffer {
         Slot::I64(v) => Buffer::I64(v),
         Slot::F32(v) => Buffer::F32(v),
         Slot::F64(v) => Buffer::F64(v),
-        Slot::C128(re, im) => Buffer::C128(re.into_iter().zip(im).map(|(r, i)| Complex64::new(r, i)).collect()),
+        Slot::C128(re, im) => Buffer::C128(
+            re.into_iter()
+                .zip(im)
+                .map(|(r, i)| Complex64::new(r, i))
+                .collect(),
+        ),
     }
 }
 
@@ -254,14 +270,19 @@ fn buffer_to_slot(b: &Buffer) -> Slot {
         Buffer::I64(v) => Slot::I64(v.clone()),
         Buffer::F32(v) => Slot::F32(v.clone()),
         Buffer::F64(v) => Slot::F64(v.clone()),
-        Buffer::C128(v) => Slot::C128(v.iter().map(|z| z.re).collect(), v.iter().map(|z| z.im).collect()),
+        Buffer::C128(v) => Slot::C128(
+            v.iter().map(|z| z.re).collect(),
+            v.iter().map(|z| z.im).collect(),
+        ),
     }
 }
 
 fn f64_col(c: &Chunk, k: usize) -> Result<&[f64]> {
     match c.cols.get(k) {
         Some(Buffer::F64(v)) => Ok(v),
-        _ => Err(internal(format!("partial state column {k} is missing or not f64"))),
+        _ => Err(internal(format!(
+            "partial state column {k} is missing or not f64"
+        ))),
     }
 }
 
@@ -280,14 +301,21 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
     let len = shape::size(&local);
     let pshape = partial_shape(&local, &spec.axes);
     let plen = shape::size(&pshape);
-    let reduced_extent = if plen == 0 { 0 } else { len / plen };
-    let mut dst_strides: Vec<i64> = shape::strides(&pshape).into_iter().map(|s| s as i64).collect();
+    let reduced_extent = len.checked_div(plen).unwrap_or(0);
+    let mut dst_strides: Vec<i64> = shape::strides(&pshape)
+        .into_iter()
+        .map(|s| s as i64)
+        .collect();
     for &ax in &spec.axes {
         dst_strides[ax] = 0;
     }
     let scatter = plen > 1;
     let moments = matches!(spec.op, ReduceOp::Var(_) | ReduceOp::Std(_));
-    let shift = if moments && len > 0 { bound.value_at(0)?.as_f64() } else { 0.0 };
+    let shift = if moments && len > 0 {
+        bound.value_at(0)?.as_f64()
+    } else {
+        0.0
+    };
     let value_dtype = bound.root_dtype();
     let new_acc = || {
         if moments {
@@ -340,7 +368,10 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
             vec![Buffer::F64(count), Buffer::F64(mean), Buffer::F64(m2)]
         }
     };
-    Ok(Chunk { shape: pshape, cols })
+    Ok(Chunk {
+        shape: pshape,
+        cols,
+    })
 }
 
 /// Merges partial states of the same shape, in the order given.
@@ -348,8 +379,13 @@ pub fn combine(spec: &ReduceSpec, parts: &[&Chunk]) -> Result<Chunk> {
     let Some(first) = parts.first() else {
         return Err(internal("combine of no partial states".into()));
     };
-    if parts.iter().any(|p| p.shape != first.shape || p.cols.len() != first.cols.len()) {
-        return Err(internal("combine of partial states with different shapes".into()));
+    if parts
+        .iter()
+        .any(|p| p.shape != first.shape || p.cols.len() != first.cols.len())
+    {
+        return Err(internal(
+            "combine of partial states with different shapes".into(),
+        ));
     }
     let moments = matches!(spec.op, ReduceOp::Var(_) | ReduceOp::Std(_));
     if moments {
@@ -413,7 +449,11 @@ pub fn finalize(spec: &ReduceSpec, out_dtype: DType, state: &Chunk) -> Result<Ch
             let (count, m2) = (f64_col(state, 0)?, f64_col(state, 2)?);
             let v = count.iter().zip(m2).map(|(&n, &m2)| {
                 let var = m2 / (n - ddof as f64).max(0.0);
-                if matches!(spec.op, ReduceOp::Std(_)) { var.sqrt() } else { var }
+                if matches!(spec.op, ReduceOp::Std(_)) {
+                    var.sqrt()
+                } else {
+                    var
+                }
             });
             Buffer::F64(v.collect())
         }

@@ -228,7 +228,11 @@ fn poly<const K: usize>(z: f64x4, c: &[f64; K]) -> f64x4 {
     while n > 1 {
         let m = n.div_ceil(2);
         for i in 0..m {
-            t[i] = if 2 * i + 1 < n { t[2 * i + 1].mul_add(p, t[2 * i]) } else { t[2 * i] };
+            t[i] = if 2 * i + 1 < n {
+                t[2 * i + 1].mul_add(p, t[2 * i])
+            } else {
+                t[2 * i]
+            };
         }
         n = m;
         p = p * p;
@@ -248,7 +252,11 @@ fn poly32<const K: usize>(z: f32x8, c: &[f32; K]) -> f32x8 {
     while n > 1 {
         let m = n.div_ceil(2);
         for i in 0..m {
-            t[i] = if 2 * i + 1 < n { t[2 * i + 1].mul_add(p, t[2 * i]) } else { t[2 * i] };
+            t[i] = if 2 * i + 1 < n {
+                t[2 * i + 1].mul_add(p, t[2 * i])
+            } else {
+                t[2 * i]
+            };
         }
         n = m;
         p = p * p;
@@ -332,7 +340,10 @@ fn sin_half(r: f64x4) -> f64x4 {
     let r3 = r * z;
     let r3_lo = r.mul_add(r.mul_sub(r, z), r.mul_sub(z, r3));
     let q = poly(z, &SIN_HALF_Q);
-    let t = r3.mul_add(splat(SIN_HALF_C0), (r3 * z).mul_add(q, r3_lo * splat(SIN_HALF_C0)));
+    let t = r3.mul_add(
+        splat(SIN_HALF_C0),
+        (r3 * z).mul_add(q, r3_lo * splat(SIN_HALF_C0)),
+    );
     r + t
 }
 
@@ -351,7 +362,10 @@ fn sin_kernel(x: f64x4) -> f64x4 {
 #[inline(always)]
 fn cos_kernel(x: f64x4) -> f64x4 {
     let xa = x.abs();
-    let k = xa.mul_sub(splat(FRAC_1_PI), splat(0.5)).round_ties_even().abs();
+    let k = xa
+        .mul_sub(splat(FRAC_1_PI), splat(0.5))
+        .round_ties_even()
+        .abs();
     let s = sin_half(reduce_pio2(xa, k.mul_add(splat(2.0), splat(1.0))));
     let sign = (int_bits(k) + u64x4::splat(1)) << 63;
     s ^ from_bits(sign)
@@ -715,7 +729,10 @@ fn ln_light(x: f64x4) -> f64x4 {
     let s = (m - splat(1.0)) / (m + splat(1.0));
     let z = s * s;
     let two_s = s + s;
-    e.mul_add(splat(core::f64::consts::LN_2), (s * z).mul_add(poly(z, &LOG_C_LIGHT), two_s))
+    e.mul_add(
+        splat(core::f64::consts::LN_2),
+        (s * z).mul_add(poly(z, &LOG_C_LIGHT), two_s),
+    )
 }
 
 /// tanh for f32 inputs in f64: t / (t + 2), t = expm1(2|x|).
@@ -764,7 +781,14 @@ const LN2_HI_F32: f32 = core::f32::consts::LN_2;
 const LN2_LO_F32: f32 = -1.904_654_2e-9;
 /// e^f - 1 - f = f^2 E(f) on |f| <= ln2/2 (own Remez fit with f32-rounded
 /// coefficients, 2^-31.2).
-const EXP_F32_C: [f32; 6] = [0.5, 0.166_666_48, 0.041_666_48, 0.008_337_889, 0.001_393_336_8, 0.000_173_210_86];
+const EXP_F32_C: [f32; 6] = [
+    0.5,
+    0.166_666_48,
+    0.041_666_48,
+    0.008_337_889,
+    0.001_393_336_8,
+    0.000_173_210_86,
+];
 
 #[inline(always)]
 fn exp_kernel_f32(x: f32x8) -> f32x8 {
@@ -888,12 +912,22 @@ pub fn powf_f64(x: &[f64], y: &[f64], out: &mut [f64]) {
 /// `out[i] = x[i].sin()`; native f32 kernel for |x| < 2^21, the f64 kernel
 /// up to 2^30 (so e.g. a 5 Hz sine over 1e5 s, |x| ~ 3.2e6, stays at 1 ulp).
 pub fn sin_f32(x: &[f32], out: &mut [f32]) {
-    map1(x, out, |a| trig_f32(a, sin_kernel_f32, sin_kernel), f32::sin);
+    map1(
+        x,
+        out,
+        |a| trig_f32(a, sin_kernel_f32, sin_kernel),
+        f32::sin,
+    );
 }
 
 /// `out[i] = x[i].cos()`; same tiers as [`sin_f32`].
 pub fn cos_f32(x: &[f32], out: &mut [f32]) {
-    map1(x, out, |a| trig_f32(a, cos_kernel_f32, cos_kernel), f32::cos);
+    map1(
+        x,
+        out,
+        |a| trig_f32(a, cos_kernel_f32, cos_kernel),
+        f32::cos,
+    );
 }
 
 /// `out[i] = x[i].tan()`; f64 kernel for |x| <= 2^30.
@@ -916,8 +950,8 @@ pub fn exp_f32(x: &[f32], out: &mut [f32]) {
         out,
         |a: [f32; 8]| {
             let v = f32x8::new(a);
-            let ok = HAS_FMA
-                && (v.simd_ge(splat32(EXP_LO_F32)) & v.simd_le(splat32(EXP_HI_F32))).all();
+            let ok =
+                HAS_FMA && (v.simd_ge(splat32(EXP_LO_F32)) & v.simd_le(splat32(EXP_HI_F32))).all();
             ok.then(|| exp_kernel_f32(v).to_array())
         },
         f32::exp,
@@ -931,8 +965,7 @@ pub fn ln_f32(x: &[f32], out: &mut [f32]) {
         out,
         |a: [f32; 8]| {
             let v = f32x8::new(a);
-            let ok =
-                (v.simd_ge(splat32(f32::MIN_POSITIVE)) & v.simd_le(splat32(f32::MAX))).all();
+            let ok = (v.simd_ge(splat32(f32::MIN_POSITIVE)) & v.simd_le(splat32(f32::MAX))).all();
             ok.then(|| v.ln().to_array())
         },
         f32::ln,

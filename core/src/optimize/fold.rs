@@ -20,7 +20,10 @@ pub fn fold(g: &Graph, node: &Node) -> Result<Option<Node>> {
         })
     };
     match &node.op {
-        op if op.is_elementwise() && !inputs.is_empty() && inputs.iter().all(|n| matches!(n.op, Op::Full(_))) => {
+        op if op.is_elementwise()
+            && !inputs.is_empty()
+            && inputs.iter().all(|n| matches!(n.op, Op::Full(_))) =>
+        {
             Ok(eval_constant(node, &inputs)?.and_then(|v| leaf(Op::Full(v))))
         }
         Op::Cast(to) => match &inputs[0].op {
@@ -118,4 +121,3 @@ fn scalar_meta(dtype: DType) -> Meta {
         chunks: Chunks(vec![]),
     }
 }
-

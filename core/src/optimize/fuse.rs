@@ -55,7 +55,9 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
         let mut common: Option<Option<NodeId>> = None;
         for c in &consumers[i] {
             let cg = match (&graph.node(*c).op, assign[c.index()]) {
-                (op, Assign::Group(g)) if op.is_elementwise() || matches!(op, Op::Reduce(_)) => Some(g),
+                (op, Assign::Group(g)) if op.is_elementwise() || matches!(op, Op::Reduce(_)) => {
+                    Some(g)
+                }
                 _ => None,
             };
             common = match common {
@@ -70,7 +72,11 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                 let op = &graph.node(*c).op;
                 op.is_elementwise() || matches!(op, Op::Reduce(_))
             });
-            if all_fusable { Assign::Inline } else { Assign::Group(id) }
+            if all_fusable {
+                Assign::Inline
+            } else {
+                Assign::Group(id)
+            }
         } else if fusable {
             match common {
                 Some(Some(g)) => Assign::Group(g),
@@ -135,7 +141,16 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                 let acc = acc_dtype(spec.op, region.dtype);
                 let (program, ext) = compile(graph, src, &inline, &region.shape, Some(acc))?;
                 let inputs = input_stages(&ext)?;
-                let last = push_reduction(&mut plan, spec, program, inputs, region, &node.meta, group_nodes, label);
+                let last = push_reduction(
+                    &mut plan,
+                    spec,
+                    program,
+                    inputs,
+                    region,
+                    &node.meta,
+                    group_nodes,
+                    label,
+                );
                 stage_of.insert(id, last);
                 continue;
             }
@@ -217,7 +232,11 @@ fn push_reduction(
             region: region.clone(),
         },
         inputs,
-        meta: if finished { result.clone() } else { state_meta(&grid) },
+        meta: if finished {
+            result.clone()
+        } else {
+            state_meta(&grid)
+        },
         nodes: nodes.clone(),
         label: format!("{label} → {} partial", spec.op.name()),
     });
@@ -240,7 +259,11 @@ fn push_reduction(
                 finalize: finished.then_some(result.dtype),
             },
             inputs: vec![last],
-            meta: if finished { result.clone() } else { state_meta(&grid) },
+            meta: if finished {
+                result.clone()
+            } else {
+                state_meta(&grid)
+            },
             nodes: nodes.clone(),
             label: format!("{} combine", spec.op.name()),
         });

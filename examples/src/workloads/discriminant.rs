@@ -15,11 +15,22 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let planned = d.plan()?;
     let (time, got) = time_best(3, || Ok(d.compute::<f64>()?))?;
     let inputs = Client::local().run(&[&a, &b, &c])?;
-    let v: Vec<_> = inputs.outputs.into_iter().map(|o| o.into_typed::<f64>()).collect::<Result<_, _>>()?;
+    let v: Vec<_> = inputs
+        .outputs
+        .into_iter()
+        .map(|o| o.into_typed::<f64>())
+        .collect::<Result<_, _>>()?;
     let want = (0..n).map(|i| v[1][i] * v[1][i] - 4.0 * v[0][i] * v[2][i]);
     let err = max_rel_err(got.iter().copied(), want);
     anyhow::ensure!(err < 1e-12, "discriminant relative error {err:e}");
-    let mut r = Report::new("discriminant", format!("n={n:.0e}, chunks {chunk:.0e}"), &planned, n, n * 8, time);
+    let mut r = Report::new(
+        "discriminant",
+        format!("n={n:.0e}, chunks {chunk:.0e}"),
+        &planned,
+        n,
+        n * 8,
+        time,
+    );
     r.check = format!("max rel err {err:.1e}");
     Ok(r)
 }

@@ -28,7 +28,11 @@ pub fn build(height: usize, width: usize, chunks: [usize; 2]) -> Array {
 /// The same computation as a scalar loop over pixels.
 pub fn reference(height: usize, width: usize) -> Vec<i32> {
     let lin = |start: f64, stop: f64, num: usize, i: usize| {
-        if i + 1 == num { stop } else { start + i as f64 * ((stop - start) / (num - 1).max(1) as f64) }
+        if i + 1 == num {
+            stop
+        } else {
+            start + i as f64 * ((stop - start) / (num - 1).max(1) as f64)
+        }
     };
     let mut out = vec![MAX_ITER; height * width];
     for r in 0..height {
@@ -60,10 +64,27 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let (time, got) = time_best(3, || Ok(fractal.compute::<i32>()?))?;
     let want = reference(height, width);
     let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
-    anyhow::ensure!(diff == 0, "fractal differs from the scalar reference in {diff} pixels");
+    anyhow::ensure!(
+        diff == 0,
+        "fractal differs from the scalar reference in {diff} pixels"
+    );
     let png = args.out.join("fractal.png");
-    write_png(&png, width, height, got.iter().map(|&v| v as f64), 0.0, MAX_ITER as f64)?;
-    let mut r = Report::new("fractal", format!("{height}×{width}, chunks {}×{}", chunks[0], chunks[1]), &planned, height * width, height * width * 4, time);
+    write_png(
+        &png,
+        width,
+        height,
+        got.iter().map(|&v| v as f64),
+        0.0,
+        MAX_ITER as f64,
+    )?;
+    let mut r = Report::new(
+        "fractal",
+        format!("{height}×{width}, chunks {}×{}", chunks[0], chunks[1]),
+        &planned,
+        height * width,
+        height * width * 4,
+        time,
+    );
     r.check = "identical int32 image".into();
     r.notes.push(format!("image: {}", png.display()));
     Ok(r)

@@ -19,8 +19,18 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         let want = (w32 * ((i as f32) * dt32)).sin();
         worst = worst.max((g - want).abs());
     }
-    anyhow::ensure!(worst <= 1e-5, "harmonic differs from the f32 reference by {worst:e}");
-    let mut r = Report::new("harmonic", format!("n={n:.0e} f32, chunks {chunk:.0e}"), &planned, n, n * 4, time);
+    anyhow::ensure!(
+        worst <= 1e-5,
+        "harmonic differs from the f32 reference by {worst:e}"
+    );
+    let mut r = Report::new(
+        "harmonic",
+        format!("n={n:.0e} f32, chunks {chunk:.0e}"),
+        &planned,
+        n,
+        n * 4,
+        time,
+    );
     r.check = format!("max abs err {worst:.1e} (f32)");
     Ok(r)
 }

@@ -24,8 +24,18 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let y = chain(data, 25);
     let planned_data = y.plan()?;
     let (time_data, got_data) = time_best(3, || Ok(y.compute::<f64>()?))?;
-    anyhow::ensure!(got_data.iter().all(|&v| v == 26.0), "inc25 over data is not 26 everywhere");
-    let mut r = Report::new("inc25", format!("n={n:.0e}, chunks {chunk:.0e}"), &planned, n, n * 8, time);
+    anyhow::ensure!(
+        got_data.iter().all(|&v| v == 26.0),
+        "inc25 over data is not 26 everywhere"
+    );
+    let mut r = Report::new(
+        "inc25",
+        format!("n={n:.0e}, chunks {chunk:.0e}"),
+        &planned,
+        n,
+        n * 8,
+        time,
+    );
     r.check = "all 26.0".into();
     r.notes.push(format!(
         "over host data (no folding): {:.3} ms, {:.1} GB/s read+write, {} → {} tasks",

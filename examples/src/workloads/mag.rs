@@ -28,8 +28,18 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
             worst_ulp = worst_ulp.max((v - want).abs() / (want * f64::EPSILON));
         }
     }
-    anyhow::ensure!(exact && worst_ulp <= 2.0, "mag differs from the scalar reference (worst {worst_ulp:.1} ulp)");
-    let mut r = Report::new("mag", format!("n={n:.0e}, chunks {chunk:.0e}"), &planned, n, n * 8, time);
+    anyhow::ensure!(
+        exact && worst_ulp <= 2.0,
+        "mag differs from the scalar reference (worst {worst_ulp:.1} ulp)"
+    );
+    let mut r = Report::new(
+        "mag",
+        format!("n={n:.0e}, chunks {chunk:.0e}"),
+        &planned,
+        n,
+        n * 8,
+        time,
+    );
     r.check = format!("exact; ≤{worst_ulp:.1} ulp of √2·i");
     Ok(r)
 }

@@ -11,8 +11,11 @@ pub mod trig;
 
 use crate::{Args, Report};
 
+/// Runs one workload and reports on it.
+pub type Runner = fn(&Args) -> anyhow::Result<Report>;
+
 /// Every workload, in gallery order.
-pub const ALL: [(&str, fn(&Args) -> anyhow::Result<Report>); 8] = [
+pub const ALL: [(&str, Runner); 8] = [
     ("mag", mag::run),
     ("trig", trig::run),
     ("discriminant", discriminant::run),

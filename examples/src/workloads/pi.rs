@@ -25,8 +25,18 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     anyhow::ensure!(dev < 4.0, "pi = {value} is {dev:.1} sigma from π");
     // Counter-based random numbers: another chunking gives the very same value.
     let other = build(n, chunk / 4 + 7, 2).compute::<f64>()?[[]];
-    anyhow::ensure!(other == value, "pi depends on the chunking: {value} vs {other}");
-    let mut r = Report::new("pi", format!("{n:.0e} samples, chunks {chunk:.0e}"), &planned, n, 0, time);
+    anyhow::ensure!(
+        other == value,
+        "pi depends on the chunking: {value} vs {other}"
+    );
+    let mut r = Report::new(
+        "pi",
+        format!("{n:.0e} samples, chunks {chunk:.0e}"),
+        &planned,
+        n,
+        0,
+        time,
+    );
     r.check = format!("{dev:.1}σ from π; chunking-invariant");
     r.notes.push(format!("pi ≈ {value:.6}"));
     Ok(r)

@@ -7,7 +7,10 @@ use crate::{Args, Report};
 
 pub fn run(args: &Args) -> anyhow::Result<Report> {
     let (n, chunk) = args.pick((100, 25), (4000, 1000));
-    let a = arange(n * n, n * chunk).reshape(&[n, n]).rechunk([chunk, chunk]).astype(DType::F64);
+    let a = arange(n * n, n * chunk)
+        .reshape(&[n, n])
+        .rechunk([chunk, chunk])
+        .astype(DType::F64);
     let out = &a + a.diag().tanh().sum();
     let planned = out.plan()?;
     let (time, got) = time_best(3, || Ok(out.compute::<f64>()?))?;
@@ -15,7 +18,14 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let want = (0..n * n).map(|k| k as f64 + s);
     let err = max_rel_err(got.iter().copied(), want);
     anyhow::ensure!(err < 1e-12, "trace relative error {err:e}");
-    let mut r = Report::new("trace", format!("{n}×{n}, chunks {chunk}×{chunk}"), &planned, n * n, n * n * 8, time);
+    let mut r = Report::new(
+        "trace",
+        format!("{n}×{n}, chunks {chunk}×{chunk}"),
+        &planned,
+        n * n,
+        n * n * 8,
+        time,
+    );
     r.check = format!("max rel err {err:.1e}");
     Ok(r)
 }

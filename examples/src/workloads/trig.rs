@@ -16,11 +16,24 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     // The inputs, computed on their own, feed a scalar std reference.
     let inputs = Client::local().run(&[&a, &b])?;
     let [ia, ib] = [&inputs.outputs[0], &inputs.outputs[1]];
-    let (ia, ib) = (ia.clone().into_typed::<f64>()?, ib.clone().into_typed::<f64>()?);
-    let want = ia.iter().zip(ib.iter()).map(|(&a, &b)| (a * a).sin() * b.exp());
+    let (ia, ib) = (
+        ia.clone().into_typed::<f64>()?,
+        ib.clone().into_typed::<f64>()?,
+    );
+    let want = ia
+        .iter()
+        .zip(ib.iter())
+        .map(|(&a, &b)| (a * a).sin() * b.exp());
     let err = max_rel_err(got.iter().copied(), want);
     anyhow::ensure!(err < 1e-12, "trig relative error {err:e} exceeds 1e-12");
-    let mut r = Report::new("trig", format!("{n}×{n}, chunks {chunk}×{chunk}"), &planned, n * n, n * n * 8, time);
+    let mut r = Report::new(
+        "trig",
+        format!("{n}×{n}, chunks {chunk}×{chunk}"),
+        &planned,
+        n * n,
+        n * n * 8,
+        time,
+    );
     r.check = format!("max rel err {err:.1e}");
     Ok(r)
 }
