@@ -14,12 +14,18 @@ use accel_core::plan::{ChunkKey, StageId, StageKind};
 use accel_core::{Buffer, Chunk};
 use rayon::prelude::*;
 
-const REPEATS: usize = 5;
+/// Timed runs after the warm-up (`ACCEL_BENCH_REPEATS` overrides, e.g. for profiling).
+fn repeats() -> usize {
+    std::env::var("ACCEL_BENCH_REPEATS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
 
-/// Best of REPEATS after one warm-up.
+/// Best of `repeats()` after one warm-up.
 fn best(mut f: impl FnMut()) -> Duration {
     f();
-    (0..REPEATS)
+    (0..repeats())
         .map(|_| {
             let t = Instant::now();
             f();
@@ -146,8 +152,9 @@ fn main() -> anyhow::Result<()> {
     let n = if quick { 2_000_000 } else { 50_000_000 };
     let chunk = n / 20;
     println!(
-        "accel bench: {} threads, n = {n:.0e}, best of {REPEATS}\n",
-        rayon::current_num_threads()
+        "accel bench: {} threads, n = {n:.0e}, best of {}\n",
+        rayon::current_num_threads(),
+        repeats()
     );
 
     let triad_gbps = triad(n);

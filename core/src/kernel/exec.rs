@@ -6,9 +6,10 @@ use num_complex::Complex64;
 use rayon::prelude::*;
 
 use super::generate::{fill_index, generate};
+use super::ir::Reg;
 use super::ir::{Instr, Program};
 use super::ops;
-use super::slot::Slot;
+use super::slot::{Slot, View, ViewMut};
 use crate::buffer::{Buffer, Element};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -134,6 +135,8 @@ pub struct Bound<'a> {
     inputs: Vec<BoundInput<'a>>,
     /// Per generator instruction: counter of the chunk's first element.
     gen_base: Vec<i64>,
+    /// Per instruction: the input it reads in place (contiguous real loads).
+    direct: Vec<Option<usize>>,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
 }
@@ -215,10 +218,24 @@ impl<'a> Bound<'a> {
                 _ => 0,
             })
             .collect();
+        let direct = p
+            .instrs
+            .iter()
+            .map(|ins| match ins {
+                Instr::Load { input }
+                    if matches!(bound[*input as usize].access, Access::Contiguous)
+                        && bound[*input as usize].buf.dtype() != DType::C128 =>
+                {
+                    Some(*input as usize)
+                }
+                _ => None,
+            })
+            .collect();
         Ok(Bound {
             exe,
             inputs: bound,
             gen_base,
+            direct,
             local_shape: local_shape.to_vec(),
         })
     }
@@ -231,13 +248,34 @@ impl<'a> Bound<'a> {
         self.len() == 0
     }
 
-    /// Evaluates elements `start..start + n` (n ≤ BLOCK); returns the root's slot.
-    fn eval_block<'s>(&self, sc: &'s mut Scratch, start: usize, n: usize) -> Result<&'s Slot> {
+    /// The value of register `r` for the current block: its slot, or the
+    /// input chunk itself for a contiguous load (read in place, no copy).
+    fn operand<'v>(&'v self, slots: &'v [Slot], r: Reg, start: usize, n: usize) -> View<'v> {
+        match self.direct[r as usize] {
+            Some(i) => buffer_view(self.inputs[i].buf, start, n),
+            None => slots[self.exe.slot_of[r as usize] as usize].view(n),
+        }
+    }
+
+    /// Evaluates elements `start..start + n` (n ≤ BLOCK). When `out` is given
+    /// and the root is computed by an operation, the root is written straight
+    /// into it and `None` is returned; otherwise the root's value is returned.
+    fn eval_block<'s>(
+        &'s self,
+        sc: &'s mut Scratch,
+        start: usize,
+        n: usize,
+        mut out: Option<ViewMut<'_>>,
+    ) -> Result<Option<View<'s>>> {
         let p = &self.exe.program;
+        let mut wrote_root = false;
         for (k, ins) in p.instrs.iter().enumerate() {
+            if self.direct[k].is_some() {
+                continue;
+            }
             let dst = self.exe.slot_of[k] as usize;
             match ins {
-                Instr::Const(_) => {}
+                Instr::Const(_) => continue,
                 Instr::Load { input } => {
                     let inp = &self.inputs[*input as usize];
                     load(
@@ -248,6 +286,7 @@ impl<'a> Bound<'a> {
                         &mut sc.index,
                         &mut sc.slots[dst],
                     );
+                    continue;
                 }
                 Instr::Gen { kind, strides, .. } => {
                     fill_index(
@@ -258,55 +297,42 @@ impl<'a> Bound<'a> {
                         &mut sc.index[..n],
                     );
                     generate(kind, &sc.index[..n], &mut sc.slots[dst]);
+                    continue;
                 }
-                Instr::Unary(op, a) => {
-                    let mut out = std::mem::take(&mut sc.slots[dst]);
-                    let r = ops::unary(
-                        *op,
-                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
-                        &mut out,
-                        n,
-                    );
-                    sc.slots[dst] = out;
-                    r?;
-                }
-                Instr::Binary(op, a, b) => {
-                    let mut out = std::mem::take(&mut sc.slots[dst]);
-                    let r = ops::binary(
-                        *op,
-                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
-                        &sc.slots[self.exe.slot_of[*b as usize] as usize],
-                        &mut out,
-                        n,
-                    );
-                    sc.slots[dst] = out;
-                    r?;
-                }
-                Instr::Where(c, a, b) => {
-                    let mut out = std::mem::take(&mut sc.slots[dst]);
-                    let r = ops::select(
-                        &sc.slots[self.exe.slot_of[*c as usize] as usize],
-                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
-                        &sc.slots[self.exe.slot_of[*b as usize] as usize],
-                        &mut out,
-                        n,
-                    );
-                    sc.slots[dst] = out;
-                    r?;
-                }
-                Instr::Cast(_, a) => {
-                    let mut out = std::mem::take(&mut sc.slots[dst]);
-                    let r = ops::cast(
-                        &sc.slots[self.exe.slot_of[*a as usize] as usize],
-                        &mut out,
-                        n,
-                    );
-                    sc.slots[dst] = out;
-                    r?;
-                }
+                _ => {}
             }
+            let to_out = k as Reg == p.root && out.is_some();
+            let mut slot = if to_out {
+                Slot::default()
+            } else {
+                std::mem::take(&mut sc.slots[dst])
+            };
+            let target = match (to_out, out.take()) {
+                (true, Some(o)) => o,
+                (_, o) => {
+                    out = o;
+                    slot.view_mut(n)
+                }
+            };
+            let v = |r: &Reg| self.operand(&sc.slots, *r, start, n);
+            let r = match ins {
+                Instr::Unary(op, a) => ops::unary(*op, v(a), target),
+                Instr::Binary(op, a, b) => ops::binary(*op, v(a), v(b), target),
+                Instr::Where(c, a, b) => ops::select(v(c), v(a), v(b), target),
+                Instr::Cast(_, a) => ops::cast(v(a), target),
+                _ => Ok(()),
+            };
+            if to_out {
+                wrote_root = true;
+            } else {
+                sc.slots[dst] = slot;
+            }
+            r?;
         }
-        Ok(&sc.slots[self.exe.slot_of[p.root as usize] as usize])
+        if wrote_root {
+            return Ok(None);
+        }
+        Ok(Some(self.operand(&sc.slots, p.root, start, n)))
     }
 
     /// Evaluates the whole chunk into caller-provided memory.
@@ -356,8 +382,10 @@ impl<'a> Bound<'a> {
             |sc, (si, piece)| -> Result<()> {
                 let base = offset + si * SUPER;
                 for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
-                    let slot = self.eval_block(sc, base + bi * BLOCK, dst.len())?;
-                    T::store(slot, dst)?;
+                    let n = dst.len();
+                    if let Some(v) = self.eval_block(sc, base + bi * BLOCK, n, T::view_mut(dst))? {
+                        T::store(v, dst)?;
+                    }
                 }
                 Ok(())
             },
@@ -370,7 +398,7 @@ impl<'a> Bound<'a> {
         &self,
         part_len: usize,
         init: impl Fn() -> A + Sync,
-        f: impl Fn(&mut A, usize, &Slot, usize) -> Result<()> + Sync,
+        f: impl Fn(&mut A, usize, View<'_>, usize) -> Result<()> + Sync,
     ) -> Result<Vec<A>> {
         let len = self.len();
         let nparts = len.div_ceil(part_len.max(1)).max(1);
@@ -385,8 +413,10 @@ impl<'a> Bound<'a> {
                     let mut s = lo;
                     while s < hi {
                         let n = BLOCK.min(hi - s);
-                        let slot = self.eval_block(sc, s, n)?;
-                        f(&mut acc, s, slot, n)?;
+                        let v = self
+                            .eval_block(sc, s, n, None)?
+                            .ok_or_else(|| internal("block without a value".into()))?;
+                        f(&mut acc, s, v, n)?;
                         s += n;
                     }
                     Ok(acc)
@@ -398,7 +428,23 @@ impl<'a> Bound<'a> {
     /// The value at flat position `i` (used for the shift of variance partials).
     pub fn value_at(&self, i: usize) -> Result<crate::dtype::Value> {
         let mut sc = self.exe.scratch();
-        Ok(self.eval_block(&mut sc, i, 1)?.get(0))
+        match self.eval_block(&mut sc, i, 1, None)? {
+            Some(v) => Ok(v.get(0)),
+            None => Err(internal("block without a value".into())),
+        }
+    }
+}
+
+/// Elements `start..start + n` of a real buffer, in place.
+fn buffer_view(buf: &Buffer, start: usize, n: usize) -> View<'_> {
+    match buf {
+        Buffer::Bool(v) => View::Bool(&v[start..start + n]),
+        Buffer::I32(v) => View::I32(&v[start..start + n]),
+        Buffer::I64(v) => View::I64(&v[start..start + n]),
+        Buffer::F32(v) => View::F32(&v[start..start + n]),
+        Buffer::F64(v) => View::F64(&v[start..start + n]),
+        // Never direct (see `Bound::new`); an empty view keeps this total.
+        Buffer::C128(_) => View::C128(&[], &[]),
     }
 }
 
@@ -500,7 +546,9 @@ pub fn split_buffer<'a>(buf: &'a mut Buffer, lens: &[usize]) -> Option<Vec<OutSl
 
 /// Copies a block register into typed output memory.
 pub trait Store: Element {
-    fn store(slot: &Slot, dst: &mut [Self]) -> Result<()>;
+    fn store(v: View<'_>, dst: &mut [Self]) -> Result<()>;
+    /// `dst` as an instruction destination, where the layouts agree.
+    fn view_mut(dst: &mut [Self]) -> Option<ViewMut<'_>>;
     /// Zero-filled memory (calloc'd where the type allows, so pages are touched once).
     fn zeroed(len: usize) -> Vec<Self>;
 }
@@ -511,9 +559,12 @@ macro_rules! store_real {
             fn zeroed(len: usize) -> Vec<Self> {
                 crate::memory::zeroed_vec($zero, len)
             }
-            fn store(slot: &Slot, dst: &mut [Self]) -> Result<()> {
-                match slot {
-                    Slot::$variant(v) => {
+            fn view_mut(dst: &mut [Self]) -> Option<ViewMut<'_>> {
+                Some(ViewMut::$variant(dst))
+            }
+            fn store(v: View<'_>, dst: &mut [Self]) -> Result<()> {
+                match v {
+                    View::$variant(v) => {
                         dst.copy_from_slice(&v[..dst.len()]);
                         Ok(())
                     }
@@ -537,9 +588,12 @@ impl Store for Complex64 {
     fn zeroed(len: usize) -> Vec<Self> {
         vec![Complex64::new(0.0, 0.0); len]
     }
-    fn store(slot: &Slot, dst: &mut [Self]) -> Result<()> {
-        match slot {
-            Slot::C128(re, im) => {
+    fn view_mut(_: &mut [Self]) -> Option<ViewMut<'_>> {
+        None // interleaved storage; registers keep re and im apart
+    }
+    fn store(v: View<'_>, dst: &mut [Self]) -> Result<()> {
+        match v {
+            View::C128(re, im) => {
                 for (k, d) in dst.iter_mut().enumerate() {
                     *d = Complex64::new(re[k], im[k]);
                 }

@@ -3,7 +3,7 @@
 
 use num_traits::{AsPrimitive, Float, PrimInt, WrappingAdd, WrappingMul, WrappingNeg, WrappingSub};
 
-use super::slot::Slot;
+use super::slot::{View, ViewMut};
 use super::vmath;
 use crate::error::{Error, Result};
 use crate::op::{BinaryOp, UnaryOp};
@@ -67,7 +67,7 @@ vfloat!(
     f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32
 );
 
-fn mismatch(what: &str, a: &Slot, o: &Slot) -> Error {
+fn mismatch(what: &str, a: &View<'_>, o: &ViewMut<'_>) -> Error {
     Error::Task {
         task: "kernel".into(),
         message: format!(
@@ -146,14 +146,15 @@ where
 }
 
 /// `o = op(a)` over the first `n` elements.
-pub fn unary(op: UnaryOp, a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
+pub fn unary(op: UnaryOp, a: View<'_>, mut o: ViewMut<'_>) -> Result<()> {
+    let n = a.len();
     use UnaryOp::*;
-    let ok = match (a, &mut *o) {
-        (Slot::F64(a), Slot::F64(o)) => float_unary(op, &a[..n], &mut o[..n]),
-        (Slot::F32(a), Slot::F32(o)) => float_unary(op, &a[..n], &mut o[..n]),
-        (Slot::I64(a), Slot::I64(o)) => int_unary(op, &a[..n], &mut o[..n]),
-        (Slot::I32(a), Slot::I32(o)) => int_unary(op, &a[..n], &mut o[..n]),
-        (Slot::Bool(a), Slot::Bool(o)) => match op {
+    let ok = match (a, &mut o) {
+        (View::F64(a), ViewMut::F64(o)) => float_unary(op, &a[..n], &mut o[..n]),
+        (View::F32(a), ViewMut::F32(o)) => float_unary(op, &a[..n], &mut o[..n]),
+        (View::I64(a), ViewMut::I64(o)) => int_unary(op, &a[..n], &mut o[..n]),
+        (View::I32(a), ViewMut::I32(o)) => int_unary(op, &a[..n], &mut o[..n]),
+        (View::Bool(a), ViewMut::Bool(o)) => match op {
             Not => {
                 map1(&a[..n], &mut o[..n], |x| !x);
                 true
@@ -168,7 +169,7 @@ pub fn unary(op: UnaryOp, a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
             }
             _ => false,
         },
-        (Slot::C128(re, im), Slot::F64(o)) => match op {
+        (View::C128(re, im), ViewMut::F64(o)) => match op {
             Abs => {
                 map2(&re[..n], &im[..n], &mut o[..n], |r, i| r.hypot(i));
                 true
@@ -183,7 +184,7 @@ pub fn unary(op: UnaryOp, a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
             }
             _ => false,
         },
-        (Slot::C128(re, im), Slot::C128(ore, oim)) => match op {
+        (View::C128(re, im), ViewMut::C128(ore, oim)) => match op {
             Neg => {
                 map1(&re[..n], &mut ore[..n], |x| -x);
                 map1(&im[..n], &mut oim[..n], |x| -x);
@@ -200,7 +201,7 @@ pub fn unary(op: UnaryOp, a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(mismatch(&op.name(), a, o))
+        Err(mismatch(&op.name(), &a, &o))
     }
 }
 
@@ -314,22 +315,35 @@ where
 }
 
 /// `o = a op b` over the first `n` elements; operands share a dtype.
-pub fn binary(op: BinaryOp, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Result<()> {
+pub fn binary(op: BinaryOp, a: View<'_>, b: View<'_>, mut o: ViewMut<'_>) -> Result<()> {
+    let n = a.len();
     use BinaryOp::*;
-    let ok = match (a, b, &mut *o) {
-        (Slot::F64(a), Slot::F64(b), Slot::F64(o)) => {
+    let ok = match (a, b, &mut o) {
+        (View::F64(a), View::F64(b), ViewMut::F64(o)) => {
             float_binary(op, &a[..n], &b[..n], &mut o[..n])
         }
-        (Slot::F32(a), Slot::F32(b), Slot::F32(o)) => {
+        (View::F32(a), View::F32(b), ViewMut::F32(o)) => {
             float_binary(op, &a[..n], &b[..n], &mut o[..n])
         }
-        (Slot::I64(a), Slot::I64(b), Slot::I64(o)) => int_binary(op, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::I32(a), Slot::I32(b), Slot::I32(o)) => int_binary(op, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::F64(a), Slot::F64(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::F32(a), Slot::F32(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::I64(a), Slot::I64(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::I32(a), Slot::I32(b), Slot::Bool(o)) => compare(op, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::Bool(a), Slot::Bool(b), Slot::Bool(o)) => match op {
+        (View::I64(a), View::I64(b), ViewMut::I64(o)) => {
+            int_binary(op, &a[..n], &b[..n], &mut o[..n])
+        }
+        (View::I32(a), View::I32(b), ViewMut::I32(o)) => {
+            int_binary(op, &a[..n], &b[..n], &mut o[..n])
+        }
+        (View::F64(a), View::F64(b), ViewMut::Bool(o)) => {
+            compare(op, &a[..n], &b[..n], &mut o[..n])
+        }
+        (View::F32(a), View::F32(b), ViewMut::Bool(o)) => {
+            compare(op, &a[..n], &b[..n], &mut o[..n])
+        }
+        (View::I64(a), View::I64(b), ViewMut::Bool(o)) => {
+            compare(op, &a[..n], &b[..n], &mut o[..n])
+        }
+        (View::I32(a), View::I32(b), ViewMut::Bool(o)) => {
+            compare(op, &a[..n], &b[..n], &mut o[..n])
+        }
+        (View::Bool(a), View::Bool(b), ViewMut::Bool(o)) => match op {
             And | Min => {
                 map2(&a[..n], &b[..n], &mut o[..n], |x, y| x & y);
                 true
@@ -340,14 +354,14 @@ pub fn binary(op: BinaryOp, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Resul
             }
             _ => compare(op, &a[..n], &b[..n], &mut o[..n]),
         },
-        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::C128(or, oi)) => complex_binary(
+        (View::C128(ar, ai), View::C128(br, bi), ViewMut::C128(or, oi)) => complex_binary(
             op,
             [&ar[..n], &ai[..n]],
             [&br[..n], &bi[..n]],
             &mut or[..n],
             &mut oi[..n],
         ),
-        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::Bool(o)) => match op {
+        (View::C128(ar, ai), View::C128(br, bi), ViewMut::Bool(o)) => match op {
             Eq => {
                 for k in 0..n {
                     o[k] = ar[k] == br[k] && ai[k] == bi[k];
@@ -367,7 +381,7 @@ pub fn binary(op: BinaryOp, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Resul
     if ok {
         Ok(())
     } else {
-        Err(mismatch(op.symbol(), a, o))
+        Err(mismatch(op.symbol(), &a, &o))
     }
 }
 
@@ -409,9 +423,10 @@ fn complex_binary(
 }
 
 /// `o = where(c, a, b)`.
-pub fn select(c: &Slot, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Result<()> {
-    let Slot::Bool(c) = c else {
-        return Err(mismatch("where", c, o));
+pub fn select(c: View<'_>, a: View<'_>, b: View<'_>, mut o: ViewMut<'_>) -> Result<()> {
+    let n = a.len();
+    let View::Bool(c) = c else {
+        return Err(mismatch("where", &c, &o));
     };
     let c = &c[..n];
     fn sel<T: Copy>(c: &[bool], a: &[T], b: &[T], o: &mut [T]) {
@@ -419,17 +434,17 @@ pub fn select(c: &Slot, a: &Slot, b: &Slot, o: &mut Slot, n: usize) -> Result<()
             o[k] = if c[k] { a[k] } else { b[k] };
         }
     }
-    match (a, b, &mut *o) {
-        (Slot::Bool(a), Slot::Bool(b), Slot::Bool(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::I32(a), Slot::I32(b), Slot::I32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::I64(a), Slot::I64(b), Slot::I64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::F32(a), Slot::F32(b), Slot::F32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::F64(a), Slot::F64(b), Slot::F64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
-        (Slot::C128(ar, ai), Slot::C128(br, bi), Slot::C128(or, oi)) => {
+    match (a, b, &mut o) {
+        (View::Bool(a), View::Bool(b), ViewMut::Bool(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (View::I32(a), View::I32(b), ViewMut::I32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (View::I64(a), View::I64(b), ViewMut::I64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (View::F32(a), View::F32(b), ViewMut::F32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (View::F64(a), View::F64(b), ViewMut::F64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (View::C128(ar, ai), View::C128(br, bi), ViewMut::C128(or, oi)) => {
             sel(c, &ar[..n], &br[..n], &mut or[..n]);
             sel(c, &ai[..n], &bi[..n], &mut oi[..n]);
         }
-        _ => return Err(mismatch("where", a, o)),
+        _ => return Err(mismatch("where", &a, &o)),
     }
     Ok(())
 }
@@ -443,16 +458,17 @@ where
 }
 
 /// `o = a as o.dtype` with C semantics (NumPy's `astype`).
-pub fn cast(a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
+pub fn cast(a: View<'_>, o: ViewMut<'_>) -> Result<()> {
+    let n = a.len();
     macro_rules! real_to {
         ($a:expr, $o:expr) => {
             match $o {
-                Slot::I32(o) => cast_real(&$a[..n], &mut o[..n]),
-                Slot::I64(o) => cast_real(&$a[..n], &mut o[..n]),
-                Slot::F32(o) => cast_real(&$a[..n], &mut o[..n]),
-                Slot::F64(o) => cast_real(&$a[..n], &mut o[..n]),
-                Slot::Bool(o) => map1(&$a[..n], &mut o[..n], |x| x != Default::default()),
-                Slot::C128(or, oi) => {
+                ViewMut::I32(o) => cast_real(&$a[..n], &mut o[..n]),
+                ViewMut::I64(o) => cast_real(&$a[..n], &mut o[..n]),
+                ViewMut::F32(o) => cast_real(&$a[..n], &mut o[..n]),
+                ViewMut::F64(o) => cast_real(&$a[..n], &mut o[..n]),
+                ViewMut::Bool(o) => map1(&$a[..n], &mut o[..n], |x| x != Default::default()),
+                ViewMut::C128(or, oi) => {
                     cast_real(&$a[..n], &mut or[..n]);
                     oi[..n].iter_mut().for_each(|x| *x = 0.0);
                 }
@@ -460,21 +476,21 @@ pub fn cast(a: &Slot, o: &mut Slot, n: usize) -> Result<()> {
         };
     }
     match a {
-        Slot::I32(a) => real_to!(a, o),
-        Slot::I64(a) => real_to!(a, o),
-        Slot::F32(a) => real_to!(a, o),
-        Slot::F64(a) => real_to!(a, o),
-        Slot::Bool(a) => {
+        View::I32(a) => real_to!(a, o),
+        View::I64(a) => real_to!(a, o),
+        View::F32(a) => real_to!(a, o),
+        View::F64(a) => real_to!(a, o),
+        View::Bool(a) => {
             let bytes: Vec<u8> = a[..n].iter().map(|&b| b as u8).collect();
             real_to!(bytes, o)
         }
-        Slot::C128(re, im) => match o {
-            Slot::Bool(o) => {
+        View::C128(re, im) => match o {
+            ViewMut::Bool(o) => {
                 for k in 0..n {
                     o[k] = re[k] != 0.0 || im[k] != 0.0;
                 }
             }
-            Slot::C128(or, oi) => {
+            ViewMut::C128(or, oi) => {
                 or[..n].copy_from_slice(&re[..n]);
                 oi[..n].copy_from_slice(&im[..n]);
             }

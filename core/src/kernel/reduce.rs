@@ -9,7 +9,7 @@ use num_complex::Complex64;
 
 use super::exec::{Bound, internal};
 use super::generate::fill_index;
-use super::slot::Slot;
+use super::slot::{Slot, View};
 use crate::buffer::{Buffer, Chunk};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -126,14 +126,14 @@ fn nan_max<T: PartialOrd + Copy>(a: T, b: T) -> T {
 fn accumulate(
     op: ReduceOp,
     acc: &mut Acc,
-    vals: &Slot,
+    vals: View<'_>,
     dst: Option<&[i64]>,
     n: usize,
     shift: f64,
 ) -> Result<()> {
     use ReduceOp::*;
     match (acc, vals) {
-        (Acc::Moments { count, s, ss }, Slot::F64(v)) => {
+        (Acc::Moments { count, s, ss }, View::F64(v)) => {
             let v = &v[..n];
             match dst {
                 None => {
@@ -166,28 +166,28 @@ fn accumulate(
             }
         }
         (Acc::Plain(a), v) => match (op, a, v) {
-            (Sum | Mean, Slot::F64(a), Slot::F64(v)) => fold(a, &v[..n], dst, 0.0, |x, y| x + y),
-            (Sum | Mean, Slot::I64(a), Slot::I64(v)) => {
+            (Sum | Mean, Slot::F64(a), View::F64(v)) => fold(a, &v[..n], dst, 0.0, |x, y| x + y),
+            (Sum | Mean, Slot::I64(a), View::I64(v)) => {
                 fold(a, &v[..n], dst, 0, |x: i64, y| x.wrapping_add(y))
             }
-            (Sum | Mean, Slot::C128(ar, ai), Slot::C128(vr, vi)) => {
+            (Sum | Mean, Slot::C128(ar, ai), View::C128(vr, vi)) => {
                 fold(ar, &vr[..n], dst, 0.0, |x, y| x + y);
                 fold(ai, &vi[..n], dst, 0.0, |x, y| x + y);
             }
-            (Prod, Slot::F64(a), Slot::F64(v)) => fold(a, &v[..n], dst, 1.0, |x, y| x * y),
-            (Prod, Slot::I64(a), Slot::I64(v)) => {
+            (Prod, Slot::F64(a), View::F64(v)) => fold(a, &v[..n], dst, 1.0, |x, y| x * y),
+            (Prod, Slot::I64(a), View::I64(v)) => {
                 fold(a, &v[..n], dst, 1, |x: i64, y| x.wrapping_mul(y))
             }
-            (Min, Slot::F64(a), Slot::F64(v)) => fold(a, &v[..n], dst, f64::INFINITY, nan_min),
-            (Min, Slot::F32(a), Slot::F32(v)) => fold(a, &v[..n], dst, f32::INFINITY, nan_min),
-            (Min, Slot::I64(a), Slot::I64(v)) => fold(a, &v[..n], dst, i64::MAX, nan_min),
-            (Min, Slot::I32(a), Slot::I32(v)) => fold(a, &v[..n], dst, i32::MAX, nan_min),
-            (Min | All, Slot::Bool(a), Slot::Bool(v)) => fold(a, &v[..n], dst, true, |x, y| x & y),
-            (Max, Slot::F64(a), Slot::F64(v)) => fold(a, &v[..n], dst, f64::NEG_INFINITY, nan_max),
-            (Max, Slot::F32(a), Slot::F32(v)) => fold(a, &v[..n], dst, f32::NEG_INFINITY, nan_max),
-            (Max, Slot::I64(a), Slot::I64(v)) => fold(a, &v[..n], dst, i64::MIN, nan_max),
-            (Max, Slot::I32(a), Slot::I32(v)) => fold(a, &v[..n], dst, i32::MIN, nan_max),
-            (Max | Any, Slot::Bool(a), Slot::Bool(v)) => fold(a, &v[..n], dst, false, |x, y| x | y),
+            (Min, Slot::F64(a), View::F64(v)) => fold(a, &v[..n], dst, f64::INFINITY, nan_min),
+            (Min, Slot::F32(a), View::F32(v)) => fold(a, &v[..n], dst, f32::INFINITY, nan_min),
+            (Min, Slot::I64(a), View::I64(v)) => fold(a, &v[..n], dst, i64::MAX, nan_min),
+            (Min, Slot::I32(a), View::I32(v)) => fold(a, &v[..n], dst, i32::MAX, nan_min),
+            (Min | All, Slot::Bool(a), View::Bool(v)) => fold(a, &v[..n], dst, true, |x, y| x & y),
+            (Max, Slot::F64(a), View::F64(v)) => fold(a, &v[..n], dst, f64::NEG_INFINITY, nan_max),
+            (Max, Slot::F32(a), View::F32(v)) => fold(a, &v[..n], dst, f32::NEG_INFINITY, nan_max),
+            (Max, Slot::I64(a), View::I64(v)) => fold(a, &v[..n], dst, i64::MIN, nan_max),
+            (Max, Slot::I32(a), View::I32(v)) => fold(a, &v[..n], dst, i32::MIN, nan_max),
+            (Max | Any, Slot::Bool(a), View::Bool(v)) => fold(a, &v[..n], dst, false, |x, y| x | y),
             (op, a, v) => {
                 return Err(internal(format!(
                     "{} cannot accumulate {} into {}",
@@ -240,7 +240,7 @@ fn slot_len(s: &Slot) -> usize {
 fn merge_plain(op: ReduceOp, a: &mut Slot, b: &Slot) -> Result<()> {
     let idx: Vec<i64> = (0..slot_len(a) as i64).collect();
     let mut acc = Acc::Plain(std::mem::take(a));
-    let r = accumulate(op, &mut acc, b, Some(&idx), idx.len(), 0.0);
+    let r = accumulate(op, &mut acc, b.view(idx.len()), Some(&idx), idx.len(), 0.0);
     if let Acc::Plain(s) = acc {
         *a = s;
     }

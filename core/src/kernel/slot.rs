@@ -67,3 +67,102 @@ impl Slot {
         }
     }
 }
+
+/// A register's first `n` elements, or the same range of an input chunk read in place.
+#[derive(Clone, Copy, Debug)]
+pub enum View<'a> {
+    Bool(&'a [bool]),
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    C128(&'a [f64], &'a [f64]),
+}
+
+/// Where an instruction writes: a register, or the output chunk itself.
+#[derive(Debug)]
+pub enum ViewMut<'a> {
+    Bool(&'a mut [bool]),
+    I32(&'a mut [i32]),
+    I64(&'a mut [i64]),
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+    C128(&'a mut [f64], &'a mut [f64]),
+}
+
+impl Slot {
+    pub fn view(&self, n: usize) -> View<'_> {
+        match self {
+            Slot::Bool(v) => View::Bool(&v[..n]),
+            Slot::I32(v) => View::I32(&v[..n]),
+            Slot::I64(v) => View::I64(&v[..n]),
+            Slot::F32(v) => View::F32(&v[..n]),
+            Slot::F64(v) => View::F64(&v[..n]),
+            Slot::C128(r, i) => View::C128(&r[..n], &i[..n]),
+        }
+    }
+
+    pub fn view_mut(&mut self, n: usize) -> ViewMut<'_> {
+        match self {
+            Slot::Bool(v) => ViewMut::Bool(&mut v[..n]),
+            Slot::I32(v) => ViewMut::I32(&mut v[..n]),
+            Slot::I64(v) => ViewMut::I64(&mut v[..n]),
+            Slot::F32(v) => ViewMut::F32(&mut v[..n]),
+            Slot::F64(v) => ViewMut::F64(&mut v[..n]),
+            Slot::C128(r, i) => ViewMut::C128(&mut r[..n], &mut i[..n]),
+        }
+    }
+}
+
+impl View<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            View::Bool(_) => DType::Bool,
+            View::I32(_) => DType::I32,
+            View::I64(_) => DType::I64,
+            View::F32(_) => DType::F32,
+            View::F64(_) => DType::F64,
+            View::C128(..) => DType::C128,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            View::Bool(v) => v.len(),
+            View::I32(v) => v.len(),
+            View::I64(v) => v.len(),
+            View::F32(v) => v.len(),
+            View::F64(v) => v.len(),
+            View::C128(v, _) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i` as a value.
+    pub fn get(&self, i: usize) -> Value {
+        match self {
+            View::Bool(v) => Value::Bool(v[i]),
+            View::I32(v) => Value::I32(v[i]),
+            View::I64(v) => Value::I64(v[i]),
+            View::F32(v) => Value::F32(v[i]),
+            View::F64(v) => Value::F64(v[i]),
+            View::C128(r, m) => Value::C128(num_complex::Complex64::new(r[i], m[i])),
+        }
+    }
+}
+
+impl ViewMut<'_> {
+    pub fn dtype(&self) -> DType {
+        match self {
+            ViewMut::Bool(_) => DType::Bool,
+            ViewMut::I32(_) => DType::I32,
+            ViewMut::I64(_) => DType::I64,
+            ViewMut::F32(_) => DType::F32,
+            ViewMut::F64(_) => DType::F64,
+            ViewMut::C128(..) => DType::C128,
+        }
+    }
+}
