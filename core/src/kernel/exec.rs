@@ -26,6 +26,8 @@ pub struct Executable {
     pub program: Program,
     slot_of: Vec<u32>,
     slot_dtypes: Vec<DType>,
+    /// The root may be written straight to the output (no later instruction reads it).
+    root_to_output: bool,
 }
 
 impl Executable {
@@ -70,10 +72,15 @@ impl Executable {
                 free.push(slot_of[k]);
             }
         }
+        let root = program.root as usize;
+        let root_to_output = program.instrs[root + 1..]
+            .iter()
+            .all(|ins| !operands(ins).contains(&program.root));
         Executable {
             program,
             slot_of,
             slot_dtypes,
+            root_to_output,
         }
     }
 
@@ -301,7 +308,7 @@ impl<'a> Bound<'a> {
                 }
                 _ => {}
             }
-            let to_out = k as Reg == p.root && out.is_some();
+            let to_out = k as Reg == p.root && self.exe.root_to_output && out.is_some();
             let mut slot = if to_out {
                 Slot::default()
             } else {
@@ -618,5 +625,61 @@ impl Bound<'_> {
     /// dtype of the program's result register.
     pub fn root_dtype(&self) -> DType {
         self.exe.program.dtypes[self.exe.program.root as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::Value;
+    use crate::kernel::ir::{InputSpec, ProgramBuilder};
+    use crate::op::BinaryOp;
+
+    /// x + 1 + 1 + … over an input.
+    fn chain(len: usize) -> Executable {
+        let mut b = ProgramBuilder::new();
+        let mut r = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![10],
+        });
+        let one = b.push(Instr::Const(Value::F64(1.0)), DType::F64);
+        for _ in 0..len {
+            r = b.push(Instr::Binary(BinaryOp::Add, r, one), DType::F64);
+        }
+        Executable::new(b.finish(r, vec![10]))
+    }
+
+    #[test]
+    fn registers_are_reused_along_a_chain() {
+        let exe = chain(1000);
+        // The constant, the input and two alternating temporaries.
+        assert!(exe.slot_count() <= 4, "{} slots", exe.slot_count());
+        let data = Buffer::F64((0..10).map(f64::from).collect());
+        let bound = Bound::new(&exe, &[0], &[10], &[(&[10], &data)]).unwrap();
+        assert_eq!(
+            bound.run_map().unwrap(),
+            Buffer::F64((1000..1010).map(f64::from).collect())
+        );
+    }
+
+    #[test]
+    fn results_land_in_caller_memory() {
+        let exe = chain(3);
+        let data = Buffer::F64(vec![2.0; 10]);
+        let bound = Bound::new(&exe, &[0], &[10], &[(&[10], &data)]).unwrap();
+        let mut out = vec![0.0; 10];
+        bound.run_map_into(OutSlice::F64(&mut out)).unwrap();
+        assert_eq!(out, vec![5.0; 10]);
+        let mut wrong = vec![0.0f32; 10];
+        assert!(bound.run_map_into(OutSlice::F32(&mut wrong)).is_err());
+    }
+
+    #[test]
+    fn misaligned_inputs_are_an_error_not_a_panic() {
+        let exe = chain(1);
+        let data = Buffer::F64(vec![2.0; 7]);
+        assert!(Bound::new(&exe, &[0], &[10], &[(&[7], &data)]).is_err());
+        let ints = Buffer::I64(vec![2; 10]);
+        assert!(Bound::new(&exe, &[0], &[10], &[(&[10], &ints)]).is_err());
     }
 }
