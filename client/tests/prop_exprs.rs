@@ -124,14 +124,21 @@ fn reference(e: &E, leaves: &[ArrayD<f64>], shape: &[usize]) -> ArrayD<f64> {
 
 /// Output shape, per-axis chunk sizes, and for each leaf which axes it keeps
 /// (a dropped axis has length 1 there; leading axes may be missing).
-type Case = (Vec<usize>, Vec<usize>, Vec<(usize, Vec<bool>)>, u64);
+type Case = (Vec<usize>, Vec<usize>, Vec<(usize, Vec<bool>, bool)>, u64);
 
 fn case() -> impl Strategy<Value = Case> {
     (1usize..=3).prop_flat_map(|nd| {
         (
             prop::collection::vec(1usize..=7, nd),
             prop::collection::vec(1usize..=4, nd),
-            prop::collection::vec((0..=nd, prop::collection::vec(any::<bool>(), nd)), 1..=3),
+            prop::collection::vec(
+                (
+                    0..=nd,
+                    prop::collection::vec(any::<bool>(), nd),
+                    any::<bool>(),
+                ),
+                1..=3,
+            ),
             any::<u64>(),
         )
     })
@@ -159,14 +166,22 @@ proptest! {
         let nd = shape.len();
         let mut arrays = Vec::new();
         let mut full = Vec::new();
-        for (k, (skip, keep)) in leaf_specs.iter().enumerate() {
+        for (k, (skip, keep, int)) in leaf_specs.iter().enumerate() {
             let lshape: Vec<usize> = (0..nd).map(|d| if keep[d] { shape[d] } else { 1 }).collect();
-            let data = leaf_data(&lshape, seed.wrapping_add(k as u64 * 7919));
+            let mut data = leaf_data(&lshape, seed.wrapping_add(k as u64 * 7919));
+            if *int {
+                // Integer leaves: i32 arithmetic stays exact and promotes like NumPy.
+                data.mapv_inplace(|v| (v * 3.0).round());
+            }
             // Drop some leading axes of length 1 (NumPy aligns trailing axes).
             let lead = (0..*skip).take_while(|&d| lshape[d] == 1).count();
             let trimmed = data.clone().into_shape_with_order(IxDyn(&lshape[lead..])).unwrap();
             let chunks: Vec<usize> = (lead..nd).map(|d| if lshape[d] == 1 { 1 } else { chunk[d] }).collect();
-            arrays.push(from_ndarray(&trimmed, chunks));
+            arrays.push(if *int {
+                from_ndarray(&trimmed.mapv(|v| v as i32), chunks)
+            } else {
+                from_ndarray(&trimmed, chunks)
+            });
             full.push(data.broadcast(IxDyn(&shape)).unwrap().to_owned());
         }
         let leaves = leaf_specs.len();
@@ -175,6 +190,7 @@ proptest! {
         let want = reference(&tree, &full, &shape);
         let got_shape = got_arr.shape().unwrap();
         // Leaves that all broadcast along an axis give a smaller result (NumPy's rule).
+        let got_arr = got_arr.astype(DType::F64);
         let got = got_arr.compute::<f64>().unwrap();
         let got = if got_shape != shape { got.broadcast(IxDyn(&shape)).unwrap().to_owned() } else { got };
         prop_assert_eq!(got.shape(), want.shape());
