@@ -13,18 +13,28 @@ pub fn zeroed_vec<T: Clone>(zero: T, len: usize) -> Vec<T> {
     v
 }
 
+/// An empty vector with room for `len` elements, backed by huge pages where possible.
+pub fn with_capacity<T>(len: usize) -> Vec<T> {
+    let v: Vec<T> = Vec::with_capacity(len);
+    advise_range(v.as_ptr() as usize, len * std::mem::size_of::<T>());
+    v
+}
+
 #[cfg(target_os = "linux")]
 fn advise_huge<T>(v: &[T]) {
-    let bytes = std::mem::size_of_val(v);
+    advise_range(v.as_ptr() as usize, std::mem::size_of_val(v));
+}
+
+#[cfg(target_os = "linux")]
+fn advise_range(start: usize, bytes: usize) {
     if bytes < HUGE_THRESHOLD {
         return;
     }
     const PAGE: usize = 2 << 20;
-    let start = v.as_ptr() as usize;
     let aligned = start.next_multiple_of(PAGE);
     let end = (start + bytes) / PAGE * PAGE;
     if end > aligned {
-        // SAFETY: the range lies inside the live allocation of `v`; MADV_HUGEPAGE
+        // SAFETY: the range lies inside a live allocation of the caller; MADV_HUGEPAGE
         // only changes how the kernel backs it and never its contents.
         unsafe {
             libc::madvise(
@@ -38,3 +48,6 @@ fn advise_huge<T>(v: &[T]) {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_huge<T>(_: &[T]) {}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_range(_: usize, _: usize) {}

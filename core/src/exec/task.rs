@@ -128,7 +128,7 @@ fn copy_box(h: &HostArray, origin: &[usize], shape: &[usize]) -> Buffer {
     let src_strides = shape::strides(&h.shape);
     macro_rules! copy {
         ($v:expr, $variant:ident) => {{
-            let mut out = Vec::with_capacity(total);
+            let mut out = crate::memory::with_capacity(total);
             if nd == 0 {
                 out.extend_from_slice(&$v[..1]);
             } else if total > 0 {
