@@ -73,10 +73,12 @@ fn key(seed: u64, stream: u64) -> u64 {
 
 /// The i-th uniform in [0, 1) of a stream: SplitMix64 evaluated at counter i,
 /// so a value depends only on (seed, stream, global index), never on chunking.
+/// The top 52 bits become the mantissa of a double in [1, 2): integer-only
+/// work that vectorizes (AVX2 has no u64 → f64 conversion).
 #[inline]
 fn uniform01(key: u64, i: u64) -> f64 {
     let z = mix64(key.wrapping_add(i.wrapping_add(1).wrapping_mul(GOLDEN)));
-    (z >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    f64::from_bits(0x3ff0_0000_0000_0000 | (z >> 12)) - 1.0
 }
 
 /// Fills `out[k]` with the generator's f64 value at counter `idx[k]`; the
