@@ -24,7 +24,8 @@ pub fn viridis(t: f64) -> [u8; 3] {
     rgb
 }
 
-/// Writes a `height × width` field as a colour-mapped PNG (values scaled from lo..hi).
+/// Writes a `height × width` field (row 0 first) as a colour-mapped PNG, values
+/// scaled from lo..hi; row 0 is drawn at the bottom, as pcolormesh does.
 pub fn write_png(
     path: &Path,
     width: usize,

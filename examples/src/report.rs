@@ -105,6 +105,25 @@ impl Report {
     }
 }
 
+/// Writes the expression graph before and after fusion as DOT (and SVG when
+/// graphviz is installed) into the output directory; returns a note naming them.
+pub fn write_graphs(
+    out: &std::path::Path,
+    name: &str,
+    planned: &Planned,
+) -> anyhow::Result<String> {
+    let before = out.join(format!("{name}.graph.dot"));
+    let after = out.join(format!("{name}.fused.dot"));
+    let svg = accel::dot::write_dot(&before, &planned.dot_graph())?;
+    accel::dot::write_dot(&after, &planned.dot_fused())?;
+    let kind = if svg.is_some() { "DOT + SVG" } else { "DOT" };
+    Ok(format!(
+        "graphs ({kind}): {} and {}",
+        before.display(),
+        after.display()
+    ))
+}
+
 /// Best of `repeats` timings of `f` (after one warm-up run), and its last result.
 pub fn time_best<T>(
     repeats: usize,

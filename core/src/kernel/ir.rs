@@ -50,6 +50,21 @@ pub struct Program {
 }
 
 impl Program {
+    /// The operations the kernel performs, in order (for stage labels).
+    pub fn op_names(&self) -> Vec<String> {
+        self.instrs
+            .iter()
+            .filter_map(|ins| match ins {
+                Instr::Load { .. } | Instr::Const(_) => None,
+                Instr::Gen { kind, .. } => Some(gen_name(kind).to_string()),
+                Instr::Unary(op, _) => Some(op.name()),
+                Instr::Binary(op, ..) => Some(op.symbol().to_string()),
+                Instr::Where(..) => Some("where".into()),
+                Instr::Cast(t, _) => Some(format!("astype({t})")),
+            })
+            .collect()
+    }
+
     /// One line per instruction, for DOT labels and debugging.
     pub fn listing(&self) -> Vec<String> {
         self.instrs

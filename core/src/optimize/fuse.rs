@@ -127,6 +127,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
             },
             op if op.is_elementwise() => {
                 let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None)?;
+                let label = summarize(&program.op_names());
                 Stage {
                     kind: StageKind::Map(Arc::new(Executable::new(program))),
                     inputs: input_stages(&ext)?,
@@ -140,6 +141,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                 let region = graph.node(src).meta.clone();
                 let acc = acc_dtype(spec.op, region.dtype);
                 let (program, ext) = compile(graph, src, &inline, &region.shape, Some(acc))?;
+                let label = summarize(&program.op_names());
                 let inputs = input_stages(&ext)?;
                 let last = push_reduction(
                     &mut plan,
@@ -272,17 +274,26 @@ fn push_reduction(
     last
 }
 
-/// "sqrt(add(mul, mul))"-style summary of the ops in a region.
+/// Summary of the ops of a non-kernel stage.
 fn region_label(graph: &Graph, nodes: &[NodeId]) -> String {
-    let labels: Vec<String> = nodes.iter().map(|&n| graph.node(n).op.label()).collect();
-    if labels.len() <= 6 {
+    summarize(
+        &nodes
+            .iter()
+            .map(|&n| graph.node(n).op.label())
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// "arange, powi2, add, sqrt"; long lists keep their ends.
+fn summarize(labels: &[String]) -> String {
+    if labels.len() <= 8 {
         labels.join(", ")
     } else {
         format!(
             "{}, … ({} ops), {}",
-            labels[..3].join(", "),
+            labels[..4].join(", "),
             labels.len(),
-            labels[labels.len() - 2..].join(", ")
+            labels[labels.len() - 3..].join(", ")
         )
     }
 }

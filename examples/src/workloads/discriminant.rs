@@ -31,6 +31,11 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         n * 8,
         time,
     );
+    r.notes.push(crate::report::write_graphs(
+        &args.out,
+        "discriminant",
+        &planned,
+    )?);
     r.check = format!("max rel err {err:.1e}");
     Ok(r)
 }

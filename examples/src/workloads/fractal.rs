@@ -85,6 +85,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         height * width * 4,
         time,
     );
+    r.notes
+        .push(crate::report::write_graphs(&args.out, "fractal", &planned)?);
     r.check = "identical int32 image".into();
     r.notes.push(format!("image: {}", png.display()));
     Ok(r)

@@ -31,6 +31,9 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         n * 4,
         time,
     );
+    r.notes.push(crate::report::write_graphs(
+        &args.out, "harmonic", &planned,
+    )?);
     r.check = format!("max abs err {worst:.1e} (f32)");
     Ok(r)
 }

@@ -36,6 +36,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         n * 8,
         time,
     );
+    r.notes
+        .push(crate::report::write_graphs(&args.out, "inc25", &planned)?);
     r.check = "all 26.0".into();
     r.notes.push(format!(
         "over host data (no folding): {:.3} ms, {:.1} GB/s read+write, {} → {} tasks",

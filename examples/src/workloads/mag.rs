@@ -40,6 +40,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         n * 8,
         time,
     );
+    r.notes
+        .push(crate::report::write_graphs(&args.out, "mag", &planned)?);
     r.check = format!("exact; ≤{worst_ulp:.1} ulp of √2·i");
     Ok(r)
 }

@@ -37,6 +37,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         0,
         time,
     );
+    r.notes
+        .push(crate::report::write_graphs(&args.out, "pi", &planned)?);
     r.check = format!("{dev:.1}σ from π; chunking-invariant");
     r.notes.push(format!("pi ≈ {value:.6}"));
     Ok(r)

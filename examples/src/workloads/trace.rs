@@ -26,6 +26,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         n * n * 8,
         time,
     );
+    r.notes
+        .push(crate::report::write_graphs(&args.out, "trace", &planned)?);
     r.check = format!("max rel err {err:.1e}");
     Ok(r)
 }

@@ -34,6 +34,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         n * n * 8,
         time,
     );
+    r.notes
+        .push(crate::report::write_graphs(&args.out, "trig", &planned)?);
     r.check = format!("max rel err {err:.1e}");
     Ok(r)
 }
