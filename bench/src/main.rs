@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use accel::{Array, Complex64, DType, arange, from_ndarray};
 use accel_core::exec::{run_task, run_task_into};
-use accel_core::kernel::split_buffer;
+use accel_core::kernel::split_chunks;
 use accel_core::plan::{ChunkKey, StageId, StageKind};
 use accel_core::{Buffer, Chunk};
 use rayon::prelude::*;
@@ -123,10 +123,6 @@ fn kernel_gbps(expr: &Array, bytes_per_element: usize) -> anyhow::Result<(f64, u
     let meta = &plan.stage(last).meta;
     let n: usize = meta.shape.iter().product();
     let mut out = Buffer::zeros(meta.dtype, n);
-    let lens: Vec<usize> = meta.chunks.0[0]
-        .iter()
-        .map(|c| c * n / meta.shape[0])
-        .collect();
     let tasks = plan.stage(last).task_count();
     let args: Vec<Vec<Arc<Chunk>>> = (0..tasks)
         .map(|c| {
@@ -141,7 +137,7 @@ fn kernel_gbps(expr: &Array, bytes_per_element: usize) -> anyhow::Result<(f64, u
         .collect();
     let mut err = None;
     let t = best(|| {
-        let Some(slices) = split_buffer(&mut out, &lens) else {
+        let Some(slices) = split_chunks(&mut out, &meta.chunks) else {
             return;
         };
         // Chunks in parallel, like the local runner (each also splits its blocks).

@@ -6,7 +6,7 @@ use accel_core::exec::{RunStats, run_plan};
 use accel_core::optimize::{fuse::lower, optimize};
 use std::collections::HashMap;
 
-use accel_core::kernel::split_buffer;
+use accel_core::kernel::split_chunks;
 use accel_core::plan::{ChunkKey, Plan, StageId, StageKind};
 use accel_core::{Buffer, Chunk, DType, Element, Graph, shape, with_buffer};
 use ndarray::{ArrayD, IxDyn};
@@ -158,8 +158,8 @@ impl Client {
     pub fn run(&self, arrays: &[&Array]) -> Result<Run> {
         let planned = self.plan(arrays)?;
         let plan = &planned.plan;
-        // Terminal map stages cut only along axis 0 are written in place into
-        // the result; every other output is pasted chunk by chunk as it arrives.
+        // Terminal map stages are written in place into the result, each task
+        // into its own rows; every other output is pasted chunk by chunk.
         let in_place: Vec<bool> = plan
             .outputs
             .iter()
@@ -168,7 +168,7 @@ impl Client {
                 matches!(st.kind, StageKind::Map(_))
                     && plan.outputs.iter().filter(|o| *o == s).count() == 1
                     && !plan.stages.iter().any(|x| x.inputs.contains(s))
-                    && st.meta.chunks.0.iter().skip(1).all(|c| c.len() == 1)
+                    && shape::size(&st.meta.shape) > 0
             })
             .collect();
         let alloc = |s: &StageId| {
@@ -190,23 +190,15 @@ impl Client {
         let mut direct = HashMap::new();
         for (buf, s) in direct_bufs.iter_mut().zip(&plan.outputs) {
             let Some(buf) = buf else { continue };
-            let m = &plan.stage(*s).meta;
-            let row: usize = m.shape.iter().skip(1).product();
-            let lens: Vec<usize> = m
-                .chunks
-                .0
-                .first()
-                .map(|c| c.iter().map(|n| n * row).collect())
-                .unwrap_or_else(|| vec![1]);
-            let slices = split_buffer(buf, &lens)
-                .ok_or_else(|| Error::Invalid("result smaller than its chunks".into()))?;
-            for (c, sl) in slices.into_iter().enumerate() {
+            let pieces = split_chunks(buf, &plan.stage(*s).meta.chunks)
+                .ok_or_else(|| Error::Invalid("result does not match its chunks".into()))?;
+            for (c, rows) in pieces.into_iter().enumerate() {
                 direct.insert(
                     ChunkKey {
                         stage: *s,
                         chunk: c as u32,
                     },
-                    sl,
+                    rows,
                 );
             }
         }

@@ -62,7 +62,7 @@ impl Index {
 /// into the memory given for them and not handed to `on_output`.
 pub fn run_plan(
     plan: &Plan,
-    mut direct: HashMap<ChunkKey, OutSlice<'_>>,
+    mut direct: HashMap<ChunkKey, Vec<OutSlice<'_>>>,
     mut on_output: impl FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
 ) -> Result<RunStats> {
     let start = Instant::now();

@@ -10,12 +10,12 @@ use crate::op::{HostArray, Remap};
 use crate::plan::{ChunkKey, Plan, StageKind, chunk_of, full_rank};
 use crate::shape::{self, grid_index};
 
-/// Computes chunk `key` of a `Map` stage straight into `out`.
+/// Computes chunk `key` of a `Map` stage straight into its rows of the result.
 pub fn run_task_into(
     plan: &Plan,
     key: ChunkKey,
     inputs: &[Arc<Chunk>],
-    out: OutSlice<'_>,
+    rows: Vec<OutSlice<'_>>,
 ) -> Result<()> {
     let StageKind::Map(exe) = &plan.stage(key.stage).kind else {
         return Err(internal("only map tasks write into caller memory"));
@@ -26,7 +26,7 @@ pub fn run_task_into(
         .iter()
         .map(|c| (c.shape.as_slice(), c.data()))
         .collect();
-    Bound::new(exe, &origin, &local, &views)?.run_map_into(out)
+    Bound::new(exe, &origin, &local, &views)?.run_map_rows(rows)
 }
 
 /// Computes chunk `key` of `plan` from its inputs (in [`Plan::task_inputs`] order).

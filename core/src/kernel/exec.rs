@@ -13,7 +13,7 @@ use super::slot::{Slot, View, ViewMut};
 use crate::buffer::{Buffer, Element};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::shape;
+use crate::shape::{self, Chunks};
 
 /// Elements per block: small enough that every live register stays in cache.
 pub const BLOCK: usize = 512;
@@ -358,6 +358,74 @@ impl<'a> Bound<'a> {
         Ok(Some(self.operand(&sc.slots, p.root, start, n)))
     }
 
+    /// Evaluates the chunk into its rows inside a larger result (see [`split_chunks`]).
+    pub fn run_map_rows(&self, mut rows: Vec<OutSlice<'_>>) -> Result<()> {
+        if rows.len() == 1 {
+            return self.run_map_into(rows.remove(0));
+        }
+        macro_rules! typed {
+            ($variant:ident) => {{
+                let typed: Vec<_> = rows
+                    .into_iter()
+                    .map(|r| match r {
+                        OutSlice::$variant(s) => Ok(s),
+                        other => Err(internal(format!(
+                            "rows of mixed dtypes ({})",
+                            other.dtype()
+                        ))),
+                    })
+                    .collect::<Result<_>>()?;
+                self.map_rows(typed)
+            }};
+        }
+        let dtype = self.root_dtype();
+        match rows.first().map(OutSlice::dtype) {
+            None => Ok(()),
+            Some(d) if d != dtype => Err(internal(format!("{d} rows for a {dtype} kernel"))),
+            Some(DType::Bool) => typed!(Bool),
+            Some(DType::I32) => typed!(I32),
+            Some(DType::I64) => typed!(I64),
+            Some(DType::F32) => typed!(F32),
+            Some(DType::F64) => typed!(F64),
+            Some(DType::C128) => typed!(C128),
+        }
+    }
+
+    /// Rows of equal length covering the chunk in order: short rows are
+    /// grouped into parallel work items, long rows are split into blocks.
+    fn map_rows<T: Store>(&self, rows: Vec<&mut [T]>) -> Result<()> {
+        let row_len = self.local_shape.last().copied().unwrap_or(1);
+        if rows.len() * row_len != self.len() || rows.iter().any(|r| r.len() != row_len) {
+            return Err(internal(format!(
+                "{} rows of the wrong length for a chunk of shape {:?}",
+                rows.len(),
+                self.local_shape
+            )));
+        }
+        if row_len >= SUPER {
+            for (r, row) in rows.into_iter().enumerate() {
+                self.map_slice(row, r * row_len)?;
+            }
+            return Ok(());
+        }
+        rows.into_par_iter()
+            .enumerate()
+            .with_min_len((SUPER / row_len.max(1)).max(1))
+            .try_for_each_init(
+                || self.exe.scratch(),
+                |sc, (r, row)| -> Result<()> {
+                    for (bi, dst) in row.chunks_mut(BLOCK).enumerate() {
+                        let n = dst.len();
+                        let start = r * row_len + bi * BLOCK;
+                        if let Some(v) = self.eval_block(sc, start, n, T::view_mut(dst))? {
+                            T::store(v, dst)?;
+                        }
+                    }
+                    Ok(())
+                },
+            )
+    }
+
     /// Evaluates the whole chunk into caller-provided memory.
     pub fn run_map_into(&self, out: OutSlice<'_>) -> Result<()> {
         let dtype = self.root_dtype();
@@ -560,31 +628,66 @@ impl OutSlice<'_> {
     }
 }
 
-/// Splits a buffer into consecutive mutable pieces of the given lengths.
-pub fn split_buffer<'a>(buf: &'a mut Buffer, lens: &[usize]) -> Option<Vec<OutSlice<'a>>> {
+/// Splits a row-major result of chunk grid `chunks` into, for every chunk
+/// (by linear index), its rows: the contiguous runs along the last axis that
+/// the chunk covers. Tasks then write their chunks in place, concurrently.
+pub fn split_chunks<'a>(buf: &'a mut Buffer, chunks: &Chunks) -> Option<Vec<Vec<OutSlice<'a>>>> {
     fn split<'a, T>(
         mut v: &'a mut [T],
-        lens: &[usize],
+        chunks: &Chunks,
         wrap: fn(&'a mut [T]) -> OutSlice<'a>,
-    ) -> Option<Vec<OutSlice<'a>>> {
-        let mut out = Vec::with_capacity(lens.len());
-        for &n in lens {
-            if n > v.len() {
-                return None;
+    ) -> Option<Vec<Vec<OutSlice<'a>>>> {
+        let shape = chunks.shape();
+        let grid = chunks.grid();
+        let mut out: Vec<Vec<OutSlice<'a>>> = (0..chunks.count()).map(|_| Vec::new()).collect();
+        if v.len() != shape::size(&shape) {
+            return None;
+        }
+        let Some((&row_len, lead)) = shape.split_last() else {
+            out[0].push(wrap(v));
+            return Some(out);
+        };
+        let last = shape.len() - 1;
+        // Chunk index of every coordinate of each leading axis.
+        let owner: Vec<Vec<usize>> = (0..last)
+            .map(|d| {
+                chunks.0[d]
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, &n)| std::iter::repeat_n(i, n))
+                    .collect()
+            })
+            .collect();
+        let rows = if row_len == 0 { 0 } else { v.len() / row_len };
+        let mut coord = vec![0usize; last];
+        let mut idx = vec![0usize; shape.len()];
+        for _ in 0..rows {
+            for d in 0..last {
+                idx[d] = owner[d][coord[d]];
             }
-            let (head, tail) = v.split_at_mut(n);
-            out.push(wrap(head));
-            v = tail;
+            for (j, &n) in chunks.0[last].iter().enumerate() {
+                idx[last] = j;
+                let (head, tail) = std::mem::take(&mut v).split_at_mut(n);
+                out[shape::linear_index(&idx, &grid)].push(wrap(head));
+                v = tail;
+            }
+            for d in (0..last).rev() {
+                coord[d] += 1;
+                if coord[d] < lead[d] {
+                    break;
+                }
+                coord[d] = 0;
+            }
         }
         Some(out)
     }
     match buf {
-        Buffer::Bool(v) => split(v, lens, OutSlice::Bool),
-        Buffer::I32(v) => split(v, lens, OutSlice::I32),
-        Buffer::I64(v) => split(v, lens, OutSlice::I64),
-        Buffer::F32(v) => split(v, lens, OutSlice::F32),
-        Buffer::F64(v) => split(v, lens, OutSlice::F64),
-        Buffer::C128(v) => split(v, lens, OutSlice::C128),
+        Buffer::Bool(v) => split(v, chunks, OutSlice::Bool),
+        Buffer::I32(v) => split(v, chunks, OutSlice::I32),
+        Buffer::I64(v) => split(v, chunks, OutSlice::I64),
+        Buffer::F32(v) => split(v, chunks, OutSlice::F32),
+        Buffer::F64(v) => split(v, chunks, OutSlice::F64),
+        Buffer::C128(v) => split(v, chunks, OutSlice::C128),
     }
 }
 

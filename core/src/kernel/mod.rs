@@ -9,5 +9,5 @@ pub mod reduce;
 pub mod slot;
 pub mod vmath;
 
-pub use exec::{Bound, Executable, OutSlice, split_buffer};
+pub use exec::{Bound, Executable, OutSlice, split_chunks};
 pub use ir::{Instr, Program};
