@@ -658,7 +658,7 @@ pub fn split_chunks<'a>(buf: &'a mut Buffer, chunks: &Chunks) -> Option<Vec<Vec<
                     .collect()
             })
             .collect();
-        let rows = if row_len == 0 { 0 } else { v.len() / row_len };
+        let rows = v.len().checked_div(row_len).unwrap_or(0);
         let mut coord = vec![0usize; last];
         let mut idx = vec![0usize; shape.len()];
         for _ in 0..rows {
