@@ -391,9 +391,11 @@ impl<'a> Bound<'a> {
         }
     }
 
-    /// Rows of equal length covering the chunk in order: short rows are
-    /// grouped into parallel work items, long rows are split into blocks.
-    fn map_rows<T: Store>(&self, rows: Vec<&mut [T]>) -> Result<()> {
+    /// Rows of equal length covering the chunk in order. Long rows are
+    /// evaluated in place block by block; short rows are grouped, evaluated in
+    /// full blocks of the chunk's flat index space and copied into the rows
+    /// (a short row would otherwise cut every block short).
+    fn map_rows<T: Store>(&self, mut rows: Vec<&mut [T]>) -> Result<()> {
         let row_len = self.local_shape.last().copied().unwrap_or(1);
         if rows.len() * row_len != self.len() || rows.iter().any(|r| r.len() != row_len) {
             return Err(internal(format!(
@@ -408,22 +410,31 @@ impl<'a> Bound<'a> {
             }
             return Ok(());
         }
-        rows.into_par_iter()
-            .enumerate()
-            .with_min_len((SUPER / row_len.max(1)).max(1))
-            .try_for_each_init(
-                || self.exe.scratch(),
-                |sc, (r, row)| -> Result<()> {
-                    for (bi, dst) in row.chunks_mut(BLOCK).enumerate() {
-                        let n = dst.len();
-                        let start = r * row_len + bi * BLOCK;
-                        if let Some(v) = self.eval_block(sc, start, n, T::view_mut(dst))? {
-                            T::store(v, dst)?;
-                        }
+        let group = (SUPER / row_len.max(1)).max(1);
+        rows.par_chunks_mut(group).enumerate().try_for_each_init(
+            || self.exe.scratch(),
+            |sc, (g, group_rows)| -> Result<()> {
+                let first = g * group * row_len;
+                let len = group_rows.len() * row_len;
+                let mut s = 0;
+                while s < len {
+                    let n = BLOCK.min(len - s);
+                    let v = self
+                        .eval_block(sc, first + s, n, None)?
+                        .ok_or_else(|| internal("block without a value".into()))?;
+                    // Copy the block into the rows it spans.
+                    let mut k = 0;
+                    while k < n {
+                        let (r, c) = ((s + k) / row_len, (s + k) % row_len);
+                        let m = (row_len - c).min(n - k);
+                        T::store(v.sub(k, m), &mut group_rows[r][c..c + m])?;
+                        k += m;
                     }
-                    Ok(())
-                },
-            )
+                    s += n;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Evaluates the whole chunk into caller-provided memory.

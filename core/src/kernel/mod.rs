@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod exec;
 pub mod generate;
+pub mod hypot;
 pub mod ir;
 pub mod ops;
 pub mod reduce;

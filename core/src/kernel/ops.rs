@@ -171,7 +171,7 @@ pub fn unary(op: UnaryOp, a: View<'_>, mut o: ViewMut<'_>) -> Result<()> {
         },
         (View::C128(re, im), ViewMut::F64(o)) => match op {
             Abs => {
-                map2(&re[..n], &im[..n], &mut o[..n], |r, i| r.hypot(i));
+                super::hypot::hypot_f64(&re[..n], &im[..n], &mut o[..n]);
                 true
             }
             Re => {

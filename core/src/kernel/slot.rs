@@ -114,7 +114,20 @@ impl Slot {
     }
 }
 
-impl View<'_> {
+impl<'a> View<'a> {
+    /// Elements `start..start + n`.
+    pub fn sub(&self, start: usize, n: usize) -> View<'a> {
+        let r = start..start + n;
+        match *self {
+            View::Bool(v) => View::Bool(&v[r]),
+            View::I32(v) => View::I32(&v[r]),
+            View::I64(v) => View::I64(&v[r]),
+            View::F32(v) => View::F32(&v[r]),
+            View::F64(v) => View::F64(&v[r]),
+            View::C128(re, im) => View::C128(&re[r.clone()], &im[r]),
+        }
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             View::Bool(_) => DType::Bool,
