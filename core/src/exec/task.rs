@@ -227,6 +227,45 @@ impl BoxInputs {
     }
 }
 
+/// Builds an output chunk whose element at local coordinate `c` is the input
+/// element at global coordinate `source(c)`, reading from the box of input
+/// chunks `in_keys` (in task-input order).
+fn gather_chunk(
+    plan: &Plan,
+    dtype: DType,
+    local: &[usize],
+    in_keys: &[ChunkKey],
+    inputs: &[Arc<Chunk>],
+    mut source: impl FnMut(&[usize], &mut [usize]),
+) -> Result<Chunk> {
+    let total = shape::size(local);
+    if total == 0 || in_keys.is_empty() {
+        return Ok(Chunk::array(local.to_vec(), Buffer::zeros(dtype, 0)));
+    }
+    let bx = BoxInputs::new(plan, in_keys, inputs)?;
+    let in_offs = plan.stage(in_keys[0].stage).meta.chunks.offsets();
+    let nd_in = in_offs.len();
+    let mut idx = Vec::with_capacity(total);
+    let mut coord = vec![0usize; local.len()];
+    let mut x = vec![0usize; nd_in];
+    let mut g = vec![0usize; nd_in];
+    for _ in 0..total {
+        source(&coord, &mut x);
+        for d in 0..nd_in {
+            g[d] = chunk_of(&in_offs[d], x[d]);
+        }
+        let s = bx.slot(&g);
+        let off: usize = (0..nd_in)
+            .map(|d| (x[d] - in_offs[d][g[d]]) * bx.strides[s][d])
+            .sum();
+        idx.push((s as u32, off));
+        advance(&mut coord, local);
+    }
+    let bufs: Vec<&Buffer> = inputs.iter().map(|c| c.data()).collect();
+    Ok(Chunk::array(local.to_vec(), gather_multi(&bufs, &idx)?))
+}
+
+/// A structural view: each input coordinate is affine in one output coordinate.
 fn remap_chunk(
     plan: &Plan,
     dtype: DType,
@@ -236,51 +275,17 @@ fn remap_chunk(
     in_keys: &[ChunkKey],
     inputs: &[Arc<Chunk>],
 ) -> Result<Chunk> {
-    let total = shape::size(local);
-    if total == 0 {
-        return Ok(Chunk::array(local.to_vec(), Buffer::zeros(dtype, 0)));
-    }
-    let bx = BoxInputs::new(plan, in_keys, inputs)?;
-    let in_meta = &plan.stage(in_keys[0].stage).meta;
-    let in_offs = in_meta.chunks.offsets();
-    // Per input axis: for each value of its source output coordinate, (chunk, local).
-    let tables: Vec<Vec<(usize, usize)>> = map
-        .axes
-        .iter()
-        .enumerate()
-        .map(|(d, ax)| {
-            let n = ax.src.map(|(j, _)| local[j]).unwrap_or(1);
-            (0..n)
-                .map(|t| {
-                    let x = match ax.src {
-                        Some((j, c)) => ax.base + c * (origin[j] + t) as i64,
-                        None => ax.base,
-                    } as usize;
-                    let ci = chunk_of(&in_offs[d], x);
-                    (ci, x - in_offs[d][ci])
-                })
-                .collect()
-        })
-        .collect();
-    let nd_in = map.axes.len();
-    let mut idx = Vec::with_capacity(total);
-    let mut coord = vec![0usize; local.len()];
-    let mut g = vec![0usize; nd_in];
-    let mut l = vec![0usize; nd_in];
-    for _ in 0..total {
+    gather_chunk(plan, dtype, local, in_keys, inputs, |c, x| {
         for (d, ax) in map.axes.iter().enumerate() {
-            let t = ax.src.map(|(j, _)| coord[j]).unwrap_or(0);
-            (g[d], l[d]) = tables[d][t];
+            x[d] = match ax.src {
+                Some((j, k)) => (ax.base + k * (origin[j] + c[j]) as i64) as usize,
+                None => ax.base as usize,
+            };
         }
-        let s = bx.slot(&g);
-        let off: usize = l.iter().zip(&bx.strides[s]).map(|(a, b)| a * b).sum();
-        idx.push((s as u32, off));
-        advance(&mut coord, local);
-    }
-    let bufs: Vec<&Buffer> = inputs.iter().map(|c| c.data()).collect();
-    Ok(Chunk::array(local.to_vec(), gather_multi(&bufs, &idx)?))
+    })
 }
 
+/// The same row-major element order in another shape.
 fn reshape_chunk(
     plan: &Plan,
     dtype: DType,
@@ -290,41 +295,24 @@ fn reshape_chunk(
     in_keys: &[ChunkKey],
     inputs: &[Arc<Chunk>],
 ) -> Result<Chunk> {
-    let total = shape::size(local);
-    if total == 0 || in_keys.is_empty() {
-        return Ok(Chunk::array(local.to_vec(), Buffer::zeros(dtype, 0)));
-    }
-    let bx = BoxInputs::new(plan, in_keys, inputs)?;
-    let in_meta = &plan.stage(in_keys[0].stage).meta;
-    let in_offs = in_meta.chunks.offsets();
     let ostr = shape::strides(out_shape);
-    let nd_in = in_meta.shape.len();
-    let mut idx = Vec::with_capacity(total);
-    let mut coord = vec![0usize; local.len()];
-    let mut g = vec![0usize; nd_in];
-    let mut l = vec![0usize; nd_in];
-    for _ in 0..total {
-        let mut flat: usize = coord
+    let in_shape = match in_keys.first() {
+        Some(k) => plan.stage(k.stage).meta.shape.clone(),
+        None => Vec::new(),
+    };
+    gather_chunk(plan, dtype, local, in_keys, inputs, |c, x| {
+        let mut flat: usize = c
             .iter()
             .zip(origin)
             .zip(&ostr)
             .map(|((c, o), s)| (c + o) * s)
             .sum();
-        for d in (0..nd_in).rev() {
-            let n = in_meta.shape[d].max(1);
-            let x = flat % n;
+        for d in (0..in_shape.len()).rev() {
+            let n = in_shape[d].max(1);
+            x[d] = flat % n;
             flat /= n;
-            let ci = chunk_of(&in_offs[d], x);
-            g[d] = ci;
-            l[d] = x - in_offs[d][ci];
         }
-        let s = bx.slot(&g);
-        let off: usize = l.iter().zip(&bx.strides[s]).map(|(a, b)| a * b).sum();
-        idx.push((s as u32, off));
-        advance(&mut coord, local);
-    }
-    let bufs: Vec<&Buffer> = inputs.iter().map(|c| c.data()).collect();
-    Ok(Chunk::array(local.to_vec(), gather_multi(&bufs, &idx)?))
+    })
 }
 
 /// Row-major odometer step.
