@@ -43,11 +43,27 @@ fn fractal_is_twelve_tasks() {
 
 #[test]
 fn pi_fuses_generation_compare_and_partial_sum() {
-    // 100 partial tasks (one per chunk), a combine tree of fan-in 16 (7 + 1), the scalar epilogue.
+    // 100 partial tasks (one per chunk) and a combine tree of fan-in 16 (7 + 1);
+    // the scalar tail `* 4 / n` runs inside the last combine.
     assert_eq!(
         stages(&pi::build(1_000_000, 10_000, 1)),
-        ["partial×100", "combine×7", "combine×1", "map×1"]
+        ["partial×100", "combine×7", "combine×1"]
     );
+    // The same with keepdims, along an axis, and with a single chunk (no combine at all).
+    let x = accel::from_ndarray(&ndarray::Array2::<f64>::ones((40, 30)), [10, 30]);
+    let m = x.reduce(
+        accel::ReduceOp::Sum,
+        &accel::ReduceOpts::axis(0).keepdims(true),
+    ) / 40.0
+        + 1.0;
+    assert_eq!(stages(&m), ["source×4", "partial×4", "combine×1"]);
+    assert_eq!(
+        m.compute::<f64>().unwrap(),
+        ndarray::Array2::<f64>::from_elem((1, 30), 2.0).into_dyn()
+    );
+    let single = x.rechunk([40, 30]).sum().sqrt();
+    assert_eq!(stages(&single), ["source×4", "remap×1", "partial×1"]);
+    assert_eq!(single.compute::<f64>().unwrap()[[]], 1200f64.sqrt());
 }
 
 #[test]

@@ -33,11 +33,11 @@ pub enum StageKind {
     /// A fused elementwise kernel.
     Map(Arc<Executable>),
     /// A fused kernel reduced to a partial state per chunk (finalized at once when
-    /// `finalize` holds the result dtype: no combine step was needed).
+    /// no combine step is needed).
     Partial {
         exe: Arc<Executable>,
         spec: ReduceSpec,
-        finalize: Option<DType>,
+        finalize: Option<Finalize>,
         /// The iteration space: the reduced array's shape and chunks.
         region: Meta,
     },
@@ -45,13 +45,21 @@ pub enum StageKind {
     Combine {
         spec: ReduceSpec,
         fan_in: Vec<usize>,
-        finalize: Option<DType>,
+        finalize: Option<Finalize>,
     },
     Remap(Remap),
     Concat {
         axis: usize,
     },
     Reshape,
+}
+
+/// The last step of a reduction: the result dtype, and an elementwise kernel
+/// over the result fused behind it (`sum(x) * 4 / n` needs no task of its own).
+#[derive(Clone, Debug)]
+pub struct Finalize {
+    pub dtype: DType,
+    pub epilogue: Option<Arc<Executable>>,
 }
 
 #[derive(Clone, Debug)]

@@ -6,8 +6,9 @@ use crate::buffer::{Buffer, Chunk};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernel::{Bound, OutSlice, reduce};
+use crate::op::ReduceSpec;
 use crate::op::{HostArray, Remap};
-use crate::plan::{ChunkKey, Plan, StageKind, chunk_of, full_rank};
+use crate::plan::{ChunkKey, Finalize, Plan, StageKind, chunk_of, full_rank};
 use crate::shape::{self, grid_index};
 
 /// Computes chunk `key` of a `Map` stage straight into its rows of the result.
@@ -62,7 +63,7 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
             let bound = Bound::new(exe, &rorigin, &rshape, &views)?;
             let state = reduce::run_partial(&bound, spec)?;
             match finalize {
-                Some(dt) => reduce::finalize(spec, *dt, &state)?,
+                Some(f) => finish(spec, f, &state, &origin, &local)?,
                 None => state,
             }
         }
@@ -70,7 +71,7 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
             let parts: Vec<&Chunk> = inputs.iter().map(|c| c.as_ref()).collect();
             let state = reduce::combine(spec, &parts)?;
             match finalize {
-                Some(dt) => reduce::finalize(spec, *dt, &state)?,
+                Some(f) => finish(spec, f, &state, &origin, &local)?,
                 None => state,
             }
         }
@@ -112,6 +113,23 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
         return Err(internal("task produced a chunk of the wrong size"));
     }
     Ok(Arc::new(chunk))
+}
+
+/// Finalizes a complete reduction state, then runs the fused epilogue on it.
+fn finish(
+    spec: &ReduceSpec,
+    f: &Finalize,
+    state: &Chunk,
+    origin: &[usize],
+    local: &[usize],
+) -> Result<Chunk> {
+    let result = reduce::finalize(spec, f.dtype, state)?;
+    let Some(exe) = &f.epilogue else {
+        return Ok(result);
+    };
+    let views = [(result.shape.as_slice(), result.data())];
+    let data = Bound::new(exe, origin, local, &views)?.run_map()?;
+    Ok(Chunk::array(local.to_vec(), data))
 }
 
 fn internal(msg: &str) -> Error {

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::kernel::{Executable, compile::compile, reduce::acc_dtype};
 use crate::op::{Meta, Op, ReduceSpec};
-use crate::plan::{Plan, Stage, StageId, StageKind};
+use crate::plan::{Finalize, Plan, Stage, StageId, StageKind};
 use crate::shape::Chunks;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +128,26 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
             op if op.is_elementwise() => {
                 let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None)?;
                 let label = summarize(&program.op_names());
+                // An elementwise tail over a reduction's result alone runs in the
+                // reduction's last task.
+                if let [r] = ext.as_slice()
+                    && matches!(graph.node(*r).op, Op::Reduce(_))
+                    && !is_output[r.index()]
+                    && graph.node(*r).meta.chunks == node.meta.chunks
+                    && consumers[r.index()]
+                        .iter()
+                        .all(|c| assign[c.index()] == Assign::Group(id))
+                    && let Some(&last) = stage_of.get(r)
+                    && attach_epilogue(
+                        &mut plan.stages[last.index()],
+                        program.clone(),
+                        node,
+                        &label,
+                    )
+                {
+                    stage_of.insert(id, last);
+                    continue;
+                }
                 Stage {
                     kind: StageKind::Map(Arc::new(Executable::new(program))),
                     inputs: input_stages(&ext)?,
@@ -197,6 +217,31 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
     Ok(plan)
 }
 
+/// Makes `program` the epilogue of a reduction's finalizing stage, if it has none yet.
+fn attach_epilogue(
+    stage: &mut Stage,
+    program: crate::kernel::Program,
+    node: &crate::graph::Node,
+    label: &str,
+) -> bool {
+    let (StageKind::Partial {
+        finalize: Some(f), ..
+    }
+    | StageKind::Combine {
+        finalize: Some(f), ..
+    }) = &mut stage.kind
+    else {
+        return false;
+    };
+    if f.epilogue.is_some() {
+        return false;
+    }
+    f.epilogue = Some(Arc::new(Executable::new(program)));
+    stage.meta = node.meta.clone();
+    stage.label = format!("{} → {label}", stage.label);
+    true
+}
+
 /// The partial stage and the combine tree of a reduction; returns the last stage.
 #[allow(clippy::too_many_arguments)]
 fn push_reduction(
@@ -230,7 +275,10 @@ fn push_reduction(
         kind: StageKind::Partial {
             exe: Arc::new(Executable::new(program)),
             spec: spec.clone(),
-            finalize: finished.then_some(result.dtype),
+            finalize: finished.then(|| Finalize {
+                dtype: result.dtype,
+                epilogue: None,
+            }),
             region: region.clone(),
         },
         inputs,
@@ -258,7 +306,10 @@ fn push_reduction(
             kind: StageKind::Combine {
                 spec: spec.clone(),
                 fan_in,
-                finalize: finished.then_some(result.dtype),
+                finalize: finished.then(|| Finalize {
+                    dtype: result.dtype,
+                    epilogue: None,
+                }),
             },
             inputs: vec![last],
             meta: if finished {
