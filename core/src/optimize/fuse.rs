@@ -275,7 +275,7 @@ fn push_reduction(
         kind: StageKind::Partial {
             exe: Arc::new(Executable::new(program)),
             spec: spec.clone(),
-            finalize: finished.then(|| Finalize {
+            finalize: finished.then_some(Finalize {
                 dtype: result.dtype,
                 epilogue: None,
             }),
@@ -306,7 +306,7 @@ fn push_reduction(
             kind: StageKind::Combine {
                 spec: spec.clone(),
                 fan_in,
-                finalize: finished.then(|| Finalize {
+                finalize: finished.then_some(Finalize {
                     dtype: result.dtype,
                     epilogue: None,
                 }),
