@@ -1,0 +1,349 @@
+//! The scheduling core driven by scripted events, with every invariant checked
+//! after each step (no sockets, no threads).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use accel::{Array, DType, from_ndarray};
+use accel_core::{ChunkKey, Plan, StageId};
+use accel_scheduler::{Assignment, ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};
+
+/// A core plus the log of everything it said.
+struct Sim {
+    core: Core,
+    log: Vec<Command>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim {
+            core: Core::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Applies events, runs one scheduling pass, checks invariants; returns the commands.
+    fn step(&mut self, events: impl IntoIterator<Item = Event>) -> Vec<Command> {
+        let mut out = Vec::new();
+        for e in events {
+            out.extend(self.core.handle(e));
+            self.core.sanity_check().unwrap();
+        }
+        out.extend(self.core.schedule());
+        self.core.sanity_check().unwrap();
+        self.log.extend(out.clone());
+        out
+    }
+
+    fn worker(&mut self, id: u32, nthreads: u32) -> Vec<Command> {
+        self.step([Event::WorkerJoined {
+            worker: WorkerId(id),
+            nthreads,
+        }])
+    }
+
+    fn submit(&mut self, job: u64, client: u32, plan: Arc<Plan>) -> Vec<Command> {
+        self.step([Event::JobSubmitted {
+            job: JobId(job),
+            client: ClientId(client),
+            plan,
+        }])
+    }
+
+    fn finish(&mut self, worker: u32, task: TaskRef) -> Vec<Command> {
+        self.step([Event::TaskFinished {
+            worker: WorkerId(worker),
+            task,
+            nbytes: 1000,
+        }])
+    }
+}
+
+fn plan_of(a: &Array) -> Arc<Plan> {
+    Arc::new(a.plan().unwrap().plan)
+}
+
+/// x (4 source chunks) → y = sin(x * 2) (4 map tasks), each reading one chunk.
+fn two_stage() -> Arc<Plan> {
+    let x = from_ndarray(&ndarray::Array1::<f64>::zeros(40), 10);
+    plan_of(&(x * 2.0).sin())
+}
+
+fn assigned(cmds: &[Command]) -> Vec<(WorkerId, Assignment)> {
+    cmds.iter()
+        .flat_map(|c| match c {
+            Command::Assign { worker, tasks } => {
+                tasks.iter().map(|t| (*worker, t.clone())).collect()
+            }
+            _ => vec![],
+        })
+        .collect()
+}
+
+fn task(job: u64, stage: u32, chunk: u32) -> TaskRef {
+    TaskRef {
+        job: JobId(job),
+        key: ChunkKey {
+            stage: StageId(stage),
+            chunk,
+        },
+    }
+}
+
+#[test]
+fn tasks_go_where_their_inputs_are() {
+    let mut sim = Sim::new();
+    sim.worker(1, 2);
+    sim.worker(2, 2);
+    let first = assigned(&sim.submit(1, 1, two_stage()));
+    assert_eq!(first.len(), 4, "four sources over two workers");
+    // Assignments are batched: one Assign per worker per pass.
+    let cmds = sim
+        .log
+        .iter()
+        .filter(|c| matches!(c, Command::Assign { .. }))
+        .count();
+    assert_eq!(cmds, 2);
+    for (w, a) in &first {
+        let next = assigned(&sim.finish(w.0, a.task));
+        // The map task reading this chunk lands on the worker that holds it.
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].0, *w);
+        assert_eq!(next[0].1.inputs, vec![(a.task, *w)]);
+    }
+}
+
+#[test]
+fn workers_get_a_bounded_number_of_tasks_and_newcomers_take_the_rest() {
+    let mut sim = Sim::new();
+    sim.worker(1, 1);
+    let x = from_ndarray(&ndarray::Array1::<f64>::zeros(100), 10);
+    let got = assigned(&sim.submit(1, 1, plan_of(&(x + 1.0))));
+    assert_eq!(got.len(), 2, "one running and one queued per thread");
+    let more = assigned(&sim.worker(2, 3));
+    assert_eq!(more.len(), 6);
+    assert!(more.iter().all(|(w, _)| *w == WorkerId(2)));
+}
+
+#[test]
+fn chunks_are_released_when_their_last_consumer_finishes() {
+    let mut sim = Sim::new();
+    sim.worker(1, 4);
+    let first = assigned(&sim.submit(1, 1, two_stage()));
+    let src = first[0].1.task;
+    let next = assigned(&sim.finish(1, src));
+    let out = sim.finish(1, next[0].1.task);
+    assert!(
+        out.contains(&Command::Release {
+            worker: WorkerId(1),
+            chunks: vec![src]
+        }),
+        "{out:?}"
+    );
+    assert!(!sim.core.held_by(WorkerId(1)).contains(&src));
+}
+
+/// Runs every assigned task to completion (FIFO); returns the final commands.
+fn run_all(
+    sim: &mut Sim,
+    mut pending: VecDeque<(WorkerId, Assignment)>,
+    fail: Option<TaskRef>,
+) -> Vec<Command> {
+    let mut all = Vec::new();
+    while let Some((w, a)) = pending.pop_front() {
+        let ev = if Some(a.task) == fail {
+            Event::TaskFailed {
+                worker: w,
+                task: a.task,
+                message: "boom".into(),
+            }
+        } else {
+            Event::TaskFinished {
+                worker: w,
+                task: a.task,
+                nbytes: 8,
+            }
+        };
+        let cmds = sim.step([ev]);
+        pending.extend(assigned(&cmds));
+        all.extend(cmds);
+    }
+    all
+}
+
+#[test]
+fn a_whole_job_runs_and_reports_where_its_outputs_are() {
+    let mut sim = Sim::new();
+    sim.worker(1, 1);
+    sim.worker(2, 1);
+    let x = accel::arange(1000, 100).astype(DType::F64);
+    let plan = plan_of(&(&x.sum() + &x));
+    let start = assigned(&sim.submit(7, 3, plan.clone()));
+    let cmds = run_all(&mut sim, start.into(), None);
+    let done: Vec<_> = cmds
+        .iter()
+        .filter(|c| matches!(c, Command::JobDone { .. }))
+        .collect();
+    assert_eq!(done.len(), 1);
+    let Command::JobDone {
+        job,
+        client,
+        outputs,
+    } = done[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!((*job, *client), (JobId(7), ClientId(3)));
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].len(), 10, "ten output chunks, all located");
+    // Only the outputs are still held; fetching them releases everything.
+    let held: usize = [1, 2]
+        .iter()
+        .map(|w| sim.core.held_by(WorkerId(*w)).len())
+        .sum();
+    assert_eq!(held, 10);
+    sim.step([Event::ResultsFetched { job: JobId(7) }]);
+    assert_eq!(sim.core.job_count(), 0);
+    assert!(sim.core.held_by(WorkerId(1)).is_empty() && sim.core.held_by(WorkerId(2)).is_empty());
+}
+
+#[test]
+fn one_jobs_failure_does_not_touch_another() {
+    let mut sim = Sim::new();
+    sim.worker(1, 2);
+    let mut pending: VecDeque<_> = assigned(&sim.submit(1, 1, two_stage())).into();
+    pending.extend(assigned(&sim.submit(2, 2, two_stage())));
+    let cmds = run_all(&mut sim, pending, Some(task(1, 1, 2)));
+    let failed: Vec<_> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::JobFailed { job, error, .. } => Some((*job, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, JobId(1));
+    assert!(
+        failed[0].1.contains("chunk 2")
+            && failed[0].1.contains("worker 1")
+            && failed[0].1.contains("boom"),
+        "{}",
+        failed[0].1
+    );
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::JobDone { job: JobId(2), .. }))
+    );
+}
+
+#[test]
+fn a_lost_worker_gives_its_running_tasks_back() {
+    let mut sim = Sim::new();
+    sim.worker(1, 2);
+    let first = assigned(&sim.submit(1, 1, two_stage()));
+    assert!(first.iter().all(|(w, _)| *w == WorkerId(1)));
+    sim.worker(2, 2);
+    // Worker 1 dies before finishing anything: its four tasks go to worker 2.
+    let moved = assigned(&sim.step([Event::WorkerLost {
+        worker: WorkerId(1),
+    }]));
+    assert_eq!(moved.len(), 4);
+    assert!(moved.iter().all(|(w, _)| *w == WorkerId(2)));
+    // A late result from the dead worker is discarded.
+    let late = sim.step([Event::TaskFinished {
+        worker: WorkerId(1),
+        task: first[0].1.task,
+        nbytes: 8,
+    }]);
+    assert!(
+        late.iter().all(|c| matches!(c, Command::Release { .. })),
+        "{late:?}"
+    );
+    let cmds = run_all(&mut sim, moved.into(), None);
+    assert!(cmds.iter().any(|c| matches!(c, Command::JobDone { .. })));
+}
+
+#[test]
+fn losing_the_only_copy_of_a_needed_chunk_fails_the_job_clearly() {
+    let mut sim = Sim::new();
+    sim.worker(1, 4);
+    sim.worker(2, 4);
+    let first = assigned(&sim.submit(1, 1, two_stage()));
+    let (w, a) = first
+        .iter()
+        .find(|(w, _)| *w == WorkerId(1))
+        .cloned()
+        .unwrap();
+    sim.finish(w.0, a.task);
+    let out = sim.step([Event::WorkerLost {
+        worker: WorkerId(1),
+    }]);
+    let err = out.iter().find_map(|c| match c {
+        Command::JobFailed { error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    let err = err.expect("the job fails");
+    assert!(
+        err.contains("worker 1 was lost") && err.contains("chunk"),
+        "{err}"
+    );
+    // The cluster keeps working: a new job runs on the survivor.
+    let next = assigned(&sim.submit(2, 1, two_stage()));
+    let cmds = run_all(&mut sim, next.into(), None);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::JobDone { job: JobId(2), .. }))
+    );
+}
+
+#[test]
+fn a_client_that_leaves_takes_its_jobs_and_chunks_with_it() {
+    let mut sim = Sim::new();
+    sim.worker(1, 4);
+    let mine = assigned(&sim.submit(1, 1, two_stage()));
+    let theirs = assigned(&sim.submit(2, 2, two_stage()));
+    let a = mine[0].1.task;
+    sim.finish(1, a);
+    let out = sim.step([Event::ClientGone {
+        client: ClientId(1),
+    }]);
+    assert!(
+        out.contains(&Command::Release {
+            worker: WorkerId(1),
+            chunks: vec![a]
+        }),
+        "{out:?}"
+    );
+    assert!(
+        !out.iter().any(|c| matches!(c, Command::JobFailed { .. })),
+        "nobody to tell"
+    );
+    assert_eq!(sim.core.job_count(), 1);
+    let cmds = run_all(&mut sim, theirs.into(), None);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::JobDone { job: JobId(2), .. }))
+    );
+}
+
+#[test]
+fn malformed_plans_and_duplicate_jobs_are_refused() {
+    let mut sim = Sim::new();
+    let bad = Arc::new(Plan {
+        stages: vec![],
+        outputs: vec![StageId(3)],
+    });
+    let out = sim.submit(1, 1, bad);
+    assert!(
+        matches!(&out[0], Command::JobFailed { error, .. } if error.contains("invalid plan")),
+        "{out:?}"
+    );
+    sim.submit(2, 1, two_stage());
+    let out = sim.submit(2, 1, two_stage());
+    assert!(
+        matches!(&out[0], Command::JobFailed { error, .. } if error.contains("already exists")),
+        "{out:?}"
+    );
+}
