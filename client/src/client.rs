@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use accel_core::exec::{RunStats, run_plan};
 use accel_core::optimize::{fuse::lower, optimize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use accel_core::kernel::split_chunks;
 use accel_core::plan::{ChunkKey, Plan, StageId, StageKind};
@@ -12,6 +12,7 @@ use accel_core::{Buffer, Chunk, DType, Element, Graph, shape, with_buffer};
 use ndarray::{ArrayD, IxDyn};
 use num_complex::Complex64;
 
+use crate::embedded::{RunStats, run_plan};
 use crate::error::{Error, Result};
 use crate::expr::Array;
 use crate::lower::to_graph;
@@ -202,15 +203,19 @@ impl Client {
                 );
             }
         }
-        let stats = run_plan(plan, direct, |o, key, chunk| match &mut pasted[o] {
-            Some(buf) => paste(
-                buf,
-                &plan.stage(key.stage).meta.shape,
-                &plan.chunk_origin(key),
-                chunk,
-            ),
-            None => Ok(()),
-        })?;
+        let stats = run_plan(
+            Arc::new(plan.clone()),
+            direct,
+            |o, key, chunk| match &mut pasted[o] {
+                Some(buf) => paste(
+                    buf,
+                    &plan.stage(key.stage).meta.shape,
+                    &plan.chunk_origin(key),
+                    chunk,
+                ),
+                None => Ok(()),
+            },
+        )?;
         let results: Vec<Buffer> = direct_bufs
             .into_iter()
             .zip(pasted)

@@ -14,6 +14,7 @@ mod client;
 mod create;
 pub mod dot;
 mod elementwise;
+mod embedded;
 mod error;
 mod expr;
 mod lower;
@@ -28,6 +29,7 @@ pub use create::{
     ChunkSpec, Rng, arange, arange_range, from_ndarray, full, linspace, ogrid, ones, zeros,
 };
 pub use elementwise::{maximum, minimum, where_};
+pub use embedded::RunStats;
 pub use error::{Error, Result};
 pub use expr::Array;
 pub use ndarray::{NewAxis, s};

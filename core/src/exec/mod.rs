@@ -1,7 +1,5 @@
-//! Running plans: one task, or a whole plan in-process.
+//! Running one task of a plan.
 
-pub mod local;
 pub mod task;
 
-pub use local::{RunStats, run_plan};
 pub use task::{run_task, run_task_into};
