@@ -16,6 +16,7 @@ pub mod memory;
 pub mod op;
 pub mod optimize;
 pub mod plan;
+pub mod plan_check;
 pub mod shape;
 
 pub use buffer::{Buffer, Chunk, Element};

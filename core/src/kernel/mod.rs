@@ -1,5 +1,6 @@
 //! Kernel programs and their CPU executor.
 
+pub mod check;
 pub mod compile;
 pub mod exec;
 pub mod generate;

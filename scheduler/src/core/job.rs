@@ -44,6 +44,7 @@ pub struct Job {
 impl Job {
     /// Builds the task graph; refuses a plan whose tasks read later tasks.
     pub fn new(client: ClientId, plan: Arc<Plan>) -> Result<Job, String> {
+        plan.validate().map_err(|e| e.to_string())?;
         let mut first = Vec::with_capacity(plan.stages.len() + 1);
         let mut total = 0usize;
         for s in &plan.stages {

@@ -1,0 +1,272 @@
+//! Validation of plans that come from elsewhere (e.g. over the wire): after
+//! `Plan::validate`, expanding and running any task of the plan returns
+//! errors, never panics.
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::infer;
+use crate::kernel::Executable;
+use crate::kernel::reduce::acc_dtype;
+use crate::op::{Meta, ReduceSpec};
+use crate::plan::{Finalize, Plan, Stage, StageKind};
+use crate::shape::{self, Chunks};
+
+fn bad(stage: usize, msg: impl std::fmt::Display) -> Error {
+    Error::Graph(format!("invalid plan: stage {stage}: {msg}"))
+}
+
+impl Plan {
+    /// Checks every stage against its inputs, in order.
+    pub fn validate(&self) -> Result<()> {
+        for (i, st) in self.stages.iter().enumerate() {
+            check_stage(self, i, st).map_err(|e| match e {
+                Error::Graph(m) if m.starts_with("invalid plan") => Error::Graph(m),
+                other => bad(i, other),
+            })?;
+        }
+        if let Some(o) = self.outputs.iter().find(|o| o.index() >= self.stages.len()) {
+            return Err(Error::Graph(format!(
+                "invalid plan: output stage {} does not exist",
+                o.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn check_meta(i: usize, m: &Meta) -> Result<()> {
+    if m.chunks.shape() != m.shape
+        || m.chunks
+            .0
+            .iter()
+            .zip(&m.shape)
+            .any(|(c, &n)| c.is_empty() || (n > 0 && c.contains(&0)))
+    {
+        return Err(bad(
+            i,
+            format!("chunks {:?} do not cover shape {:?}", m.chunks.0, m.shape),
+        ));
+    }
+    Ok(())
+}
+
+fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
+    check_meta(i, &st.meta)?;
+    let mut inputs = Vec::with_capacity(st.inputs.len());
+    for s in &st.inputs {
+        if s.index() >= i {
+            return Err(bad(
+                i,
+                format!("reads stage {}, which does not come before it", s.0),
+            ));
+        }
+        inputs.push(&plan.stages[s.index()].meta);
+    }
+    let arity = |n: usize| {
+        if inputs.len() == n {
+            Ok(())
+        } else {
+            Err(bad(
+                i,
+                format!("{} takes {n} inputs, got {}", st.kind_name(), inputs.len()),
+            ))
+        }
+    };
+    let same = |want: Meta| {
+        if want == st.meta {
+            Ok(())
+        } else {
+            Err(bad(i, format!("declares {} but computes {want}", st.meta)))
+        }
+    };
+    match &st.kind {
+        StageKind::Source(h) => {
+            arity(0)?;
+            if h.shape != st.meta.shape
+                || h.data.dtype() != st.meta.dtype
+                || h.data.len() != shape::size(&h.shape)
+            {
+                return Err(bad(
+                    i,
+                    "source data does not match its declared shape and dtype",
+                ));
+            }
+        }
+        StageKind::Map(exe) => check_kernel(i, exe, &inputs, &st.meta, st.meta.dtype)?,
+        StageKind::Partial {
+            exe,
+            spec,
+            finalize,
+            region,
+        } => {
+            check_meta(i, region)?;
+            let state = infer::reduce(region, spec)?;
+            check_kernel(i, exe, &inputs, region, acc_dtype(spec.op, region.dtype))?;
+            let grid = region.chunks.grid();
+            check_reduction_output(i, spec, finalize, &grid, region, &state, &st.meta)?;
+        }
+        StageKind::Combine {
+            spec,
+            fan_in,
+            finalize,
+        } => {
+            arity(1)?;
+            let input = inputs[0];
+            let nd = input.shape.len();
+            if !matches!(
+                plan.stages[st.inputs[0].index()].kind,
+                StageKind::Partial { .. } | StageKind::Combine { .. }
+            ) {
+                return Err(bad(i, "combine reads a stage that is not a reduction"));
+            }
+            if fan_in.len() != nd || fan_in.contains(&0) || spec.axes.iter().any(|&a| a >= nd) {
+                return Err(bad(
+                    i,
+                    format!(
+                        "fan-in {fan_in:?} or axes {:?} do not fit {nd} axes",
+                        spec.axes
+                    ),
+                ));
+            }
+            let grid: Vec<usize> = input
+                .chunks
+                .grid()
+                .iter()
+                .zip(fan_in)
+                .map(|(&g, &f)| g.div_ceil(f))
+                .collect();
+            // The region as far as the output can tell: the input's grid along kept axes.
+            let region = Meta {
+                dtype: match finalize {
+                    Some(f) => f.dtype,
+                    None => input.dtype,
+                },
+                ..input.clone()
+            };
+            let state = infer::reduce(&region, spec).or_else(|_| {
+                infer::reduce(
+                    &Meta {
+                        dtype: DType::F64,
+                        ..region.clone()
+                    },
+                    spec,
+                )
+            })?;
+            check_reduction_output(i, spec, finalize, &grid, &region, &state, &st.meta)?;
+        }
+        StageKind::Remap(map) => {
+            arity(1)?;
+            same(infer::remap(
+                inputs[0],
+                map,
+                &st.meta.shape,
+                Some(st.meta.chunks.clone()),
+            )?)?;
+        }
+        StageKind::Concat { axis } => same(infer::concat(&inputs, *axis)?)?,
+        StageKind::Reshape => {
+            arity(1)?;
+            infer::reshape(inputs[0], &st.meta.shape)?;
+            if inputs[0].dtype != st.meta.dtype {
+                return Err(bad(i, "reshape changes the dtype"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A kernel over `space` whose inputs line up with it chunk for chunk.
+fn check_kernel(
+    i: usize,
+    exe: &Executable,
+    inputs: &[&Meta],
+    space: &Meta,
+    root: DType,
+) -> Result<()> {
+    let p = &exe.program;
+    p.validate()?;
+    if p.out_shape != space.shape || p.inputs.len() != inputs.len() {
+        return Err(bad(
+            i,
+            "kernel iteration space or inputs do not match the stage",
+        ));
+    }
+    if p.dtypes[p.root as usize] != root {
+        return Err(bad(
+            i,
+            format!(
+                "kernel computes {} where {root} is needed",
+                p.dtypes[p.root as usize]
+            ),
+        ));
+    }
+    for (spec, m) in p.inputs.iter().zip(inputs) {
+        if spec.shape != m.shape || spec.dtype != m.dtype {
+            return Err(bad(
+                i,
+                format!("kernel input {:?} {} fed by {m}", spec.shape, spec.dtype),
+            ));
+        }
+        let mut metas = vec![*m];
+        metas.push(space);
+        let (_, chunks) = infer::broadcast_metas(&metas)?;
+        if chunks != space.chunks {
+            return Err(bad(
+                i,
+                format!("input {m} is chunked differently from {space}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The output of a partial or combine stage: a state grid, or the finalized result.
+fn check_reduction_output(
+    i: usize,
+    spec: &ReduceSpec,
+    finalize: &Option<Finalize>,
+    grid: &[usize],
+    region: &Meta,
+    result: &Meta,
+    declared: &Meta,
+) -> Result<()> {
+    let Some(f) = finalize else {
+        let mut chunks = region.chunks.0.clone();
+        let mut shape = region.shape.clone();
+        for &ax in &spec.axes {
+            chunks[ax] = vec![1; grid[ax]];
+            shape[ax] = grid[ax];
+        }
+        if declared.shape != shape || declared.chunks != Chunks(chunks) {
+            return Err(bad(i, "partial state grid does not match the reduction"));
+        }
+        return Ok(());
+    };
+    if spec.axes.iter().any(|&ax| grid[ax] != 1) {
+        return Err(bad(i, "finalizes before the reduced axes are combined"));
+    }
+    if f.dtype != result.dtype {
+        return Err(bad(
+            i,
+            format!("finalizes to {} instead of {}", f.dtype, result.dtype),
+        ));
+    }
+    match &f.epilogue {
+        None if declared.shape == result.shape
+            && declared.chunks == result.chunks
+            && declared.dtype == result.dtype =>
+        {
+            Ok(())
+        }
+        None => Err(bad(
+            i,
+            format!("declares {declared} but the reduction gives {result}"),
+        )),
+        Some(exe) => {
+            if declared.shape != result.shape || declared.chunks != result.chunks {
+                return Err(bad(i, "epilogue changes the shape of the reduction"));
+            }
+            check_kernel(i, exe, &[result], declared, declared.dtype)
+        }
+    }
+}
