@@ -6,29 +6,17 @@
 
 use std::sync::Arc;
 
-use accel::{Array, DType, arange, concatenate, from_ndarray, s};
+use accel::{Array, DType};
 use accel_core::dtype::Value;
 use accel_core::kernel::{Executable, Instr};
 use accel_core::plan::{Plan, StageId, StageKind};
-use accel_examples::workloads::{fractal, mag, pi};
 
 fn plan(a: &Array) -> Plan {
     a.plan().unwrap().plan
 }
 
 fn samples() -> Vec<Plan> {
-    let x = from_ndarray(&ndarray::Array2::<f64>::ones((12, 10)), [5, 4]);
-    let n = 20;
-    let t = arange(n * n, 7).reshape(&[n, n]).astype(DType::F64);
-    vec![
-        plan(&mag::build(1000, 100)),
-        plan(&fractal::build(30, 40, [10, 10])),
-        plan(&pi::build(10_000, 1000, 3)),
-        plan(&(&t + t.diag().tanh().sum())),
-        plan(&x.slice(s![1..;2, ..;-1]).transpose().rechunk([3, 3])),
-        plan(&concatenate(&[&x, &(&x * 2.0)], 0).reshape(&[240]).std(1)),
-        plan(&x.mean_axis(0)),
-    ]
+    accel_examples::samples::arrays().iter().map(plan).collect()
 }
 
 #[test]

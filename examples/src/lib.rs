@@ -5,6 +5,7 @@
 pub mod args;
 pub mod image;
 pub mod report;
+pub mod samples;
 pub mod workloads;
 
 pub use args::{Args, Size};

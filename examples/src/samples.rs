@@ -1,0 +1,25 @@
+//! Small expressions covering every kind of stage: the seed workloads, views,
+//! concatenation, reshapes and reductions. Tests use them as sample plans.
+
+use accel::{Array, DType, arange, concatenate, from_ndarray, s};
+
+use crate::workloads::{fractal, mag, pi};
+
+pub fn arrays() -> Vec<Array> {
+    let x = from_ndarray(
+        &ndarray::Array2::<f64>::from_shape_fn((12, 10), |(i, j)| (i * 10 + j) as f64),
+        [5, 4],
+    );
+    let n = 20;
+    let t = arange(n * n, 7).reshape(&[n, n]).astype(DType::F64);
+    vec![
+        mag::build(1000, 100),
+        fractal::build(30, 40, [10, 10]),
+        pi::build(10_000, 1000, 3),
+        &t + t.diag().tanh().sum(),
+        x.slice(s![1..;2, ..;-1]).transpose().rechunk([3, 3]),
+        concatenate(&[&x, &(&x * 2.0)], 0).reshape(&[240]).std(1),
+        x.mean_axis(0),
+        x.astype(DType::C128).powi(2).sum(),
+    ]
+}

@@ -1,0 +1,643 @@
+//! Conversions between core types and their wire form. Decoding checks
+//! structure here and semantics with `Plan::validate`, so whatever arrives is
+//! either a valid plan or an error.
+
+use std::sync::Arc;
+
+use accel_core::dtype::{DType, Value};
+use accel_core::kernel::ir::InputSpec;
+use accel_core::kernel::{Executable, Instr, Program};
+use accel_core::op::{
+    BinaryOp, GenKind, HostArray, InAxis, Meta, ReduceOp, ReduceSpec, Remap, UnaryOp,
+};
+use accel_core::plan::{Finalize, Plan, Stage, StageId, StageKind};
+use accel_core::{Buffer, Chunks};
+use num_complex::Complex64;
+
+use crate::{Error, pb};
+
+fn malformed(msg: impl Into<String>) -> Error {
+    Error::Malformed(msg.into())
+}
+
+fn usize_of(v: u64) -> Result<usize, Error> {
+    usize::try_from(v).map_err(|_| malformed(format!("{v} does not fit in usize")))
+}
+
+fn dims(v: &[u64]) -> Result<Vec<usize>, Error> {
+    v.iter().map(|&x| usize_of(x)).collect()
+}
+
+fn u64s(v: &[usize]) -> Vec<u64> {
+    v.iter().map(|&x| x as u64).collect()
+}
+
+pub fn dtype_to(d: DType) -> pb::DType {
+    match d {
+        DType::Bool => pb::DType::Bool,
+        DType::I32 => pb::DType::I32,
+        DType::I64 => pb::DType::I64,
+        DType::F32 => pb::DType::F32,
+        DType::F64 => pb::DType::F64,
+        DType::C128 => pb::DType::C128,
+    }
+}
+
+pub fn dtype_from(d: i32) -> Result<DType, Error> {
+    Ok(
+        match pb::DType::try_from(d).map_err(|_| malformed(format!("unknown dtype {d}")))? {
+            pb::DType::Bool => DType::Bool,
+            pb::DType::I32 => DType::I32,
+            pb::DType::I64 => DType::I64,
+            pb::DType::F32 => DType::F32,
+            pb::DType::F64 => DType::F64,
+            pb::DType::C128 => DType::C128,
+        },
+    )
+}
+
+fn value_to(v: Value) -> pb::Value {
+    use pb::value::V;
+    let v = match v {
+        Value::Bool(b) => V::B(b),
+        Value::I32(x) => V::I32(x),
+        Value::I64(x) => V::I64(x),
+        Value::F32(x) => V::F32(x),
+        Value::F64(x) => V::F64(x),
+        Value::C128(c) => V::C128(pb::Complex { re: c.re, im: c.im }),
+    };
+    pb::Value { v: Some(v) }
+}
+
+fn value_from(v: Option<pb::Value>) -> Result<Value, Error> {
+    use pb::value::V;
+    Ok(
+        match v
+            .and_then(|v| v.v)
+            .ok_or_else(|| malformed("missing value"))?
+        {
+            V::B(b) => Value::Bool(b),
+            V::I32(x) => Value::I32(x),
+            V::I64(x) => Value::I64(x),
+            V::F32(x) => Value::F32(x),
+            V::F64(x) => Value::F64(x),
+            V::C128(c) => Value::C128(Complex64::new(c.re, c.im)),
+        },
+    )
+}
+
+fn axis_to(sizes: &[usize]) -> pb::Axis {
+    let mut axis = pb::Axis::default();
+    for &s in sizes {
+        match (axis.sizes.last(), axis.counts.last_mut()) {
+            (Some(&last), Some(count)) if last == s as u64 => *count += 1,
+            _ => {
+                axis.sizes.push(s as u64);
+                axis.counts.push(1);
+            }
+        }
+    }
+    axis
+}
+
+fn axis_from(a: &pb::Axis) -> Result<Vec<usize>, Error> {
+    if a.sizes.len() != a.counts.len() {
+        return Err(malformed("chunk runs and counts differ in length"));
+    }
+    let total: u64 = a
+        .counts
+        .iter()
+        .try_fold(0u64, |t, &c| t.checked_add(c))
+        .ok_or_else(|| malformed("too many chunks"))?;
+    // Every chunk holds at least one element (or the axis is empty): bounds the allocation.
+    let elements: u64 = a
+        .sizes
+        .iter()
+        .zip(&a.counts)
+        .try_fold(0u64, |t, (&s, &c)| {
+            s.checked_mul(c).and_then(|x| t.checked_add(x))
+        })
+        .ok_or_else(|| malformed("chunk sizes overflow"))?;
+    if total > elements.max(1) {
+        return Err(malformed("more chunks than elements"));
+    }
+    let mut out = Vec::with_capacity(usize_of(total)?);
+    for (&s, &c) in a.sizes.iter().zip(&a.counts) {
+        out.extend(std::iter::repeat_n(usize_of(s)?, usize_of(c)?));
+    }
+    Ok(out)
+}
+
+pub fn meta_to(m: &Meta) -> pb::Meta {
+    pb::Meta {
+        shape: u64s(&m.shape),
+        dtype: dtype_to(m.dtype) as i32,
+        chunks: m.chunks.0.iter().map(|c| axis_to(c)).collect(),
+    }
+}
+
+pub fn meta_from(m: Option<pb::Meta>) -> Result<Meta, Error> {
+    let m = m.ok_or_else(|| malformed("missing meta"))?;
+    Ok(Meta {
+        shape: dims(&m.shape)?,
+        dtype: dtype_from(m.dtype)?,
+        chunks: Chunks(m.chunks.iter().map(axis_from).collect::<Result<_, _>>()?),
+    })
+}
+
+const UNARY: [(UnaryOp, &str); 14] = [
+    (UnaryOp::Neg, "neg"),
+    (UnaryOp::Not, "not"),
+    (UnaryOp::Sqrt, "sqrt"),
+    (UnaryOp::Exp, "exp"),
+    (UnaryOp::Log, "log"),
+    (UnaryOp::Sin, "sin"),
+    (UnaryOp::Cos, "cos"),
+    (UnaryOp::Tan, "tan"),
+    (UnaryOp::Tanh, "tanh"),
+    (UnaryOp::Abs, "abs"),
+    (UnaryOp::Floor, "floor"),
+    (UnaryOp::Ceil, "ceil"),
+    (UnaryOp::Re, "re"),
+    (UnaryOp::Im, "im"),
+];
+
+const BINARY: [BinaryOp; 16] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Rem,
+    BinaryOp::Pow,
+    BinaryOp::Min,
+    BinaryOp::Max,
+    BinaryOp::Eq,
+    BinaryOp::Ne,
+    BinaryOp::Lt,
+    BinaryOp::Le,
+    BinaryOp::Gt,
+    BinaryOp::Ge,
+    BinaryOp::And,
+    BinaryOp::Or,
+];
+
+fn unary_to(op: UnaryOp) -> (String, i32) {
+    match op {
+        UnaryOp::Powi(n) => ("powi".into(), n),
+        other => (
+            UNARY
+                .iter()
+                .find(|(o, _)| *o == other)
+                .map(|(_, n)| n.to_string())
+                .unwrap_or_default(),
+            0,
+        ),
+    }
+}
+
+fn unary_from(name: &str, power: i32) -> Result<UnaryOp, Error> {
+    if name == "powi" {
+        return Ok(UnaryOp::Powi(power));
+    }
+    UNARY
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(o, _)| *o)
+        .ok_or_else(|| malformed(format!("unknown unary op {name:?}")))
+}
+
+fn binary_from(name: &str) -> Result<BinaryOp, Error> {
+    BINARY
+        .iter()
+        .find(|o| o.symbol() == name)
+        .copied()
+        .ok_or_else(|| malformed(format!("unknown binary op {name:?}")))
+}
+
+fn gen_to(kind: &GenKind, base: i64, strides: &[i64]) -> pb::Gen {
+    use pb::r#gen::Kind;
+    let kind = match *kind {
+        GenKind::Arange { start, step } => Kind::Arange(pb::Arange { start, step }),
+        GenKind::Linspace {
+            start,
+            stop,
+            num,
+            endpoint,
+        } => Kind::Linspace(pb::Linspace {
+            start,
+            stop,
+            num,
+            endpoint,
+        }),
+        GenKind::Uniform {
+            seed,
+            stream,
+            low,
+            high,
+        } => Kind::Uniform(pb::Random {
+            seed,
+            stream,
+            a: low,
+            b: high,
+        }),
+        GenKind::Normal {
+            seed,
+            stream,
+            mean,
+            std,
+        } => Kind::Normal(pb::Random {
+            seed,
+            stream,
+            a: mean,
+            b: std,
+        }),
+    };
+    pb::Gen {
+        kind: Some(kind),
+        base,
+        strides: strides.to_vec(),
+    }
+}
+
+fn gen_from(g: pb::Gen) -> Result<Instr, Error> {
+    use pb::r#gen::Kind;
+    let kind = match g
+        .kind
+        .ok_or_else(|| malformed("generator without a kind"))?
+    {
+        Kind::Arange(a) => GenKind::Arange {
+            start: a.start,
+            step: a.step,
+        },
+        Kind::Linspace(l) => GenKind::Linspace {
+            start: l.start,
+            stop: l.stop,
+            num: l.num,
+            endpoint: l.endpoint,
+        },
+        Kind::Uniform(r) => GenKind::Uniform {
+            seed: r.seed,
+            stream: r.stream,
+            low: r.a,
+            high: r.b,
+        },
+        Kind::Normal(r) => GenKind::Normal {
+            seed: r.seed,
+            stream: r.stream,
+            mean: r.a,
+            std: r.b,
+        },
+    };
+    Ok(Instr::Gen {
+        kind,
+        base: g.base,
+        strides: g.strides,
+    })
+}
+
+pub fn program_to(p: &Program) -> pb::Program {
+    use pb::instr::Op;
+    let instrs = p
+        .instrs
+        .iter()
+        .zip(&p.dtypes)
+        .map(|(ins, &dt)| {
+            let op = match ins {
+                Instr::Load { input } => Op::Load(*input),
+                Instr::Const(v) => Op::Constant(value_to(*v)),
+                Instr::Gen {
+                    kind,
+                    base,
+                    strides,
+                } => Op::Gen(gen_to(kind, *base, strides)),
+                Instr::Unary(u, a) => {
+                    let (op, power) = unary_to(*u);
+                    Op::Unary(pb::Unary { op, power, a: *a })
+                }
+                Instr::Binary(b, x, y) => Op::Binary(pb::Binary {
+                    op: b.symbol().into(),
+                    a: *x,
+                    b: *y,
+                }),
+                Instr::Where(c, a, b) => Op::Where(pb::Where {
+                    c: *c,
+                    a: *a,
+                    b: *b,
+                }),
+                Instr::Cast(t, a) => Op::Cast(pb::Cast {
+                    to: dtype_to(*t) as i32,
+                    a: *a,
+                }),
+            };
+            pb::Instr {
+                dtype: dtype_to(dt) as i32,
+                op: Some(op),
+            }
+        })
+        .collect();
+    pb::Program {
+        instrs,
+        inputs: p
+            .inputs
+            .iter()
+            .map(|s| pb::InputSpec {
+                dtype: dtype_to(s.dtype) as i32,
+                shape: u64s(&s.shape),
+            })
+            .collect(),
+        out_shape: u64s(&p.out_shape),
+        root: p.root,
+    }
+}
+
+/// Decodes and validates a kernel program.
+pub fn program_from(p: Option<pb::Program>) -> Result<Program, Error> {
+    use pb::instr::Op;
+    let p = p.ok_or_else(|| malformed("missing program"))?;
+    let mut instrs = Vec::with_capacity(p.instrs.len());
+    let mut dtypes = Vec::with_capacity(p.instrs.len());
+    for ins in p.instrs {
+        dtypes.push(dtype_from(ins.dtype)?);
+        instrs.push(
+            match ins
+                .op
+                .ok_or_else(|| malformed("instruction without an op"))?
+            {
+                Op::Load(i) => Instr::Load { input: i },
+                Op::Constant(v) => Instr::Const(value_from(Some(v))?),
+                Op::Gen(g) => gen_from(g)?,
+                Op::Unary(u) => Instr::Unary(unary_from(&u.op, u.power)?, u.a),
+                Op::Binary(b) => Instr::Binary(binary_from(&b.op)?, b.a, b.b),
+                Op::Where(w) => Instr::Where(w.c, w.a, w.b),
+                Op::Cast(c) => Instr::Cast(dtype_from(c.to)?, c.a),
+            },
+        );
+    }
+    let program = Program {
+        instrs,
+        dtypes,
+        inputs: p
+            .inputs
+            .into_iter()
+            .map(|s| {
+                Ok(InputSpec {
+                    dtype: dtype_from(s.dtype)?,
+                    shape: dims(&s.shape)?,
+                })
+            })
+            .collect::<Result<_, Error>>()?,
+        out_shape: dims(&p.out_shape)?,
+        root: p.root,
+    };
+    program.validate()?;
+    Ok(program)
+}
+
+fn reduce_to(s: &ReduceSpec) -> pb::ReduceSpec {
+    let (op, ddof) = match s.op {
+        ReduceOp::Sum => ("sum", 0),
+        ReduceOp::Prod => ("prod", 0),
+        ReduceOp::Mean => ("mean", 0),
+        ReduceOp::Min => ("min", 0),
+        ReduceOp::Max => ("max", 0),
+        ReduceOp::Var(d) => ("var", d),
+        ReduceOp::Std(d) => ("std", d),
+        ReduceOp::Any => ("any", 0),
+        ReduceOp::All => ("all", 0),
+    };
+    pb::ReduceSpec {
+        op: op.into(),
+        ddof,
+        axes: s.axes.iter().map(|&a| a as u32).collect(),
+        keepdims: s.keepdims,
+        split_every: s.split_every as u32,
+    }
+}
+
+fn reduce_from(s: Option<pb::ReduceSpec>) -> Result<ReduceSpec, Error> {
+    let s = s.ok_or_else(|| malformed("missing reduction"))?;
+    let op = match s.op.as_str() {
+        "sum" => ReduceOp::Sum,
+        "prod" => ReduceOp::Prod,
+        "mean" => ReduceOp::Mean,
+        "min" => ReduceOp::Min,
+        "max" => ReduceOp::Max,
+        "var" => ReduceOp::Var(s.ddof),
+        "std" => ReduceOp::Std(s.ddof),
+        "any" => ReduceOp::Any,
+        "all" => ReduceOp::All,
+        other => return Err(malformed(format!("unknown reduction {other:?}"))),
+    };
+    Ok(ReduceSpec {
+        op,
+        axes: s.axes.iter().map(|&a| a as usize).collect(),
+        keepdims: s.keepdims,
+        split_every: s.split_every as usize,
+    })
+}
+
+fn finalize_to(f: &Option<Finalize>) -> Option<pb::Finalize> {
+    f.as_ref().map(|f| pb::Finalize {
+        dtype: dtype_to(f.dtype) as i32,
+        epilogue: f.epilogue.as_ref().map(|e| program_to(&e.program)),
+    })
+}
+
+fn finalize_from(f: Option<pb::Finalize>) -> Result<Option<Finalize>, Error> {
+    f.map(|f| {
+        Ok(Finalize {
+            dtype: dtype_from(f.dtype)?,
+            epilogue: match f.epilogue {
+                Some(p) => Some(Arc::new(Executable::new(program_from(Some(p))?))),
+                None => None,
+            },
+        })
+    })
+    .transpose()
+}
+
+fn host_to(h: &HostArray) -> pb::HostArray {
+    let mut data = Vec::with_capacity(h.data.nbytes());
+    match &h.data {
+        Buffer::Bool(v) => data.extend(v.iter().map(|&b| b as u8)),
+        Buffer::I32(v) => v
+            .iter()
+            .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+        Buffer::I64(v) => v
+            .iter()
+            .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+        Buffer::F32(v) => v
+            .iter()
+            .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+        Buffer::F64(v) => v
+            .iter()
+            .for_each(|x| data.extend_from_slice(&x.to_le_bytes())),
+        Buffer::C128(v) => v.iter().for_each(|z| {
+            data.extend_from_slice(&z.re.to_le_bytes());
+            data.extend_from_slice(&z.im.to_le_bytes());
+        }),
+    }
+    pb::HostArray {
+        dtype: dtype_to(h.data.dtype()) as i32,
+        shape: u64s(&h.shape),
+        data,
+    }
+}
+
+fn host_from(h: pb::HostArray) -> Result<HostArray, Error> {
+    let dtype = dtype_from(h.dtype)?;
+    let shape = dims(&h.shape)?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| malformed("source too large"))?;
+    if h.data.len() != n * dtype.size() {
+        return Err(malformed(format!(
+            "source holds {} bytes, {n} {dtype} elements need {}",
+            h.data.len(),
+            n * dtype.size()
+        )));
+    }
+    let d = &h.data;
+    let f8 = |k: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[k * 8..k * 8 + 8]);
+        b
+    };
+    let f4 = |k: usize| {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&d[k * 4..k * 4 + 4]);
+        b
+    };
+    let data = match dtype {
+        DType::Bool => Buffer::Bool(d.iter().map(|&b| b != 0).collect()),
+        DType::I32 => Buffer::I32((0..n).map(|k| i32::from_le_bytes(f4(k))).collect()),
+        DType::I64 => Buffer::I64((0..n).map(|k| i64::from_le_bytes(f8(k))).collect()),
+        DType::F32 => Buffer::F32((0..n).map(|k| f32::from_le_bytes(f4(k))).collect()),
+        DType::F64 => Buffer::F64((0..n).map(|k| f64::from_le_bytes(f8(k))).collect()),
+        DType::C128 => Buffer::C128(
+            (0..n)
+                .map(|k| {
+                    Complex64::new(
+                        f64::from_le_bytes(f8(2 * k)),
+                        f64::from_le_bytes(f8(2 * k + 1)),
+                    )
+                })
+                .collect(),
+        ),
+    };
+    Ok(HostArray { shape, data })
+}
+
+fn remap_to(m: &Remap) -> pb::Remap {
+    pb::Remap {
+        axes: m
+            .axes
+            .iter()
+            .map(|a| pb::InAxis {
+                base: a.base,
+                src_axis: a.src.map(|(j, _)| j as u32),
+                coef: a.src.map(|(_, c)| c).unwrap_or(0),
+            })
+            .collect(),
+    }
+}
+
+fn remap_from(m: pb::Remap) -> Remap {
+    Remap {
+        axes: m
+            .axes
+            .into_iter()
+            .map(|a| InAxis {
+                base: a.base,
+                src: a.src_axis.map(|j| (j as usize, a.coef)),
+            })
+            .collect(),
+    }
+}
+
+pub fn plan_to(plan: &Plan) -> pb::Plan {
+    use pb::stage::Kind;
+    let stages = plan
+        .stages
+        .iter()
+        .map(|s| {
+            let kind = match &s.kind {
+                StageKind::Source(h) => Kind::Source(host_to(h)),
+                StageKind::Map(exe) => Kind::Map(program_to(&exe.program)),
+                StageKind::Partial {
+                    exe,
+                    spec,
+                    finalize,
+                    region,
+                } => Kind::Partial(pb::Partial {
+                    program: Some(program_to(&exe.program)),
+                    spec: Some(reduce_to(spec)),
+                    finalize: finalize_to(finalize),
+                    region: Some(meta_to(region)),
+                }),
+                StageKind::Combine {
+                    spec,
+                    fan_in,
+                    finalize,
+                } => Kind::Combine(pb::Combine {
+                    spec: Some(reduce_to(spec)),
+                    fan_in: u64s(fan_in),
+                    finalize: finalize_to(finalize),
+                }),
+                StageKind::Remap(m) => Kind::Remap(remap_to(m)),
+                StageKind::Concat { axis } => Kind::ConcatAxis(*axis as u32),
+                StageKind::Reshape => Kind::Reshape(true),
+            };
+            pb::Stage {
+                meta: Some(meta_to(&s.meta)),
+                inputs: s.inputs.iter().map(|i| i.0).collect(),
+                label: s.label.clone(),
+                kind: Some(kind),
+            }
+        })
+        .collect();
+    pb::Plan {
+        stages,
+        outputs: plan.outputs.iter().map(|o| o.0).collect(),
+    }
+}
+
+/// Decodes a plan and checks it completely ([`Plan::validate`]).
+pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
+    use pb::stage::Kind;
+    let mut stages = Vec::with_capacity(p.stages.len());
+    for s in p.stages {
+        let kind = match s.kind.ok_or_else(|| malformed("stage without a kind"))? {
+            Kind::Source(h) => StageKind::Source(Arc::new(host_from(h)?)),
+            Kind::Map(prog) => StageKind::Map(Arc::new(Executable::new(program_from(Some(prog))?))),
+            Kind::Partial(pt) => StageKind::Partial {
+                exe: Arc::new(Executable::new(program_from(pt.program)?)),
+                spec: reduce_from(pt.spec)?,
+                finalize: finalize_from(pt.finalize)?,
+                region: meta_from(pt.region)?,
+            },
+            Kind::Combine(c) => StageKind::Combine {
+                spec: reduce_from(c.spec)?,
+                fan_in: dims(&c.fan_in)?,
+                finalize: finalize_from(c.finalize)?,
+            },
+            Kind::Remap(m) => StageKind::Remap(remap_from(m)),
+            Kind::ConcatAxis(a) => StageKind::Concat { axis: a as usize },
+            Kind::Reshape(_) => StageKind::Reshape,
+        };
+        stages.push(Stage {
+            kind,
+            inputs: s.inputs.into_iter().map(StageId).collect(),
+            meta: meta_from(s.meta)?,
+            nodes: Vec::new(),
+            label: s.label,
+        });
+    }
+    let plan = Plan {
+        stages,
+        outputs: p.outputs.into_iter().map(StageId).collect(),
+    };
+    plan.validate()?;
+    Ok(plan)
+}

@@ -1,0 +1,128 @@
+//! Plans survive the wire unchanged, stay small whatever their chunk count,
+//! and corrupted bytes decode into an error or a plan that runs without panicking.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use accel::{Array, DType, arange};
+use accel_core::exec::run_task;
+use accel_core::plan::{ChunkKey, Plan, StageId};
+use accel_core::{Chunk, Result};
+use accel_proto::convert::{plan_from, plan_to};
+use accel_proto::{PROTOCOL_VERSION, check_version, pb};
+use prost::Message;
+
+fn plan(a: &Array) -> Plan {
+    a.plan().unwrap().plan
+}
+
+/// Every chunk of every output, running the plan stage by stage.
+fn execute(p: &Plan) -> Result<Vec<Arc<Chunk>>> {
+    let mut done: HashMap<ChunkKey, Arc<Chunk>> = HashMap::new();
+    for (s, stage) in p.stages.iter().enumerate() {
+        for c in 0..stage.task_count() {
+            let key = ChunkKey {
+                stage: StageId(s as u32),
+                chunk: c as u32,
+            };
+            let args: Vec<Arc<Chunk>> =
+                p.task_inputs(key).iter().map(|k| done[k].clone()).collect();
+            done.insert(key, run_task(p, key, &args)?);
+        }
+    }
+    let mut out = Vec::new();
+    for o in &p.outputs {
+        for c in 0..p.stage(*o).task_count() {
+            out.push(
+                done[&ChunkKey {
+                    stage: *o,
+                    chunk: c as u32,
+                }]
+                    .clone(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn plans_round_trip_through_bytes() {
+    for a in accel_examples::samples::arrays() {
+        let original = plan(&a);
+        let bytes = plan_to(&original).encode_to_vec();
+        let decoded = plan_from(pb::Plan::decode(bytes.as_slice()).unwrap()).unwrap();
+        assert_eq!(
+            plan_to(&decoded).encode_to_vec(),
+            bytes,
+            "re-encoding differs"
+        );
+        assert_eq!(execute(&decoded).unwrap(), execute(&original).unwrap());
+    }
+}
+
+#[test]
+fn submission_size_does_not_grow_with_the_chunk_count() {
+    let size = |chunk: usize| {
+        let x = arange(1_000_000, chunk).astype(DType::F64);
+        plan_to(&plan(&(x.powi(2) + 1.0).sqrt().sum()))
+            .encode_to_vec()
+            .len()
+    };
+    let (few, many) = (size(100_000), size(10));
+    // Only the combine tree's depth (logarithmic) adds stages: 1e5 chunks fit in 1 KiB.
+    assert!(
+        few < 1024 && many < 1024,
+        "10 chunks: {few} bytes, 100000 chunks: {many} bytes"
+    );
+}
+
+#[test]
+fn corrupted_bytes_never_panic() {
+    let samples: Vec<Vec<u8>> = accel_examples::samples::arrays()
+        .iter()
+        .map(|a| plan_to(&plan(a)).encode_to_vec())
+        .collect();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut accepted = 0;
+    for round in 0..3000 {
+        let mut bytes = samples[round % samples.len()].clone();
+        for _ in 0..1 + next() % 3 {
+            let i = (next() as usize) % bytes.len();
+            bytes[i] ^= 1 << (next() % 8);
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let Ok(msg) = pb::Plan::decode(bytes.as_slice()) else {
+                return false;
+            };
+            let Ok(p) = plan_from(msg) else { return false };
+            // A plan that validates must run to results or errors.
+            let _ = execute(&p);
+            true
+        }));
+        match outcome {
+            Ok(ok) => accepted += ok as usize,
+            Err(_) => panic!("round {round}: decoding or running a corrupted plan panicked"),
+        }
+    }
+    assert!(accepted < 3000, "corruption was never detected");
+}
+
+#[test]
+fn other_protocol_versions_are_refused_by_name() {
+    assert!(check_version(PROTOCOL_VERSION).is_ok());
+    let err = check_version(PROTOCOL_VERSION + 1).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("{}", PROTOCOL_VERSION + 1))
+            && err.contains(&format!("{PROTOCOL_VERSION}")),
+        "{err}"
+    );
+}
