@@ -11,7 +11,7 @@ use accel_core::op::{
     BinaryOp, GenKind, HostArray, InAxis, Meta, ReduceOp, ReduceSpec, Remap, UnaryOp,
 };
 use accel_core::plan::{Finalize, Plan, Stage, StageId, StageKind};
-use accel_core::{Buffer, Chunks};
+use accel_core::{Buffer, Chunk, ChunkKey, Chunks};
 use num_complex::Complex64;
 
 use crate::{Error, pb};
@@ -456,9 +456,10 @@ fn finalize_from(f: Option<pb::Finalize>) -> Result<Option<Finalize>, Error> {
     .transpose()
 }
 
-fn host_to(h: &HostArray) -> pb::HostArray {
-    let mut data = Vec::with_capacity(h.data.nbytes());
-    match &h.data {
+/// Little-endian element bytes of a buffer.
+pub fn buffer_bytes(buf: &Buffer) -> Vec<u8> {
+    let mut data = Vec::with_capacity(buf.nbytes());
+    match buf {
         Buffer::Bool(v) => data.extend(v.iter().map(|&b| b as u8)),
         Buffer::I32(v) => v
             .iter()
@@ -477,10 +478,14 @@ fn host_to(h: &HostArray) -> pb::HostArray {
             data.extend_from_slice(&z.im.to_le_bytes());
         }),
     }
+    data
+}
+
+fn host_to(h: &HostArray) -> pb::HostArray {
     pb::HostArray {
         dtype: dtype_to(h.data.dtype()) as i32,
         shape: u64s(&h.shape),
-        data,
+        data: buffer_bytes(&h.data),
     }
 }
 
@@ -491,14 +496,20 @@ fn host_from(h: pb::HostArray) -> Result<HostArray, Error> {
         .iter()
         .try_fold(1usize, |a, &b| a.checked_mul(b))
         .ok_or_else(|| malformed("source too large"))?;
-    if h.data.len() != n * dtype.size() {
+    Ok(HostArray {
+        data: buffer_from_bytes(dtype, n, &h.data)?,
+        shape,
+    })
+}
+
+/// A buffer of `n` elements of `dtype` from little-endian bytes.
+pub fn buffer_from_bytes(dtype: DType, n: usize, d: &[u8]) -> Result<Buffer, Error> {
+    if Some(d.len()) != n.checked_mul(dtype.size()) {
         return Err(malformed(format!(
-            "source holds {} bytes, {n} {dtype} elements need {}",
-            h.data.len(),
-            n * dtype.size()
+            "{} bytes cannot hold {n} {dtype} elements",
+            d.len()
         )));
     }
-    let d = &h.data;
     let f8 = |k: usize| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&d[k * 8..k * 8 + 8]);
@@ -526,7 +537,7 @@ fn host_from(h: pb::HostArray) -> Result<HostArray, Error> {
                 .collect(),
         ),
     };
-    Ok(HostArray { shape, data })
+    Ok(data)
 }
 
 fn remap_to(m: &Remap) -> pb::Remap {
@@ -640,4 +651,63 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
     };
     plan.validate()?;
     Ok(plan)
+}
+
+/// Wire id of a task (job and chunk).
+pub fn task_to(job: u64, key: ChunkKey) -> pb::TaskId {
+    pb::TaskId {
+        job,
+        stage: key.stage.0,
+        chunk: key.chunk,
+    }
+}
+
+pub fn task_from(t: Option<&pb::TaskId>) -> Result<(u64, ChunkKey), Error> {
+    let t = t.ok_or_else(|| malformed("missing task id"))?;
+    Ok((
+        t.job,
+        ChunkKey {
+            stage: StageId(t.stage),
+            chunk: t.chunk,
+        },
+    ))
+}
+
+/// Header and element bytes of a chunk (all its columns, one after another).
+pub fn chunk_to(c: &Chunk) -> (pb::ChunkHeader, Vec<u8>) {
+    let mut data = Vec::with_capacity(c.nbytes());
+    for col in &c.cols {
+        data.extend(buffer_bytes(col));
+    }
+    let header = pb::ChunkHeader {
+        shape: u64s(&c.shape),
+        cols: c.cols.iter().map(|b| dtype_to(b.dtype()) as i32).collect(),
+        total_bytes: data.len() as u64,
+    };
+    (header, data)
+}
+
+pub fn chunk_from(h: &pb::ChunkHeader, data: &[u8]) -> Result<Chunk, Error> {
+    let shape = dims(&h.shape)?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .ok_or_else(|| malformed("chunk too large"))?;
+    let mut cols = Vec::with_capacity(h.cols.len());
+    let mut at = 0usize;
+    for &d in &h.cols {
+        let dtype = dtype_from(d)?;
+        let len = n
+            .checked_mul(dtype.size())
+            .ok_or_else(|| malformed("chunk too large"))?;
+        let bytes = data
+            .get(at..at + len)
+            .ok_or_else(|| malformed("chunk data shorter than its header"))?;
+        cols.push(buffer_from_bytes(dtype, n, bytes)?);
+        at += len;
+    }
+    if at != data.len() || cols.is_empty() {
+        return Err(malformed("chunk data does not match its header"));
+    }
+    Ok(Chunk { shape, cols })
 }
