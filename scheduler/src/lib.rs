@@ -6,5 +6,6 @@
 //! reads no clock, so it is driven the same way by a network adapter and by tests.
 
 pub mod core;
+pub mod server;
 
 pub use crate::core::{Assignment, ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};

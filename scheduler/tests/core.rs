@@ -44,7 +44,7 @@ impl Sim {
         }])
     }
 
-    fn submit(&mut self, job: u64, client: u32, plan: Arc<Plan>) -> Vec<Command> {
+    fn submit(&mut self, job: u64, client: u64, plan: Arc<Plan>) -> Vec<Command> {
         self.step([Event::JobSubmitted {
             job: JobId(job),
             client: ClientId(client),

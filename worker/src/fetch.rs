@@ -1,0 +1,153 @@
+//! Chunks between processes: the Worker service streams them in frames, and
+//! `Peers` fetches them from other workers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use accel_core::{Chunk, ChunkKey};
+use accel_proto::PROTOCOL_VERSION;
+use accel_proto::convert::{chunk_from, chunk_to, task_from, task_to};
+use accel_proto::pb;
+use accel_proto::pb::worker_client::WorkerClient;
+use accel_proto::pb::worker_server::Worker;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::store::Store;
+
+/// Bytes per frame: well under gRPC's 4 MiB default message limit.
+pub const FRAME: usize = 1 << 20;
+
+pub struct Service {
+    pub store: Arc<Store>,
+}
+
+#[tonic::async_trait]
+impl Worker for Service {
+    type FetchStream = ReceiverStream<Result<pb::ChunkFrame, Status>>;
+
+    async fn fetch(
+        &self,
+        req: Request<pb::FetchRequest>,
+    ) -> Result<Response<Self::FetchStream>, Status> {
+        let req = req.into_inner();
+        let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
+        accel_proto::check_version(theirs)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let (job, key) =
+            task_from(req.chunk.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let chunk = self.store.get(job, key).ok_or_else(|| {
+            Status::not_found(format!(
+                "chunk {} of stage {} of job {job} is not here",
+                key.chunk, key.stage.0
+            ))
+        })?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let (header, data) = chunk_to(&chunk);
+            let mut header = Some(header);
+            let mut frames = data.chunks(FRAME).peekable();
+            if frames.peek().is_none() {
+                let _ = tx
+                    .send(Ok(pb::ChunkFrame {
+                        header: header.take(),
+                        data: Vec::new(),
+                    }))
+                    .await;
+            }
+            for f in frames {
+                if tx
+                    .send(Ok(pb::ChunkFrame {
+                        header: header.take(),
+                        data: f.to_vec(),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Connections to other workers, opened on first use.
+#[derive(Default)]
+pub struct Peers {
+    clients: Mutex<HashMap<String, WorkerClient<Channel>>>,
+}
+
+impl Peers {
+    async fn client(&self, address: &str) -> Result<WorkerClient<Channel>, String> {
+        if let Some(c) = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(address)
+        {
+            return Ok(c.clone());
+        }
+        let channel = tonic::transport::Endpoint::from_shared(address.to_string())
+            .map_err(|e| format!("bad peer address {address}: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .connect()
+            .await
+            .map_err(|e| format!("cannot reach peer {address}: {e}"))?;
+        let c = WorkerClient::new(channel);
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Fetches one chunk from the worker at `address`.
+    pub async fn fetch(
+        &self,
+        address: &str,
+        job: u64,
+        key: ChunkKey,
+    ) -> Result<Arc<Chunk>, String> {
+        fetch_chunk(self.client(address).await?, job, key)
+            .await
+            .map(Arc::new)
+    }
+}
+
+/// Streams a chunk from a worker and reassembles it.
+pub async fn fetch_chunk(
+    mut client: WorkerClient<Channel>,
+    job: u64,
+    key: ChunkKey,
+) -> Result<Chunk, String> {
+    let req = pb::FetchRequest {
+        hello: Some(pb::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            peer: String::new(),
+        }),
+        chunk: Some(task_to(job, key)),
+    };
+    let mut stream = client
+        .fetch(req)
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    let mut header = None;
+    let mut data = Vec::new();
+    while let Some(frame) = stream
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+    {
+        if let Some(h) = frame.header {
+            data.reserve(h.total_bytes.min(1 << 34) as usize);
+            header = Some(h);
+        }
+        data.extend_from_slice(&frame.data);
+    }
+    let header = header.ok_or("chunk stream without a header")?;
+    chunk_from(&header, &data).map_err(|e| e.to_string())
+}
