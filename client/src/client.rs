@@ -18,10 +18,10 @@ use crate::expr::Array;
 use crate::lower::to_graph;
 
 /// Runs array expressions. `Client::local()` runs them in this process on all
-/// cores, with no set-up.
+/// cores, with no set-up; `Client::connect(url)` runs them on a cluster.
 #[derive(Clone, Debug, Default)]
 pub struct Client {
-    _private: (),
+    remote: Option<Arc<crate::remote::Remote>>,
 }
 
 /// An expression prepared for running: the graph as built, after
@@ -141,6 +141,22 @@ impl Client {
         Client::default()
     }
 
+    /// A client of the scheduler at `url` (`http://host:port`); an unreachable
+    /// scheduler is an error within a few seconds, naming the address.
+    pub fn connect(url: &str) -> Result<Client> {
+        Ok(Client {
+            remote: Some(Arc::new(crate::remote::Remote::connect(url)?)),
+        })
+    }
+
+    /// Where this client runs plans: `local` or the scheduler's address.
+    pub fn describe(&self) -> String {
+        match &self.remote {
+            Some(r) => r.address().to_string(),
+            None => "local".into(),
+        }
+    }
+
     /// Builds, optimizes and lowers the expressions without running them.
     pub fn plan(&self, arrays: &[&Array]) -> Result<Planned> {
         let t = Instant::now();
@@ -158,6 +174,15 @@ impl Client {
     /// Computes several arrays in one run (shared work is done once).
     pub fn run(&self, arrays: &[&Array]) -> Result<Run> {
         let planned = self.plan(arrays)?;
+        if let Some(remote) = &self.remote {
+            let (outputs, stats) = remote.run(&planned.plan)?;
+            let outputs = outputs
+                .into_iter()
+                .zip(&planned.plan.outputs)
+                .map(|(buf, s)| DynArray::from_buffer(&planned.plan.stage(*s).meta.shape, buf))
+                .collect::<Result<_>>()?;
+            return Ok(Run { outputs, stats, planned });
+        }
         let plan = &planned.plan;
         // Terminal map stages are written in place into the result, each task
         // into its own rows; every other output is pasted chunk by chunk.
@@ -251,7 +276,7 @@ impl Client {
 }
 
 /// Copies `chunk` into the row-major `dst` of `shape` at `origin`.
-fn paste(
+pub(crate) fn paste(
     dst: &mut Buffer,
     shape: &[usize],
     origin: &[usize],

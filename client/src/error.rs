@@ -19,6 +19,10 @@ pub enum Error {
     },
     #[error("invalid argument: {0}")]
     Invalid(String),
+    #[error("cannot reach the scheduler at {address}: {message}")]
+    Unreachable { address: String, message: String },
+    #[error("scheduler at {address}: {message}")]
+    Remote { address: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

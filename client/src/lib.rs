@@ -20,6 +20,7 @@ mod expr;
 mod lower;
 mod operand;
 mod reduce;
+mod remote;
 mod structure;
 
 pub use accel_core::op::ReduceOp;

@@ -17,6 +17,8 @@ pub struct Args {
     pub size: Size,
     /// Where pictures and DOT files go.
     pub out: PathBuf,
+    /// Where arrays are computed: embedded, or the cluster of `--scheduler URL`.
+    pub client: accel::Client,
 }
 
 impl Args {
@@ -29,6 +31,7 @@ impl Args {
         let mut out = Args {
             size: Size::Bench,
             out: PathBuf::from("out"),
+            client: accel::Client::local(),
         };
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -41,6 +44,10 @@ impl Args {
                     }
                 }
                 "--out" => out.out = PathBuf::from(it.next().context("--out needs a directory")?),
+                "--scheduler" => {
+                    let url = it.next().context("--scheduler needs a URL such as http://127.0.0.1:8786")?;
+                    out.client = accel::Client::connect(&url)?;
+                }
                 "-h" | "--help" => {
                     println!(
                         "options: --size small|bench (default bench), --out DIR (default out)"

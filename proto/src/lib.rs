@@ -13,6 +13,10 @@ pub mod pb {
 /// Checked at every connection; peers of another version are refused.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Largest message any accel process sends or accepts. Plans carry their source
+/// data, so a submission above this is refused before it is sent.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
 /// Wire data that does not decode into a valid core value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {

@@ -15,7 +15,7 @@ use accel_proto::{PROTOCOL_VERSION, check_version};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::core::{ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};
@@ -33,7 +33,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             heartbeat_timeout: Duration::from_secs(10),
-            max_message_bytes: 256 << 20,
+            max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -153,6 +153,7 @@ impl Scheduler for Service {
                 let _ = inputs.send(Input::Heartbeat(worker));
                 match msg.msg {
                     Some(worker_message::Msg::Finished(batch)) => {
+                        tracing::debug!(worker = worker.0, tasks = batch.tasks.len(), "finished");
                         for f in batch.tasks {
                             if let Ok((job, key)) = task_from(f.task.as_ref()) {
                                 let task = TaskRef {
@@ -255,6 +256,7 @@ impl Router {
                             })
                             .collect(),
                     };
+                    tracing::debug!(worker = worker.0, tasks = batch.tasks.len(), "assign");
                     ok &= self.send_worker(worker, scheduler_message::Msg::Assign(batch));
                     if !ok {
                         events.push(Event::WorkerLost { worker });
@@ -267,6 +269,7 @@ impl Router {
                     self.send_worker(worker, scheduler_message::Msg::Release(batch));
                 }
                 Command::JobDone { job, outputs, .. } => {
+                    tracing::debug!(job = job.0, "job done");
                     let done = pb::JobDone {
                         outputs: outputs
                             .into_iter()
@@ -425,6 +428,6 @@ pub async fn serve(
                 .max_decoding_message_size(config.max_message_bytes)
                 .max_encoding_message_size(config.max_message_bytes),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await
 }

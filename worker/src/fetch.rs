@@ -93,6 +93,7 @@ impl Peers {
         let channel = tonic::transport::Endpoint::from_shared(address.to_string())
             .map_err(|e| format!("bad peer address {address}: {e}"))?
             .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
             .connect()
             .await
             .map_err(|e| format!("cannot reach peer {address}: {e}"))?;

@@ -18,7 +18,7 @@ use accel_proto::pb::scheduler_client::SchedulerClient;
 use accel_proto::pb::worker_server::WorkerServer;
 use accel_proto::pb::{self, scheduler_message, worker_message};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 pub use store::Store;
 
@@ -69,7 +69,7 @@ pub async fn run(
             .add_service(WorkerServer::new(fetch::Service {
                 store: server_store,
             }))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async {
                 let _ = stop_rx.await;
             })
             .await
@@ -80,12 +80,15 @@ pub async fn run(
             address: config.scheduler.clone(),
             message: e.to_string(),
         })?
-        .connect_timeout(Duration::from_secs(3));
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true);
     let channel = endpoint.connect().await.map_err(|e| Error::Unreachable {
         address: config.scheduler.clone(),
         message: e.to_string(),
     })?;
-    let mut client = SchedulerClient::new(channel).max_decoding_message_size(256 << 20);
+    let mut client = SchedulerClient::new(channel)
+        .max_decoding_message_size(accel_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(accel_proto::MAX_MESSAGE_BYTES);
     let (out_tx, out_rx) = mpsc::channel::<pb::WorkerMessage>(1024);
     let register = pb::WorkerMessage {
         msg: Some(worker_message::Msg::Register(pb::Register {
@@ -157,6 +160,7 @@ pub async fn run(
                     None => tracing::error!(job = p.job, "plan message without a plan"),
                 },
                 Some(scheduler_message::Msg::Assign(batch)) => {
+                    tracing::debug!(tasks = batch.tasks.len(), "assigned");
                     for a in batch.tasks {
                         let (store, peers, pool, done) =
                             (store.clone(), peers.clone(), pool.clone(), done_tx.clone());
@@ -223,6 +227,7 @@ async fn report(
                 worker_message::Msg::Finished(pb::FinishedBatch { tasks: finished }),
             );
         }
+        tracing::debug!(messages = others.len(), "reporting");
         for m in others {
             if tx.send(pb::WorkerMessage { msg: Some(m) }).await.is_err() {
                 return;

@@ -1,6 +1,6 @@
 //! `b**2 - 4*a*c` with a, b, c uniform (seed 003).
 
-use accel::{Client, Rng};
+use accel::Rng;
 
 use crate::report::{max_rel_err, time_best};
 use crate::{Args, Report};
@@ -13,8 +13,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let c = rng.random(&[n], chunk);
     let d = b.powi(2) - 4.0 * &a * &c;
     let planned = d.plan()?;
-    let (time, got) = time_best(3, || Ok(d.compute::<f64>()?))?;
-    let inputs = Client::local().run(&[&a, &b, &c])?;
+    let (time, got) = time_best(3, || Ok(args.client.compute::<f64>(&d)?))?;
+    let inputs = args.client.run(&[&a, &b, &c])?;
     let v: Vec<_> = inputs
         .outputs
         .into_iter()

@@ -17,14 +17,14 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let (n, chunk) = args.pick((1_000_000, 100_000), (1_000_000_000, 10_000_000));
     let pi = build(n, chunk, 2);
     let planned = pi.plan()?;
-    let (time, got) = time_best(3, || Ok(pi.compute::<f64>()?))?;
+    let (time, got) = time_best(3, || Ok(args.client.compute::<f64>(&pi)?))?;
     let value = got[[]];
     let p = std::f64::consts::PI / 4.0;
     let sigma = 4.0 * (p * (1.0 - p) / n as f64).sqrt();
     let dev = (value - std::f64::consts::PI).abs() / sigma;
     anyhow::ensure!(dev < 4.0, "pi = {value} is {dev:.1} sigma from π");
     // Counter-based random numbers: another chunking gives the very same value.
-    let other = build(n, chunk / 4 + 7, 2).compute::<f64>()?[[]];
+    let other = args.client.compute::<f64>(&build(n, chunk / 4 + 7, 2))?[[]];
     anyhow::ensure!(
         other == value,
         "pi depends on the chunking: {value} vs {other}"
