@@ -181,7 +181,11 @@ impl Client {
                 .zip(&planned.plan.outputs)
                 .map(|(buf, s)| DynArray::from_buffer(&planned.plan.stage(*s).meta.shape, buf))
                 .collect::<Result<_>>()?;
-            return Ok(Run { outputs, stats, planned });
+            return Ok(Run {
+                outputs,
+                stats,
+                planned,
+            });
         }
         let plan = &planned.plan;
         // Terminal map stages are written in place into the result, each task

@@ -42,7 +42,9 @@ impl Remote {
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true);
         let channel = runtime
-            .block_on(async { tokio::time::timeout(Duration::from_secs(5), endpoint.connect()).await })
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), endpoint.connect()).await
+            })
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         let scheduler = SchedulerClient::new(channel)
@@ -129,11 +131,14 @@ impl Remote {
             let peers = &peers;
             let fetched = futures::stream::iter(chunks.chunks)
                 .map(|loc| async move {
-                    let (job, key) = task_from(loc.task.as_ref()).map_err(|e| self.remote(e.to_string()))?;
-                    let chunk = peers
-                        .fetch(&loc.address, job, key)
-                        .await
-                        .map_err(|e| self.remote(format!("fetching chunk {} from worker {}: {e}", key.chunk, loc.worker)))?;
+                    let (job, key) =
+                        task_from(loc.task.as_ref()).map_err(|e| self.remote(e.to_string()))?;
+                    let chunk = peers.fetch(&loc.address, job, key).await.map_err(|e| {
+                        self.remote(format!(
+                            "fetching chunk {} from worker {}: {e}",
+                            key.chunk, loc.worker
+                        ))
+                    })?;
                     Ok::<(ChunkKey, _), Error>((key, chunk))
                 })
                 .buffer_unordered(PARALLEL_FETCHES);
@@ -147,7 +152,10 @@ impl Remote {
                 count += 1;
             }
             if count != meta.chunks.count() {
-                return Err(self.remote(format!("{count} of {} result chunks arrived", meta.chunks.count())));
+                return Err(self.remote(format!(
+                    "{count} of {} result chunks arrived",
+                    meta.chunks.count()
+                )));
             }
             results.push(buf);
         }

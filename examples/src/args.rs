@@ -45,7 +45,9 @@ impl Args {
                 }
                 "--out" => out.out = PathBuf::from(it.next().context("--out needs a directory")?),
                 "--scheduler" => {
-                    let url = it.next().context("--scheduler needs a URL such as http://127.0.0.1:8786")?;
+                    let url = it
+                        .next()
+                        .context("--scheduler needs a URL such as http://127.0.0.1:8786")?;
                     out.client = accel::Client::connect(&url)?;
                 }
                 "-h" | "--help" => {

@@ -69,9 +69,12 @@ pub async fn run(
             .add_service(WorkerServer::new(fetch::Service {
                 store: server_store,
             }))
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-                let _ = stop_rx.await;
-            })
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
             .await
     });
 
