@@ -73,6 +73,16 @@ pub struct Stage {
     pub nodes: Vec<NodeId>,
     /// Human-readable summary (op names fused into it).
     pub label: String,
+    /// Derived data, computed once on first use.
+    pub cache: StageCache,
+}
+
+/// Chunk start offsets, computed once per stage: per-task lookups must not
+/// cost time proportional to the number of chunks.
+#[derive(Clone, Debug, Default)]
+pub struct StageCache {
+    offsets: std::sync::OnceLock<Vec<Vec<usize>>>,
+    region_offsets: std::sync::OnceLock<Vec<Vec<usize>>>,
 }
 
 impl Stage {
@@ -90,6 +100,24 @@ impl Stage {
 
     pub fn task_count(&self) -> usize {
         self.meta.chunks.count()
+    }
+
+    /// Start offset of every chunk along each axis (plus the total at the end).
+    pub fn offsets(&self) -> &[Vec<usize>] {
+        self.cache
+            .offsets
+            .get_or_init(|| self.meta.chunks.offsets())
+    }
+
+    /// Offsets of a partial stage's iteration space (its own offsets otherwise).
+    pub fn region_offsets(&self) -> &[Vec<usize>] {
+        match &self.kind {
+            StageKind::Partial { region, .. } => self
+                .cache
+                .region_offsets
+                .get_or_init(|| region.chunks.offsets()),
+            _ => self.offsets(),
+        }
     }
 }
 
@@ -150,7 +178,7 @@ impl Plan {
             StageKind::Remap(map) => {
                 let inp = stage.inputs[0];
                 let in_stage = self.stage(inp);
-                let (lo, hi) = remap_chunk_box(map, &stage.meta, &idx, &in_stage.meta);
+                let (lo, hi) = remap_chunk_box(map, stage.offsets(), &idx, in_stage.offsets());
                 let in_grid = in_stage.meta.chunks.grid();
                 for_each_in_box(&lo, &hi, |c| {
                     out.push(ChunkKey {
@@ -182,8 +210,15 @@ impl Plan {
             }
             StageKind::Reshape => {
                 let inp = stage.inputs[0];
-                let in_meta = &self.stage(inp).meta;
-                let (lo, hi) = reshape_chunk_box(&stage.meta, &idx, in_meta);
+                let in_stage = self.stage(inp);
+                let in_meta = &in_stage.meta;
+                let (lo, hi) = reshape_chunk_box(
+                    &stage.meta,
+                    stage.offsets(),
+                    &idx,
+                    in_meta,
+                    in_stage.offsets(),
+                );
                 let in_grid = in_meta.chunks.grid();
                 for_each_in_box(&lo, &hi, |c| {
                     out.push(ChunkKey {
@@ -198,9 +233,9 @@ impl Plan {
 
     /// Global coordinate of the first element of chunk `chunk` of `stage`.
     pub fn chunk_origin(&self, key: ChunkKey) -> Vec<usize> {
-        let m = &self.stage(key.stage).meta;
-        let idx = grid_index(key.chunk as usize, &m.chunks.grid());
-        let offs = m.chunks.offsets();
+        let stage = self.stage(key.stage);
+        let idx = grid_index(key.chunk as usize, &stage.meta.chunks.grid());
+        let offs = stage.offsets();
         idx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect()
     }
 
@@ -286,12 +321,10 @@ pub fn chunk_of(offsets: &[usize], x: usize) -> usize {
 /// Box of input chunks touched by output chunk `idx` of a remap.
 fn remap_chunk_box(
     map: &Remap,
-    out: &Meta,
+    out_offs: &[Vec<usize>],
     idx: &[usize],
-    input: &Meta,
+    in_offs: &[Vec<usize>],
 ) -> (Vec<usize>, Vec<usize>) {
-    let out_offs = out.chunks.offsets();
-    let in_offs = input.chunks.offsets();
     let mut lo = Vec::with_capacity(map.axes.len());
     let mut hi = Vec::with_capacity(map.axes.len());
     for (d, ax) in map.axes.iter().enumerate() {
@@ -315,8 +348,13 @@ fn remap_chunk_box(
 }
 
 /// Box of input chunks that can hold the flat range of output chunk `idx` of a reshape.
-fn reshape_chunk_box(out: &Meta, idx: &[usize], input: &Meta) -> (Vec<usize>, Vec<usize>) {
-    let out_offs = out.chunks.offsets();
+fn reshape_chunk_box(
+    out: &Meta,
+    out_offs: &[Vec<usize>],
+    idx: &[usize],
+    input: &Meta,
+    in_offs: &[Vec<usize>],
+) -> (Vec<usize>, Vec<usize>) {
     let ostr = shape::strides(&out.shape);
     let first: usize = idx
         .iter()
@@ -338,7 +376,6 @@ fn reshape_chunk_box(out: &Meta, idx: &[usize], input: &Meta) -> (Vec<usize>, Ve
         c
     };
     let (a, b) = (unravel(first), unravel(last));
-    let in_offs = input.chunks.offsets();
     let nd = input.shape.len();
     let mut lo = vec![0; nd];
     let mut hi = vec![0; nd];

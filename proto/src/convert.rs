@@ -643,6 +643,7 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
             meta: meta_from(s.meta)?,
             nodes: Vec::new(),
             label: s.label,
+            cache: Default::default(),
         });
     }
     let plan = Plan {

@@ -27,6 +27,8 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// Largest message accepted (plans carry their source data).
     pub max_message_bytes: usize,
+    /// Tasks queued on each worker beyond two per thread.
+    pub queue_depth: usize,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
         Config {
             heartbeat_timeout: Duration::from_secs(10),
             max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
+            queue_depth: 64,
         }
     }
 }
@@ -333,7 +336,7 @@ pub async fn serve(
         }
     });
     tokio::spawn(async move {
-        let mut core = Core::new();
+        let mut core = Core::with_queue_depth(config.queue_depth);
         let mut router = Router {
             workers: HashMap::new(),
             last_seen: HashMap::new(),

@@ -56,7 +56,7 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
         } => {
             let idx = grid_index(key.chunk as usize, &stage.meta.chunks.grid());
             let ridx = full_rank(spec, &idx, region.shape.len());
-            let offs = region.chunks.offsets();
+            let offs = stage.region_offsets();
             let rorigin: Vec<usize> = ridx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect();
             let rshape = region.chunks.chunk_shape(&ridx);
             let views = views();
@@ -261,7 +261,7 @@ fn gather_chunk(
         return Ok(Chunk::array(local.to_vec(), Buffer::zeros(dtype, 0)));
     }
     let bx = BoxInputs::new(plan, in_keys, inputs)?;
-    let in_offs = plan.stage(in_keys[0].stage).meta.chunks.offsets();
+    let in_offs = plan.stage(in_keys[0].stage).offsets();
     let nd_in = in_offs.len();
     let mut idx = Vec::with_capacity(total);
     let mut coord = vec![0usize; local.len()];

@@ -124,6 +124,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                 meta: node.meta.clone(),
                 nodes: group_nodes,
                 label,
+                cache: Default::default(),
             },
             op if op.is_elementwise() => {
                 let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None)?;
@@ -154,6 +155,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                     meta: node.meta.clone(),
                     nodes: group_nodes,
                     label,
+                    cache: Default::default(),
                 }
             }
             Op::Reduce(spec) => {
@@ -182,6 +184,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                 meta: node.meta.clone(),
                 nodes: group_nodes,
                 label,
+                cache: Default::default(),
             },
             Op::Concat { axis } => Stage {
                 kind: StageKind::Concat { axis: *axis },
@@ -189,6 +192,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                 meta: node.meta.clone(),
                 nodes: group_nodes,
                 label,
+                cache: Default::default(),
             },
             Op::Reshape => Stage {
                 kind: StageKind::Reshape,
@@ -196,6 +200,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
                 meta: node.meta.clone(),
                 nodes: group_nodes,
                 label,
+                cache: Default::default(),
             },
             other => {
                 return Err(Error::Graph(format!("cannot lower {}", other.label())));
@@ -289,6 +294,7 @@ fn push_reduction(
         },
         nodes: nodes.clone(),
         label: format!("{label} → {} partial", spec.op.name()),
+        cache: Default::default(),
     });
     let mut last = StageId((plan.stages.len() - 1) as u32);
     while !done(&grid) {
@@ -319,6 +325,7 @@ fn push_reduction(
             },
             nodes: nodes.clone(),
             label: format!("{} combine", spec.op.name()),
+            cache: Default::default(),
         });
         last = StageId((plan.stages.len() - 1) as u32);
     }

@@ -14,13 +14,15 @@ const SLOTS_PER_THREAD: usize = 2;
 #[derive(Debug, Default)]
 struct Worker {
     nthreads: u32,
+    /// Extra queued tasks beyond the per-thread slots (hides network latency).
+    extra: usize,
     processing: BTreeSet<TaskRef>,
     holds: BTreeSet<TaskRef>,
 }
 
 impl Worker {
     fn capacity(&self) -> usize {
-        self.nthreads.max(1) as usize * SLOTS_PER_THREAD
+        self.nthreads.max(1) as usize * SLOTS_PER_THREAD + self.extra
     }
     fn load(&self) -> f64 {
         self.processing.len() as f64 / self.nthreads.max(1) as f64
@@ -33,6 +35,8 @@ type ReadyKey = (Reverse<u32>, JobId, u32);
 
 #[derive(Debug, Default)]
 pub struct Core {
+    /// Tasks queued on each worker beyond its per-thread slots.
+    queue_depth: usize,
     workers: BTreeMap<WorkerId, Worker>,
     jobs: HashMap<JobId, Job>,
     ready: BTreeSet<ReadyKey>,
@@ -41,6 +45,15 @@ pub struct Core {
 impl Core {
     pub fn new() -> Core {
         Core::default()
+    }
+
+    /// A core that keeps `depth` more tasks queued on every worker than it has
+    /// threads: over a network, the next tasks are already there when one finishes.
+    pub fn with_queue_depth(depth: usize) -> Core {
+        Core {
+            queue_depth: depth,
+            ..Core::default()
+        }
     }
 
     pub fn worker_count(&self) -> usize {
@@ -75,7 +88,9 @@ impl Core {
         let mut out = Vec::new();
         match event {
             Event::WorkerJoined { worker, nthreads } => {
-                self.workers.entry(worker).or_default().nthreads = nthreads;
+                let w = self.workers.entry(worker).or_default();
+                w.nthreads = nthreads;
+                w.extra = self.queue_depth;
             }
             Event::WorkerLost { worker } => self.worker_lost(worker, &mut out),
             Event::JobSubmitted { job, client, plan } => match Job::new(client, plan) {
