@@ -70,6 +70,7 @@ pub fn run_plan(
 
     rayon::in_place_scope(|scope| {
         let mut in_flight = 0usize;
+        let mut pending_events: Vec<Event> = Vec::new();
         loop {
             for cmd in std::mem::take(&mut pending) {
                 match cmd {
@@ -110,6 +111,12 @@ pub fn run_plan(
                             }
                         }
                     }
+                    // One worker never has anyone to give tasks to.
+                    Command::Steal { worker, tasks } => pending_events.push(Event::StealReply {
+                        worker,
+                        stolen: Vec::new(),
+                        refused: tasks,
+                    }),
                     Command::JobDone { .. } => finished = true,
                     Command::JobFailed { error, .. } => {
                         failure.get_or_insert(Error::Task {
@@ -118,6 +125,13 @@ pub fn run_plan(
                         });
                     }
                 }
+            }
+            if !pending_events.is_empty() {
+                for e in std::mem::take(&mut pending_events) {
+                    pending.extend(core.handle(e));
+                }
+                pending.extend(core.schedule());
+                continue;
             }
             if in_flight == 0 {
                 break;

@@ -171,6 +171,23 @@ impl Scheduler for Service {
                             }
                         }
                     }
+                    Some(worker_message::Msg::Steal(reply)) => {
+                        let refs = |ids: Vec<pb::TaskId>| -> Vec<TaskRef> {
+                            ids.iter()
+                                .filter_map(|t| task_from(Some(t)).ok())
+                                .map(|(job, key)| TaskRef {
+                                    job: JobId(job),
+                                    key,
+                                })
+                                .collect()
+                        };
+                        let (stolen, refused) = (refs(reply.stolen), refs(reply.refused));
+                        let _ = inputs.send(Input::Event(Event::StealReply {
+                            worker,
+                            stolen,
+                            refused,
+                        }));
+                    }
                     Some(worker_message::Msg::Failed(f)) => {
                         if let Ok((job, key)) = task_from(f.task.as_ref()) {
                             let task = TaskRef {
@@ -263,6 +280,18 @@ impl Router {
                     ok &= self.send_worker(worker, scheduler_message::Msg::Assign(batch));
                     if !ok {
                         events.push(Event::WorkerLost { worker });
+                    }
+                }
+                Command::Steal { worker, tasks } => {
+                    let batch = pb::ReleaseBatch {
+                        chunks: tasks.iter().map(|t| task_to(t.job.0, t.key)).collect(),
+                    };
+                    if !self.send_worker(worker, scheduler_message::Msg::Steal(batch)) {
+                        events.push(Event::StealReply {
+                            worker,
+                            stolen: Vec::new(),
+                            refused: tasks,
+                        });
                     }
                 }
                 Command::Release { worker, chunks } => {

@@ -347,3 +347,56 @@ fn malformed_plans_and_duplicate_jobs_are_refused() {
         "{out:?}"
     );
 }
+
+#[test]
+fn idle_workers_steal_queued_tasks_from_busy_ones() {
+    let mut sim = Sim {
+        core: Core::with_queue_depth(8),
+        log: Vec::new(),
+    };
+    sim.worker(1, 1);
+    let x = from_ndarray(&ndarray::Array1::<f64>::zeros(60), 10);
+    let first = assigned(&sim.submit(1, 1, plan_of(&(x + 1.0))));
+    // Worker 1 queued everything (6 sources; their maps wait for inputs).
+    assert_eq!(first.len(), 6);
+    // An idle newcomer finds nothing ready, so the scheduler asks worker 1 to give some back.
+    let out = sim.worker(2, 2);
+    let Some(Command::Steal { worker, tasks }) = out
+        .iter()
+        .find(|c| matches!(c, Command::Steal { .. }))
+        .cloned()
+    else {
+        panic!("no steal in {out:?}");
+    };
+    assert_eq!(worker, WorkerId(1));
+    assert_eq!(tasks.len(), 2, "one per idle thread");
+    // Worker 1 had started one of them already; the other moves to worker 2.
+    let out = sim.step([Event::StealReply {
+        worker: WorkerId(1),
+        stolen: vec![tasks[0]],
+        refused: vec![tasks[1]],
+    }]);
+    let moved = assigned(&out);
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].0, WorkerId(2));
+    assert_eq!(moved[0].1.task, tasks[0]);
+    // A late report for a task that was given back is ignored.
+    let late = sim.step([Event::TaskFinished {
+        worker: WorkerId(1),
+        task: tasks[0],
+        nbytes: 8,
+    }]);
+    assert!(
+        late.iter()
+            .all(|c| matches!(c, Command::Release { .. } | Command::Steal { .. })),
+        "{late:?}"
+    );
+    // Everything still completes.
+    let mut pending: VecDeque<_> = first
+        .into_iter()
+        .filter(|(_, a)| a.task != tasks[0])
+        .collect();
+    pending.extend(moved);
+    let cmds = run_all(&mut sim, pending, None);
+    assert!(cmds.iter().any(|c| matches!(c, Command::JobDone { .. })));
+}

@@ -5,6 +5,7 @@
 pub mod fetch;
 mod store;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,6 +146,8 @@ pub async fn run(
         }
     });
     let peers = Arc::new(fetch::Peers::default());
+    // Assigned tasks that no thread has started yet: the ones a steal may take back.
+    let queued: Arc<std::sync::Mutex<HashSet<(u64, ChunkKey)>>> = Arc::default();
     let run_loop = async {
         loop {
             let msg = match inbound.message().await {
@@ -162,28 +165,62 @@ pub async fn run(
                     Some(Err(e)) => tracing::error!(job = p.job, "unusable plan: {e}"),
                     None => tracing::error!(job = p.job, "plan message without a plan"),
                 },
+                Some(scheduler_message::Msg::Steal(batch)) => {
+                    let mut reply = pb::StealReply::default();
+                    {
+                        let mut q = queued
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for t in batch.chunks {
+                            let Ok(id) = task_from(Some(&t)) else {
+                                continue;
+                            };
+                            if q.remove(&id) {
+                                reply.stolen.push(t)
+                            } else {
+                                reply.refused.push(t)
+                            }
+                        }
+                    }
+                    let msg = pb::WorkerMessage {
+                        msg: Some(worker_message::Msg::Steal(reply)),
+                    };
+                    let _ = out_tx.send(msg).await;
+                }
                 Some(scheduler_message::Msg::Assign(batch)) => {
                     tracing::debug!(tasks = batch.tasks.len(), "assigned");
                     for a in batch.tasks {
-                        let (store, peers, pool, done) =
-                            (store.clone(), peers.clone(), pool.clone(), done_tx.clone());
+                        let Ok((job, key)) = task_from(a.task.as_ref()) else {
+                            continue;
+                        };
+                        queued
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert((job, key));
+                        let (store, peers, pool, done, queued) = (
+                            store.clone(),
+                            peers.clone(),
+                            pool.clone(),
+                            done_tx.clone(),
+                            queued.clone(),
+                        );
                         tokio::spawn(async move {
-                            let Ok((job, key)) = task_from(a.task.as_ref()) else {
-                                return;
-                            };
-                            let msg = match execute(&store, &peers, &pool, job, key, a.inputs).await
-                            {
-                                Ok(nbytes) => worker_message::Msg::Finished(pb::FinishedBatch {
-                                    tasks: vec![pb::FinishedTask {
-                                        task: Some(task_to(job, key)),
-                                        nbytes,
-                                    }],
-                                }),
-                                Err(message) => worker_message::Msg::Failed(pb::TaskFailure {
-                                    task: Some(task_to(job, key)),
-                                    message,
-                                }),
-                            };
+                            let task = Some(task_to(job, key));
+                            let msg =
+                                match execute(&store, &peers, &pool, &queued, job, key, a.inputs)
+                                    .await
+                                {
+                                    Ok(Some(nbytes)) => {
+                                        worker_message::Msg::Finished(pb::FinishedBatch {
+                                            tasks: vec![pb::FinishedTask { task, nbytes }],
+                                        })
+                                    }
+                                    Ok(None) => return, // stolen before it started
+                                    Err(message) => worker_message::Msg::Failed(pb::TaskFailure {
+                                        task,
+                                        message,
+                                    }),
+                                };
                             let _ = done.send(msg);
                         });
                     }
@@ -239,16 +276,25 @@ async fn report(
     }
 }
 
+fn is_queued(queued: &std::sync::Mutex<HashSet<(u64, ChunkKey)>>, job: u64, key: ChunkKey) -> bool {
+    queued
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&(job, key))
+}
+
 /// Gathers a task's inputs (local or fetched from peers, concurrently), runs it
-/// on the pool and keeps its chunk; returns the chunk's size.
+/// on the pool and keeps its chunk; returns the chunk's size, or None if the
+/// task was stolen back before a thread started it.
 async fn execute(
     store: &Store,
     peers: &fetch::Peers,
     pool: &rayon::ThreadPool,
+    queued: &Arc<std::sync::Mutex<HashSet<(u64, ChunkKey)>>>,
     job: u64,
     key: ChunkKey,
     inputs: Vec<pb::ChunkLocation>,
-) -> Result<u64, String> {
+) -> Result<Option<u64>, String> {
     let plan: Arc<Plan> = store
         .plan(job)
         .ok_or_else(|| format!("no plan for job {job}"))?;
@@ -259,20 +305,36 @@ async fn execute(
             None => peers.fetch(&loc.address, j, k).await,
         }
     });
-    let args: Vec<Arc<Chunk>> = futures::future::try_join_all(fetches).await?;
+    let args: Vec<Arc<Chunk>> = match futures::future::try_join_all(fetches).await {
+        Ok(a) => a,
+        // Given back while fetching: its inputs may be gone, and that is no failure.
+        Err(_) if !is_queued(queued, job, key) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let queued = queued.clone();
     pool.spawn(move || {
+        // Starting removes the task from the queue; if it is gone, it was stolen.
+        if !queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(job, key))
+        {
+            let _ = tx.send(None);
+            return;
+        }
         let r =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(&plan, key, &args)));
-        let _ = tx.send(r);
+        let _ = tx.send(Some(r));
     });
     let chunk = match rx.await {
-        Ok(Ok(Ok(c))) => c,
-        Ok(Ok(Err(e))) => return Err(e.to_string()),
-        Ok(Err(_)) => return Err("the kernel panicked".into()),
+        Ok(None) => return Ok(None),
+        Ok(Some(Ok(Ok(c)))) => c,
+        Ok(Some(Ok(Err(e)))) => return Err(e.to_string()),
+        Ok(Some(Err(_))) => return Err("the kernel panicked".into()),
         Err(_) => return Err("the worker pool stopped".into()),
     };
     let nbytes = chunk.nbytes() as u64;
     store.insert(job, key, chunk);
-    Ok(nbytes)
+    Ok(Some(nbytes))
 }

@@ -35,6 +35,13 @@ pub enum Event {
     ResultsFetched {
         job: JobId,
     },
+    /// A worker's answer to [`Command::Steal`]: which tasks it gave back
+    /// (not started yet) and which it is already running.
+    StealReply {
+        worker: WorkerId,
+        stolen: Vec<TaskRef>,
+        refused: Vec<TaskRef>,
+    },
     JobCancelled {
         job: JobId,
     },
@@ -56,6 +63,12 @@ pub enum Command {
     Assign {
         worker: WorkerId,
         tasks: Vec<Assignment>,
+    },
+    /// Asks a busy worker to give back queued tasks that it has not started,
+    /// for idle workers.
+    Steal {
+        worker: WorkerId,
+        tasks: Vec<TaskRef>,
     },
     /// Chunks no task or client needs any more.
     Release {

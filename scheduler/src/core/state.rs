@@ -40,6 +40,8 @@ pub struct Core {
     workers: BTreeMap<WorkerId, Worker>,
     jobs: HashMap<JobId, Job>,
     ready: BTreeSet<ReadyKey>,
+    /// Tasks a worker has been asked to give back.
+    stealing: BTreeSet<TaskRef>,
 }
 
 impl Core {
@@ -127,7 +129,10 @@ impl Core {
                 task,
                 message,
             } => {
-                if let Some(j) = self.jobs.get(&task.job) {
+                if let Some(j) = self.jobs.get(&task.job)
+                    && j.id(task.key)
+                        .is_some_and(|id| j.state[id as usize] == TaskState::Processing(worker))
+                {
                     let stage = j.plan.stages.get(task.key.stage.index());
                     let what = stage
                         .map(|s| format!("{} [{}]", s.kind_name(), s.label))
@@ -140,6 +145,30 @@ impl Core {
                 }
             }
             Event::ResultsFetched { job } => self.drop_job(job, None, &mut out),
+            Event::StealReply {
+                worker,
+                stolen,
+                refused,
+            } => {
+                for t in refused {
+                    self.stealing.remove(&t);
+                }
+                for t in stolen {
+                    if !self.stealing.remove(&t) {
+                        continue;
+                    }
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.processing.remove(&t);
+                    }
+                    if let Some(j) = self.jobs.get_mut(&t.job)
+                        && let Some(id) = j.id(t.key)
+                        && j.state[id as usize] == TaskState::Processing(worker)
+                    {
+                        j.state[id as usize] = TaskState::Ready;
+                        self.ready.insert(Self::ready_key(t.job, j, id as usize));
+                    }
+                }
+            }
             Event::JobCancelled { job } => self.drop_job(job, Some("cancelled".into()), &mut out),
             Event::ClientGone { client } => {
                 let gone: Vec<JobId> = self
@@ -210,10 +239,54 @@ impl Core {
                 .push(Assignment { task, inputs });
         }
         self.ready.extend(deferred);
-        batches
+        let mut out: Vec<Command> = batches
             .into_iter()
             .map(|(worker, tasks)| Command::Assign { worker, tasks })
-            .collect()
+            .collect();
+        if self.ready.is_empty() {
+            out.extend(self.steal());
+        }
+        out
+    }
+
+    /// Idle threads with nothing ready: ask the most backlogged worker for
+    /// queued tasks (those beyond one per thread), newest first.
+    fn steal(&mut self) -> Vec<Command> {
+        let idle: usize = self
+            .workers
+            .values()
+            .map(|w| (w.nthreads.max(1) as usize).saturating_sub(w.processing.len()))
+            .sum();
+        if idle == 0 {
+            return Vec::new();
+        }
+        let Some((&victim, w)) = self.workers.iter().max_by_key(|(_, w)| {
+            w.processing
+                .len()
+                .saturating_sub(w.nthreads.max(1) as usize)
+        }) else {
+            return Vec::new();
+        };
+        let backlog = w
+            .processing
+            .len()
+            .saturating_sub(w.nthreads.max(1) as usize);
+        let tasks: Vec<TaskRef> = w
+            .processing
+            .iter()
+            .rev()
+            .filter(|t| !self.stealing.contains(t))
+            .take(backlog.min(idle))
+            .copied()
+            .collect();
+        if tasks.is_empty() {
+            return Vec::new();
+        }
+        self.stealing.extend(tasks.iter().copied());
+        vec![Command::Steal {
+            worker: victim,
+            tasks,
+        }]
     }
 
     fn task_finished(
@@ -223,6 +296,7 @@ impl Core {
         nbytes: u64,
         out: &mut Vec<Command>,
     ) {
+        self.stealing.remove(&task);
         if let Some(w) = self.workers.get_mut(&worker) {
             w.processing.remove(&task);
         }
@@ -313,6 +387,7 @@ impl Core {
         let Some(j) = self.jobs.remove(&job) else {
             return;
         };
+        self.stealing.retain(|t| t.job != job);
         let mut release: BTreeMap<WorkerId, Vec<TaskRef>> = BTreeMap::new();
         for id in 0..j.len() {
             let t = Self::task(job, &j, id);
@@ -353,6 +428,7 @@ impl Core {
         let Some(w) = self.workers.remove(&worker) else {
             return;
         };
+        self.stealing.retain(|t| !w.processing.contains(t));
         for t in &w.processing {
             if let Some(j) = self.jobs.get_mut(&t.job)
                 && let Some(id) = j.id(t.key)
@@ -435,6 +511,15 @@ impl Core {
                 if j.state[id] == TaskState::Waiting && missing == 0 {
                     return Err(format!("{t:?} waits with all inputs in memory"));
                 }
+            }
+        }
+        for t in &self.stealing {
+            let state = self
+                .jobs
+                .get(&t.job)
+                .and_then(|j| j.id(t.key).map(|i| j.state[i as usize]));
+            if !matches!(state, Some(TaskState::Processing(_))) {
+                return Err(format!("{t:?} is being stolen while {state:?}"));
             }
         }
         for (&w, worker) in &self.workers {
