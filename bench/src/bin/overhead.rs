@@ -44,7 +44,8 @@ fn main() -> anyhow::Result<()> {
                 tasks as f64 / best
             );
         }
-        println!("{row}");
+        let rss = cluster.scheduler_peak_rss().map_or("n/a".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
+        println!("{row} {rss} |");
     }
     Ok(())
 }
