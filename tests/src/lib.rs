@@ -121,7 +121,8 @@ impl Cluster {
 
     /// Peak resident memory of the scheduler process so far, in bytes (Linux).
     pub fn scheduler_peak_rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.scheduler.id())).ok()?;
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.scheduler.id())).ok()?;
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb * 1024)

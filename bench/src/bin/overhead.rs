@@ -20,9 +20,9 @@ fn main() -> anyhow::Result<()> {
     let remote = Client::connect(&cluster.address)?;
     println!("zero-work tasks: (arange(N, chunk 1) + 1).sum(), best of 3\n");
     println!(
-        "| N | tasks | submission bytes | embedded µs/task | embedded tasks/s | 2 workers µs/task | 2 workers tasks/s |"
+        "| N | tasks | submission bytes | embedded µs/task | embedded tasks/s | 2 workers µs/task | 2 workers tasks/s | scheduler peak RSS |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         let expr = (arange(n, 1).astype(DType::F64) + 1.0).sum();
         let planned = expr.plan()?;
@@ -44,7 +44,9 @@ fn main() -> anyhow::Result<()> {
                 tasks as f64 / best
             );
         }
-        let rss = cluster.scheduler_peak_rss().map_or("n/a".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
+        let rss = cluster
+            .scheduler_peak_rss()
+            .map_or("n/a".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
         println!("{row} {rss} |");
     }
     Ok(())
