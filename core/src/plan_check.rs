@@ -15,9 +15,29 @@ fn bad(stage: usize, msg: impl std::fmt::Display) -> Error {
     Error::Graph(format!("invalid plan: stage {stage}: {msg}"))
 }
 
+/// Most tasks one plan may expand into (the runtime keeps a few words per task).
+pub const MAX_TASKS: usize = 1 << 28;
+
 impl Plan {
     /// Checks every stage against its inputs, in order.
     pub fn validate(&self) -> Result<()> {
+        let mut tasks = 0usize;
+        for st in &self.stages {
+            let n = st
+                .meta
+                .chunks
+                .0
+                .iter()
+                .try_fold(1usize, |a, c| a.checked_mul(c.len()));
+            tasks = match n.and_then(|n| tasks.checked_add(n)) {
+                Some(t) if t <= MAX_TASKS => t,
+                _ => {
+                    return Err(Error::Graph(format!(
+                        "invalid plan: more than {MAX_TASKS} tasks"
+                    )));
+                }
+            };
+        }
         for (i, st) in self.stages.iter().enumerate() {
             check_stage(self, i, st).map_err(|e| match e {
                 Error::Graph(m) if m.starts_with("invalid plan") => Error::Graph(m),

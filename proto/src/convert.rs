@@ -100,6 +100,9 @@ fn axis_to(sizes: &[usize]) -> pb::Axis {
     axis
 }
 
+/// Bounds what a peer can make this process allocate for one chunk grid.
+const MAX_CHUNKS_PER_AXIS: u64 = 1 << 26;
+
 fn axis_from(a: &pb::Axis) -> Result<Vec<usize>, Error> {
     if a.sizes.len() != a.counts.len() {
         return Err(malformed("chunk runs and counts differ in length"));
@@ -120,6 +123,11 @@ fn axis_from(a: &pb::Axis) -> Result<Vec<usize>, Error> {
         .ok_or_else(|| malformed("chunk sizes overflow"))?;
     if total > elements.max(1) {
         return Err(malformed("more chunks than elements"));
+    }
+    if total > MAX_CHUNKS_PER_AXIS {
+        return Err(malformed(format!(
+            "{total} chunks along one axis (at most {MAX_CHUNKS_PER_AXIS})"
+        )));
     }
     let mut out = Vec::with_capacity(usize_of(total)?);
     for (&s, &c) in a.sizes.iter().zip(&a.counts) {

@@ -126,3 +126,14 @@ fn other_protocol_versions_are_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn huge_chunk_grids_are_refused_without_allocating_them() {
+    let mut p = plan_to(&plan(&arange(10, 5).sum()));
+    let axis = &mut p.stages[0].meta.as_mut().unwrap().chunks[0];
+    axis.sizes = vec![1];
+    axis.counts = vec![1 << 40];
+    p.stages[0].meta.as_mut().unwrap().shape = vec![1 << 40];
+    let err = plan_from(p).unwrap_err().to_string();
+    assert!(err.contains("chunks along one axis"), "{err}");
+}
