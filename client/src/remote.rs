@@ -145,8 +145,8 @@ impl Remote {
             let mut fetched = std::pin::pin!(fetched);
             let mut count = 0;
             while let Some((key, chunk)) = fetched.try_next().await? {
-                if key.stage != *stage {
-                    return Err(self.remote("the job reported a chunk of another stage"));
+                if key.stage != *stage || key.chunk as usize >= meta.chunks.count() {
+                    return Err(self.remote("the job reported a chunk that is not one of its outputs"));
                 }
                 crate::client::paste(&mut buf, &meta.shape, &plan.chunk_origin(key), &chunk)?;
                 count += 1;
