@@ -146,7 +146,18 @@ impl Remote {
             let mut count = 0;
             while let Some((key, chunk)) = fetched.try_next().await? {
                 if key.stage != *stage || key.chunk as usize >= meta.chunks.count() {
-                    return Err(self.remote("the job reported a chunk that is not one of its outputs"));
+                    return Err(
+                        self.remote("the job reported a chunk that is not one of its outputs")
+                    );
+                }
+                if chunk.shape != plan.chunk_shape(key)
+                    || chunk.cols.len() != 1
+                    || chunk.data().dtype() != meta.dtype
+                {
+                    return Err(self.remote(format!(
+                        "result chunk {} arrived with the wrong shape or dtype",
+                        key.chunk
+                    )));
                 }
                 crate::client::paste(&mut buf, &meta.shape, &plan.chunk_origin(key), &chunk)?;
                 count += 1;
