@@ -14,7 +14,11 @@ fn readme_tour() -> anyhow::Result<()> {
     assert_eq!(out[[2]], 8f64.sqrt());
 
     let a = from_ndarray(&ndarray::Array2::<f64>::zeros((100, 80)), [25, 20]);
-    let b = full(&[100, 80], 1.5f64, "auto").rechunk([25, 20]);
+    let b = full(&[100, 80], 1.5f64, [25, 20]);
+    assert_eq!(
+        full(&[100, 80], 1.5f64, "auto").chunks()?,
+        vec![vec![100], vec![80]]
+    );
     let t = arange(1_000, 100).astype(DType::F32);
     let g = ogrid(&[(-1.0, 0.0, 160), (-1.5, 0.0, 240)], &[54, 60]);
     let mut rng = Rng::new(42);
