@@ -68,6 +68,14 @@ struct Service {
     next_worker: AtomicU32,
 }
 
+/// A task id from the wire (malformed ids are dropped: the core ignores unknown tasks anyway).
+fn task_ref(t: Option<&pb::TaskId>) -> Option<TaskRef> {
+    task_from(t).ok().map(|(job, key)| TaskRef {
+        job: JobId(job),
+        key,
+    })
+}
+
 fn version_status(theirs: u32) -> Status {
     Status::failed_precondition(format!(
         "protocol version {theirs} is not supported: this scheduler speaks version {PROTOCOL_VERSION}"
@@ -158,11 +166,7 @@ impl Scheduler for Service {
                     Some(worker_message::Msg::Finished(batch)) => {
                         tracing::debug!(worker = worker.0, tasks = batch.tasks.len(), "finished");
                         for f in batch.tasks {
-                            if let Ok((job, key)) = task_from(f.task.as_ref()) {
-                                let task = TaskRef {
-                                    job: JobId(job),
-                                    key,
-                                };
+                            if let Some(task) = task_ref(f.task.as_ref()) {
                                 let _ = inputs.send(Input::Event(Event::TaskFinished {
                                     worker,
                                     task,
@@ -173,13 +177,7 @@ impl Scheduler for Service {
                     }
                     Some(worker_message::Msg::Steal(reply)) => {
                         let refs = |ids: Vec<pb::TaskId>| -> Vec<TaskRef> {
-                            ids.iter()
-                                .filter_map(|t| task_from(Some(t)).ok())
-                                .map(|(job, key)| TaskRef {
-                                    job: JobId(job),
-                                    key,
-                                })
-                                .collect()
+                            ids.iter().filter_map(|t| task_ref(Some(t))).collect()
                         };
                         let (stolen, refused) = (refs(reply.stolen), refs(reply.refused));
                         let _ = inputs.send(Input::Event(Event::StealReply {
@@ -189,11 +187,7 @@ impl Scheduler for Service {
                         }));
                     }
                     Some(worker_message::Msg::Failed(f)) => {
-                        if let Ok((job, key)) = task_from(f.task.as_ref()) {
-                            let task = TaskRef {
-                                job: JobId(job),
-                                key,
-                            };
+                        if let Some(task) = task_ref(f.task.as_ref()) {
                             let _ = inputs.send(Input::Event(Event::TaskFailed {
                                 worker,
                                 task,
