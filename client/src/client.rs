@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use accel_core::optimize::{fuse::lower, optimize};
+use accel_core::optimize::{LowerOptions, fuse::lower_with, optimize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use crate::lower::to_graph;
 #[derive(Clone, Debug, Default)]
 pub struct Client {
     remote: Option<Arc<crate::remote::Remote>>,
+    options: LowerOptions,
 }
 
 /// An expression prepared for running: the graph as built, after
@@ -146,7 +147,19 @@ impl Client {
     pub fn connect(url: &str) -> Result<Client> {
         Ok(Client {
             remote: Some(Arc::new(crate::remote::Remote::connect(url)?)),
+            options: LowerOptions::default(),
         })
+    }
+
+    /// Caps the halo, in cells, of fused stencil steps (temporal blocking):
+    /// k steps of a one-cell stencil fuse into one task per chunk when the cap
+    /// is at least k. `None` (the default) picks the deepest halo whose
+    /// redundant work stays within about 10 % (see [`auto_stencil_depth`]).
+    ///
+    /// [`auto_stencil_depth`]: accel_core::optimize::auto_stencil_depth
+    pub fn with_stencil_depth(mut self, depth: Option<usize>) -> Client {
+        self.options.stencil_depth = depth.map(|d| d.max(1));
+        self
     }
 
     /// Where this client runs plans: `local` or the scheduler's address.
@@ -162,7 +175,7 @@ impl Client {
         let t = Instant::now();
         let graph = to_graph(arrays)?;
         let optimized = optimize(&graph)?;
-        let plan = lower(&optimized)?;
+        let plan = lower_with(&optimized, &self.options)?;
         Ok(Planned {
             graph,
             optimized,

@@ -21,9 +21,11 @@ mod lower;
 mod operand;
 mod reduce;
 mod remote;
+mod stencil;
 mod structure;
 
-pub use accel_core::op::ReduceOp;
+pub use accel_core::op::{Boundary, ReduceOp};
+pub use accel_core::optimize::auto_stencil_depth;
 pub use accel_core::{DType, Scalar, Value};
 pub use client::{Client, DynArray, Planned, Run};
 pub use create::{
@@ -37,4 +39,5 @@ pub use ndarray::{NewAxis, s};
 pub use num_complex::Complex64;
 pub use operand::Operand;
 pub use reduce::{DEFAULT_SPLIT_EVERY, ReduceOpts};
+pub use stencil::{Boundaries, Neighbours};
 pub use structure::concatenate;

@@ -133,12 +133,15 @@ impl Remote {
                 .map(|loc| async move {
                     let (job, key) =
                         task_from(loc.task.as_ref()).map_err(|e| self.remote(e.to_string()))?;
-                    let chunk = peers.fetch(&loc.address, job, key).await.map_err(|e| {
-                        self.remote(format!(
-                            "fetching chunk {} from worker {}: {e}",
-                            key.chunk, loc.worker
-                        ))
-                    })?;
+                    let chunk = peers
+                        .fetch(&loc.address, job, key, None)
+                        .await
+                        .map_err(|e| {
+                            self.remote(format!(
+                                "fetching chunk {} from worker {}: {e}",
+                                key.chunk, loc.worker
+                            ))
+                        })?;
                     Ok::<(ChunkKey, _), Error>((key, chunk))
                 })
                 .buffer_unordered(PARALLEL_FETCHES);

@@ -116,8 +116,13 @@ impl Graph {
 fn arity(op: &Op) -> Option<usize> {
     match op {
         Op::Source(_) | Op::Full(_) | Op::Gen(_) => Some(0),
-        Op::Unary(_) | Op::Cast(_) | Op::Reduce(_) | Op::Remap(_) | Op::Reshape => Some(1),
-        Op::Binary(_) => Some(2),
+        Op::Unary(_)
+        | Op::Cast(_)
+        | Op::Reduce(_)
+        | Op::Remap(_)
+        | Op::Reshape
+        | Op::Shift { .. } => Some(1),
+        Op::Binary(_) | Op::KeepEdges { .. } => Some(2),
         Op::Where => Some(3),
         Op::Concat { .. } => None,
     }
@@ -185,6 +190,8 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
         Op::Reduce(spec) => infer::reduce(inputs[0], spec)?,
         Op::Remap(m) => infer::remap(inputs[0], m, &meta.shape, Some(meta.chunks.clone()))?,
         Op::Concat { axis } => infer::concat(inputs, *axis)?,
+        Op::Shift { offset, boundary } => infer::shift(inputs[0], offset, boundary)?,
+        Op::KeepEdges { depth } => infer::keep_edges(inputs[0], inputs[1], depth)?,
         Op::Reshape => {
             infer::reshape(inputs[0], &meta.shape)?;
             Meta {

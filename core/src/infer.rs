@@ -387,3 +387,54 @@ fn strip(e: &Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// A shift keeps shape, dtype and chunks; one offset and one boundary per axis.
+pub fn shift(a: &Meta, offset: &[i64], boundary: &[crate::op::Boundary]) -> Result<Meta> {
+    let nd = a.shape.len();
+    if nd == 0 {
+        return Err(Error::Shape(
+            "a stencil needs an array of at least one dimension, got a scalar".into(),
+        ));
+    }
+    if offset.len() != nd || boundary.len() != nd {
+        return Err(Error::Shape(format!(
+            "a {nd}-d array needs one offset and one boundary per axis, got offset {offset:?} and {} boundaries",
+            boundary.len()
+        )));
+    }
+    for (d, (&o, b)) in offset.iter().zip(boundary).enumerate() {
+        let n = a.shape[d] as u64;
+        if o.unsigned_abs() > n {
+            return Err(Error::Shape(format!(
+                "offset {o} along axis {d} reaches past the whole axis of length {n}"
+            )));
+        }
+        if let crate::op::Boundary::Constant(v) = b
+            && !v.is_finite()
+            && !a.dtype.is_float()
+            && !a.dtype.is_complex()
+        {
+            return Err(Error::DType(format!(
+                "boundary constant {v} cannot be stored in {}",
+                a.dtype
+            )));
+        }
+    }
+    Ok(a.clone())
+}
+
+/// `keep_edges(new, old)`: both alike, one depth per axis.
+pub fn keep_edges(new: &Meta, old: &Meta, depth: &[usize]) -> Result<Meta> {
+    if new.shape != old.shape || new.dtype != old.dtype || new.chunks != old.chunks {
+        return Err(Error::Shape(format!(
+            "keep_edges needs two alike arrays, got {new} and {old}"
+        )));
+    }
+    if depth.len() != new.shape.len() {
+        return Err(Error::Shape(format!(
+            "keep_edges on a {}-d array needs one depth per axis, got {depth:?}",
+            new.shape.len()
+        )));
+    }
+    Ok(new.clone())
+}

@@ -18,6 +18,7 @@ pub mod optimize;
 pub mod plan;
 pub mod plan_check;
 pub mod shape;
+pub mod stencil;
 
 pub use buffer::{Buffer, Chunk, Element};
 pub use dtype::{DType, Scalar, Value};

@@ -233,6 +233,33 @@ impl Remap {
     }
 }
 
+/// What a stencil reads beyond the edge of the array along one axis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Boundary {
+    /// A constant value (cast to the array's dtype).
+    Constant(f64),
+    /// The array wraps around: index -1 is index n-1.
+    Periodic,
+    /// Mirrored at the edge, the edge included (`c b a | a b c`), as
+    /// scipy.ndimage and Dask call "reflect".
+    Reflect,
+    /// The edge value repeated (`a a a | a b c`).
+    Nearest,
+    /// The update leaves the cells within the stencil's reach of this edge
+    /// unchanged (Dirichlet conditions, as in the heat equation); reads beyond
+    /// the edge never happen then, and behave as `Nearest` if asked for.
+    Fixed,
+}
+
+impl Boundary {
+    pub fn name(self) -> String {
+        match self {
+            Boundary::Constant(v) => format!("constant({v})"),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+}
+
 /// A node's operation. Inputs are stored beside it in the graph.
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -252,9 +279,25 @@ pub enum Op {
         axis: usize,
     },
     Reshape,
+    /// `out[i] = in[i + offset]`, reading beyond the edges per axis as its
+    /// boundary says: the building block of stencils.
+    Shift {
+        offset: Vec<i64>,
+        boundary: Vec<Boundary>,
+    },
+    /// `keep_edges(new, old)`: `old` within `depth[d]` cells of either end of
+    /// axis d, `new` elsewhere (a stencil update with fixed boundary cells).
+    KeepEdges {
+        depth: Vec<usize>,
+    },
 }
 
 impl Op {
+    /// Ops that join elementwise regions into stencil kernels.
+    pub fn is_stencil(&self) -> bool {
+        matches!(self, Op::Shift { .. } | Op::KeepEdges { .. })
+    }
+
     /// Elementwise ops (and leaves that are computed per element) fuse into kernels.
     pub fn is_elementwise(&self) -> bool {
         matches!(
@@ -287,6 +330,8 @@ impl Op {
             Op::Remap(_) => "remap".into(),
             Op::Concat { axis } => format!("concatenate(axis={axis})"),
             Op::Reshape => "reshape".into(),
+            Op::Shift { offset, .. } => format!("shift{offset:?}"),
+            Op::KeepEdges { depth } => format!("keep_edges{depth:?}"),
         }
     }
 }

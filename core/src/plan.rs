@@ -52,6 +52,8 @@ pub enum StageKind {
         axis: usize,
     },
     Reshape,
+    /// A fused stencil: each task reads its inputs around its chunk.
+    Stencil(Arc<crate::stencil::StencilKernel>),
 }
 
 /// The last step of a reduction: the result dtype, and an elementwise kernel
@@ -95,6 +97,7 @@ impl Stage {
             StageKind::Remap(_) => "remap",
             StageKind::Concat { .. } => "concat",
             StageKind::Reshape => "reshape",
+            StageKind::Stencil(_) => "stencil",
         }
     }
 
@@ -227,8 +230,61 @@ impl Plan {
                     })
                 });
             }
+            StageKind::Stencil(k) => {
+                for (i, &inp) in stage.inputs.iter().enumerate() {
+                    let in_stage = self.stage(inp);
+                    let in_grid = in_stage.meta.chunks.grid();
+                    for part in self.stencil_parts(key, i, k) {
+                        out.push(ChunkKey {
+                            stage: inp,
+                            chunk: linear_index(&part.chunk, &in_grid) as u32,
+                        });
+                    }
+                }
+            }
         }
         out
+    }
+
+    /// The parts of input `i`'s chunks that stencil task `key` reads.
+    pub fn stencil_parts(
+        &self,
+        key: ChunkKey,
+        i: usize,
+        k: &crate::stencil::StencilKernel,
+    ) -> Vec<crate::stencil::InputPart> {
+        let stage = self.stage(key.stage);
+        let (Some(&inp), Some(radius)) = (stage.inputs.get(i), k.inputs.get(i)) else {
+            return Vec::new();
+        };
+        let in_stage = self.stage(inp);
+        crate::stencil::input_parts(
+            &in_stage.meta.shape,
+            in_stage.offsets(),
+            &self.chunk_origin(key),
+            &self.chunk_shape(key),
+            radius,
+            &k.boundary,
+        )
+    }
+
+    /// The box of each input chunk task `key` reads, in [`Plan::task_inputs`]
+    /// order (lo, hi in the chunk's coordinates); `None` when it reads whole
+    /// chunks. Workers fetch only these boxes from their peers.
+    pub fn input_regions(&self, key: ChunkKey) -> Option<Vec<(Vec<usize>, Vec<usize>)>> {
+        let stage = self.stage(key.stage);
+        let StageKind::Stencil(k) = &stage.kind else {
+            return None;
+        };
+        let mut out = Vec::new();
+        for i in 0..stage.inputs.len() {
+            out.extend(
+                self.stencil_parts(key, i, k)
+                    .into_iter()
+                    .map(|p| (p.lo, p.hi)),
+            );
+        }
+        Some(out)
     }
 
     /// Global coordinate of the first element of chunk `chunk` of `stage`.

@@ -184,6 +184,7 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             )?)?;
         }
         StageKind::Concat { axis } => same(infer::concat(&inputs, *axis)?)?,
+        StageKind::Stencil(k) => check_stencil(i, k, &inputs, &st.meta)?,
         StageKind::Reshape => {
             arity(1)?;
             infer::reshape(inputs[0], &st.meta.shape)?;
@@ -191,6 +192,39 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
                 return Err(bad(i, "reshape changes the dtype"));
             }
         }
+    }
+    Ok(())
+}
+
+/// A stencil's levels are valid programs over the stage's shape, its inputs
+/// have that shape, its reads stay within its halo, and its halo within the array.
+fn check_stencil(
+    i: usize,
+    k: &crate::stencil::StencilKernel,
+    inputs: &[&Meta],
+    out: &Meta,
+) -> Result<()> {
+    let nd = out.shape.len();
+    if k.ndim() != nd || nd == 0 {
+        return Err(bad(i, "stencil halo does not match the array"));
+    }
+    if k.halo.iter().zip(&out.shape).any(|(&h, &n)| h > n.max(1)) {
+        return Err(bad(i, "stencil halo wider than the array"));
+    }
+    if inputs.iter().any(|m| m.shape != out.shape) {
+        return Err(bad(i, "stencil input of another shape"));
+    }
+    let dtypes: Vec<DType> = inputs.iter().map(|m| m.dtype).collect();
+    k.validate(&dtypes).map_err(|m| bad(i, m))?;
+    for level in &k.levels {
+        let p = &level.exe.program;
+        p.validate()?;
+        if p.out_shape != out.shape || p.inputs.iter().any(|s| s.shape != out.shape) {
+            return Err(bad(i, "stencil level over another shape"));
+        }
+    }
+    if k.levels.last().map(|l| l.dtype()) != Some(out.dtype) {
+        return Err(bad(i, "stencil computes another dtype than declared"));
     }
     Ok(())
 }

@@ -8,9 +8,10 @@ use accel_core::dtype::{DType, Value};
 use accel_core::kernel::ir::InputSpec;
 use accel_core::kernel::{Executable, Instr, Program};
 use accel_core::op::{
-    BinaryOp, GenKind, HostArray, InAxis, Meta, ReduceOp, ReduceSpec, Remap, UnaryOp,
+    BinaryOp, Boundary, GenKind, HostArray, InAxis, Meta, ReduceOp, ReduceSpec, Remap, UnaryOp,
 };
 use accel_core::plan::{Finalize, Plan, Stage, StageId, StageKind};
+use accel_core::stencil::{Keep, Level, Read, StencilKernel};
 use accel_core::{Buffer, Chunk, ChunkKey, Chunks};
 use num_complex::Complex64;
 
@@ -575,6 +576,103 @@ fn remap_from(m: pb::Remap) -> Remap {
     }
 }
 
+fn boundary_to(b: &Boundary) -> pb::Boundary {
+    use pb::boundary::Rule;
+    pb::Boundary {
+        rule: Some(match b {
+            Boundary::Constant(v) => Rule::Constant(*v),
+            Boundary::Periodic => Rule::Periodic(true),
+            Boundary::Reflect => Rule::Reflect(true),
+            Boundary::Nearest => Rule::Nearest(true),
+            Boundary::Fixed => Rule::Fixed(true),
+        }),
+    }
+}
+
+fn boundary_from(b: &pb::Boundary) -> Result<Boundary, Error> {
+    use pb::boundary::Rule;
+    Ok(
+        match b.rule.ok_or_else(|| malformed("boundary without a rule"))? {
+            Rule::Constant(v) => Boundary::Constant(v),
+            Rule::Periodic(_) => Boundary::Periodic,
+            Rule::Reflect(_) => Boundary::Reflect,
+            Rule::Nearest(_) => Boundary::Nearest,
+            Rule::Fixed(_) => Boundary::Fixed,
+        },
+    )
+}
+
+fn stencil_to(k: &StencilKernel) -> pb::Stencil {
+    pb::Stencil {
+        boundary: k.boundary.iter().map(boundary_to).collect(),
+        halo: u64s(&k.halo),
+        inputs: k
+            .inputs
+            .iter()
+            .map(|r| pb::StencilInput { radius: u64s(r) })
+            .collect(),
+        levels: k
+            .levels
+            .iter()
+            .map(|l| pb::StencilLevel {
+                program: Some(program_to(&l.exe.program)),
+                radius: u64s(&l.radius),
+                reads: l
+                    .reads
+                    .iter()
+                    .map(|r| pb::StencilRead {
+                        field: r.field,
+                        offset: r.offset.clone(),
+                    })
+                    .collect(),
+                keeps_edges: l.keep.is_some(),
+                keep_field: l.keep.as_ref().map_or(0, |k| k.field),
+                keep_depth: l.keep.as_ref().map_or_else(Vec::new, |k| u64s(&k.depth)),
+            })
+            .collect(),
+    }
+}
+
+fn stencil_from(k: pb::Stencil) -> Result<StencilKernel, Error> {
+    let mut levels = Vec::with_capacity(k.levels.len());
+    for l in k.levels {
+        levels.push(Level {
+            exe: Arc::new(Executable::new(program_from(l.program)?)),
+            radius: dims(&l.radius)?,
+            reads: l
+                .reads
+                .into_iter()
+                .map(|r| Read {
+                    field: r.field,
+                    offset: r.offset,
+                })
+                .collect(),
+            keep: if l.keeps_edges {
+                Some(Keep {
+                    field: l.keep_field,
+                    depth: dims(&l.keep_depth)?,
+                })
+            } else {
+                None
+            },
+        });
+    }
+    Ok(StencilKernel {
+        boundary: k
+            .boundary
+            .iter()
+            .map(boundary_from)
+            .collect::<Result<_, _>>()?,
+        halo: dims(&k.halo)?,
+        inputs: k
+            .inputs
+            .iter()
+            .map(|i| dims(&i.radius))
+            .collect::<Result<_, _>>()?,
+        levels,
+    })
+}
+
 pub fn plan_to(plan: &Plan) -> pb::Plan {
     use pb::stage::Kind;
     let stages = plan
@@ -607,6 +705,7 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
                 StageKind::Remap(m) => Kind::Remap(remap_to(m)),
                 StageKind::Concat { axis } => Kind::ConcatAxis(*axis as u32),
                 StageKind::Reshape => Kind::Reshape(true),
+                StageKind::Stencil(k) => Kind::Stencil(stencil_to(k)),
             };
             pb::Stage {
                 meta: Some(meta_to(&s.meta)),
@@ -644,6 +743,7 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
             Kind::Remap(m) => StageKind::Remap(remap_from(m)),
             Kind::ConcatAxis(a) => StageKind::Concat { axis: a as usize },
             Kind::Reshape(_) => StageKind::Reshape,
+            Kind::Stencil(k) => StageKind::Stencil(Arc::new(stencil_from(k)?)),
         };
         stages.push(Stage {
             kind,

@@ -17,6 +17,9 @@ use tonic::{Request, Response, Status};
 
 use crate::store::Store;
 
+/// A box of a chunk: lo (inclusive) and hi (exclusive) per axis.
+pub type Region = (Vec<usize>, Vec<usize>);
+
 /// Bytes per frame: well under gRPC's 4 MiB default message limit.
 pub const FRAME: usize = 1 << 20;
 
@@ -38,12 +41,27 @@ impl Worker for Service {
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         let (job, key) =
             task_from(req.chunk.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let chunk = self.store.get(job, key).ok_or_else(|| {
+        let mut chunk = self.store.get(job, key).ok_or_else(|| {
             Status::not_found(format!(
                 "chunk {} of stage {} of job {job} is not here",
                 key.chunk, key.stage.0
             ))
         })?;
+        if !req.region_lo.is_empty() || !req.region_hi.is_empty() {
+            let dims = |v: &[u64]| {
+                v.iter()
+                    .map(|&x| usize::try_from(x).unwrap_or(usize::MAX))
+                    .collect::<Vec<_>>()
+            };
+            let (lo, hi) = (dims(&req.region_lo), dims(&req.region_hi));
+            let whole = lo.iter().all(|&x| x == 0) && hi == chunk.shape;
+            if !whole {
+                chunk = Arc::new(
+                    accel_core::stencil::crop(&chunk, &lo, &hi)
+                        .map_err(|e| Status::invalid_argument(e.to_string()))?,
+                );
+            }
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let (header, data) = chunk_to(&chunk);
@@ -105,14 +123,16 @@ impl Peers {
         Ok(c)
     }
 
-    /// Fetches one chunk from the worker at `address`.
+    /// Fetches one chunk from the worker at `address`, or only the box
+    /// `region` of it (a stencil's halo strip).
     pub async fn fetch(
         &self,
         address: &str,
         job: u64,
         key: ChunkKey,
+        region: Option<Region>,
     ) -> Result<Arc<Chunk>, String> {
-        fetch_chunk(self.client(address).await?, job, key)
+        fetch_chunk(self.client(address).await?, job, key, region)
             .await
             .map(Arc::new)
     }
@@ -123,8 +143,18 @@ pub async fn fetch_chunk(
     mut client: WorkerClient<Channel>,
     job: u64,
     key: ChunkKey,
+    region: Option<Region>,
 ) -> Result<Chunk, String> {
+    let (region_lo, region_hi) = match region {
+        Some((lo, hi)) => (
+            lo.iter().map(|&x| x as u64).collect(),
+            hi.iter().map(|&x| x as u64).collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
     let req = pb::FetchRequest {
+        region_lo,
+        region_hi,
         hello: Some(pb::Hello {
             protocol_version: PROTOCOL_VERSION,
             peer: String::new(),

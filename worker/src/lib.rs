@@ -298,11 +298,16 @@ async fn execute(
     let plan: Arc<Plan> = store
         .plan(job)
         .ok_or_else(|| format!("no plan for job {job}"))?;
-    let fetches = inputs.into_iter().map(|loc| async move {
-        let (j, k) = task_from(loc.task.as_ref()).map_err(|e| e.to_string())?;
-        match store.get(j, k) {
-            Some(c) => Ok(c),
-            None => peers.fetch(&loc.address, j, k).await,
+    // Stencil tasks fetch only the halo strips they read from their peers.
+    let regions = plan.input_regions(key);
+    let fetches = inputs.into_iter().enumerate().map(|(n, loc)| {
+        let region = regions.as_ref().and_then(|r| r.get(n).cloned());
+        async move {
+            let (j, k) = task_from(loc.task.as_ref()).map_err(|e| e.to_string())?;
+            match store.get(j, k) {
+                Some(c) => Ok(c),
+                None => peers.fetch(&loc.address, j, k, region).await,
+            }
         }
     });
     let args: Vec<Arc<Chunk>> = match futures::future::try_join_all(fetches).await {

@@ -95,6 +95,10 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
             ),
             _ => return Err(internal("concatenate chunk with several sources")),
         },
+        StageKind::Stencil(k) => Chunk::array(
+            local.clone(),
+            stencil_chunk(plan, key, k, &origin, &local, inputs)?,
+        ),
         StageKind::Reshape => {
             let in_key = plan.task_inputs(key);
             reshape_chunk(
@@ -113,6 +117,60 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
         return Err(internal("task produced a chunk of the wrong size"));
     }
     Ok(Arc::new(chunk))
+}
+
+/// Runs a stencil task. Each input is either the whole input chunk or just
+/// the box of it the task reads (what a worker fetches from a peer).
+fn stencil_chunk(
+    plan: &Plan,
+    key: ChunkKey,
+    k: &crate::stencil::StencilKernel,
+    origin: &[usize],
+    local: &[usize],
+    inputs: &[Arc<Chunk>],
+) -> Result<Buffer> {
+    let stage = plan.stage(key.stage);
+    let mut given = inputs.iter();
+    let mut pieces = Vec::with_capacity(stage.inputs.len());
+    let mut dtypes = Vec::with_capacity(stage.inputs.len());
+    for (i, &inp) in stage.inputs.iter().enumerate() {
+        let in_stage = plan.stage(inp);
+        dtypes.push(in_stage.meta.dtype);
+        let offs = in_stage.offsets();
+        let mut list = Vec::new();
+        for part in plan.stencil_parts(key, i, k) {
+            let chunk = given
+                .next()
+                .ok_or_else(|| internal("stencil task given too few inputs"))?;
+            let whole = in_stage.meta.chunks.chunk_shape(&part.chunk);
+            let boxed: Vec<usize> = part.lo.iter().zip(&part.hi).map(|(a, b)| b - a).collect();
+            let chunk_lo: Vec<usize> = part
+                .chunk
+                .iter()
+                .enumerate()
+                .map(|(d, &c)| offs[d][c])
+                .collect();
+            let lo = if chunk.shape == whole {
+                chunk_lo
+            } else if chunk.shape == boxed {
+                chunk_lo.iter().zip(&part.lo).map(|(a, b)| a + b).collect()
+            } else {
+                return Err(internal(
+                    "stencil input of neither the chunk's shape nor its part's",
+                ));
+            };
+            list.push(crate::stencil::Piece {
+                lo,
+                shape: chunk.shape.clone(),
+                data: chunk.data(),
+            });
+        }
+        pieces.push(list);
+    }
+    if given.next().is_some() {
+        return Err(internal("stencil task given too many inputs"));
+    }
+    crate::stencil::run_stencil(k, &stage.meta.shape, origin, local, &pieces, &dtypes)
 }
 
 /// Finalizes a complete reduction state, then runs the fused epilogue on it.

@@ -134,6 +134,8 @@ enum Access {
 struct BoundInput<'a> {
     buf: &'a Buffer,
     access: Access,
+    /// Position in `buf` of the chunk's first element.
+    offset: usize,
 }
 
 /// A program bound to one output chunk and its input chunks.
@@ -209,8 +211,63 @@ impl<'a> Bound<'a> {
             } else {
                 Access::Strided(strides)
             };
-            bound.push(BoundInput { buf, access });
+            bound.push(BoundInput {
+                buf,
+                access,
+                offset: 0,
+            });
         }
+        let origin: Vec<i64> = origin.iter().map(|&o| o as i64).collect();
+        Ok(Bound::assemble(exe, &origin, local_shape, bound))
+    }
+
+    /// Binds a program whose every input is laid out exactly like the output
+    /// block, starting at the given position of its buffer (stencil levels:
+    /// shifted windows of one padded field). `origin` is the global
+    /// coordinate of the first element and may lie outside the array.
+    pub fn windows(
+        exe: &'a Executable,
+        origin: &[i64],
+        local_shape: &[usize],
+        inputs: &[(&'a Buffer, usize)],
+    ) -> Result<Bound<'a>> {
+        let p = &exe.program;
+        let nd = p.out_shape.len();
+        let len = shape::size(local_shape);
+        if inputs.len() != p.inputs.len() || origin.len() != nd || local_shape.len() != nd {
+            return Err(internal(format!(
+                "stencil level with {} inputs over {nd}-d boxes bound to {} windows, origin {origin:?}, shape {local_shape:?}",
+                p.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let mut bound = Vec::with_capacity(inputs.len());
+        for (spec, &(buf, offset)) in p.inputs.iter().zip(inputs) {
+            if buf.dtype() != spec.dtype || offset + len > buf.len() {
+                return Err(internal(format!(
+                    "window {offset}..{} of a {} field of {} elements for a {} input",
+                    offset + len,
+                    buf.dtype(),
+                    buf.len(),
+                    spec.dtype
+                )));
+            }
+            bound.push(BoundInput {
+                buf,
+                access: Access::Contiguous,
+                offset,
+            });
+        }
+        Ok(Bound::assemble(exe, origin, local_shape, bound))
+    }
+
+    fn assemble(
+        exe: &'a Executable,
+        origin: &[i64],
+        local_shape: &[usize],
+        bound: Vec<BoundInput<'a>>,
+    ) -> Bound<'a> {
+        let p = &exe.program;
         let gen_base = p
             .instrs
             .iter()
@@ -219,8 +276,8 @@ impl<'a> Bound<'a> {
                     base + origin
                         .iter()
                         .zip(strides)
-                        .map(|(&o, &s)| o as i64 * s)
-                        .sum::<i64>()
+                        .map(|(&o, &s)| o.wrapping_mul(s))
+                        .fold(0i64, i64::wrapping_add)
                 }
                 _ => 0,
             })
@@ -238,13 +295,13 @@ impl<'a> Bound<'a> {
                 _ => None,
             })
             .collect();
-        Ok(Bound {
+        Bound {
             exe,
             inputs: bound,
             gen_base,
             direct,
             local_shape: local_shape.to_vec(),
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -260,7 +317,8 @@ impl<'a> Bound<'a> {
     /// only one input stream is in flight at a time.
     fn prefetch_inputs(&self, start: usize) {
         for i in self.direct.iter().flatten() {
-            let range = start..start + BLOCK;
+            let at = start + self.inputs[*i].offset;
+            let range = at..at + BLOCK;
             match self.inputs[*i].buf {
                 Buffer::F64(v) => prefetch(v.get(range).unwrap_or(&[])),
                 Buffer::F32(v) => prefetch(v.get(range).unwrap_or(&[])),
@@ -275,7 +333,7 @@ impl<'a> Bound<'a> {
     /// input chunk itself for a contiguous load (read in place, no copy).
     fn operand<'v>(&'v self, slots: &'v [Slot], r: Reg, start: usize, n: usize) -> View<'v> {
         match self.direct[r as usize] {
-            Some(i) => buffer_view(self.inputs[i].buf, start, n),
+            Some(i) => buffer_view(self.inputs[i].buf, start + self.inputs[i].offset, n),
             None => slots[self.exe.slot_of[r as usize] as usize].view(n),
         }
     }
@@ -579,18 +637,19 @@ fn load(
     index: &mut [i64],
     dst: &mut Slot,
 ) {
+    let at = start + inp.offset;
     macro_rules! gather {
         ($src:expr, $dst:expr) => {
             match &inp.access {
-                Access::Contiguous => $dst[..n].copy_from_slice(&$src[start..start + n]),
+                Access::Contiguous => $dst[..n].copy_from_slice(&$src[at..at + n]),
                 Access::Scalar => {
-                    let v = $src[0];
+                    let v = $src[inp.offset];
                     $dst[..n].iter_mut().for_each(|x| *x = v);
                 }
                 Access::Strided(strides) => {
                     fill_index(0, strides, local_shape, start, &mut index[..n]);
                     for (d, &i) in $dst[..n].iter_mut().zip(&index[..n]) {
-                        *d = $src[i as usize];
+                        *d = $src[inp.offset + i as usize];
                     }
                 }
             }

@@ -13,17 +13,16 @@ use crate::op::{Meta, Op, ReduceSpec};
 use crate::plan::{Finalize, Plan, Stage, StageId, StageKind};
 use crate::shape::Chunks;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Assign {
-    Dead,
-    /// Recomputed inside every kernel that reads it.
-    Inline,
-    /// Member of the group whose root is this node.
-    Group(NodeId),
-}
+use super::group::{self, Assign, LowerOptions};
+use super::stencil;
 
 /// Lowers an (optimized) graph into stages.
 pub fn lower(graph: &Graph) -> Result<Plan> {
+    lower_with(graph, &LowerOptions::default())
+}
+
+/// [`lower`] with options.
+pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
     let n = graph.len();
     let live = graph.live();
     let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); n];
@@ -39,53 +38,7 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
         is_output[o.index()] = true;
     }
 
-    // Assign groups from the outputs backwards: a node joins the group of its
-    // consumers when they all agree, otherwise it is materialized.
-    let mut assign = vec![Assign::Dead; n];
-    for i in (0..n).rev() {
-        if !live[i] {
-            continue;
-        }
-        let id = NodeId(i as u32);
-        let node = &graph.nodes[i];
-        if !node.op.is_elementwise() || is_output[i] {
-            assign[i] = Assign::Group(id);
-            continue;
-        }
-        let mut common: Option<Option<NodeId>> = None;
-        for c in &consumers[i] {
-            let cg = match (&graph.node(*c).op, assign[c.index()]) {
-                (op, Assign::Group(g)) if op.is_elementwise() || matches!(op, Op::Reduce(_)) => {
-                    Some(g)
-                }
-                _ => None,
-            };
-            common = match common {
-                None => Some(cg),
-                Some(prev) if prev == cg => Some(prev),
-                Some(_) => Some(None),
-            };
-        }
-        let fusable = matches!(common, Some(Some(_)));
-        assign[i] = if node.op.is_generated() {
-            let all_fusable = consumers[i].iter().all(|c| {
-                let op = &graph.node(*c).op;
-                op.is_elementwise() || matches!(op, Op::Reduce(_))
-            });
-            if all_fusable {
-                Assign::Inline
-            } else {
-                Assign::Group(id)
-            }
-        } else if fusable {
-            match common {
-                Some(Some(g)) => Assign::Group(g),
-                _ => Assign::Group(id),
-            }
-        } else {
-            Assign::Group(id)
-        };
-    }
+    let assign = group::assign(graph, &live, &consumers, &is_output, opts);
 
     let mut plan = Plan::default();
     let mut stage_of: HashMap<NodeId, StageId> = HashMap::new();
@@ -117,7 +70,24 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
             Assign::Group(g) => g == id && x != id || (x == id && node.op.is_elementwise()),
             Assign::Dead => false,
         };
+        let stencil = group_nodes.iter().any(|m| graph.node(*m).op.is_stencil());
         let stage = match &node.op {
+            _ if stencil => {
+                let (kernel, ext) = stencil::lower_stencil(graph, id, &group_nodes, &assign)?;
+                let ops: Vec<String> = kernel
+                    .levels
+                    .iter()
+                    .flat_map(|l| l.exe.program.op_names())
+                    .collect();
+                Stage {
+                    kind: StageKind::Stencil(Arc::new(kernel)),
+                    inputs: input_stages(&ext)?,
+                    meta: node.meta.clone(),
+                    nodes: group_nodes,
+                    label: format!("stencil: {}", summarize(&ops)),
+                    cache: Default::default(),
+                }
+            }
             Op::Source(h) => Stage {
                 kind: StageKind::Source(h.clone()),
                 inputs: vec![],

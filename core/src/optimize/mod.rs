@@ -4,6 +4,10 @@
 
 mod fold;
 pub mod fuse;
+pub mod group;
+mod stencil;
+
+pub use group::{LowerOptions, auto_stencil_depth};
 
 use std::collections::HashMap;
 

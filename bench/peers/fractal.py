@@ -1,0 +1,138 @@
+"""fractal (seed 004): the masked Mandelbrot iteration, maxiterations = 20, int32 image."""
+
+import math
+
+import numba
+import numexpr as ne
+import numpy as np
+
+from .common import NTHREADS, Runner, check_equal, dask_runner, jit_runner, numba_note
+
+NAME = "fractal"
+RUNNERS = ("numpy", "numexpr", "numba-serial", "numba-parallel", "dask-threaded", "dask-distributed")
+SIZES = {"small": (160, 240), "bench": (1600, 2400)}
+MAXIT = 20
+IN_MEMORY = "c = x + y*1j from ogrid built before timing"
+
+
+def cases(size):
+    h, w = SIZES[size]
+    chunks = (math.ceil(h / 3), math.ceil(w / 4))  # (height/3, width/4), rounded up: a 3 × 4 grid
+    case = f"{h}×{w}, chunks {chunks[0]}×{chunks[1]}"
+    return [dict(case=case, height=h, width=w, chunks=chunks, elements=h * w, bytes=None)]
+
+
+def grid(p):
+    h, w = p["height"], p["width"]
+    y, x = np.ogrid[-1:0:h * 1j, -1.5:0:w * 1j]
+    return x + y * 1j
+
+
+def reference(p, runner):
+    """A plain Python loop over pixels, with the scalar complex arithmetic of the loop body."""
+    c = grid(p)
+    out = np.full(c.shape, MAXIT, dtype=np.int32)
+    for r in range(c.shape[0]):
+        for k in range(c.shape[1]):
+            cc = complex(c[r, k])
+            z = cc
+            for i in range(MAXIT):
+                z = z * z + cc
+                if abs(z) > 2:
+                    out[r, k] = i
+                    break
+    return out
+
+
+def check(out, ref, p):
+    return check_equal(out, ref)
+
+
+def numpy_fractal(c):
+    fractal = np.full(c.shape, MAXIT, dtype=np.int32)
+    z = c
+    for i in range(MAXIT):
+        z = z**2 + c
+        diverged = np.absolute(z) > 2
+        diverging_now = diverged & (fractal == MAXIT)
+        fractal[diverging_now] = i
+        z[diverged] = 2
+    return fractal
+
+
+def numexpr_fractal(c):
+    fractal = np.full(c.shape, MAXIT, dtype=np.int32)
+    z = c
+    for i in range(MAXIT):
+        env = {"z": z, "c": c, "fractal": fractal, "i": np.int32(i), "m": np.int32(MAXIT)}
+        z = ne.evaluate("z**2 + c", local_dict=env)
+        env["z"] = z
+        diverged = ne.evaluate("real(abs(z)) > 2", local_dict=env)
+        env["diverged"] = diverged
+        fractal = ne.evaluate("where(diverged & (fractal == m), i, fractal)", local_dict=env)
+        z = ne.evaluate("where(diverged, 2, z)", local_dict=env)
+    return fractal
+
+
+def dask_fractal(height, width, chunks):
+    """The seed's run_dask, with chunks (height/3, width/4) rounded up."""
+    import dask.array
+
+    chunked = lambda a: dask.array.from_array(a, chunks=chunks)  # noqa: E731
+    y, x = np.ogrid[-1:0:height * 1j, -1.5:0:width * 1j]
+    c = chunked(x + y * 1j)
+    fractal = chunked(np.full(c.shape, MAXIT, dtype=np.int32))
+    z = c
+    for i in range(MAXIT):
+        z = z**2 + c
+        diverged = np.absolute(z) > 2
+        diverging_now = diverged & (fractal == MAXIT)
+        fractal[diverging_now] = i
+        z[diverged] = 2
+    return fractal
+
+
+def pixel(c, maxiterations):
+    z = c
+    for i in range(maxiterations):
+        z = z**2 + c
+        if abs(z) > 2:
+            return i
+    return maxiterations
+
+
+def fractal_loop(c, maxiterations):
+    out = np.empty(c.shape, dtype=np.int32)
+    for r in range(c.shape[0]):
+        for k in range(c.shape[1]):
+            z = c[r, k]
+            out[r, k] = maxiterations
+            for i in range(maxiterations):
+                z = z**2 + c[r, k]
+                if abs(z) > 2:
+                    out[r, k] = i
+                    break
+    return out
+
+
+def make(name, p, ctx):
+    if name.startswith("dask"):
+        build = lambda: dask_fractal(p["height"], p["width"], p["chunks"])  # noqa: E731
+        what = "the seed's run_dask: NumPy inputs embedded with from_array, masked assignments (many small tasks per chunk)"
+        return dask_runner(name, ctx, build, what)
+    c = grid(p)
+    tiny = (c[:2, :2].copy(), np.int32(MAXIT))
+    if name == "numpy":
+        return Runner(run=lambda: numpy_fractal(c), note=f"the seed's vectorised loop; {IN_MEMORY}")
+    if name == "numexpr":
+        ne.set_num_threads(NTHREADS)
+        note = f"{NTHREADS} threads; seed loop with each line one ne.evaluate (where() for the masks); {IN_MEMORY}"
+        return Runner(run=lambda: numexpr_fractal(c), note=note)
+    if name == "numba-serial":
+        note = f"{numba_note('serial')} loop over pixels, early exit; {IN_MEMORY}"
+        return jit_runner(numba.njit, fractal_loop, tiny, (c, np.int32(MAXIT)), note)
+    if name == "numba-parallel":
+        ufunc = numba.vectorize([numba.int32(numba.complex128, numba.int32)], target="parallel")
+        note = f"{numba_note('the seed @vectorize ufunc, target=parallel')}; {IN_MEMORY}"
+        return jit_runner(ufunc, pixel, tiny, (c, np.int32(MAXIT)), note)
+    raise KeyError(name)

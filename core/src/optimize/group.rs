@@ -1,0 +1,292 @@
+//! Which nodes fuse together: every node joins the group of its consumers when
+//! they all agree, otherwise it is materialized as the root of a group of its
+//! own. Stencil ops (`Shift`, `KeepEdges`) join groups too, which makes the
+//! group a stencil kernel computing its members on a halo around each chunk;
+//! the halo a group may grow to is capped (temporal blocking).
+
+use std::collections::HashMap;
+
+use crate::graph::{Graph, NodeId};
+use crate::op::{Boundary, Op};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Assign {
+    Dead,
+    /// Recomputed inside every kernel that reads it.
+    Inline,
+    /// Member of the group whose root is this node.
+    Group(NodeId),
+}
+
+/// Options of lowering.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Largest halo, in cells, that fused stencil steps may need around a
+    /// chunk (k steps of a one-cell stencil need k). `None`: the rule of
+    /// [`auto_stencil_depth`].
+    pub stencil_depth: Option<usize>,
+}
+
+/// The deepest halo worth fusing for chunks of `chunk` cells per axis: the
+/// largest depth D for which the redundant work of D fused one-cell steps,
+/// averaged over the steps, stays within 10 % of the useful work (a step r
+/// cells from the last one computes the chunk grown by r on every side).
+/// Capped at the smallest chunk side (halos come from neighbours only) and 64.
+pub fn auto_stencil_depth(chunk: &[usize]) -> usize {
+    let smallest = chunk.iter().copied().filter(|&c| c > 0).min().unwrap_or(1);
+    let waste = |r: usize| {
+        chunk
+            .iter()
+            .filter(|&&c| c > 0)
+            .map(|&c| (c + 2 * r) as f64 / c as f64)
+            .product::<f64>()
+            - 1.0
+    };
+    let mut best = 1;
+    let mut total = 0.0;
+    for d in 1..=smallest.min(64) {
+        total += waste(d - 1);
+        if total / d as f64 > 0.10 {
+            break;
+        }
+        best = d;
+    }
+    best
+}
+
+/// Per group: what a stencil group has committed to.
+#[derive(Clone, Debug, Default)]
+struct GroupState {
+    boundary: Option<Vec<Boundary>>,
+    /// Halo cap of the group (cells per axis).
+    depth: usize,
+    reduction: bool,
+}
+
+/// Assigns every live node to a group, from the outputs backwards.
+pub fn assign(
+    graph: &Graph,
+    live: &[bool],
+    consumers: &[Vec<NodeId>],
+    is_output: &[bool],
+    opts: &LowerOptions,
+) -> Vec<Assign> {
+    let n = graph.len();
+    let mut assign = vec![Assign::Dead; n];
+    // Halo each node must be computed on, per axis, within its group.
+    let mut radius: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // Axes along which some consumer in the group wraps around.
+    let mut periodic: Vec<Vec<bool>> = vec![Vec::new(); n];
+    let mut groups: HashMap<NodeId, GroupState> = HashMap::new();
+    let nd_of = |i: usize| graph.nodes[i].meta.shape.len();
+    let near = near_reach(graph, live, consumers);
+
+    for i in (0..n).rev() {
+        if !live[i] {
+            continue;
+        }
+        let id = NodeId(i as u32);
+        let node = &graph.nodes[i];
+        let nd = nd_of(i);
+        radius[i] = vec![0; nd];
+        periodic[i] = vec![false; nd];
+        let own = |groups: &mut HashMap<NodeId, GroupState>| {
+            let chunk = node.meta.chunks.max_chunk();
+            groups.insert(
+                id,
+                GroupState {
+                    boundary: None,
+                    depth: opts
+                        .stencil_depth
+                        .unwrap_or_else(|| auto_stencil_depth(&chunk)),
+                    reduction: matches!(node.op, Op::Reduce(_)),
+                },
+            );
+            Assign::Group(id)
+        };
+        let fusable_kind = node.op.is_elementwise() || node.op.is_stencil();
+        if !fusable_kind || is_output[i] {
+            assign[i] = own(&mut groups);
+            if let Op::Shift { boundary, .. } = &node.op
+                && let Some(g) = groups.get_mut(&id)
+            {
+                g.boundary = Some(boundary.clone());
+            }
+            continue;
+        }
+
+        // The consumers' common group, if they agree.
+        let mut common: Option<Option<NodeId>> = None;
+        for c in &consumers[i] {
+            let cop = &graph.node(*c).op;
+            let cg = match assign[c.index()] {
+                Assign::Group(g)
+                    if cop.is_elementwise() || cop.is_stencil() || matches!(cop, Op::Reduce(_)) =>
+                {
+                    Some(g)
+                }
+                _ => None,
+            };
+            common = match common {
+                None => Some(cg),
+                Some(prev) if prev == cg => Some(prev),
+                Some(_) => Some(None),
+            };
+        }
+        // Halo and wrap-around this node inherits from its consumers, and
+        // whether some consumer needs it as a whole field (shifted or kept).
+        let mut needs_field = false;
+        let mut wraps = vec![false; nd];
+        let mut r = vec![0usize; nd];
+        for c in &consumers[i] {
+            let cn = graph.node(*c);
+            if cn.meta.shape.len() != nd {
+                continue;
+            }
+            let ci = c.index();
+            let (reach, field) = match &cn.op {
+                Op::Shift { offset, .. } => (
+                    offset.iter().map(|o| o.unsigned_abs() as usize).collect(),
+                    true,
+                ),
+                Op::KeepEdges { .. } => (vec![0; nd], cn.inputs.get(1) == Some(&id)),
+                _ => (vec![0; nd], false),
+            };
+            needs_field |= field;
+            for d in 0..nd {
+                let cr = radius[ci].get(d).copied().unwrap_or(0);
+                r[d] = r[d].max(cr + reach[d]);
+                wraps[d] |= periodic[ci].get(d).copied().unwrap_or(false);
+            }
+            if let Op::Shift { boundary, .. } = &cn.op {
+                for (d, b) in boundary.iter().enumerate() {
+                    wraps[d] |= *b == Boundary::Periodic;
+                }
+            }
+        }
+
+        if node.op.is_generated() {
+            let all_fusable = consumers[i].iter().all(|c| {
+                let op = &graph.node(*c).op;
+                op.is_elementwise()
+                    || matches!(op, Op::Reduce(_))
+                    || matches!(op, Op::KeepEdges { .. })
+            });
+            // A generated array read shifted, kept, or on the far side of a
+            // periodic edge must be stored: kernels generate by global index,
+            // which does not wrap around.
+            let wrapped = (0..nd).any(|d| wraps[d] && r[d] > 0);
+            assign[i] = if all_fusable && !needs_field && !wrapped {
+                Assign::Inline
+            } else {
+                own(&mut groups)
+            };
+            continue;
+        }
+
+        let Some(Some(g)) = common else {
+            assign[i] = own(&mut groups);
+            continue;
+        };
+        let state = groups.get(&g).cloned().unwrap_or_default();
+        let same_shape = node.meta.shape == graph.node(g).meta.shape
+            && node.meta.chunks == graph.node(g).meta.chunks;
+        let stencil_op = node.op.is_stencil();
+        let mut joins = true;
+        if stencil_op && (state.reduction || !same_shape) {
+            joins = false;
+        }
+        // Keep the group's halo within its cap: the fields this node's own
+        // step reads must fit around the chunk.
+        let fits = (0..nd).all(|d| {
+            let need = r[d] + near[i].get(d).copied().unwrap_or(0);
+            need <= state.depth && need <= node.meta.shape[d]
+        });
+        if !fits {
+            joins = false;
+        }
+        if let Op::Shift { boundary, .. } = &node.op
+            && let Some(b) = &state.boundary
+            && b != boundary
+        {
+            joins = false;
+        }
+        if r.iter().any(|&x| x > 0) && !same_shape {
+            joins = false;
+        }
+        if !joins {
+            assign[i] = own(&mut groups);
+            if let Op::Shift { boundary, .. } = &node.op
+                && let Some(s) = groups.get_mut(&id)
+            {
+                s.boundary = Some(boundary.clone());
+            }
+            continue;
+        }
+        if let Op::Shift { boundary, .. } = &node.op
+            && let Some(s) = groups.get_mut(&g)
+        {
+            s.boundary = Some(boundary.clone());
+        }
+        assign[i] = Assign::Group(g);
+        radius[i] = r;
+        periodic[i] = wraps;
+    }
+    assign
+}
+
+/// Per node, how far beyond its own cells computing it reads, per axis:
+/// the widest shift between it and the fields it is computed from (nodes
+/// read shifted or kept, which are stored whole at the start of a step).
+fn near_reach(graph: &Graph, live: &[bool], consumers: &[Vec<NodeId>]) -> Vec<Vec<usize>> {
+    let n = graph.len();
+    let is_field: Vec<bool> = (0..n)
+        .map(|i| {
+            consumers[i].iter().any(|c| {
+                let cn = graph.node(*c);
+                matches!(cn.op, Op::Shift { .. })
+                    || matches!(cn.op, Op::KeepEdges { .. })
+                        && cn.inputs.get(1) == Some(&NodeId(i as u32))
+            })
+        })
+        .collect();
+    let mut near: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for i in 0..n {
+        if !live[i] {
+            continue;
+        }
+        let node = &graph.nodes[i];
+        let nd = node.meta.shape.len();
+        near[i] = match &node.op {
+            Op::Shift { offset, .. } => offset.iter().map(|o| o.unsigned_abs() as usize).collect(),
+            op if op.is_elementwise() || op.is_stencil() => {
+                let mut r = vec![0usize; nd];
+                for x in &node.inputs {
+                    if is_field[x.index()] || near[x.index()].len() != nd {
+                        continue;
+                    }
+                    for d in 0..nd {
+                        r[d] = r[d].max(near[x.index()][d]);
+                    }
+                }
+                r
+            }
+            _ => vec![0; nd],
+        };
+    }
+    near
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auto_stencil_depth;
+
+    #[test]
+    fn depth_rule_keeps_redundant_work_small() {
+        // 100×100 chunks: steps at r = 0..4 waste 0, 4, 8.2, 12.4, 16.6 % → 8.2 % average.
+        assert_eq!(auto_stencil_depth(&[100, 100]), 5);
+        assert!(auto_stencil_depth(&[1000, 1000]) >= 40);
+        assert_eq!(auto_stencil_depth(&[3, 3]), 1);
+        assert!(auto_stencil_depth(&[1_000_000]) == 64);
+    }
+}

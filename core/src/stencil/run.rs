@@ -1,0 +1,589 @@
+//! Runs a stencil kernel for one output chunk.
+
+use crate::buffer::Buffer;
+use crate::dtype::{DType, Value};
+use crate::error::{Error, Result};
+use crate::kernel::{Bound, OutSlice};
+use crate::op::Boundary;
+use crate::shape;
+
+use super::StencilKernel;
+
+/// Input data at hand: a whole input chunk or the part of it the task needs.
+pub struct Piece<'a> {
+    /// Global coordinate of the data's first element.
+    pub lo: Vec<usize>,
+    pub shape: Vec<usize>,
+    pub data: &'a Buffer,
+}
+
+/// The padded layout shared by every field of a task.
+struct Layout {
+    /// Global coordinate of padded index 0 along each axis.
+    start: Vec<i64>,
+    padded: Vec<usize>,
+    strides: Vec<usize>,
+    /// Slack before and after the padded box, so windows read at any offset
+    /// within the halo stay inside the buffer.
+    guard: usize,
+    len: usize,
+}
+
+impl Layout {
+    fn pos(&self, coord: &[usize]) -> usize {
+        self.guard
+            + coord
+                .iter()
+                .zip(&self.strides)
+                .map(|(c, s)| c * s)
+                .sum::<usize>()
+    }
+}
+
+/// Computes output chunk (`origin`, `local`) of an array of `shape` from the
+/// pieces of every stage input.
+pub fn run_stencil(
+    k: &StencilKernel,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    inputs: &[Vec<Piece<'_>>],
+    input_dtypes: &[DType],
+) -> Result<Buffer> {
+    let nd = k.ndim();
+    if shape.len() != nd
+        || origin.len() != nd
+        || local.len() != nd
+        || inputs.len() != k.inputs.len()
+    {
+        return Err(internal("stencil task does not match its kernel"));
+    }
+    let padded: Vec<usize> = (0..nd).map(|d| local[d] + 2 * k.halo[d]).collect();
+    let strides = shape::strides(&padded);
+    let guard: usize = (0..nd).map(|d| k.halo[d] * strides[d]).sum();
+    let lay = Layout {
+        start: (0..nd)
+            .map(|d| origin[d] as i64 - k.halo[d] as i64)
+            .collect(),
+        len: shape::size(&padded) + 2 * guard,
+        padded,
+        strides,
+        guard,
+    };
+    let ni = k.inputs.len();
+    let nfields = ni + k.levels.len();
+    // Free fields after their last reader; reuse their memory.
+    let mut last_use = vec![0usize; nfields];
+    for (j, level) in k.levels.iter().enumerate() {
+        for r in &level.reads {
+            last_use[r.field as usize] = j;
+        }
+        if let Some(keep) = &level.keep {
+            last_use[keep.field as usize] = j;
+        }
+    }
+    let mut pool: Vec<Buffer> = Vec::new();
+    let mut fields: Vec<Option<Buffer>> = (0..nfields).map(|_| None).collect();
+
+    for (i, pieces) in inputs.iter().enumerate() {
+        let dtype = *input_dtypes
+            .get(i)
+            .ok_or_else(|| internal("missing input dtype"))?;
+        let mut buf = take(&mut pool, dtype, lay.len);
+        let radius = &k.inputs[i];
+        for p in pieces {
+            place(&lay, shape, origin, local, radius, &k.boundary, p, &mut buf)?;
+        }
+        fill_ghosts(&lay, shape, origin, local, radius, &k.boundary, &mut buf)?;
+        fields[i] = Some(buf);
+    }
+
+    for (j, level) in k.levels.iter().enumerate() {
+        let r0 = level.radius[0];
+        let h0 = k.halo[0];
+        let start = (h0 - r0) * lay.strides[0];
+        let mut box_shape = lay.padded.clone();
+        box_shape[0] = local[0] + 2 * r0;
+        let len = shape::size(&box_shape);
+        let mut box_origin = lay.start.clone();
+        box_origin[0] = origin[0] as i64 - r0 as i64;
+        let mut out = take(&mut pool, level.dtype(), lay.len);
+        {
+            let mut windows = Vec::with_capacity(level.reads.len());
+            for read in &level.reads {
+                let buf = fields
+                    .get(read.field as usize)
+                    .and_then(Option::as_ref)
+                    .ok_or_else(|| internal("stencil level reads a field that is gone"))?;
+                let shift: i64 = read
+                    .offset
+                    .iter()
+                    .zip(&lay.strides)
+                    .map(|(&o, &s)| o * s as i64)
+                    .sum();
+                let at = (lay.guard + start) as i64 + shift;
+                if at < 0 {
+                    return Err(internal("stencil window before its field"));
+                }
+                windows.push((buf, at as usize));
+            }
+            let bound = Bound::windows(&level.exe, &box_origin, &box_shape, &windows)?;
+            let at = lay.guard + start;
+            bound.run_map_into(out_slice(&mut out, at, len)?)?;
+        }
+        if let Some(keep) = &level.keep {
+            let old = fields
+                .get(keep.field as usize)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| internal("stencil keeps edges of a field that is gone"))?;
+            keep_edges(
+                &lay,
+                shape,
+                origin,
+                local,
+                &level.radius,
+                &keep.depth,
+                old,
+                &mut out,
+            )?;
+        }
+        if level.radius.iter().any(|&r| r > 0) {
+            fill_ghosts(
+                &lay,
+                shape,
+                origin,
+                local,
+                &level.radius,
+                &k.boundary,
+                &mut out,
+            )?;
+        }
+        fields[ni + j] = Some(out);
+        for (f, slot) in fields.iter_mut().enumerate() {
+            if f < ni + j && last_use[f] <= j && slot.is_some() {
+                if let Some(b) = slot.take() {
+                    pool.push(b);
+                }
+            }
+        }
+    }
+    let result = fields
+        .pop()
+        .flatten()
+        .ok_or_else(|| internal("stencil without a result"))?;
+    let mut out = Buffer::zeros(result.dtype(), shape::size(local));
+    let src_lo: Vec<usize> = k.halo.clone();
+    copy_box(
+        &result,
+        &lay.strides,
+        lay.pos(&src_lo),
+        &mut out,
+        &shape::strides(local),
+        0,
+        local,
+    )?;
+    Ok(out)
+}
+
+fn internal(msg: &str) -> Error {
+    Error::Task {
+        task: "stencil".into(),
+        message: format!("internal error: {msg}"),
+    }
+}
+
+fn take(pool: &mut Vec<Buffer>, dtype: DType, len: usize) -> Buffer {
+    match pool
+        .iter()
+        .position(|b| b.dtype() == dtype && b.len() == len)
+    {
+        Some(i) => pool.swap_remove(i),
+        None => Buffer::zeros(dtype, len),
+    }
+}
+
+fn out_slice(buf: &mut Buffer, at: usize, len: usize) -> Result<OutSlice<'_>> {
+    let range = at..at + len;
+    if range.end > buf.len() {
+        return Err(internal("stencil level outside its field"));
+    }
+    Ok(match buf {
+        Buffer::Bool(v) => OutSlice::Bool(&mut v[range]),
+        Buffer::I32(v) => OutSlice::I32(&mut v[range]),
+        Buffer::I64(v) => OutSlice::I64(&mut v[range]),
+        Buffer::F32(v) => OutSlice::F32(&mut v[range]),
+        Buffer::F64(v) => OutSlice::F64(&mut v[range]),
+        Buffer::C128(v) => OutSlice::C128(&mut v[range]),
+    })
+}
+
+/// Copies the parts of an input piece the task needs into the padded field,
+/// once for each periodic image that lands in the needed box.
+#[allow(clippy::too_many_arguments)]
+fn place(
+    lay: &Layout,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    radius: &[usize],
+    boundary: &[Boundary],
+    p: &Piece<'_>,
+    buf: &mut Buffer,
+) -> Result<()> {
+    let nd = shape.len();
+    if p.lo.len() != nd || p.shape.len() != nd || p.data.len() != shape::size(&p.shape) {
+        return Err(internal("stencil input piece of the wrong shape"));
+    }
+    // Per axis, the images (shift, lo, hi in global coordinates) of the piece
+    // inside the needed box.
+    let mut per_axis: Vec<Vec<(i64, i64, i64)>> = Vec::with_capacity(nd);
+    for d in 0..nd {
+        let n = shape[d] as i64;
+        let need_lo = origin[d] as i64 - radius[d] as i64;
+        let need_hi = (origin[d] + local[d] + radius[d]) as i64;
+        let shifts: &[i64] = if boundary[d] == Boundary::Periodic {
+            &[-n, 0, n]
+        } else {
+            &[0]
+        };
+        let mut v = Vec::new();
+        for &t in shifts {
+            let a = (p.lo[d] as i64 + t).max(need_lo);
+            let b = ((p.lo[d] + p.shape[d]) as i64 + t).min(need_hi);
+            if a < b {
+                v.push((t, a, b));
+            }
+        }
+        if v.is_empty() {
+            return Ok(());
+        }
+        per_axis.push(v);
+    }
+    let src_strides = shape::strides(&p.shape);
+    let mut pick = vec![0usize; nd];
+    loop {
+        let mut src_lo = vec![0usize; nd];
+        let mut dst_lo = vec![0usize; nd];
+        let mut extent = vec![0usize; nd];
+        for d in 0..nd {
+            let (t, a, b) = per_axis[d][pick[d]];
+            src_lo[d] = (a - t - p.lo[d] as i64) as usize;
+            dst_lo[d] = (a - lay.start[d]) as usize;
+            extent[d] = (b - a) as usize;
+        }
+        let src_at: usize = src_lo.iter().zip(&src_strides).map(|(c, s)| c * s).sum();
+        copy_box(
+            p.data,
+            &src_strides,
+            src_at,
+            buf,
+            &lay.strides,
+            lay.pos(&dst_lo),
+            &extent,
+        )?;
+        let mut d = nd;
+        loop {
+            if d == 0 {
+                return Ok(());
+            }
+            d -= 1;
+            pick[d] += 1;
+            if pick[d] < per_axis[d].len() {
+                break;
+            }
+            pick[d] = 0;
+        }
+    }
+}
+
+/// Copies an `extent` box between two row-major buffers of one dtype.
+fn copy_box(
+    src: &Buffer,
+    src_strides: &[usize],
+    src_at: usize,
+    dst: &mut Buffer,
+    dst_strides: &[usize],
+    dst_at: usize,
+    extent: &[usize],
+) -> Result<()> {
+    fn rows<T: Copy>(
+        s: &[T],
+        ss: &[usize],
+        sa: usize,
+        d: &mut [T],
+        ds: &[usize],
+        da: usize,
+        extent: &[usize],
+    ) -> Option<()> {
+        let nd = extent.len();
+        if extent.contains(&0) {
+            return Some(());
+        }
+        if nd == 0 {
+            *d.get_mut(da)? = *s.get(sa)?;
+            return Some(());
+        }
+        let run = extent[nd - 1];
+        let mut idx = vec![0usize; nd - 1];
+        loop {
+            let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
+            let dof = da + idx.iter().zip(ds).map(|(i, st)| i * st).sum::<usize>();
+            d.get_mut(dof..dof + run)?
+                .copy_from_slice(s.get(so..so + run)?);
+            let mut k = nd - 1;
+            loop {
+                if k == 0 {
+                    return Some(());
+                }
+                k -= 1;
+                idx[k] += 1;
+                if idx[k] < extent[k] {
+                    break;
+                }
+                idx[k] = 0;
+            }
+        }
+    }
+    let ok = match (src, dst) {
+        (Buffer::Bool(s), Buffer::Bool(d)) => {
+            rows(s, src_strides, src_at, d, dst_strides, dst_at, extent)
+        }
+        (Buffer::I32(s), Buffer::I32(d)) => {
+            rows(s, src_strides, src_at, d, dst_strides, dst_at, extent)
+        }
+        (Buffer::I64(s), Buffer::I64(d)) => {
+            rows(s, src_strides, src_at, d, dst_strides, dst_at, extent)
+        }
+        (Buffer::F32(s), Buffer::F32(d)) => {
+            rows(s, src_strides, src_at, d, dst_strides, dst_at, extent)
+        }
+        (Buffer::F64(s), Buffer::F64(d)) => {
+            rows(s, src_strides, src_at, d, dst_strides, dst_at, extent)
+        }
+        (Buffer::C128(s), Buffer::C128(d)) => {
+            rows(s, src_strides, src_at, d, dst_strides, dst_at, extent)
+        }
+        _ => None,
+    };
+    ok.ok_or_else(|| internal("stencil copy out of range or between dtypes"))
+}
+
+/// The cells of a field beyond the array's non-periodic edges, within its
+/// radius of the chunk, from the boundary rule. Axis by axis, so corners
+/// follow the same rule as NumPy's `pad`.
+fn fill_ghosts(
+    lay: &Layout,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    radius: &[usize],
+    boundary: &[Boundary],
+    buf: &mut Buffer,
+) -> Result<()> {
+    let nd = shape.len();
+    for d in 0..nd {
+        if boundary[d] == Boundary::Periodic {
+            continue;
+        }
+        let n = shape[d] as i64;
+        let lo = origin[d] as i64 - radius[d] as i64;
+        let hi = (origin[d] + local[d] + radius[d]) as i64;
+        let ghosts = (lo..0).chain(n.max(lo)..hi);
+        let outer: usize = lay.padded[..d].iter().product();
+        let inner: usize = lay.padded[d + 1..].iter().product();
+        let plane = |x: i64| (x - lay.start[d]) as usize;
+        for x in ghosts {
+            let src = match boundary[d] {
+                Boundary::Constant(_) => None,
+                Boundary::Reflect => Some(if x < 0 { -x - 1 } else { 2 * n - 1 - x }),
+                _ => Some(if x < 0 { 0 } else { n - 1 }),
+            };
+            let dst_plane = plane(x);
+            match (src, boundary[d]) {
+                (None, Boundary::Constant(v)) => {
+                    let value = Value::F64(v).cast(buf.dtype());
+                    for o in 0..outer {
+                        let at = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
+                        fill(buf, at, inner, value)?;
+                    }
+                }
+                (Some(s), _) => {
+                    let src_plane = plane(s.clamp(0, n - 1));
+                    for o in 0..outer {
+                        let from = lay.guard + (o * lay.padded[d] + src_plane) * inner;
+                        let to = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
+                        copy_within(buf, from, to, inner)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fill(buf: &mut Buffer, at: usize, n: usize, v: Value) -> Result<()> {
+    let ok = match (buf, v) {
+        (Buffer::Bool(b), Value::Bool(x)) => b.get_mut(at..at + n).map(|s| s.fill(x)),
+        (Buffer::I32(b), Value::I32(x)) => b.get_mut(at..at + n).map(|s| s.fill(x)),
+        (Buffer::I64(b), Value::I64(x)) => b.get_mut(at..at + n).map(|s| s.fill(x)),
+        (Buffer::F32(b), Value::F32(x)) => b.get_mut(at..at + n).map(|s| s.fill(x)),
+        (Buffer::F64(b), Value::F64(x)) => b.get_mut(at..at + n).map(|s| s.fill(x)),
+        (Buffer::C128(b), Value::C128(x)) => b.get_mut(at..at + n).map(|s| s.fill(x)),
+        _ => None,
+    };
+    ok.ok_or_else(|| internal("stencil boundary fill out of range"))
+}
+
+fn copy_within(buf: &mut Buffer, from: usize, to: usize, n: usize) -> Result<()> {
+    let len = buf.len();
+    if from.max(to) + n > len {
+        return Err(internal("stencil boundary copy out of range"));
+    }
+    match buf {
+        Buffer::Bool(b) => b.copy_within(from..from + n, to),
+        Buffer::I32(b) => b.copy_within(from..from + n, to),
+        Buffer::I64(b) => b.copy_within(from..from + n, to),
+        Buffer::F32(b) => b.copy_within(from..from + n, to),
+        Buffer::F64(b) => b.copy_within(from..from + n, to),
+        Buffer::C128(b) => b.copy_within(from..from + n, to),
+    }
+    Ok(())
+}
+
+/// Cells within `depth[d]` of either end of axis d (counted around periodic
+/// edges) take `old`'s value, inside the level's radius.
+#[allow(clippy::too_many_arguments)]
+fn keep_edges(
+    lay: &Layout,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    radius: &[usize],
+    depth: &[usize],
+    old: &Buffer,
+    out: &mut Buffer,
+) -> Result<()> {
+    let nd = shape.len();
+    if depth.iter().all(|&x| x == 0) {
+        return Ok(());
+    }
+    let in_band = |d: usize, x: i64| {
+        let n = shape[d] as i64;
+        let c = x.rem_euclid(n.max(1));
+        (c < depth[d] as i64) || (c >= n - depth[d] as i64)
+    };
+    // Global range of the level along each axis.
+    let lo: Vec<i64> = (0..nd)
+        .map(|d| origin[d] as i64 - radius[d] as i64)
+        .collect();
+    let ext: Vec<usize> = (0..nd).map(|d| local[d] + 2 * radius[d]).collect();
+    let last = nd - 1;
+    let band_cols: Vec<usize> = (0..ext[last])
+        .filter(|&i| in_band(last, lo[last] + i as i64))
+        .collect();
+    let col0 = (lo[last] - lay.start[last]) as usize;
+    let mut idx = vec![0usize; last];
+    loop {
+        let row_in_band = (0..last).any(|d| in_band(d, lo[d] + idx[d] as i64));
+        let mut coord: Vec<usize> = (0..last)
+            .map(|d| (lo[d] - lay.start[d]) as usize + idx[d])
+            .collect();
+        coord.push(col0);
+        let at = lay.pos(&coord);
+        if row_in_band {
+            copy_between(old, out, at, ext[last])?;
+        } else {
+            for &c in &band_cols {
+                copy_between(old, out, at + c, 1)?;
+            }
+        }
+        let mut d = last;
+        loop {
+            if d == 0 {
+                return Ok(());
+            }
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < ext[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+fn copy_between(src: &Buffer, dst: &mut Buffer, at: usize, n: usize) -> Result<()> {
+    let r = at..at + n;
+    let ok = match (src, dst) {
+        (Buffer::Bool(s), Buffer::Bool(d)) => s
+            .get(r.clone())
+            .zip(d.get_mut(r))
+            .map(|(s, d)| d.copy_from_slice(s)),
+        (Buffer::I32(s), Buffer::I32(d)) => s
+            .get(r.clone())
+            .zip(d.get_mut(r))
+            .map(|(s, d)| d.copy_from_slice(s)),
+        (Buffer::I64(s), Buffer::I64(d)) => s
+            .get(r.clone())
+            .zip(d.get_mut(r))
+            .map(|(s, d)| d.copy_from_slice(s)),
+        (Buffer::F32(s), Buffer::F32(d)) => s
+            .get(r.clone())
+            .zip(d.get_mut(r))
+            .map(|(s, d)| d.copy_from_slice(s)),
+        (Buffer::F64(s), Buffer::F64(d)) => s
+            .get(r.clone())
+            .zip(d.get_mut(r))
+            .map(|(s, d)| d.copy_from_slice(s)),
+        (Buffer::C128(s), Buffer::C128(d)) => s
+            .get(r.clone())
+            .zip(d.get_mut(r))
+            .map(|(s, d)| d.copy_from_slice(s)),
+        _ => None,
+    };
+    ok.ok_or_else(|| internal("stencil edge copy out of range or between dtypes"))
+}
+
+/// The box `lo..hi` (in the chunk's coordinates) of every column of a chunk:
+/// the halo strip a worker serves to a peer's stencil task.
+pub fn crop(
+    chunk: &crate::buffer::Chunk,
+    lo: &[usize],
+    hi: &[usize],
+) -> Result<crate::buffer::Chunk> {
+    let nd = chunk.shape.len();
+    if lo.len() != nd || hi.len() != nd || (0..nd).any(|d| lo[d] > hi[d] || hi[d] > chunk.shape[d])
+    {
+        return Err(Error::Invalid(format!(
+            "box {lo:?}..{hi:?} is not inside a chunk of shape {:?}",
+            chunk.shape
+        )));
+    }
+    let extent: Vec<usize> = (0..nd).map(|d| hi[d] - lo[d]).collect();
+    let src_strides = shape::strides(&chunk.shape);
+    let at: usize = lo.iter().zip(&src_strides).map(|(a, s)| a * s).sum();
+    let mut cols = Vec::with_capacity(chunk.cols.len());
+    for col in &chunk.cols {
+        if col.len() != shape::size(&chunk.shape) {
+            return Err(Error::Invalid(
+                "cannot crop a chunk whose columns are not of its shape".into(),
+            ));
+        }
+        let mut out = Buffer::zeros(col.dtype(), shape::size(&extent));
+        copy_box(
+            col,
+            &src_strides,
+            at,
+            &mut out,
+            &shape::strides(&extent),
+            0,
+            &extent,
+        )?;
+        cols.push(out);
+    }
+    Ok(crate::buffer::Chunk {
+        shape: extent,
+        cols,
+    })
+}
