@@ -60,9 +60,11 @@ def case_numbers(case: str) -> tuple:
 
 def group(records: list[dict]) -> dict:
     """{(workload, size, case): [records]}, the peers' case strings first, accel's matched to them."""
+    cases_of: dict[tuple, set] = {}
+    for rec in records:
+        cases_of.setdefault((rec["source"], rec["workload"], rec.get("size", "")), set()).add(rec["case"])
     groups: dict[tuple, list] = {}
-    ordered = sorted(records, key=lambda r: r["source"] != "peers")
-    for rec in ordered:
+    for rec in sorted(records, key=lambda r: r["source"] != "peers"):
         wl, size, case = rec["workload"], rec.get("size", ""), rec["case"]
         key = (wl, size, case)
         if key not in groups:
@@ -70,8 +72,7 @@ def group(records: list[dict]) -> dict:
             by_numbers = [k for k in same if case_numbers(k[2]) == case_numbers(case)]
             if by_numbers:
                 key = by_numbers[0]
-            elif len(same) == 1 and sum(r["workload"] == wl and r.get("size", "") == size and r["source"] == rec["source"]
-                                        and r["case"] != case for r in ordered) == 0:
+            elif len(same) == 1 and len(cases_of[(rec["source"], wl, size)]) == 1:
                 key = same[0]  # one case on each side: the same case, described differently
             if key[2] != case:
                 rec["matched_case"] = key[2]
@@ -96,15 +97,19 @@ def ok_time(rec) -> float | None:
     return None
 
 
-def gbps(rec) -> float | None:
+def gbps(rec, nbytes=None) -> float | None:
+    """Bandwidth from the record's own byte count (or the given one, the case's)."""
     t = ok_time(rec)
-    if t and rec.get("bytes"):
-        return rec["bytes"] / t / 1e9
+    nbytes = rec.get("bytes") if rec and rec.get("bytes") else nbytes
+    if t and nbytes:
+        return nbytes / t / 1e9
     return None
 
 
 def triad_gbps(records) -> float | None:
-    values = [r["gbps"] for r in records if r["workload"] == "triad" and r["status"] == "ok" and r.get("gbps")]
+    values = [
+        r["gbps"] for r in records if r["workload"] == "triad" and r["status"] == "ok" and r.get("gbps")
+    ]
     return statistics.median(values) if values else None
 
 
@@ -164,8 +169,13 @@ def summarize(groups: dict, triad: float | None) -> tuple[list[dict], list[dict]
 
     def goal(name, where, figure, target, passed):
         goals.append(
-            dict(goal=name, where=where, figure=figure, target=target,
-                 result="n/a" if passed is None else "PASS" if passed else "MISS")
+            dict(
+                goal=name,
+                where=where,
+                figure=figure,
+                target=target,
+                result="n/a" if passed is None else "PASS" if passed else "MISS",
+            )
         )
 
     for key, recs in groups.items():
@@ -177,44 +187,89 @@ def summarize(groups: dict, triad: float | None) -> tuple[list[dict], list[dict]
         peer_t, peer = best_single_node(runners)
         dask_dist = ok_time(runners.get("dask-distributed"))
         row = dict(
-            workload=wl, case=key[2], size=key[1], accel_embedded_s=emb, best_peer=peer, best_peer_s=peer_t,
+            workload=wl,
+            case=key[2],
+            size=key[1],
+            accel_embedded_s=emb,
+            best_peer=peer,
+            best_peer_s=peer_t,
             speedup_vs_best_peer=peer_t / emb if emb and peer_t else None,
             distributed_speedup=dask_dist / dist if dist and dask_dist else None,
         )
         if wl in BANDWIDTH:
-            row["accel_gbps"] = gbps(runners.get(EMB))
+            case_bytes = next((r["bytes"] for r in recs if r.get("bytes")), None)
+            row["accel_gbps"] = gbps(runners.get(EMB), case_bytes)
             row["pct_of_triad"] = 100 * row["accel_gbps"] / triad if row["accel_gbps"] and triad else None
         rows.append(row)
         where = label(key)
         r = row["distributed_speedup"]
-        goal("accel-distributed ≥ 20× faster than dask-distributed", where, fmt_x(r), "≥ 20×",
-             None if r is None else r >= 20)
+        goal(
+            "accel-distributed ≥ 20× faster than dask-distributed",
+            where,
+            fmt_x(r),
+            "≥ 20×",
+            None if r is None else r >= 20,
+        )
         r = row["speedup_vs_best_peer"]
-        goal("accel-embedded ≥ best single-node peer", where, f"{fmt_x(r)} vs {peer}" if r else "—", "≥ 1×",
-             None if r is None else r >= 1)
+        goal(
+            "accel-embedded ≥ best single-node peer",
+            where,
+            f"{fmt_x(r)} vs {peer}" if r else "—",
+            "≥ 1×",
+            None if r is None else r >= 1,
+        )
         if wl in BANDWIDTH:
             pct = row["pct_of_triad"]
-            fig = f"{fmt_num(row['accel_gbps'])} GB/s = {fmt_num(pct, 0)} % of triad" if pct is not None else "—"
-            goal("fused kernel bandwidth ≥ 80 % of triad", where, fig, "≥ 80 %", None if pct is None else pct >= 80)
+            fig = (
+                f"{fmt_num(row['accel_gbps'])} GB/s = {fmt_num(pct, 0)} % of triad"
+                if pct is not None
+                else "—"
+            )
+            goal(
+                "fused kernel bandwidth ≥ 80 % of triad",
+                where,
+                fig,
+                "≥ 80 %",
+                None if pct is None else pct >= 80,
+            )
         if wl == "fractal":
             numba_t = ok_time(runners.get("numba-parallel"))
             ratio = emb / numba_t if emb and numba_t else None
             row["ns_per_pixel_accel"] = emb / recs[0]["elements"] * 1e9 if emb else None
             row["ns_per_pixel_numba_parallel"] = numba_t / recs[0]["elements"] * 1e9 if numba_t else None
             row["accel_over_numba_parallel"] = ratio
-            fig = (f"{fmt_num(row['ns_per_pixel_accel'])} vs {fmt_num(row['ns_per_pixel_numba_parallel'])} ns/px "
-                   f"= {fmt_num(ratio, 2)}") if ratio else "—"
-            goal("fractal ns/pixel ≤ 0.7 × numba-parallel", where, fig, "≤ 0.70", None if ratio is None else ratio <= 0.7)
+            fig = "—"
+            if ratio:
+                ns_a, ns_n = row["ns_per_pixel_accel"], row["ns_per_pixel_numba_parallel"]
+                fig = f"{fmt_num(ns_a)} vs {fmt_num(ns_n)} ns/px = {fmt_num(ratio, 2)}"
+            goal(
+                "fractal ns/pixel ≤ 0.7 × numba-parallel",
+                where,
+                fig,
+                "≤ 0.70",
+                None if ratio is None else ratio <= 0.7,
+            )
         if wl == "heat" and case_numbers(key[2])[:2] == (200.0, 4000.0):
             dask_ts = [(ok_time(runners.get(r)), r) for r in ("dask-threaded", "dask-distributed")]
             dask_ts = [d for d in dask_ts if d[0]]
             fastest_dask = min(dask_ts) if dask_ts else (None, None)
             r = fastest_dask[0] / emb if emb and fastest_dask[0] else None
-            goal("heat: accel ≥ 100× faster than dask map_overlap", where,
-                 f"{fmt_x(r)} vs {fastest_dask[1]}" if r else "—", "≥ 100×", None if r is None else r >= 100)
+            goal(
+                "heat: accel ≥ 100× faster than dask map_overlap",
+                where,
+                f"{fmt_x(r)} vs {fastest_dask[1]}" if r else "—",
+                "≥ 100×",
+                None if r is None else r >= 100,
+            )
             numba_t = ok_time(runners.get("numba-parallel"))
             r = numba_t / emb if emb and numba_t else None
-            goal("heat: accel at least as fast as numba-parallel", where, fmt_x(r), "≥ 1×", None if r is None else r >= 1)
+            goal(
+                "heat: accel at least as fast as numba-parallel",
+                where,
+                fmt_x(r),
+                "≥ 1×",
+                None if r is None else r >= 1,
+            )
     overhead = [g for k, g in groups.items() if k[0] == "task-overhead"]
     for recs in overhead:
         runners = by_runner(recs)
@@ -223,8 +278,13 @@ def summarize(groups: dict, triad: float | None) -> tuple[list[dict], list[dict]
         au = a.get("per_task_us") if a and a["status"] == "ok" else None
         r = du / au if du and au else None
         fig = f"{fmt_num(du)} vs {fmt_num(au, 2)} µs/task = {fmt_x(r)}" if r else "—"
-        goal("zero-work task overhead ≥ 100× lower than dask distributed", f"task-overhead {recs[0]['case']}", fig,
-             "≥ 100×", None if r is None else r >= 100)
+        goal(
+            "zero-work task overhead ≥ 100× lower than dask distributed",
+            f"task-overhead {recs[0]['case']}",
+            fig,
+            "≥ 100×",
+            None if r is None else r >= 100,
+        )
     return rows, goals
 
 
@@ -237,8 +297,21 @@ def machine_line(m: dict) -> str:
     mem = f"{m['memory_total_bytes'] / 2**30:.0f} GiB" if m.get("memory_total_bytes") else "? GiB"
     load = lambda v: "/".join(f"{x:.2f}" for x in v) if v else "?"  # noqa: E731
     commit = (m.get("git_commit") or "?")[:10] + (" (dirty)" if m.get("git_dirty") else "")
-    return (f"{m.get('cores', '?')} cores, {m.get('cpu_model', '?')}, {mem}; load average "
-            f"{load(m.get('load_before'))} before, {load(m.get('load_after'))} after; commit {commit}")
+    return (
+        f"{m.get('cores', '?')} cores, {m.get('cpu_model', '?')}, {mem}; load average "
+        f"{load(m.get('load_before'))} before, {load(m.get('load_after'))} after; commit {commit}"
+    )
+
+
+def busy_warning(m: dict) -> str | None:
+    """A warning when other work ran on the machine as the benchmark started."""
+    load, cores = m.get("load_before"), m.get("cores")
+    if load and cores and load[0] > 0.5 * cores:
+        return (
+            f"the machine was busy before the run (load average {load[0]:.2f} on {cores} cores): "
+            "parallel runners lose most, rerun on a quiet machine for figures to quote"
+        )
+    return None
 
 
 def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> list[str]:
@@ -252,6 +325,9 @@ def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> lis
         out.append("- peers: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v))
     if triad:
         out.append(f"- STREAM triad (plain Rust): {triad:.1f} GB/s")
+    busy = busy_warning(machine)
+    if busy:
+        out.append(f"- **{busy}**")
     out.append("")
 
     present = {r["runner"] for key, recs in groups.items() if key[0] in WORKLOADS for r in recs}
@@ -271,14 +347,20 @@ def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> lis
     out += table(["workload", "case"] + cols, body)
     if any(r.get("extrapolated") for recs in groups.values() for r in recs):
         out.append("")
-        out.append("\\* extrapolated linearly to all Nt steps from a shorter run (Dask map_overlap; see details)")
+        out.append(
+            "\\* extrapolated linearly to all Nt steps from a shorter run (Dask map_overlap; see details)"
+        )
     out.append("")
 
     special = []
     for key, recs in groups.items():
         if key[0] in SPECIAL:
             for r in recs:
-                per = f"{r['per_task_us']:.1f} µs/task" if r.get("per_task_us") else fmt_ms(r.get("median_s")) + " ms"
+                per = (
+                    f"{r['per_task_us']:.1f} µs/task"
+                    if r.get("per_task_us")
+                    else fmt_ms(r.get("median_s")) + " ms"
+                )
                 special.append([key[0], key[2], r["runner"], per if r["status"] == "ok" else r["status"]])
     if special:
         out += ["### Overheads", ""]
@@ -294,12 +376,31 @@ def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> lis
     for r in rows:
         bw = ""
         if r.get("accel_gbps"):
-            bw = f"{r['accel_gbps']:.1f} GB/s" + (f" ({r['pct_of_triad']:.0f} % of triad)" if r.get("pct_of_triad") else "")
+            bw = f"{r['accel_gbps']:.1f} GB/s" + (
+                f" ({r['pct_of_triad']:.0f} % of triad)" if r.get("pct_of_triad") else ""
+            )
         peer = f"{r['best_peer']} {fmt_ms(r['best_peer_s'])} ms" if r["best_peer"] else "—"
-        srows.append([f"{r['workload']} {r['case']}", fmt_ms(r["accel_embedded_s"]), peer,
-                      fmt_x(r["speedup_vs_best_peer"]), fmt_x(r["distributed_speedup"]), bw])
-    out += table(["workload", "accel-embedded ms", "best single-node peer", "accel-emb. speed-up",
-                  "accel-dist. vs dask-dist.", "fused bandwidth"], srows)
+        srows.append(
+            [
+                f"{r['workload']} {r['case']}",
+                fmt_ms(r["accel_embedded_s"]),
+                peer,
+                fmt_x(r["speedup_vs_best_peer"]),
+                fmt_x(r["distributed_speedup"]),
+                bw,
+            ]
+        )
+    out += table(
+        [
+            "workload",
+            "accel-embedded ms",
+            "best single-node peer",
+            "accel-emb. speed-up",
+            "accel-dist. vs dask-dist.",
+            "fused bandwidth",
+        ],
+        srows,
+    )
     out.append("")
 
     out += ["### Details", ""]
@@ -350,18 +451,45 @@ def detail(recs: list[dict]) -> list[str]:
         tasks = ""
         if rec.get("tasks") is not None:
             before = rec.get("tasks_before")
-            tasks = f"{before} → {rec['tasks']}" if before is not None and before != rec["tasks"] else str(rec["tasks"])
+            tasks = (
+                f"{before} → {rec['tasks']}"
+                if before is not None and before != rec["tasks"]
+                else str(rec["tasks"])
+            )
         speed = fmt_x(t / emb) if t and emb and name != EMB else ""
-        what = rec.get("check") or "" if rec["status"] == "ok" else f"{rec['status']}: {rec.get('error') or ''}"
+        what = (
+            rec.get("check") or "" if rec["status"] == "ok" else f"{rec['status']}: {rec.get('error') or ''}"
+        )
         if rec.get("extrapolated"):
             what += f"; {rec.get('steps_run')} steps run, extrapolated"
         setup = fmt_ms(rec.get("setup_s")) if rec.get("setup_s") is not None else ""
-        rows.append([name, cell(rec) or "—", fmt_num(ns, 2), fmt_num(gbps(rec)) if rec.get("bytes") else "",
-                     tasks, setup, speed, what])
+        rows.append(
+            [
+                name,
+                cell(rec) or "—",
+                fmt_num(ns, 2),
+                fmt_num(gbps(rec)) if rec.get("bytes") else "",
+                tasks,
+                setup,
+                speed,
+                what,
+            ]
+        )
         if rec.get("note"):
             notes.append(f"- {name}: {rec['note']}")
-    out = table(["runner", "median ms", "ns/element", "GB/s", "tasks (before → after)", "setup ms",
-                 "accel-emb. speed-up", "status / check"], rows)
+    out = table(
+        [
+            "runner",
+            "median ms",
+            "ns/element",
+            "GB/s",
+            "tasks (before → after)",
+            "setup ms",
+            "accel-emb. speed-up",
+            "status / check",
+        ],
+        rows,
+    )
     return out + [""] + notes
 
 
@@ -381,7 +509,11 @@ def main(argv=None) -> int:
     text = "\n".join(document(machine, groups, rows, goals, triad)) + "\n"
     print(text)
     (out_dir / "results.md").write_text(text)
-    results = {"machine": machine, "records": records, "summary": {"triad_gbps": triad, "rows": rows, "goals": goals}}
+    results = {
+        "machine": machine,
+        "records": records,
+        "summary": {"triad_gbps": triad, "rows": rows, "goals": goals},
+    }
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"report: wrote {out_dir / 'results.md'} and {out_dir / 'results.json'}", file=sys.stderr)
     return 0

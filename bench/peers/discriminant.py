@@ -60,7 +60,9 @@ def make(name, p, ctx):
             a, b, c = inputs(p, "dask")
             return b**2 - 4 * a * c
 
-        return dask_runner(name, ctx, build, "a, b, c = da.random.default_rng().random inside the graph", key="dask")
+        return dask_runner(
+            name, ctx, build, "a, b, c = da.random.default_rng().random inside the graph", key="dask"
+        )
     a, b, c = inputs(p, "default")
     tiny = (a[:4], b[:4], c[:4])
     if name == "numpy":

@@ -24,7 +24,7 @@ def cases(size):
 
 def grid(p):
     h, w = p["height"], p["width"]
-    y, x = np.ogrid[-1:0:h * 1j, -1.5:0:w * 1j]
+    y, x = np.ogrid[-1 : 0 : h * 1j, -1.5 : 0 : w * 1j]
     return x + y * 1j
 
 
@@ -79,7 +79,7 @@ def dask_fractal(height, width, chunks):
     import dask.array
 
     chunked = lambda a: dask.array.from_array(a, chunks=chunks)  # noqa: E731
-    y, x = np.ogrid[-1:0:height * 1j, -1.5:0:width * 1j]
+    y, x = np.ogrid[-1 : 0 : height * 1j, -1.5 : 0 : width * 1j]
     c = chunked(x + y * 1j)
     fractal = chunked(np.full(c.shape, MAXIT, dtype=np.int32))
     z = c
@@ -118,7 +118,10 @@ def fractal_loop(c, maxiterations):
 def make(name, p, ctx):
     if name.startswith("dask"):
         build = lambda: dask_fractal(p["height"], p["width"], p["chunks"])  # noqa: E731
-        what = "the seed's run_dask: NumPy inputs embedded with from_array, masked assignments (many small tasks per chunk)"
+        what = (
+            "the seed's run_dask: NumPy inputs embedded with from_array, "
+            "masked assignments (many small tasks per chunk)"
+        )
         return dask_runner(name, ctx, build, what)
     c = grid(p)
     tiny = (c[:2, :2].copy(), np.int32(MAXIT))
@@ -126,7 +129,7 @@ def make(name, p, ctx):
         return Runner(run=lambda: numpy_fractal(c), note=f"the seed's vectorised loop; {IN_MEMORY}")
     if name == "numexpr":
         ne.set_num_threads(NTHREADS)
-        note = f"{NTHREADS} threads; seed loop with each line one ne.evaluate (where() for the masks); {IN_MEMORY}"
+        note = f"{NTHREADS} threads; the seed loop, one ne.evaluate per line (where() for masks); {IN_MEMORY}"
         return Runner(run=lambda: numexpr_fractal(c), note=note)
     if name == "numba-serial":
         note = f"{numba_note('serial')} loop over pixels, early exit; {IN_MEMORY}"

@@ -1,7 +1,5 @@
 """harmonic (seed 000): sin(2*pi*f*t) in float32, t = arange(n)*dt, f = 5 Hz, dt = 1e-3."""
 
-import math
-
 import numba
 import numexpr as ne
 import numpy as np
@@ -70,7 +68,9 @@ def make(name, p, ctx):
         expr = lambda: ne.evaluate("sin(w * t)", local_dict={"w": W32, "t": t})  # noqa: E731
         return Runner(run=expr, note=f"{NTHREADS} threads, float32 constant; {IN_MEMORY}")
     if name == "numba-serial":
-        return jit_runner(numba.njit, wave_loop, tiny, (t,), f"{numba_note('serial')} loop (float32); {IN_MEMORY}")
+        return jit_runner(
+            numba.njit, wave_loop, tiny, (t,), f"{numba_note('serial')} loop (float32); {IN_MEMORY}"
+        )
     if name == "numba-parallel":
         note = f"{numba_note('@njit(parallel=True) prange')} (float32); {IN_MEMORY}"
         return jit_runner(numba.njit(parallel=True), wave_prange, tiny, (t,), note)

@@ -111,7 +111,9 @@ def make(name, p, ctx):
             f"{run_steps} steps run and timed, times scaled ×{steps / run_steps:.1f} to the {steps} updates "
             f"(tasks counted for the {run_steps} steps)"
         )
-        runner = dask_runner(name, ctx, lambda: dask_heat(T0, run_steps, chunk), what, key=f"steps={run_steps}")
+        runner = dask_runner(
+            name, ctx, lambda: dask_heat(T0, run_steps, chunk), what, key=f"steps={run_steps}"
+        )
         if run_steps < steps:
             runner.steps, runner.scale = run_steps, steps / run_steps
         return runner
@@ -123,7 +125,9 @@ def make(name, p, ctx):
         note = f"scipy.ndimage.convolve with the 4-neighbour kernel per step, boundary re-fixed; {updates}"
         return Runner(run=lambda: scipy_heat(T0, steps), note=note)
     if name == "numba-serial":
-        return jit_runner(numba.njit, heat_loop, tiny, (T0, steps, GAMMA), f"{numba_note('serial')} loops; {updates}")
+        return jit_runner(
+            numba.njit, heat_loop, tiny, (T0, steps, GAMMA), f"{numba_note('serial')} loops; {updates}"
+        )
     if name == "numba-parallel":
         note = f"{numba_note('@njit(parallel=True) prange over rows')}; {updates}"
         return jit_runner(numba.njit(parallel=True), heat_prange, tiny, (T0, steps, GAMMA), note)

@@ -71,14 +71,18 @@ def make(name, p, ctx):
 
             return numpy_inc(da.ones(n, chunks=chunk))
 
-        return dask_runner(name, ctx, build, "x = da.ones inside the graph; 25 × (x + 1), fused by dask.optimize")
+        return dask_runner(
+            name, ctx, build, "x = da.ones inside the graph; 25 × (x + 1), fused by dask.optimize"
+        )
     x = np.ones(n)
     tiny = (x[:4],)
     if name == "numpy":
         return Runner(run=lambda: numpy_inc(x), note=f"{IN_MEMORY}; 25 × (x = x + 1), one temporary each")
     if name == "numexpr":
         ne.set_num_threads(NTHREADS)
-        return Runner(run=lambda: numexpr_inc(x), note=f"{NTHREADS} threads; {IN_MEMORY}; 25 × ne.evaluate('x + 1')")
+        return Runner(
+            run=lambda: numexpr_inc(x), note=f"{NTHREADS} threads; {IN_MEMORY}; 25 × ne.evaluate('x + 1')"
+        )
     if name == "numba-serial":
         return jit_runner(numba.njit, inc_loop, tiny, (x,), f"{numba_note('serial')}; {IN_MEMORY}; {FUSED}")
     if name == "numba-parallel":

@@ -1,7 +1,7 @@
 """Records the machine a benchmark run used, as OUT_DIR/machine.json.
 
-    python bench/peers/machine.py OUT_DIR before --command "bench/run ..." --size bench
-    python bench/peers/machine.py OUT_DIR after
+python bench/peers/machine.py OUT_DIR before --command "bench/run ..." --size bench
+python bench/peers/machine.py OUT_DIR after
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def mem_total_bytes() -> int | None:
 def git(*args: str) -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 

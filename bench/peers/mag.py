@@ -57,7 +57,10 @@ def make(name, p, ctx):
         return Runner(run=lambda: np.sqrt(x**2 + y**2), note=IN_MEMORY)
     if name == "numexpr":
         ne.set_num_threads(NTHREADS)
-        return Runner(run=lambda: ne.evaluate("sqrt(x**2 + y**2)", local_dict={"x": x, "y": y}), note=f"{NTHREADS} threads; {IN_MEMORY}")
+        return Runner(
+            run=lambda: ne.evaluate("sqrt(x**2 + y**2)", local_dict={"x": x, "y": y}),
+            note=f"{NTHREADS} threads; {IN_MEMORY}",
+        )
     if name == "numba-serial":
         return jit_runner(numba.njit, mag_loop, tiny, (x, y), f"{numba_note('serial')} loop; {IN_MEMORY}")
     if name == "numba-parallel":

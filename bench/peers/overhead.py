@@ -1,9 +1,8 @@
 """Zero-work task overhead of Dask distributed: T no-op tasks submitted and gathered."""
 
 import statistics
-import time
 
-from .common import CheckFailed, base_record, sci
+from .common import FIRST_TIMED, CheckFailed, base_record, sci, time_runs
 
 SIZES = {"small": 1_000, "bench": 10_000}
 
@@ -23,17 +22,16 @@ def run(ctx):
 
         def once():
             futures = client.map(noop, range(T), pure=False)
-            out = client.gather(futures)
-            del futures
+            return client.gather(futures)
+
+        def check(out):
             if out != list(range(T)):
                 raise CheckFailed("gathered results differ from range(T)")
+            return f"{T} results gathered"
 
-        times = []
-        for i in range(ctx.repeats + 1):  # the first run is the warm-up
-            t0 = time.perf_counter()
-            once()
-            if i:
-                times.append(time.perf_counter() - t0)
+        times, message, first_timed = time_runs(once, check, ctx.repeats)
+        if first_timed:
+            rec["note"] += FIRST_TIMED
         median = statistics.median(times)
         rec.update(
             status="ok",
@@ -42,7 +40,7 @@ def run(ctx):
             tasks=T,
             tasks_before=T,
             per_task_us=median / T * 1e6,
-            check=f"{T} results gathered",
+            check=message,
         )
     except Exception as exc:
         rec.update(status="failed", check="did not run", error=f"{type(exc).__name__}: {exc}")

@@ -94,19 +94,24 @@ def make(name, p, ctx):
             y = rng.random(n, chunks=chunk)
             return 4 * ((x**2 + y**2) < 1).sum() / n
 
-        return dask_runner(name, ctx, build, f"x, y = da.random.default_rng().random inside the graph; {TIMED}")
-    blocked = f"blocks of {sci(min(BLOCK, n))} samples from np.random.default_rng in a loop (to fit memory); {TIMED}"
+        return dask_runner(
+            name, ctx, build, f"x, y = da.random.default_rng().random inside the graph; {TIMED}"
+        )
+    blocked = f"blocks of {sci(min(BLOCK, n))} samples from np.random.default_rng in a loop (to fit memory)"
+    blocked += f"; {TIMED}"
     if name == "numpy":
         return Runner(run=lambda: numpy_pi(n), note=blocked)
     if name == "numexpr":
         ne.set_num_threads(NTHREADS)
-        note = f"NumPy draws, ne.evaluate('sum(where(x**2 + y**2 < 1, 1, 0))') counts ({NTHREADS} threads); {blocked}"
+        count = "ne.evaluate('sum(where(x**2 + y**2 < 1, 1, 0))')"
+        note = f"NumPy draws, {count} counts ({NTHREADS} threads); {blocked}"
         return Runner(run=lambda: numexpr_pi(n), note=note)
     if name == "numba-serial":
         note = f"{numba_note('serial')} loop with np.random.random() per draw (seed style); {TIMED}"
         return jit_runner(numba.njit, pi_loop, (10,), (n,), note)
     if name == "numba-parallel":
         nblocks = n // chunk
-        note = f"{numba_note('@njit(parallel=True) prange')} over {nblocks} blocks, np.random.random() per draw; {TIMED}"
+        note = f"{numba_note('@njit(parallel=True) prange')} over {nblocks} blocks"
+        note += f", np.random.random() per draw; {TIMED}"
         return jit_runner(numba.njit(parallel=True), pi_prange, (10, 2), (n, nblocks), note)
     raise KeyError(name)

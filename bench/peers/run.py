@@ -1,6 +1,7 @@
 """Runs the peer suite and writes its records as JSON.
 
-    python bench/peers/run.py [--size small|bench] [--only mag,trig,...] [--repeats N] [--json FILE]
+python bench/peers/run.py [--size small|bench] [--only mag,trig,...] [--repeats N] [--json FILE]
+                          [--runners numpy,numba-parallel,...]
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def write_json(path: Path, records: list[dict]) -> None:
 def show(rec: dict) -> None:
     ms = f"{rec['median_s'] * 1e3:11.2f} ms" if rec["median_s"] is not None else " " * 14
     extra = rec["error"] or rec["check"]
-    print(f"{rec['workload']:<13} {rec['case']:<28} {rec['runner']:<17} {rec['status']:<7} {ms}  {extra}", flush=True)
+    print(
+        f"{rec['workload']:<13} {rec['case']:<28} {rec['runner']:<17} {rec['status']:<7} {ms}  {extra}",
+        flush=True,
+    )
 
 
 def main(argv=None) -> int:
@@ -78,30 +82,40 @@ def main(argv=None) -> int:
             add(ctx.extra_records.pop(0))
 
     t_start = time.perf_counter()
+    mods = [importlib.import_module(f"peers.{name}") for name in args.workloads if name not in SPECIAL]
     try:
-        for name in args.workloads:
-            mod = importlib.import_module(f"peers.{name}")
-            if name == "overhead":
-                for rec in mod.run(ctx):
-                    flush_extra()
-                    add(rec)
-                continue
-            for p in mod.cases(args.size):
-                refs: dict = {}
-                for runner in mod.RUNNERS:
-                    if args.runner_filter and runner not in args.runner_filter:
-                        continue
-                    rec = measure(mod, p, runner, ctx, refs)
-                    flush_extra()
-                    add(rec)
-                del refs
-                gc.collect()
+        # Two passes: first every runner that works inside this process, then, with the
+        # LocalCluster started once, the dask-distributed ones. An idle cluster's processes
+        # still wake up and steal cores: with them alive, Numba's parallel loops (OpenMP
+        # barriers) ran 10-100× slower here.
+        for distributed in (False, True):
+            for mod in mods:
+                for p in mod.cases(args.size):
+                    refs: dict = {}
+                    for runner in mod.RUNNERS:
+                        if (runner == "dask-distributed") != distributed:
+                            continue
+                        if args.runner_filter and runner not in args.runner_filter:
+                            continue
+                        rec = measure(mod, p, runner, ctx, refs)
+                        flush_extra()
+                        add(rec)
+                    del refs
+                    gc.collect()
+        if "overhead" in args.workloads and (
+            not args.runner_filter or "dask-distributed" in args.runner_filter
+        ):
+            for rec in importlib.import_module("peers.overhead").run(ctx):
+                flush_extra()
+                add(rec)
     finally:
         ctx.close()
     flush_extra()
     write_json(args.json, records)
     failed = sum(r["status"] == "failed" for r in records)
-    print(f"peers: {len(records)} records, {failed} failed, {time.perf_counter() - t_start:.0f} s → {args.json}")
+    print(
+        f"peers: {len(records)} records, {failed} failed, {time.perf_counter() - t_start:.0f} s → {args.json}"
+    )
     return 0
 
 

@@ -58,9 +58,17 @@ def make(name, p, ctx):
             s = np.sum(np.tanh(np.diag(a)))
             return ne.evaluate("a + s", local_dict={"a": a, "s": s})
 
-        return Runner(run=expr, note=f"NumPy for the trace, ne.evaluate('a + s') ({NTHREADS} threads); {IN_MEMORY}")
+        return Runner(
+            run=expr, note=f"NumPy for the trace, ne.evaluate('a + s') ({NTHREADS} threads); {IN_MEMORY}"
+        )
     if name == "numba-serial":
-        return jit_runner(numba.njit, a_plus_tr_tanh_a, tiny, (a,), f"{numba_note('serial')}, the seed's function; {IN_MEMORY}")
+        return jit_runner(
+            numba.njit,
+            a_plus_tr_tanh_a,
+            tiny,
+            (a,),
+            f"{numba_note('serial')}, the seed's function; {IN_MEMORY}",
+        )
     if name == "numba-parallel":
         note = f"{numba_note('@jit(nopython=True, parallel=True)')}, the seed's function; {IN_MEMORY}"
         return jit_runner(numba.njit(parallel=True), a_plus_tr_tanh_a, tiny, (a,), note)

@@ -63,7 +63,9 @@ def make(name, p, ctx):
             a, b = inputs(p, "dask")
             return da.sin(a**2) * da.exp(b)
 
-        return dask_runner(name, ctx, build, "a, b = da.random.default_rng().random inside the graph", key="dask")
+        return dask_runner(
+            name, ctx, build, "a, b = da.random.default_rng().random inside the graph", key="dask"
+        )
     a, b = inputs(p, "default")
     tiny = (a[:2, :2].copy(), b[:2, :2].copy())
     if name == "numpy":

@@ -5,7 +5,7 @@
 //! `cargo run --release -p accel-bench` (add `-- --quick` for small sizes).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use accel::{Array, Complex64, DType, arange, from_ndarray};
 use accel_core::exec::{run_task, run_task_into};
@@ -23,36 +23,8 @@ fn repeats() -> usize {
 }
 
 /// Best of `repeats()` after one warm-up.
-fn best(mut f: impl FnMut()) -> Duration {
-    f();
-    (0..repeats())
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
-}
-
-/// STREAM triad `a = b + s*c` over preallocated arrays, on all cores.
-fn triad(n: usize) -> f64 {
-    let b = vec![1.0f64; n];
-    let c = vec![2.0f64; n];
-    let mut a = vec![0.0f64; n];
-    let s = 3.0;
-    let t = best(|| {
-        a.par_chunks_mut(1 << 16)
-            .zip(b.par_chunks(1 << 16))
-            .zip(c.par_chunks(1 << 16))
-            .for_each(|((a, b), c)| {
-                for i in 0..a.len() {
-                    a[i] = b[i] + s * c[i];
-                }
-            })
-    });
-    std::hint::black_box(&a);
-    (24 * n) as f64 / t.as_secs_f64() / 1e9
+fn best(f: impl FnMut()) -> Duration {
+    accel_bench::best_of(repeats(), f)
 }
 
 /// GB/s of the same chains written as fused parallel Rust loops (the ceiling for a kernel).
@@ -196,7 +168,7 @@ fn main() -> anyhow::Result<()> {
         repeats()
     );
 
-    let triad_gbps = triad(n);
+    let triad_gbps = accel_bench::triad_gbps(n, repeats());
     println!("STREAM triad (plain Rust, rayon)        {triad_gbps:6.1} GB/s  (24 B/element)");
 
     let ones = ndarray::Array1::<f64>::from_elem(n, 1.5);

@@ -21,9 +21,11 @@ fn main() -> anyhow::Result<()> {
     let mut notes = Vec::new();
     for (name, run) in ALL {
         match run(&args) {
-            Ok(r) => {
-                println!("{}", r.table_row());
-                notes.extend(r.notes.iter().map(|n| format!("{name}: {n}")));
+            Ok(reports) => {
+                for r in reports {
+                    println!("{}", r.table_row());
+                    notes.extend(r.notes.iter().map(|n| format!("{name}: {n}")));
+                }
             }
             Err(e) => {
                 println!("| {name:<13} | FAILED: {e}");

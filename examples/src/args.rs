@@ -19,6 +19,8 @@ pub struct Args {
     pub out: PathBuf,
     /// Where arrays are computed: embedded, or the cluster of `--scheduler URL`.
     pub client: accel::Client,
+    /// Timed runs per measurement (after one warm-up); the median is reported.
+    pub repeats: usize,
 }
 
 impl Args {
@@ -32,6 +34,7 @@ impl Args {
             size: Size::Bench,
             out: PathBuf::from("out"),
             client: accel::Client::local(),
+            repeats: 3,
         };
         let mut it = args.into_iter();
         while let Some(a) = it.next() {
@@ -50,9 +53,17 @@ impl Args {
                         .context("--scheduler needs a URL such as http://127.0.0.1:8786")?;
                     out.client = accel::Client::connect(&url)?;
                 }
+                "--repeats" => {
+                    out.repeats = it
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|&n: &usize| n >= 1)
+                        .context("--repeats takes a count of at least 1")?;
+                }
                 "-h" | "--help" => {
                     println!(
-                        "options: --size small|bench (default bench), --out DIR (default out)"
+                        "options: --size small|bench (default bench), --out DIR (default out), \
+                         --repeats N (timed runs, median reported; default 3), --scheduler URL"
                     );
                     std::process::exit(0);
                 }

@@ -7,6 +7,8 @@ use accel::Planned;
 #[derive(Clone, Debug)]
 pub struct Report {
     pub name: &'static str,
+    /// Every timed run (after a warm-up); `time` is their median.
+    pub times: Vec<Duration>,
     /// Human-readable problem size.
     pub size: String,
     /// Elements of the computation (for ns/element and GB/s).
@@ -30,14 +32,15 @@ impl Report {
         planned: &Planned,
         elements: usize,
         bytes: usize,
-        time: Duration,
+        timing: Timing,
     ) -> Report {
         Report {
             name,
+            time: timing.median(),
+            times: timing.times,
             size,
             elements,
             bytes,
-            time,
             tasks_unfused: planned.tasks_unfused(),
             tasks: planned.tasks(),
             check: String::new(),
@@ -124,19 +127,41 @@ pub fn write_graphs(
     ))
 }
 
-/// Best of `repeats` timings of `f` (after one warm-up run), and its last result.
-pub fn time_best<T>(
+/// `repeats` timings of `f` (after one warm-up run), and its last result.
+pub fn time_runs<T>(
     repeats: usize,
     mut f: impl FnMut() -> anyhow::Result<T>,
-) -> anyhow::Result<(Duration, T)> {
+) -> anyhow::Result<(Timing, T)> {
     let mut last = f()?;
-    let mut best = Duration::MAX;
+    let mut times = Vec::with_capacity(repeats.max(1));
     for _ in 0..repeats.max(1) {
         let t = std::time::Instant::now();
         last = f()?;
-        best = best.min(t.elapsed());
+        times.push(t.elapsed());
     }
-    Ok((best, last))
+    Ok((Timing { times }, last))
+}
+
+/// Wall times of the timed runs (after a warm-up run).
+#[derive(Clone, Debug, Default)]
+pub struct Timing {
+    pub times: Vec<Duration>,
+}
+
+impl Timing {
+    pub fn median(&self) -> Duration {
+        let mut t = self.times.clone();
+        t.sort_unstable();
+        match t.len() {
+            0 => Duration::ZERO,
+            n if n % 2 == 1 => t[n / 2],
+            n => (t[n / 2 - 1] + t[n / 2]) / 2,
+        }
+    }
+
+    pub fn as_secs_f64(&self) -> f64 {
+        self.median().as_secs_f64()
+    }
 }
 
 /// Largest relative error of `got` against `want` (absolute where |want| < 1).

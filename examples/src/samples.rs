@@ -1,9 +1,9 @@
 //! Small expressions covering every kind of stage: the seed workloads, views,
 //! concatenation, reshapes and reductions. Tests use them as sample plans.
 
-use accel::{Array, DType, arange, concatenate, from_ndarray, s};
+use accel::{Array, Boundary, DType, arange, concatenate, from_ndarray, s};
 
-use crate::workloads::{fractal, mag, pi};
+use crate::workloads::{fractal, heat, mag, pi};
 
 pub fn arrays() -> Vec<Array> {
     let x = from_ndarray(
@@ -21,5 +21,15 @@ pub fn arrays() -> Vec<Array> {
         concatenate(&[&x, &(&x * 2.0)], 0).reshape(&[240]).std(1),
         x.mean_axis(0),
         x.astype(DType::C128).powi(2).sum(),
+        heat::build(30, 23, 7),
+        (&x * 0.5 + 1.0)
+            .stencil(&heat::FIVE_POINT, Boundary::Periodic)
+            .iterate(3, |t| {
+                t.stencil(&[(&[-1, 1], 0.7), (&[2, 0], 0.3)], Boundary::Reflect)
+            })
+            .sqrt(),
+        x.map_overlap([Boundary::Constant(-1.0), Boundary::Nearest], |n| {
+            n.at(&[-6, 0]) * n.at(&[0, 5]) - n.center()
+        }),
     ]
 }

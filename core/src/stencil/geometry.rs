@@ -26,7 +26,7 @@ pub fn input_parts(
     boundary: &[Boundary],
 ) -> Vec<InputPart> {
     let nd = shape.len();
-    if local.iter().any(|&l| l == 0) || offsets.len() != nd {
+    if local.contains(&0) || offsets.len() != nd {
         return Vec::new();
     }
     // Per axis: (chunk index, lo, hi) of every chunk the needed range touches.

@@ -160,10 +160,11 @@ pub fn run_stencil(
         }
         fields[ni + j] = Some(out);
         for (f, slot) in fields.iter_mut().enumerate() {
-            if f < ni + j && last_use[f] <= j && slot.is_some() {
-                if let Some(b) = slot.take() {
-                    pool.push(b);
-                }
+            if f < ni + j
+                && last_use[f] <= j
+                && let Some(b) = slot.take()
+            {
+                pool.push(b);
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use accel::Rng;
 
-use crate::report::{max_rel_err, time_best};
+use crate::report::{max_rel_err, time_runs};
 use crate::{Args, Report};
 
 pub fn run(args: &Args) -> anyhow::Result<Report> {
@@ -13,7 +13,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let c = rng.random(&[n], chunk);
     let d = b.powi(2) - 4.0 * &a * &c;
     let planned = d.plan()?;
-    let (time, got) = time_best(3, || Ok(args.client.compute::<f64>(&d)?))?;
+    let (time, got) = time_runs(args.repeats, || Ok(args.client.compute::<f64>(&d)?))?;
     let inputs = args.client.run(&[&a, &b, &c])?;
     let v: Vec<_> = inputs
         .outputs

@@ -3,7 +3,7 @@
 use accel::{Array, Complex64, full, ogrid, where_};
 
 use crate::image::write_png;
-use crate::report::time_best;
+use crate::report::time_runs;
 use crate::{Args, Report};
 
 pub const MAX_ITER: i32 = 20;
@@ -61,7 +61,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let chunks = [height.div_ceil(3), width.div_ceil(4)];
     let fractal = build(height, width, chunks);
     let planned = fractal.plan()?;
-    let (time, got) = time_best(3, || Ok(args.client.compute::<i32>(&fractal)?))?;
+    let (time, got) = time_runs(args.repeats, || Ok(args.client.compute::<i32>(&fractal)?))?;
     let want = reference(height, width);
     let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
     anyhow::ensure!(

@@ -2,7 +2,7 @@
 
 use accel::{DType, arange};
 
-use crate::report::time_best;
+use crate::report::time_runs;
 use crate::{Args, Report};
 
 pub fn run(args: &Args) -> anyhow::Result<Report> {
@@ -11,7 +11,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let t = arange(n, chunk).astype(DType::F32) * dt;
     let wave = (2.0 * std::f64::consts::PI * f * t).sin();
     let planned = wave.plan()?;
-    let (time, got) = time_best(3, || Ok(args.client.compute::<f32>(&wave)?))?;
+    let (time, got) = time_runs(args.repeats, || Ok(args.client.compute::<f32>(&wave)?))?;
     // NumPy's rules: the f64 literals take the f32 array's type.
     let (dt32, w32) = (dt as f32, (2.0 * std::f64::consts::PI * f) as f32);
     let mut worst = 0.0f32;

@@ -2,7 +2,7 @@
 
 use accel::{Array, DType, from_ndarray, ones};
 
-use crate::report::time_best;
+use crate::report::time_runs;
 use crate::{Args, Report};
 
 pub fn chain(mut x: Array, steps: usize) -> Array {
@@ -17,13 +17,13 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     // As the seed writes it: constant folding turns ones(n)+1+…+1 into full(26).
     let x = chain(ones(&[n], DType::F64, chunk), 25);
     let planned = x.plan()?;
-    let (time, got) = time_best(3, || Ok(args.client.compute::<f64>(&x)?))?;
+    let (time, got) = time_runs(args.repeats, || Ok(args.client.compute::<f64>(&x)?))?;
     anyhow::ensure!(got.iter().all(|&v| v == 26.0), "inc25 is not 26 everywhere");
     // The same chain over data that cannot be folded: 25 adds fused into one pass.
     let data = from_ndarray(&ndarray::Array1::<f64>::ones(n), chunk);
     let y = chain(data, 25);
     let planned_data = y.plan()?;
-    let (time_data, got_data) = time_best(3, || Ok(args.client.compute::<f64>(&y)?))?;
+    let (time_data, got_data) = time_runs(args.repeats, || Ok(args.client.compute::<f64>(&y)?))?;
     anyhow::ensure!(
         got_data.iter().all(|&v| v == 26.0),
         "inc25 over data is not 26 everywhere"

@@ -2,7 +2,7 @@
 
 use accel::{DType, arange};
 
-use crate::report::time_best;
+use crate::report::time_runs;
 use crate::{Args, Report};
 
 pub fn build(n: usize, chunk: usize) -> accel::Array {
@@ -15,7 +15,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let (n, chunk) = args.pick((1_000_000, 100_000), (50_000_000, 2_500_000));
     let mag = build(n, chunk);
     let planned = mag.plan()?;
-    let (time, out) = time_best(3, || Ok(args.client.compute::<f64>(&mag)?))?;
+    let (time, out) = time_runs(args.repeats, || Ok(args.client.compute::<f64>(&mag)?))?;
     // Reference: the same IEEE operations in a scalar loop, so equality is exact;
     // and within an ulp of sqrt(2)*i as the workload states.
     let mut exact = true;

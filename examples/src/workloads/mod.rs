@@ -3,6 +3,7 @@
 pub mod discriminant;
 pub mod fractal;
 pub mod harmonic;
+pub mod heat;
 pub mod inc25;
 pub mod mag;
 pub mod pi;
@@ -11,17 +12,18 @@ pub mod trig;
 
 use crate::{Args, Report};
 
-/// Runs one workload and reports on it.
-pub type Runner = fn(&Args) -> anyhow::Result<Report>;
+/// Runs one workload and reports on each of its cases.
+pub type Runner = fn(&Args) -> anyhow::Result<Vec<Report>>;
 
 /// Every workload, in gallery order.
-pub const ALL: [(&str, Runner); 8] = [
-    ("mag", mag::run),
-    ("trig", trig::run),
-    ("discriminant", discriminant::run),
-    ("harmonic", harmonic::run),
-    ("inc25", inc25::run),
-    ("fractal", fractal::run),
-    ("pi", pi::run),
-    ("trace", trace::run),
+pub const ALL: [(&str, Runner); 9] = [
+    ("mag", |a| Ok(vec![mag::run(a)?])),
+    ("trig", |a| Ok(vec![trig::run(a)?])),
+    ("discriminant", |a| Ok(vec![discriminant::run(a)?])),
+    ("harmonic", |a| Ok(vec![harmonic::run(a)?])),
+    ("inc25", |a| Ok(vec![inc25::run(a)?])),
+    ("fractal", |a| Ok(vec![fractal::run(a)?])),
+    ("heat", heat::run),
+    ("pi", |a| Ok(vec![pi::run(a)?])),
+    ("trace", |a| Ok(vec![trace::run(a)?])),
 ];

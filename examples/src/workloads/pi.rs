@@ -2,7 +2,7 @@
 
 use accel::{Array, DType, Rng};
 
-use crate::report::time_best;
+use crate::report::time_runs;
 use crate::{Args, Report};
 
 pub fn build(n: usize, chunk: usize, seed: u64) -> Array {
@@ -17,7 +17,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let (n, chunk) = args.pick((1_000_000, 100_000), (1_000_000_000, 10_000_000));
     let pi = build(n, chunk, 2);
     let planned = pi.plan()?;
-    let (time, got) = time_best(3, || Ok(args.client.compute::<f64>(&pi)?))?;
+    let (time, got) = time_runs(args.repeats, || Ok(args.client.compute::<f64>(&pi)?))?;
     let value = got[[]];
     let p = std::f64::consts::PI / 4.0;
     let sigma = 4.0 * (p * (1.0 - p) / n as f64).sqrt();

@@ -2,7 +2,7 @@
 
 use accel::{DType, arange};
 
-use crate::report::{max_rel_err, time_best};
+use crate::report::{max_rel_err, time_runs};
 use crate::{Args, Report};
 
 pub fn run(args: &Args) -> anyhow::Result<Report> {
@@ -13,7 +13,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         .astype(DType::F64);
     let out = &a + a.diag().tanh().sum();
     let planned = out.plan()?;
-    let (time, got) = time_best(3, || Ok(args.client.compute::<f64>(&out)?))?;
+    let (time, got) = time_runs(args.repeats, || Ok(args.client.compute::<f64>(&out)?))?;
     let s: f64 = (0..n).map(|i| ((i * n + i) as f64).tanh()).sum();
     let want = (0..n * n).map(|k| k as f64 + s);
     let err = max_rel_err(got.iter().copied(), want);

@@ -2,7 +2,7 @@
 
 use accel::Rng;
 
-use crate::report::{max_rel_err, time_best};
+use crate::report::{max_rel_err, time_runs};
 use crate::{Args, Report};
 
 pub fn run(args: &Args) -> anyhow::Result<Report> {
@@ -12,7 +12,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let b = rng.random(&[n, n], [chunk, chunk]);
     let out = a.powi(2).sin() * b.exp();
     let planned = out.plan()?;
-    let (time, got) = time_best(3, || Ok(args.client.compute::<f64>(&out)?))?;
+    let (time, got) = time_runs(args.repeats, || Ok(args.client.compute::<f64>(&out)?))?;
     // The inputs, computed on their own, feed a scalar std reference.
     let inputs = args.client.run(&[&a, &b])?;
     let [ia, ib] = [&inputs.outputs[0], &inputs.outputs[1]];

@@ -1,0 +1,260 @@
+//! accel's half of `bench/run`: every seed workload on the embedded client and
+//! on a loopback cluster (scheduler + 2 single-threaded workers), the machine's
+//! triad bandwidth and the zero-work task overhead, as JSON records.
+//!
+//! `accel-suite [--size small|bench] [--repeats N] [--only mag,heat] [--json PATH] [--out DIR]`
+
+use std::time::Instant;
+
+use accel::{Client, DType, arange};
+use accel_bench::json::Json;
+use accel_examples::workloads::ALL;
+use accel_examples::{Args, Report};
+use anyhow::Context;
+
+struct Options {
+    size: String,
+    repeats: usize,
+    only: Option<Vec<String>>,
+    json: std::path::PathBuf,
+    out: String,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut o = Options {
+        size: "bench".into(),
+        repeats: 3,
+        only: None,
+        json: "bench/out/accel.json".into(),
+        out: "bench/out".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--size" => o.size = value()?,
+            "--repeats" => o.repeats = value()?.parse().context("--repeats takes a count")?,
+            "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--json" => o.json = value()?.into(),
+            "--out" => o.out = value()?,
+            other => anyhow::bail!("unknown argument {other:?}"),
+        }
+    }
+    anyhow::ensure!(
+        o.size == "small" || o.size == "bench",
+        "--size takes small or bench"
+    );
+    Ok(o)
+}
+
+/// Workloads whose fused kernels only stream memory (GB/s is meaningful).
+const MEMORY_BOUND: [&str; 4] = ["mag", "discriminant", "inc25", "harmonic"];
+
+fn record(r: &Report, size: &str, runner: &str, setup: Option<f64>) -> Json {
+    let secs = |d: &std::time::Duration| d.as_secs_f64();
+    Json::Obj(vec![
+        ("workload".into(), r.name.into()),
+        ("case".into(), r.size.clone().into()),
+        ("size".into(), size.into()),
+        ("runner".into(), runner.into()),
+        ("status".into(), "ok".into()),
+        ("median_s".into(), secs(&r.time).into()),
+        (
+            "times_s".into(),
+            Json::List(r.times.iter().map(|t| secs(t).into()).collect()),
+        ),
+        ("setup_s".into(), setup.into()),
+        ("tasks".into(), r.tasks.into()),
+        ("tasks_before".into(), r.tasks_unfused.into()),
+        ("elements".into(), r.elements.into()),
+        (
+            "bytes".into(),
+            MEMORY_BOUND
+                .contains(&r.name)
+                .then_some(r.bytes)
+                .filter(|&b| b > 0)
+                .into(),
+        ),
+        ("check".into(), r.check.clone().into()),
+        ("error".into(), Json::Null),
+        ("note".into(), Some(r.notes.join("; ")).into()),
+    ])
+}
+
+fn failure(workload: &str, size: &str, runner: &str, error: String) -> Json {
+    Json::Obj(vec![
+        ("workload".into(), workload.into()),
+        ("case".into(), "".into()),
+        ("size".into(), size.into()),
+        ("runner".into(), runner.into()),
+        ("status".into(), "failed".into()),
+        ("median_s".into(), Json::Null),
+        ("times_s".into(), Json::List(vec![])),
+        ("error".into(), error.into()),
+    ])
+}
+
+/// Every selected workload on `client`, one record per case.
+fn workloads(o: &Options, client: Client, runner: &str, records: &mut Vec<Json>) {
+    let mut args = match Args::parse(
+        [
+            "--size",
+            &o.size,
+            "--out",
+            &o.out,
+            "--repeats",
+            &o.repeats.to_string(),
+        ]
+        .map(String::from),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            records.push(failure("all", &o.size, runner, e.to_string()));
+            return;
+        }
+    };
+    args.client = client;
+    for (name, run) in ALL {
+        if o.only
+            .as_ref()
+            .is_some_and(|v| !v.iter().any(|x| x == name))
+        {
+            continue;
+        }
+        eprintln!("accel-suite: {name} on {runner}");
+        match run(&args) {
+            Ok(reports) => {
+                for r in &reports {
+                    eprintln!(
+                        "  {} ({}): {:.3} ms, {} tasks",
+                        r.name,
+                        r.size,
+                        r.time.as_secs_f64() * 1e3,
+                        r.tasks
+                    );
+                    records.push(record(r, &o.size, runner, None));
+                }
+            }
+            Err(e) => {
+                eprintln!("  FAILED: {e:#}");
+                records.push(failure(name, &o.size, runner, format!("{e:#}")));
+            }
+        }
+    }
+}
+
+/// Zero-work tasks: `(arange(n, chunk 1) + 1).sum()` — n fused tasks plus a
+/// combine tree, each doing nothing worth measuring.
+fn overhead(o: &Options, client: &Client, runner: &str) -> anyhow::Result<Json> {
+    let n = if o.size == "small" { 1_000 } else { 10_000 };
+    let expr = (arange(n, 1).astype(DType::F64) + 1.0).sum();
+    let tasks = expr.plan()?.tasks();
+    let want = (n as f64) * (n as f64 + 1.0) / 2.0;
+    let mut times = Vec::new();
+    for k in 0..=o.repeats.max(3) {
+        let t = Instant::now();
+        let v = client.compute::<f64>(&expr)?[[]];
+        anyhow::ensure!(v == want, "zero-work sum is {v}, not {want}");
+        if k > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    Ok(Json::Obj(vec![
+        ("workload".into(), "task-overhead".into()),
+        ("case".into(), format!("{tasks} zero-work tasks").into()),
+        ("size".into(), o.size.clone().into()),
+        ("runner".into(), runner.into()),
+        ("status".into(), "ok".into()),
+        ("median_s".into(), median.into()),
+        (
+            "times_s".into(),
+            Json::List(times.iter().map(|&t| t.into()).collect()),
+        ),
+        ("tasks".into(), tasks.into()),
+        ("per_task_us".into(), (median * 1e6 / tasks as f64).into()),
+        ("check".into(), "exact sum".into()),
+        ("error".into(), Json::Null),
+    ]))
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    std::fs::create_dir_all(&o.out).with_context(|| format!("cannot create {}", o.out))?;
+    let mut records = Vec::new();
+
+    let n = if o.size == "small" {
+        4_000_000
+    } else {
+        50_000_000
+    };
+    let gbps = accel_bench::triad_gbps(n, 5);
+    eprintln!("accel-suite: triad {gbps:.1} GB/s");
+    records.push(Json::Obj(vec![
+        ("workload".into(), "triad".into()),
+        ("case".into(), format!("n={n:.0e} f64, a = b + s*c").into()),
+        ("size".into(), o.size.clone().into()),
+        ("runner".into(), "rust".into()),
+        ("status".into(), "ok".into()),
+        ("gbps".into(), gbps.into()),
+        ("threads".into(), rayon::current_num_threads().into()),
+    ]));
+
+    workloads(&o, Client::local(), "accel-embedded", &mut records);
+    match overhead(&o, &Client::local(), "accel-embedded") {
+        Ok(r) => records.push(r),
+        Err(e) => records.push(failure(
+            "task-overhead",
+            &o.size,
+            "accel-embedded",
+            format!("{e:#}"),
+        )),
+    }
+
+    let t = Instant::now();
+    match accel_e2e::Cluster::start(2).and_then(|c| Ok((Client::connect(&c.address)?, c))) {
+        Ok((client, cluster)) => {
+            let startup = t.elapsed().as_secs_f64();
+            records.push(Json::Obj(vec![
+                ("workload".into(), "cluster-startup".into()),
+                (
+                    "case".into(),
+                    "scheduler + 2 workers (1 thread each)".into(),
+                ),
+                ("size".into(), o.size.clone().into()),
+                ("runner".into(), "accel-distributed".into()),
+                ("status".into(), "ok".into()),
+                ("median_s".into(), startup.into()),
+                ("setup_s".into(), startup.into()),
+            ]));
+            workloads(&o, client.clone(), "accel-distributed", &mut records);
+            match overhead(&o, &client, "accel-distributed") {
+                Ok(r) => records.push(r),
+                Err(e) => records.push(failure(
+                    "task-overhead",
+                    &o.size,
+                    "accel-distributed",
+                    format!("{e:#}"),
+                )),
+            }
+            drop(cluster);
+        }
+        Err(e) => records.push(failure(
+            "all",
+            &o.size,
+            "accel-distributed",
+            format!("{e:#}"),
+        )),
+    }
+
+    let mut text = String::new();
+    Json::Obj(vec![("records".into(), Json::List(records))]).render(&mut text);
+    if let Some(dir) = o.json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&o.json, text + "\n")
+        .with_context(|| format!("cannot write {}", o.json.display()))?;
+    eprintln!("accel-suite: wrote {}", o.json.display());
+    Ok(())
+}
