@@ -36,7 +36,8 @@ pub fn to_graph(arrays: &[&Array]) -> Result<Graph> {
                 inputs: e.inputs.iter().map(|i| ids[&Arc::as_ptr(i)]).collect(),
                 meta: e.meta.clone(),
             };
-            ids.insert(key, g.push(node)?);
+            // Every expression was checked when it was built.
+            ids.insert(key, g.push_checked_inputs(node)?);
         }
         outputs.push(ids[&Arc::as_ptr(root)]);
     }

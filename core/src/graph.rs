@@ -66,6 +66,23 @@ impl Graph {
         Ok(id)
     }
 
+    /// Appends a node whose meta was already inferred from these inputs (by
+    /// the client's builders or a rewrite that keeps it); checks only that its
+    /// inputs come before it.
+    pub fn push_checked_inputs(&mut self, node: Node) -> Result<NodeId> {
+        let id = NodeId(self.nodes.len() as u32);
+        if let Some(i) = node.inputs.iter().find(|i| i.index() >= self.nodes.len()) {
+            return Err(Error::Graph(format!(
+                "node {} ({}) refers to node {} that is not defined before it (cyclic or unknown input)",
+                id.0,
+                node.op.label(),
+                i.0
+            )));
+        }
+        self.nodes.push(node);
+        Ok(id)
+    }
+
     /// Re-checks a graph built elsewhere (e.g. received over the wire).
     pub fn validated(nodes: Vec<Node>, outputs: Vec<NodeId>) -> Result<Graph> {
         let mut g = Graph::new();

@@ -55,7 +55,11 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
         }
         let node = graph.node(id);
         let group_nodes = members.remove(&id).unwrap_or_default();
-        let label = region_label(graph, &group_nodes);
+        let label = if stencil_group(graph, &group_nodes) || node.op.is_elementwise() {
+            String::new()
+        } else {
+            region_label(graph, &group_nodes)
+        };
         let input_stages = |ids: &[NodeId]| -> Result<Vec<StageId>> {
             ids.iter()
                 .map(|x| {
@@ -70,7 +74,7 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
             Assign::Group(g) => g == id && x != id || (x == id && node.op.is_elementwise()),
             Assign::Dead => false,
         };
-        let stencil = group_nodes.iter().any(|m| graph.node(*m).op.is_stencil());
+        let stencil = stencil_group(graph, &group_nodes);
         let stage = match &node.op {
             _ if stencil => {
                 let (kernel, ext) = stencil::lower_stencil(graph, id, &group_nodes, &assign)?;
@@ -300,6 +304,10 @@ fn push_reduction(
         last = StageId((plan.stages.len() - 1) as u32);
     }
     last
+}
+
+fn stencil_group(graph: &Graph, nodes: &[NodeId]) -> bool {
+    nodes.iter().any(|m| graph.node(*m).op.is_stencil())
 }
 
 /// Summary of the ops of a non-kernel stage.

@@ -188,25 +188,28 @@ pub fn assign(
             assign[i] = own(&mut groups);
             continue;
         };
-        let state = groups.get(&g).cloned().unwrap_or_default();
+        let (depth, reduction, group_boundary) = match groups.get(&g) {
+            Some(st) => (st.depth, st.reduction, st.boundary.as_ref()),
+            None => (1, false, None),
+        };
         let same_shape = node.meta.shape == graph.node(g).meta.shape
             && node.meta.chunks == graph.node(g).meta.chunks;
         let stencil_op = node.op.is_stencil();
         let mut joins = true;
-        if stencil_op && (state.reduction || !same_shape) {
+        if stencil_op && (reduction || !same_shape) {
             joins = false;
         }
         // Keep the group's halo within its cap: the fields this node's own
         // step reads must fit around the chunk.
         let fits = (0..nd).all(|d| {
             let need = r[d] + near[i].get(d).copied().unwrap_or(0);
-            need <= state.depth && need <= node.meta.shape[d]
+            need <= depth && need <= node.meta.shape[d]
         });
         if !fits {
             joins = false;
         }
         if let Op::Shift { boundary, .. } = &node.op
-            && let Some(b) = &state.boundary
+            && let Some(b) = group_boundary
             && b != boundary
         {
             joins = false;

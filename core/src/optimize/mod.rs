@@ -21,7 +21,7 @@ pub fn optimize(graph: &Graph) -> Result<Graph> {
     let live = graph.live();
     let mut out = Graph::new();
     let mut remap: Vec<Option<NodeId>> = vec![None; graph.len()];
-    let mut seen: HashMap<String, NodeId> = HashMap::new();
+    let mut seen: HashMap<CseKey, NodeId> = HashMap::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         if !live[i] {
             continue;
@@ -43,7 +43,8 @@ pub fn optimize(graph: &Graph) -> Result<Graph> {
         let id = match seen.get(&key) {
             Some(&id) => id,
             None => {
-                let id = out.push(new)?;
+                // Unchanged nodes and folded leaves keep their checked meta.
+                let id = out.push_checked_inputs(new)?;
                 seen.insert(key, id);
                 id
             }
@@ -63,10 +64,12 @@ fn dangling(i: usize, x: NodeId) -> crate::error::Error {
 }
 
 /// Identity of a node for CSE: its op (user data by address), inputs and meta.
-fn cse_key(n: &Node) -> String {
+type CseKey = (String, Vec<NodeId>, crate::op::Meta);
+
+fn cse_key(n: &Node) -> CseKey {
     let op = match &n.op {
         Op::Source(h) => format!("source@{:p}", std::sync::Arc::as_ptr(h)),
         other => format!("{other:?}"),
     };
-    format!("{op}|{:?}|{:?}", n.inputs, n.meta)
+    (op, n.inputs.clone(), n.meta.clone())
 }

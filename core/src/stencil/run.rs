@@ -183,6 +183,9 @@ pub fn run_stencil(
         0,
         local,
     )?;
+    pool.push(result);
+    pool.extend(fields.into_iter().flatten());
+    give_back(pool);
     Ok(out)
 }
 
@@ -193,14 +196,39 @@ fn internal(msg: &str) -> Error {
     }
 }
 
+thread_local! {
+    /// Field buffers of finished tasks, reused by the next task on this thread
+    /// (a task's garbage cells never reach a result, so stale contents are fine).
+    static SPARE: std::cell::RefCell<Vec<Buffer>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare field memory kept per thread, in elements.
+const SPARE_LIMIT: usize = 1 << 22;
+
 fn take(pool: &mut Vec<Buffer>, dtype: DType, len: usize) -> Buffer {
-    match pool
-        .iter()
-        .position(|b| b.dtype() == dtype && b.len() == len)
-    {
-        Some(i) => pool.swap_remove(i),
-        None => Buffer::zeros(dtype, len),
+    if let Some(i) = pool.iter().position(|b| b.dtype() == dtype && b.len() == len) {
+        return pool.swap_remove(i);
     }
+    let spare = SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.iter()
+            .position(|b| b.dtype() == dtype && b.len() == len)
+            .map(|i| s.swap_remove(i))
+    });
+    spare.unwrap_or_else(|| Buffer::zeros(dtype, len))
+}
+
+/// Keeps a task's field buffers for the next task on this thread, up to a limit.
+fn give_back(pool: Vec<Buffer>) {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        for b in pool {
+            let held: usize = s.iter().map(Buffer::len).sum();
+            if held + b.len() <= SPARE_LIMIT {
+                s.push(b);
+            }
+        }
+    });
 }
 
 fn out_slice(buf: &mut Buffer, at: usize, len: usize) -> Result<OutSlice<'_>> {
@@ -484,14 +512,15 @@ fn keep_edges(
         .filter(|&i| in_band(last, lo[last] + i as i64))
         .collect();
     let col0 = (lo[last] - lay.start[last]) as usize;
+    let base: usize = lay.guard
+        + col0 * lay.strides[last]
+        + (0..last)
+            .map(|d| (lo[d] - lay.start[d]) as usize * lay.strides[d])
+            .sum::<usize>();
     let mut idx = vec![0usize; last];
     loop {
         let row_in_band = (0..last).any(|d| in_band(d, lo[d] + idx[d] as i64));
-        let mut coord: Vec<usize> = (0..last)
-            .map(|d| (lo[d] - lay.start[d]) as usize + idx[d])
-            .collect();
-        coord.push(col0);
-        let at = lay.pos(&coord);
+        let at = base + (0..last).map(|d| idx[d] * lay.strides[d]).sum::<usize>();
         if row_in_band {
             copy_between(old, out, at, ext[last])?;
         } else {
