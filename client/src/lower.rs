@@ -1,6 +1,6 @@
 //! Turns user expressions into the core's arena graph.
 
-use std::collections::HashMap;
+use accel_core::fast_hash::FastMap;
 use std::sync::Arc;
 
 use accel_core::{Graph, Node, NodeId};
@@ -11,7 +11,7 @@ use crate::expr::{Array, Expr};
 /// The graph computing `arrays` (in order), walked without recursion.
 pub fn to_graph(arrays: &[&Array]) -> Result<Graph> {
     let mut g = Graph::new();
-    let mut ids: HashMap<*const Expr, NodeId> = HashMap::new();
+    let mut ids: FastMap<*const Expr, NodeId> = FastMap::default();
     let mut outputs = Vec::with_capacity(arrays.len());
     for a in arrays {
         let root = a.expr()?;

@@ -9,6 +9,7 @@ pub mod dot;
 pub mod dtype;
 pub mod error;
 pub mod exec;
+pub mod fast_hash;
 pub mod graph;
 pub mod infer;
 pub mod kernel;

@@ -1,6 +1,6 @@
 //! Lowers a fused region of the expression graph into one kernel program.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 
 use super::ir::{InputSpec, Instr, Program, ProgramBuilder, Reg};
 use crate::dtype::{DType, Value};
@@ -21,7 +21,7 @@ pub fn compile(
     acc: Option<DType>,
 ) -> Result<(Program, Vec<NodeId>)> {
     // Collect the region iteratively; arena order is a topological order.
-    let mut seen: HashMap<NodeId, bool> = HashMap::new();
+    let mut seen: FastMap<NodeId, bool> = FastMap::default();
     let mut stack = vec![root];
     while let Some(n) = stack.pop() {
         if seen.contains_key(&n) {
@@ -37,7 +37,7 @@ pub fn compile(
     order.sort_unstable();
 
     let mut b = ProgramBuilder::new();
-    let mut reg: HashMap<NodeId, Reg> = HashMap::new();
+    let mut reg: FastMap<NodeId, Reg> = FastMap::default();
     let mut externals = Vec::new();
     for id in order {
         let node = graph.node(id);

@@ -101,7 +101,54 @@ pub struct ProgramBuilder {
     instrs: Vec<Instr>,
     dtypes: Vec<DType>,
     inputs: Vec<InputSpec>,
-    seen: std::collections::HashMap<String, Reg>,
+    /// Registers by a hash of their instruction, for common-subexpression reuse.
+    seen: crate::fast_hash::FastMap<u64, Vec<Reg>>,
+}
+
+/// A hash of everything in an instruction except float payloads (those are
+/// compared exactly by [`identical`]).
+fn shape_hash(ins: &Instr, dtype: DType) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = crate::fast_hash::Fnv::default();
+    std::mem::discriminant(ins).hash(&mut h);
+    dtype.hash(&mut h);
+    match ins {
+        Instr::Load { input } => input.hash(&mut h),
+        Instr::Const(v) => v.dtype().hash(&mut h),
+        Instr::Gen { base, strides, .. } => {
+            base.hash(&mut h);
+            strides.hash(&mut h);
+        }
+        Instr::Unary(op, a) => {
+            op.hash(&mut h);
+            a.hash(&mut h);
+        }
+        Instr::Binary(op, a, b) => {
+            op.hash(&mut h);
+            a.hash(&mut h);
+            b.hash(&mut h);
+        }
+        Instr::Where(c, a, b) => {
+            c.hash(&mut h);
+            a.hash(&mut h);
+            b.hash(&mut h);
+        }
+        Instr::Cast(d, a) => {
+            d.hash(&mut h);
+            a.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Whether two instructions compute the same values (constants compared by
+/// their printed form, which tells apart -0.0 and 0.0).
+fn identical(a: &Instr, b: &Instr) -> bool {
+    match (a, b) {
+        (Instr::Const(x), Instr::Const(y)) => format!("{x:?}") == format!("{y:?}"),
+        (Instr::Gen { .. }, Instr::Gen { .. }) => format!("{a:?}") == format!("{b:?}"),
+        _ => a == b,
+    }
 }
 
 impl ProgramBuilder {
@@ -115,15 +162,18 @@ impl ProgramBuilder {
 
     /// Appends `ins` (or returns the register of an identical earlier instruction).
     pub fn push(&mut self, ins: Instr, dtype: DType) -> Reg {
-        // Debug output tells apart everything that matters (including -0.0 and NaN payload-free NaNs).
-        let key = format!("{ins:?}/{dtype:?}");
-        if let Some(&r) = self.seen.get(&key) {
+        let key = shape_hash(&ins, dtype);
+        if let Some(regs) = self.seen.get(&key)
+            && let Some(&r) = regs.iter().find(|&&r| {
+                self.dtypes[r as usize] == dtype && identical(&self.instrs[r as usize], &ins)
+            })
+        {
             return r;
         }
         self.instrs.push(ins);
         self.dtypes.push(dtype);
         let r = (self.instrs.len() - 1) as Reg;
-        self.seen.insert(key, r);
+        self.seen.entry(key).or_default().push(r);
         r
     }
 

@@ -3,7 +3,7 @@
 //! reduction's per-chunk step, and generated leaves are recomputed wherever
 //! they are used instead of being stored.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -41,8 +41,8 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
     let assign = group::assign(graph, &live, &consumers, &is_output, opts);
 
     let mut plan = Plan::default();
-    let mut stage_of: HashMap<NodeId, StageId> = HashMap::new();
-    let mut members: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+    let mut stage_of: FastMap<NodeId, StageId> = FastMap::default();
+    let mut members: FastMap<NodeId, Vec<NodeId>> = FastMap::default();
     for (i, a) in assign.iter().enumerate() {
         if let Assign::Group(g) = a {
             members.entry(*g).or_default().push(NodeId(i as u32));

@@ -4,7 +4,7 @@
 //! group a stencil kernel computing its members on a halo around each chunk;
 //! the halo a group may grow to is capped (temporal blocking).
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 
 use crate::graph::{Graph, NodeId};
 use crate::op::{Boundary, Op};
@@ -77,7 +77,7 @@ pub fn assign(
     let mut radius: Vec<Vec<usize>> = vec![Vec::new(); n];
     // Axes along which some consumer in the group wraps around.
     let mut periodic: Vec<Vec<bool>> = vec![Vec::new(); n];
-    let mut groups: HashMap<NodeId, GroupState> = HashMap::new();
+    let mut groups: FastMap<NodeId, GroupState> = FastMap::default();
     let nd_of = |i: usize| graph.nodes[i].meta.shape.len();
     let near = near_reach(graph, live, consumers);
 
@@ -88,9 +88,7 @@ pub fn assign(
         let id = NodeId(i as u32);
         let node = &graph.nodes[i];
         let nd = nd_of(i);
-        radius[i] = vec![0; nd];
-        periodic[i] = vec![false; nd];
-        let own = |groups: &mut HashMap<NodeId, GroupState>| {
+        let own = |groups: &mut FastMap<NodeId, GroupState>| {
             let chunk = node.meta.chunks.max_chunk();
             groups.insert(
                 id,
@@ -232,8 +230,13 @@ pub fn assign(
             s.boundary = Some(boundary.clone());
         }
         assign[i] = Assign::Group(g);
-        radius[i] = r;
-        periodic[i] = wraps;
+        // Zero halos and no wrap-around are stored as empty (most nodes).
+        if r.iter().any(|&x| x > 0) {
+            radius[i] = r;
+        }
+        if wraps.iter().any(|&w| w) {
+            periodic[i] = wraps;
+        }
     }
     assign
 }
@@ -260,13 +263,17 @@ fn near_reach(graph: &Graph, live: &[bool], consumers: &[Vec<NodeId>]) -> Vec<Ve
         }
         let node = &graph.nodes[i];
         let nd = node.meta.shape.len();
-        near[i] = match &node.op {
+        let reach: Vec<usize> = match &node.op {
             Op::Shift { offset, .. } => offset.iter().map(|o| o.unsigned_abs() as usize).collect(),
             op if op.is_elementwise() || op.is_stencil() => {
-                let mut r = vec![0usize; nd];
+                let mut r: Vec<usize> = Vec::new();
                 for x in &node.inputs {
+                    // Fields start a step; empty means no reach.
                     if is_field[x.index()] || near[x.index()].len() != nd {
                         continue;
+                    }
+                    if r.is_empty() {
+                        r = vec![0; nd];
                     }
                     for d in 0..nd {
                         r[d] = r[d].max(near[x.index()][d]);
@@ -274,8 +281,11 @@ fn near_reach(graph: &Graph, live: &[bool], consumers: &[Vec<NodeId>]) -> Vec<Ve
                 }
                 r
             }
-            _ => vec![0; nd],
+            _ => Vec::new(),
         };
+        if reach.iter().any(|&x| x > 0) {
+            near[i] = reach;
+        }
     }
     near
 }

@@ -9,7 +9,7 @@ mod stencil;
 
 pub use group::{LowerOptions, auto_stencil_depth};
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 
 use crate::error::Result;
 use crate::graph::{Graph, Node, NodeId};
@@ -21,7 +21,7 @@ pub fn optimize(graph: &Graph) -> Result<Graph> {
     let live = graph.live();
     let mut out = Graph::new();
     let mut remap: Vec<Option<NodeId>> = vec![None; graph.len()];
-    let mut seen: HashMap<CseKey, NodeId> = HashMap::new();
+    let mut seen: FastMap<CseKey, NodeId> = FastMap::default();
     for (i, node) in graph.nodes.iter().enumerate() {
         if !live[i] {
             continue;
@@ -41,8 +41,8 @@ pub fn optimize(graph: &Graph) -> Result<Graph> {
         }
         let key = cse_key(&new);
         let id = match seen.get(&key) {
-            Some(&id) => id,
-            None => {
+            Some(&id) if out.node(id).meta == new.meta => id,
+            _ => {
                 // Unchanged nodes and folded leaves keep their checked meta.
                 let id = out.push_checked_inputs(new)?;
                 seen.insert(key, id);
@@ -64,12 +64,36 @@ fn dangling(i: usize, x: NodeId) -> crate::error::Error {
 }
 
 /// Identity of a node for CSE: its op (user data by address), inputs and meta.
-type CseKey = (String, Vec<NodeId>, crate::op::Meta);
+/// The meta enters by hash; a hit is confirmed against the node's meta.
+type CseKey = (OpKey, Vec<NodeId>, u64);
+
+/// The op part of a CSE key: structural for the common elementwise ops, the
+/// printed form (which tells apart -0.0 and 0.0) for the rest.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum OpKey {
+    Unary(crate::op::UnaryOp),
+    Binary(crate::op::BinaryOp),
+    Where,
+    Cast(crate::dtype::DType),
+    KeepEdges(Vec<usize>),
+    Printed(String),
+}
 
 fn cse_key(n: &Node) -> CseKey {
     let op = match &n.op {
-        Op::Source(h) => format!("source@{:p}", std::sync::Arc::as_ptr(h)),
-        other => format!("{other:?}"),
+        Op::Unary(u) => OpKey::Unary(*u),
+        Op::Binary(b) => OpKey::Binary(*b),
+        Op::Where => OpKey::Where,
+        Op::Cast(d) => OpKey::Cast(*d),
+        Op::KeepEdges { depth } => OpKey::KeepEdges(depth.clone()),
+        Op::Source(h) => OpKey::Printed(format!("source@{:p}", std::sync::Arc::as_ptr(h))),
+        other => OpKey::Printed(format!("{other:?}")),
     };
-    (op, n.inputs.clone(), n.meta.clone())
+    let meta = {
+        use std::hash::{Hash, Hasher};
+        let mut h = crate::fast_hash::Fnv::default();
+        n.meta.hash(&mut h);
+        h.finish()
+    };
+    (op, n.inputs.clone(), meta)
 }

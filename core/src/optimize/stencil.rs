@@ -3,7 +3,7 @@
 //! level computed on the halo its readers need; the rest is inlined into the
 //! levels' programs.
 
-use std::collections::{HashMap, HashSet};
+use crate::fast_hash::{FastMap, FastSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -23,13 +23,14 @@ pub fn lower_stencil(
 ) -> Result<(StencilKernel, Vec<NodeId>)> {
     let meta = &graph.node(root).meta;
     let nd = meta.shape.len();
-    let in_group: HashSet<NodeId> = members.iter().copied().collect();
+    let in_group: FastSet<NodeId> = members.iter().copied().collect();
     let inline_gen = |x: NodeId| assign[x.index()] == Assign::Inline;
     let mut sorted: Vec<NodeId> = members.to_vec();
     sorted.sort_unstable();
 
     let mut boundary: Option<Vec<Boundary>> = None;
-    let mut field_nodes: HashSet<NodeId> = HashSet::from([root]);
+    let mut field_nodes: FastSet<NodeId> = FastSet::default();
+    field_nodes.insert(root);
     let mut externals: Vec<NodeId> = Vec::new();
     for &m in &sorted {
         let node = graph.node(m);
@@ -68,7 +69,7 @@ pub fn lower_stencil(
     let boundary = boundary.unwrap_or_else(|| vec![Boundary::Nearest; nd]);
 
     // Radius of every member and external: how far around the chunk it is needed.
-    let mut radius: HashMap<NodeId, Vec<usize>> = HashMap::new();
+    let mut radius: FastMap<NodeId, Vec<usize>> = FastMap::default();
     radius.insert(root, vec![0; nd]);
     for &m in sorted.iter().rev() {
         let Some(r) = radius.get(&m).cloned() else {
@@ -91,7 +92,7 @@ pub fn lower_stencil(
     }
     let rad = |x: NodeId| radius.get(&x).cloned().unwrap_or_else(|| vec![0; nd]);
 
-    let mut field_of: HashMap<NodeId, u32> = HashMap::new();
+    let mut field_of: FastMap<NodeId, u32> = FastMap::default();
     for (i, &x) in externals.iter().enumerate() {
         field_of.insert(x, i as u32);
     }

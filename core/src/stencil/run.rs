@@ -206,7 +206,10 @@ thread_local! {
 const SPARE_LIMIT: usize = 1 << 22;
 
 fn take(pool: &mut Vec<Buffer>, dtype: DType, len: usize) -> Buffer {
-    if let Some(i) = pool.iter().position(|b| b.dtype() == dtype && b.len() == len) {
+    if let Some(i) = pool
+        .iter()
+        .position(|b| b.dtype() == dtype && b.len() == len)
+    {
         return pool.swap_remove(i);
     }
     let spare = SPARE.with(|s| {
