@@ -206,13 +206,14 @@ fn heat_matches_the_serial_loop_bit_for_bit() {
 
 #[test]
 fn temporal_blocking_task_counts() {
-    // 200² in 100² chunks: the rule fuses 5 one-cell steps (8 % redundant work).
-    assert_eq!(accel::auto_stencil_depth(&[100, 100]), 5);
+    // 200² in 100² chunks: the rule fuses 15 one-cell steps per task.
+    let k = accel::auto_stencil_depth(&[100, 100]);
+    assert_eq!(k, 15);
     let (_, a) = heat_init(200, 100);
     let out = a.iterate(40, |t| t.stencil(&FIVE_POINT, Boundary::Fixed));
     let plan = Client::local().plan(&[&out]).unwrap();
-    // 4 source chunks + 40/5 fused blocks of 4 tasks.
-    assert_eq!(plan.tasks(), 4 + 8 * 4);
+    // 4 source chunks + ⌈40/15⌉ = 3 fused blocks of 4 tasks.
+    assert_eq!(plan.tasks(), 4 + 3 * 4);
     let plan = Client::local()
         .with_stencil_depth(Some(10))
         .plan(&[&out])
@@ -225,7 +226,24 @@ fn temporal_blocking_task_counts() {
     assert_eq!(plan.tasks(), 4 + 40 * 4);
     // Steps that do not divide evenly: 43 = 8 blocks of 5 and one of 3.
     let out = a.iterate(43, |t| t.stencil(&FIVE_POINT, Boundary::Fixed));
-    assert_eq!(Client::local().plan(&[&out]).unwrap().tasks(), 4 + 9 * 4);
+    let plan = Client::local()
+        .with_stencil_depth(Some(5))
+        .plan(&[&out])
+        .unwrap();
+    assert_eq!(plan.tasks(), 4 + 9 * 4);
+    // A 9-point stencil reaches 2 cells per step: depth 10 fuses 5 steps.
+    let wide: Vec<(&[i64], f64)> = vec![
+        (&[2, 0], 0.25),
+        (&[-2, 0], 0.25),
+        (&[0, 2], 0.25),
+        (&[0, -2], 0.25),
+    ];
+    let out = a.iterate(20, |t| t.stencil(&wide, Boundary::Nearest));
+    let plan = Client::local()
+        .with_stencil_depth(Some(10))
+        .plan(&[&out])
+        .unwrap();
+    assert_eq!(plan.tasks(), 4 + 4 * 4);
 }
 
 #[test]

@@ -27,31 +27,41 @@ pub struct LowerOptions {
     pub stencil_depth: Option<usize>,
 }
 
-/// The deepest halo worth fusing for chunks of `chunk` cells per axis: the
-/// largest depth D for which the redundant work of D fused one-cell steps,
-/// averaged over the steps, stays within 10 % of the useful work (a step r
-/// cells from the last one computes the chunk grown by r on every side).
-/// Capped at the smallest chunk side (halos come from neighbours only) and 64.
+/// What a task costs beyond its work, in cell updates (≈ 40 µs at 0.5 ns
+/// per update: scheduling, halo exchange, padding).
+pub const TASK_COST_UPDATES: f64 = 80_000.0;
+
+/// The halo depth D (cells) to fuse for chunks of `chunk` cells per axis:
+/// the D minimizing the estimated time per step,
+/// `(TASK_COST + Σ_{r<D} cells(r, D)) / D`, where the step r cells from the
+/// last one is computed on rows grown by r along the first axis and on the
+/// whole padded width (grown by D) along the others, as the kernel lays them
+/// out: small chunks fuse many steps to amortize the per-task cost, large
+/// chunks few, since redundant halo work grows with D. Capped at the smallest
+/// chunk side (halos then come from the nearest chunks) and at 64.
 pub fn auto_stencil_depth(chunk: &[usize]) -> usize {
+    let sides: Vec<f64> = chunk
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| c as f64)
+        .collect();
     let smallest = chunk.iter().copied().filter(|&c| c > 0).min().unwrap_or(1);
-    let waste = |r: usize| {
-        chunk
+    let cells = |r: usize, depth: usize| {
+        sides
             .iter()
-            .filter(|&&c| c > 0)
-            .map(|&c| (c + 2 * r) as f64 / c as f64)
+            .enumerate()
+            .map(|(k, &c)| c + 2.0 * if k == 0 { r } else { depth } as f64)
             .product::<f64>()
-            - 1.0
     };
-    let mut best = 1;
-    let mut total = 0.0;
+    let mut best = (f64::INFINITY, 1);
     for d in 1..=smallest.min(64) {
-        total += waste(d - 1);
-        if total / d as f64 > 0.10 {
-            break;
+        let work: f64 = (0..d).map(|r| cells(r, d)).sum();
+        let per_step = (TASK_COST_UPDATES + work) / d as f64;
+        if per_step < best.0 {
+            best = (per_step, d);
         }
-        best = d;
     }
-    best
+    best.1
 }
 
 /// Per group: what a stencil group has committed to.
@@ -295,11 +305,14 @@ mod tests {
     use super::auto_stencil_depth;
 
     #[test]
-    fn depth_rule_keeps_redundant_work_small() {
-        // 100×100 chunks: steps at r = 0..4 waste 0, 4, 8.2, 12.4, 16.6 % → 8.2 % average.
-        assert_eq!(auto_stencil_depth(&[100, 100]), 5);
-        assert!(auto_stencil_depth(&[1000, 1000]) >= 40);
-        assert_eq!(auto_stencil_depth(&[3, 3]), 1);
-        assert!(auto_stencil_depth(&[1_000_000]) == 64);
+    fn depth_rule_balances_task_cost_and_redundant_work() {
+        for c in [10, 25, 50, 100, 200, 500, 1000, 2000] {
+            println!("{c}²: {}", auto_stencil_depth(&[c, c]));
+        }
+        // Small chunks fuse many steps, large ones few; never beyond a chunk side.
+        assert!(auto_stencil_depth(&[100, 100]) > auto_stencil_depth(&[1000, 1000]));
+        assert!(auto_stencil_depth(&[3, 3]) <= 3);
+        assert_eq!(auto_stencil_depth(&[1, 1]), 1);
+        assert!(auto_stencil_depth(&[1_000_000]) <= 64);
     }
 }
