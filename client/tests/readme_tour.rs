@@ -59,5 +59,25 @@ fn readme_tour() -> anyhow::Result<()> {
             && msg.contains("f64[3] and f64[4] cannot be broadcast together"),
         "{msg}"
     );
+    
+    // Stencils and time stepping (smaller: 20² in 10² chunks, 40 steps).
+    let mut plate = ndarray::Array2::<f64>::zeros((20, 20));
+    plate.row_mut(19).fill(100.0);
+    let g = 0.25;
+    let five_point: [(&[i64], f64); 4] = [(&[1, 0], g), (&[-1, 0], g), (&[0, 1], g), (&[0, -1], g)];
+    let t0 = from_ndarray(&plate, [10, 10]);
+    let t = t0.iterate(40, |t| t.stencil(&five_point, Boundary::Fixed));
+    let field = t.compute::<f64>()?;
+    assert_eq!(field[[19, 5]], 100.0);
+    assert!(field[[18, 5]] > 0.0 && field[[0, 5]] == 0.0);
+    let u = t0.map_overlap([Boundary::Periodic, Boundary::Reflect], |n| {
+        (n.at(&[-1, 0]) + n.at(&[1, 0]) - n.center() * 2.0).abs().sqrt()
+    });
+    assert_eq!(u.compute::<f64>()?[[0, 3]], 10.0); // |100 + 0 - 0|^½ across the periodic edge
+    let rolled = t0.shift(&[0, 1], Boundary::Periodic);
+    assert_eq!(rolled.compute::<f64>()?[[19, 19]], 100.0);
+    let (last, frames) = t0.iterate_frames(40, 10, |t| t.stencil(&five_point, Boundary::Fixed));
+    assert_eq!(frames.len(), 5);
+    assert_eq!(last.compute::<f64>()?, field);
     Ok(())
 }
