@@ -48,7 +48,8 @@ def load(out_dir: Path):
     for source in ("accel", "peers"):
         data = read(f"{source}.json")
         for rec in (data or {}).get("records", []):
-            records.append({**rec, "source": source})
+            rec = {"case": "", "size": "", "status": "failed", "median_s": None, **rec, "source": source}
+            records.append(rec)
     return machine, records
 
 
@@ -56,6 +57,14 @@ def case_numbers(case: str) -> tuple:
     """The numbers of a case description, dtype names left out: 'n=1e8 f32, chunks 5e6' -> (1e8, 5e6)."""
     text = re.sub(r"\b(?:[fiu]|int|float|complex)\d+\b", " ", case.lower())
     return tuple(float(m) for m in re.findall(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?", text))
+
+
+def same_case(a: str, b: str) -> bool:
+    """Whether two descriptions name the same case: their numbers agree to one significant digit
+    (Rust's {:.0e} writes 2.5e6 as 2e6), and one list may go on where the other stops."""
+    na, nb = ([float(f"{x:.0e}") for x in case_numbers(c)] for c in (a, b))
+    k = min(len(na), len(nb))
+    return k > 0 and na[:k] == nb[:k]
 
 
 def group(records: list[dict]) -> dict:
@@ -69,7 +78,7 @@ def group(records: list[dict]) -> dict:
         key = (wl, size, case)
         if key not in groups:
             same = [k for k in groups if k[:2] == (wl, size)]
-            by_numbers = [k for k in same if case_numbers(k[2]) == case_numbers(case)]
+            by_numbers = [k for k in same if same_case(k[2], case)]
             if by_numbers:
                 key = by_numbers[0]
             elif len(same) == 1 and len(cases_of[(rec["source"], wl, size)]) == 1:
@@ -235,8 +244,9 @@ def summarize(groups: dict, triad: float | None) -> tuple[list[dict], list[dict]
         if wl == "fractal":
             numba_t = ok_time(runners.get("numba-parallel"))
             ratio = emb / numba_t if emb and numba_t else None
-            row["ns_per_pixel_accel"] = emb / recs[0]["elements"] * 1e9 if emb else None
-            row["ns_per_pixel_numba_parallel"] = numba_t / recs[0]["elements"] * 1e9 if numba_t else None
+            pixels = next((r["elements"] for r in recs if r.get("elements")), None)
+            row["ns_per_pixel_accel"] = emb / pixels * 1e9 if emb and pixels else None
+            row["ns_per_pixel_numba_parallel"] = numba_t / pixels * 1e9 if numba_t and pixels else None
             row["accel_over_numba_parallel"] = ratio
             fig = "—"
             if ratio:
@@ -402,6 +412,14 @@ def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> lis
         srows,
     )
     out.append("")
+
+    failed = [r for recs in groups.values() for r in recs if r["status"] == "failed"]
+    if failed:
+        out += ["### Failed", ""]
+        for r in failed:
+            error = (r.get("error") or "no error text").replace("\n", " ")
+            out.append(f"- {r['workload']} {r['case']} {r['runner']}: {error[:300]}")
+        out.append("")
 
     out += ["### Details", ""]
     for key, recs in groups.items():

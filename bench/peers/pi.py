@@ -17,7 +17,7 @@ TIMED = "drawing the samples is the work, so it is timed"
 
 def cases(size):
     n, chunk = SIZES[size]
-    return [dict(case=f"n={sci(n)}, chunks {sci(chunk)}", n=n, chunk=chunk, elements=n, bytes=None)]
+    return [dict(case=f"{sci(n)} samples, chunks {sci(chunk)}", n=n, chunk=chunk, elements=n, bytes=None)]
 
 
 def reference(p, runner):

@@ -16,7 +16,7 @@ IN_MEMORY = "a = arange(n*n).reshape(n, n) built before timing"
 
 def cases(size):
     n, c = SIZES[size]
-    return [dict(case=f"n={n}, chunks {c}×{c}", n=n, chunk=c, elements=n * n, bytes=None)]
+    return [dict(case=f"{n}×{n}, chunks {c}×{c}", n=n, chunk=c, elements=n * n, bytes=None)]
 
 
 def reference(p, runner):
