@@ -83,6 +83,7 @@ pub fn run_stencil(
         }
     }
     let mut pool: Vec<Buffer> = Vec::new();
+    let ghost_rules = ghost_rules(k);
     let mut fields: Vec<Option<Buffer>> = (0..nfields).map(|_| None).collect();
 
     for (i, pieces) in inputs.iter().enumerate() {
@@ -94,7 +95,7 @@ pub fn run_stencil(
         for p in pieces {
             place(&lay, shape, origin, local, radius, &k.boundary, p, &mut buf)?;
         }
-        fill_ghosts(&lay, shape, origin, local, radius, &k.boundary, &mut buf)?;
+        fill_ghosts(&lay, shape, origin, local, radius, &ghost_rules, &mut buf)?;
         fields[i] = Some(buf);
     }
 
@@ -154,7 +155,7 @@ pub fn run_stencil(
                 origin,
                 local,
                 &level.radius,
-                &k.boundary,
+                &ghost_rules,
                 &mut out,
             )?;
         }
@@ -187,6 +188,31 @@ pub fn run_stencil(
     pool.extend(fields.into_iter().flatten());
     give_back(pool);
     Ok(out)
+}
+
+/// The boundary rule ghost cells are filled by, per axis. Along a `Fixed`
+/// axis whose every shifted read happens in a level that keeps at least that
+/// many edge cells, ghost cells only ever feed kept (overwritten) cells, so
+/// they are not filled at all (`Periodic` marks "nothing to fill").
+fn ghost_rules(k: &StencilKernel) -> Vec<Boundary> {
+    (0..k.ndim())
+        .map(|d| {
+            let b = k.boundary[d];
+            if b != Boundary::Fixed {
+                return b;
+            }
+            let unread = k.levels.iter().all(|l| {
+                let reach = l
+                    .reads
+                    .iter()
+                    .map(|r| r.offset[d].unsigned_abs() as usize)
+                    .max()
+                    .unwrap_or(0);
+                reach == 0 || l.keep.as_ref().is_some_and(|kp| kp.depth[d] >= reach)
+            });
+            if unread { Boundary::Periodic } else { b }
+        })
+        .collect()
 }
 
 fn internal(msg: &str) -> Error {

@@ -65,10 +65,6 @@ pub fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
         .collect()
 }
 
-fn r_notes_planning(p: &accel::Planned) {
-    eprintln!("planning {:?}", p.planning_time);
-}
-
 pub fn run_case(args: &Args, nx: usize, nt: usize, chunk: usize) -> anyhow::Result<Report> {
     let field = build(nx, nt, chunk);
     let planned = args.client.plan(&[&field])?;
@@ -95,7 +91,6 @@ pub fn run_case(args: &Args, nx: usize, nt: usize, chunk: usize) -> anyhow::Resu
         0.0,
         100.0,
     )?;
-    r_notes_planning(&planned);
     let mut r = Report::new(
         "heat",
         format!("Nx={nx}, Nt={nt}, chunks {chunk}²"),
