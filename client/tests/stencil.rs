@@ -321,3 +321,51 @@ fn bad_stencils_are_clear_errors() {
     let e = y.compute::<f64>().unwrap_err().to_string();
     assert!(e.contains("broadcast"), "{e}");
 }
+
+#[test]
+fn tasks_read_halo_strips_not_whole_neighbours() {
+    // 3 × 3 chunks of 10², one-cell steps fused 4 deep: the centre task reads
+    // its own chunk whole and 4-cell strips (or 4 × 4 corners) of its neighbours.
+    let (_, a) = heat_init(30, 10);
+    let out = a.iterate(4, |t| t.stencil(&FIVE_POINT, Boundary::Fixed));
+    let planned = Client::local()
+        .with_stencil_depth(Some(4))
+        .plan(&[&out])
+        .unwrap();
+    let plan = &planned.plan;
+    let stencil = plan.outputs[0];
+    let centre = accel_core::ChunkKey {
+        stage: stencil,
+        chunk: 4,
+    };
+    let regions = plan.input_regions(centre).unwrap();
+    let inputs = plan.task_inputs(centre);
+    assert_eq!(regions.len(), 9);
+    assert_eq!(inputs.len(), 9);
+    let mut sizes: Vec<usize> = regions
+        .iter()
+        .map(|(lo, hi)| lo.iter().zip(hi).map(|(a, b)| b - a).product())
+        .collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![16, 16, 16, 16, 40, 40, 40, 40, 100]);
+    // Map tasks read whole chunks.
+    let src = accel_core::ChunkKey {
+        stage: plan.stages[stencil.index()].inputs[0],
+        chunk: 0,
+    };
+    assert!(plan.input_regions(src).is_none());
+}
+
+#[test]
+fn wide_chunks_are_computed_in_row_bands() {
+    // Rows of 1200 cells: each task runs its levels band by band (so they stay
+    // in cache); the result must not depend on where the bands fall.
+    check(&[70, 1200], &[70, 600], &FIVE_POINT, 4, Some(4));
+    check(
+        &[70, 1200],
+        &[35, 1200],
+        &[(&[-2, 1], 0.5), (&[1, -1], 0.5)],
+        3,
+        None,
+    );
+}

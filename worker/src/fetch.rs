@@ -20,6 +20,10 @@ use crate::store::Store;
 /// A box of a chunk: lo (inclusive) and hi (exclusive) per axis.
 pub type Region = (Vec<usize>, Vec<usize>);
 
+/// HTTP/2 flow-control windows of chunk transfers (per stream, per connection).
+pub const STREAM_WINDOW: u32 = 16 << 20;
+pub const CONNECTION_WINDOW: u32 = 64 << 20;
+
 /// Bytes per frame: well under gRPC's 4 MiB default message limit.
 pub const FRAME: usize = 1 << 20;
 
@@ -112,6 +116,10 @@ impl Peers {
             .map_err(|e| format!("bad peer address {address}: {e}"))?
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
+            // HTTP/2's default 64 KiB flow-control windows make a sender wait
+            // for a round trip every 64 KiB; chunks are megabytes.
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
             .connect()
             .await
             .map_err(|e| format!("cannot reach peer {address}: {e}"))?;

@@ -67,6 +67,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            .initial_stream_window_size(fetch::STREAM_WINDOW)
+            .initial_connection_window_size(fetch::CONNECTION_WINDOW)
             .add_service(WorkerServer::new(fetch::Service {
                 store: server_store,
             }))

@@ -99,75 +99,47 @@ pub fn run_stencil(
         fields[i] = Some(buf);
     }
 
-    for (j, level) in k.levels.iter().enumerate() {
-        let r0 = level.radius[0];
-        let h0 = k.halo[0];
-        let start = (h0 - r0) * lay.strides[0];
-        let mut box_shape = lay.padded.clone();
-        box_shape[0] = local[0] + 2 * r0;
-        let len = shape::size(&box_shape);
-        let mut box_origin = lay.start.clone();
-        box_origin[0] = origin[0] as i64 - r0 as i64;
-        let mut out = take(&mut pool, level.dtype(), lay.len);
-        {
-            let mut windows = Vec::with_capacity(level.reads.len());
-            for read in &level.reads {
-                let buf = fields
-                    .get(read.field as usize)
-                    .and_then(Option::as_ref)
-                    .ok_or_else(|| internal("stencil level reads a field that is gone"))?;
-                let shift: i64 = read
-                    .offset
-                    .iter()
-                    .zip(&lay.strides)
-                    .map(|(&o, &s)| o * s as i64)
-                    .sum();
-                let at = (lay.guard + start) as i64 + shift;
-                if at < 0 {
-                    return Err(internal("stencil window before its field"));
-                }
-                windows.push((buf, at as usize));
-            }
-            let bound = Bound::windows(&level.exe, &box_origin, &box_shape, &windows)?;
-            let at = lay.guard + start;
-            bound.run_map_into(out_slice(&mut out, at, len)?)?;
-        }
-        if let Some(keep) = &level.keep {
-            let old = fields
-                .get(keep.field as usize)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| internal("stencil keeps edges of a field that is gone"))?;
-            keep_edges(
+    // The output field collects every band's rows; the other levels are
+    // scratch, recomputed band by band.
+    let last = k.levels.len() - 1;
+    let out_dtype = k.levels[last].dtype();
+    fields[ni + last] = Some(take(&mut pool, out_dtype, lay.len));
+    let band = band_rows(k, &lay, local[0]);
+    let mut b0 = 0;
+    while b0 < local[0] {
+        let rows = band.min(local[0] - b0);
+        let mut borigin = origin.to_vec();
+        borigin[0] += b0;
+        let mut blocal = local.to_vec();
+        blocal[0] = rows;
+        for (j, level) in k.levels.iter().enumerate() {
+            // The previous band's buffer of this level, if any, is reused.
+            let mut out = fields[ni + j]
+                .take()
+                .unwrap_or_else(|| take(&mut pool, level.dtype(), lay.len));
+            run_level(
+                level,
                 &lay,
                 shape,
-                origin,
-                local,
-                &level.radius,
-                &keep.depth,
-                old,
-                &mut out,
-            )?;
-        }
-        if level.radius.iter().any(|&r| r > 0) {
-            fill_ghosts(
-                &lay,
-                shape,
-                origin,
-                local,
-                &level.radius,
+                &borigin,
+                &blocal,
+                &fields,
                 &ghost_rules,
                 &mut out,
             )?;
-        }
-        fields[ni + j] = Some(out);
-        for (f, slot) in fields.iter_mut().enumerate() {
-            if f < ni + j
-                && last_use[f] <= j
-                && let Some(b) = slot.take()
-            {
-                pool.push(b);
+            fields[ni + j] = Some(out);
+            // Scratch levels nobody reads any more go back to the pool.
+            for (f, slot) in fields.iter_mut().enumerate() {
+                if f >= ni
+                    && f < ni + j
+                    && last_use[f] <= j
+                    && let Some(b) = slot.take()
+                {
+                    pool.push(b);
+                }
             }
         }
+        b0 += rows;
     }
     let result = fields
         .pop()
@@ -188,6 +160,83 @@ pub fn run_stencil(
     pool.extend(fields.into_iter().flatten());
     give_back(pool);
     Ok(out)
+}
+
+/// Rows of the output chunk computed through all levels at a time: enough
+/// that the rows every level touches for one band stay in cache (about
+/// 1 MiB for three live fields), at least 8, and the whole chunk when small.
+fn band_rows(k: &StencilKernel, lay: &Layout, rows: usize) -> usize {
+    let row_bytes: usize = lay.padded[1..].iter().product::<usize>() * 8;
+    let halo = 2 * k.halo[0];
+    let fit = (1usize << 20) / (3 * row_bytes.max(1));
+    let band = fit.saturating_sub(halo).max(8);
+    if band * 2 > rows { rows } else { band }
+}
+
+/// Computes one level on the rows of one band (grown by the level's radius),
+/// then keeps its edges and fills its ghost cells there.
+#[allow(clippy::too_many_arguments)]
+fn run_level(
+    level: &super::Level,
+    lay: &Layout,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    fields: &[Option<Buffer>],
+    ghost_rules: &[Boundary],
+    out: &mut Buffer,
+) -> Result<()> {
+    let r0 = level.radius[0];
+    // Padded row of the band's first row, minus the level's radius.
+    let first_row = (origin[0] as i64 - r0 as i64 - lay.start[0]) as usize;
+    let start = first_row * lay.strides[0];
+    let mut box_shape = lay.padded.clone();
+    box_shape[0] = local[0] + 2 * r0;
+    let len = shape::size(&box_shape);
+    let mut box_origin = lay.start.clone();
+    box_origin[0] = origin[0] as i64 - r0 as i64;
+    {
+        let mut windows = Vec::with_capacity(level.reads.len());
+        for read in &level.reads {
+            let buf = fields
+                .get(read.field as usize)
+                .and_then(Option::as_ref)
+                .ok_or_else(|| internal("stencil level reads a field that is gone"))?;
+            let shift: i64 = read
+                .offset
+                .iter()
+                .zip(&lay.strides)
+                .map(|(&o, &s)| o * s as i64)
+                .sum();
+            let at = (lay.guard + start) as i64 + shift;
+            if at < 0 {
+                return Err(internal("stencil window before its field"));
+            }
+            windows.push((buf, at as usize));
+        }
+        let bound = Bound::windows(&level.exe, &box_origin, &box_shape, &windows)?;
+        bound.run_map_into(out_slice(out, lay.guard + start, len)?)?;
+    }
+    if let Some(keep) = &level.keep {
+        let old = fields
+            .get(keep.field as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| internal("stencil keeps edges of a field that is gone"))?;
+        keep_edges(
+            lay,
+            shape,
+            origin,
+            local,
+            &level.radius,
+            &keep.depth,
+            old,
+            out,
+        )?;
+    }
+    if level.radius.iter().any(|&r| r > 0) {
+        fill_ghosts(lay, shape, origin, local, &level.radius, ghost_rules, out)?;
+    }
+    Ok(())
 }
 
 /// The boundary rule ghost cells are filled by, per axis. Along a `Fixed`
@@ -448,6 +497,15 @@ fn fill_ghosts(
         let hi = (origin[d] + local[d] + radius[d]) as i64;
         let ghosts = (lo..0).chain(n.max(lo)..hi);
         let outer: usize = lay.padded[..d].iter().product();
+        // Along later axes only the field's own rows (of axis 0) are touched.
+        let per_row: usize = lay.padded[1..d.max(1)].iter().product();
+        let (o_lo, o_hi) = if d == 0 {
+            (0, outer)
+        } else {
+            let r_lo = (origin[0] as i64 - radius[0] as i64 - lay.start[0]).max(0) as usize;
+            let r_hi = ((origin[0] + local[0] + radius[0]) as i64 - lay.start[0]) as usize;
+            (r_lo * per_row, (r_hi * per_row).min(outer))
+        };
         let inner: usize = lay.padded[d + 1..].iter().product();
         let plane = |x: i64| (x - lay.start[d]) as usize;
         for x in ghosts {
@@ -460,14 +518,14 @@ fn fill_ghosts(
             match (src, boundary[d]) {
                 (None, Boundary::Constant(v)) => {
                     let value = Value::F64(v).cast(buf.dtype());
-                    for o in 0..outer {
+                    for o in o_lo..o_hi {
                         let at = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
                         fill(buf, at, inner, value)?;
                     }
                 }
                 (Some(s), _) => {
                     let src_plane = plane(s.clamp(0, n - 1));
-                    for o in 0..outer {
+                    for o in o_lo..o_hi {
                         let from = lay.guard + (o * lay.padded[d] + src_plane) * inner;
                         let to = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
                         copy_within(buf, from, to, inner)?;
