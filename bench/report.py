@@ -173,8 +173,18 @@ def best_single_node(runners: dict):
     return min(timed) if timed else (None, None)
 
 
-def summarize(groups: dict, triad: float | None) -> tuple[list[dict], list[dict]]:
+def kernel_gbps(records) -> dict:
+    """GB/s of accel's fused kernels alone (inputs in memory), by workload."""
+    return {
+        r["kernel_of"]: r["gbps"]
+        for r in records
+        if r["workload"] == "kernel" and r["status"] == "ok" and r.get("gbps") and r.get("kernel_of")
+    }
+
+
+def summarize(groups: dict, triad: float | None, kernels: dict | None = None) -> tuple[list[dict], list[dict]]:
     rows, goals = [], []
+    kernels = kernels or {}
 
     def goal(name, where, figure, target, passed):
         goals.append(
@@ -207,7 +217,9 @@ def summarize(groups: dict, triad: float | None) -> tuple[list[dict], list[dict]
         )
         if wl in BANDWIDTH:
             case_bytes = next((r["bytes"] for r in recs if r.get("bytes")), None)
-            row["accel_gbps"] = gbps(runners.get(EMB), case_bytes)
+            row["end_to_end_gbps"] = gbps(runners.get(EMB), case_bytes)
+            # The goal is about the fused kernel: measured alone when the suite did.
+            row["accel_gbps"] = kernels.get(wl, row["end_to_end_gbps"])
             row["pct_of_triad"] = 100 * row["accel_gbps"] / triad if row["accel_gbps"] and triad else None
         rows.append(row)
         where = label(key)
@@ -523,7 +535,7 @@ def main(argv=None) -> int:
         return 1
     groups = group(records)
     triad = triad_gbps(records)
-    rows, goals = summarize(groups, triad)
+    rows, goals = summarize(groups, triad, kernel_gbps(records))
     text = "\n".join(document(machine, groups, rows, goals, triad)) + "\n"
     print(text)
     (out_dir / "results.md").write_text(text)

@@ -4,6 +4,10 @@ pub mod json;
 
 use std::time::{Duration, Instant};
 
+use accel_core::exec::{run_task, run_task_into};
+use accel_core::kernel::split_chunks;
+use accel_core::plan::{ChunkKey, StageId, StageKind};
+use accel_core::{Buffer, Chunk};
 use rayon::prelude::*;
 
 /// Best of `repeats` timings of `f` after one warm-up run.
@@ -38,4 +42,82 @@ pub fn triad_gbps(n: usize, repeats: usize) -> f64 {
     });
     std::hint::black_box(&a);
     (24 * n) as f64 / t.as_secs_f64() / 1e9
+}
+
+/// GB/s of the fused map stage of `expr`: its input chunks are materialized
+/// first, then only the kernel runs, writing into a preallocated result.
+pub fn kernel_gbps(
+    repeats: usize,
+    expr: &accel::Array,
+    bytes_per_element: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let planned = expr.plan()?;
+    let plan = &planned.plan;
+    let last = StageId((plan.stages.len() - 1) as u32);
+    anyhow::ensure!(
+        matches!(plan.stage(last).kind, StageKind::Map(_)),
+        "last stage is not a fused map"
+    );
+    let mut inputs: std::collections::HashMap<ChunkKey, std::sync::Arc<Chunk>> = Default::default();
+    for (s, stage) in plan.stages.iter().enumerate().take(plan.stages.len() - 1) {
+        for c in 0..stage.task_count() {
+            let key = ChunkKey {
+                stage: StageId(s as u32),
+                chunk: c as u32,
+            };
+            let args: Vec<std::sync::Arc<Chunk>> = plan
+                .task_inputs(key)
+                .iter()
+                .map(|k| inputs[k].clone())
+                .collect();
+            inputs.insert(key, run_task(plan, key, &args)?);
+        }
+    }
+    let meta = &plan.stage(last).meta;
+    let n: usize = meta.shape.iter().product();
+    let mut out = Buffer::zeros(meta.dtype, n);
+    let tasks = plan.stage(last).task_count();
+    let args: Vec<Vec<std::sync::Arc<Chunk>>> = (0..tasks)
+        .map(|c| {
+            plan.task_inputs(ChunkKey {
+                stage: last,
+                chunk: c as u32,
+            })
+            .iter()
+            .map(|k| inputs[k].clone())
+            .collect()
+        })
+        .collect();
+    let mut err = None;
+    let t = best_of(repeats, || {
+        let Some(slices) = split_chunks(&mut out, &meta.chunks) else {
+            return;
+        };
+        // Chunks in parallel, like the local runner (each also splits its blocks).
+        let results: Vec<_> = slices
+            .into_par_iter()
+            .enumerate()
+            .map(|(c, sl)| {
+                run_task_into(
+                    plan,
+                    ChunkKey {
+                        stage: last,
+                        chunk: c as u32,
+                    },
+                    &args[c],
+                    sl,
+                )
+            })
+            .collect();
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            err = Some(e);
+        }
+    });
+    if let Some(e) = err {
+        return Err(e.into());
+    }
+    Ok((
+        (bytes_per_element * n) as f64 / t.as_secs_f64() / 1e9,
+        tasks,
+    ))
 }

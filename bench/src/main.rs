@@ -4,14 +4,9 @@
 //!
 //! `cargo run --release -p accel-bench` (add `-- --quick` for small sizes).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use accel::{Array, Complex64, DType, arange, from_ndarray};
-use accel_core::exec::{run_task, run_task_into};
-use accel_core::kernel::split_chunks;
-use accel_core::plan::{ChunkKey, StageId, StageKind};
-use accel_core::{Buffer, Chunk};
 use rayon::prelude::*;
 
 /// Timed runs after the warm-up (`ACCEL_BENCH_REPEATS` overrides, e.g. for profiling).
@@ -67,80 +62,6 @@ fn hand_fused(data: &ndarray::Array1<f64>, triad_gbps: f64) -> Vec<(&'static str
     r
 }
 
-/// GB/s of the fused map stage of `expr`: its input chunks are materialized
-/// first, then only the kernel runs, writing into a preallocated result.
-fn kernel_gbps(expr: &Array, bytes_per_element: usize) -> anyhow::Result<(f64, usize)> {
-    let planned = expr.plan()?;
-    let plan = &planned.plan;
-    let last = StageId((plan.stages.len() - 1) as u32);
-    anyhow::ensure!(
-        matches!(plan.stage(last).kind, StageKind::Map(_)),
-        "last stage is not a fused map"
-    );
-    let mut inputs: std::collections::HashMap<ChunkKey, Arc<Chunk>> = Default::default();
-    for (s, stage) in plan.stages.iter().enumerate().take(plan.stages.len() - 1) {
-        for c in 0..stage.task_count() {
-            let key = ChunkKey {
-                stage: StageId(s as u32),
-                chunk: c as u32,
-            };
-            let args: Vec<Arc<Chunk>> = plan
-                .task_inputs(key)
-                .iter()
-                .map(|k| inputs[k].clone())
-                .collect();
-            inputs.insert(key, run_task(plan, key, &args)?);
-        }
-    }
-    let meta = &plan.stage(last).meta;
-    let n: usize = meta.shape.iter().product();
-    let mut out = Buffer::zeros(meta.dtype, n);
-    let tasks = plan.stage(last).task_count();
-    let args: Vec<Vec<Arc<Chunk>>> = (0..tasks)
-        .map(|c| {
-            plan.task_inputs(ChunkKey {
-                stage: last,
-                chunk: c as u32,
-            })
-            .iter()
-            .map(|k| inputs[k].clone())
-            .collect()
-        })
-        .collect();
-    let mut err = None;
-    let t = best(|| {
-        let Some(slices) = split_chunks(&mut out, &meta.chunks) else {
-            return;
-        };
-        // Chunks in parallel, like the local runner (each also splits its blocks).
-        let results: Vec<_> = slices
-            .into_par_iter()
-            .enumerate()
-            .map(|(c, sl)| {
-                run_task_into(
-                    plan,
-                    ChunkKey {
-                        stage: last,
-                        chunk: c as u32,
-                    },
-                    &args[c],
-                    sl,
-                )
-            })
-            .collect();
-        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            err = Some(e);
-        }
-    });
-    if let Some(e) = err {
-        return Err(e.into());
-    }
-    Ok((
-        (bytes_per_element * n) as f64 / t.as_secs_f64() / 1e9,
-        tasks,
-    ))
-}
-
 /// End-to-end seconds of `expr.compute()` (planning, running, assembling).
 fn end_to_end<T: accel_core::Element>(expr: &Array) -> anyhow::Result<Duration> {
     let mut err = None;
@@ -188,7 +109,7 @@ fn main() -> anyhow::Result<()> {
         ("discriminant", &disc, 32),
         ("inc25", &inc, 16),
     ] {
-        let (gbps, tasks) = kernel_gbps(expr, bytes)?;
+        let (gbps, tasks) = accel_bench::kernel_gbps(repeats(), expr, bytes)?;
         let hand = hand_gbps
             .iter()
             .find(|(n, _)| *n == name)
@@ -237,7 +158,7 @@ fn main() -> anyhow::Result<()> {
         from_ndarray(&b, [side / 8, side]),
     );
     let trig = aa.powi(2).sin() * bb.exp();
-    let (trig_gbps, _) = kernel_gbps(&trig, 24)?;
+    let (trig_gbps, _) = accel_bench::kernel_gbps(repeats(), &trig, 24)?;
     let trig_ns = 24.0 / trig_gbps;
     let (sa, sb) = (a.as_slice().unwrap_or(&[]), b.as_slice().unwrap_or(&[]));
     let mut out = vec![0.0f64; side * side];

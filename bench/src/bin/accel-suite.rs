@@ -143,6 +143,71 @@ fn workloads(o: &Options, client: Client, runner: &str, records: &mut Vec<Json>)
     }
 }
 
+/// GB/s of the memory-bound fused kernels alone: inputs materialized in
+/// memory first, the result preallocated (end-to-end times also pay for
+/// generating inputs, allocating and first-touching the result).
+fn kernels(o: &Options, triad: f64, records: &mut Vec<Json>) {
+    let n = if o.size == "small" {
+        2_000_000
+    } else {
+        50_000_000
+    };
+    let chunk = n / 20;
+    let ones = ndarray::Array1::<f64>::from_elem(n, 1.5);
+    let x = accel::from_ndarray(&ones, chunk);
+    let y = accel::from_ndarray(&ones, chunk);
+    let z = accel::from_ndarray(&ones, chunk);
+    let t = accel::from_ndarray(&ones.mapv(|v| v as f32), chunk);
+    let mut inc = x.clone();
+    for _ in 0..25 {
+        inc = inc + 1.0;
+    }
+    let cases: Vec<(&str, accel::Array, usize)> = vec![
+        ("mag", (x.powi(2) + y.powi(2)).sqrt(), 24),
+        ("discriminant", y.powi(2) - 4.0 * &x * &z, 32),
+        (
+            "harmonic",
+            (t * (2.0 * std::f64::consts::PI * 5.0 * 1e-3)).sin(),
+            8,
+        ),
+        ("inc25", inc, 16),
+    ];
+    for (name, expr, bytes) in cases {
+        if o.only
+            .as_ref()
+            .is_some_and(|v| !v.iter().any(|x| x == name))
+        {
+            continue;
+        }
+        match accel_bench::kernel_gbps(o.repeats.max(3), &expr, bytes) {
+            Ok((g, tasks)) => {
+                eprintln!("accel-suite: {name} kernel {g:.1} GB/s");
+                records.push(Json::Obj(vec![
+                    ("workload".into(), "kernel".into()),
+                    ("kernel_of".into(), name.into()),
+                    (
+                        "case".into(),
+                        format!("{name}: fused kernel, n={n:.0e}, {bytes} B/element in memory")
+                            .into(),
+                    ),
+                    ("size".into(), o.size.clone().into()),
+                    ("runner".into(), "accel-kernel".into()),
+                    ("status".into(), "ok".into()),
+                    ("gbps".into(), g.into()),
+                    ("pct_of_triad".into(), (100.0 * g / triad).into()),
+                    ("tasks".into(), tasks.into()),
+                ]))
+            }
+            Err(e) => records.push(failure(
+                "kernel",
+                &o.size,
+                "accel-kernel",
+                format!("{name}: {e:#}"),
+            )),
+        }
+    }
+}
+
 /// Zero-work tasks: `(arange(n, chunk 1) + 1).sum()` — n fused tasks plus a
 /// combine tree, each doing nothing worth measuring.
 fn overhead(o: &Options, client: &Client, runner: &str) -> anyhow::Result<Json> {
@@ -201,6 +266,7 @@ fn main() -> anyhow::Result<()> {
         ("threads".into(), rayon::current_num_threads().into()),
     ]));
 
+    kernels(&o, gbps, &mut records);
     workloads(&o, Client::local(), "accel-embedded", &mut records);
     match overhead(&o, &Client::local(), "accel-embedded") {
         Ok(r) => records.push(r),
