@@ -59,7 +59,7 @@ fn readme_tour() -> anyhow::Result<()> {
             && msg.contains("f64[3] and f64[4] cannot be broadcast together"),
         "{msg}"
     );
-    
+
     // Stencils and time stepping (smaller: 20² in 10² chunks, 40 steps).
     let mut plate = ndarray::Array2::<f64>::zeros((20, 20));
     plate.row_mut(19).fill(100.0);
@@ -71,7 +71,9 @@ fn readme_tour() -> anyhow::Result<()> {
     assert_eq!(field[[19, 5]], 100.0);
     assert!(field[[18, 5]] > 0.0 && field[[0, 5]] == 0.0);
     let u = t0.map_overlap([Boundary::Periodic, Boundary::Reflect], |n| {
-        (n.at(&[-1, 0]) + n.at(&[1, 0]) - n.center() * 2.0).abs().sqrt()
+        (n.at(&[-1, 0]) + n.at(&[1, 0]) - n.center() * 2.0)
+            .abs()
+            .sqrt()
     });
     assert_eq!(u.compute::<f64>()?[[0, 3]], 10.0); // |100 + 0 - 0|^½ across the periodic edge
     let rolled = t0.shift(&[0, 1], Boundary::Periodic);
