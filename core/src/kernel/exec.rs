@@ -146,6 +146,10 @@ pub struct Bound<'a> {
     gen_base: Vec<i64>,
     /// Per instruction: the input it reads in place (contiguous real loads).
     direct: Vec<Option<usize>>,
+    /// Per instruction: the chain of in-place additions it ends, evaluated in
+    /// one pass; and the instructions such chains absorb.
+    sums: Vec<Option<super::sum_chain::SumChain>>,
+    absorbed: Vec<bool>,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
 }
@@ -282,7 +286,7 @@ impl<'a> Bound<'a> {
                 _ => 0,
             })
             .collect();
-        let direct = p
+        let direct: Vec<Option<usize>> = p
             .instrs
             .iter()
             .map(|ins| match ins {
@@ -295,11 +299,14 @@ impl<'a> Bound<'a> {
                 _ => None,
             })
             .collect();
+        let (sums, absorbed) = super::sum_chain::find(p, &direct);
         Bound {
             exe,
             inputs: bound,
             gen_base,
             direct,
+            sums,
+            absorbed,
             local_shape: local_shape.to_vec(),
         }
     }
@@ -351,7 +358,7 @@ impl<'a> Bound<'a> {
         let p = &self.exe.program;
         let mut wrote_root = false;
         for (k, ins) in p.instrs.iter().enumerate() {
-            if self.direct[k].is_some() {
+            if self.direct[k].is_some() || self.absorbed[k] {
                 continue;
             }
             let dst = self.exe.slot_of[k] as usize;
@@ -396,12 +403,15 @@ impl<'a> Bound<'a> {
                 }
             };
             let v = |r: &Reg| self.operand(&sc.slots, *r, start, n);
-            let r = match ins {
-                Instr::Unary(op, a) => ops::unary(*op, v(a), target),
-                Instr::Binary(op, a, b) => ops::binary(*op, v(a), v(b), target),
-                Instr::Where(c, a, b) => ops::select(v(c), v(a), v(b), target),
-                Instr::Cast(_, a) => ops::cast(v(a), target),
-                _ => Ok(()),
+            let r = match (&self.sums[k], target) {
+                (Some(chain), ViewMut::F64(o)) => self.sum_chain(chain, start, n, o),
+                (_, target) => match ins {
+                    Instr::Unary(op, a) => ops::unary(*op, v(a), target),
+                    Instr::Binary(op, a, b) => ops::binary(*op, v(a), v(b), target),
+                    Instr::Where(c, a, b) => ops::select(v(c), v(a), v(b), target),
+                    Instr::Cast(_, a) => ops::cast(v(a), target),
+                    _ => Ok(()),
+                },
             };
             if to_out {
                 wrote_root = true;
@@ -414,6 +424,30 @@ impl<'a> Bound<'a> {
             return Ok(None);
         }
         Ok(Some(self.operand(&sc.slots, p.root, start, n)))
+    }
+
+    /// One pass of a chain of in-place f64 additions (see `sum_chain`).
+    fn sum_chain(
+        &self,
+        chain: &super::sum_chain::SumChain,
+        start: usize,
+        n: usize,
+        out: &mut [f64],
+    ) -> Result<()> {
+        let mut terms: Vec<&[f64]> = Vec::with_capacity(chain.terms.len());
+        for &i in &chain.terms {
+            let inp = &self.inputs[i];
+            let at = start + inp.offset;
+            match inp.buf {
+                Buffer::F64(v) if at + n <= v.len() => terms.push(&v[at..at + n]),
+                _ => return Err(internal("sum chain over a non-f64 or short input".into())),
+            }
+        }
+        let out = out
+            .get_mut(..n)
+            .ok_or_else(|| internal("sum chain block too short".into()))?;
+        super::sum_chain::eval(&terms, chain.scale, out);
+        Ok(())
     }
 
     /// Evaluates the chunk into its rows inside a larger result (see [`split_chunks`]).

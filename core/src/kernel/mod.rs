@@ -9,6 +9,7 @@ pub mod ir;
 pub mod ops;
 pub mod reduce;
 pub mod slot;
+pub mod sum_chain;
 pub mod vmath;
 
 pub use exec::{Bound, Executable, OutSlice, split_chunks};
