@@ -369,3 +369,22 @@ fn wide_chunks_are_computed_in_row_bands() {
         None,
     );
 }
+
+#[test]
+fn empty_arrays_and_single_cells() {
+    let empty = from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[0, 4])), vec![1, 2]);
+    let out = empty.stencil(&FIVE_POINT, Boundary::Reflect);
+    assert_eq!(out.compute::<f64>().unwrap().shape(), &[0, 4]);
+    let one = from_ndarray(&ArrayD::<f64>::from_elem(IxDyn(&[1, 1]), 2.0), vec![1, 1]);
+    for rule in RULES {
+        let got = one
+            .iterate(3, |t| t.stencil(&FIVE_POINT, rule))
+            .compute::<f64>()
+            .unwrap();
+        let mut want = ArrayD::<f64>::from_elem(IxDyn(&[1, 1]), 2.0);
+        for _ in 0..3 {
+            want = reference_step(&want, &FIVE_POINT, &[rule; 2]);
+        }
+        assert_eq!(got, want, "{rule:?}");
+    }
+}

@@ -489,10 +489,11 @@ fn fill_ghosts(
 ) -> Result<()> {
     let nd = shape.len();
     for d in 0..nd {
-        if boundary[d] == Boundary::Periodic {
+        let n = shape[d] as i64;
+        // An empty axis has no cells to copy from (and no result to feed).
+        if boundary[d] == Boundary::Periodic || n == 0 {
             continue;
         }
-        let n = shape[d] as i64;
         let lo = origin[d] as i64 - radius[d] as i64;
         let hi = (origin[d] + local[d] + radius[d]) as i64;
         let ghosts = (lo..0).chain(n.max(lo)..hi);
