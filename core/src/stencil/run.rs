@@ -631,36 +631,9 @@ fn keep_edges(
     }
 }
 
+/// Copies elements `at..at + n` of `src` to the same place in `dst`.
 fn copy_between(src: &Buffer, dst: &mut Buffer, at: usize, n: usize) -> Result<()> {
-    let r = at..at + n;
-    let ok = match (src, dst) {
-        (Buffer::Bool(s), Buffer::Bool(d)) => s
-            .get(r.clone())
-            .zip(d.get_mut(r))
-            .map(|(s, d)| d.copy_from_slice(s)),
-        (Buffer::I32(s), Buffer::I32(d)) => s
-            .get(r.clone())
-            .zip(d.get_mut(r))
-            .map(|(s, d)| d.copy_from_slice(s)),
-        (Buffer::I64(s), Buffer::I64(d)) => s
-            .get(r.clone())
-            .zip(d.get_mut(r))
-            .map(|(s, d)| d.copy_from_slice(s)),
-        (Buffer::F32(s), Buffer::F32(d)) => s
-            .get(r.clone())
-            .zip(d.get_mut(r))
-            .map(|(s, d)| d.copy_from_slice(s)),
-        (Buffer::F64(s), Buffer::F64(d)) => s
-            .get(r.clone())
-            .zip(d.get_mut(r))
-            .map(|(s, d)| d.copy_from_slice(s)),
-        (Buffer::C128(s), Buffer::C128(d)) => s
-            .get(r.clone())
-            .zip(d.get_mut(r))
-            .map(|(s, d)| d.copy_from_slice(s)),
-        _ => None,
-    };
-    ok.ok_or_else(|| internal("stencil edge copy out of range or between dtypes"))
+    copy_box(src, &[1], at, dst, &[1], at, &[n])
 }
 
 /// The box `lo..hi` (in the chunk's coordinates) of every column of a chunk:
