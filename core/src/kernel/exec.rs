@@ -150,6 +150,9 @@ pub struct Bound<'a> {
     /// one pass; and the instructions such chains absorb.
     sums: Vec<Option<super::sum_chain::SumChain>>,
     absorbed: Vec<bool>,
+    /// Whether to prefetch the next block of in-place inputs (streaming from
+    /// memory); stencil windows are read from cache-sized bands instead.
+    prefetch: bool,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
 }
@@ -262,7 +265,9 @@ impl<'a> Bound<'a> {
                 offset,
             });
         }
-        Ok(Bound::assemble(exe, origin, local_shape, bound))
+        let mut b = Bound::assemble(exe, origin, local_shape, bound);
+        b.prefetch = false;
+        Ok(b)
     }
 
     fn assemble(
@@ -307,6 +312,7 @@ impl<'a> Bound<'a> {
             direct,
             sums,
             absorbed,
+            prefetch: true,
             local_shape: local_shape.to_vec(),
         }
     }
@@ -577,7 +583,9 @@ impl<'a> Bound<'a> {
                 let base = offset + si * SUPER;
                 for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
                     let n = dst.len();
-                    self.prefetch_inputs(base + (bi + 1) * BLOCK);
+                    if self.prefetch {
+                        self.prefetch_inputs(base + (bi + 1) * BLOCK);
+                    }
                     if let Some(v) = self.eval_block(sc, base + bi * BLOCK, n, T::view_mut(dst))? {
                         T::store(v, dst)?;
                     }
