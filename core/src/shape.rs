@@ -218,6 +218,19 @@ pub fn grid_index(mut lin: usize, grid: &[usize]) -> Vec<usize> {
     idx
 }
 
+/// Steps `idx` to the next index of a row-major box of `extent` (last axis
+/// fastest); false once every index has been visited (idx is back at zeros).
+pub fn next_index(idx: &mut [usize], extent: &[usize]) -> bool {
+    for d in (0..idx.len()).rev() {
+        idx[d] += 1;
+        if idx[d] < extent[d] {
+            return true;
+        }
+        idx[d] = 0;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

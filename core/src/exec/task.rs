@@ -215,7 +215,7 @@ fn copy_box(h: &HostArray, origin: &[usize], shape: &[usize]) -> Buffer {
                         .map(|d| (origin[d] + if d < nd - 1 { c[d] } else { 0 }) * src_strides[d])
                         .sum();
                     out.extend_from_slice(&$v[start..start + row]);
-                    advance(&mut c, &shape[..nd - 1]);
+                    crate::shape::next_index(&mut c, &shape[..nd - 1]);
                 }
             }
             Buffer::$variant(out)
@@ -335,7 +335,7 @@ fn gather_chunk(
             .map(|d| (x[d] - in_offs[d][g[d]]) * bx.strides[s][d])
             .sum();
         idx.push((s as u32, off));
-        advance(&mut coord, local);
+        shape::next_index(&mut coord, local);
     }
     let bufs: Vec<&Buffer> = inputs.iter().map(|c| c.data()).collect();
     Ok(Chunk::array(local.to_vec(), gather_multi(&bufs, &idx)?))
@@ -389,15 +389,4 @@ fn reshape_chunk(
             flat /= n;
         }
     })
-}
-
-/// Row-major odometer step.
-fn advance(coord: &mut [usize], shape: &[usize]) {
-    for d in (0..coord.len()).rev() {
-        coord[d] += 1;
-        if coord[d] < shape[d] {
-            return;
-        }
-        coord[d] = 0;
-    }
 }

@@ -70,6 +70,7 @@ pub fn input_parts(
         }
         per_axis.push(axis);
     }
+    let counts: Vec<usize> = per_axis.iter().map(Vec::len).collect();
     let mut out = Vec::new();
     let mut pick = vec![0usize; nd];
     loop {
@@ -78,17 +79,8 @@ pub fn input_parts(
             lo: (0..nd).map(|d| per_axis[d][pick[d]].1).collect(),
             hi: (0..nd).map(|d| per_axis[d][pick[d]].2).collect(),
         });
-        let mut d = nd;
-        loop {
-            if d == 0 {
-                return out;
-            }
-            d -= 1;
-            pick[d] += 1;
-            if pick[d] < per_axis[d].len() {
-                break;
-            }
-            pick[d] = 0;
+        if !crate::shape::next_index(&mut pick, &counts) {
+            return out;
         }
     }
 }

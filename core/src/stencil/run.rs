@@ -367,6 +367,7 @@ fn place(
         per_axis.push(v);
     }
     let src_strides = shape::strides(&p.shape);
+    let counts: Vec<usize> = per_axis.iter().map(Vec::len).collect();
     let mut pick = vec![0usize; nd];
     loop {
         let mut src_lo = vec![0usize; nd];
@@ -388,17 +389,8 @@ fn place(
             lay.pos(&dst_lo),
             &extent,
         )?;
-        let mut d = nd;
-        loop {
-            if d == 0 {
-                return Ok(());
-            }
-            d -= 1;
-            pick[d] += 1;
-            if pick[d] < per_axis[d].len() {
-                break;
-            }
-            pick[d] = 0;
+        if !shape::next_index(&mut pick, &counts) {
+            return Ok(());
         }
     }
 }
@@ -437,17 +429,8 @@ fn copy_box(
             let dof = da + idx.iter().zip(ds).map(|(i, st)| i * st).sum::<usize>();
             d.get_mut(dof..dof + run)?
                 .copy_from_slice(s.get(so..so + run)?);
-            let mut k = nd - 1;
-            loop {
-                if k == 0 {
-                    return Some(());
-                }
-                k -= 1;
-                idx[k] += 1;
-                if idx[k] < extent[k] {
-                    break;
-                }
-                idx[k] = 0;
+            if !shape::next_index(&mut idx, &extent[..nd - 1]) {
+                return Some(());
             }
         }
     }
@@ -616,17 +599,8 @@ fn keep_edges(
                 copy_between(old, out, at + c, 1)?;
             }
         }
-        let mut d = last;
-        loop {
-            if d == 0 {
-                return Ok(());
-            }
-            d -= 1;
-            idx[d] += 1;
-            if idx[d] < ext[d] {
-                break;
-            }
-            idx[d] = 0;
+        if !shape::next_index(&mut idx, &ext[..last]) {
+            return Ok(());
         }
     }
 }
