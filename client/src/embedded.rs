@@ -20,6 +20,8 @@ pub struct RunStats {
     /// Largest total size of chunks held at once (excluding the result arrays).
     pub peak_bytes: usize,
     pub elapsed: Duration,
+    /// Tasks run again because a worker holding their chunks was lost.
+    pub recomputed: usize,
 }
 
 const JOB: JobId = JobId(0);
@@ -39,6 +41,7 @@ pub fn run_plan(
     let threads = rayon::current_num_threads() as u32;
     core.handle(Event::WorkerJoined {
         worker: WORKER,
+        name: "embedded".into(),
         nthreads: threads,
     });
     let mut pending = core.handle(Event::JobSubmitted {
@@ -112,12 +115,20 @@ pub fn run_plan(
                         }
                     }
                     // One worker never has anyone to give tasks to.
-                    Command::Steal { worker, tasks } => pending_events.push(Event::StealReply {
-                        worker,
-                        stolen: Vec::new(),
-                        refused: tasks,
-                    }),
+                    Command::Steal { worker, id, tasks } => {
+                        pending_events.push(Event::StealReply {
+                            worker,
+                            id,
+                            stolen: Vec::new(),
+                            refused: tasks,
+                        })
+                    }
                     Command::JobDone { .. } => finished = true,
+                    // One worker in this process: it never retires or copies,
+                    // and everything goes when the run ends.
+                    Command::Replicate { .. }
+                    | Command::Retired { .. }
+                    | Command::JobForgotten { .. } => {}
                     Command::JobFailed { error, .. } => {
                         failure.get_or_insert(Error::Task {
                             task: "job".into(),

@@ -11,7 +11,7 @@ pub mod pb {
 }
 
 /// Checked at every connection; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest message any accel process sends or accepts. Plans carry their source
 /// data, so a submission above this is refused before it is sent.

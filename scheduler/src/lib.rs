@@ -8,4 +8,6 @@
 pub mod core;
 pub mod server;
 
-pub use crate::core::{Assignment, ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};
+pub use crate::core::{
+    Assignment, ClientId, Command, Core, CoreConfig, Event, JobId, TaskRef, WorkerId,
+};

@@ -21,6 +21,10 @@ struct Args {
     /// Seconds without a heartbeat after which a worker is removed.
     #[arg(long, env = "ACCEL_HEARTBEAT_TIMEOUT", default_value_t = 10.0)]
     heartbeat_timeout: f64,
+    /// A task that was running on this many workers when they died fails its
+    /// job (the cluster and other jobs carry on).
+    #[arg(long, env = "ACCEL_ALLOWED_FAILURES", default_value_t = 3)]
+    allowed_failures: u32,
 }
 
 #[tokio::main]
@@ -29,6 +33,8 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
@@ -37,33 +43,28 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    // Handlers are installed before anyone can learn the address.
+    let shutdown = shutdown_signal()?;
     println!("accel-scheduler listening on http://{local}");
     let config = accel_scheduler::server::Config {
         heartbeat_timeout: std::time::Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
+        allowed_failures: args.allowed_failures.max(1),
         ..Default::default()
     };
-    accel_scheduler::server::serve(listener, config, shutdown_signal()).await?;
+    accel_scheduler::server::serve(listener, config, shutdown).await?;
     println!("accel-scheduler stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Resolves on SIGTERM or SIGINT.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }

@@ -1,9 +1,11 @@
 //! A local cluster of real `accel-scheduler` and `accel-worker` processes for
 //! tests: started on 127.0.0.1 with free ports, stopped (killed) when dropped.
+//! Workers can be killed, frozen, resumed, stopped politely and replaced; the
+//! scheduler can be killed and restarted on the same port.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -31,38 +33,78 @@ fn bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// accel's own debug lines (the tests read them), not the transport's.
+const LOG: &str = "info,accel_worker=debug,accel_scheduler=debug";
+
+/// How the cluster's processes are started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Seconds without a heartbeat before the scheduler drops a worker.
+    pub heartbeat_timeout: f64,
+    /// Extra arguments of the scheduler (e.g. `--allowed-failures 2`).
+    pub scheduler_args: Vec<String>,
+    /// Extra arguments of every worker (e.g. fault injection).
+    pub worker_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            heartbeat_timeout: 3.0,
+            scheduler_args: Vec::new(),
+            worker_args: Vec::new(),
+        }
+    }
+}
+
 pub struct Cluster {
     pub address: String,
+    port: u16,
     scheduler: Child,
+    /// Schedulers started so far (their logs are `scheduler-K.log`).
+    schedulers: usize,
     pub workers: Vec<Child>,
     logs: PathBuf,
+    options: Options,
+}
+
+/// Signals a process that has not exited (SIGSTOP, SIGCONT, SIGTERM, ...).
+fn signal(child: &mut Child, sig: libc::c_int) -> anyhow::Result<()> {
+    if child.try_wait()?.is_some() {
+        bail!("process {} has exited", child.id());
+    }
+    let pid = libc::pid_t::try_from(child.id())?;
+    // SAFETY: kill(2) on a pid this test started and has not reaped.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        bail!("kill({pid}, {sig}): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Cluster {
     /// A scheduler and `n` single-threaded workers.
     pub fn start(n: usize) -> anyhow::Result<Cluster> {
+        Cluster::start_with(n, Options::default())
+    }
+
+    pub fn start_with(n: usize, options: Options) -> anyhow::Result<Cluster> {
         let logs =
             std::env::temp_dir().join(format!("accel-e2e-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&logs)?;
-        let mut scheduler = Command::new(bin("accel-scheduler")?)
-            .args(["--port", "0", "--heartbeat-timeout", "3"])
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(logs.join("scheduler.log"))?)
-            .spawn()
-            .context("starting accel-scheduler")?;
-        let stdout = scheduler.stdout.take().context("scheduler stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let address = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .with_context(|| format!("scheduler printed {line:?}"))?
-            .to_string();
+        let (scheduler, address) = spawn_scheduler(&logs, 0, 0, &options)?;
+        let port = address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("no port in {address}"))?;
         let mut cluster = Cluster {
             address,
+            port,
             scheduler,
+            schedulers: 1,
             workers: Vec::new(),
             logs,
+            options,
         };
         for _ in 0..n {
             cluster.add_worker()?;
@@ -72,6 +114,11 @@ impl Cluster {
 
     /// Starts one more worker; its log is `worker-K.log`.
     pub fn add_worker(&mut self) -> anyhow::Result<usize> {
+        self.add_worker_with(&[])
+    }
+
+    /// Starts one more worker with extra arguments.
+    pub fn add_worker_with(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
         let k = self.workers.len();
         let child = Command::new(bin("accel-worker")?)
             .arg(&self.address)
@@ -81,8 +128,12 @@ impl Cluster {
                 "--name",
                 &format!("w{k}"),
                 "--log",
-                "debug",
+                LOG,
+                "--retire-timeout",
+                "20",
             ])
+            .args(&self.options.worker_args)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.log_path(k))?)
             .spawn()
@@ -95,11 +146,42 @@ impl Cluster {
         self.logs.join(format!("worker-{worker}.log"))
     }
 
+    /// The current scheduler's log.
+    pub fn scheduler_log(&self) -> String {
+        read(
+            &self
+                .logs
+                .join(format!("scheduler-{}.log", self.schedulers - 1)),
+        )
+    }
+
+    pub fn worker_log(&self, worker: usize) -> String {
+        read(&self.log_path(worker))
+    }
+
     /// How many task batches worker `k` was assigned so far.
     pub fn assignments(&self, worker: usize) -> usize {
-        std::fs::read_to_string(self.log_path(worker))
-            .map(|s| s.lines().filter(|l| l.contains("assigned")).count())
-            .unwrap_or(0)
+        self.worker_log(worker)
+            .lines()
+            .filter(|l| l.contains("assigned"))
+            .count()
+    }
+
+    /// Workers that attached to the current scheduler so far.
+    pub fn joined(&self) -> usize {
+        self.scheduler_log()
+            .lines()
+            .filter(|l| l.contains("worker joined"))
+            .count()
+    }
+
+    /// Waits (bounded) until `n` workers attached to the current scheduler.
+    pub fn wait_for_workers(&self, n: usize) -> anyhow::Result<()> {
+        self.wait_for(
+            &format!("{n} workers to attach"),
+            Duration::from_secs(20),
+            || self.joined() >= n,
+        )
     }
 
     /// Waits (bounded) until `cond` holds.
@@ -121,29 +203,144 @@ impl Cluster {
 
     /// Peak resident memory of the scheduler process so far, in bytes (Linux).
     pub fn scheduler_peak_rss(&self) -> Option<u64> {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.scheduler.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
+        proc_status_kb(self.scheduler.id(), "VmHWM:").map(|kb| kb * 1024)
     }
 
+    /// Resident memory of the scheduler and of each live worker now, in bytes.
+    pub fn rss(&self) -> (Option<u64>, Vec<Option<u64>>) {
+        let kb = |pid| proc_status_kb(pid, "VmRSS:").map(|kb| kb * 1024);
+        (
+            kb(self.scheduler.id()),
+            self.workers.iter().map(|w| kb(w.id())).collect(),
+        )
+    }
+
+    /// kill -9, and reaped.
     pub fn kill_worker(&mut self, k: usize) -> anyhow::Result<()> {
         self.workers[k].kill()?;
         self.workers[k].wait()?;
         Ok(())
     }
+
+    pub fn freeze_worker(&mut self, k: usize) -> anyhow::Result<()> {
+        signal(&mut self.workers[k], libc::SIGSTOP)
+    }
+
+    pub fn resume_worker(&mut self, k: usize) -> anyhow::Result<()> {
+        signal(&mut self.workers[k], libc::SIGCONT)
+    }
+
+    /// SIGTERM: the worker hands its chunks over and exits.
+    pub fn stop_worker(&mut self, k: usize) -> anyhow::Result<()> {
+        signal(&mut self.workers[k], libc::SIGTERM)
+    }
+
+    /// The worker's exit status, once it exited (bounded wait).
+    pub fn wait_worker_exit(&mut self, k: usize, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.workers[k].try_wait()? {
+                return Ok(s);
+            }
+            if start.elapsed() > timeout {
+                bail!("worker {k} did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether worker `k` has exited (it is reaped if so).
+    pub fn worker_exited(&mut self, k: usize) -> bool {
+        matches!(self.workers[k].try_wait(), Ok(Some(_)))
+    }
+
+    /// kill -9 the scheduler.
+    pub fn kill_scheduler(&mut self) -> anyhow::Result<()> {
+        self.scheduler.kill()?;
+        self.scheduler.wait()?;
+        Ok(())
+    }
+
+    /// Starts a new scheduler on the same port (after [`Cluster::kill_scheduler`]).
+    pub fn restart_scheduler(&mut self) -> anyhow::Result<()> {
+        let (child, address) =
+            spawn_scheduler(&self.logs, self.schedulers, self.port, &self.options)?;
+        if address != self.address {
+            bail!(
+                "the new scheduler listens on {address}, not {}",
+                self.address
+            );
+        }
+        self.scheduler = child;
+        self.schedulers += 1;
+        Ok(())
+    }
+
+    /// A scratch path in the cluster's folder (removed with the cluster).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.logs.join(name)
+    }
+}
+
+fn spawn_scheduler(
+    logs: &Path,
+    k: usize,
+    port: u16,
+    options: &Options,
+) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(bin("accel-scheduler")?)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--heartbeat-timeout",
+            &options.heartbeat_timeout.to_string(),
+            "--log",
+            LOG,
+        ])
+        .args(&options.scheduler_args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(
+            logs.join(format!("scheduler-{k}.log")),
+        )?)
+        .spawn()
+        .context("starting accel-scheduler")?;
+    let stdout = child.stdout.take().context("scheduler stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let address = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .with_context(|| format!("scheduler printed {line:?}"))?
+        .to_string();
+    Ok((child, address))
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         for w in &mut self.workers {
+            // A frozen worker must be resumed to die of SIGKILL promptly.
+            let _ = signal(&mut *w, libc::SIGCONT);
             let _ = w.kill();
             let _ = w.wait();
         }
         let _ = self.scheduler.kill();
         let _ = self.scheduler.wait();
-        let _ = std::fs::remove_dir_all(&self.logs);
+        // A failing test (or ACCEL_E2E_KEEP_LOGS) keeps the logs to read.
+        if std::thread::panicking() || std::env::var_os("ACCEL_E2E_KEEP_LOGS").is_some() {
+            eprintln!("accel e2e logs kept in {}", self.logs.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.logs);
+        }
     }
 }
 

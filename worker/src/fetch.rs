@@ -1,7 +1,10 @@
 //! Chunks between processes: the Worker service streams them in frames, and
-//! `Peers` fetches them from other workers.
+//! `Peers` fetches them from other workers. A peer that stops sending in the
+//! middle of a chunk (frozen, cut off, dead) is given up on after a stall
+//! timeout, never waited for forever.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,8 +30,29 @@ pub const CONNECTION_WINDOW: u32 = 64 << 20;
 /// Bytes per frame: well under gRPC's 4 MiB default message limit.
 pub const FRAME: usize = 1 << 20;
 
+/// Default for how long a peer may stay silent while serving a chunk.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(10);
+
 pub struct Service {
     pub store: Arc<Store>,
+    /// Chunk transfers in progress (a retiring worker waits for them).
+    pub serving: Arc<AtomicUsize>,
+}
+
+/// Counts a transfer while it lives.
+struct Serving(Arc<AtomicUsize>);
+
+impl Serving {
+    fn new(n: &Arc<AtomicUsize>) -> Serving {
+        n.fetch_add(1, Ordering::SeqCst);
+        Serving(n.clone())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[tonic::async_trait]
@@ -67,7 +91,9 @@ impl Worker for Service {
             }
         }
         let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let serving = Serving::new(&self.serving);
         tokio::spawn(async move {
+            let _serving = serving;
             let (header, data) = chunk_to(&chunk);
             let mut header = Some(header);
             let mut frames = data.chunks(FRAME).peekable();
@@ -96,13 +122,44 @@ impl Worker for Service {
     }
 }
 
-/// Connections to other workers, opened on first use.
-#[derive(Default)]
+/// Connections to other workers, opened on first use and dropped when they fail.
 pub struct Peers {
     clients: Mutex<HashMap<String, WorkerClient<Channel>>>,
+    stall_ms: AtomicU64,
+}
+
+impl Default for Peers {
+    fn default() -> Peers {
+        Peers::new(DEFAULT_STALL)
+    }
 }
 
 impl Peers {
+    pub fn new(stall: Duration) -> Peers {
+        Peers {
+            clients: Mutex::default(),
+            stall_ms: AtomicU64::new(stall.as_millis().max(1) as u64),
+        }
+    }
+
+    /// How long a peer may send nothing while serving a chunk.
+    pub fn set_stall(&self, stall: Duration) {
+        self.stall_ms
+            .store(stall.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn stall(&self) -> Duration {
+        Duration::from_millis(self.stall_ms.load(Ordering::Relaxed))
+    }
+
+    /// Forgets every connection (after the worker starts afresh).
+    pub fn clear(&self) {
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     async fn client(&self, address: &str) -> Result<WorkerClient<Channel>, String> {
         if let Some(c) = self
             .clients
@@ -140,19 +197,35 @@ impl Peers {
         key: ChunkKey,
         region: Option<Region>,
     ) -> Result<Arc<Chunk>, String> {
-        fetch_chunk(self.client(address).await?, job, key, region)
+        let stall = self.stall();
+        let client = tokio::time::timeout(stall, self.client(address))
             .await
-            .map(Arc::new)
+            .unwrap_or_else(|_| Err(format!("peer {address} did not answer")));
+        let r = match client {
+            Ok(c) => fetch_chunk(c, job, key, region, stall).await,
+            Err(e) => Err(e),
+        };
+        if r.is_err() {
+            // The connection may be broken; the next fetch opens a new one.
+            self.clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(address);
+        }
+        r.map(Arc::new)
     }
 }
 
-/// Streams a chunk from a worker and reassembles it.
+/// Streams a chunk from a worker and reassembles it; a peer silent for
+/// `stall` is given up on.
 pub async fn fetch_chunk(
     mut client: WorkerClient<Channel>,
     job: u64,
     key: ChunkKey,
     region: Option<Region>,
+    stall: Duration,
 ) -> Result<Chunk, String> {
+    let stalled = || format!("the peer sent nothing for {:.1}s", stall.as_secs_f64());
     let (region_lo, region_hi) = match region {
         Some((lo, hi)) => (
             lo.iter().map(|&x| x as u64).collect(),
@@ -169,16 +242,16 @@ pub async fn fetch_chunk(
         }),
         chunk: Some(task_to(job, key)),
     };
-    let mut stream = client
-        .fetch(req)
+    let mut stream = tokio::time::timeout(stall, client.fetch(req))
         .await
+        .map_err(|_| stalled())?
         .map_err(|s| s.message().to_string())?
         .into_inner();
     let mut header = None;
     let mut data = Vec::new();
-    while let Some(frame) = stream
-        .message()
+    while let Some(frame) = tokio::time::timeout(stall, stream.message())
         .await
+        .map_err(|_| stalled())?
         .map_err(|s| s.message().to_string())?
     {
         if let Some(h) = frame.header {

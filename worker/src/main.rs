@@ -24,6 +24,41 @@ struct Args {
     /// Log level.
     #[arg(long, env = "ACCEL_LOG", default_value = "info")]
     log: String,
+    /// Seconds to keep trying to reach an unreachable scheduler (at start, or
+    /// after losing it) before exiting.
+    #[arg(long, env = "ACCEL_DEATH_TIMEOUT", default_value_t = 60.0)]
+    death_timeout: f64,
+    /// Seconds to wait, when stopped (SIGTERM/SIGINT), for the scheduler to
+    /// move this worker's chunks to peers; a second signal exits at once.
+    #[arg(long, env = "ACCEL_RETIRE_TIMEOUT", default_value_t = 30.0)]
+    retire_timeout: f64,
+    /// Testing only: abort when a task whose stage label contains TEXT starts.
+    #[arg(long, hide = true, value_name = "TEXT")]
+    fault_crash_on: Option<String>,
+    /// Testing only: stall tasks whose stage label contains TEXT...
+    #[arg(long, hide = true, value_name = "TEXT")]
+    fault_stall_on: Option<String>,
+    /// Testing only: ...until this file exists.
+    #[arg(long, hide = true, value_name = "PATH")]
+    fault_gate: Option<std::path::PathBuf>,
+}
+
+fn seconds(s: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(if s.is_finite() { s.max(0.0) } else { 0.0 })
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).ok()
+}
+
+/// Waits for the signal; never, if it could not be installed.
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The local address a packet to the scheduler would leave from (no packet is sent).
@@ -48,6 +83,8 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let listen = match args.listen {
         Some(a) => a,
@@ -71,9 +108,34 @@ async fn main() -> anyhow::Result<()> {
         name,
         listen,
         heartbeat: std::time::Duration::from_secs(1),
+        death_timeout: seconds(args.death_timeout),
+        retire_timeout: seconds(args.retire_timeout),
+        faults: accel_worker::Faults {
+            crash_on: args.fault_crash_on,
+            stall_on: args.fault_stall_on,
+            gate: args.fault_gate,
+        },
     };
+    // The first SIGTERM/SIGINT retires the worker; a second one exits now.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate());
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt());
+    tokio::spawn(async move {
+        let next = async |term: &mut Option<tokio::signal::unix::Signal>,
+                          int: &mut Option<tokio::signal::unix::Signal>| {
+            tokio::select! {
+                _ = recv(term) => {}
+                _ = recv(int) => {}
+            }
+        };
+        next(&mut term, &mut int).await;
+        let _ = first_tx.send(());
+        next(&mut term, &mut int).await;
+        eprintln!("accel-worker: second signal, exiting without handing chunks over");
+        std::process::exit(130);
+    });
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = first_rx.await;
     };
     accel_worker::run(config, shutdown)
         .await

@@ -1,13 +1,23 @@
-//! One job's tasks: their dependencies and lifecycle.
+//! One job's tasks: their dependencies, lifecycle and lineage.
 //!
 //! ```text
 //! Waiting ──inputs in memory──▶ Ready ──assigned──▶ Processing ──finished──▶ Memory ──no consumer left──▶ Released
-//!                                 ▲                     │ worker lost
-//!                                 └─────────────────────┘
+//!    ▲                            ▲                     │ worker lost,          │ holder lost, or         │ needed again
+//!    │                            └─────────────────────┘ input missing,        │ a copy was missing      │ to recompute
+//!    └──────────────────────────────────────────────────── given back ◀─────────┴─────────────────────────┘ a lost chunk
 //! ```
-//! A failed task fails the job; a job that fails or is cancelled releases
+//! A chunk that is lost while something still needs it goes back to
+//! Waiting/Ready and runs again; so do the released ancestors it needs
+//! (recursively, only those). A pending recompute that nothing needs any more
+//! is cancelled. A failed task fails the job; a job that ends releases
 //! everything it holds.
+//!
+//! Counters kept exact at every step (checked by `Core::sanity_check`):
+//! `refs[i]` = unfinished consumers of i (with multiplicity) + 1 while the
+//! client needs it as an output; `missing[i]` (pending tasks only) = inputs
+//! not in memory; `unfinished` = tasks not in Memory/Released.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use accel_core::{ChunkKey, Plan, StageId};
@@ -23,6 +33,26 @@ pub enum TaskState {
     Released,
 }
 
+impl TaskState {
+    /// Not yet produced (again): counted in `unfinished` and in its inputs' refs.
+    pub fn is_unfinished(self) -> bool {
+        matches!(
+            self,
+            TaskState::Waiting | TaskState::Ready | TaskState::Processing(_)
+        )
+    }
+}
+
+/// What a change to one job asks of the rest of the core.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Tasks that may have become or stopped being Ready: the ready queue
+    /// follows their state.
+    pub requeue: Vec<usize>,
+    /// Chunks in memory that nothing needs any more, and where they are.
+    pub released: Vec<(usize, WorkerId)>,
+}
+
 /// Tasks of stage s are numbered `first[s]..first[s + 1]`.
 #[derive(Debug)]
 pub struct Job {
@@ -30,15 +60,21 @@ pub struct Job {
     pub plan: Arc<Plan>,
     first: Vec<usize>,
     pub state: Vec<TaskState>,
-    /// Inputs of each task, and consumers (compressed rows).
+    /// Inputs of each task, and consumers (with multiplicity).
     inputs: Vec<Vec<u32>>,
     consumers: Vec<Vec<u32>>,
-    /// Inputs not yet in memory.
+    /// Inputs not yet in memory (meaningful for Waiting and Ready tasks).
     pub missing: Vec<u32>,
-    /// Consumers not yet finished, plus one while the client needs an output.
+    /// Unfinished consumers, plus one while the client needs an output.
     pub refs: Vec<u32>,
     pub is_output: Vec<bool>,
     pub unfinished: usize,
+    /// Tasks run again because a chunk they made was lost.
+    pub recomputed: usize,
+    /// Names of the workers that died while running each task (sparse).
+    pub blame: HashMap<u32, Vec<String>>,
+    /// How often each chunk was lost (sparse), to stop a job that cannot keep its data.
+    pub losses: HashMap<u32, u32>,
 }
 
 impl Job {
@@ -63,6 +99,9 @@ impl Job {
             refs: vec![0; total],
             is_output: vec![false; total],
             unfinished: total,
+            recomputed: 0,
+            blame: HashMap::new(),
+            losses: HashMap::new(),
         };
         for id in 0..total {
             let ins: Vec<u32> = plan
@@ -126,10 +165,6 @@ impl Job {
         &self.inputs[id]
     }
 
-    pub fn consumers(&self, id: usize) -> &[u32] {
-        &self.consumers[id]
-    }
-
     /// Output task ids per requested output, in chunk order.
     pub fn outputs(&self) -> Vec<Vec<usize>> {
         self.plan
@@ -149,5 +184,189 @@ impl Job {
             TaskState::Memory { worker, .. } => Some(worker),
             _ => None,
         }
+    }
+
+    /// "map [sin·mul] stage 2 chunk 7": a task as users read it.
+    pub fn describe(&self, id: usize) -> String {
+        let key = self.key(id);
+        let what = self
+            .plan
+            .stages
+            .get(key.stage.index())
+            .map(|s| format!("{} [{}] ", s.kind_name(), s.label))
+            .unwrap_or_default();
+        format!("{what}stage {} chunk {}", key.stage.0, key.chunk)
+    }
+
+    fn inputs_not_in_memory(&self, id: usize) -> u32 {
+        self.inputs[id]
+            .iter()
+            .filter(|&&i| self.location(i as usize).is_none())
+            .count() as u32
+    }
+
+    /// Puts an unfinished task that is not running back in line: Ready if
+    /// every input is in memory, else Waiting.
+    pub fn set_pending(&mut self, id: usize, fx: &mut Effects) {
+        debug_assert!(self.state[id].is_unfinished());
+        fx.requeue.push(id);
+        self.missing[id] = self.inputs_not_in_memory(id);
+        if self.missing[id] == 0 {
+            self.state[id] = TaskState::Ready;
+        } else {
+            self.state[id] = TaskState::Waiting;
+        }
+    }
+
+    /// The chunk of `id` is gone (its holder was lost, or a copy could not be
+    /// fetched), or a released chunk is needed again. Whatever still needs it
+    /// makes it run again, and with it every released ancestor it reads.
+    /// The caller has already taken it off its holder.
+    pub fn invalidate(&mut self, id: usize, fx: &mut Effects) {
+        let mut stack = vec![id];
+        while let Some(x) = stack.pop() {
+            let was_memory = match self.state[x] {
+                TaskState::Memory { .. } => true,
+                TaskState::Released => false,
+                // Already pending: pushed twice through a repeated input.
+                _ => continue,
+            };
+            if was_memory {
+                // Consumers waiting in line counted it as present.
+                for k in 0..self.consumers[x].len() {
+                    let c = self.consumers[x][k] as usize;
+                    match self.state[c] {
+                        TaskState::Ready => {
+                            self.state[c] = TaskState::Waiting;
+                            self.missing[c] = 1;
+                            fx.requeue.push(c);
+                        }
+                        TaskState::Waiting => self.missing[c] += 1,
+                        _ => {}
+                    }
+                }
+            }
+            if self.refs[x] == 0 {
+                self.state[x] = TaskState::Released;
+                continue;
+            }
+            self.unfinished += 1;
+            self.recomputed += 1;
+            // Mark it pending before counting its inputs, so a released input
+            // pushed below sees a consumer that already counts it as missing.
+            self.state[x] = TaskState::Waiting;
+            for k in 0..self.inputs[x].len() {
+                let i = self.inputs[x][k] as usize;
+                self.refs[i] += 1;
+                if self.state[i] == TaskState::Released {
+                    stack.push(i);
+                }
+            }
+            self.set_pending(x, fx);
+        }
+    }
+
+    /// One consumer of `i` (or the client) no longer needs it.
+    pub fn unref(&mut self, i: usize, fx: &mut Effects) {
+        let mut stack = vec![i];
+        while let Some(x) = stack.pop() {
+            self.refs[x] = self.refs[x].saturating_sub(1);
+            if self.refs[x] > 0 {
+                continue;
+            }
+            match self.state[x] {
+                TaskState::Memory { worker, .. } => {
+                    self.state[x] = TaskState::Released;
+                    fx.released.push((x, worker));
+                }
+                // A recompute nothing waits for any more: cancelled, and what
+                // it would have read is let go in turn.
+                TaskState::Waiting | TaskState::Ready => {
+                    fx.requeue.push(x);
+                    self.state[x] = TaskState::Released;
+                    self.unfinished -= 1;
+                    stack.extend(self.inputs[x].iter().map(|&i| i as usize));
+                }
+                // Running: released when it finishes. Released: nothing to do.
+                TaskState::Processing(_) | TaskState::Released => {}
+            }
+        }
+    }
+
+    /// Task `id` produced its chunk on `worker`.
+    pub fn finish(&mut self, id: usize, worker: WorkerId, nbytes: u64, fx: &mut Effects) {
+        self.state[id] = TaskState::Memory { worker, nbytes };
+        self.unfinished -= 1;
+        for k in 0..self.consumers[id].len() {
+            let c = self.consumers[id][k] as usize;
+            if self.state[c] == TaskState::Waiting {
+                self.missing[c] -= 1;
+                if self.missing[c] == 0 {
+                    self.state[c] = TaskState::Ready;
+                    fx.requeue.push(c);
+                }
+            }
+        }
+        for k in 0..self.inputs[id].len() {
+            let i = self.inputs[id][k] as usize;
+            self.unref(i, fx);
+        }
+        if self.refs[id] == 0 {
+            self.state[id] = TaskState::Released;
+            fx.released.push((id, worker));
+        }
+    }
+
+    /// Checks the counters against the states (tests and debug builds).
+    pub fn check(&self) -> Result<(), String> {
+        let mut refs = vec![0u32; self.len()];
+        let mut unfinished = 0;
+        for id in 0..self.len() {
+            if self.state[id].is_unfinished() {
+                unfinished += 1;
+                for &i in &self.inputs[id] {
+                    refs[i as usize] += 1;
+                    if self.state[i as usize] == TaskState::Released {
+                        return Err(format!(
+                            "task {id} is unfinished but its input {i} was released"
+                        ));
+                    }
+                }
+            }
+            if matches!(self.state[id], TaskState::Waiting | TaskState::Ready) {
+                let m = self.inputs_not_in_memory(id);
+                if m != self.missing[id] {
+                    return Err(format!(
+                        "task {id} counts {} missing inputs, {m} are not in memory",
+                        self.missing[id]
+                    ));
+                }
+                if (m == 0) != (self.state[id] == TaskState::Ready) {
+                    return Err(format!(
+                        "task {id} is {:?} with {m} inputs missing",
+                        self.state[id]
+                    ));
+                }
+            }
+        }
+        for (id, counted) in refs.iter().enumerate() {
+            let want = counted + u32::from(self.is_output[id]);
+            if self.refs[id] != want {
+                return Err(format!(
+                    "task {id} has {} refs, {want} expected",
+                    self.refs[id]
+                ));
+            }
+            if self.refs[id] == 0 && matches!(self.state[id], TaskState::Memory { .. }) {
+                return Err(format!("task {id} is held although nothing needs it"));
+            }
+        }
+        if unfinished != self.unfinished {
+            return Err(format!(
+                "{} tasks counted unfinished, {unfinished} are",
+                self.unfinished
+            ));
+        }
+        Ok(())
     }
 }

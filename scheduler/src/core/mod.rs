@@ -3,8 +3,13 @@
 mod event;
 mod ids;
 mod job;
+mod recover;
+mod retire;
+mod sanity;
+mod schedule;
 mod state;
+mod worker;
 
 pub use event::{Assignment, Command, Event};
 pub use ids::{ClientId, JobId, TaskRef, WorkerId};
-pub use state::Core;
+pub use state::{Core, CoreConfig};

@@ -3,59 +3,69 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::event::{Assignment, Command, Event};
+use super::event::{Command, Event};
 use super::ids::{JobId, TaskRef, WorkerId};
-use super::job::{Job, TaskState};
-
-/// Tasks a worker may hold assigned per thread: one running, one queued, so a
-/// thread never waits for the scheduler and an idle newcomer still finds work.
-const SLOTS_PER_THREAD: usize = 2;
-
-#[derive(Debug, Default)]
-struct Worker {
-    nthreads: u32,
-    /// Extra queued tasks beyond the per-thread slots (hides network latency).
-    extra: usize,
-    processing: BTreeSet<TaskRef>,
-    holds: BTreeSet<TaskRef>,
-}
-
-impl Worker {
-    fn capacity(&self) -> usize {
-        self.nthreads.max(1) as usize * SLOTS_PER_THREAD + self.extra
-    }
-    fn load(&self) -> f64 {
-        self.processing.len() as f64 / self.nthreads.max(1) as f64
-    }
-}
+use super::job::{Effects, Job, TaskState};
+use super::worker::Worker;
 
 /// Ready-queue order: deepest stage first (it finishes work and frees
 /// memory), then older jobs, then chunk order.
-type ReadyKey = (Reverse<u32>, JobId, u32);
+pub(super) type ReadyKey = (Reverse<u32>, JobId, u32);
+
+/// How the core behaves.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Tasks queued on each worker beyond its per-thread slots.
+    pub queue_depth: usize,
+    /// A task running on this many workers that died fails its job.
+    pub allowed_failures: u32,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            queue_depth: 0,
+            allowed_failures: 3,
+        }
+    }
+}
+
+/// A job whose chunks are lost this often has a problem recomputing cannot fix.
+pub(super) const MAX_LOSSES: u32 = 20;
 
 #[derive(Debug, Default)]
 pub struct Core {
-    /// Tasks queued on each worker beyond its per-thread slots.
-    queue_depth: usize,
-    workers: BTreeMap<WorkerId, Worker>,
-    jobs: HashMap<JobId, Job>,
-    ready: BTreeSet<ReadyKey>,
-    /// Tasks a worker has been asked to give back.
-    stealing: BTreeSet<TaskRef>,
+    pub(super) config: CoreConfig,
+    pub(super) workers: BTreeMap<WorkerId, Worker>,
+    pub(super) jobs: HashMap<JobId, Job>,
+    pub(super) ready: BTreeSet<ReadyKey>,
+    /// Tasks a worker has been asked to give back: that worker and the request.
+    pub(super) stealing: BTreeMap<TaskRef, (WorkerId, u64)>,
+    /// Id of the last steal request.
+    pub(super) steals: u64,
+    /// Chunks being copied off a retiring worker: (from, to).
+    pub(super) handoff: BTreeMap<TaskRef, (WorkerId, WorkerId)>,
 }
 
 impl Core {
     pub fn new() -> Core {
-        Core::default()
+        Core::with_config(CoreConfig::default())
+    }
+
+    pub fn with_config(config: CoreConfig) -> Core {
+        Core {
+            config,
+            ..Core::default()
+        }
     }
 
     /// A core that keeps `depth` more tasks queued on every worker than it has
     /// threads: over a network, the next tasks are already there when one finishes.
     pub fn with_queue_depth(depth: usize) -> Core {
-        Core {
+        Core::with_config(CoreConfig {
             queue_depth: depth,
-            ..Core::default()
-        }
+            ..CoreConfig::default()
+        })
     }
 
     pub fn worker_count(&self) -> usize {
@@ -74,51 +84,85 @@ impl Core {
             .unwrap_or_default()
     }
 
-    fn ready_key(job: JobId, j: &Job, id: usize) -> ReadyKey {
+    /// Tasks run again so far because chunks of `job` were lost.
+    pub fn recomputed(&self, job: JobId) -> Option<usize> {
+        self.jobs.get(&job).map(|j| j.recomputed)
+    }
+
+    pub(super) fn ready_key(job: JobId, j: &Job, id: usize) -> ReadyKey {
         (Reverse(j.key(id).stage.0), job, id as u32)
     }
 
-    fn task(job: JobId, j: &Job, id: usize) -> TaskRef {
+    pub(super) fn task(job: JobId, j: &Job, id: usize) -> TaskRef {
         TaskRef {
             job,
             key: j.key(id),
         }
     }
 
+    /// Applies what a job change asked for: the ready queue follows the
+    /// states, released chunks leave their holders.
+    pub(super) fn apply(&mut self, job: JobId, fx: Effects, out: &mut Vec<Command>) {
+        let Some(j) = self.jobs.get(&job) else { return };
+        for id in fx.requeue {
+            let key = Self::ready_key(job, j, id);
+            if j.state[id] == TaskState::Ready {
+                self.ready.insert(key);
+            } else {
+                self.ready.remove(&key);
+            }
+        }
+        let mut release: BTreeMap<WorkerId, Vec<TaskRef>> = BTreeMap::new();
+        for (id, holder) in fx.released {
+            let t = Self::task(job, j, id);
+            if let Some(w) = self.workers.get_mut(&holder) {
+                w.holds.remove(&t);
+            }
+            release.entry(holder).or_default().push(t);
+        }
+        out.extend(
+            release
+                .into_iter()
+                .map(|(worker, chunks)| Command::Release { worker, chunks }),
+        );
+    }
+
     /// Applies one event; scheduling happens in [`Core::schedule`].
     pub fn handle(&mut self, event: Event) -> Vec<Command> {
         let mut out = Vec::new();
         match event {
-            Event::WorkerJoined { worker, nthreads } => {
+            Event::WorkerJoined {
+                worker,
+                name,
+                nthreads,
+            } => {
                 let w = self.workers.entry(worker).or_default();
+                w.name = name;
                 w.nthreads = nthreads;
-                w.extra = self.queue_depth;
+                w.extra = self.config.queue_depth;
+                // A retiring worker that had nobody to hand its chunks to now has.
+                let retiring: Vec<WorkerId> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| w.retiring)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for r in retiring {
+                    self.hand_off(r, &mut out);
+                }
             }
             Event::WorkerLost { worker } => self.worker_lost(worker, &mut out),
-            Event::JobSubmitted { job, client, plan } => match Job::new(client, plan) {
-                Err(e) => out.push(Command::JobFailed {
-                    job,
-                    client,
-                    error: format!("invalid plan: {e}"),
-                }),
-                Ok(j) if self.jobs.contains_key(&job) => out.push(Command::JobFailed {
-                    job,
-                    client: j.client,
-                    error: format!("job {} already exists", job.0),
-                }),
-                Ok(j) => {
-                    for id in 0..j.len() {
-                        if j.state[id] == TaskState::Ready {
-                            self.ready.insert(Self::ready_key(job, &j, id));
+            Event::WorkerRetiring { worker } => self.retire(worker, &mut out),
+            Event::JobSubmitted { job, client, plan } => self.submit(job, client, plan, &mut out),
+            Event::TasksStarted { worker, tasks } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    for t in tasks {
+                        if w.processing.contains(&t) {
+                            w.running.insert(t);
                         }
                     }
-                    let empty = j.len() == 0;
-                    self.jobs.insert(job, j);
-                    if empty {
-                        self.finish_job(job, &mut out);
-                    }
                 }
-            },
+            }
             Event::TaskFinished {
                 worker,
                 task,
@@ -130,45 +174,36 @@ impl Core {
                 message,
             } => {
                 if let Some(j) = self.jobs.get(&task.job)
-                    && j.id(task.key)
-                        .is_some_and(|id| j.state[id as usize] == TaskState::Processing(worker))
+                    && let Some(id) = j.id(task.key)
+                    && j.state[id as usize] == TaskState::Processing(worker)
                 {
-                    let stage = j.plan.stages.get(task.key.stage.index());
-                    let what = stage
-                        .map(|s| format!("{} [{}]", s.kind_name(), s.label))
-                        .unwrap_or_default();
+                    let name = self.worker_name(worker);
                     let error = format!(
-                        "task {what} stage {} chunk {} failed on worker {}: {message}",
-                        task.key.stage.0, task.key.chunk, worker.0
+                        "task {} failed on worker {} ({name}): {message}",
+                        j.describe(id as usize),
+                        worker.0
                     );
                     self.drop_job(task.job, Some(error), &mut out);
                 }
             }
+            Event::InputsMissing {
+                worker,
+                task,
+                missing,
+            } => self.inputs_missing(worker, task, missing, &mut out),
+            Event::ResultsMissing { job, missing } => self.results_missing(job, missing, &mut out),
+            Event::Replicated {
+                worker,
+                done,
+                failed,
+            } => self.replicated(worker, done, failed, &mut out),
             Event::ResultsFetched { job } => self.drop_job(job, None, &mut out),
             Event::StealReply {
                 worker,
+                id,
                 stolen,
                 refused,
-            } => {
-                for t in refused {
-                    self.stealing.remove(&t);
-                }
-                for t in stolen {
-                    if !self.stealing.remove(&t) {
-                        continue;
-                    }
-                    if let Some(w) = self.workers.get_mut(&worker) {
-                        w.processing.remove(&t);
-                    }
-                    if let Some(j) = self.jobs.get_mut(&t.job)
-                        && let Some(id) = j.id(t.key)
-                        && j.state[id as usize] == TaskState::Processing(worker)
-                    {
-                        j.state[id as usize] = TaskState::Ready;
-                        self.ready.insert(Self::ready_key(t.job, j, id as usize));
-                    }
-                }
-            }
+            } => self.steal_reply((worker, id), stolen, refused, &mut out),
             Event::JobCancelled { job } => self.drop_job(job, Some("cancelled".into()), &mut out),
             Event::ClientGone { client } => {
                 let gone: Vec<JobId> = self
@@ -185,108 +220,103 @@ impl Core {
         out
     }
 
-    /// Places ready tasks on workers with free slots: the worker already
-    /// holding the most input bytes, then the least loaded. One `Assign` per worker.
-    pub fn schedule(&mut self) -> Vec<Command> {
-        let mut batches: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
-        let mut deferred = Vec::new();
-        while let Some(key) = self.ready.pop_first() {
-            let (_, job, id) = key;
-            let Some(j) = self.jobs.get_mut(&job) else {
-                continue;
-            };
-            let id = id as usize;
-            let mut local: HashMap<WorkerId, u64> = HashMap::new();
-            for &i in j.inputs(id) {
-                if let TaskState::Memory { worker, nbytes } = j.state[i as usize] {
-                    *local.entry(worker).or_default() += nbytes;
-                }
-            }
-            let best = self
-                .workers
-                .iter()
-                .filter(|(_, w)| w.processing.len() < w.capacity())
-                .max_by(|(a, wa), (b, wb)| {
-                    let (la, lb) = (
-                        local.get(a).copied().unwrap_or(0),
-                        local.get(b).copied().unwrap_or(0),
-                    );
-                    la.cmp(&lb)
-                        .then(wb.load().total_cmp(&wa.load()))
-                        .then(b.cmp(a))
-                })
-                .map(|(id, _)| *id);
-            let Some(w) = best else {
-                deferred.push(key);
-                break;
-            };
-            let task = Self::task(job, j, id);
-            let inputs = j
-                .inputs(id)
-                .iter()
-                .filter_map(|&i| {
-                    j.location(i as usize)
-                        .map(|loc| (Self::task(job, j, i as usize), loc))
-                })
-                .collect();
-            j.state[id] = TaskState::Processing(w);
-            if let Some(worker) = self.workers.get_mut(&w) {
-                worker.processing.insert(task);
-            }
-            batches
-                .entry(w)
-                .or_default()
-                .push(Assignment { task, inputs });
-        }
-        self.ready.extend(deferred);
-        let mut out: Vec<Command> = batches
-            .into_iter()
-            .map(|(worker, tasks)| Command::Assign { worker, tasks })
-            .collect();
-        if self.ready.is_empty() {
-            out.extend(self.steal());
-        }
-        out
+    pub(super) fn worker_name(&self, worker: WorkerId) -> String {
+        self.workers
+            .get(&worker)
+            .map(|w| w.name.clone())
+            .unwrap_or_else(|| "gone".into())
     }
 
-    /// Idle threads with nothing ready: ask the most backlogged worker for
-    /// queued tasks (those beyond one per thread), newest first.
-    fn steal(&mut self) -> Vec<Command> {
-        let idle: usize = self
-            .workers
-            .values()
-            .map(|w| (w.nthreads.max(1) as usize).saturating_sub(w.processing.len()))
-            .sum();
-        if idle == 0 {
-            return Vec::new();
+    fn submit(
+        &mut self,
+        job: JobId,
+        client: super::ids::ClientId,
+        plan: std::sync::Arc<accel_core::Plan>,
+        out: &mut Vec<Command>,
+    ) {
+        match Job::new(client, plan) {
+            Err(e) => out.push(Command::JobFailed {
+                job,
+                client,
+                error: format!("invalid plan: {e}"),
+            }),
+            Ok(j) if self.jobs.contains_key(&job) => out.push(Command::JobFailed {
+                job,
+                client: j.client,
+                error: format!("job {} already exists", job.0),
+            }),
+            Ok(j) => {
+                for id in 0..j.len() {
+                    if j.state[id] == TaskState::Ready {
+                        self.ready.insert(Self::ready_key(job, &j, id));
+                    }
+                }
+                let empty = j.len() == 0;
+                self.jobs.insert(job, j);
+                if empty {
+                    self.finish_job(job, out);
+                }
+            }
         }
-        let Some((&victim, w)) = self.workers.iter().max_by_key(|(_, w)| {
-            w.processing
-                .len()
-                .saturating_sub(w.nthreads.max(1) as usize)
-        }) else {
-            return Vec::new();
+    }
+
+    /// Applies a reply to the steal request `req` (worker, id); replies to
+    /// requests that were overtaken (the task moved meanwhile) are ignored.
+    fn steal_reply(
+        &mut self,
+        req: (WorkerId, u64),
+        stolen: Vec<TaskRef>,
+        refused: Vec<TaskRef>,
+        out: &mut Vec<Command>,
+    ) {
+        for t in refused {
+            if self.stealing.get(&t) == Some(&req) {
+                self.stealing.remove(&t);
+            }
+        }
+        for t in stolen {
+            if self.stealing.get(&t) != Some(&req) {
+                continue;
+            }
+            self.stealing.remove(&t);
+            self.take_back(req.0, t, out);
+        }
+        self.maybe_retired(req.0, out);
+    }
+
+    /// Asks `worker` to give back `tasks`.
+    pub(super) fn request_steal(
+        &mut self,
+        worker: WorkerId,
+        tasks: Vec<TaskRef>,
+        out: &mut Vec<Command>,
+    ) {
+        self.steals += 1;
+        let id = self.steals;
+        self.stealing
+            .extend(tasks.iter().map(|t| (*t, (worker, id))));
+        out.push(Command::Steal { worker, id, tasks });
+    }
+
+    /// A task that was assigned to `worker` and will not finish there goes
+    /// back in line.
+    pub(super) fn take_back(&mut self, worker: WorkerId, t: TaskRef, out: &mut Vec<Command>) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.processing.remove(&t);
+            w.running.remove(&t);
+        }
+        let Some(j) = self.jobs.get_mut(&t.job) else {
+            return;
         };
-        let backlog = w
-            .processing
-            .len()
-            .saturating_sub(w.nthreads.max(1) as usize);
-        let tasks: Vec<TaskRef> = w
-            .processing
-            .iter()
-            .rev()
-            .filter(|t| !self.stealing.contains(t))
-            .take(backlog.min(idle))
-            .copied()
-            .collect();
-        if tasks.is_empty() {
-            return Vec::new();
+        let Some(id) = j.id(t.key).map(|i| i as usize) else {
+            return;
+        };
+        if j.state[id] != TaskState::Processing(worker) {
+            return;
         }
-        self.stealing.extend(tasks.iter().copied());
-        vec![Command::Steal {
-            worker: victim,
-            tasks,
-        }]
+        let mut fx = Effects::default();
+        j.set_pending(id, &mut fx);
+        self.apply(t.job, fx, out);
     }
 
     fn task_finished(
@@ -296,75 +326,51 @@ impl Core {
         nbytes: u64,
         out: &mut Vec<Command>,
     ) {
-        self.stealing.remove(&task);
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.processing.remove(&task);
-        }
-        let Some(j) = self.jobs.get_mut(&task.job) else {
-            // A cancelled or failed job: the result is not wanted.
+        let state = self
+            .jobs
+            .get(&task.job)
+            .and_then(|j| j.id(task.key).map(|id| j.state[id as usize]));
+        if state != Some(TaskState::Processing(worker)) || !self.workers.contains_key(&worker) {
+            // Stale, duplicate (the task moved after a loss or a steal), or of
+            // a job that ended: the chunk is not wanted.
             out.push(Command::Release {
                 worker,
                 chunks: vec![task],
             });
+            return;
+        }
+        if self.stealing.get(&task).is_some_and(|(w, _)| *w == worker) {
+            self.stealing.remove(&task);
+        }
+        let retiring = match self.workers.get_mut(&worker) {
+            Some(w) => {
+                w.processing.remove(&task);
+                w.running.remove(&task);
+                w.holds.insert(task);
+                w.retiring
+            }
+            None => false,
+        };
+        let Some(j) = self.jobs.get_mut(&task.job) else {
             return;
         };
         let Some(id) = j.id(task.key).map(|i| i as usize) else {
             return;
         };
-        if j.state[id] != TaskState::Processing(worker) || !self.workers.contains_key(&worker) {
-            // Stale or duplicate (the task was moved after a worker loss).
-            out.push(Command::Release {
-                worker,
-                chunks: vec![task],
-            });
-            return;
+        let mut fx = Effects::default();
+        j.finish(id, worker, nbytes, &mut fx);
+        let done = j.unfinished == 0;
+        self.apply(task.job, fx, out);
+        if retiring {
+            self.hand_off(worker, out);
+            self.maybe_retired(worker, out);
         }
-        j.state[id] = TaskState::Memory { worker, nbytes };
-        j.unfinished -= 1;
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.holds.insert(task);
-        }
-        let mut release: BTreeMap<WorkerId, Vec<TaskRef>> = BTreeMap::new();
-        for &c in j.consumers(id).to_vec().iter() {
-            let c = c as usize;
-            j.missing[c] -= 1;
-            if j.missing[c] == 0 {
-                j.state[c] = TaskState::Ready;
-                self.ready.insert(Self::ready_key(task.job, j, c));
-            }
-        }
-        let mut drop_ids: Vec<usize> = Vec::new();
-        for &i in j.inputs(id).to_vec().iter() {
-            let i = i as usize;
-            j.refs[i] -= 1;
-            if j.refs[i] == 0 {
-                drop_ids.push(i);
-            }
-        }
-        if j.refs[id] == 0 {
-            drop_ids.push(id);
-        }
-        for i in drop_ids {
-            if let TaskState::Memory { worker: holder, .. } = j.state[i] {
-                let t = Self::task(task.job, j, i);
-                j.state[i] = TaskState::Released;
-                if let Some(w) = self.workers.get_mut(&holder) {
-                    w.holds.remove(&t);
-                }
-                release.entry(holder).or_default().push(t);
-            }
-        }
-        out.extend(
-            release
-                .into_iter()
-                .map(|(worker, chunks)| Command::Release { worker, chunks }),
-        );
-        if j.unfinished == 0 {
+        if done {
             self.finish_job(task.job, out);
         }
     }
 
-    fn finish_job(&mut self, job: JobId, out: &mut Vec<Command>) {
+    pub(super) fn finish_job(&mut self, job: JobId, out: &mut Vec<Command>) {
         let Some(j) = self.jobs.get(&job) else { return };
         let outputs = j
             .outputs()
@@ -379,16 +385,25 @@ impl Core {
             job,
             client: j.client,
             outputs,
+            recomputed: j.recomputed,
         });
     }
 
-    /// Forgets a job and releases everything it holds; `error` reports a failure.
-    fn drop_job(&mut self, job: JobId, error: Option<String>, out: &mut Vec<Command>) {
+    /// Forgets a job and everything the core tracked for it; `error` reports a
+    /// failure. Workers drop its plan and chunks on [`Command::JobForgotten`].
+    pub(super) fn drop_job(&mut self, job: JobId, error: Option<String>, out: &mut Vec<Command>) {
         let Some(j) = self.jobs.remove(&job) else {
             return;
         };
-        self.stealing.retain(|t| t.job != job);
-        let mut release: BTreeMap<WorkerId, Vec<TaskRef>> = BTreeMap::new();
+        self.stealing.retain(|t, _| t.job != job);
+        let mut touched: BTreeSet<WorkerId> = BTreeSet::new();
+        self.handoff.retain(|t, (from, _)| {
+            let keep = t.job != job;
+            if !keep {
+                touched.insert(*from);
+            }
+            keep
+        });
         for id in 0..j.len() {
             let t = Self::task(job, &j, id);
             match j.state[id] {
@@ -396,13 +411,15 @@ impl Core {
                     if let Some(w) = self.workers.get_mut(&worker) {
                         w.holds.remove(&t);
                     }
-                    release.entry(worker).or_default().push(t);
+                    touched.insert(worker);
                 }
                 TaskState::Processing(worker) => {
                     // Its result is released when it arrives.
                     if let Some(w) = self.workers.get_mut(&worker) {
                         w.processing.remove(&t);
+                        w.running.remove(&t);
                     }
+                    touched.insert(worker);
                 }
                 TaskState::Ready => {
                     self.ready.remove(&Self::ready_key(job, &j, id));
@@ -410,11 +427,6 @@ impl Core {
                 TaskState::Waiting | TaskState::Released => {}
             }
         }
-        out.extend(
-            release
-                .into_iter()
-                .map(|(worker, chunks)| Command::Release { worker, chunks }),
-        );
         if let Some(error) = error {
             out.push(Command::JobFailed {
                 job,
@@ -422,135 +434,9 @@ impl Core {
                 error,
             });
         }
-    }
-
-    fn worker_lost(&mut self, worker: WorkerId, out: &mut Vec<Command>) {
-        let Some(w) = self.workers.remove(&worker) else {
-            return;
-        };
-        self.stealing.retain(|t| !w.processing.contains(t));
-        for t in &w.processing {
-            if let Some(j) = self.jobs.get_mut(&t.job)
-                && let Some(id) = j.id(t.key)
-            {
-                j.state[id as usize] = TaskState::Ready;
-                self.ready.insert(Self::ready_key(t.job, j, id as usize));
-            }
+        out.push(Command::JobForgotten { job });
+        for w in touched {
+            self.maybe_retired(w, out);
         }
-        // Chunks that lived only there: their jobs cannot finish (no recomputation yet).
-        let mut failed: BTreeMap<JobId, String> = BTreeMap::new();
-        for t in &w.holds {
-            let Some(j) = self.jobs.get_mut(&t.job) else {
-                continue;
-            };
-            let Some(id) = j.id(t.key) else { continue };
-            j.state[id as usize] = TaskState::Released;
-            let stage = j
-                .plan
-                .stages
-                .get(t.key.stage.index())
-                .map(|s| s.label.clone())
-                .unwrap_or_default();
-            failed.entry(t.job).or_insert_with(|| {
-                format!(
-                    "worker {} was lost holding chunk {} of stage {} [{stage}], which no other worker has",
-                    worker.0, t.key.chunk, t.key.stage.0
-                )
-            });
-        }
-        for (job, error) in failed {
-            self.drop_job(job, Some(error), out);
-        }
-    }
-
-    /// Checks every invariant linking tasks, workers and the ready queue.
-    pub fn sanity_check(&self) -> Result<(), String> {
-        for (&job, j) in &self.jobs {
-            for id in 0..j.len() {
-                let t = Self::task(job, j, id);
-                let in_ready = self.ready.contains(&Self::ready_key(job, j, id));
-                match j.state[id] {
-                    TaskState::Ready if !in_ready => {
-                        return Err(format!("{t:?} ready but not queued"));
-                    }
-                    TaskState::Processing(w)
-                        if !self
-                            .workers
-                            .get(&w)
-                            .is_some_and(|x| x.processing.contains(&t)) =>
-                    {
-                        return Err(format!("{t:?} processing on {w:?} which does not list it"));
-                    }
-                    TaskState::Memory { worker, .. }
-                        if !self
-                            .workers
-                            .get(&worker)
-                            .is_some_and(|x| x.holds.contains(&t)) =>
-                    {
-                        return Err(format!(
-                            "{t:?} in memory on {worker:?} which does not hold it"
-                        ));
-                    }
-                    s if s != TaskState::Ready && in_ready => {
-                        return Err(format!("{t:?} queued while {s:?}"));
-                    }
-                    _ => {}
-                }
-                let missing = j
-                    .inputs(id)
-                    .iter()
-                    .filter(|&&i| j.location(i as usize).is_none())
-                    .count();
-                let pending = matches!(j.state[id], TaskState::Waiting | TaskState::Ready);
-                if pending && missing != j.missing[id] as usize {
-                    return Err(format!(
-                        "{t:?} counts {} missing inputs, {missing} are not in memory",
-                        j.missing[id]
-                    ));
-                }
-                if j.state[id] == TaskState::Waiting && missing == 0 {
-                    return Err(format!("{t:?} waits with all inputs in memory"));
-                }
-            }
-        }
-        for t in &self.stealing {
-            let state = self
-                .jobs
-                .get(&t.job)
-                .and_then(|j| j.id(t.key).map(|i| j.state[i as usize]));
-            if !matches!(state, Some(TaskState::Processing(_))) {
-                return Err(format!("{t:?} is being stolen while {state:?}"));
-            }
-        }
-        for (&w, worker) in &self.workers {
-            for t in &worker.processing {
-                let ok = self
-                    .jobs
-                    .get(&t.job)
-                    .and_then(|j| j.id(t.key).map(|i| j.state[i as usize]));
-                if ok != Some(TaskState::Processing(w)) {
-                    return Err(format!(
-                        "{w:?} lists {t:?} as processing, its state is {ok:?}"
-                    ));
-                }
-            }
-            for t in &worker.holds {
-                let ok = self
-                    .jobs
-                    .get(&t.job)
-                    .and_then(|j| j.id(t.key).map(|i| j.location(i as usize)));
-                if ok != Some(Some(w)) {
-                    return Err(format!("{w:?} holds {t:?}, which the job places at {ok:?}"));
-                }
-            }
-            if worker.processing.len() > worker.capacity() {
-                return Err(format!(
-                    "{w:?} has {} tasks for {} slots",
-                    worker.processing.len(),
-                    worker.capacity()
-                ));
-            }
-        }
-        Ok(())
     }
 }

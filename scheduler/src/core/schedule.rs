@@ -1,0 +1,104 @@
+//! Placement of ready tasks and work stealing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::event::{Assignment, Command};
+use super::ids::{TaskRef, WorkerId};
+use super::job::TaskState;
+use super::state::Core;
+
+impl Core {
+    /// Places ready tasks on workers with free slots: the worker already
+    /// holding the most input bytes, then the least loaded. One `Assign` per worker.
+    pub fn schedule(&mut self) -> Vec<Command> {
+        let mut batches: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
+        let mut deferred = Vec::new();
+        while let Some(key) = self.ready.pop_first() {
+            let (_, job, id) = key;
+            let Some(j) = self.jobs.get_mut(&job) else {
+                continue;
+            };
+            let id = id as usize;
+            let mut local: HashMap<WorkerId, u64> = HashMap::new();
+            for &i in j.inputs(id) {
+                if let TaskState::Memory { worker, nbytes } = j.state[i as usize] {
+                    *local.entry(worker).or_default() += nbytes;
+                }
+            }
+            let best = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.has_room())
+                .max_by(|(a, wa), (b, wb)| {
+                    let (la, lb) = (
+                        local.get(a).copied().unwrap_or(0),
+                        local.get(b).copied().unwrap_or(0),
+                    );
+                    la.cmp(&lb)
+                        .then(wb.load().total_cmp(&wa.load()))
+                        .then(b.cmp(a))
+                })
+                .map(|(id, _)| *id);
+            let Some(w) = best else {
+                deferred.push(key);
+                break;
+            };
+            let task = Self::task(job, j, id);
+            let inputs = j
+                .inputs(id)
+                .iter()
+                .filter_map(|&i| {
+                    j.location(i as usize)
+                        .map(|loc| (Self::task(job, j, i as usize), loc))
+                })
+                .collect();
+            j.state[id] = TaskState::Processing(w);
+            if let Some(worker) = self.workers.get_mut(&w) {
+                worker.processing.insert(task);
+            }
+            batches
+                .entry(w)
+                .or_default()
+                .push(Assignment { task, inputs });
+        }
+        self.ready.extend(deferred);
+        let mut out: Vec<Command> = batches
+            .into_iter()
+            .map(|(worker, tasks)| Command::Assign { worker, tasks })
+            .collect();
+        if self.ready.is_empty() {
+            out.extend(self.steal());
+        }
+        out
+    }
+
+    /// Idle threads with nothing ready: ask the most backlogged worker for
+    /// queued tasks (those beyond one per thread), newest first.
+    fn steal(&mut self) -> Vec<Command> {
+        let idle: usize = self.workers.values().map(|w| w.idle_threads()).sum();
+        if idle == 0 {
+            return Vec::new();
+        }
+        let Some((&victim, w)) = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !w.retiring)
+            .max_by_key(|(_, w)| w.backlog())
+        else {
+            return Vec::new();
+        };
+        let tasks: Vec<TaskRef> = w
+            .processing
+            .iter()
+            .rev()
+            .filter(|t| !self.stealing.contains_key(t) && !w.running.contains(t))
+            .take(w.backlog().min(idle))
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        if !tasks.is_empty() {
+            self.request_steal(victim, tasks, &mut out);
+        }
+        out
+    }
+}

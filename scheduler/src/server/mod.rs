@@ -1,0 +1,228 @@
+//! The gRPC adapter: handlers turn requests into events for one task that owns
+//! the [`Core`]; the core's commands are routed back to worker and client streams.
+
+mod router;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
+
+use accel_proto::pb;
+use accel_proto::pb::scheduler_server::SchedulerServer;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::core::{ClientId, Command, Core, CoreConfig, Event, JobId, WorkerId};
+use router::{ClientTx, Router, WorkerTx};
+use service::Service;
+
+/// Tuning of the adapter.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// A worker silent for this long is removed (and told to start afresh if
+    /// it comes back).
+    pub heartbeat_timeout: Duration,
+    /// Largest message accepted (plans carry their source data).
+    pub max_message_bytes: usize,
+    /// Tasks queued on each worker beyond two per thread.
+    pub queue_depth: usize,
+    /// A task running on this many workers that died fails its job.
+    pub allowed_failures: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            heartbeat_timeout: Duration::from_secs(10),
+            max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
+            queue_depth: 64,
+            allowed_failures: 3,
+        }
+    }
+}
+
+enum Input {
+    Event(Event),
+    /// Periodic wake-up for the heartbeat and disconnect checks.
+    Tick,
+    Attached {
+        worker: WorkerId,
+        address: String,
+        tx: WorkerTx,
+    },
+    Heartbeat(WorkerId),
+    /// The worker's stream ended (it exited, was killed, or lost the connection).
+    Closed(WorkerId),
+    Job {
+        job: JobId,
+        plan: Arc<accel_core::Plan>,
+        wire: pb::Plan,
+        tx: ClientTx,
+    },
+}
+
+/// The task that owns the core: applies inputs in batches, schedules once
+/// per batch, routes the commands.
+struct Loop {
+    core: Core,
+    router: Router,
+    timeout: Duration,
+}
+
+impl Loop {
+    fn apply(&mut self, input: Input, cmds: &mut Vec<Command>) {
+        match input {
+            Input::Event(e) => cmds.extend(self.core.handle(e)),
+            Input::Tick => {}
+            Input::Attached {
+                worker,
+                address,
+                tx,
+            } => {
+                self.router.workers.insert(worker, (address, tx));
+                self.router.last_seen.insert(worker, Instant::now());
+            }
+            Input::Heartbeat(w) => {
+                if let Some(t) = self.router.last_seen.get_mut(&w) {
+                    *t = Instant::now();
+                }
+            }
+            Input::Closed(worker) => {
+                self.router.remove_worker(worker);
+                cmds.extend(self.core.handle(Event::WorkerLost { worker }));
+            }
+            Input::Job {
+                job,
+                plan,
+                wire,
+                tx,
+            } => {
+                self.router.clients.insert(job, tx);
+                self.router.plans.insert(job, wire);
+                cmds.extend(self.core.handle(Event::JobSubmitted {
+                    job,
+                    client: ClientId(job.0),
+                    plan,
+                }));
+            }
+        }
+    }
+
+    /// Workers that stopped talking are lost (and told so, should they come
+    /// back); jobs whose client went away are cancelled.
+    fn check_liveness(&mut self, cmds: &mut Vec<Command>) {
+        let now = Instant::now();
+        let silent: Vec<WorkerId> = self
+            .router
+            .last_seen
+            .iter()
+            .filter(|(_, t)| now - **t > self.timeout)
+            .map(|(w, _)| *w)
+            .collect();
+        for w in silent {
+            tracing::warn!(worker = w.0, "no heartbeat: removing worker");
+            self.router.restart_worker(
+                w,
+                format!(
+                    "no heartbeat for {:.1}s: the scheduler declared this worker dead",
+                    self.timeout.as_secs_f64()
+                ),
+            );
+            cmds.extend(self.core.handle(Event::WorkerLost { worker: w }));
+        }
+        let gone: Vec<JobId> = self
+            .router
+            .clients
+            .iter()
+            .filter(|(_, tx)| tx.is_closed())
+            .map(|(j, _)| *j)
+            .collect();
+        for job in gone {
+            self.router.clients.remove(&job);
+            cmds.extend(self.core.handle(Event::JobCancelled { job }));
+            self.router.forget(job);
+        }
+    }
+
+    /// Schedules, then delivers; deliveries that failed become events, until
+    /// everything is delivered.
+    fn flush(&mut self, mut cmds: Vec<Command>) {
+        cmds.extend(self.core.schedule());
+        // Each round removes a worker or a job, so this ends; the bound
+        // keeps a bug from ever freezing the scheduler.
+        for _ in 0..10_000 {
+            let events = self.router.route(std::mem::take(&mut cmds));
+            if events.is_empty() {
+                return;
+            }
+            for e in events {
+                if let Event::WorkerLost { worker } = e {
+                    self.router.remove_worker(worker);
+                }
+                cmds.extend(self.core.handle(e));
+            }
+            cmds.extend(self.core.schedule());
+        }
+        tracing::error!("undeliverable commands keep coming back: dropped");
+    }
+}
+
+/// Serves the scheduler on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (inputs, mut rx) = mpsc::unbounded_channel::<Input>();
+    let service = Service {
+        inputs: inputs.clone(),
+        next_job: AtomicU64::new(1),
+        next_worker: AtomicU32::new(1),
+        heartbeat_timeout: config.heartbeat_timeout,
+    };
+    let timeout = config.heartbeat_timeout;
+    let ticker = inputs.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(timeout / 4);
+        loop {
+            tick.tick().await;
+            if ticker.send(Input::Tick).is_err() {
+                break;
+            }
+        }
+    });
+    let core = Core::with_config(CoreConfig {
+        queue_depth: config.queue_depth,
+        allowed_failures: config.allowed_failures,
+    });
+    tokio::spawn(async move {
+        let mut state = Loop {
+            core,
+            router: Router::default(),
+            timeout,
+        };
+        while let Some(first) = rx.recv().await {
+            // Coalesce: apply everything that is waiting, then schedule once.
+            let mut cmds = Vec::new();
+            state.apply(first, &mut cmds);
+            while let Ok(more) = rx.try_recv() {
+                state.apply(more, &mut cmds);
+            }
+            state.check_liveness(&mut cmds);
+            state.flush(cmds);
+        }
+    });
+    tonic::transport::Server::builder()
+        .add_service(
+            SchedulerServer::new(service)
+                .max_decoding_message_size(config.max_message_bytes)
+                .max_encoding_message_size(config.max_message_bytes),
+        )
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}

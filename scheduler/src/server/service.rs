@@ -1,0 +1,225 @@
+//! gRPC handlers: each request becomes inputs for the task that owns the core.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use accel_proto::convert::{plan_from, task_from};
+use accel_proto::pb::scheduler_server::Scheduler;
+use accel_proto::pb::{self, job_update, scheduler_message, worker_message};
+use accel_proto::{PROTOCOL_VERSION, check_version};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Input;
+use crate::core::{Event, JobId, TaskRef, WorkerId};
+
+pub(super) struct Service {
+    pub inputs: mpsc::UnboundedSender<Input>,
+    pub next_job: AtomicU64,
+    pub next_worker: AtomicU32,
+    pub heartbeat_timeout: Duration,
+}
+
+/// A task id from the wire (malformed ids are dropped: the core ignores unknown tasks anyway).
+pub(super) fn task_ref(t: Option<&pb::TaskId>) -> Option<TaskRef> {
+    task_from(t).ok().map(|(job, key)| TaskRef {
+        job: JobId(job),
+        key,
+    })
+}
+
+fn locations(locs: &[pb::ChunkLocation]) -> Vec<(TaskRef, WorkerId)> {
+    locs.iter()
+        .filter_map(|l| Some((task_ref(l.task.as_ref())?, WorkerId(l.worker))))
+        .collect()
+}
+
+fn refs(ids: &[pb::TaskId]) -> Vec<TaskRef> {
+    ids.iter().filter_map(|t| task_ref(Some(t))).collect()
+}
+
+fn version_status(theirs: u32) -> Status {
+    Status::failed_precondition(format!(
+        "protocol version {theirs} is not supported: this scheduler speaks version {PROTOCOL_VERSION}"
+    ))
+}
+
+/// Turns one message of a worker's stream into events.
+fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Input> {
+    let ev = |e| Input::Event(e);
+    match msg {
+        worker_message::Msg::Finished(batch) => {
+            tracing::debug!(
+                worker = worker.0,
+                started = batch.started.len(),
+                finished = batch.tasks.len(),
+                "report"
+            );
+            let mut out = Vec::with_capacity(batch.tasks.len() + 1);
+            if !batch.started.is_empty() {
+                out.push(ev(Event::TasksStarted {
+                    worker,
+                    tasks: refs(&batch.started),
+                }));
+            }
+            out.extend(batch.tasks.iter().filter_map(|f| {
+                Some(ev(Event::TaskFinished {
+                    worker,
+                    task: task_ref(f.task.as_ref())?,
+                    nbytes: f.nbytes,
+                }))
+            }));
+            out
+        }
+        worker_message::Msg::Steal(reply) => vec![ev(Event::StealReply {
+            worker,
+            id: reply.id,
+            stolen: refs(&reply.stolen),
+            refused: refs(&reply.refused),
+        })],
+        worker_message::Msg::Failed(f) => task_ref(f.task.as_ref())
+            .map(|task| {
+                ev(Event::TaskFailed {
+                    worker,
+                    task,
+                    message: f.message,
+                })
+            })
+            .into_iter()
+            .collect(),
+        worker_message::Msg::Missing(m) => task_ref(m.task.as_ref())
+            .map(|task| {
+                ev(Event::InputsMissing {
+                    worker,
+                    task,
+                    missing: locations(&m.missing),
+                })
+            })
+            .into_iter()
+            .collect(),
+        worker_message::Msg::Retire(_) => vec![ev(Event::WorkerRetiring { worker })],
+        worker_message::Msg::Replicated(r) => vec![ev(Event::Replicated {
+            worker,
+            done: r
+                .done
+                .iter()
+                .filter_map(|f| Some((task_ref(f.task.as_ref())?, f.nbytes)))
+                .collect(),
+            failed: refs(&r.failed),
+        })],
+        worker_message::Msg::Heartbeat(_) | worker_message::Msg::Register(_) => Vec::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl Scheduler for Service {
+    type SubmitStream = UnboundedReceiverStream<Result<pb::JobUpdate, Status>>;
+    type AttachStream = Pin<Box<dyn Stream<Item = Result<pb::SchedulerMessage, Status>> + Send>>;
+
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<Self::SubmitStream>, Status> {
+        let req = req.into_inner();
+        let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
+        check_version(theirs).map_err(|_| version_status(theirs))?;
+        let wire = req
+            .plan
+            .ok_or_else(|| Status::invalid_argument("submission without a plan"))?;
+        let plan = plan_from(wire.clone())
+            .map_err(|e| Status::invalid_argument(format!("refused plan: {e}")))?;
+        let job = JobId(self.next_job.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(Ok(pb::JobUpdate {
+            job: job.0,
+            event: Some(job_update::Event::Accepted(true)),
+        }));
+        self.inputs
+            .send(Input::Job {
+                job,
+                plan: Arc::new(plan),
+                wire,
+                tx,
+            })
+            .map_err(|_| Status::unavailable("scheduler is shutting down"))?;
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    async fn release(
+        &self,
+        req: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseReply>, Status> {
+        let job = JobId(req.into_inner().job);
+        let _ = self
+            .inputs
+            .send(Input::Event(Event::ResultsFetched { job }));
+        Ok(Response::new(pb::ReleaseReply {}))
+    }
+
+    async fn report_missing(
+        &self,
+        req: Request<pb::MissingRequest>,
+    ) -> Result<Response<pb::MissingReply>, Status> {
+        let req = req.into_inner();
+        let _ = self.inputs.send(Input::Event(Event::ResultsMissing {
+            job: JobId(req.job),
+            missing: locations(&req.missing),
+        }));
+        Ok(Response::new(pb::MissingReply {}))
+    }
+
+    async fn attach(
+        &self,
+        req: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = req.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("worker sent nothing"))?;
+        let Some(worker_message::Msg::Register(reg)) = first.msg else {
+            return Err(Status::invalid_argument("a worker must register first"));
+        };
+        let theirs = reg.hello.as_ref().map_or(0, |h| h.protocol_version);
+        check_version(theirs).map_err(|_| version_status(theirs))?;
+        let worker = WorkerId(self.next_worker.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(Ok(pb::SchedulerMessage {
+            msg: Some(scheduler_message::Msg::Welcome(pb::Welcome {
+                worker: worker.0,
+                stall_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
+            })),
+        }));
+        tracing::info!(worker = worker.0, name = %reg.name, address = %reg.address, nthreads = reg.nthreads, "worker joined");
+        let _ = self.inputs.send(Input::Attached {
+            worker,
+            address: reg.address.clone(),
+            tx,
+        });
+        let _ = self.inputs.send(Input::Event(Event::WorkerJoined {
+            worker,
+            name: reg.name.clone(),
+            nthreads: reg.nthreads.max(1),
+        }));
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(msg)) = inbound.message().await {
+                let _ = inputs.send(Input::Heartbeat(worker));
+                for input in msg
+                    .msg
+                    .map(|m| worker_events(worker, m))
+                    .unwrap_or_default()
+                {
+                    let _ = inputs.send(input);
+                }
+            }
+            tracing::info!(worker = worker.0, "worker stream closed");
+            let _ = inputs.send(Input::Closed(worker));
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+    }
+}

@@ -1,0 +1,250 @@
+//! Running assigned tasks: gather inputs (local or from peers, concurrently),
+//! run the kernel on the rayon pool, keep the chunk, report.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use accel_core::exec::run_task;
+use accel_core::{Chunk, ChunkKey, Plan};
+use accel_proto::convert::{task_from, task_to};
+use accel_proto::pb::{self, worker_message};
+use tokio::sync::mpsc;
+
+use crate::fault::Faults;
+use crate::fetch::Peers;
+use crate::store::{PlanState, Store};
+
+/// What lives as long as the worker process, across registrations.
+pub(crate) struct Shared {
+    pub store: Arc<Store>,
+    pub peers: Arc<Peers>,
+    pub pool: Arc<rayon::ThreadPool>,
+    pub serving: Arc<AtomicUsize>,
+    pub faults: Faults,
+}
+
+/// What a task tells the scheduler, merged into batches by the reporter.
+pub(crate) enum Report {
+    Started(pb::TaskId),
+    Finished(pb::FinishedTask),
+    Other(worker_message::Msg),
+}
+
+/// One registration with a scheduler: its generation, the tasks assigned
+/// and not started (those a steal may take back), where reports go.
+pub(crate) struct Session {
+    pub shared: Arc<Shared>,
+    pub generation: u64,
+    pub queued: Mutex<HashSet<(u64, ChunkKey)>>,
+    pub reports: mpsc::UnboundedSender<Report>,
+}
+
+enum Outcome {
+    Done(u64),
+    /// Stolen back, its job forgotten, or its session over: nothing to say.
+    Skipped,
+    Failed(String),
+    Missing(Vec<pb::ChunkLocation>),
+}
+
+impl Session {
+    pub fn enqueue(&self, job: u64, key: ChunkKey) {
+        self.queued_set().insert((job, key));
+    }
+
+    /// Takes a task out of the queue; false if it was not there (stolen).
+    pub fn dequeue(&self, job: u64, key: ChunkKey) -> bool {
+        self.queued_set().remove(&(job, key))
+    }
+
+    /// Queued tasks of an ended job will not start.
+    pub fn forget(&self, job: u64) {
+        self.queued_set().retain(|(j, _)| *j != job);
+    }
+
+    fn queued_set(&self) -> std::sync::MutexGuard<'_, HashSet<(u64, ChunkKey)>> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_queued(&self, job: u64, key: ChunkKey) -> bool {
+        self.queued_set().contains(&(job, key))
+    }
+
+    fn report(&self, r: Report) {
+        let _ = self.reports.send(r);
+    }
+}
+
+/// Runs one assigned task and reports how it went.
+pub(crate) async fn execute(
+    session: Arc<Session>,
+    job: u64,
+    key: ChunkKey,
+    inputs: Vec<pb::ChunkLocation>,
+) {
+    let task = Some(task_to(job, key));
+    let msg = match run(&session, job, key, inputs).await {
+        Outcome::Done(nbytes) => {
+            session.report(Report::Finished(pb::FinishedTask { task, nbytes }));
+            return;
+        }
+        Outcome::Skipped => return,
+        Outcome::Failed(message) => worker_message::Msg::Failed(pb::TaskFailure { task, message }),
+        Outcome::Missing(missing) => {
+            worker_message::Msg::Missing(pb::InputsMissing { task, missing })
+        }
+    };
+    session.report(Report::Other(msg));
+}
+
+async fn run(
+    session: &Arc<Session>,
+    job: u64,
+    key: ChunkKey,
+    inputs: Vec<pb::ChunkLocation>,
+) -> Outcome {
+    let shared = &session.shared;
+    let plan: Arc<Plan> = match shared.store.plan(job) {
+        PlanState::Ready(p) => p,
+        PlanState::Unusable(e) => {
+            session.dequeue(job, key);
+            return Outcome::Failed(format!("the worker could not use the job's plan: {e}"));
+        }
+        PlanState::Absent => {
+            session.dequeue(job, key);
+            return Outcome::Skipped;
+        }
+    };
+    let args = match gather(session, &plan, key, inputs).await {
+        Ok(args) => args,
+        // Given back while fetching: its inputs may be gone, and that is no failure.
+        Err(_) if !session.is_queued(job, key) => return Outcome::Skipped,
+        Err(outcome) => {
+            session.dequeue(job, key);
+            return outcome;
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let s = session.clone();
+    shared.pool.spawn(move || {
+        // Starting removes the task from the queue; if it is gone, it was
+        // stolen. A task of a forgotten job or an old session does not start.
+        if !s.dequeue(job, key) || !s.shared.store.is_current(s.generation, job) {
+            let _ = tx.send(None);
+            return;
+        }
+        s.report(Report::Started(task_to(job, key)));
+        let label = plan
+            .stages
+            .get(key.stage.index())
+            .map_or("", |st| st.label.as_str());
+        s.shared
+            .faults
+            .on_start(label, || s.shared.store.is_current(s.generation, job));
+        let r =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(&plan, key, &args)));
+        let _ = tx.send(Some(r));
+    });
+    let chunk = match rx.await {
+        Ok(None) => return Outcome::Skipped,
+        Ok(Some(Ok(Ok(c)))) => c,
+        Ok(Some(Ok(Err(e)))) => return Outcome::Failed(e.to_string()),
+        Ok(Some(Err(_))) => return Outcome::Failed("the kernel panicked".into()),
+        Err(_) => return Outcome::Failed("the worker pool stopped".into()),
+    };
+    let nbytes = chunk.nbytes() as u64;
+    if shared.store.insert(session.generation, job, key, chunk) {
+        tracing::debug!(
+            job,
+            stage = key.stage.0,
+            chunk = key.chunk,
+            nbytes,
+            "task finished"
+        );
+        Outcome::Done(nbytes)
+    } else {
+        Outcome::Skipped
+    }
+}
+
+/// A task's inputs, local or fetched from peers concurrently (stencil tasks
+/// fetch only the halo strips they read). Every input that cannot be had
+/// from where the scheduler said is reported at once.
+async fn gather(
+    session: &Session,
+    plan: &Plan,
+    key: ChunkKey,
+    inputs: Vec<pb::ChunkLocation>,
+) -> Result<Vec<Arc<Chunk>>, Outcome> {
+    let shared = &session.shared;
+    let regions = plan.input_regions(key);
+    let fetches = inputs.into_iter().enumerate().map(|(n, loc)| {
+        let region = regions.as_ref().and_then(|r| r.get(n).cloned());
+        async move {
+            let (j, k) = task_from(loc.task.as_ref()).map_err(|e| (loc.clone(), e.to_string()))?;
+            match shared.store.get(j, k) {
+                Some(c) => Ok(c),
+                None => shared
+                    .peers
+                    .fetch(&loc.address, j, k, region)
+                    .await
+                    .map_err(|e| (loc, e)),
+            }
+        }
+    });
+    let results = futures::future::join_all(fetches).await;
+    let mut args = Vec::with_capacity(results.len());
+    let mut missing = Vec::new();
+    for r in results {
+        match r {
+            Ok(c) => args.push(c),
+            Err((loc, e)) => {
+                tracing::warn!(worker = loc.worker, address = %loc.address, "input unavailable: {e}");
+                missing.push(loc);
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(args)
+    } else {
+        Err(Outcome::Missing(missing))
+    }
+}
+
+/// Copies chunks from peers (a retiring worker's) and keeps them.
+pub(crate) async fn replicate(session: Arc<Session>, batch: pb::ReplicateBatch) {
+    let shared = &session.shared;
+    let generation = session.generation;
+    let copies = batch.chunks.into_iter().map(|loc| async move {
+        let id = loc.task.unwrap_or_default();
+        let Ok((j, k)) = task_from(loc.task.as_ref()) else {
+            return Err(id);
+        };
+        match shared.peers.fetch(&loc.address, j, k, None).await {
+            Ok(c) => {
+                let nbytes = c.nbytes() as u64;
+                if shared.store.insert(generation, j, k, c) {
+                    Ok(pb::FinishedTask {
+                        task: Some(id),
+                        nbytes,
+                    })
+                } else {
+                    Err(id)
+                }
+            }
+            Err(e) => {
+                tracing::warn!(address = %loc.address, "copy failed: {e}");
+                Err(id)
+            }
+        }
+    });
+    let mut report = pb::ReplicaReport::default();
+    for r in futures::future::join_all(copies).await {
+        match r {
+            Ok(done) => report.done.push(done),
+            Err(id) => report.failed.push(id),
+        }
+    }
+    session.report(Report::Other(worker_message::Msg::Replicated(report)));
+}
