@@ -3,95 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use accel::{Array, DType, from_ndarray};
-use accel_core::{ChunkKey, Plan, StageId};
-use accel_scheduler::{Assignment, ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};
-
-/// A core plus the log of everything it said.
-struct Sim {
-    core: Core,
-    log: Vec<Command>,
-}
-
-impl Sim {
-    fn new() -> Sim {
-        Sim {
-            core: Core::new(),
-            log: Vec::new(),
-        }
-    }
-
-    /// Applies events, runs one scheduling pass, checks invariants; returns the commands.
-    fn step(&mut self, events: impl IntoIterator<Item = Event>) -> Vec<Command> {
-        let mut out = Vec::new();
-        for e in events {
-            out.extend(self.core.handle(e));
-            self.core.sanity_check().unwrap();
-        }
-        out.extend(self.core.schedule());
-        self.core.sanity_check().unwrap();
-        self.log.extend(out.clone());
-        out
-    }
-
-    fn worker(&mut self, id: u32, nthreads: u32) -> Vec<Command> {
-        self.step([Event::WorkerJoined {
-            worker: WorkerId(id),
-            name: format!("w{id}"),
-            nthreads,
-        }])
-    }
-
-    fn submit(&mut self, job: u64, client: u64, plan: Arc<Plan>) -> Vec<Command> {
-        self.step([Event::JobSubmitted {
-            job: JobId(job),
-            client: ClientId(client),
-            plan,
-        }])
-    }
-
-    fn finish(&mut self, worker: u32, task: TaskRef) -> Vec<Command> {
-        self.step([Event::TaskFinished {
-            worker: WorkerId(worker),
-            task,
-            nbytes: 1000,
-        }])
-    }
-}
-
-fn plan_of(a: &Array) -> Arc<Plan> {
-    Arc::new(a.plan().unwrap().plan)
-}
-
-/// x (4 source chunks) → y = sin(x * 2) (4 map tasks), each reading one chunk.
-fn two_stage() -> Arc<Plan> {
-    let x = from_ndarray(&ndarray::Array1::<f64>::zeros(40), 10);
-    plan_of(&(x * 2.0).sin())
-}
-
-fn assigned(cmds: &[Command]) -> Vec<(WorkerId, Assignment)> {
-    cmds.iter()
-        .flat_map(|c| match c {
-            Command::Assign { worker, tasks } => {
-                tasks.iter().map(|t| (*worker, t.clone())).collect()
-            }
-            _ => vec![],
-        })
-        .collect()
-}
-
-fn task(job: u64, stage: u32, chunk: u32) -> TaskRef {
-    TaskRef {
-        job: JobId(job),
-        key: ChunkKey {
-            stage: StageId(stage),
-            chunk,
-        },
-    }
-}
+use accel::{DType, from_ndarray};
+use accel_core::{Plan, StageId};
+use accel_scheduler::{ClientId, Command, Core, Event, JobId, WorkerId};
+use common::{Sim, assigned, plan_of, run_all, task, two_stage};
 
 #[test]
 fn tasks_go_where_their_inputs_are() {
@@ -144,34 +64,6 @@ fn chunks_are_released_when_their_last_consumer_finishes() {
         "{out:?}"
     );
     assert!(!sim.core.held_by(WorkerId(1)).contains(&src));
-}
-
-/// Runs every assigned task to completion (FIFO); returns the final commands.
-fn run_all(
-    sim: &mut Sim,
-    mut pending: VecDeque<(WorkerId, Assignment)>,
-    fail: Option<TaskRef>,
-) -> Vec<Command> {
-    let mut all = Vec::new();
-    while let Some((w, a)) = pending.pop_front() {
-        let ev = if Some(a.task) == fail {
-            Event::TaskFailed {
-                worker: w,
-                task: a.task,
-                message: "boom".into(),
-            }
-        } else {
-            Event::TaskFinished {
-                worker: w,
-                task: a.task,
-                nbytes: 8,
-            }
-        };
-        let cmds = sim.step([ev]);
-        pending.extend(assigned(&cmds));
-        all.extend(cmds);
-    }
-    all
 }
 
 #[test]

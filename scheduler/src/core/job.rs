@@ -51,6 +51,9 @@ pub struct Effects {
     pub requeue: Vec<usize>,
     /// Chunks in memory that nothing needs any more, and where they are.
     pub released: Vec<(usize, WorkerId)>,
+    /// Running tasks whose chunk nothing needs any more: no longer waited
+    /// for (their result is released when it arrives).
+    pub abandoned: Vec<(usize, WorkerId)>,
 }
 
 /// Tasks of stage s are numbered `first[s]..first[s + 1]`.
@@ -69,7 +72,9 @@ pub struct Job {
     pub refs: Vec<u32>,
     pub is_output: Vec<bool>,
     pub unfinished: usize,
-    /// Tasks run again because a chunk they made was lost.
+    /// Whether each task has produced its chunk at least once.
+    done_before: Vec<bool>,
+    /// Tasks that produced their chunk again because it had been lost.
     pub recomputed: usize,
     /// Names of the workers that died while running each task (sparse).
     pub blame: HashMap<u32, Vec<String>>,
@@ -99,6 +104,7 @@ impl Job {
             refs: vec![0; total],
             is_output: vec![false; total],
             unfinished: total,
+            done_before: vec![false; total],
             recomputed: 0,
             blame: HashMap::new(),
             losses: HashMap::new(),
@@ -251,7 +257,6 @@ impl Job {
                 continue;
             }
             self.unfinished += 1;
-            self.recomputed += 1;
             // Mark it pending before counting its inputs, so a released input
             // pushed below sees a consumer that already counts it as missing.
             self.state[x] = TaskState::Waiting;
@@ -279,16 +284,19 @@ impl Job {
                     self.state[x] = TaskState::Released;
                     fx.released.push((x, worker));
                 }
-                // A recompute nothing waits for any more: cancelled, and what
-                // it would have read is let go in turn.
-                TaskState::Waiting | TaskState::Ready => {
-                    fx.requeue.push(x);
+                // A recompute nothing waits for any more: cancelled (or, if
+                // it runs, no longer waited for), and what it would have read
+                // is let go in turn.
+                TaskState::Waiting | TaskState::Ready | TaskState::Processing(_) => {
+                    match self.state[x] {
+                        TaskState::Processing(w) => fx.abandoned.push((x, w)),
+                        _ => fx.requeue.push(x),
+                    }
                     self.state[x] = TaskState::Released;
                     self.unfinished -= 1;
                     stack.extend(self.inputs[x].iter().map(|&i| i as usize));
                 }
-                // Running: released when it finishes. Released: nothing to do.
-                TaskState::Processing(_) | TaskState::Released => {}
+                TaskState::Released => {}
             }
         }
     }
@@ -297,6 +305,9 @@ impl Job {
     pub fn finish(&mut self, id: usize, worker: WorkerId, nbytes: u64, fx: &mut Effects) {
         self.state[id] = TaskState::Memory { worker, nbytes };
         self.unfinished -= 1;
+        if std::mem::replace(&mut self.done_before[id], true) {
+            self.recomputed += 1;
+        }
         for k in 0..self.consumers[id].len() {
             let c = self.consumers[id][k] as usize;
             if self.state[c] == TaskState::Waiting {

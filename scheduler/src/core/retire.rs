@@ -91,6 +91,7 @@ impl Core {
     ) {
         let mut froms = Vec::new();
         let mut discard = Vec::new();
+        let mut moved_off: BTreeMap<WorkerId, Vec<TaskRef>> = BTreeMap::new();
         for (t, _) in done {
             let Some(&(from, to)) = self.handoff.get(&t).filter(|(_, to)| *to == worker) else {
                 discard.push(t);
@@ -118,11 +119,13 @@ impl Core {
             if let Some(w) = self.workers.get_mut(&to) {
                 w.holds.insert(t);
             }
-            out.push(Command::Release {
-                worker: from,
-                chunks: vec![t],
-            });
+            moved_off.entry(from).or_default().push(t);
         }
+        out.extend(
+            moved_off
+                .into_iter()
+                .map(|(worker, chunks)| Command::Release { worker, chunks }),
+        );
         for t in failed {
             if let Some(&(from, to)) = self.handoff.get(&t)
                 && to == worker

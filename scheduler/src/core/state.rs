@@ -112,6 +112,16 @@ impl Core {
                 self.ready.remove(&key);
             }
         }
+        let mut freed = Vec::new();
+        for (id, w) in fx.abandoned {
+            let t = Self::task(job, j, id);
+            if let Some(worker) = self.workers.get_mut(&w) {
+                worker.processing.remove(&t);
+                worker.running.remove(&t);
+                freed.push(w);
+            }
+            self.stealing.remove(&t);
+        }
         let mut release: BTreeMap<WorkerId, Vec<TaskRef>> = BTreeMap::new();
         for (id, holder) in fx.released {
             let t = Self::task(job, j, id);
@@ -125,6 +135,9 @@ impl Core {
                 .into_iter()
                 .map(|(worker, chunks)| Command::Release { worker, chunks }),
         );
+        for w in freed {
+            self.maybe_retired(w, out);
+        }
     }
 
     /// Applies one event; scheduling happens in [`Core::schedule`].
