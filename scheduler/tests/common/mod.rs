@@ -143,8 +143,11 @@ impl Sim {
     }
 }
 
+/// Where each output chunk is, per output.
+pub type Outputs = Vec<Vec<(TaskRef, WorkerId)>>;
+
 /// The `JobDone` in `cmds`: output locations and the count of tasks run again.
-pub fn job_done(cmds: &[Command]) -> Option<(Vec<Vec<(TaskRef, WorkerId)>>, usize)> {
+pub fn job_done(cmds: &[Command]) -> Option<(Outputs, usize)> {
     cmds.iter().find_map(|c| match c {
         Command::JobDone {
             outputs,
