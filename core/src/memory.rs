@@ -51,3 +51,15 @@ fn advise_huge<T>(_: &[T]) {}
 
 #[cfg(not(target_os = "linux"))]
 fn advise_range(_: usize, _: usize) {}
+
+/// Gives free heap memory back to the system. A long-lived process (a worker
+/// between jobs) would otherwise keep the footprint of its busiest job: glibc
+/// keeps freed blocks below its mmap threshold in its arenas. Walks every
+/// arena, so callers do it when idle, not per task.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and trims the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

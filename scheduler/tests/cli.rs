@@ -60,3 +60,19 @@ fn a_busy_port_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn help_lists_every_option() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--host",
+        "--port",
+        "--heartbeat-timeout",
+        "--allowed-failures",
+        "ACCEL_ALLOWED_FAILURES",
+    ] {
+        assert!(help.contains(opt), "{opt} missing from\n{help}");
+    }
+}

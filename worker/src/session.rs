@@ -214,12 +214,12 @@ async fn handle(
         scheduler_message::Msg::Forget(job) => {
             shared.store.forget(job);
             session.forget(job);
-            tracing::debug!(
-                job,
-                chunks = shared.store.len(),
-                plans = shared.store.plan_count(),
-                "job forgotten"
-            );
+            let plans = shared.store.plan_count();
+            if plans == 0 {
+                // Idle: the job's memory goes back to the system.
+                accel_core::memory::release_free_memory();
+            }
+            tracing::debug!(job, chunks = shared.store.len(), plans, "job forgotten");
         }
         scheduler_message::Msg::Restart(why) => return Ok(Some(End::Lost(why))),
         scheduler_message::Msg::Goodbye(_) => {

@@ -205,6 +205,7 @@ pub async fn serve(
         };
         while let Some(first) = rx.recv().await {
             // Coalesce: apply everything that is waiting, then schedule once.
+            let jobs = state.core.job_count();
             let mut cmds = Vec::new();
             state.apply(first, &mut cmds);
             while let Ok(more) = rx.try_recv() {
@@ -212,6 +213,10 @@ pub async fn serve(
             }
             state.check_liveness(&mut cmds);
             state.flush(cmds);
+            if jobs > 0 && state.core.job_count() == 0 {
+                // Idle: the jobs' memory goes back to the system.
+                accel_core::memory::release_free_memory();
+            }
         }
     });
     tonic::transport::Server::builder()
