@@ -11,27 +11,10 @@ use std::sync::Arc;
 
 use accel::{Array, Boundary, Rng};
 use accel_core::Plan;
+use accel_e2e::SplitMix;
 use accel_scheduler::{
     Assignment, ClientId, Command, Core, CoreConfig, Event, JobId, TaskRef, WorkerId,
 };
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// A stencil, a transpose, a rechunk, a reduction: every kind of dependency.
 fn plan(seed: u64) -> Arc<Plan> {

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use accel::{Array, Boundary, Client, Rng};
-use accel_e2e::Cluster;
+use accel_e2e::{Cluster, SplitMix};
 
 const FIVE_POINT: [(&[i64], f64); 4] = [
     (&[1, 0], 0.25),
@@ -31,19 +31,6 @@ fn chaos_job(seed: u64) -> Array {
     (t.sin() * t.cos()).exp().sum_axis(0)
 }
 
-/// A tiny deterministic generator for the killer's choices.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// Runs the job on a cluster of 3 workers, killing one every ~second (at
 /// most `max_kills`); returns the outputs, the kills done and the time taken.
 fn run_with_killer(
@@ -61,7 +48,7 @@ fn run_with_killer(
     let start = Instant::now();
     let mut rng = SplitMix(seed);
     let mut kills = 0;
-    let mut next_kill = Duration::from_millis(700 + rng.next() % 600);
+    let mut next_kill = Duration::from_millis(700 + rng.next_u64() % 600);
     while !job.is_finished() {
         assert!(
             start.elapsed() < Duration::from_secs(180),
@@ -71,11 +58,11 @@ fn run_with_killer(
             let alive: Vec<usize> = (0..cluster.workers.len())
                 .filter(|&k| !cluster.worker_exited(k))
                 .collect();
-            let victim = alive[(rng.next() % alive.len() as u64) as usize];
+            let victim = alive[(rng.next_u64() % alive.len() as u64) as usize];
             cluster.kill_worker(victim).unwrap();
             cluster.add_worker().unwrap();
             kills += 1;
-            next_kill = start.elapsed() + Duration::from_millis(700 + rng.next() % 600);
+            next_kill = start.elapsed() + Duration::from_millis(700 + rng.next_u64() % 600);
         }
         std::thread::sleep(Duration::from_millis(10));
     }
