@@ -155,7 +155,7 @@ fn a_task_that_kills_every_worker_fails_its_job_after_the_limit_and_the_cluster_
 #[test]
 fn a_frozen_worker_is_declared_dead_its_late_reports_are_ignored_and_it_rejoins_empty() {
     let (mut cluster, gate) = stalling_cluster(Options {
-        heartbeat_timeout: 2.0,
+        heartbeat_timeout: 3.0,
         ..Options::default()
     });
     let a = partials_then_combine();
