@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use accel_core::kernel::split_chunks;
 use accel_core::plan::{ChunkKey, Plan, StageId, StageKind};
-use accel_core::{Buffer, Chunk, DType, Element, Graph, shape, with_buffer};
+use accel_core::{Buffer, DType, Element, Graph, shape};
 use ndarray::{ArrayD, IxDyn};
 use num_complex::Complex64;
 
@@ -249,7 +249,7 @@ impl Client {
             Arc::new(plan.clone()),
             direct,
             |o, key, chunk| match &mut pasted[o] {
-                Some(buf) => paste(
+                Some(buf) => crate::assemble::paste(
                     buf,
                     &plan.stage(key.stage).meta.shape,
                     &plan.chunk_origin(key),
@@ -290,58 +290,6 @@ impl Client {
             .ok_or_else(|| Error::Invalid("no output".into()))?
             .into_typed()
     }
-}
-
-/// Copies `chunk` into the row-major `dst` of `shape` at `origin`.
-pub(crate) fn paste(
-    dst: &mut Buffer,
-    shape: &[usize],
-    origin: &[usize],
-    chunk: &Chunk,
-) -> accel_core::Result<()> {
-    let src = chunk.data();
-    let cshape = &chunk.shape;
-    let nd = shape.len();
-    let total = shape::size(cshape);
-    if total == 0 {
-        return Ok(());
-    }
-    let strides = shape::strides(shape);
-    let row = if nd == 0 { 1 } else { cshape[nd - 1] };
-    macro_rules! paste_rows {
-        ($d:expr, $s:expr) => {{
-            let mut c = vec![0usize; nd.saturating_sub(1)];
-            for r in 0..total / row {
-                let start: usize = (0..nd)
-                    .map(|k| (origin[k] + if k + 1 < nd { c[k] } else { 0 }) * strides[k])
-                    .sum();
-                $d[start..start + row].copy_from_slice(&$s[r * row..(r + 1) * row]);
-                for k in (0..c.len()).rev() {
-                    c[k] += 1;
-                    if c[k] < cshape[k] {
-                        break;
-                    }
-                    c[k] = 0;
-                }
-            }
-        }};
-    }
-    match (dst, src) {
-        (Buffer::Bool(d), Buffer::Bool(s)) => paste_rows!(d, s),
-        (Buffer::I32(d), Buffer::I32(s)) => paste_rows!(d, s),
-        (Buffer::I64(d), Buffer::I64(s)) => paste_rows!(d, s),
-        (Buffer::F32(d), Buffer::F32(s)) => paste_rows!(d, s),
-        (Buffer::F64(d), Buffer::F64(s)) => paste_rows!(d, s),
-        (Buffer::C128(d), Buffer::C128(s)) => paste_rows!(d, s),
-        (d, s) => {
-            let (dd, sd) = (with_buffer!(&*d, v => v.len()), s.dtype());
-            return Err(accel_core::Error::Task {
-                task: "assemble".into(),
-                message: format!("internal: chunk of {sd} for a result buffer of {dd} elements"),
-            });
-        }
-    }
-    Ok(())
 }
 
 impl Array {

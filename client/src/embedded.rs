@@ -128,6 +128,7 @@ pub fn run_plan(
                     // and everything goes when the run ends.
                     Command::Replicate { .. }
                     | Command::Retired { .. }
+                    | Command::OutputReady { .. }
                     | Command::JobForgotten { .. } => {}
                     Command::JobFailed { error, .. } => {
                         failure.get_or_insert(Error::Task {

@@ -10,6 +10,7 @@
 //! assert_eq!(out[[3]], (18.0f64).sqrt());
 //! ```
 
+mod assemble;
 mod client;
 mod create;
 pub mod dot;
@@ -17,6 +18,7 @@ mod elementwise;
 mod embedded;
 mod error;
 mod expr;
+mod gather;
 mod lower;
 mod operand;
 mod reduce;

@@ -79,6 +79,9 @@ impl World {
                     self.done.insert(job, outputs);
                 }
                 Command::JobFailed { job, error, .. } => panic!("job {job:?} failed: {error}"),
+                Command::OutputReady { chunk, worker, .. } => {
+                    assert!(self.has(worker, chunk), "{chunk:?} is not on {worker:?}");
+                }
                 Command::JobForgotten { job } => {
                     self.ended.insert(job);
                     for s in self.stores.values_mut() {

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use accel_proto::pb::worker_server::WorkerServer;
 use tokio::sync::watch;
 
 use execute::Shared;
@@ -93,7 +92,7 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|e| Error::Transport(e.to_string()))?;
-    let address = format!("http://{local}");
+    let address = local.to_string();
     let shared = Arc::new(Shared {
         store: Arc::new(Store::default()),
         peers: Arc::new(fetch::Peers::default()),
@@ -112,19 +111,9 @@ pub async fn run(
         serving: shared.serving.clone(),
     };
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .initial_stream_window_size(fetch::STREAM_WINDOW)
-            .initial_connection_window_size(fetch::CONNECTION_WINDOW)
-            .add_service(WorkerServer::new(service))
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                async {
-                    let _ = server_stopped.await;
-                },
-            )
-            .await
-    });
+    let server = tokio::spawn(service.serve(listener, async {
+        let _ = server_stopped.await;
+    }));
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

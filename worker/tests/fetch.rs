@@ -20,7 +20,7 @@ fn a_peer_that_never_answers_is_given_up_after_the_stall_timeout() {
     rt.block_on(async {
         // Accepts connections and never says a word, like a frozen process.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", silent.local_addr().unwrap());
+        let address = silent.local_addr().unwrap().to_string();
         let held = tokio::spawn(async move {
             let mut conns = Vec::new();
             while let Ok((c, _)) = silent.accept().await {
@@ -51,7 +51,7 @@ fn a_dead_peer_is_an_error_at_once() {
         let peers = Peers::new(Duration::from_secs(30));
         let start = Instant::now();
         let err = peers
-            .fetch(&format!("http://127.0.0.1:{port}"), 1, KEY, None)
+            .fetch(&format!("127.0.0.1:{port}"), 1, KEY, None)
             .await
             .unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(5));

@@ -135,6 +135,13 @@ pub enum Command {
         client: ClientId,
         error: String,
     },
+    /// An output chunk exists: the client may fetch it before the job ends.
+    OutputReady {
+        job: JobId,
+        client: ClientId,
+        chunk: TaskRef,
+        worker: WorkerId,
+    },
     /// The job is gone from the core (done and fetched, failed, cancelled):
     /// every worker can drop its plan and chunks.
     JobForgotten { job: JobId },

@@ -373,6 +373,14 @@ impl Core {
         let mut fx = Effects::default();
         j.finish(id, worker, nbytes, &mut fx);
         let done = j.unfinished == 0;
+        if j.is_output[id] {
+            out.push(Command::OutputReady {
+                job: task.job,
+                client: j.client,
+                chunk: task,
+                worker,
+            });
+        }
         self.apply(task.job, fx, out);
         if retiring {
             self.hand_off(worker, out);

@@ -86,8 +86,16 @@ impl Router {
     /// only way a send to a worker fails is that its stream is gone).
     pub fn route(&mut self, cmds: Vec<Command>) -> Vec<Event> {
         let mut events = Vec::new();
+        // Output chunks made in this pass, one update per job.
+        let mut ready: HashMap<JobId, Vec<pb::ChunkLocation>> = HashMap::new();
         for cmd in cmds {
             match cmd {
+                Command::OutputReady {
+                    job, chunk, worker, ..
+                } => {
+                    let loc = self.location(chunk, worker);
+                    ready.entry(job).or_default().push(loc);
+                }
                 Command::Assign { worker, tasks } => {
                     let mut ok = self.send_plans(worker, tasks.iter().map(|a| a.task.job));
                     let batch = pb::AssignBatch {
@@ -176,6 +184,14 @@ impl Router {
                     }
                 }
                 Command::JobForgotten { job } => self.forget(job),
+            }
+        }
+        for (job, chunks) in ready {
+            if let Some(tx) = self.clients.get(&job) {
+                let _ = tx.send(Ok(pb::JobUpdate {
+                    job: job.0,
+                    event: Some(job_update::Event::Ready(pb::OutputChunks { chunks })),
+                }));
             }
         }
         events

@@ -1,0 +1,54 @@
+//! Results into the client: how fast a large result comes back from a
+//! 2-worker loopback cluster, against the embedded client on the same machine.
+//!
+//! `cargo build --release -p accel-scheduler -p accel-worker && \
+//!  cargo run --release -p accel-bench --bin transfer`
+
+use std::time::Instant;
+
+use accel::{Array, Client, DType, arange};
+
+fn best(client: &Client, a: &Array, repeats: usize) -> anyhow::Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..repeats {
+        let t = Instant::now();
+        let run = client.run(&[a])?;
+        best = best.min(t.elapsed().as_secs_f64());
+        std::hint::black_box(run);
+    }
+    Ok(best)
+}
+
+fn main() -> anyhow::Result<()> {
+    let n = 50_000_000;
+    let chunk = n / 20;
+    let cluster = accel_e2e::Cluster::start(2)?;
+    cluster.wait_for_workers(2)?;
+    let remote = Client::connect(&cluster.address)?;
+    let local = Client::local();
+    let x = arange(n, chunk).astype(DType::F64);
+    let y = arange(n, chunk).astype(DType::F64) * 0.5;
+    let cases = [
+        ("x (arange as f64)", x.clone()),
+        ("mag sqrt(x² + y²)", (x.powi(2) + y.powi(2)).sqrt()),
+    ];
+    println!(
+        "results of {n} f64 ({} MB) in 20 chunks, best of 3\n",
+        n * 8 / 1_000_000
+    );
+    println!("| case | embedded ms | 2 workers ms | into the client GB/s | cluster / embedded |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, a) in cases {
+        anyhow::ensure!(remote.run(&[&a])?.outputs == local.run(&[&a])?.outputs);
+        let e = best(&local, &a, 3)?;
+        let d = best(&remote, &a, 3)?;
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.2} | {:.1}× |",
+            e * 1e3,
+            d * 1e3,
+            (n * 8) as f64 / d / 1e9,
+            d / e
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Gathering a cluster job's results: output chunks are fetched from their
+//! workers as soon as the scheduler reports them, while the rest of the job
+//! runs, each piece copied straight into the result. Chunks that cannot be
+//! had where the scheduler said are reported back (it recomputes them) and
+//! fetched again from their new place.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use accel_core::Buffer;
+use accel_core::plan::{ChunkKey, Plan};
+use accel_proto::convert::{dtype_to, task_from};
+use accel_proto::pb::scheduler_client::SchedulerClient;
+use accel_proto::pb::{self, job_update};
+use accel_worker::fetch::{Frame, Peers};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+use crate::assemble::Results;
+
+/// Output chunks fetched at once.
+const PARALLEL_FETCHES: usize = 8;
+
+/// Times one result chunk may fail to arrive before the client gives up.
+const MAX_FAILURES: u32 = 20;
+
+/// What went wrong while gathering.
+pub enum GatherError {
+    /// The scheduler's stream broke or closed.
+    Lost(String),
+    /// The job failed, or the results are not what the plan says.
+    Failed(String),
+}
+
+/// One output chunk to fetch: which output, where, which chunk.
+struct Want {
+    output: usize,
+    loc: pb::ChunkLocation,
+    job: u64,
+    key: ChunkKey,
+}
+
+enum Fetched {
+    Got(usize, u32),
+    Missing(usize, u32, pb::ChunkLocation, String),
+    Wrong(String),
+}
+
+/// A finished job: its result buffers, its id and the tasks it ran again.
+pub struct Gathered {
+    pub buffers: Vec<Buffer>,
+    pub job: u64,
+    pub recomputed: usize,
+}
+
+/// What to fetch next, and what was asked for already.
+#[derive(Default)]
+struct Book {
+    /// Output chunks being fetched or in.
+    requested: HashSet<(usize, u32)>,
+    queue: VecDeque<Want>,
+    failures: HashMap<(usize, u32), u32>,
+}
+
+/// Fetches output chunks into the result buffers.
+struct Fetcher<'a> {
+    plan: &'a Plan,
+    peers: &'a Peers,
+    results: RefCell<Results>,
+}
+
+/// Follows the job's updates until every output chunk of `plan` is in.
+pub async fn gather(
+    plan: &Plan,
+    peers: &Peers,
+    updates: &mut Streaming<pb::JobUpdate>,
+    scheduler: &mut SchedulerClient<Channel>,
+) -> Result<Gathered, GatherError> {
+    let fetcher = Fetcher {
+        plan,
+        peers,
+        results: RefCell::new(Results::new(plan)),
+    };
+    let mut book = Book::default();
+    let mut inflight = FuturesUnordered::new();
+    let mut done: Option<(u64, usize)> = None;
+    loop {
+        while inflight.len() < PARALLEL_FETCHES
+            && let Some(w) = book.queue.pop_front()
+        {
+            inflight.push(fetcher.fetch(w));
+        }
+        if inflight.is_empty()
+            && let Some((job, recomputed)) = done
+        {
+            if fetcher.results.borrow().complete() {
+                drop(inflight);
+                let buffers = fetcher.results.into_inner().finish();
+                return Ok(Gathered {
+                    buffers,
+                    job,
+                    recomputed,
+                });
+            }
+            // Chunks reported missing after the job ended: wait for the
+            // scheduler to say where they are again.
+            done = None;
+        }
+        tokio::select! {
+            Some(r) = inflight.next() => match r {
+                Fetched::Got(o, c) => fetcher.results.borrow_mut().mark(o, c as usize),
+                Fetched::Wrong(e) => return Err(GatherError::Failed(e)),
+                Fetched::Missing(o, c, loc, why) => {
+                    tracing::warn!(worker = loc.worker, "result chunk {c} unavailable: {why}");
+                    book.requested.remove(&(o, c));
+                    let n = book.failures.entry((o, c)).or_default();
+                    *n += 1;
+                    if *n > MAX_FAILURES {
+                        return Err(GatherError::Failed(format!(
+                            "result chunk {c} could not be fetched after {MAX_FAILURES} tries ({why})"
+                        )));
+                    }
+                    let job = task_from(loc.task.as_ref()).map_or(0, |(j, _)| j);
+                    let req = pb::MissingRequest { job, missing: vec![loc] };
+                    scheduler
+                        .report_missing(req)
+                        .await
+                        .map_err(|s| GatherError::Lost(s.message().to_string()))?;
+                }
+            },
+            update = updates.message() => {
+                let update = update
+                    .map_err(|s| GatherError::Lost(s.message().to_string()))?
+                    .ok_or_else(|| GatherError::Lost("it closed the job's stream".into()))?;
+                match update.event {
+                    Some(job_update::Event::Ready(chunks)) => book.want(plan, chunks.chunks)?,
+                    Some(job_update::Event::Done(d)) => {
+                        if d.outputs.len() != plan.outputs.len() {
+                            return Err(GatherError::Failed(
+                                "the job reported the wrong number of outputs".into(),
+                            ));
+                        }
+                        for chunks in d.outputs {
+                            book.want(plan, chunks.chunks)?;
+                        }
+                        done = Some((update.job, d.recomputed as usize));
+                    }
+                    Some(job_update::Event::Failed(e)) => {
+                        return Err(GatherError::Failed(format!("job {} failed: {e}", update.job)));
+                    }
+                    Some(job_update::Event::Accepted(_)) | None => {}
+                }
+            }
+        }
+    }
+}
+
+impl Book {
+    /// Queues the chunks not fetched or being fetched yet.
+    fn want(&mut self, plan: &Plan, locs: Vec<pb::ChunkLocation>) -> Result<(), GatherError> {
+        for loc in locs {
+            let (job, key) =
+                task_from(loc.task.as_ref()).map_err(|e| GatherError::Failed(e.to_string()))?;
+            let outputs: Vec<usize> = plan
+                .outputs
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s == key.stage)
+                .map(|(o, _)| o)
+                .collect();
+            let in_grid = (key.stage.index() < plan.stages.len())
+                && (key.chunk as usize) < plan.stage(key.stage).meta.chunks.count();
+            if outputs.is_empty() || !in_grid {
+                return Err(GatherError::Failed(
+                    "the job reported a chunk that is not one of its outputs".into(),
+                ));
+            }
+            for output in outputs {
+                if self.requested.insert((output, key.chunk)) {
+                    self.queue.push_back(Want {
+                        output,
+                        loc: loc.clone(),
+                        job,
+                        key,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Fetcher<'_> {
+    /// Fetches one output chunk, pasting each piece into place as it comes.
+    async fn fetch(&self, w: Want) -> Fetched {
+        let (plan, results) = (self.plan, &self.results);
+        let meta = &plan.stage(w.key.stage).meta;
+        let wrong = Cell::new(false);
+        let r = self
+            .peers
+            .stream(&w.loc.address, w.job, w.key, None, |frame| match frame {
+                Frame::Header(h) => {
+                    let ok = h.cols == [dtype_to(meta.dtype) as i32]
+                        && h.shape
+                            .iter()
+                            .map(|&x| x as usize)
+                            .eq(plan.chunk_shape(w.key));
+                    wrong.set(!ok);
+                    ok.then_some(())
+                        .ok_or_else(|| "wrong shape or dtype".into())
+                }
+                Frame::Data { offset, bytes } => results
+                    .borrow_mut()
+                    .paste_frame(w.output, plan, w.key, offset, bytes)
+                    .map_err(|e| e.to_string()),
+            })
+            .await;
+        match r {
+            _ if wrong.get() => Fetched::Wrong(format!(
+                "result chunk {} arrived with the wrong shape or dtype",
+                w.key.chunk
+            )),
+            Ok(()) => Fetched::Got(w.output, w.key.chunk),
+            Err(e) => Fetched::Missing(w.output, w.key.chunk, w.loc, e),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Fetching chunks from other workers over pooled data-plane connections.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use accel_core::{Chunk, ChunkKey};
+use accel_proto::PROTOCOL_VERSION;
+use accel_proto::convert::{dtype_from, task_to};
+use accel_proto::pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::wire::{MAGIC, read_msg, write_msg};
+use super::{ChunkSink, DEFAULT_STALL, FRAME, Region};
+
+/// A piece of a chunk as it arrives: its header, then its bytes in order,
+/// in pieces that hold whole elements.
+pub enum Frame<'a> {
+    Header(&'a pb::ChunkHeader),
+    Data { offset: usize, bytes: &'a [u8] },
+}
+
+/// Idle connections kept per peer.
+const POOL: usize = 16;
+
+/// Connections to other workers' data planes: opened on first use, kept
+/// while they work, dropped when they fail.
+pub struct Peers {
+    idle: Mutex<HashMap<String, Vec<TcpStream>>>,
+    stall_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("stall", &self.stall())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Peers {
+    fn default() -> Peers {
+        Peers::new(DEFAULT_STALL)
+    }
+}
+
+impl Peers {
+    pub fn new(stall: Duration) -> Peers {
+        Peers {
+            idle: Mutex::default(),
+            stall_ms: AtomicU64::new(stall.as_millis().max(1) as u64),
+        }
+    }
+
+    /// How long a peer may send nothing while serving a chunk.
+    pub fn set_stall(&self, stall: Duration) {
+        self.stall_ms
+            .store(stall.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
+    fn stall(&self) -> Duration {
+        Duration::from_millis(self.stall_ms.load(Ordering::Relaxed))
+    }
+
+    /// Forgets every connection (after the worker starts afresh).
+    pub fn clear(&self) {
+        self.pool().clear();
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<TcpStream>>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection to `address`, or a new one.
+    async fn connect(&self, address: &str) -> Result<TcpStream, String> {
+        if let Some(c) = self.pool().get_mut(address).and_then(Vec::pop) {
+            return Ok(c);
+        }
+        let mut c = TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("cannot reach peer {address}: {e}"))?;
+        c.set_nodelay(true).map_err(|e| e.to_string())?;
+        c.write_all(MAGIC)
+            .await
+            .map_err(|e| format!("cannot reach peer {address}: {e}"))?;
+        Ok(c)
+    }
+
+    /// Fetches one chunk from the worker at `address`, or only the box
+    /// `region` of it (a stencil's halo strip).
+    pub async fn fetch(
+        &self,
+        address: &str,
+        job: u64,
+        key: ChunkKey,
+        region: Option<Region>,
+    ) -> Result<Arc<Chunk>, String> {
+        let mut sink = ChunkSink::default();
+        self.stream(address, job, key, region, |f| sink.take(f))
+            .await?;
+        sink.finish().map(Arc::new)
+    }
+
+    /// Streams one chunk (or a box of it) from the worker at `address`,
+    /// handing every piece to `on_frame` as it arrives. A peer silent for the
+    /// stall timeout, or a stream that ends short, is an error.
+    pub async fn stream(
+        &self,
+        address: &str,
+        job: u64,
+        key: ChunkKey,
+        region: Option<Region>,
+        on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let stall = self.stall();
+        let conn = tokio::time::timeout(stall, self.connect(address))
+            .await
+            .unwrap_or_else(|_| Err(format!("peer {address} did not answer")));
+        let r = match conn {
+            Ok(mut c) => {
+                let r = exchange(&mut c, job, key, region, stall, on_frame).await;
+                if r.is_ok() {
+                    let mut pool = self.pool();
+                    let idle = pool.entry(address.to_string()).or_default();
+                    if idle.len() < POOL {
+                        idle.push(c);
+                    }
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
+        if r.is_err() {
+            // The peer may be gone: the next fetch connects afresh.
+            self.pool().remove(address);
+        }
+        r
+    }
+}
+
+/// One request and its reply on a connection.
+async fn exchange(
+    conn: &mut TcpStream,
+    job: u64,
+    key: ChunkKey,
+    region: Option<Region>,
+    stall: Duration,
+    mut on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    let stalled = || format!("the peer sent nothing for {:.1}s", stall.as_secs_f64());
+    let (region_lo, region_hi) = match region {
+        Some((lo, hi)) => (
+            lo.iter().map(|&x| x as u64).collect(),
+            hi.iter().map(|&x| x as u64).collect(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let req = pb::FetchRequest {
+        region_lo,
+        region_hi,
+        hello: Some(pb::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            peer: String::new(),
+        }),
+        chunk: Some(task_to(job, key)),
+    };
+    write_msg(conn, &req).await.map_err(|e| e.to_string())?;
+    let reply: pb::DataReply = tokio::time::timeout(stall, read_msg(conn))
+        .await
+        .map_err(|_| stalled())??
+        .ok_or("the peer closed the connection")?;
+    let header = match reply.reply {
+        Some(pb::data_reply::Reply::Header(h)) => h,
+        Some(pb::data_reply::Reply::Error(e)) => return Err(e),
+        None => return Err("an empty reply".into()),
+    };
+    on_frame(Frame::Header(&header))?;
+    let ends = column_ends(&header)?;
+    let mut buf = vec![0u8; FRAME.min(ends.last().copied().unwrap_or(0))];
+    let mut offset = 0;
+    for end in ends {
+        while offset < end {
+            // FRAME is a multiple of every element size, and so is every
+            // column: each piece holds whole elements.
+            let n = FRAME.min(end - offset);
+            tokio::time::timeout(stall, conn.read_exact(&mut buf[..n]))
+                .await
+                .map_err(|_| stalled())?
+                .map_err(|e| format!("the chunk stream broke after {offset} bytes: {e}"))?;
+            on_frame(Frame::Data {
+                offset,
+                bytes: &buf[..n],
+            })?;
+            offset += n;
+        }
+    }
+    Ok(())
+}
+
+/// Where each column of a chunk ends, in bytes; checks the stated total.
+fn column_ends(h: &pb::ChunkHeader) -> Result<Vec<usize>, String> {
+    let n = h
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(usize::try_from(b).ok()?))
+        .ok_or("chunk too large")?;
+    let mut ends = Vec::with_capacity(h.cols.len());
+    let mut at = 0usize;
+    for &d in &h.cols {
+        let size = dtype_from(d).map_err(|e| e.to_string())?.size();
+        at = n
+            .checked_mul(size)
+            .and_then(|b| at.checked_add(b))
+            .ok_or("chunk too large")?;
+        ends.push(at);
+    }
+    if at as u64 != h.total_bytes {
+        return Err("chunk header does not match its size".into());
+    }
+    Ok(ends)
+}

@@ -1,0 +1,154 @@
+//! Serving chunks (or a box of one) on the data plane: the header, then the
+//! chunk's own memory written to the socket, no copy on the way.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use accel_core::Chunk;
+use accel_proto::convert::{dtype_to, task_from};
+use accel_proto::pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::wire::{MAGIC, error_reply, read_msg, write_msg};
+use crate::store::Store;
+
+/// How long a connection may sit idle between requests.
+const IDLE: Duration = Duration::from_secs(300);
+/// How long a new connection may take to greet.
+const GREETING: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Service {
+    pub store: Arc<Store>,
+    /// Chunk transfers in progress (a retiring worker waits for them).
+    pub serving: Arc<AtomicUsize>,
+}
+
+/// Counts a transfer while it lives.
+struct Serving(Arc<AtomicUsize>);
+
+impl Serving {
+    fn new(n: &Arc<AtomicUsize>) -> Serving {
+        n.fetch_add(1, Ordering::SeqCst);
+        Serving(n.clone())
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn dims(v: &[u64]) -> Vec<usize> {
+    v.iter()
+        .map(|&x| usize::try_from(x).unwrap_or(usize::MAX))
+        .collect()
+}
+
+impl Service {
+    /// Serves connections from `listener` until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let service = self.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = service.connection(stream).await {
+                                tracing::debug!(%peer, "data connection closed: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accepting a data connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+
+    async fn connection(&self, mut stream: TcpStream) -> Result<(), String> {
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut magic = [0u8; 8];
+        tokio::time::timeout(GREETING, stream.read_exact(&mut magic))
+            .await
+            .map_err(|_| "no greeting".to_string())?
+            .map_err(|e| e.to_string())?;
+        if &magic != MAGIC {
+            let why = "not an accel data-plane connection, or another wire version".to_string();
+            let _ = write_msg(&mut stream, &error_reply(why.clone())).await;
+            return Err(why);
+        }
+        loop {
+            let req = match tokio::time::timeout(IDLE, read_msg::<pb::FetchRequest, _>(&mut stream))
+                .await
+            {
+                Err(_) | Ok(Ok(None)) => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Some(r))) => r,
+            };
+            match self.find(&req) {
+                Ok(chunk) => {
+                    let _serving = Serving::new(&self.serving);
+                    send_chunk(&mut stream, &chunk)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(why) => write_msg(&mut stream, &error_reply(why))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }
+        }
+    }
+
+    /// The chunk a request asks for, cropped to its region.
+    fn find(&self, req: &pb::FetchRequest) -> Result<Arc<Chunk>, String> {
+        let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
+        accel_proto::check_version(theirs).map_err(|e| e.to_string())?;
+        let (job, key) = task_from(req.chunk.as_ref()).map_err(|e| e.to_string())?;
+        let chunk = self.store.get(job, key).ok_or_else(|| {
+            format!(
+                "chunk {} of stage {} of job {job} is not here",
+                key.chunk, key.stage.0
+            )
+        })?;
+        if req.region_lo.is_empty() && req.region_hi.is_empty() {
+            return Ok(chunk);
+        }
+        let (lo, hi) = (dims(&req.region_lo), dims(&req.region_hi));
+        if lo.iter().all(|&x| x == 0) && hi == chunk.shape {
+            return Ok(chunk);
+        }
+        accel_core::stencil::crop(&chunk, &lo, &hi)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The header, then every column's bytes straight from memory.
+async fn send_chunk(stream: &mut TcpStream, chunk: &Chunk) -> std::io::Result<()> {
+    let header = pb::ChunkHeader {
+        shape: chunk.shape.iter().map(|&x| x as u64).collect(),
+        cols: chunk
+            .cols
+            .iter()
+            .map(|b| dtype_to(b.dtype()) as i32)
+            .collect(),
+        total_bytes: chunk.nbytes() as u64,
+    };
+    let reply = pb::DataReply {
+        reply: Some(pb::data_reply::Reply::Header(header)),
+    };
+    write_msg(stream, &reply).await?;
+    for col in &chunk.cols {
+        stream.write_all(&col.le_bytes()).await?;
+    }
+    Ok(())
+}
