@@ -16,6 +16,7 @@ use crate::embedded::{RunStats, run_plan};
 use crate::error::{Error, Result};
 use crate::expr::Array;
 use crate::lower::to_graph;
+use crate::storage::{Write, Written};
 
 /// Runs array expressions. `Client::local()` runs them in this process on all
 /// cores, with no set-up; `Client::connect(url)` runs them on a cluster.
@@ -172,10 +173,27 @@ impl Client {
 
     /// Builds, optimizes and lowers the expressions without running them.
     pub fn plan(&self, arrays: &[&Array]) -> Result<Planned> {
+        self.plan_with(arrays, &[])
+    }
+
+    /// [`Client::plan`] for computing `arrays` and carrying out `writes` in one run.
+    pub fn plan_with(&self, arrays: &[&Array], writes: &[Write]) -> Result<Planned> {
         let t = Instant::now();
-        let graph = to_graph(arrays)?;
+        let mut all: Vec<&Array> = arrays.to_vec();
+        all.extend(writes.iter().map(|w| &w.array));
+        let graph = to_graph(&all)?;
         let optimized = optimize(&graph)?;
-        let plan = lower_with(&optimized, &self.options)?;
+        let mut plan = lower_with(&optimized, &self.options)?;
+        // The written arrays' stages are the tasks' to write, not the client's to fetch.
+        let written = plan.outputs.split_off(arrays.len());
+        plan.sinks = written
+            .into_iter()
+            .zip(writes)
+            .map(|(s, w)| (s, Arc::new(w.sink.clone())))
+            .collect();
+        if !writes.is_empty() {
+            plan.validate()?;
+        }
         Ok(Planned {
             graph,
             optimized,
@@ -184,9 +202,30 @@ impl Client {
         })
     }
 
+    /// Computes `arrays` and writes `writes` in one run (shared work is done
+    /// once); the stores are written by the tasks, on a cluster by the workers.
+    pub fn write(&self, writes: &[Write]) -> Result<Written> {
+        let bytes = writes.iter().map(Write::nbytes).sum::<Result<u64>>()?;
+        let run = self.run_with(&[], writes)?;
+        Ok(Written {
+            bytes,
+            stats: run.stats,
+        })
+    }
+
+    /// Computes `array` into a new `.npy` file at `path` (replacing any).
+    pub fn to_npy(&self, array: &Array, path: impl AsRef<std::path::Path>) -> Result<Written> {
+        self.write(&[Write::npy(array, path)?])
+    }
+
     /// Computes several arrays in one run (shared work is done once).
     pub fn run(&self, arrays: &[&Array]) -> Result<Run> {
-        let planned = self.plan(arrays)?;
+        self.run_with(arrays, &[])
+    }
+
+    /// Computes `arrays` and carries out `writes` in one run.
+    pub fn run_with(&self, arrays: &[&Array], writes: &[Write]) -> Result<Run> {
+        let planned = self.plan_with(arrays, writes)?;
         if let Some(remote) = &self.remote {
             let (outputs, stats) = remote.run(&planned.plan)?;
             let outputs = outputs
@@ -209,6 +248,7 @@ impl Client {
             .map(|s| {
                 let st = plan.stage(*s);
                 matches!(st.kind, StageKind::Map(_))
+                    && plan.sinks_of(*s).next().is_none()
                     && plan.outputs.iter().filter(|o| *o == s).count() == 1
                     && !plan.stages.iter().any(|x| x.inputs.contains(s))
                     && shape::size(&st.meta.shape) > 0

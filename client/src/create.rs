@@ -81,7 +81,7 @@ impl ChunkSpec {
 }
 
 #[track_caller]
-fn leaf(name: &str, op: Op, shape: &[usize], dtype: DType, chunks: ChunkSpec) -> Array {
+pub(crate) fn leaf(name: &str, op: Op, shape: &[usize], dtype: DType, chunks: ChunkSpec) -> Array {
     match chunks.resolve(shape, dtype) {
         Ok(chunks) => Array::from_expr(
             op,

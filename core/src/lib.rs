@@ -20,6 +20,7 @@ pub mod plan;
 pub mod plan_check;
 pub mod shape;
 pub mod stencil;
+pub mod storage;
 pub mod wire_bytes;
 
 pub use buffer::{Buffer, Chunk, Element};

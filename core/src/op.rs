@@ -265,6 +265,8 @@ impl Boundary {
 pub enum Op {
     /// User data, cut into chunks on demand.
     Source(Arc<HostArray>),
+    /// A stored array (a `.npy` file, a Zarr array) read box by box by the tasks.
+    Read(Arc<crate::storage::Stored>),
     /// Every element equal (a 0-d `Full` is a scalar constant).
     Full(Value),
     Gen(Generator),
@@ -315,6 +317,7 @@ impl Op {
     pub fn label(&self) -> String {
         match self {
             Op::Source(_) => "source".into(),
+            Op::Read(s) => format!("read {}", s.kind()),
             Op::Full(v) => format!("full({v})"),
             Op::Gen(g) => match &g.kind {
                 GenKind::Arange { .. } => "arange".into(),

@@ -30,6 +30,8 @@ pub struct ChunkKey {
 pub enum StageKind {
     /// Chunks cut out of user data.
     Source(Arc<HostArray>),
+    /// Chunks read from a stored array.
+    Read(Arc<crate::storage::Stored>),
     /// A fused elementwise kernel.
     Map(Arc<Executable>),
     /// A fused kernel reduced to a partial state per chunk (finalized at once when
@@ -91,6 +93,7 @@ impl Stage {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             StageKind::Source(_) => "source",
+            StageKind::Read(_) => "read",
             StageKind::Map(_) => "map",
             StageKind::Partial { .. } => "partial",
             StageKind::Combine { .. } => "combine",
@@ -130,9 +133,19 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// The stage computing each requested output.
     pub outputs: Vec<StageId>,
+    /// Stages whose chunks their tasks write to stored arrays.
+    pub sinks: Vec<(StageId, Arc<crate::storage::Sink>)>,
 }
 
 impl Plan {
+    /// Where the chunks of stage `s` are written.
+    pub fn sinks_of(&self, s: StageId) -> impl Iterator<Item = &crate::storage::Sink> {
+        self.sinks
+            .iter()
+            .filter(move |(x, _)| *x == s)
+            .map(|(_, sink)| sink.as_ref())
+    }
+
     pub fn stage(&self, id: StageId) -> &Stage {
         &self.stages[id.index()]
     }
@@ -148,7 +161,7 @@ impl Plan {
         let idx = grid_index(key.chunk as usize, &grid);
         let mut out = Vec::new();
         match &stage.kind {
-            StageKind::Source(_) => {}
+            StageKind::Source(_) | StageKind::Read(_) => {}
             StageKind::Map(_) => {
                 for &inp in &stage.inputs {
                     out.push(broadcast_key(self.stage(inp), inp, &stage.meta.shape, &idx));

@@ -50,6 +50,28 @@ impl Plan {
                 o.0
             )));
         }
+        for (s, sink) in &self.sinks {
+            let st = self.stages.get(s.index()).ok_or_else(|| {
+                Error::Graph(format!(
+                    "invalid plan: written stage {} does not exist",
+                    s.0
+                ))
+            })?;
+            let array = match &st.kind {
+                StageKind::Partial { finalize, .. } | StageKind::Combine { finalize, .. } => {
+                    finalize.is_some()
+                }
+                _ => true,
+            };
+            if !array {
+                return Err(Error::Graph(format!(
+                    "invalid plan: stage {} holds partial reductions, which cannot be written",
+                    s.0
+                )));
+            }
+            sink.check(&st.meta.shape, st.meta.dtype)
+                .map_err(|e| Error::Graph(format!("invalid plan: {e}")))?;
+        }
         Ok(())
     }
 }
@@ -100,6 +122,15 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
         }
     };
     match &st.kind {
+        StageKind::Read(s) => {
+            arity(0)?;
+            if s.shape != st.meta.shape || s.dtype != st.meta.dtype {
+                return Err(bad(
+                    i,
+                    "stored array does not match its declared shape and dtype",
+                ));
+            }
+        }
         StageKind::Source(h) => {
             arity(0)?;
             if h.shape != st.meta.shape

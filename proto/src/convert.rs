@@ -12,6 +12,8 @@ use accel_core::op::{
 };
 use accel_core::plan::{Finalize, Plan, Stage, StageId, StageKind};
 use accel_core::stencil::{Keep, Level, Read, StencilKernel};
+use accel_core::storage::npy::NpyLayout;
+use accel_core::storage::{Format, Sink, Stored};
 use accel_core::{Buffer, Chunk, ChunkKey, Chunks};
 use num_complex::Complex64;
 
@@ -681,6 +683,7 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
         .map(|s| {
             let kind = match &s.kind {
                 StageKind::Source(h) => Kind::Source(host_to(h)),
+                StageKind::Read(s) => Kind::Read(stored_to(s)),
                 StageKind::Map(exe) => Kind::Map(program_to(&exe.program)),
                 StageKind::Partial {
                     exe,
@@ -718,7 +721,51 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
     pb::Plan {
         stages,
         outputs: plan.outputs.iter().map(|o| o.0).collect(),
+        sinks: plan
+            .sinks
+            .iter()
+            .map(|(s, sink)| pb::Sink {
+                stage: s.0,
+                target: Some(stored_to(&sink.target)),
+                offset: u64s(&sink.offset),
+            })
+            .collect(),
     }
+}
+
+fn stored_to(s: &Stored) -> pb::Stored {
+    pb::Stored {
+        path: s.path.to_string_lossy().into_owned(),
+        shape: u64s(&s.shape),
+        dtype: dtype_to(s.dtype) as i32,
+        format: Some(match &s.format {
+            Format::Npy(l) => pb::stored::Format::Npy(pb::NpyLayout {
+                data_offset: l.data_offset,
+                fortran_order: l.fortran_order,
+                big_endian: l.big_endian,
+            }),
+        }),
+    }
+}
+
+fn stored_from(s: Option<pb::Stored>) -> Result<Stored, Error> {
+    let s = s.ok_or_else(|| malformed("stored array without a description"))?;
+    let format = match s
+        .format
+        .ok_or_else(|| malformed("stored array without a format"))?
+    {
+        pb::stored::Format::Npy(l) => Format::Npy(NpyLayout {
+            data_offset: l.data_offset,
+            fortran_order: l.fortran_order,
+            big_endian: l.big_endian,
+        }),
+    };
+    Ok(Stored {
+        path: s.path.into(),
+        shape: dims(&s.shape)?,
+        dtype: dtype_from(s.dtype)?,
+        format,
+    })
 }
 
 /// Decodes a plan and checks it completely ([`Plan::validate`]).
@@ -728,6 +775,7 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
     for s in p.stages {
         let kind = match s.kind.ok_or_else(|| malformed("stage without a kind"))? {
             Kind::Source(h) => StageKind::Source(Arc::new(host_from(h)?)),
+            Kind::Read(s) => StageKind::Read(Arc::new(stored_from(Some(s))?)),
             Kind::Map(prog) => StageKind::Map(Arc::new(Executable::new(program_from(Some(prog))?))),
             Kind::Partial(pt) => StageKind::Partial {
                 exe: Arc::new(Executable::new(program_from(pt.program)?)),
@@ -754,9 +802,21 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
             cache: Default::default(),
         });
     }
+    let sinks = p
+        .sinks
+        .into_iter()
+        .map(|s| {
+            let sink = Sink {
+                target: stored_from(s.target)?,
+                offset: dims(&s.offset)?,
+            };
+            Ok((StageId(s.stage), Arc::new(sink)))
+        })
+        .collect::<Result<_, Error>>()?;
     let plan = Plan {
         stages,
         outputs: p.outputs.into_iter().map(StageId).collect(),
+        sinks,
     };
     plan.validate()?;
     Ok(plan)

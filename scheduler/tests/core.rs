@@ -193,6 +193,7 @@ fn malformed_plans_and_duplicate_jobs_are_refused() {
     let bad = Arc::new(Plan {
         stages: vec![],
         outputs: vec![StageId(3)],
+        sinks: vec![],
     });
     let out = sim.submit(1, 1, bad);
     assert!(

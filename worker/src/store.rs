@@ -143,6 +143,7 @@ mod tests {
         Arc::new(Plan {
             stages: vec![],
             outputs: vec![],
+            sinks: vec![],
         })
     }
 

@@ -30,8 +30,33 @@ pub fn run_task_into(
     Bound::new(exe, &origin, &local, &views)?.run_map_rows(rows)
 }
 
-/// Computes chunk `key` of `plan` from its inputs (in [`Plan::task_inputs`] order).
+/// Computes chunk `key` of `plan` from its inputs (in [`Plan::task_inputs`]
+/// order), and writes it to the stored arrays the plan sends this stage to.
 pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc<Chunk>> {
+    let chunk = compute_task(plan, key, inputs)?;
+    for sink in plan.sinks_of(key.stage) {
+        write_sink(plan, key, sink, &chunk)?;
+    }
+    Ok(chunk)
+}
+
+/// Writes one chunk of an output into its box of the stored array.
+fn write_sink(
+    plan: &Plan,
+    key: ChunkKey,
+    sink: &crate::storage::Sink,
+    chunk: &Chunk,
+) -> Result<()> {
+    let (origin, local) = sink.place(&plan.chunk_origin(key), &chunk.shape);
+    sink.target
+        .write_box(&origin, &local, chunk.data())
+        .map_err(|e| Error::Task {
+            task: format!("write of chunk {} of stage {}", key.chunk, key.stage.0),
+            message: e.to_string(),
+        })
+}
+
+fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc<Chunk>> {
     let stage = plan.stage(key.stage);
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
@@ -43,6 +68,7 @@ pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
     };
     let chunk = match &stage.kind {
         StageKind::Source(h) => Chunk::array(local.clone(), copy_box(h, &origin, &local)),
+        StageKind::Read(s) => Chunk::array(local.clone(), s.read_box(&origin, &local)?),
         StageKind::Map(exe) => {
             let views = views();
             let bound = Bound::new(exe, &origin, &local, &views)?;

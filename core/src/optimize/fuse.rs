@@ -100,6 +100,14 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 label,
                 cache: Default::default(),
             },
+            Op::Read(s) => Stage {
+                kind: StageKind::Read(s.clone()),
+                inputs: vec![],
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label: format!("read {}", s.path.display()),
+                cache: Default::default(),
+            },
             op if op.is_elementwise() => {
                 let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None)?;
                 let label = summarize(&program.op_names());

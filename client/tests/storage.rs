@@ -1,0 +1,232 @@
+//! Arrays in `.npy` files: files written by NumPy read bit for bit (every
+//! dtype, C and Fortran order, big-endian, 0-d to 3-d, any chunking), round
+//! trips through accel's writer (byte-identical to NumPy's files), writes
+//! fused into the tasks that make the chunks, frames written into a stack,
+//! and clear errors for missing, truncated, malformed or unsupported files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::path::PathBuf;
+
+use accel::{ChunkSpec, Client, DType, DynArray, Stored, Write, from_ndarray, from_npy};
+use ndarray::{ArrayD, IxDyn};
+use num_complex::Complex64;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/npy")
+        .join(name)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("accel-storage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// The fixture generator's values: a function of the flat C-order index.
+fn values(dtype: DType, shape: &[usize]) -> DynArray {
+    let n: usize = shape.iter().product();
+    let sh = IxDyn(shape);
+    let i = 0..n as i64;
+    match dtype {
+        DType::Bool => {
+            DynArray::Bool(ArrayD::from_shape_vec(sh, i.map(|i| i % 3 == 0).collect()).unwrap())
+        }
+        DType::I32 => DynArray::I32(
+            ArrayD::from_shape_vec(sh, i.map(|i| ((i * 7919) % 1000 - 500) as i32).collect())
+                .unwrap(),
+        ),
+        DType::I64 => DynArray::I64(
+            ArrayD::from_shape_vec(sh, i.map(|i| i * 1_000_003 - (1 << 40)).collect()).unwrap(),
+        ),
+        DType::F32 => DynArray::F32(
+            ArrayD::from_shape_vec(sh, i.map(|i| (i as f64 * 0.25 - 3.0) as f32).collect())
+                .unwrap(),
+        ),
+        DType::F64 => DynArray::F64(
+            ArrayD::from_shape_vec(sh, i.map(|i| i as f64 * 0.1 + 1.0 / 3.0).collect()).unwrap(),
+        ),
+        DType::C128 => DynArray::C128(
+            ArrayD::from_shape_vec(
+                sh,
+                i.map(|i| Complex64::new(i as f64 * 0.5, 0.0 - i as f64 * 0.25))
+                    .collect(),
+            )
+            .unwrap(),
+        ),
+    }
+}
+
+/// The same values as a lazy array, chunked as asked.
+fn array(v: &DynArray, chunks: &[usize]) -> accel::Array {
+    let c = ChunkSpec::from(chunks.to_vec());
+    match v {
+        DynArray::Bool(a) => from_ndarray(a, c),
+        DynArray::I32(a) => from_ndarray(a, c),
+        DynArray::I64(a) => from_ndarray(a, c),
+        DynArray::F32(a) => from_ndarray(a, c),
+        DynArray::F64(a) => from_ndarray(a, c),
+        DynArray::C128(a) => from_ndarray(a, c),
+    }
+}
+
+const DTYPES: [(DType, &str); 6] = [
+    (DType::Bool, "bool"),
+    (DType::I32, "int32"),
+    (DType::I64, "int64"),
+    (DType::F32, "float32"),
+    (DType::F64, "float64"),
+    (DType::C128, "complex128"),
+];
+
+#[test]
+fn numpy_files_read_bit_for_bit_in_any_chunking() {
+    let local = Client::local();
+    let mut cases: Vec<(String, DType, Vec<usize>)> = DTYPES
+        .iter()
+        .map(|(d, n)| (format!("{n}_7x10.npy"), *d, vec![7, 10]))
+        .collect();
+    cases.extend([
+        ("float64_7x10_fortran.npy".into(), DType::F64, vec![7, 10]),
+        ("float64_5x4_big.npy".into(), DType::F64, vec![5, 4]),
+        ("int32_5x4_big.npy".into(), DType::I32, vec![5, 4]),
+        ("float32_3x4x5.npy".into(), DType::F32, vec![3, 4, 5]),
+        ("int64_13.npy".into(), DType::I64, vec![13]),
+        ("float64_scalar.npy".into(), DType::F64, vec![]),
+    ]);
+    for (name, dtype, shape) in cases {
+        let want = values(dtype, &shape);
+        let chunkings: Vec<Vec<usize>> = match shape.len() {
+            0 => vec![vec![]],
+            1 => vec![vec![13], vec![4], vec![1]],
+            2 => vec![shape.clone(), vec![3, 4], vec![2, 3], vec![5, 1]],
+            _ => vec![vec![3, 4, 5], vec![2, 3, 2], vec![1, 4, 1]],
+        };
+        for chunks in chunkings {
+            let a = from_npy(fixture(&name), chunks.clone());
+            let got = local.run(&[&a]).unwrap().outputs.pop().unwrap();
+            assert_eq!(got, want, "{name} in chunks {chunks:?}");
+        }
+    }
+}
+
+#[test]
+fn arrays_written_to_npy_match_numpys_files_byte_for_byte_and_read_back() {
+    let local = Client::local();
+    for (dtype, name) in DTYPES {
+        let want = values(dtype, &[7, 10]);
+        let path = scratch(&format!("{name}.npy"));
+        let written = local.to_npy(&array(&want, &[3, 4]), &path).unwrap();
+        assert_eq!(written.bytes, 70 * dtype.size() as u64);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            std::fs::read(fixture(&format!("{name}_7x10.npy"))).unwrap(),
+            "{name}: not the file NumPy writes"
+        );
+        for chunks in [[2, 5], [7, 1]] {
+            let back = local.run(&[&from_npy(&path, chunks.to_vec())]).unwrap();
+            assert_eq!(back.outputs[0], want, "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_write_is_the_last_step_of_the_task_that_makes_the_chunk() {
+    let local = Client::local();
+    let src = fixture("float64_7x10.npy");
+    let y = from_npy(&src, vec![3, 4]) * 2.0 + 1.0;
+    let path = scratch("fused.npy");
+    let w = Write::npy(&y, &path).unwrap();
+    let planned = local.plan_with(&[], std::slice::from_ref(&w)).unwrap();
+    // 9 reads and 9 fused map tasks that also write: no task of its own for the write.
+    assert_eq!(planned.tasks(), 18);
+    assert_eq!(planned.plan.sinks.len(), 1);
+    local.write(&[w]).unwrap();
+    let back = local.compute::<f64>(&from_npy(&path, vec![7, 10])).unwrap();
+    let DynArray::F64(x) = values(DType::F64, &[7, 10]) else {
+        unreachable!()
+    };
+    assert_eq!(back, x.mapv(|v| v * 2.0 + 1.0));
+}
+
+#[test]
+fn frames_are_written_into_a_stack_in_one_run() {
+    let local = Client::local();
+    let path = scratch("stack.npy");
+    let stack = Stored::create_npy(&path, &[3, 4, 5], DType::F32).unwrap();
+    let frames: Vec<accel::Array> = (0..3)
+        .map(|k| accel::arange(20, 7).astype(DType::F32).reshape(&[4, 5]) * (k + 1) as f32)
+        .collect();
+    let writes: Vec<Write> = frames
+        .iter()
+        .enumerate()
+        .map(|(k, f)| Write::into(f, &stack, &[k, 0, 0]).unwrap())
+        .collect();
+    local.write(&writes).unwrap();
+    let back = local
+        .compute::<f32>(&from_npy(&path, vec![2, 4, 5]))
+        .unwrap();
+    for k in 0..3 {
+        for i in 0..20 {
+            assert_eq!(back[[k, i / 5, i % 5]], i as f32 * (k + 1) as f32);
+        }
+    }
+    // A frame that does not fit, or of another dtype, is refused at once.
+    let big = accel::zeros(&[4, 6], DType::F32, vec![4, 6]);
+    let err = Write::into(&big, &stack, &[0, 0, 0])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stack.npy") && err.contains("does not fit"),
+        "{err}"
+    );
+    let err = Write::into(&frames[0], &stack, &[3, 0, 0])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not fit"), "{err}");
+    let wrong = accel::zeros(&[4, 5], DType::F64, vec![4, 5]);
+    let err = Write::into(&wrong, &stack, &[0, 0, 0])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds f32"), "{err}");
+}
+
+#[test]
+fn missing_truncated_malformed_and_unsupported_files_are_clear_errors() {
+    let local = Client::local();
+    let err = |p: &PathBuf| {
+        local
+            .run(&[&from_npy(p, ChunkSpec::Auto)])
+            .unwrap_err()
+            .to_string()
+    };
+    let missing = scratch("nowhere/missing.npy");
+    let e = err(&missing);
+    assert!(
+        e.contains("missing.npy") && e.contains("No such file"),
+        "{e}"
+    );
+    let good = std::fs::read(fixture("float64_7x10.npy")).unwrap();
+    let cut = scratch("cut.npy");
+    std::fs::write(&cut, &good[..good.len() - 8]).unwrap();
+    let e = err(&cut);
+    assert!(e.contains("cut.npy") && e.contains("truncated"), "{e}");
+    let garbled = scratch("garbled.npy");
+    let mut g = good.clone();
+    g[20..40].fill(b'#');
+    std::fs::write(&garbled, &g).unwrap();
+    let e = err(&garbled);
+    assert!(e.contains("garbled.npy") && e.contains("malformed"), "{e}");
+    let not_npy = scratch("text.npy");
+    std::fs::write(&not_npy, b"just some text").unwrap();
+    let e = err(&not_npy);
+    assert!(e.contains("not a .npy file"), "{e}");
+    let e = err(&fixture("uint16_4.npy"));
+    assert!(
+        e.contains("uint16_4.npy") && e.contains("<u2") && e.contains("not supported"),
+        "{e}"
+    );
+    // The error points at the user's line.
+    assert!(e.contains("storage.rs"), "{e}");
+}

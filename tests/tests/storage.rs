@@ -1,0 +1,70 @@
+//! Stored arrays on a cluster: the workers read and write the files
+//! themselves (the client sends only metadata), results equal the embedded
+//! client's, and a file the workers cannot use is a clear error naming it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use accel::{Client, DType, Write, from_ndarray, from_npy};
+use accel_e2e::Cluster;
+use prost::Message;
+
+#[test]
+fn workers_read_and_write_npy_files_and_nothing_goes_through_the_client() {
+    let cluster = Cluster::start(2).unwrap();
+    cluster.wait_for_workers(2).unwrap();
+    let remote = Client::connect(&cluster.address).unwrap();
+    let local = Client::local();
+    let src = cluster.path("src.npy");
+    // A 16 MB source file, written by the embedded client.
+    let n = 2_000_000;
+    let data = ndarray::Array2::from_shape_fn((2000, 1000), |(i, j)| (i * 1000 + j) as f64 * 0.5);
+    local
+        .to_npy(&from_ndarray(&data, vec![500, 500]), &src)
+        .unwrap();
+    // Read in chunks that do not follow any storage layout, fused into a map,
+    // and written by the workers into a new file.
+    let x = from_npy(&src, vec![300, 700]);
+    let y = (&x * 2.0).sin() + 1.0;
+    let out = cluster.path("out.npy");
+    let w = Write::npy(&y, &out).unwrap();
+    let planned = remote.plan_with(&[], std::slice::from_ref(&w)).unwrap();
+    let bytes = accel_proto::convert::plan_to(&planned.plan).encoded_len();
+    assert!(
+        bytes < 10_000,
+        "the plan carries {bytes} bytes for a {} MB file",
+        n * 8 / 1_000_000
+    );
+    let written = remote.write(&[w]).unwrap();
+    assert_eq!(written.bytes, (n * 8) as u64);
+    let back = from_npy(&out, vec![1000, 1000]);
+    let expected = local.run(&[&y]).unwrap().outputs;
+    assert_eq!(local.run(&[&back]).unwrap().outputs, expected);
+    assert_eq!(remote.run(&[&back]).unwrap().outputs, expected);
+    // A reduction straight over the file, on the cluster.
+    let s = from_npy(&src, vec![400, 1000]).sum_axis(1);
+    assert_eq!(
+        remote.run(&[&s]).unwrap().outputs,
+        local.run(&[&s]).unwrap().outputs
+    );
+}
+
+#[test]
+fn a_file_the_workers_cannot_read_fails_the_job_naming_it_and_the_cluster_carries_on() {
+    let cluster = Cluster::start(2).unwrap();
+    cluster.wait_for_workers(2).unwrap();
+    let remote = Client::connect(&cluster.address).unwrap();
+    let path = cluster.path("vanishing.npy");
+    Client::local()
+        .to_npy(&accel::arange(1000, 100).astype(DType::F64), &path)
+        .unwrap();
+    let x = from_npy(&path, vec![100]);
+    // Gone between planning and running (as if the workers did not share the disk).
+    std::fs::remove_file(&path).unwrap();
+    let err = remote.compute::<f64>(&x.sum()).unwrap_err().to_string();
+    assert!(
+        err.contains("vanishing.npy") && err.contains("No such file"),
+        "{err}"
+    );
+    let ok = accel::arange(1000, 100).astype(DType::F64).sum();
+    assert_eq!(remote.compute::<f64>(&ok).unwrap()[[]], 499_500.0);
+}
