@@ -218,6 +218,16 @@ impl Client {
         self.write(&[Write::npy(array, path)?])
     }
 
+    /// Computes `array` into a new Zarr v3 array at `path` (replacing any).
+    pub fn to_zarr(
+        &self,
+        array: &Array,
+        path: impl AsRef<std::path::Path>,
+        opts: &crate::ZarrOptions,
+    ) -> Result<Written> {
+        self.write(&[Write::zarr(array, path, opts)?])
+    }
+
     /// Computes several arrays in one run (shared work is done once).
     pub fn run(&self, arrays: &[&Array]) -> Result<Run> {
         self.run_with(arrays, &[])

@@ -29,6 +29,7 @@ mod structure;
 
 pub use accel_core::op::{Boundary, ReduceOp};
 pub use accel_core::optimize::auto_stencil_depth;
+pub use accel_core::storage::zarr::Compression;
 pub use accel_core::storage::{Sink, StorageError, Stored};
 pub use accel_core::{DType, Scalar, Value};
 pub use client::{Client, DynArray, Planned, Run};
@@ -44,5 +45,5 @@ pub use num_complex::Complex64;
 pub use operand::Operand;
 pub use reduce::{DEFAULT_SPLIT_EVERY, ReduceOpts};
 pub use stencil::{Boundaries, Neighbours};
-pub use storage::{Write, Written, from_npy};
+pub use storage::{Write, Written, ZarrOptions, from_npy, from_zarr, from_zarr_with};
 pub use structure::concatenate;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use accel_core::op::Op;
+use accel_core::storage::zarr::Compression;
 use accel_core::storage::{Sink, Stored};
 
 use crate::create::{ChunkSpec, leaf};
@@ -21,6 +22,41 @@ pub fn from_npy(path: impl AsRef<Path>, chunks: impl Into<ChunkSpec>) -> Array {
         Ok(s) => stored_leaf("from_npy", s, chunks.into()),
         Err(e) => Array::build_error("from_npy", accel_core::Error::from(e)),
     }
+}
+
+/// The Zarr array (v2 or v3) at `path`, chunked as it is stored. Its
+/// metadata is read now; each task reads the storage chunks overlapping its
+/// chunk when the array is computed.
+#[track_caller]
+pub fn from_zarr(path: impl AsRef<Path>) -> Array {
+    match Stored::open_zarr(path.as_ref()) {
+        Ok(s) => {
+            let chunks = s
+                .storage_chunks()
+                .map(<[usize]>::to_vec)
+                .unwrap_or_default();
+            stored_leaf("from_zarr", s, ChunkSpec::Shape(chunks))
+        }
+        Err(e) => Array::build_error("from_zarr", accel_core::Error::from(e)),
+    }
+}
+
+/// [`from_zarr`] in chunks of your choosing (they need not follow the
+/// storage chunks: a task reads every storage chunk its chunk overlaps).
+#[track_caller]
+pub fn from_zarr_with(path: impl AsRef<Path>, chunks: impl Into<ChunkSpec>) -> Array {
+    match Stored::open_zarr(path.as_ref()) {
+        Ok(s) => stored_leaf("from_zarr", s, chunks.into()),
+        Err(e) => Array::build_error("from_zarr", accel_core::Error::from(e)),
+    }
+}
+
+/// How [`Write::zarr`] stores an array.
+#[derive(Clone, Debug, Default)]
+pub struct ZarrOptions {
+    /// Storage chunk shape; by default the array's own chunks.
+    pub chunks: Option<Vec<usize>>,
+    pub compression: Compression,
 }
 
 #[track_caller]
@@ -45,19 +81,43 @@ impl Write {
         Write::into(array, &target, &vec![0; target.shape.len()])
     }
 
+    /// `array` into a new Zarr v3 array at `path` (replacing any), created
+    /// now; every task writes whole storage chunks of it.
+    pub fn zarr(array: &Array, path: impl AsRef<Path>, opts: &ZarrOptions) -> Result<Write> {
+        let meta = array.meta()?;
+        let chunks = match &opts.chunks {
+            Some(c) => c.clone(),
+            None => meta.chunks.max_chunk(),
+        };
+        let target = Stored::create_zarr(
+            path.as_ref(),
+            &meta.shape,
+            meta.dtype,
+            &chunks,
+            opts.compression,
+        )?;
+        Write::into(array, &target, &vec![0; meta.shape.len()])
+    }
+
     /// `array` into an existing stored array, its first element at `offset`
     /// (one entry per stored axis). An array with fewer axes than the store
     /// fills its last axes: frame k of a stack is `offset = [k, 0, 0]`.
+    ///
+    /// Tasks write whole storage chunks only (two tasks never share one), so
+    /// an array whose chunks straddle the store's chunks is rechunked to
+    /// multiples of them first; an offset off a storage chunk boundary is
+    /// refused.
     pub fn into(array: &Array, target: &Stored, offset: &[usize]) -> Result<Write> {
         let sink = Sink {
             target: target.clone(),
             offset: offset.to_vec(),
         };
         sink.check(&array.shape()?, array.dtype()?)?;
-        Ok(Write {
-            array: array.clone(),
-            sink,
-        })
+        let array = match target.storage_chunks() {
+            Some(sc) => aligned(array, &sink, sc)?,
+            None => array.clone(),
+        };
+        Ok(Write { array, sink })
     }
 
     /// Bytes this write puts into the store.
@@ -65,6 +125,47 @@ impl Write {
         let m = self.array.meta()?;
         Ok((accel_core::shape::size(&m.shape) * m.dtype.size()) as u64)
     }
+}
+
+/// `array` rechunked, if needed, so that each of its chunks covers whole
+/// storage chunks of the sink's target.
+fn aligned(array: &Array, sink: &Sink, sc: &[usize]) -> Result<Array> {
+    let meta = array.meta()?;
+    let path = sink.target.path.display();
+    let nd = meta.shape.len();
+    let lead = sc.len() - nd;
+    if let Some(k) = (0..lead).find(|&k| sc[k] != 1) {
+        return Err(Error::Invalid(format!(
+            "{path}: a {nd}-d array written into this {}-d store shares its storage chunks \
+             of {} along axis {k} with its neighbours; store it in chunks of 1 along that axis",
+            sc.len(),
+            sc[k]
+        )));
+    }
+    let offsets = meta.chunks.offsets();
+    let mut want = meta.chunks.max_chunk();
+    let mut change = false;
+    for k in 0..nd {
+        let (o, s) = (sink.offset[lead + k], sc[lead + k]);
+        let end = o + meta.shape[k];
+        if o % s != 0 || (end % s != 0 && end != sink.target.shape[lead + k]) {
+            return Err(Error::Invalid(format!(
+                "{path}: along axis {}, elements {o}..{end} do not start and end on the \
+                 store's chunks of {s}",
+                lead + k
+            )));
+        }
+        let inner = &offsets[k][1..offsets[k].len().saturating_sub(1)];
+        if inner.iter().any(|b| b % s != 0) {
+            want[k] = (want[k] / s).max(1) * s;
+            change = true;
+        }
+    }
+    Ok(if change {
+        array.rechunk(want)
+    } else {
+        array.clone()
+    })
 }
 
 /// What [`Client::write`](crate::Client::write) did.
@@ -85,5 +186,12 @@ impl Array {
     /// Computes this array on the embedded client into a new `.npy` file.
     pub fn to_npy(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::Client::local().to_npy(self, path).map(|_| ())
+    }
+
+    /// Computes this array on the embedded client into a new Zarr array.
+    pub fn to_zarr(&self, path: impl AsRef<Path>, opts: &ZarrOptions) -> Result<()> {
+        crate::Client::local()
+            .write(&[Write::zarr(self, path, opts)?])
+            .map(|_| ())
     }
 }

@@ -13,6 +13,7 @@ use accel_core::op::{
 use accel_core::plan::{Finalize, Plan, Stage, StageId, StageKind};
 use accel_core::stencil::{Keep, Level, Read, StencilKernel};
 use accel_core::storage::npy::NpyLayout;
+use accel_core::storage::zarr::ZarrLayout;
 use accel_core::storage::{Format, Sink, Stored};
 use accel_core::{Buffer, Chunk, ChunkKey, Chunks};
 use num_complex::Complex64;
@@ -744,6 +745,10 @@ fn stored_to(s: &Stored) -> pb::Stored {
                 fortran_order: l.fortran_order,
                 big_endian: l.big_endian,
             }),
+            Format::Zarr(z) => pb::stored::Format::Zarr(pb::ZarrLayout {
+                metadata: z.metadata.clone(),
+                chunks: u64s(&z.chunks),
+            }),
         }),
     }
 }
@@ -758,6 +763,10 @@ fn stored_from(s: Option<pb::Stored>) -> Result<Stored, Error> {
             data_offset: l.data_offset,
             fortran_order: l.fortran_order,
             big_endian: l.big_endian,
+        }),
+        pb::stored::Format::Zarr(z) => Format::Zarr(ZarrLayout {
+            metadata: z.metadata,
+            chunks: dims(&z.chunks)?,
         }),
     };
     Ok(Stored {

@@ -68,3 +68,27 @@ fn a_file_the_workers_cannot_read_fails_the_job_naming_it_and_the_cluster_carrie
     let ok = accel::arange(1000, 100).astype(DType::F64).sum();
     assert_eq!(remote.compute::<f64>(&ok).unwrap()[[]], 499_500.0);
 }
+
+#[test]
+fn workers_read_and_write_zarr_stores() {
+    let cluster = Cluster::start(2).unwrap();
+    cluster.wait_for_workers(2).unwrap();
+    let remote = Client::connect(&cluster.address).unwrap();
+    let local = Client::local();
+    let x = accel::Rng::new(4).random(&[600, 500], vec![150, 125]);
+    let src = cluster.path("src.zarr");
+    let opts = accel::ZarrOptions {
+        chunks: Some(vec![100, 100]),
+        compression: accel::Compression::Zstd3,
+    };
+    // Written by the workers, chunks of 150×125 rechunked to whole 100×100 storage chunks.
+    remote.to_zarr(&x, &src, &opts).unwrap();
+    let y = (accel::from_zarr_with(&src, vec![120, 250]) * 3.0)
+        .exp()
+        .sum_axis(0);
+    // The same chunks (so the same order of summation) straight from the generator.
+    let same = (x.rechunk(vec![120, 250]) * 3.0).exp().sum_axis(0);
+    let want = local.run(&[&same]).unwrap().outputs;
+    assert_eq!(remote.run(&[&y]).unwrap().outputs, want);
+    assert_eq!(local.run(&[&y]).unwrap().outputs, want);
+}

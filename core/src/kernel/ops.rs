@@ -457,6 +457,11 @@ where
     map1(a, o, |x| x.as_());
 }
 
+/// The zero of `x`'s type.
+fn zero_of<T: Default>(_: T) -> T {
+    T::default()
+}
+
 /// `o = a as o.dtype` with C semantics (NumPy's `astype`).
 pub fn cast(a: View<'_>, o: ViewMut<'_>) -> Result<()> {
     let n = a.len();
@@ -467,7 +472,7 @@ pub fn cast(a: View<'_>, o: ViewMut<'_>) -> Result<()> {
                 ViewMut::I64(o) => cast_real(&$a[..n], &mut o[..n]),
                 ViewMut::F32(o) => cast_real(&$a[..n], &mut o[..n]),
                 ViewMut::F64(o) => cast_real(&$a[..n], &mut o[..n]),
-                ViewMut::Bool(o) => map1(&$a[..n], &mut o[..n], |x| x != Default::default()),
+                ViewMut::Bool(o) => map1(&$a[..n], &mut o[..n], |x| x != zero_of(x)),
                 ViewMut::C128(or, oi) => {
                     cast_real(&$a[..n], &mut or[..n]);
                     oi[..n].iter_mut().for_each(|x| *x = 0.0);

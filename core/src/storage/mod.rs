@@ -4,6 +4,7 @@
 //! only its own box of the file.
 
 pub mod npy;
+pub mod zarr;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,7 @@ impl From<StorageError> for Error {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
     Npy(npy::NpyLayout),
+    Zarr(zarr::ZarrLayout),
 }
 
 /// A stored array: where it is, what it holds, how it is laid out.
@@ -86,9 +88,49 @@ impl Stored {
         })
     }
 
+    /// Opens the Zarr array (v2 or v3) at `path` (reads its metadata).
+    pub fn open_zarr(path: impl AsRef<Path>) -> Result<Stored, StorageError> {
+        let path = utf8(path.as_ref())?;
+        let (shape, dtype, layout) = zarr::open(path)?;
+        Ok(Stored {
+            path: path.to_path_buf(),
+            shape,
+            dtype,
+            format: Format::Zarr(layout),
+        })
+    }
+
+    /// Creates a Zarr v3 array at `path` (replacing any), every chunk absent
+    /// (zero) until written, stored in chunks of `chunks`.
+    pub fn create_zarr(
+        path: impl AsRef<Path>,
+        shape: &[usize],
+        dtype: DType,
+        chunks: &[usize],
+        compression: zarr::Compression,
+    ) -> Result<Stored, StorageError> {
+        let path = utf8(path.as_ref())?;
+        let layout = zarr::create(path, shape, dtype, chunks, compression)?;
+        Ok(Stored {
+            path: path.to_path_buf(),
+            shape: shape.to_vec(),
+            dtype,
+            format: Format::Zarr(layout),
+        })
+    }
+
     pub fn kind(&self) -> &'static str {
         match self.format {
             Format::Npy(_) => "npy",
+            Format::Zarr(_) => "zarr",
+        }
+    }
+
+    /// The shape of a storage chunk, for stores that have them.
+    pub fn storage_chunks(&self) -> Option<&[usize]> {
+        match &self.format {
+            Format::Npy(_) => None,
+            Format::Zarr(z) => Some(&z.chunks),
         }
     }
 
@@ -118,6 +160,7 @@ impl Stored {
         self.check_box(origin, local)?;
         match &self.format {
             Format::Npy(l) => npy::read_box(&self.path, &self.shape, self.dtype, l, origin, local),
+            Format::Zarr(z) => zarr::read_box(&self.path, self.dtype, z, origin, local),
         }
     }
 
@@ -141,6 +184,7 @@ impl Stored {
         }
         match &self.format {
             Format::Npy(l) => npy::write_box(&self.path, &self.shape, l, origin, local, data),
+            Format::Zarr(z) => zarr::write_box(&self.path, z, origin, local, data),
         }
     }
 }

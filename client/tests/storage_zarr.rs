@@ -1,0 +1,193 @@
+//! Zarr arrays: stores written by zarr-python (v2: none, gzip, zstd and blosc
+//! compressors, missing chunks read as the fill value) read bit for bit in
+//! chunkings that do and do not line up with the storage chunks; round trips
+//! through accel's v3 writer for every dtype, with writes rechunked to whole
+//! storage chunks; frames into a stack; clear errors for missing, malformed,
+//! corrupt and unsupported stores.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod stored;
+
+use std::path::PathBuf;
+
+use accel::{
+    Client, Compression, DType, DynArray, Stored, Write, ZarrOptions, from_zarr, from_zarr_with,
+};
+use stored::{DTYPES, array, scratch, values};
+
+fn fixture(name: &str) -> PathBuf {
+    stored::fixture("zarr2", name)
+}
+
+fn read(a: &accel::Array) -> DynArray {
+    Client::local().run(&[a]).unwrap().outputs.pop().unwrap()
+}
+
+#[test]
+fn zarr_python_stores_read_bit_for_bit_with_every_compressor_and_chunking() {
+    let want = values(DType::F64, &[20, 30]);
+    for comp in ["none", "gzip", "zstd", "blosc"] {
+        let path = fixture(&format!("float64_20x30_{comp}.zarr"));
+        assert_eq!(read(&from_zarr(&path)), want, "{comp}, storage chunks");
+        for chunks in [[20, 30], [5, 11], [14, 16], [1, 30]] {
+            let a = from_zarr_with(&path, chunks.to_vec());
+            assert_eq!(read(&a), want, "{comp} in chunks {chunks:?}");
+        }
+    }
+    for (name, dtype, shape) in [
+        ("bool_11.zarr", DType::Bool, vec![11]),
+        ("int64_6x5.zarr", DType::I64, vec![6, 5]),
+        ("float32_4x5x6.zarr", DType::F32, vec![4, 5, 6]),
+        ("complex128_5x3.zarr", DType::C128, vec![5, 3]),
+    ] {
+        let a = from_zarr(fixture(name));
+        assert_eq!(read(&a), values(dtype, &shape), "{name}");
+        let odd: Vec<usize> = shape.iter().map(|&n| n.div_ceil(3)).collect();
+        assert_eq!(
+            read(&from_zarr_with(fixture(name), odd)),
+            values(dtype, &shape),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn chunks_never_written_read_as_the_fill_value() {
+    let DynArray::I32(all) = values(DType::I32, &[9, 9]) else {
+        unreachable!()
+    };
+    let got = Client::local()
+        .compute::<i32>(&from_zarr_with(fixture("int32_9x9_fill.zarr"), vec![3, 5]))
+        .unwrap();
+    for ((i, j), v) in got
+        .clone()
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap()
+        .indexed_iter()
+    {
+        let written = (i < 4 && j < 4) || (i == 8 && j == 8);
+        let expect = if written { all[[i, j]] } else { -7 };
+        assert_eq!(*v, expect, "({i}, {j})");
+    }
+}
+
+#[test]
+fn arrays_round_trip_through_zarr_for_every_dtype_and_compression() {
+    let local = Client::local();
+    for (dtype, name) in DTYPES {
+        let want = values(dtype, &[13, 7]);
+        for (k, compression) in [
+            Compression::None,
+            Compression::Zstd(5),
+            Compression::Gzip(4),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = scratch(&format!("{name}_{k}.zarr"));
+            // Array chunks of 5×5 straddle storage chunks of 4×3: the write is
+            // rechunked to whole storage chunks.
+            let opts = ZarrOptions {
+                chunks: Some(vec![4, 3]),
+                compression,
+            };
+            let w = Write::zarr(&array(&want, &[5, 5]), &path, &opts).unwrap();
+            let written = local.write(&[w]).unwrap();
+            assert_eq!(written.bytes, (91 * dtype.size()) as u64);
+            assert_eq!(read(&from_zarr(&path)), want, "{name} {compression:?}");
+            assert_eq!(
+                read(&from_zarr_with(&path, vec![6, 2])),
+                want,
+                "{name} {compression:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn frames_go_into_a_stack_and_misaligned_writes_are_refused_or_rechunked() {
+    let local = Client::local();
+    let path = scratch("frames.zarr");
+    let stack = Stored::create_zarr(
+        &path,
+        &[4, 6, 8],
+        DType::F64,
+        &[1, 3, 4],
+        Compression::Zstd3,
+    )
+    .unwrap();
+    let frame = |k: usize| accel::arange(48, 5).astype(DType::F64).reshape(&[6, 8]) + k as f64;
+    let frames: Vec<accel::Array> = (0..4).map(frame).collect();
+    let writes: Vec<Write> = frames
+        .iter()
+        .enumerate()
+        .map(|(k, f)| Write::into(f, &stack, &[k, 0, 0]).unwrap())
+        .collect();
+    // Each frame's 5-element chunks were rechunked to whole storage chunks.
+    assert!(writes.iter().all(|w| w.nbytes().unwrap() == 48 * 8));
+    local.write(&writes).unwrap();
+    let back = local.compute::<f64>(&from_zarr(&path)).unwrap();
+    for k in 0..4 {
+        for i in 0..48 {
+            assert_eq!(back[[k, i / 8, i % 8]], i as f64 + k as f64);
+        }
+    }
+    let small = accel::zeros(&[3, 4], DType::F64, vec![3, 4]);
+    let err = Write::into(&small, &stack, &[0, 1, 0])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("frames.zarr") && err.contains("chunks of 3"),
+        "{err}"
+    );
+    let shared = Stored::create_zarr(
+        scratch("shared.zarr"),
+        &[4, 6, 8],
+        DType::F64,
+        &[2, 3, 4],
+        Compression::None,
+    )
+    .unwrap();
+    let err = Write::into(&frames[0], &shared, &[0, 0, 0])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chunks of 1 along that axis"), "{err}");
+}
+
+#[test]
+fn missing_malformed_corrupt_and_unsupported_stores_are_clear_errors() {
+    let local = Client::local();
+    let err = |a: &accel::Array| local.run(&[a]).unwrap_err().to_string();
+    let e = err(&from_zarr(scratch("nowhere.zarr")));
+    assert!(
+        e.contains("nowhere.zarr") && e.contains("no such Zarr store"),
+        "{e}"
+    );
+    let e = err(&from_zarr(fixture("uint16_4.zarr")));
+    assert!(
+        e.contains("uint16_4.zarr") && e.contains("not supported"),
+        "{e}"
+    );
+    // Garbled metadata.
+    let bad = scratch("garbled.zarr");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join(".zarray"), b"{\"zarr_format\": 2, \"shape\": ").unwrap();
+    let e = err(&from_zarr(&bad));
+    assert!(e.contains("garbled.zarr"), "{e}");
+    // A corrupt chunk fails the task that reads it, naming the store.
+    let corrupt = scratch("corrupt.zarr");
+    let _ = std::fs::remove_dir_all(&corrupt);
+    copy_dir(&fixture("float64_20x30_zstd.zarr"), &corrupt);
+    std::fs::write(corrupt.join("1.1"), b"not zstd at all").unwrap();
+    let e = err(&from_zarr(&corrupt).sum());
+    assert!(e.contains("corrupt.zarr"), "{e}");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
