@@ -23,6 +23,7 @@ mod lower;
 mod operand;
 mod reduce;
 mod remote;
+mod scatter;
 mod stencil;
 mod storage;
 mod structure;

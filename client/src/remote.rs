@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use accel_core::Buffer;
-use accel_core::plan::Plan;
+use std::sync::{Arc, PoisonError};
+
+use accel_core::plan::{Plan, StageKind};
 use accel_proto::convert::plan_to;
 use accel_proto::pb;
 use accel_proto::pb::scheduler_client::SchedulerClient;
@@ -15,6 +17,7 @@ use tonic::transport::Channel;
 use crate::embedded::RunStats;
 use crate::error::{Error, Result};
 use crate::gather::{GatherError, gather};
+use crate::scatter::{HostServer, SCATTER_BYTES};
 
 #[derive(Debug)]
 pub struct Remote {
@@ -23,6 +26,8 @@ pub struct Remote {
     scheduler: SchedulerClient<Channel>,
     /// Connections to the workers' data planes, kept between jobs.
     peers: Peers,
+    /// Serves large user arrays to the workers; started on first need.
+    host: std::sync::Mutex<Option<Arc<HostServer>>>,
 }
 
 impl Remote {
@@ -58,7 +63,19 @@ impl Remote {
             runtime,
             scheduler,
             peers: Peers::default(),
+            host: Default::default(),
         })
+    }
+
+    /// The client's data plane, started on first use.
+    fn host(&self) -> Result<Arc<HostServer>> {
+        let mut host = self.host.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = host.as_ref() {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(HostServer::start(&self.runtime, &self.address)?);
+        *host = Some(h.clone());
+        Ok(h)
     }
 
     pub fn address(&self) -> &str {
@@ -78,19 +95,31 @@ impl Remote {
     pub fn run(&self, plan: &Plan) -> Result<(Vec<Buffer>, RunStats)> {
         let start = Instant::now();
         let mut scheduler = self.scheduler.clone();
+        let large = plan
+            .stages
+            .iter()
+            .any(|s| matches!(&s.kind, StageKind::Source(h) if h.data.nbytes() > SCATTER_BYTES));
+        let host = if large { Some(self.host()?) } else { None };
+        // Large sources stay here, served to the tasks that read them, until the job ends.
+        let (sent, _served) = match &host {
+            Some(h) => {
+                let (p, served) = h.scatter(plan);
+                (std::borrow::Cow::Owned(p), Some(served))
+            }
+            None => (std::borrow::Cow::Borrowed(plan), None),
+        };
         self.runtime.block_on(async move {
             let req = pb::SubmitRequest {
                 hello: Some(pb::Hello {
                     protocol_version: PROTOCOL_VERSION,
                     peer: "client".into(),
                 }),
-                plan: Some(plan_to(plan)),
+                plan: Some(plan_to(&sent)),
             };
             let size = prost::Message::encoded_len(&req);
             if size > MAX_MESSAGE_BYTES {
                 return Err(Error::Invalid(format!(
-                    "the plan is {} MiB (its source arrays travel with it); the limit is {} MiB: \
-                     create large inputs on the cluster (arange, random, …) or split them",
+                    "the plan is {} MiB; the limit is {} MiB",
                     size >> 20,
                     MAX_MESSAGE_BYTES >> 20
                 )));

@@ -32,6 +32,9 @@ pub enum StageKind {
     Source(Arc<HostArray>),
     /// Chunks read from a stored array.
     Read(Arc<crate::storage::Stored>),
+    /// Chunks of user data that stayed with the client: each task fetches its
+    /// box from the client's data plane (large sources do not travel in the plan).
+    Remote(Arc<RemoteSource>),
     /// A fused elementwise kernel.
     Map(Arc<Executable>),
     /// A fused kernel reduced to a partial state per chunk (finalized at once when
@@ -56,6 +59,17 @@ pub enum StageKind {
     Reshape,
     /// A fused stencil: each task reads its inputs around its chunk.
     Stencil(Arc<crate::stencil::StencilKernel>),
+}
+
+/// A user array served by the client that submitted the plan.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RemoteSource {
+    /// host:port of the client's data plane.
+    pub address: String,
+    /// The array's id there.
+    pub id: u64,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
 }
 
 /// The last step of a reduction: the result dtype, and an elementwise kernel
@@ -94,6 +108,7 @@ impl Stage {
         match self.kind {
             StageKind::Source(_) => "source",
             StageKind::Read(_) => "read",
+            StageKind::Remote(_) => "remote source",
             StageKind::Map(_) => "map",
             StageKind::Partial { .. } => "partial",
             StageKind::Combine { .. } => "combine",
@@ -161,7 +176,7 @@ impl Plan {
         let idx = grid_index(key.chunk as usize, &grid);
         let mut out = Vec::new();
         match &stage.kind {
-            StageKind::Source(_) | StageKind::Read(_) => {}
+            StageKind::Source(_) | StageKind::Read(_) | StageKind::Remote(_) => {}
             StageKind::Map(_) => {
                 for &inp in &stage.inputs {
                     out.push(broadcast_key(self.stage(inp), inp, &stage.meta.shape, &idx));

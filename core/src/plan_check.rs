@@ -122,6 +122,15 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
         }
     };
     match &st.kind {
+        StageKind::Remote(r) => {
+            arity(0)?;
+            if r.shape != st.meta.shape || r.dtype != st.meta.dtype {
+                return Err(bad(
+                    i,
+                    "remote source does not match its declared shape and dtype",
+                ));
+            }
+        }
         StageKind::Read(s) => {
             arity(0)?;
             if s.shape != st.meta.shape || s.dtype != st.meta.dtype {

@@ -10,7 +10,7 @@ use accel_core::kernel::{Executable, Instr, Program};
 use accel_core::op::{
     BinaryOp, Boundary, GenKind, HostArray, InAxis, Meta, ReduceOp, ReduceSpec, Remap, UnaryOp,
 };
-use accel_core::plan::{Finalize, Plan, Stage, StageId, StageKind};
+use accel_core::plan::{Finalize, Plan, RemoteSource, Stage, StageId, StageKind};
 use accel_core::stencil::{Keep, Level, Read, StencilKernel};
 use accel_core::storage::npy::NpyLayout;
 use accel_core::storage::zarr::ZarrLayout;
@@ -685,6 +685,12 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
             let kind = match &s.kind {
                 StageKind::Source(h) => Kind::Source(host_to(h)),
                 StageKind::Read(s) => Kind::Read(stored_to(s)),
+                StageKind::Remote(r) => Kind::Remote(pb::RemoteSource {
+                    address: r.address.clone(),
+                    id: r.id,
+                    shape: u64s(&r.shape),
+                    dtype: dtype_to(r.dtype) as i32,
+                }),
                 StageKind::Map(exe) => Kind::Map(program_to(&exe.program)),
                 StageKind::Partial {
                     exe,
@@ -785,6 +791,12 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
         let kind = match s.kind.ok_or_else(|| malformed("stage without a kind"))? {
             Kind::Source(h) => StageKind::Source(Arc::new(host_from(h)?)),
             Kind::Read(s) => StageKind::Read(Arc::new(stored_from(Some(s))?)),
+            Kind::Remote(r) => StageKind::Remote(Arc::new(RemoteSource {
+                address: r.address,
+                id: r.id,
+                shape: dims(&r.shape)?,
+                dtype: dtype_from(r.dtype)?,
+            })),
             Kind::Map(prog) => StageKind::Map(Arc::new(Executable::new(program_from(Some(prog))?))),
             Kind::Partial(pt) => StageKind::Partial {
                 exe: Arc::new(Executable::new(program_from(pt.program)?)),

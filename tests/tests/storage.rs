@@ -92,3 +92,24 @@ fn workers_read_and_write_zarr_stores() {
     assert_eq!(remote.run(&[&y]).unwrap().outputs, want);
     assert_eq!(local.run(&[&y]).unwrap().outputs, want);
 }
+
+#[test]
+fn a_source_larger_than_a_message_is_served_by_the_client_chunk_by_chunk() {
+    let cluster = Cluster::start(2).unwrap();
+    cluster.wait_for_workers(2).unwrap();
+    let remote = Client::connect(&cluster.address).unwrap();
+    // 320 MiB: above the 256 MiB message limit that a plan carrying it would hit.
+    let n: usize = 40 << 20;
+    let data = ndarray::Array1::from_iter((0..n).map(|i| (i % 1024) as f64));
+    let x = from_ndarray(&data, n / 16);
+    let got = remote.compute::<f64>(&(&x * 2.0).sum()).unwrap()[[]];
+    let blocks = (n / 1024) as f64;
+    assert_eq!(got, 2.0 * blocks * (1023.0 * 1024.0 / 2.0));
+    // Results computed from it are right to the last element.
+    let y = remote.compute::<f64>(&(&x + 1.0)).unwrap();
+    assert!(
+        y.iter()
+            .enumerate()
+            .all(|(i, &v)| v == (i % 1024) as f64 + 1.0)
+    );
+}

@@ -116,6 +116,9 @@ async fn run(
             return Outcome::Skipped;
         }
     };
+    if let accel_core::StageKind::Remote(r) = &plan.stage(key.stage).kind {
+        return fetch_remote(session, job, key, &plan, r).await;
+    }
     let args = match gather(session, &plan, key, inputs).await {
         Ok(args) => args,
         // Given back while fetching: its inputs may be gone, and that is no failure.
@@ -162,6 +165,55 @@ async fn run(
             nbytes,
             "task finished"
         );
+        Outcome::Done(nbytes)
+    } else {
+        Outcome::Skipped
+    }
+}
+
+/// A task of a remote source: its box of the client's array, fetched from
+/// the client's data plane.
+async fn fetch_remote(
+    session: &Session,
+    job: u64,
+    key: ChunkKey,
+    plan: &Plan,
+    r: &accel_core::plan::RemoteSource,
+) -> Outcome {
+    let origin = plan.chunk_origin(key);
+    let local = plan.chunk_shape(key);
+    let hi: Vec<usize> = origin.iter().zip(&local).map(|(o, l)| o + l).collect();
+    let whole = ChunkKey {
+        stage: accel_core::StageId(0),
+        chunk: 0,
+    };
+    let fetched = session
+        .shared
+        .peers
+        .fetch(&r.address, r.id, whole, Some((origin, hi)))
+        .await;
+    if !session.dequeue(job, key) {
+        return Outcome::Skipped;
+    }
+    let chunk = match fetched {
+        Ok(c) if c.shape == local && c.cols.len() == 1 && c.data().dtype() == r.dtype => c,
+        Ok(_) => {
+            return Outcome::Failed("the client sent a box of the wrong shape or dtype".into());
+        }
+        Err(e) => {
+            return Outcome::Failed(format!(
+                "could not fetch this chunk of the client's array from {}: {e}",
+                r.address
+            ));
+        }
+    };
+    session.report(Report::Started(task_to(job, key)));
+    let nbytes = chunk.nbytes() as u64;
+    if session
+        .shared
+        .store
+        .insert(session.generation, job, key, chunk)
+    {
         Outcome::Done(nbytes)
     } else {
         Outcome::Skipped

@@ -14,7 +14,7 @@ mod session;
 mod store;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
@@ -73,6 +73,22 @@ impl Config {
     }
 }
 
+/// The local address a packet to the scheduler would leave from (no packet is sent).
+pub fn facing_ip(scheduler: &str) -> Option<IpAddr> {
+    let hostport = scheduler.split("://").nth(1)?.split('/').next()?;
+    let target = std::net::ToSocketAddrs::to_socket_addrs(hostport)
+        .ok()?
+        .next()?;
+    let sock = std::net::UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .ok()?;
+    sock.connect(target).ok()?;
+    Some(sock.local_addr().ok()?.ip())
+}
+
 /// First wait before attaching again; doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -107,7 +123,7 @@ pub async fn run(
         faults: config.faults.clone(),
     });
     let service = fetch::Service {
-        store: shared.store.clone(),
+        source: shared.store.clone(),
         serving: shared.serving.clone(),
     };
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,6 @@
 //! `accel-worker http://HOST:PORT`: runs tasks for a scheduler.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use clap::Parser;
@@ -61,22 +61,6 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// The local address a packet to the scheduler would leave from (no packet is sent).
-fn facing_ip(scheduler: &str) -> Option<IpAddr> {
-    let hostport = scheduler.split("://").nth(1)?.split('/').next()?;
-    let target = std::net::ToSocketAddrs::to_socket_addrs(hostport)
-        .ok()?
-        .next()?;
-    let sock = UdpSocket::bind(if target.is_ipv4() {
-        "0.0.0.0:0"
-    } else {
-        "[::]:0"
-    })
-    .ok()?;
-    sock.connect(target).ok()?;
-    Some(sock.local_addr().ok()?.ip())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -89,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let listen = match args.listen {
         Some(a) => a,
         None => SocketAddr::new(
-            facing_ip(&args.scheduler).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            accel_worker::facing_ip(&args.scheduler).unwrap_or(IpAddr::from([127, 0, 0, 1])),
             0,
         ),
     };

@@ -2,4 +2,4 @@
 
 pub mod task;
 
-pub use task::{run_task, run_task_into};
+pub use task::{copy_box, run_task, run_task_into};

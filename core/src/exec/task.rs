@@ -69,6 +69,11 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
     let chunk = match &stage.kind {
         StageKind::Source(h) => Chunk::array(local.clone(), copy_box(h, &origin, &local)),
         StageKind::Read(s) => Chunk::array(local.clone(), s.read_box(&origin, &local)?),
+        StageKind::Remote(_) => {
+            return Err(internal(
+                "a remote source is fetched from the client by the worker, not computed",
+            ));
+        }
         StageKind::Map(exe) => {
             let views = views();
             let bound = Bound::new(exe, &origin, &local, &views)?;
@@ -223,8 +228,9 @@ fn internal(msg: &str) -> Error {
     }
 }
 
-/// Copies the box `origin..origin + shape` out of a row-major host array.
-fn copy_box(h: &HostArray, origin: &[usize], shape: &[usize]) -> Buffer {
+/// Copies the box `origin..origin + shape` out of a row-major host array
+/// (the box must lie inside it).
+pub fn copy_box(h: &HostArray, origin: &[usize], shape: &[usize]) -> Buffer {
     let nd = shape.len();
     let total = shape::size(shape);
     let src_strides = shape::strides(&h.shape);

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use accel_core::Chunk;
+use accel_core::{Chunk, ChunkKey};
 use accel_proto::convert::{dtype_to, task_from};
 use accel_proto::pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::Region;
 use super::wire::{MAGIC, error_reply, read_msg, write_msg};
 use crate::store::Store;
 
@@ -20,9 +21,35 @@ const IDLE: Duration = Duration::from_secs(300);
 /// How long a new connection may take to greet.
 const GREETING: Duration = Duration::from_secs(10);
 
+/// Whatever a data plane serves chunks from: a worker's store, or the
+/// client's own arrays.
+pub trait ChunkSource: Send + Sync + 'static {
+    /// Chunk `key` of `job`, or only its box `region` (lo, hi).
+    fn chunk(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Arc<Chunk>, String>;
+}
+
+impl ChunkSource for Store {
+    fn chunk(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Arc<Chunk>, String> {
+        let chunk = self.get(job, key).ok_or_else(|| {
+            format!(
+                "chunk {} of stage {} of job {job} is not here",
+                key.chunk, key.stage.0
+            )
+        })?;
+        match region {
+            Some((lo, hi)) if !(lo.iter().all(|&x| x == 0) && hi == chunk.shape) => {
+                accel_core::stencil::crop(&chunk, &lo, &hi)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Ok(chunk),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Service {
-    pub store: Arc<Store>,
+    pub source: Arc<dyn ChunkSource>,
     /// Chunk transfers in progress (a retiring worker waits for them).
     pub serving: Arc<AtomicUsize>,
 }
@@ -113,22 +140,9 @@ impl Service {
         let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
         accel_proto::check_version(theirs).map_err(|e| e.to_string())?;
         let (job, key) = task_from(req.chunk.as_ref()).map_err(|e| e.to_string())?;
-        let chunk = self.store.get(job, key).ok_or_else(|| {
-            format!(
-                "chunk {} of stage {} of job {job} is not here",
-                key.chunk, key.stage.0
-            )
-        })?;
-        if req.region_lo.is_empty() && req.region_hi.is_empty() {
-            return Ok(chunk);
-        }
-        let (lo, hi) = (dims(&req.region_lo), dims(&req.region_hi));
-        if lo.iter().all(|&x| x == 0) && hi == chunk.shape {
-            return Ok(chunk);
-        }
-        accel_core::stencil::crop(&chunk, &lo, &hi)
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
+        let region = (!req.region_lo.is_empty() || !req.region_hi.is_empty())
+            .then(|| (dims(&req.region_lo), dims(&req.region_hi)));
+        self.source.chunk(job, key, region)
     }
 }
 
