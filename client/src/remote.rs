@@ -108,7 +108,7 @@ impl Remote {
             }
             None => (std::borrow::Cow::Borrowed(plan), None),
         };
-        self.runtime.block_on(async move {
+        let result = self.runtime.block_on(async move {
             let req = pb::SubmitRequest {
                 hello: Some(pb::Hello {
                     protocol_version: PROTOCOL_VERSION,
@@ -144,7 +144,13 @@ impl Remote {
                 recomputed: got.recomputed,
             };
             Ok((got.buffers, stats))
-        })
+        });
+        if large {
+            // Serving boxes of large arrays churned through the allocator.
+            drop(_served);
+            accel_core::memory::release_free_memory();
+        }
+        result
     }
 
     fn lost(&self, why: &str) -> Error {
