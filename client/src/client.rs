@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use accel_core::kernel::split_chunks;
+use accel_core::op::Op;
 use accel_core::plan::{ChunkKey, Plan, StageId, StageKind};
 use accel_core::{Buffer, DType, Element, Graph, shape};
 use ndarray::{ArrayD, IxDyn};
@@ -103,6 +104,18 @@ impl DynArray {
         };
         let v = T::unwrap(buf).ok_or_else(wrong)?;
         ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// The shape and the row-major elements.
+    pub(crate) fn into_buffer(self) -> (Vec<usize>, Buffer) {
+        match self {
+            DynArray::Bool(a) => into_parts(a),
+            DynArray::I32(a) => into_parts(a),
+            DynArray::I64(a) => into_parts(a),
+            DynArray::F32(a) => into_parts(a),
+            DynArray::F64(a) => into_parts(a),
+            DynArray::C128(a) => into_parts(a),
+        }
     }
 
     fn from_buffer(shape: &[usize], buf: Buffer) -> Result<DynArray> {
@@ -228,6 +241,38 @@ impl Client {
         self.write(&[Write::zarr(array, path, opts)?])
     }
 
+    /// Computes `array` and keeps its chunks where they were computed — the
+    /// workers' memory on a cluster, this process's embedded — as the input
+    /// of later computations, which then start from them instead of
+    /// recomputing. The chunks are released when the last handle to the
+    /// returned array (or to an array built on it) is dropped, or when this
+    /// client disconnects.
+    pub fn persist(&self, array: &Array) -> Result<Array> {
+        let meta = array.meta()?.clone();
+        let planned = self.plan(&[array])?;
+        match &self.remote {
+            Some(remote) => {
+                let (job, keep) = remote.persist(&planned.plan)?;
+                let p = accel_core::op::Persisted {
+                    job,
+                    stage: planned.plan.outputs[0],
+                    keep,
+                };
+                Ok(Array::from_expr(Op::Persisted(Arc::new(p)), vec![], meta))
+            }
+            None => {
+                let mut run = self.run(&[array])?;
+                let out = run
+                    .outputs
+                    .pop()
+                    .ok_or_else(|| Error::Invalid("no output".into()))?;
+                let (shape, data) = out.into_buffer();
+                let host = accel_core::op::HostArray { shape, data };
+                Ok(Array::from_expr(Op::Source(Arc::new(host)), vec![], meta))
+            }
+        }
+    }
+
     /// Computes several arrays in one run (shared work is done once).
     pub fn run(&self, arrays: &[&Array]) -> Result<Run> {
         self.run_with(arrays, &[])
@@ -250,6 +295,16 @@ impl Client {
             });
         }
         let plan = &planned.plan;
+        if plan
+            .stages
+            .iter()
+            .any(|s| matches!(s.kind, StageKind::Persisted { .. }))
+        {
+            return Err(Error::Invalid(
+                "this array is kept on a cluster: compute it with the client that persisted it"
+                    .into(),
+            ));
+        }
         // Terminal map stages are written in place into the result, each task
         // into its own rows; every other output is pasted chunk by chunk.
         let in_place: Vec<bool> = plan

@@ -153,9 +153,80 @@ impl Remote {
         result
     }
 
+    /// Runs `plan` (one output) and keeps its chunks on the workers: returns
+    /// the job that keeps them, and what keeps the job alive.
+    pub fn persist(self: &Arc<Self>, plan: &Plan) -> Result<(u64, Arc<KeepJob>)> {
+        let mut scheduler = self.scheduler.clone();
+        if plan
+            .stages
+            .iter()
+            .any(|s| matches!(&s.kind, StageKind::Source(h) if h.data.nbytes() > SCATTER_BYTES))
+        {
+            return Err(Error::Invalid(
+                "persist computes on the cluster: large source arrays must be stored where the \
+                 workers can read them (to_zarr/to_npy), not served by this client"
+                    .into(),
+            ));
+        }
+        self.runtime.block_on(async move {
+            let req = pb::SubmitRequest {
+                hello: Some(pb::Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    peer: "client".into(),
+                }),
+                plan: Some(plan_to(plan)),
+            };
+            let mut updates = scheduler
+                .submit(req)
+                .await
+                .map_err(|s| self.remote(s.message().to_string()))?
+                .into_inner();
+            loop {
+                let update = updates
+                    .message()
+                    .await
+                    .map_err(|s| self.lost(s.message()))?
+                    .ok_or_else(|| self.lost("it closed the job's stream"))?;
+                match update.event {
+                    Some(pb::job_update::Event::Done(_)) => {
+                        let keep = KeepJob {
+                            remote: self.clone(),
+                            job: update.job,
+                            _updates: std::sync::Mutex::new(updates),
+                        };
+                        return Ok((update.job, Arc::new(keep)));
+                    }
+                    Some(pb::job_update::Event::Failed(e)) => {
+                        return Err(self.remote(format!("job {} failed: {e}", update.job)));
+                    }
+                    _ => {}
+                }
+            }
+        })
+    }
+
     fn lost(&self, why: &str) -> Error {
         self.remote(format!(
             "lost the connection to the scheduler while the job was running ({why})"
         ))
+    }
+}
+
+/// Keeps a persisted job on the cluster: its update stream stays open, and
+/// when the last handle goes, the scheduler is told to release it (a client
+/// that disconnects releases it too).
+pub struct KeepJob {
+    remote: Arc<Remote>,
+    job: u64,
+    _updates: std::sync::Mutex<tonic::Streaming<pb::JobUpdate>>,
+}
+
+impl Drop for KeepJob {
+    fn drop(&mut self) {
+        let mut scheduler = self.remote.scheduler.clone();
+        let job = self.job;
+        self.remote.runtime.spawn(async move {
+            let _ = scheduler.release(pb::ReleaseRequest { job }).await;
+        });
     }
 }

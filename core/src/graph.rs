@@ -132,7 +132,7 @@ impl Graph {
 
 fn arity(op: &Op) -> Option<usize> {
     match op {
-        Op::Source(_) | Op::Read(_) | Op::Full(_) | Op::Gen(_) => Some(0),
+        Op::Source(_) | Op::Read(_) | Op::Persisted(_) | Op::Full(_) | Op::Gen(_) => Some(0),
         Op::Unary(_)
         | Op::Cast(_)
         | Op::Reduce(_)
@@ -165,6 +165,7 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
         )));
     }
     let expected = match op {
+        Op::Persisted(_) => return Ok(()),
         Op::Read(s) => {
             if s.shape != meta.shape || s.dtype != meta.dtype {
                 return Err(Error::Graph(format!(

@@ -25,6 +25,25 @@ impl fmt::Display for Meta {
     }
 }
 
+/// The output stage `stage` of cluster job `job`, whose chunks the workers
+/// keep until every handle to it is gone.
+pub struct Persisted {
+    pub job: u64,
+    pub stage: crate::plan::StageId,
+    /// Keeps the job alive on the cluster; released when the last handle drops.
+    pub keep: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+impl fmt::Debug for Persisted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Persisted {{ job: {}, stage: {} }}",
+            self.job, self.stage.0
+        )
+    }
+}
+
 /// Contiguous row-major data handed in by the user.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostArray {
@@ -267,6 +286,8 @@ pub enum Op {
     Source(Arc<HostArray>),
     /// A stored array (a `.npy` file, a Zarr array) read box by box by the tasks.
     Read(Arc<crate::storage::Stored>),
+    /// Chunks kept on a cluster's workers by an earlier job (`persist`).
+    Persisted(Arc<Persisted>),
     /// Every element equal (a 0-d `Full` is a scalar constant).
     Full(Value),
     Gen(Generator),
@@ -318,6 +339,7 @@ impl Op {
         match self {
             Op::Source(_) => "source".into(),
             Op::Read(s) => format!("read {}", s.kind()),
+            Op::Persisted(p) => format!("persisted(job {})", p.job),
             Op::Full(v) => format!("full({v})"),
             Op::Gen(g) => match &g.kind {
                 GenKind::Arange { .. } => "arange".into(),

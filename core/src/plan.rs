@@ -35,6 +35,12 @@ pub enum StageKind {
     /// Chunks of user data that stayed with the client: each task fetches its
     /// box from the client's data plane (large sources do not travel in the plan).
     Remote(Arc<RemoteSource>),
+    /// Chunk k is chunk k of output stage `stage` of the earlier job `job`,
+    /// kept on the workers (`persist`): the task only takes it over.
+    Persisted {
+        job: u64,
+        stage: StageId,
+    },
     /// A fused elementwise kernel.
     Map(Arc<Executable>),
     /// A fused kernel reduced to a partial state per chunk (finalized at once when
@@ -109,6 +115,7 @@ impl Stage {
             StageKind::Source(_) => "source",
             StageKind::Read(_) => "read",
             StageKind::Remote(_) => "remote source",
+            StageKind::Persisted { .. } => "persisted",
             StageKind::Map(_) => "map",
             StageKind::Partial { .. } => "partial",
             StageKind::Combine { .. } => "combine",
@@ -176,7 +183,10 @@ impl Plan {
         let idx = grid_index(key.chunk as usize, &grid);
         let mut out = Vec::new();
         match &stage.kind {
-            StageKind::Source(_) | StageKind::Read(_) | StageKind::Remote(_) => {}
+            StageKind::Source(_)
+            | StageKind::Read(_)
+            | StageKind::Remote(_)
+            | StageKind::Persisted { .. } => {}
             StageKind::Map(_) => {
                 for &inp in &stage.inputs {
                     out.push(broadcast_key(self.stage(inp), inp, &stage.meta.shape, &idx));

@@ -122,6 +122,7 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
         }
     };
     match &st.kind {
+        StageKind::Persisted { .. } => arity(0)?,
         StageKind::Remote(r) => {
             arity(0)?;
             if r.shape != st.meta.shape || r.dtype != st.meta.dtype {

@@ -685,6 +685,10 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
             let kind = match &s.kind {
                 StageKind::Source(h) => Kind::Source(host_to(h)),
                 StageKind::Read(s) => Kind::Read(stored_to(s)),
+                StageKind::Persisted { job, stage } => Kind::Persisted(pb::Persisted {
+                    job: *job,
+                    stage: stage.0,
+                }),
                 StageKind::Remote(r) => Kind::Remote(pb::RemoteSource {
                     address: r.address.clone(),
                     id: r.id,
@@ -791,6 +795,10 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
         let kind = match s.kind.ok_or_else(|| malformed("stage without a kind"))? {
             Kind::Source(h) => StageKind::Source(Arc::new(host_from(h)?)),
             Kind::Read(s) => StageKind::Read(Arc::new(stored_from(Some(s))?)),
+            Kind::Persisted(p) => StageKind::Persisted {
+                job: p.job,
+                stage: StageId(p.stage),
+            },
             Kind::Remote(r) => StageKind::Remote(Arc::new(RemoteSource {
                 address: r.address,
                 id: r.id,

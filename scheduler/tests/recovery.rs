@@ -461,3 +461,121 @@ fn every_way_a_job_ends_tells_the_workers_to_forget_it() {
     assert_eq!(sim.core.job_count(), 0);
     assert!(sim.core.held_by(WorkerId(1)).is_empty());
 }
+
+/// A job reading job `keeper`'s output stage 1 (4 chunks of 10) and
+/// multiplying it by 3: the plan of `x * 3` with its source stage replaced by
+/// the persisted one.
+fn reads_persisted(keeper: u64) -> std::sync::Arc<accel_core::Plan> {
+    let x = accel::from_ndarray(&ndarray::Array1::<f64>::zeros(40), 10);
+    let mut plan = (x * 3.0).plan().unwrap().plan;
+    assert!(matches!(plan.stages[0].kind, StageKind::Source(_)));
+    plan.stages[0].kind = StageKind::Persisted {
+        job: keeper,
+        stage: accel_core::StageId(1),
+    };
+    std::sync::Arc::new(plan)
+}
+
+/// Runs assignments FIFO; a task whose input is on a worker in `dead`
+/// reports it missing instead of finishing.
+fn run_with_dead(
+    sim: &mut Sim,
+    mut pending: VecDeque<(WorkerId, accel_scheduler::Assignment)>,
+    dead: &[WorkerId],
+) -> Vec<Command> {
+    let mut all = Vec::new();
+    while let Some((w, a)) = pending.pop_front() {
+        if dead.contains(&w) {
+            continue;
+        }
+        let missing: Vec<_> = a
+            .inputs
+            .iter()
+            .copied()
+            .filter(|(_, l)| dead.contains(l))
+            .collect();
+        let ev = if missing.is_empty() {
+            Event::TaskFinished {
+                worker: w,
+                task: a.task,
+                nbytes: 8,
+            }
+        } else {
+            Event::InputsMissing {
+                worker: w,
+                task: a.task,
+                missing,
+            }
+        };
+        let cmds = sim.step([ev]);
+        pending.extend(assigned(&cmds));
+        all.extend(cmds);
+    }
+    all
+}
+
+#[test]
+fn a_job_reading_persisted_chunks_waits_while_a_lost_one_is_recomputed() {
+    let mut sim = Sim::new();
+    sim.worker(1, 2);
+    sim.worker(2, 2);
+    let start = assigned(&sim.submit(1, 1, two_stage()));
+    let (outputs, _) = job_done(&run_all(&mut sim, start.into(), None)).unwrap();
+    // Job 1 is kept (never fetched); job 2 takes its chunks over where they are.
+    let first = assigned(&sim.submit(2, 2, reads_persisted(1)));
+    assert_eq!(first.len(), 4);
+    for (w, a) in &first {
+        let (src, at) = outputs[0][a.task.key.chunk as usize];
+        assert_eq!(a.inputs, vec![(src, at)]);
+        assert_eq!(*w, at, "each runs where its chunk is kept");
+    }
+    // Worker 1 dies first: job 1 recomputes what it held, job 2 waits for it.
+    let again = assigned(&sim.lose(1));
+    assert!(
+        again.iter().all(|(_, a)| a.task.job == JobId(1)),
+        "{again:?}"
+    );
+    let mut pending: VecDeque<_> = first
+        .into_iter()
+        .filter(|(w, _)| *w != WorkerId(1))
+        .collect();
+    pending.extend(again);
+    let cmds = run_with_dead(&mut sim, pending, &[WorkerId(1)]);
+    let done2 = cmds
+        .iter()
+        .find(|c| matches!(c, Command::JobDone { job: JobId(2), .. }))
+        .expect("job 2 finishes");
+    let Command::JobDone { recomputed, .. } = done2 else {
+        unreachable!()
+    };
+    assert_eq!(*recomputed, 0, "job 2 ran each of its tasks once");
+    assert_eq!(
+        sim.core.recomputed(JobId(1)),
+        Some(outputs[0].iter().filter(|(_, w)| *w == WorkerId(1)).count() * 2)
+    );
+}
+
+#[test]
+fn a_job_reading_a_released_persisted_array_fails_clearly() {
+    let mut sim = Sim::new();
+    sim.worker(1, 1);
+    let start = assigned(&sim.submit(1, 1, two_stage()));
+    run_all(&mut sim, start.into(), None);
+    // Job 2 waits for room on the busy worker when job 1 is released under it.
+    sim.submit(3, 3, two_stage());
+    sim.submit(2, 2, reads_persisted(1));
+    let out = sim.step([Event::ResultsFetched { job: JobId(1) }]);
+    let err = job_failed(&out).expect("job 2 fails");
+    assert!(
+        err.contains("persisted by job 1") && err.contains("released"),
+        "{err}"
+    );
+    // Too late from the start: refused at submission.
+    let out = sim.submit(4, 4, reads_persisted(1));
+    let err = job_failed(&out).unwrap();
+    assert!(
+        err.contains("persisted by job 1, which was released"),
+        "{err}"
+    );
+    assert_eq!(sim.core.job_count(), 1, "job 3 carries on");
+}

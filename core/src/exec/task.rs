@@ -74,6 +74,15 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
                 "a remote source is fetched from the client by the worker, not computed",
             ));
         }
+        // The persisted chunk, handed in as the task's only input.
+        StageKind::Persisted { job, .. } => match inputs {
+            [only] => return Ok(only.clone()),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "this array is kept on a cluster (job {job}): compute it with the client that persisted it"
+                )));
+            }
+        },
         StageKind::Map(exe) => {
             let views = views();
             let bound = Bound::new(exe, &origin, &local, &views)?;

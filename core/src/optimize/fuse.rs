@@ -100,6 +100,17 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 label,
                 cache: Default::default(),
             },
+            Op::Persisted(p) => Stage {
+                kind: StageKind::Persisted {
+                    job: p.job,
+                    stage: p.stage,
+                },
+                inputs: vec![],
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label: format!("persisted by job {}", p.job),
+                cache: Default::default(),
+            },
             Op::Read(s) => Stage {
                 kind: StageKind::Read(s.clone()),
                 inputs: vec![],

@@ -87,6 +87,7 @@ fn cse_key(n: &Node) -> CseKey {
         Op::Cast(d) => OpKey::Cast(*d),
         Op::KeepEdges { depth } => OpKey::KeepEdges(depth.clone()),
         Op::Source(h) => OpKey::Printed(format!("source@{:p}", std::sync::Arc::as_ptr(h))),
+        Op::Persisted(p) => OpKey::Printed(format!("persisted {} {}", p.job, p.stage.0)),
         other => OpKey::Printed(format!("{other:?}")),
     };
     let meta = {

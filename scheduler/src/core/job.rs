@@ -17,12 +17,12 @@
 //! client needs it as an output; `missing[i]` (pending tasks only) = inputs
 //! not in memory; `unfinished` = tasks not in Memory/Released.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use accel_core::{ChunkKey, Plan, StageId};
 
-use super::ids::{ClientId, WorkerId};
+use super::ids::{ClientId, TaskRef, WorkerId};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskState {
@@ -80,6 +80,10 @@ pub struct Job {
     pub blame: HashMap<u32, Vec<String>>,
     /// How often each chunk was lost (sparse), to stop a job that cannot keep its data.
     pub losses: HashMap<u32, u32>,
+    /// Tasks that take over a chunk kept by another job (`persist`), and which.
+    pub external: HashMap<u32, TaskRef>,
+    /// The part of `external` whose chunk is not in memory now.
+    pub external_missing: HashSet<u32>,
 }
 
 impl Job {
@@ -108,6 +112,8 @@ impl Job {
             recomputed: 0,
             blame: HashMap::new(),
             losses: HashMap::new(),
+            external: HashMap::new(),
+            external_missing: HashSet::new(),
         };
         for id in 0..total {
             let ins: Vec<u32> = plan
@@ -205,10 +211,42 @@ impl Job {
     }
 
     fn inputs_not_in_memory(&self, id: usize) -> u32 {
-        self.inputs[id]
+        let here = self.inputs[id]
             .iter()
             .filter(|&&i| self.location(i as usize).is_none())
-            .count() as u32
+            .count() as u32;
+        here + u32::from(self.external_missing.contains(&(id as u32)))
+    }
+
+    /// The chunk another job keeps for task `id` went away (or is not there
+    /// yet): the task waits for it.
+    pub fn external_lost(&mut self, id: usize, fx: &mut Effects) {
+        if !self.external_missing.insert(id as u32) {
+            return;
+        }
+        match self.state[id] {
+            TaskState::Ready => {
+                self.state[id] = TaskState::Waiting;
+                self.missing[id] = 1;
+                fx.requeue.push(id);
+            }
+            TaskState::Waiting => self.missing[id] += 1,
+            _ => {}
+        }
+    }
+
+    /// The chunk another job keeps for task `id` is in memory again.
+    pub fn external_back(&mut self, id: usize, fx: &mut Effects) {
+        if !self.external_missing.remove(&(id as u32)) {
+            return;
+        }
+        if self.state[id] == TaskState::Waiting {
+            self.missing[id] -= 1;
+            if self.missing[id] == 0 {
+                self.state[id] = TaskState::Ready;
+                fx.requeue.push(id);
+            }
+        }
     }
 
     /// Puts an unfinished task that is not running back in line: Ready if

@@ -3,6 +3,7 @@
 mod event;
 mod ids;
 mod job;
+mod persist;
 mod recover;
 mod retire;
 mod sanity;

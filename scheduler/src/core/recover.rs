@@ -111,6 +111,7 @@ impl Core {
         let mut fx = Effects::default();
         j.invalidate(id, &mut fx);
         self.apply(t.job, fx, out);
+        self.notify_watchers(t, false, out);
         Ok(true)
     }
 
@@ -133,14 +134,23 @@ impl Core {
         if self.stealing.get(&task).is_some_and(|(w, _)| *w == worker) {
             self.stealing.remove(&task);
         }
+        let kept = self
+            .jobs
+            .get(&task.job)
+            .and_then(|j| j.external.get(&j.id(task.key)?).copied());
         for (c, holder) in missing {
-            if c.job != task.job {
+            if c.job != task.job && Some(c) != kept {
                 continue;
             }
             tracing::debug!(?c, holder = holder.0, "input missing");
             match self.lose(c, holder, out) {
                 Err(e) => {
-                    self.drop_job(task.job, Some(e), out);
+                    self.drop_job(c.job, Some(e), out);
+                    self.drop_job(
+                        task.job,
+                        Some("an input kept by another job was lost too often".into()),
+                        out,
+                    );
                     return;
                 }
                 // In case the holder is alive and has it after all.

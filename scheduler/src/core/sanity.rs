@@ -40,6 +40,37 @@ impl Core {
                 }
             }
         }
+        for (&job, j) in &self.jobs {
+            for (&id, &src) in &j.external {
+                let here = self.kept_at(src).is_some();
+                if here == j.external_missing.contains(&id) {
+                    return Err(format!(
+                        "job {} task {id}: kept chunk {src:?} in memory: {here}, counted missing: {}",
+                        job.0, !here
+                    ));
+                }
+                if !self
+                    .watchers
+                    .get(&src)
+                    .is_some_and(|w| w.contains(&(job, id)))
+                {
+                    return Err(format!("job {} task {id} is not watching {src:?}", job.0));
+                }
+            }
+        }
+        for (src, w) in &self.watchers {
+            if !self.jobs.contains_key(&src.job) {
+                return Err(format!("watchers of {src:?}, whose job ended"));
+            }
+            for (job, id) in w {
+                if self.jobs.get(job).and_then(|j| j.external.get(id)) != Some(src) {
+                    return Err(format!(
+                        "job {} task {id} watches {src:?} for nothing",
+                        job.0
+                    ));
+                }
+            }
+        }
         for (_, job, id) in &self.ready {
             if !self.jobs.contains_key(job) {
                 return Err(format!(

@@ -15,11 +15,20 @@ impl Core {
         let mut deferred = Vec::new();
         while let Some(key) = self.ready.pop_first() {
             let (_, job, id) = key;
+            // A chunk kept by another job that this task takes over, and where it is.
+            let kept = self
+                .jobs
+                .get(&job)
+                .and_then(|j| j.external.get(&id).copied())
+                .and_then(|t| self.kept_at(t).map(|(w, n)| (t, w, n)));
             let Some(j) = self.jobs.get_mut(&job) else {
                 continue;
             };
             let id = id as usize;
             let mut local: HashMap<WorkerId, u64> = HashMap::new();
+            if let Some((_, w, n)) = kept {
+                *local.entry(w).or_default() += n;
+            }
             for &i in j.inputs(id) {
                 if let TaskState::Memory { worker, nbytes } = j.state[i as usize] {
                     *local.entry(worker).or_default() += nbytes;
@@ -51,6 +60,7 @@ impl Core {
                     j.location(i as usize)
                         .map(|loc| (Self::task(job, j, i as usize), loc))
                 })
+                .chain(kept.map(|(t, w, _)| (t, w)))
                 .collect();
             j.state[id] = TaskState::Processing(w);
             if let Some(worker) = self.workers.get_mut(&w) {

@@ -45,6 +45,8 @@ pub struct Core {
     pub(super) steals: u64,
     /// Chunks being copied off a retiring worker: (from, to).
     pub(super) handoff: BTreeMap<TaskRef, (WorkerId, WorkerId)>,
+    /// Tasks of other jobs taking over each kept chunk (`persist`).
+    pub(super) watchers: HashMap<TaskRef, Vec<(JobId, u32)>>,
 }
 
 impl Core {
@@ -258,7 +260,16 @@ impl Core {
                 client: j.client,
                 error: format!("job {} already exists", job.0),
             }),
-            Ok(j) => {
+            Ok(mut j) => {
+                if let Err(e) = self.link_persisted(job, &mut j) {
+                    self.unlink(job, &j, out);
+                    out.push(Command::JobFailed {
+                        job,
+                        client,
+                        error: format!("cannot run: {e}"),
+                    });
+                    return;
+                }
                 for id in 0..j.len() {
                     if j.state[id] == TaskState::Ready {
                         self.ready.insert(Self::ready_key(job, &j, id));
@@ -373,6 +384,7 @@ impl Core {
         let mut fx = Effects::default();
         j.finish(id, worker, nbytes, &mut fx);
         let done = j.unfinished == 0;
+        let kept = matches!(j.state[id], TaskState::Memory { .. });
         if j.is_output[id] {
             out.push(Command::OutputReady {
                 job: task.job,
@@ -382,6 +394,9 @@ impl Core {
             });
         }
         self.apply(task.job, fx, out);
+        if kept {
+            self.notify_watchers(task, true, out);
+        }
         if retiring {
             self.hand_off(worker, out);
             self.maybe_retired(worker, out);
@@ -456,6 +471,7 @@ impl Core {
             });
         }
         out.push(Command::JobForgotten { job });
+        self.unlink(job, &j, out);
         for w in touched {
             self.maybe_retired(w, out);
         }
