@@ -39,3 +39,27 @@ fn arguments_are_validated() {
     assert!(Args::parse(["--size".to_string(), "huge".to_string()]).is_err());
     assert!(Args::parse(["--bogus".to_string()]).is_err());
 }
+
+#[test]
+fn heat_frames_written_to_zarr_match_the_serial_loop_and_read_back() {
+    use accel_examples::workloads::{heat, heat_frames};
+    let client = accel::Client::local();
+    let store = std::env::temp_dir().join(format!("accel-frames-{}.zarr", std::process::id()));
+    let (frames, bytes) = heat_frames::write(&client, &store, 30, 40, 10, 10).unwrap();
+    assert_eq!((frames, bytes), (5, 5 * 30 * 30 * 8));
+    let movie = client.compute::<f64>(&accel::from_zarr(&store)).unwrap();
+    let stats = heat_frames::stats(&client, &store).unwrap();
+    for k in 0..5 {
+        let want = heat::serial(30, 10 * k);
+        let got = movie.index_axis(ndarray::Axis(0), k);
+        assert_eq!(got, want.clone().into_dyn(), "frame {k}");
+        let mean = want.mean().unwrap();
+        assert!(
+            (stats[k].0 - mean).abs() < 1e-12,
+            "frame {k}: {} vs {mean}",
+            stats[k].0
+        );
+        assert_eq!(stats[k].2, 100.0);
+    }
+    std::fs::remove_dir_all(&store).unwrap();
+}

@@ -113,3 +113,25 @@ fn a_source_larger_than_a_message_is_served_by_the_client_chunk_by_chunk() {
             .all(|(i, &v)| v == (i % 1024) as f64 + 1.0)
     );
 }
+
+#[test]
+fn the_heat_frames_example_writes_its_movie_from_the_workers() {
+    use accel_examples::workloads::{heat, heat_frames};
+    let cluster = Cluster::start(2).unwrap();
+    cluster.wait_for_workers(2).unwrap();
+    let remote = Client::connect(&cluster.address).unwrap();
+    let store = cluster.path("heat.zarr");
+    let (frames, _) = heat_frames::write(&remote, &store, 60, 100, 25, 20).unwrap();
+    assert_eq!(frames, 5);
+    let local = Client::local();
+    let movie = local.compute::<f64>(&accel::from_zarr(&store)).unwrap();
+    for k in 0..5 {
+        let want = heat::serial(60, 25 * k).into_dyn();
+        assert_eq!(movie.index_axis(ndarray::Axis(0), k), want, "frame {k}");
+    }
+    let (on_cluster, here) = (
+        heat_frames::stats(&remote, &store).unwrap(),
+        heat_frames::stats(&local, &store).unwrap(),
+    );
+    assert_eq!(on_cluster, here);
+}

@@ -4,6 +4,7 @@ pub mod discriminant;
 pub mod fractal;
 pub mod harmonic;
 pub mod heat;
+pub mod heat_frames;
 pub mod inc25;
 pub mod mag;
 pub mod pi;
