@@ -119,6 +119,38 @@ where
     )
 }
 
+/// Like [`from_ndarray`], but takes the array instead of copying it (no copy
+/// at all when it is in standard row-major layout): for sources as large as
+/// the machine's memory allows.
+#[track_caller]
+pub fn from_owned<T, D>(data: ndarray::Array<T, D>, chunks: impl Into<ChunkSpec>) -> Array
+where
+    T: Element,
+    D: Dimension,
+{
+    let shape = data.shape().to_vec();
+    let n = data.len();
+    let values: Vec<T> = if data.is_standard_layout() {
+        match data.into_raw_vec_and_offset() {
+            (v, Some(off)) if off > 0 || v.len() != n => v[off..off + n].to_vec(),
+            (v, _) => v,
+        }
+    } else {
+        data.iter().copied().collect()
+    };
+    let host = HostArray {
+        shape: shape.clone(),
+        data: T::wrap(values),
+    };
+    leaf(
+        "from_owned",
+        Op::Source(Arc::new(host)),
+        &shape,
+        T::DTYPE,
+        chunks.into(),
+    )
+}
+
 /// An array with every element equal to `value` (its Rust type sets the dtype).
 #[track_caller]
 pub fn full(shape: &[usize], value: impl Into<Value>, chunks: impl Into<ChunkSpec>) -> Array {

@@ -35,7 +35,8 @@ pub use accel_core::storage::{Sink, StorageError, Stored};
 pub use accel_core::{DType, Scalar, Value};
 pub use client::{Client, DynArray, Planned, Run};
 pub use create::{
-    ChunkSpec, Rng, arange, arange_range, from_ndarray, full, linspace, ogrid, ones, zeros,
+    ChunkSpec, Rng, arange, arange_range, from_ndarray, from_owned, full, linspace, ogrid, ones,
+    zeros,
 };
 pub use elementwise::{maximum, minimum, where_};
 pub use embedded::RunStats;

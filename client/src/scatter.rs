@@ -1,17 +1,16 @@
 //! Large user arrays stay with the client: instead of travelling inside the
 //! plan, they are served on the client's own data plane, and each source task
-//! fetches just its box (again, if a worker holding it dies). The client's
-//! memory is the array plus one box per transfer in flight.
+//! fetches just its box (again, if a worker holding it dies), sent row by
+//! row straight from the array's memory: the client holds nothing more.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use accel_core::exec::copy_box;
+use accel_core::ChunkKey;
 use accel_core::op::HostArray;
 use accel_core::plan::{Plan, RemoteSource, StageKind};
-use accel_core::{Chunk, ChunkKey};
-use accel_worker::fetch::{ChunkSource, Region, Service};
+use accel_worker::fetch::{ChunkSource, Piece, Region, Service};
 
 use crate::error::{Error, Result};
 
@@ -29,12 +28,12 @@ impl Arrays {
 }
 
 impl ChunkSource for Arrays {
-    fn chunk(
+    fn piece(
         &self,
         id: u64,
         _key: ChunkKey,
         region: Option<Region>,
-    ) -> std::result::Result<Arc<Chunk>, String> {
+    ) -> std::result::Result<Piece, String> {
         let h = self
             .lock()
             .get(&id)
@@ -54,11 +53,8 @@ impl ChunkSource for Arrays {
                 h.shape
             ));
         }
-        let local: Vec<usize> = lo.iter().zip(&hi).map(|(l, e)| e - l).collect();
-        Ok(Arc::new(Chunk::array(
-            local.clone(),
-            copy_box(&h, &lo, &local),
-        )))
+        let shape: Vec<usize> = lo.iter().zip(&hi).map(|(l, e)| e - l).collect();
+        Ok(Piece::Box { host: h, lo, shape })
     }
 }
 

@@ -24,3 +24,21 @@ fn later_computations_start_from_the_kept_result() {
         assert!(plan.stages.iter().all(|s| !s.label.contains("uniform")));
     }
 }
+
+#[test]
+fn from_owned_takes_the_array_and_matches_from_ndarray() {
+    let a = ndarray::Array2::from_shape_fn((30, 20), |(i, j)| (i * 20 + j) as f64);
+    let t = a.t().to_owned(); // not in standard layout
+    let local = Client::local();
+    for src in [a.clone(), t.clone()] {
+        let want = local
+            .run(&[&accel::from_ndarray(&src, vec![7, 6])])
+            .unwrap()
+            .outputs;
+        let got = local
+            .run(&[&accel::from_owned(src, vec![7, 6])])
+            .unwrap()
+            .outputs;
+        assert_eq!(got, want);
+    }
+}

@@ -83,3 +83,64 @@ fn readme_tour() -> anyhow::Result<()> {
     assert_eq!(last.compute::<f64>()?, field);
     Ok(())
 }
+
+/// The README's "Data in files" block, in a scratch folder and smaller.
+#[test]
+fn readme_storage() -> anyhow::Result<()> {
+    use accel::{Compression, ZarrOptions};
+    let dir = std::env::temp_dir().join(format!("accel-readme-data-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::create_dir_all(dir.join("out"))?;
+    let p = |f: &str| dir.join(f);
+    let src = Rng::new(1).random(&[100, 100], [40, 40]);
+    Client::local().to_npy(&src, p("data/field.npy"))?;
+    Client::local().to_zarr(&src, p("data/field.zarr"), &ZarrOptions::default())?;
+
+    let x = from_npy(p("data/field.npy"), [10, 10]);
+    let z = from_zarr(p("data/field.zarr"));
+    let w = from_zarr_with(p("data/field.zarr"), [5, 40]);
+    let y = (x * 2.0 + 1.0).sqrt();
+    let client = Client::local();
+    client.to_npy(&y, p("out/y.npy"))?;
+    client.to_zarr(
+        &y,
+        p("out/y.zarr"),
+        &ZarrOptions {
+            chunks: Some(vec![50, 50]),
+            compression: Compression::Zstd(3),
+        },
+    )?;
+    let store = Stored::create_zarr(
+        p("out/movie.zarr"),
+        &[3, 100, 100],
+        DType::F64,
+        &[1, 50, 50],
+        Compression::Zstd3,
+    )?;
+    let frames = [&z, &w, &y];
+    let writes: Vec<Write> = frames
+        .iter()
+        .enumerate()
+        .map(|(k, f)| Write::into(f, &store, &[k, 0, 0]))
+        .collect::<Result<_>>()?;
+    client.write(&writes)?;
+    let kept = client.persist(&y)?;
+    let a = client.compute::<f64>(&kept.sum())?[[]];
+    let b = client.compute::<f64>(&(&kept * &kept).mean())?[[]];
+    drop(kept);
+
+    let want = client.compute::<f64>(&(src.clone() * 2.0 + 1.0).sqrt())?;
+    assert_eq!(client.compute::<f64>(&from_zarr(p("out/y.zarr")))?, want);
+    assert_eq!(
+        client.compute::<f64>(&from_npy(p("out/y.npy"), [100, 100]))?,
+        want
+    );
+    let movie = client.compute::<f64>(&from_zarr(p("out/movie.zarr")))?;
+    let s = client.compute::<f64>(&src)?;
+    assert_eq!(movie.index_axis(ndarray::Axis(0), 0), s);
+    assert_eq!(movie.index_axis(ndarray::Axis(0), 2), want);
+    assert!((a - want.sum()).abs() < 1e-9 * a.abs());
+    assert!((b - want.mapv(|v| v * v).mean().unwrap()).abs() < 1e-9 * b.abs());
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

@@ -22,7 +22,13 @@ pub(crate) struct Shared {
     pub pool: Arc<rayon::ThreadPool>,
     pub serving: Arc<AtomicUsize>,
     pub faults: Faults,
+    /// Boxes of client arrays fetched at once: every queued source task
+    /// fetching together would only make each of them late.
+    pub client_fetches: tokio::sync::Semaphore,
 }
+
+/// [`Shared::client_fetches`] permits.
+pub(crate) const CLIENT_FETCHES: usize = 4;
 
 /// What a task tells the scheduler, merged into batches by the reporter.
 pub(crate) enum Report {
@@ -187,11 +193,16 @@ async fn fetch_remote(
         stage: accel_core::StageId(0),
         chunk: 0,
     };
-    let fetched = session
-        .shared
-        .peers
-        .fetch(&r.address, r.id, whole, Some((origin, hi)))
-        .await;
+    let fetched = match session.shared.client_fetches.acquire().await {
+        Ok(_permit) => {
+            session
+                .shared
+                .peers
+                .fetch(&r.address, r.id, whole, Some((origin, hi)))
+                .await
+        }
+        Err(_) => Err("the worker is stopping".into()),
+    };
     if !session.dequeue(job, key) {
         return Outcome::Skipped;
     }

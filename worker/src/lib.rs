@@ -121,6 +121,7 @@ pub async fn run(
         ),
         serving: Arc::new(AtomicUsize::new(0)),
         faults: config.faults.clone(),
+        client_fetches: tokio::sync::Semaphore::new(execute::CLIENT_FETCHES),
     });
     let service = fetch::Service {
         source: shared.store.clone(),

@@ -13,7 +13,7 @@ mod wire;
 use std::time::Duration;
 
 pub use peers::{Frame, Peers};
-pub use serve::{ChunkSource, Service};
+pub use serve::{ChunkSource, Piece, Service};
 pub use sink::ChunkSink;
 
 /// A box of a chunk: lo (inclusive) and hi (exclusive) per axis.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use accel_core::op::HostArray;
 use accel_core::{Chunk, ChunkKey};
 use accel_proto::convert::{dtype_to, task_from};
 use accel_proto::pb;
@@ -21,14 +22,33 @@ const IDLE: Duration = Duration::from_secs(300);
 /// How long a new connection may take to greet.
 const GREETING: Duration = Duration::from_secs(10);
 
+/// What a request is answered with.
+pub enum Piece {
+    /// A chunk (or a cropped copy of a box of one).
+    Chunk(Arc<Chunk>),
+    /// A box of a row-major host array (`lo`, `shape`), sent row by row
+    /// straight from the array's memory.
+    Box {
+        host: Arc<HostArray>,
+        lo: Vec<usize>,
+        shape: Vec<usize>,
+    },
+}
+
 /// Whatever a data plane serves chunks from: a worker's store, or the
 /// client's own arrays.
 pub trait ChunkSource: Send + Sync + 'static {
     /// Chunk `key` of `job`, or only its box `region` (lo, hi).
-    fn chunk(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Arc<Chunk>, String>;
+    fn piece(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Piece, String>;
 }
 
 impl ChunkSource for Store {
+    fn piece(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Piece, String> {
+        self.chunk(job, key, region).map(Piece::Chunk)
+    }
+}
+
+impl Store {
     fn chunk(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Arc<Chunk>, String> {
         let chunk = self.get(job, key).ok_or_else(|| {
             format!(
@@ -122,11 +142,15 @@ impl Service {
                 Ok(Ok(Some(r))) => r,
             };
             match self.find(&req) {
-                Ok(chunk) => {
+                Ok(piece) => {
                     let _serving = Serving::new(&self.serving);
-                    send_chunk(&mut stream, &chunk)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    match piece {
+                        Piece::Chunk(chunk) => send_chunk(&mut stream, &chunk).await,
+                        Piece::Box { host, lo, shape } => {
+                            send_box(&mut stream, &host, &lo, &shape).await
+                        }
+                    }
+                    .map_err(|e| e.to_string())?;
                 }
                 Err(why) => write_msg(&mut stream, &error_reply(why))
                     .await
@@ -136,14 +160,65 @@ impl Service {
     }
 
     /// The chunk a request asks for, cropped to its region.
-    fn find(&self, req: &pb::FetchRequest) -> Result<Arc<Chunk>, String> {
+    fn find(&self, req: &pb::FetchRequest) -> Result<Piece, String> {
         let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
         accel_proto::check_version(theirs).map_err(|e| e.to_string())?;
         let (job, key) = task_from(req.chunk.as_ref()).map_err(|e| e.to_string())?;
         let region = (!req.region_lo.is_empty() || !req.region_hi.is_empty())
             .then(|| (dims(&req.region_lo), dims(&req.region_hi)));
-        self.source.chunk(job, key, region)
+        self.source.piece(job, key, region)
     }
+}
+
+/// Rows shorter than this are gathered into one write.
+const BATCH: usize = 256 << 10;
+
+/// The header of a box of a host array, then its rows straight from the
+/// array's memory (short rows batched into one write).
+async fn send_box(
+    stream: &mut TcpStream,
+    host: &HostArray,
+    lo: &[usize],
+    shape: &[usize],
+) -> std::io::Result<()> {
+    let dtype = host.data.dtype();
+    let size = dtype.size();
+    let n = accel_core::shape::size(shape);
+    let header = pb::ChunkHeader {
+        shape: shape.iter().map(|&x| x as u64).collect(),
+        cols: vec![dtype_to(dtype) as i32],
+        total_bytes: (n * size) as u64,
+    };
+    let reply = pb::DataReply {
+        reply: Some(pb::data_reply::Reply::Header(header)),
+    };
+    write_msg(stream, &reply).await?;
+    if n == 0 {
+        return Ok(());
+    }
+    let bytes = host.data.le_bytes();
+    let nd = shape.len();
+    let strides = accel_core::shape::strides(&host.shape);
+    let row = if nd == 0 { 1 } else { shape[nd - 1] };
+    let mut idx = vec![0usize; nd.saturating_sub(1)];
+    let mut batch: Vec<u8> = Vec::new();
+    for _ in 0..n / row {
+        let at: usize = (0..nd)
+            .map(|d| (lo[d] + if d + 1 < nd { idx[d] } else { 0 }) * strides[d])
+            .sum();
+        let run = &bytes[at * size..(at + row) * size];
+        if run.len() >= BATCH {
+            stream.write_all(run).await?;
+        } else {
+            batch.extend_from_slice(run);
+            if batch.len() >= BATCH {
+                stream.write_all(&batch).await?;
+                batch.clear();
+            }
+        }
+        accel_core::shape::next_index(&mut idx, &shape[..nd.saturating_sub(1)]);
+    }
+    stream.write_all(&batch).await
 }
 
 /// The header, then every column's bytes straight from memory.
