@@ -69,15 +69,22 @@ fn arrays_written_to_npy_match_numpys_files_byte_for_byte_and_read_back() {
 }
 
 #[test]
-fn a_write_is_the_last_step_of_the_task_that_makes_the_chunk() {
+fn reads_and_writes_fuse_into_the_tasks_that_compute_the_chunks() {
     let local = Client::local();
     let src = fixture("float64_7x10.npy");
     let y = from_npy(&src, vec![3, 4]) * 2.0 + 1.0;
     let path = scratch("fused.npy");
     let w = Write::npy(&y, &path).unwrap();
     let planned = local.plan_with(&[], std::slice::from_ref(&w)).unwrap();
-    // 9 reads and 9 fused map tasks that also write: no task of its own for the write.
-    assert_eq!(planned.tasks(), 18);
+    // One task per chunk reads its box, computes and writes: neither the read
+    // nor the write has tasks of its own.
+    assert_eq!(planned.tasks(), 9);
+    assert_eq!(planned.plan.stages.len(), 1);
+    assert!(
+        planned.plan.stages[0].label.starts_with("read"),
+        "{}",
+        planned.plan.stages[0].label
+    );
     assert_eq!(planned.plan.sinks.len(), 1);
     local.write(&[w]).unwrap();
     let back = local.compute::<f64>(&from_npy(&path, vec![7, 10])).unwrap();
@@ -166,4 +173,41 @@ fn missing_truncated_malformed_and_unsupported_files_are_clear_errors() {
     );
     // The error points at the user's line.
     assert!(e.contains("storage.rs"), "{e}");
+}
+
+#[test]
+fn a_read_with_several_consumers_or_feeding_a_stencil_keeps_its_own_tasks() {
+    let local = Client::local();
+    let src = fixture("float64_7x10.npy");
+    let x = from_npy(&src, vec![3, 4]);
+    // Two kernels read it: one read task per chunk, shared.
+    let two = local.plan(&[&(&x * 2.0), &(&x + 1.0).sum()]).unwrap();
+    assert_eq!(two.plan.stages[0].kind_name(), "read");
+    // A stencil reads halos across chunks: the read keeps its tasks.
+    let five: [(&[i64], f64); 2] = [(&[1, 0], 0.5), (&[-1, 0], 0.5)];
+    let st = local
+        .plan(&[&x.stencil(&five, accel::Boundary::Periodic)])
+        .unwrap();
+    assert_eq!(st.plan.stages[0].kind_name(), "read");
+    // A reduction reads it inside its partial tasks.
+    let sum = local.plan(&[&x.sum()]).unwrap();
+    assert!(sum.plan.stages.iter().all(|s| s.kind_name() != "read"));
+    assert_eq!(
+        local.run(&[&x.sum()]).unwrap().outputs[0],
+        local
+            .run(&[&array(&values(DType::F64, &[7, 10]), &[3, 4]).sum()])
+            .unwrap()
+            .outputs[0]
+    );
+    // Broadcast against a row read from a file: the row's box is read per task.
+    let row = from_npy(fixture("int64_13.npy"), vec![13]).astype(DType::F64);
+    let grid = accel::ones(&[4, 13], DType::F64, vec![2, 13]);
+    let b = (&grid * &row).sum_axis(0);
+    let DynArray::I64(r) = values(DType::I64, &[13]) else {
+        unreachable!()
+    };
+    let got = local.compute::<f64>(&b).unwrap();
+    for (j, v) in got.iter().enumerate() {
+        assert_eq!(*v, 4.0 * r[j] as f64);
+    }
 }

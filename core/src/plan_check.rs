@@ -281,7 +281,15 @@ fn check_kernel(
 ) -> Result<()> {
     let p = &exe.program;
     p.validate()?;
-    if p.out_shape != space.shape || p.inputs.len() != inputs.len() {
+    // Fused reads are read by the task, not fed by a stage.
+    let fed: Vec<&crate::kernel::ir::InputSpec> = p
+        .inputs
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !p.stored.iter().any(|(s, _)| *s as usize == *k))
+        .map(|(_, spec)| spec)
+        .collect();
+    if p.out_shape != space.shape || fed.len() != inputs.len() {
         return Err(bad(
             i,
             "kernel iteration space or inputs do not match the stage",
@@ -296,7 +304,7 @@ fn check_kernel(
             ),
         ));
     }
-    for (spec, m) in p.inputs.iter().zip(inputs) {
+    for (spec, m) in fed.into_iter().zip(inputs) {
         if spec.shape != m.shape || spec.dtype != m.dtype {
             return Err(bad(
                 i,

@@ -359,6 +359,14 @@ pub fn program_to(p: &Program) -> pb::Program {
             .collect(),
         out_shape: u64s(&p.out_shape),
         root: p.root,
+        stored: p
+            .stored
+            .iter()
+            .map(|(k, s)| pb::StoredInput {
+                input: *k,
+                array: Some(stored_to(s)),
+            })
+            .collect(),
     }
 }
 
@@ -400,6 +408,11 @@ pub fn program_from(p: Option<pb::Program>) -> Result<Program, Error> {
             .collect::<Result<_, Error>>()?,
         out_shape: dims(&p.out_shape)?,
         root: p.root,
+        stored: p
+            .stored
+            .into_iter()
+            .map(|s| Ok((s.input, Arc::new(stored_from(s.array)?))))
+            .collect::<Result<_, Error>>()?,
     };
     program.validate()?;
     Ok(program)

@@ -23,11 +23,64 @@ pub fn run_task_into(
     };
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
-    let views: Vec<(&[usize], &Buffer)> = inputs
-        .iter()
-        .map(|c| (c.shape.as_slice(), c.data()))
-        .collect();
+    let ins = kernel_inputs(exe, &origin, &local, inputs)?;
+    let views = views_of(&ins);
     Bound::new(exe, &origin, &local, &views)?.run_map_rows(rows)
+}
+
+/// One input of a kernel: a chunk handed in, or the box of a stored array
+/// the task read itself (a fused read).
+enum KernelInput<'a> {
+    Chunk(&'a Chunk),
+    Read(Vec<usize>, Buffer),
+}
+
+/// A kernel's inputs in program order, over the iteration space (`origin`,
+/// `local`): the task's input chunks, with the boxes of its fused reads.
+fn kernel_inputs<'a>(
+    exe: &crate::kernel::Executable,
+    origin: &[usize],
+    local: &[usize],
+    inputs: &'a [Arc<Chunk>],
+) -> Result<Vec<KernelInput<'a>>> {
+    let p = &exe.program;
+    let mut chunks = inputs.iter();
+    let mut reads = p.stored.iter().peekable();
+    (0..p.inputs.len() as u32)
+        .map(|k| match reads.next_if(|(i, _)| *i == k) {
+            Some((_, s)) => {
+                let spec = &p.inputs[k as usize];
+                let lead = local.len() - spec.shape.len();
+                let (o, l): (Vec<usize>, Vec<usize>) = spec
+                    .shape
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &n)| {
+                        if n == 1 && local[lead + d] != 1 {
+                            (0, 1) // broadcast along this axis
+                        } else {
+                            (origin[lead + d], local[lead + d])
+                        }
+                    })
+                    .unzip();
+                let data = s.read_box(&o, &l)?;
+                Ok(KernelInput::Read(l, data))
+            }
+            None => chunks
+                .next()
+                .map(|c| KernelInput::Chunk(c))
+                .ok_or_else(|| internal("fewer input chunks than the kernel reads")),
+        })
+        .collect()
+}
+
+fn views_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<(&'a [usize], &'a Buffer)> {
+    ins.iter()
+        .map(|i| match i {
+            KernelInput::Chunk(c) => (c.shape.as_slice(), c.data()),
+            KernelInput::Read(shape, data) => (shape.as_slice(), data),
+        })
+        .collect()
 }
 
 /// Computes chunk `key` of `plan` from its inputs (in [`Plan::task_inputs`]
@@ -60,12 +113,6 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
     let stage = plan.stage(key.stage);
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
-    let views = || -> Vec<(&[usize], &Buffer)> {
-        inputs
-            .iter()
-            .map(|c| (c.shape.as_slice(), c.data()))
-            .collect()
-    };
     let chunk = match &stage.kind {
         StageKind::Source(h) => Chunk::array(local.clone(), copy_box(h, &origin, &local)),
         StageKind::Read(s) => Chunk::array(local.clone(), s.read_box(&origin, &local)?),
@@ -84,7 +131,8 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
             }
         },
         StageKind::Map(exe) => {
-            let views = views();
+            let ins = kernel_inputs(exe, &origin, &local, inputs)?;
+            let views = views_of(&ins);
             let bound = Bound::new(exe, &origin, &local, &views)?;
             Chunk::array(local, bound.run_map()?)
         }
@@ -99,7 +147,8 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
             let offs = stage.region_offsets();
             let rorigin: Vec<usize> = ridx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect();
             let rshape = region.chunks.chunk_shape(&ridx);
-            let views = views();
+            let ins = kernel_inputs(exe, &rorigin, &rshape, inputs)?;
+            let views = views_of(&ins);
             let bound = Bound::new(exe, &rorigin, &rshape, &views)?;
             let state = reduce::run_partial(&bound, spec)?;
             match finalize {

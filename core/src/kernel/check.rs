@@ -24,6 +24,21 @@ impl Program {
         if self.root as usize >= n {
             return Err(bad(format!("root r{} of {n} registers", self.root)));
         }
+        for (w, (k, s)) in self.stored.iter().enumerate() {
+            let spec = self
+                .inputs
+                .get(*k as usize)
+                .ok_or_else(|| bad(format!("stored input {k} of {}", self.inputs.len())))?;
+            if w > 0 && self.stored[w - 1].0 >= *k {
+                return Err(bad("stored inputs out of order".into()));
+            }
+            if spec.shape != s.shape || spec.dtype != s.dtype {
+                return Err(bad(format!(
+                    "input {k} of {:?} {} is read from a store of {:?} {}",
+                    spec.shape, spec.dtype, s.shape, s.dtype
+                )));
+            }
+        }
         let nd = self.out_shape.len();
         for spec in &self.inputs {
             if spec.shape.len() > nd

@@ -47,21 +47,25 @@ pub struct Program {
     pub out_shape: Vec<usize>,
     /// Register holding the result.
     pub root: Reg,
+    /// Inputs that the task reads from a stored array itself (the box under
+    /// its iteration space) instead of receiving a chunk: a read fused into
+    /// the kernel. Sorted by input index.
+    pub stored: Vec<(u32, std::sync::Arc<crate::storage::Stored>)>,
 }
 
 impl Program {
     /// The operations the kernel performs, in order (for stage labels).
     pub fn op_names(&self) -> Vec<String> {
-        self.instrs
-            .iter()
-            .filter_map(|ins| match ins {
+        let reads = self.stored.iter().map(|_| "read".to_string());
+        reads
+            .chain(self.instrs.iter().filter_map(|ins| match ins {
                 Instr::Load { .. } | Instr::Const(_) => None,
                 Instr::Gen { kind, .. } => Some(gen_name(kind).to_string()),
                 Instr::Unary(op, _) => Some(op.name()),
                 Instr::Binary(op, ..) => Some(op.symbol().to_string()),
                 Instr::Where(..) => Some("where".into()),
                 Instr::Cast(t, _) => Some(format!("astype({t})")),
-            })
+            }))
             .collect()
     }
 
@@ -200,6 +204,7 @@ impl ProgramBuilder {
             inputs: self.inputs,
             out_shape,
             root,
+            stored: Vec::new(),
         }
     }
 }

@@ -48,12 +48,16 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
             members.entry(*g).or_default().push(NodeId(i as u32));
         }
     }
+    let fused = fused_reads(graph, &live, &is_output, &consumers, &assign, &members);
     for i in 0..n {
         let id = NodeId(i as u32);
         if assign[i] != Assign::Group(id) {
             continue;
         }
         let node = graph.node(id);
+        if fused[i] {
+            continue; // Read by the tasks of the kernel that consumes it.
+        }
         let group_nodes = members.remove(&id).unwrap_or_default();
         let label = if stencil_group(graph, &group_nodes) || node.op.is_elementwise() {
             String::new()
@@ -121,6 +125,7 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
             },
             op if op.is_elementwise() => {
                 let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None)?;
+                let (program, ext) = take_reads(graph, &fused, program, ext);
                 let label = summarize(&program.op_names());
                 // An elementwise tail over a reduction's result alone runs in the
                 // reduction's last task.
@@ -156,6 +161,7 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 let region = graph.node(src).meta.clone();
                 let acc = acc_dtype(spec.op, region.dtype);
                 let (program, ext) = compile(graph, src, &inline, &region.shape, Some(acc))?;
+                let (program, ext) = take_reads(graph, &fused, program, ext);
                 let label = summarize(&program.op_names());
                 let inputs = input_stages(&ext)?;
                 let last = push_reduction(
@@ -323,6 +329,53 @@ fn push_reduction(
         last = StageId((plan.stages.len() - 1) as u32);
     }
     last
+}
+
+/// Stored reads whose every consumer is in one elementwise or reduction
+/// kernel (not a stencil, not an output): that kernel's tasks read them
+/// themselves, so they get no tasks of their own.
+fn fused_reads(
+    graph: &Graph,
+    live: &[bool],
+    is_output: &[bool],
+    consumers: &[Vec<NodeId>],
+    assign: &[Assign],
+    members: &FastMap<NodeId, Vec<NodeId>>,
+) -> Vec<bool> {
+    (0..graph.len())
+        .map(|i| {
+            if !live[i] || is_output[i] || !matches!(graph.nodes[i].op, Op::Read(_)) {
+                return false;
+            }
+            let mut groups = consumers[i].iter().map(|c| assign[c.index()]);
+            let Some(Assign::Group(g)) = groups.next() else {
+                return false;
+            };
+            let kernel =
+                graph.node(g).op.is_elementwise() || matches!(graph.node(g).op, Op::Reduce(_));
+            kernel
+                && groups.all(|a| a == Assign::Group(g))
+                && !stencil_group(graph, members.get(&g).map_or(&[], Vec::as_slice))
+        })
+        .collect()
+}
+
+/// Moves the fused reads among a kernel's external inputs into the program
+/// (the task reads them); returns the inputs that stay stage inputs.
+fn take_reads(
+    graph: &Graph,
+    fused: &[bool],
+    mut program: crate::kernel::Program,
+    ext: Vec<NodeId>,
+) -> (crate::kernel::Program, Vec<NodeId>) {
+    let mut rest = Vec::with_capacity(ext.len());
+    for (k, x) in ext.into_iter().enumerate() {
+        match &graph.node(x).op {
+            Op::Read(s) if fused[x.index()] => program.stored.push((k as u32, s.clone())),
+            _ => rest.push(x),
+        }
+    }
+    (program, rest)
 }
 
 fn stencil_group(graph: &Graph, nodes: &[NodeId]) -> bool {
