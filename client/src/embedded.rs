@@ -43,6 +43,7 @@ pub fn run_plan(
         worker: WORKER,
         name: "embedded".into(),
         nthreads: threads,
+        memory_limit: None,
     });
     let mut pending = core.handle(Event::JobSubmitted {
         job: JOB,

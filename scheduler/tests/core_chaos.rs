@@ -178,6 +178,7 @@ fn run(seed: u64) {
                 worker: id,
                 name: format!("w{}", id.0),
                 nthreads: 1 + rng.below(2) as u32,
+                memory_limit: None,
             },
         );
     };

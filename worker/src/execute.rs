@@ -18,6 +18,8 @@ use crate::store::{PlanState, Store};
 /// What lives as long as the worker process, across registrations.
 pub(crate) struct Shared {
     pub store: Arc<Store>,
+    /// Whether memory is above the pause limit: no task starts, nothing is fetched.
+    pub paused: tokio::sync::watch::Receiver<bool>,
     pub peers: Arc<Peers>,
     pub pool: Arc<rayon::ThreadPool>,
     pub serving: Arc<AtomicUsize>,
@@ -122,6 +124,8 @@ async fn run(
             return Outcome::Skipped;
         }
     };
+    // Over the pause limit, nothing new starts or is fetched.
+    let _ = shared.paused.clone().wait_for(|p| !p).await;
     if let accel_core::StageKind::Remote(r) = &plan.stage(key.stage).kind {
         return fetch_remote(session, job, key, &plan, r).await;
     }
@@ -174,6 +178,16 @@ async fn run(
         Outcome::Done(nbytes)
     } else {
         Outcome::Skipped
+    }
+}
+
+/// A chunk of this worker's store, read back from disk off the async threads
+/// if it was spilled.
+pub(crate) fn local_chunk(store: &Store, job: u64, key: ChunkKey) -> Option<Arc<Chunk>> {
+    if store.is_spilled(job, key) {
+        crate::blocking(|| store.get(job, key))
+    } else {
+        store.get(job, key)
     }
 }
 
@@ -246,7 +260,7 @@ async fn gather(
         let region = regions.as_ref().and_then(|r| r.get(n).cloned());
         async move {
             let (j, k) = task_from(loc.task.as_ref()).map_err(|e| (loc.clone(), e.to_string()))?;
-            match shared.store.get(j, k) {
+            match local_chunk(&shared.store, j, k) {
                 Some(c) => Ok(c),
                 None => shared
                     .peers

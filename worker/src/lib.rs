@@ -10,7 +10,9 @@
 mod execute;
 mod fault;
 pub mod fetch;
+pub mod memory;
 mod session;
+mod spill;
 mod store;
 
 use std::future::Future;
@@ -54,6 +56,8 @@ pub struct Config {
     pub retire_timeout: Duration,
     /// Testing only: fault injection for the resilience tests.
     pub faults: Faults,
+    /// The memory limit, spilling and pausing.
+    pub memory: memory::MemoryConfig,
 }
 
 impl Config {
@@ -69,6 +73,7 @@ impl Config {
             death_timeout: Duration::from_secs(60),
             retire_timeout: Duration::from_secs(30),
             faults: Faults::default(),
+            memory: memory::MemoryConfig::default(),
         }
     }
 }
@@ -87,6 +92,14 @@ pub fn facing_ip(scheduler: &str) -> Option<IpAddr> {
     .ok()?;
     sock.connect(target).ok()?;
     Some(sock.local_addr().ok()?.ip())
+}
+
+/// Runs blocking work (disk reads) without stalling the other async tasks.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// First wait before attaching again; doubles up to [`MAX_BACKOFF`].
@@ -109,8 +122,11 @@ pub async fn run(
         .local_addr()
         .map_err(|e| Error::Transport(e.to_string()))?;
     let address = local.to_string();
+    let store = Arc::new(Store::new(config.memory.local_directory.clone()));
+    let (_memory, paused) = memory::start(store.clone(), &config.memory);
     let shared = Arc::new(Shared {
-        store: Arc::new(Store::default()),
+        store,
+        paused,
         peers: Arc::new(fetch::Peers::default()),
         pool: Arc::new(
             rayon::ThreadPoolBuilder::new()

@@ -32,6 +32,23 @@ struct Args {
     /// move this worker's chunks to peers; a second signal exits at once.
     #[arg(long, env = "ACCEL_RETIRE_TIMEOUT", default_value_t = 30.0)]
     retire_timeout: f64,
+    /// Memory this worker may use: bytes or with a unit (4GiB, 500MB), `auto`
+    /// (the machine's memory times this worker's share of its cores) or 0 (no limit).
+    #[arg(long, env = "ACCEL_MEMORY_LIMIT", default_value = "auto")]
+    memory_limit: String,
+    /// Spill chunks to disk while those in memory exceed this share of the limit.
+    #[arg(long, env = "ACCEL_MEMORY_TARGET_FRACTION", default_value_t = 0.6)]
+    memory_target_fraction: f64,
+    /// Spill chunks while the process's memory exceeds this share of the limit.
+    #[arg(long, env = "ACCEL_MEMORY_SPILL_FRACTION", default_value_t = 0.7)]
+    memory_spill_fraction: f64,
+    /// Start no task and fetch nothing while the process's memory exceeds
+    /// this share of the limit.
+    #[arg(long, env = "ACCEL_MEMORY_PAUSE_FRACTION", default_value_t = 0.8)]
+    memory_pause_fraction: f64,
+    /// Where spilled chunks go (default: a fresh temporary folder, removed on exit).
+    #[arg(long, env = "ACCEL_LOCAL_DIRECTORY")]
+    local_directory: Option<std::path::PathBuf>,
     /// Testing only: abort when a task whose stage label contains TEXT starts.
     #[arg(long, hide = true, value_name = "TEXT")]
     fault_crash_on: Option<String>,
@@ -82,13 +99,24 @@ async fn main() -> anyhow::Result<()> {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "worker".into())
     });
+    let nthreads = args.nthreads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let limit = accel_worker::memory::parse_limit(&args.memory_limit, nthreads)
+        .map_err(|e| anyhow::anyhow!("--memory-limit: {e}"))?;
+    let memory = accel_worker::memory::MemoryConfig {
+        limit,
+        target: args.memory_target_fraction,
+        spill: args.memory_spill_fraction,
+        pause: args.memory_pause_fraction,
+        local_directory: args.local_directory,
+    };
     let config = accel_worker::Config {
+        memory,
         scheduler: args.scheduler.clone(),
-        nthreads: args.nthreads.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        }),
+        nthreads,
         name,
         listen,
         heartbeat: std::time::Duration::from_secs(1),

@@ -68,6 +68,7 @@ pub(crate) async fn attach(
             name: config.name.clone(),
             nthreads: config.nthreads as u32,
             address: address.to_string(),
+            memory_limit: config.memory.limit.unwrap_or(0),
         })),
     };
     let _ = out_tx.send(register).await;
@@ -92,10 +93,35 @@ pub(crate) async fn attach(
     });
     let reporter = tokio::spawn(report(reports_rx, out_tx.clone()));
     let heartbeat = tokio::spawn(heartbeat(out_tx.clone(), config.heartbeat));
+    let pauses = tokio::spawn(forward_pauses(
+        session.shared.paused.clone(),
+        out_tx.clone(),
+    ));
     let end = follow(config, &session, inbound, out_tx, stop).await;
     reporter.abort();
     heartbeat.abort();
+    pauses.abort();
     end
+}
+
+/// Tells the scheduler when memory goes above or back under the pause limit.
+async fn forward_pauses(mut paused: watch::Receiver<bool>, out: mpsc::Sender<pb::WorkerMessage>) {
+    let mut told = false;
+    loop {
+        let now = *paused.borrow_and_update();
+        if now != told {
+            let msg = pb::WorkerMessage {
+                msg: Some(worker_message::Msg::Paused(now)),
+            };
+            if out.send(msg).await.is_err() {
+                return;
+            }
+            told = now;
+        }
+        if paused.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Follows the scheduler's messages until the session ends.

@@ -1,27 +1,88 @@
-//! The worker's in-memory chunks and the plans of its jobs.
+//! The worker's chunks (in memory, or spilled to local disk) and the plans of
+//! its jobs.
 //!
 //! Everything belongs to a *generation*: one registration with a scheduler.
 //! When the worker starts afresh (scheduler lost, or it was declared dead),
 //! the generation changes and whatever a task of the old one produces later
 //! is dropped instead of stored, so nothing outlives the session it was made for.
+//!
+//! Chunks in memory are kept in least-recently-used order; the memory
+//! manager spills the oldest to disk when the worker holds too much, and a
+//! spilled chunk is read back, transparently, by whoever asks for it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use accel_core::{Chunk, ChunkKey, Plan};
+
+use crate::spill::{self, SpillDir};
+
+type Key = (u64, ChunkKey);
+
+enum Slot {
+    Memory { chunk: Arc<Chunk>, tick: u64 },
+    Disk { path: PathBuf, on_disk: u64 },
+}
 
 #[derive(Default)]
 struct Inner {
     generation: u64,
-    chunks: HashMap<(u64, ChunkKey), Arc<Chunk>>,
+    chunks: HashMap<Key, Slot>,
+    /// Chunks in memory by last use.
+    lru: BTreeMap<u64, Key>,
+    tick: u64,
+    /// Bytes of the chunks in memory, and on disk (as stored).
+    in_memory: u64,
+    on_disk: u64,
     plans: HashMap<u64, Arc<Plan>>,
     /// Plans that arrived but could not be decoded, with why.
     bad_plans: HashMap<u64, String>,
 }
 
-#[derive(Default)]
+impl Inner {
+    fn touch(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Drops a slot's accounting (and its file).
+    fn discard(&mut self, slot: Slot) {
+        match slot {
+            Slot::Memory { chunk, tick } => {
+                self.lru.remove(&tick);
+                self.in_memory -= chunk.nbytes() as u64;
+            }
+            Slot::Disk { path, on_disk, .. } => {
+                self.on_disk -= on_disk;
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}
+
+/// What the store holds, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub in_memory: u64,
+    pub on_disk: u64,
+    pub chunks: usize,
+    pub spilled: usize,
+}
+
 pub struct Store {
     inner: Mutex<Inner>,
+    spill: SpillDir,
+    /// Memory above which an insert wakes the memory manager (0: never).
+    pressure_at: AtomicU64,
+    pressure: Condvar,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store::new(None)
+    }
 }
 
 /// What the worker knows of a job's plan.
@@ -33,6 +94,17 @@ pub enum PlanState {
 }
 
 impl Store {
+    /// A store that spills into `dir` (by default a fresh temporary folder,
+    /// removed with the store).
+    pub fn new(dir: Option<PathBuf>) -> Store {
+        Store {
+            inner: Mutex::default(),
+            spill: SpillDir::new(dir),
+            pressure_at: AtomicU64::new(0),
+            pressure: Condvar::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -45,14 +117,62 @@ impl Store {
     pub fn reset(&self) -> u64 {
         let mut s = self.lock();
         s.generation += 1;
-        s.chunks = HashMap::new();
+        let slots: Vec<Slot> = s.chunks.drain().map(|(_, v)| v).collect();
+        for slot in slots {
+            s.discard(slot);
+        }
         s.plans = HashMap::new();
         s.bad_plans = HashMap::new();
         s.generation
     }
 
+    /// The chunk, read back from disk if it was spilled (blocking I/O: call
+    /// it off the async threads when [`Store::is_spilled`]).
     pub fn get(&self, job: u64, key: ChunkKey) -> Option<Arc<Chunk>> {
-        self.lock().chunks.get(&(job, key)).cloned()
+        let path = {
+            let mut s = self.lock();
+            let tick = s.touch();
+            match s.chunks.get_mut(&(job, key))? {
+                Slot::Memory { chunk, tick: t } => {
+                    let (chunk, old) = (chunk.clone(), std::mem::replace(t, tick));
+                    s.lru.remove(&old);
+                    s.lru.insert(tick, (job, key));
+                    return Some(chunk);
+                }
+                Slot::Disk { path, .. } => path.clone(),
+            }
+        };
+        let chunk = match spill::read(&path) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::error!("reading spilled chunk {}: {e}", path.display());
+                return None;
+            }
+        };
+        // Back in memory, unless it changed meanwhile.
+        let mut s = self.lock();
+        if matches!(s.chunks.get(&(job, key)), Some(Slot::Disk { path: p, .. }) if *p == path) {
+            let tick = s.touch();
+            let nbytes = chunk.nbytes() as u64;
+            if let Some(old) = s.chunks.insert(
+                (job, key),
+                Slot::Memory {
+                    chunk: chunk.clone(),
+                    tick,
+                },
+            ) {
+                s.discard(old);
+            }
+            s.lru.insert(tick, (job, key));
+            s.in_memory += nbytes;
+            self.wake_if_pressed(&s);
+        }
+        Some(chunk)
+    }
+
+    /// Whether the chunk is on disk (a `get` would read it back).
+    pub fn is_spilled(&self, job: u64, key: ChunkKey) -> bool {
+        matches!(self.lock().chunks.get(&(job, key)), Some(Slot::Disk { .. }))
     }
 
     /// Keeps a chunk made in `generation`, if that is still the current one
@@ -62,12 +182,22 @@ impl Store {
         if s.generation != generation || !s.plans.contains_key(&job) {
             return false;
         }
-        s.chunks.insert((job, key), chunk);
+        let tick = s.touch();
+        let nbytes = chunk.nbytes() as u64;
+        if let Some(old) = s.chunks.insert((job, key), Slot::Memory { chunk, tick }) {
+            s.discard(old);
+        }
+        s.lru.insert(tick, (job, key));
+        s.in_memory += nbytes;
+        self.wake_if_pressed(&s);
         true
     }
 
     pub fn remove(&self, job: u64, key: ChunkKey) {
-        self.lock().chunks.remove(&(job, key));
+        let mut s = self.lock();
+        if let Some(old) = s.chunks.remove(&(job, key)) {
+            s.discard(old);
+        }
     }
 
     pub fn add_plan(&self, generation: u64, job: u64, plan: Result<Arc<Plan>, String>) {
@@ -103,10 +233,20 @@ impl Store {
         let mut s = self.lock();
         s.plans.remove(&job);
         s.bad_plans.remove(&job);
-        s.chunks.retain(|(j, _), _| *j != job);
+        let gone: Vec<Key> = s
+            .chunks
+            .keys()
+            .filter(|(j, _)| *j == job)
+            .copied()
+            .collect();
+        for k in gone {
+            if let Some(old) = s.chunks.remove(&k) {
+                s.discard(old);
+            }
+        }
     }
 
-    /// Number of chunks held.
+    /// Number of chunks held, in memory or on disk.
     pub fn len(&self) -> usize {
         self.lock().chunks.len()
     }
@@ -118,6 +258,74 @@ impl Store {
     /// Jobs whose plans are held.
     pub fn plan_count(&self) -> usize {
         self.lock().plans.len()
+    }
+
+    pub fn usage(&self) -> Usage {
+        let s = self.lock();
+        Usage {
+            in_memory: s.in_memory,
+            on_disk: s.on_disk,
+            chunks: s.chunks.len(),
+            spilled: s.chunks.len() - s.lru.len(),
+        }
+    }
+
+    /// Writes the least recently used chunk in memory to disk; returns the
+    /// bytes it freed (0: nothing left to spill). A failed write (a full
+    /// disk) leaves the chunk in memory and is returned as the error.
+    pub fn spill_one(&self) -> std::io::Result<u64> {
+        let (key, chunk) = {
+            let s = self.lock();
+            let Some((_, key)) = s.lru.first_key_value() else {
+                return Ok(0);
+            };
+            match s.chunks.get(key) {
+                Some(Slot::Memory { chunk, .. }) => (*key, chunk.clone()),
+                _ => return Ok(0),
+            }
+        };
+        let (path, on_disk) = self.spill.write(&chunk)?;
+        let mut s = self.lock();
+        let same = matches!(s.chunks.get(&key), Some(Slot::Memory { chunk: c, .. }) if Arc::ptr_eq(c, &chunk));
+        if !same {
+            // Removed or replaced while it was written: the file is not needed.
+            let _ = std::fs::remove_file(&path);
+            return Ok(0);
+        }
+        let nbytes = chunk.nbytes() as u64;
+        if let Some(Slot::Memory { tick, .. }) = s.chunks.insert(key, Slot::Disk { path, on_disk })
+        {
+            s.lru.remove(&tick);
+        }
+        s.in_memory -= nbytes;
+        s.on_disk += on_disk;
+        Ok(nbytes)
+    }
+
+    /// Where spilled chunks go.
+    pub fn spill_dir(&self) -> &std::path::Path {
+        self.spill.path()
+    }
+
+    /// Inserts beyond `bytes` in memory wake [`Store::wait_pressure`].
+    pub fn set_pressure_at(&self, bytes: u64) {
+        self.pressure_at.store(bytes, Ordering::Relaxed);
+    }
+
+    fn wake_if_pressed(&self, s: &Inner) {
+        let at = self.pressure_at.load(Ordering::Relaxed);
+        if at > 0 && s.in_memory > at {
+            self.pressure.notify_all();
+        }
+    }
+
+    /// Waits until memory goes past the pressure mark, or `timeout`.
+    pub fn wait_pressure(&self, timeout: std::time::Duration) {
+        let s = self.lock();
+        let _ = self
+            .pressure
+            .wait_timeout(s, timeout)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -135,8 +343,11 @@ mod tests {
         }
     }
 
-    fn chunk() -> Arc<Chunk> {
-        Arc::new(Chunk::array(vec![1], accel_core::Buffer::F64(vec![1.0])))
+    fn chunk(v: f64) -> Arc<Chunk> {
+        Arc::new(Chunk::array(
+            vec![100],
+            accel_core::Buffer::F64(vec![v; 100]),
+        ))
     }
 
     fn plan() -> Arc<Plan> {
@@ -151,13 +362,13 @@ mod tests {
     fn chunks_of_an_old_generation_or_a_forgotten_job_are_not_kept() {
         let s = Store::default();
         let g = s.generation();
-        assert!(!s.insert(g, 1, key(0), chunk()), "no plan for job 1 yet");
+        assert!(!s.insert(g, 1, key(0), chunk(1.0)), "no plan for job 1 yet");
         s.add_plan(g, 1, Ok(plan()));
-        assert!(s.insert(g, 1, key(0), chunk()));
+        assert!(s.insert(g, 1, key(0), chunk(1.0)));
         assert_eq!(s.len(), 1);
         s.forget(1);
         assert_eq!((s.len(), s.plan_count()), (0, 0));
-        assert!(!s.insert(g, 1, key(1), chunk()), "job 1 ended");
+        assert!(!s.insert(g, 1, key(1), chunk(1.0)), "job 1 ended");
         s.add_plan(g, 2, Ok(plan()));
         let g2 = s.reset();
         assert_eq!(s.plan_count(), 0);
@@ -168,8 +379,52 @@ mod tests {
             "a plan for the old generation is ignored"
         );
         s.add_plan(g2, 2, Ok(plan()));
-        assert!(!s.insert(g, 2, key(0), chunk()), "made before the reset");
-        assert!(s.insert(g2, 2, key(0), chunk()));
+        assert!(!s.insert(g, 2, key(0), chunk(1.0)), "made before the reset");
+        assert!(s.insert(g2, 2, key(0), chunk(1.0)));
         assert!(s.is_current(g2, 2) && !s.is_current(g, 2));
+    }
+
+    #[test]
+    fn the_least_recently_used_chunk_spills_first_and_comes_back_on_use() {
+        let s = Store::default();
+        let g = s.generation();
+        s.add_plan(g, 1, Ok(plan()));
+        for c in 0..4 {
+            s.insert(g, 1, key(c), chunk(c as f64));
+        }
+        s.get(1, key(0)); // chunk 0 used last: 1 is now the oldest
+        assert_eq!(s.spill_one().unwrap(), 800);
+        assert!(s.is_spilled(1, key(1)));
+        assert!(!s.is_spilled(1, key(0)));
+        assert_eq!(s.spill_one().unwrap(), 800);
+        assert!(s.is_spilled(1, key(2)));
+        let u = s.usage();
+        assert_eq!((u.in_memory, u.chunks, u.spilled), (1600, 4, 2));
+        assert!(u.on_disk > 0);
+        // Read back transparently, bit for bit, and in memory again.
+        assert_eq!(*s.get(1, key(1)).unwrap(), *chunk(1.0));
+        assert!(!s.is_spilled(1, key(1)));
+        assert_eq!(s.usage().in_memory, 2400);
+        // Forgetting the job removes its files.
+        let dir = s.spill_dir().to_path_buf();
+        s.forget(1);
+        assert_eq!(s.usage(), Usage::default());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_disk_that_refuses_writes_keeps_the_data_in_memory() {
+        // A spill "folder" under a regular file cannot be created, even by root.
+        let blocker = std::env::temp_dir().join(format!("accel-not-a-dir-{}", std::process::id()));
+        std::fs::write(&blocker, b"x").unwrap();
+        let s = Store::new(Some(blocker.join("spill")));
+        let g = s.generation();
+        s.add_plan(g, 1, Ok(plan()));
+        s.insert(g, 1, key(0), chunk(3.0));
+        assert!(s.spill_one().is_err());
+        assert!(!s.is_spilled(1, key(0)));
+        assert_eq!(s.usage().in_memory, 800);
+        assert_eq!(*s.get(1, key(0)).unwrap(), *chunk(3.0));
+        std::fs::remove_file(&blocker).unwrap();
     }
 }

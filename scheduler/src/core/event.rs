@@ -13,6 +13,13 @@ pub enum Event {
         /// Shown in errors that name the worker.
         name: String,
         nthreads: u32,
+        /// Bytes it may use, if limited.
+        memory_limit: Option<u64>,
+    },
+    /// The worker's memory went above (or back under) its pause limit.
+    WorkerPaused {
+        worker: WorkerId,
+        paused: bool,
     },
     /// Disconnected or stopped heartbeating. Tasks it was running are blamed
     /// for the loss unless it was retiring.

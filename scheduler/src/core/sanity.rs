@@ -122,7 +122,7 @@ impl Core {
                     return Err(format!("{w:?} holds {t:?}, which the job places at {ok:?}"));
                 }
             }
-            if !worker.retiring && worker.processing.len() > worker.capacity() {
+            if !worker.retiring && !worker.paused && worker.processing.len() > worker.capacity() {
                 return Err(format!(
                     "{w:?} has {} tasks for {} slots",
                     worker.processing.len(),

@@ -150,10 +150,12 @@ impl Core {
                 worker,
                 name,
                 nthreads,
+                memory_limit,
             } => {
                 let w = self.workers.entry(worker).or_default();
                 w.name = name;
                 w.nthreads = nthreads;
+                w.memory_limit = memory_limit;
                 w.extra = self.config.queue_depth;
                 // A retiring worker that had nobody to hand its chunks to now has.
                 let retiring: Vec<WorkerId> = self
@@ -167,6 +169,11 @@ impl Core {
                 }
             }
             Event::WorkerLost { worker } => self.worker_lost(worker, &mut out),
+            Event::WorkerPaused { worker, paused } => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.paused = paused;
+                }
+            }
             Event::WorkerRetiring { worker } => self.retire(worker, &mut out),
             Event::JobSubmitted { job, client, plan } => self.submit(job, client, plan, &mut out),
             Event::TasksStarted { worker, tasks } => {

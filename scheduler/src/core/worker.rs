@@ -21,11 +21,14 @@ pub struct Worker {
     pub holds: BTreeSet<TaskRef>,
     /// Stopping on purpose: no new work, its chunks move to peers.
     pub retiring: bool,
+    /// Over its memory's pause limit: no new work until it says otherwise.
+    pub paused: bool,
+    pub memory_limit: Option<u64>,
 }
 
 impl Worker {
     pub fn capacity(&self) -> usize {
-        if self.retiring {
+        if self.retiring || self.paused {
             return 0;
         }
         self.nthreads.max(1) as usize * SLOTS_PER_THREAD + self.extra
@@ -41,7 +44,7 @@ impl Worker {
 
     /// Threads with nothing assigned.
     pub fn idle_threads(&self) -> usize {
-        if self.retiring {
+        if self.retiring || self.paused {
             return 0;
         }
         (self.nthreads.max(1) as usize).saturating_sub(self.processing.len())

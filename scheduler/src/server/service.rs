@@ -102,6 +102,7 @@ fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Input> {
             .into_iter()
             .collect(),
         worker_message::Msg::Retire(_) => vec![ev(Event::WorkerRetiring { worker })],
+        worker_message::Msg::Paused(paused) => vec![ev(Event::WorkerPaused { worker, paused })],
         worker_message::Msg::Replicated(r) => vec![ev(Event::Replicated {
             worker,
             done: r
@@ -204,6 +205,7 @@ impl Scheduler for Service {
             worker,
             name: reg.name.clone(),
             nthreads: reg.nthreads.max(1),
+            memory_limit: (reg.memory_limit > 0).then_some(reg.memory_limit),
         }));
         let inputs = self.inputs.clone();
         tokio::spawn(async move {

@@ -42,6 +42,7 @@ impl Sim {
             worker: WorkerId(id),
             name: format!("w{id}"),
             nthreads,
+            memory_limit: None,
         }])
     }
 

@@ -141,7 +141,8 @@ impl Service {
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Some(r))) => r,
             };
-            match self.find(&req) {
+            // A spilled chunk is read back from disk off the async threads.
+            match crate::blocking(|| self.find(&req)) {
                 Ok(piece) => {
                     let _serving = Serving::new(&self.serving);
                     match piece {

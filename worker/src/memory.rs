@@ -1,0 +1,340 @@
+//! The worker's memory limit: above a target share of it, the least recently
+//! used chunks are spilled to local disk; above the pause share, the worker
+//! starts no new task or fetch (and tells the scheduler) until it is back
+//! under. All of this runs on its own thread: heartbeats and chunk serving
+//! never wait for a disk.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::store::Store;
+
+/// Memory settings, with Dask's default fractions.
+#[derive(Clone, Debug)]
+pub struct MemoryConfig {
+    /// Bytes this worker may use; `None`: no limit (nothing is spilled).
+    pub limit: Option<u64>,
+    /// Spill chunks while the chunks held in memory exceed this share of the limit.
+    pub target: f64,
+    /// Spill chunks while the process's resident memory exceeds this share.
+    pub spill: f64,
+    /// Start nothing new while the process's resident memory exceeds this share.
+    pub pause: f64,
+    /// Where spilled chunks go (default: a fresh temporary folder, removed on exit).
+    pub local_directory: Option<PathBuf>,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            limit: None,
+            target: 0.6,
+            spill: 0.7,
+            pause: 0.8,
+            local_directory: None,
+        }
+    }
+}
+
+/// How often memory is looked at when nothing wakes the manager earlier.
+const TICK: Duration = Duration::from_millis(50);
+/// After a failed spill (a full disk), how long before trying again.
+const BACKOFF: Duration = Duration::from_secs(5);
+/// Paused this long with nothing left to spill: the memory is not the
+/// worker's chunks (it is still held by running tasks, or never returned to
+/// the system), and waiting longer would only stall the worker.
+const STUCK: Duration = Duration::from_secs(10);
+
+/// The resident memory of this process, in bytes (Linux; `None` elsewhere).
+pub fn process_rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// The machine's memory, in bytes (Linux; `None` elsewhere).
+pub fn total_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Parses a memory limit: bytes (`4000000000`), with a unit (`4GiB`, `4GB`,
+/// `512MiB`, `4G`), `auto` (the machine's memory times this worker's share of
+/// its cores) or `0` (none).
+pub fn parse_limit(s: &str, nthreads: usize) -> Result<Option<u64>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("auto") {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = (nthreads as f64 / cores as f64).min(1.0);
+        return Ok(total_memory().map(|t| (t as f64 * share) as u64));
+    }
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a memory size (e.g. 4GiB, 500MB, auto, 0)"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        other => return Err(format!("unknown unit {other:?} in {s:?}")),
+    };
+    let bytes = (n * scale) as u64;
+    Ok((bytes > 0).then_some(bytes))
+}
+
+/// The memory manager's thread; stops when dropped.
+pub struct Manager {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts watching `store` under `config`; the receiver says whether the
+/// worker is paused.
+pub fn start(store: Arc<Store>, config: &MemoryConfig) -> (Manager, watch::Receiver<bool>) {
+    let (paused, rx) = watch::channel(false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = config.limit.map(|limit| {
+        let (config, stop) = (config.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("accel-memory".into())
+            .spawn(move || watch_memory(&store, &config, limit, &paused, &stop))
+    });
+    let thread = match thread {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            tracing::error!("cannot start the memory manager: {e}; memory is not limited");
+            None
+        }
+        None => None,
+    };
+    (Manager { stop, thread }, rx)
+}
+
+fn watch_memory(
+    store: &Store,
+    c: &MemoryConfig,
+    limit: u64,
+    paused: &watch::Sender<bool>,
+    stop: &AtomicBool,
+) {
+    let at = |f: f64| (limit as f64 * f) as u64;
+    store.set_pressure_at(at(c.target));
+    let mut failing_until: Option<Instant> = None;
+    let mut paused_since: Option<Instant> = None;
+    let mut resumed_until: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let can_spill = failing_until.is_none_or(|t| Instant::now() >= t);
+        let mut spilled = 0u64;
+        if can_spill {
+            loop {
+                let rss = process_rss().unwrap_or(0);
+                let held = store.usage().in_memory;
+                if held <= at(c.target) && rss <= at(c.spill) {
+                    break;
+                }
+                match store.spill_one() {
+                    Ok(0) => break,
+                    Ok(n) => spilled += n,
+                    Err(e) => {
+                        tracing::warn!(
+                            dir = %store.spill_dir().display(),
+                            "cannot spill to disk ({e}): the chunks stay in memory"
+                        );
+                        failing_until = Some(Instant::now() + BACKOFF);
+                        break;
+                    }
+                }
+                if spilled > 0 && rss > at(c.spill) {
+                    // Give freed memory back so the next reading reflects it.
+                    accel_core::memory::release_free_memory();
+                }
+            }
+        }
+        if spilled > 0 {
+            tracing::debug!(bytes = spilled, "spilled to disk");
+        }
+        let rss = process_rss().unwrap_or(0);
+        let over = rss > at(c.pause) && resumed_until.is_none_or(|t| Instant::now() >= t);
+        let stuck = over
+            && store.usage().in_memory == 0
+            && paused_since.is_some_and(|t| t.elapsed() > STUCK);
+        let now_paused = over && !stuck;
+        if stuck {
+            tracing::warn!(
+                rss,
+                limit,
+                "memory stays above the pause limit with nothing left to spill: resuming"
+            );
+            resumed_until = Some(Instant::now() + 3 * STUCK);
+        }
+        if now_paused != *paused.borrow() {
+            if now_paused {
+                tracing::warn!(rss, limit, "memory above the pause limit: pausing");
+                paused_since = Some(Instant::now());
+            } else {
+                tracing::info!(rss, limit, "memory back under the pause limit: resuming");
+                paused_since = None;
+            }
+            paused.send_replace(now_paused);
+        }
+        store.wait_pressure(TICK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use accel_core::{Buffer, Chunk, ChunkKey, Plan, StageId};
+
+    #[test]
+    fn limits_parse_like_dask_s() {
+        assert_eq!(parse_limit("0", 1).unwrap(), None);
+        assert_eq!(parse_limit("4GiB", 1).unwrap(), Some(4 << 30));
+        assert_eq!(parse_limit("4 GB", 1).unwrap(), Some(4_000_000_000));
+        assert_eq!(parse_limit("512MiB", 1).unwrap(), Some(512 << 20));
+        assert_eq!(parse_limit("1.5G", 1).unwrap(), Some(1_500_000_000));
+        assert_eq!(parse_limit("123", 1).unwrap(), Some(123));
+        assert!(parse_limit("lots", 1).is_err());
+        assert!(parse_limit("4 parsecs", 1).is_err());
+        let auto = parse_limit("auto", 1).unwrap().unwrap();
+        assert!(auto > 0 && auto <= total_memory().unwrap());
+    }
+
+    #[test]
+    fn chunks_above_the_target_spill_in_the_background() {
+        let store = Arc::new(Store::default());
+        let g = store.generation();
+        store.add_plan(
+            g,
+            1,
+            Ok(Arc::new(Plan {
+                stages: vec![],
+                outputs: vec![],
+                sinks: vec![],
+            })),
+        );
+        // A limit far above this process's memory, so only the chunks count:
+        // 10 MB of chunks against a target of 0.6 × 10 MB... of chunk memory.
+        let rss = process_rss().unwrap();
+        let config = MemoryConfig {
+            limit: Some(rss * 10),
+            target: 8e6 / (rss * 10) as f64,
+            ..MemoryConfig::default()
+        };
+        let (manager, paused) = start(store.clone(), &config);
+        for c in 0..10u32 {
+            let key = ChunkKey {
+                stage: StageId(0),
+                chunk: c,
+            };
+            let data = Buffer::F64(vec![c as f64; 125_000]); // 1 MB
+            store.insert(g, 1, key, Arc::new(Chunk::array(vec![125_000], data)));
+        }
+        let start = Instant::now();
+        while store.usage().in_memory > 8_000_000 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nothing was spilled"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let u = store.usage();
+        assert!(u.spilled >= 2 && u.chunks == 10, "{u:?}");
+        assert!(!*paused.borrow());
+        // Every chunk reads back, the spilled ones from disk.
+        for c in 0..10u32 {
+            let key = ChunkKey {
+                stage: StageId(0),
+                chunk: c,
+            };
+            let got = store.get(1, key).unwrap();
+            assert_eq!(*got.data(), Buffer::F64(vec![c as f64; 125_000]));
+        }
+        drop(manager);
+    }
+}
+
+#[cfg(test)]
+mod pause_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use accel_core::{Buffer, Chunk, ChunkKey, Plan, StageId};
+
+    fn wait(rx: &watch::Receiver<bool>, want: bool) {
+        let start = Instant::now();
+        while *rx.borrow() != want {
+            assert!(start.elapsed() < Duration::from_secs(10), "never {want}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn the_worker_pauses_above_the_pause_share_and_resumes_below_it() {
+        let store = Arc::new(Store::default());
+        let g = store.generation();
+        let plan = Plan {
+            stages: vec![],
+            outputs: vec![],
+            sinks: vec![],
+        };
+        store.add_plan(g, 1, Ok(Arc::new(plan)));
+        let key = ChunkKey {
+            stage: StageId(0),
+            chunk: 0,
+        };
+        store.insert(
+            g,
+            1,
+            key,
+            Arc::new(Chunk::array(vec![1], Buffer::F64(vec![0.0]))),
+        );
+        let rss = process_rss().unwrap();
+        // Pause 100 MB above what this process holds now, never spill.
+        let limit = rss + (400 << 20);
+        let config = MemoryConfig {
+            limit: Some(limit),
+            target: 1.0,
+            spill: 1.0,
+            pause: (rss + (100 << 20)) as f64 / limit as f64,
+            local_directory: None,
+        };
+        let (manager, paused) = start(store, &config);
+        assert!(!*paused.borrow());
+        let mut ballast = vec![1u8; 200 << 20];
+        ballast.iter_mut().step_by(4096).for_each(|b| *b = 2);
+        wait(&paused, true);
+        drop(ballast);
+        accel_core::memory::release_free_memory();
+        wait(&paused, false);
+        drop(manager);
+    }
+}
