@@ -48,6 +48,12 @@ impl Planned {
         self.plan.task_count()
     }
 
+    /// The projected peak memory of one task of each stage (inputs, output,
+    /// working space), before anything runs.
+    pub fn memory(&self) -> Vec<accel_core::plan_memory::StageMemory> {
+        self.plan.memory_projection()
+    }
+
     /// DOT of the expression graph as built.
     pub fn dot_graph(&self) -> String {
         accel_core::dot::graph_dot(&self.graph)
@@ -295,6 +301,10 @@ impl Client {
             });
         }
         let plan = &planned.plan;
+        if let Some(total) = accel_core::memory::total_memory() {
+            plan.check_memory(total, "this machine's memory")
+                .map_err(|e| Error::Invalid(format!("the plan cannot fit: {e}")))?;
+        }
         if plan
             .stages
             .iter()

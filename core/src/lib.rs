@@ -18,6 +18,7 @@ pub mod op;
 pub mod optimize;
 pub mod plan;
 pub mod plan_check;
+pub mod plan_memory;
 pub mod shape;
 pub mod stencil;
 pub mod storage;

@@ -63,3 +63,11 @@ pub fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// The machine's memory, in bytes (Linux; `None` elsewhere).
+pub fn total_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

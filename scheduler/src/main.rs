@@ -25,6 +25,11 @@ struct Args {
     /// job (the cluster and other jobs carry on).
     #[arg(long, env = "ACCEL_ALLOWED_FAILURES", default_value_t = 3)]
     allowed_failures: u32,
+    /// Root tasks that make large chunks (reads, sources) are sent to a
+    /// worker only while it has fewer than this many tasks per thread, so
+    /// data is not produced faster than it is consumed; `inf` turns this off.
+    #[arg(long, env = "ACCEL_WORKER_SATURATION", default_value_t = 1.1)]
+    worker_saturation: f64,
 }
 
 #[tokio::main]
@@ -49,6 +54,11 @@ async fn main() -> anyhow::Result<()> {
     let config = accel_scheduler::server::Config {
         heartbeat_timeout: std::time::Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
         allowed_failures: args.allowed_failures.max(1),
+        worker_saturation: if args.worker_saturation > 0.0 {
+            args.worker_saturation
+        } else {
+            f64::INFINITY
+        },
         ..Default::default()
     };
     accel_scheduler::server::serve(listener, config, shutdown).await?;

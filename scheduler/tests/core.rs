@@ -261,3 +261,65 @@ fn idle_workers_steal_queued_tasks_from_busy_ones() {
     let cmds = run_all(&mut sim, pending, None);
     assert!(cmds.iter().any(|c| matches!(c, Command::JobDone { .. })));
 }
+
+#[test]
+fn large_root_tasks_are_sent_no_faster_than_their_consumers_run() {
+    // 10 source chunks of 2 MiB, each read by a map: with a deep queue, all
+    // 10 would be sent at once and their chunks held together.
+    let plan = || {
+        let x = from_ndarray(&ndarray::Array1::<f64>::zeros(10 << 18), 1 << 18);
+        plan_of(&(x + 1.0))
+    };
+    let mut sim = Sim::with(Core::with_queue_depth(64));
+    sim.worker(1, 1);
+    let first = assigned(&sim.submit(1, 1, plan()));
+    assert_eq!(first.len(), 2, "ceil(1 thread × 1.1) roots in flight");
+    let mut pending: VecDeque<_> = first.into();
+    let mut most = 0;
+    let mut done = false;
+    while let Some((w, a)) = pending.pop_front() {
+        let cmds = sim.finish(w.0, a.task);
+        done |= cmds.iter().any(|c| matches!(c, Command::JobDone { .. }));
+        pending.extend(assigned(&cmds));
+        let held = sim.core.held_by(WorkerId(1));
+        most = most.max(held.iter().filter(|t| t.key.stage == StageId(0)).count());
+    }
+    assert!(done);
+    assert!(most <= 2, "{most} source chunks held at once");
+    // Without pacing, the same job sends every root at once.
+    let mut sim = Sim::with(Core::with_config(accel_scheduler::CoreConfig {
+        queue_depth: 64,
+        worker_saturation: f64::INFINITY,
+        ..Default::default()
+    }));
+    sim.worker(1, 1);
+    assert_eq!(assigned(&sim.submit(1, 1, plan())).len(), 10);
+}
+
+#[test]
+fn a_plan_whose_task_cannot_fit_on_any_worker_is_refused_at_submission() {
+    let mut sim = Sim::new();
+    sim.step([Event::WorkerJoined {
+        worker: WorkerId(1),
+        name: "w1".into(),
+        nthreads: 1,
+        memory_limit: Some(100 << 20),
+    }]);
+    // 32 MiB chunks fit; one 800 MiB chunk does not.
+    let small = accel::zeros(&[100 << 20], DType::F64, vec![4 << 20]) + 1.0;
+    assert!(!assigned(&sim.submit(1, 1, plan_of(&small))).is_empty());
+    let big = accel::zeros(&[100 << 20], DType::F64, vec![100 << 20]) + 1.0;
+    let out = sim.submit(2, 1, plan_of(&big));
+    let Some(Command::JobFailed { error, .. }) = out.first() else {
+        panic!("{out:?}")
+    };
+    assert!(
+        error.contains("stage 0")
+            && error.contains("800.0 MiB")
+            && error.contains("100.0 MiB")
+            && error.contains("any worker's memory limit")
+            && error.contains("chunks of about"),
+        "{error}"
+    );
+    assert_eq!(sim.core.job_count(), 1);
+}

@@ -152,6 +152,7 @@ fn run(seed: u64) {
     let mut core = Core::with_config(CoreConfig {
         queue_depth: rng.below(3),
         allowed_failures: 1000,
+        ..CoreConfig::default()
     });
     let mut w = World::default();
     let mut step = |core: &mut Core, w: &mut World, e: Event| {

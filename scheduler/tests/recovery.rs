@@ -114,6 +114,7 @@ fn only_running_tasks_are_blamed_and_a_task_that_kills_too_many_workers_fails_it
     let mut sim = Sim::with(Core::with_config(CoreConfig {
         queue_depth: 2,
         allowed_failures: 2,
+        ..CoreConfig::default()
     }));
     sim.worker(1, 1);
     let first = tasks_of(&sim.submit(1, 1, two_stage()));

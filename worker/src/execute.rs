@@ -27,7 +27,14 @@ pub(crate) struct Shared {
     /// Boxes of client arrays fetched at once: every queued source task
     /// fetching together would only make each of them late.
     pub client_fetches: tokio::sync::Semaphore,
+    /// Tasks gathering their inputs or running: a few more than the threads,
+    /// so the next inputs arrive while a thread computes, but the inputs of
+    /// every queued task are not fetched (or read back from disk) at once.
+    pub active: tokio::sync::Semaphore,
 }
+
+/// Tasks per thread that may gather inputs or run at once.
+pub(crate) const ACTIVE_PER_THREAD: usize = 2;
 
 /// [`Shared::client_fetches`] permits.
 pub(crate) const CLIENT_FETCHES: usize = 4;
@@ -124,8 +131,14 @@ async fn run(
             return Outcome::Skipped;
         }
     };
-    // Over the pause limit, nothing new starts or is fetched.
+    // A few tasks at a time gather inputs; over the pause limit, none does.
+    let Ok(_active) = shared.active.acquire().await else {
+        return Outcome::Failed("the worker is stopping".into());
+    };
     let _ = shared.paused.clone().wait_for(|p| !p).await;
+    if !session.is_queued(job, key) {
+        return Outcome::Skipped; // given back while it waited
+    }
     if let accel_core::StageKind::Remote(r) = &plan.stage(key.stage).kind {
         return fetch_remote(session, job, key, &plan, r).await;
     }

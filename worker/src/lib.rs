@@ -138,6 +138,7 @@ pub async fn run(
         serving: Arc::new(AtomicUsize::new(0)),
         faults: config.faults.clone(),
         client_fetches: tokio::sync::Semaphore::new(execute::CLIENT_FETCHES),
+        active: tokio::sync::Semaphore::new(config.nthreads.max(1) * execute::ACTIVE_PER_THREAD),
     });
     let service = fetch::Service {
         source: shared.store.clone(),

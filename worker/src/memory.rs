@@ -58,13 +58,7 @@ pub fn process_rss() -> Option<u64> {
     Some(pages * u64::try_from(page).ok()?)
 }
 
-/// The machine's memory, in bytes (Linux; `None` elsewhere).
-pub fn total_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+pub use accel_core::memory::total_memory;
 
 /// Parses a memory limit: bytes (`4000000000`), with a unit (`4GiB`, `4GB`,
 /// `512MiB`, `4G`), `auto` (the machine's memory times this worker's share of

@@ -84,6 +84,9 @@ pub struct Job {
     pub external: HashMap<u32, TaskRef>,
     /// The part of `external` whose chunk is not in memory now.
     pub external_missing: HashSet<u32>,
+    /// Stages whose tasks read nothing but make large chunks that other
+    /// stages consume: they are not sent faster than they are consumed.
+    pub queued_roots: Vec<bool>,
 }
 
 impl Job {
@@ -114,7 +117,26 @@ impl Job {
             losses: HashMap::new(),
             external: HashMap::new(),
             external_missing: HashSet::new(),
+            queued_roots: Vec::new(),
         };
+        let consumed: HashSet<usize> = plan
+            .stages
+            .iter()
+            .flat_map(|s| s.inputs.iter().map(|i| i.index()))
+            .collect();
+        job.queued_roots = plan
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let bytes =
+                    accel_core::shape::size(&s.meta.chunks.max_chunk()) * s.meta.dtype.size();
+                s.inputs.is_empty()
+                    && !matches!(s.kind, accel_core::StageKind::Persisted { .. })
+                    && consumed.contains(&k)
+                    && bytes >= super::state::LARGE_ROOT_BYTES
+            })
+            .collect();
         for id in 0..total {
             let ins: Vec<u32> = plan
                 .task_inputs(job.key(id))
@@ -188,6 +210,14 @@ impl Job {
                     .unwrap_or_default()
             })
             .collect()
+    }
+
+    /// Whether task `id` is a root whose sending is paced (see `queued_roots`).
+    pub fn is_queued_root(&self, id: usize) -> bool {
+        self.queued_roots
+            .get(self.key(id).stage.index())
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Where a task's chunk is, if it is in memory.

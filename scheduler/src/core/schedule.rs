@@ -25,6 +25,8 @@ impl Core {
                 continue;
             };
             let id = id as usize;
+            let root = j.is_queued_root(id);
+            let saturation = self.config.worker_saturation;
             let mut local: HashMap<WorkerId, u64> = HashMap::new();
             if let Some((_, w, n)) = kept {
                 *local.entry(w).or_default() += n;
@@ -37,7 +39,7 @@ impl Core {
             let best = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.has_room())
+                .filter(|(_, w)| w.has_room() && (!root || w.below_saturation(saturation)))
                 .max_by(|(a, wa), (b, wb)| {
                     let (la, lb) = (
                         local.get(a).copied().unwrap_or(0),

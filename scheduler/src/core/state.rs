@@ -19,6 +19,11 @@ pub struct CoreConfig {
     pub queue_depth: usize,
     /// A task running on this many workers that died fails its job.
     pub allowed_failures: u32,
+    /// Root tasks that make large chunks (reads, sources) are sent to a
+    /// worker only while it has fewer than this many tasks per thread, so
+    /// data is not produced much faster than it is consumed (Dask's worker
+    /// saturation). `f64::INFINITY`: no such limit.
+    pub worker_saturation: f64,
 }
 
 impl Default for CoreConfig {
@@ -26,9 +31,13 @@ impl Default for CoreConfig {
         CoreConfig {
             queue_depth: 0,
             allowed_failures: 3,
+            worker_saturation: 1.1,
         }
     }
 }
+
+/// Root tasks making chunks at least this large are queued on the scheduler.
+pub(super) const LARGE_ROOT_BYTES: usize = 1 << 20;
 
 /// A job whose chunks are lost this often has a problem recomputing cannot fix.
 pub(super) const MAX_LOSSES: u32 = 20;
@@ -242,6 +251,12 @@ impl Core {
         out
     }
 
+    /// The largest memory limit of the workers, if every worker has one.
+    fn largest_memory_limit(&self) -> Option<u64> {
+        let limits: Option<Vec<u64>> = self.workers.values().map(|w| w.memory_limit).collect();
+        limits?.into_iter().max()
+    }
+
     pub(super) fn worker_name(&self, worker: WorkerId) -> String {
         self.workers
             .get(&worker)
@@ -268,6 +283,16 @@ impl Core {
                 error: format!("job {} already exists", job.0),
             }),
             Ok(mut j) => {
+                if let Some(limit) = self.largest_memory_limit()
+                    && let Err(e) = j.plan.check_memory(limit, "any worker's memory limit")
+                {
+                    out.push(Command::JobFailed {
+                        job,
+                        client,
+                        error: format!("the plan cannot fit: {e}"),
+                    });
+                    return;
+                }
                 if let Err(e) = self.link_persisted(job, &mut j) {
                     self.unlink(job, &j, out);
                     out.push(Command::JobFailed {

@@ -38,6 +38,12 @@ impl Worker {
         self.processing.len() < self.capacity()
     }
 
+    /// Whether it has fewer tasks than `saturation` per thread (rounded up).
+    pub fn below_saturation(&self, saturation: f64) -> bool {
+        let cap = (self.nthreads.max(1) as f64 * saturation).ceil();
+        (self.processing.len() as f64) < cap
+    }
+
     pub fn load(&self) -> f64 {
         self.processing.len() as f64 / self.nthreads.max(1) as f64
     }

@@ -30,6 +30,9 @@ pub struct Config {
     pub queue_depth: usize,
     /// A task running on this many workers that died fails its job.
     pub allowed_failures: u32,
+    /// Large root tasks are sent only to workers with fewer tasks than
+    /// this per thread (Dask's worker saturation); infinity: no limit.
+    pub worker_saturation: f64,
 }
 
 impl Default for Config {
@@ -39,6 +42,7 @@ impl Default for Config {
             max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
             queue_depth: 64,
             allowed_failures: 3,
+            worker_saturation: 1.1,
         }
     }
 }
@@ -196,6 +200,7 @@ pub async fn serve(
     let core = Core::with_config(CoreConfig {
         queue_depth: config.queue_depth,
         allowed_failures: config.allowed_failures,
+        worker_saturation: config.worker_saturation,
     });
     tokio::spawn(async move {
         let mut state = Loop {
