@@ -31,6 +31,25 @@ pub(crate) struct Shared {
     /// so the next inputs arrive while a thread computes, but the inputs of
     /// every queued task are not fetched (or read back from disk) at once.
     pub active: tokio::sync::Semaphore,
+    /// Tasks past the pause gate: gathering inputs or running (the memory
+    /// they hold is not yet in the store).
+    pub working: Arc<AtomicUsize>,
+}
+
+/// Counts a task in [`Shared::working`] while it lives.
+struct Working(Arc<AtomicUsize>);
+
+impl Working {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Working(count.clone())
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Tasks per thread that may gather inputs or run at once.
@@ -136,6 +155,7 @@ async fn run(
         return Outcome::Failed("the worker is stopping".into());
     };
     let _ = shared.paused.clone().wait_for(|p| !p).await;
+    let _working = Working::new(&shared.working);
     if !session.is_queued(job, key) {
         return Outcome::Skipped; // given back while it waited
     }

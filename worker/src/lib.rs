@@ -123,7 +123,12 @@ pub async fn run(
         .map_err(|e| Error::Transport(e.to_string()))?;
     let address = local.to_string();
     let store = Arc::new(Store::new(config.memory.local_directory.clone()));
-    let (_memory, paused) = memory::start(store.clone(), &config.memory);
+    let working = Arc::new(AtomicUsize::new(0));
+    let busy: memory::Busy = {
+        let working = working.clone();
+        Arc::new(move || working.load(std::sync::atomic::Ordering::Relaxed) > 0)
+    };
+    let (_memory, paused) = memory::start(store.clone(), &config.memory, busy);
     let shared = Arc::new(Shared {
         store,
         paused,
@@ -139,6 +144,7 @@ pub async fn run(
         faults: config.faults.clone(),
         client_fetches: tokio::sync::Semaphore::new(execute::CLIENT_FETCHES),
         active: tokio::sync::Semaphore::new(config.nthreads.max(1) * execute::ACTIVE_PER_THREAD),
+        working,
     });
     let service = fetch::Service {
         source: shared.store.clone(),

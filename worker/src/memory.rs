@@ -108,16 +108,24 @@ impl Drop for Manager {
     }
 }
 
+/// Says whether any task is gathering inputs or running (holding memory
+/// that is not yet in the store).
+pub type Busy = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Starts watching `store` under `config`; the receiver says whether the
 /// worker is paused.
-pub fn start(store: Arc<Store>, config: &MemoryConfig) -> (Manager, watch::Receiver<bool>) {
+pub fn start(
+    store: Arc<Store>,
+    config: &MemoryConfig,
+    busy: Busy,
+) -> (Manager, watch::Receiver<bool>) {
     let (paused, rx) = watch::channel(false);
     let stop = Arc::new(AtomicBool::new(false));
     let thread = config.limit.map(|limit| {
         let (config, stop) = (config.clone(), stop.clone());
         std::thread::Builder::new()
             .name("accel-memory".into())
-            .spawn(move || watch_memory(&store, &config, limit, &paused, &stop))
+            .spawn(move || watch_memory(&store, &config, limit, &busy, &paused, &stop))
     });
     let thread = match thread {
         Some(Ok(t)) => Some(t),
@@ -134,6 +142,7 @@ fn watch_memory(
     store: &Store,
     c: &MemoryConfig,
     limit: u64,
+    busy: &Busy,
     paused: &watch::Sender<bool>,
     stop: &AtomicBool,
 ) {
@@ -142,6 +151,7 @@ fn watch_memory(
     let mut failing_until: Option<Instant> = None;
     let mut paused_since: Option<Instant> = None;
     let mut resumed_until: Option<Instant> = None;
+    let mut warned_unmanaged = false;
     while !stop.load(Ordering::Relaxed) {
         let can_spill = failing_until.is_none_or(|t| Instant::now() >= t);
         let mut spilled = 0u64;
@@ -173,12 +183,28 @@ fn watch_memory(
         if spilled > 0 {
             tracing::debug!(bytes = spilled, "spilled to disk");
         }
-        let rss = process_rss().unwrap_or(0);
+        let mut rss = process_rss().unwrap_or(0);
+        let nothing_held = store.usage().in_memory == 0;
+        if rss > at(c.pause) && nothing_held {
+            // Freed chunks the allocator kept count as resident until trimmed.
+            accel_core::memory::release_free_memory();
+            rss = process_rss().unwrap_or(0);
+        }
         let over = rss > at(c.pause) && resumed_until.is_none_or(|t| Instant::now() >= t);
-        let stuck = over
-            && store.usage().in_memory == 0
-            && paused_since.is_some_and(|t| t.elapsed() > STUCK);
-        let now_paused = over && !stuck;
+        // With no chunks to spill and no task holding memory, pausing cannot
+        // bring memory down: it is the process's own (code, buffers, heap).
+        let unmanaged = over && nothing_held && !busy();
+        let stuck = over && nothing_held && paused_since.is_some_and(|t| t.elapsed() > STUCK);
+        let now_paused = over && !stuck && !unmanaged;
+        if unmanaged && !warned_unmanaged {
+            tracing::warn!(
+                rss,
+                limit,
+                "memory is above the pause limit with no chunks held and no task running: \
+                 the limit is too small for this worker; not pausing"
+            );
+        }
+        warned_unmanaged = unmanaged || (warned_unmanaged && over);
         if stuck {
             tracing::warn!(
                 rss,
@@ -200,6 +226,10 @@ fn watch_memory(
         store.wait_pressure(TICK);
     }
 }
+
+/// Tests that read this process's memory run one at a time.
+#[cfg(test)]
+static RSS_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[cfg(test)]
 mod tests {
@@ -237,13 +267,14 @@ mod tests {
         );
         // A limit far above this process's memory, so only the chunks count:
         // 10 MB of chunks against a target of 0.6 × 10 MB... of chunk memory.
+        let _one = RSS_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let rss = process_rss().unwrap();
         let config = MemoryConfig {
             limit: Some(rss * 10),
             target: 8e6 / (rss * 10) as f64,
             ..MemoryConfig::default()
         };
-        let (manager, paused) = start(store.clone(), &config);
+        let (manager, paused) = start(store.clone(), &config, Arc::new(|| false));
         for c in 0..10u32 {
             let key = ChunkKey {
                 stage: StageId(0),
@@ -311,6 +342,7 @@ mod pause_tests {
             key,
             Arc::new(Chunk::array(vec![1], Buffer::F64(vec![0.0]))),
         );
+        let _one = RSS_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let rss = process_rss().unwrap();
         // Pause 100 MB above what this process holds now, never spill.
         let limit = rss + (400 << 20);
@@ -321,7 +353,7 @@ mod pause_tests {
             pause: (rss + (100 << 20)) as f64 / limit as f64,
             local_directory: None,
         };
-        let (manager, paused) = start(store, &config);
+        let (manager, paused) = start(store, &config, Arc::new(|| false));
         assert!(!*paused.borrow());
         let mut ballast = vec![1u8; 200 << 20];
         ballast.iter_mut().step_by(4096).for_each(|b| *b = 2);
@@ -329,6 +361,48 @@ mod pause_tests {
         drop(ballast);
         accel_core::memory::release_free_memory();
         wait(&paused, false);
+        drop(manager);
+    }
+}
+
+#[cfg(test)]
+mod unmanaged_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Memory the worker's chunks do not account for, with no task running,
+    /// cannot be brought down by pausing: the worker keeps working. The same
+    /// memory while a task runs pauses it.
+    #[test]
+    fn memory_no_chunk_or_task_holds_does_not_pause_the_worker() {
+        let _one = RSS_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let rss = process_rss().unwrap();
+        let limit = rss + (400 << 20);
+        let config = MemoryConfig {
+            limit: Some(limit),
+            target: 1.0,
+            spill: 1.0,
+            pause: (rss + (100 << 20)) as f64 / limit as f64,
+            local_directory: None,
+        };
+        let mut ballast = vec![1u8; 200 << 20];
+        ballast.iter_mut().step_by(4096).for_each(|b| *b = 2);
+        let busy = Arc::new(AtomicBool::new(false));
+        let probe: Busy = {
+            let busy = busy.clone();
+            Arc::new(move || busy.load(Ordering::Relaxed))
+        };
+        let (manager, paused) = start(Arc::new(Store::default()), &config, probe);
+        std::thread::sleep(TICK * 6);
+        assert!(!*paused.borrow(), "paused with nothing to wait for");
+        busy.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        while !*paused.borrow() {
+            assert!(start.elapsed() < Duration::from_secs(10), "never paused");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(ballast);
         drop(manager);
     }
 }
