@@ -15,8 +15,11 @@ import statistics
 import sys
 from pathlib import Path
 
-WORKLOADS = ("mag", "trig", "discriminant", "harmonic", "inc25", "fractal", "pi", "trace", "heat")
-SPECIAL = ("task-overhead", "cluster-startup")
+WORKLOADS = ("mag", "trig", "discriminant", "harmonic", "inc25", "fractal", "pi", "trace", "heat", "zarr")
+SPECIAL = ("task-overhead", "cluster-startup", "client-receive")
+# Storage workloads: in the tables, scored by no goal (the goals are the seed workloads'), and
+# given a section of their own with the data volume and throughput.
+STORAGE = ("zarr",)
 RUNNERS = (
     "accel-embedded",
     "accel-distributed",
@@ -222,6 +225,8 @@ def summarize(groups: dict, triad: float | None, kernels: dict | None = None) ->
             row["accel_gbps"] = kernels.get(wl, row["end_to_end_gbps"])
             row["pct_of_triad"] = 100 * row["accel_gbps"] / triad if row["accel_gbps"] and triad else None
         rows.append(row)
+        if wl in STORAGE:
+            continue
         where = label(key)
         r = row["distributed_speedup"]
         goal(
@@ -378,16 +383,19 @@ def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> lis
     for key, recs in groups.items():
         if key[0] in SPECIAL:
             for r in recs:
-                per = (
-                    f"{r['per_task_us']:.1f} µs/task"
-                    if r.get("per_task_us")
-                    else fmt_ms(r.get("median_s")) + " ms"
-                )
+                if r.get("per_task_us"):
+                    per = f"{r['per_task_us']:.1f} µs/task"
+                elif r.get("gbps"):
+                    per = f"{r['gbps']:.2f} GB/s ({fmt_ms(r.get('median_s'))} ms)"
+                else:
+                    per = fmt_ms(r.get("median_s")) + " ms"
                 special.append([key[0], key[2], r["runner"], per if r["status"] == "ok" else r["status"]])
     if special:
         out += ["### Overheads", ""]
         out += table(["what", "case", "runner", "figure"], special)
         out.append("")
+
+    out += storage_section(groups)
 
     out += ["### Goals", ""]
     out += goals_table(goals, groups)
@@ -440,6 +448,106 @@ def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> lis
         out += [f"#### {label(key)} ({key[1]})", ""]
         out += detail(recs)
         out.append("")
+    return out
+
+
+def fmt_gb(nbytes) -> str:
+    return "—" if not nbytes else f"{nbytes / 1e9:.2f}"
+
+
+def fmt_s(seconds) -> str:
+    return "—" if seconds is None else f"{seconds:.3g}" if seconds < 100 else f"{seconds:.0f}"
+
+
+def ratio(a, b) -> float | None:
+    return a / b if a and b else None
+
+
+def storage_rows(groups: dict) -> list[dict]:
+    """Per storage case and runner: time, data volume, throughput, and accel's ratios to Dask."""
+    rows = []
+    for key, recs in groups.items():
+        if key[0] not in STORAGE:
+            continue
+        runners = by_runner(recs)
+        dask = {name: ok_time(runners.get(name)) for name in ("dask-threaded", "dask-distributed")}
+        for name in [r for r in RUNNERS if r in runners] + sorted(set(runners) - set(RUNNERS)):
+            rec, t = runners[name], ok_time(runners[name])
+            rows.append(
+                dict(
+                    workload=key[0],
+                    case=key[2],
+                    size=key[1],
+                    runner=name,
+                    status=rec["status"],
+                    median_s=t,
+                    read_bytes=rec.get("read_bytes") or rec.get("bytes"),
+                    written_bytes=rec.get("written_bytes"),
+                    stored_read_bytes=rec.get("stored_read_bytes"),
+                    stored_written_bytes=rec.get("stored_written_bytes"),
+                    input_gbps=gbps(rec),
+                    # Dask's time over this runner's: > 1 means this runner is faster.
+                    vs_dask_threaded=ratio(dask["dask-threaded"], t),
+                    vs_dask_distributed=ratio(dask["dask-distributed"], t),
+                )
+            )
+    return rows
+
+
+def storage_section(groups: dict) -> list[str]:
+    rows = storage_rows(groups)
+    out: list[str] = []
+    for case in dict.fromkeys((r["workload"], r["case"]) for r in rows):
+        mine = [r for r in rows if (r["workload"], r["case"]) == case]
+        out += [f"### Storage: {case[0]} {case[1]}", ""]
+        out.append(
+            "Read a Zarr store, `sqrt(2x + 1)`, write a new Zarr store; GB are the arrays' "
+            "bytes (on disk: the chunk files), GB/s is input bytes over the median time; "
+            "the ratios are Dask's median time over the runner's, from this run (> 1: faster than Dask)."
+        )
+        out.append("")
+        body = []
+        for r in mine:
+            ok = r["status"] == "ok"
+            body.append(
+                [
+                    r["runner"],
+                    fmt_s(r["median_s"]) if ok else r["status"],
+                    fmt_gb(r["read_bytes"]),
+                    fmt_gb(r["written_bytes"]),
+                    f"{fmt_gb(r['stored_read_bytes'])} / {fmt_gb(r['stored_written_bytes'])}",
+                    fmt_num(r["input_gbps"], 2),
+                    "" if r["runner"] == "dask-threaded" else fmt_x(r["vs_dask_threaded"]),
+                    "" if r["runner"] == "dask-distributed" else fmt_x(r["vs_dask_distributed"]),
+                ]
+            )
+        out += table(
+            [
+                "runner",
+                "median s",
+                "GB read",
+                "GB written",
+                "on disk GB (read / written)",
+                "GB/s of input",
+                "vs dask-threaded",
+                "vs dask-distributed",
+            ],
+            body,
+        )
+        out.append("")
+        by = {r["runner"]: r for r in mine}
+        pairs = [
+            (EMB, "dask-threaded", "vs_dask_threaded"),
+            (DIST, "dask-distributed", "vs_dask_distributed"),
+        ]
+        ratios = [
+            f"{a} / {b}: "
+            + (f"{fmt_x(by[a][k])} faster" if by[a][k] >= 1 else f"{fmt_x(1 / by[a][k])} slower")
+            for a, b, k in pairs
+            if a in by and by[a][k]
+        ]
+        if ratios:
+            out += ["accel against Dask, same run: " + "; ".join(ratios) + ".", ""]
     return out
 
 
@@ -542,7 +650,7 @@ def main(argv=None) -> int:
     results = {
         "machine": machine,
         "records": records,
-        "summary": {"triad_gbps": triad, "rows": rows, "goals": goals},
+        "summary": {"triad_gbps": triad, "rows": rows, "goals": goals, "storage": storage_rows(groups)},
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"report: wrote {out_dir / 'results.md'} and {out_dir / 'results.json'}", file=sys.stderr)

@@ -37,6 +37,7 @@ class Runner:
     steps: int | None = None  # heat: steps actually run when fewer than the case's
     scale: float = 1.0  # heat: factor extrapolating a measured time to the whole case
     skip: str | None = None  # reason this runner does not apply
+    extra: dict | None = None  # fields added to the record after the runs (zarr: bytes on disk)
 
 
 def sci(x: float) -> str:
@@ -300,6 +301,8 @@ def measure(mod, p: dict, name: str, ctx: Context, refs: dict) -> dict:
         rec["times_s"] = [t * runner.scale for t in times]
         rec["median_s"] = statistics.median(rec["times_s"])
         rec["status"] = "ok"
+        if runner.extra:
+            rec.update(runner.extra)
         if runner.steps is not None:
             rec.update(steps_run=runner.steps, extrapolated=True, measured_s=times)
     except Exception as exc:  # one runner's failure must not stop the others

@@ -16,7 +16,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("numpy", "numexpr", "numba", "llvmlite", "scipy", "dask", "distributed")
+PACKAGES = ("numpy", "numexpr", "numba", "llvmlite", "scipy", "dask", "distributed", "zarr", "numcodecs")
 ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",

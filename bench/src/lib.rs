@@ -1,6 +1,7 @@
 //! Measurements shared by accel's benchmark programs.
 
 pub mod json;
+pub mod zarr;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,28 @@ pub fn best_of(repeats: usize, mut f: impl FnMut()) -> Duration {
         })
         .min()
         .unwrap_or_default()
+}
+
+/// Results into the client: `repeats` timings, in seconds, of `client.run(&[a])`
+/// after `warmups` untimed runs — the whole result computed and carried into
+/// this process (from the workers, on a cluster). Returns the last run too.
+pub fn receive_times(
+    client: &accel::Client,
+    a: &accel::Array,
+    warmups: usize,
+    repeats: usize,
+) -> anyhow::Result<(Vec<f64>, accel::Run)> {
+    let mut times = Vec::with_capacity(repeats);
+    let mut last = None;
+    for k in 0..warmups + repeats.max(1) {
+        let t = Instant::now();
+        let run = client.run(&[a])?;
+        if k >= warmups {
+            times.push(t.elapsed().as_secs_f64());
+        }
+        last = Some(std::hint::black_box(run));
+    }
+    Ok((times, last.ok_or_else(|| anyhow::anyhow!("no run"))?))
 }
 
 /// STREAM triad `a = b + s*c` over `n` preallocated f64 on all cores: this

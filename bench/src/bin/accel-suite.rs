@@ -1,13 +1,21 @@
 //! accel's half of `bench/run`: every seed workload on the embedded client and
 //! on a loopback cluster (scheduler + 2 single-threaded workers), the machine's
-//! triad bandwidth and the zero-work task overhead, as JSON records.
+//! triad bandwidth and the zero-work task overhead, as JSON records; the
+//! storage workload `zarr` (a Zarr store read, `sqrt(2x + 1)`, a new Zarr
+//! store written) on both, and how fast a 400 MB result comes back into the
+//! client (`client-receive`, measured with `zarr` too).
 //!
-//! `accel-suite [--size small|bench] [--repeats N] [--only mag,heat] [--json PATH] [--out DIR]`
+//! `accel-suite [--size small|bench] [--repeats N] [--only mag,heat] [--json PATH] [--out DIR]
+//!  [--data DIR]`
+//!
+//! `zarr` reads the source store `bench/peers/zarr_data.py` writes under
+//! `DIR/zarr-SIZE` (default `OUT/data`); `bench/run` writes it first.
 
 use std::time::Instant;
 
 use accel::{Client, DType, arange};
 use accel_bench::json::Json;
+use accel_bench::zarr::Source;
 use accel_examples::workloads::ALL;
 use accel_examples::{Args, Report};
 use anyhow::Context;
@@ -18,6 +26,16 @@ struct Options {
     only: Option<Vec<String>>,
     json: std::path::PathBuf,
     out: String,
+    data: Option<std::path::PathBuf>,
+}
+
+impl Options {
+    /// Whether `--only` (if given) names `name`.
+    fn selected(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|v| v.iter().any(|x| x == name))
+    }
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -27,6 +45,7 @@ fn options() -> anyhow::Result<Options> {
         only: None,
         json: "bench/out/accel.json".into(),
         out: "bench/out".into(),
+        data: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -37,6 +56,7 @@ fn options() -> anyhow::Result<Options> {
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "--json" => o.json = value()?.into(),
             "--out" => o.out = value()?,
+            "--data" => o.data = Some(value()?.into()),
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
@@ -140,6 +160,107 @@ fn workloads(o: &Options, client: Client, runner: &str, records: &mut Vec<Json>)
                 records.push(failure(name, &o.size, runner, format!("{e:#}")));
             }
         }
+    }
+}
+
+/// The storage workload `zarr` on `client` (see `accel_bench::zarr`).
+fn zarr(o: &Options, client: &Client, runner: &str, records: &mut Vec<Json>) {
+    if !o.selected("zarr") {
+        return;
+    }
+    eprintln!("accel-suite: zarr on {runner}");
+    let data = o
+        .data
+        .clone()
+        .unwrap_or_else(|| std::path::Path::new(&o.out).join("data"));
+    let result = Source::open(&data, &o.size).and_then(|source| {
+        accel_bench::zarr::run(client, runner, &source, &o.size, o.repeats)
+            .map_err(|e| e.context(source.case()))
+    });
+    match result {
+        Ok(r) => {
+            if let Json::Obj(kv) = &r {
+                let get = |k: &str| kv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                if let (Some(Json::Num(t)), Some(Json::Num(b))) = (get("median_s"), get("bytes")) {
+                    eprintln!("  {:.3} s, {:.2} GB/s of input", t, b / t / 1e9);
+                }
+            }
+            records.push(r);
+        }
+        Err(e) => {
+            eprintln!("  FAILED: {e:#}");
+            records.push(failure("zarr", &o.size, runner, format!("{e:#}")));
+        }
+    }
+}
+
+/// Results into the client: a 400 MB float64 result (`arange(5e7)` in 20
+/// chunks) computed and carried into this process, end to end, as
+/// `bin/transfer.rs` measures it; the median of `repeats` after a warm-up.
+fn client_receive(o: &Options, client: &Client, runner: &str) -> anyhow::Result<Json> {
+    let n = if o.size == "small" {
+        5_000_000
+    } else {
+        50_000_000
+    };
+    let chunk = n / 20;
+    let a = arange(n, chunk).astype(DType::F64);
+    let (mut times, mut run) = accel_bench::receive_times(client, &a, 1, o.repeats.max(3))?;
+    let out = run
+        .outputs
+        .pop()
+        .context("no output")?
+        .into_typed::<f64>()?;
+    anyhow::ensure!(
+        out.len() == n && out.iter().enumerate().all(|(i, &v)| v == i as f64),
+        "the result is not arange({n})"
+    );
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let bytes = 8 * n;
+    eprintln!(
+        "accel-suite: client-receive on {runner}: {:.1} ms, {:.2} GB/s",
+        median * 1e3,
+        bytes as f64 / median / 1e9
+    );
+    Ok(Json::Obj(vec![
+        ("workload".into(), "client-receive".into()),
+        (
+            "case".into(),
+            format!(
+                "arange({n:.0e}, chunks {chunk:.0e}) as f64, {} MB",
+                bytes / 1_000_000
+            )
+            .into(),
+        ),
+        ("size".into(), o.size.clone().into()),
+        ("runner".into(), runner.into()),
+        ("status".into(), "ok".into()),
+        ("median_s".into(), median.into()),
+        (
+            "times_s".into(),
+            Json::List(times.iter().map(|&t| t.into()).collect()),
+        ),
+        ("bytes".into(), bytes.into()),
+        ("gbps".into(), (bytes as f64 / median / 1e9).into()),
+        ("check".into(), "exact arange".into()),
+        ("error".into(), Json::Null),
+        (
+            "note".into(),
+            "client.run(&[arange(n).astype(F64)]): computed and carried into the client process"
+                .into(),
+        ),
+    ]))
+}
+
+/// `client_receive` as a record, when `--only` selects it (or `zarr`).
+fn receive(o: &Options, client: &Client, runner: &str, records: &mut Vec<Json>) {
+    if !(o.selected("client-receive") || o.selected("zarr")) {
+        return;
+    }
+    match client_receive(o, client, runner) {
+        Ok(r) => records.push(r),
+        Err(e) => records.push(failure("client-receive", &o.size, runner, format!("{e:#}"))),
     }
 }
 
@@ -268,6 +389,8 @@ fn main() -> anyhow::Result<()> {
 
     kernels(&o, gbps, &mut records);
     workloads(&o, Client::local(), "accel-embedded", &mut records);
+    zarr(&o, &Client::local(), "accel-embedded", &mut records);
+    receive(&o, &Client::local(), "accel-embedded", &mut records);
     match overhead(&o, &Client::local(), "accel-embedded") {
         Ok(r) => records.push(r),
         Err(e) => records.push(failure(
@@ -295,6 +418,12 @@ fn main() -> anyhow::Result<()> {
                 ("setup_s".into(), startup.into()),
             ]));
             workloads(&o, client.clone(), "accel-distributed", &mut records);
+            // Both workers attached before the storage runs (the file work is theirs).
+            if let Err(e) = cluster.wait_for_workers(2) {
+                eprintln!("accel-suite: {e:#}");
+            }
+            zarr(&o, &client, "accel-distributed", &mut records);
+            receive(&o, &client, "accel-distributed", &mut records);
             match overhead(&o, &client, "accel-distributed") {
                 Ok(r) => records.push(r),
                 Err(e) => records.push(failure(

@@ -4,19 +4,11 @@
 //! `cargo build --release -p accel-scheduler -p accel-worker && \
 //!  cargo run --release -p accel-bench --bin transfer`
 
-use std::time::Instant;
-
 use accel::{Array, Client, DType, arange};
 
 fn best(client: &Client, a: &Array, repeats: usize) -> anyhow::Result<f64> {
-    let mut best = f64::INFINITY;
-    for _ in 0..repeats {
-        let t = Instant::now();
-        let run = client.run(&[a])?;
-        best = best.min(t.elapsed().as_secs_f64());
-        std::hint::black_box(run);
-    }
-    Ok(best)
+    let (times, _) = accel_bench::receive_times(client, a, 0, repeats)?;
+    Ok(times.into_iter().fold(f64::INFINITY, f64::min))
 }
 
 fn main() -> anyhow::Result<()> {
