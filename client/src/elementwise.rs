@@ -43,6 +43,31 @@ pub fn maximum(a: impl Into<Operand>, b: impl Into<Operand>) -> Array {
     binary(BinaryOp::Max, a.into(), b.into())
 }
 
+/// `sqrt(a² + b²)`, elementwise, without intermediate overflow.
+#[track_caller]
+pub fn hypot(a: impl Into<Operand>, b: impl Into<Operand>) -> Array {
+    binary(BinaryOp::Hypot, a.into(), b.into())
+}
+
+/// The angle of the point `(x, y)` in radians, in `[-π, π]` (NumPy's `arctan2(y, x)`).
+#[track_caller]
+pub fn arctan2(y: impl Into<Operand>, x: impl Into<Operand>) -> Array {
+    binary(BinaryOp::Arctan2, y.into(), x.into())
+}
+
+/// Floor division, NumPy's `a // b`: rounds toward minus infinity; an
+/// integer divided by zero gives 0, a float gives ±inf or NaN.
+#[track_caller]
+pub fn floor_divide(a: impl Into<Operand>, b: impl Into<Operand>) -> Array {
+    binary(BinaryOp::FloorDiv, a.into(), b.into())
+}
+
+/// `a ** b` for any operands (floats, or complex numbers); integers compute in f64.
+#[track_caller]
+pub fn power(a: impl Into<Operand>, b: impl Into<Operand>) -> Array {
+    binary(BinaryOp::Pow, a.into(), b.into())
+}
+
 macro_rules! unary_methods {
     ($($(#[$doc:meta])* $name:ident => $op:expr;)*) => {
         impl Array {
@@ -58,19 +83,40 @@ macro_rules! unary_methods {
 }
 
 unary_methods! {
-    /// Square root (integers compute in f64).
+    /// Square root (integers compute in f64; the principal root of complex numbers).
     sqrt => UnaryOp::Sqrt;
     exp => UnaryOp::Exp;
-    /// Natural logarithm.
+    /// Natural logarithm (the principal branch for complex numbers).
     log => UnaryOp::Log;
+    log2 => UnaryOp::Log2;
+    log10 => UnaryOp::Log10;
+    /// `ln(1 + x)`, accurate for small `x` (real dtypes).
+    log1p => UnaryOp::Log1p;
+    /// `exp(x) - 1`, accurate for small `x` (real dtypes).
+    expm1 => UnaryOp::Expm1;
     sin => UnaryOp::Sin;
     cos => UnaryOp::Cos;
     tan => UnaryOp::Tan;
+    arcsin => UnaryOp::Arcsin;
+    arccos => UnaryOp::Arccos;
+    arctan => UnaryOp::Arctan;
+    sinh => UnaryOp::Sinh;
+    cosh => UnaryOp::Cosh;
     tanh => UnaryOp::Tanh;
     /// Absolute value; the modulus for complex numbers.
     abs => UnaryOp::Abs;
+    /// -1, 0 or 1 with the dtype kept (NaN stays NaN); `z / |z|` for complex numbers.
+    sign => UnaryOp::Sign;
+    /// Largest integer not above (integers are returned as they are, as in NumPy 2).
     floor => UnaryOp::Floor;
+    /// Smallest integer not below (integers are returned as they are).
     ceil => UnaryOp::Ceil;
+    /// Rounds half to even, like NumPy's `round` (integers are returned as they are).
+    round => UnaryOp::Round;
+    /// Whether each element is NaN (for complex numbers: either part).
+    isnan => UnaryOp::IsNan;
+    /// Whether each element is neither infinite nor NaN.
+    isfinite => UnaryOp::IsFinite;
     /// Real part (the array itself for real dtypes).
     re => UnaryOp::Re;
     /// Imaginary part (zeros for real dtypes).
@@ -106,8 +152,12 @@ binary_methods! {
     and => BinaryOp::And;
     /// Logical or of bool arrays.
     or => BinaryOp::Or;
-    /// Floating-point power `self ** other`.
+    /// Power `self ** other` (floats, or complex numbers; integers compute in f64).
     powf => BinaryOp::Pow;
+    /// `sqrt(self² + other²)` without intermediate overflow.
+    hypot => BinaryOp::Hypot;
+    /// Floor division `self // other` (see [`floor_divide`]).
+    floor_divide => BinaryOp::FloorDiv;
     minimum => BinaryOp::Min;
     maximum => BinaryOp::Max;
 }

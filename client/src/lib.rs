@@ -10,6 +10,7 @@
 //! assert_eq!(out[[3]], (18.0f64).sqrt());
 //! ```
 
+mod arrange;
 mod assemble;
 mod client;
 mod create;
@@ -20,6 +21,7 @@ mod error;
 mod expr;
 mod gather;
 mod lower;
+mod nan_reduce;
 mod operand;
 mod reduce;
 mod remote;
@@ -33,12 +35,13 @@ pub use accel_core::optimize::auto_stencil_depth;
 pub use accel_core::storage::zarr::Compression;
 pub use accel_core::storage::{Sink, StorageError, Stored};
 pub use accel_core::{DType, Scalar, Value};
+pub use arrange::{PadMode, stack};
 pub use client::{Client, DynArray, Planned, Run};
 pub use create::{
     ChunkSpec, Rng, arange, arange_range, from_ndarray, from_owned, full, linspace, ogrid, ones,
     zeros,
 };
-pub use elementwise::{maximum, minimum, where_};
+pub use elementwise::{arctan2, floor_divide, hypot, maximum, minimum, power, where_};
 pub use embedded::RunStats;
 pub use error::{Error, Result};
 pub use expr::Array;

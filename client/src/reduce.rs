@@ -125,6 +125,11 @@ reductions! {
     any, any_axis => ReduceOp::Any;
     /// Whether every element is non-zero.
     all, all_axis => ReduceOp::All;
+    /// Index (i64) of the first smallest element, NaN counting as smallest;
+    /// over the flattened array, or along an axis (NumPy's `argmin`).
+    argmin, argmin_axis => ReduceOp::ArgMin;
+    /// Index (i64) of the first largest element, NaN counting as largest.
+    argmax, argmax_axis => ReduceOp::ArgMax;
 }
 
 impl Array {

@@ -19,13 +19,19 @@ pub fn unary_dtype(op: UnaryOp, a: DType) -> Result<DType> {
         Neg => Ok(a),
         Not if a != DType::Bool => refuse("; use a comparison to get a bool array"),
         Not => Ok(a),
-        Sqrt | Exp | Log | Sin | Cos | Tan | Tanh if a.is_complex() => refuse(""),
-        Sqrt | Exp | Log | Sin | Cos | Tan | Tanh => Ok(a.float_result()),
+        // Complex versions of these come from num-complex (principal branches, as NumPy).
+        Sqrt | Exp | Log | Sin | Cos | Tan | Tanh | Arcsin | Arccos | Arctan | Sinh | Cosh
+        | Log2 | Log10 => Ok(a.float_result()),
+        Log1p | Expm1 if a.is_complex() => refuse("; use log(1 + z) or exp(z) - 1"),
+        Log1p | Expm1 => Ok(a.float_result()),
+        Sign if a == DType::Bool => refuse("; cast to a number type first"),
+        Sign => Ok(a),
+        IsNan | IsFinite => Ok(DType::Bool),
         Abs if a.is_complex() => Ok(DType::F64),
         Abs => Ok(a),
         Floor | Ceil if a.is_complex() => refuse(""),
-        Floor | Ceil if a.is_float() => Ok(a),
-        Floor | Ceil => Ok(DType::F64),
+        // NumPy 2 keeps integers integral: floor, ceil and round of an integer is itself.
+        Floor | Ceil | Round => Ok(a),
         Re | Im if a.is_complex() => Ok(DType::F64),
         Re | Im => Ok(a),
         Powi(_) if a == DType::Bool => refuse(""),
@@ -34,6 +40,17 @@ pub fn unary_dtype(op: UnaryOp, a: DType) -> Result<DType> {
         ))),
         Powi(_) => Ok(a),
     }
+}
+
+/// The dtype a unary op computes in, given its operand's dtype `a`.
+pub fn unary_operand_dtype(op: UnaryOp, a: DType) -> Result<DType> {
+    use UnaryOp::*;
+    let out = unary_dtype(op, a)?;
+    Ok(match op {
+        IsNan | IsFinite | Abs | Re | Im => a,
+        _ if a.is_complex() => a,
+        _ => out,
+    })
 }
 
 /// The dtype both operands are converted to before a binary op, and its result dtype.
@@ -55,8 +72,12 @@ pub fn binary_dtypes(op: BinaryOp, a: DType, b: DType) -> Result<(DType, DType)>
         Div => Ok((DType::F64, DType::F64)),
         Rem if p.is_complex() || p == DType::Bool => refuse(""),
         Rem => Ok((p, p)),
-        Pow if p.is_complex() => refuse("; use powi for integer powers of complex numbers"),
         Pow => Ok((p.float_result(), p.float_result())),
+        Hypot | Arctan2 if p.is_complex() => refuse(" (defined for real numbers)"),
+        Hypot | Arctan2 => Ok((p.float_result(), p.float_result())),
+        FloorDiv if p.is_complex() => refuse(" (complex numbers are not ordered)"),
+        FloorDiv if p == DType::Bool => refuse("; cast to a number type first"),
+        FloorDiv => Ok((p, p)),
         Min | Max if p.is_complex() => refuse(" (complex numbers are not ordered)"),
         Min | Max => Ok((p, p)),
         Lt | Le | Gt | Ge if p.is_complex() => refuse(" (complex numbers are not ordered)"),
@@ -170,6 +191,8 @@ pub fn reduce_dtype(op: ReduceOp, a: DType) -> Result<DType> {
         Min | Max => Ok(a),
         Var(_) | Std(_) => Ok(a.float_result()),
         Any | All => Ok(DType::Bool),
+        ArgMin | ArgMax if a.is_complex() => refuse(),
+        ArgMin | ArgMax => Ok(DType::I64),
     }
 }
 
@@ -194,7 +217,12 @@ pub fn reduce(a: &Meta, spec: &ReduceSpec) -> Result<Meta> {
     }
     let dtype = reduce_dtype(spec.op, a.dtype)?;
     let reduced: usize = spec.axes.iter().map(|&ax| a.shape[ax]).product();
-    if reduced == 0 && matches!(spec.op, ReduceOp::Min | ReduceOp::Max) {
+    if reduced == 0
+        && matches!(
+            spec.op,
+            ReduceOp::Min | ReduceOp::Max | ReduceOp::ArgMin | ReduceOp::ArgMax
+        )
+    {
         return Err(Error::Invalid(format!(
             "{} of an empty selection of {a} has no identity",
             spec.op.name()

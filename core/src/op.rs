@@ -62,6 +62,23 @@ pub enum UnaryOp {
     Cos,
     Tan,
     Tanh,
+    Arcsin,
+    Arccos,
+    Arctan,
+    Sinh,
+    Cosh,
+    /// `ln(1 + x)`, exact for small `x`.
+    Log1p,
+    /// `exp(x) - 1`, exact for small `x`.
+    Expm1,
+    Log2,
+    Log10,
+    /// -1, 0 or 1 (NaN stays NaN); `z / |z|` for complex numbers.
+    Sign,
+    /// Round half to even (NumPy's `round` with no decimals).
+    Round,
+    IsNan,
+    IsFinite,
     Abs,
     Floor,
     Ceil,
@@ -85,6 +102,12 @@ pub enum BinaryOp {
     Pow,
     Min,
     Max,
+    /// `sqrt(a² + b²)` without overflow.
+    Hypot,
+    /// The angle of the point `(b, a)`: `arctan(a / b)` in the right quadrant.
+    Arctan2,
+    /// Floor division (NumPy's `//`): `floor(a / b)`; integers divided by zero give 0.
+    FloorDiv,
     Eq,
     Ne,
     Lt,
@@ -111,6 +134,9 @@ impl BinaryOp {
             Pow => "pow",
             Min => "minimum",
             Max => "maximum",
+            Hypot => "hypot",
+            Arctan2 => "arctan2",
+            FloorDiv => "floordiv",
             Eq => "eq",
             Ne => "ne",
             Lt => "lt",
@@ -144,9 +170,18 @@ pub enum ReduceOp {
     Std(u32),
     Any,
     All,
+    /// Index of the first smallest element (NaN counts as smallest), row-major
+    /// over the reduced axes of the whole array.
+    ArgMin,
+    /// Index of the first largest element (NaN counts as largest).
+    ArgMax,
 }
 
 impl ReduceOp {
+    pub fn is_arg(self) -> bool {
+        matches!(self, ReduceOp::ArgMin | ReduceOp::ArgMax)
+    }
+
     pub fn name(self) -> String {
         match self {
             ReduceOp::Var(d) => format!("var(ddof={d})"),

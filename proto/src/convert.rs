@@ -157,7 +157,7 @@ pub fn meta_from(m: Option<pb::Meta>) -> Result<Meta, Error> {
     })
 }
 
-const UNARY: [(UnaryOp, &str); 14] = [
+const UNARY: [(UnaryOp, &str); 27] = [
     (UnaryOp::Neg, "neg"),
     (UnaryOp::Not, "not"),
     (UnaryOp::Sqrt, "sqrt"),
@@ -172,9 +172,22 @@ const UNARY: [(UnaryOp, &str); 14] = [
     (UnaryOp::Ceil, "ceil"),
     (UnaryOp::Re, "re"),
     (UnaryOp::Im, "im"),
+    (UnaryOp::Arcsin, "arcsin"),
+    (UnaryOp::Arccos, "arccos"),
+    (UnaryOp::Arctan, "arctan"),
+    (UnaryOp::Sinh, "sinh"),
+    (UnaryOp::Cosh, "cosh"),
+    (UnaryOp::Log1p, "log1p"),
+    (UnaryOp::Expm1, "expm1"),
+    (UnaryOp::Log2, "log2"),
+    (UnaryOp::Log10, "log10"),
+    (UnaryOp::Sign, "sign"),
+    (UnaryOp::Round, "round"),
+    (UnaryOp::IsNan, "isnan"),
+    (UnaryOp::IsFinite, "isfinite"),
 ];
 
-const BINARY: [BinaryOp; 16] = [
+const BINARY: [BinaryOp; 19] = [
     BinaryOp::Add,
     BinaryOp::Sub,
     BinaryOp::Mul,
@@ -191,6 +204,9 @@ const BINARY: [BinaryOp; 16] = [
     BinaryOp::Ge,
     BinaryOp::And,
     BinaryOp::Or,
+    BinaryOp::Hypot,
+    BinaryOp::Arctan2,
+    BinaryOp::FloorDiv,
 ];
 
 fn unary_to(op: UnaryOp) -> (String, i32) {
@@ -429,6 +445,8 @@ fn reduce_to(s: &ReduceSpec) -> pb::ReduceSpec {
         ReduceOp::Std(d) => ("std", d),
         ReduceOp::Any => ("any", 0),
         ReduceOp::All => ("all", 0),
+        ReduceOp::ArgMin => ("argmin", 0),
+        ReduceOp::ArgMax => ("argmax", 0),
     };
     pb::ReduceSpec {
         op: op.into(),
@@ -451,6 +469,8 @@ fn reduce_from(s: Option<pb::ReduceSpec>) -> Result<ReduceSpec, Error> {
         "std" => ReduceOp::Std(s.ddof),
         "any" => ReduceOp::Any,
         "all" => ReduceOp::All,
+        "argmin" => ReduceOp::ArgMin,
+        "argmax" => ReduceOp::ArgMax,
         other => return Err(malformed(format!("unknown reduction {other:?}"))),
     };
     Ok(ReduceSpec {

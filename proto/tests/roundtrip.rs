@@ -137,3 +137,39 @@ fn huge_chunk_grids_are_refused_without_allocating_them() {
     let err = plan_from(p).unwrap_err().to_string();
     assert!(err.contains("chunks along one axis"), "{err}");
 }
+
+#[test]
+fn every_elementwise_op_crosses_the_wire() {
+    let x = (arange(24, 5).astype(DType::F64) - 11.5) / 12.0;
+    let i = arange(24, 5) - 12;
+    let z = &x + accel::Complex64::new(0.0, 1.0) * &x;
+    let reals = [
+        x.arcsin(),
+        x.arccos(),
+        x.arctan(),
+        x.sinh(),
+        x.cosh(),
+        x.log1p(),
+        x.expm1(),
+        (&x + 2.0).log2(),
+        (&x + 2.0).log10(),
+        x.sign(),
+        x.round(),
+        x.hypot(&x * 3.0),
+        accel::arctan2(&x, 0.5),
+        x.floor_divide(0.3),
+        x.isnan().astype(DType::F64) + x.isfinite().astype(DType::F64),
+    ];
+    let others = [
+        i.floor_divide(5),
+        i.sign(),
+        z.sqrt() + z.exp() + z.log() + z.arcsin() + accel::power(&z, &z) + z.sign(),
+    ];
+    for a in reals.iter().chain(&others) {
+        let original = plan(a);
+        let bytes = plan_to(&original).encode_to_vec();
+        let decoded = plan_from(pb::Plan::decode(bytes.as_slice()).unwrap()).unwrap();
+        assert_eq!(plan_to(&decoded).encode_to_vec(), bytes);
+        assert_eq!(execute(&decoded).unwrap(), execute(&original).unwrap());
+    }
+}

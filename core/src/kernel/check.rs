@@ -95,8 +95,8 @@ impl Program {
                 Instr::Unary(op, a) => {
                     let a = reg(*a)?;
                     expect(infer::unary_dtype(*op, a)?)?;
-                    // The compiler casts to the result type first, except for complex moduli.
-                    if a != dt && !a.is_complex() {
+                    // The compiler casts the operand to the dtype the op computes in.
+                    if a != infer::unary_operand_dtype(*op, a)? {
                         return Err(bad(format!(
                             "r{k} applies {} to {a} without a cast",
                             op.name()

@@ -106,9 +106,18 @@ fn emit(
                 UnaryOp::Im if !adt.is_complex() => {
                     b.push(Instr::Const(Value::Bool(false).cast(adt)), adt)
                 }
+                UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round
+                    if !adt.is_float() && !adt.is_complex() =>
+                {
+                    a
+                }
+                UnaryOp::IsNan | UnaryOp::IsFinite if !adt.is_float() && !adt.is_complex() => {
+                    let finite = matches!(u, UnaryOp::IsFinite);
+                    b.push(Instr::Const(Value::Bool(finite)), DType::Bool)
+                }
                 _ => {
                     // Transcendentals of integers compute in float.
-                    let operand_dt = if adt.is_complex() { adt } else { dtype };
+                    let operand_dt = infer::unary_operand_dtype(*u, adt)?;
                     let a = b.cast(a, operand_dt);
                     b.push(Instr::Unary(*u, a), dtype)
                 }

@@ -155,6 +155,8 @@ pub struct Bound<'a> {
     prefetch: bool,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
+    /// Global coordinate of the chunk's first element (may be negative in stencil halos).
+    pub origin: Vec<i64>,
 }
 
 impl<'a> Bound<'a> {
@@ -314,6 +316,7 @@ impl<'a> Bound<'a> {
             absorbed,
             prefetch: true,
             local_shape: local_shape.to_vec(),
+            origin: origin.to_vec(),
         }
     }
 
@@ -875,6 +878,11 @@ pub(crate) fn internal(message: String) -> Error {
 
 impl Bound<'_> {
     /// dtype of the program's result register.
+    /// Shape of the whole array the kernel computes chunks of.
+    pub fn global_shape(&self) -> &[usize] {
+        &self.exe.program.out_shape
+    }
+
     pub fn root_dtype(&self) -> DType {
         self.exe.program.dtypes[self.exe.program.root as usize]
     }

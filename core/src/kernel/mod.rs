@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod compile;
+pub mod complex;
 pub mod exec;
 pub mod generate;
 pub mod hypot;

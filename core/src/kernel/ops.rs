@@ -3,6 +3,7 @@
 
 use num_traits::{AsPrimitive, Float, PrimInt, WrappingAdd, WrappingMul, WrappingNeg, WrappingSub};
 
+use super::complex;
 use super::slot::{View, ViewMut};
 use super::vmath;
 use crate::error::{Error, Result};
@@ -31,10 +32,14 @@ pub trait VFloat: Float + Send + Sync + 'static {
     fn vln(a: &[Self], o: &mut [Self]);
     fn vtanh(a: &[Self], o: &mut [Self]);
     fn vpow(a: &[Self], b: &[Self], o: &mut [Self]);
+    fn vhypot(a: &[Self], b: &[Self], o: &mut [Self]);
+    /// Round half to even.
+    fn round_even(self) -> Self;
 }
 
 macro_rules! vfloat {
-    ($t:ty, $sin:ident, $cos:ident, $tan:ident, $exp:ident, $ln:ident, $tanh:ident, $pow:ident) => {
+    ($t:ty, $sin:ident, $cos:ident, $tan:ident, $exp:ident, $ln:ident, $tanh:ident, $pow:ident,
+     $hypot:path) => {
         impl VFloat for $t {
             fn vsin(a: &[Self], o: &mut [Self]) {
                 vmath::$sin(a, o)
@@ -57,14 +62,32 @@ macro_rules! vfloat {
             fn vpow(a: &[Self], b: &[Self], o: &mut [Self]) {
                 vmath::$pow(a, b, o)
             }
+            fn vhypot(a: &[Self], b: &[Self], o: &mut [Self]) {
+                $hypot(a, b, o)
+            }
+            fn round_even(self) -> Self {
+                self.round_ties_even()
+            }
         }
     };
 }
+fn hypot_f32(a: &[f32], b: &[f32], o: &mut [f32]) {
+    map2(a, b, o, f32::hypot)
+}
+
 vfloat!(
-    f64, sin_f64, cos_f64, tan_f64, exp_f64, ln_f64, tanh_f64, powf_f64
+    f64,
+    sin_f64,
+    cos_f64,
+    tan_f64,
+    exp_f64,
+    ln_f64,
+    tanh_f64,
+    powf_f64,
+    super::hypot::hypot_f64
 );
 vfloat!(
-    f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32
+    f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32, hypot_f32
 );
 
 fn mismatch(what: &str, a: &View<'_>, o: &ViewMut<'_>) -> Error {
@@ -117,6 +140,17 @@ fn float_unary<T: VFloat>(op: UnaryOp, a: &[T], o: &mut [T]) -> bool {
         Cos => T::vcos(a, o),
         Tan => T::vtan(a, o),
         Tanh => T::vtanh(a, o),
+        Arcsin => map1(a, o, |x| x.asin()),
+        Arccos => map1(a, o, |x| x.acos()),
+        Arctan => map1(a, o, |x| x.atan()),
+        Sinh => map1(a, o, |x| x.sinh()),
+        Cosh => map1(a, o, |x| x.cosh()),
+        Log1p => map1(a, o, |x| x.ln_1p()),
+        Expm1 => map1(a, o, |x| x.exp_m1()),
+        Log2 => map1(a, o, |x| x.log2()),
+        Log10 => map1(a, o, |x| x.log10()),
+        Sign => map1(a, o, float_sign),
+        Round => map1(a, o, T::round_even),
         Abs => map1(a, o, |x| x.abs()),
         Floor => map1(a, o, |x| x.floor()),
         Ceil => map1(a, o, |x| x.ceil()),
@@ -124,7 +158,41 @@ fn float_unary<T: VFloat>(op: UnaryOp, a: &[T], o: &mut [T]) -> bool {
         Im => o.iter_mut().for_each(|x| *x = T::zero()),
         Powi(2) => map1(a, o, |x| x * x),
         Powi(n) => powi_block(a, o, n, T::one(), |x, y| x * y, |x| T::one() / x),
-        Not => return false,
+        Not | IsNan | IsFinite => return false,
+    }
+    true
+}
+
+/// NumPy's sign: NaN stays NaN and both zeros give +0.
+#[inline]
+fn float_sign<T: Float>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else if x.is_nan() {
+        x
+    } else {
+        T::zero()
+    }
+}
+
+/// Predicates on floats: `isnan`, `isfinite`.
+fn float_test<T: Float>(op: UnaryOp, a: &[T], o: &mut [bool]) -> bool {
+    match op {
+        UnaryOp::IsNan => map1(a, o, |x| x.is_nan()),
+        UnaryOp::IsFinite => map1(a, o, |x| x.is_finite()),
+        _ => return false,
+    }
+    true
+}
+
+/// Predicates on integers, which are never NaN and always finite.
+fn int_test<T>(op: UnaryOp, a: &[T], o: &mut [bool]) -> bool {
+    match op {
+        UnaryOp::IsNan => o[..a.len()].iter_mut().for_each(|x| *x = false),
+        UnaryOp::IsFinite => o[..a.len()].iter_mut().for_each(|x| *x = true),
+        _ => return false,
     }
     true
 }
@@ -137,8 +205,9 @@ where
     match op {
         Neg => map1(a, o, |x| x.wrapping_neg()),
         Abs => map1(a, o, |x| if x < T::zero() { x.wrapping_neg() } else { x }),
-        Re => o.copy_from_slice(a),
+        Re | Floor | Ceil | Round => o.copy_from_slice(a),
         Im => o.iter_mut().for_each(|x| *x = T::zero()),
+        Sign => map1(a, o, |x| x.signum()),
         Powi(n) if n >= 0 => powi_block(a, o, n, T::one(), |x, y| x.wrapping_mul(&y), |x| x),
         _ => return false,
     }
@@ -169,6 +238,10 @@ pub fn unary(op: UnaryOp, a: View<'_>, mut o: ViewMut<'_>) -> Result<()> {
             }
             _ => false,
         },
+        (View::F64(a), ViewMut::Bool(o)) => float_test(op, &a[..n], &mut o[..n]),
+        (View::F32(a), ViewMut::Bool(o)) => float_test(op, &a[..n], &mut o[..n]),
+        (View::I64(a), ViewMut::Bool(o)) => int_test(op, &a[..n], &mut o[..n]),
+        (View::I32(a), ViewMut::Bool(o)) => int_test(op, &a[..n], &mut o[..n]),
         (View::C128(re, im), ViewMut::F64(o)) => match op {
             Abs => {
                 super::hypot::hypot_f64(&re[..n], &im[..n], &mut o[..n]);
@@ -184,40 +257,18 @@ pub fn unary(op: UnaryOp, a: View<'_>, mut o: ViewMut<'_>) -> Result<()> {
             }
             _ => false,
         },
-        (View::C128(re, im), ViewMut::C128(ore, oim)) => match op {
-            Neg => {
-                map1(&re[..n], &mut ore[..n], |x| -x);
-                map1(&im[..n], &mut oim[..n], |x| -x);
-                true
-            }
-            Powi(p) => {
-                complex_powi(&re[..n], &im[..n], &mut ore[..n], &mut oim[..n], p);
-                true
-            }
-            _ => false,
-        },
+        (View::C128(re, im), ViewMut::Bool(o)) => {
+            complex::test(op, [&re[..n], &im[..n]], &mut o[..n])
+        }
+        (View::C128(re, im), ViewMut::C128(ore, oim)) => {
+            complex::unary(op, [&re[..n], &im[..n]], &mut ore[..n], &mut oim[..n])
+        }
         _ => false,
     };
     if ok {
         Ok(())
     } else {
         Err(mismatch(&op.name(), &a, &o))
-    }
-}
-
-fn complex_powi(re: &[f64], im: &[f64], ore: &mut [f64], oim: &mut [f64], p: i32) {
-    if p == 2 {
-        for k in 0..re.len() {
-            let (r, i) = (re[k], im[k]);
-            ore[k] = r * r - i * i;
-            oim[k] = 2.0 * r * i;
-        }
-        return;
-    }
-    for k in 0..re.len() {
-        let z = num_complex::Complex64::new(re[k], im[k]).powi(p);
-        ore[k] = z.re;
-        oim[k] = z.im;
     }
 }
 
@@ -280,14 +331,55 @@ fn float_binary<T: VFloat>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) -> bool 
         Pow => T::vpow(a, b, o),
         Min => map2(a, b, o, fmin),
         Max => map2(a, b, o, fmax),
+        Hypot => T::vhypot(a, b, o),
+        Arctan2 => map2(a, b, o, |y, x| y.atan2(x)),
+        FloorDiv => map2(a, b, o, float_floor_div),
         _ => return false,
     }
     true
 }
 
+/// NumPy's floor division of floats: `floor(a / b)` computed from the exact
+/// remainder so that `a == b * (a // b) + a % b` holds as nearly as it can.
+#[inline]
+fn float_floor_div<T: Float>(a: T, b: T) -> T {
+    if b == T::zero() {
+        return a / b;
+    }
+    let m = a % b;
+    let mut div = (a - m) / b;
+    if m != T::zero() && ((b < T::zero()) != (m < T::zero())) {
+        div = div - T::one();
+    }
+    if div == T::zero() {
+        // Keep the sign the true quotient has.
+        return T::zero().copysign(a / b);
+    }
+    let f = div.floor();
+    let half = T::one() / (T::one() + T::one());
+    if div - f > half { f + T::one() } else { f }
+}
+
+/// NumPy's floor division of integers: rounds toward minus infinity; by zero gives 0.
+#[inline]
+fn int_floor_div<T: PrimInt + WrappingNeg + num_traits::Signed>(a: T, b: T) -> T {
+    if b == T::zero() {
+        T::zero()
+    } else if b == -T::one() {
+        a.wrapping_neg()
+    } else {
+        let q = a / b;
+        if (a % b != T::zero()) && ((a < T::zero()) != (b < T::zero())) {
+            q - T::one()
+        } else {
+            q
+        }
+    }
+}
+
 fn int_binary<T>(op: BinaryOp, a: &[T], b: &[T], o: &mut [T]) -> bool
 where
-    T: PrimInt + WrappingAdd + WrappingSub + WrappingMul + num_traits::Signed,
+    T: PrimInt + WrappingAdd + WrappingSub + WrappingMul + WrappingNeg + num_traits::Signed,
 {
     use BinaryOp::*;
     match op {
@@ -307,6 +399,7 @@ where
                 }
             }
         }),
+        FloorDiv => map2(a, b, o, int_floor_div),
         Min => map2(a, b, o, |x, y| if y < x { y } else { x }),
         Max => map2(a, b, o, |x, y| if y > x { y } else { x }),
         _ => return false,
@@ -354,7 +447,7 @@ pub fn binary(op: BinaryOp, a: View<'_>, b: View<'_>, mut o: ViewMut<'_>) -> Res
             }
             _ => compare(op, &a[..n], &b[..n], &mut o[..n]),
         },
-        (View::C128(ar, ai), View::C128(br, bi), ViewMut::C128(or, oi)) => complex_binary(
+        (View::C128(ar, ai), View::C128(br, bi), ViewMut::C128(or, oi)) => complex::binary(
             op,
             [&ar[..n], &ai[..n]],
             [&br[..n], &bi[..n]],
@@ -383,43 +476,6 @@ pub fn binary(op: BinaryOp, a: View<'_>, b: View<'_>, mut o: ViewMut<'_>) -> Res
     } else {
         Err(mismatch(op.symbol(), &a, &o))
     }
-}
-
-fn complex_binary(
-    op: BinaryOp,
-    a: [&[f64]; 2],
-    b: [&[f64]; 2],
-    or: &mut [f64],
-    oi: &mut [f64],
-) -> bool {
-    use BinaryOp::*;
-    let [ar, ai] = a;
-    let [br, bi] = b;
-    match op {
-        Add => {
-            map2(ar, br, or, |x, y| x + y);
-            map2(ai, bi, oi, |x, y| x + y);
-        }
-        Sub => {
-            map2(ar, br, or, |x, y| x - y);
-            map2(ai, bi, oi, |x, y| x - y);
-        }
-        Mul => {
-            for k in 0..or.len() {
-                or[k] = ar[k] * br[k] - ai[k] * bi[k];
-                oi[k] = ar[k] * bi[k] + ai[k] * br[k];
-            }
-        }
-        Div => {
-            for k in 0..or.len() {
-                let d = br[k] * br[k] + bi[k] * bi[k];
-                or[k] = (ar[k] * br[k] + ai[k] * bi[k]) / d;
-                oi[k] = (ai[k] * br[k] - ar[k] * bi[k]) / d;
-            }
-        }
-        _ => return false,
-    }
-    true
 }
 
 /// `o = where(c, a, b)`.

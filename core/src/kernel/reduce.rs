@@ -3,7 +3,8 @@
 //!
 //! Partial state columns (all with the partial's shape):
 //! sum/prod/min/max/any/all → `[acc]`; mean → `[sum, count]`;
-//! var/std → `[count, mean, m2]` (merged with Chan's formula).
+//! var/std → `[count, mean, m2]` (merged with Chan's formula);
+//! argmin/argmax → `[best value, its index]` (ties go to the smaller index).
 
 use num_complex::Complex64;
 
@@ -30,7 +31,7 @@ pub fn acc_dtype(op: ReduceOp, input: DType) -> DType {
         ReduceOp::Sum | ReduceOp::Prod | ReduceOp::Mean | ReduceOp::Var(_) | ReduceOp::Std(_) => {
             DType::F64
         }
-        ReduceOp::Min | ReduceOp::Max => input,
+        ReduceOp::Min | ReduceOp::Max | ReduceOp::ArgMin | ReduceOp::ArgMax => input,
         ReduceOp::Any | ReduceOp::All => DType::Bool,
     }
 }
@@ -46,6 +47,8 @@ enum Acc {
         s: Vec<f64>,
         ss: Vec<f64>,
     },
+    /// argmin/argmax: the best value so far and its index.
+    Arg { best: Slot, index: Vec<i64> },
 }
 
 fn identity(op: ReduceOp, dtype: DType, len: usize) -> Slot {
@@ -54,8 +57,8 @@ fn identity(op: ReduceOp, dtype: DType, len: usize) -> Slot {
         (ReduceOp::Prod, DType::I64) => Value::I64(1),
         (ReduceOp::Prod, _) => Value::F64(1.0),
         (ReduceOp::All, _) => Value::Bool(true),
-        (ReduceOp::Min, d) => max_value(d),
-        (ReduceOp::Max, d) => min_value(d),
+        (ReduceOp::Min | ReduceOp::ArgMin, d) => max_value(d),
+        (ReduceOp::Max | ReduceOp::ArgMax, d) => min_value(d),
         (_, d) => Value::Bool(false).cast(d),
     };
     Slot::splat(v, len)
@@ -121,6 +124,70 @@ fn nan_min<T: PartialOrd + Copy>(a: T, b: T) -> T {
 fn nan_max<T: PartialOrd + Copy>(a: T, b: T) -> T {
     #[allow(clippy::eq_op)]
     if a != a || b > a { b } else { a }
+}
+
+/// Whether value `v` at index `i` beats the best `b` at index `j`: NaN beats
+/// every number (NumPy reports the first NaN), equal values go to the smaller index.
+#[inline]
+#[allow(clippy::eq_op)] // x != x only for NaN
+fn beats<T: PartialOrd + Copy>(v: T, i: i64, b: T, j: i64, min: bool) -> bool {
+    let (v_nan, b_nan) = (v != v, b != b);
+    if b_nan {
+        return v_nan && i < j;
+    }
+    if v_nan {
+        return true;
+    }
+    if if min { v < b } else { v > b } {
+        true
+    } else {
+        v == b && i < j
+    }
+}
+
+/// Folds values `vals` at global indices `at` into the best of `dst[k]` (or of 0).
+fn arg_fold<T: PartialOrd + Copy>(
+    best: &mut [T],
+    index: &mut [i64],
+    vals: &[T],
+    at: &[i64],
+    dst: Option<&[i64]>,
+    min: bool,
+) {
+    for k in 0..vals.len() {
+        let d = dst.map_or(0, |d| d[k] as usize);
+        if beats(vals[k], at[k], best[d], index[d], min) {
+            best[d] = vals[k];
+            index[d] = at[k];
+        }
+    }
+}
+
+/// `arg_fold` over matching slot and view types.
+fn arg_accumulate(
+    min: bool,
+    best: &mut Slot,
+    index: &mut [i64],
+    vals: View<'_>,
+    at: &[i64],
+    dst: Option<&[i64]>,
+) -> Result<()> {
+    let n = at.len();
+    match (best, vals) {
+        (Slot::F64(b), View::F64(v)) => arg_fold(b, index, &v[..n], at, dst, min),
+        (Slot::F32(b), View::F32(v)) => arg_fold(b, index, &v[..n], at, dst, min),
+        (Slot::I64(b), View::I64(v)) => arg_fold(b, index, &v[..n], at, dst, min),
+        (Slot::I32(b), View::I32(v)) => arg_fold(b, index, &v[..n], at, dst, min),
+        (Slot::Bool(b), View::Bool(v)) => arg_fold(b, index, &v[..n], at, dst, min),
+        (b, v) => {
+            return Err(internal(format!(
+                "arg reduction of {} values into {}",
+                v.dtype(),
+                b.dtype()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn accumulate(
@@ -221,6 +288,17 @@ fn merge(op: ReduceOp, a: &mut Acc, b: &Acc) -> Result<()> {
             Ok(())
         }
         (Acc::Plain(a), Acc::Plain(b)) => merge_plain(op, a, b),
+        (
+            Acc::Arg { best, index },
+            Acc::Arg {
+                best: b2,
+                index: i2,
+            },
+        ) => {
+            let dst: Vec<i64> = (0..index.len() as i64).collect();
+            let min = op == ReduceOp::ArgMin;
+            arg_accumulate(min, best, index, b2.view(i2.len()), i2, Some(&dst))
+        }
         _ => Err(internal("mismatched accumulators".into())),
     }
 }
@@ -286,6 +364,36 @@ fn f64_col(c: &Chunk, k: usize) -> Result<&[f64]> {
     }
 }
 
+fn i64_col(c: &Chunk, k: usize) -> Result<&[i64]> {
+    match c.cols.get(k) {
+        Some(Buffer::I64(v)) => Ok(v),
+        _ => Err(internal(format!(
+            "partial state column {k} is missing or not i64"
+        ))),
+    }
+}
+
+/// `(base, strides)` giving an element's index among the reduced axes of the
+/// whole array from its coordinates within the bound chunk.
+fn arg_index_map(bound: &Bound<'_>, axes: &[usize]) -> (i64, Vec<i64>) {
+    let global = bound.global_shape();
+    let mut strides = vec![0i64; global.len()];
+    let mut s = 1i64;
+    for &ax in axes.iter().rev() {
+        if let Some(st) = strides.get_mut(ax) {
+            *st = s;
+            s = s.saturating_mul(global[ax] as i64);
+        }
+    }
+    let base = bound
+        .origin
+        .iter()
+        .zip(&strides)
+        .map(|(&o, &st)| o * st)
+        .sum();
+    (base, strides)
+}
+
 /// Shape of the partial state of a chunk of `local_shape`.
 pub fn partial_shape(local_shape: &[usize], axes: &[usize]) -> Vec<usize> {
     local_shape
@@ -317,8 +425,16 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
         0.0
     };
     let value_dtype = bound.root_dtype();
+    let arg = spec.op.is_arg();
+    // Global index of an element among the reduced axes (row-major over them).
+    let (arg_base, arg_strides) = arg_index_map(bound, &spec.axes);
     let new_acc = || {
-        if moments {
+        if arg {
+            Acc::Arg {
+                best: identity(spec.op, value_dtype, plen),
+                index: vec![i64::MAX; plen],
+            }
+        } else if moments {
             Acc::Moments {
                 count: vec![0.0; plen],
                 s: vec![0.0; plen],
@@ -332,9 +448,20 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
     let part_len = PART.max(len.div_ceil(max_parts));
     let parts = bound.fold_parts(
         part_len,
-        || (new_acc(), Vec::<i64>::new()),
-        |(acc, idx), start, slot, n| {
-            if scatter {
+        || (new_acc(), Vec::<i64>::new(), Vec::<i64>::new()),
+        |(acc, idx, at), start, slot, n| {
+            if let Acc::Arg { best, index } = acc {
+                at.resize(n, 0);
+                fill_index(arg_base, &arg_strides, &local, start, at);
+                let dst = if scatter {
+                    idx.resize(n, 0);
+                    fill_index(0, &dst_strides, &local, start, idx);
+                    Some(idx.as_slice())
+                } else {
+                    None
+                };
+                arg_accumulate(spec.op == ReduceOp::ArgMin, best, index, slot, at, dst)
+            } else if scatter {
                 idx.resize(n, 0);
                 fill_index(0, &dst_strides, &local, start, idx);
                 accumulate(spec.op, acc, slot, Some(idx), n, shift)
@@ -344,10 +471,11 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
         },
     )?;
     let mut total = new_acc();
-    for (acc, _) in &parts {
+    for (acc, _, _) in &parts {
         merge(spec.op, &mut total, acc)?;
     }
     let cols = match total {
+        Acc::Arg { best, index } => vec![slot_to_buffer(best), Buffer::I64(index)],
         Acc::Plain(slot) => {
             let acc = slot_to_buffer(slot);
             if spec.op == ReduceOp::Mean {
@@ -410,6 +538,26 @@ pub fn combine(spec: &ReduceSpec, parts: &[&Chunk]) -> Result<Chunk> {
             cols: vec![Buffer::F64(count), Buffer::F64(mean), Buffer::F64(m2)],
         });
     }
+    if spec.op.is_arg() {
+        let mut acc = Acc::Arg {
+            best: buffer_to_slot(&first.cols[0]),
+            index: i64_col(first, 1)?.to_vec(),
+        };
+        for p in &parts[1..] {
+            let other = Acc::Arg {
+                best: buffer_to_slot(&p.cols[0]),
+                index: i64_col(p, 1)?.to_vec(),
+            };
+            merge(spec.op, &mut acc, &other)?;
+        }
+        let Acc::Arg { best, index } = acc else {
+            return Err(internal("arg accumulator changed kind".into()));
+        };
+        return Ok(Chunk {
+            shape: first.shape.clone(),
+            cols: vec![slot_to_buffer(best), Buffer::I64(index)],
+        });
+    }
     let mut cols = Vec::with_capacity(first.cols.len());
     for k in 0..first.cols.len() {
         // The count column of mean adds up like a sum.
@@ -457,6 +605,7 @@ pub fn finalize(spec: &ReduceSpec, out_dtype: DType, state: &Chunk) -> Result<Ch
             });
             Buffer::F64(v.collect())
         }
+        ReduceOp::ArgMin | ReduceOp::ArgMax => Buffer::I64(i64_col(state, 1)?.to_vec()),
         _ => state.cols[0].clone(),
     };
     let data = match (data, out_dtype) {

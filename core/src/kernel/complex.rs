@@ -1,0 +1,196 @@
+//! Elementwise operations on complex blocks (split real and imaginary planes).
+//! Transcendentals use num-complex's principal branches, as NumPy does.
+
+use num_complex::Complex64;
+
+use crate::op::{BinaryOp, UnaryOp};
+
+/// Applies `f` to every element, writing both planes.
+#[inline]
+fn each(
+    re: &[f64],
+    im: &[f64],
+    ore: &mut [f64],
+    oim: &mut [f64],
+    f: impl Fn(Complex64) -> Complex64,
+) {
+    for k in 0..re.len() {
+        let z = f(Complex64::new(re[k], im[k]));
+        ore[k] = z.re;
+        oim[k] = z.im;
+    }
+}
+
+// The inverse trigonometric functions follow W. Kahan, "Branch cuts for complex
+// elementary functions" (1987): built from square roots of 1 ± z, asinh and
+// log1p, they keep full relative precision near zero and near the real axis,
+// where the textbook logarithm forms cancel.
+
+/// `sqrt(1 - z)` and `sqrt(1 + z)`, the imaginary parts' signed zeros kept
+/// (`0.0 + -0.0` would lose them and pick the wrong side of a branch cut).
+fn roots(z: Complex64) -> (Complex64, Complex64) {
+    (
+        Complex64::new(1.0 - z.re, -z.im).sqrt(),
+        Complex64::new(1.0 + z.re, z.im).sqrt(),
+    )
+}
+
+fn asin(z: Complex64) -> Complex64 {
+    let (a, b) = roots(z);
+    Complex64::new(
+        z.re.atan2(a.re * b.re - a.im * b.im),
+        (a.re * b.im - a.im * b.re).asinh(),
+    )
+}
+
+fn acos(z: Complex64) -> Complex64 {
+    let (a, b) = roots(z);
+    Complex64::new(2.0 * a.re.atan2(b.re), (b.re * a.im - b.im * a.re).asinh())
+}
+
+/// `atan(z) = -i atanh(iz)`, with `atanh(x + iy)` =
+/// `¼ log1p(4x / ((1-x)² + y²)) + ½ i atan2(2y, (1-x)(1+x) - y²)`.
+fn atan(z: Complex64) -> Complex64 {
+    let (x, y) = (-z.im, z.re);
+    let re = 0.25 * (4.0 * x / ((1.0 - x) * (1.0 - x) + y * y)).ln_1p();
+    let im = 0.5 * (2.0 * y).atan2((1.0 - x) * (1.0 + x) - y * y);
+    Complex64::new(im, -re)
+}
+
+/// NumPy 2's complex sign: `z / |z|`, 0 for 0, NaN where a part is NaN.
+fn sign(z: Complex64) -> Complex64 {
+    if z.re.is_nan() || z.im.is_nan() {
+        return Complex64::new(f64::NAN, f64::NAN);
+    }
+    let r = z.re.hypot(z.im);
+    if r == 0.0 {
+        Complex64::new(0.0, 0.0)
+    } else if r.is_infinite() {
+        // Directions of infinite numbers: ±inf parts count as ±1, finite ones as 0.
+        let unit = |x: f64| if x.is_infinite() { x.signum() } else { 0.0 };
+        let (u, v) = (unit(z.re), unit(z.im));
+        let n = u.hypot(v);
+        Complex64::new(u / n, v / n)
+    } else {
+        Complex64::new(z.re / r, z.im / r)
+    }
+}
+
+/// `o = op(z)` for ops whose result is complex; false for the others.
+pub fn unary(op: UnaryOp, z: [&[f64]; 2], ore: &mut [f64], oim: &mut [f64]) -> bool {
+    use UnaryOp::*;
+    let [re, im] = z;
+    match op {
+        Neg => each(re, im, ore, oim, |z| -z),
+        Sqrt => each(re, im, ore, oim, Complex64::sqrt),
+        Exp => each(re, im, ore, oim, Complex64::exp),
+        Log => each(re, im, ore, oim, Complex64::ln),
+        Log2 => each(re, im, ore, oim, Complex64::log2),
+        Log10 => each(re, im, ore, oim, Complex64::log10),
+        Sin => each(re, im, ore, oim, Complex64::sin),
+        Cos => each(re, im, ore, oim, Complex64::cos),
+        Tan => each(re, im, ore, oim, Complex64::tan),
+        Tanh => each(re, im, ore, oim, Complex64::tanh),
+        Sinh => each(re, im, ore, oim, Complex64::sinh),
+        Cosh => each(re, im, ore, oim, Complex64::cosh),
+        Arcsin => each(re, im, ore, oim, asin),
+        Arccos => each(re, im, ore, oim, acos),
+        Arctan => each(re, im, ore, oim, atan),
+        Sign => each(re, im, ore, oim, sign),
+        Round => each(re, im, ore, oim, |z| {
+            Complex64::new(z.re.round_ties_even(), z.im.round_ties_even())
+        }),
+        Powi(2) => each(re, im, ore, oim, |z| z * z),
+        Powi(p) => each(re, im, ore, oim, |z| z.powi(p)),
+        Not | Abs | Floor | Ceil | Re | Im | IsNan | IsFinite | Log1p | Expm1 => return false,
+    }
+    true
+}
+
+/// `isnan` / `isfinite` of complex numbers: NaN if either part is, finite if both are.
+pub fn test(op: UnaryOp, z: [&[f64]; 2], o: &mut [bool]) -> bool {
+    let [re, im] = z;
+    match op {
+        UnaryOp::IsNan => {
+            for k in 0..re.len() {
+                o[k] = re[k].is_nan() || im[k].is_nan();
+            }
+        }
+        UnaryOp::IsFinite => {
+            for k in 0..re.len() {
+                o[k] = re[k].is_finite() && im[k].is_finite();
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// NumPy's complex power: `0 ** 0` is 1, `0 ** w` is 0 for `Re w > 0`, else `exp(w ln z)`.
+fn pow(z: Complex64, w: Complex64) -> Complex64 {
+    if w.re == 0.0 && w.im == 0.0 {
+        return Complex64::new(1.0, 0.0);
+    }
+    if z.re == 0.0 && z.im == 0.0 {
+        return if w.re > 0.0 {
+            Complex64::new(0.0, 0.0)
+        } else {
+            Complex64::new(f64::NAN, f64::NAN)
+        };
+    }
+    if w.im == 0.0 && w.re.fract() == 0.0 && w.re.abs() <= 100.0 {
+        // Small integer powers by multiplication, as NumPy does: exact for
+        // Gaussian integers and without the rounding of exp∘ln.
+        return z.powi(w.re as i32);
+    }
+    z.powc(w)
+}
+
+/// `o = a op b` for complex operands and a complex result; false where undefined.
+pub fn binary(
+    op: BinaryOp,
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    or: &mut [f64],
+    oi: &mut [f64],
+) -> bool {
+    use BinaryOp::*;
+    let [ar, ai] = a;
+    let [br, bi] = b;
+    match op {
+        Add => {
+            for k in 0..or.len() {
+                or[k] = ar[k] + br[k];
+                oi[k] = ai[k] + bi[k];
+            }
+        }
+        Sub => {
+            for k in 0..or.len() {
+                or[k] = ar[k] - br[k];
+                oi[k] = ai[k] - bi[k];
+            }
+        }
+        Mul => {
+            for k in 0..or.len() {
+                or[k] = ar[k] * br[k] - ai[k] * bi[k];
+                oi[k] = ar[k] * bi[k] + ai[k] * br[k];
+            }
+        }
+        Div => {
+            for k in 0..or.len() {
+                let d = br[k] * br[k] + bi[k] * bi[k];
+                or[k] = (ar[k] * br[k] + ai[k] * bi[k]) / d;
+                oi[k] = (ai[k] * br[k] - ar[k] * bi[k]) / d;
+            }
+        }
+        Pow => {
+            for k in 0..or.len() {
+                let z = pow(Complex64::new(ar[k], ai[k]), Complex64::new(br[k], bi[k]));
+                or[k] = z.re;
+                oi[k] = z.im;
+            }
+        }
+        _ => return false,
+    }
+    true
+}
