@@ -1,10 +1,12 @@
 //! Random expression trees over random shapes, broadcasts and chunkings,
-//! compared with a plain ndarray evaluation of the same expression.
+//! compared with a plain ndarray evaluation of the same expression. Leaves
+//! are chunked alike or independently, and some are views (flipped,
+//! transposed, strided, concatenated): any chunking combines.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use accel::{Array, DType, from_ndarray, maximum, minimum, where_};
-use ndarray::{ArrayD, IxDyn, Zip};
+use accel::{Array, DType, concatenate, from_ndarray, maximum, minimum, where_};
+use ndarray::{ArrayD, Axis, IxDyn, Slice, Zip};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -122,26 +124,107 @@ fn reference(e: &E, leaves: &[ArrayD<f64>], shape: &[usize]) -> ArrayD<f64> {
     }
 }
 
-/// Output shape, per-axis chunk sizes, and for each leaf which axes it keeps
-/// (a dropped axis has length 1 there; leading axes may be missing).
-type Case = (Vec<usize>, Vec<usize>, Vec<(usize, Vec<bool>, bool)>, u64);
+/// One leaf: leading axes dropped, which axes it keeps (a dropped axis has
+/// length 1 there), integer or not, its own chunk sizes (or the case's), and
+/// how it is built (see [`leaf_array`]).
+#[derive(Clone, Debug)]
+struct LeafSpec {
+    skip: usize,
+    keep: Vec<bool>,
+    int: bool,
+    own_chunks: Option<Vec<usize>>,
+    view: u8,
+}
+
+/// Output shape, per-axis chunk sizes, the leaves, a seed.
+type Case = (Vec<usize>, Vec<usize>, Vec<LeafSpec>, u64);
 
 fn case() -> impl Strategy<Value = Case> {
     (1usize..=3).prop_flat_map(|nd| {
+        let leaf = (
+            0..=nd,
+            prop::collection::vec(any::<bool>(), nd),
+            any::<bool>(),
+            prop::option::of(prop::collection::vec(1usize..=5, nd)),
+            0u8..5,
+        )
+            .prop_map(|(skip, keep, int, own_chunks, view)| LeafSpec {
+                skip,
+                keep,
+                int,
+                own_chunks,
+                view,
+            });
         (
             prop::collection::vec(1usize..=7, nd),
             prop::collection::vec(1usize..=4, nd),
-            prop::collection::vec(
-                (
-                    0..=nd,
-                    prop::collection::vec(any::<bool>(), nd),
-                    any::<bool>(),
-                ),
-                1..=3,
-            ),
+            prop::collection::vec(leaf, 1..=3),
             any::<u64>(),
         )
     })
+}
+
+/// An accel array equal to `data`, built as `view` says: 0 directly; 1 the
+/// flip of flipped data; 2 the transpose of transposed data; 3 every other
+/// element of a twice-as-long array; 4 two pieces concatenated, each chunked
+/// its own way. Views change the chunk grid the expression sees.
+fn leaf_array(data: &ArrayD<f64>, chunks: &[usize], view: u8, int: bool) -> Array {
+    let make = |d: &ArrayD<f64>, c: Vec<usize>| {
+        if int {
+            from_ndarray(&d.mapv(|v| v as i32), c)
+        } else {
+            from_ndarray(d, c)
+        }
+    };
+    let nd = data.ndim();
+    let last = nd.saturating_sub(1);
+    let n = data.shape().get(last).copied().unwrap_or(1);
+    match view {
+        1 if nd > 0 => {
+            let mut f = data.clone();
+            f.invert_axis(Axis(last));
+            make(&f, chunks.to_vec()).flip(last as isize)
+        }
+        2 if nd > 1 => {
+            let t = data.clone().reversed_axes();
+            let c: Vec<usize> = chunks.iter().rev().copied().collect();
+            make(&t.as_standard_layout().to_owned(), c).transpose()
+        }
+        3 if nd > 0 => {
+            let mut shape = data.shape().to_vec();
+            shape[last] *= 2;
+            let wide = ArrayD::from_shape_fn(IxDyn(&shape), |ix| {
+                let mut i = ndarray::Dimension::slice(&ix).to_vec();
+                if i[last] % 2 == 0 {
+                    i[last] /= 2;
+                    data[IxDyn(&i)]
+                } else {
+                    f64::NAN
+                }
+            });
+            let full_axis = ndarray::SliceInfoElem::Slice {
+                start: 0,
+                end: None,
+                step: 1,
+            };
+            let mut info = vec![full_axis; nd];
+            info[last] = ndarray::SliceInfoElem::Slice {
+                start: 0,
+                end: None,
+                step: 2,
+            };
+            make(&wide, chunks.to_vec()).slice(info)
+        }
+        4 if nd > 0 && n >= 2 => {
+            let p = n / 2;
+            let a = data.slice_axis(Axis(last), Slice::from(..p)).to_owned();
+            let b = data.slice_axis(Axis(last), Slice::from(p..)).to_owned();
+            let mut cb = chunks.to_vec();
+            cb[last] = cb[last] % 3 + 1;
+            concatenate(&[&make(&a, chunks.to_vec()), &make(&b, cb)], last)
+        }
+        _ => make(data, chunks.to_vec()),
+    }
 }
 
 fn leaf_data(shape: &[usize], seed: u64) -> ArrayD<f64> {
@@ -166,22 +249,19 @@ proptest! {
         let nd = shape.len();
         let mut arrays = Vec::new();
         let mut full = Vec::new();
-        for (k, (skip, keep, int)) in leaf_specs.iter().enumerate() {
-            let lshape: Vec<usize> = (0..nd).map(|d| if keep[d] { shape[d] } else { 1 }).collect();
+        for (k, spec) in leaf_specs.iter().enumerate() {
+            let lshape: Vec<usize> = (0..nd).map(|d| if spec.keep[d] { shape[d] } else { 1 }).collect();
             let mut data = leaf_data(&lshape, seed.wrapping_add(k as u64 * 7919));
-            if *int {
+            if spec.int {
                 // Integer leaves: i32 arithmetic stays exact and promotes like NumPy.
                 data.mapv_inplace(|v| (v * 3.0).round());
             }
             // Drop some leading axes of length 1 (NumPy aligns trailing axes).
-            let lead = (0..*skip).take_while(|&d| lshape[d] == 1).count();
+            let lead = (0..spec.skip).take_while(|&d| lshape[d] == 1).count();
             let trimmed = data.clone().into_shape_with_order(IxDyn(&lshape[lead..])).unwrap();
-            let chunks: Vec<usize> = (lead..nd).map(|d| if lshape[d] == 1 { 1 } else { chunk[d] }).collect();
-            arrays.push(if *int {
-                from_ndarray(&trimmed.mapv(|v| v as i32), chunks)
-            } else {
-                from_ndarray(&trimmed, chunks)
-            });
+            let sizes = spec.own_chunks.as_ref().unwrap_or(&chunk);
+            let chunks: Vec<usize> = (lead..nd).map(|d| if lshape[d] == 1 { 1 } else { sizes[d] }).collect();
+            arrays.push(leaf_array(&trimmed, &chunks, spec.view, spec.int));
             full.push(data.broadcast(IxDyn(&shape)).unwrap().to_owned());
         }
         let leaves = leaf_specs.len();

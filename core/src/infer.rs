@@ -108,16 +108,10 @@ pub fn broadcast_metas(metas: &[&Meta]) -> Result<(Vec<usize>, Chunks)> {
             if m.shape[d] != out_shape[off + d] {
                 continue; // broadcast axis
             }
-            match &chunks[off + d] {
-                None => chunks[off + d] = Some(sizes.clone()),
-                Some(c) if c == sizes => {}
-                Some(_) => {
-                    return Err(Error::Chunks(format!(
-                        "operands {} are chunked differently along axis {}; rechunk one of them",
-                        describe(metas),
-                        off + d
-                    )));
-                }
+            // The first operand spanning an axis sets its chunks; the kernel
+            // reads the others' overlapping chunks (no rechunk tasks).
+            if chunks[off + d].is_none() {
+                chunks[off + d] = Some(sizes.clone());
             }
         }
     }
@@ -348,6 +342,7 @@ pub fn concat(inputs: &[&Meta], axis: usize) -> Result<Meta> {
             "axis {axis} is out of bounds for {nd}-d arrays"
         )));
     }
+    // Off the axis, the first array's chunks; the others are read box by box.
     let mut chunks = first.chunks.0.clone();
     let mut shape = first.shape.clone();
     chunks[axis].clear();
@@ -359,11 +354,6 @@ pub fn concat(inputs: &[&Meta], axis: usize) -> Result<Meta> {
         if !same_rank || !same_dtype || !same_other {
             return Err(Error::Shape(format!(
                 "cannot concatenate {first} and {m} along axis {axis}"
-            )));
-        }
-        if (0..nd).any(|d| d != axis && m.chunks.0[d] != first.chunks.0[d]) {
-            return Err(Error::Chunks(format!(
-                "cannot concatenate {first} and {m}: chunks differ off axis {axis}; rechunk first"
             )));
         }
         shape[axis] += m.shape[axis];

@@ -187,15 +187,11 @@ impl Plan {
             | StageKind::Read(_)
             | StageKind::Remote(_)
             | StageKind::Persisted { .. } => {}
-            StageKind::Map(_) => {
-                for &inp in &stage.inputs {
-                    out.push(broadcast_key(self.stage(inp), inp, &stage.meta.shape, &idx));
-                }
-            }
-            StageKind::Partial { spec, region, .. } => {
-                let idx = full_rank(spec, &idx, region.shape.len());
-                for &inp in &stage.inputs {
-                    out.push(broadcast_key(self.stage(inp), inp, &region.shape, &idx));
+            StageKind::Map(_) | StageKind::Partial { .. } => {
+                if let Some((space, origin, local)) = self.kernel_box(key) {
+                    for &inp in &stage.inputs {
+                        out.extend(self.covering_chunks(inp, &space, &origin, &local));
+                    }
                 }
             }
             StageKind::Combine { fan_in, spec, .. } => {
@@ -228,25 +224,17 @@ impl Plan {
                     })
                 });
             }
-            StageKind::Concat { axis } => {
-                // Chunk k along the axis comes from the input holding it, unchanged.
-                let mut k = idx[*axis];
-                for &inp in &stage.inputs {
+            StageKind::Concat { .. } => {
+                if let Some((inp, lo, len)) = self.concat_source(key) {
                     let in_stage = self.stage(inp);
-                    let n = in_stage.meta.chunks.0[*axis]
-                        .iter()
-                        .filter(|&&s| s > 0)
-                        .count();
-                    if k < n {
-                        let mut c = idx.clone();
-                        c[*axis] = k;
+                    let (glo, ghi) = crate::exec::boxes::overlapping(in_stage.offsets(), &lo, &len);
+                    let grid = in_stage.meta.chunks.grid();
+                    for_each_in_box(&glo, &ghi, |c| {
                         out.push(ChunkKey {
                             stage: inp,
-                            chunk: linear_index(&c, &in_stage.meta.chunks.grid()) as u32,
-                        });
-                        break;
-                    }
-                    k -= n;
+                            chunk: linear_index(c, &grid) as u32,
+                        })
+                    });
                 }
             }
             StageKind::Reshape => {
@@ -325,6 +313,82 @@ impl Plan {
         Some(out)
     }
 
+    /// The input of concatenate task `key` holding its chunk, and the box of
+    /// that input it is (input coordinates): chunk k along the axis is the
+    /// input's own chunk there; off the axis the input may be chunked otherwise.
+    pub fn concat_source(&self, key: ChunkKey) -> Option<(StageId, Vec<usize>, Vec<usize>)> {
+        let stage = self.stage(key.stage);
+        let StageKind::Concat { axis } = stage.kind else {
+            return None;
+        };
+        let idx = grid_index(key.chunk as usize, &stage.meta.chunks.grid());
+        let mut lo = self.chunk_origin(key);
+        let len = self.chunk_shape(key);
+        let mut k = *idx.get(axis)?;
+        for &inp in &stage.inputs {
+            let in_stage = self.stage(inp);
+            let n = in_stage.meta.chunks.0[axis]
+                .iter()
+                .filter(|&&s| s > 0)
+                .count();
+            if k < n {
+                lo[axis] = in_stage.offsets()[axis][k];
+                return Some((inp, lo, len));
+            }
+            k -= n;
+        }
+        None
+    }
+
+    /// The iteration space of a kernel task (map or partial reduction), and
+    /// the box of it that task `key` computes: `(space shape, origin, shape)`.
+    pub fn kernel_box(&self, key: ChunkKey) -> Option<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+        let stage = self.stage(key.stage);
+        match &stage.kind {
+            StageKind::Map(_) => Some((
+                stage.meta.shape.clone(),
+                self.chunk_origin(key),
+                self.chunk_shape(key),
+            )),
+            StageKind::Partial { spec, region, .. } => {
+                let idx = grid_index(key.chunk as usize, &stage.meta.chunks.grid());
+                let ridx = full_rank(spec, &idx, region.shape.len());
+                let offs = stage.region_offsets();
+                let origin = ridx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect();
+                Some((
+                    region.shape.clone(),
+                    origin,
+                    region.chunks.chunk_shape(&ridx),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The chunks of stage `inp` a kernel over `space` reads for its box
+    /// `origin..origin + local`, row-major: one when the input is chunked like
+    /// the kernel, the overlapping ones when it is not.
+    pub fn covering_chunks(
+        &self,
+        inp: StageId,
+        space: &[usize],
+        origin: &[usize],
+        local: &[usize],
+    ) -> Vec<ChunkKey> {
+        let in_stage = self.stage(inp);
+        let (lo, len) = crate::exec::boxes::needed_box(&in_stage.meta.shape, space, origin, local);
+        let (glo, ghi) = crate::exec::boxes::overlapping(in_stage.offsets(), &lo, &len);
+        let grid = in_stage.meta.chunks.grid();
+        let mut out = Vec::new();
+        for_each_in_box(&glo, &ghi, |c| {
+            out.push(ChunkKey {
+                stage: inp,
+                chunk: linear_index(c, &grid) as u32,
+            })
+        });
+        out
+    }
+
     /// Global coordinate of the first element of chunk `chunk` of `stage`.
     pub fn chunk_origin(&self, key: ChunkKey) -> Vec<usize> {
         let stage = self.stage(key.stage);
@@ -360,24 +424,6 @@ pub fn full_rank(spec: &ReduceSpec, idx: &[usize], nd: usize) -> Vec<usize> {
 }
 
 /// The chunk of `input` that lines up (under broadcasting) with output chunk `idx`.
-fn broadcast_key(input: &Stage, id: StageId, out_shape: &[usize], idx: &[usize]) -> ChunkKey {
-    let in_shape = &input.meta.shape;
-    let off = out_shape.len() - in_shape.len();
-    let c: Vec<usize> = (0..in_shape.len())
-        .map(|d| {
-            if in_shape[d] == 1 && out_shape[off + d] != 1 {
-                0
-            } else {
-                idx[off + d]
-            }
-        })
-        .collect();
-    ChunkKey {
-        stage: id,
-        chunk: linear_index(&c, &input.meta.chunks.grid()) as u32,
-    }
-}
-
 /// Calls `f` on every grid index in `lo..hi` (per axis, exclusive).
 pub fn for_each_in_box(lo: &[usize], hi: &[usize], mut f: impl FnMut(&[usize])) {
     if lo.iter().zip(hi).any(|(l, h)| l >= h) {

@@ -1,7 +1,10 @@
 //! Small expressions covering every kind of stage: the seed workloads, views,
 //! concatenation, reshapes and reductions. Tests use them as sample plans.
 
-use accel::{Array, Boundary, DType, arange, concatenate, from_ndarray, s};
+use accel::{
+    Array, Boundary, Complex64, DType, PadMode, ReduceOpts, arange, arctan2, concatenate,
+    from_ndarray, s, stack,
+};
 
 use crate::workloads::{fractal, heat, mag, pi};
 
@@ -31,5 +34,18 @@ pub fn arrays() -> Vec<Array> {
         x.map_overlap([Boundary::Constant(-1.0), Boundary::Nearest], |n| {
             n.at(&[-6, 0]) * n.at(&[0, 5]) - n.center()
         }),
+        // The wider NumPy surface: ufuncs, complex functions, rearrangements,
+        // NaN-aware and arg reductions.
+        (&x / 119.0).arcsin() + arctan2(&x, 3.0) + x.log1p().round() + x.floor_divide(7.0),
+        (&x.astype(DType::C128) * Complex64::new(0.1, -0.2))
+            .sqrt()
+            .exp(),
+        stack(&[&x.flip(1), &x.roll(3, 0)], 0).pad(&[(0, 0), (2, 1), (1, 1)], PadMode::Reflect),
+        x.slice(s![0..1, ..])
+            .broadcast_to(&[3, 12, 10])
+            .expand_dims(0)
+            .squeeze(),
+        accel::where_(&(&x % 7.0).equal(0.0), f64::NAN, &x).nanvar_with(1, &ReduceOpts::axis(0)),
+        x.argmax_axis(1) + (&x * -1.0).argmin(),
     ]
 }

@@ -1,5 +1,6 @@
 //! Running one task of a plan.
 
+pub mod boxes;
 pub mod task;
 
 pub use task::{copy_box, run_task, run_task_into};

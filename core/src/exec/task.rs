@@ -5,10 +5,11 @@ use std::sync::Arc;
 use crate::buffer::{Buffer, Chunk};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::exec::boxes;
 use crate::kernel::{Bound, OutSlice, reduce};
 use crate::op::ReduceSpec;
 use crate::op::{HostArray, Remap};
-use crate::plan::{ChunkKey, Finalize, Plan, StageKind, chunk_of, full_rank};
+use crate::plan::{ChunkKey, Finalize, Plan, StageKind, chunk_of};
 use crate::shape::{self, grid_index};
 
 /// Computes chunk `key` of a `Map` stage straight into its rows of the result.
@@ -23,7 +24,7 @@ pub fn run_task_into(
     };
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
-    let ins = kernel_inputs(exe, &origin, &local, inputs)?;
+    let ins = kernel_inputs(plan, key, exe, inputs)?;
     let views = views_of(&ins);
     Bound::new(exe, &origin, &local, &views)?.run_map_rows(rows)
 }
@@ -36,40 +37,54 @@ enum KernelInput<'a> {
 }
 
 /// A kernel's inputs in program order, over the iteration space (`origin`,
-/// `local`): the task's input chunks, with the boxes of its fused reads.
+/// `local`): the task's input chunks (several for an input chunked unlike the
+/// kernel: their overlap is assembled into the box), with the boxes of its
+/// fused reads.
 fn kernel_inputs<'a>(
+    plan: &Plan,
+    key: ChunkKey,
     exe: &crate::kernel::Executable,
-    origin: &[usize],
-    local: &[usize],
     inputs: &'a [Arc<Chunk>],
 ) -> Result<Vec<KernelInput<'a>>> {
     let p = &exe.program;
+    let (space, origin, local) = plan
+        .kernel_box(key)
+        .ok_or_else(|| internal("kernel inputs of a task that runs no kernel"))?;
+    let stage = plan.stage(key.stage);
+    let mut fed = stage.inputs.iter();
     let mut chunks = inputs.iter();
     let mut reads = p.stored.iter().peekable();
     (0..p.inputs.len() as u32)
         .map(|k| match reads.next_if(|(i, _)| *i == k) {
             Some((_, s)) => {
                 let spec = &p.inputs[k as usize];
-                let lead = local.len() - spec.shape.len();
-                let (o, l): (Vec<usize>, Vec<usize>) = spec
-                    .shape
-                    .iter()
-                    .enumerate()
-                    .map(|(d, &n)| {
-                        if n == 1 && local[lead + d] != 1 {
-                            (0, 1) // broadcast along this axis
-                        } else {
-                            (origin[lead + d], local[lead + d])
-                        }
-                    })
-                    .unzip();
+                let (o, l) = boxes::needed_box(&spec.shape, &space, &origin, &local);
                 let data = s.read_box(&o, &l)?;
                 Ok(KernelInput::Read(l, data))
             }
-            None => chunks
-                .next()
-                .map(|c| KernelInput::Chunk(c))
-                .ok_or_else(|| internal("fewer input chunks than the kernel reads")),
+            None => {
+                let inp = *fed
+                    .next()
+                    .ok_or_else(|| internal("fewer input stages than the kernel reads"))?;
+                let keys = plan.covering_chunks(inp, &space, &origin, &local);
+                let mut parts = Vec::with_capacity(keys.len());
+                for key in &keys {
+                    let c = chunks
+                        .next()
+                        .ok_or_else(|| internal("fewer input chunks than the kernel reads"))?;
+                    parts.push((plan.chunk_origin(*key), c.as_ref()));
+                }
+                let in_shape = &plan.stage(inp).meta.shape;
+                let (lo, len) = boxes::needed_box(in_shape, &space, &origin, &local);
+                match parts.as_slice() {
+                    [(o, c)] if *o == lo && c.shape == len => Ok(KernelInput::Chunk(c)),
+                    _ => {
+                        let dtype = plan.stage(inp).meta.dtype;
+                        let data = boxes::assemble(dtype, &lo, &len, &parts)?;
+                        Ok(KernelInput::Read(len, data))
+                    }
+                }
+            }
         })
         .collect()
 }
@@ -131,7 +146,7 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
             }
         },
         StageKind::Map(exe) => {
-            let ins = kernel_inputs(exe, &origin, &local, inputs)?;
+            let ins = kernel_inputs(plan, key, exe, inputs)?;
             let views = views_of(&ins);
             let bound = Bound::new(exe, &origin, &local, &views)?;
             Chunk::array(local, bound.run_map()?)
@@ -140,14 +155,12 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
             exe,
             spec,
             finalize,
-            region,
+            ..
         } => {
-            let idx = grid_index(key.chunk as usize, &stage.meta.chunks.grid());
-            let ridx = full_rank(spec, &idx, region.shape.len());
-            let offs = stage.region_offsets();
-            let rorigin: Vec<usize> = ridx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect();
-            let rshape = region.chunks.chunk_shape(&ridx);
-            let ins = kernel_inputs(exe, &rorigin, &rshape, inputs)?;
+            let (_, rorigin, rshape) = plan
+                .kernel_box(key)
+                .ok_or_else(|| internal("a partial reduction without its region"))?;
+            let ins = kernel_inputs(plan, key, exe, inputs)?;
             let views = views_of(&ins);
             let bound = Bound::new(exe, &rorigin, &rshape, &views)?;
             let state = reduce::run_partial(&bound, spec)?;
@@ -176,13 +189,30 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
                 inputs,
             )?
         }
-        StageKind::Concat { .. } => match inputs {
-            [only] => return Ok(only.clone()),
-            [] => Chunk::array(
+        StageKind::Concat { .. } => match plan.concat_source(key) {
+            None => Chunk::array(
                 local.clone(),
                 Buffer::zeros(stage.meta.dtype, shape::size(&local)),
             ),
-            _ => return Err(internal("concatenate chunk with several sources")),
+            Some((inp, lo, len)) => {
+                let keys = plan.task_inputs(key);
+                if keys.len() != inputs.len() {
+                    return Err(internal("concatenate chunk with missing sources"));
+                }
+                let parts: Vec<(Vec<usize>, &Chunk)> = keys
+                    .iter()
+                    .zip(inputs)
+                    .map(|(k, c)| (plan.chunk_origin(*k), c.as_ref()))
+                    .collect();
+                match parts.as_slice() {
+                    // Chunked alike off the axis: the input's chunk, unchanged.
+                    [(o, c)] if *o == lo && c.shape == len => return Ok(inputs[0].clone()),
+                    _ => {
+                        let dtype = plan.stage(inp).meta.dtype;
+                        Chunk::array(len.clone(), boxes::assemble(dtype, &lo, &len, &parts)?)
+                    }
+                }
+            }
         },
         StageKind::Stencil(k) => Chunk::array(
             local.clone(),
