@@ -26,14 +26,33 @@ fn readme_tour() -> anyhow::Result<()> {
     let c = (&a * 2.0 + &u).sin() * b.exp() - 1;
     let m = where_(&c.gt(0.5), &c, 0.0).clip(-1.0, 1.0);
     let z = &g[1] + &g[0] * Complex64::new(0.0, 1.0);
+    let w = z.sqrt().exp() + power(&z, 0.5) + z.arcsin();
+    let q = hypot(&a, &u) + arctan2(&a, &u) + a.floor_divide(3.0) + u.log1p() + u.round().sign();
+    let nan_mask = c.isnan() | c.isfinite().not();
+    let mixed = &a + &from_ndarray(&ndarray::Array2::<f64>::ones((100, 80)), [30, 80]);
     let total = m.sum();
     let col_mean = m.mean_axis(0);
     let sd = m.reduce(
         ReduceOp::Std(1),
         &ReduceOpts::axis(1).keepdims(true).split_every(4),
     );
+    let (imax, first_min) = (m.argmax(), m.argmin_axis(1));
+    let robust = c.nanmean() + c.nanstd(1) + c.nanmax_with(&ReduceOpts::axis(0));
     let v = m.slice(s![10..;2, ..;-1]).transpose().rechunk([10, 10]);
     let d = arange(16, 4).reshape(&[4, 4]).diag();
+    let r = stack(&[&m, &m.flip(0)], 0)
+        .roll(3, -1)
+        .pad(&[(0, 0), (1, 1), (2, 2)], PadMode::Reflect);
+    let e = t.expand_dims(0).broadcast_to(&[4, 1_000]).sum_axis(0);
+    assert_eq!(w.dtype()?, DType::C128);
+    assert_eq!(q.shape()?, vec![100, 80]);
+    assert!(!nan_mask.any().compute::<bool>()?[[]]);
+    assert_eq!(mixed.chunks()?, vec![vec![25; 4], vec![20; 4]]);
+    assert!(imax.compute::<i64>()?[[]] >= 0);
+    assert_eq!(first_min.shape()?, vec![100]);
+    assert!(robust.compute::<f64>()?.iter().all(|v| v.is_finite()));
+    assert_eq!(r.shape()?, vec![2, 102, 84]);
+    assert_eq!(e.compute::<f32>()?[[999]], 3996.0);
     let planned = total.plan()?;
     assert!(planned.tasks() < planned.tasks_unfused());
     let dir = std::env::temp_dir().join(format!("accel-readme-{}", std::process::id()));
