@@ -150,9 +150,21 @@ async fn run(
             return Outcome::Skipped;
         }
     };
-    // A few tasks at a time gather inputs; over the pause limit, none does.
-    let Ok(_active) = shared.active.acquire().await else {
-        return Outcome::Failed("the worker is stopping".into());
+    // A few tasks at a time bring inputs in (from peers, the client or the
+    // disk); tasks whose inputs are all in memory here need no turn. Over the
+    // pause limit, none starts.
+    let brings_in = matches!(plan.stage(key.stage).kind, accel_core::StageKind::Remote(_))
+        || inputs.iter().any(|loc| match task_from(loc.task.as_ref()) {
+            Ok((j, k)) => !shared.store.in_memory(j, k),
+            Err(_) => true,
+        });
+    let _active = if brings_in {
+        match shared.active.acquire().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return Outcome::Failed("the worker is stopping".into()),
+        }
+    } else {
+        None
     };
     let _ = shared.paused.clone().wait_for(|p| !p).await;
     let _working = Working::new(&shared.working);

@@ -170,6 +170,11 @@ impl Store {
         Some(chunk)
     }
 
+    /// Whether the chunk is held in memory (a `get` costs nothing).
+    pub fn in_memory(&self, job: u64, key: ChunkKey) -> bool {
+        matches!(self.lock().chunks.get(&(job, key)), Some(Slot::Memory { .. }))
+    }
+
     /// Whether the chunk is on disk (a `get` would read it back).
     pub fn is_spilled(&self, job: u64, key: ChunkKey) -> bool {
         matches!(self.lock().chunks.get(&(job, key)), Some(Slot::Disk { .. }))
