@@ -20,6 +20,7 @@ mod embedded;
 mod error;
 mod expr;
 mod gather;
+mod linalg;
 mod lower;
 mod nan_reduce;
 mod operand;
@@ -45,6 +46,7 @@ pub use elementwise::{arctan2, floor_divide, hypot, maximum, minimum, power, whe
 pub use embedded::RunStats;
 pub use error::{Error, Result};
 pub use expr::Array;
+pub use linalg::{eye, matmul, matmul_with, outer, tensordot};
 pub use ndarray::{NewAxis, s};
 pub use num_complex::Complex64;
 pub use operand::Operand;

@@ -369,6 +369,43 @@ pub fn concat(inputs: &[&Meta], axis: usize) -> Result<Meta> {
     })
 }
 
+/// `a @ b` for 2-d `a` (m × k) and `b` (k × n): m × n, rows chunked like
+/// `a`'s and columns like `b`'s; the contraction follows `a`'s chunks (`b`
+/// is read box by box where it is chunked otherwise).
+pub fn matmul(a: &Meta, b: &Meta, split_every: usize) -> Result<Meta> {
+    if a.shape.len() != 2 || b.shape.len() != 2 {
+        return Err(Error::Shape(format!(
+            "matmul multiplies 2-d arrays, got {a} and {b}"
+        )));
+    }
+    if a.shape[1] != b.shape[0] {
+        return Err(Error::Shape(format!(
+            "matmul of {a} and {b}: {} columns against {} rows",
+            a.shape[1], b.shape[0]
+        )));
+    }
+    if split_every < 2 {
+        return Err(Error::Invalid(format!(
+            "split_every must be at least 2, got {split_every}"
+        )));
+    }
+    let dtype = match DType::promote(a.dtype, b.dtype) {
+        DType::Bool => {
+            return Err(Error::DType(format!(
+                "matmul of bool arrays ({a} and {b}) is not supported; cast to a number type"
+            )));
+        }
+        // Integer products accumulate exactly in i64, as sums of integers do.
+        DType::I32 => DType::I64,
+        d => d,
+    };
+    Ok(Meta {
+        shape: vec![a.shape[0], b.shape[1]],
+        dtype,
+        chunks: Chunks(vec![a.chunks.0[0].clone(), b.chunks.0[1].clone()]),
+    })
+}
+
 pub fn reshape(a: &Meta, shape: &[usize]) -> Result<Meta> {
     if shape::size(shape) != shape::size(&a.shape) {
         return Err(Error::Shape(format!(

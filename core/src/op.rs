@@ -337,6 +337,11 @@ pub enum Op {
         axis: usize,
     },
     Reshape,
+    /// Matrix product of two 2-d arrays: blocked products of chunk pairs,
+    /// summed along the contracted axis in a tree of fan-in `split_every`.
+    MatMul {
+        split_every: usize,
+    },
     /// `out[i] = in[i + offset]`, reading beyond the edges per axis as its
     /// boundary says: the building block of stencils.
     Shift {
@@ -390,6 +395,7 @@ impl Op {
             Op::Remap(_) => "remap".into(),
             Op::Concat { axis } => format!("concatenate(axis={axis})"),
             Op::Reshape => "reshape".into(),
+            Op::MatMul { .. } => "matmul".into(),
             Op::Shift { offset, .. } => format!("shift{offset:?}"),
             Op::KeepEdges { depth } => format!("keep_edges{depth:?}"),
         }

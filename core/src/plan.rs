@@ -65,6 +65,16 @@ pub enum StageKind {
     Reshape,
     /// A fused stencil: each task reads its inputs around its chunk.
     Stencil(Arc<crate::stencil::StencilKernel>),
+    /// Block products of a matmul `a @ b` over the iteration space `region`
+    /// (m × n × k, chunked like `a`'s rows, `b`'s columns and `a`'s
+    /// columns): task (i, j, p) multiplies `a`'s block (i, p) by `b`'s block
+    /// (p, j) in `dtype`, a partial state of a sum over the last axis.
+    MatMul {
+        dtype: DType,
+        spec: ReduceSpec,
+        finalize: Option<Finalize>,
+        region: Meta,
+    },
 }
 
 /// A user array served by the client that submitted the plan.
@@ -123,6 +133,7 @@ impl Stage {
             StageKind::Concat { .. } => "concat",
             StageKind::Reshape => "reshape",
             StageKind::Stencil(_) => "stencil",
+            StageKind::MatMul { .. } => "matmul",
         }
     }
 
@@ -140,7 +151,7 @@ impl Stage {
     /// Offsets of a partial stage's iteration space (its own offsets otherwise).
     pub fn region_offsets(&self) -> &[Vec<usize>] {
         match &self.kind {
-            StageKind::Partial { region, .. } => self
+            StageKind::Partial { region, .. } | StageKind::MatMul { region, .. } => self
                 .cache
                 .region_offsets
                 .get_or_init(|| region.chunks.offsets()),
@@ -194,6 +205,11 @@ impl Plan {
                     }
                 }
             }
+            StageKind::MatMul { .. } => {
+                for (inp, lo, len) in self.matmul_blocks(key) {
+                    out.extend(self.chunks_over(inp, &lo, &len));
+                }
+            }
             StageKind::Combine { fan_in, spec, .. } => {
                 let inp = stage.inputs[0];
                 let in_grid = self.stage(inp).meta.chunks.grid();
@@ -226,15 +242,7 @@ impl Plan {
             }
             StageKind::Concat { .. } => {
                 if let Some((inp, lo, len)) = self.concat_source(key) {
-                    let in_stage = self.stage(inp);
-                    let (glo, ghi) = crate::exec::boxes::overlapping(in_stage.offsets(), &lo, &len);
-                    let grid = in_stage.meta.chunks.grid();
-                    for_each_in_box(&glo, &ghi, |c| {
-                        out.push(ChunkKey {
-                            stage: inp,
-                            chunk: linear_index(c, &grid) as u32,
-                        })
-                    });
+                    out.extend(self.chunks_over(inp, &lo, &len));
                 }
             }
             StageKind::Reshape => {
@@ -340,6 +348,41 @@ impl Plan {
         None
     }
 
+    /// The two blocks matmul task `key` multiplies: `(stage, lo, len)` of
+    /// `a`'s block and of `b`'s, in their own coordinates.
+    pub fn matmul_blocks(&self, key: ChunkKey) -> Vec<(StageId, Vec<usize>, Vec<usize>)> {
+        let stage = self.stage(key.stage);
+        let (StageKind::MatMul { spec, region, .. }, [a, b]) =
+            (&stage.kind, stage.inputs.as_slice())
+        else {
+            return Vec::new();
+        };
+        let idx = grid_index(key.chunk as usize, &stage.meta.chunks.grid());
+        let ridx = full_rank(spec, &idx, 3);
+        let offs = stage.region_offsets();
+        let o: Vec<usize> = ridx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect();
+        let l = region.chunks.chunk_shape(&ridx);
+        vec![
+            (*a, vec![o[0], o[2]], vec![l[0], l[2]]),
+            (*b, vec![o[2], o[1]], vec![l[2], l[1]]),
+        ]
+    }
+
+    /// The chunks of stage `inp` overlapping the box `lo..lo + len`, row-major.
+    pub fn chunks_over(&self, inp: StageId, lo: &[usize], len: &[usize]) -> Vec<ChunkKey> {
+        let in_stage = self.stage(inp);
+        let (glo, ghi) = crate::exec::boxes::overlapping(in_stage.offsets(), lo, len);
+        let grid = in_stage.meta.chunks.grid();
+        let mut out = Vec::new();
+        for_each_in_box(&glo, &ghi, |c| {
+            out.push(ChunkKey {
+                stage: inp,
+                chunk: linear_index(c, &grid) as u32,
+            })
+        });
+        out
+    }
+
     /// The iteration space of a kernel task (map or partial reduction), and
     /// the box of it that task `key` computes: `(space shape, origin, shape)`.
     pub fn kernel_box(&self, key: ChunkKey) -> Option<(Vec<usize>, Vec<usize>, Vec<usize>)> {
@@ -375,18 +418,9 @@ impl Plan {
         origin: &[usize],
         local: &[usize],
     ) -> Vec<ChunkKey> {
-        let in_stage = self.stage(inp);
-        let (lo, len) = crate::exec::boxes::needed_box(&in_stage.meta.shape, space, origin, local);
-        let (glo, ghi) = crate::exec::boxes::overlapping(in_stage.offsets(), &lo, &len);
-        let grid = in_stage.meta.chunks.grid();
-        let mut out = Vec::new();
-        for_each_in_box(&glo, &ghi, |c| {
-            out.push(ChunkKey {
-                stage: inp,
-                chunk: linear_index(c, &grid) as u32,
-            })
-        });
-        out
+        let in_shape = &self.stage(inp).meta.shape;
+        let (lo, len) = crate::exec::boxes::needed_box(in_shape, space, origin, local);
+        self.chunks_over(inp, &lo, &len)
     }
 
     /// Global coordinate of the first element of chunk `chunk` of `stage`.

@@ -166,6 +166,32 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             let grid = region.chunks.grid();
             check_reduction_output(i, spec, finalize, &grid, region, &state, &st.meta)?;
         }
+        StageKind::MatMul {
+            dtype,
+            spec,
+            finalize,
+            region,
+        } => {
+            arity(2)?;
+            check_meta(i, region)?;
+            let (a, b) = (inputs[0], inputs[1]);
+            let product = infer::matmul(a, b, spec.split_every)?;
+            let sum_last =
+                spec.op == crate::op::ReduceOp::Sum && spec.axes == [2] && !spec.keepdims;
+            if !sum_last
+                || region.shape != [a.shape[0], b.shape[1], a.shape[1]]
+                || region.dtype != *dtype
+                || *dtype != DType::promote(a.dtype, b.dtype)
+            {
+                return Err(bad(i, "matmul iteration space does not match its operands"));
+            }
+            let state = infer::reduce(region, spec)?;
+            if state.dtype != product.dtype {
+                return Err(bad(i, "matmul result dtype differs from its sum's"));
+            }
+            let grid = region.chunks.grid();
+            check_reduction_output(i, spec, finalize, &grid, region, &state, &st.meta)?;
+        }
         StageKind::Combine {
             spec,
             fan_in,
@@ -176,7 +202,7 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             let nd = input.shape.len();
             if !matches!(
                 plan.stages[st.inputs[0].index()].kind,
-                StageKind::Partial { .. } | StageKind::Combine { .. }
+                StageKind::Partial { .. } | StageKind::Combine { .. } | StageKind::MatMul { .. }
             ) {
                 return Err(bad(i, "combine reads a stage that is not a reduction"));
             }

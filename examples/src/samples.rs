@@ -2,8 +2,8 @@
 //! concatenation, reshapes and reductions. Tests use them as sample plans.
 
 use accel::{
-    Array, Boundary, Complex64, DType, PadMode, ReduceOpts, arange, arctan2, concatenate,
-    from_ndarray, s, stack,
+    Array, Boundary, Complex64, DType, PadMode, ReduceOpts, arange, arctan2, concatenate, eye,
+    from_ndarray, matmul_with, outer, s, stack, tensordot,
 };
 
 use crate::workloads::{fractal, heat, mag, pi};
@@ -47,5 +47,8 @@ pub fn arrays() -> Vec<Array> {
             .squeeze(),
         accel::where_(&(&x % 7.0).equal(0.0), f64::NAN, &x).nanvar_with(1, &ReduceOpts::axis(0)),
         x.argmax_axis(1) + (&x * -1.0).argmin(),
+        // Linear algebra: blocked products summed in a tree, triangles, identity.
+        matmul_with(&x.transpose(), &x.rechunk([3, 7]), 2).tril(1) + eye(10, 4),
+        tensordot(&x, &x, &[0], &[0]).trace() + outer(&x.diag(), &x.diag()).sum(),
     ]
 }

@@ -753,6 +753,17 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
                 StageKind::Concat { axis } => Kind::ConcatAxis(*axis as u32),
                 StageKind::Reshape => Kind::Reshape(true),
                 StageKind::Stencil(k) => Kind::Stencil(stencil_to(k)),
+                StageKind::MatMul {
+                    dtype,
+                    spec,
+                    finalize,
+                    region,
+                } => Kind::Matmul(pb::MatMul {
+                    dtype: dtype_to(*dtype) as i32,
+                    spec: Some(reduce_to(spec)),
+                    finalize: finalize_to(finalize),
+                    region: Some(meta_to(region)),
+                }),
             };
             pb::Stage {
                 meta: Some(meta_to(&s.meta)),
@@ -854,6 +865,12 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
             Kind::ConcatAxis(a) => StageKind::Concat { axis: a as usize },
             Kind::Reshape(_) => StageKind::Reshape,
             Kind::Stencil(k) => StageKind::Stencil(Arc::new(stencil_from(k)?)),
+            Kind::Matmul(mm) => StageKind::MatMul {
+                dtype: dtype_from(mm.dtype)?,
+                spec: reduce_from(mm.spec)?,
+                finalize: finalize_from(mm.finalize)?,
+                region: meta_from(mm.region)?,
+            },
         };
         stages.push(Stage {
             kind,

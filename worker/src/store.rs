@@ -172,7 +172,10 @@ impl Store {
 
     /// Whether the chunk is held in memory (a `get` costs nothing).
     pub fn in_memory(&self, job: u64, key: ChunkKey) -> bool {
-        matches!(self.lock().chunks.get(&(job, key)), Some(Slot::Memory { .. }))
+        matches!(
+            self.lock().chunks.get(&(job, key)),
+            Some(Slot::Memory { .. })
+        )
     }
 
     /// Whether the chunk is on disk (a `get` would read it back).

@@ -36,6 +36,15 @@ enum KernelInput<'a> {
     Read(Vec<usize>, Buffer),
 }
 
+impl KernelInput<'_> {
+    fn data(&self) -> &Buffer {
+        match self {
+            KernelInput::Chunk(c) => c.data(),
+            KernelInput::Read(_, d) => d,
+        }
+    }
+}
+
 /// A kernel's inputs in program order, over the iteration space (`origin`,
 /// `local`): the task's input chunks (several for an input chunked unlike the
 /// kernel: their overlap is assembled into the box), with the boxes of its
@@ -66,27 +75,58 @@ fn kernel_inputs<'a>(
                 let inp = *fed
                     .next()
                     .ok_or_else(|| internal("fewer input stages than the kernel reads"))?;
-                let keys = plan.covering_chunks(inp, &space, &origin, &local);
-                let mut parts = Vec::with_capacity(keys.len());
-                for key in &keys {
-                    let c = chunks
-                        .next()
-                        .ok_or_else(|| internal("fewer input chunks than the kernel reads"))?;
-                    parts.push((plan.chunk_origin(*key), c.as_ref()));
-                }
                 let in_shape = &plan.stage(inp).meta.shape;
                 let (lo, len) = boxes::needed_box(in_shape, &space, &origin, &local);
-                match parts.as_slice() {
-                    [(o, c)] if *o == lo && c.shape == len => Ok(KernelInput::Chunk(c)),
-                    _ => {
-                        let dtype = plan.stage(inp).meta.dtype;
-                        let data = boxes::assemble(dtype, &lo, &len, &parts)?;
-                        Ok(KernelInput::Read(len, data))
-                    }
-                }
+                box_input(plan, inp, &lo, len, &mut chunks)
             }
         })
         .collect()
+}
+
+/// The box `lo..lo + len` of stage `inp`, from the next of `chunks` (those
+/// [`Plan::chunks_over`] lists): the chunk itself when it is exactly the box,
+/// else the overlapping parts assembled.
+fn box_input<'a>(
+    plan: &Plan,
+    inp: crate::plan::StageId,
+    lo: &[usize],
+    len: Vec<usize>,
+    chunks: &mut impl Iterator<Item = &'a Arc<Chunk>>,
+) -> Result<KernelInput<'a>> {
+    let keys = plan.chunks_over(inp, lo, &len);
+    let mut parts = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let c = chunks
+            .next()
+            .ok_or_else(|| internal("fewer input chunks than the task reads"))?;
+        parts.push((plan.chunk_origin(*key), c.as_ref()));
+    }
+    match parts.as_slice() {
+        [(o, c)] if o.as_slice() == lo && c.shape == len => Ok(KernelInput::Chunk(c)),
+        _ => {
+            let dtype = plan.stage(inp).meta.dtype;
+            let data = boxes::assemble(dtype, lo, &len, &parts)?;
+            Ok(KernelInput::Read(len, data))
+        }
+    }
+}
+
+/// A matmul task: the product of its two blocks, as a partial sum over the
+/// contracted axis (finalized at once when that axis has one chunk).
+fn matmul_task(plan: &Plan, key: ChunkKey, dtype: DType, inputs: &[Arc<Chunk>]) -> Result<Chunk> {
+    let blocks = plan.matmul_blocks(key);
+    let [(ia, la, a_len), (ib, lb, b_len)] = blocks.as_slice() else {
+        return Err(internal("a matmul task without its two blocks"));
+    };
+    let (m, k, n) = (a_len[0], a_len[1], b_len[1]);
+    let mut chunks = inputs.iter();
+    let a = box_input(plan, *ia, la, a_len.clone(), &mut chunks)?;
+    let b = box_input(plan, *ib, lb, b_len.clone(), &mut chunks)?;
+    let acc = crate::kernel::matmul::block_product(dtype, a.data(), b.data(), m, k, n)?;
+    Ok(Chunk {
+        shape: vec![m, n, 1],
+        cols: vec![acc],
+    })
 }
 
 fn views_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<(&'a [usize], &'a Buffer)> {
@@ -214,6 +254,18 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
                 }
             }
         },
+        StageKind::MatMul {
+            dtype,
+            spec,
+            finalize,
+            ..
+        } => {
+            let state = matmul_task(plan, key, *dtype, inputs)?;
+            match finalize {
+                Some(f) => finish(spec, f, &state, &origin, &local)?,
+                None => state,
+            }
+        }
         StageKind::Stencil(k) => Chunk::array(
             local.clone(),
             stencil_chunk(plan, key, k, &origin, &local, inputs)?,

@@ -6,10 +6,11 @@
 use crate::fast_hash::FastMap;
 use std::sync::Arc;
 
+use crate::DType;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::kernel::{Executable, compile::compile, reduce::acc_dtype};
-use crate::op::{Meta, Op, ReduceSpec};
+use crate::op::{Meta, Op, ReduceOp, ReduceSpec};
 use crate::plan::{Finalize, Plan, Stage, StageId, StageKind};
 use crate::shape::Chunks;
 
@@ -130,7 +131,7 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 // An elementwise tail over a reduction's result alone runs in the
                 // reduction's last task.
                 if let [r] = ext.as_slice()
-                    && matches!(graph.node(*r).op, Op::Reduce(_))
+                    && matches!(graph.node(*r).op, Op::Reduce(_) | Op::MatMul { .. })
                     && !is_output[r.index()]
                     && graph.node(*r).meta.chunks == node.meta.chunks
                     && consumers[r.index()]
@@ -164,15 +165,57 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 let (program, ext) = take_reads(graph, &fused, program, ext);
                 let label = summarize(&program.op_names());
                 let inputs = input_stages(&ext)?;
+                let exe = Arc::new(Executable::new(program));
                 let last = push_reduction(
                     &mut plan,
                     spec,
-                    program,
+                    |spec, finalize, region| StageKind::Partial {
+                        exe,
+                        spec,
+                        finalize,
+                        region,
+                    },
                     inputs,
                     region,
                     &node.meta,
                     group_nodes,
-                    label,
+                    format!("{label} → {} partial", spec.op.name()),
+                );
+                stage_of.insert(id, last);
+                continue;
+            }
+            Op::MatMul { split_every } => {
+                let (a, b) = (graph.node(node.inputs[0]), graph.node(node.inputs[1]));
+                let dtype = DType::promote(a.meta.dtype, b.meta.dtype);
+                let region = Meta {
+                    shape: vec![a.meta.shape[0], b.meta.shape[1], a.meta.shape[1]],
+                    dtype,
+                    chunks: Chunks(vec![
+                        a.meta.chunks.0[0].clone(),
+                        b.meta.chunks.0[1].clone(),
+                        a.meta.chunks.0[1].clone(),
+                    ]),
+                };
+                let spec = ReduceSpec {
+                    op: ReduceOp::Sum,
+                    axes: vec![2],
+                    keepdims: false,
+                    split_every: *split_every,
+                };
+                let last = push_reduction(
+                    &mut plan,
+                    &spec,
+                    |spec, finalize, region| StageKind::MatMul {
+                        dtype,
+                        spec,
+                        finalize,
+                        region,
+                    },
+                    input_stages(&node.inputs)?,
+                    region,
+                    &node.meta,
+                    group_nodes,
+                    "matmul blocks".into(),
                 );
                 stage_of.insert(id, last);
                 continue;
@@ -231,6 +274,9 @@ fn attach_epilogue(
     let (StageKind::Partial {
         finalize: Some(f), ..
     }
+    | StageKind::MatMul {
+        finalize: Some(f), ..
+    }
     | StageKind::Combine {
         finalize: Some(f), ..
     }) = &mut stage.kind
@@ -251,7 +297,7 @@ fn attach_epilogue(
 fn push_reduction(
     plan: &mut Plan,
     spec: &ReduceSpec,
-    program: crate::kernel::Program,
+    first: impl FnOnce(ReduceSpec, Option<Finalize>, Meta) -> StageKind,
     inputs: Vec<StageId>,
     region: Meta,
     result: &Meta,
@@ -275,16 +321,12 @@ fn push_reduction(
     };
     let done = |grid: &[usize]| spec.axes.iter().all(|&ax| grid[ax] <= 1);
     let finished = done(&grid);
+    let finalize = finished.then_some(Finalize {
+        dtype: result.dtype,
+        epilogue: None,
+    });
     plan.stages.push(Stage {
-        kind: StageKind::Partial {
-            exe: Arc::new(Executable::new(program)),
-            spec: spec.clone(),
-            finalize: finished.then_some(Finalize {
-                dtype: result.dtype,
-                epilogue: None,
-            }),
-            region: region.clone(),
-        },
+        kind: first(spec.clone(), finalize, region.clone()),
         inputs,
         meta: if finished {
             result.clone()
@@ -292,7 +334,7 @@ fn push_reduction(
             state_meta(&grid)
         },
         nodes: nodes.clone(),
-        label: format!("{label} → {} partial", spec.op.name()),
+        label,
         cache: Default::default(),
     });
     let mut last = StageId((plan.stages.len() - 1) as u32);
