@@ -15,11 +15,14 @@ import statistics
 import sys
 from pathlib import Path
 
-WORKLOADS = ("mag", "trig", "discriminant", "harmonic", "inc25", "fractal", "pi", "trace", "heat", "zarr")
+WORKLOADS = ("mag", "trig", "discriminant", "harmonic", "inc25", "fractal", "pi", "trace", "heat", "matmul", "zarr")
 SPECIAL = ("task-overhead", "cluster-startup", "client-receive")
 # Storage workloads: in the tables, scored by no goal (the goals are the seed workloads'), and
 # given a section of their own with the data volume and throughput.
 STORAGE = ("zarr",)
+# Compute workloads beyond the seeds': in the tables and the summary, scored by no goal either;
+# their details give GFLOP/s (the records' `flops` over the median time).
+EXTRA = ("matmul",)
 RUNNERS = (
     "accel-embedded",
     "accel-distributed",
@@ -115,6 +118,15 @@ def gbps(rec, nbytes=None) -> float | None:
     nbytes = rec.get("bytes") if rec and rec.get("bytes") else nbytes
     if t and nbytes:
         return nbytes / t / 1e9
+    return None
+
+
+def gflops(rec, flops=None) -> float | None:
+    """GFLOP/s from the record's own operation count (or the given one, the case's)."""
+    t = ok_time(rec)
+    flops = rec.get("flops") if rec and rec.get("flops") else flops
+    if t and flops:
+        return flops / t / 1e9
     return None
 
 
@@ -224,8 +236,12 @@ def summarize(groups: dict, triad: float | None, kernels: dict | None = None) ->
             # The goal is about the fused kernel: measured alone when the suite did.
             row["accel_gbps"] = kernels.get(wl, row["end_to_end_gbps"])
             row["pct_of_triad"] = 100 * row["accel_gbps"] / triad if row["accel_gbps"] and triad else None
+        case_flops = next((r["flops"] for r in recs if r.get("flops")), None)
+        if case_flops:
+            row["accel_gflops"] = gflops(runners.get(EMB), case_flops)
+            row["best_peer_gflops"] = gflops(runners.get(peer), case_flops) if peer else None
         rows.append(row)
-        if wl in STORAGE:
+        if wl in STORAGE or wl in EXTRA:
             continue
         where = label(key)
         r = row["distributed_speedup"]
@@ -581,6 +597,7 @@ def detail(recs: list[dict]) -> list[str]:
     runners = by_runner(recs)
     emb = ok_time(runners.get(EMB))
     order = [r for r in RUNNERS if r in runners] + sorted(set(runners) - set(RUNNERS))
+    case_flops = next((r["flops"] for r in recs if r.get("flops")), None)
     rows, notes = [], []
     for name in order:
         rec = runners[name]
@@ -607,6 +624,7 @@ def detail(recs: list[dict]) -> list[str]:
                 cell(rec) or "—",
                 fmt_num(ns, 2),
                 fmt_num(gbps(rec)) if rec.get("bytes") else "",
+                *([fmt_num(gflops(rec, case_flops))] if case_flops else []),
                 tasks,
                 setup,
                 speed,
@@ -621,6 +639,7 @@ def detail(recs: list[dict]) -> list[str]:
             "median ms",
             "ns/element",
             "GB/s",
+            *(["GFLOP/s"] if case_flops else []),
             "tasks (before → after)",
             "setup ms",
             "accel-emb. speed-up",

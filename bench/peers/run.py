@@ -22,7 +22,7 @@ if str(BENCH) not in sys.path:
 # Dask worker processes import the workload modules (heat's step, overhead's no-op) by name.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
 
-WORKLOADS = ("mag", "trig", "discriminant", "harmonic", "inc25", "fractal", "pi", "trace", "heat", "zarr")
+WORKLOADS = ("mag", "trig", "discriminant", "harmonic", "inc25", "fractal", "pi", "trace", "heat", "matmul", "zarr")
 SPECIAL = ("overhead",)
 ALIASES = {"task-overhead": "overhead", "cluster-startup": "overhead"}
 MODULES = {"zarr": "zarr_io"}  # a module named zarr would hide the zarr package

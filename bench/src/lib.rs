@@ -1,6 +1,7 @@
 //! Measurements shared by accel's benchmark programs.
 
 pub mod json;
+pub mod matmul;
 pub mod zarr;
 
 use std::time::{Duration, Instant};
@@ -22,6 +23,18 @@ pub fn best_of(repeats: usize, mut f: impl FnMut()) -> Duration {
         })
         .min()
         .unwrap_or_default()
+}
+
+/// The median of `times` (the mean of the middle two when their number is
+/// even, as Python's `statistics.median`); NaN when there are none.
+pub fn median(times: &[f64]) -> f64 {
+    let mut sorted = times.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        k if k % 2 == 1 => sorted[k / 2],
+        k => (sorted[k / 2 - 1] + sorted[k / 2]) / 2.0,
+    }
 }
 
 /// Results into the client: `repeats` timings, in seconds, of `client.run(&[a])`

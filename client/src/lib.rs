@@ -26,6 +26,7 @@ mod nan_reduce;
 mod operand;
 mod reduce;
 mod remote;
+mod scan;
 mod scatter;
 mod stencil;
 mod storage;

@@ -138,6 +138,7 @@ fn arity(op: &Op) -> Option<usize> {
         | Op::Reduce(_)
         | Op::Remap(_)
         | Op::Reshape
+        | Op::Scan { .. }
         | Op::Shift { .. } => Some(1),
         Op::Binary(_) | Op::KeepEdges { .. } | Op::MatMul { .. } => Some(2),
         Op::Where => Some(3),
@@ -220,6 +221,7 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
         Op::Remap(m) => infer::remap(inputs[0], m, &meta.shape, Some(meta.chunks.clone()))?,
         Op::Concat { axis } => infer::concat(inputs, *axis)?,
         Op::MatMul { split_every } => infer::matmul(inputs[0], inputs[1], *split_every)?,
+        Op::Scan { op, axis } => infer::scan(inputs[0], *op, *axis)?,
         Op::Shift { offset, boundary } => infer::shift(inputs[0], offset, boundary)?,
         Op::KeepEdges { depth } => infer::keep_edges(inputs[0], inputs[1], depth)?,
         Op::Reshape => {

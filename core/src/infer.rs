@@ -369,6 +369,26 @@ pub fn concat(inputs: &[&Meta], axis: usize) -> Result<Meta> {
     })
 }
 
+/// A cumulative sum or product along `axis`: same shape and chunks; the
+/// dtype a sum or product of the elements has (integers and bools give i64).
+pub fn scan(a: &Meta, op: ReduceOp, axis: usize) -> Result<Meta> {
+    if !matches!(op, ReduceOp::Sum | ReduceOp::Prod) {
+        return Err(Error::Invalid(format!(
+            "cumulative {} is not defined; use sum or prod",
+            op.name()
+        )));
+    }
+    if axis >= a.shape.len() {
+        return Err(Error::Invalid(format!(
+            "axis {axis} is out of bounds for {a}"
+        )));
+    }
+    Ok(Meta {
+        dtype: reduce_dtype(op, a.dtype)?,
+        ..a.clone()
+    })
+}
+
 /// `a @ b` for 2-d `a` (m × k) and `b` (k × n): m × n, rows chunked like
 /// `a`'s and columns like `b`'s; the contraction follows `a`'s chunks (`b`
 /// is read box by box where it is chunked otherwise).

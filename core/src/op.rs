@@ -342,6 +342,11 @@ pub enum Op {
     MatMul {
         split_every: usize,
     },
+    /// Cumulative sum or product (`op` is `Sum` or `Prod`) along `axis`.
+    Scan {
+        op: ReduceOp,
+        axis: usize,
+    },
     /// `out[i] = in[i + offset]`, reading beyond the edges per axis as its
     /// boundary says: the building block of stencils.
     Shift {
@@ -396,6 +401,7 @@ impl Op {
             Op::Concat { axis } => format!("concatenate(axis={axis})"),
             Op::Reshape => "reshape".into(),
             Op::MatMul { .. } => "matmul".into(),
+            Op::Scan { op, axis } => format!("cum{}(axis={axis})", op.name()),
             Op::Shift { offset, .. } => format!("shift{offset:?}"),
             Op::KeepEdges { depth } => format!("keep_edges{depth:?}"),
         }

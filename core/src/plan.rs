@@ -75,6 +75,24 @@ pub enum StageKind {
         finalize: Option<Finalize>,
         region: Meta,
     },
+    /// One step of a blocked cumulative sum or product along `axis`.
+    Scan {
+        op: crate::op::ReduceOp,
+        axis: usize,
+        phase: ScanPhase,
+    },
+}
+
+/// The three stages of a blocked scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanPhase {
+    /// Each chunk scanned on its own.
+    Local,
+    /// What chunk c along the axis carries in: the carry of chunk c - 1
+    /// combined with the last slab of its local scan (one slab per chunk).
+    Carry,
+    /// Each locally scanned chunk combined with its carry.
+    Apply,
 }
 
 /// A user array served by the client that submitted the plan.
@@ -134,6 +152,11 @@ impl Stage {
             StageKind::Reshape => "reshape",
             StageKind::Stencil(_) => "stencil",
             StageKind::MatMul { .. } => "matmul",
+            StageKind::Scan { phase, .. } => match phase {
+                ScanPhase::Local => "scan",
+                ScanPhase::Carry => "scan carry",
+                ScanPhase::Apply => "scan apply",
+            },
         }
     }
 
@@ -208,6 +231,31 @@ impl Plan {
             StageKind::MatMul { .. } => {
                 for (inp, lo, len) in self.matmul_blocks(key) {
                     out.extend(self.chunks_over(inp, &lo, &len));
+                }
+            }
+            StageKind::Scan { axis, phase, .. } => {
+                let axis = *axis;
+                let same = |s: StageId, c: &[usize]| ChunkKey {
+                    stage: s,
+                    chunk: linear_index(c, &self.stage(s).meta.chunks.grid()) as u32,
+                };
+                match (phase, stage.inputs.as_slice()) {
+                    (ScanPhase::Local, [inp]) => {
+                        let lo = self.chunk_origin(key);
+                        out.extend(self.chunks_over(*inp, &lo, &self.chunk_shape(key)));
+                    }
+                    (ScanPhase::Carry, [local]) if idx.get(axis).is_some_and(|&c| c > 0) => {
+                        // Carry c - 1 (this stage) and local chunk c - 1.
+                        let mut prev = idx.clone();
+                        prev[axis] -= 1;
+                        out.push(same(key.stage, &prev));
+                        out.push(same(*local, &prev));
+                    }
+                    (ScanPhase::Apply, [local, carry]) => {
+                        out.push(same(*local, &idx));
+                        out.push(same(*carry, &idx));
+                    }
+                    _ => {}
                 }
             }
             StageKind::Combine { fan_in, spec, .. } => {

@@ -192,6 +192,9 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             let grid = region.chunks.grid();
             check_reduction_output(i, spec, finalize, &grid, region, &state, &st.meta)?;
         }
+        StageKind::Scan { op, axis, phase } => {
+            check_scan(i, plan, st, &inputs, *op, *axis, *phase)?
+        }
         StageKind::Combine {
             spec,
             fan_in,
@@ -261,6 +264,56 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A scan stage computes what its phase says from what the phase before made.
+fn check_scan(
+    i: usize,
+    plan: &Plan,
+    st: &crate::plan::Stage,
+    inputs: &[&Meta],
+    op: crate::op::ReduceOp,
+    axis: usize,
+    phase: crate::plan::ScanPhase,
+) -> Result<()> {
+    use crate::plan::ScanPhase;
+    let is_phase = |k: usize, want: ScanPhase| {
+        matches!(plan.stages[st.inputs[k].index()].kind,
+            StageKind::Scan { op: o, axis: a, phase: p } if o == op && a == axis && p == want)
+    };
+    let ok = match (phase, inputs) {
+        (ScanPhase::Local, [m]) => {
+            let want = infer::scan(m, op, axis)?;
+            want.shape == st.meta.shape && want.dtype == st.meta.dtype
+        }
+        (ScanPhase::Carry, [m]) => {
+            let mut shape = m.shape.clone();
+            let along = m.chunks.0.get(axis).map_or(0, Vec::len);
+            if axis < shape.len() {
+                shape[axis] = along;
+            }
+            let mut chunks = m.chunks.0.clone();
+            if axis < chunks.len() {
+                chunks[axis] = vec![1; along];
+            }
+            is_phase(0, ScanPhase::Local)
+                && st.meta.shape == shape
+                && st.meta.chunks.0 == chunks
+                && st.meta.dtype == m.dtype
+        }
+        (ScanPhase::Apply, [m, _]) => {
+            is_phase(0, ScanPhase::Local) && is_phase(1, ScanPhase::Carry) && st.meta == **m
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            i,
+            format!("scan {phase:?} stage does not follow from its inputs"),
+        ))
+    }
 }
 
 /// A stencil's levels are valid programs over the stage's shape, its inputs

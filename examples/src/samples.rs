@@ -50,5 +50,7 @@ pub fn arrays() -> Vec<Array> {
         // Linear algebra: blocked products summed in a tree, triangles, identity.
         matmul_with(&x.transpose(), &x.rechunk([3, 7]), 2).tril(1) + eye(10, 4),
         tensordot(&x, &x, &[0], &[0]).trace() + outer(&x.diag(), &x.diag()).sum(),
+        // Blocked scans: chunk scans, a chain of carries, their application.
+        x.cumsum(0) - (&x * 0.01).cumprod(-1),
     ]
 }

@@ -10,7 +10,7 @@ use accel_core::kernel::{Executable, Instr, Program};
 use accel_core::op::{
     BinaryOp, Boundary, GenKind, HostArray, InAxis, Meta, ReduceOp, ReduceSpec, Remap, UnaryOp,
 };
-use accel_core::plan::{Finalize, Plan, RemoteSource, Stage, StageId, StageKind};
+use accel_core::plan::{Finalize, Plan, RemoteSource, ScanPhase, Stage, StageId, StageKind};
 use accel_core::stencil::{Keep, Level, Read, StencilKernel};
 use accel_core::storage::npy::NpyLayout;
 use accel_core::storage::zarr::ZarrLayout;
@@ -753,6 +753,15 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
                 StageKind::Concat { axis } => Kind::ConcatAxis(*axis as u32),
                 StageKind::Reshape => Kind::Reshape(true),
                 StageKind::Stencil(k) => Kind::Stencil(stencil_to(k)),
+                StageKind::Scan { op, axis, phase } => Kind::Scan(pb::Scan {
+                    op: op.name(),
+                    axis: *axis as u32,
+                    phase: match phase {
+                        ScanPhase::Local => 0,
+                        ScanPhase::Carry => 1,
+                        ScanPhase::Apply => 2,
+                    },
+                }),
                 StageKind::MatMul {
                     dtype,
                     spec,
@@ -865,6 +874,20 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
             Kind::ConcatAxis(a) => StageKind::Concat { axis: a as usize },
             Kind::Reshape(_) => StageKind::Reshape,
             Kind::Stencil(k) => StageKind::Stencil(Arc::new(stencil_from(k)?)),
+            Kind::Scan(sc) => StageKind::Scan {
+                op: match sc.op.as_str() {
+                    "sum" => ReduceOp::Sum,
+                    "prod" => ReduceOp::Prod,
+                    other => return Err(malformed(format!("unknown scan {other:?}"))),
+                },
+                axis: sc.axis as usize,
+                phase: match sc.phase {
+                    0 => ScanPhase::Local,
+                    1 => ScanPhase::Carry,
+                    2 => ScanPhase::Apply,
+                    other => return Err(malformed(format!("unknown scan phase {other}"))),
+                },
+            },
             Kind::Matmul(mm) => StageKind::MatMul {
                 dtype: dtype_from(mm.dtype)?,
                 spec: reduce_from(mm.spec)?,

@@ -1,7 +1,8 @@
 //! accel's half of `bench/run`: every seed workload on the embedded client and
 //! on a loopback cluster (scheduler + 2 single-threaded workers), the machine's
-//! triad bandwidth and the zero-work task overhead, as JSON records; the
-//! storage workload `zarr` (a Zarr store read, `sqrt(2x + 1)`, a new Zarr
+//! triad bandwidth and the zero-work task overhead, as JSON records; `matmul`
+//! (`accel::matmul` of two dense float64 matrices, see `accel_bench::matmul`)
+//! on both; the storage workload `zarr` (a Zarr store read, `sqrt(2x + 1)`, a new Zarr
 //! store written) on both, and how fast a 400 MB result comes back into the
 //! client (`client-receive`, measured with `zarr` too).
 //!
@@ -159,6 +160,29 @@ fn workloads(o: &Options, client: Client, runner: &str, records: &mut Vec<Json>)
                 eprintln!("  FAILED: {e:#}");
                 records.push(failure(name, &o.size, runner, format!("{e:#}")));
             }
+        }
+    }
+}
+
+/// The workload `matmul` on `client` (see `accel_bench::matmul`).
+fn matmul(o: &Options, client: &Client, runner: &str, records: &mut Vec<Json>) {
+    if !o.selected("matmul") {
+        return;
+    }
+    eprintln!("accel-suite: matmul on {runner}");
+    match accel_bench::matmul::run(client, runner, &o.size, o.repeats) {
+        Ok(r) => {
+            if let Json::Obj(kv) = &r {
+                let get = |k: &str| kv.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                if let (Some(Json::Num(t)), Some(Json::Num(g))) = (get("median_s"), get("gflops")) {
+                    eprintln!("  {:.1} ms, {g:.1} GFLOP/s", t * 1e3);
+                }
+            }
+            records.push(r);
+        }
+        Err(e) => {
+            eprintln!("  FAILED: {e:#}");
+            records.push(failure("matmul", &o.size, runner, format!("{e:#}")));
         }
     }
 }
@@ -389,6 +413,7 @@ fn main() -> anyhow::Result<()> {
 
     kernels(&o, gbps, &mut records);
     workloads(&o, Client::local(), "accel-embedded", &mut records);
+    matmul(&o, &Client::local(), "accel-embedded", &mut records);
     zarr(&o, &Client::local(), "accel-embedded", &mut records);
     receive(&o, &Client::local(), "accel-embedded", &mut records);
     match overhead(&o, &Client::local(), "accel-embedded") {
@@ -418,10 +443,11 @@ fn main() -> anyhow::Result<()> {
                 ("setup_s".into(), startup.into()),
             ]));
             workloads(&o, client.clone(), "accel-distributed", &mut records);
-            // Both workers attached before the storage runs (the file work is theirs).
+            // Both workers attached before matmul and the storage runs (the work is theirs).
             if let Err(e) = cluster.wait_for_workers(2) {
                 eprintln!("accel-suite: {e:#}");
             }
+            matmul(&o, &client, "accel-distributed", &mut records);
             zarr(&o, &client, "accel-distributed", &mut records);
             receive(&o, &client, "accel-distributed", &mut records);
             match overhead(&o, &client, "accel-distributed") {

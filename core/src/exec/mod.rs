@@ -1,6 +1,7 @@
 //! Running one task of a plan.
 
 pub mod boxes;
+pub mod scan;
 pub mod task;
 
 pub use task::{copy_box, run_task, run_task_into};

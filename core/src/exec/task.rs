@@ -5,11 +5,11 @@ use std::sync::Arc;
 use crate::buffer::{Buffer, Chunk};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::exec::boxes;
+use crate::exec::{boxes, scan};
 use crate::kernel::{Bound, OutSlice, reduce};
 use crate::op::ReduceSpec;
 use crate::op::{HostArray, Remap};
-use crate::plan::{ChunkKey, Finalize, Plan, StageKind, chunk_of};
+use crate::plan::{ChunkKey, Finalize, Plan, ScanPhase, StageKind, chunk_of};
 use crate::shape::{self, grid_index};
 
 /// Computes chunk `key` of a `Map` stage straight into its rows of the result.
@@ -108,6 +108,35 @@ fn box_input<'a>(
             let data = boxes::assemble(dtype, lo, &len, &parts)?;
             Ok(KernelInput::Read(len, data))
         }
+    }
+}
+
+/// One task of a blocked scan (see [`crate::exec::scan`]).
+fn scan_task(
+    plan: &Plan,
+    key: ChunkKey,
+    op: crate::op::ReduceOp,
+    axis: usize,
+    phase: ScanPhase,
+    inputs: &[Arc<Chunk>],
+) -> Result<Buffer> {
+    let stage = plan.stage(key.stage);
+    let dtype = stage.meta.dtype;
+    let local = plan.chunk_shape(key);
+    match (phase, stage.inputs.as_slice(), inputs) {
+        (ScanPhase::Local, [inp], _) => {
+            let origin = plan.chunk_origin(key);
+            let input = box_input(plan, *inp, &origin, local.clone(), &mut inputs.iter())?;
+            let mut data = scan::to_dtype(input.data(), dtype)?;
+            scan::scan_in_place(op, &mut data, &local, axis)?;
+            Ok(data)
+        }
+        (ScanPhase::Carry, _, []) => scan::next_carry(op, axis, dtype, &local, None),
+        (ScanPhase::Carry, _, [carry, prev]) => {
+            scan::next_carry(op, axis, dtype, &local, Some((carry, prev)))
+        }
+        (ScanPhase::Apply, _, [part, carry]) => scan::apply(op, axis, part, carry),
+        _ => Err(internal("a scan task with unexpected inputs")),
     }
 }
 
@@ -266,6 +295,10 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
                 None => state,
             }
         }
+        StageKind::Scan { op, axis, phase } => Chunk::array(
+            local.clone(),
+            scan_task(plan, key, *op, *axis, *phase, inputs)?,
+        ),
         StageKind::Stencil(k) => Chunk::array(
             local.clone(),
             stencil_chunk(plan, key, k, &origin, &local, inputs)?,

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::kernel::{Executable, compile::compile, reduce::acc_dtype};
 use crate::op::{Meta, Op, ReduceOp, ReduceSpec};
-use crate::plan::{Finalize, Plan, Stage, StageId, StageKind};
+use crate::plan::{Finalize, Plan, ScanPhase, Stage, StageId, StageKind};
 use crate::shape::Chunks;
 
 use super::group::{self, Assign, LowerOptions};
@@ -220,6 +220,19 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 stage_of.insert(id, last);
                 continue;
             }
+            Op::Scan { op, axis } => {
+                let last = push_scan(
+                    &mut plan,
+                    *op,
+                    *axis,
+                    input_stages(&node.inputs)?,
+                    node,
+                    group_nodes,
+                    label,
+                );
+                stage_of.insert(id, last);
+                continue;
+            }
             Op::Remap(m) => Stage {
                 kind: StageKind::Remap(m.clone()),
                 inputs: input_stages(&node.inputs)?,
@@ -262,6 +275,51 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
         })
         .collect::<Result<_>>()?;
     Ok(plan)
+}
+
+/// The stages of a blocked scan: each chunk scanned, then (with more than one
+/// chunk along the axis) a chain of carries and their application.
+fn push_scan(
+    plan: &mut Plan,
+    op: ReduceOp,
+    axis: usize,
+    inputs: Vec<StageId>,
+    node: &crate::graph::Node,
+    nodes: Vec<NodeId>,
+    label: String,
+) -> StageId {
+    let mut push = |kind: StageKind, inputs: Vec<StageId>, meta: Meta, what: &str| {
+        plan.stages.push(Stage {
+            kind,
+            inputs,
+            meta,
+            nodes: nodes.clone(),
+            label: format!("{label} {what}"),
+            cache: Default::default(),
+        });
+        StageId((plan.stages.len() - 1) as u32)
+    };
+    let scan = |phase| StageKind::Scan { op, axis, phase };
+    let local = push(
+        scan(ScanPhase::Local),
+        inputs,
+        node.meta.clone(),
+        "(chunks)",
+    );
+    let along = node.meta.chunks.0[axis].len();
+    if along <= 1 {
+        return local;
+    }
+    let mut carry_meta = node.meta.clone();
+    carry_meta.shape[axis] = along;
+    carry_meta.chunks.0[axis] = vec![1; along];
+    let carry = push(scan(ScanPhase::Carry), vec![local], carry_meta, "(carries)");
+    push(
+        scan(ScanPhase::Apply),
+        vec![local, carry],
+        node.meta.clone(),
+        "(apply)",
+    )
 }
 
 /// Makes `program` the epilogue of a reduction's finalizing stage, if it has none yet.
