@@ -39,6 +39,11 @@ fn fractal_is_twelve_tasks() {
     assert_eq!(stages(&fractal::build(160, 240, [54, 60])), ["map×12"]);
     let p = fractal::build(160, 240, [54, 60]).plan().unwrap();
     assert!(p.tasks_unfused() > 2000, "unfused {}", p.tasks_unfused());
+    // The seed's per-pixel function with its early exit: one kernel too.
+    assert_eq!(
+        stages(&fractal::build_kernel(160, 240, [54, 60])),
+        ["map×12"]
+    );
 }
 
 #[test]

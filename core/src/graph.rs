@@ -132,7 +132,13 @@ impl Graph {
 
 fn arity(op: &Op) -> Option<usize> {
     match op {
-        Op::Source(_) | Op::Read(_) | Op::Persisted(_) | Op::Full(_) | Op::Gen(_) => Some(0),
+        Op::Source(_)
+        | Op::Read(_)
+        | Op::Persisted(_)
+        | Op::Full(_)
+        | Op::Gen(_)
+        | Op::LoopArg { .. } => Some(0),
+        Op::Loop { states, .. } => Some(2 * *states as usize + 1),
         Op::Unary(_)
         | Op::Cast(_)
         | Op::Reduce(_)
@@ -224,6 +230,13 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
         Op::Scan { op, axis } => infer::scan(inputs[0], *op, *axis)?,
         Op::Shift { offset, boundary } => infer::shift(inputs[0], offset, boundary)?,
         Op::KeepEdges { depth } => infer::keep_edges(inputs[0], inputs[1], depth)?,
+        Op::Loop { states, result, .. } => infer::loop_(inputs, *states, *result)?,
+        Op::LoopArg { .. } => {
+            if !meta.shape.is_empty() {
+                return Err(Error::Graph(format!("a loop argument is 0-d, not {meta}")));
+            }
+            return Ok(());
+        }
         Op::Reshape => {
             infer::reshape(inputs[0], &meta.shape)?;
             Meta {

@@ -389,6 +389,41 @@ pub fn scan(a: &Meta, op: ReduceOp, axis: usize) -> Result<Meta> {
     })
 }
 
+/// An elementwise loop over `[init.., next.., stop]` (see `Op::Loop`): each
+/// next value has its state's dtype, the flag is bool, and the result spans
+/// the broadcast of everything (values the body captures from outside widen
+/// its next values).
+pub fn loop_(inputs: &[&Meta], states: u32, result: u32) -> Result<Meta> {
+    let s = states as usize;
+    if s == 0 || inputs.len() != 2 * s + 1 || result >= states {
+        return Err(Error::Graph(format!(
+            "a loop of {states} state variables over {} inputs returning variable {result}",
+            inputs.len()
+        )));
+    }
+    for k in 0..s {
+        if inputs[s + k].dtype != inputs[k].dtype {
+            return Err(Error::DType(format!(
+                "loop state {k} starts as {} but the body makes it {}",
+                inputs[k].dtype,
+                inputs[s + k].dtype
+            )));
+        }
+    }
+    if inputs[2 * s].dtype != DType::Bool {
+        return Err(Error::DType(format!(
+            "a loop's stop condition must be bool, got {}",
+            inputs[2 * s]
+        )));
+    }
+    let (shape, chunks) = broadcast_metas(inputs)?;
+    Ok(Meta {
+        shape,
+        dtype: inputs[result as usize].dtype,
+        chunks,
+    })
+}
+
 /// `a @ b` for 2-d `a` (m × k) and `b` (k × n): m × n, rows chunked like
 /// `a`'s and columns like `b`'s; the contraction follows `a`'s chunks (`b`
 /// is read box by box where it is chunked otherwise).

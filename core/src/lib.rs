@@ -13,6 +13,7 @@ pub mod fast_hash;
 pub mod graph;
 pub mod infer;
 pub mod kernel;
+pub mod loops;
 pub mod memory;
 pub mod op;
 pub mod optimize;

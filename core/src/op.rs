@@ -358,6 +358,24 @@ pub enum Op {
     KeepEdges {
         depth: Vec<usize>,
     },
+    /// An elementwise loop with an early exit (a user kernel's `for` loop):
+    /// inputs are `[init.., next.., stop]` with `states` initial values, the
+    /// body's next values (computed from [`Op::LoopArg`]s of this `id`) and
+    /// its stop flag. Each element runs the body at most `max_trips` times,
+    /// keeping the state of the trip whose flag was true; the value is
+    /// state variable `result`.
+    Loop {
+        id: u64,
+        states: u32,
+        max_trips: u32,
+        result: u32,
+    },
+    /// Inside the body of loop `id`: state variable `index` of the current
+    /// trip, or the trip counter (int64, from 0) when `index == states`.
+    LoopArg {
+        id: u64,
+        index: u32,
+    },
 }
 
 impl Op {
@@ -370,7 +388,14 @@ impl Op {
     pub fn is_elementwise(&self) -> bool {
         matches!(
             self,
-            Op::Full(_) | Op::Gen(_) | Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast(_)
+            Op::Full(_)
+                | Op::Gen(_)
+                | Op::Unary(_)
+                | Op::Binary(_)
+                | Op::Where
+                | Op::Cast(_)
+                | Op::Loop { .. }
+                | Op::LoopArg { .. }
         )
     }
 
@@ -404,6 +429,8 @@ impl Op {
             Op::Scan { op, axis } => format!("cum{}(axis={axis})", op.name()),
             Op::Shift { offset, .. } => format!("shift{offset:?}"),
             Op::KeepEdges { depth } => format!("keep_edges{depth:?}"),
+            Op::Loop { max_trips, .. } => format!("loop(≤{max_trips})"),
+            Op::LoopArg { index, .. } => format!("loop_arg({index})"),
         }
     }
 }

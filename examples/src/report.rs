@@ -7,6 +7,8 @@ use accel::Planned;
 #[derive(Clone, Debug)]
 pub struct Report {
     pub name: &'static str,
+    /// A second way of writing the same workload (e.g. "loop_until").
+    pub variant: Option<&'static str>,
     /// Every timed run (after a warm-up); `time` is their median.
     pub times: Vec<Duration>,
     /// Human-readable problem size.
@@ -36,6 +38,7 @@ impl Report {
     ) -> Report {
         Report {
             name,
+            variant: None,
             time: timing.median(),
             times: timing.times,
             size,
@@ -56,8 +59,16 @@ impl Report {
         self.bytes as f64 / self.time.as_secs_f64() / 1e9
     }
 
+    /// The workload's name, with its variant.
+    pub fn title(&self) -> String {
+        match self.variant {
+            Some(v) => format!("{} [{v}]", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
     pub fn print(&self) {
-        println!("{}  ({})", self.name, self.size);
+        println!("{}  ({})", self.title(), self.size);
         println!(
             "  time        {:.3} ms  ({:.2} ns/element, {:.1} GB/s)",
             self.time.as_secs_f64() * 1e3,
@@ -97,7 +108,7 @@ impl Report {
     pub fn table_row(&self) -> String {
         format!(
             "| {:<13} | {:<26} | {:>10.2} | {:>8.3} | {:>7.1} | {:>14} | {:<22} |",
-            self.name,
+            self.title(),
             self.size,
             self.time.as_secs_f64() * 1e3,
             self.ns_per_element(),

@@ -18,6 +18,7 @@ pub fn arrays() -> Vec<Array> {
     vec![
         mag::build(1000, 100),
         fractal::build(30, 40, [10, 10]),
+        fractal::build_kernel(30, 40, [10, 10]),
         pi::build(10_000, 1000, 3),
         &t + t.diag().tanh().sum(),
         x.slice(s![1..;2, ..;-1]).transpose().rechunk([3, 3]),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use accel_core::dtype::{DType, Value};
-use accel_core::kernel::ir::InputSpec;
+use accel_core::kernel::ir::{InputSpec, LoopInstr};
 use accel_core::kernel::{Executable, Instr, Program};
 use accel_core::op::{
     BinaryOp, Boundary, GenKind, HostArray, InAxis, Meta, ReduceOp, ReduceSpec, Remap, UnaryOp,
@@ -356,6 +356,15 @@ pub fn program_to(p: &Program) -> pb::Program {
                     to: dtype_to(*t) as i32,
                     a: *a,
                 }),
+                Instr::Loop(l) => Op::LoopBody(pb::LoopBody {
+                    body: Some(program_to(&l.body)),
+                    next: l.next.clone(),
+                    stop: l.stop,
+                    init: l.init.clone(),
+                    captured: l.captured.clone(),
+                    max_trips: l.max_trips,
+                    result: l.result,
+                }),
             };
             pb::Instr {
                 dtype: dtype_to(dt) as i32,
@@ -388,6 +397,14 @@ pub fn program_to(p: &Program) -> pb::Program {
 
 /// Decodes and validates a kernel program.
 pub fn program_from(p: Option<pb::Program>) -> Result<Program, Error> {
+    let program = program_unchecked(p)?;
+    program.validate()?;
+    Ok(program)
+}
+
+/// Decodes a kernel program (loop bodies are validated with the program
+/// holding them).
+fn program_unchecked(p: Option<pb::Program>) -> Result<Program, Error> {
     use pb::instr::Op;
     let p = p.ok_or_else(|| malformed("missing program"))?;
     let mut instrs = Vec::with_capacity(p.instrs.len());
@@ -406,6 +423,15 @@ pub fn program_from(p: Option<pb::Program>) -> Result<Program, Error> {
                 Op::Binary(b) => Instr::Binary(binary_from(&b.op)?, b.a, b.b),
                 Op::Where(w) => Instr::Where(w.c, w.a, w.b),
                 Op::Cast(c) => Instr::Cast(dtype_from(c.to)?, c.a),
+                Op::LoopBody(l) => Instr::Loop(Box::new(LoopInstr {
+                    body: program_unchecked(l.body)?,
+                    next: l.next,
+                    stop: l.stop,
+                    init: l.init,
+                    captured: l.captured,
+                    max_trips: l.max_trips,
+                    result: l.result,
+                })),
             },
         );
     }
@@ -430,7 +456,6 @@ pub fn program_from(p: Option<pb::Program>) -> Result<Program, Error> {
             .map(|s| Ok((s.input, Arc::new(stored_from(s.array)?))))
             .collect::<Result<_, Error>>()?,
     };
-    program.validate()?;
     Ok(program)
 }
 

@@ -77,7 +77,14 @@ fn record(r: &Report, size: &str, runner: &str, setup: Option<f64>) -> Json {
         ("workload".into(), r.name.into()),
         ("case".into(), r.size.clone().into()),
         ("size".into(), size.into()),
-        ("runner".into(), runner.into()),
+        (
+            "runner".into(),
+            match r.variant {
+                Some(v) => format!("{runner} ({v})"),
+                None => runner.to_string(),
+            }
+            .into(),
+        ),
         ("status".into(), "ok".into()),
         ("median_s".into(), secs(&r.time).into()),
         (

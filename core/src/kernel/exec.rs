@@ -28,18 +28,31 @@ pub struct Executable {
     slot_dtypes: Vec<DType>,
     /// The root may be written straight to the output (no later instruction reads it).
     root_to_output: bool,
+    /// The bodies of loop instructions, by instruction index.
+    loops: Vec<(usize, Executable)>,
 }
 
 impl Executable {
     pub fn new(program: Program) -> Executable {
+        Executable::keeping(program, &[])
+    }
+
+    /// An executable whose registers `keep` (besides the root) stay readable
+    /// after the last instruction (a loop body's next state and stop flag).
+    fn keeping(program: Program, keep: &[Reg]) -> Executable {
         let n = program.instrs.len();
         let mut last_use = vec![0usize; n];
         for (k, ins) in program.instrs.iter().enumerate() {
-            for r in operands(ins) {
+            for r in ins.operands() {
                 last_use[r as usize] = k;
             }
         }
         last_use[program.root as usize] = usize::MAX;
+        for &r in keep {
+            if let Some(u) = last_use.get_mut(r as usize) {
+                *u = usize::MAX;
+            }
+        }
         let mut slot_of = vec![0u32; n];
         let mut slot_dtypes: Vec<DType> = Vec::new();
         let mut free: Vec<u32> = Vec::new();
@@ -60,7 +73,7 @@ impl Executable {
             };
             // Operands whose last use is this instruction free their slots (after
             // the destination was chosen, so it never aliases an operand).
-            for r in operands(ins) {
+            for r in ins.operands() {
                 if last_use[r as usize] == k
                     && !matches!(program.instrs[r as usize], Instr::Const(_))
                     && !free.contains(&slot_of[r as usize])
@@ -68,23 +81,49 @@ impl Executable {
                     free.push(slot_of[r as usize]);
                 }
             }
-            if last_use[k] == 0 && k as u32 != program.root && !pinned {
+            if last_use[k] == 0 && !pinned {
                 free.push(slot_of[k]);
             }
         }
         let root = program.root as usize;
         let root_to_output = program.instrs[root + 1..]
             .iter()
-            .all(|ins| !operands(ins).contains(&program.root));
+            .all(|ins| !ins.operands().contains(&program.root));
+        let loops = program
+            .instrs
+            .iter()
+            .enumerate()
+            .filter_map(|(k, ins)| match ins {
+                Instr::Loop(l) => {
+                    let keep: Vec<Reg> = l.next.iter().copied().chain([l.stop]).collect();
+                    Some((k, Executable::keeping(l.body.clone(), &keep)))
+                }
+                _ => None,
+            })
+            .collect();
         Executable {
             program,
             slot_of,
             slot_dtypes,
             root_to_output,
+            loops,
         }
     }
 
-    fn scratch(&self) -> Scratch {
+    /// The slot of register `r`.
+    pub(super) fn slot_of(&self, r: Reg) -> usize {
+        self.slot_of[r as usize] as usize
+    }
+
+    /// The compiled body of the loop at instruction `k`, and its scratch's index.
+    pub(super) fn nested(&self, k: usize) -> Option<(&Executable, usize)> {
+        self.loops
+            .iter()
+            .position(|(i, _)| *i == k)
+            .map(|j| (&self.loops[j].1, j))
+    }
+
+    pub(super) fn scratch(&self) -> Scratch {
         let mut slots: Vec<Slot> = self
             .slot_dtypes
             .iter()
@@ -98,6 +137,7 @@ impl Executable {
         Scratch {
             slots,
             index: vec![0; BLOCK],
+            nested: self.loops.iter().map(|(_, e)| e.scratch()).collect(),
         }
     }
 
@@ -107,18 +147,11 @@ impl Executable {
     }
 }
 
-fn operands(ins: &Instr) -> Vec<u32> {
-    match *ins {
-        Instr::Load { .. } | Instr::Const(_) | Instr::Gen { .. } => vec![],
-        Instr::Unary(_, a) | Instr::Cast(_, a) => vec![a],
-        Instr::Binary(_, a, b) => vec![a, b],
-        Instr::Where(c, a, b) => vec![c, a, b],
-    }
-}
-
-struct Scratch {
-    slots: Vec<Slot>,
+/// Per-thread registers of an executable (and of its loop bodies).
+pub(super) struct Scratch {
+    pub(super) slots: Vec<Slot>,
     index: Vec<i64>,
+    pub(super) nested: Vec<Scratch>,
 }
 
 /// How an input is read for one chunk.
@@ -419,6 +452,22 @@ impl<'a> Bound<'a> {
                     Instr::Binary(op, a, b) => ops::binary(*op, v(a), v(b), target),
                     Instr::Where(c, a, b) => ops::select(v(c), v(a), v(b), target),
                     Instr::Cast(_, a) => ops::cast(v(a), target),
+                    Instr::Loop(l) => {
+                        let init: Vec<View<'_>> = l.init.iter().map(&v).collect();
+                        let captured: Vec<View<'_>> = l.captured.iter().map(&v).collect();
+                        match self.exe.nested(k) {
+                            Some((body, j)) => super::loop_exec::run(
+                                l,
+                                body,
+                                &mut sc.nested[j],
+                                &init,
+                                &captured,
+                                n,
+                                target,
+                            ),
+                            None => Err(internal(format!("r{k} has no compiled loop body"))),
+                        }
+                    }
                     _ => Ok(()),
                 },
             };

@@ -27,6 +27,43 @@ pub enum Instr {
     Binary(BinaryOp, Reg, Reg),
     Where(Reg, Reg, Reg),
     Cast(DType, Reg),
+    /// An elementwise loop with an early exit (see [`LoopInstr`]); its value
+    /// is one state variable after the last trip.
+    Loop(Box<LoopInstr>),
+}
+
+/// A loop inside a kernel. Per element: the state starts as `init`; each
+/// trip runs `body` on it, and the state becomes the body's `next` values;
+/// the element is done after the trip whose `stop` is true, or after
+/// `max_trips` trips.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoopInstr {
+    /// Inputs: the state variables, the trip counter (int64 from 0), then
+    /// the captured values, all per element (shapes empty).
+    pub body: Program,
+    /// Body registers holding the next state, one per state variable.
+    pub next: Vec<Reg>,
+    /// Body register holding the stop flag (bool).
+    pub stop: Reg,
+    /// Registers of the enclosing program: initial state, captured values.
+    pub init: Vec<Reg>,
+    pub captured: Vec<Reg>,
+    pub max_trips: u32,
+    /// The state variable that is the instruction's value.
+    pub result: u32,
+}
+
+impl Instr {
+    /// Registers this instruction reads.
+    pub fn operands(&self) -> Vec<Reg> {
+        match self {
+            Instr::Load { .. } | Instr::Const(_) | Instr::Gen { .. } => vec![],
+            Instr::Unary(_, a) | Instr::Cast(_, a) => vec![*a],
+            Instr::Binary(_, a, b) => vec![*a, *b],
+            Instr::Where(c, a, b) => vec![*c, *a, *b],
+            Instr::Loop(l) => l.init.iter().chain(&l.captured).copied().collect(),
+        }
+    }
 }
 
 /// How a program input lines up with the output: its global shape, aligned at
@@ -65,6 +102,11 @@ impl Program {
                 Instr::Binary(op, ..) => Some(op.symbol().to_string()),
                 Instr::Where(..) => Some("where".into()),
                 Instr::Cast(t, _) => Some(format!("astype({t})")),
+                Instr::Loop(l) => Some(format!(
+                    "loop≤{}[{}]",
+                    l.max_trips,
+                    l.body.op_names().join(" ")
+                )),
             }))
             .collect()
     }
@@ -84,6 +126,16 @@ impl Program {
                     Instr::Binary(op, a, b) => format!("r{k}:{d} = {} r{a} r{b}", op.symbol()),
                     Instr::Where(c, a, b) => format!("r{k}:{d} = where r{c} r{a} r{b}"),
                     Instr::Cast(t, a) => format!("r{k}:{d} = cast<{t}> r{a}"),
+                    Instr::Loop(l) => format!(
+                        "r{k}:{d} = loop≤{} init {:?} captured {:?} {{ {} }} next {:?} stop r{} result {}",
+                        l.max_trips,
+                        l.init,
+                        l.captured,
+                        l.body.listing().join("; "),
+                        l.next,
+                        l.stop,
+                        l.result
+                    ),
                 }
             })
             .collect()
@@ -141,6 +193,12 @@ fn shape_hash(ins: &Instr, dtype: DType) -> u64 {
             d.hash(&mut h);
             a.hash(&mut h);
         }
+        Instr::Loop(l) => {
+            l.init.hash(&mut h);
+            l.captured.hash(&mut h);
+            l.max_trips.hash(&mut h);
+            l.result.hash(&mut h);
+        }
     }
     h.finish()
 }
@@ -150,7 +208,9 @@ fn shape_hash(ins: &Instr, dtype: DType) -> u64 {
 fn identical(a: &Instr, b: &Instr) -> bool {
     match (a, b) {
         (Instr::Const(x), Instr::Const(y)) => format!("{x:?}") == format!("{y:?}"),
-        (Instr::Gen { .. }, Instr::Gen { .. }) => format!("{a:?}") == format!("{b:?}"),
+        (Instr::Gen { .. }, Instr::Gen { .. }) | (Instr::Loop(_), Instr::Loop(_)) => {
+            format!("{a:?}") == format!("{b:?}")
+        }
         _ => a == b,
     }
 }

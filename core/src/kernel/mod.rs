@@ -7,6 +7,7 @@ pub mod exec;
 pub mod generate;
 pub mod hypot;
 pub mod ir;
+mod loop_exec;
 pub mod matmul;
 pub mod ops;
 pub mod reduce;

@@ -21,19 +21,8 @@ pub fn find(p: &Program, direct: &[Option<usize>]) -> (Vec<Option<SumChain>>, Ve
     let n = p.instrs.len();
     let mut uses = vec![0u32; n];
     for ins in &p.instrs {
-        let mut bump = |r: &Reg| uses[*r as usize] += 1;
-        match ins {
-            Instr::Unary(_, a) | Instr::Cast(_, a) => bump(a),
-            Instr::Binary(_, a, b) => {
-                bump(a);
-                bump(b);
-            }
-            Instr::Where(c, a, b) => {
-                bump(c);
-                bump(a);
-                bump(b);
-            }
-            _ => {}
+        for r in ins.operands() {
+            uses[r as usize] += 1;
         }
     }
     if let Some(u) = uses.get_mut(p.root as usize) {

@@ -107,7 +107,14 @@ fn eval_constant(node: &Node, inputs: &[&Node]) -> Result<Option<Value>> {
         inputs: ids,
         meta: scalar_meta(node.meta.dtype),
     })?;
-    let (program, _) = compile(&g, root, &|_| true, &[], None)?;
+    let (program, _) = compile(
+        &g,
+        root,
+        &|_| true,
+        &[],
+        None,
+        &crate::loops::Index::new(&g)?,
+    )?;
     let exe = Executable::new(program);
     let bound = Bound::new(&exe, &[], &[], &[])?;
     let buf: Buffer = bound.run_map()?;

@@ -39,7 +39,8 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
         is_output[o.index()] = true;
     }
 
-    let assign = group::assign(graph, &live, &consumers, &is_output, opts);
+    let loops = crate::loops::Index::new(graph)?;
+    let assign = group::assign(graph, &live, &consumers, &is_output, opts, &loops);
 
     let mut plan = Plan::default();
     let mut stage_of: FastMap<NodeId, StageId> = FastMap::default();
@@ -82,7 +83,8 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
         let stencil = stencil_group(graph, &group_nodes);
         let stage = match &node.op {
             _ if stencil => {
-                let (kernel, ext) = stencil::lower_stencil(graph, id, &group_nodes, &assign)?;
+                let (kernel, ext) =
+                    stencil::lower_stencil(graph, id, &group_nodes, &assign, &loops)?;
                 let ops: Vec<String> = kernel
                     .levels
                     .iter()
@@ -125,7 +127,7 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 cache: Default::default(),
             },
             op if op.is_elementwise() => {
-                let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None)?;
+                let (program, ext) = compile(graph, id, &inline, &node.meta.shape, None, &loops)?;
                 let (program, ext) = take_reads(graph, &fused, program, ext);
                 let label = summarize(&program.op_names());
                 // An elementwise tail over a reduction's result alone runs in the
@@ -161,7 +163,8 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 let src = node.inputs[0];
                 let region = graph.node(src).meta.clone();
                 let acc = acc_dtype(spec.op, region.dtype);
-                let (program, ext) = compile(graph, src, &inline, &region.shape, Some(acc))?;
+                let (program, ext) =
+                    compile(graph, src, &inline, &region.shape, Some(acc), &loops)?;
                 let (program, ext) = take_reads(graph, &fused, program, ext);
                 let label = summarize(&program.op_names());
                 let inputs = input_stages(&ext)?;

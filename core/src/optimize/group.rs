@@ -80,6 +80,7 @@ pub fn assign(
     consumers: &[Vec<NodeId>],
     is_output: &[bool],
     opts: &LowerOptions,
+    loops: &crate::loops::Index,
 ) -> Vec<Assign> {
     let n = graph.len();
     let mut assign = vec![Assign::Dead; n];
@@ -98,6 +99,11 @@ pub fn assign(
         let id = NodeId(i as u32);
         let node = &graph.nodes[i];
         let nd = nd_of(i);
+        // A loop's body lives in the kernel of its loop, recomputed per trip.
+        if loops.in_body(id) {
+            assign[i] = Assign::Inline;
+            continue;
+        }
         let own = |groups: &mut FastMap<NodeId, GroupState>| {
             let chunk = node.meta.chunks.max_chunk();
             groups.insert(
@@ -125,7 +131,18 @@ pub fn assign(
 
         // The consumers' common group, if they agree.
         let mut common: Option<Option<NodeId>> = None;
-        for c in &consumers[i] {
+        // A loop's body reads what it captures in the loop's kernel.
+        let effective: Vec<NodeId> = if loops.is_empty() {
+            Vec::new()
+        } else {
+            consumers[i].iter().flat_map(|c| loops.owners(*c)).collect()
+        };
+        let effective = if loops.is_empty() {
+            &consumers[i]
+        } else {
+            &effective
+        };
+        for c in effective {
             let cop = &graph.node(*c).op;
             let cg = match assign[c.index()] {
                 Assign::Group(g)

@@ -20,6 +20,7 @@ pub fn lower_stencil(
     root: NodeId,
     members: &[NodeId],
     assign: &[Assign],
+    loops: &crate::loops::Index,
 ) -> Result<(StencilKernel, Vec<NodeId>)> {
     let meta = &graph.node(root).meta;
     let nd = meta.shape.len();
@@ -50,7 +51,7 @@ pub fn lower_stencil(
             }
             _ => {}
         }
-        for &x in &node.inputs {
+        for x in loops.region_inputs(graph, m) {
             if !in_group.contains(&x) && !inline_gen(x) && !externals.contains(&x) {
                 externals.push(x);
             }
@@ -80,7 +81,7 @@ pub fn lower_stencil(
             Op::Shift { offset, .. } => offset.iter().map(|o| o.unsigned_abs() as usize).collect(),
             _ => vec![0; nd],
         };
-        for &x in &node.inputs {
+        for x in loops.region_inputs(graph, m) {
             if inline_gen(x) {
                 continue;
             }
@@ -121,7 +122,7 @@ pub fn lower_stencil(
             x == top && x == f
                 || !field_nodes.contains(&x) && !matches!(graph.node(x).op, Op::KeepEdges { .. })
         };
-        let (program, ext) = compile(graph, top, &inline, &meta.shape, None)?;
+        let (program, ext) = compile(graph, top, &inline, &meta.shape, None, loops)?;
         let mut reads = Vec::with_capacity(ext.len());
         for x in ext {
             let (source, offset) = match &graph.node(x).op {

@@ -23,7 +23,7 @@ pub const ALL: [(&str, Runner); 9] = [
     ("discriminant", |a| Ok(vec![discriminant::run(a)?])),
     ("harmonic", |a| Ok(vec![harmonic::run(a)?])),
     ("inc25", |a| Ok(vec![inc25::run(a)?])),
-    ("fractal", |a| Ok(vec![fractal::run(a)?])),
+    ("fractal", fractal::run),
     ("heat", heat::run),
     ("pi", |a| Ok(vec![pi::run(a)?])),
     ("trace", |a| Ok(vec![trace::run(a)?])),
