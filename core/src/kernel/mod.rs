@@ -3,6 +3,8 @@
 pub mod check;
 pub mod compile;
 pub mod complex;
+pub mod exact_reduce;
+pub mod exact_sum;
 pub mod exec;
 pub mod generate;
 pub mod hypot;

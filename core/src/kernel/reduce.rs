@@ -49,6 +49,8 @@ enum Acc {
     },
     /// argmin/argmax: the best value so far and its index.
     Arg { best: Slot, index: Vec<i64> },
+    /// Float sum/mean/var/std, accumulated exactly.
+    Exact(super::exact_reduce::ExactAcc),
 }
 
 fn identity(op: ReduceOp, dtype: DType, len: usize) -> Slot {
@@ -200,6 +202,7 @@ fn accumulate(
 ) -> Result<()> {
     use ReduceOp::*;
     match (acc, vals) {
+        (Acc::Exact(e), View::F64(v)) => e.add(&v[..n], dst)?,
         (Acc::Moments { count, s, ss }, View::F64(v)) => {
             let v = &v[..n];
             match dst {
@@ -272,6 +275,10 @@ fn accumulate(
 /// Merges accumulator `b` into `a` (same op, same shape), in order.
 fn merge(op: ReduceOp, a: &mut Acc, b: &Acc) -> Result<()> {
     match (a, b) {
+        (Acc::Exact(a), Acc::Exact(b)) => {
+            a.merge(b);
+            Ok(())
+        }
         (
             Acc::Moments { count, s, ss },
             Acc::Moments {
@@ -418,13 +425,14 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
         dst_strides[ax] = 0;
     }
     let scatter = plen > 1;
-    let moments = matches!(spec.op, ReduceOp::Var(_) | ReduceOp::Std(_));
+    let value_dtype = bound.root_dtype();
+    let exact = super::exact_reduce::is_exact(spec.op, value_dtype);
+    let moments = !exact && matches!(spec.op, ReduceOp::Var(_) | ReduceOp::Std(_));
     let shift = if moments && len > 0 {
         bound.value_at(0)?.as_f64()
     } else {
         0.0
     };
-    let value_dtype = bound.root_dtype();
     let arg = spec.op.is_arg();
     // Global index of an element among the reduced axes (row-major over them).
     let (arg_base, arg_strides) = arg_index_map(bound, &spec.axes);
@@ -434,6 +442,8 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
                 best: identity(spec.op, value_dtype, plen),
                 index: vec![i64::MAX; plen],
             }
+        } else if exact {
+            Acc::Exact(super::exact_reduce::ExactAcc::new(spec.op, plen))
         } else if moments {
             Acc::Moments {
                 count: vec![0.0; plen],
@@ -444,8 +454,12 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
             Acc::Plain(identity(spec.op, value_dtype, plen))
         }
     };
-    let max_parts = (ACC_BUDGET / plen.max(1)).max(1);
-    let part_len = PART.max(len.div_ceil(max_parts));
+    // An exact accumulator weighs about as much as 130 plain ones.
+    let weight = if exact { 130 } else { 1 };
+    let max_parts = (ACC_BUDGET / weight / plen.max(1)).max(1);
+    // Exact parts are longer: each drains a 32 KiB table once.
+    let part = if exact { 8 * PART } else { PART };
+    let part_len = part.max(len.div_ceil(max_parts));
     let parts = bound.fold_parts(
         part_len,
         || (new_acc(), Vec::<i64>::new(), Vec::<i64>::new()),
@@ -471,10 +485,14 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
         },
     )?;
     let mut total = new_acc();
-    for (acc, _, _) in &parts {
-        merge(spec.op, &mut total, acc)?;
+    for (mut acc, _, _) in parts {
+        if let Acc::Exact(e) = &mut acc {
+            e.flush(); // in place: no copy of its tables
+        }
+        merge(spec.op, &mut total, &acc)?;
     }
     let cols = match total {
+        Acc::Exact(e) => e.into_cols(spec.op, reduced_extent as f64),
         Acc::Arg { best, index } => vec![slot_to_buffer(best), Buffer::I64(index)],
         Acc::Plain(slot) => {
             let acc = slot_to_buffer(slot);
@@ -514,6 +532,9 @@ pub fn combine(spec: &ReduceSpec, parts: &[&Chunk]) -> Result<Chunk> {
         return Err(internal(
             "combine of partial states with different shapes".into(),
         ));
+    }
+    if super::exact_reduce::is_exact_state(first) {
+        return super::exact_reduce::combine(spec.op, parts);
     }
     let moments = matches!(spec.op, ReduceOp::Var(_) | ReduceOp::Std(_));
     if moments {
@@ -588,6 +609,9 @@ pub fn finalize(spec: &ReduceSpec, out_dtype: DType, state: &Chunk) -> Result<Ch
             .collect()
     };
     let data = match spec.op {
+        _ if super::exact_reduce::is_exact_state(state) => {
+            super::exact_reduce::finalize(spec.op, out_dtype, state)?
+        }
         ReduceOp::Mean => match (&state.cols[0], f64_col(state, 1)?) {
             (Buffer::C128(s), c) => Buffer::C128(s.iter().zip(c).map(|(s, &c)| s / c).collect()),
             (Buffer::F64(s), c) => Buffer::F64(s.iter().zip(c).map(|(s, c)| s / c).collect()),
