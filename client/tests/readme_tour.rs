@@ -44,6 +44,19 @@ fn readme_tour() -> anyhow::Result<()> {
         .roll(3, -1)
         .pad(&[(0, 0), (1, 1), (2, 2)], PadMode::Reflect);
     let e = t.expand_dims(0).broadcast_to(&[4, 1_000]).sum_axis(0);
+    let p = matmul(&a.transpose(), &(&u * 2.0)).tanh();
+    let k = tensordot(&a, &u, &[1], &[1]) + outer(&d, &d).trace() + eye(100, 25).tril(0);
+    let running = c.cumsum(0) + u.cumprod(-1);
+    let escape = &loop_until(&[Operand::from(&z), 0i64.into()], 50, |s, i| {
+        let next = s[0].powi(2) + &z;
+        let out = next.abs().gt(2.0);
+        (vec![next, where_(&out, i, 50)], out)
+    })[1];
+    assert_eq!(p.shape()?, vec![80, 80]);
+    assert_eq!(k.shape()?, vec![100, 100]);
+    assert_eq!(running.shape()?, vec![100, 80]);
+    assert_eq!(escape.dtype()?, DType::I64);
+    assert_eq!(escape.plan()?.tasks(), z.plan()?.tasks());
     assert_eq!(w.dtype()?, DType::C128);
     assert_eq!(q.shape()?, vec![100, 80]);
     assert!(!nan_mask.any().compute::<bool>()?[[]]);
