@@ -33,8 +33,9 @@ RUNNERS = (
     "scipy",
     "dask-threaded",
     "dask-distributed",
+    "dask-numba",
 )
-SINGLE_NODE = ("numpy", "numexpr", "numba-serial", "numba-parallel", "scipy", "dask-threaded")
+SINGLE_NODE = ("numpy", "numexpr", "numba-serial", "numba-parallel", "scipy", "dask-threaded", "dask-numba")
 BANDWIDTH = ("mag", "discriminant", "inc25", "harmonic")
 EMB, DIST = "accel-embedded", "accel-distributed"
 
