@@ -163,8 +163,14 @@ impl ExactAcc {
             None
         };
         let count = match cols.last() {
-            Some(Buffer::F64(c)) if op != ReduceOp::Sum => c.clone(),
-            _ => vec![0.0; outputs],
+            _ if op == ReduceOp::Sum => Vec::new(),
+            Some(Buffer::F64(c)) if c.len() == outputs => c.clone(),
+            _ => {
+                return Err(internal(format!(
+                    "exact {} state without an f64 count column of its shape",
+                    op.name()
+                )));
+            }
         };
         Ok((
             ExactAcc {
