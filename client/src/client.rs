@@ -25,6 +25,8 @@ use crate::storage::{Write, Written};
 pub struct Client {
     remote: Option<Arc<crate::remote::Remote>>,
     options: LowerOptions,
+    /// Named `map_blocks` functions the embedded client can call.
+    functions: accel_core::blocks::Functions,
 }
 
 /// An expression prepared for running: the graph as built, after
@@ -168,6 +170,7 @@ impl Client {
         Ok(Client {
             remote: Some(Arc::new(crate::remote::Remote::connect(url)?)),
             options: LowerOptions::default(),
+            functions: Default::default(),
         })
     }
 
@@ -179,6 +182,13 @@ impl Client {
     /// [`auto_stencil_depth`]: accel_core::optimize::auto_stencil_depth
     pub fn with_stencil_depth(mut self, depth: Option<usize>) -> Client {
         self.options.stencil_depth = depth.map(|d| d.max(1));
+        self
+    }
+
+    /// Named `map_blocks` functions for the embedded client to call
+    /// ([`crate::MapBlocks::named`]); on a cluster the workers carry them.
+    pub fn with_functions(mut self, functions: accel_core::blocks::Functions) -> Client {
+        self.functions = functions;
         self
     }
 
@@ -213,12 +223,42 @@ impl Client {
         if !writes.is_empty() {
             plan.validate()?;
         }
+        self.bind_functions(&mut plan)?;
         Ok(Planned {
             graph,
             optimized,
             plan,
             planning_time: t.elapsed(),
         })
+    }
+
+    /// Embedded: gives every named `map_blocks` stage its function. On a
+    /// cluster: refuses closures, which cannot travel to the workers.
+    fn bind_functions(&self, plan: &mut Plan) -> Result<()> {
+        if self.remote.is_some() {
+            let closure = plan
+                .stages
+                .iter()
+                .any(|s| matches!(&s.kind, StageKind::MapBlocks(c) if c.func.is_some()));
+            if closure {
+                return Err(Error::Invalid(
+                    "map_blocks with a closure runs only embedded: on a cluster, register the \
+                     function by name in the workers (accel_worker::Functions) and call \
+                     MapBlocks::named"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
+        let missing = plan.bind_functions(&self.functions);
+        if !missing.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no map_blocks function named {} is registered with this client \
+                 (Client::with_functions)",
+                missing.join(", ")
+            )));
+        }
+        Ok(())
     }
 
     /// Computes `arrays` and writes `writes` in one run (shared work is done

@@ -44,6 +44,7 @@ pub fn run_plan(
         name: "embedded".into(),
         nthreads: threads,
         memory_limit: None,
+        functions: plan.function_names(),
     });
     let mut pending = core.handle(Event::JobSubmitted {
         job: JOB,

@@ -52,6 +52,27 @@ fn readme_tour() -> anyhow::Result<()> {
         let out = next.abs().gt(2.0);
         (vec![next, where_(&out, i, 50)], out)
     })[1];
+    let ranks = map_blocks(&[&u], |b: &Blocks<'_>| {
+        let x = b.input::<f64>(0)?;
+        Ok::<_, String>(x.mapv(|v| v * b.info().origin[0] as f64))
+    });
+    let smoothed = MapBlocks::named("smooth")
+        .arg(0.5)
+        .dtype(DType::F64)
+        .apply(&[&u, &a]);
+    let smooth = Functions::new().with("smooth", |b: &Blocks<'_>| {
+        let (w, x, y) = (b.arg_f64(0)?, b.input::<f64>(0)?, b.input::<f64>(1)?);
+        Ok::<_, String>(&x * w + &y * (1.0 - w))
+    });
+    let got = Client::local()
+        .with_functions(smooth)
+        .compute::<f64>(&smoothed)?;
+    let want = Client::local().compute::<f64>(&(&u * 0.5 + &a * 0.5))?;
+    assert_eq!(got, want);
+    let ranks = ranks.compute::<f64>()?;
+    let ax = ndarray::Axis(0);
+    let row = u.compute::<f64>()?.index_axis(ax, 30).mapv(|v| v * 25.0);
+    assert_eq!(ranks.index_axis(ax, 30), row);
     assert_eq!(p.shape()?, vec![80, 80]);
     assert_eq!(k.shape()?, vec![100, 100]);
     assert_eq!(running.shape()?, vec![100, 80]);

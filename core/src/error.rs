@@ -13,6 +13,12 @@ pub enum Error {
     Invalid(String),
     #[error("invalid graph: {0}")]
     Graph(String),
+    #[error("function '{name}' failed on block {block:?}: {message}")]
+    Function {
+        name: String,
+        block: Vec<usize>,
+        message: String,
+    },
     #[error("task {task} failed: {message}")]
     Task { task: String, message: String },
 }

@@ -148,7 +148,7 @@ fn arity(op: &Op) -> Option<usize> {
         | Op::Shift { .. } => Some(1),
         Op::Binary(_) | Op::KeepEdges { .. } | Op::MatMul { .. } => Some(2),
         Op::Where => Some(3),
-        Op::Concat { .. } => None,
+        Op::Concat { .. } | Op::MapBlocks(_) => None,
     }
 }
 
@@ -173,6 +173,10 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
     }
     let expected = match op {
         Op::Persisted(_) => return Ok(()),
+        Op::MapBlocks(_) => {
+            crate::blocks::infer(inputs, meta)?;
+            return Ok(());
+        }
         Op::Read(s) => {
             if s.shape != meta.shape || s.dtype != meta.dtype {
                 return Err(Error::Graph(format!(

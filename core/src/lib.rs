@@ -4,6 +4,7 @@
 //! No networking and no async: everything here is plain synchronous code that
 //! the embedded client and the distributed runtime share.
 
+pub mod blocks;
 pub mod buffer;
 pub mod dot;
 pub mod dtype;

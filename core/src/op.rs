@@ -370,6 +370,10 @@ pub enum Op {
         max_trips: u32,
         result: u32,
     },
+    /// A user function applied to every block (`map_blocks`): inputs
+    /// broadcast to the first one, cut at its chunk boundaries; the output
+    /// (the node's meta) has as many blocks per axis as the first input.
+    MapBlocks(Arc<crate::blocks::BlockCall>),
     /// Inside the body of loop `id`: state variable `index` of the current
     /// trip, or the trip counter (int64, from 0) when `index == states`.
     LoopArg {
@@ -431,6 +435,7 @@ impl Op {
             Op::KeepEdges { depth } => format!("keep_edges{depth:?}"),
             Op::Loop { max_trips, .. } => format!("loop(≤{max_trips})"),
             Op::LoopArg { index, .. } => format!("loop_arg({index})"),
+            Op::MapBlocks(c) => format!("map_blocks({})", c.name),
         }
     }
 }

@@ -75,6 +75,8 @@ pub enum StageKind {
         finalize: Option<Finalize>,
         region: Meta,
     },
+    /// A user function called on every block of its inputs (`map_blocks`).
+    MapBlocks(Arc<crate::blocks::BlockCall>),
     /// One step of a blocked cumulative sum or product along `axis`.
     Scan {
         op: crate::op::ReduceOp,
@@ -152,6 +154,7 @@ impl Stage {
             StageKind::Reshape => "reshape",
             StageKind::Stencil(_) => "stencil",
             StageKind::MatMul { .. } => "matmul",
+            StageKind::MapBlocks(_) => "map_blocks",
             StageKind::Scan { phase, .. } => match phase {
                 ScanPhase::Local => "scan",
                 ScanPhase::Carry => "scan carry",
@@ -226,6 +229,11 @@ impl Plan {
                     for &inp in &stage.inputs {
                         out.extend(self.covering_chunks(inp, &space, &origin, &local));
                     }
+                }
+            }
+            StageKind::MapBlocks(_) => {
+                for (inp, lo, len) in self.block_boxes(key) {
+                    out.extend(self.chunks_over(inp, &lo, &len));
                 }
             }
             StageKind::MatMul { .. } => {
@@ -414,6 +422,66 @@ impl Plan {
             (*a, vec![o[0], o[2]], vec![l[0], l[2]]),
             (*b, vec![o[2], o[1]], vec![l[2], l[1]]),
         ]
+    }
+
+    /// The block of each input that `map_blocks` task `key` passes to its
+    /// function: `(stage, lo, len)` in the input's coordinates. Blocks are cut
+    /// at the first input's chunk boundaries (the output has its grid).
+    pub fn block_boxes(&self, key: ChunkKey) -> Vec<(StageId, Vec<usize>, Vec<usize>)> {
+        let stage = self.stage(key.stage);
+        let (StageKind::MapBlocks(_), Some(&first)) = (&stage.kind, stage.inputs.first()) else {
+            return Vec::new();
+        };
+        let f = self.stage(first);
+        let idx = grid_index(key.chunk as usize, &f.meta.chunks.grid());
+        let offs = f.offsets();
+        let origin: Vec<usize> = idx.iter().enumerate().map(|(d, &i)| offs[d][i]).collect();
+        let local = f.meta.chunks.chunk_shape(&idx);
+        stage
+            .inputs
+            .iter()
+            .map(|&inp| {
+                let in_shape = &self.stage(inp).meta.shape;
+                let (lo, len) =
+                    crate::exec::boxes::needed_box(in_shape, &f.meta.shape, &origin, &local);
+                (inp, lo, len)
+            })
+            .collect()
+    }
+
+    /// Looks up the function of every `map_blocks` stage that has none by its
+    /// name in `functions`; returns the names found nowhere.
+    pub fn bind_functions(&mut self, functions: &crate::blocks::Functions) -> Vec<String> {
+        let mut missing = Vec::new();
+        for st in &mut self.stages {
+            if let StageKind::MapBlocks(call) = &mut st.kind
+                && call.func.is_none()
+            {
+                match functions.get(&call.name) {
+                    Some(f) => {
+                        let mut bound = (**call).clone();
+                        bound.func = Some(f.clone());
+                        *call = Arc::new(bound);
+                    }
+                    None if !missing.contains(&call.name) => missing.push(call.name.clone()),
+                    None => {}
+                }
+            }
+        }
+        missing
+    }
+
+    /// Names of the functions this plan's `map_blocks` stages call.
+    pub fn function_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for st in &self.stages {
+            if let StageKind::MapBlocks(call) = &st.kind
+                && !names.contains(&call.name)
+            {
+                names.push(call.name.clone());
+            }
+        }
+        names
     }
 
     /// The chunks of stage `inp` overlapping the box `lo..lo + len`, row-major.

@@ -192,6 +192,12 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             let grid = region.chunks.grid();
             check_reduction_output(i, spec, finalize, &grid, region, &state, &st.meta)?;
         }
+        StageKind::MapBlocks(_) => {
+            if inputs.is_empty() {
+                return Err(bad(i, "map_blocks takes at least one input"));
+            }
+            crate::blocks::infer(&inputs, &st.meta)?;
+        }
         StageKind::Scan { op, axis, phase } => {
             check_scan(i, plan, st, &inputs, *op, *axis, *phase)?
         }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use accel_core::blocks::BlockCall;
 use accel_core::dtype::{DType, Value};
 use accel_core::kernel::ir::{InputSpec, LoopInstr};
 use accel_core::kernel::{Executable, Instr, Program};
@@ -778,6 +779,10 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
                 StageKind::Concat { axis } => Kind::ConcatAxis(*axis as u32),
                 StageKind::Reshape => Kind::Reshape(true),
                 StageKind::Stencil(k) => Kind::Stencil(stencil_to(k)),
+                StageKind::MapBlocks(call) => Kind::MapBlocks(pb::MapBlocks {
+                    name: call.name.clone(),
+                    args: call.args.iter().map(|&v| value_to(v)).collect(),
+                }),
                 StageKind::Scan { op, axis, phase } => Kind::Scan(pb::Scan {
                     op: op.name(),
                     axis: *axis as u32,
@@ -899,6 +904,13 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
             Kind::ConcatAxis(a) => StageKind::Concat { axis: a as usize },
             Kind::Reshape(_) => StageKind::Reshape,
             Kind::Stencil(k) => StageKind::Stencil(Arc::new(stencil_from(k)?)),
+            Kind::MapBlocks(m) => StageKind::MapBlocks(Arc::new(BlockCall::named(
+                &m.name,
+                m.args
+                    .into_iter()
+                    .map(|v| value_from(Some(v)))
+                    .collect::<Result<_, _>>()?,
+            ))),
             Kind::Scan(sc) => StageKind::Scan {
                 op: match sc.op.as_str() {
                     "sum" => ReduceOp::Sum,

@@ -173,3 +173,32 @@ fn every_elementwise_op_crosses_the_wire() {
         assert_eq!(execute(&decoded).unwrap(), execute(&original).unwrap());
     }
 }
+
+#[test]
+fn map_blocks_travels_by_name_and_binds_where_it_runs() {
+    use accel::{Blocks, Client, Functions, MapBlocks};
+    let functions = Functions::new().with("shift", |b: &Blocks<'_>| {
+        let k = b.arg_f64(0)?;
+        b.input::<f64>(0).map(|v| v.mapv(|e| e + k))
+    });
+    let x = arange(100, 30).astype(DType::F64);
+    let y = &MapBlocks::named("shift").arg(1.5).apply(&[&(&x * 2.0)]) - 1.0;
+    let original = Client::local()
+        .with_functions(functions.clone())
+        .plan(&[&y])
+        .unwrap()
+        .plan;
+    let bytes = plan_to(&original).encode_to_vec();
+    let mut decoded = plan_from(pb::Plan::decode(bytes.as_slice()).unwrap()).unwrap();
+    assert_eq!(plan_to(&decoded).encode_to_vec(), bytes);
+    assert_eq!(decoded.function_names(), ["shift"]);
+    // Unbound, the task fails naming the function; bound, it runs.
+    let err = execute(&decoded).unwrap_err().to_string();
+    assert!(
+        err.contains("function 'shift'") && err.contains("no function"),
+        "{err}"
+    );
+    assert!(decoded.bind_functions(&Functions::new()) == ["shift"]);
+    assert!(decoded.bind_functions(&functions).is_empty());
+    assert_eq!(execute(&decoded).unwrap(), execute(&original).unwrap());
+}

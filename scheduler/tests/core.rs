@@ -304,6 +304,7 @@ fn a_plan_whose_task_cannot_fit_on_any_worker_is_refused_at_submission() {
         name: "w1".into(),
         nthreads: 1,
         memory_limit: Some(100 << 20),
+        functions: Vec::new(),
     }]);
     // 32 MiB chunks fit; one 800 MiB chunk does not.
     let small = accel::zeros(&[100 << 20], DType::F64, vec![4 << 20]) + 1.0;

@@ -180,6 +180,7 @@ fn run(seed: u64) {
                 name: format!("w{}", id.0),
                 nthreads: 1 + rng.below(2) as u32,
                 memory_limit: None,
+                functions: Vec::new(),
             },
         );
     };

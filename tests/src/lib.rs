@@ -119,8 +119,14 @@ impl Cluster {
 
     /// Starts one more worker with extra arguments.
     pub fn add_worker_with(&mut self, extra: &[&str]) -> anyhow::Result<usize> {
+        self.add_worker_program("accel-worker", extra)
+    }
+
+    /// Starts one more worker from `program` (relative to the workspace's
+    /// binaries, e.g. `examples/custom_worker`: a worker built with the library).
+    pub fn add_worker_program(&mut self, program: &str, extra: &[&str]) -> anyhow::Result<usize> {
         let k = self.workers.len();
-        let child = Command::new(bin("accel-worker")?)
+        let child = Command::new(bin(program)?)
             .arg(&self.address)
             .args([
                 "--nthreads",
@@ -137,7 +143,7 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.log_path(k))?)
             .spawn()
-            .context("starting accel-worker")?;
+            .with_context(|| format!("starting {program}"))?;
         self.workers.push(child);
         Ok(k)
     }

@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     /// Tasks past the pause gate: gathering inputs or running (the memory
     /// they hold is not yet in the store).
     pub working: Arc<AtomicUsize>,
+    /// The `map_blocks` functions this worker can run, by name.
+    pub functions: accel_core::blocks::Functions,
 }
 
 /// Counts a task in [`Shared::working`] while it lives.

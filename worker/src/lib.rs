@@ -7,6 +7,7 @@
 //! trying to attach again, with backoff, for `death_timeout`. Asked to stop
 //! (SIGTERM), it first hands its chunks to peers.
 
+pub mod cli;
 mod execute;
 mod fault;
 pub mod fetch;
@@ -23,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+pub use accel_core::blocks::{BlockInfo, Blocks, Functions};
 use execute::Shared;
 pub use fault::Faults;
+pub use ndarray;
 use session::End;
 pub use store::Store;
 
@@ -58,6 +61,8 @@ pub struct Config {
     pub faults: Faults,
     /// The memory limit, spilling and pausing.
     pub memory: memory::MemoryConfig,
+    /// The `map_blocks` functions this worker offers, by name.
+    pub functions: Functions,
 }
 
 impl Config {
@@ -74,6 +79,7 @@ impl Config {
             retire_timeout: Duration::from_secs(30),
             faults: Faults::default(),
             memory: memory::MemoryConfig::default(),
+            functions: Functions::default(),
         }
     }
 }
@@ -145,6 +151,7 @@ pub async fn run(
         client_fetches: tokio::sync::Semaphore::new(execute::CLIENT_FETCHES),
         active: tokio::sync::Semaphore::new(config.nthreads.max(1) * execute::ACTIVE_PER_THREAD),
         working,
+        functions: config.functions.clone(),
     });
     let service = fetch::Service {
         source: shared.store.clone(),

@@ -69,6 +69,7 @@ pub(crate) async fn attach(
             nthreads: config.nthreads as u32,
             address: address.to_string(),
             memory_limit: config.memory.limit.unwrap_or(0),
+            functions: config.functions.names(),
         })),
     };
     let _ = out_tx.send(register).await;
@@ -184,7 +185,18 @@ async fn handle(
         scheduler_message::Msg::Refused(why) => return Err(Error::Refused(why)),
         scheduler_message::Msg::Plan(p) => {
             let plan = match p.plan.map(plan_from) {
-                Some(Ok(plan)) => Ok(Arc::new(plan)),
+                Some(Ok(mut plan)) => {
+                    // Unknown names stay unbound: such a task fails, naming the function.
+                    let missing = plan.bind_functions(&shared.functions);
+                    if !missing.is_empty() {
+                        tracing::warn!(
+                            job = p.job,
+                            ?missing,
+                            "plan calls functions this worker lacks"
+                        );
+                    }
+                    Ok(Arc::new(plan))
+                }
                 Some(Err(e)) => Err(e.to_string()),
                 None => Err("plan message without a plan".into()),
             };

@@ -158,6 +158,39 @@ fn matmul_task(plan: &Plan, key: ChunkKey, dtype: DType, inputs: &[Arc<Chunk>]) 
     })
 }
 
+/// A `map_blocks` task: the user function called on its input blocks.
+fn map_blocks_task(
+    plan: &Plan,
+    key: ChunkKey,
+    call: &crate::blocks::BlockCall,
+    inputs: &[Arc<Chunk>],
+) -> Result<Buffer> {
+    let stage = plan.stage(key.stage);
+    let boxes = plan.block_boxes(key);
+    let mut chunks = inputs.iter();
+    let mut held = Vec::with_capacity(boxes.len());
+    let mut input_origins = Vec::with_capacity(boxes.len());
+    for (inp, lo, len) in boxes {
+        held.push(box_input(plan, inp, &lo, len, &mut chunks)?);
+        input_origins.push(lo);
+    }
+    let views = views_of(&held);
+    let refs: Vec<crate::blocks::BlockRef<'_>> = views
+        .iter()
+        .map(|&(shape, data)| crate::blocks::BlockRef { shape, data })
+        .collect();
+    let grid = stage.meta.chunks.grid();
+    let info = crate::blocks::BlockInfo {
+        index: grid_index(key.chunk as usize, &grid),
+        grid,
+        origin: plan.chunk_origin(key),
+        shape: plan.chunk_shape(key),
+        array_shape: stage.meta.shape.clone(),
+        input_origins,
+    };
+    crate::blocks::call(call, &refs, &info, stage.meta.dtype)
+}
+
 fn views_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<(&'a [usize], &'a Buffer)> {
     ins.iter()
         .map(|i| match i {
@@ -294,6 +327,9 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
                 Some(f) => finish(spec, f, &state, &origin, &local)?,
                 None => state,
             }
+        }
+        StageKind::MapBlocks(call) => {
+            Chunk::array(local.clone(), map_blocks_task(plan, key, call, inputs)?)
         }
         StageKind::Scan { op, axis, phase } => Chunk::array(
             local.clone(),

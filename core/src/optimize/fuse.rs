@@ -244,6 +244,14 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 label,
                 cache: Default::default(),
             },
+            Op::MapBlocks(call) => Stage {
+                kind: StageKind::MapBlocks(call.clone()),
+                inputs: input_stages(&node.inputs)?,
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label: format!("map_blocks({})", call.name),
+                cache: Default::default(),
+            },
             Op::Concat { axis } => Stage {
                 kind: StageKind::Concat { axis: *axis },
                 inputs: input_stages(&node.inputs)?,

@@ -15,6 +15,8 @@ pub enum Event {
         nthreads: u32,
         /// Bytes it may use, if limited.
         memory_limit: Option<u64>,
+        /// Names of the `map_blocks` functions it can run.
+        functions: Vec<String>,
     },
     /// The worker's memory went above (or back under) its pause limit.
     WorkerPaused {

@@ -87,6 +87,9 @@ pub struct Job {
     /// Stages whose tasks read nothing but make large chunks that other
     /// stages consume: they are not sent faster than they are consumed.
     pub queued_roots: Vec<bool>,
+    /// Per stage: the `map_blocks` function its tasks call (they run only on
+    /// workers offering it); empty when no stage calls one.
+    functions: Vec<Option<String>>,
 }
 
 impl Job {
@@ -118,7 +121,22 @@ impl Job {
             external: HashMap::new(),
             external_missing: HashSet::new(),
             queued_roots: Vec::new(),
+            functions: Vec::new(),
         };
+        if plan
+            .stages
+            .iter()
+            .any(|s| matches!(s.kind, accel_core::StageKind::MapBlocks(_)))
+        {
+            job.functions = plan
+                .stages
+                .iter()
+                .map(|s| match &s.kind {
+                    accel_core::StageKind::MapBlocks(call) => Some(call.name.clone()),
+                    _ => None,
+                })
+                .collect();
+        }
         let consumed: HashSet<usize> = plan
             .stages
             .iter()
@@ -193,6 +211,19 @@ impl Job {
             stage: StageId(s as u32),
             chunk: (id - self.first[s]) as u32,
         }
+    }
+
+    /// The function task `id` calls, if it is a `map_blocks` task.
+    pub fn needs(&self, id: usize) -> Option<&str> {
+        if self.functions.is_empty() {
+            return None;
+        }
+        self.functions.get(self.key(id).stage.index())?.as_deref()
+    }
+
+    /// Every function the job's tasks call.
+    pub fn functions(&self) -> impl Iterator<Item = &str> {
+        self.functions.iter().flatten().map(String::as_str)
     }
 
     pub fn inputs(&self, id: usize) -> &[u32] {

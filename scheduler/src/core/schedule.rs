@@ -13,6 +13,7 @@ impl Core {
     pub fn schedule(&mut self) -> Vec<Command> {
         let mut batches: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
         let mut deferred = Vec::new();
+        let mut unrunnable = Vec::new();
         while let Some(key) = self.ready.pop_first() {
             let (_, job, id) = key;
             // A chunk kept by another job that this task takes over, and where it is.
@@ -25,6 +26,7 @@ impl Core {
                 continue;
             };
             let id = id as usize;
+            let needs = j.needs(id);
             let root = j.is_queued_root(id);
             let saturation = self.config.worker_saturation;
             let mut local: HashMap<WorkerId, u64> = HashMap::new();
@@ -39,7 +41,9 @@ impl Core {
             let best = self
                 .workers
                 .iter()
-                .filter(|(_, w)| w.has_room() && (!root || w.below_saturation(saturation)))
+                .filter(|(_, w)| {
+                    w.has_room() && w.offers(needs) && (!root || w.below_saturation(saturation))
+                })
                 .max_by(|(a, wa), (b, wb)| {
                     let (la, lb) = (
                         local.get(a).copied().unwrap_or(0),
@@ -52,7 +56,16 @@ impl Core {
                 .map(|(id, _)| *id);
             let Some(w) = best else {
                 deferred.push(key);
-                break;
+                match needs {
+                    // Only some workers can take it: others may take what follows.
+                    Some(f) if self.workers.values().any(|w| w.has_room()) => {
+                        if !self.workers.values().any(|w| w.offers(Some(f))) {
+                            unrunnable.push((job, Self::no_function_error(f)));
+                        }
+                        continue;
+                    }
+                    _ => break,
+                }
             };
             let task = Self::task(job, j, id);
             let inputs = j
@@ -78,6 +91,9 @@ impl Core {
             .into_iter()
             .map(|(worker, tasks)| Command::Assign { worker, tasks })
             .collect();
+        for (job, error) in unrunnable {
+            self.drop_job(job, Some(error), &mut out);
+        }
         if self.ready.is_empty() {
             out.extend(self.steal());
         }

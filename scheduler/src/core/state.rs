@@ -160,11 +160,13 @@ impl Core {
                 name,
                 nthreads,
                 memory_limit,
+                functions,
             } => {
                 let w = self.workers.entry(worker).or_default();
                 w.name = name;
                 w.nthreads = nthreads;
                 w.memory_limit = memory_limit;
+                w.functions = functions.into_iter().collect();
                 w.extra = self.config.queue_depth;
                 // A retiring worker that had nobody to hand its chunks to now has.
                 let retiring: Vec<WorkerId> = self
@@ -257,6 +259,25 @@ impl Core {
         limits?.into_iter().max()
     }
 
+    /// Why `j` cannot run on the attached workers: a function it calls that
+    /// none of them offers (with no worker attached, it waits for one).
+    pub(super) fn unoffered(&self, j: &Job) -> Option<String> {
+        if self.workers.is_empty() {
+            return None;
+        }
+        let f = j
+            .functions()
+            .find(|f| !self.workers.values().any(|w| w.offers(Some(f))))?;
+        Some(Self::no_function_error(f))
+    }
+
+    pub(super) fn no_function_error(f: &str) -> String {
+        format!(
+            "no worker offers the map_blocks function '{f}': start workers built with it \
+             registered (accel_worker::Functions::register, then accel_worker::cli::main_with)"
+        )
+    }
+
     pub(super) fn worker_name(&self, worker: WorkerId) -> String {
         self.workers
             .get(&worker)
@@ -290,6 +311,14 @@ impl Core {
                         job,
                         client,
                         error: format!("the plan cannot fit: {e}"),
+                    });
+                    return;
+                }
+                if let Some(f) = self.unoffered(&j) {
+                    out.push(Command::JobFailed {
+                        job,
+                        client,
+                        error: f,
                     });
                     return;
                 }

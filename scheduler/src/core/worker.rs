@@ -24,6 +24,8 @@ pub struct Worker {
     /// Over its memory's pause limit: no new work until it says otherwise.
     pub paused: bool,
     pub memory_limit: Option<u64>,
+    /// The `map_blocks` functions it can run.
+    pub functions: BTreeSet<String>,
 }
 
 impl Worker {
@@ -32,6 +34,11 @@ impl Worker {
             return 0;
         }
         self.nthreads.max(1) as usize * SLOTS_PER_THREAD + self.extra
+    }
+
+    /// Whether it can run a task calling function `needs` (if any).
+    pub fn offers(&self, needs: Option<&str>) -> bool {
+        needs.is_none_or(|f| self.functions.contains(f))
     }
 
     pub fn has_room(&self) -> bool {

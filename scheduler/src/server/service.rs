@@ -195,7 +195,7 @@ impl Scheduler for Service {
                 stall_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
             })),
         }));
-        tracing::info!(worker = worker.0, name = %reg.name, address = %reg.address, nthreads = reg.nthreads, "worker joined");
+        tracing::info!(worker = worker.0, name = %reg.name, address = %reg.address, nthreads = reg.nthreads, functions = ?reg.functions, "worker joined");
         let _ = self.inputs.send(Input::Attached {
             worker,
             address: reg.address.clone(),
@@ -206,6 +206,7 @@ impl Scheduler for Service {
             name: reg.name.clone(),
             nthreads: reg.nthreads.max(1),
             memory_limit: (reg.memory_limit > 0).then_some(reg.memory_limit),
+            functions: reg.functions.clone(),
         }));
         let inputs = self.inputs.clone();
         tokio::spawn(async move {

@@ -43,6 +43,18 @@ impl Sim {
             name: format!("w{id}"),
             nthreads,
             memory_limit: None,
+            functions: Vec::new(),
+        }])
+    }
+
+    /// A worker that can run the `map_blocks` functions `functions`.
+    pub fn worker_offering(&mut self, id: u32, nthreads: u32, functions: &[&str]) -> Vec<Command> {
+        self.step([Event::WorkerJoined {
+            worker: WorkerId(id),
+            name: format!("w{id}"),
+            nthreads,
+            memory_limit: None,
+            functions: functions.iter().map(|f| f.to_string()).collect(),
         }])
     }
 

@@ -1,0 +1,193 @@
+//! The `accel-worker` command line, as a library function: a worker binary
+//! that offers its own `map_blocks` functions is three lines,
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     let functions = accel_worker::Functions::new().with("double", |b: &accel_worker::Blocks<'_>| {
+//!         b.input::<f64>(0).map(|x| x.mapv(|v| 2.0 * v))
+//!     });
+//!     accel_worker::cli::main_with(functions)
+//! }
+//! ```
+//!
+//! It takes every flag and `ACCEL_*` variable of `accel-worker`, installs the
+//! log subscriber (it is the program's `main`) and stops on SIGTERM/SIGINT
+//! the same way.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::Functions;
+
+/// accel's worker: attaches to a scheduler and runs fused kernels on all cores.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The scheduler, e.g. http://127.0.0.1:8786.
+    #[arg(env = "ACCEL_SCHEDULER")]
+    scheduler: String,
+    /// Compute threads (default: all cores).
+    #[arg(long, env = "ACCEL_NTHREADS")]
+    nthreads: Option<usize>,
+    /// Name shown in logs (default: the host name).
+    #[arg(long, env = "ACCEL_NAME")]
+    name: Option<String>,
+    /// Address to serve chunks on (default: an ephemeral port on the interface that reaches the scheduler).
+    #[arg(long, env = "ACCEL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Log level.
+    #[arg(long, env = "ACCEL_LOG", default_value = "info")]
+    log: String,
+    /// Seconds to keep trying to reach an unreachable scheduler (at start, or
+    /// after losing it) before exiting.
+    #[arg(long, env = "ACCEL_DEATH_TIMEOUT", default_value_t = 60.0)]
+    death_timeout: f64,
+    /// Seconds to wait, when stopped (SIGTERM/SIGINT), for the scheduler to
+    /// move this worker's chunks to peers; a second signal exits at once.
+    #[arg(long, env = "ACCEL_RETIRE_TIMEOUT", default_value_t = 30.0)]
+    retire_timeout: f64,
+    /// Memory this worker may use: bytes or with a unit (4GiB, 500MB), `auto`
+    /// (the machine's memory times this worker's share of its cores) or 0 (no limit).
+    #[arg(long, env = "ACCEL_MEMORY_LIMIT", default_value = "auto")]
+    memory_limit: String,
+    /// Spill chunks to disk while those in memory exceed this share of the limit.
+    #[arg(long, env = "ACCEL_MEMORY_TARGET_FRACTION", default_value_t = 0.6)]
+    memory_target_fraction: f64,
+    /// Spill chunks while the process's memory exceeds this share of the limit.
+    #[arg(long, env = "ACCEL_MEMORY_SPILL_FRACTION", default_value_t = 0.7)]
+    memory_spill_fraction: f64,
+    /// Start no task and fetch nothing while the process's memory exceeds
+    /// this share of the limit.
+    #[arg(long, env = "ACCEL_MEMORY_PAUSE_FRACTION", default_value_t = 0.8)]
+    memory_pause_fraction: f64,
+    /// Where spilled chunks go (default: a fresh temporary folder, removed on exit).
+    #[arg(long, env = "ACCEL_LOCAL_DIRECTORY")]
+    local_directory: Option<std::path::PathBuf>,
+    /// Testing only: abort when a task whose stage label contains TEXT starts.
+    #[arg(long, hide = true, value_name = "TEXT")]
+    fault_crash_on: Option<String>,
+    /// Testing only: stall tasks whose stage label contains TEXT...
+    #[arg(long, hide = true, value_name = "TEXT")]
+    fault_stall_on: Option<String>,
+    /// Testing only: ...until this file exists.
+    #[arg(long, hide = true, value_name = "PATH")]
+    fault_gate: Option<std::path::PathBuf>,
+}
+
+fn seconds(s: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(if s.is_finite() { s.max(0.0) } else { 0.0 })
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).ok()
+}
+
+/// Waits for the signal; never, if it could not be installed.
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Parses the command line and runs a worker offering `functions` until it
+/// is stopped; the exit code says how it ended (errors go to stderr).
+pub fn main_with(functions: Functions) -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accel-worker: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_args(args, functions)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accel-worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let listen = match args.listen {
+        Some(a) => a,
+        None => SocketAddr::new(
+            crate::facing_ip(&args.scheduler).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            0,
+        ),
+    };
+    let name = args.name.unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "worker".into())
+    });
+    let nthreads = args.nthreads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let limit = crate::memory::parse_limit(&args.memory_limit, nthreads)
+        .map_err(|e| format!("--memory-limit: {e}"))?;
+    let memory = crate::memory::MemoryConfig {
+        limit,
+        target: args.memory_target_fraction,
+        spill: args.memory_spill_fraction,
+        pause: args.memory_pause_fraction,
+        local_directory: args.local_directory,
+    };
+    let config = crate::Config {
+        memory,
+        scheduler: args.scheduler.clone(),
+        nthreads,
+        name,
+        listen,
+        heartbeat: std::time::Duration::from_secs(1),
+        death_timeout: seconds(args.death_timeout),
+        retire_timeout: seconds(args.retire_timeout),
+        faults: crate::Faults {
+            crash_on: args.fault_crash_on,
+            stall_on: args.fault_stall_on,
+            gate: args.fault_gate,
+        },
+        functions,
+    };
+    // The first SIGTERM/SIGINT retires the worker; a second one exits now.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate());
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt());
+    tokio::spawn(async move {
+        let next = async |term: &mut Option<tokio::signal::unix::Signal>,
+                          int: &mut Option<tokio::signal::unix::Signal>| {
+            tokio::select! {
+                _ = recv(term) => {}
+                _ = recv(int) => {}
+            }
+        };
+        next(&mut term, &mut int).await;
+        let _ = first_tx.send(());
+        next(&mut term, &mut int).await;
+        eprintln!("accel-worker: second signal, exiting without handing chunks over");
+        std::process::exit(130);
+    });
+    let shutdown = async {
+        let _ = first_rx.await;
+    };
+    crate::run(config, shutdown)
+        .await
+        .map_err(|e| format!("worker for {}: {e}", args.scheduler))
+}
