@@ -164,11 +164,17 @@ impl Client {
         Client::default()
     }
 
-    /// A client of the scheduler at `url` (`http://host:port`); an unreachable
-    /// scheduler is an error within a few seconds, naming the address.
+    /// A client of the scheduler at `url` (`http://host:port`), with the
+    /// credentials of the environment ([`crate::Security::from_env`]); an
+    /// unreachable scheduler is an error within a few seconds, naming the address.
     pub fn connect(url: &str) -> Result<Client> {
+        Client::connect_with(url, &crate::Security::from_env()?)
+    }
+
+    /// [`Client::connect`] with explicit credentials.
+    pub fn connect_with(url: &str, security: &crate::Security) -> Result<Client> {
         Ok(Client {
-            remote: Some(Arc::new(crate::remote::Remote::connect(url)?)),
+            remote: Some(Arc::new(crate::remote::Remote::connect(url, security)?)),
             options: LowerOptions::default(),
             functions: Default::default(),
         })

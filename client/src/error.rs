@@ -23,6 +23,12 @@ pub enum Error {
     Unreachable { address: String, message: String },
     #[error("scheduler at {address}: {message}")]
     Remote { address: String, message: String },
+    /// Missing or wrong credentials: retrying cannot help.
+    #[error("scheduler at {address} refused the credentials: {message}")]
+    Unauthenticated { address: String, message: String },
+    /// Valid credentials of a role that may not do this.
+    #[error("scheduler at {address}: permission denied: {message}")]
+    PermissionDenied { address: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -10,15 +10,14 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use accel_core::Buffer;
 use accel_core::plan::{ChunkKey, Plan};
 use accel_proto::convert::{dtype_to, task_from};
-use accel_proto::pb::scheduler_client::SchedulerClient;
 use accel_proto::pb::{self, job_update};
 use accel_worker::fetch::{Frame, Peers};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 use crate::assemble::Results;
+use crate::remote::Scheduler;
 
 /// Output chunks fetched at once.
 const PARALLEL_FETCHES: usize = 8;
@@ -52,6 +51,8 @@ enum Fetched {
 pub struct Gathered {
     pub buffers: Vec<Buffer>,
     pub job: u64,
+    /// What reads and releases the job's chunks.
+    pub job_key: Vec<u8>,
     pub recomputed: usize,
 }
 
@@ -69,6 +70,8 @@ struct Fetcher<'a> {
     plan: &'a Plan,
     peers: &'a Peers,
     results: RefCell<Results>,
+    /// The job's key, from the scheduler's first update.
+    job_key: RefCell<Vec<u8>>,
 }
 
 /// Follows the job's updates until every output chunk of `plan` is in.
@@ -76,12 +79,13 @@ pub async fn gather(
     plan: &Plan,
     peers: &Peers,
     updates: &mut Streaming<pb::JobUpdate>,
-    scheduler: &mut SchedulerClient<Channel>,
+    scheduler: &mut Scheduler,
 ) -> Result<Gathered, GatherError> {
     let fetcher = Fetcher {
         plan,
         peers,
         results: RefCell::new(Results::new(plan)),
+        job_key: RefCell::new(Vec::new()),
     };
     let mut book = Book::default();
     let mut inflight = FuturesUnordered::new();
@@ -97,10 +101,12 @@ pub async fn gather(
         {
             if fetcher.results.borrow().complete() {
                 drop(inflight);
+                let job_key = fetcher.job_key.take();
                 let buffers = fetcher.results.into_inner().finish();
                 return Ok(Gathered {
                     buffers,
                     job,
+                    job_key,
                     recomputed,
                 });
             }
@@ -123,7 +129,11 @@ pub async fn gather(
                         )));
                     }
                     let job = task_from(loc.task.as_ref()).map_or(0, |(j, _)| j);
-                    let req = pb::MissingRequest { job, missing: vec![loc] };
+                    let req = pb::MissingRequest {
+                        job,
+                        missing: vec![loc],
+                        job_key: fetcher.job_key.borrow().clone(),
+                    };
                     scheduler
                         .report_missing(req)
                         .await
@@ -134,6 +144,9 @@ pub async fn gather(
                 let update = update
                     .map_err(|s| GatherError::Lost(s.message().to_string()))?
                     .ok_or_else(|| GatherError::Lost("it closed the job's stream".into()))?;
+                if !update.job_key.is_empty() {
+                    *fetcher.job_key.borrow_mut() = update.job_key;
+                }
                 match update.event {
                     Some(job_update::Event::Ready(chunks)) => book.want(plan, chunks.chunks)?,
                     Some(job_update::Event::Done(d)) => {
@@ -198,24 +211,32 @@ impl Fetcher<'_> {
         let (plan, results) = (self.plan, &self.results);
         let meta = &plan.stage(w.key.stage).meta;
         let wrong = Cell::new(false);
+        let credential = self.job_key.borrow().clone();
         let r = self
             .peers
-            .stream(&w.loc.address, w.job, w.key, None, |frame| match frame {
-                Frame::Header(h) => {
-                    let ok = h.cols == [dtype_to(meta.dtype) as i32]
-                        && h.shape
-                            .iter()
-                            .map(|&x| x as usize)
-                            .eq(plan.chunk_shape(w.key));
-                    wrong.set(!ok);
-                    ok.then_some(())
-                        .ok_or_else(|| "wrong shape or dtype".into())
-                }
-                Frame::Data { offset, bytes } => results
-                    .borrow_mut()
-                    .paste_frame(w.output, plan, w.key, offset, bytes)
-                    .map_err(|e| e.to_string()),
-            })
+            .stream(
+                &w.loc.address,
+                w.job,
+                w.key,
+                None,
+                &credential,
+                |frame| match frame {
+                    Frame::Header(h) => {
+                        let ok = h.cols == [dtype_to(meta.dtype) as i32]
+                            && h.shape
+                                .iter()
+                                .map(|&x| x as usize)
+                                .eq(plan.chunk_shape(w.key));
+                        wrong.set(!ok);
+                        ok.then_some(())
+                            .ok_or_else(|| "wrong shape or dtype".into())
+                    }
+                    Frame::Data { offset, bytes } => results
+                        .borrow_mut()
+                        .paste_frame(w.output, plan, w.key, offset, bytes)
+                        .map_err(|e| e.to_string()),
+                },
+            )
             .await;
         match r {
             _ if wrong.get() => Fetched::Wrong(format!(

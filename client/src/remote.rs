@@ -7,23 +7,29 @@ use accel_core::Buffer;
 use std::sync::{Arc, PoisonError};
 
 use accel_core::plan::{Plan, StageKind};
+use accel_proto::auth::Bearer;
 use accel_proto::convert::plan_to;
 use accel_proto::pb;
 use accel_proto::pb::scheduler_client::SchedulerClient;
 use accel_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use accel_worker::fetch::Peers;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::embedded::RunStats;
 use crate::error::{Error, Result};
 use crate::gather::{GatherError, gather};
 use crate::scatter::{HostServer, SCATTER_BYTES};
+use crate::security::Security;
+
+/// The scheduler's gRPC client, presenting the client's token with every call.
+pub type Scheduler = SchedulerClient<InterceptedService<Channel, Bearer>>;
 
 #[derive(Debug)]
 pub struct Remote {
     address: String,
     runtime: tokio::runtime::Runtime,
-    scheduler: SchedulerClient<Channel>,
+    scheduler: Scheduler,
     /// Connections to the workers' data planes, kept between jobs.
     peers: Peers,
     /// Serves large user arrays to the workers; started on first need.
@@ -31,7 +37,7 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub fn connect(url: &str) -> Result<Remote> {
+    pub fn connect(url: &str, security: &Security) -> Result<Remote> {
         let unreachable = |message: String| Error::Unreachable {
             address: url.to_string(),
             message,
@@ -55,7 +61,7 @@ impl Remote {
             })
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let scheduler = SchedulerClient::new(channel)
+        let scheduler = SchedulerClient::with_interceptor(channel, Bearer(security.token.clone()))
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Remote {
@@ -89,6 +95,17 @@ impl Remote {
         }
     }
 
+    /// A refused call: credentials and permissions are told apart from other
+    /// failures, since retrying cannot fix them.
+    fn refused(&self, s: tonic::Status) -> Error {
+        let (address, message) = (self.address.clone(), s.message().to_string());
+        match s.code() {
+            tonic::Code::Unauthenticated => Error::Unauthenticated { address, message },
+            tonic::Code::PermissionDenied => Error::PermissionDenied { address, message },
+            _ => Error::Remote { address, message },
+        }
+    }
+
     /// Runs `plan` on the cluster; returns one row-major buffer per output.
     /// Result chunks that cannot be fetched (their worker died after the job
     /// finished) are reported to the scheduler, which recomputes them.
@@ -103,7 +120,7 @@ impl Remote {
         // Large sources stay here, served to the tasks that read them, until the job ends.
         let (sent, _served) = match &host {
             Some(h) => {
-                let (p, served) = h.scatter(plan);
+                let (p, served) = h.scatter(plan)?;
                 (std::borrow::Cow::Owned(p), Some(served))
             }
             None => (std::borrow::Cow::Borrowed(plan), None),
@@ -127,7 +144,7 @@ impl Remote {
             let mut updates = scheduler
                 .submit(req)
                 .await
-                .map_err(|s| self.remote(s.message().to_string()))?
+                .map_err(|s| self.refused(s))?
                 .into_inner();
             let got = gather(plan, &self.peers, &mut updates, &mut scheduler)
                 .await
@@ -135,8 +152,11 @@ impl Remote {
                     GatherError::Lost(why) => self.lost(&why),
                     GatherError::Failed(why) => self.remote(why),
                 })?;
-            let job = got.job;
-            let _ = scheduler.release(pb::ReleaseRequest { job }).await;
+            let release = pb::ReleaseRequest {
+                job: got.job,
+                job_key: got.job_key,
+            };
+            let _ = scheduler.release(release).await;
             let stats = RunStats {
                 tasks: plan.task_count(),
                 peak_bytes: 0,
@@ -179,19 +199,24 @@ impl Remote {
             let mut updates = scheduler
                 .submit(req)
                 .await
-                .map_err(|s| self.remote(s.message().to_string()))?
+                .map_err(|s| self.refused(s))?
                 .into_inner();
+            let mut job_key = Vec::new();
             loop {
                 let update = updates
                     .message()
                     .await
                     .map_err(|s| self.lost(s.message()))?
                     .ok_or_else(|| self.lost("it closed the job's stream"))?;
+                if !update.job_key.is_empty() {
+                    job_key = update.job_key;
+                }
                 match update.event {
                     Some(pb::job_update::Event::Done(_)) => {
                         let keep = KeepJob {
                             remote: self.clone(),
                             job: update.job,
+                            job_key: std::mem::take(&mut job_key),
                             _updates: std::sync::Mutex::new(updates),
                         };
                         return Ok((update.job, Arc::new(keep)));
@@ -218,15 +243,19 @@ impl Remote {
 pub struct KeepJob {
     remote: Arc<Remote>,
     job: u64,
+    job_key: Vec<u8>,
     _updates: std::sync::Mutex<tonic::Streaming<pb::JobUpdate>>,
 }
 
 impl Drop for KeepJob {
     fn drop(&mut self) {
         let mut scheduler = self.remote.scheduler.clone();
-        let job = self.job;
+        let release = pb::ReleaseRequest {
+            job: self.job,
+            job_key: std::mem::take(&mut self.job_key),
+        };
         self.remote.runtime.spawn(async move {
-            let _ = scheduler.release(pb::ReleaseRequest { job }).await;
+            let _ = scheduler.release(release).await;
         });
     }
 }

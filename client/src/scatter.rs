@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use accel_core::ChunkKey;
 use accel_core::op::HostArray;
 use accel_core::plan::{Plan, RemoteSource, StageKind};
+use accel_proto::auth::Secret;
 use accel_worker::fetch::{ChunkSource, Piece, Region, Service};
 
 use crate::error::{Error, Result};
@@ -17,12 +18,12 @@ use crate::error::{Error, Result};
 /// Sources larger than this are served, not sent.
 pub const SCATTER_BYTES: usize = 1 << 20;
 
-/// The arrays being served, by id.
+/// The arrays being served, by id, with the credential each asks for.
 #[derive(Default)]
-struct Arrays(Mutex<HashMap<u64, Arc<HostArray>>>);
+struct Arrays(Mutex<HashMap<u64, (Arc<HostArray>, Secret)>>);
 
 impl Arrays {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<HostArray>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<HostArray>, Secret)>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -33,12 +34,18 @@ impl ChunkSource for Arrays {
         id: u64,
         _key: ChunkKey,
         region: Option<Region>,
+        credential: &[u8],
     ) -> std::result::Result<Piece, String> {
-        let h = self
+        let (h, key) = self
             .lock()
             .get(&id)
             .cloned()
             .ok_or_else(|| format!("array {id} is not served (its job ended)"))?;
+        if !key.matches(credential) {
+            return Err(format!(
+                "permission denied: this credential cannot read array {id}"
+            ));
+        }
         let (lo, hi) = region.unwrap_or_else(|| (vec![0; h.shape.len()], h.shape.clone()));
         let fits = lo.len() == h.shape.len()
             && hi.len() == h.shape.len()
@@ -102,7 +109,7 @@ impl HostServer {
 
     /// `plan` with every large source replaced by a remote source served
     /// here, and a guard that stops serving them when dropped.
-    pub fn scatter(&self, plan: &Plan) -> (Plan, Served<'_>) {
+    pub fn scatter(&self, plan: &Plan) -> Result<(Plan, Served<'_>)> {
         let mut plan = plan.clone();
         let mut ids = Vec::new();
         for st in &mut plan.stages {
@@ -113,16 +120,19 @@ impl HostServer {
                 continue;
             }
             let id = self.next.fetch_add(1, Ordering::Relaxed);
-            self.arrays.lock().insert(id, h.clone());
+            let key = Secret::random().map_err(Error::Invalid)?;
+            let credential = key.bytes().to_vec();
+            self.arrays.lock().insert(id, (h.clone(), key));
             ids.push(id);
             st.kind = StageKind::Remote(Arc::new(RemoteSource {
                 address: self.address.clone(),
                 id,
                 shape: h.shape.clone(),
                 dtype: h.data.dtype(),
+                credential,
             }));
         }
-        (plan, Served { server: self, ids })
+        Ok((plan, Served { server: self, ids }))
     }
 }
 

@@ -98,7 +98,7 @@ pub enum ScanPhase {
 }
 
 /// A user array served by the client that submitted the plan.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RemoteSource {
     /// host:port of the client's data plane.
     pub address: String,
@@ -106,6 +106,19 @@ pub struct RemoteSource {
     pub id: u64,
     pub shape: Vec<usize>,
     pub dtype: DType,
+    /// What the client's data plane asks for before serving it.
+    pub credential: Vec<u8>,
+}
+
+impl std::fmt::Debug for RemoteSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSource")
+            .field("address", &self.address)
+            .field("id", &self.id)
+            .field("shape", &self.shape)
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The last step of a reduction: the result dtype, and an elementwise kernel

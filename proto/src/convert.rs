@@ -753,6 +753,7 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
                     id: r.id,
                     shape: u64s(&r.shape),
                     dtype: dtype_to(r.dtype) as i32,
+                    credential: r.credential.clone(),
                 }),
                 StageKind::Map(exe) => Kind::Map(program_to(&exe.program)),
                 StageKind::Partial {
@@ -887,6 +888,7 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
                 id: r.id,
                 shape: dims(&r.shape)?,
                 dtype: dtype_from(r.dtype)?,
+                credential: r.credential,
             })),
             Kind::Map(prog) => StageKind::Map(Arc::new(Executable::new(program_from(Some(prog))?))),
             Kind::Partial(pt) => StageKind::Partial {

@@ -2,6 +2,7 @@
 //! conversions between wire and core types. No logic beyond checking that
 //! what arrives is well-formed.
 
+pub mod auth;
 pub mod convert;
 
 /// Generated from accel.proto.
@@ -11,7 +12,7 @@ pub mod pb {
 }
 
 /// Checked at every connection; peers of another version are refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest message any accel process sends or accepts. Plans carry their source
 /// data, so a submission above this is refused before it is sent.

@@ -30,6 +30,44 @@ struct Args {
     /// data is not produced faster than it is consumed; `inf` turns this off.
     #[arg(long, env = "ACCEL_WORKER_SATURATION", default_value_t = 1.1)]
     worker_saturation: f64,
+    /// A file whose first line is the token workers and clients must present
+    /// (or the token itself in ACCEL_TOKEN).
+    #[arg(long, env = "ACCEL_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// The token workers must present, when it differs from clients' (a
+    /// worker token cannot submit jobs, a client token cannot attach).
+    #[arg(long, env = "ACCEL_WORKER_TOKEN_FILE")]
+    worker_token_file: Option<std::path::PathBuf>,
+    /// The token clients must present, when it differs from workers'.
+    #[arg(long, env = "ACCEL_CLIENT_TOKEN_FILE")]
+    client_token_file: Option<std::path::PathBuf>,
+}
+
+/// The tokens of each role: `--token-file` (or `ACCEL_TOKEN`) for both,
+/// overridden per role by `--worker-token-file` and `--client-token-file`.
+fn tokens(args: &Args) -> anyhow::Result<accel_proto::auth::Tokens> {
+    use accel_proto::auth::Secret;
+    let read = |p: &std::path::Path| Secret::from_file(p).map_err(anyhow::Error::msg);
+    let shared = match &args.token_file {
+        Some(p) => Some(read(p)?),
+        None => std::env::var("ACCEL_TOKEN")
+            .ok()
+            .and_then(|t| Secret::from_text(&t)),
+    };
+    let worker = args.worker_token_file.as_deref().map(read).transpose()?;
+    let client = args.client_token_file.as_deref().map(read).transpose()?;
+    let tokens = accel_proto::auth::Tokens {
+        worker: worker.or_else(|| shared.clone()),
+        client: client.or(shared),
+    };
+    if let (Some(w), Some(c)) = (&tokens.worker, &tokens.client)
+        && args.worker_token_file.is_some()
+        && args.client_token_file.is_some()
+        && w == c
+    {
+        anyhow::bail!("the worker and client tokens are the same: roles could not be told apart");
+    }
+    Ok(tokens)
 }
 
 #[tokio::main]
@@ -52,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     println!("accel-scheduler listening on http://{local}");
     let config = accel_scheduler::server::Config {
+        tokens: tokens(&args)?,
         heartbeat_timeout: std::time::Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
         allowed_failures: args.allowed_failures.max(1),
         worker_saturation: if args.worker_saturation > 0.0 {

@@ -65,6 +65,9 @@ struct Args {
     /// Where spilled chunks go (default: a fresh temporary folder, removed on exit).
     #[arg(long, env = "ACCEL_LOCAL_DIRECTORY")]
     local_directory: Option<std::path::PathBuf>,
+    /// A file holding the token the scheduler asks workers for (first line).
+    #[arg(long, env = "ACCEL_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     /// Testing only: abort when a task whose stage label contains TEXT starts.
     #[arg(long, hide = true, value_name = "TEXT")]
     fault_crash_on: Option<String>,
@@ -91,6 +94,16 @@ async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
             s.recv().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// The token from `--token-file`, else from `ACCEL_TOKEN` (the token itself).
+pub fn token(file: Option<&std::path::Path>) -> Result<Option<accel_proto::auth::Secret>, String> {
+    match file {
+        Some(path) => accel_proto::auth::Secret::from_file(path).map(Some),
+        None => Ok(std::env::var("ACCEL_TOKEN")
+            .ok()
+            .and_then(|t| accel_proto::auth::Secret::from_text(&t))),
     }
 }
 
@@ -165,6 +178,7 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
             gate: args.fault_gate,
         },
         functions,
+        token: token(args.token_file.as_deref())?,
     };
     // The first SIGTERM/SIGINT retires the worker; a second one exits now.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub working: Arc<AtomicUsize>,
     /// The `map_blocks` functions this worker can run, by name.
     pub functions: accel_core::blocks::Functions,
+    /// The cluster's data key, from the scheduler this worker is attached to.
+    pub data_key: Arc<crate::fetch::DataKey>,
 }
 
 /// Counts a task in [`Shared::working`] while it lives.
@@ -259,7 +261,7 @@ async fn fetch_remote(
             session
                 .shared
                 .peers
-                .fetch(&r.address, r.id, whole, Some((origin, hi)))
+                .fetch(&r.address, r.id, whole, Some((origin, hi)), &r.credential)
                 .await
         }
         Err(_) => Err("the worker is stopping".into()),
@@ -303,6 +305,8 @@ async fn gather(
 ) -> Result<Vec<Arc<Chunk>>, Outcome> {
     let shared = &session.shared;
     let regions = plan.input_regions(key);
+    let credential = shared.data_key.credential();
+    let credential = credential.as_slice();
     let fetches = inputs.into_iter().enumerate().map(|(n, loc)| {
         let region = regions.as_ref().and_then(|r| r.get(n).cloned());
         async move {
@@ -311,7 +315,7 @@ async fn gather(
                 Some(c) => Ok(c),
                 None => shared
                     .peers
-                    .fetch(&loc.address, j, k, region)
+                    .fetch(&loc.address, j, k, region, credential)
                     .await
                     .map_err(|e| (loc, e)),
             }
@@ -340,12 +344,18 @@ async fn gather(
 pub(crate) async fn replicate(session: Arc<Session>, batch: pb::ReplicateBatch) {
     let shared = &session.shared;
     let generation = session.generation;
+    let credential = shared.data_key.credential();
+    let credential = credential.as_slice();
     let copies = batch.chunks.into_iter().map(|loc| async move {
         let id = loc.task.unwrap_or_default();
         let Ok((j, k)) = task_from(loc.task.as_ref()) else {
             return Err(id);
         };
-        match shared.peers.fetch(&loc.address, j, k, None).await {
+        match shared
+            .peers
+            .fetch(&loc.address, j, k, None, credential)
+            .await
+        {
             Ok(c) => {
                 let nbytes = c.nbytes() as u64;
                 if shared.store.insert(generation, j, k, c) {

@@ -63,6 +63,8 @@ pub struct Config {
     pub memory: memory::MemoryConfig,
     /// The `map_blocks` functions this worker offers, by name.
     pub functions: Functions,
+    /// The token presented to the scheduler, if it asks for one.
+    pub token: Option<accel_proto::auth::Secret>,
 }
 
 impl Config {
@@ -80,6 +82,7 @@ impl Config {
             faults: Faults::default(),
             memory: memory::MemoryConfig::default(),
             functions: Functions::default(),
+            token: None,
         }
     }
 }
@@ -152,9 +155,13 @@ pub async fn run(
         active: tokio::sync::Semaphore::new(config.nthreads.max(1) * execute::ACTIVE_PER_THREAD),
         working,
         functions: config.functions.clone(),
+        data_key: Arc::default(),
     });
     let service = fetch::Service {
-        source: shared.store.clone(),
+        source: Arc::new(fetch::StoreChunks {
+            store: shared.store.clone(),
+            key: shared.data_key.clone(),
+        }),
         serving: shared.serving.clone(),
     };
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -189,6 +196,7 @@ async fn attach_until_done(
                 let (chunks, plans) = (shared.store.len(), shared.store.plan_count());
                 shared.store.reset();
                 shared.peers.clear();
+                shared.data_key.set(None);
                 tracing::warn!(
                     chunks,
                     plans,

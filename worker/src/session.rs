@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use accel_proto::PROTOCOL_VERSION;
+use accel_proto::auth::Secret;
 use accel_proto::convert::{plan_from, task_from};
 use accel_proto::pb::scheduler_client::SchedulerClient;
 use accel_proto::pb::{self, scheduler_message, worker_message};
@@ -73,15 +74,21 @@ pub(crate) async fn attach(
         })),
     };
     let _ = out_tx.send(register).await;
+    let mut request = tonic::Request::new(ReceiverStream::new(out_rx));
+    if let Some(token) = &config.token {
+        token
+            .attach(request.metadata_mut())
+            .map_err(|e| Error::Refused(format!("--token-file: {e}")))?;
+    }
     let inbound = client
-        .attach(ReceiverStream::new(out_rx))
+        .attach(request)
         .await
-        .map_err(|s| {
-            if s.code() == tonic::Code::FailedPrecondition {
-                Error::Refused(s.message().to_string())
-            } else {
-                unreachable(config, s.message())
-            }
+        .map_err(|s| match s.code() {
+            // Retrying cannot fix these.
+            tonic::Code::FailedPrecondition
+            | tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied => Error::Refused(s.message().to_string()),
+            _ => unreachable(config, s.message()),
         })?
         .into_inner();
     tracing::info!(%address, scheduler = %config.scheduler, "worker attached");
@@ -176,6 +183,9 @@ async fn handle(
     match msg {
         scheduler_message::Msg::Welcome(w) => {
             tracing::info!(id = w.worker, "welcomed");
+            shared
+                .data_key
+                .set((!w.data_key.is_empty()).then(|| Secret::from_bytes(w.data_key)));
             if w.stall_timeout_ms > 0 {
                 shared
                     .peers

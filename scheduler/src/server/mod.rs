@@ -18,9 +18,20 @@ use crate::core::{ClientId, Command, Core, CoreConfig, Event, JobId, WorkerId};
 use router::{ClientTx, Router, WorkerTx};
 use service::Service;
 
+/// Why the scheduler could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// Tuning of the adapter.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Tokens workers and clients must present (none: anyone may connect).
+    pub tokens: accel_proto::auth::Tokens,
     /// A worker silent for this long is removed (and told to start afresh if
     /// it comes back).
     pub heartbeat_timeout: Duration,
@@ -38,6 +49,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            tokens: Default::default(),
             heartbeat_timeout: Duration::from_secs(10),
             max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
             queue_depth: 64,
@@ -178,9 +190,11 @@ pub async fn serve(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), Error> {
     let (inputs, mut rx) = mpsc::unbounded_channel::<Input>();
     let service = Service {
+        tokens: config.tokens.clone(),
+        data_key: accel_proto::auth::Secret::random().map_err(Error::Setup)?,
         inputs: inputs.clone(),
         next_job: AtomicU64::new(1),
         next_worker: AtomicU32::new(1),
@@ -234,5 +248,6 @@ pub async fn serve(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
-        .await
+        .await?;
+    Ok(())
 }

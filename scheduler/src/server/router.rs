@@ -167,6 +167,7 @@ impl Router {
                         tx.send(Ok(pb::JobUpdate {
                             job: job.0,
                             event: Some(job_update::Event::Done(done)),
+                            job_key: Vec::new(),
                         }))
                         .is_ok()
                     });
@@ -180,6 +181,7 @@ impl Router {
                         let _ = tx.send(Ok(pb::JobUpdate {
                             job: job.0,
                             event: Some(job_update::Event::Failed(error)),
+                            job_key: Vec::new(),
                         }));
                     }
                 }
@@ -191,6 +193,7 @@ impl Router {
                 let _ = tx.send(Ok(pb::JobUpdate {
                     job: job.0,
                     event: Some(job_update::Event::Ready(pb::OutputChunks { chunks })),
+                    job_key: Vec::new(),
                 }));
             }
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use accel_proto::auth::{Role, Secret, Tokens};
 use accel_proto::convert::{plan_from, task_from};
 use accel_proto::pb::scheduler_server::Scheduler;
 use accel_proto::pb::{self, job_update, scheduler_message, worker_message};
@@ -18,6 +19,9 @@ use super::Input;
 use crate::core::{Event, JobId, TaskRef, WorkerId};
 
 pub(super) struct Service {
+    pub tokens: Tokens,
+    /// The data plane's key: workers get it, clients get keys derived from it per job.
+    pub data_key: Secret,
     pub inputs: mpsc::UnboundedSender<Input>,
     pub next_job: AtomicU64,
     pub next_worker: AtomicU32,
@@ -116,6 +120,19 @@ fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Input> {
     }
 }
 
+impl Service {
+    /// Only the client that submitted a job (it holds the job's key) may act on it.
+    fn check_job_key(&self, job: u64, key: &[u8]) -> Result<(), Status> {
+        if self.data_key.job_key(job).matches(key) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "job {job} belongs to another client"
+            )))
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Scheduler for Service {
     type SubmitStream = UnboundedReceiverStream<Result<pb::JobUpdate, Status>>;
@@ -125,6 +142,7 @@ impl Scheduler for Service {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<Self::SubmitStream>, Status> {
+        self.tokens.check(req.metadata(), Role::Client)?;
         let req = req.into_inner();
         let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
         check_version(theirs).map_err(|_| version_status(theirs))?;
@@ -138,6 +156,7 @@ impl Scheduler for Service {
         let _ = tx.send(Ok(pb::JobUpdate {
             job: job.0,
             event: Some(job_update::Event::Accepted(true)),
+            job_key: self.data_key.job_key(job.0).bytes().to_vec(),
         }));
         self.inputs
             .send(Input::Job {
@@ -154,7 +173,10 @@ impl Scheduler for Service {
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseReply>, Status> {
-        let job = JobId(req.into_inner().job);
+        self.tokens.check(req.metadata(), Role::Client)?;
+        let req = req.into_inner();
+        self.check_job_key(req.job, &req.job_key)?;
+        let job = JobId(req.job);
         let _ = self
             .inputs
             .send(Input::Event(Event::ResultsFetched { job }));
@@ -165,7 +187,9 @@ impl Scheduler for Service {
         &self,
         req: Request<pb::MissingRequest>,
     ) -> Result<Response<pb::MissingReply>, Status> {
+        self.tokens.check(req.metadata(), Role::Client)?;
         let req = req.into_inner();
+        self.check_job_key(req.job, &req.job_key)?;
         let _ = self.inputs.send(Input::Event(Event::ResultsMissing {
             job: JobId(req.job),
             missing: locations(&req.missing),
@@ -177,6 +201,7 @@ impl Scheduler for Service {
         &self,
         req: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        self.tokens.check(req.metadata(), Role::Worker)?;
         let mut inbound = req.into_inner();
         let first = inbound
             .message()
@@ -193,6 +218,7 @@ impl Scheduler for Service {
             msg: Some(scheduler_message::Msg::Welcome(pb::Welcome {
                 worker: worker.0,
                 stall_timeout_ms: self.heartbeat_timeout.as_millis() as u64,
+                data_key: self.data_key.bytes().to_vec(),
             })),
         }));
         tracing::info!(worker = worker.0, name = %reg.name, address = %reg.address, nthreads = reg.nthreads, functions = ?reg.functions, "worker joined");

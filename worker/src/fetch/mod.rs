@@ -5,6 +5,7 @@
 //! a chunk (frozen, cut off, dead) is given up on after a stall timeout,
 //! never waited for forever.
 
+mod keys;
 mod peers;
 mod serve;
 mod sink;
@@ -12,8 +13,9 @@ mod wire;
 
 use std::time::Duration;
 
+pub use keys::DataKey;
 pub use peers::{Frame, Peers};
-pub use serve::{ChunkSource, Piece, Service};
+pub use serve::{ChunkSource, Piece, Service, StoreChunks};
 pub use sink::ChunkSink;
 
 /// A box of a chunk: lo (inclusive) and hi (exclusive) per axis.

@@ -89,16 +89,17 @@ impl Peers {
     }
 
     /// Fetches one chunk from the worker at `address`, or only the box
-    /// `region` of it (a stencil's halo strip).
+    /// `region` of it (a stencil's halo strip), presenting `credential`.
     pub async fn fetch(
         &self,
         address: &str,
         job: u64,
         key: ChunkKey,
         region: Option<Region>,
+        credential: &[u8],
     ) -> Result<Arc<Chunk>, String> {
         let mut sink = ChunkSink::default();
-        self.stream(address, job, key, region, |f| sink.take(f))
+        self.stream(address, job, key, region, credential, |f| sink.take(f))
             .await?;
         sink.finish().map(Arc::new)
     }
@@ -112,6 +113,7 @@ impl Peers {
         job: u64,
         key: ChunkKey,
         region: Option<Region>,
+        credential: &[u8],
         on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
     ) -> Result<(), String> {
         let stall = self.stall();
@@ -120,7 +122,13 @@ impl Peers {
             .unwrap_or_else(|_| Err(format!("peer {address} did not answer")));
         let r = match conn {
             Ok(mut c) => {
-                let r = exchange(&mut c, job, key, region, stall, on_frame).await;
+                let request = Request {
+                    job,
+                    key,
+                    region,
+                    credential,
+                };
+                let r = exchange(&mut c, request, stall, on_frame).await;
                 if r.is_ok() {
                     let mut pool = self.pool();
                     let idle = pool.entry(address.to_string()).or_default();
@@ -140,12 +148,23 @@ impl Peers {
     }
 }
 
-/// One request and its reply on a connection.
-async fn exchange(
-    conn: &mut TcpStream,
+/// What one fetch asks for.
+struct Request<'a> {
     job: u64,
     key: ChunkKey,
     region: Option<Region>,
+    credential: &'a [u8],
+}
+
+/// One request and its reply on a connection.
+async fn exchange(
+    conn: &mut TcpStream,
+    Request {
+        job,
+        key,
+        region,
+        credential,
+    }: Request<'_>,
     stall: Duration,
     mut on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
 ) -> Result<(), String> {
@@ -165,6 +184,7 @@ async fn exchange(
             peer: String::new(),
         }),
         chunk: Some(task_to(job, key)),
+        credential: credential.to_vec(),
     };
     write_msg(conn, &req).await.map_err(|e| e.to_string())?;
     let reply: pb::DataReply = tokio::time::timeout(stall, read_msg(conn))

@@ -38,13 +38,38 @@ pub enum Piece {
 /// Whatever a data plane serves chunks from: a worker's store, or the
 /// client's own arrays.
 pub trait ChunkSource: Send + Sync + 'static {
-    /// Chunk `key` of `job`, or only its box `region` (lo, hi).
-    fn piece(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Piece, String>;
+    /// Chunk `key` of `job`, or only its box `region` (lo, hi), for a
+    /// requester presenting `credential`.
+    fn piece(
+        &self,
+        job: u64,
+        key: ChunkKey,
+        region: Option<Region>,
+        credential: &[u8],
+    ) -> Result<Piece, String>;
 }
 
-impl ChunkSource for Store {
-    fn piece(&self, job: u64, key: ChunkKey, region: Option<Region>) -> Result<Piece, String> {
-        self.chunk(job, key, region).map(Piece::Chunk)
+/// A worker's chunks, served to peers holding the data key and to clients
+/// holding their job's key.
+pub struct StoreChunks {
+    pub store: Arc<Store>,
+    pub key: Arc<super::DataKey>,
+}
+
+impl ChunkSource for StoreChunks {
+    fn piece(
+        &self,
+        job: u64,
+        key: ChunkKey,
+        region: Option<Region>,
+        credential: &[u8],
+    ) -> Result<Piece, String> {
+        if !self.key.allows(job, credential) {
+            return Err(format!(
+                "permission denied: this credential cannot read chunks of job {job}"
+            ));
+        }
+        self.store.chunk(job, key, region).map(Piece::Chunk)
     }
 }
 
@@ -167,7 +192,7 @@ impl Service {
         let (job, key) = task_from(req.chunk.as_ref()).map_err(|e| e.to_string())?;
         let region = (!req.region_lo.is_empty() || !req.region_hi.is_empty())
             .then(|| (dims(&req.region_lo), dims(&req.region_hi)));
-        self.source.piece(job, key, region)
+        self.source.piece(job, key, region, &req.credential)
     }
 }
 
