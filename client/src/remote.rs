@@ -34,6 +34,8 @@ pub struct Remote {
     peers: Peers,
     /// Serves large user arrays to the workers; started on first need.
     host: std::sync::Mutex<Option<Arc<HostServer>>>,
+    /// TLS for every connection (the cluster's scheduler is `https://`).
+    tls: Option<accel_proto::tls::Tls>,
 }
 
 impl Remote {
@@ -55,6 +57,17 @@ impl Remote {
             .http2_keep_alive_interval(Duration::from_secs(2))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
+        let tls = accel_worker::tls_for(url, security.tls.clone()).map_err(Error::Invalid)?;
+        let endpoint = match &tls {
+            Some(t) => {
+                let host = endpoint.uri().host().unwrap_or("").to_string();
+                let c = t.tonic_client(&host).map_err(Error::Invalid)?;
+                endpoint
+                    .tls_config(c)
+                    .map_err(|e| Error::Invalid(format!("TLS: {e}")))?
+            }
+            None => endpoint,
+        };
         let channel = runtime
             .block_on(async {
                 tokio::time::timeout(Duration::from_secs(5), endpoint.connect()).await
@@ -68,8 +81,9 @@ impl Remote {
             address: url.to_string(),
             runtime,
             scheduler,
-            peers: Peers::default(),
+            peers: Peers::default().with_tls(tls.clone()),
             host: Default::default(),
+            tls,
         })
     }
 
@@ -79,7 +93,11 @@ impl Remote {
         if let Some(h) = host.as_ref() {
             return Ok(h.clone());
         }
-        let h = Arc::new(HostServer::start(&self.runtime, &self.address)?);
+        let h = Arc::new(HostServer::start(
+            &self.runtime,
+            &self.address,
+            self.tls.as_ref(),
+        )?);
         *host = Some(h.clone());
         Ok(h)
     }

@@ -83,7 +83,21 @@ impl std::fmt::Debug for HostServer {
 
 impl HostServer {
     /// Listens on the interface that reaches the scheduler at `scheduler`.
-    pub fn start(runtime: &tokio::runtime::Runtime, scheduler: &str) -> Result<HostServer> {
+    pub fn start(
+        runtime: &tokio::runtime::Runtime,
+        scheduler: &str,
+        tls: Option<&accel_proto::tls::Tls>,
+    ) -> Result<HostServer> {
+        let acceptor = match tls {
+            Some(t) => Some(t.acceptor().ok_or_else(|| {
+                Error::Invalid(
+                    "serving a large source over TLS needs this client's certificate \
+                     (ACCEL_TLS_CERT, ACCEL_TLS_KEY)"
+                        .into(),
+                )
+            })?),
+            None => None,
+        };
         let ip = accel_worker::facing_ip(scheduler).unwrap_or([127, 0, 0, 1].into());
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind((ip, 0)))
@@ -94,6 +108,7 @@ impl HostServer {
         let service = Service {
             source: arrays.clone(),
             serving: Arc::new(AtomicUsize::new(0)),
+            tls: acceptor,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(service.serve(listener, async {

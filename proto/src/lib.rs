@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod convert;
+pub mod incoming;
+pub mod tls;
 
 /// Generated from accel.proto.
 #[allow(clippy::all, missing_docs)]

@@ -41,6 +41,40 @@ struct Args {
     /// The token clients must present, when it differs from workers'.
     #[arg(long, env = "ACCEL_CLIENT_TOKEN_FILE")]
     client_token_file: Option<std::path::PathBuf>,
+    /// This scheduler's TLS certificate (PEM); clients and workers then use https:// URLs.
+    #[arg(long, env = "ACCEL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ACCEL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// A CA (PEM): workers and clients must present certificates it signed (mutual TLS).
+    #[arg(long, env = "ACCEL_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Listen on an interface other than loopback without a token or TLS
+    /// (anyone who reaches the port can run work and read results).
+    #[arg(long, env = "ACCEL_INSECURE")]
+    insecure: bool,
+    /// Write a new CA and scheduler, worker and client certificates into DIR, then exit.
+    #[arg(long, value_name = "DIR")]
+    make_certs: Option<std::path::PathBuf>,
+    /// With --make-certs: more host names or IP addresses the certificates hold.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    cert_hosts: Vec<String>,
+}
+
+/// Writes the quick-start certificates and says how to use them.
+fn make_certs(dir: &std::path::Path, hosts: &[String]) -> anyhow::Result<()> {
+    let written = accel_proto::tls::make_certs(dir, hosts).map_err(anyhow::Error::msg)?;
+    for path in &written {
+        println!("wrote {}", path.display());
+    }
+    let d = dir.display();
+    println!(
+        "\nscheduler: accel-scheduler --tls-cert {d}/scheduler.pem --tls-key {d}/scheduler.key --tls-ca {d}/ca.pem\n\
+         workers:   accel-worker https://SCHEDULER:8786 --tls-cert {d}/worker.pem --tls-key {d}/worker.key --tls-ca {d}/ca.pem\n\
+         clients:   ACCEL_TLS_CERT={d}/client.pem ACCEL_TLS_KEY={d}/client.key ACCEL_TLS_CA={d}/ca.pem"
+    );
+    Ok(())
 }
 
 /// The tokens of each role: `--token-file` (or `ACCEL_TOKEN`) for both,
@@ -79,18 +113,41 @@ async fn main() -> anyhow::Result<()> {
         // Colour codes only on a terminal: log files stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(dir) = &args.make_certs {
+        return make_certs(dir, &args.cert_hosts);
+    }
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("invalid address {}:{}", args.host, args.port))?;
+    let tokens = tokens(&args)?;
+    let tls = accel_proto::tls::Tls::load(&accel_proto::tls::TlsFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        ca: args.tls_ca.clone(),
+        server_name: None,
+    })
+    .map_err(anyhow::Error::msg)?;
+    if !addr.ip().is_loopback() && tokens.is_empty() && tls.is_none() {
+        if !args.insecure {
+            anyhow::bail!(
+                "refusing to listen on {addr} without a token or TLS: anyone who can reach it \
+                 could run work and read results. Secure it (--token-file, or --tls-cert/--tls-key, \
+                 see --make-certs) or pass --insecure"
+            );
+        }
+        tracing::warn!(%addr, "listening without a token or TLS (--insecure): anyone who can reach this port can use the cluster");
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     // Handlers are installed before anyone can learn the address.
     let shutdown = shutdown_signal()?;
-    println!("accel-scheduler listening on http://{local}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("accel-scheduler listening on {scheme}://{local}");
     let config = accel_scheduler::server::Config {
-        tokens: tokens(&args)?,
+        tokens,
+        tls,
         heartbeat_timeout: std::time::Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
         allowed_failures: args.allowed_failures.max(1),
         worker_saturation: if args.worker_saturation > 0.0 {

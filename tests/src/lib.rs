@@ -36,9 +36,31 @@ fn bin(name: &str) -> anyhow::Result<PathBuf> {
 /// accel's own debug lines (the tests read them), not the transport's.
 const LOG: &str = "info,accel_worker=debug,accel_scheduler=debug";
 
+/// How a test cluster is secured. The whole end-to-end suite runs under
+/// each: `ACCEL_E2E_SECURITY=token` (separate worker and client tokens) or
+/// `=mtls` (mutual TLS with certificates from `accel-scheduler --make-certs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    None,
+    Token,
+    MutualTls,
+}
+
+impl Security {
+    pub fn from_env() -> Security {
+        match std::env::var("ACCEL_E2E_SECURITY").as_deref() {
+            Ok("token") => Security::Token,
+            Ok("mtls") => Security::MutualTls,
+            _ => Security::None,
+        }
+    }
+}
+
 /// How the cluster's processes are started.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Tokens, mutual TLS, or neither (default: `ACCEL_E2E_SECURITY`).
+    pub security: Security,
     /// Seconds without a heartbeat before the scheduler drops a worker.
     pub heartbeat_timeout: f64,
     /// Extra arguments of the scheduler (e.g. `--allowed-failures 2`).
@@ -50,6 +72,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            security: Security::from_env(),
             heartbeat_timeout: 3.0,
             scheduler_args: Vec::new(),
             worker_args: Vec::new(),
@@ -91,6 +114,8 @@ impl Cluster {
         let logs =
             std::env::temp_dir().join(format!("accel-e2e-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&logs)?;
+        let mut options = options;
+        secure(&logs, &mut options)?;
         let (scheduler, address) = spawn_scheduler(&logs, 0, 0, &options)?;
         let port = address
             .rsplit(':')
@@ -282,10 +307,129 @@ impl Cluster {
         Ok(())
     }
 
+    /// A client's credentials for this cluster.
+    pub fn security(&self) -> accel::Security {
+        match self.options.security {
+            Security::None => accel::Security::none(),
+            Security::Token => accel::Security::token(read(&self.logs.join("client.token")).trim()),
+            Security::MutualTls => {
+                let certs = self.logs.join("certs");
+                accel::Security::none().with_tls(
+                    certs.join("client.pem"),
+                    certs.join("client.key"),
+                    certs.join("ca.pem"),
+                )
+            }
+        }
+    }
+
+    /// The scheduler's gRPC client with this cluster's client credentials,
+    /// for tests that speak the protocol directly.
+    pub async fn raw_scheduler(
+        &self,
+    ) -> anyhow::Result<
+        accel_proto::pb::scheduler_client::SchedulerClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                accel_proto::auth::Bearer,
+            >,
+        >,
+    > {
+        let security = self.security();
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.address.clone())?;
+        if let Some(tls) = accel_proto::tls::Tls::load(&security.tls).map_err(anyhow::Error::msg)? {
+            endpoint = endpoint.tls_config(tls.tonic_client("").map_err(anyhow::Error::msg)?)?;
+        }
+        let channel = endpoint.connect().await?;
+        Ok(
+            accel_proto::pb::scheduler_client::SchedulerClient::with_interceptor(
+                channel,
+                accel_proto::auth::Bearer(security.token),
+            ),
+        )
+    }
+
+    /// A client of this cluster, with its credentials.
+    pub fn client(&self) -> anyhow::Result<accel::Client> {
+        Ok(accel::Client::connect_with(
+            &self.address,
+            &self.security(),
+        )?)
+    }
+
+    /// How this cluster is secured.
+    pub fn security_mode(&self) -> Security {
+        self.options.security
+    }
+
+    /// The folder of its certificates (mutual TLS).
+    pub fn certs(&self) -> PathBuf {
+        self.logs.join("certs")
+    }
+
     /// A scratch path in the cluster's folder (removed with the cluster).
     pub fn path(&self, name: &str) -> PathBuf {
         self.logs.join(name)
     }
+}
+
+/// Writes the credentials `options.security` asks for into `logs` and adds
+/// them to the scheduler's and workers' arguments.
+fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<()> {
+    let arg = |p: PathBuf| p.to_string_lossy().into_owned();
+    match options.security {
+        Security::None => {}
+        Security::Token => {
+            std::fs::write(logs.join("worker.token"), format!("w-{}\n", unique_token()))?;
+            std::fs::write(logs.join("client.token"), format!("c-{}\n", unique_token()))?;
+            options.scheduler_args.extend([
+                "--worker-token-file".into(),
+                arg(logs.join("worker.token")),
+                "--client-token-file".into(),
+                arg(logs.join("client.token")),
+            ]);
+            options
+                .worker_args
+                .extend(["--token-file".into(), arg(logs.join("worker.token"))]);
+        }
+        Security::MutualTls => {
+            let certs = logs.join("certs");
+            let out = Command::new(bin("accel-scheduler")?)
+                .arg("--make-certs")
+                .arg(&certs)
+                .output()
+                .context("accel-scheduler --make-certs")?;
+            if !out.status.success() {
+                bail!(
+                    "--make-certs failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            for (who, args) in [
+                ("scheduler", &mut options.scheduler_args),
+                ("worker", &mut options.worker_args),
+            ] {
+                args.extend([
+                    "--tls-cert".into(),
+                    arg(certs.join(format!("{who}.pem"))),
+                    "--tls-key".into(),
+                    arg(certs.join(format!("{who}.key"))),
+                    "--tls-ca".into(),
+                    arg(certs.join("ca.pem")),
+                ]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A token nobody could guess from the test's code.
+fn unique_token() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}{}", t, std::process::id(), unique())
 }
 
 fn spawn_scheduler(
@@ -315,7 +459,7 @@ fn spawn_scheduler(
     BufReader::new(stdout).read_line(&mut line)?;
     let address = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .with_context(|| format!("scheduler printed {line:?}"))?
         .to_string();
     Ok((child, address))

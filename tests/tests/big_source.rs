@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use accel::{Client, from_owned};
+use accel::from_owned;
 use accel_e2e::Cluster;
 
 fn rss_mb() -> f64 {
@@ -26,7 +26,7 @@ fn rss_mb() -> f64 {
 fn a_4_gib_source_runs_on_a_cluster() {
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let n: usize = 512 << 20; // 4 GiB of f64
     let data = ndarray::Array1::from_iter((0..n).map(|i| (i % 4096) as f64));
     let before = rss_mb();

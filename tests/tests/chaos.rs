@@ -40,10 +40,10 @@ fn run_with_killer(
 ) -> (Vec<accel::DynArray>, usize, Duration, usize) {
     let mut cluster = Cluster::start(3).unwrap();
     cluster.wait_for_workers(3).unwrap();
-    let address = cluster.address.clone();
+    let client = cluster.client().unwrap();
     let job = {
         let a = a.clone();
-        std::thread::spawn(move || Client::connect(&address).unwrap().run(&[&a]))
+        std::thread::spawn(move || client.run(&[&a]))
     };
     let start = Instant::now();
     let mut rng = SplitMix(seed);

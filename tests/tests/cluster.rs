@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use accel::{Client, DType, Rng};
 use accel_e2e::Cluster;
-use accel_proto::pb::scheduler_client::SchedulerClient;
 use accel_proto::{PROTOCOL_VERSION, pb};
 
 #[test]
 fn every_seed_workload_matches_the_embedded_result() {
     let cluster = Cluster::start(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let local = Client::local();
     for a in accel_examples::samples::arrays() {
         let r = remote.run(&[&a]).unwrap();
@@ -23,18 +22,11 @@ fn every_seed_workload_matches_the_embedded_result() {
     }
     // The examples themselves, checked against their scalar references.
     let out = std::env::temp_dir().join(format!("accel-e2e-out-{}", std::process::id()));
-    let args = accel_examples::Args::parse(
-        [
-            "--size",
-            "small",
-            "--scheduler",
-            &cluster.address,
-            "--out",
-            &out.display().to_string(),
-        ]
-        .map(String::from),
+    let mut args = accel_examples::Args::parse(
+        ["--size", "small", "--out", &out.display().to_string()].map(String::from),
     )
     .unwrap();
+    args.client = cluster.client().unwrap();
     for (name, run) in accel_examples::workloads::ALL {
         run(&args).unwrap_or_else(|e| panic!("{name} on the cluster: {e}"));
     }
@@ -46,9 +38,9 @@ fn two_clients_submit_at_once() {
     let cluster = Cluster::start(2).unwrap();
     let handles: Vec<_> = (0..2)
         .map(|k| {
-            let address = cluster.address.clone();
+            let (address, security) = (cluster.address.clone(), cluster.security());
             std::thread::spawn(move || {
-                let client = Client::connect(&address).unwrap();
+                let client = Client::connect_with(&address, &security).unwrap();
                 let x = accel::arange(200_000, 10_000).astype(DType::F64) * (k + 1) as f64;
                 for _ in 0..3 {
                     let s = client.compute::<f64>(&x.sum()).unwrap()[[]];
@@ -73,12 +65,8 @@ fn long_job() -> accel::Array {
 #[test]
 fn a_worker_that_joins_mid_job_receives_work() {
     let mut cluster = Cluster::start(1).unwrap();
-    let address = cluster.address.clone();
-    let job = std::thread::spawn(move || {
-        Client::connect(&address)
-            .unwrap()
-            .compute::<f64>(&long_job())
-    });
+    let client = cluster.client().unwrap();
+    let job = std::thread::spawn(move || client.compute::<f64>(&long_job()));
     cluster
         .wait_for("the first worker to start", Duration::from_secs(20), || {
             cluster.assignments(0) > 0
@@ -101,10 +89,10 @@ fn an_unreachable_scheduler_is_an_error_within_seconds() {
     assert!(Client::connect("not a url").is_err());
 }
 
-fn raw_submit(address: &str, version: u32, plan: pb::Plan) -> tonic::Status {
+fn raw_submit(cluster: &Cluster, version: u32, plan: pb::Plan) -> tonic::Status {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = SchedulerClient::connect(address.to_string()).await.unwrap();
+        let mut c = cluster.raw_scheduler().await.unwrap();
         let req = pb::SubmitRequest {
             hello: Some(pb::Hello {
                 protocol_version: version,
@@ -122,7 +110,7 @@ fn raw_submit(address: &str, version: u32, plan: pb::Plan) -> tonic::Status {
 fn other_protocol_versions_and_invalid_plans_are_refused() {
     let cluster = Cluster::start(0).unwrap();
     let plan = accel_proto::convert::plan_to(&accel::arange(10, 5).sum().plan().unwrap().plan);
-    let status = raw_submit(&cluster.address, PROTOCOL_VERSION + 7, plan.clone());
+    let status = raw_submit(&cluster, PROTOCOL_VERSION + 7, plan.clone());
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     let msg = status.message();
     assert!(
@@ -132,7 +120,7 @@ fn other_protocol_versions_and_invalid_plans_are_refused() {
     );
     let mut bad = plan;
     bad.outputs.push(42);
-    let status = raw_submit(&cluster.address, PROTOCOL_VERSION, bad);
+    let status = raw_submit(&cluster, PROTOCOL_VERSION, bad);
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(
         status.message().contains("refused plan"),

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use accel::{Blocks, Client, MapBlocks, from_ndarray, map_blocks};
+use accel::{Blocks, MapBlocks, from_ndarray, map_blocks};
 use accel_e2e::Cluster;
 use ndarray::{Array2, Axis};
 
@@ -34,7 +34,7 @@ fn named_functions_run_on_the_workers_that_offer_them() {
         .add_worker_program("examples/custom_worker", &[])
         .unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let (ha, hb) = (host(60, 40), host(60, 40).mapv(|v| v * 0.5 + 2.0));
     let a = from_ndarray(&ha, [15, 20]);
     let b = from_ndarray(&hb, [20, 40]);

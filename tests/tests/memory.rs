@@ -33,7 +33,7 @@ fn limited(n: usize) -> Cluster {
 #[test]
 fn intermediates_three_times_the_workers_memory_spill_and_the_result_is_right() {
     let cluster = limited(2);
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     // 1.2 GB of source chunks, all held until the mean is known.
     let n: usize = 150_000_000;
     let data = ndarray::Array1::from_iter((0..n).map(|i| (i % 1000) as f64 * 0.5));
@@ -81,7 +81,7 @@ fn intermediates_three_times_the_workers_memory_spill_and_the_result_is_right() 
 #[test]
 fn a_plan_whose_task_cannot_fit_is_refused_at_submission() {
     let cluster = limited(2);
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let big = accel::zeros(&[50 << 20], DType::F64, vec![50 << 20]) + 1.0;
     // 400 MB chunks to materialize (a sum of them would need no memory at all).
     let err = remote.compute::<f64>(&big).unwrap_err().to_string();

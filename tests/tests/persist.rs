@@ -27,7 +27,7 @@ fn finished(cluster: &Cluster, job: u64) -> usize {
 fn later_jobs_start_from_persisted_chunks_and_dropping_them_frees_the_workers() {
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let local = Client::local();
     let x = Rng::new(8).random(&[4_000_000], 500_000).sin().exp();
     let p = remote.persist(&x).unwrap();

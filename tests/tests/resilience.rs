@@ -29,9 +29,9 @@ fn embedded(a: &Array) -> Vec<DynArray> {
     Client::local().run(&[a]).unwrap().outputs
 }
 
-fn run_in_background(address: &str, a: &Array) -> std::thread::JoinHandle<accel::Result<Run>> {
-    let (address, a) = (address.to_string(), a.clone());
-    std::thread::spawn(move || Client::connect(&address)?.run(&[&a]))
+fn run_in_background(cluster: &Cluster, a: &Array) -> std::thread::JoinHandle<accel::Result<Run>> {
+    let (address, security, a) = (cluster.address.clone(), cluster.security(), a.clone());
+    std::thread::spawn(move || Client::connect_with(&address, &security)?.run(&[&a]))
 }
 
 /// Two single-thread workers whose combine tasks stall until `gate` exists.
@@ -75,7 +75,7 @@ fn finished_on(cluster: &Cluster, k: usize) -> usize {
 fn killing_the_holder_of_needed_chunks_mid_job_gives_the_same_bits() {
     let (mut cluster, gate) = stalling_cluster(Options::default());
     let a = partials_then_combine();
-    let job = run_in_background(&cluster.address, &a);
+    let job = run_in_background(&cluster, &a);
     let holder = staller(&cluster, &[0, 1]);
     let other = 1 - holder;
     let lost = finished_on(&cluster, holder);
@@ -114,10 +114,10 @@ fn a_task_that_kills_every_worker_fails_its_job_after_the_limit_and_the_cluster_
     .unwrap();
     cluster.add_worker().unwrap();
     cluster.wait_for_workers(1).unwrap();
-    let poison = run_in_background(&cluster.address, &partials_then_combine());
+    let poison = run_in_background(&cluster, &partials_then_combine());
     // A healthy job (no combine) submitted at the same time finishes despite the deaths.
     let healthy = (accel::arange(400_000, 20_000).astype(DType::F64) * 2.0 + 1.0).sqrt();
-    let healthy_job = run_in_background(&cluster.address, &healthy);
+    let healthy_job = run_in_background(&cluster, &healthy);
     let start = Instant::now();
     while !poison.is_finished() {
         assert!(start.elapsed() < WAIT, "the poisoned job never ended");
@@ -147,7 +147,7 @@ fn a_task_that_kills_every_worker_fails_its_job_after_the_limit_and_the_cluster_
     let run = healthy_job.join().unwrap().unwrap();
     assert_eq!(run.outputs, embedded(&healthy));
     // The next job runs.
-    let client = Client::connect(&cluster.address).unwrap();
+    let client = cluster.client().unwrap();
     let x = accel::arange(1000, 100).astype(DType::F64) * 3.0;
     assert_eq!(client.run(&[&x]).unwrap().outputs, embedded(&x));
 }
@@ -159,7 +159,7 @@ fn a_frozen_worker_is_declared_dead_its_late_reports_are_ignored_and_it_rejoins_
         ..Options::default()
     });
     let a = partials_then_combine();
-    let job = run_in_background(&cluster.address, &a);
+    let job = run_in_background(&cluster, &a);
     let holder = staller(&cluster, &[0, 1]);
     let other = 1 - holder;
     let lost = finished_on(&cluster, holder);
@@ -187,7 +187,7 @@ fn a_frozen_worker_is_declared_dead_its_late_reports_are_ignored_and_it_rejoins_
     // It rejoined empty and takes part in the next job.
     let before = cluster.assignments(holder);
     let x = Rng::new(3).random(&[2_000_000], 50_000).exp().sum();
-    let client = Client::connect(&cluster.address).unwrap();
+    let client = cluster.client().unwrap();
     assert_eq!(client.run(&[&x]).unwrap().outputs, embedded(&x));
     assert!(
         cluster.assignments(holder) > before,
@@ -200,7 +200,7 @@ fn a_frozen_worker_is_declared_dead_its_late_reports_are_ignored_and_it_rejoins_
 fn a_worker_stopped_with_sigterm_hands_its_chunks_over_and_nothing_is_recomputed() {
     let (mut cluster, gate) = stalling_cluster(Options::default());
     let a = partials_then_combine();
-    let job = run_in_background(&cluster.address, &a);
+    let job = run_in_background(&cluster, &a);
     let holder = staller(&cluster, &[0, 1]);
     let leaving = 1 - holder;
     let handed = finished_on(&cluster, leaving);
@@ -229,7 +229,7 @@ fn a_worker_stopped_with_sigterm_hands_its_chunks_over_and_nothing_is_recomputed
 #[test]
 fn when_the_scheduler_dies_clients_fail_fast_and_workers_rejoin_a_new_one() {
     let (mut cluster, gate) = stalling_cluster(Options::default());
-    let job = run_in_background(&cluster.address, &partials_then_combine());
+    let job = run_in_background(&cluster, &partials_then_combine());
     staller(&cluster, &[0, 1]);
     cluster.kill_scheduler().unwrap();
     let killed = Instant::now();
@@ -247,7 +247,7 @@ fn when_the_scheduler_dies_clients_fail_fast_and_workers_rejoin_a_new_one() {
     }
     std::fs::write(&gate, b"").unwrap();
     let a = partials_then_combine();
-    let client = Client::connect(&cluster.address).unwrap();
+    let client = cluster.client().unwrap();
     assert_eq!(client.run(&[&a]).unwrap().outputs, embedded(&a));
 }
 
@@ -255,7 +255,7 @@ fn when_the_scheduler_dies_clients_fail_fast_and_workers_rejoin_a_new_one() {
 fn workers_drop_each_jobs_plan_and_chunks_when_it_ends() {
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let client = Client::connect(&cluster.address).unwrap();
+    let client = cluster.client().unwrap();
     let src = ndarray::Array1::from_iter((0..200_000).map(|i| i as f64));
     for job in 1..=4u64 {
         let x = accel::from_ndarray(&src, 25_000) * job as f64;

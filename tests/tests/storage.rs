@@ -12,7 +12,7 @@ use prost::Message;
 fn workers_read_and_write_npy_files_and_nothing_goes_through_the_client() {
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let local = Client::local();
     let src = cluster.path("src.npy");
     // A 16 MB source file, written by the embedded client.
@@ -52,7 +52,7 @@ fn workers_read_and_write_npy_files_and_nothing_goes_through_the_client() {
 fn a_file_the_workers_cannot_read_fails_the_job_naming_it_and_the_cluster_carries_on() {
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let path = cluster.path("vanishing.npy");
     Client::local()
         .to_npy(&accel::arange(1000, 100).astype(DType::F64), &path)
@@ -73,7 +73,7 @@ fn a_file_the_workers_cannot_read_fails_the_job_naming_it_and_the_cluster_carrie
 fn workers_read_and_write_zarr_stores() {
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let local = Client::local();
     let x = accel::Rng::new(4).random(&[600, 500], vec![150, 125]);
     let src = cluster.path("src.zarr");
@@ -97,7 +97,7 @@ fn workers_read_and_write_zarr_stores() {
 fn a_source_larger_than_a_message_is_served_by_the_client_chunk_by_chunk() {
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     // 320 MiB: above the 256 MiB message limit that a plan carrying it would hit.
     let n: usize = 40 << 20;
     let data = ndarray::Array1::from_iter((0..n).map(|i| (i % 1024) as f64));
@@ -119,7 +119,7 @@ fn the_heat_frames_example_writes_its_movie_from_the_workers() {
     use accel_examples::workloads::{heat, heat_frames};
     let cluster = Cluster::start(2).unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let remote = Client::connect(&cluster.address).unwrap();
+    let remote = cluster.client().unwrap();
     let store = cluster.path("heat.zarr");
     let (frames, _) = heat_frames::write(&remote, &store, 60, 100, 25, 20).unwrap();
     assert_eq!(frames, 5);

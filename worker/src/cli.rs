@@ -68,6 +68,23 @@ struct Args {
     /// A file holding the token the scheduler asks workers for (first line).
     #[arg(long, env = "ACCEL_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// This worker's TLS certificate (PEM): it proves itself with it to the
+    /// scheduler, peers and clients, and serves its chunks over TLS.
+    #[arg(long, env = "ACCEL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "ACCEL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The cluster's CA (PEM): the scheduler's and peers' certificates are
+    /// checked against it, and peers must present one (mutual TLS).
+    #[arg(long, env = "ACCEL_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The name server certificates must hold (default: `accel` with a CA).
+    #[arg(long, env = "ACCEL_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
+    /// Serve chunks on an interface other than loopback without a token or TLS.
+    #[arg(long, env = "ACCEL_INSECURE")]
+    insecure: bool,
     /// Testing only: abort when a task whose stage label contains TEXT starts.
     #[arg(long, hide = true, value_name = "TEXT")]
     fault_crash_on: Option<String>,
@@ -144,6 +161,26 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
             0,
         ),
     };
+    let token = token(args.token_file.as_deref())?;
+    let tls = crate::tls_for(
+        &args.scheduler,
+        accel_proto::tls::TlsFiles {
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            ca: args.tls_ca.clone(),
+            server_name: args.tls_server_name.clone(),
+        },
+    )?;
+    if !listen.ip().is_loopback() && token.is_none() && tls.is_none() {
+        if !args.insecure {
+            return Err(format!(
+                "refusing to serve chunks on {} without a token or TLS (anyone who reaches it \
+                 could read them): secure the cluster (--token-file, --tls-*) or pass --insecure",
+                listen.ip()
+            ));
+        }
+        tracing::warn!(ip = %listen.ip(), "serving chunks without a token or TLS (--insecure)");
+    }
     let name = args.name.unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())
@@ -178,7 +215,8 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
             gate: args.fault_gate,
         },
         functions,
-        token: token(args.token_file.as_deref())?,
+        token,
+        tls,
     };
     // The first SIGTERM/SIGINT retires the worker; a second one exits now.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();

@@ -65,6 +65,9 @@ pub struct Config {
     pub functions: Functions,
     /// The token presented to the scheduler, if it asks for one.
     pub token: Option<accel_proto::auth::Secret>,
+    /// TLS towards the scheduler, peers and clients, and on this worker's
+    /// data plane.
+    pub tls: Option<accel_proto::tls::Tls>,
 }
 
 impl Config {
@@ -83,7 +86,28 @@ impl Config {
             memory: memory::MemoryConfig::default(),
             functions: Functions::default(),
             token: None,
+            tls: None,
         }
+    }
+}
+
+/// The TLS settings for a cluster whose scheduler is at `scheduler`: TLS
+/// exactly when the URL is `https://`, with the files given.
+pub fn tls_for(
+    scheduler: &str,
+    files: accel_proto::tls::TlsFiles,
+) -> Result<Option<accel_proto::tls::Tls>, String> {
+    let https = scheduler.starts_with("https://");
+    let tls = accel_proto::tls::Tls::load(&files)?;
+    match (https, tls) {
+        (true, Some(t)) => Ok(Some(t)),
+        (true, None) => Err(format!(
+            "{scheduler} uses TLS: give the cluster's CA (--tls-ca or ACCEL_TLS_CA)"
+        )),
+        (false, Some(_)) => Err(format!(
+            "TLS files are given but {scheduler} is not an https:// URL"
+        )),
+        (false, None) => Ok(None),
     }
 }
 
@@ -141,7 +165,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         store,
         paused,
-        peers: Arc::new(fetch::Peers::default()),
+        peers: Arc::new(fetch::Peers::default().with_tls(config.tls.clone())),
         pool: Arc::new(
             rayon::ThreadPoolBuilder::new()
                 .num_threads(config.nthreads.max(1))
@@ -163,6 +187,7 @@ pub async fn run(
             key: shared.data_key.clone(),
         }),
         serving: shared.serving.clone(),
+        tls: config.tls.as_ref().and_then(|t| t.acceptor()),
     };
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(service.serve(listener, async {

@@ -52,6 +52,18 @@ pub(crate) async fn attach(
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
+    let endpoint = match &config.tls {
+        Some(tls) => {
+            let host = endpoint.uri().host().unwrap_or("").to_string();
+            let c = tls
+                .tonic_client(&host)
+                .map_err(|e| Error::Refused(format!("TLS: {e}")))?;
+            endpoint
+                .tls_config(c)
+                .map_err(|e| Error::Refused(format!("TLS: {e}")))?
+        }
+        None => endpoint,
+    };
     let channel = tokio::time::timeout(Duration::from_secs(5), endpoint.connect())
         .await
         .map_err(|_| unreachable(config, "timed out"))?

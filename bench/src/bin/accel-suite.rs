@@ -434,7 +434,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let t = Instant::now();
-    match accel_e2e::Cluster::start(2).and_then(|c| Ok((Client::connect(&c.address)?, c))) {
+    match accel_e2e::Cluster::start(2).and_then(|c| Ok((c.client()?, c))) {
         Ok((client, cluster)) => {
             let startup = t.elapsed().as_secs_f64();
             records.push(Json::Obj(vec![

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accel::{Client, from_owned};
+use accel::from_owned;
 use accel_core::{Buffer, Chunk, ChunkKey, Plan, StageId};
 use accel_e2e::{Cluster, Options};
 use accel_worker::Store;
@@ -86,7 +86,7 @@ fn reduction(
         },
     )?;
     cluster.wait_for_workers(2)?;
-    let client = Client::connect(&cluster.address)?;
+    let client = cluster.client()?;
     let n = source_mb << 17; // f64
     let data = ndarray::Array1::from_iter((0..n).map(|i| (i % 1024) as f64));
     let x = from_owned(data, 1 << 21); // 16 MiB chunks

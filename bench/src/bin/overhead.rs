@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
         &[100_000, 1_000_000]
     };
     let cluster = accel_e2e::Cluster::start(2)?;
-    let remote = Client::connect(&cluster.address)?;
+    let remote = cluster.client()?;
     println!("zero-work tasks: (arange(N, chunk 1) + 1).sum(), best of 3\n");
     println!(
         "| N | tasks | submission bytes | embedded µs/task | embedded tasks/s | 2 workers µs/task | 2 workers tasks/s | scheduler peak RSS |"

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use accel::Client;
 use accel_e2e::Cluster;
 
 fn arg(name: &str, default: usize) -> anyhow::Result<usize> {
@@ -40,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     let base: f64 = src.sum();
     let cluster = Cluster::start(2)?;
     cluster.wait_for_workers(2)?;
-    let client = Client::connect(&cluster.address)?;
+    let client = cluster.client()?;
     println!(
         "soak: {jobs} jobs, each with a {mib} MiB source (from_ndarray, 8 chunks), \
          (x * k + 1).sum() on a scheduler and 2 workers\n"

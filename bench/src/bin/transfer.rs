@@ -16,7 +16,7 @@ fn main() -> anyhow::Result<()> {
     let chunk = n / 20;
     let cluster = accel_e2e::Cluster::start(2)?;
     cluster.wait_for_workers(2)?;
-    let remote = Client::connect(&cluster.address)?;
+    let remote = cluster.client()?;
     let local = Client::local();
     let x = arange(n, chunk).astype(DType::F64);
     let y = arange(n, chunk).astype(DType::F64) * 0.5;

@@ -32,6 +32,8 @@ pub enum Error {
 pub struct Config {
     /// Tokens workers and clients must present (none: anyone may connect).
     pub tokens: accel_proto::auth::Tokens,
+    /// TLS for every connection (mutual with a CA).
+    pub tls: Option<accel_proto::tls::Tls>,
     /// A worker silent for this long is removed (and told to start afresh if
     /// it comes back).
     pub heartbeat_timeout: Duration,
@@ -50,6 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             tokens: Default::default(),
+            tls: None,
             heartbeat_timeout: Duration::from_secs(10),
             max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
             queue_depth: 64,
@@ -238,16 +241,28 @@ pub async fn serve(
             }
         }
     });
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
+        // Connections whose peer vanished are noticed and closed.
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(
             SchedulerServer::new(service)
                 .max_decoding_message_size(config.max_message_bytes)
                 .max_encoding_message_size(config.max_message_bytes),
-        )
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
+        );
+    match config.tls.as_ref().and_then(|t| t.acceptor()) {
+        Some(acceptor) => {
+            let incoming = accel_proto::incoming::tls(listener, acceptor);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+        None => {
+            let incoming = accel_proto::incoming::plain(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?
+        }
+    }
     Ok(())
 }

@@ -121,6 +121,21 @@ fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Input> {
 }
 
 impl Service {
+    /// The caller's token, and with mutual TLS its certificate, must allow `role`.
+    fn authorize<T>(&self, req: &Request<T>, role: Role) -> Result<(), Status> {
+        self.tokens.check(req.metadata(), role)?;
+        if let Some(certs) = req.peer_certs()
+            && let Some(first) = certs.first()
+            && let Some(roles) = accel_proto::tls::cert_roles(first)
+            && !roles.contains(&role)
+        {
+            return Err(Status::permission_denied(format!(
+                "this certificate does not grant the {role:?} role"
+            )));
+        }
+        Ok(())
+    }
+
     /// Only the client that submitted a job (it holds the job's key) may act on it.
     fn check_job_key(&self, job: u64, key: &[u8]) -> Result<(), Status> {
         if self.data_key.job_key(job).matches(key) {
@@ -142,7 +157,7 @@ impl Scheduler for Service {
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<Self::SubmitStream>, Status> {
-        self.tokens.check(req.metadata(), Role::Client)?;
+        self.authorize(&req, Role::Client)?;
         let req = req.into_inner();
         let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
         check_version(theirs).map_err(|_| version_status(theirs))?;
@@ -173,7 +188,7 @@ impl Scheduler for Service {
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseReply>, Status> {
-        self.tokens.check(req.metadata(), Role::Client)?;
+        self.authorize(&req, Role::Client)?;
         let req = req.into_inner();
         self.check_job_key(req.job, &req.job_key)?;
         let job = JobId(req.job);
@@ -187,7 +202,7 @@ impl Scheduler for Service {
         &self,
         req: Request<pb::MissingRequest>,
     ) -> Result<Response<pb::MissingReply>, Status> {
-        self.tokens.check(req.metadata(), Role::Client)?;
+        self.authorize(&req, Role::Client)?;
         let req = req.into_inner();
         self.check_job_key(req.job, &req.job_key)?;
         let _ = self.inputs.send(Input::Event(Event::ResultsMissing {
@@ -201,7 +216,7 @@ impl Scheduler for Service {
         &self,
         req: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        self.tokens.check(req.metadata(), Role::Worker)?;
+        self.authorize(&req, Role::Worker)?;
         let mut inbound = req.into_inner();
         let first = inbound
             .message()

@@ -9,6 +9,7 @@ mod keys;
 mod peers;
 mod serve;
 mod sink;
+mod stream;
 mod wire;
 
 use std::time::Duration;

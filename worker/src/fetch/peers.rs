@@ -12,6 +12,7 @@ use accel_proto::pb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::stream::DataStream;
 use super::wire::{MAGIC, read_msg, write_msg};
 use super::{ChunkSink, DEFAULT_STALL, FRAME, Region};
 
@@ -28,8 +29,10 @@ const POOL: usize = 16;
 /// Connections to other workers' data planes: opened on first use, kept
 /// while they work, dropped when they fail.
 pub struct Peers {
-    idle: Mutex<HashMap<String, Vec<TcpStream>>>,
+    idle: Mutex<HashMap<String, Vec<DataStream>>>,
     stall_ms: AtomicU64,
+    /// TLS towards peers (their certificates checked against the cluster's CA).
+    tls: Option<accel_proto::tls::Tls>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -51,7 +54,14 @@ impl Peers {
         Peers {
             idle: Mutex::default(),
             stall_ms: AtomicU64::new(stall.as_millis().max(1) as u64),
+            tls: None,
         }
+    }
+
+    /// Connects to peers over TLS.
+    pub fn with_tls(mut self, tls: Option<accel_proto::tls::Tls>) -> Peers {
+        self.tls = tls;
+        self
     }
 
     /// How long a peer may send nothing while serving a chunk.
@@ -69,19 +79,32 @@ impl Peers {
         self.pool().clear();
     }
 
-    fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<TcpStream>>> {
+    fn pool(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<DataStream>>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An idle connection to `address`, or a new one.
-    async fn connect(&self, address: &str) -> Result<TcpStream, String> {
+    async fn connect(&self, address: &str) -> Result<DataStream, String> {
         if let Some(c) = self.pool().get_mut(address).and_then(Vec::pop) {
             return Ok(c);
         }
-        let mut c = TcpStream::connect(address)
+        let tcp = TcpStream::connect(address)
             .await
             .map_err(|e| format!("cannot reach peer {address}: {e}"))?;
-        c.set_nodelay(true).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut c = match &self.tls {
+            Some(tls) => {
+                let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+                let name = tls.name_for(host)?;
+                let s = tls
+                    .connector()
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS with peer {address}: {e}"))?;
+                DataStream::Tls(Box::new(s))
+            }
+            None => DataStream::Plain(tcp),
+        };
         c.write_all(MAGIC)
             .await
             .map_err(|e| format!("cannot reach peer {address}: {e}"))?;
@@ -158,7 +181,7 @@ struct Request<'a> {
 
 /// One request and its reply on a connection.
 async fn exchange(
-    conn: &mut TcpStream,
+    conn: &mut DataStream,
     Request {
         job,
         key,
@@ -187,6 +210,7 @@ async fn exchange(
         credential: credential.to_vec(),
     };
     write_msg(conn, &req).await.map_err(|e| e.to_string())?;
+    conn.flush().await.map_err(|e| e.to_string())?;
     let reply: pb::DataReply = tokio::time::timeout(stall, read_msg(conn))
         .await
         .map_err(|_| stalled())??

@@ -10,7 +10,7 @@ use accel_core::op::HostArray;
 use accel_core::{Chunk, ChunkKey};
 use accel_proto::convert::{dtype_to, task_from};
 use accel_proto::pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Region;
@@ -97,6 +97,8 @@ pub struct Service {
     pub source: Arc<dyn ChunkSource>,
     /// Chunk transfers in progress (a retiring worker waits for them).
     pub serving: Arc<AtomicUsize>,
+    /// TLS for every connection (mutual when configured with a CA).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Counts a transfer while it lives.
@@ -146,8 +148,25 @@ impl Service {
         }
     }
 
-    async fn connection(&self, mut stream: TcpStream) -> Result<(), String> {
+    async fn connection(&self, stream: TcpStream) -> Result<(), String> {
         stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        match &self.tls {
+            Some(acceptor) => {
+                let stream = tokio::time::timeout(GREETING, acceptor.accept(stream))
+                    .await
+                    .map_err(|_| "stalled in the TLS handshake".to_string())?
+                    .map_err(|e| format!("TLS handshake: {e}"))?;
+                self.requests(stream).await
+            }
+            None => self.requests(stream).await,
+        }
+    }
+
+    /// The greeting, then requests answered until the peer goes quiet.
+    async fn requests<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+    ) -> Result<(), String> {
         let mut magic = [0u8; 8];
         tokio::time::timeout(GREETING, stream.read_exact(&mut magic))
             .await
@@ -182,6 +201,8 @@ impl Service {
                     .await
                     .map_err(|e| e.to_string())?,
             }
+            // TLS holds back what it has not sealed into a record yet.
+            stream.flush().await.map_err(|e| e.to_string())?;
         }
     }
 
@@ -201,8 +222,8 @@ const BATCH: usize = 256 << 10;
 
 /// The header of a box of a host array, then its rows straight from the
 /// array's memory (short rows batched into one write).
-async fn send_box(
-    stream: &mut TcpStream,
+async fn send_box<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     host: &HostArray,
     lo: &[usize],
     shape: &[usize],
@@ -248,7 +269,7 @@ async fn send_box(
 }
 
 /// The header, then every column's bytes straight from memory.
-async fn send_chunk(stream: &mut TcpStream, chunk: &Chunk) -> std::io::Result<()> {
+async fn send_chunk<S: AsyncWrite + Unpin>(stream: &mut S, chunk: &Chunk) -> std::io::Result<()> {
     let header = pb::ChunkHeader {
         shape: chunk.shape.iter().map(|&x| x as u64).collect(),
         cols: chunk
