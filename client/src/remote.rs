@@ -116,7 +116,29 @@ impl Remote {
     /// A refused call: credentials and permissions are told apart from other
     /// failures, since retrying cannot fix them.
     fn refused(&self, s: tonic::Status) -> Error {
-        let (address, message) = (self.address.clone(), s.message().to_string());
+        let address = self.address.clone();
+        let mut message = s.message().to_string();
+        let mut source = std::error::Error::source(&s);
+        let mut last = message.clone();
+        while let Some(e) = source {
+            let text = e.to_string();
+            if text != last {
+                message = format!("{message}: {text}");
+            }
+            last = text;
+            source = e.source();
+        }
+        if matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        ) {
+            message.push_str(if self.tls.is_some() {
+                " (if the TLS handshake failed: is this client's certificate signed by the \
+                 cluster's CA, and the scheduler's by the CA given here?)"
+            } else {
+                " (if the scheduler uses TLS: connect with https:// and give its CA)"
+            });
+        }
         match s.code() {
             tonic::Code::Unauthenticated => Error::Unauthenticated { address, message },
             tonic::Code::PermissionDenied => Error::PermissionDenied { address, message },

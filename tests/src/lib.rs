@@ -89,6 +89,8 @@ pub struct Cluster {
     pub workers: Vec<Child>,
     logs: PathBuf,
     options: Options,
+    /// What every worker presents (tokens, certificates).
+    credentials: Vec<String>,
 }
 
 /// Signals a process that has not exited (SIGSTOP, SIGCONT, SIGTERM, ...).
@@ -115,7 +117,7 @@ impl Cluster {
             std::env::temp_dir().join(format!("accel-e2e-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&logs)?;
         let mut options = options;
-        secure(&logs, &mut options)?;
+        let credentials = secure(&logs, &mut options)?;
         let (scheduler, address) = spawn_scheduler(&logs, 0, 0, &options)?;
         let port = address
             .rsplit(':')
@@ -130,6 +132,7 @@ impl Cluster {
             workers: Vec::new(),
             logs,
             options,
+            credentials,
         };
         for _ in 0..n {
             cluster.add_worker()?;
@@ -150,6 +153,20 @@ impl Cluster {
     /// Starts one more worker from `program` (relative to the workspace's
     /// binaries, e.g. `examples/custom_worker`: a worker built with the library).
     pub fn add_worker_program(&mut self, program: &str, extra: &[&str]) -> anyhow::Result<usize> {
+        let mut args: Vec<String> = self.options.worker_args.clone();
+        args.extend(self.credentials.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn_worker(program, &args)
+    }
+
+    /// Starts one more worker presenting `credentials` instead of the cluster's.
+    pub fn add_worker_as(&mut self, credentials: &[&str]) -> anyhow::Result<usize> {
+        let mut args: Vec<String> = self.options.worker_args.clone();
+        args.extend(credentials.iter().map(|s| s.to_string()));
+        self.spawn_worker("accel-worker", &args)
+    }
+
+    fn spawn_worker(&mut self, program: &str, args: &[String]) -> anyhow::Result<usize> {
         let k = self.workers.len();
         let child = Command::new(bin(program)?)
             .arg(&self.address)
@@ -163,8 +180,7 @@ impl Cluster {
                 "--retire-timeout",
                 "20",
             ])
-            .args(&self.options.worker_args)
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.log_path(k))?)
             .spawn()
@@ -373,9 +389,10 @@ impl Cluster {
     }
 }
 
-/// Writes the credentials `options.security` asks for into `logs` and adds
-/// them to the scheduler's and workers' arguments.
-fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<()> {
+/// Writes the credentials `options.security` asks for into `logs`, adds the
+/// scheduler's to its arguments and returns the workers'.
+fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<Vec<String>> {
+    let mut worker = Vec::new();
     let arg = |p: PathBuf| p.to_string_lossy().into_owned();
     match options.security {
         Security::None => {}
@@ -388,9 +405,7 @@ fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<()> {
                 "--client-token-file".into(),
                 arg(logs.join("client.token")),
             ]);
-            options
-                .worker_args
-                .extend(["--token-file".into(), arg(logs.join("worker.token"))]);
+            worker.extend(["--token-file".into(), arg(logs.join("worker.token"))]);
         }
         Security::MutualTls => {
             let certs = logs.join("certs");
@@ -407,7 +422,7 @@ fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<()> {
             }
             for (who, args) in [
                 ("scheduler", &mut options.scheduler_args),
-                ("worker", &mut options.worker_args),
+                ("worker", &mut worker),
             ] {
                 args.extend([
                     "--tls-cert".into(),
@@ -420,7 +435,7 @@ fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(worker)
 }
 
 /// A token nobody could guess from the test's code.
