@@ -135,6 +135,7 @@ pub async fn gather(
                         job_key: fetcher.job_key.borrow().clone(),
                     };
                     scheduler
+                        .control
                         .report_missing(req)
                         .await
                         .map_err(|s| GatherError::Lost(s.message().to_string()))?;

@@ -10,7 +10,8 @@ use accel_core::plan::{Plan, StageKind};
 use accel_proto::auth::Bearer;
 use accel_proto::convert::plan_to;
 use accel_proto::pb;
-use accel_proto::pb::scheduler_client::SchedulerClient;
+use accel_proto::pb::job_control_client::JobControlClient;
+use accel_proto::pb::jobs_client::JobsClient;
 use accel_proto::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use accel_worker::fetch::Peers;
 use tonic::service::interceptor::InterceptedService;
@@ -22,8 +23,14 @@ use crate::gather::{GatherError, gather};
 use crate::scatter::{HostServer, SCATTER_BYTES};
 use crate::security::Security;
 
-/// The scheduler's gRPC client, presenting the client's token with every call.
-pub type Scheduler = SchedulerClient<InterceptedService<Channel, Bearer>>;
+type Authed = InterceptedService<Channel, Bearer>;
+
+/// The scheduler's gRPC clients, presenting the client's token with every call.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    pub jobs: JobsClient<Authed>,
+    pub control: JobControlClient<Authed>,
+}
 
 #[derive(Debug)]
 pub struct Remote {
@@ -74,9 +81,13 @@ impl Remote {
             })
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        let scheduler = SchedulerClient::with_interceptor(channel, Bearer(security.token.clone()))
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let bearer = Bearer(security.token.clone());
+        let scheduler = Scheduler {
+            jobs: JobsClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            control: JobControlClient::with_interceptor(channel, bearer),
+        };
         Ok(Remote {
             address: url.to_string(),
             runtime,
@@ -130,7 +141,10 @@ impl Remote {
         }
         if matches!(
             s.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::Internal
         ) {
             message.push_str(if self.tls.is_some() {
                 " (if the TLS handshake failed: is this client's certificate signed by the \
@@ -182,6 +196,7 @@ impl Remote {
                 )));
             }
             let mut updates = scheduler
+                .jobs
                 .submit(req)
                 .await
                 .map_err(|s| self.refused(s))?
@@ -196,7 +211,7 @@ impl Remote {
                 job: got.job,
                 job_key: got.job_key,
             };
-            let _ = scheduler.release(release).await;
+            let _ = scheduler.control.release(release).await;
             let stats = RunStats {
                 tasks: plan.task_count(),
                 peak_bytes: 0,
@@ -237,6 +252,7 @@ impl Remote {
                 plan: Some(plan_to(plan)),
             };
             let mut updates = scheduler
+                .jobs
                 .submit(req)
                 .await
                 .map_err(|s| self.refused(s))?
@@ -295,7 +311,7 @@ impl Drop for KeepJob {
             job_key: std::mem::take(&mut self.job_key),
         };
         self.remote.runtime.spawn(async move {
-            let _ = scheduler.release(release).await;
+            let _ = scheduler.control.release(release).await;
         });
     }
 }

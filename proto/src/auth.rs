@@ -96,6 +96,31 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
+/// Checks every call's credentials for one role before its body is read:
+/// the token, and with mutual TLS the roles the certificate names.
+#[derive(Clone, Debug)]
+pub struct Gate {
+    pub tokens: Tokens,
+    pub role: Role,
+}
+
+impl tonic::service::Interceptor for Gate {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        self.tokens.check(req.metadata(), self.role)?;
+        if let Some(certs) = req.peer_certs()
+            && let Some(first) = certs.first()
+            && let Some(roles) = crate::tls::cert_roles(first)
+            && !roles.contains(&self.role)
+        {
+            return Err(Status::permission_denied(format!(
+                "this certificate does not grant the {} role",
+                self.role.name()
+            )));
+        }
+        Ok(req)
+    }
+}
+
 /// Constant-time byte equality (the lengths are not secret).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -15,7 +15,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// Longest a new connection may take to say who it is.
+/// Longest a new connection may take to say who it is (by default).
 pub const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The HTTP/2 connection preface's length: a peer that sends less in time stalls.
@@ -103,11 +103,12 @@ impl Connected for Deadline<TcpStream> {
     }
 }
 
-/// Accepted connections, each past its handshake (TLS when `acceptor` is
-/// given) within [`HANDSHAKE`]; handshakes run concurrently, so a stalled
+/// Accepted connections, each past its handshake (`handshake`: TLS, or
+/// nothing) `within`; handshakes run concurrently, so a stalled
 /// one holds up nobody.
 pub fn accept<T>(
     listener: TcpListener,
+    within: Duration,
     handshake: impl Fn(Deadline<TcpStream>) -> T + Send + 'static,
 ) -> impl Stream<Item = io::Result<T::Output>>
 where
@@ -129,10 +130,10 @@ where
                 _ = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let shaking = handshake(Deadline::new(tcp, HANDSHAKE));
+            let shaking = handshake(Deadline::new(tcp, within));
             let tx = tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE, shaking).await {
+                match tokio::time::timeout(within, shaking).await {
                     Ok(io) => {
                         let _ = tx.send(Ok(io)).await;
                     }
@@ -146,19 +147,23 @@ where
     ReceiverStream::new(rx)
 }
 
-/// Plain connections (their HTTP/2 preface is due within [`HANDSHAKE`]).
-pub fn plain(listener: TcpListener) -> impl Stream<Item = io::Result<Deadline<TcpStream>>> {
-    accept(listener, std::future::ready)
+/// Plain connections (their HTTP/2 preface is due `within`).
+pub fn plain(
+    listener: TcpListener,
+    within: Duration,
+) -> impl Stream<Item = io::Result<Deadline<TcpStream>>> {
+    accept(listener, within, std::future::ready)
 }
 
-/// TLS connections whose handshake completed within [`HANDSHAKE`]; failed
-/// handshakes (no certificate, another CA, plaintext) are dropped here.
+/// TLS connections whose handshake completed `within`; failed handshakes
+/// (no certificate, another CA, plaintext) are dropped here.
 pub fn tls(
     listener: TcpListener,
+    within: Duration,
     acceptor: tokio_rustls::TlsAcceptor,
 ) -> impl Stream<Item = io::Result<tokio_rustls::server::TlsStream<Deadline<TcpStream>>>> {
     use tokio_stream::StreamExt;
-    accept(listener, move |tcp| {
+    accept(listener, within, move |tcp| {
         let acceptor = acceptor.clone();
         async move { acceptor.accept(tcp).await }
     })

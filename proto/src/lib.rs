@@ -16,9 +16,16 @@ pub mod pb {
 /// Checked at every connection; peers of another version are refused.
 pub const PROTOCOL_VERSION: u32 = 3;
 
-/// Largest message any accel process sends or accepts. Plans carry their source
-/// data, so a submission above this is refused before it is sent.
+/// Largest plan message (a submission, or a job's plan sent to a worker):
+/// plans carry their source data, so a submission above this is refused
+/// before it is sent.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+/// Largest message of a worker's session (reports, registration).
+pub const MAX_WORKER_MESSAGE_BYTES: usize = 32 << 20;
+
+/// Largest request about a job (release, missing results).
+pub const MAX_CONTROL_MESSAGE_BYTES: usize = 1 << 20;
 
 /// Wire data that does not decode into a valid core value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -54,6 +54,9 @@ struct Args {
     /// (anyone who reaches the port can run work and read results).
     #[arg(long, env = "ACCEL_INSECURE")]
     insecure: bool,
+    /// Seconds a new connection may take to finish its (TLS or HTTP/2) handshake.
+    #[arg(long, env = "ACCEL_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    handshake_timeout: f64,
     /// Write a new CA and scheduler, worker and client certificates into DIR, then exit.
     #[arg(long, value_name = "DIR")]
     make_certs: Option<std::path::PathBuf>,
@@ -148,7 +151,8 @@ async fn main() -> anyhow::Result<()> {
     let config = accel_scheduler::server::Config {
         tokens,
         tls,
-        heartbeat_timeout: std::time::Duration::from_secs_f64(args.heartbeat_timeout.max(0.1)),
+        handshake_timeout: seconds(args.handshake_timeout),
+        heartbeat_timeout: seconds(args.heartbeat_timeout),
         allowed_failures: args.allowed_failures.max(1),
         worker_saturation: if args.worker_saturation > 0.0 {
             args.worker_saturation
@@ -160,6 +164,16 @@ async fn main() -> anyhow::Result<()> {
     accel_scheduler::server::serve(listener, config, shutdown).await?;
     println!("accel-scheduler stopped");
     Ok(())
+}
+
+/// A duration of at least 0.1 s from a flag (an infinite one: a day).
+fn seconds(s: f64) -> std::time::Duration {
+    let s = if s.is_nan() {
+        0.1
+    } else {
+        s.clamp(0.1, 86_400.0)
+    };
+    std::time::Duration::from_secs_f64(s)
 }
 
 /// Resolves on SIGTERM or SIGINT.

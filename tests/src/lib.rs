@@ -36,6 +36,19 @@ fn bin(name: &str) -> anyhow::Result<PathBuf> {
 /// accel's own debug lines (the tests read them), not the transport's.
 const LOG: &str = "info,accel_worker=debug,accel_scheduler=debug";
 
+/// A gRPC service client presenting the test client's token.
+pub type Authed = tonic::service::interceptor::InterceptedService<
+    tonic::transport::Channel,
+    accel_proto::auth::Bearer,
+>;
+
+/// The scheduler's services, spoken to directly.
+pub struct RawScheduler {
+    pub jobs: accel_proto::pb::jobs_client::JobsClient<Authed>,
+    pub control: accel_proto::pb::job_control_client::JobControlClient<Authed>,
+    pub workers: accel_proto::pb::workers_client::WorkersClient<Authed>,
+}
+
 /// How a test cluster is secured. The whole end-to-end suite runs under
 /// each: `ACCEL_E2E_SECURITY=token` (separate worker and client tokens) or
 /// `=mtls` (mutual TLS with certificates from `accel-scheduler --make-certs`).
@@ -339,30 +352,28 @@ impl Cluster {
         }
     }
 
-    /// The scheduler's gRPC client with this cluster's client credentials,
+    /// The scheduler's gRPC services with this cluster's client credentials,
     /// for tests that speak the protocol directly.
-    pub async fn raw_scheduler(
-        &self,
-    ) -> anyhow::Result<
-        accel_proto::pb::scheduler_client::SchedulerClient<
-            tonic::service::interceptor::InterceptedService<
-                tonic::transport::Channel,
-                accel_proto::auth::Bearer,
-            >,
-        >,
-    > {
+    pub async fn raw_scheduler(&self) -> anyhow::Result<RawScheduler> {
         let security = self.security();
         let mut endpoint = tonic::transport::Endpoint::from_shared(self.address.clone())?;
         if let Some(tls) = accel_proto::tls::Tls::load(&security.tls).map_err(anyhow::Error::msg)? {
             endpoint = endpoint.tls_config(tls.tonic_client("").map_err(anyhow::Error::msg)?)?;
         }
         let channel = endpoint.connect().await?;
-        Ok(
-            accel_proto::pb::scheduler_client::SchedulerClient::with_interceptor(
-                channel,
-                accel_proto::auth::Bearer(security.token),
-            ),
-        )
+        let bearer = accel_proto::auth::Bearer(security.token);
+        use accel_proto::pb::{job_control_client, jobs_client, workers_client};
+        Ok(RawScheduler {
+            jobs: jobs_client::JobsClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_encoding_message_size(usize::MAX),
+            control: job_control_client::JobControlClient::with_interceptor(
+                channel.clone(),
+                bearer.clone(),
+            )
+            .max_encoding_message_size(usize::MAX),
+            workers: workers_client::WorkersClient::with_interceptor(channel, bearer)
+                .max_encoding_message_size(usize::MAX),
+        })
     }
 
     /// A client of this cluster, with its credentials.

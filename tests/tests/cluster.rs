@@ -100,7 +100,8 @@ fn raw_submit(cluster: &Cluster, version: u32, plan: pb::Plan) -> tonic::Status 
             }),
             plan: Some(plan),
         };
-        c.submit(req)
+        c.jobs
+            .submit(req)
             .await
             .expect_err("the submission must be refused")
     })

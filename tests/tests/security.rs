@@ -73,7 +73,7 @@ fn raw_job(cluster: &Cluster) -> RawJob {
             }),
             plan: Some(accel_proto::convert::plan_to(&plan)),
         };
-        let mut updates = s.submit(req).await.unwrap().into_inner();
+        let mut updates = s.jobs.submit(req).await.unwrap().into_inner();
         let mut key = Vec::new();
         loop {
             let u = updates.message().await.unwrap().unwrap();
@@ -173,12 +173,13 @@ fn tokens_keep_strangers_out_and_roles_apart() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let status = rt.block_on(async {
         let mut s = cluster.raw_scheduler().await.unwrap();
-        s.release(pb::ReleaseRequest {
-            job,
-            job_key: other_key,
-        })
-        .await
-        .unwrap_err()
+        s.control
+            .release(pb::ReleaseRequest {
+                job,
+                job_key: other_key,
+            })
+            .await
+            .unwrap_err()
     });
     assert_eq!(status.code(), tonic::Code::PermissionDenied);
     assert!(
@@ -245,6 +246,6 @@ fn mutual_tls_refuses_plaintext_strangers_and_the_wrong_roles() {
     let k = cluster
         .add_worker_as(&["--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca])
         .unwrap();
-    exits_with(&mut cluster, k, "does not grant the Worker role");
+    exits_with(&mut cluster, k, "does not grant the worker role");
     rightful_client_still_works(&cluster);
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use accel_proto::PROTOCOL_VERSION;
 use accel_proto::auth::Secret;
 use accel_proto::convert::{plan_from, task_from};
-use accel_proto::pb::scheduler_client::SchedulerClient;
+use accel_proto::pb::workers_client::WorkersClient;
 use accel_proto::pb::{self, scheduler_message, worker_message};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -68,9 +68,9 @@ pub(crate) async fn attach(
         .await
         .map_err(|_| unreachable(config, "timed out"))?
         .map_err(|e| unreachable(config, e.to_string()))?;
-    let mut client = SchedulerClient::new(channel)
+    let mut client = WorkersClient::new(channel)
         .max_decoding_message_size(accel_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(accel_proto::MAX_MESSAGE_BYTES);
+        .max_encoding_message_size(accel_proto::MAX_WORKER_MESSAGE_BYTES);
     let (out_tx, out_rx) = mpsc::channel::<pb::WorkerMessage>(1024);
     let register = pb::WorkerMessage {
         msg: Some(worker_message::Msg::Register(pb::Register {

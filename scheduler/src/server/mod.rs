@@ -9,10 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
+use accel_proto::auth::{Gate, Role};
 use accel_proto::pb;
-use accel_proto::pb::scheduler_server::SchedulerServer;
+use accel_proto::pb::job_control_server::JobControlServer;
+use accel_proto::pb::jobs_server::JobsServer;
+use accel_proto::pb::workers_server::WorkersServer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::core::{ClientId, Command, Core, CoreConfig, Event, JobId, WorkerId};
 use router::{ClientTx, Router, WorkerTx};
@@ -34,6 +38,8 @@ pub struct Config {
     pub tokens: accel_proto::auth::Tokens,
     /// TLS for every connection (mutual with a CA).
     pub tls: Option<accel_proto::tls::Tls>,
+    /// A connection that has not finished its handshake by then is closed.
+    pub handshake_timeout: Duration,
     /// A worker silent for this long is removed (and told to start afresh if
     /// it comes back).
     pub heartbeat_timeout: Duration,
@@ -53,6 +59,7 @@ impl Default for Config {
         Config {
             tokens: Default::default(),
             tls: None,
+            handshake_timeout: accel_proto::incoming::HANDSHAKE,
             heartbeat_timeout: Duration::from_secs(10),
             max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
             queue_depth: 64,
@@ -188,6 +195,18 @@ impl Loop {
     }
 }
 
+/// tonic refuses a message above a service's limit, from its length prefix
+/// and before reading it, as OUT_OF_RANGE; accel calls that
+/// RESOURCE_EXHAUSTED (the only OUT_OF_RANGE the scheduler produces).
+fn too_large_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let status = response.headers().get("grpc-status");
+    if status.is_some_and(|s| s.as_bytes() == b"11") {
+        let code = http::HeaderValue::from(tonic::Code::ResourceExhausted as i32);
+        response.headers_mut().insert("grpc-status", code);
+    }
+    response
+}
+
 /// Serves the scheduler on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
@@ -196,12 +215,16 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let (inputs, mut rx) = mpsc::unbounded_channel::<Input>();
     let service = Service {
-        tokens: config.tokens.clone(),
         data_key: accel_proto::auth::Secret::random().map_err(Error::Setup)?,
         inputs: inputs.clone(),
         next_job: AtomicU64::new(1),
         next_worker: AtomicU32::new(1),
         heartbeat_timeout: config.heartbeat_timeout,
+    };
+    let service = Arc::new(service);
+    let gate = |role| Gate {
+        tokens: config.tokens.clone(),
+        role,
     };
     let timeout = config.heartbeat_timeout;
     let ticker = inputs.clone();
@@ -245,20 +268,34 @@ pub async fn serve(
         // Connections whose peer vanished are noticed and closed.
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .add_service(
-            SchedulerServer::new(service)
+        .layer(tower::util::MapResponseLayer::new(too_large_is_exhausted))
+        .add_service(InterceptedService::new(
+            JobsServer::from_arc(service.clone())
                 .max_decoding_message_size(config.max_message_bytes)
                 .max_encoding_message_size(config.max_message_bytes),
-        );
+            gate(Role::Client),
+        ))
+        .add_service(InterceptedService::new(
+            JobControlServer::from_arc(service.clone())
+                .max_decoding_message_size(accel_proto::MAX_CONTROL_MESSAGE_BYTES),
+            gate(Role::Client),
+        ))
+        .add_service(InterceptedService::new(
+            WorkersServer::from_arc(service)
+                .max_decoding_message_size(accel_proto::MAX_WORKER_MESSAGE_BYTES)
+                // A job's plan goes to its workers with its source data.
+                .max_encoding_message_size(config.max_message_bytes),
+            gate(Role::Worker),
+        ));
     match config.tls.as_ref().and_then(|t| t.acceptor()) {
         Some(acceptor) => {
-            let incoming = accel_proto::incoming::tls(listener, acceptor);
+            let incoming = accel_proto::incoming::tls(listener, config.handshake_timeout, acceptor);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?
         }
         None => {
-            let incoming = accel_proto::incoming::plain(listener);
+            let incoming = accel_proto::incoming::plain(listener, config.handshake_timeout);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await?

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use accel_proto::auth::{Role, Secret, Tokens};
+use accel_proto::auth::Secret;
 use accel_proto::convert::{plan_from, task_from};
-use accel_proto::pb::scheduler_server::Scheduler;
+use accel_proto::pb::job_control_server::JobControl;
+use accel_proto::pb::jobs_server::Jobs;
+use accel_proto::pb::workers_server::Workers;
 use accel_proto::pb::{self, job_update, scheduler_message, worker_message};
 use accel_proto::{PROTOCOL_VERSION, check_version};
 use tokio::sync::mpsc;
@@ -19,7 +21,6 @@ use super::Input;
 use crate::core::{Event, JobId, TaskRef, WorkerId};
 
 pub(super) struct Service {
-    pub tokens: Tokens,
     /// The data plane's key: workers get it, clients get keys derived from it per job.
     pub data_key: Secret,
     pub inputs: mpsc::UnboundedSender<Input>,
@@ -121,21 +122,6 @@ fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Input> {
 }
 
 impl Service {
-    /// The caller's token, and with mutual TLS its certificate, must allow `role`.
-    fn authorize<T>(&self, req: &Request<T>, role: Role) -> Result<(), Status> {
-        self.tokens.check(req.metadata(), role)?;
-        if let Some(certs) = req.peer_certs()
-            && let Some(first) = certs.first()
-            && let Some(roles) = accel_proto::tls::cert_roles(first)
-            && !roles.contains(&role)
-        {
-            return Err(Status::permission_denied(format!(
-                "this certificate does not grant the {role:?} role"
-            )));
-        }
-        Ok(())
-    }
-
     /// Only the client that submitted a job (it holds the job's key) may act on it.
     fn check_job_key(&self, job: u64, key: &[u8]) -> Result<(), Status> {
         if self.data_key.job_key(job).matches(key) {
@@ -149,15 +135,13 @@ impl Service {
 }
 
 #[tonic::async_trait]
-impl Scheduler for Service {
+impl Jobs for Service {
     type SubmitStream = UnboundedReceiverStream<Result<pb::JobUpdate, Status>>;
-    type AttachStream = Pin<Box<dyn Stream<Item = Result<pb::SchedulerMessage, Status>> + Send>>;
 
     async fn submit(
         &self,
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<Self::SubmitStream>, Status> {
-        self.authorize(&req, Role::Client)?;
         let req = req.into_inner();
         let theirs = req.hello.as_ref().map_or(0, |h| h.protocol_version);
         check_version(theirs).map_err(|_| version_status(theirs))?;
@@ -183,12 +167,14 @@ impl Scheduler for Service {
             .map_err(|_| Status::unavailable("scheduler is shutting down"))?;
         Ok(Response::new(UnboundedReceiverStream::new(rx)))
     }
+}
 
+#[tonic::async_trait]
+impl JobControl for Service {
     async fn release(
         &self,
         req: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseReply>, Status> {
-        self.authorize(&req, Role::Client)?;
         let req = req.into_inner();
         self.check_job_key(req.job, &req.job_key)?;
         let job = JobId(req.job);
@@ -202,7 +188,6 @@ impl Scheduler for Service {
         &self,
         req: Request<pb::MissingRequest>,
     ) -> Result<Response<pb::MissingReply>, Status> {
-        self.authorize(&req, Role::Client)?;
         let req = req.into_inner();
         self.check_job_key(req.job, &req.job_key)?;
         let _ = self.inputs.send(Input::Event(Event::ResultsMissing {
@@ -211,16 +196,25 @@ impl Scheduler for Service {
         }));
         Ok(Response::new(pb::MissingReply {}))
     }
+}
+
+#[tonic::async_trait]
+impl Workers for Service {
+    type AttachStream = Pin<Box<dyn Stream<Item = Result<pb::SchedulerMessage, Status>> + Send>>;
 
     async fn attach(
         &self,
         req: Request<Streaming<pb::WorkerMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
-        self.authorize(&req, Role::Worker)?;
         let mut inbound = req.into_inner();
         let first = inbound
             .message()
-            .await?
+            .await
+            .map_err(|s| match s.code() {
+                // Above the worker message limit, refused from its length prefix.
+                tonic::Code::OutOfRange => Status::resource_exhausted(s.message()),
+                _ => s,
+            })?
             .ok_or_else(|| Status::invalid_argument("worker sent nothing"))?;
         let Some(worker_message::Msg::Register(reg)) = first.msg else {
             return Err(Status::invalid_argument("a worker must register first"));
