@@ -108,6 +108,9 @@ fn axis_to(sizes: &[usize]) -> pb::Axis {
 /// Bounds what a peer can make this process allocate for one chunk grid.
 const MAX_CHUNKS_PER_AXIS: u64 = 1 << 26;
 
+/// Bounds the tasks of one plan, and so the state a scheduler keeps for it.
+pub const MAX_TASKS: u64 = 1 << 24;
+
 fn axis_from(a: &pb::Axis) -> Result<Vec<usize>, Error> {
     if a.sizes.len() != a.counts.len() {
         return Err(malformed("chunk runs and counts differ in length"));
@@ -942,6 +945,18 @@ pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
             label: s.label,
             cache: Default::default(),
         });
+    }
+    let mut tasks = 0u64;
+    for st in &stages {
+        tasks = st
+            .meta
+            .chunks
+            .0
+            .iter()
+            .try_fold(1u64, |n, axis| n.checked_mul(axis.len() as u64))
+            .and_then(|n| tasks.checked_add(n))
+            .filter(|&t| t <= MAX_TASKS)
+            .ok_or_else(|| malformed(format!("a plan of more than {MAX_TASKS} tasks")))?;
     }
     let sinks = p
         .sinks

@@ -165,7 +165,13 @@ pub async fn run(
     let shared = Arc::new(Shared {
         store,
         paused,
-        peers: Arc::new(fetch::Peers::default().with_tls(config.tls.clone())),
+        peers: Arc::new({
+            let peers = fetch::Peers::default().with_tls(config.tls.clone());
+            if let Some(limit) = config.memory.limit {
+                peers.set_max_chunk_bytes(limit);
+            }
+            peers
+        }),
         pool: Arc::new(
             rayon::ThreadPoolBuilder::new()
                 .num_threads(config.nthreads.max(1))

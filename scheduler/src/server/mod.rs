@@ -4,6 +4,8 @@
 mod router;
 mod service;
 
+pub use service::worker_events;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64};

@@ -53,9 +53,10 @@ fn version_status(theirs: u32) -> Status {
     ))
 }
 
-/// Turns one message of a worker's stream into events.
-fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Input> {
-    let ev = |e| Input::Event(e);
+/// Turns one message of a worker's stream into the core's events (what
+/// does not decode into a known task is dropped).
+pub fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Event> {
+    let ev = |e| e;
     match msg {
         worker_message::Msg::Finished(batch) => {
             tracing::debug!(
@@ -252,7 +253,7 @@ impl Workers for Service {
                     .map(|m| worker_events(worker, m))
                     .unwrap_or_default()
                 {
-                    let _ = inputs.send(input);
+                    let _ = inputs.send(Input::Event(input));
                 }
             }
             tracing::info!(worker = worker.0, "worker stream closed");

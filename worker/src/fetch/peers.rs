@@ -33,6 +33,8 @@ pub struct Peers {
     stall_ms: AtomicU64,
     /// TLS towards peers (their certificates checked against the cluster's CA).
     tls: Option<accel_proto::tls::Tls>,
+    /// Largest chunk taken from a peer (its header is not trusted further).
+    max_chunk_bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for Peers {
@@ -55,7 +57,13 @@ impl Peers {
             idle: Mutex::default(),
             stall_ms: AtomicU64::new(stall.as_millis().max(1) as u64),
             tls: None,
+            max_chunk_bytes: AtomicU64::new(default_max_chunk()),
         }
+    }
+
+    /// Refuses chunks larger than `bytes` (a worker's memory limit).
+    pub fn set_max_chunk_bytes(&self, bytes: u64) {
+        self.max_chunk_bytes.store(bytes.max(1), Ordering::Relaxed);
     }
 
     /// Connects to peers over TLS.
@@ -121,7 +129,7 @@ impl Peers {
         region: Option<Region>,
         credential: &[u8],
     ) -> Result<Arc<Chunk>, String> {
-        let mut sink = ChunkSink::default();
+        let mut sink = ChunkSink::new(self.max_chunk_bytes.load(Ordering::Relaxed));
         self.stream(address, job, key, region, credential, |f| sink.take(f))
             .await?;
         sink.finish().map(Arc::new)
@@ -177,6 +185,11 @@ struct Request<'a> {
     key: ChunkKey,
     region: Option<Region>,
     credential: &'a [u8],
+}
+
+/// By default no chunk may be larger than this machine's memory.
+fn default_max_chunk() -> u64 {
+    accel_core::memory::total_memory().unwrap_or(u64::MAX / 2)
 }
 
 /// One request and its reply on a connection.

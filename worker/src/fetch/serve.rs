@@ -162,6 +162,11 @@ impl Service {
         }
     }
 
+    /// Serves one connection that is already open (a test's in-memory pipe).
+    pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S) -> Result<(), String> {
+        self.requests(stream).await
+    }
+
     /// The greeting, then requests answered until the peer goes quiet.
     async fn requests<S: AsyncRead + AsyncWrite + Unpin>(
         &self,

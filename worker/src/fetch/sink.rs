@@ -7,11 +7,23 @@ use accel_proto::pb;
 
 use super::Frame;
 
-#[derive(Default)]
 pub struct ChunkSink {
     chunk: Option<Chunk>,
     /// Byte offset where each column starts, and the total.
     starts: Vec<usize>,
+    /// Largest chunk accepted: a peer's header cannot make this process
+    /// allocate more.
+    max_bytes: u64,
+}
+
+impl ChunkSink {
+    pub fn new(max_bytes: u64) -> ChunkSink {
+        ChunkSink {
+            chunk: None,
+            starts: Vec::new(),
+            max_bytes,
+        }
+    }
 }
 
 impl ChunkSink {
@@ -24,6 +36,12 @@ impl ChunkSink {
     }
 
     fn start(&mut self, h: &pb::ChunkHeader) -> Result<(), String> {
+        if h.total_bytes > self.max_bytes {
+            return Err(format!(
+                "a {}-byte chunk is larger than this process accepts ({} bytes)",
+                h.total_bytes, self.max_bytes
+            ));
+        }
         let shape: Vec<usize> = h
             .shape
             .iter()
