@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// A workspace binary (next to the test executables), e.g. `accel-scheduler`.
+pub fn program(name: &str) -> anyhow::Result<PathBuf> {
+    bin(name)
+}
+
 /// The directory holding the workspace's binaries (next to the test executables).
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;

@@ -249,3 +249,46 @@ fn mutual_tls_refuses_plaintext_strangers_and_the_wrong_roles() {
     exits_with(&mut cluster, k, "does not grant the worker role");
     rightful_client_still_works(&cluster);
 }
+
+#[test]
+fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
+    use std::process::{Command, Stdio};
+    let scheduler = accel_e2e::program("accel-scheduler").unwrap();
+    let out = Command::new(&scheduler)
+        .args(["--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0") && err.contains("--insecure"), "{err}");
+    // Told to: it listens, and says what that means.
+    let mut child = Command::new(&scheduler)
+        .args(["--host", "0.0.0.0", "--port", "0", "--insecure"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("listening on http://0.0.0.0:"), "{line}");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("without a token or TLS (--insecure)"), "{log}");
+
+    // A worker of an unsecured cluster does not serve chunks beyond loopback either.
+    let mut cluster = Cluster::start_with(
+        0,
+        Options {
+            security: accel_e2e::Security::None,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let k = cluster.add_worker_as(&["--listen", "0.0.0.0:0"]).unwrap();
+    exits_with(&mut cluster, k, "refusing to serve chunks on 0.0.0.0");
+}
