@@ -117,7 +117,13 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 /// `ACCEL_FUZZ_SECONDS` seconds. `case` says how deep each input got (0:
 /// refused by the first decoder, ...); every depth must be reached by some
 /// input, so a target cannot silently test only its first check.
-fn fuzz(name: &str, seeds: &[Vec<u8>], quick: usize, depths: usize, mut case: impl FnMut(&[u8]) -> usize) {
+fn fuzz(
+    name: &str,
+    seeds: &[Vec<u8>],
+    quick: usize,
+    depths: usize,
+    mut case: impl FnMut(&[u8]) -> usize,
+) {
     let budget = std::env::var("ACCEL_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse::<f64>().ok())
@@ -198,7 +204,9 @@ fn run_small(p: &Plan) {
 fn plans() {
     let seeds = plan_seeds();
     fuzz("plans", &seeds, 1500, 3, |bytes| {
-        let Ok(msg) = pb::Plan::decode(bytes) else { return 0 };
+        let Ok(msg) = pb::Plan::decode(bytes) else {
+            return 0;
+        };
         let Ok(plan) = plan_from(msg) else { return 1 };
         let _ = plan.memory_projection();
         // The scheduler's view of it, then its tasks.
@@ -214,7 +222,15 @@ fn plans() {
 
 fn worker_message_seeds() -> Vec<Vec<u8>> {
     use pb::worker_message::Msg;
-    let t = |stage, chunk| task_to(1, ChunkKey { stage: StageId(stage), chunk });
+    let t = |stage, chunk| {
+        task_to(
+            1,
+            ChunkKey {
+                stage: StageId(stage),
+                chunk,
+            },
+        )
+    };
     let loc = |stage, chunk| pb::ChunkLocation {
         task: Some(t(stage, chunk)),
         worker: 2,
@@ -230,15 +246,34 @@ fn worker_message_seeds() -> Vec<Vec<u8>> {
         Msg::Finished(pb::FinishedBatch {
             started: vec![t(0, 0), t(0, 1)],
             tasks: vec![
-                pb::FinishedTask { task: Some(t(0, 0)), nbytes: 80 },
-                pb::FinishedTask { task: Some(t(1, 1)), nbytes: 8 },
+                pb::FinishedTask {
+                    task: Some(t(0, 0)),
+                    nbytes: 80,
+                },
+                pb::FinishedTask {
+                    task: Some(t(1, 1)),
+                    nbytes: 8,
+                },
             ],
         }),
-        Msg::Failed(pb::TaskFailure { task: Some(t(1, 0)), message: "boom".into() }),
-        Msg::Missing(pb::InputsMissing { task: Some(t(1, 0)), missing: vec![loc(0, 0)] }),
-        Msg::Steal(pb::StealReply { id: 1, stolen: vec![t(0, 2)], refused: vec![t(0, 3)] }),
+        Msg::Failed(pb::TaskFailure {
+            task: Some(t(1, 0)),
+            message: "boom".into(),
+        }),
+        Msg::Missing(pb::InputsMissing {
+            task: Some(t(1, 0)),
+            missing: vec![loc(0, 0)],
+        }),
+        Msg::Steal(pb::StealReply {
+            id: 1,
+            stolen: vec![t(0, 2)],
+            refused: vec![t(0, 3)],
+        }),
         Msg::Replicated(pb::ReplicaReport {
-            done: vec![pb::FinishedTask { task: Some(t(0, 1)), nbytes: 8 }],
+            done: vec![pb::FinishedTask {
+                task: Some(t(0, 1)),
+                nbytes: 8,
+            }],
             failed: vec![t(0, 2)],
         }),
         Msg::Paused(true),
@@ -260,7 +295,9 @@ fn worker_messages() {
             .plan,
     );
     fuzz("worker messages", &seeds, 3000, 3, |bytes| {
-        let Ok(msg) = pb::WorkerMessage::decode(bytes) else { return 0 };
+        let Ok(msg) = pb::WorkerMessage::decode(bytes) else {
+            return 0;
+        };
         let mut core = Core::new();
         for w in [1, 2] {
             core.handle(Event::WorkerJoined {
@@ -304,7 +341,10 @@ fn store_with_a_chunk() -> (Arc<accel_worker::Store>, Arc<accel_worker::fetch::D
     let store = Arc::new(accel_worker::Store::new(None));
     store.add_plan(store.generation(), 1, Ok(Arc::new(Plan::default())));
     let chunk = Arc::new(Chunk::array(vec![4, 4], Buffer::F64(vec![1.5; 16])));
-    let key = ChunkKey { stage: StageId(0), chunk: 0 };
+    let key = ChunkKey {
+        stage: StageId(0),
+        chunk: 0,
+    };
     store.insert(store.generation(), 1, key, chunk);
     let data_key = Arc::new(accel_worker::fetch::DataKey::default());
     data_key.set(Some(accel_proto::auth::Secret::from_bytes(b"k".to_vec())));
@@ -316,13 +356,25 @@ fn data_plane_requests() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (store, data_key) = store_with_a_chunk();
     let service = accel_worker::fetch::Service {
-        source: Arc::new(accel_worker::fetch::StoreChunks { store, key: data_key }),
+        source: Arc::new(accel_worker::fetch::StoreChunks {
+            store,
+            key: data_key,
+        }),
         serving: Arc::new(AtomicUsize::new(0)),
         tls: None,
     };
     let request = |credential: &[u8], lo: Vec<u64>, hi: Vec<u64>| pb::FetchRequest {
-        hello: Some(pb::Hello { protocol_version: accel_proto::PROTOCOL_VERSION, peer: String::new() }),
-        chunk: Some(task_to(1, ChunkKey { stage: StageId(0), chunk: 0 })),
+        hello: Some(pb::Hello {
+            protocol_version: accel_proto::PROTOCOL_VERSION,
+            peer: String::new(),
+        }),
+        chunk: Some(task_to(
+            1,
+            ChunkKey {
+                stage: StageId(0),
+                chunk: 0,
+            },
+        )),
         region_lo: lo,
         region_hi: hi,
         credential: credential.to_vec(),
@@ -335,7 +387,10 @@ fn data_plane_requests() {
     .iter()
     .map(|r| [b"ACCELDP1".as_slice(), &framed(r), &framed(r)].concat())
     .collect();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     fuzz("data-plane requests", &seeds, 1500, 3, |bytes| {
         rt.block_on(async {
             let (mut ours, theirs) = tokio::io::duplex(1 << 16);
@@ -347,10 +402,11 @@ fn data_plane_requests() {
                 let _ = ours.read_to_end(&mut out).await;
                 out
             };
-            let out = tokio::time::timeout(Duration::from_secs(5), futures::future::join(served, talk))
-                .await
-                .map(|(_, out)| out)
-                .unwrap_or_default();
+            let out =
+                tokio::time::timeout(Duration::from_secs(5), futures::future::join(served, talk))
+                    .await
+                    .map(|(_, out)| out)
+                    .unwrap_or_default();
             // Nothing back, a refusal, or a chunk (2: its 128 bytes of data followed).
             match out.len() {
                 0 => 0,
@@ -365,16 +421,30 @@ fn data_plane_requests() {
 fn data_plane_replies() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let header = |shape: Vec<u64>, cols: Vec<i32>, total: u64| pb::DataReply {
-        reply: Some(pb::data_reply::Reply::Header(pb::ChunkHeader { shape, cols, total_bytes: total })),
+        reply: Some(pb::data_reply::Reply::Header(pb::ChunkHeader {
+            shape,
+            cols,
+            total_bytes: total,
+        })),
     };
     let f64_col = accel_proto::convert::dtype_to(accel_core::DType::F64) as i32;
     let seeds: Vec<Vec<u8>> = vec![
-        [framed(&header(vec![4, 4], vec![f64_col], 128)), vec![7; 128]].concat(),
-        [framed(&header(vec![2], vec![f64_col, f64_col], 32)), vec![1; 32]].concat(),
+        [
+            framed(&header(vec![4, 4], vec![f64_col], 128)),
+            vec![7; 128],
+        ]
+        .concat(),
+        [
+            framed(&header(vec![2], vec![f64_col, f64_col], 32)),
+            vec![1; 32],
+        ]
+        .concat(),
         framed(&accel_worker_error("gone")),
     ];
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let reply = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let serving = reply.clone();
@@ -401,7 +471,10 @@ fn data_plane_replies() {
     peers.set_max_chunk_bytes(1 << 20);
     fuzz("data-plane replies", &seeds, 400, 2, |bytes| {
         *reply.lock().unwrap() = bytes.to_vec();
-        let key = ChunkKey { stage: StageId(0), chunk: 0 };
+        let key = ChunkKey {
+            stage: StageId(0),
+            chunk: 0,
+        };
         let got = rt.block_on(peers.fetch(&address, 1, key, None, b"k"));
         peers.clear();
         usize::from(got.is_ok())

@@ -260,7 +260,10 @@ fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to listen on 0.0.0.0") && err.contains("--insecure"), "{err}");
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0") && err.contains("--insecure"),
+        "{err}"
+    );
     // Told to: it listens, and says what that means.
     let mut child = Command::new(&scheduler)
         .args(["--host", "0.0.0.0", "--port", "0", "--insecure"])

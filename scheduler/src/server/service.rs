@@ -56,7 +56,6 @@ fn version_status(theirs: u32) -> Status {
 /// Turns one message of a worker's stream into the core's events (what
 /// does not decode into a known task is dropped).
 pub fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Event> {
-    let ev = |e| e;
     match msg {
         worker_message::Msg::Finished(batch) => {
             tracing::debug!(
@@ -67,49 +66,45 @@ pub fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Event> {
             );
             let mut out = Vec::with_capacity(batch.tasks.len() + 1);
             if !batch.started.is_empty() {
-                out.push(ev(Event::TasksStarted {
+                out.push(Event::TasksStarted {
                     worker,
                     tasks: refs(&batch.started),
-                }));
+                });
             }
             out.extend(batch.tasks.iter().filter_map(|f| {
-                Some(ev(Event::TaskFinished {
+                Some(Event::TaskFinished {
                     worker,
                     task: task_ref(f.task.as_ref())?,
                     nbytes: f.nbytes,
-                }))
+                })
             }));
             out
         }
-        worker_message::Msg::Steal(reply) => vec![ev(Event::StealReply {
+        worker_message::Msg::Steal(reply) => vec![Event::StealReply {
             worker,
             id: reply.id,
             stolen: refs(&reply.stolen),
             refused: refs(&reply.refused),
-        })],
+        }],
         worker_message::Msg::Failed(f) => task_ref(f.task.as_ref())
-            .map(|task| {
-                ev(Event::TaskFailed {
-                    worker,
-                    task,
-                    message: f.message,
-                })
+            .map(|task| Event::TaskFailed {
+                worker,
+                task,
+                message: f.message,
             })
             .into_iter()
             .collect(),
         worker_message::Msg::Missing(m) => task_ref(m.task.as_ref())
-            .map(|task| {
-                ev(Event::InputsMissing {
-                    worker,
-                    task,
-                    missing: locations(&m.missing),
-                })
+            .map(|task| Event::InputsMissing {
+                worker,
+                task,
+                missing: locations(&m.missing),
             })
             .into_iter()
             .collect(),
-        worker_message::Msg::Retire(_) => vec![ev(Event::WorkerRetiring { worker })],
-        worker_message::Msg::Paused(paused) => vec![ev(Event::WorkerPaused { worker, paused })],
-        worker_message::Msg::Replicated(r) => vec![ev(Event::Replicated {
+        worker_message::Msg::Retire(_) => vec![Event::WorkerRetiring { worker }],
+        worker_message::Msg::Paused(paused) => vec![Event::WorkerPaused { worker, paused }],
+        worker_message::Msg::Replicated(r) => vec![Event::Replicated {
             worker,
             done: r
                 .done
@@ -117,7 +112,7 @@ pub fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Event> {
                 .filter_map(|f| Some((task_ref(f.task.as_ref())?, f.nbytes)))
                 .collect(),
             failed: refs(&r.failed),
-        })],
+        }],
         worker_message::Msg::Heartbeat(_) | worker_message::Msg::Register(_) => Vec::new(),
     }
 }

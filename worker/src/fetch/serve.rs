@@ -163,7 +163,10 @@ impl Service {
     }
 
     /// Serves one connection that is already open (a test's in-memory pipe).
-    pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S) -> Result<(), String> {
+    pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+    ) -> Result<(), String> {
         self.requests(stream).await
     }
 
