@@ -54,6 +54,20 @@ struct Args {
     /// (anyone who reaches the port can run work and read results).
     #[arg(long, env = "ACCEL_INSECURE")]
     insecure: bool,
+    /// Where the dashboard, /metrics and /health listen (default: the
+    /// scheduler's host, port 8787; port 0 picks a free one).
+    #[arg(long, env = "ACCEL_DASHBOARD_ADDRESS")]
+    dashboard_address: Option<String>,
+    /// No dashboard, /metrics or /health.
+    #[arg(long, env = "ACCEL_NO_DASHBOARD")]
+    no_dashboard: bool,
+    /// Write the scheduler's address (and the dashboard's) to this file as
+    /// JSON, for workers and clients started by a batch system.
+    #[arg(long, env = "ACCEL_SCHEDULER_FILE")]
+    scheduler_file: Option<std::path::PathBuf>,
+    /// Stop after this many seconds without a job.
+    #[arg(long, env = "ACCEL_IDLE_TIMEOUT")]
+    idle_timeout: Option<f64>,
     /// Seconds a new connection may take to finish its (TLS or HTTP/2) handshake.
     #[arg(long, env = "ACCEL_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
     handshake_timeout: f64,
@@ -144,14 +158,38 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    let dashboard = match (&args.no_dashboard, &args.dashboard_address) {
+        (true, _) => None,
+        (false, a) => {
+            let a = a.clone().unwrap_or_else(|| format!("{}:8787", args.host));
+            let l = tokio::net::TcpListener::bind(&a).await.with_context(|| {
+                format!("the dashboard cannot listen on {a} (--dashboard-address, --no-dashboard)")
+            })?;
+            Some(l)
+        }
+    };
+    let dashboard_url = match &dashboard {
+        Some(l) => Some(format!("http://{}/status", l.local_addr()?)),
+        None => None,
+    };
     // Handlers are installed before anyone can learn the address.
     let shutdown = shutdown_signal()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("accel-scheduler listening on {scheme}://{local}");
+    let url = format!("{scheme}://{local}");
+    if let Some(path) = &args.scheduler_file {
+        let json = serde_json::json!({ "address": url, "dashboard": dashboard_url });
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("cannot write the scheduler file {}", path.display()))?;
+    }
+    match &dashboard_url {
+        Some(d) => println!("accel-scheduler listening on {url} (dashboard: {d})"),
+        None => println!("accel-scheduler listening on {url}"),
+    }
     let config = accel_scheduler::server::Config {
         tokens,
         tls,
         handshake_timeout: seconds(args.handshake_timeout),
+        idle_timeout: args.idle_timeout.map(seconds),
         heartbeat_timeout: seconds(args.heartbeat_timeout),
         allowed_failures: args.allowed_failures.max(1),
         worker_saturation: if args.worker_saturation > 0.0 {
@@ -161,7 +199,10 @@ async fn main() -> anyhow::Result<()> {
         },
         ..Default::default()
     };
-    accel_scheduler::server::serve(listener, config, shutdown).await?;
+    accel_scheduler::server::serve_with_dashboard(listener, dashboard, config, shutdown).await?;
+    if let Some(path) = &args.scheduler_file {
+        let _ = std::fs::remove_file(path);
+    }
     println!("accel-scheduler stopped");
     Ok(())
 }

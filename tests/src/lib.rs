@@ -100,6 +100,8 @@ impl Default for Options {
 
 pub struct Cluster {
     pub address: String,
+    /// `http://host:port` of the scheduler's dashboard, `/metrics` and `/health`.
+    pub dashboard: String,
     port: u16,
     scheduler: Child,
     /// Schedulers started so far (their logs are `scheduler-K.log`).
@@ -136,7 +138,7 @@ impl Cluster {
         std::fs::create_dir_all(&logs)?;
         let mut options = options;
         let credentials = secure(&logs, &mut options)?;
-        let (scheduler, address) = spawn_scheduler(&logs, 0, 0, &options)?;
+        let (scheduler, address, dashboard) = spawn_scheduler(&logs, 0, 0, &options)?;
         let port = address
             .rsplit(':')
             .next()
@@ -144,6 +146,7 @@ impl Cluster {
             .with_context(|| format!("no port in {address}"))?;
         let mut cluster = Cluster {
             address,
+            dashboard,
             port,
             scheduler,
             schedulers: 1,
@@ -328,8 +331,9 @@ impl Cluster {
 
     /// Starts a new scheduler on the same port (after [`Cluster::kill_scheduler`]).
     pub fn restart_scheduler(&mut self) -> anyhow::Result<()> {
-        let (child, address) =
+        let (child, address, dashboard) =
             spawn_scheduler(&self.logs, self.schedulers, self.port, &self.options)?;
+        self.dashboard = dashboard;
         if address != self.address {
             bail!(
                 "the new scheduler listens on {address}, not {}",
@@ -468,11 +472,13 @@ fn spawn_scheduler(
     k: usize,
     port: u16,
     options: &Options,
-) -> anyhow::Result<(Child, String)> {
+) -> anyhow::Result<(Child, String, String)> {
     let mut child = Command::new(bin("accel-scheduler")?)
         .args([
             "--port",
             &port.to_string(),
+            "--dashboard-address",
+            "127.0.0.1:0",
             "--heartbeat-timeout",
             &options.heartbeat_timeout.to_string(),
             "--log",
@@ -493,7 +499,14 @@ fn spawn_scheduler(
         .find(|w| w.starts_with("http://") || w.starts_with("https://"))
         .with_context(|| format!("scheduler printed {line:?}"))?
         .to_string();
-    Ok((child, address))
+    let dashboard = line
+        .split("(dashboard: ")
+        .nth(1)
+        .and_then(|d| d.split(')').next())
+        .and_then(|d| d.strip_suffix("/status"))
+        .unwrap_or_default()
+        .to_string();
+    Ok((child, address, dashboard))
 }
 
 fn read(path: &Path) -> String {

@@ -255,7 +255,7 @@ fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
     use std::process::{Command, Stdio};
     let scheduler = accel_e2e::program("accel-scheduler").unwrap();
     let out = Command::new(&scheduler)
-        .args(["--host", "0.0.0.0", "--port", "0"])
+        .args(["--host", "0.0.0.0", "--port", "0", "--no-dashboard"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -266,7 +266,14 @@ fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
     );
     // Told to: it listens, and says what that means.
     let mut child = Command::new(&scheduler)
-        .args(["--host", "0.0.0.0", "--port", "0", "--insecure"])
+        .args([
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--insecure",
+            "--no-dashboard",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -43,6 +43,16 @@ impl TaskState {
     }
 }
 
+/// Which per-stage count a state is in: waiting, ready, processing, done.
+fn count_slot(s: TaskState) -> usize {
+    match s {
+        TaskState::Waiting => 0,
+        TaskState::Ready => 1,
+        TaskState::Processing(_) => 2,
+        TaskState::Memory { .. } | TaskState::Released => 3,
+    }
+}
+
 /// What a change to one job asks of the rest of the core.
 #[derive(Debug, Default)]
 pub struct Effects {
@@ -87,6 +97,11 @@ pub struct Job {
     /// Stages whose tasks read nothing but make large chunks that other
     /// stages consume: they are not sent faster than they are consumed.
     pub queued_roots: Vec<bool>,
+    /// Per stage: its tasks waiting, ready, processing and done (in memory or
+    /// released), kept with every state change (progress costs O(stages)).
+    stage_counts: Vec<[u32; 4]>,
+    /// Per stage: tasks finished so far, recomputes included.
+    pub finished: Vec<u64>,
     /// Per stage: the `map_blocks` function its tasks call (they run only on
     /// workers offering it); empty when no stage calls one.
     functions: Vec<Option<String>>,
@@ -121,6 +136,12 @@ impl Job {
             external: HashMap::new(),
             external_missing: HashSet::new(),
             queued_roots: Vec::new(),
+            stage_counts: plan
+                .stages
+                .iter()
+                .map(|s| [s.task_count() as u32, 0, 0, 0])
+                .collect(),
+            finished: vec![0; plan.stages.len()],
             functions: Vec::new(),
         };
         if plan
@@ -185,7 +206,7 @@ impl Job {
         }
         for id in 0..total {
             if job.missing[id] == 0 {
-                job.state[id] = TaskState::Ready;
+                job.set(id, TaskState::Ready);
             }
         }
         Ok(job)
@@ -193,6 +214,21 @@ impl Job {
 
     pub fn len(&self) -> usize {
         self.state.len()
+    }
+
+    /// Changes task `id`'s state, keeping the per-stage counts.
+    pub fn set(&mut self, id: usize, to: TaskState) {
+        let stage = self.key(id).stage.index();
+        if let Some(c) = self.stage_counts.get_mut(stage) {
+            c[count_slot(self.state[id])] -= 1;
+            c[count_slot(to)] += 1;
+        }
+        self.state[id] = to;
+    }
+
+    /// Tasks of stage `s` waiting, ready, processing and done.
+    pub fn stage_counts(&self, s: usize) -> [u32; 4] {
+        self.stage_counts.get(s).copied().unwrap_or_default()
     }
 
     fn range(&self, s: StageId) -> Option<(usize, usize)> {
@@ -287,7 +323,7 @@ impl Job {
         }
         match self.state[id] {
             TaskState::Ready => {
-                self.state[id] = TaskState::Waiting;
+                self.set(id, TaskState::Waiting);
                 self.missing[id] = 1;
                 fx.requeue.push(id);
             }
@@ -304,7 +340,7 @@ impl Job {
         if self.state[id] == TaskState::Waiting {
             self.missing[id] -= 1;
             if self.missing[id] == 0 {
-                self.state[id] = TaskState::Ready;
+                self.set(id, TaskState::Ready);
                 fx.requeue.push(id);
             }
         }
@@ -317,9 +353,9 @@ impl Job {
         fx.requeue.push(id);
         self.missing[id] = self.inputs_not_in_memory(id);
         if self.missing[id] == 0 {
-            self.state[id] = TaskState::Ready;
+            self.set(id, TaskState::Ready);
         } else {
-            self.state[id] = TaskState::Waiting;
+            self.set(id, TaskState::Waiting);
         }
     }
 
@@ -342,7 +378,7 @@ impl Job {
                     let c = self.consumers[x][k] as usize;
                     match self.state[c] {
                         TaskState::Ready => {
-                            self.state[c] = TaskState::Waiting;
+                            self.set(c, TaskState::Waiting);
                             self.missing[c] = 1;
                             fx.requeue.push(c);
                         }
@@ -352,13 +388,13 @@ impl Job {
                 }
             }
             if self.refs[x] == 0 {
-                self.state[x] = TaskState::Released;
+                self.set(x, TaskState::Released);
                 continue;
             }
             self.unfinished += 1;
             // Mark it pending before counting its inputs, so a released input
             // pushed below sees a consumer that already counts it as missing.
-            self.state[x] = TaskState::Waiting;
+            self.set(x, TaskState::Waiting);
             for k in 0..self.inputs[x].len() {
                 let i = self.inputs[x][k] as usize;
                 self.refs[i] += 1;
@@ -380,7 +416,7 @@ impl Job {
             }
             match self.state[x] {
                 TaskState::Memory { worker, .. } => {
-                    self.state[x] = TaskState::Released;
+                    self.set(x, TaskState::Released);
                     fx.released.push((x, worker));
                 }
                 // A recompute nothing waits for any more: cancelled (or, if
@@ -391,7 +427,7 @@ impl Job {
                         TaskState::Processing(w) => fx.abandoned.push((x, w)),
                         _ => fx.requeue.push(x),
                     }
-                    self.state[x] = TaskState::Released;
+                    self.set(x, TaskState::Released);
                     self.unfinished -= 1;
                     stack.extend(self.inputs[x].iter().map(|&i| i as usize));
                 }
@@ -402,8 +438,12 @@ impl Job {
 
     /// Task `id` produced its chunk on `worker`.
     pub fn finish(&mut self, id: usize, worker: WorkerId, nbytes: u64, fx: &mut Effects) {
-        self.state[id] = TaskState::Memory { worker, nbytes };
+        self.set(id, TaskState::Memory { worker, nbytes });
         self.unfinished -= 1;
+        let stage = self.key(id).stage.index();
+        if let Some(f) = self.finished.get_mut(stage) {
+            *f += 1;
+        }
         if std::mem::replace(&mut self.done_before[id], true) {
             self.recomputed += 1;
         }
@@ -412,7 +452,7 @@ impl Job {
             if self.state[c] == TaskState::Waiting {
                 self.missing[c] -= 1;
                 if self.missing[c] == 0 {
-                    self.state[c] = TaskState::Ready;
+                    self.set(c, TaskState::Ready);
                     fx.requeue.push(c);
                 }
             }
@@ -422,13 +462,23 @@ impl Job {
             self.unref(i, fx);
         }
         if self.refs[id] == 0 {
-            self.state[id] = TaskState::Released;
+            self.set(id, TaskState::Released);
             fx.released.push((id, worker));
         }
     }
 
     /// Checks the counters against the states (tests and debug builds).
     pub fn check(&self) -> Result<(), String> {
+        let mut counts = vec![[0u32; 4]; self.stage_counts.len()];
+        for id in 0..self.len() {
+            counts[self.key(id).stage.index()][count_slot(self.state[id])] += 1;
+        }
+        if counts != self.stage_counts {
+            return Err(format!(
+                "per-stage counts {:?} differ from the states' {counts:?}",
+                self.stage_counts
+            ));
+        }
         let mut refs = vec![0u32; self.len()];
         let mut unfinished = 0;
         for id in 0..self.len() {

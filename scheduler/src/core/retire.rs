@@ -103,7 +103,7 @@ impl Core {
                 let id = j.id(t.key)? as usize;
                 match j.state[id] {
                     TaskState::Memory { worker: w, nbytes } if w == from => {
-                        j.state[id] = TaskState::Memory { worker: to, nbytes };
+                        j.set(id, TaskState::Memory { worker: to, nbytes });
                         Some(())
                     }
                     _ => None,

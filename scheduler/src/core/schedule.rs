@@ -77,7 +77,7 @@ impl Core {
                 })
                 .chain(kept.map(|(t, w, _)| (t, w)))
                 .collect();
-            j.state[id] = TaskState::Processing(w);
+            j.set(id, TaskState::Processing(w));
             if let Some(worker) = self.workers.get_mut(&w) {
                 worker.processing.insert(task);
             }

@@ -56,6 +56,11 @@ pub struct Core {
     pub(super) handoff: BTreeMap<TaskRef, (WorkerId, WorkerId)>,
     /// Tasks of other jobs taking over each kept chunk (`persist`).
     pub(super) watchers: HashMap<TaskRef, Vec<(JobId, u32)>>,
+    /// Tasks finished since the start, by stage kind (for metrics).
+    pub(super) finished_by_kind: BTreeMap<&'static str, u64>,
+    /// Jobs ended since the start: their results fetched, or failed.
+    pub(super) jobs_done: u64,
+    pub(super) jobs_failed: u64,
 }
 
 impl Core {
@@ -444,6 +449,10 @@ impl Core {
         };
         let mut fx = Effects::default();
         j.finish(id, worker, nbytes, &mut fx);
+        *self
+            .finished_by_kind
+            .entry(j.plan.stage(task.key.stage).kind_name())
+            .or_default() += 1;
         let done = j.unfinished == 0;
         let kept = matches!(j.state[id], TaskState::Memory { .. });
         if j.is_output[id] {
@@ -492,6 +501,10 @@ impl Core {
         let Some(j) = self.jobs.remove(&job) else {
             return;
         };
+        match error {
+            Some(_) => self.jobs_failed += 1,
+            None => self.jobs_done += 1,
+        }
         self.stealing.retain(|t, _| t.job != job);
         let mut touched: BTreeSet<WorkerId> = BTreeSet::new();
         self.handoff.retain(|t, (from, _)| {

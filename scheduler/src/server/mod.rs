@@ -1,8 +1,13 @@
 //! The gRPC adapter: handlers turn requests into events for one task that owns
 //! the [`Core`]; the core's commands are routed back to worker and client streams.
 
+mod observe;
 mod router;
 mod service;
+mod web;
+
+pub use observe::Snapshot;
+pub use web::prometheus;
 
 pub use service::worker_events;
 
@@ -42,6 +47,8 @@ pub struct Config {
     pub tls: Option<accel_proto::tls::Tls>,
     /// A connection that has not finished its handshake by then is closed.
     pub handshake_timeout: Duration,
+    /// Stop after this long without a job (Dask's `--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
     /// A worker silent for this long is removed (and told to start afresh if
     /// it comes back).
     pub heartbeat_timeout: Duration,
@@ -62,6 +69,7 @@ impl Default for Config {
             tokens: Default::default(),
             tls: None,
             handshake_timeout: accel_proto::incoming::HANDSHAKE,
+            idle_timeout: None,
             heartbeat_timeout: Duration::from_secs(10),
             max_message_bytes: accel_proto::MAX_MESSAGE_BYTES,
             queue_depth: 64,
@@ -89,6 +97,8 @@ enum Input {
         wire: pb::Plan,
         tx: ClientTx,
     },
+    /// The dashboard asks what the cluster is doing.
+    Snapshot(tokio::sync::oneshot::Sender<Arc<observe::Snapshot>>),
 }
 
 /// The task that owns the core: applies inputs in batches, schedules once
@@ -97,12 +107,32 @@ struct Loop {
     core: Core,
     router: Router,
     timeout: Duration,
+    observer: observe::Observer,
+    /// When the last job ended (or the scheduler started), for the idle timeout.
+    idle_since: Option<Instant>,
 }
 
 impl Loop {
     fn apply(&mut self, input: Input, cmds: &mut Vec<Command>) {
         match input {
-            Input::Event(e) => cmds.extend(self.core.handle(e)),
+            Input::Event(e) => {
+                self.observer.event(&e);
+                cmds.extend(self.core.handle(e));
+            }
+            Input::Snapshot(reply) => {
+                let workers = self
+                    .router
+                    .workers
+                    .iter()
+                    .map(|(w, (address, _))| {
+                        let seen = self.router.last_seen.get(w).copied();
+                        (*w, (address.clone(), seen.unwrap_or_else(Instant::now)))
+                    })
+                    .collect();
+                let _ = reply.send(Arc::new(
+                    self.observer.snapshot(self.core.status(), &workers),
+                ));
+            }
             Input::Tick => {}
             Input::Attached {
                 worker,
@@ -129,6 +159,7 @@ impl Loop {
             } => {
                 self.router.clients.insert(job, tx);
                 self.router.plans.insert(job, wire);
+                self.observer.submitted(job);
                 cmds.extend(self.core.handle(Event::JobSubmitted {
                     job,
                     client: ClientId(job.0),
@@ -181,6 +212,7 @@ impl Loop {
         // Each round removes a worker or a job, so this ends; the bound
         // keeps a bug from ever freezing the scheduler.
         for _ in 0..10_000 {
+            self.observer.commands(&cmds, &self.core);
             let events = self.router.route(std::mem::take(&mut cmds));
             if events.is_empty() {
                 return;
@@ -189,6 +221,7 @@ impl Loop {
                 if let Event::WorkerLost { worker } = e {
                     self.router.remove_worker(worker);
                 }
+                self.observer.event(&e);
                 cmds.extend(self.core.handle(e));
             }
             cmds.extend(self.core.schedule());
@@ -215,7 +248,34 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve_with_dashboard(listener, None, config, shutdown).await
+}
+
+/// [`serve`], with the dashboard, `/metrics` and `/health` on `dashboard`.
+pub async fn serve_with_dashboard(
+    listener: TcpListener,
+    dashboard: Option<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
     let (inputs, mut rx) = mpsc::unbounded_channel::<Input>();
+    let idle = Arc::new(tokio::sync::Notify::new());
+    let idle_timeout = config.idle_timeout;
+    let stopped_idle = idle.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stopped_idle.notified() => {}
+        }
+    };
+    let http = dashboard.map(|l| {
+        let app = web::router(inputs.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!("dashboard: {e}");
+            }
+        })
+    });
     let service = Service {
         data_key: accel_proto::auth::Secret::random().map_err(Error::Setup)?,
         inputs: inputs.clone(),
@@ -249,9 +309,12 @@ pub async fn serve(
             core,
             router: Router::default(),
             timeout,
+            observer: observe::Observer::new(),
+            idle_since: Some(Instant::now()),
         };
         while let Some(first) = rx.recv().await {
             // Coalesce: apply everything that is waiting, then schedule once.
+            let began = Instant::now();
             let jobs = state.core.job_count();
             let mut cmds = Vec::new();
             state.apply(first, &mut cmds);
@@ -260,6 +323,17 @@ pub async fn serve(
             }
             state.check_liveness(&mut cmds);
             state.flush(cmds);
+            state.observer.batch(began.elapsed());
+            match (state.core.job_count(), state.idle_since) {
+                (0, None) => state.idle_since = Some(Instant::now()),
+                (0, Some(since)) => {
+                    if idle_timeout.is_some_and(|t| since.elapsed() >= t) {
+                        tracing::info!("idle for {:?}: stopping", since.elapsed());
+                        idle.notify_one();
+                    }
+                }
+                _ => state.idle_since = None,
+            }
             if jobs > 0 && state.core.job_count() == 0 {
                 // Idle: the jobs' memory goes back to the system.
                 accel_core::memory::release_free_memory();
@@ -289,19 +363,23 @@ pub async fn serve(
                 .max_encoding_message_size(config.max_message_bytes),
             gate(Role::Worker),
         ));
-    match config.tls.as_ref().and_then(|t| t.acceptor()) {
+    let served = match config.tls.as_ref().and_then(|t| t.acceptor()) {
         Some(acceptor) => {
             let incoming = accel_proto::incoming::tls(listener, config.handshake_timeout, acceptor);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?
+                .await
         }
         None => {
             let incoming = accel_proto::incoming::plain(listener, config.handshake_timeout);
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await?
+                .await
         }
+    };
+    if let Some(h) = http {
+        h.abort();
     }
+    served?;
     Ok(())
 }

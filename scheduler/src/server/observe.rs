@@ -1,0 +1,210 @@
+//! What the event loop records for the dashboard and `/metrics`, beyond
+//! the core's own status: worker addresses and heartbeats, tasks done per
+//! worker, job timings and outcomes (the last ones kept after they end),
+//! and how long the loop's batches take. Every update is O(1) per event;
+//! a snapshot costs O(workers + stages).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::core::{Command, CoreStatus, Event, JobId, JobStatus, WorkerId};
+
+/// Ended jobs kept for the dashboard.
+const HISTORY: usize = 100;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerView {
+    pub id: u32,
+    pub address: String,
+    /// Seconds since its last message.
+    pub last_seen_s: f64,
+    pub tasks_done: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobView {
+    pub id: u64,
+    /// "running", "done" or "failed".
+    pub state: &'static str,
+    pub error: Option<String>,
+    /// Seconds since it was submitted, and how long it ran (when it ended).
+    pub age_s: f64,
+    pub duration_s: Option<f64>,
+    /// Its stages and their progress (as of when it ended, for ended jobs).
+    pub status: JobStatus,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LoopView {
+    pub batches: u64,
+    pub busy_s: f64,
+    /// The longest batch in the last few seconds.
+    pub recent_max_batch_s: f64,
+}
+
+/// Everything the dashboard shows, taken from the loop in one go.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    pub uptime_s: f64,
+    pub core: CoreStatus,
+    pub workers: Vec<WorkerView>,
+    pub jobs: Vec<JobView>,
+    pub event_loop: LoopView,
+}
+
+struct JobRecord {
+    submitted: Instant,
+    ended: Option<(Instant, &'static str, Option<String>)>,
+    /// The last status seen while it ran (what an ended job shows).
+    last: Option<JobStatus>,
+}
+
+pub(super) struct Observer {
+    started: Instant,
+    tasks_done: HashMap<WorkerId, u64>,
+    jobs: HashMap<JobId, JobRecord>,
+    ended: VecDeque<JobId>,
+    batches: u64,
+    busy: Duration,
+    window: (Instant, Duration),
+    last_window_max: Duration,
+}
+
+impl Observer {
+    pub fn new() -> Observer {
+        let now = Instant::now();
+        Observer {
+            started: now,
+            tasks_done: HashMap::new(),
+            jobs: HashMap::new(),
+            ended: VecDeque::new(),
+            batches: 0,
+            busy: Duration::ZERO,
+            window: (now, Duration::ZERO),
+            last_window_max: Duration::ZERO,
+        }
+    }
+
+    pub fn submitted(&mut self, job: JobId) {
+        self.jobs.insert(
+            job,
+            JobRecord {
+                submitted: Instant::now(),
+                ended: None,
+                last: None,
+            },
+        );
+    }
+
+    pub fn event(&mut self, e: &Event) {
+        if let Event::TaskFinished { worker, .. } = e {
+            *self.tasks_done.entry(*worker).or_default() += 1;
+        }
+    }
+
+    /// Notes jobs ending among `cmds`, with their progress as they end.
+    pub fn commands(&mut self, cmds: &[Command], core: &crate::core::Core) {
+        for c in cmds {
+            let (job, state, error) = match c {
+                Command::JobDone { job, .. } => (*job, "done", None),
+                Command::JobFailed { job, error, .. } => (*job, "failed", Some(error.clone())),
+                _ => continue,
+            };
+            let last = core.job_status(job);
+            let Some(r) = self.jobs.get_mut(&job) else {
+                continue;
+            };
+            if r.ended.is_none() {
+                self.ended.push_back(job);
+            }
+            r.ended = Some((Instant::now(), state, error));
+            if last.is_some() {
+                r.last = last;
+            }
+        }
+        while self.ended.len() > HISTORY {
+            if let Some(old) = self.ended.pop_front() {
+                self.jobs.remove(&old);
+            }
+        }
+    }
+
+    /// One batch of the loop took `took`.
+    pub fn batch(&mut self, took: Duration) {
+        self.batches += 1;
+        self.busy += took;
+        let now = Instant::now();
+        if now - self.window.0 > Duration::from_secs(5) {
+            self.last_window_max = self.window.1;
+            self.window = (now, Duration::ZERO);
+        }
+        self.window.1 = self.window.1.max(took);
+    }
+
+    pub fn snapshot(
+        &self,
+        core: CoreStatus,
+        workers: &HashMap<WorkerId, (String, Instant)>,
+    ) -> Snapshot {
+        let now = Instant::now();
+        let mut views: Vec<WorkerView> = core
+            .workers
+            .iter()
+            .map(|w| {
+                let id = WorkerId(w.id);
+                let (address, seen) = workers
+                    .get(&id)
+                    .map(|(a, t)| (a.clone(), (now - *t).as_secs_f64()))
+                    .unwrap_or_default();
+                WorkerView {
+                    id: w.id,
+                    address,
+                    last_seen_s: seen,
+                    tasks_done: self.tasks_done.get(&id).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        views.sort_by_key(|w| w.id);
+        let live: HashMap<u64, &JobStatus> = core.jobs.iter().map(|j| (j.id, j)).collect();
+        let mut jobs: Vec<JobView> = self
+            .jobs
+            .iter()
+            .map(|(id, r)| {
+                let status = live
+                    .get(&id.0)
+                    .map(|s| (*s).clone())
+                    .or_else(|| r.last.clone())
+                    .unwrap_or_else(|| JobStatus {
+                        id: id.0,
+                        ..JobStatus::default()
+                    });
+                let (state, error, duration) = match &r.ended {
+                    Some((t, s, e)) => (*s, e.clone(), Some((*t - r.submitted).as_secs_f64())),
+                    None => ("running", None, None),
+                };
+                JobView {
+                    id: id.0,
+                    state,
+                    error,
+                    age_s: (now - r.submitted).as_secs_f64(),
+                    duration_s: duration,
+                    status,
+                }
+            })
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.id));
+        Snapshot {
+            uptime_s: (now - self.started).as_secs_f64(),
+            core,
+            workers: views,
+            jobs,
+            event_loop: LoopView {
+                batches: self.batches,
+                busy_s: self.busy.as_secs_f64(),
+                recent_max_batch_s: self.last_window_max.max(self.window.1).as_secs_f64(),
+            },
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The scheduler's dashboard, JSON API, `/metrics` and `/health`, fetched
+//! while a real job runs (held mid-way by a stalled combine task) and after
+//! it ends, and checked against the job's real state: its plan's stages and
+//! task counts, the workers attached, the tasks that ran.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use accel::{Client, Rng};
+use accel_e2e::{Cluster, Options};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A plain HTTP/1.1 GET: the status code and the body.
+fn get(base: &str, path: &str) -> (u16, String) {
+    let host = base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(host).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+fn json(base: &str, path: &str) -> serde_json::Value {
+    let (code, body) = get(base, path);
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Prometheus text: `name{labels}` → value.
+fn metrics(base: &str) -> HashMap<String, f64> {
+    let (code, body) = get(base, "/metrics");
+    assert_eq!(code, 200);
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn every_route_tells_the_truth_about_a_running_job() {
+    let mut cluster = Cluster::start_with(0, Options::default()).unwrap();
+    let gate = cluster.path("gate");
+    let g = gate.display().to_string();
+    for _ in 0..2 {
+        cluster
+            .add_worker_with(&["--fault-stall-on", "combine", "--fault-gate", &g])
+            .unwrap();
+    }
+    cluster.wait_for_workers(2).unwrap();
+    let base = cluster.dashboard.clone();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    assert_eq!(get(&base, "/health"), (200, "ok\n".to_string()));
+
+    let n = 8 * 200_000;
+    let a = (Rng::new(11).random(&[n], n / 8).sin().exp() + 1.0)
+        .log()
+        .sum();
+    let plan = Client::local().plan(&[&a]).unwrap().plan;
+    let client = cluster.client().unwrap();
+    let job = {
+        let a = a.clone();
+        std::thread::spawn(move || client.compute::<f64>(&a))
+    };
+    // Mid-way: every partial done, the combine held.
+    let running = || {
+        let jobs = json(&base, "/api/jobs");
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["state"] == "running")
+            .filter(|j| {
+                let stages = j["status"]["stages"].as_array().unwrap();
+                stages[0]["done"] == stages[0]["tasks"] && stages.last().unwrap()["processing"] == 1
+            })
+            .cloned()
+    };
+    cluster
+        .wait_for("the combine to be held", WAIT, || running().is_some())
+        .unwrap();
+    let j = running().unwrap();
+    let id = j["id"].as_u64().unwrap();
+    let stages = j["status"]["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), plan.stages.len());
+    for (st, want) in stages.iter().zip(&plan.stages) {
+        assert_eq!(st["kind"], want.kind_name());
+        assert_eq!(st["tasks"].as_u64().unwrap() as usize, want.task_count());
+        let parts: u64 = ["waiting", "ready", "processing", "done"]
+            .iter()
+            .map(|k| st[*k].as_u64().unwrap())
+            .sum();
+        assert_eq!(parts as usize, want.task_count(), "{st}");
+        let inputs: Vec<u64> = st["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            inputs,
+            want.inputs.iter().map(|i| i.0 as u64).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(json(&base, &format!("/api/jobs/{id}"))["id"], id);
+    assert_eq!(get(&base, "/api/jobs/999999").0, 404);
+    let workers = json(&base, "/api/workers");
+    assert_eq!(workers["workers"].as_array().unwrap().len(), 2);
+    let status = json(&base, "/api/status");
+    assert_eq!(status["core"]["workers"].as_array().unwrap().len(), 2);
+    let m = metrics(&base);
+    assert_eq!(m["accel_workers"], 2.0);
+    assert_eq!(m["accel_jobs_running"], 1.0);
+    assert_eq!(m["accel_tasks{state=\"processing\"}"], 1.0);
+    // The pages and their script.
+    for page in ["/status", "/workers", "/jobs"] {
+        let (code, body) = get(&base, page);
+        assert_eq!(code, 200);
+        assert!(body.contains("/dashboard.js"), "{page}: {body}");
+    }
+    let (code, js) = get(&base, "/dashboard.js");
+    assert!(code == 200 && js.contains("function stageGraph"));
+
+    // Released, the job ends; the counters account for every task it ran.
+    std::fs::write(&gate, b"go").unwrap();
+    let got = job.join().unwrap().unwrap();
+    assert!(got[[]].is_finite());
+    cluster
+        .wait_for("the job to be reported done", WAIT, || {
+            json(&base, &format!("/api/jobs/{id}"))["state"] == "done"
+        })
+        .unwrap();
+    let m = metrics(&base);
+    let finished: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("accel_tasks_finished_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(finished as usize, plan.task_count());
+    let done: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("accel_worker_tasks_done_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(done as usize, plan.task_count());
+    assert_eq!(m["accel_jobs_running"], 0.0);
+}
