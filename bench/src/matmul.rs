@@ -216,7 +216,7 @@ pub fn run(client: &Client, runner: &str, size: &str, repeats: usize) -> anyhow:
         }
         std::fs::create_dir_all(&scratch)?;
         let path = scratch.join(format!("{name}.npy"));
-        Client::local().to_npy(&array, &path)?;
+        Client::local().with_progress(false).to_npy(&array, &path)?;
         Ok(client.persist(&accel::from_npy(&path, vec![c, c]))?)
     };
     let held = persist(a_host, "a")

@@ -27,6 +27,8 @@ pub struct Client {
     options: LowerOptions,
     /// Named `map_blocks` functions the embedded client can call.
     functions: accel_core::blocks::Functions,
+    /// Whether long computations show a progress bar (when stderr is a terminal).
+    progress: bool,
 }
 
 /// An expression prepared for running: the graph as built, after
@@ -161,7 +163,18 @@ pub struct Run {
 impl Client {
     /// The embedded client: the same plans, run in-process on all cores.
     pub fn local() -> Client {
-        Client::default()
+        Client {
+            progress: true,
+            ..Client::default()
+        }
+    }
+
+    /// Whether a computation shows a progress bar on stderr (tasks done,
+    /// elapsed, ETA) when stderr is a terminal and it lasts over half a
+    /// second; on by default.
+    pub fn with_progress(mut self, show: bool) -> Client {
+        self.progress = show;
+        self
     }
 
     /// A client of the scheduler at `url` (`http://host:port`), with the
@@ -177,6 +190,7 @@ impl Client {
             remote: Some(Arc::new(crate::remote::Remote::connect(url, security)?)),
             options: LowerOptions::default(),
             functions: Default::default(),
+            progress: true,
         })
     }
 
@@ -334,7 +348,9 @@ impl Client {
     pub fn run_with(&self, arrays: &[&Array], writes: &[Write]) -> Result<Run> {
         let planned = self.plan_with(arrays, writes)?;
         if let Some(remote) = &self.remote {
-            let (outputs, stats) = remote.run(&planned.plan)?;
+            let progress =
+                crate::progress::Progress::new(self.progress, planned.plan.task_count() as u64);
+            let (outputs, stats) = remote.run(&planned.plan, &progress)?;
             let outputs = outputs
                 .into_iter()
                 .zip(&planned.plan.outputs)
@@ -418,6 +434,7 @@ impl Client {
                 ),
                 None => Ok(()),
             },
+            &crate::progress::Progress::new(self.progress, plan.task_count() as u64),
         )?;
         let results: Vec<Buffer> = direct_bufs
             .into_iter()

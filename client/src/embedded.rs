@@ -35,6 +35,7 @@ pub fn run_plan(
     plan: Arc<Plan>,
     mut direct: HashMap<ChunkKey, Vec<OutSlice<'_>>>,
     mut on_output: impl FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
+    progress: &crate::progress::Progress,
 ) -> Result<RunStats> {
     let start = Instant::now();
     let mut core = Core::new();
@@ -70,6 +71,8 @@ pub fn run_plan(
         ..RunStats::default()
     };
     let mut held = 0usize;
+    let mut done = 0u64;
+    let total = plan.task_count() as u64;
     let mut failure: Option<Error> = None;
     let mut finished = false;
 
@@ -170,6 +173,8 @@ pub fn run_plan(
                             store.insert(task.key, chunk);
                         }
                     }
+                    done += 1;
+                    progress.update(done, total);
                     Event::TaskFinished {
                         worker: WORKER,
                         task,

@@ -80,6 +80,7 @@ pub async fn gather(
     peers: &Peers,
     updates: &mut Streaming<pb::JobUpdate>,
     scheduler: &mut Scheduler,
+    progress: &crate::progress::Progress,
 ) -> Result<Gathered, GatherError> {
     let fetcher = Fetcher {
         plan,
@@ -164,6 +165,7 @@ pub async fn gather(
                     Some(job_update::Event::Failed(e)) => {
                         return Err(GatherError::Failed(format!("job {} failed: {e}", update.job)));
                     }
+                    Some(job_update::Event::Progress(p)) => progress.update(p.done, p.total),
                     Some(job_update::Event::Accepted(_)) | None => {}
                 }
             }

@@ -26,6 +26,7 @@ mod lower;
 mod map_blocks;
 mod nan_reduce;
 mod operand;
+mod progress;
 mod reduce;
 mod remote;
 mod scan;

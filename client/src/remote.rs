@@ -163,7 +163,11 @@ impl Remote {
     /// Runs `plan` on the cluster; returns one row-major buffer per output.
     /// Result chunks that cannot be fetched (their worker died after the job
     /// finished) are reported to the scheduler, which recomputes them.
-    pub fn run(&self, plan: &Plan) -> Result<(Vec<Buffer>, RunStats)> {
+    pub fn run(
+        &self,
+        plan: &Plan,
+        progress: &crate::progress::Progress,
+    ) -> Result<(Vec<Buffer>, RunStats)> {
         let start = Instant::now();
         let mut scheduler = self.scheduler.clone();
         let large = plan
@@ -201,7 +205,7 @@ impl Remote {
                 .await
                 .map_err(|s| self.refused(s))?
                 .into_inner();
-            let got = gather(plan, &self.peers, &mut updates, &mut scheduler)
+            let got = gather(plan, &self.peers, &mut updates, &mut scheduler, progress)
                 .await
                 .map_err(|e| match e {
                     GatherError::Lost(why) => self.lost(&why),

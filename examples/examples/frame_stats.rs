@@ -4,12 +4,12 @@
 
 fn main() -> anyhow::Result<()> {
     let mut store = std::path::PathBuf::from("out/heat.zarr");
-    let mut client = accel::Client::local();
+    let mut client = accel::Client::local().with_progress(false);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match (a.as_str(), it.next()) {
             ("--store", Some(v)) => store = v.into(),
-            ("--scheduler", Some(v)) => client = accel::Client::connect(&v)?,
+            ("--scheduler", Some(v)) => client = accel::Client::connect(&v)?.with_progress(false),
             _ => anyhow::bail!("usage: frame_stats [--store DIR] [--scheduler URL]"),
         }
     }

@@ -8,8 +8,8 @@ use std::time::Instant;
 fn main() -> anyhow::Result<()> {
     let opts = Opts::parse()?;
     let client = match &opts.scheduler {
-        Some(url) => accel::Client::connect(url)?,
-        None => accel::Client::local(),
+        Some(url) => accel::Client::connect(url)?.with_progress(false),
+        None => accel::Client::local().with_progress(false),
     };
     let start = Instant::now();
     let (frames, bytes) = accel_examples::workloads::heat_frames::write(

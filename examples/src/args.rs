@@ -33,7 +33,7 @@ impl Args {
         let mut out = Args {
             size: Size::Bench,
             out: PathBuf::from("out"),
-            client: accel::Client::local(),
+            client: accel::Client::local().with_progress(false),
             repeats: 3,
         };
         let mut it = args.into_iter();
@@ -51,7 +51,7 @@ impl Args {
                     let url = it
                         .next()
                         .context("--scheduler needs a URL such as http://127.0.0.1:8786")?;
-                    out.client = accel::Client::connect(&url)?;
+                    out.client = accel::Client::connect(&url)?.with_progress(false);
                 }
                 "--repeats" => {
                     out.repeats = it

@@ -157,3 +157,54 @@ fn every_route_tells_the_truth_about_a_running_job() {
     assert_eq!(done as usize, plan.task_count());
     assert_eq!(m["accel_jobs_running"], 0.0);
 }
+
+#[test]
+fn clients_hear_how_far_their_job_got() {
+    use accel_proto::pb;
+    let mut cluster = Cluster::start_with(0, Options::default()).unwrap();
+    let gate = cluster.path("gate");
+    let g = gate.display().to_string();
+    cluster
+        .add_worker_with(&["--fault-stall-on", "combine", "--fault-gate", &g])
+        .unwrap();
+    cluster.wait_for_workers(1).unwrap();
+    let n = 8 * 100_000;
+    let a = (Rng::new(3).random(&[n], n / 8) + 1.0).sum();
+    let plan = Client::local().plan(&[&a]).unwrap().plan;
+    let total = plan.task_count() as u64;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = rt.block_on(async {
+        let mut s = cluster.raw_scheduler().await.unwrap();
+        let req = pb::SubmitRequest {
+            hello: Some(pb::Hello {
+                protocol_version: accel_proto::PROTOCOL_VERSION,
+                peer: "test".into(),
+            }),
+            plan: Some(accel_proto::convert::plan_to(&plan)),
+        };
+        let mut updates = s.jobs.submit(req).await.unwrap().into_inner();
+        let mut seen = Vec::new();
+        loop {
+            let u = tokio::time::timeout(WAIT, updates.message())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            match u.event {
+                Some(pb::job_update::Event::Progress(p)) => {
+                    assert_eq!(p.total, total);
+                    seen.push(p.done);
+                    // Everything but the held combine: let it go.
+                    if p.done == total - 1 {
+                        std::fs::write(&gate, b"go").unwrap();
+                    }
+                }
+                Some(pb::job_update::Event::Done(_)) => return seen,
+                Some(pb::job_update::Event::Failed(e)) => panic!("{e}"),
+                _ => {}
+            }
+        }
+    });
+    assert!(seen.contains(&(total - 1)), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+}

@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
         let bytes = plan_to(&planned.plan).encoded_len();
         let want = (n as f64) * (n as f64 + 1.0) / 2.0;
         let mut row = format!("| {n:.0e} | {tasks} | {bytes} |");
-        for client in [Client::local(), remote.clone()] {
+        for client in [Client::local().with_progress(false), remote.clone()] {
             let mut best = f64::INFINITY;
             for _ in 0..3 {
                 let t = Instant::now();

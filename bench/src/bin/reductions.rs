@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
             (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
         })
         .collect();
-    let client = Client::local();
+    let client = Client::local().with_progress(false);
     let hand = {
         let h = &host;
         let t = accel_bench::best_of(5, || {

@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     let cluster = accel_e2e::Cluster::start(2)?;
     cluster.wait_for_workers(2)?;
     let remote = cluster.client()?;
-    let local = Client::local();
+    let local = Client::local().with_progress(false);
     let x = arange(n, chunk).astype(DType::F64);
     let y = arange(n, chunk).astype(DType::F64) * 0.5;
     let cases = [

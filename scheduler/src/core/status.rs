@@ -99,6 +99,14 @@ impl Core {
         }
     }
 
+    /// Each job's tasks done and total: O(jobs).
+    pub fn progress(&self) -> Vec<(super::ids::JobId, usize, usize)> {
+        self.jobs
+            .iter()
+            .map(|(id, j)| (*id, j.len() - j.unfinished, j.len()))
+            .collect()
+    }
+
     /// One job's stages and their progress, if the job is known.
     pub fn job_status(&self, id: super::ids::JobId) -> Option<JobStatus> {
         let j = self.jobs.get(&id)?;

@@ -97,6 +97,8 @@ enum Input {
         wire: pb::Plan,
         tx: ClientTx,
     },
+    /// Time to tell clients how far their jobs got.
+    Progress,
     /// The dashboard asks what the cluster is doing.
     Snapshot(tokio::sync::oneshot::Sender<Arc<observe::Snapshot>>),
 }
@@ -110,6 +112,8 @@ struct Loop {
     observer: observe::Observer,
     /// When the last job ended (or the scheduler started), for the idle timeout.
     idle_since: Option<Instant>,
+    /// The progress last sent to each job's client.
+    progress_sent: std::collections::HashMap<JobId, usize>,
 }
 
 impl Loop {
@@ -134,6 +138,17 @@ impl Loop {
                 ));
             }
             Input::Tick => {}
+            Input::Progress => {
+                for (job, done, total) in self.core.progress() {
+                    if self.progress_sent.get(&job) == Some(&done) {
+                        continue;
+                    }
+                    self.progress_sent.insert(job, done);
+                    self.router.progress(job, done as u64, total as u64);
+                }
+                let live = self.router.clients.keys().copied().collect::<std::collections::HashSet<_>>();
+                self.progress_sent.retain(|j, _| live.contains(j));
+            }
             Input::Attached {
                 worker,
                 address,
@@ -289,6 +304,16 @@ pub async fn serve_with_dashboard(
         role,
     };
     let timeout = config.heartbeat_timeout;
+    let progress = inputs.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            if progress.send(Input::Progress).is_err() {
+                break;
+            }
+        }
+    });
     let ticker = inputs.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(timeout / 4);
@@ -311,6 +336,7 @@ pub async fn serve_with_dashboard(
             timeout,
             observer: observe::Observer::new(),
             idle_since: Some(Instant::now()),
+            progress_sent: Default::default(),
         };
         while let Some(first) = rx.recv().await {
             // Coalesce: apply everything that is waiting, then schedule once.

@@ -30,6 +30,17 @@ fn ids(tasks: &[TaskRef]) -> Vec<pb::TaskId> {
 }
 
 impl Router {
+    /// Tells a job's client how many of its tasks are done.
+    pub fn progress(&self, job: JobId, done: u64, total: u64) {
+        if let Some(tx) = self.clients.get(&job) {
+            let _ = tx.send(Ok(pb::JobUpdate {
+                job: job.0,
+                event: Some(job_update::Event::Progress(pb::Progress { done, total })),
+                job_key: Vec::new(),
+            }));
+        }
+    }
+
     fn location(&self, t: TaskRef, w: WorkerId) -> pb::ChunkLocation {
         pb::ChunkLocation {
             task: Some(task_to(t.job.0, t.key)),
