@@ -127,7 +127,9 @@ fn transform(client: &Client, src: &Path, dst: &Path) -> anyhow::Result<accel::W
 
 /// Rows `a..b` of a 2-D store, computed on the embedded client.
 fn rows(store: &Array, a: usize, b: usize) -> anyhow::Result<ndarray::ArrayD<f64>> {
-    Ok(Client::local().with_progress(false).compute::<f64>(&store.slice(s![a..b, ..]))?)
+    Ok(Client::local()
+        .with_progress(false)
+        .compute::<f64>(&store.slice(s![a..b, ..]))?)
 }
 
 /// Units in the last place between two finite floats of one sign.
@@ -179,7 +181,9 @@ fn check(source: &Source, dst: &Path) -> anyhow::Result<String> {
         worst == 0,
         "rows differ from ndarray's sqrt(2x + 1) by up to {worst} ulp"
     );
-    let sum = Client::local().with_progress(false).compute::<f64>(&dst_array.sum())?[[]];
+    let sum = Client::local()
+        .with_progress(false)
+        .compute::<f64>(&dst_array.sum())?[[]];
     let rel = (sum - source.sum_y).abs() / source.sum_y.abs();
     anyhow::ensure!(
         rel < SUM_RTOL,

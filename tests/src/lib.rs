@@ -387,10 +387,7 @@ impl Cluster {
 
     /// A client of this cluster, with its credentials.
     pub fn client(&self) -> anyhow::Result<accel::Client> {
-        Ok(accel::Client::connect_with(
-            &self.address,
-            &self.security(),
-        )?)
+        Ok(accel::Client::connect_with(&self.address, &self.security())?.with_progress(false))
     }
 
     /// How this cluster is secured.

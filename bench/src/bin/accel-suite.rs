@@ -419,10 +419,30 @@ fn main() -> anyhow::Result<()> {
     ]));
 
     kernels(&o, gbps, &mut records);
-    workloads(&o, Client::local().with_progress(false), "accel-embedded", &mut records);
-    matmul(&o, &Client::local().with_progress(false), "accel-embedded", &mut records);
-    zarr(&o, &Client::local().with_progress(false), "accel-embedded", &mut records);
-    receive(&o, &Client::local().with_progress(false), "accel-embedded", &mut records);
+    workloads(
+        &o,
+        Client::local().with_progress(false),
+        "accel-embedded",
+        &mut records,
+    );
+    matmul(
+        &o,
+        &Client::local().with_progress(false),
+        "accel-embedded",
+        &mut records,
+    );
+    zarr(
+        &o,
+        &Client::local().with_progress(false),
+        "accel-embedded",
+        &mut records,
+    );
+    receive(
+        &o,
+        &Client::local().with_progress(false),
+        "accel-embedded",
+        &mut records,
+    );
     match overhead(&o, &Client::local().with_progress(false), "accel-embedded") {
         Ok(r) => records.push(r),
         Err(e) => records.push(failure(

@@ -146,7 +146,12 @@ impl Loop {
                     self.progress_sent.insert(job, done);
                     self.router.progress(job, done as u64, total as u64);
                 }
-                let live = self.router.clients.keys().copied().collect::<std::collections::HashSet<_>>();
+                let live = self
+                    .router
+                    .clients
+                    .keys()
+                    .copied()
+                    .collect::<std::collections::HashSet<_>>();
                 self.progress_sent.retain(|j, _| live.contains(j));
             }
             Input::Attached {
