@@ -184,6 +184,14 @@ impl Client {
         Client::connect_with(url, &crate::Security::from_env()?)
     }
 
+    /// A client of the scheduler whose address is in `path` (written by
+    /// `accel-scheduler --scheduler-file`), waiting up to a minute for it.
+    pub fn from_scheduler_file(path: impl AsRef<std::path::Path>) -> Result<Client> {
+        let url = accel_proto::scheduler_file::read(path.as_ref(), Duration::from_secs(60))
+            .map_err(Error::Invalid)?;
+        Client::connect(&url)
+    }
+
     /// [`Client::connect`] with explicit credentials.
     pub fn connect_with(url: &str, security: &crate::Security) -> Result<Client> {
         Ok(Client {

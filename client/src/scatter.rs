@@ -109,6 +109,7 @@ impl HostServer {
             source: arrays.clone(),
             serving: Arc::new(AtomicUsize::new(0)),
             tls: acceptor,
+            served: Default::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(service.serve(listener, async {

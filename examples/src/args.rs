@@ -53,6 +53,12 @@ impl Args {
                         .context("--scheduler needs a URL such as http://127.0.0.1:8786")?;
                     out.client = accel::Client::connect(&url)?.with_progress(false);
                 }
+                "--scheduler-file" => {
+                    let path = it
+                        .next()
+                        .context("--scheduler-file needs the path accel-scheduler wrote")?;
+                    out.client = accel::Client::from_scheduler_file(&path)?.with_progress(false);
+                }
                 "--repeats" => {
                     out.repeats = it
                         .next()

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod convert;
 pub mod incoming;
+pub mod scheduler_file;
 pub mod tls;
 
 /// Generated from accel.proto.

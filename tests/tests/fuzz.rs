@@ -362,6 +362,7 @@ fn data_plane_requests() {
         }),
         serving: Arc::new(AtomicUsize::new(0)),
         tls: None,
+        served: Default::default(),
     };
     let request = |credential: &[u8], lo: Vec<u64>, hi: Vec<u64>| pb::FetchRequest {
         hello: Some(pb::Hello {

@@ -25,9 +25,22 @@ use crate::Functions;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The scheduler, e.g. http://127.0.0.1:8786.
-    #[arg(env = "ACCEL_SCHEDULER")]
-    scheduler: String,
+    /// The scheduler, e.g. http://127.0.0.1:8786 (or --scheduler-file).
+    #[arg(env = "ACCEL_SCHEDULER", required_unless_present = "scheduler_file")]
+    scheduler: Option<String>,
+    /// Read the scheduler's address from this file (written by
+    /// `accel-scheduler --scheduler-file`), waiting for it up to --death-timeout.
+    #[arg(long, env = "ACCEL_SCHEDULER_FILE", conflicts_with = "scheduler")]
+    scheduler_file: Option<std::path::PathBuf>,
+    /// Retire gracefully (as on SIGTERM) after this many seconds.
+    #[arg(long, env = "ACCEL_LIFETIME")]
+    lifetime: Option<f64>,
+    /// Resources this worker offers, e.g. "GPU=1,MEM=64e9".
+    #[arg(long, env = "ACCEL_RESOURCES")]
+    resources: Option<String>,
+    /// Serve /metrics and /health on this port (of the chunk-serving interface).
+    #[arg(long, env = "ACCEL_METRICS_PORT")]
+    metrics_port: Option<u16>,
     /// Compute threads (default: all cores).
     #[arg(long, env = "ACCEL_NTHREADS")]
     nthreads: Option<usize>,
@@ -154,16 +167,27 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
         // Colour codes only on a terminal: log files stay greppable.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let scheduler = match (&args.scheduler, &args.scheduler_file) {
+        (Some(url), _) => url.clone(),
+        (None, Some(path)) => {
+            let (path, wait) = (path.clone(), seconds(args.death_timeout));
+            tokio::task::spawn_blocking(move || accel_proto::scheduler_file::read(&path, wait))
+                .await
+                .map_err(|e| e.to_string())??
+        }
+        (None, None) => return Err("give the scheduler's URL or --scheduler-file".into()),
+    };
     let listen = match args.listen {
         Some(a) => a,
         None => SocketAddr::new(
-            crate::facing_ip(&args.scheduler).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            crate::facing_ip(&scheduler).unwrap_or(IpAddr::from([127, 0, 0, 1])),
             0,
         ),
     };
+    let resources = parse_resources(args.resources.as_deref().unwrap_or(""))?;
     let token = token(args.token_file.as_deref())?;
     let tls = crate::tls_for(
-        &args.scheduler,
+        &scheduler,
         accel_proto::tls::TlsFiles {
             cert: args.tls_cert.clone(),
             key: args.tls_key.clone(),
@@ -202,7 +226,7 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
     };
     let config = crate::Config {
         memory,
-        scheduler: args.scheduler.clone(),
+        scheduler: scheduler.clone(),
         nthreads,
         name,
         listen,
@@ -217,6 +241,8 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
         functions,
         token,
         tls,
+        metrics: args.metrics_port.map(|p| SocketAddr::new(listen.ip(), p)),
+        resources,
     };
     // The first SIGTERM/SIGINT retires the worker; a second one exits now.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
@@ -236,10 +262,44 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
         eprintln!("accel-worker: second signal, exiting without handing chunks over");
         std::process::exit(130);
     });
-    let shutdown = async {
-        let _ = first_rx.await;
+    let lifetime = args.lifetime.map(seconds);
+    let shutdown = async move {
+        match lifetime {
+            Some(t) => {
+                tokio::select! {
+                    _ = first_rx => {}
+                    _ = tokio::time::sleep(t) => tracing::info!("lifetime of {t:?} over: retiring"),
+                }
+            }
+            None => {
+                let _ = first_rx.await;
+            }
+        }
     };
     crate::run(config, shutdown)
         .await
-        .map_err(|e| format!("worker for {}: {e}", args.scheduler))
+        .map_err(|e| format!("worker for {scheduler}: {e}"))
+}
+
+/// `"GPU=1,MEM=64e9"` → [("GPU", 1.0), ("MEM", 64e9)].
+pub fn parse_resources(text: &str) -> Result<Vec<(String, f64)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (name, amount) = p
+                .split_once('=')
+                .ok_or_else(|| format!("--resources: {p:?} is not NAME=AMOUNT"))?;
+            let amount: f64 = amount
+                .trim()
+                .parse()
+                .map_err(|_| format!("--resources: {amount:?} is not a number"))?;
+            if !amount.is_finite() || amount < 0.0 || name.trim().is_empty() {
+                return Err(format!(
+                    "--resources: {p:?} is not NAME=AMOUNT (AMOUNT ≥ 0)"
+                ));
+            }
+            Ok((name.trim().to_string(), amount))
+        })
+        .collect()
 }

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub functions: accel_core::blocks::Functions,
     /// The cluster's data key, from the scheduler this worker is attached to.
     pub data_key: Arc<crate::fetch::DataKey>,
+    /// What `/metrics` reports.
+    pub counters: Arc<crate::metrics::Counters>,
 }
 
 /// Counts a task in [`Shared::working`] while it lives.
@@ -204,8 +206,13 @@ async fn run(
         s.shared
             .faults
             .on_start(label, || s.shared.store.is_current(s.generation, job));
+        let began = std::time::Instant::now();
         let r =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(&plan, key, &args)));
+        s.shared
+            .counters
+            .compute
+            .add(began.elapsed().as_nanos() as u64);
         let _ = tx.send(Some(r));
     });
     let chunk = match rx.await {

@@ -12,6 +12,7 @@ mod execute;
 mod fault;
 pub mod fetch;
 pub mod memory;
+pub mod metrics;
 mod session;
 mod spill;
 mod store;
@@ -68,6 +69,10 @@ pub struct Config {
     /// TLS towards the scheduler, peers and clients, and on this worker's
     /// data plane.
     pub tls: Option<accel_proto::tls::Tls>,
+    /// Where to serve `/metrics` and `/health` (none: not served).
+    pub metrics: Option<SocketAddr>,
+    /// Resources it offers (`GPU=1`), advertised to the scheduler.
+    pub resources: Vec<(String, f64)>,
 }
 
 impl Config {
@@ -87,6 +92,8 @@ impl Config {
             functions: Functions::default(),
             token: None,
             tls: None,
+            metrics: None,
+            resources: Vec::new(),
         }
     }
 }
@@ -186,7 +193,31 @@ pub async fn run(
         working,
         functions: config.functions.clone(),
         data_key: Arc::default(),
+        counters: Arc::default(),
     });
+    let served = Arc::new(metrics::Tally::default());
+    let metrics_server = match config.metrics {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::Listen {
+                    address: addr.to_string(),
+                    message: e.to_string(),
+                })?;
+            tracing::info!(address = %l.local_addr().map_err(|e| Error::Transport(e.to_string()))?, "metrics");
+            let app = metrics::router(
+                config.name.clone(),
+                shared.store.clone(),
+                shared.counters.clone(),
+                shared.peers.fetched.clone(),
+                served.clone(),
+            );
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, app).await;
+            }))
+        }
+        None => None,
+    };
     let service = fetch::Service {
         source: Arc::new(fetch::StoreChunks {
             store: shared.store.clone(),
@@ -194,6 +225,7 @@ pub async fn run(
         }),
         serving: shared.serving.clone(),
         tls: config.tls.as_ref().and_then(|t| t.acceptor()),
+        served,
     };
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(service.serve(listener, async {
@@ -207,6 +239,9 @@ pub async fn run(
     let result = attach_until_done(&config, &shared, &address, stop).await;
     let _ = server_stop.send(());
     let _ = server.await;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     result
 }
 

@@ -83,6 +83,7 @@ pub(crate) async fn attach(
             address: address.to_string(),
             memory_limit: config.memory.limit.unwrap_or(0),
             functions: config.functions.names(),
+            resources: config.resources.iter().cloned().collect(),
         })),
     };
     let _ = out_tx.send(register).await;

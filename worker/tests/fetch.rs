@@ -88,6 +88,7 @@ fn chunks_are_served_only_to_holders_of_a_key_that_reads_them() {
             }),
             serving: Arc::new(AtomicUsize::new(0)),
             tls: None,
+            served: Default::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();

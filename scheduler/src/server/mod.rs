@@ -87,6 +87,8 @@ enum Input {
         worker: WorkerId,
         address: String,
         tx: WorkerTx,
+        /// Resources it offers (shown; GPU placement will use them).
+        resources: Vec<(String, f64)>,
     },
     Heartbeat(WorkerId),
     /// The worker's stream ended (it exited, was killed, or lost the connection).
@@ -99,6 +101,8 @@ enum Input {
     },
     /// Time to tell clients how far their jobs got.
     Progress,
+    /// The scheduler is stopping: every stream is closed, so connections end.
+    Stop,
     /// The dashboard asks what the cluster is doing.
     Snapshot(tokio::sync::oneshot::Sender<Arc<observe::Snapshot>>),
 }
@@ -138,6 +142,10 @@ impl Loop {
                 ));
             }
             Input::Tick => {}
+            Input::Stop => {
+                self.router.workers.clear();
+                self.router.clients.clear();
+            }
             Input::Progress => {
                 for (job, done, total) in self.core.progress() {
                     if self.progress_sent.get(&job) == Some(&done) {
@@ -158,7 +166,9 @@ impl Loop {
                 worker,
                 address,
                 tx,
+                resources,
             } => {
+                self.observer.attached(worker, resources);
                 self.router.workers.insert(worker, (address, tx));
                 self.router.last_seen.insert(worker, Instant::now());
             }
@@ -282,11 +292,14 @@ pub async fn serve_with_dashboard(
     let idle = Arc::new(tokio::sync::Notify::new());
     let idle_timeout = config.idle_timeout;
     let stopped_idle = idle.clone();
+    let stopper = inputs.clone();
     let shutdown = async move {
         tokio::select! {
             _ = shutdown => {}
             _ = stopped_idle.notified() => {}
         }
+        // Workers' and clients' streams end, so the server can finish.
+        let _ = stopper.send(Input::Stop);
     };
     let http = dashboard.map(|l| {
         let app = web::router(inputs.clone());
@@ -344,6 +357,11 @@ pub async fn serve_with_dashboard(
             progress_sent: Default::default(),
         };
         while let Some(first) = rx.recv().await {
+            if matches!(first, Input::Stop) {
+                state.router.workers.clear();
+                state.router.clients.clear();
+                return;
+            }
             // Coalesce: apply everything that is waiting, then schedule once.
             let began = Instant::now();
             let jobs = state.core.job_count();

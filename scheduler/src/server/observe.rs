@@ -21,6 +21,8 @@ pub struct WorkerView {
     /// Seconds since its last message.
     pub last_seen_s: f64,
     pub tasks_done: u64,
+    /// Resources it offers (`--resources`).
+    pub resources: Vec<(String, f64)>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -63,6 +65,7 @@ struct JobRecord {
 
 pub(super) struct Observer {
     started: Instant,
+    resources: HashMap<WorkerId, Vec<(String, f64)>>,
     tasks_done: HashMap<WorkerId, u64>,
     jobs: HashMap<JobId, JobRecord>,
     ended: VecDeque<JobId>,
@@ -77,6 +80,7 @@ impl Observer {
         let now = Instant::now();
         Observer {
             started: now,
+            resources: HashMap::new(),
             tasks_done: HashMap::new(),
             jobs: HashMap::new(),
             ended: VecDeque::new(),
@@ -85,6 +89,10 @@ impl Observer {
             window: (now, Duration::ZERO),
             last_window_max: Duration::ZERO,
         }
+    }
+
+    pub fn attached(&mut self, worker: WorkerId, resources: Vec<(String, f64)>) {
+        self.resources.insert(worker, resources);
     }
 
     pub fn submitted(&mut self, job: JobId) {
@@ -163,6 +171,7 @@ impl Observer {
                     address,
                     last_seen_s: seen,
                     tasks_done: self.tasks_done.get(&id).copied().unwrap_or(0),
+                    resources: self.resources.get(&id).cloned().unwrap_or_default(),
                 }
             })
             .collect();

@@ -227,10 +227,13 @@ impl Workers for Service {
             })),
         }));
         tracing::info!(worker = worker.0, name = %reg.name, address = %reg.address, nthreads = reg.nthreads, functions = ?reg.functions, "worker joined");
+        let mut resources: Vec<(String, f64)> = reg.resources.clone().into_iter().collect();
+        resources.sort_by(|a, b| a.0.cmp(&b.0));
         let _ = self.inputs.send(Input::Attached {
             worker,
             address: reg.address.clone(),
             tx,
+            resources,
         });
         let _ = self.inputs.send(Input::Event(Event::WorkerJoined {
             worker,

@@ -35,6 +35,8 @@ pub struct Peers {
     tls: Option<accel_proto::tls::Tls>,
     /// Largest chunk taken from a peer (its header is not trusted further).
     max_chunk_bytes: AtomicU64,
+    /// Chunks fetched, and their bytes.
+    pub fetched: Arc<crate::metrics::Tally>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -58,6 +60,7 @@ impl Peers {
             stall_ms: AtomicU64::new(stall.as_millis().max(1) as u64),
             tls: None,
             max_chunk_bytes: AtomicU64::new(default_max_chunk()),
+            fetched: Arc::default(),
         }
     }
 
@@ -145,7 +148,7 @@ impl Peers {
         key: ChunkKey,
         region: Option<Region>,
         credential: &[u8],
-        on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
+        mut on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
     ) -> Result<(), String> {
         let stall = self.stall();
         let conn = tokio::time::timeout(stall, self.connect(address))
@@ -159,7 +162,17 @@ impl Peers {
                     region,
                     credential,
                 };
-                let r = exchange(&mut c, request, stall, on_frame).await;
+                let mut bytes = 0u64;
+                let r = exchange(&mut c, request, stall, |f| {
+                    if let Frame::Data { bytes: b, .. } = &f {
+                        bytes += b.len() as u64;
+                    }
+                    on_frame(f)
+                })
+                .await;
+                if r.is_ok() {
+                    self.fetched.add(bytes);
+                }
                 if r.is_ok() {
                     let mut pool = self.pool();
                     let idle = pool.entry(address.to_string()).or_default();

@@ -99,6 +99,8 @@ pub struct Service {
     pub serving: Arc<AtomicUsize>,
     /// TLS for every connection (mutual when configured with a CA).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Chunks served, and their bytes.
+    pub served: Arc<crate::metrics::Tally>,
 }
 
 /// Counts a transfer while it lives.
@@ -197,6 +199,13 @@ impl Service {
             match crate::blocking(|| self.find(&req)) {
                 Ok(piece) => {
                     let _serving = Serving::new(&self.serving);
+                    let bytes = match &piece {
+                        Piece::Chunk(c) => c.nbytes() as u64,
+                        Piece::Box { host, shape, .. } => {
+                            (accel_core::shape::size(shape) * host.data.dtype().size()) as u64
+                        }
+                    };
+                    self.served.add(bytes);
                     match piece {
                         Piece::Chunk(chunk) => send_chunk(&mut stream, &chunk).await,
                         Piece::Box { host, lo, shape } => {

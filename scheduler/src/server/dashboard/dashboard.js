@@ -85,11 +85,12 @@ function statusPage(s, main) {
 function workersPage(s, main) {
   const views = new Map(s.workers.map((w) => [w.id, w]));
   main.append(table(["id", "name", "address", "threads", "memory limit", "chunks held", "tasks done",
-    "in progress", "last heartbeat", "functions"],
+    "in progress", "last heartbeat", "resources", "functions"],
     s.core.workers.map((w) => {
       const v = views.get(w.id) || {};
       return [w.id, w.name, v.address || "—", w.nthreads, bytes(w.memory_limit), w.chunks,
-        v.tasks_done || 0, w.processing, secs(v.last_seen_s) + " ago", (w.functions || []).join(", ")];
+        v.tasks_done || 0, w.processing, secs(v.last_seen_s) + " ago",
+        (v.resources || []).map(([k, n]) => `${k}=${n}`).join(", "), (w.functions || []).join(", ")];
     })));
 }
 

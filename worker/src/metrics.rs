@@ -1,0 +1,139 @@
+//! A worker's own `/metrics` (Prometheus text) and `/health`, on
+//! `--metrics-port`: what it holds and spilled, what it moved, how long its
+//! tasks computed. Counters are atomics bumped as things happen.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::store::Store;
+
+/// A count and a sum (bytes, nanoseconds).
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub count: AtomicU64,
+    pub sum: AtomicU64,
+}
+
+impl Tally {
+    pub fn add(&self, amount: u64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> (u64, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.sum.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What a worker counts.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Tasks computed here, and their compute time in nanoseconds.
+    pub compute: Tally,
+}
+
+/// The worker's metrics routes.
+pub fn router(
+    name: String,
+    store: Arc<Store>,
+    counters: Arc<Counters>,
+    fetched: Arc<Tally>,
+    served: Arc<Tally>,
+) -> Router {
+    let text = move || {
+        let u = store.usage();
+        let (tasks, nanos) = counters.compute.get();
+        let (fin, fin_bytes) = fetched.get();
+        let (fout, fout_bytes) = served.get();
+        let w = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut o = String::new();
+        let mut family = |n: &str, kind: &str, help: &str, v: f64| {
+            let _ = writeln!(
+                o,
+                "# HELP {n} {help}\n# TYPE {n} {kind}\n{n}{{worker=\"{w}\"}} {v}"
+            );
+        };
+        family(
+            "accel_worker_bytes_in_memory",
+            "gauge",
+            "Bytes of chunks held in memory.",
+            u.in_memory as f64,
+        );
+        family(
+            "accel_worker_bytes_spilled",
+            "gauge",
+            "Bytes of chunks spilled to disk.",
+            u.on_disk as f64,
+        );
+        family(
+            "accel_worker_chunks_held",
+            "gauge",
+            "Chunks held, in memory or on disk.",
+            u.chunks as f64,
+        );
+        family(
+            "accel_worker_tasks_computed_total",
+            "counter",
+            "Tasks computed.",
+            tasks as f64,
+        );
+        family(
+            "accel_worker_task_compute_seconds_total",
+            "counter",
+            "Seconds spent computing tasks.",
+            nanos as f64 / 1e9,
+        );
+        family(
+            "accel_worker_transfers_in_total",
+            "counter",
+            "Chunks fetched from peers and clients.",
+            fin as f64,
+        );
+        family(
+            "accel_worker_transfer_in_bytes_total",
+            "counter",
+            "Bytes fetched from peers and clients.",
+            fin_bytes as f64,
+        );
+        family(
+            "accel_worker_transfers_out_total",
+            "counter",
+            "Chunks served to peers and clients.",
+            fout as f64,
+        );
+        family(
+            "accel_worker_transfer_out_bytes_total",
+            "counter",
+            "Bytes served to peers and clients.",
+            fout_bytes as f64,
+        );
+        o
+    };
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let body = text();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response()
+                }
+            }),
+        )
+}
