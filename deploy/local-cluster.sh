@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$bin/accel-scheduler" --port 0 >"$logs/scheduler.out" 2>"$logs/scheduler.log" &
+"$bin/accel-scheduler" --port 0 --dashboard-address 127.0.0.1:0 >"$logs/scheduler.out" 2>"$logs/scheduler.log" &
 pids+=($!)
 for _ in $(seq 100); do
   addr=$(grep -o 'http://[0-9.:]*' "$logs/scheduler.out" 2>/dev/null || true)

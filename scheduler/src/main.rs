@@ -177,7 +177,13 @@ async fn main() -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{local}");
     if let Some(path) = &args.scheduler_file {
-        let json = serde_json::json!({ "address": url, "dashboard": dashboard_url });
+        // Listening on every interface: others reach it by the host's name.
+        let reachable = if local.ip().is_unspecified() {
+            format!("{scheme}://{}:{}", host_name(), local.port())
+        } else {
+            url.clone()
+        };
+        let json = serde_json::json!({ "address": reachable, "dashboard": dashboard_url });
         std::fs::write(path, format!("{json}\n"))
             .with_context(|| format!("cannot write the scheduler file {}", path.display()))?;
     }
@@ -205,6 +211,16 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("accel-scheduler stopped");
     Ok(())
+}
+
+/// This machine's host name (what other nodes of a batch job resolve).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// A duration of at least 0.1 s from a flag (an infinite one: a day).
