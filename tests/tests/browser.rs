@@ -109,6 +109,13 @@ fn the_dashboard_renders_a_running_job_in_a_browser() {
         .unwrap();
     let status = dom(&format!("{base}/status"));
     assert!(status.contains("Running jobs"), "{status}");
+    // The task stream drew the 8 partial tasks that ran.
+    assert!(status.contains("class=\"task-stream\""), "{status}");
+    assert_eq!(
+        status.matches("data-kind=\"partial\"").count(),
+        8,
+        "{status}"
+    );
     assert!(
         status.contains("<td>2</td>") || status.contains(">2<"),
         "{status}"

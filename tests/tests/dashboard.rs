@@ -120,6 +120,15 @@ fn every_route_tells_the_truth_about_a_running_job() {
     assert_eq!(workers["workers"].as_array().unwrap().len(), 2);
     let status = json(&base, "/api/status");
     assert_eq!(status["core"]["workers"].as_array().unwrap().len(), 2);
+    // The task stream holds the finished tasks (all partials, and the sources if any).
+    let stream = status["task_stream"].as_array().unwrap();
+    let partials = stream.iter().filter(|t| t["kind"] == "partial").count();
+    assert_eq!(partials, plan.stages[0].task_count());
+    assert!(
+        stream
+            .iter()
+            .all(|t| t["end_s"].as_f64() >= t["start_s"].as_f64())
+    );
     let m = metrics(&base);
     assert_eq!(m["accel_workers"], 2.0);
     assert_eq!(m["accel_jobs_running"], 1.0);

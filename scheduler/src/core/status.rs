@@ -99,6 +99,16 @@ impl Core {
         }
     }
 
+    /// The kind of stage `stage` of `job` ("map", "partial", ...).
+    pub fn stage_kind(
+        &self,
+        job: super::ids::JobId,
+        stage: accel_core::StageId,
+    ) -> Option<&'static str> {
+        let j = self.jobs.get(&job)?;
+        (stage.index() < j.plan.stages.len()).then(|| j.plan.stage(stage).kind_name())
+    }
+
     /// Each job's tasks done and total: O(jobs).
     pub fn progress(&self) -> Vec<(super::ids::JobId, usize, usize)> {
         self.jobs

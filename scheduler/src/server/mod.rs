@@ -124,7 +124,7 @@ impl Loop {
     fn apply(&mut self, input: Input, cmds: &mut Vec<Command>) {
         match input {
             Input::Event(e) => {
-                self.observer.event(&e);
+                self.observer.event(&e, &self.core);
                 cmds.extend(self.core.handle(e));
             }
             Input::Snapshot(reply) => {
@@ -251,7 +251,7 @@ impl Loop {
                 if let Event::WorkerLost { worker } = e {
                     self.router.remove_worker(worker);
                 }
-                self.observer.event(&e);
+                self.observer.event(&e, &self.core);
                 cmds.extend(self.core.handle(e));
             }
             cmds.extend(self.core.schedule());

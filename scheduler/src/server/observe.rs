@@ -38,6 +38,18 @@ pub struct JobView {
     pub status: JobStatus,
 }
 
+/// One task as the dashboard's task stream draws it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskSpan {
+    pub worker: u32,
+    pub job: u64,
+    pub stage: u32,
+    pub kind: &'static str,
+    /// Seconds since the scheduler started.
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LoopView {
     pub batches: u64,
@@ -54,6 +66,8 @@ pub struct Snapshot {
     pub workers: Vec<WorkerView>,
     pub jobs: Vec<JobView>,
     pub event_loop: LoopView,
+    /// The last tasks of each worker (about 1000 per thread), oldest first.
+    pub task_stream: Vec<TaskSpan>,
 }
 
 struct JobRecord {
@@ -63,8 +77,16 @@ struct JobRecord {
     last: Option<JobStatus>,
 }
 
+/// Tasks kept in the stream per worker thread.
+const STREAM_PER_THREAD: usize = 1000;
+/// Start times kept at most (tasks of workers that vanish are dropped).
+const MAX_STARTED: usize = 200_000;
+
 pub(super) struct Observer {
     started: Instant,
+    /// When each running task started.
+    starts: HashMap<crate::core::TaskRef, Instant>,
+    stream: HashMap<WorkerId, (usize, VecDeque<TaskSpan>)>,
     resources: HashMap<WorkerId, Vec<(String, f64)>>,
     tasks_done: HashMap<WorkerId, u64>,
     jobs: HashMap<JobId, JobRecord>,
@@ -80,6 +102,8 @@ impl Observer {
         let now = Instant::now();
         Observer {
             started: now,
+            starts: HashMap::new(),
+            stream: HashMap::new(),
             resources: HashMap::new(),
             tasks_done: HashMap::new(),
             jobs: HashMap::new(),
@@ -106,9 +130,46 @@ impl Observer {
         );
     }
 
-    pub fn event(&mut self, e: &Event) {
-        if let Event::TaskFinished { worker, .. } = e {
-            *self.tasks_done.entry(*worker).or_default() += 1;
+    pub fn event(&mut self, e: &Event, core: &crate::core::Core) {
+        match e {
+            Event::WorkerJoined {
+                worker, nthreads, ..
+            } => {
+                let cap = STREAM_PER_THREAD * (*nthreads).max(1) as usize;
+                self.stream.insert(*worker, (cap, VecDeque::new()));
+            }
+            Event::TasksStarted { tasks, .. } => {
+                if self.starts.len() > MAX_STARTED {
+                    self.starts.clear();
+                }
+                let now = Instant::now();
+                for t in tasks {
+                    self.starts.insert(*t, now);
+                }
+            }
+            Event::TaskFinished { worker, task, .. } => {
+                *self.tasks_done.entry(*worker).or_default() += 1;
+                let end = Instant::now();
+                let start = self.starts.remove(task).unwrap_or(end);
+                let kind = core.stage_kind(task.job, task.key.stage).unwrap_or("?");
+                if let Some((cap, spans)) = self.stream.get_mut(worker) {
+                    spans.push_back(TaskSpan {
+                        worker: worker.0,
+                        job: task.job.0,
+                        stage: task.key.stage.0,
+                        kind,
+                        start_s: (start - self.started).as_secs_f64(),
+                        end_s: (end - self.started).as_secs_f64(),
+                    });
+                    while spans.len() > *cap {
+                        spans.pop_front();
+                    }
+                }
+            }
+            Event::WorkerLost { worker } => {
+                self.stream.remove(worker);
+            }
+            _ => {}
         }
     }
 
@@ -209,6 +270,11 @@ impl Observer {
             core,
             workers: views,
             jobs,
+            task_stream: self
+                .stream
+                .values()
+                .flat_map(|(_, spans)| spans.iter().cloned())
+                .collect(),
             event_loop: LoopView {
                 batches: self.batches,
                 busy_s: self.busy.as_secs_f64(),

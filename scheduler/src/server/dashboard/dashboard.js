@@ -74,12 +74,62 @@ function statusPage(s, main) {
   main.append(el("h2", {}, "Workers"));
   main.append(table(["worker", "threads", "tasks in progress", "running", "chunks", "memory limit"],
     c.workers.map((w) => [w.name, w.nthreads, w.processing, w.running, w.chunks, bytes(w.memory_limit)])));
+  main.append(el("h2", {}, "Task stream"), taskStream(s));
   main.append(el("h2", {}, "Running jobs"), legend());
   for (const j of s.jobs.filter((j) => j.state === "running")) {
     main.append(el("h2", {}, `job ${j.id} — ${j.status.tasks} tasks, ${secs(j.age_s)}`));
     main.append(table(["stage", "kind", "tasks", "progress", "done"],
       j.status.stages.map((st) => [st.label || st.kind, st.kind, st.tasks, progress(st, false), `${st.done}/${st.tasks}`])));
   }
+}
+
+const KIND_COLOURS = {
+  source: "#8e9aaf", read: "#8e9aaf", "remote source": "#8e9aaf", persisted: "#8e9aaf",
+  map: "#5b8def", partial: "#3a9d5d", combine: "#1f6f3f", stencil: "#c2703d",
+  matmul: "#9b59b6", map_blocks: "#d64591", remap: "#e0a526", concat: "#e0a526",
+  reshape: "#e0a526", scan: "#17a2b8", "scan carry": "#117a8b", "scan apply": "#0d5d6b",
+};
+
+// The last tasks of every worker thread, coloured by stage kind: each task
+// goes to the first lane of its worker that is free when it starts.
+function taskStream(s) {
+  const spans = s.task_stream;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "task-stream");
+  if (!spans.length) return el("p", {}, "No task has run yet.");
+  const end = Math.max(...spans.map((t) => t.end_s));
+  const begin = Math.max(Math.min(...spans.map((t) => t.start_s)), end - 30);
+  const W = 900, H = 14, X0 = 70;
+  const threads = new Map(s.core.workers.map((w) => [w.id, w.nthreads]));
+  const names = new Map(s.core.workers.map((w) => [w.id, w.name]));
+  const lanes = new Map();
+  let row = 0;
+  const rows = new Map();
+  for (const w of s.core.workers) { rows.set(w.id, row); row += Math.max(w.nthreads, 1); }
+  svg.setAttribute("width", X0 + W + 10);
+  svg.setAttribute("height", row * (H + 2) + 20);
+  const add = (tag, attrs, text) => {
+    const e = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+  };
+  for (const [id, r] of rows) add("text", { x: 2, y: r * (H + 2) + 11 }, names.get(id));
+  const x = (t) => X0 + ((t - begin) / Math.max(end - begin, 1e-3)) * W;
+  for (const t of [...spans].sort((a, b) => a.start_s - b.start_s)) {
+    if (t.end_s < begin || !rows.has(t.worker)) continue;
+    const free = lanes.get(t.worker) || new Array(threads.get(t.worker) || 1).fill(-Infinity);
+    let lane = free.findIndex((until) => until <= t.start_s);
+    if (lane < 0) lane = free.indexOf(Math.min(...free));
+    free[lane] = t.end_s;
+    lanes.set(t.worker, free);
+    const y = (rows.get(t.worker) + lane) * (H + 2);
+    add("rect", { x: x(t.start_s), y, width: Math.max(x(t.end_s) - x(t.start_s), 1), height: H,
+      fill: KIND_COLOURS[t.kind] || "#666", "data-kind": t.kind }, undefined);
+  }
+  add("text", { x: X0, y: row * (H + 2) + 14 }, `last ${secs(end - begin)}`);
+  return svg;
 }
 
 function workersPage(s, main) {
