@@ -184,7 +184,10 @@ async fn main() -> anyhow::Result<()> {
             url.clone()
         };
         let json = serde_json::json!({ "address": reachable, "dashboard": dashboard_url });
-        std::fs::write(path, format!("{json}\n"))
+        // Written whole, then renamed: a reader never sees half a file.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{json}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path))
             .with_context(|| format!("cannot write the scheduler file {}", path.display()))?;
     }
     match &dashboard_url {
