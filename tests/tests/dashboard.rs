@@ -129,7 +129,23 @@ fn every_route_tells_the_truth_about_a_running_job() {
             .iter()
             .all(|t| t["end_s"].as_f64() >= t["start_s"].as_f64())
     );
+    // Heartbeats bring what the workers hold: the partial states, at least.
+    cluster
+        .wait_for("the workers' memory to be reported", WAIT, || {
+            json(&base, "/api/status")["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| w["bytes_in_memory"].as_u64().unwrap())
+                .sum::<u64>()
+                > 0
+        })
+        .unwrap();
     let m = metrics(&base);
+    assert!(
+        m.iter()
+            .any(|(k, v)| k.starts_with("accel_worker_bytes{") && *v > 0.0)
+    );
     assert_eq!(m["accel_workers"], 2.0);
     assert_eq!(m["accel_jobs_running"], 1.0);
     assert_eq!(m["accel_tasks{state=\"processing\"}"], 1.0);

@@ -113,7 +113,11 @@ pub(crate) async fn attach(
         reports,
     });
     let reporter = tokio::spawn(report(reports_rx, out_tx.clone()));
-    let heartbeat = tokio::spawn(heartbeat(out_tx.clone(), config.heartbeat));
+    let heartbeat = tokio::spawn(heartbeat(
+        out_tx.clone(),
+        config.heartbeat,
+        session.shared.store.clone(),
+    ));
     let pauses = tokio::spawn(forward_pauses(
         session.shared.paused.clone(),
         out_tx.clone(),
@@ -296,12 +300,21 @@ async fn handle(
     Ok(None)
 }
 
-async fn heartbeat(out: mpsc::Sender<pb::WorkerMessage>, period: Duration) {
+async fn heartbeat(
+    out: mpsc::Sender<pb::WorkerMessage>,
+    period: Duration,
+    store: Arc<crate::Store>,
+) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
+        let u = store.usage();
         let msg = pb::WorkerMessage {
-            msg: Some(worker_message::Msg::Heartbeat(true)),
+            msg: Some(worker_message::Msg::Stats(pb::WorkerStats {
+                bytes_in_memory: u.in_memory,
+                bytes_spilled: u.on_disk,
+                chunks: u.chunks as u64,
+            })),
         };
         if out.send(msg).await.is_err() {
             break;

@@ -101,6 +101,8 @@ enum Input {
     },
     /// Time to tell clients how far their jobs got.
     Progress,
+    /// What a worker holds, from its heartbeat.
+    Stats(WorkerId, pb::WorkerStats),
     /// The scheduler is stopping: every stream is closed, so connections end.
     Stop,
     /// The dashboard asks what the cluster is doing.
@@ -142,6 +144,7 @@ impl Loop {
                 ));
             }
             Input::Tick => {}
+            Input::Stats(worker, stats) => self.observer.stats(worker, stats),
             Input::Stop => {
                 self.router.workers.clear();
                 self.router.clients.clear();

@@ -23,6 +23,9 @@ pub struct WorkerView {
     pub tasks_done: u64,
     /// Resources it offers (`--resources`).
     pub resources: Vec<(String, f64)>,
+    /// What it holds, from its last heartbeat.
+    pub bytes_in_memory: u64,
+    pub bytes_spilled: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -88,6 +91,7 @@ pub(super) struct Observer {
     starts: HashMap<crate::core::TaskRef, Instant>,
     stream: HashMap<WorkerId, (usize, VecDeque<TaskSpan>)>,
     resources: HashMap<WorkerId, Vec<(String, f64)>>,
+    held: HashMap<WorkerId, (u64, u64)>,
     tasks_done: HashMap<WorkerId, u64>,
     jobs: HashMap<JobId, JobRecord>,
     ended: VecDeque<JobId>,
@@ -105,6 +109,7 @@ impl Observer {
             starts: HashMap::new(),
             stream: HashMap::new(),
             resources: HashMap::new(),
+            held: HashMap::new(),
             tasks_done: HashMap::new(),
             jobs: HashMap::new(),
             ended: VecDeque::new(),
@@ -113,6 +118,11 @@ impl Observer {
             window: (now, Duration::ZERO),
             last_window_max: Duration::ZERO,
         }
+    }
+
+    pub fn stats(&mut self, worker: WorkerId, s: accel_proto::pb::WorkerStats) {
+        self.held
+            .insert(worker, (s.bytes_in_memory, s.bytes_spilled));
     }
 
     pub fn attached(&mut self, worker: WorkerId, resources: Vec<(String, f64)>) {
@@ -168,6 +178,7 @@ impl Observer {
             }
             Event::WorkerLost { worker } => {
                 self.stream.remove(worker);
+                self.held.remove(worker);
             }
             _ => {}
         }
@@ -233,6 +244,8 @@ impl Observer {
                     last_seen_s: seen,
                     tasks_done: self.tasks_done.get(&id).copied().unwrap_or(0),
                     resources: self.resources.get(&id).cloned().unwrap_or_default(),
+                    bytes_in_memory: self.held.get(&id).map_or(0, |h| h.0),
+                    bytes_spilled: self.held.get(&id).map_or(0, |h| h.1),
                 }
             })
             .collect();

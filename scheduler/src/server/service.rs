@@ -113,7 +113,9 @@ pub fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Event> {
                 .collect(),
             failed: refs(&r.failed),
         }],
-        worker_message::Msg::Heartbeat(_) | worker_message::Msg::Register(_) => Vec::new(),
+        worker_message::Msg::Heartbeat(_)
+        | worker_message::Msg::Register(_)
+        | worker_message::Msg::Stats(_) => Vec::new(),
     }
 }
 
@@ -246,6 +248,9 @@ impl Workers for Service {
         tokio::spawn(async move {
             while let Ok(Some(msg)) = inbound.message().await {
                 let _ = inputs.send(Input::Heartbeat(worker));
+                if let Some(worker_message::Msg::Stats(s)) = &msg.msg {
+                    let _ = inputs.send(Input::Stats(worker, s.clone()));
+                }
                 for input in msg
                     .msg
                     .map(|m| worker_events(worker, m))

@@ -225,6 +225,36 @@ pub fn prometheus(s: &Snapshot) -> String {
             .collect::<Vec<_>>(),
     );
     family(
+        "accel_worker_bytes",
+        "gauge",
+        "Bytes of chunks each worker holds in memory (from its heartbeat).",
+        &s.workers
+            .iter()
+            .zip(&c.workers)
+            .map(|(v, w)| {
+                (
+                    format!("{{worker=\"{}\"}}", label(&w.name)),
+                    v.bytes_in_memory as f64,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
+        "accel_worker_bytes_spilled",
+        "gauge",
+        "Bytes of chunks each worker spilled to disk (from its heartbeat).",
+        &s.workers
+            .iter()
+            .zip(&c.workers)
+            .map(|(v, w)| {
+                (
+                    format!("{{worker=\"{}\"}}", label(&w.name)),
+                    v.bytes_spilled as f64,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    family(
         "accel_worker_chunks",
         "gauge",
         "Chunks each worker holds.",

@@ -63,17 +63,25 @@ function statusPage(s, main) {
   const c = s.core;
   const threads = c.workers.reduce((a, w) => a + w.nthreads, 0);
   const limit = c.workers.reduce((a, w) => a + (w.memory_limit || 0), 0);
+  const held = s.workers.reduce((a, w) => a + w.bytes_in_memory, 0);
+  const spilled = s.workers.reduce((a, w) => a + w.bytes_spilled, 0);
+  const views = new Map(s.workers.map((w) => [w.id, w]));
   const running = s.jobs.filter((j) => j.state === "running").length;
   main.append(el("div", { class: "cards" },
     el("div", { class: "card" }, el("b", {}, c.workers.length), "workers"),
     el("div", { class: "card" }, el("b", {}, threads), "threads"),
-    el("div", { class: "card" }, el("b", {}, bytes(limit)), "memory limit"),
+    el("div", { class: "card" }, el("b", {}, bytes(held)), `held of ${bytes(limit)}`),
+    el("div", { class: "card" }, el("b", {}, bytes(spilled)), "spilled"),
     el("div", { class: "card" }, el("b", {}, running), "jobs running"),
     el("div", { class: "card" }, el("b", {}, c.ready), "tasks ready"),
     el("div", { class: "card" }, el("b", {}, secs(s.event_loop.recent_max_batch_s)), "loop latency")));
   main.append(el("h2", {}, "Workers"));
-  main.append(table(["worker", "threads", "tasks in progress", "running", "chunks", "memory limit"],
-    c.workers.map((w) => [w.name, w.nthreads, w.processing, w.running, w.chunks, bytes(w.memory_limit)])));
+  main.append(table(["worker", "threads", "tasks in progress", "running", "chunks", "memory", "spilled", "memory limit"],
+    c.workers.map((w) => {
+      const v = views.get(w.id) || {};
+      return [w.name, w.nthreads, w.processing, w.running, w.chunks, bytes(v.bytes_in_memory),
+        bytes(v.bytes_spilled), bytes(w.memory_limit)];
+    })));
   main.append(el("h2", {}, "Task stream"), taskStream(s));
   main.append(el("h2", {}, "Running jobs"), legend());
   for (const j of s.jobs.filter((j) => j.state === "running")) {
@@ -134,11 +142,11 @@ function taskStream(s) {
 
 function workersPage(s, main) {
   const views = new Map(s.workers.map((w) => [w.id, w]));
-  main.append(table(["id", "name", "address", "threads", "memory limit", "chunks held", "tasks done",
+  main.append(table(["id", "name", "address", "threads", "memory", "memory limit", "chunks held", "tasks done",
     "in progress", "last heartbeat", "resources", "functions"],
     s.core.workers.map((w) => {
       const v = views.get(w.id) || {};
-      return [w.id, w.name, v.address || "—", w.nthreads, bytes(w.memory_limit), w.chunks,
+      return [w.id, w.name, v.address || "—", w.nthreads, bytes(v.bytes_in_memory), bytes(w.memory_limit), w.chunks,
         v.tasks_done || 0, w.processing, secs(v.last_seen_s) + " ago",
         (v.resources || []).map(([k, n]) => `${k}=${n}`).join(", "), (w.functions || []).join(", ")];
     })));
