@@ -249,7 +249,7 @@ impl Workers for Service {
             while let Ok(Some(msg)) = inbound.message().await {
                 let _ = inputs.send(Input::Heartbeat(worker));
                 if let Some(worker_message::Msg::Stats(s)) = &msg.msg {
-                    let _ = inputs.send(Input::Stats(worker, s.clone()));
+                    let _ = inputs.send(Input::Stats(worker, *s));
                 }
                 for input in msg
                     .msg
