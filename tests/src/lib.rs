@@ -161,6 +161,19 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// A scheduler and `n` single-threaded workers whose tasks of stages
+    /// labelled with `label` stall until the returned file exists.
+    pub fn start_stalling(n: usize, label: &str) -> anyhow::Result<(Cluster, PathBuf)> {
+        let mut cluster = Cluster::start_with(0, Options::default())?;
+        let gate = cluster.path("gate");
+        let g = gate.display().to_string();
+        for _ in 0..n {
+            cluster.add_worker_with(&["--fault-stall-on", label, "--fault-gate", &g])?;
+        }
+        cluster.wait_for_workers(n)?;
+        Ok((cluster, gate))
+    }
+
     /// Starts one more worker; its log is `worker-K.log`.
     pub fn add_worker(&mut self) -> anyhow::Result<usize> {
         self.add_worker_with(&[])
@@ -539,6 +552,54 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A submission of `plan` as a client sends it (for tests that speak the
+/// protocol directly).
+pub fn submission(plan: &accel_core::Plan) -> accel_proto::pb::SubmitRequest {
+    accel_proto::pb::SubmitRequest {
+        hello: Some(accel_proto::pb::Hello {
+            protocol_version: accel_proto::PROTOCOL_VERSION,
+            peer: "test".into(),
+        }),
+        plan: Some(accel_proto::convert::plan_to(plan)),
+    }
+}
+
+/// A plain HTTP/1.1 GET of `path` from `address` (`host:port`, or an
+/// `http://` URL): the status code and the body.
+pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let host = address.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(host)?;
+    c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    c.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no HTTP header")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no HTTP status")?;
+    Ok((code, body.to_string()))
+}
+
+/// Waits (bounded) for `child` to exit.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> anyhow::Result<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        if start.elapsed() > timeout {
+            bail!("process {} still running after {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A small deterministic generator (SplitMix64) for tests that make random

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use accel::{Client, Rng};
-use accel_e2e::{Cluster, Options};
+use accel_e2e::Cluster;
 
 fn chromium() -> PathBuf {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -82,15 +82,7 @@ fn done_counts(dom: &str, stage: usize) -> Vec<u64> {
 
 #[test]
 fn the_dashboard_renders_a_running_job_in_a_browser() {
-    let mut cluster = Cluster::start_with(0, Options::default()).unwrap();
-    let gate = cluster.path("gate");
-    let g = gate.display().to_string();
-    for _ in 0..2 {
-        cluster
-            .add_worker_with(&["--fault-stall-on", "combine", "--fault-gate", &g])
-            .unwrap();
-    }
-    cluster.wait_for_workers(2).unwrap();
+    let (cluster, gate) = Cluster::start_stalling(2, "combine").unwrap();
     let base = cluster.dashboard.clone();
     let n = 8 * 200_000;
     let a = (Rng::new(5).random(&[n], n / 8).sin() + 1.0).sum();

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,16 +22,7 @@ impl Drop for Reaper {
 }
 
 fn get(address: &str, path: &str) -> String {
-    let mut c = std::net::TcpStream::connect(address).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    c.read_to_string(&mut raw).unwrap();
-    raw.split_once("\r\n\r\n").unwrap().1.to_string()
+    accel_e2e::http_get(address, path).unwrap().1
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

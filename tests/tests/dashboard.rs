@@ -6,29 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use accel::{Client, Rng};
-use accel_e2e::{Cluster, Options};
+use accel_e2e::Cluster;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A plain HTTP/1.1 GET: the status code and the body.
 fn get(base: &str, path: &str) -> (u16, String) {
-    let host = base.trim_start_matches("http://");
-    let mut c = std::net::TcpStream::connect(host).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    c.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
+    accel_e2e::http_get(base, path).unwrap()
 }
 
 fn json(base: &str, path: &str) -> serde_json::Value {
@@ -52,15 +38,7 @@ fn metrics(base: &str) -> HashMap<String, f64> {
 
 #[test]
 fn every_route_tells_the_truth_about_a_running_job() {
-    let mut cluster = Cluster::start_with(0, Options::default()).unwrap();
-    let gate = cluster.path("gate");
-    let g = gate.display().to_string();
-    for _ in 0..2 {
-        cluster
-            .add_worker_with(&["--fault-stall-on", "combine", "--fault-gate", &g])
-            .unwrap();
-    }
-    cluster.wait_for_workers(2).unwrap();
+    let (cluster, gate) = Cluster::start_stalling(2, "combine").unwrap();
     let base = cluster.dashboard.clone();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
     assert_eq!(get(&base, "/health"), (200, "ok\n".to_string()));
@@ -186,13 +164,7 @@ fn every_route_tells_the_truth_about_a_running_job() {
 #[test]
 fn clients_hear_how_far_their_job_got() {
     use accel_proto::pb;
-    let mut cluster = Cluster::start_with(0, Options::default()).unwrap();
-    let gate = cluster.path("gate");
-    let g = gate.display().to_string();
-    cluster
-        .add_worker_with(&["--fault-stall-on", "combine", "--fault-gate", &g])
-        .unwrap();
-    cluster.wait_for_workers(1).unwrap();
+    let (cluster, gate) = Cluster::start_stalling(1, "combine").unwrap();
     let n = 8 * 100_000;
     let a = (Rng::new(3).random(&[n], n / 8) + 1.0).sum();
     let plan = Client::local().plan(&[&a]).unwrap().plan;
@@ -200,14 +172,12 @@ fn clients_hear_how_far_their_job_got() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let seen = rt.block_on(async {
         let mut s = cluster.raw_scheduler().await.unwrap();
-        let req = pb::SubmitRequest {
-            hello: Some(pb::Hello {
-                protocol_version: accel_proto::PROTOCOL_VERSION,
-                peer: "test".into(),
-            }),
-            plan: Some(accel_proto::convert::plan_to(&plan)),
-        };
-        let mut updates = s.jobs.submit(req).await.unwrap().into_inner();
+        let mut updates = s
+            .jobs
+            .submit(accel_e2e::submission(&plan))
+            .await
+            .unwrap()
+            .into_inner();
         let mut seen = Vec::new();
         loop {
             let u = tokio::time::timeout(WAIT, updates.message())

@@ -66,14 +66,12 @@ fn raw_job(cluster: &Cluster) -> RawJob {
     let (job, key, loc, updates) = rt.block_on(async {
         let mut s = cluster.raw_scheduler().await.unwrap();
         let plan = Client::local().plan(&[&small_sum()]).unwrap().plan;
-        let req = pb::SubmitRequest {
-            hello: Some(pb::Hello {
-                protocol_version: accel_proto::PROTOCOL_VERSION,
-                peer: "test".into(),
-            }),
-            plan: Some(accel_proto::convert::plan_to(&plan)),
-        };
-        let mut updates = s.jobs.submit(req).await.unwrap().into_inner();
+        let mut updates = s
+            .jobs
+            .submit(accel_e2e::submission(&plan))
+            .await
+            .unwrap()
+            .into_inner();
         let mut key = Vec::new();
         loop {
             let u = updates.message().await.unwrap().unwrap();

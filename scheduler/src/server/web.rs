@@ -39,20 +39,19 @@ pub(super) fn router(inputs: mpsc::UnboundedSender<Input>) -> Router {
         .route("/api/workers", get(workers))
         .route("/api/jobs", get(jobs))
         .route("/api/jobs/{id}", get(job))
-        .route("/status", get(|| page(STATUS)))
-        .route("/workers", get(|| page(WORKERS)))
-        .route("/jobs", get(|| page(JOBS)))
+        .route("/status", get(|| page("status")))
+        .route("/workers", get(|| page("workers")))
+        .route("/jobs", get(|| page("jobs")))
         .route("/dashboard.js", get(script))
         .route("/dashboard.css", get(style))
         .with_state(Loop(inputs))
 }
 
-const STATUS: &str = include_str!("dashboard/status.html");
-const WORKERS: &str = include_str!("dashboard/workers.html");
-const JOBS: &str = include_str!("dashboard/jobs.html");
+/// Every page is this one, drawing its part of the snapshot (`start(PAGE)`).
+const PAGE: &str = include_str!("dashboard/page.html");
 
-async fn page(body: &'static str) -> Html<&'static str> {
-    Html(body)
+async fn page(name: &'static str) -> Html<String> {
+    Html(PAGE.replace("{{PAGE}}", name))
 }
 
 async fn script() -> impl IntoResponse {
@@ -210,79 +209,49 @@ pub fn prometheus(s: &Snapshot) -> String {
             .map(|(k, n)| (format!("{{kind=\"{}\"}}", label(k)), *n as f64))
             .collect::<Vec<_>>(),
     );
-    family(
-        "accel_worker_tasks_processing",
-        "gauge",
-        "Tasks assigned to each worker and not finished.",
-        &c.workers
+    // Per worker: (name, help, kind, value of the worker's status and view).
+    type PerWorker = fn(&crate::core::WorkerStatus, &super::observe::WorkerView) -> f64;
+    let per_worker: [(&str, &str, &str, PerWorker); 5] = [
+        (
+            "accel_worker_tasks_processing",
+            "gauge",
+            "Tasks assigned to each worker and not finished.",
+            |w, _| w.processing as f64,
+        ),
+        (
+            "accel_worker_bytes",
+            "gauge",
+            "Bytes of chunks each worker holds in memory (from its heartbeat).",
+            |_, v| v.bytes_in_memory as f64,
+        ),
+        (
+            "accel_worker_bytes_spilled",
+            "gauge",
+            "Bytes of chunks each worker spilled to disk (from its heartbeat).",
+            |_, v| v.bytes_spilled as f64,
+        ),
+        (
+            "accel_worker_chunks",
+            "gauge",
+            "Chunks each worker holds.",
+            |w, _| w.chunks as f64,
+        ),
+        (
+            "accel_worker_tasks_done_total",
+            "counter",
+            "Tasks each worker finished while attached to this scheduler.",
+            |_, v| v.tasks_done as f64,
+        ),
+    ];
+    for (name, kind, help, value) in per_worker {
+        let samples: Vec<(String, f64)> = c
+            .workers
             .iter()
-            .map(|w| {
-                (
-                    format!("{{worker=\"{}\"}}", label(&w.name)),
-                    w.processing as f64,
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    family(
-        "accel_worker_bytes",
-        "gauge",
-        "Bytes of chunks each worker holds in memory (from its heartbeat).",
-        &s.workers
-            .iter()
-            .zip(&c.workers)
-            .map(|(v, w)| {
-                (
-                    format!("{{worker=\"{}\"}}", label(&w.name)),
-                    v.bytes_in_memory as f64,
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    family(
-        "accel_worker_bytes_spilled",
-        "gauge",
-        "Bytes of chunks each worker spilled to disk (from its heartbeat).",
-        &s.workers
-            .iter()
-            .zip(&c.workers)
-            .map(|(v, w)| {
-                (
-                    format!("{{worker=\"{}\"}}", label(&w.name)),
-                    v.bytes_spilled as f64,
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    family(
-        "accel_worker_chunks",
-        "gauge",
-        "Chunks each worker holds.",
-        &c.workers
-            .iter()
-            .map(|w| {
-                (
-                    format!("{{worker=\"{}\"}}", label(&w.name)),
-                    w.chunks as f64,
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
-    family(
-        "accel_worker_tasks_done_total",
-        "counter",
-        "Tasks each worker finished while attached to this scheduler.",
-        &s.workers
-            .iter()
-            .zip(&c.workers)
-            .map(|(v, w)| {
-                (
-                    format!("{{worker=\"{}\"}}", label(&w.name)),
-                    v.tasks_done as f64,
-                )
-            })
-            .collect::<Vec<_>>(),
-    );
+            .zip(&s.workers)
+            .map(|(w, v)| (format!("{{worker=\"{}\"}}", label(&w.name)), value(w, v)))
+            .collect();
+        family(name, kind, help, &samples);
+    }
     family(
         "accel_scheduler_event_loop_batches_total",
         "counter",
