@@ -158,15 +158,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let dashboard = match (&args.no_dashboard, &args.dashboard_address) {
-        (true, _) => None,
-        (false, a) => {
-            let a = a.clone().unwrap_or_else(|| format!("{}:8787", args.host));
-            let l = tokio::net::TcpListener::bind(&a).await.with_context(|| {
-                format!("the dashboard cannot listen on {a} (--dashboard-address, --no-dashboard)")
-            })?;
-            Some(l)
-        }
+    let dashboard = if args.no_dashboard {
+        None
+    } else {
+        Some(dashboard_listener(&args).await?)
     };
     let dashboard_url = match &dashboard {
         Some(l) => Some(format!("http://{}/status", l.local_addr()?)),
@@ -214,6 +209,36 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("accel-scheduler stopped");
     Ok(())
+}
+
+/// The dashboard's listener: `--dashboard-address`, else port 8787 of the
+/// scheduler's host, or any free port there when 8787 is taken (another
+/// scheduler on this machine), as Dask does.
+async fn dashboard_listener(args: &Args) -> anyhow::Result<tokio::net::TcpListener> {
+    let cannot = |a: &str| {
+        format!("the dashboard cannot listen on {a} (--dashboard-address, --no-dashboard)")
+    };
+    if let Some(a) = &args.dashboard_address {
+        return tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| cannot(a));
+    }
+    let a = format!("{}:8787", args.host);
+    match tokio::net::TcpListener::bind(&a).await {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let any = format!("{}:0", args.host);
+            let l = tokio::net::TcpListener::bind(&any)
+                .await
+                .with_context(|| cannot(&any))?;
+            tracing::warn!(
+                "port 8787 is in use: the dashboard is on {} instead",
+                l.local_addr()?
+            );
+            Ok(l)
+        }
+        Err(e) => Err(e).with_context(|| cannot(&a)),
+    }
 }
 
 /// This machine's host name (what other nodes of a batch job resolve).
