@@ -39,7 +39,7 @@ fn bin(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// accel's own debug lines (the tests read them), not the transport's.
-const LOG: &str = "info,accel_worker=debug,accel_scheduler=debug";
+pub const LOG: &str = "info,accel_worker=debug,accel_scheduler=debug";
 
 /// A gRPC service client presenting the test client's token.
 pub type Authed = tonic::service::interceptor::InterceptedService<
@@ -85,6 +85,9 @@ pub struct Options {
     pub scheduler_args: Vec<String>,
     /// Extra arguments of every worker (e.g. fault injection).
     pub worker_args: Vec<String>,
+    /// The processes' log filter ([`LOG`]: the per-task debug lines tests
+    /// read; benchmarks use `info`, which costs nothing per task).
+    pub log: String,
 }
 
 impl Default for Options {
@@ -94,6 +97,7 @@ impl Default for Options {
             heartbeat_timeout: 3.0,
             scheduler_args: Vec::new(),
             worker_args: Vec::new(),
+            log: LOG.to_string(),
         }
     }
 }
@@ -210,7 +214,7 @@ impl Cluster {
                 "--name",
                 &format!("w{k}"),
                 "--log",
-                LOG,
+                &self.options.log,
                 "--retire-timeout",
                 "20",
             ])
@@ -492,7 +496,7 @@ fn spawn_scheduler(
             "--heartbeat-timeout",
             &options.heartbeat_timeout.to_string(),
             "--log",
-            LOG,
+            &options.log,
         ])
         .args(&options.scheduler_args)
         .stdout(Stdio::piped())

@@ -454,7 +454,11 @@ fn main() -> anyhow::Result<()> {
     }
 
     let t = Instant::now();
-    match accel_e2e::Cluster::start(2).and_then(|c| Ok((c.client()?, c))) {
+    let quiet = accel_e2e::Options {
+        log: "info".into(),
+        ..Default::default()
+    };
+    match accel_e2e::Cluster::start_with(2, quiet).and_then(|c| Ok((c.client()?, c))) {
         Ok((client, cluster)) => {
             let startup = t.elapsed().as_secs_f64();
             records.push(Json::Obj(vec![

@@ -44,7 +44,14 @@ fn main() -> anyhow::Result<()> {
     } else {
         &[100_000, 1_000_000]
     };
-    let cluster = accel_e2e::Cluster::start(2)?;
+    // Info-level logs: the tests' per-task debug lines would be measured too.
+    let cluster = accel_e2e::Cluster::start_with(
+        2,
+        accel_e2e::Options {
+            log: "info".into(),
+            ..Default::default()
+        },
+    )?;
     let remote = cluster.client()?;
     println!("zero-work tasks: (arange(N, chunk 1) + 1).sum(), best of 3\n");
     println!(

@@ -14,7 +14,14 @@ fn best(client: &Client, a: &Array, repeats: usize) -> anyhow::Result<f64> {
 fn main() -> anyhow::Result<()> {
     let n = 50_000_000;
     let chunk = n / 20;
-    let cluster = accel_e2e::Cluster::start(2)?;
+    // Info-level logs: the tests' per-task debug lines would be measured too.
+    let cluster = accel_e2e::Cluster::start_with(
+        2,
+        accel_e2e::Options {
+            log: "info".into(),
+            ..Default::default()
+        },
+    )?;
     cluster.wait_for_workers(2)?;
     let remote = cluster.client()?;
     let local = Client::local().with_progress(false);
