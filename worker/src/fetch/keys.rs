@@ -28,7 +28,11 @@ impl DataKey {
 
     /// Whether `credential` may read chunks of `job`.
     pub fn allows(&self, job: u64, credential: &[u8]) -> bool {
-        self.get()
+        // Checked under the lock: no copy of the key per request.
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
             .is_some_and(|k| k.matches(credential) || k.job_key(job).matches(credential))
     }
 }
