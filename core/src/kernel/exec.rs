@@ -30,6 +30,8 @@ pub struct Executable {
     root_to_output: bool,
     /// The bodies of loop instructions, by instruction index.
     loops: Vec<(usize, Executable)>,
+    /// Compiled forms, by which inputs are scalars.
+    jit: super::jit::Memo,
 }
 
 impl Executable {
@@ -107,6 +109,7 @@ impl Executable {
             slot_dtypes,
             root_to_output,
             loops,
+            jit: Default::default(),
         }
     }
 
@@ -186,6 +189,8 @@ pub struct Bound<'a> {
     /// Whether to prefetch the next block of in-place inputs (streaming from
     /// memory); stencil windows are read from cache-sized bands instead.
     prefetch: bool,
+    /// The compiled program, where every input is contiguous or a scalar.
+    jit: Option<std::sync::Arc<super::jit::Compiled>>,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
     /// Global coordinate of the chunk's first element (may be negative in stencil halos).
@@ -340,6 +345,18 @@ impl<'a> Bound<'a> {
             })
             .collect();
         let (sums, absorbed) = super::sum_chain::find(p, &direct);
+        let plain = bound
+            .iter()
+            .all(|b| matches!(b.access, Access::Contiguous | Access::Scalar));
+        let jit = if plain && super::jit::enabled() {
+            let scalar: Vec<bool> = bound
+                .iter()
+                .map(|b| matches!(b.access, Access::Scalar))
+                .collect();
+            exe.jit.get(p, &scalar)
+        } else {
+            None
+        };
         Bound {
             exe,
             inputs: bound,
@@ -348,6 +365,7 @@ impl<'a> Bound<'a> {
             sums,
             absorbed,
             prefetch: true,
+            jit,
             local_shape: local_shape.to_vec(),
             origin: origin.to_vec(),
         }
@@ -355,6 +373,18 @@ impl<'a> Bound<'a> {
 
     pub fn len(&self) -> usize {
         shape::size(&self.local_shape)
+    }
+
+    /// The same binding evaluated by the interpreter only (the reference the
+    /// compiled kernels are tested against).
+    pub fn interpreted(mut self) -> Self {
+        self.jit = None;
+        self
+    }
+
+    /// Whether this binding runs compiled code.
+    pub fn is_compiled(&self) -> bool {
+        self.jit.is_some()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -629,6 +659,11 @@ impl<'a> Bound<'a> {
 
     /// Evaluates elements `offset..offset + out.len()` into `out`.
     pub fn map_slice<T: Store>(&self, out: &mut [T], offset: usize) -> Result<()> {
+        if let Some(compiled) = &self.jit
+            && T::DTYPE == self.root_dtype()
+        {
+            return self.map_slice_compiled(compiled, out, offset);
+        }
         out.par_chunks_mut(SUPER).enumerate().try_for_each_init(
             || self.exe.scratch(),
             |sc, (si, piece)| -> Result<()> {
@@ -645,6 +680,35 @@ impl<'a> Bound<'a> {
                 Ok(())
             },
         )
+    }
+
+    /// [`Bound::map_slice`] through the compiled kernel, one call per
+    /// parallel piece.
+    fn map_slice_compiled<T: Store>(
+        &self,
+        compiled: &super::jit::Compiled,
+        out: &mut [T],
+        offset: usize,
+    ) -> Result<()> {
+        out.par_chunks_mut(SUPER)
+            .enumerate()
+            .try_for_each(|(si, piece)| -> Result<()> {
+                let start = offset + si * SUPER;
+                let n = piece.len();
+                let ptrs = self
+                    .inputs
+                    .iter()
+                    .map(|inp| match inp.access {
+                        Access::Scalar => element_ptr(inp.buf, inp.offset, 1),
+                        _ => element_ptr(inp.buf, inp.offset + start, n),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                // SAFETY: `element_ptr` checked that every input holds the
+                // elements the kernel reads; `piece` holds `n` elements of the
+                // root's dtype (`T::DTYPE` was checked against it).
+                unsafe { compiled.call(&ptrs, piece.as_mut_ptr() as *mut u8, n) };
+                Ok(())
+            })
     }
 
     /// Calls `f(start, root_slot, n)` for every block, in parallel over
@@ -687,6 +751,29 @@ impl<'a> Bound<'a> {
             Some(v) => Ok(v.get(0)),
             None => Err(internal("block without a value".into())),
         }
+    }
+}
+
+/// A pointer to element `at` of `buf`, after checking that `n` elements
+/// from there exist.
+fn element_ptr(buf: &Buffer, at: usize, n: usize) -> Result<*const u8> {
+    fn at_of<T>(v: &[T], at: usize, n: usize) -> Result<*const u8> {
+        match v.get(at..at + n) {
+            Some(s) => Ok(s.as_ptr() as *const u8),
+            None => Err(internal(format!(
+                "compiled kernel reads {at}..{} of {} elements",
+                at + n,
+                v.len()
+            ))),
+        }
+    }
+    match buf {
+        Buffer::Bool(v) => at_of(v, at, n),
+        Buffer::I32(v) => at_of(v, at, n),
+        Buffer::I64(v) => at_of(v, at, n),
+        Buffer::F32(v) => at_of(v, at, n),
+        Buffer::F64(v) => at_of(v, at, n),
+        Buffer::C128(v) => at_of(v, at, n),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod generate;
 pub mod hypot;
 pub mod ir;
+pub mod jit;
 mod loop_exec;
 pub mod matmul;
 pub mod ops;

@@ -1,0 +1,442 @@
+//! Lowering of a kernel program to one Cranelift function: a single loop over
+//! the elements that keeps every intermediate in registers and reads each
+//! input once per element.
+//!
+//! Only operations whose result the interpreter defines bit for bit the same
+//! way are lowered (IEEE arithmetic, comparisons, selects, casts, exact
+//! rounding); anything else (transcendentals, generators, loops, complex
+//! numbers, strided inputs) is `Unsupported` and the interpreter runs it.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Type, Value as CVal, types};
+use cranelift_codegen::isa::TargetFrontendConfig;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+use super::super::ir::{Instr, Program};
+use crate::dtype::{DType, Value};
+use crate::op::{BinaryOp, UnaryOp};
+
+/// Why a program is left to the interpreter.
+#[derive(Debug)]
+pub struct Unsupported(pub String);
+
+fn unsupported<T>(what: impl Into<String>) -> Result<T, Unsupported> {
+    Err(Unsupported(what.into()))
+}
+
+/// The machine type of a dtype's elements (bools are bytes holding 0 or 1).
+pub fn ctype(d: DType) -> Result<Type, Unsupported> {
+    Ok(match d {
+        DType::Bool => types::I8,
+        DType::I32 => types::I32,
+        DType::I64 => types::I64,
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+        DType::C128 => return unsupported("complex values"),
+    })
+}
+
+pub fn elem_size(d: DType) -> i64 {
+    match d {
+        DType::Bool => 1,
+        DType::I32 | DType::F32 => 4,
+        DType::I64 | DType::F64 => 8,
+        DType::C128 => 16,
+    }
+}
+
+/// Checks, without generating code, that every instruction can be lowered.
+pub fn check(p: &Program) -> Result<(), Unsupported> {
+    ctype(p.dtypes[p.root as usize])?;
+    for (k, ins) in p.instrs.iter().enumerate() {
+        let d = p.dtypes[k];
+        ctype(d)?;
+        match ins {
+            Instr::Load { input } => {
+                ctype(p.inputs[*input as usize].dtype)?;
+            }
+            Instr::Const(_) | Instr::Where(..) | Instr::Cast(..) => {}
+            Instr::Gen { .. } => return unsupported("generated values"),
+            Instr::Loop(_) => return unsupported("loops"),
+            Instr::Unary(op, a) => unary_supported(*op, p.dtypes[*a as usize])?,
+            Instr::Binary(op, a, _) => binary_supported(*op, p.dtypes[*a as usize])?,
+        }
+    }
+    Ok(())
+}
+
+fn unary_supported(op: UnaryOp, d: DType) -> Result<(), Unsupported> {
+    use UnaryOp::*;
+    let ok = match d {
+        DType::F64 | DType::F32 => matches!(
+            op,
+            Neg | Sqrt | Abs | Floor | Ceil | Round | Re | Im | Sign | IsNan | IsFinite | Powi(_)
+        ),
+        DType::I64 | DType::I32 => match op {
+            Powi(n) => n >= 0,
+            _ => matches!(
+                op,
+                Neg | Abs | Re | Im | Floor | Ceil | Round | Sign | IsNan | IsFinite
+            ),
+        },
+        DType::Bool => matches!(op, Not | Abs | Re | Im),
+        DType::C128 => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        unsupported(format!("{} of {d}", op.name()))
+    }
+}
+
+fn binary_supported(op: BinaryOp, d: DType) -> Result<(), Unsupported> {
+    use BinaryOp::*;
+    let cmp = op.is_comparison();
+    let ok = match d {
+        DType::F64 | DType::F32 => cmp || matches!(op, Add | Sub | Mul | Div | Min | Max),
+        DType::I64 | DType::I32 => cmp || matches!(op, Add | Sub | Mul | Min | Max),
+        DType::Bool => cmp || matches!(op, And | Or | Min | Max),
+        DType::C128 => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        unsupported(format!("{} of {d}", op.symbol()))
+    }
+}
+
+/// Emits `fn(inputs: *const *const u8, out: *mut u8, n: i64)` into `func`:
+/// `inputs[i]` points at the first element of input `i` (for inputs in
+/// `scalar`, at the one element every output element reads).
+pub fn emit(
+    p: &Program,
+    scalar: &[bool],
+    func: &mut cranelift_codegen::ir::Function,
+    config: TargetFrontendConfig,
+) -> Result<(), Unsupported> {
+    let ptr = config.pointer_type();
+    check(p)?;
+    func.signature.params.push(AbiParam::new(ptr));
+    func.signature.params.push(AbiParam::new(ptr));
+    func.signature.params.push(AbiParam::new(types::I64));
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(func, &mut fctx);
+    let entry = b.create_block();
+    let header = b.create_block();
+    let body = b.create_block();
+    let exit = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.append_block_param(header, types::I64);
+
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    let (inputs_ptr, out_ptr, n) = (params[0], params[1], params[2]);
+    let flags = MemFlagsData::trusted();
+    let mut bases = Vec::with_capacity(p.inputs.len());
+    for i in 0..p.inputs.len() {
+        bases.push(b.ins().load(ptr, flags, inputs_ptr, (i * 8) as i32));
+    }
+    // Loop invariants: constants and scalar inputs, computed once.
+    let mut vals: Vec<Option<CVal>> = vec![None; p.instrs.len()];
+    for (k, ins) in p.instrs.iter().enumerate() {
+        match ins {
+            Instr::Const(v) => vals[k] = Some(constant(&mut b, *v)?),
+            Instr::Load { input } if scalar.get(*input as usize) == Some(&true) => {
+                let t = ctype(p.inputs[*input as usize].dtype)?;
+                vals[k] = Some(b.ins().load(t, flags, bases[*input as usize], 0));
+            }
+            _ => {}
+        }
+    }
+    let zero = b.ins().iconst(types::I64, 0);
+    b.ins().jump(header, &[zero.into()]);
+
+    b.switch_to_block(header);
+    let i = b.block_params(header)[0];
+    let more = b.ins().icmp(IntCC::SignedLessThan, i, n);
+    b.ins().brif(more, body, &[], exit, &[]);
+
+    b.switch_to_block(body);
+    let mut e = Emitter { b: &mut b };
+    for (k, ins) in p.instrs.iter().enumerate() {
+        if vals[k].is_some() {
+            continue;
+        }
+        let v = |r: &u32| vals[*r as usize].ok_or_else(|| Unsupported(format!("r{r} undefined")));
+        let out = match ins {
+            Instr::Load { input } => {
+                let d = p.inputs[*input as usize].dtype;
+                let addr = e.element_addr(bases[*input as usize], i, d, ptr);
+                e.b.ins().load(ctype(d)?, flags, addr, 0)
+            }
+            Instr::Unary(op, a) => e.unary(*op, p.dtypes[*a as usize], p.dtypes[k], v(a)?)?,
+            Instr::Binary(op, a, c) => e.binary(*op, p.dtypes[*a as usize], v(a)?, v(c)?)?,
+            Instr::Where(c, a, f) => e.b.ins().select(v(c)?, v(a)?, v(f)?),
+            Instr::Cast(to, a) => e.cast(p.dtypes[*a as usize], *to, v(a)?)?,
+            Instr::Const(_) | Instr::Gen { .. } | Instr::Loop(_) => {
+                return unsupported("instruction without a lowering");
+            }
+        };
+        vals[k] = Some(out);
+    }
+    let root = vals[p.root as usize].ok_or_else(|| Unsupported("root undefined".into()))?;
+    let addr = e.element_addr(out_ptr, i, p.dtypes[p.root as usize], ptr);
+    e.b.ins().store(flags, root, addr, 0);
+    let next = e.b.ins().iadd_imm_s(i, 1);
+    e.b.ins().jump(header, &[next.into()]);
+
+    b.switch_to_block(exit);
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(config);
+    Ok(())
+}
+
+fn constant(b: &mut FunctionBuilder<'_>, v: Value) -> Result<CVal, Unsupported> {
+    Ok(match v {
+        Value::Bool(x) => b.ins().iconst(types::I8, x as i64),
+        Value::I32(x) => b.ins().iconst(types::I32, x as i64),
+        Value::I64(x) => b.ins().iconst(types::I64, x),
+        Value::F32(x) => b.ins().f32const(x),
+        Value::F64(x) => b.ins().f64const(x),
+        Value::C128(_) => return unsupported("complex constant"),
+    })
+}
+
+struct Emitter<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+}
+
+impl Emitter<'_, '_> {
+    fn element_addr(&mut self, base: CVal, i: CVal, d: DType, ptr: Type) -> CVal {
+        let off = self.b.ins().imul_imm_s(i, elem_size(d));
+        let off = if ptr == types::I64 {
+            off
+        } else {
+            self.b.ins().ireduce(ptr, off)
+        };
+        self.b.ins().iadd(base, off)
+    }
+
+    fn fconst(&mut self, t: Type, x: f64) -> CVal {
+        if t == types::F32 {
+            self.b.ins().f32const(x as f32)
+        } else {
+            self.b.ins().f64const(x)
+        }
+    }
+
+    fn unary(&mut self, op: UnaryOp, from: DType, to: DType, a: CVal) -> Result<CVal, Unsupported> {
+        use UnaryOp::*;
+        let t = ctype(from)?;
+        let ins = self.b.ins();
+        Ok(match from {
+            DType::F64 | DType::F32 => match op {
+                Neg => ins.fneg(a),
+                Sqrt => ins.sqrt(a),
+                Abs => ins.fabs(a),
+                Floor => ins.floor(a),
+                Ceil => ins.ceil(a),
+                Round => ins.nearest(a),
+                Re => a,
+                Im => self.fconst(t, 0.0),
+                Sign => self.float_sign(t, a),
+                IsNan => ins.fcmp(FloatCC::Unordered, a, a),
+                IsFinite => {
+                    let m = ins.fabs(a);
+                    let inf = self.fconst(t, f64::INFINITY);
+                    self.b.ins().fcmp(FloatCC::LessThan, m, inf)
+                }
+                Powi(2) => ins.fmul(a, a),
+                Powi(n) => {
+                    let one = self.fconst(t, 1.0);
+                    let o = self.powi(a, n.unsigned_abs(), one, |b, x, y| b.ins().fmul(x, y));
+                    if n < 0 { self.b.ins().fdiv(one, o) } else { o }
+                }
+                _ => return unsupported(op.name()),
+            },
+            DType::I64 | DType::I32 => match op {
+                Neg => ins.ineg(a),
+                Abs => {
+                    let neg = ins.icmp_imm_s(IntCC::SignedLessThan, a, 0);
+                    let m = self.b.ins().ineg(a);
+                    self.b.ins().select(neg, m, a)
+                }
+                Re | Floor | Ceil | Round => a,
+                Im => ins.iconst(t, 0),
+                Sign => {
+                    let pos = ins.icmp_imm_s(IntCC::SignedGreaterThan, a, 0);
+                    let neg = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, a, 0);
+                    let one = self.b.ins().iconst(t, 1);
+                    let minus = self.b.ins().iconst(t, -1);
+                    let zero = self.b.ins().iconst(t, 0);
+                    let low = self.b.ins().select(neg, minus, zero);
+                    self.b.ins().select(pos, one, low)
+                }
+                IsNan => ins.iconst(types::I8, 0),
+                IsFinite => ins.iconst(types::I8, 1),
+                Powi(n) if n >= 0 => {
+                    let one = ins.iconst(t, 1);
+                    self.powi(a, n as u32, one, |b, x, y| b.ins().imul(x, y))
+                }
+                _ => return unsupported(op.name()),
+            },
+            DType::Bool => match op {
+                Not => ins.bxor_imm_u(a, 1),
+                Abs | Re => a,
+                Im => ins.iconst(types::I8, 0),
+                _ => return unsupported(op.name()),
+            },
+            DType::C128 => return unsupported(format!("{} to {to}", op.name())),
+        })
+    }
+
+    /// `x**e` by squaring, multiplying in the interpreter's order (`o` starts
+    /// at one and takes the bits of `e` from the lowest).
+    fn powi(
+        &mut self,
+        x: CVal,
+        mut e: u32,
+        one: CVal,
+        mul: impl Fn(&mut FunctionBuilder<'_>, CVal, CVal) -> CVal,
+    ) -> CVal {
+        let mut o = one;
+        let mut base = x;
+        while e > 0 {
+            if e & 1 == 1 {
+                o = mul(self.b, o, base);
+            }
+            e >>= 1;
+            if e > 0 {
+                base = mul(self.b, base, base);
+            }
+        }
+        o
+    }
+
+    /// NumPy's sign: 1, -1, NaN for NaN, +0 for both zeros.
+    fn float_sign(&mut self, t: Type, a: CVal) -> CVal {
+        let zero = self.fconst(t, 0.0);
+        let one = self.fconst(t, 1.0);
+        let minus = self.fconst(t, -1.0);
+        let ins = &mut self.b;
+        let pos = ins.ins().fcmp(FloatCC::GreaterThan, a, zero);
+        let neg = ins.ins().fcmp(FloatCC::LessThan, a, zero);
+        let nan = ins.ins().fcmp(FloatCC::Unordered, a, a);
+        let rest = ins.ins().select(nan, a, zero);
+        let low = ins.ins().select(neg, minus, rest);
+        ins.ins().select(pos, one, low)
+    }
+
+    fn binary(&mut self, op: BinaryOp, d: DType, a: CVal, c: CVal) -> Result<CVal, Unsupported> {
+        use BinaryOp::*;
+        let t = ctype(d)?;
+        if op.is_comparison() {
+            return Ok(match d {
+                DType::F64 | DType::F32 => {
+                    let cc = match op {
+                        Eq => FloatCC::Equal,
+                        Ne => FloatCC::NotEqual,
+                        Lt => FloatCC::LessThan,
+                        Le => FloatCC::LessThanOrEqual,
+                        Gt => FloatCC::GreaterThan,
+                        _ => FloatCC::GreaterThanOrEqual,
+                    };
+                    self.b.ins().fcmp(cc, a, c)
+                }
+                _ => {
+                    let signed = d != DType::Bool;
+                    let cc = match (op, signed) {
+                        (Eq, _) => IntCC::Equal,
+                        (Ne, _) => IntCC::NotEqual,
+                        (Lt, true) => IntCC::SignedLessThan,
+                        (Le, true) => IntCC::SignedLessThanOrEqual,
+                        (Gt, true) => IntCC::SignedGreaterThan,
+                        (_, true) => IntCC::SignedGreaterThanOrEqual,
+                        (Lt, false) => IntCC::UnsignedLessThan,
+                        (Le, false) => IntCC::UnsignedLessThanOrEqual,
+                        (Gt, false) => IntCC::UnsignedGreaterThan,
+                        (_, false) => IntCC::UnsignedGreaterThanOrEqual,
+                    };
+                    self.b.ins().icmp(cc, a, c)
+                }
+            });
+        }
+        let ins = self.b.ins();
+        Ok(match d {
+            DType::F64 | DType::F32 => match op {
+                Add => ins.fadd(a, c),
+                Sub => ins.fsub(a, c),
+                Mul => ins.fmul(a, c),
+                Div => ins.fdiv(a, c),
+                Min | Max => {
+                    // NaN if either is NaN, else the smaller (larger), the
+                    // first operand on ties (so minimum(0, -0) is 0).
+                    let cc = if op == Min {
+                        FloatCC::LessThan
+                    } else {
+                        FloatCC::GreaterThan
+                    };
+                    let takes_c = ins.fcmp(cc, c, a);
+                    let pick = self.b.ins().select(takes_c, c, a);
+                    let nan = self.b.ins().fcmp(FloatCC::Unordered, a, c);
+                    let qnan = if t == types::F32 {
+                        self.b.ins().f32const(f32::NAN)
+                    } else {
+                        self.b.ins().f64const(f64::NAN)
+                    };
+                    self.b.ins().select(nan, qnan, pick)
+                }
+                _ => return unsupported(op.symbol()),
+            },
+            DType::I64 | DType::I32 => match op {
+                Add => ins.iadd(a, c),
+                Sub => ins.isub(a, c),
+                Mul => ins.imul(a, c),
+                Min => {
+                    let lt = ins.icmp(IntCC::SignedLessThan, c, a);
+                    self.b.ins().select(lt, c, a)
+                }
+                Max => {
+                    let gt = ins.icmp(IntCC::SignedGreaterThan, c, a);
+                    self.b.ins().select(gt, c, a)
+                }
+                _ => return unsupported(op.symbol()),
+            },
+            DType::Bool => match op {
+                And | Min => ins.band(a, c),
+                Or | Max => ins.bor(a, c),
+                _ => return unsupported(op.symbol()),
+            },
+            DType::C128 => return unsupported(op.symbol()),
+        })
+    }
+
+    /// Rust's `as` between real dtypes (saturating float to int, NaN to 0;
+    /// wrapping int to int), and `!= 0` to bool.
+    fn cast(&mut self, from: DType, to: DType, a: CVal) -> Result<CVal, Unsupported> {
+        let (tf, tt) = (ctype(from)?, ctype(to)?);
+        let float = |d: DType| matches!(d, DType::F32 | DType::F64);
+        let ins = self.b.ins();
+        Ok(match (from, to) {
+            _ if from == to => a,
+            (_, DType::Bool) if float(from) => {
+                let zero = self.fconst(tf, 0.0);
+                self.b.ins().fcmp(FloatCC::NotEqual, a, zero)
+            }
+            (_, DType::Bool) => ins.icmp_imm_s(IntCC::NotEqual, a, 0),
+            (DType::Bool, _) if float(to) => {
+                let wide = ins.uextend(types::I64, a);
+                self.b.ins().fcvt_from_sint(tt, wide)
+            }
+            (DType::Bool, _) => ins.uextend(tt, a),
+            (DType::F32, DType::F64) => ins.fpromote(tt, a),
+            (DType::F64, DType::F32) => ins.fdemote(tt, a),
+            _ if float(from) => ins.fcvt_to_sint_sat(tt, a),
+            _ if float(to) => ins.fcvt_from_sint(tt, a),
+            (DType::I32, DType::I64) => ins.sextend(tt, a),
+            (DType::I64, DType::I32) => ins.ireduce(tt, a),
+            _ => return unsupported(format!("cast {from} to {to}")),
+        })
+    }
+}

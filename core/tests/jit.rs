@@ -1,0 +1,350 @@
+//! Compiled kernels against the interpreter: random programs over every real
+//! dtype, scalar and full inputs, special values (NaN, signed zeros,
+//! infinities, extreme integers); both must give identical bits. Programs
+//! with an operation the compiler leaves to the interpreter check that the
+//! fallback is taken.
+
+use accel_core::buffer::Buffer;
+use accel_core::dtype::{DType, Value};
+use accel_core::kernel::exec::Bound;
+use accel_core::kernel::ir::{InputSpec, Instr, ProgramBuilder, Reg};
+use accel_core::kernel::{Executable, jit};
+use accel_core::op::{BinaryOp, UnaryOp};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())]
+    }
+}
+
+const REAL: [DType; 5] = [DType::Bool, DType::I32, DType::I64, DType::F32, DType::F64];
+
+const F64S: [f64; 16] = [
+    0.0,
+    -0.0,
+    1.5,
+    -2.25,
+    f64::NAN,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    1e308,
+    -5e-324,
+    2.5,
+    -3.5,
+    0.5,
+    9.007_199_254_740_993e15,
+    -1e19,
+    3e9,
+    7.0,
+];
+const I64S: [i64; 10] = [
+    0,
+    1,
+    -1,
+    7,
+    -9,
+    i64::MIN,
+    i64::MAX,
+    1 << 40,
+    -(1 << 33),
+    3_000_000_000,
+];
+
+fn value(rng: &mut Rng, d: DType) -> Value {
+    let special = rng.below(3) > 0;
+    match d {
+        DType::Bool => Value::Bool(rng.below(2) == 1),
+        DType::I32 => Value::I32(if special {
+            rng.pick(&I64S) as i32
+        } else {
+            rng.next() as i32 % 1000
+        }),
+        DType::I64 => Value::I64(if special {
+            rng.pick(&I64S)
+        } else {
+            rng.next() as i64 % 100_000
+        }),
+        DType::F32 => Value::F32(if special {
+            rng.pick(&F64S) as f32
+        } else {
+            (rng.next() as i32 as f32) / 65536.0
+        }),
+        DType::F64 => Value::F64(if special {
+            rng.pick(&F64S)
+        } else {
+            (rng.next() as i64 as f64) / 4.5e15
+        }),
+        DType::C128 => unreachable!("real dtypes only"),
+    }
+}
+
+fn buffer(rng: &mut Rng, d: DType, n: usize) -> Buffer {
+    let vals: Vec<Value> = (0..n).map(|_| value(rng, d)).collect();
+    match d {
+        DType::Bool => Buffer::Bool(
+            vals.iter()
+                .map(|v| matches!(v, Value::Bool(true)))
+                .collect(),
+        ),
+        DType::I32 => Buffer::I32(
+            vals.iter()
+                .map(|v| if let Value::I32(x) = v { *x } else { 0 })
+                .collect(),
+        ),
+        DType::I64 => Buffer::I64(
+            vals.iter()
+                .map(|v| if let Value::I64(x) = v { *x } else { 0 })
+                .collect(),
+        ),
+        DType::F32 => Buffer::F32(
+            vals.iter()
+                .map(|v| if let Value::F32(x) = v { *x } else { 0.0 })
+                .collect(),
+        ),
+        DType::F64 => Buffer::F64(
+            vals.iter()
+                .map(|v| if let Value::F64(x) = v { *x } else { 0.0 })
+                .collect(),
+        ),
+        DType::C128 => unreachable!("real dtypes only"),
+    }
+}
+
+/// Bits of every element, NaNs included as they are.
+fn bits(b: &Buffer) -> Vec<u64> {
+    match b {
+        Buffer::Bool(v) => v.iter().map(|&x| x as u64).collect(),
+        Buffer::I32(v) => v.iter().map(|&x| x as u32 as u64).collect(),
+        Buffer::I64(v) => v.iter().map(|&x| x as u64).collect(),
+        Buffer::F32(v) => v.iter().map(|&x| x.to_bits() as u64).collect(),
+        Buffer::F64(v) => v.iter().map(|&x| x.to_bits()).collect(),
+        Buffer::C128(v) => v.iter().map(|x| x.re.to_bits() ^ x.im.to_bits()).collect(),
+    }
+}
+
+fn unary_ops(d: DType, rng: &mut Rng) -> UnaryOp {
+    use UnaryOp::*;
+    let n = rng.below(9) as i32 - 3;
+    match d {
+        DType::Bool => rng.pick(&[Not, Abs, Re, Im]),
+        DType::I32 | DType::I64 => rng.pick(&[
+            Neg,
+            Abs,
+            Re,
+            Im,
+            Floor,
+            Ceil,
+            Round,
+            Sign,
+            IsNan,
+            IsFinite,
+            Powi(n.abs()),
+        ]),
+        _ => rng.pick(&[
+            Neg,
+            Sqrt,
+            Abs,
+            Floor,
+            Ceil,
+            Round,
+            Re,
+            Im,
+            Sign,
+            IsNan,
+            IsFinite,
+            Powi(n),
+            Powi(2),
+            // Left to the interpreter.
+            Exp,
+        ]),
+    }
+}
+
+fn unary_dtype(op: UnaryOp, d: DType) -> DType {
+    match op {
+        UnaryOp::IsNan | UnaryOp::IsFinite => DType::Bool,
+        _ => d,
+    }
+}
+
+fn binary_op(d: DType, rng: &mut Rng) -> BinaryOp {
+    use BinaryOp::*;
+    let cmp = [Eq, Ne, Lt, Le, Gt, Ge];
+    let op = match d {
+        DType::Bool => rng.pick(&[And, Or, Min, Max]),
+        DType::I32 | DType::I64 => rng.pick(&[Add, Sub, Mul, Min, Max, FloorDiv]),
+        _ => rng.pick(&[Add, Sub, Mul, Div, Min, Max, Rem]),
+    };
+    if rng.below(4) == 0 {
+        rng.pick(&cmp)
+    } else {
+        op
+    }
+}
+
+/// A random program and its input buffers. Inputs are full (`n`
+/// elements) or scalar (broadcast from shape [1]).
+fn random_case(rng: &mut Rng, n: usize) -> (Executable, Vec<(Vec<usize>, Buffer)>) {
+    let mut b = ProgramBuilder::new();
+    let mut regs: Vec<Reg> = Vec::new();
+    let mut inputs = Vec::new();
+    for _ in 0..1 + rng.below(4) {
+        let d = rng.pick(&REAL);
+        let scalar = rng.below(4) == 0;
+        let shape = if scalar { vec![1] } else { vec![n] };
+        inputs.push((shape.clone(), buffer(rng, d, shape[0])));
+        regs.push(b.input(InputSpec { dtype: d, shape }));
+    }
+    for _ in 0..2 + rng.below(10) {
+        let a = rng.pick(&regs);
+        let da = b.dtype(a);
+        let r = match rng.below(6) {
+            0 => {
+                let op = unary_ops(da, rng);
+                b.push(Instr::Unary(op, a), unary_dtype(op, da))
+            }
+            1 | 2 => {
+                let other = rng.pick(&regs);
+                let c = b.cast(other, da);
+                let op = binary_op(da, rng);
+                let d = if op.is_comparison() { DType::Bool } else { da };
+                b.push(Instr::Binary(op, a, c), d)
+            }
+            3 => {
+                let cond = rng.pick(&regs);
+                let cond = b.cast(cond, DType::Bool);
+                let other = rng.pick(&regs);
+                let c = b.cast(other, da);
+                b.push(Instr::Where(cond, a, c), da)
+            }
+            4 => {
+                let to = rng.pick(&REAL);
+                b.cast(a, to)
+            }
+            _ => {
+                let d = rng.pick(&REAL);
+                let v = value(rng, d);
+                b.push(Instr::Const(v), d)
+            }
+        };
+        regs.push(r);
+    }
+    let root = *regs.last().unwrap_or(&0);
+    (Executable::new(b.finish(root, vec![n])), inputs)
+}
+
+#[test]
+fn compiled_kernels_match_the_interpreter_bit_for_bit() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut compiled, mut fallback) = (0, 0);
+    for case in 0..600 {
+        let n = [1, 7, 513, 1000, 70_001][case % 5];
+        let (exe, inputs) = random_case(&mut rng, n);
+        let views: Vec<(&[usize], &Buffer)> =
+            inputs.iter().map(|(s, b)| (s.as_slice(), b)).collect();
+        let bound = Bound::new(&exe, &[0], &[n], &views).expect("binds");
+        let lowerable = jit::check(&exe.program).is_ok();
+        assert_eq!(
+            bound.is_compiled(),
+            lowerable,
+            "case {case}: compiled exactly when every instruction lowers: {:#?}",
+            exe.program.listing()
+        );
+        if lowerable {
+            compiled += 1;
+        } else {
+            fallback += 1;
+        }
+        let fast = bound.run_map().expect("compiled run");
+        let reference = Bound::new(&exe, &[0], &[n], &views)
+            .expect("binds")
+            .interpreted()
+            .run_map()
+            .expect("interpreted run");
+        assert_eq!(fast.dtype(), reference.dtype());
+        let (f, r) = (bits(&fast), bits(&reference));
+        if let Some(i) = (0..f.len()).find(|&i| f[i] != r[i]) {
+            panic!(
+                "case {case}, element {i}: compiled {:x} interpreted {:x}\n{}\ninputs: {:?}",
+                f[i],
+                r[i],
+                exe.program.listing().join("\n"),
+                inputs
+                    .iter()
+                    .map(|(_, b)| format!("{:?}", b.get(i.min(b.len() - 1))))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    // Both paths were exercised.
+    assert!(compiled > 200, "{compiled} compiled programs");
+    assert!(fallback > 50, "{fallback} programs left to the interpreter");
+}
+
+#[test]
+fn strided_inputs_take_the_interpreter() {
+    let mut b = ProgramBuilder::new();
+    let x = b.input(InputSpec {
+        dtype: DType::F64,
+        shape: vec![4, 3],
+    });
+    let y = b.input(InputSpec {
+        dtype: DType::F64,
+        shape: vec![3],
+    });
+    let s = b.push(Instr::Binary(BinaryOp::Add, x, y), DType::F64);
+    let exe = Executable::new(b.finish(s, vec![4, 3]));
+    let xs = Buffer::F64((0..12).map(f64::from).collect());
+    let ys = Buffer::F64(vec![10.0, 20.0, 30.0]);
+    let bound = Bound::new(&exe, &[0, 0], &[4, 3], &[(&[4, 3], &xs), (&[3], &ys)]).expect("binds");
+    assert!(!bound.is_compiled());
+    let Buffer::F64(out) = bound.run_map().expect("runs") else {
+        panic!("f64 result")
+    };
+    assert_eq!(out[4], 4.0 + 20.0);
+}
+
+#[test]
+fn compiled_programs_are_cached_by_structure() {
+    let program = |k: f64| {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![100],
+        });
+        let c = b.push(Instr::Const(Value::F64(k)), DType::F64);
+        let s = b.push(Instr::Binary(BinaryOp::Mul, x, c), DType::F64);
+        b.finish(s, vec![100])
+    };
+    let first = jit::lookup(&program(0.25), &[false]).expect("compiles");
+    // The same structure (another stage, another job) hits the cache ...
+    let again = jit::lookup(&program(0.25), &[false]).expect("compiles");
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    // ... another constant, or a scalar input, does not.
+    let other = jit::lookup(&program(-0.25), &[false]).expect("compiles");
+    assert!(!std::sync::Arc::ptr_eq(&first, &other));
+    let scalar = jit::lookup(&program(0.25), &[true]).expect("compiles");
+    assert!(!std::sync::Arc::ptr_eq(&first, &scalar));
+    // Every task of a stage binds the executable's one compiled form.
+    let exe = Executable::new(program(0.25));
+    let xs = Buffer::F64(vec![2.0; 10]);
+    for i in 0..10 {
+        let bound = Bound::new(&exe, &[i * 10], &[10], &[(&[10], &xs)]).expect("binds");
+        assert!(bound.is_compiled());
+        let Buffer::F64(out) = bound.run_map().expect("runs") else {
+            panic!("f64 result")
+        };
+        assert_eq!(out, vec![0.5; 10]);
+    }
+}
