@@ -133,6 +133,17 @@ fn bits(b: &Buffer) -> Vec<u64> {
     }
 }
 
+fn value_bits(v: Value) -> u64 {
+    match v {
+        Value::Bool(x) => x as u64,
+        Value::I32(x) => x as u32 as u64,
+        Value::I64(x) => x as u64,
+        Value::F32(x) => x.to_bits() as u64,
+        Value::F64(x) => x.to_bits(),
+        Value::C128(x) => x.re.to_bits() ^ x.im.to_bits(),
+    }
+}
+
 fn unary_ops(d: DType, rng: &mut Rng) -> UnaryOp {
     use UnaryOp::*;
     let n = rng.below(9) as i32 - 3;
@@ -273,6 +284,25 @@ fn compiled_kernels_match_the_interpreter_bit_for_bit() {
             .run_map()
             .expect("interpreted run");
         assert_eq!(fast.dtype(), reference.dtype());
+        // Reductions read the same values block by block.
+        let fold = |b: Bound<'_>| {
+            b.fold_parts(
+                700,
+                Vec::new,
+                |acc: &mut Vec<u64>, _, v, n| {
+                    acc.extend((0..n).map(|i| value_bits(v.get(i))));
+                    Ok(())
+                },
+            )
+            .expect("folds")
+        };
+        let folded = fold(Bound::new(&exe, &[0], &[n], &views).expect("binds"));
+        let folded_ref = fold(
+            Bound::new(&exe, &[0], &[n], &views)
+                .expect("binds")
+                .interpreted(),
+        );
+        assert!(folded == folded_ref, "case {case}: folded blocks differ");
         let (f, r) = (bits(&fast), bits(&reference));
         if let Some(i) = (0..f.len()).find(|&i| f[i] != r[i]) {
             panic!(

@@ -724,17 +724,23 @@ impl<'a> Bound<'a> {
         (0..nparts)
             .into_par_iter()
             .map_init(
-                || self.exe.scratch(),
-                |sc, part| -> Result<A> {
+                || (self.exe.scratch(), Slot::new(self.root_dtype(), BLOCK)),
+                |(sc, block), part| -> Result<A> {
                     let mut acc = init();
                     let lo = part * part_len;
                     let hi = ((part + 1) * part_len).min(len);
                     let mut s = lo;
                     while s < hi {
                         let n = BLOCK.min(hi - s);
-                        let v = self
-                            .eval_block(sc, s, n, None)?
-                            .ok_or_else(|| internal("block without a value".into()))?;
+                        let v = match &self.jit {
+                            Some(compiled) => {
+                                self.block_compiled(compiled, s, n, block)?;
+                                block.view(n)
+                            }
+                            None => self
+                                .eval_block(sc, s, n, None)?
+                                .ok_or_else(|| internal("block without a value".into()))?,
+                        };
                         f(&mut acc, s, v, n)?;
                         s += n;
                     }
@@ -742,6 +748,46 @@ impl<'a> Bound<'a> {
                 },
             )
             .collect()
+    }
+
+    /// Elements `start..start + n` (n ≤ BLOCK) through the compiled kernel,
+    /// into `block`.
+    fn block_compiled(
+        &self,
+        compiled: &super::jit::Compiled,
+        start: usize,
+        n: usize,
+        block: &mut Slot,
+    ) -> Result<()> {
+        let mut ptrs = [std::ptr::null::<u8>(); 8];
+        let mut heap = Vec::new();
+        let ptrs: &mut [*const u8] = if self.inputs.len() <= ptrs.len() {
+            &mut ptrs[..self.inputs.len()]
+        } else {
+            heap.resize(self.inputs.len(), std::ptr::null());
+            &mut heap
+        };
+        for (p, inp) in ptrs.iter_mut().zip(&self.inputs) {
+            *p = match inp.access {
+                Access::Scalar => element_ptr(inp.buf, inp.offset, 1)?,
+                _ => element_ptr(inp.buf, inp.offset + start, n)?,
+            };
+        }
+        let out = match block {
+            Slot::Bool(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+            Slot::I32(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+            Slot::I64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+            Slot::F32(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+            Slot::F64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+            _ => return Err(internal("compiled block into a complex or short slot".into())),
+        };
+        if block.dtype() != self.root_dtype() {
+            return Err(internal("compiled block of the wrong dtype".into()));
+        }
+        // SAFETY: the inputs were checked by `element_ptr`; `block` holds at
+        // least `n` elements of the root's dtype.
+        unsafe { compiled.call(ptrs, out, n) };
+        Ok(())
     }
 
     /// The value at flat position `i` (used for the shift of variance partials).
