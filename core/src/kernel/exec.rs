@@ -779,7 +779,11 @@ impl<'a> Bound<'a> {
             Slot::I64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
             Slot::F32(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
             Slot::F64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
-            _ => return Err(internal("compiled block into a complex or short slot".into())),
+            _ => {
+                return Err(internal(
+                    "compiled block into a complex or short slot".into(),
+                ));
+            }
         };
         if block.dtype() != self.root_dtype() {
             return Err(internal("compiled block of the wrong dtype".into()));

@@ -8,7 +8,9 @@
 //! numbers, strided inputs) is `Unsupported` and the interpreter runs it.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{AbiParam, InstBuilder, MemFlagsData, Type, Value as CVal, types};
+use cranelift_codegen::ir::{
+    AbiParam, Endianness, InstBuilder, MemFlagsData, Type, Value as CVal, types,
+};
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
@@ -108,24 +110,32 @@ fn binary_supported(op: BinaryOp, d: DType) -> Result<(), Unsupported> {
 /// Emits `fn(inputs: *const *const u8, out: *mut u8, n: i64)` into `func`:
 /// `inputs[i]` points at the first element of input `i` (for inputs in
 /// `scalar`, at the one element every output element reads).
+///
+/// Programs over f64 only run two elements per trip in SSE registers (the
+/// same IEEE operations lane by lane, so the same bits), then a scalar tail.
 pub fn emit(
     p: &Program,
     scalar: &[bool],
     func: &mut cranelift_codegen::ir::Function,
     config: TargetFrontendConfig,
 ) -> Result<(), Unsupported> {
-    let ptr = config.pointer_type();
     check(p)?;
+    let ptr = config.pointer_type();
+    let vector =
+        p.dtypes.iter().all(|d| *d == DType::F64) && p.inputs.iter().all(|i| i.dtype == DType::F64);
     func.signature.params.push(AbiParam::new(ptr));
     func.signature.params.push(AbiParam::new(ptr));
     func.signature.params.push(AbiParam::new(types::I64));
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(func, &mut fctx);
     let entry = b.create_block();
+    let vheader = b.create_block();
+    let vbody = b.create_block();
     let header = b.create_block();
     let body = b.create_block();
     let exit = b.create_block();
     b.append_block_params_for_function_params(entry);
+    b.append_block_param(vheader, types::I64);
     b.append_block_param(header, types::I64);
 
     b.switch_to_block(entry);
@@ -136,52 +146,53 @@ pub fn emit(
     for i in 0..p.inputs.len() {
         bases.push(b.ins().load(ptr, flags, inputs_ptr, (i * 8) as i32));
     }
-    // Loop invariants: constants and scalar inputs, computed once.
-    let mut vals: Vec<Option<CVal>> = vec![None; p.instrs.len()];
+    // Loop invariants: constants and scalar inputs, computed once (and
+    // splatted for the two-lane loop).
+    let mut hoisted: Vec<Option<CVal>> = vec![None; p.instrs.len()];
     for (k, ins) in p.instrs.iter().enumerate() {
         match ins {
-            Instr::Const(v) => vals[k] = Some(constant(&mut b, *v)?),
+            Instr::Const(v) => hoisted[k] = Some(constant(&mut b, *v)?),
             Instr::Load { input } if scalar.get(*input as usize) == Some(&true) => {
                 let t = ctype(p.inputs[*input as usize].dtype)?;
-                vals[k] = Some(b.ins().load(t, flags, bases[*input as usize], 0));
+                hoisted[k] = Some(b.ins().load(t, flags, bases[*input as usize], 0));
             }
             _ => {}
         }
     }
+    let splats: Vec<Option<CVal>> = if vector {
+        hoisted
+            .iter()
+            .map(|v| v.map(|v| b.ins().splat(types::F64X2, v)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let zero = b.ins().iconst(types::I64, 0);
-    b.ins().jump(header, &[zero.into()]);
+    b.ins()
+        .jump(if vector { vheader } else { header }, &[zero.into()]);
 
-    b.switch_to_block(header);
-    let i = b.block_params(header)[0];
-    let more = b.ins().icmp(IntCC::SignedLessThan, i, n);
-    b.ins().brif(more, body, &[], exit, &[]);
-
-    b.switch_to_block(body);
-    let mut e = Emitter { b: &mut b };
-    for (k, ins) in p.instrs.iter().enumerate() {
-        if vals[k].is_some() {
-            continue;
-        }
-        let v = |r: &u32| vals[*r as usize].ok_or_else(|| Unsupported(format!("r{r} undefined")));
-        let out = match ins {
-            Instr::Load { input } => {
-                let d = p.inputs[*input as usize].dtype;
-                let addr = e.element_addr(bases[*input as usize], i, d, ptr);
-                e.b.ins().load(ctype(d)?, flags, addr, 0)
-            }
-            Instr::Unary(op, a) => e.unary(*op, p.dtypes[*a as usize], p.dtypes[k], v(a)?)?,
-            Instr::Binary(op, a, c) => e.binary(*op, p.dtypes[*a as usize], v(a)?, v(c)?)?,
-            Instr::Where(c, a, f) => e.b.ins().select(v(c)?, v(a)?, v(f)?),
-            Instr::Cast(to, a) => e.cast(p.dtypes[*a as usize], *to, v(a)?)?,
-            Instr::Const(_) | Instr::Gen { .. } | Instr::Loop(_) => {
-                return unsupported("instruction without a lowering");
-            }
-        };
-        vals[k] = Some(out);
+    let mut e = Emitter {
+        b: &mut b,
+        lanes: 1,
+    };
+    if vector {
+        e.b.switch_to_block(vheader);
+        let i = e.b.block_params(vheader)[0];
+        let end = e.b.ins().iadd_imm_s(i, 2);
+        let more = e.b.ins().icmp(IntCC::SignedLessThanOrEqual, end, n);
+        e.b.ins().brif(more, vbody, &[], header, &[i.into()]);
+        e.b.switch_to_block(vbody);
+        e.lanes = 2;
+        e.trip(p, &splats, &bases, i, out_ptr, ptr)?;
+        e.b.ins().jump(vheader, &[end.into()]);
+        e.lanes = 1;
     }
-    let root = vals[p.root as usize].ok_or_else(|| Unsupported("root undefined".into()))?;
-    let addr = e.element_addr(out_ptr, i, p.dtypes[p.root as usize], ptr);
-    e.b.ins().store(flags, root, addr, 0);
+    e.b.switch_to_block(header);
+    let i = e.b.block_params(header)[0];
+    let more = e.b.ins().icmp(IntCC::SignedLessThan, i, n);
+    e.b.ins().brif(more, body, &[], exit, &[]);
+    e.b.switch_to_block(body);
+    e.trip(p, &hoisted, &bases, i, out_ptr, ptr)?;
     let next = e.b.ins().iadd_imm_s(i, 1);
     e.b.ins().jump(header, &[next.into()]);
 
@@ -205,9 +216,75 @@ fn constant(b: &mut FunctionBuilder<'_>, v: Value) -> Result<CVal, Unsupported> 
 
 struct Emitter<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
+    /// Elements per operation: 1, or 2 (f64 programs' main loop).
+    lanes: u8,
 }
 
 impl Emitter<'_, '_> {
+    /// One trip of the loop at element `i`: every instruction, then the store
+    /// of the root (`lanes` elements).
+    fn trip(
+        &mut self,
+        p: &Program,
+        hoisted: &[Option<CVal>],
+        bases: &[CVal],
+        i: CVal,
+        out_ptr: CVal,
+        ptr: Type,
+    ) -> Result<(), Unsupported> {
+        let flags = MemFlagsData::trusted();
+        let mut vals = hoisted.to_vec();
+        for (k, ins) in p.instrs.iter().enumerate() {
+            if vals[k].is_some() {
+                continue;
+            }
+            let v =
+                |r: &u32| vals[*r as usize].ok_or_else(|| Unsupported(format!("r{r} undefined")));
+            let out = match ins {
+                Instr::Load { input } => {
+                    let d = p.inputs[*input as usize].dtype;
+                    let addr = self.element_addr(bases[*input as usize], i, d, ptr);
+                    let t = self.vtype(ctype(d)?);
+                    self.b.ins().load(t, flags, addr, 0)
+                }
+                Instr::Unary(op, a) => {
+                    self.unary(*op, p.dtypes[*a as usize], p.dtypes[k], v(a)?)?
+                }
+                Instr::Binary(op, a, c) => self.binary(*op, p.dtypes[*a as usize], v(a)?, v(c)?)?,
+                Instr::Where(c, a, f) => self.b.ins().select(v(c)?, v(a)?, v(f)?),
+                Instr::Cast(to, a) => self.cast(p.dtypes[*a as usize], *to, v(a)?)?,
+                Instr::Const(_) | Instr::Gen { .. } | Instr::Loop(_) => {
+                    return unsupported("instruction without a lowering");
+                }
+            };
+            vals[k] = Some(out);
+        }
+        let root = vals[p.root as usize].ok_or_else(|| Unsupported("root undefined".into()))?;
+        let addr = self.element_addr(out_ptr, i, p.dtypes[p.root as usize], ptr);
+        self.b.ins().store(flags, root, addr, 0);
+        Ok(())
+    }
+
+    /// `t`, or its two-lane vector in the vector loop.
+    fn vtype(&self, t: Type) -> Type {
+        if self.lanes == 2 {
+            t.by(2).unwrap_or(t)
+        } else {
+            t
+        }
+    }
+
+    /// `cond ? x : y` per lane (vector comparisons give lane masks).
+    fn choose(&mut self, cond: CVal, x: CVal, y: CVal) -> CVal {
+        if self.lanes == 1 {
+            return self.b.ins().select(cond, x, y);
+        }
+        let t = self.b.func.dfg.value_type(x);
+        let little = MemFlagsData::new().with_endianness(Endianness::Little);
+        let mask = self.b.ins().bitcast(t, little, cond);
+        self.b.ins().bitselect(mask, x, y)
+    }
+
     fn element_addr(&mut self, base: CVal, i: CVal, d: DType, ptr: Type) -> CVal {
         let off = self.b.ins().imul_imm_s(i, elem_size(d));
         let off = if ptr == types::I64 {
@@ -219,10 +296,16 @@ impl Emitter<'_, '_> {
     }
 
     fn fconst(&mut self, t: Type, x: f64) -> CVal {
-        if t == types::F32 {
+        let c = if t == types::F32 {
             self.b.ins().f32const(x as f32)
         } else {
             self.b.ins().f64const(x)
+        };
+        if self.lanes == 1 {
+            c
+        } else {
+            let vt = self.vtype(t);
+            self.b.ins().splat(vt, c)
         }
     }
 
@@ -319,13 +402,12 @@ impl Emitter<'_, '_> {
         let zero = self.fconst(t, 0.0);
         let one = self.fconst(t, 1.0);
         let minus = self.fconst(t, -1.0);
-        let ins = &mut self.b;
-        let pos = ins.ins().fcmp(FloatCC::GreaterThan, a, zero);
-        let neg = ins.ins().fcmp(FloatCC::LessThan, a, zero);
-        let nan = ins.ins().fcmp(FloatCC::Unordered, a, a);
-        let rest = ins.ins().select(nan, a, zero);
-        let low = ins.ins().select(neg, minus, rest);
-        ins.ins().select(pos, one, low)
+        let pos = self.b.ins().fcmp(FloatCC::GreaterThan, a, zero);
+        let neg = self.b.ins().fcmp(FloatCC::LessThan, a, zero);
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, a, a);
+        let rest = self.choose(nan, a, zero);
+        let low = self.choose(neg, minus, rest);
+        self.choose(pos, one, low)
     }
 
     fn binary(&mut self, op: BinaryOp, d: DType, a: CVal, c: CVal) -> Result<CVal, Unsupported> {
@@ -378,14 +460,10 @@ impl Emitter<'_, '_> {
                         FloatCC::GreaterThan
                     };
                     let takes_c = ins.fcmp(cc, c, a);
-                    let pick = self.b.ins().select(takes_c, c, a);
+                    let pick = self.choose(takes_c, c, a);
                     let nan = self.b.ins().fcmp(FloatCC::Unordered, a, c);
-                    let qnan = if t == types::F32 {
-                        self.b.ins().f32const(f32::NAN)
-                    } else {
-                        self.b.ins().f64const(f64::NAN)
-                    };
-                    self.b.ins().select(nan, qnan, pick)
+                    let qnan = self.fconst(t, f64::NAN);
+                    self.choose(nan, qnan, pick)
                 }
                 _ => return unsupported(op.symbol()),
             },
