@@ -22,6 +22,36 @@ fn best(f: impl FnMut()) -> Duration {
     accel_bench::best_of(repeats(), f)
 }
 
+/// Planning time of heat (200², chunks 100²) against the number of steps:
+/// `iterate` records the step once; the written-out loop builds every step.
+fn heat_planning() -> anyhow::Result<()> {
+    use accel_examples::workloads::heat::{FIVE_POINT, initial};
+    println!("\nplanning heat 200² (chunks 100²), best of {}:", repeats());
+    let t0 = from_ndarray(&initial(200), vec![100, 100]);
+    for nt in [1000, 4000, 16000] {
+        let step = |t: &accel::Array| t.stencil(&FIVE_POINT, accel::Boundary::Fixed);
+        let looped = t0.iterate(nt, step);
+        let mut written = t0.clone();
+        for _ in 0..nt {
+            written = step(&written);
+        }
+        let client = accel::Client::local();
+        let mut tasks = 0;
+        let recorded = best(|| {
+            tasks = client.plan(&[&looped]).map(|p| p.tasks()).unwrap_or(0);
+        });
+        let unrolled = best(|| {
+            std::hint::black_box(client.plan(&[&written]).map(|p| p.tasks()).unwrap_or(0));
+        });
+        println!(
+            "  Nt={nt:<6} iterate {:8.3} ms   loop written out {:8.2} ms   ({tasks} tasks)",
+            recorded.as_secs_f64() * 1e3,
+            unrolled.as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
 /// GB/s of the same chains written as fused parallel Rust loops (the ceiling for a kernel).
 fn hand_fused(data: &ndarray::Array1<f64>, triad_gbps: f64) -> Vec<(&'static str, f64)> {
     let x = data.as_slice().unwrap_or(&[]);
@@ -122,9 +152,25 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    accel_core::kernel::jit::set_enabled(false);
+    println!("  the same kernels interpreted (ACCEL_JIT=0):");
+    for (name, expr, bytes) in [
+        ("mag", &mag, 24),
+        ("discriminant", &disc, 32),
+        ("inc25", &inc, 16),
+    ] {
+        let (gbps, _) = accel_bench::kernel_gbps(repeats(), expr, bytes)?;
+        println!(
+            "  {name:<13} {gbps:6.1} GB/s = {:5.1} % of triad",
+            100.0 * gbps / triad_gbps
+        );
+    }
+    accel_core::kernel::jit::set_enabled(true);
+
     if std::env::args().any(|a| a == "--kernels-only") {
         return Ok(());
     }
+    heat_planning()?;
     println!("\nend to end (compute(): plan, run, fresh result array):");
     let mag_gen = {
         let a = arange(n, chunk).astype(DType::F64);

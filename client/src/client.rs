@@ -41,10 +41,23 @@ pub struct Planned {
     pub planning_time: Duration,
 }
 
+/// One task per chunk per node; an iterated step counts once per step.
+fn unfused(graph: &Graph) -> usize {
+    graph
+        .nodes
+        .iter()
+        .map(|n| match &n.op {
+            accel_core::Op::Repeat(r) => r.times * unfused(&r.body),
+            accel_core::Op::RepeatArg => 0,
+            _ => n.meta.chunks.count(),
+        })
+        .sum()
+}
+
 impl Planned {
     /// Tasks a one-task-per-chunk-per-operation scheduler (like dask) would run.
     pub fn tasks_unfused(&self) -> usize {
-        self.graph.nodes.iter().map(|n| n.meta.chunks.count()).sum()
+        unfused(&self.graph)
     }
 
     /// Tasks accel runs.

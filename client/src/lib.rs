@@ -20,6 +20,7 @@ mod embedded;
 mod error;
 mod expr;
 mod gather;
+mod iterate;
 mod linalg;
 mod loops;
 mod lower;

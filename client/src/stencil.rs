@@ -172,17 +172,6 @@ impl Array {
         })
     }
 
-    /// Applies `step` `n` times: `t.iterate(nt, |t| step(t))` reads like the
-    /// loop `for _ in 0..nt { t = step(t) }` and, like it, keeps only the
-    /// latest field (intermediate steps are never stored whole).
-    pub fn iterate(&self, n: usize, mut step: impl FnMut(&Array) -> Array) -> Array {
-        let mut t = self.clone();
-        for _ in 0..n {
-            t = step(&t);
-        }
-        t
-    }
-
     /// Like [`Array::iterate`], also returning every `every`-th field
     /// (steps 0, every, 2·every, …, and the last): compute them together with
     /// `Client::run` to get a movie of the evolution.

@@ -137,7 +137,8 @@ fn arity(op: &Op) -> Option<usize> {
         | Op::Persisted(_)
         | Op::Full(_)
         | Op::Gen(_)
-        | Op::LoopArg { .. } => Some(0),
+        | Op::LoopArg { .. }
+        | Op::RepeatArg => Some(0),
         Op::Loop { states, .. } => Some(2 * *states as usize + 1),
         Op::Unary(_)
         | Op::Cast(_)
@@ -145,7 +146,8 @@ fn arity(op: &Op) -> Option<usize> {
         | Op::Remap(_)
         | Op::Reshape
         | Op::Scan { .. }
-        | Op::Shift { .. } => Some(1),
+        | Op::Shift { .. }
+        | Op::Repeat(_) => Some(1),
         Op::Binary(_) | Op::KeepEdges { .. } | Op::MatMul { .. } => Some(2),
         Op::Where => Some(3),
         Op::Concat { .. } | Op::MapBlocks(_) => None,
@@ -241,6 +243,11 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
             }
             return Ok(());
         }
+        Op::Repeat(r) => {
+            crate::optimize::check_repeat(r, inputs[0])?;
+            inputs[0].clone()
+        }
+        Op::RepeatArg => return Ok(()),
         Op::Reshape => {
             infer::reshape(inputs[0], &meta.shape)?;
             Meta {

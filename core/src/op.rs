@@ -380,6 +380,31 @@ pub enum Op {
         id: u64,
         index: u32,
     },
+    /// A step applied `times` times to the input (`iterate`). Lowered once
+    /// for as many steps as one fused stage holds, then repeated, so that
+    /// planning does not grow with `times`.
+    Repeat(Arc<Repeat>),
+    /// Inside a [`Repeat`]'s body: the field the step is applied to.
+    RepeatArg,
+}
+
+/// The step of an [`Op::Repeat`].
+pub struct Repeat {
+    pub times: usize,
+    /// One step: a graph whose one output is computed from its one
+    /// [`Op::RepeatArg`] leaf (and from leaves of its own).
+    pub body: crate::graph::Graph,
+}
+
+impl fmt::Debug for Repeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Repeat {{ times: {}, body: {} nodes }}",
+            self.times,
+            self.body.len()
+        )
+    }
 }
 
 impl Op {
@@ -436,6 +461,8 @@ impl Op {
             Op::Loop { max_trips, .. } => format!("loop(≤{max_trips})"),
             Op::LoopArg { index, .. } => format!("loop_arg({index})"),
             Op::MapBlocks(c) => format!("map_blocks({})", c.name),
+            Op::Repeat(r) => format!("repeat(×{})", r.times),
+            Op::RepeatArg => "step input".into(),
         }
     }
 }

@@ -24,6 +24,16 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
 
 /// [`lower`] with options.
 pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
+    lower_graph(graph, opts, false)
+}
+
+/// Lowers the steps of an `iterate` (see `repeat`): the step's input becomes
+/// a placeholder stage.
+fn lower_steps(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
+    lower_graph(graph, opts, true)
+}
+
+fn lower_graph(graph: &Graph, opts: &LowerOptions, steps: bool) -> Result<Plan> {
     let n = graph.len();
     let live = graph.live();
     let mut consumers: Vec<Vec<NodeId>> = vec![Vec::new(); n];
@@ -268,6 +278,18 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
                 label,
                 cache: Default::default(),
             },
+            Op::RepeatArg if steps => super::repeat::placeholder(&node.meta),
+            Op::RepeatArg => {
+                return Err(Error::Graph(
+                    "an iterate step's input is used outside the step".into(),
+                ));
+            }
+            Op::Repeat(r) => {
+                let input = input_stages(&node.inputs)?[0];
+                let out = super::repeat::expand(&mut plan, r, input, id, &lower_steps, opts)?;
+                stage_of.insert(id, out);
+                continue;
+            }
             other => {
                 return Err(Error::Graph(format!("cannot lower {}", other.label())));
             }

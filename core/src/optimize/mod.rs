@@ -5,9 +5,11 @@
 mod fold;
 pub mod fuse;
 pub mod group;
+mod repeat;
 mod stencil;
 
 pub use group::{LowerOptions, auto_stencil_depth};
+pub use repeat::check as check_repeat;
 
 use crate::fast_hash::FastMap;
 
@@ -59,6 +61,18 @@ pub fn optimize(graph: &Graph) -> Result<Graph> {
     Ok(out)
 }
 
+/// Whether two graphs compute the same thing node for node (user data and
+/// stored arrays compared by identity): `iterate` records its step once
+/// when two calls of the step build the same graph.
+pub fn same_graph(a: &Graph, b: &Graph) -> bool {
+    a.len() == b.len()
+        && a.outputs == b.outputs
+        && a.nodes
+            .iter()
+            .zip(&b.nodes)
+            .all(|(x, y)| x.meta == y.meta && cse_key(x) == cse_key(y))
+}
+
 fn dangling(i: usize, x: NodeId) -> crate::error::Error {
     crate::error::Error::Graph(format!("node {i} refers to missing node {}", x.0))
 }
@@ -88,6 +102,9 @@ fn cse_key(n: &Node) -> CseKey {
         Op::KeepEdges { depth } => OpKey::KeepEdges(depth.clone()),
         Op::Source(h) => OpKey::Printed(format!("source@{:p}", std::sync::Arc::as_ptr(h))),
         Op::Persisted(p) => OpKey::Printed(format!("persisted {} {}", p.job, p.stage.0)),
+        Op::Repeat(r) => OpKey::Printed(format!("repeat@{:p}", std::sync::Arc::as_ptr(r))),
+        Op::Read(s) => OpKey::Printed(format!("read@{:p}", std::sync::Arc::as_ptr(s))),
+        Op::MapBlocks(c) => OpKey::Printed(format!("map_blocks@{:p}", std::sync::Arc::as_ptr(c))),
         other => OpKey::Printed(format!("{other:?}")),
     };
     let meta = {

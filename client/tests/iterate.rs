@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+//! `iterate` records its step once and the plan repeats it: the same stages,
+//! tasks and bits as the unrolled loop, a graph whose size does not depend
+//! on the number of steps, and the unrolled loop when the step changes from
+//! call to call.
+
+use accel::{Array, Boundary, Client, from_ndarray};
+use ndarray::{ArrayD, IxDyn};
+
+const FIVE_POINT: [(&[i64], f64); 4] = [
+    (&[1, 0], 0.25),
+    (&[-1, 0], 0.25),
+    (&[0, 1], 0.25),
+    (&[0, -1], 0.25),
+];
+
+fn plate(nx: usize, chunk: usize) -> Array {
+    let mut t = ArrayD::<f64>::zeros(IxDyn(&[nx, nx]));
+    for j in 0..nx {
+        t[[nx - 1, j]] = 100.0;
+    }
+    from_ndarray(&t, vec![chunk, chunk])
+}
+
+/// The loop `iterate` stands for, written out.
+fn unrolled(a: &Array, n: usize, mut step: impl FnMut(&Array) -> Array) -> Array {
+    let mut t = a.clone();
+    for _ in 0..n {
+        t = step(&t);
+    }
+    t
+}
+
+fn bits(a: &Array) -> Vec<u64> {
+    a.compute::<f64>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+fn heat(t: &Array) -> Array {
+    t.stencil(&FIVE_POINT, Boundary::Fixed)
+}
+
+#[test]
+fn repeated_steps_plan_and_compute_like_the_unrolled_loop() {
+    let a = plate(60, 20);
+    for (steps, depth) in [
+        (2, None),
+        (37, None),
+        (100, None),
+        (43, Some(5)),
+        (9, Some(1)),
+    ] {
+        let client = Client::local().with_stencil_depth(depth);
+        let looped = a.iterate(steps, heat);
+        let written = unrolled(&a, steps, heat);
+        let (p, q) = (
+            client.plan(&[&looped]).unwrap(),
+            client.plan(&[&written]).unwrap(),
+        );
+        assert_eq!(p.tasks(), q.tasks(), "{steps} steps, depth {depth:?}");
+        assert!(p.graph.len() < q.graph.len(), "recorded once, not unrolled");
+        assert_eq!(p.plan.stages.len(), q.plan.stages.len());
+        assert_eq!(p.tasks_unfused(), q.tasks_unfused());
+        let labels = |x: &accel::Planned| -> Vec<String> {
+            x.plan.stages.iter().map(|s| s.label.clone()).collect()
+        };
+        assert_eq!(labels(&p), labels(&q));
+        assert_eq!(bits(&looped), bits(&written), "{steps} steps");
+    }
+}
+
+#[test]
+fn the_graph_does_not_grow_with_the_steps() {
+    let a = plate(200, 100);
+    let sizes: Vec<(usize, usize)> = [10, 1000, 4000]
+        .iter()
+        .map(|&n| {
+            let p = Client::local().plan(&[&a.iterate(n, heat)]).unwrap();
+            (p.graph.len(), p.tasks())
+        })
+        .collect();
+    assert_eq!(sizes[0].0, sizes[1].0);
+    assert_eq!(sizes[1].0, sizes[2].0);
+    assert!(sizes[2].0 < 50, "{sizes:?}");
+    // 4 source chunks, then ⌈n/15⌉ fused blocks of 4 tasks.
+    assert_eq!(sizes[1].1, 4 + 67 * 4);
+    assert_eq!(sizes[2].1, 4 + 267 * 4);
+}
+
+#[test]
+fn steps_that_change_are_unrolled() {
+    let a = plate(30, 10);
+    let mut calls = 0;
+    let looped = a.iterate(7, |t| {
+        calls += 1;
+        heat(t) + calls as f64
+    });
+    assert_eq!(calls, 7, "the loop's calls, no more");
+    let mut k = 0;
+    let written = unrolled(&a, 7, |t| {
+        k += 1;
+        heat(t) + k as f64
+    });
+    assert_eq!(bits(&looped), bits(&written));
+}
+
+#[test]
+fn elementwise_and_reducing_steps_repeat_too() {
+    let x = from_ndarray(
+        &ArrayD::from_shape_fn(IxDyn(&[1000]), |i| i[0] as f64 / 7.0),
+        vec![300],
+    );
+    let decay = |t: &Array| t * 0.999 + 0.5;
+    let looped = x.iterate(1000, decay);
+    let plan = Client::local().plan(&[&looped]).unwrap();
+    assert!(plan.graph.len() < 10);
+    assert_eq!(bits(&looped), bits(&unrolled(&x, 1000, decay)));
+    // A step with a reduction inside: two stages per step.
+    let center = |t: &Array| (t - t.mean()) * 1.5;
+    let looped = x.iterate(6, center);
+    let written = unrolled(&x, 6, center);
+    let (p, q) = (
+        Client::local().plan(&[&looped]).unwrap(),
+        Client::local().plan(&[&written]).unwrap(),
+    );
+    assert_eq!(p.tasks(), q.tasks());
+    assert_eq!(bits(&looped), bits(&written));
+}
+
+#[test]
+fn a_step_that_reshapes_or_retypes_its_field_is_unrolled() {
+    let x = from_ndarray(&ArrayD::from_elem(IxDyn(&[8]), 1.0), vec![4]);
+    // Another dtype after the first step: not a repeat of one step.
+    let looped = x.iterate(3, |t| t.astype(accel::DType::F32) * 2.0);
+    let out = looped.compute::<f32>().unwrap();
+    assert!(out.iter().all(|&v| v == 8.0));
+}
+
+#[test]
+fn a_step_input_used_outside_its_step_is_a_clear_error() {
+    let a = plate(20, 10);
+    let mut leaked = None;
+    let out = a.iterate(5, |t| {
+        leaked = Some(t.clone());
+        heat(t)
+    });
+    assert!(out.compute::<f64>().is_ok());
+    let err = leaked.unwrap().compute::<f64>().unwrap_err().to_string();
+    assert!(err.contains("iterate step's input"), "{err}");
+}

@@ -1,0 +1,246 @@
+//! Lowering of [`Op::Repeat`] (a step applied N times, `iterate`): the step
+//! is unrolled and lowered only for as many steps as one fused stage holds
+//! (k), and for the remainder; the plan then repeats those stages, sharing
+//! their kernels. Planning costs a few small lowerings whatever N is, and
+//! the stages are the ones the unrolled loop would give: the same tasks and
+//! the same bits.
+
+use crate::error::{Error, Result};
+use crate::fast_hash::FastMap;
+use crate::graph::{Graph, Node, NodeId};
+use crate::op::{Meta, Op, Repeat};
+use crate::plan::{Plan, Stage, StageId, StageKind};
+
+use super::group::LowerOptions;
+
+/// The job id of the placeholder stage that stands for the step's input in a
+/// lowered step (never sent anywhere: splicing replaces it).
+const ARG_JOB: u64 = u64::MAX;
+
+/// Steps lowered at most into one stage (stencil halos are capped at 64
+/// cells; elementwise steps fuse without limit, but kernels stay small).
+const MAX_STEPS: usize = 64;
+
+/// The stage a step's input lowers to inside [`expand`].
+pub fn placeholder(meta: &Meta) -> Stage {
+    Stage {
+        kind: StageKind::Persisted {
+            job: ARG_JOB,
+            stage: StageId(0),
+        },
+        inputs: vec![],
+        meta: meta.clone(),
+        nodes: vec![],
+        label: "step input".into(),
+        cache: Default::default(),
+    }
+}
+
+fn is_placeholder(s: &Stage) -> bool {
+    matches!(s.kind, StageKind::Persisted { job: ARG_JOB, .. })
+}
+
+/// Checks a repeat's body: one output, one argument, both of the input's meta.
+pub fn check(r: &Repeat, input: &Meta) -> Result<()> {
+    let bad = |m: String| Err(Error::Graph(format!("invalid iterate step: {m}")));
+    let args: Vec<&Node> = r
+        .body
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::RepeatArg))
+        .collect();
+    let [arg] = args.as_slice() else {
+        return bad(format!("{} step inputs, expected 1", args.len()));
+    };
+    let [out] = r.body.outputs.as_slice() else {
+        return bad(format!("{} results, expected 1", r.body.outputs.len()));
+    };
+    if &arg.meta != input {
+        return bad(format!("its input is {}, the field is {input}", arg.meta));
+    }
+    let out_meta = &r.body.node(*out).meta;
+    if out_meta != input {
+        return bad(format!("it turns {input} into {out_meta}"));
+    }
+    Ok(())
+}
+
+/// `k` steps of the body, one after the other, optimized.
+fn unroll(body: &Graph, k: usize) -> Result<Graph> {
+    let live = body.live();
+    let root = body.outputs[0];
+    let mut g = Graph::new();
+    let arg_meta = body
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::RepeatArg))
+        .map(|n| n.meta.clone())
+        .ok_or_else(|| Error::Graph("iterate step without an input".into()))?;
+    let mut prev = g.push_checked_inputs(Node {
+        op: Op::RepeatArg,
+        inputs: vec![],
+        meta: arg_meta,
+    })?;
+    let mut map = vec![NodeId(0); body.len()];
+    for _ in 0..k {
+        for (i, n) in body.nodes.iter().enumerate() {
+            if !live[i] {
+                continue;
+            }
+            map[i] = if matches!(n.op, Op::RepeatArg) {
+                prev
+            } else {
+                g.push_checked_inputs(Node {
+                    op: n.op.clone(),
+                    inputs: n.inputs.iter().map(|x| map[x.index()]).collect(),
+                    meta: n.meta.clone(),
+                })?
+            };
+        }
+        prev = map[root.index()];
+    }
+    g.outputs = vec![prev];
+    super::optimize(&g)
+}
+
+/// Per stage: whether it reads the step's input (directly or not).
+fn dependent(plan: &Plan) -> Vec<bool> {
+    let mut dep = vec![false; plan.stages.len()];
+    for (i, s) in plan.stages.iter().enumerate() {
+        dep[i] = is_placeholder(s) || s.inputs.iter().any(|x| dep[x.index()]);
+    }
+    dep
+}
+
+/// Lowers a graph whose [`Op::RepeatArg`] becomes a [`placeholder`] stage.
+pub type LowerSteps<'a> = &'a dyn Fn(&Graph, &LowerOptions) -> Result<Plan>;
+
+/// `k` steps lowered, and the number of stages that depend on the input
+/// (the placeholder included).
+fn lowered(
+    body: &Graph,
+    k: usize,
+    lower: LowerSteps<'_>,
+    opts: &LowerOptions,
+) -> Result<(Plan, usize)> {
+    let plan = lower(&unroll(body, k)?, opts)?;
+    let n = dependent(&plan).iter().filter(|&&d| d).count();
+    Ok((plan, n))
+}
+
+/// The most steps (≤ `limit`) that lower into as many stages as one step,
+/// with their plan.
+fn steps_per_stage(
+    body: &Graph,
+    limit: usize,
+    lower: LowerSteps<'_>,
+    opts: &LowerOptions,
+) -> Result<(usize, Plan)> {
+    let (one, per_step) = lowered(body, 1, lower, opts)?;
+    let limit = limit.clamp(1, MAX_STEPS);
+    if limit == 1 {
+        return Ok((1, one));
+    }
+    // Stencil steps of radius 1 fit as many steps as the halo depth: try
+    // that first, then search.
+    let fits = |k: usize| -> Result<Option<Plan>> {
+        let (plan, n) = lowered(body, k, lower, opts)?;
+        Ok((n == per_step).then_some(plan))
+    };
+    if let Some(plan) = fits(limit)? {
+        return Ok((limit, plan));
+    }
+    let (mut lo, mut best, mut hi) = (1, one, limit);
+    // Invariant: lo steps fit (best is their plan), hi steps do not.
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        match fits(mid)? {
+            Some(plan) => {
+                lo = mid;
+                best = plan;
+            }
+            None => hi = mid,
+        }
+    }
+    Ok((lo, best))
+}
+
+/// Appends the stages of `repeat` applied to stage `input` and returns the
+/// stage holding the result. `node` is the repeat's node (for DOT export).
+pub fn expand(
+    plan: &mut Plan,
+    repeat: &Repeat,
+    input: StageId,
+    node: NodeId,
+    lower: LowerSteps<'_>,
+    opts: &LowerOptions,
+) -> Result<StageId> {
+    if repeat.times == 0 {
+        return Ok(input);
+    }
+    let (k, full) = steps_per_stage(&repeat.body, repeat.times, lower, opts)?;
+    let (rounds, rest) = (repeat.times / k, repeat.times % k);
+    let mut at = input;
+    // The unrolled loop's stages are cut from the result backwards: the
+    // shorter one comes first.
+    if rest > 0 {
+        let (part, _) = lowered(&repeat.body, rest, lower, opts)?;
+        at = splice(plan, &part, at, node, &mut FastMap::default())?;
+    }
+    let mut shared = FastMap::default();
+    for _ in 0..rounds {
+        at = splice(plan, &full, at, node, &mut shared)?;
+    }
+    Ok(at)
+}
+
+/// Appends a copy of `sub`'s stages reading `input` for the placeholder;
+/// stages that do not depend on it are appended once per `shared` map.
+fn splice(
+    plan: &mut Plan,
+    sub: &Plan,
+    input: StageId,
+    node: NodeId,
+    shared: &mut FastMap<usize, StageId>,
+) -> Result<StageId> {
+    let dep = dependent(sub);
+    let mut map: Vec<StageId> = Vec::with_capacity(sub.stages.len());
+    for (i, s) in sub.stages.iter().enumerate() {
+        let id = if is_placeholder(s) {
+            if s.meta != plan.stage(input).meta {
+                return Err(Error::Graph(format!(
+                    "iterate step over {} applied to {}",
+                    s.meta,
+                    plan.stage(input).meta
+                )));
+            }
+            input
+        } else if let Some(&id) = shared.get(&i).filter(|_| !dep[i]) {
+            id
+        } else {
+            let stage = Stage {
+                kind: s.kind.clone(),
+                inputs: s.inputs.iter().map(|x| map[x.index()]).collect(),
+                meta: s.meta.clone(),
+                nodes: vec![node],
+                label: s.label.clone(),
+                cache: Default::default(),
+            };
+            plan.stages.push(stage);
+            let id = StageId((plan.stages.len() - 1) as u32);
+            if !dep[i] {
+                shared.insert(i, id);
+            }
+            id
+        };
+        map.push(id);
+    }
+    let out = sub
+        .outputs
+        .first()
+        .ok_or_else(|| Error::Graph("a lowered step without a result".into()))?;
+    if !sub.sinks.is_empty() {
+        return Err(Error::Graph("an iterate step cannot write stores".into()));
+    }
+    Ok(map[out.index()])
+}
