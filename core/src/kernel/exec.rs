@@ -189,8 +189,11 @@ pub struct Bound<'a> {
     /// Whether to prefetch the next block of in-place inputs (streaming from
     /// memory); stencil windows are read from cache-sized bands instead.
     prefetch: bool,
-    /// The compiled program, where every input is contiguous or a scalar.
+    /// The compiled program, when there is one for these inputs.
     jit: Option<std::sync::Arc<super::jit::Compiled>>,
+    /// For a program split between interpreter and compiled loop: the
+    /// interpreter's registers.
+    staging: Option<Box<Executable>>,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
     /// Global coordinate of the chunk's first element (may be negative in stencil halos).
@@ -345,18 +348,25 @@ impl<'a> Bound<'a> {
             })
             .collect();
         let (sums, absorbed) = super::sum_chain::find(p, &direct);
-        let plain = bound
-            .iter()
-            .all(|b| matches!(b.access, Access::Contiguous | Access::Scalar));
-        let jit = if plain && super::jit::enabled() {
-            let scalar: Vec<bool> = bound
+        let jit = if super::jit::enabled() {
+            let access: Vec<super::jit::Access> = bound
                 .iter()
-                .map(|b| matches!(b.access, Access::Scalar))
+                .map(|b| match b.access {
+                    Access::Contiguous => super::jit::Access::Contiguous,
+                    Access::Scalar => super::jit::Access::Scalar,
+                    Access::Strided(_) => super::jit::Access::Strided,
+                })
                 .collect();
-            exe.jit.get(p, &scalar)
+            exe.jit.get(p, &access)
         } else {
             None
         };
+        // The interpreter's share of a split program, with the registers it
+        // hands over kept readable until the end of the block.
+        let staging = jit
+            .as_ref()
+            .filter(|c| c.split.is_hybrid())
+            .map(|c| Box::new(Executable::keeping(p.clone(), &c.split.frontier)));
         Bound {
             exe,
             inputs: bound,
@@ -366,6 +376,7 @@ impl<'a> Bound<'a> {
             absorbed,
             prefetch: true,
             jit,
+            staging,
             local_shape: local_shape.to_vec(),
             origin: origin.to_vec(),
         }
@@ -379,7 +390,13 @@ impl<'a> Bound<'a> {
     /// compiled kernels are tested against).
     pub fn interpreted(mut self) -> Self {
         self.jit = None;
+        self.staging = None;
         self
+    }
+
+    /// Whether the compiled loop reads values the interpreter computes first.
+    pub fn is_split(&self) -> bool {
+        self.staging.is_some()
     }
 
     /// Whether this binding runs compiled code.
@@ -408,12 +425,20 @@ impl<'a> Bound<'a> {
         }
     }
 
-    /// The value of register `r` for the current block: its slot, or the
-    /// input chunk itself for a contiguous load (read in place, no copy).
-    fn operand<'v>(&'v self, slots: &'v [Slot], r: Reg, start: usize, n: usize) -> View<'v> {
+    /// The value of register `r` for the current block: its slot (in `exe`'s
+    /// layout), or the input chunk itself for a contiguous load (read in
+    /// place, no copy).
+    fn operand_in<'v>(
+        &'v self,
+        exe: &Executable,
+        slots: &'v [Slot],
+        r: Reg,
+        start: usize,
+        n: usize,
+    ) -> View<'v> {
         match self.direct[r as usize] {
             Some(i) => buffer_view(self.inputs[i].buf, start + self.inputs[i].offset, n),
-            None => slots[self.exe.slot_of[r as usize] as usize].view(n),
+            None => slots[exe.slot_of[r as usize] as usize].view(n),
         }
     }
 
@@ -425,15 +450,33 @@ impl<'a> Bound<'a> {
         sc: &'s mut Scratch,
         start: usize,
         n: usize,
+        out: Option<ViewMut<'_>>,
+    ) -> Result<Option<View<'s>>> {
+        self.eval_with(self.exe, None, sc, start, n, out)
+    }
+
+    /// [`Bound::eval_block`] with registers laid out by `exe`, evaluating
+    /// only the instructions `only` flags (all when None).
+    fn eval_with<'s>(
+        &'s self,
+        exe: &'s Executable,
+        only: Option<&[bool]>,
+        sc: &'s mut Scratch,
+        start: usize,
+        n: usize,
         mut out: Option<ViewMut<'_>>,
     ) -> Result<Option<View<'s>>> {
-        let p = &self.exe.program;
+        let p = &exe.program;
         let mut wrote_root = false;
         for (k, ins) in p.instrs.iter().enumerate() {
-            if self.direct[k].is_some() || self.absorbed[k] {
+            // Sum chains span instructions: not used for a part of the program.
+            if self.direct[k].is_some()
+                || (only.is_none() && self.absorbed[k])
+                || only.is_some_and(|m| !m[k])
+            {
                 continue;
             }
-            let dst = self.exe.slot_of[k] as usize;
+            let dst = exe.slot_of[k] as usize;
             match ins {
                 Instr::Const(_) => continue,
                 Instr::Load { input } => {
@@ -461,7 +504,7 @@ impl<'a> Bound<'a> {
                 }
                 _ => {}
             }
-            let to_out = k as Reg == p.root && self.exe.root_to_output && out.is_some();
+            let to_out = k as Reg == p.root && exe.root_to_output && out.is_some();
             let mut slot = if to_out {
                 Slot::default()
             } else {
@@ -474,8 +517,9 @@ impl<'a> Bound<'a> {
                     slot.view_mut(n)
                 }
             };
-            let v = |r: &Reg| self.operand(&sc.slots, *r, start, n);
-            let r = match (&self.sums[k], target) {
+            let v = |r: &Reg| self.operand_in(exe, &sc.slots, *r, start, n);
+            let chain = if only.is_none() { &self.sums[k] } else { &None };
+            let r = match (chain, target) {
                 (Some(chain), ViewMut::F64(o)) => self.sum_chain(chain, start, n, o),
                 (_, target) => match ins {
                     Instr::Unary(op, a) => ops::unary(*op, v(a), target),
@@ -485,7 +529,7 @@ impl<'a> Bound<'a> {
                     Instr::Loop(l) => {
                         let init: Vec<View<'_>> = l.init.iter().map(&v).collect();
                         let captured: Vec<View<'_>> = l.captured.iter().map(&v).collect();
-                        match self.exe.nested(k) {
+                        match exe.nested(k) {
                             Some((body, j)) => super::loop_exec::run(
                                 l,
                                 body,
@@ -511,7 +555,7 @@ impl<'a> Bound<'a> {
         if wrote_root {
             return Ok(None);
         }
-        Ok(Some(self.operand(&sc.slots, p.root, start, n)))
+        Ok(Some(self.operand_in(exe, &sc.slots, p.root, start, n)))
     }
 
     /// One pass of a chain of in-place f64 additions (see `sum_chain`).
@@ -682,33 +726,89 @@ impl<'a> Bound<'a> {
         )
     }
 
-    /// [`Bound::map_slice`] through the compiled kernel, one call per
-    /// parallel piece.
+    /// [`Bound::map_slice`] through the compiled kernel: one call per
+    /// parallel piece, or per block when the interpreter computes part of
+    /// the program first.
     fn map_slice_compiled<T: Store>(
         &self,
         compiled: &super::jit::Compiled,
         out: &mut [T],
         offset: usize,
     ) -> Result<()> {
+        if let Some(staging) = &self.staging {
+            return out.par_chunks_mut(SUPER).enumerate().try_for_each_init(
+                || staging.scratch(),
+                |sc, (si, piece)| -> Result<()> {
+                    let base = offset + si * SUPER;
+                    for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
+                        let (start, n) = (base + bi * BLOCK, dst.len());
+                        // SAFETY: `dst` holds `n` elements of the root's dtype
+                        // (`T::DTYPE` was checked against it).
+                        unsafe {
+                            self.call_split(
+                                compiled,
+                                staging,
+                                sc,
+                                start,
+                                n,
+                                dst.as_mut_ptr() as *mut u8,
+                            )?
+                        };
+                    }
+                    Ok(())
+                },
+            );
+        }
         out.par_chunks_mut(SUPER)
             .enumerate()
             .try_for_each(|(si, piece)| -> Result<()> {
                 let start = offset + si * SUPER;
                 let n = piece.len();
-                let ptrs = self
-                    .inputs
-                    .iter()
-                    .map(|inp| match inp.access {
-                        Access::Scalar => element_ptr(inp.buf, inp.offset, 1),
-                        _ => element_ptr(inp.buf, inp.offset + start, n),
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                // SAFETY: `element_ptr` checked that every input holds the
+                let ptrs = self.input_ptrs(start, n)?;
+                // SAFETY: `input_ptrs` checked that every input holds the
                 // elements the kernel reads; `piece` holds `n` elements of the
                 // root's dtype (`T::DTYPE` was checked against it).
                 unsafe { compiled.call(&ptrs, piece.as_mut_ptr() as *mut u8, n) };
                 Ok(())
             })
+    }
+
+    /// Pointers to the inputs' elements `start..start + n` (a scalar's one
+    /// element; a strided input's is null, the compiled loop never reads it).
+    fn input_ptrs(&self, start: usize, n: usize) -> Result<Vec<*const u8>> {
+        self.inputs
+            .iter()
+            .map(|inp| match inp.access {
+                Access::Scalar => element_ptr(inp.buf, inp.offset, 1),
+                Access::Contiguous => element_ptr(inp.buf, inp.offset + start, n),
+                Access::Strided(_) => Ok(std::ptr::null()),
+            })
+            .collect()
+    }
+
+    /// One block of a split program: the interpreter's part into `sc`, then
+    /// the compiled loop reading it.
+    ///
+    /// # Safety
+    /// `out` points at `n` writable elements of the root's dtype.
+    unsafe fn call_split(
+        &self,
+        compiled: &super::jit::Compiled,
+        staging: &Executable,
+        sc: &mut Scratch,
+        start: usize,
+        n: usize,
+        out: *mut u8,
+    ) -> Result<()> {
+        self.eval_with(staging, Some(&compiled.split.staged), sc, start, n, None)?;
+        let mut ptrs = self.input_ptrs(start, n)?;
+        for &r in &compiled.split.frontier {
+            ptrs.push(slot_ptr(&mut sc.slots[staging.slot_of(r)], n)? as *const u8);
+        }
+        // SAFETY: inputs and staged blocks hold `n` elements each (checked
+        // above); the caller vouches for `out`.
+        unsafe { compiled.call(&ptrs, out, n) };
+        Ok(())
     }
 
     /// Calls `f(start, root_slot, n)` for every block, in parallel over
@@ -721,10 +821,14 @@ impl<'a> Bound<'a> {
     ) -> Result<Vec<A>> {
         let len = self.len();
         let nparts = len.div_ceil(part_len.max(1)).max(1);
+        let scratch = || match &self.staging {
+            Some(staging) => staging.scratch(),
+            None => self.exe.scratch(),
+        };
         (0..nparts)
             .into_par_iter()
             .map_init(
-                || (self.exe.scratch(), Slot::new(self.root_dtype(), BLOCK)),
+                || (scratch(), Slot::new(self.root_dtype(), BLOCK)),
                 |(sc, block), part| -> Result<A> {
                     let mut acc = init();
                     let lo = part * part_len;
@@ -734,7 +838,7 @@ impl<'a> Bound<'a> {
                         let n = BLOCK.min(hi - s);
                         let v = match &self.jit {
                             Some(compiled) => {
-                                self.block_compiled(compiled, s, n, block)?;
+                                self.block_compiled(compiled, sc, s, n, block)?;
                                 block.view(n)
                             }
                             None => self
@@ -751,46 +855,27 @@ impl<'a> Bound<'a> {
     }
 
     /// Elements `start..start + n` (n ≤ BLOCK) through the compiled kernel,
-    /// into `block`.
+    /// into `block` (`sc`: the interpreter's registers of a split program).
     fn block_compiled(
         &self,
         compiled: &super::jit::Compiled,
+        sc: &mut Scratch,
         start: usize,
         n: usize,
         block: &mut Slot,
     ) -> Result<()> {
-        let mut ptrs = [std::ptr::null::<u8>(); 8];
-        let mut heap = Vec::new();
-        let ptrs: &mut [*const u8] = if self.inputs.len() <= ptrs.len() {
-            &mut ptrs[..self.inputs.len()]
-        } else {
-            heap.resize(self.inputs.len(), std::ptr::null());
-            &mut heap
-        };
-        for (p, inp) in ptrs.iter_mut().zip(&self.inputs) {
-            *p = match inp.access {
-                Access::Scalar => element_ptr(inp.buf, inp.offset, 1)?,
-                _ => element_ptr(inp.buf, inp.offset + start, n)?,
-            };
-        }
-        let out = match block {
-            Slot::Bool(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
-            Slot::I32(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
-            Slot::I64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
-            Slot::F32(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
-            Slot::F64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
-            _ => {
-                return Err(internal(
-                    "compiled block into a complex or short slot".into(),
-                ));
-            }
-        };
         if block.dtype() != self.root_dtype() {
             return Err(internal("compiled block of the wrong dtype".into()));
         }
-        // SAFETY: the inputs were checked by `element_ptr`; `block` holds at
+        let out = slot_ptr(block, n)?;
+        if let Some(staging) = &self.staging {
+            // SAFETY: `block` holds at least `n` elements of the root's dtype.
+            return unsafe { self.call_split(compiled, staging, sc, start, n, out) };
+        }
+        let ptrs = self.input_ptrs(start, n)?;
+        // SAFETY: the inputs were checked by `input_ptrs`; `block` holds at
         // least `n` elements of the root's dtype.
-        unsafe { compiled.call(ptrs, out, n) };
+        unsafe { compiled.call(&ptrs, out, n) };
         Ok(())
     }
 
@@ -802,6 +887,22 @@ impl<'a> Bound<'a> {
             None => Err(internal("block without a value".into())),
         }
     }
+}
+
+/// The data of a real-valued block register holding at least `n` elements.
+fn slot_ptr(slot: &mut Slot, n: usize) -> Result<*mut u8> {
+    Ok(match slot {
+        Slot::Bool(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+        Slot::I32(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+        Slot::I64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+        Slot::F32(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+        Slot::F64(v) if v.len() >= n => v.as_mut_ptr() as *mut u8,
+        _ => {
+            return Err(internal(
+                "compiled block into a complex or short slot".into(),
+            ));
+        }
+    })
 }
 
 /// A pointer to element `at` of `buf`, after checking that `n` elements

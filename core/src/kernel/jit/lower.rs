@@ -14,7 +14,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::TargetFrontendConfig;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
-use super::super::ir::{Instr, Program};
+use super::super::ir::{Instr, Program, Reg};
 use crate::dtype::{DType, Value};
 use crate::op::{BinaryOp, UnaryOp};
 
@@ -47,22 +47,112 @@ pub fn elem_size(d: DType) -> i64 {
     }
 }
 
-/// Checks, without generating code, that every instruction can be lowered.
-pub fn check(p: &Program) -> Result<(), Unsupported> {
-    ctype(p.dtypes[p.root as usize])?;
-    for (k, ins) in p.instrs.iter().enumerate() {
-        let d = p.dtypes[k];
-        ctype(d)?;
-        match ins {
-            Instr::Load { input } => {
-                ctype(p.inputs[*input as usize].dtype)?;
+/// How a task reads a program input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Laid out like the output.
+    Contiguous,
+    /// One element for all.
+    Scalar,
+    /// Through broadcast strides (the interpreter gathers it).
+    Strided,
+}
+
+/// Which instructions the interpreter computes first, block by block
+/// (`staged`: those the compiler does not lower and everything they read),
+/// which the compiled loop evaluates (`evaluate`), and which staged values
+/// it reads (`frontier`, in the order of the pointers after the inputs').
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Split {
+    pub staged: Vec<bool>,
+    pub evaluate: Vec<bool>,
+    pub frontier: Vec<Reg>,
+}
+
+impl Split {
+    /// Whether the interpreter has work in every block.
+    pub fn is_hybrid(&self) -> bool {
+        !self.frontier.is_empty()
+    }
+}
+
+/// Whether instruction `k` can be lowered (its operands aside).
+fn instr_lowers(p: &Program, k: usize, access: &[Access]) -> Result<(), Unsupported> {
+    ctype(p.dtypes[k])?;
+    match &p.instrs[k] {
+        Instr::Load { input } => {
+            if access.get(*input as usize) == Some(&Access::Strided) {
+                return unsupported("strided input");
             }
-            Instr::Const(_) | Instr::Where(..) | Instr::Cast(..) => {}
-            Instr::Gen { .. } => return unsupported("generated values"),
-            Instr::Loop(_) => return unsupported("loops"),
-            Instr::Unary(op, a) => unary_supported(*op, p.dtypes[*a as usize])?,
-            Instr::Binary(op, a, _) => binary_supported(*op, p.dtypes[*a as usize])?,
+            ctype(p.inputs[*input as usize].dtype).map(|_| ())
         }
+        Instr::Const(v) => ctype(v.dtype()).map(|_| ()),
+        Instr::Where(..) => Ok(()),
+        Instr::Cast(_, a) => ctype(p.dtypes[*a as usize]).map(|_| ()),
+        Instr::Gen { .. } => unsupported("generated values"),
+        Instr::Loop(_) => unsupported("loops"),
+        Instr::Unary(op, a) => unary_supported(*op, p.dtypes[*a as usize]),
+        Instr::Binary(op, a, _) => binary_supported(*op, p.dtypes[*a as usize]),
+    }
+}
+
+/// Splits `p` between the interpreter and the compiled loop; an error when
+/// the interpreter would compute the result itself.
+pub fn split(p: &Program, access: &[Access]) -> Result<Split, Unsupported> {
+    let n = p.instrs.len();
+    let mut staged = vec![false; n];
+    // Operands come before their readers: one backward pass closes the set.
+    for k in (0..n).rev() {
+        if instr_lowers(p, k, access).is_err() {
+            staged[k] = true;
+        }
+        if staged[k] {
+            for r in p.instrs[k].operands() {
+                staged[r as usize] = true;
+            }
+        }
+    }
+    let root = p.root as usize;
+    if staged.get(root) != Some(&false) {
+        return unsupported("the result needs the interpreter");
+    }
+    let mut read = vec![false; n];
+    for k in (0..n).filter(|&k| !staged[k]) {
+        for r in p.instrs[k].operands() {
+            read[r as usize] = true;
+        }
+    }
+    // Constants and plain loads are as cheap to redo in the loop as to pass.
+    let redo = |k: usize| match p.instrs[k] {
+        Instr::Const(v) => ctype(v.dtype()).is_ok(),
+        Instr::Load { input } => {
+            access.get(input as usize) != Some(&Access::Strided)
+                && ctype(p.inputs[input as usize].dtype).is_ok()
+        }
+        _ => false,
+    };
+    let evaluate: Vec<bool> = (0..n).map(|k| !staged[k] || (read[k] && redo(k))).collect();
+    let frontier: Vec<Reg> = (0..n)
+        .filter(|&k| staged[k] && read[k] && !evaluate[k])
+        .map(|k| k as Reg)
+        .collect();
+    for &r in &frontier {
+        ctype(p.dtypes[r as usize])?;
+    }
+    Ok(Split {
+        staged,
+        evaluate,
+        frontier,
+    })
+}
+
+/// Checks, without generating code, that every instruction can be lowered
+/// (inputs laid out like the output).
+pub fn check(p: &Program) -> Result<(), Unsupported> {
+    let access = vec![Access::Contiguous; p.inputs.len()];
+    let s = split(p, &access)?;
+    if s.is_hybrid() || s.staged.iter().any(|&x| x) {
+        return unsupported("part of the program needs the interpreter");
     }
     Ok(())
 }
@@ -115,14 +205,19 @@ fn binary_supported(op: BinaryOp, d: DType) -> Result<(), Unsupported> {
 /// same IEEE operations lane by lane, so the same bits), then a scalar tail.
 pub fn emit(
     p: &Program,
-    scalar: &[bool],
+    access: &[Access],
+    split: &Split,
     func: &mut cranelift_codegen::ir::Function,
     config: TargetFrontendConfig,
 ) -> Result<(), Unsupported> {
-    check(p)?;
+    if split.staged.len() != p.instrs.len() || split.staged[p.root as usize] {
+        return unsupported("a split of another program");
+    }
     let ptr = config.pointer_type();
-    let vector =
-        p.dtypes.iter().all(|d| *d == DType::F64) && p.inputs.iter().all(|i| i.dtype == DType::F64);
+    let used = |k: usize| split.evaluate[k] || split.frontier.contains(&(k as Reg));
+    let vector = (0..p.instrs.len())
+        .filter(|&k| used(k))
+        .all(|k| p.dtypes[k] == DType::F64);
     func.signature.params.push(AbiParam::new(ptr));
     func.signature.params.push(AbiParam::new(ptr));
     func.signature.params.push(AbiParam::new(types::I64));
@@ -142,17 +237,20 @@ pub fn emit(
     let params = b.block_params(entry).to_vec();
     let (inputs_ptr, out_ptr, n) = (params[0], params[1], params[2]);
     let flags = MemFlagsData::trusted();
-    let mut bases = Vec::with_capacity(p.inputs.len());
-    for i in 0..p.inputs.len() {
+    let mut bases = Vec::with_capacity(p.inputs.len() + split.frontier.len());
+    for i in 0..p.inputs.len() + split.frontier.len() {
         bases.push(b.ins().load(ptr, flags, inputs_ptr, (i * 8) as i32));
     }
     // Loop invariants: constants and scalar inputs, computed once (and
     // splatted for the two-lane loop).
     let mut hoisted: Vec<Option<CVal>> = vec![None; p.instrs.len()];
     for (k, ins) in p.instrs.iter().enumerate() {
+        if !split.evaluate[k] {
+            continue;
+        }
         match ins {
             Instr::Const(v) => hoisted[k] = Some(constant(&mut b, *v)?),
-            Instr::Load { input } if scalar.get(*input as usize) == Some(&true) => {
+            Instr::Load { input } if access.get(*input as usize) == Some(&Access::Scalar) => {
                 let t = ctype(p.inputs[*input as usize].dtype)?;
                 hoisted[k] = Some(b.ins().load(t, flags, bases[*input as usize], 0));
             }
@@ -171,6 +269,13 @@ pub fn emit(
     b.ins()
         .jump(if vector { vheader } else { header }, &[zero.into()]);
 
+    let layout = Layout {
+        p,
+        split,
+        bases: &bases,
+        out: out_ptr,
+        ptr,
+    };
     let mut e = Emitter {
         b: &mut b,
         lanes: 1,
@@ -183,7 +288,7 @@ pub fn emit(
         e.b.ins().brif(more, vbody, &[], header, &[i.into()]);
         e.b.switch_to_block(vbody);
         e.lanes = 2;
-        e.trip(p, &splats, &bases, i, out_ptr, ptr)?;
+        e.trip(&layout, &splats, i)?;
         e.b.ins().jump(vheader, &[end.into()]);
         e.lanes = 1;
     }
@@ -192,7 +297,7 @@ pub fn emit(
     let more = e.b.ins().icmp(IntCC::SignedLessThan, i, n);
     e.b.ins().brif(more, body, &[], exit, &[]);
     e.b.switch_to_block(body);
-    e.trip(p, &hoisted, &bases, i, out_ptr, ptr)?;
+    e.trip(&layout, &hoisted, i)?;
     let next = e.b.ins().iadd_imm_s(i, 1);
     e.b.ins().jump(header, &[next.into()]);
 
@@ -214,6 +319,16 @@ fn constant(b: &mut FunctionBuilder<'_>, v: Value) -> Result<CVal, Unsupported> 
     })
 }
 
+/// What one trip of the loop reads: the program, its split, the pointers
+/// (inputs, then staged blocks), the output pointer and the pointer type.
+struct Layout<'a> {
+    p: &'a Program,
+    split: &'a Split,
+    bases: &'a [CVal],
+    out: CVal,
+    ptr: Type,
+}
+
 struct Emitter<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
     /// Elements per operation: 1, or 2 (f64 programs' main loop).
@@ -225,42 +340,52 @@ impl Emitter<'_, '_> {
     /// of the root (`lanes` elements).
     fn trip(
         &mut self,
-        p: &Program,
+        l: &Layout<'_>,
         hoisted: &[Option<CVal>],
-        bases: &[CVal],
         i: CVal,
-        out_ptr: CVal,
-        ptr: Type,
     ) -> Result<(), Unsupported> {
         let flags = MemFlagsData::trusted();
         let mut vals = hoisted.to_vec();
-        for (k, ins) in p.instrs.iter().enumerate() {
+        for (k, ins) in l.p.instrs.iter().enumerate() {
             if vals[k].is_some() {
+                continue;
+            }
+            if let Some(j) = l.split.frontier.iter().position(|&r| r as usize == k) {
+                // Computed by the interpreter into a block the loop reads.
+                let d = l.p.dtypes[k];
+                let addr = self.element_addr(l.bases[l.p.inputs.len() + j], i, d, l.ptr);
+                let t = self.vtype(ctype(d)?);
+                vals[k] = Some(self.b.ins().load(t, flags, addr, 0));
+                continue;
+            }
+            if !l.split.evaluate[k] {
                 continue;
             }
             let v =
                 |r: &u32| vals[*r as usize].ok_or_else(|| Unsupported(format!("r{r} undefined")));
             let out = match ins {
                 Instr::Load { input } => {
-                    let d = p.inputs[*input as usize].dtype;
-                    let addr = self.element_addr(bases[*input as usize], i, d, ptr);
+                    let d = l.p.inputs[*input as usize].dtype;
+                    let addr = self.element_addr(l.bases[*input as usize], i, d, l.ptr);
                     let t = self.vtype(ctype(d)?);
                     self.b.ins().load(t, flags, addr, 0)
                 }
                 Instr::Unary(op, a) => {
-                    self.unary(*op, p.dtypes[*a as usize], p.dtypes[k], v(a)?)?
+                    self.unary(*op, l.p.dtypes[*a as usize], l.p.dtypes[k], v(a)?)?
                 }
-                Instr::Binary(op, a, c) => self.binary(*op, p.dtypes[*a as usize], v(a)?, v(c)?)?,
+                Instr::Binary(op, a, c) => {
+                    self.binary(*op, l.p.dtypes[*a as usize], v(a)?, v(c)?)?
+                }
                 Instr::Where(c, a, f) => self.b.ins().select(v(c)?, v(a)?, v(f)?),
-                Instr::Cast(to, a) => self.cast(p.dtypes[*a as usize], *to, v(a)?)?,
+                Instr::Cast(to, a) => self.cast(l.p.dtypes[*a as usize], *to, v(a)?)?,
                 Instr::Const(_) | Instr::Gen { .. } | Instr::Loop(_) => {
                     return unsupported("instruction without a lowering");
                 }
             };
             vals[k] = Some(out);
         }
-        let root = vals[p.root as usize].ok_or_else(|| Unsupported("root undefined".into()))?;
-        let addr = self.element_addr(out_ptr, i, p.dtypes[p.root as usize], ptr);
+        let root = vals[l.p.root as usize].ok_or_else(|| Unsupported("root undefined".into()))?;
+        let addr = self.element_addr(l.out, i, l.p.dtypes[l.p.root as usize], l.ptr);
         self.b.ins().store(flags, root, addr, 0);
         Ok(())
     }

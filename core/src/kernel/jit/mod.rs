@@ -26,7 +26,7 @@ use cranelift_module::{Linkage, Module, default_libcall_names};
 use super::ir::{Instr, Program};
 use crate::dtype::Value;
 
-pub use lower::{Unsupported, check};
+pub use lower::{Access, Split, Unsupported, check, split};
 
 /// Kernels kept in the process-wide cache before it starts over.
 const CACHE_CAP: usize = 4096;
@@ -40,6 +40,8 @@ pub struct Compiled {
     module: Mutex<Option<JITModule>>,
     /// Microseconds spent compiling (for diagnostics and the benchmark).
     pub compile_us: u64,
+    /// What the interpreter computes first, block by block, and hands over.
+    pub split: Split,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -62,10 +64,11 @@ impl Compiled {
     /// Computes `n` output elements into `out`.
     ///
     /// # Safety
-    /// `inputs` holds one pointer per program input, in order; a scalar
-    /// input's points at one readable element, every other input's at `n`
-    /// readable elements of its dtype; `out` at `n` writable elements of the
-    /// root's dtype.
+    /// `inputs` holds one pointer per program input, in order, then one per
+    /// frontier register of [`Compiled::split`]; a scalar input's points at
+    /// one readable element, a strided input's is never read, every other
+    /// pointer at `n` readable elements of its dtype; `out` at `n` writable
+    /// elements of the root's dtype.
     pub unsafe fn call(&self, inputs: &[*const u8], out: *mut u8, n: usize) {
         // SAFETY: the caller upholds the contract above, which is the
         // generated function's; `n` fits i64 (it is a slice length).
@@ -108,14 +111,15 @@ fn isa() -> Option<OwnedTargetIsa> {
     .clone()
 }
 
-/// Compiles `p` (inputs flagged in `scalar` read one element for all).
-pub fn compile(p: &Program, scalar: &[bool]) -> Result<Compiled, Unsupported> {
+/// Compiles `p` for inputs read as `access` says.
+pub fn compile(p: &Program, access: &[Access]) -> Result<Compiled, Unsupported> {
     let started = Instant::now();
     let isa = isa().ok_or_else(|| Unsupported("no code generator for this CPU".into()))?;
     let config = isa.frontend_config();
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut ctx = module.make_context();
-    lower::emit(p, scalar, &mut ctx.func, config)?;
+    let split = lower::split(p, access)?;
+    lower::emit(p, access, &split, &mut ctx.func, config)?;
     let id = module
         .declare_function("kernel", Linkage::Local, &ctx.func.signature)
         .map_err(|e| Unsupported(format!("declaring the kernel: {e}")))?;
@@ -135,17 +139,22 @@ pub fn compile(p: &Program, scalar: &[bool]) -> Result<Compiled, Unsupported> {
         f,
         module: Mutex::new(Some(module)),
         compile_us: started.elapsed().as_micros() as u64,
+        split,
     })
 }
 
 /// The cache key: everything the generated code depends on.
-fn key(p: &Program, scalar: &[bool]) -> String {
+fn key(p: &Program, access: &[Access]) -> String {
     let mut k = format!("{:?}|{:?}|{}|", p.dtypes, p.root, p.instrs.len());
     for inp in &p.inputs {
         let _ = write!(k, "{:?},", inp.dtype);
     }
-    for s in scalar {
-        k.push(if *s { 's' } else { 'v' });
+    for a in access {
+        k.push(match a {
+            Access::Contiguous => 'v',
+            Access::Scalar => 's',
+            Access::Strided => 'x',
+        });
     }
     for ins in &p.instrs {
         match ins {
@@ -178,16 +187,16 @@ fn cache() -> &'static Cache {
 
 /// The compiled form of `p` from the process-wide cache, compiling it on
 /// first use; None when compilation is off or `p` is left to the interpreter.
-pub fn lookup(p: &Program, scalar: &[bool]) -> Option<Arc<Compiled>> {
-    if !enabled() || check(p).is_err() {
+pub fn lookup(p: &Program, access: &[Access]) -> Option<Arc<Compiled>> {
+    if !enabled() || split(p, access).is_err() {
         return None;
     }
-    let k = key(p, scalar);
+    let k = key(p, access);
     let mut cache = cache().lock().ok()?;
     if let Some(hit) = cache.get(&k) {
         return hit.clone();
     }
-    let compiled = compile(p, scalar).ok().map(Arc::new);
+    let compiled = compile(p, access).ok().map(Arc::new);
     if cache.len() >= CACHE_CAP {
         cache.clear();
     }
@@ -195,25 +204,25 @@ pub fn lookup(p: &Program, scalar: &[bool]) -> Option<Arc<Compiled>> {
     compiled
 }
 
-/// Per-executable memo of compiled forms by scalar-input pattern, so that
+/// Per-executable memo of compiled forms by input access pattern, so that
 /// binding a task to a stage's program costs no cache key.
 #[derive(Default)]
 pub struct Memo(Mutex<Vec<MemoEntry>>);
 
-/// A scalar-input pattern and the program's compiled form for it.
-type MemoEntry = (Vec<bool>, Option<Arc<Compiled>>);
+/// An access pattern and the program's compiled form for it.
+type MemoEntry = (Vec<Access>, Option<Arc<Compiled>>);
 
 impl Memo {
-    pub fn get(&self, p: &Program, scalar: &[bool]) -> Option<Arc<Compiled>> {
+    pub fn get(&self, p: &Program, access: &[Access]) -> Option<Arc<Compiled>> {
         if !enabled() {
             return None;
         }
         let mut memo = self.0.lock().ok()?;
-        if let Some((_, c)) = memo.iter().find(|(s, _)| s == scalar) {
+        if let Some((_, c)) = memo.iter().find(|(a, _)| a == access) {
             return c.clone();
         }
-        let c = lookup(p, scalar);
-        memo.push((scalar.to_vec(), c.clone()));
+        let c = lookup(p, access);
+        memo.push((access.to_vec(), c.clone()));
         c
     }
 }
