@@ -145,17 +145,7 @@ pub fn run_stencil(
         .pop()
         .flatten()
         .ok_or_else(|| internal("stencil without a result"))?;
-    let mut out = Buffer::zeros(result.dtype(), shape::size(local));
-    let src_lo: Vec<usize> = k.halo.clone();
-    copy_box(
-        &result,
-        &lay.strides,
-        lay.pos(&src_lo),
-        &mut out,
-        &shape::strides(local),
-        0,
-        local,
-    )?;
+    let out = extract_box(&result, &lay.strides, lay.pos(&k.halo), local)?;
     pool.push(result);
     pool.extend(fields.into_iter().flatten());
     give_back(pool);
@@ -396,6 +386,45 @@ fn place(
 }
 
 /// Copies an `extent` box between two row-major buffers of one dtype.
+/// The box `extent` at `src_at` of `src` as a new compact buffer, built row
+/// by row (no zero-filling first: the chunk is written once).
+fn extract_box(
+    src: &Buffer,
+    src_strides: &[usize],
+    src_at: usize,
+    extent: &[usize],
+) -> Result<Buffer> {
+    fn rows<T: Copy>(s: &[T], ss: &[usize], sa: usize, extent: &[usize]) -> Option<Vec<T>> {
+        let nd = extent.len();
+        let mut out = Vec::with_capacity(shape::size(extent));
+        if extent.contains(&0) {
+            return Some(out);
+        }
+        if nd == 0 {
+            out.push(*s.get(sa)?);
+            return Some(out);
+        }
+        let run = extent[nd - 1];
+        let mut idx = vec![0usize; nd - 1];
+        loop {
+            let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
+            out.extend_from_slice(s.get(so..so + run)?);
+            if !shape::next_index(&mut idx, &extent[..nd - 1]) {
+                return Some(out);
+            }
+        }
+    }
+    let out = match src {
+        Buffer::Bool(s) => rows(s, src_strides, src_at, extent).map(Buffer::Bool),
+        Buffer::I32(s) => rows(s, src_strides, src_at, extent).map(Buffer::I32),
+        Buffer::I64(s) => rows(s, src_strides, src_at, extent).map(Buffer::I64),
+        Buffer::F32(s) => rows(s, src_strides, src_at, extent).map(Buffer::F32),
+        Buffer::F64(s) => rows(s, src_strides, src_at, extent).map(Buffer::F64),
+        Buffer::C128(s) => rows(s, src_strides, src_at, extent).map(Buffer::C128),
+    };
+    out.ok_or_else(|| internal("stencil result box outside its field"))
+}
+
 fn copy_box(
     src: &Buffer,
     src_strides: &[usize],
