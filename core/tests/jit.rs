@@ -441,3 +441,45 @@ fn compiled_programs_are_cached_by_structure() {
         assert_eq!(out, vec![0.5; 10]);
     }
 }
+
+#[test]
+fn rows_inside_a_larger_result_are_written_in_place() {
+    use accel_core::kernel::OutSlice;
+    // A chunk of 6 rows × 700 inside a result 1000 wide: plain and split.
+    for transcendental in [false, true] {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![6, 700],
+        });
+        let y = if transcendental {
+            b.push(Instr::Unary(UnaryOp::Exp, x), DType::F64)
+        } else {
+            b.push(Instr::Unary(UnaryOp::Sqrt, x), DType::F64)
+        };
+        let c = b.push(Instr::Const(Value::F64(3.0)), DType::F64);
+        let m = b.push(Instr::Binary(BinaryOp::Mul, y, c), DType::F64);
+        let exe = Executable::new(b.finish(m, vec![6, 700]));
+        let xs = Buffer::F64((0..4200).map(|i| f64::from(i) / 1000.0).collect());
+        let inputs: [(&[usize], &Buffer); 1] = [(&[6, 700], &xs)];
+        let run = |compiled: bool| {
+            let mut result = vec![-1.0f64; 6 * 1000];
+            let bound = Bound::new(&exe, &[0, 0], &[6, 700], &inputs).expect("binds");
+            assert_eq!(bound.is_split(), transcendental);
+            let bound = if compiled { bound } else { bound.interpreted() };
+            let rows: Vec<OutSlice<'_>> = result
+                .chunks_mut(1000)
+                .map(|r| OutSlice::F64(&mut r[..700]))
+                .collect();
+            bound.run_map_rows(rows).expect("runs");
+            result
+        };
+        let (fast, reference) = (run(true), run(false));
+        assert_eq!(
+            fast.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            reference.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(fast[1000 + 5], reference[1000 + 5]);
+        assert_eq!(fast[999], -1.0, "outside the chunk's columns: untouched");
+    }
+}

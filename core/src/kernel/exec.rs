@@ -635,6 +635,39 @@ impl<'a> Bound<'a> {
             return Ok(());
         }
         let group = (SUPER / row_len.max(1)).max(1);
+        if let Some(compiled) = &self.jit
+            && T::DTYPE == self.root_dtype()
+        {
+            // Compiled: each row is written in place, a call per row (per
+            // block of it for a split program).
+            let step = if self.staging.is_some() {
+                BLOCK
+            } else {
+                row_len.max(1)
+            };
+            return rows.par_chunks_mut(group).enumerate().try_for_each_init(
+                || self.scratch(),
+                |sc, (g, group_rows)| -> Result<()> {
+                    for (i, row) in group_rows.iter_mut().enumerate() {
+                        let first = (g * group + i) * row_len;
+                        for (j, piece) in row.chunks_mut(step).enumerate() {
+                            // SAFETY: `piece` holds its length of elements of
+                            // the root's dtype (`T::DTYPE` was checked).
+                            unsafe {
+                                self.run_compiled(
+                                    compiled,
+                                    sc,
+                                    first + j * step,
+                                    piece.len(),
+                                    piece.as_mut_ptr() as *mut u8,
+                                )?
+                            };
+                        }
+                    }
+                    Ok(())
+                },
+            );
+        }
         rows.par_chunks_mut(group).enumerate().try_for_each_init(
             || self.exe.scratch(),
             |sc, (g, group_rows)| -> Result<()> {
@@ -821,14 +854,10 @@ impl<'a> Bound<'a> {
     ) -> Result<Vec<A>> {
         let len = self.len();
         let nparts = len.div_ceil(part_len.max(1)).max(1);
-        let scratch = || match &self.staging {
-            Some(staging) => staging.scratch(),
-            None => self.exe.scratch(),
-        };
         (0..nparts)
             .into_par_iter()
             .map_init(
-                || (scratch(), Slot::new(self.root_dtype(), BLOCK)),
+                || (self.scratch(), Slot::new(self.root_dtype(), BLOCK)),
                 |(sc, block), part| -> Result<A> {
                     let mut acc = init();
                     let lo = part * part_len;
@@ -868,15 +897,44 @@ impl<'a> Bound<'a> {
             return Err(internal("compiled block of the wrong dtype".into()));
         }
         let out = slot_ptr(block, n)?;
+        // SAFETY: `block` holds at least `n` elements of the root's dtype.
+        unsafe { self.run_compiled(compiled, sc, start, n, out) }
+    }
+
+    /// Elements `start..start + n` through the compiled kernel into `out`
+    /// (for a split program n ≤ BLOCK, `sc` holding the interpreter's registers).
+    ///
+    /// # Safety
+    /// `out` points at `n` writable elements of the root's dtype.
+    unsafe fn run_compiled(
+        &self,
+        compiled: &super::jit::Compiled,
+        sc: &mut Scratch,
+        start: usize,
+        n: usize,
+        out: *mut u8,
+    ) -> Result<()> {
         if let Some(staging) = &self.staging {
-            // SAFETY: `block` holds at least `n` elements of the root's dtype.
+            if n > BLOCK {
+                return Err(internal(format!("split block of {n} elements")));
+            }
+            // SAFETY: the caller vouches for `out`.
             return unsafe { self.call_split(compiled, staging, sc, start, n, out) };
         }
         let ptrs = self.input_ptrs(start, n)?;
-        // SAFETY: the inputs were checked by `input_ptrs`; `block` holds at
-        // least `n` elements of the root's dtype.
+        // SAFETY: the inputs were checked by `input_ptrs`; the caller vouches
+        // for `out`.
         unsafe { compiled.call(&ptrs, out, n) };
         Ok(())
+    }
+
+    /// Registers for evaluating blocks: the interpreter's share of a split
+    /// program, or the whole program's.
+    fn scratch(&self) -> Scratch {
+        match &self.staging {
+            Some(staging) => staging.scratch(),
+            None => self.exe.scratch(),
+        }
     }
 
     /// The value at flat position `i` (used for the shift of variance partials).
