@@ -151,3 +151,13 @@ fn a_step_input_used_outside_its_step_is_a_clear_error() {
     let err = leaked.unwrap().compute::<f64>().unwrap_err().to_string();
     assert!(err.contains("iterate step's input"), "{err}");
 }
+
+#[test]
+fn too_many_steps_is_a_clear_error_not_an_exhausted_memory() {
+    let a = plate(20, 10);
+    let err = Client::local()
+        .plan(&[&a.iterate(1 << 40, heat)])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("would plan about"), "{err}");
+}

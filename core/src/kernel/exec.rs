@@ -646,7 +646,7 @@ impl<'a> Bound<'a> {
                 row_len.max(1)
             };
             return rows.par_chunks_mut(group).enumerate().try_for_each_init(
-                || self.scratch(),
+                || self.staging.as_ref().map(|s| s.scratch()),
                 |sc, (g, group_rows)| -> Result<()> {
                     for (i, row) in group_rows.iter_mut().enumerate() {
                         let first = (g * group + i) * row_len;
@@ -656,7 +656,7 @@ impl<'a> Bound<'a> {
                             unsafe {
                                 self.run_compiled(
                                     compiled,
-                                    sc,
+                                    sc.as_mut(),
                                     first + j * step,
                                     piece.len(),
                                     piece.as_mut_ptr() as *mut u8,
@@ -898,26 +898,28 @@ impl<'a> Bound<'a> {
         }
         let out = slot_ptr(block, n)?;
         // SAFETY: `block` holds at least `n` elements of the root's dtype.
-        unsafe { self.run_compiled(compiled, sc, start, n, out) }
+        unsafe { self.run_compiled(compiled, Some(sc), start, n, out) }
     }
 
     /// Elements `start..start + n` through the compiled kernel into `out`
-    /// (for a split program n ≤ BLOCK, `sc` holding the interpreter's registers).
+    /// (for a split program n ≤ BLOCK, and `sc` the interpreter's registers).
     ///
     /// # Safety
     /// `out` points at `n` writable elements of the root's dtype.
     unsafe fn run_compiled(
         &self,
         compiled: &super::jit::Compiled,
-        sc: &mut Scratch,
+        sc: Option<&mut Scratch>,
         start: usize,
         n: usize,
         out: *mut u8,
     ) -> Result<()> {
         if let Some(staging) = &self.staging {
-            if n > BLOCK {
-                return Err(internal(format!("split block of {n} elements")));
-            }
+            let Some(sc) = sc.filter(|_| n <= BLOCK) else {
+                return Err(internal(format!(
+                    "split block of {n} elements without registers"
+                )));
+            };
             // SAFETY: the caller vouches for `out`.
             return unsafe { self.call_split(compiled, staging, sc, start, n, out) };
         }

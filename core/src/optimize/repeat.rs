@@ -180,6 +180,25 @@ pub fn expand(
     }
     let (k, full) = steps_per_stage(&repeat.body, repeat.times, lower, opts)?;
     let (rounds, rest) = (repeat.times / k, repeat.times % k);
+    // Refused before anything is built: a plan this large would exhaust
+    // memory long before it could run.
+    let dep = dependent(&full);
+    let per_round: usize = full
+        .stages
+        .iter()
+        .zip(&dep)
+        .filter(|(s, d)| **d && !is_placeholder(s))
+        .map(|(s, _)| s.task_count())
+        .sum();
+    if rounds.saturating_mul(per_round) > crate::plan_check::MAX_TASKS {
+        return Err(Error::Invalid(format!(
+            "iterate of {} steps would plan about {} tasks (more than {}); \
+             use fewer steps per run, or larger chunks",
+            repeat.times,
+            rounds.saturating_mul(per_round),
+            crate::plan_check::MAX_TASKS
+        )));
+    }
     let mut at = input;
     // The unrolled loop's stages are cut from the result backwards: the
     // shorter one comes first.
