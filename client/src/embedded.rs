@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use accel_core::exec::{run_task, run_task_into};
@@ -28,13 +27,243 @@ const JOB: JobId = JobId(0);
 const ME: ClientId = ClientId(0);
 const WORKER: WorkerId = WorkerId(0);
 
+/// A task to start: its inputs (`None`: one is missing) and, for a chunk
+/// written straight into the result, its rows.
+struct Start<'a> {
+    task: TaskRef,
+    args: Option<Vec<Arc<Chunk>>>,
+    dest: Option<Vec<OutSlice<'a>>>,
+}
+
+/// Everything the pool's threads share while a plan runs. The thread that
+/// finishes a task reports it here and starts what the core assigns next:
+/// no thread waits to be woken between one task and the next.
+struct Driver<'a, 'p, F> {
+    core: Core,
+    store: HashMap<ChunkKey, Arc<Chunk>>,
+    direct: HashMap<ChunkKey, Vec<OutSlice<'a>>>,
+    on_output: F,
+    /// Output numbers of each stage.
+    output_of: Vec<Vec<usize>>,
+    /// Stages read by another stage (the others' chunks are handed over, not kept).
+    consumed: Vec<bool>,
+    held: usize,
+    peak_bytes: usize,
+    done: u64,
+    total: u64,
+    progress: &'p crate::progress::Progress,
+    failure: Option<Error>,
+    finished: bool,
+}
+
+impl<'a, F> Driver<'a, '_, F>
+where
+    F: FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
+{
+    /// Carries out the core's commands (and what answering them leads to);
+    /// returns the tasks to start.
+    fn apply(&mut self, mut commands: Vec<Command>) -> Vec<Start<'a>> {
+        let mut starts = Vec::new();
+        loop {
+            let mut events = Vec::new();
+            for cmd in commands.drain(..) {
+                match cmd {
+                    Command::Assign { tasks, .. } => {
+                        for a in tasks {
+                            let args = a
+                                .inputs
+                                .iter()
+                                .map(|(t, _)| self.store.get(&t.key).cloned())
+                                .collect();
+                            let dest = self.direct.remove(&a.task.key);
+                            starts.push(Start {
+                                task: a.task,
+                                args,
+                                dest,
+                            });
+                        }
+                    }
+                    Command::Release { chunks, .. } => {
+                        for t in chunks {
+                            if let Some(c) = self.store.remove(&t.key) {
+                                self.held -= c.nbytes();
+                            }
+                        }
+                    }
+                    // One worker never has anyone to give tasks to.
+                    Command::Steal { worker, id, tasks } => events.push(Event::StealReply {
+                        worker,
+                        id,
+                        stolen: Vec::new(),
+                        refused: tasks,
+                    }),
+                    Command::JobDone { .. } => self.finished = true,
+                    // One worker in this process: it never retires or copies,
+                    // and everything goes when the run ends.
+                    Command::Replicate { .. }
+                    | Command::Retired { .. }
+                    | Command::OutputReady { .. }
+                    | Command::JobForgotten { .. } => {}
+                    Command::JobFailed { error, .. } => {
+                        self.failure.get_or_insert(Error::Task {
+                            task: "job".into(),
+                            message: error,
+                        });
+                    }
+                }
+            }
+            if events.is_empty() {
+                return starts;
+            }
+            for e in events {
+                commands.extend(self.core.handle(e));
+            }
+            commands.extend(self.core.schedule());
+        }
+    }
+
+    /// Takes a task's result; returns the tasks to start next. After a
+    /// failure nothing more starts: what is running drains.
+    fn finished(&mut self, task: TaskRef, result: Result<Option<Arc<Chunk>>>) -> Vec<Start<'a>> {
+        if self.failure.is_some() {
+            return Vec::new();
+        }
+        let event = match result {
+            Ok(chunk) => {
+                let nbytes = chunk.as_ref().map_or(0, |c| c.nbytes());
+                if let Some(chunk) = chunk {
+                    for &o in &self.output_of[task.key.stage.index()] {
+                        if let Err(e) = (self.on_output)(o, task.key, &chunk) {
+                            self.failure.get_or_insert(e);
+                        }
+                    }
+                    if self.consumed[task.key.stage.index()] {
+                        self.held += nbytes;
+                        self.peak_bytes = self.peak_bytes.max(self.held);
+                        self.store.insert(task.key, chunk);
+                    }
+                }
+                self.done += 1;
+                self.progress.update(self.done, self.total);
+                Event::TaskFinished {
+                    worker: WORKER,
+                    task,
+                    nbytes: nbytes as u64,
+                }
+            }
+            Err(e) => Event::TaskFailed {
+                worker: WORKER,
+                task,
+                message: match e {
+                    Error::Task { message, .. } => message,
+                    other => other.to_string(),
+                },
+            },
+        };
+        let mut commands = self.core.handle(event);
+        commands.extend(self.core.schedule());
+        self.apply(commands)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs one task: its chunk, or `None` when it was written into its rows.
+fn execute(plan: &Plan, start: Start<'_>) -> Result<Option<Arc<Chunk>>> {
+    let key = start.task.key;
+    let Some(args) = start.args else {
+        return Err(Error::Graph(format!("inputs of {key:?} are missing")));
+    };
+    catch_unwind(AssertUnwindSafe(|| match start.dest {
+        Some(rows) => run_task_into(plan, key, &args, rows).map(|_| None),
+        None => run_task(plan, key, &args).map(Some),
+    }))
+    .unwrap_or_else(|p| Err(panicked(&p)))
+}
+
+/// Results waiting for the core, and whether a thread is taking them in.
+#[derive(Default)]
+struct Inbox {
+    results: Vec<(TaskRef, Result<Option<Arc<Chunk>>>)>,
+    busy: bool,
+}
+
+/// What the pool's threads share: the core's side, and the results it has
+/// not taken in yet. A thread that finishes a task while another is at the
+/// core leaves its result in the inbox and moves on (no thread waits for
+/// the lock); the one at the core takes everything in before it leaves.
+struct Shared<'a, 'p, F> {
+    driver: Mutex<Driver<'a, 'p, F>>,
+    inbox: Mutex<Inbox>,
+}
+
+impl<'a, F> Shared<'a, '_, F>
+where
+    F: FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
+{
+    /// Hands a result to the core; returns the tasks to start (none if
+    /// another thread is at the core: it takes this result in too).
+    fn report(&self, task: TaskRef, result: Result<Option<Arc<Chunk>>>) -> Vec<Start<'a>> {
+        let mut batch = {
+            let mut inbox = lock(&self.inbox);
+            inbox.results.push((task, result));
+            if inbox.busy {
+                return Vec::new();
+            }
+            inbox.busy = true;
+            std::mem::take(&mut inbox.results)
+        };
+        let mut starts = Vec::new();
+        loop {
+            {
+                let mut driver = lock(&self.driver);
+                for (task, result) in batch.drain(..) {
+                    starts.extend(driver.finished(task, result));
+                }
+            }
+            let mut inbox = lock(&self.inbox);
+            if inbox.results.is_empty() {
+                inbox.busy = false;
+                return starts;
+            }
+            batch = std::mem::take(&mut inbox.results);
+        }
+    }
+}
+
+/// Starts `starts` on the pool. Each runs its task, reports it, and goes on
+/// with the first task the core assigns next (the others are spawned).
+fn spawn_all<'s, 'a: 's, 'p: 's, F>(
+    scope: &rayon::Scope<'s>,
+    shared: &'s Shared<'a, 'p, F>,
+    plan: &'s Plan,
+    starts: Vec<Start<'a>>,
+) where
+    F: FnMut(usize, ChunkKey, &Chunk) -> Result<()> + Send + 's,
+{
+    for start in starts {
+        scope.spawn(move |scope| {
+            let mut next = Some(start);
+            while let Some(start) = next.take() {
+                let task = start.task;
+                let result = execute(plan, start);
+                let mut more = shared.report(task, result).into_iter();
+                next = more.next();
+                spawn_all(scope, shared, plan, more.collect());
+            }
+        });
+    }
+}
+
 /// Runs every task of `plan`. Each chunk of an output stage is handed to
 /// `on_output(output_number, key, chunk)` as soon as it exists, except the
 /// chunks listed in `direct`, which are written straight into their rows.
 pub fn run_plan(
     plan: Arc<Plan>,
-    mut direct: HashMap<ChunkKey, Vec<OutSlice<'_>>>,
-    mut on_output: impl FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
+    direct: HashMap<ChunkKey, Vec<OutSlice<'_>>>,
+    on_output: impl FnMut(usize, ChunkKey, &Chunk) -> Result<()> + Send,
     progress: &crate::progress::Progress,
 ) -> Result<RunStats> {
     let start = Instant::now();
@@ -47,165 +276,64 @@ pub fn run_plan(
         memory_limit: None,
         functions: plan.function_names(),
     });
-    let mut pending = core.handle(Event::JobSubmitted {
+    let mut first = core.handle(Event::JobSubmitted {
         job: JOB,
         client: ME,
         plan: plan.clone(),
     });
-    pending.extend(core.schedule());
+    first.extend(core.schedule());
     let mut output_of: Vec<Vec<usize>> = vec![Vec::new(); plan.stages.len()];
     for (o, s) in plan.outputs.iter().enumerate() {
         output_of[s.index()].push(o);
     }
-    // Chunks of stages nobody reads (terminal outputs) are handed over, not kept.
     let mut consumed = vec![false; plan.stages.len()];
     for st in &plan.stages {
         for i in &st.inputs {
             consumed[i.index()] = true;
         }
     }
-    let mut store: HashMap<ChunkKey, Arc<Chunk>> = HashMap::new();
-    let (tx, rx) = mpsc::channel::<(TaskRef, Result<Option<Arc<Chunk>>>)>();
-    let mut stats = RunStats {
-        tasks: plan.task_count(),
-        ..RunStats::default()
+    let shared = Shared {
+        inbox: Mutex::default(),
+        driver: Mutex::new(Driver {
+            core,
+            store: HashMap::new(),
+            direct,
+            on_output,
+            output_of,
+            consumed,
+            held: 0,
+            peak_bytes: 0,
+            done: 0,
+            total: plan.task_count() as u64,
+            progress,
+            failure: None,
+            finished: false,
+        }),
     };
-    let mut held = 0usize;
-    let mut done = 0u64;
-    let total = plan.task_count() as u64;
-    let mut failure: Option<Error> = None;
-    let mut finished = false;
-
     rayon::in_place_scope(|scope| {
-        let mut in_flight = 0usize;
-        let mut pending_events: Vec<Event> = Vec::new();
-        loop {
-            for cmd in std::mem::take(&mut pending) {
-                match cmd {
-                    Command::Assign { tasks, .. } => {
-                        for a in tasks {
-                            let key = a.task.key;
-                            let args: Option<Vec<Arc<Chunk>>> = a
-                                .inputs
-                                .iter()
-                                .map(|(t, _)| store.get(&t.key).cloned())
-                                .collect();
-                            let dest = direct.remove(&key);
-                            let tx = tx.clone();
-                            let plan = &plan;
-                            scope.spawn(move |_| {
-                                let r = match args {
-                                    None => {
-                                        Err(Error::Graph(format!("inputs of {key:?} are missing")))
-                                    }
-                                    Some(args) => catch_unwind(AssertUnwindSafe(|| match dest {
-                                        Some(rows) => {
-                                            run_task_into(plan, key, &args, rows).map(|_| None)
-                                        }
-                                        None => run_task(plan, key, &args).map(Some),
-                                    }))
-                                    .unwrap_or_else(|p| Err(panicked(&p))),
-                                };
-                                // The receiver outlives the scope.
-                                let _ = tx.send((a.task, r));
-                            });
-                            in_flight += 1;
-                        }
-                    }
-                    Command::Release { chunks, .. } => {
-                        for t in chunks {
-                            if let Some(c) = store.remove(&t.key) {
-                                held -= c.nbytes();
-                            }
-                        }
-                    }
-                    // One worker never has anyone to give tasks to.
-                    Command::Steal { worker, id, tasks } => {
-                        pending_events.push(Event::StealReply {
-                            worker,
-                            id,
-                            stolen: Vec::new(),
-                            refused: tasks,
-                        })
-                    }
-                    Command::JobDone { .. } => finished = true,
-                    // One worker in this process: it never retires or copies,
-                    // and everything goes when the run ends.
-                    Command::Replicate { .. }
-                    | Command::Retired { .. }
-                    | Command::OutputReady { .. }
-                    | Command::JobForgotten { .. } => {}
-                    Command::JobFailed { error, .. } => {
-                        failure.get_or_insert(Error::Task {
-                            task: "job".into(),
-                            message: error,
-                        });
-                    }
-                }
-            }
-            if !pending_events.is_empty() {
-                for e in std::mem::take(&mut pending_events) {
-                    pending.extend(core.handle(e));
-                }
-                pending.extend(core.schedule());
-                continue;
-            }
-            if in_flight == 0 {
-                break;
-            }
-            let Ok((task, result)) = rx.recv() else { break };
-            in_flight -= 1;
-            if failure.is_some() {
-                continue; // drain what is still running
-            }
-            let event = match result {
-                Ok(chunk) => {
-                    let nbytes = chunk.as_ref().map_or(0, |c| c.nbytes());
-                    if let Some(chunk) = chunk {
-                        for &o in &output_of[task.key.stage.index()] {
-                            if let Err(e) = on_output(o, task.key, &chunk) {
-                                failure.get_or_insert(e);
-                            }
-                        }
-                        if consumed[task.key.stage.index()] {
-                            held += nbytes;
-                            stats.peak_bytes = stats.peak_bytes.max(held);
-                            store.insert(task.key, chunk);
-                        }
-                    }
-                    done += 1;
-                    progress.update(done, total);
-                    Event::TaskFinished {
-                        worker: WORKER,
-                        task,
-                        nbytes: nbytes as u64,
-                    }
-                }
-                Err(e) => Event::TaskFailed {
-                    worker: WORKER,
-                    task,
-                    message: match e {
-                        Error::Task { message, .. } => message,
-                        other => other.to_string(),
-                    },
-                },
-            };
-            pending = core.handle(event);
-            pending.extend(core.schedule());
-        }
+        let starts = lock(&shared.driver).apply(first);
+        spawn_all(scope, &shared, &plan, starts);
     });
+    let mut driver = shared
+        .driver
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
     // Outputs that were pasted are no longer needed in the store.
-    core.handle(Event::ResultsFetched { job: JOB });
-    if let Some(e) = failure {
+    driver.core.handle(Event::ResultsFetched { job: JOB });
+    if let Some(e) = driver.failure {
         return Err(e);
     }
-    if !finished {
+    if !driver.finished {
         return Err(Error::Graph(
             "the plan stopped before every task ran".into(),
         ));
     }
-    stats.elapsed = start.elapsed();
-    Ok(stats)
+    Ok(RunStats {
+        tasks: plan.task_count(),
+        peak_bytes: driver.peak_bytes,
+        elapsed: start.elapsed(),
+        recomputed: 0,
+    })
 }
 
 fn panicked(p: &Box<dyn std::any::Any + Send>) -> Error {

@@ -324,3 +324,50 @@ fn a_plan_whose_task_cannot_fit_on_any_worker_is_refused_at_submission() {
     );
     assert_eq!(sim.core.job_count(), 1);
 }
+
+/// Remote inputs of every task of a tree reduction over 512 one-element
+/// sources on two workers, run to the end (FIFO), and the task count.
+fn remote_reads_of_a_tree_reduction(queue_depth: usize) -> (usize, usize) {
+    let mut sim = Sim::with(Core::with_queue_depth(queue_depth));
+    sim.worker(1, 1);
+    sim.worker(2, 1);
+    let expr = (accel::arange(512, 1).astype(DType::F64) + 1.0).sum();
+    let first = assigned(&sim.submit(1, 1, plan_of(&expr)));
+    let mut pending: VecDeque<_> = first.into_iter().collect();
+    let (mut remote, mut tasks) = (0, 0);
+    while let Some((w, a)) = pending.pop_front() {
+        tasks += 1;
+        remote += a.inputs.iter().filter(|(_, at)| *at != w).count();
+        let cmds = sim.finish(w.0, a.task);
+        pending.extend(assigned(&cmds));
+    }
+    (remote, tasks)
+}
+
+#[test]
+fn sources_of_one_consumer_go_to_one_worker_when_work_is_plentiful() {
+    // 512 partial sums, 32 + 2 + 1 combines of 16 (or fewer) inputs.
+    for depth in [0, 8, 64] {
+        let (remote, tasks) = remote_reads_of_a_tree_reduction(depth);
+        assert_eq!(tasks, 512 + 32 + 2 + 1);
+        // Spread by load alone, about half of the 544 inputs of the combines
+        // would be on the other worker; grouped, a first-level combine reads
+        // at most the few siblings that ran elsewhere.
+        assert!(remote <= 40, "queue depth {depth}: {remote} remote inputs");
+    }
+}
+
+#[test]
+fn a_few_sources_are_spread_over_idle_workers_not_grouped() {
+    let mut sim = Sim::with(Core::with_queue_depth(64));
+    sim.worker(1, 1);
+    sim.worker(2, 1);
+    // 16 sources of one consumer, 132 free slots: both workers get 8.
+    let expr = (accel::arange(16, 1).astype(DType::F64) + 1.0).sum();
+    let first = assigned(&sim.submit(1, 1, plan_of(&expr)));
+    assert_eq!(first.len(), 16);
+    for w in [1, 2] {
+        let on = first.iter().filter(|(at, _)| *at == WorkerId(w)).count();
+        assert_eq!(on, 8, "worker {w}");
+    }
+}

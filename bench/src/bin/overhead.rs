@@ -5,7 +5,8 @@
 //! fetching `/api/status` and `/metrics` ten times a second, more than a
 //! browser does), to show what watching costs.
 //!
-//! `cargo run --release -p accel-bench --bin overhead [-- --quick]`
+//! `cargo run --release -p accel-bench --bin overhead [-- --quick] [--embedded]`
+//! (`--embedded`: the in-process runtime only, no cluster; for profiling).
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -37,8 +38,30 @@ fn poll_dashboard(base: String, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>)
     }
 }
 
+/// The embedded rows alone: one process, nothing else to profile.
+fn embedded_only(quick: bool) -> anyhow::Result<()> {
+    let n = if quick { 100_000 } else { 1_000_000 };
+    let expr = (arange(n, 1).astype(DType::F64) + 1.0).sum();
+    let tasks = expr.plan()?.tasks();
+    let client = Client::local().with_progress(false);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let v = client.compute::<f64>(&expr)?[[]];
+        let took = t.elapsed().as_secs_f64();
+        anyhow::ensure!(v == (n as f64) * (n as f64 + 1.0) / 2.0, "wrong sum {v}");
+        println!(
+            "embedded: {tasks} tasks, {:.2} µs/task",
+            took * 1e6 / tasks as f64
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--embedded") {
+        return embedded_only(quick);
+    }
     let sizes: &[usize] = if quick {
         &[10_000, 100_000]
     } else {

@@ -531,20 +531,14 @@ impl ExactSum {
 
 /// An [`ExactSum`] fed by many slices, short ones included, at the speed of
 /// long ones: its batch table (32 KiB, on the heap) lives across calls and
-/// is drained once, by [`ExactStream::finish`].
-#[derive(Clone)]
+/// is drained once, by [`ExactStream::finish`]. The table is set up only once
+/// the stream has seen [`BATCH_MIN`] values: a stream of a few values (a tiny
+/// chunk) adds them straight to the bins instead of clearing and scanning it.
+#[derive(Clone, Default)]
 pub struct ExactStream {
     sum: ExactSum,
-    batch: Box<Batch>,
-}
-
-impl Default for ExactStream {
-    fn default() -> Self {
-        ExactStream {
-            sum: ExactSum::new(),
-            batch: Box::new(Batch::new()),
-        }
-    }
+    batch: Option<Box<Batch>>,
+    direct: usize,
 }
 
 impl std::fmt::Debug for ExactStream {
@@ -557,12 +551,20 @@ impl ExactStream {
     /// Adds every value of `xs`.
     pub fn add_slice(&mut self, xs: &[f64]) {
         self.sum.note_zero_signs(xs);
-        self.sum.batch_slice(&mut self.batch, xs);
+        if self.batch.is_none() && self.direct + xs.len() < BATCH_MIN {
+            self.direct += xs.len();
+            self.sum.add_direct(xs);
+            return;
+        }
+        let batch = self.batch.get_or_insert_with(|| Box::new(Batch::new()));
+        self.sum.batch_slice(batch, xs);
     }
 
     /// The exact sum of everything added.
     pub fn finish(mut self) -> ExactSum {
-        self.sum.drain(&mut self.batch);
+        if let Some(batch) = &mut self.batch {
+            self.sum.drain(batch);
+        }
         self.sum
     }
 }
@@ -777,6 +779,22 @@ mod tests {
         ExactSum::from_words(&words).unwrap()
     }
 
+    /// Through an [`ExactStream`], in slices of varied lengths: the first
+    /// few go straight to the bins, the rest through the batch table.
+    fn sum_streamed(xs: &[f64]) -> ExactSum {
+        let mut stream = ExactStream::default();
+        let mut rest = xs;
+        for len in [1, 2, 0, 5, 100, 1, 300, 3, 700].into_iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at(len.min(rest.len()));
+            stream.add_slice(now);
+            rest = later;
+        }
+        stream.finish()
+    }
+
     fn check_all_ways(xs: &[f64]) {
         let want = reference(xs);
         for (name, sum) in [
@@ -784,6 +802,7 @@ mod tests {
             ("direct", sum_direct(xs)),
             ("batched", sum_batched(xs)),
             ("add_slice", ExactSum::of(xs)),
+            ("stream", sum_streamed(xs)),
         ] {
             let got = sum.to_f64();
             assert!(
@@ -895,6 +914,19 @@ mod tests {
         #[test]
         fn matches_fsum_large_range(xs in large_range_vec()) {
             check_all_ways(&xs);
+        }
+
+        /// A stream long enough to set up its batch table part way through
+        /// holds the same sum as the values added at once.
+        #[test]
+        fn long_streams_match(
+            xs in prop_oneof![small_range_vec(), large_range_vec()],
+            reps in 1usize..60,
+        ) {
+            let all = xs.repeat(reps);
+            let want = ExactSum::of(&all);
+            prop_assert!(sum_streamed(&all) == want);
+            prop_assert!(same_bits(sum_streamed(&all).to_f64(), want.to_f64()));
         }
 
         /// Pieces accumulated separately (each way, some through the wire)

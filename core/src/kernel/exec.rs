@@ -127,20 +127,30 @@ impl Executable {
     }
 
     pub(super) fn scratch(&self) -> Scratch {
+        self.scratch_rows(BLOCK)
+    }
+
+    /// Registers for blocks of at most `rows` (≤ BLOCK) elements: a tiny
+    /// chunk does not clear and free full-size blocks.
+    pub(super) fn scratch_rows(&self, rows: usize) -> Scratch {
         let mut slots: Vec<Slot> = self
             .slot_dtypes
             .iter()
-            .map(|&d| Slot::new(d, BLOCK))
+            .map(|&d| Slot::new(d, rows))
             .collect();
         for (k, ins) in self.program.instrs.iter().enumerate() {
             if let Instr::Const(v) = ins {
-                slots[self.slot_of[k] as usize] = Slot::splat(*v, BLOCK);
+                slots[self.slot_of[k] as usize] = Slot::splat(*v, rows);
             }
         }
         Scratch {
             slots,
-            index: vec![0; BLOCK],
-            nested: self.loops.iter().map(|(_, e)| e.scratch()).collect(),
+            index: vec![0; rows],
+            nested: self
+                .loops
+                .iter()
+                .map(|(_, e)| e.scratch_rows(rows))
+                .collect(),
         }
     }
 
@@ -151,6 +161,7 @@ impl Executable {
 }
 
 /// Per-thread registers of an executable (and of its loop bodies).
+#[derive(Default)]
 pub(super) struct Scratch {
     pub(super) slots: Vec<Slot>,
     index: Vec<i64>,
@@ -646,7 +657,11 @@ impl<'a> Bound<'a> {
                 row_len.max(1)
             };
             return rows.par_chunks_mut(group).enumerate().try_for_each_init(
-                || self.staging.as_ref().map(|s| s.scratch()),
+                || {
+                    self.staging
+                        .as_ref()
+                        .map(|s| s.scratch_rows(self.block_rows()))
+                },
                 |sc, (g, group_rows)| -> Result<()> {
                     for (i, row) in group_rows.iter_mut().enumerate() {
                         let first = (g * group + i) * row_len;
@@ -669,7 +684,7 @@ impl<'a> Bound<'a> {
             );
         }
         rows.par_chunks_mut(group).enumerate().try_for_each_init(
-            || self.exe.scratch(),
+            || self.exe.scratch_rows(self.block_rows()),
             |sc, (g, group_rows)| -> Result<()> {
                 let first = g * group * row_len;
                 let len = group_rows.len() * row_len;
@@ -742,7 +757,7 @@ impl<'a> Bound<'a> {
             return self.map_slice_compiled(compiled, out, offset);
         }
         out.par_chunks_mut(SUPER).enumerate().try_for_each_init(
-            || self.exe.scratch(),
+            || self.exe.scratch_rows(self.block_rows()),
             |sc, (si, piece)| -> Result<()> {
                 let base = offset + si * SUPER;
                 for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
@@ -770,7 +785,7 @@ impl<'a> Bound<'a> {
     ) -> Result<()> {
         if let Some(staging) = &self.staging {
             return out.par_chunks_mut(SUPER).enumerate().try_for_each_init(
-                || staging.scratch(),
+                || staging.scratch_rows(self.block_rows()),
                 |sc, (si, piece)| -> Result<()> {
                     let base = offset + si * SUPER;
                     for (bi, dst) in piece.chunks_mut(BLOCK).enumerate() {
@@ -854,33 +869,46 @@ impl<'a> Bound<'a> {
     ) -> Result<Vec<A>> {
         let len = self.len();
         let nparts = len.div_ceil(part_len.max(1)).max(1);
+        let registers = || {
+            (
+                self.scratch(),
+                Slot::new(self.root_dtype(), self.block_rows()),
+            )
+        };
+        let part = |(sc, block): &mut (Scratch, Slot), part: usize| -> Result<A> {
+            let mut acc = init();
+            let lo = part * part_len;
+            let hi = ((part + 1) * part_len).min(len);
+            let mut s = lo;
+            while s < hi {
+                let n = BLOCK.min(hi - s);
+                let v = match &self.jit {
+                    Some(compiled) => {
+                        self.block_compiled(compiled, sc, s, n, block)?;
+                        block.view(n)
+                    }
+                    None => self
+                        .eval_block(sc, s, n, None)?
+                        .ok_or_else(|| internal("block without a value".into()))?,
+                };
+                f(&mut acc, s, v, n)?;
+                s += n;
+            }
+            Ok(acc)
+        };
+        if nparts == 1 {
+            // One part: no parallel iterator to set up for a small chunk.
+            return Ok(vec![part(&mut registers(), 0)?]);
+        }
         (0..nparts)
             .into_par_iter()
-            .map_init(
-                || (self.scratch(), Slot::new(self.root_dtype(), BLOCK)),
-                |(sc, block), part| -> Result<A> {
-                    let mut acc = init();
-                    let lo = part * part_len;
-                    let hi = ((part + 1) * part_len).min(len);
-                    let mut s = lo;
-                    while s < hi {
-                        let n = BLOCK.min(hi - s);
-                        let v = match &self.jit {
-                            Some(compiled) => {
-                                self.block_compiled(compiled, sc, s, n, block)?;
-                                block.view(n)
-                            }
-                            None => self
-                                .eval_block(sc, s, n, None)?
-                                .ok_or_else(|| internal("block without a value".into()))?,
-                        };
-                        f(&mut acc, s, v, n)?;
-                        s += n;
-                    }
-                    Ok(acc)
-                },
-            )
+            .map_init(registers, part)
             .collect()
+    }
+
+    /// Rows of a block register for this chunk: a tiny chunk needs only its length.
+    fn block_rows(&self) -> usize {
+        BLOCK.min(self.len()).max(1)
     }
 
     /// Elements `start..start + n` (n ≤ BLOCK) through the compiled kernel,
@@ -933,9 +961,11 @@ impl<'a> Bound<'a> {
     /// Registers for evaluating blocks: the interpreter's share of a split
     /// program, or the whole program's.
     fn scratch(&self) -> Scratch {
-        match &self.staging {
-            Some(staging) => staging.scratch(),
-            None => self.exe.scratch(),
+        match (&self.staging, &self.jit) {
+            (Some(staging), _) => staging.scratch_rows(self.block_rows()),
+            // A whole program compiled uses no interpreter registers.
+            (None, Some(_)) => Scratch::default(),
+            (None, None) => self.exe.scratch_rows(self.block_rows()),
         }
     }
 

@@ -266,6 +266,11 @@ impl Job {
         &self.inputs[id]
     }
 
+    /// The tasks reading task `id`'s chunk (with multiplicity).
+    pub fn consumers(&self, id: usize) -> &[u32] {
+        &self.consumers[id]
+    }
+
     /// Output task ids per requested output, in chunk order.
     pub fn outputs(&self) -> Vec<Vec<usize>> {
         self.plan

@@ -4,16 +4,54 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::event::{Assignment, Command};
 use super::ids::{TaskRef, WorkerId};
-use super::job::TaskState;
+use super::job::{Job, TaskState};
 use super::state::Core;
+
+/// Tasks a pass may leave waiting for the worker holding their siblings.
+const MAX_WAITS: usize = 64;
+
+/// Siblings looked at per task: enough to see where a group is going.
+const MAX_SIBLINGS: usize = 64;
+
+/// Per worker, how many siblings of task `id` (the other inputs of its first
+/// consumer) it holds or runs.
+fn siblings_at(j: &Job, id: usize) -> HashMap<WorkerId, u64> {
+    let mut at = HashMap::new();
+    let Some(&consumer) = j.consumers(id).first() else {
+        return at;
+    };
+    for &s in j.inputs(consumer as usize).iter().take(MAX_SIBLINGS) {
+        match j.state[s as usize] {
+            TaskState::Processing(w) | TaskState::Memory { worker: w, .. } => {
+                *at.entry(w).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    at
+}
 
 impl Core {
     /// Places ready tasks on workers with free slots: the worker already
     /// holding the most input bytes, then the least loaded. One `Assign` per worker.
+    ///
+    /// A task with nothing in memory yet (a source) goes, while there is more
+    /// ready work than free slots, to the worker already holding or running
+    /// most of its siblings (the other inputs of its first consumer): the
+    /// consumer then finds its inputs in one place instead of fetching them
+    /// from every worker. When that worker is full and another is not, the
+    /// task waits for it (a bounded number per pass) while the others take
+    /// later tasks. With fewer ready tasks than free slots, tasks are spread.
     pub fn schedule(&mut self) -> Vec<Command> {
         let mut batches: BTreeMap<WorkerId, Vec<Assignment>> = BTreeMap::new();
         let mut deferred = Vec::new();
         let mut unrunnable = Vec::new();
+        let mut free: usize = self
+            .workers
+            .values()
+            .map(|w| w.capacity().saturating_sub(w.processing.len()))
+            .sum();
+        let mut waits = 0;
         while let Some(key) = self.ready.pop_first() {
             let (_, job, id) = key;
             // A chunk kept by another job that this task takes over, and where it is.
@@ -38,6 +76,29 @@ impl Core {
                     *local.entry(worker).or_default() += nbytes;
                 }
             }
+            let plenty = self.ready.len() + deferred.len() + 1 >= free;
+            let siblings = if local.is_empty() && plenty {
+                siblings_at(j, id)
+            } else {
+                HashMap::new()
+            };
+            let favourite = siblings
+                .iter()
+                .max_by(|(a, na), (b, nb)| na.cmp(nb).then(b.cmp(a)))
+                .and_then(|(w, _)| self.workers.get(w));
+            if let Some(f) = favourite
+                && waits < MAX_WAITS
+                && !f.has_room()
+                && f.capacity() > 0
+                && f.offers(needs)
+                && self.workers.values().any(|w| w.has_room())
+            {
+                // Its siblings' worker is busy, and will free up: others
+                // take later tasks meanwhile.
+                waits += 1;
+                deferred.push(key);
+                continue;
+            }
             let best = self
                 .workers
                 .iter()
@@ -45,11 +106,10 @@ impl Core {
                     w.has_room() && w.offers(needs) && (!root || w.below_saturation(saturation))
                 })
                 .max_by(|(a, wa), (b, wb)| {
-                    let (la, lb) = (
-                        local.get(a).copied().unwrap_or(0),
-                        local.get(b).copied().unwrap_or(0),
-                    );
-                    la.cmp(&lb)
+                    let count = |m: &HashMap<WorkerId, u64>, w| m.get(w).copied().unwrap_or(0);
+                    count(&local, a)
+                        .cmp(&count(&local, b))
+                        .then(count(&siblings, a).cmp(&count(&siblings, b)))
                         .then(wb.load().total_cmp(&wa.load()))
                         .then(b.cmp(a))
                 })
@@ -78,6 +138,7 @@ impl Core {
                 .chain(kept.map(|(t, w, _)| (t, w)))
                 .collect();
             j.set(id, TaskState::Processing(w));
+            free = free.saturating_sub(1);
             if let Some(worker) = self.workers.get_mut(&w) {
                 worker.processing.insert(task);
             }
