@@ -123,19 +123,131 @@ pub(crate) async fn execute(
     key: ChunkKey,
     inputs: Vec<pb::ChunkLocation>,
 ) {
-    let task = Some(task_to(job, key));
-    let msg = match run(&session, job, key, inputs).await {
-        Outcome::Done(nbytes) => {
-            session.report(Report::Finished(pb::FinishedTask { task, nbytes }));
-            return;
-        }
-        Outcome::Skipped => return,
-        Outcome::Failed(message) => worker_message::Msg::Failed(pb::TaskFailure { task, message }),
-        Outcome::Missing(missing) => {
-            worker_message::Msg::Missing(pb::InputsMissing { task, missing })
-        }
+    let outcome = run(&session, job, key, inputs).await;
+    session.report_outcome(job, key, outcome);
+}
+
+impl Session {
+    fn report_outcome(&self, job: u64, key: ChunkKey, outcome: Outcome) {
+        let task = Some(task_to(job, key));
+        let msg = match outcome {
+            Outcome::Done(nbytes) => {
+                self.report(Report::Finished(pb::FinishedTask { task, nbytes }));
+                return;
+            }
+            Outcome::Skipped => return,
+            Outcome::Failed(message) => {
+                worker_message::Msg::Failed(pb::TaskFailure { task, message })
+            }
+            Outcome::Missing(missing) => {
+                worker_message::Msg::Missing(pb::InputsMissing { task, missing })
+            }
+        };
+        self.report(Report::Other(msg));
+    }
+}
+
+/// Starts an assigned task straight on the pool when nothing stands in its
+/// way: its plan is here, every input is in this worker's memory, and
+/// memory is under the pause limit. The common case of a busy cluster
+/// costs no async task, no wake-up between threads. False: take the
+/// general path ([`execute`]).
+pub(crate) fn start_local(
+    session: &Arc<Session>,
+    job: u64,
+    key: ChunkKey,
+    inputs: &[pb::ChunkLocation],
+) -> bool {
+    let shared = &session.shared;
+    if *shared.paused.borrow() {
+        return false;
+    }
+    let PlanState::Ready(plan) = shared.store.plan(job) else {
+        return false;
     };
-    session.report(Report::Other(msg));
+    if matches!(plan.stage(key.stage).kind, accel_core::StageKind::Remote(_)) {
+        return false;
+    }
+    let mut args = Vec::with_capacity(inputs.len());
+    for loc in inputs {
+        let Ok((j, k)) = task_from(loc.task.as_ref()) else {
+            return false;
+        };
+        match shared.store.get_in_memory(j, k) {
+            Some(c) => args.push(c),
+            None => return false,
+        }
+    }
+    let working = Working::new(&shared.working);
+    let s = session.clone();
+    shared.pool.spawn(move || {
+        let outcome = match compute(&s, job, key, &plan, &args) {
+            None => Outcome::Skipped,
+            Some(r) => keep(&s, job, key, r),
+        };
+        drop(working);
+        s.report_outcome(job, key, outcome);
+    });
+    true
+}
+
+/// What running a task's kernel gave: its chunk, its error, or a panic.
+type Computed = std::thread::Result<accel_core::Result<Arc<Chunk>>>;
+
+/// Runs a task's kernel on this (pool) thread; `None` when it must not
+/// start: stolen back, its job forgotten, or its session over.
+fn compute(
+    s: &Session,
+    job: u64,
+    key: ChunkKey,
+    plan: &Plan,
+    args: &[Arc<Chunk>],
+) -> Option<Computed> {
+    // Starting removes the task from the queue; if it is gone, it was stolen.
+    if !s.dequeue(job, key) || !s.shared.store.is_current(s.generation, job) {
+        return None;
+    }
+    s.report(Report::Started(task_to(job, key)));
+    let label = plan
+        .stages
+        .get(key.stage.index())
+        .map_or("", |st| st.label.as_str());
+    s.shared
+        .faults
+        .on_start(label, || s.shared.store.is_current(s.generation, job));
+    let began = std::time::Instant::now();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(plan, key, args)));
+    s.shared
+        .counters
+        .compute
+        .add(began.elapsed().as_nanos() as u64);
+    Some(r)
+}
+
+/// Keeps a computed chunk in the store.
+fn keep(session: &Session, job: u64, key: ChunkKey, computed: Computed) -> Outcome {
+    let chunk = match computed {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+        Err(_) => return Outcome::Failed("the kernel panicked".into()),
+    };
+    let nbytes = chunk.nbytes() as u64;
+    if session
+        .shared
+        .store
+        .insert(session.generation, job, key, chunk)
+    {
+        tracing::debug!(
+            job,
+            stage = key.stage.0,
+            chunk = key.chunk,
+            nbytes,
+            "task finished"
+        );
+        Outcome::Done(nbytes)
+    } else {
+        Outcome::Skipped
+    }
 }
 
 async fn run(
@@ -191,49 +303,14 @@ async fn run(
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let s = session.clone();
+    let p = plan.clone();
     shared.pool.spawn(move || {
-        // Starting removes the task from the queue; if it is gone, it was
-        // stolen. A task of a forgotten job or an old session does not start.
-        if !s.dequeue(job, key) || !s.shared.store.is_current(s.generation, job) {
-            let _ = tx.send(None);
-            return;
-        }
-        s.report(Report::Started(task_to(job, key)));
-        let label = plan
-            .stages
-            .get(key.stage.index())
-            .map_or("", |st| st.label.as_str());
-        s.shared
-            .faults
-            .on_start(label, || s.shared.store.is_current(s.generation, job));
-        let began = std::time::Instant::now();
-        let r =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(&plan, key, &args)));
-        s.shared
-            .counters
-            .compute
-            .add(began.elapsed().as_nanos() as u64);
-        let _ = tx.send(Some(r));
+        let _ = tx.send(compute(&s, job, key, &p, &args));
     });
-    let chunk = match rx.await {
-        Ok(None) => return Outcome::Skipped,
-        Ok(Some(Ok(Ok(c)))) => c,
-        Ok(Some(Ok(Err(e)))) => return Outcome::Failed(e.to_string()),
-        Ok(Some(Err(_))) => return Outcome::Failed("the kernel panicked".into()),
-        Err(_) => return Outcome::Failed("the worker pool stopped".into()),
-    };
-    let nbytes = chunk.nbytes() as u64;
-    if shared.store.insert(session.generation, job, key, chunk) {
-        tracing::debug!(
-            job,
-            stage = key.stage.0,
-            chunk = key.chunk,
-            nbytes,
-            "task finished"
-        );
-        Outcome::Done(nbytes)
-    } else {
-        Outcome::Skipped
+    match rx.await {
+        Ok(None) => Outcome::Skipped,
+        Ok(Some(computed)) => keep(session, job, key, computed),
+        Err(_) => Outcome::Failed("the worker pool stopped".into()),
     }
 }
 

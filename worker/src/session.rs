@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-use crate::execute::{Report, Session, Shared, execute, replicate};
+use crate::execute::{Report, Session, Shared, execute, replicate, start_local};
 use crate::{Config, Error};
 
 /// How a session ended.
@@ -259,7 +259,9 @@ async fn handle(
                     continue;
                 };
                 session.enqueue(job, key);
-                tokio::spawn(execute(session.clone(), job, key, a.inputs));
+                if !start_local(session, job, key, &a.inputs) {
+                    tokio::spawn(execute(session.clone(), job, key, a.inputs));
+                }
             }
         }
         scheduler_message::Msg::Release(batch) => {
@@ -322,6 +324,21 @@ async fn heartbeat(
     }
 }
 
+/// A task that started and finished since the last report is reported
+/// finished only: the scheduler has nothing to do with its start.
+fn drop_started_and_finished(batch: &mut pb::FinishedBatch) {
+    if batch.started.is_empty() || batch.tasks.is_empty() {
+        return;
+    }
+    let id = |t: &pb::TaskId| (t.job, t.stage, t.chunk);
+    let finished: std::collections::HashSet<_> = batch
+        .tasks
+        .iter()
+        .filter_map(|f| f.task.as_ref().map(id))
+        .collect();
+    batch.started.retain(|t| !finished.contains(&id(t)));
+}
+
 /// Sends reports in batches: every start and finish since the last message
 /// in one message, then anything else.
 async fn report(mut rx: mpsc::UnboundedReceiver<Report>, tx: mpsc::Sender<pb::WorkerMessage>) {
@@ -337,6 +354,7 @@ async fn report(mut rx: mpsc::UnboundedReceiver<Report>, tx: mpsc::Sender<pb::Wo
         while let Ok(r) = rx.try_recv() {
             push(r);
         }
+        drop_started_and_finished(&mut batch);
         if !batch.tasks.is_empty() || !batch.started.is_empty() {
             others.insert(0, worker_message::Msg::Finished(batch));
         }

@@ -171,6 +171,21 @@ impl Store {
     }
 
     /// Whether the chunk is held in memory (a `get` costs nothing).
+    /// The chunk if it is in memory now (a spilled one is not read back).
+    pub fn get_in_memory(&self, job: u64, key: ChunkKey) -> Option<Arc<Chunk>> {
+        let mut s = self.lock();
+        let tick = s.touch();
+        match s.chunks.get_mut(&(job, key))? {
+            Slot::Memory { chunk, tick: t } => {
+                let (chunk, old) = (chunk.clone(), std::mem::replace(t, tick));
+                s.lru.remove(&old);
+                s.lru.insert(tick, (job, key));
+                Some(chunk)
+            }
+            Slot::Disk { .. } => None,
+        }
+    }
+
     pub fn in_memory(&self, job: u64, key: ChunkKey) -> bool {
         matches!(
             self.lock().chunks.get(&(job, key)),

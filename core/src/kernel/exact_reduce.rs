@@ -202,22 +202,40 @@ fn words(sums: &[ExactSum]) -> Vec<Buffer> {
     cols.into_iter().map(Buffer::I64).collect()
 }
 
-fn accumulators(cols: &[Buffer], outputs: usize) -> Result<Vec<ExactSum>> {
-    let cols: Vec<&[i64]> = cols
-        .iter()
+/// The `i64` columns of an exact sum, each with one word per output element.
+fn word_columns(cols: &[Buffer], outputs: usize) -> Result<Vec<&[i64]>> {
+    cols.iter()
         .map(|c| match c {
             Buffer::I64(v) if v.len() == outputs => Ok(v.as_slice()),
             _ => Err(internal(
                 "exact state column is not i64 of its shape".into(),
             )),
         })
-        .collect::<Result<_>>()?;
-    (0..outputs)
-        .map(|i| {
-            let w: Vec<i64> = cols.iter().map(|c| c[i]).collect();
-            ExactSum::from_words(&w)
-        })
         .collect()
+}
+
+/// Output element `i`'s accumulator, decoded from its words.
+fn decode(cols: &[&[i64]], i: usize) -> Result<ExactSum> {
+    let mut w = [0i64; WIRE_WORDS];
+    for (word, col) in w.iter_mut().zip(cols) {
+        *word = col[i];
+    }
+    ExactSum::from_words(&w)
+}
+
+fn accumulators(cols: &[Buffer], outputs: usize) -> Result<Vec<ExactSum>> {
+    let cols = word_columns(cols, outputs)?;
+    (0..outputs).map(|i| decode(&cols, i)).collect()
+}
+
+/// Adds the accumulators held in `cols` to `into` (one per output element),
+/// decoding one at a time: no state is built for a part being merged.
+fn merge_words(into: &mut [ExactSum], cols: &[Buffer]) -> Result<()> {
+    let cols = word_columns(cols, into.len())?;
+    for (i, sum) in into.iter_mut().enumerate() {
+        sum.merge(&decode(&cols, i)?);
+    }
+    Ok(())
 }
 
 /// Merges exact partial states of the same shape (the order does not matter).
@@ -228,10 +246,32 @@ pub fn combine(op: ReduceOp, parts: &[&Chunk]) -> Result<Chunk> {
     let outputs = crate::shape::size(&first.shape);
     let (mut acc, mut count) = ExactAcc::from_cols(op, &first.cols, outputs)?;
     for p in &parts[1..] {
-        let (other, c) = ExactAcc::from_cols(op, &p.cols, outputs)?;
-        acc.merge(&other);
-        for (a, b) in count.iter_mut().zip(c) {
-            *a += b;
+        if p.cols.len() != first.cols.len() {
+            return Err(internal(format!(
+                "exact {} states with {} and {} columns",
+                op.name(),
+                first.cols.len(),
+                p.cols.len()
+            )));
+        }
+        merge_words(&mut acc.sums, &p.cols[..WIRE_WORDS])?;
+        if let Some(sq) = &mut acc.squares {
+            merge_words(sq, &p.cols[WIRE_WORDS..2 * WIRE_WORDS])?;
+        }
+        if op != ReduceOp::Sum {
+            match p.cols.last() {
+                Some(Buffer::F64(c)) if c.len() == outputs => {
+                    for (a, b) in count.iter_mut().zip(c) {
+                        *a += b;
+                    }
+                }
+                _ => {
+                    return Err(internal(format!(
+                        "exact {} state without an f64 count column of its shape",
+                        op.name()
+                    )));
+                }
+            }
         }
     }
     let mut cols = acc.into_cols(op, 0.0);

@@ -264,17 +264,19 @@ impl ExactSum {
     }
 
     /// The wire form: [`WIRE_WORDS`] words, laid out as in the module docs.
-    pub fn to_words(&self) -> Vec<i64> {
+    pub fn to_words(&self) -> [i64; WIRE_WORDS] {
         let digits = self.value_digits();
-        let mut words = Vec::with_capacity(WIRE_WORDS);
-        for pair in digits.chunks_exact(2) {
+        let mut words = [0i64; WIRE_WORDS];
+        for (word, pair) in words.iter_mut().zip(digits.chunks_exact(2)) {
             let (lo, hi) = (u64::from(pair[0]), u64::from(pair[1]));
-            words.push((lo | (hi << 32)) as i64);
+            *word = (lo | (hi << 32)) as i64;
         }
-        words.push(self.nans as i64);
-        words.push(self.pos_infs as i64);
-        words.push(self.neg_infs as i64);
-        words.push(self.zero_sign.code());
+        words[VALUE_LIMBS..].copy_from_slice(&[
+            self.nans as i64,
+            self.pos_infs as i64,
+            self.neg_infs as i64,
+            self.zero_sign.code(),
+        ]);
         words
     }
 
@@ -1366,7 +1368,7 @@ mod tests {
             let _ = (sum.to_f64(), sum.to_f32(), sum.is_zero());
             let mut value_only = a.clone();
             value_only[VALUE_LIMBS..].fill(0);
-            prop_assert_eq!(&ExactSum::from_words(&value_only).unwrap().to_words(), &value_only);
+            prop_assert_eq!(&ExactSum::from_words(&value_only).unwrap().to_words()[..], &value_only[..]);
             sum.merge(&other);
             sum.add_slice(&xs);
             for &x in &xs {

@@ -2,6 +2,8 @@
 //! blocks in parallel on rayon, with registers reused by liveness so the
 //! working set of a block stays in L1/L2.
 
+use std::sync::Arc;
+
 use num_complex::Complex64;
 use rayon::prelude::*;
 
@@ -32,6 +34,25 @@ pub struct Executable {
     loops: Vec<(usize, Executable)>,
     /// Compiled forms, by which inputs are scalars.
     jit: super::jit::Memo,
+    /// The interpreter's share of each split compiled form, by its frontier
+    /// (built once per stage, not per task).
+    staged: StagedMemo,
+}
+
+/// [`Executable::staged`]: a clone starts empty (it fills on first use).
+#[derive(Default)]
+struct StagedMemo(std::sync::Mutex<Vec<(Vec<Reg>, Arc<Executable>)>>);
+
+impl Clone for StagedMemo {
+    fn clone(&self) -> StagedMemo {
+        StagedMemo::default()
+    }
+}
+
+impl std::fmt::Debug for StagedMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StagedMemo")
+    }
 }
 
 impl Executable {
@@ -110,6 +131,7 @@ impl Executable {
             root_to_output,
             loops,
             jit: Default::default(),
+            staged: Default::default(),
         }
     }
 
@@ -128,6 +150,22 @@ impl Executable {
 
     pub(super) fn scratch(&self) -> Scratch {
         self.scratch_rows(BLOCK)
+    }
+
+    /// This program as the interpreter runs it when `frontier` must stay
+    /// readable (the part of a split program computed before the compiled loop).
+    fn staged(&self, frontier: &[Reg]) -> Arc<Executable> {
+        let mut memo = self
+            .staged
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, e)) = memo.iter().find(|(f, _)| f == frontier) {
+            return e.clone();
+        }
+        let e = Arc::new(Executable::keeping(self.program.clone(), frontier));
+        memo.push((frontier.to_vec(), e.clone()));
+        e
     }
 
     /// Registers for blocks of at most `rows` (≤ BLOCK) elements: a tiny
@@ -204,7 +242,7 @@ pub struct Bound<'a> {
     jit: Option<std::sync::Arc<super::jit::Compiled>>,
     /// For a program split between interpreter and compiled loop: the
     /// interpreter's registers.
-    staging: Option<Box<Executable>>,
+    staging: Option<Arc<Executable>>,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
     /// Global coordinate of the chunk's first element (may be negative in stencil halos).
@@ -377,7 +415,7 @@ impl<'a> Bound<'a> {
         let staging = jit
             .as_ref()
             .filter(|c| c.split.is_hybrid())
-            .map(|c| Box::new(Executable::keeping(p.clone(), &c.split.frontier)));
+            .map(|c| exe.staged(&c.split.frontier));
         Bound {
             exe,
             inputs: bound,

@@ -484,10 +484,15 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
             }
         },
     )?;
-    let mut total = new_acc();
-    for (mut acc, _, _) in parts {
+    // The first part is the total so far (one part: no merge at all).
+    let mut parts = parts.into_iter().map(|(acc, _, _)| acc);
+    let mut total = parts.next().unwrap_or_else(new_acc);
+    if let Acc::Exact(e) = &mut total {
+        e.flush(); // in place: no copy of its tables
+    }
+    for mut acc in parts {
         if let Acc::Exact(e) = &mut acc {
-            e.flush(); // in place: no copy of its tables
+            e.flush();
         }
         merge(spec.op, &mut total, &acc)?;
     }

@@ -1,6 +1,6 @@
 //! Placement of ready tasks and work stealing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::event::{Assignment, Command};
 use super::ids::{TaskRef, WorkerId};
@@ -13,22 +13,44 @@ const MAX_WAITS: usize = 64;
 /// Siblings looked at per task: enough to see where a group is going.
 const MAX_SIBLINGS: usize = 64;
 
+/// An amount per worker (a few workers per task: a short list, reused
+/// across tasks, beats a map allocated per task).
+#[derive(Default)]
+struct Tally(Vec<(WorkerId, u64)>);
+
+impl Tally {
+    fn add(&mut self, w: WorkerId, n: u64) {
+        match self.0.iter_mut().find(|(x, _)| *x == w) {
+            Some((_, m)) => *m += n,
+            None => self.0.push((w, n)),
+        }
+    }
+
+    fn get(&self, w: WorkerId) -> u64 {
+        self.0.iter().find(|(x, _)| *x == w).map_or(0, |(_, n)| *n)
+    }
+
+    /// The worker with the most (the lowest id on ties).
+    fn top(&self) -> Option<WorkerId> {
+        self.0
+            .iter()
+            .max_by(|(a, na), (b, nb)| na.cmp(nb).then(b.cmp(a)))
+            .map(|(w, _)| *w)
+    }
+}
+
 /// Per worker, how many siblings of task `id` (the other inputs of its first
 /// consumer) it holds or runs.
-fn siblings_at(j: &Job, id: usize) -> HashMap<WorkerId, u64> {
-    let mut at = HashMap::new();
+fn siblings_at(j: &Job, id: usize, at: &mut Tally) {
     let Some(&consumer) = j.consumers(id).first() else {
-        return at;
+        return;
     };
     for &s in j.inputs(consumer as usize).iter().take(MAX_SIBLINGS) {
         match j.state[s as usize] {
-            TaskState::Processing(w) | TaskState::Memory { worker: w, .. } => {
-                *at.entry(w).or_default() += 1;
-            }
+            TaskState::Processing(w) | TaskState::Memory { worker: w, .. } => at.add(w, 1),
             _ => {}
         }
     }
-    at
 }
 
 impl Core {
@@ -52,6 +74,7 @@ impl Core {
             .map(|w| w.capacity().saturating_sub(w.processing.len()))
             .sum();
         let mut waits = 0;
+        let (mut local, mut siblings) = (Tally::default(), Tally::default());
         while let Some(key) = self.ready.pop_first() {
             let (_, job, id) = key;
             // A chunk kept by another job that this task takes over, and where it is.
@@ -67,25 +90,21 @@ impl Core {
             let needs = j.needs(id);
             let root = j.is_queued_root(id);
             let saturation = self.config.worker_saturation;
-            let mut local: HashMap<WorkerId, u64> = HashMap::new();
+            local.0.clear();
+            siblings.0.clear();
             if let Some((_, w, n)) = kept {
-                *local.entry(w).or_default() += n;
+                local.add(w, n);
             }
             for &i in j.inputs(id) {
                 if let TaskState::Memory { worker, nbytes } = j.state[i as usize] {
-                    *local.entry(worker).or_default() += nbytes;
+                    local.add(worker, nbytes);
                 }
             }
             let plenty = self.ready.len() + deferred.len() + 1 >= free;
-            let siblings = if local.is_empty() && plenty {
-                siblings_at(j, id)
-            } else {
-                HashMap::new()
-            };
-            let favourite = siblings
-                .iter()
-                .max_by(|(a, na), (b, nb)| na.cmp(nb).then(b.cmp(a)))
-                .and_then(|(w, _)| self.workers.get(w));
+            if local.0.is_empty() && plenty {
+                siblings_at(j, id, &mut siblings);
+            }
+            let favourite = siblings.top().and_then(|w| self.workers.get(&w));
             if let Some(f) = favourite
                 && waits < MAX_WAITS
                 && !f.has_room()
@@ -106,10 +125,10 @@ impl Core {
                     w.has_room() && w.offers(needs) && (!root || w.below_saturation(saturation))
                 })
                 .max_by(|(a, wa), (b, wb)| {
-                    let count = |m: &HashMap<WorkerId, u64>, w| m.get(w).copied().unwrap_or(0);
-                    count(&local, a)
-                        .cmp(&count(&local, b))
-                        .then(count(&siblings, a).cmp(&count(&siblings, b)))
+                    local
+                        .get(**a)
+                        .cmp(&local.get(**b))
+                        .then(siblings.get(**a).cmp(&siblings.get(**b)))
                         .then(wb.load().total_cmp(&wa.load()))
                         .then(b.cmp(a))
                 })
