@@ -44,6 +44,11 @@ struct Args {
     /// Compute threads (default: all cores).
     #[arg(long, env = "ACCEL_NTHREADS")]
     nthreads: Option<usize>,
+    /// Threads for the network (scheduler stream, data plane); the default,
+    /// one per 16 cores plus one, keeps them from waking each other for
+    /// nothing (every task's messages go through them).
+    #[arg(long, env = "ACCEL_IO_THREADS")]
+    io_threads: Option<usize>,
     /// Name shown in logs (default: the host name).
     #[arg(long, env = "ACCEL_NAME")]
     name: Option<String>,
@@ -141,7 +146,9 @@ pub fn token(file: Option<&std::path::Path>) -> Result<Option<accel_proto::auth:
 /// is stopped; the exit code says how it ended (errors go to stderr).
 pub fn main_with(functions: Functions) -> ExitCode {
     let args = Args::parse();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.io_threads.unwrap_or(1 + cores / 16).max(1))
         .enable_all()
         .build()
     {
