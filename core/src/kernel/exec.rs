@@ -37,6 +37,9 @@ pub struct Executable {
     /// The interpreter's share of each split compiled form, by its frontier
     /// (built once per stage, not per task).
     staged: StagedMemo,
+    /// Per instruction: for a complex modulus read only by one comparison
+    /// with a constant, that constant (see [`Program::modulus_comparisons`]).
+    proxies: Vec<Option<f64>>,
 }
 
 /// [`Executable::staged`]: a clone starts empty (it fills on first use).
@@ -63,6 +66,10 @@ impl Executable {
     /// An executable whose registers `keep` (besides the root) stay readable
     /// after the last instruction (a loop body's next state and stop flag).
     fn keeping(program: Program, keep: &[Reg]) -> Executable {
+        let mut proxies = vec![None; program.instrs.len()];
+        for (m, _, c) in program.modulus_comparisons(keep) {
+            proxies[m] = Some(c);
+        }
         let n = program.instrs.len();
         let mut last_use = vec![0usize; n];
         for (k, ins) in program.instrs.iter().enumerate() {
@@ -132,10 +139,31 @@ impl Executable {
             loops,
             jit: Default::default(),
             staged: Default::default(),
+            proxies,
         }
     }
 
     /// The slot of register `r`.
+    /// Instruction `k`, the unary `op` of `a` over `n` elements: a modulus
+    /// that is only compared with a constant is computed only as far as
+    /// that comparison needs.
+    pub(super) fn unary(
+        &self,
+        k: usize,
+        op: crate::op::UnaryOp,
+        a: View<'_>,
+        target: ViewMut<'_>,
+        n: usize,
+    ) -> Result<()> {
+        match (self.proxies[k], a, target) {
+            (Some(c), View::C128(re, im), ViewMut::F64(o)) => {
+                super::hypot::modulus_proxy(&re[..n], &im[..n], c, &mut o[..n]);
+                Ok(())
+            }
+            (_, a, target) => ops::unary(op, a, target),
+        }
+    }
+
     pub(super) fn slot_of(&self, r: Reg) -> usize {
         self.slot_of[r as usize] as usize
     }
@@ -571,7 +599,7 @@ impl<'a> Bound<'a> {
             let r = match (chain, target) {
                 (Some(chain), ViewMut::F64(o)) => self.sum_chain(chain, start, n, o),
                 (_, target) => match ins {
-                    Instr::Unary(op, a) => ops::unary(*op, v(a), target),
+                    Instr::Unary(op, a) => exe.unary(k, *op, v(a), target, n),
                     Instr::Binary(op, a, b) => ops::binary(*op, v(a), v(b), target),
                     Instr::Where(c, a, b) => ops::select(v(c), v(a), v(b), target),
                     Instr::Cast(_, a) => ops::cast(v(a), target),

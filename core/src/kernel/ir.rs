@@ -111,6 +111,43 @@ impl Program {
             .collect()
     }
 
+    /// Complex moduli (`Abs` of a complex register) whose one reader compares
+    /// them with a real constant `c`, as (modulus, comparison, c): such a
+    /// modulus need only be right about which side of `c` it is on
+    /// ([`super::hypot::modulus_proxy`]). Registers in `keep` (readable
+    /// after the program) and the root are left out.
+    pub fn modulus_comparisons(&self, keep: &[Reg]) -> Vec<(usize, usize, f64)> {
+        let mut readers = vec![0u32; self.instrs.len()];
+        for ins in &self.instrs {
+            for r in ins.operands() {
+                readers[r as usize] += 1;
+            }
+        }
+        let mut found = Vec::new();
+        for (k, ins) in self.instrs.iter().enumerate() {
+            let Instr::Binary(op, a, b) = ins else {
+                continue;
+            };
+            if !op.is_comparison() {
+                continue;
+            }
+            for (m, other) in [(*a as usize, *b as usize), (*b as usize, *a as usize)] {
+                let is_modulus = matches!(self.instrs[m], Instr::Unary(crate::op::UnaryOp::Abs, z)
+                    if self.dtypes[z as usize] == DType::C128);
+                if let Instr::Const(crate::dtype::Value::F64(c)) = self.instrs[other]
+                    && is_modulus
+                    && readers[m] == 1
+                    && m != self.root as usize
+                    && !keep.contains(&(m as Reg))
+                    && super::hypot::proxy_allowed(c)
+                {
+                    found.push((m, k, c));
+                }
+            }
+        }
+        found
+    }
+
     /// One line per instruction, for DOT labels and debugging.
     pub fn listing(&self) -> Vec<String> {
         self.instrs

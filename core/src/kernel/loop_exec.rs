@@ -121,7 +121,7 @@ fn eval(exe: &Executable, sc: &mut Scratch, inputs: &[View<'_>], m: usize) -> Re
                 _ => sc.slots[exe.slot_of(*r)].view(m),
             };
             match ins {
-                Instr::Unary(op, a) => ops::unary(*op, v(a), target),
+                Instr::Unary(op, a) => exe.unary(k, *op, v(a), target, m),
                 Instr::Binary(op, a, b) => ops::binary(*op, v(a), v(b), target),
                 Instr::Where(c, a, b) => ops::select(v(c), v(a), v(b), target),
                 Instr::Cast(_, a) => ops::cast(v(a), target),

@@ -101,9 +101,16 @@ fn instr_lowers(p: &Program, k: usize, access: &[Access]) -> Result<(), Unsuppor
 pub fn split(p: &Program, access: &[Access]) -> Result<Split, Unsupported> {
     let n = p.instrs.len();
     let mut staged = vec![false; n];
+    // A comparison of a complex modulus with a constant stays with its
+    // modulus in the interpreter, which then decides which side of the
+    // constant each value is on without computing the modulus in full.
+    let mut with_modulus = vec![false; n];
+    for (_, cmp, _) in p.modulus_comparisons(&[]) {
+        with_modulus[cmp] = true;
+    }
     // Operands come before their readers: one backward pass closes the set.
     for k in (0..n).rev() {
-        if instr_lowers(p, k, access).is_err() {
+        if with_modulus[k] || instr_lowers(p, k, access).is_err() {
             staged[k] = true;
         }
         if staged[k] {
