@@ -36,6 +36,9 @@ fn points(r: f64) -> Vec<Complex64> {
     z
 }
 
+/// A comparison's name, the accel expression, and the same comparison in Rust.
+type Check = (&'static str, accel::Array, fn(f64, f64) -> bool);
+
 #[test]
 fn comparing_a_modulus_with_a_constant_equals_comparing_the_modulus() {
     for r in [2.0, 0.75, 3e40] {
@@ -47,7 +50,7 @@ fn comparing_a_modulus_with_a_constant_equals_comparing_the_modulus() {
         for (z, m) in zs.iter().zip(&modulus) {
             assert!(m.is_nan() || *m == z.norm() || (m - z.norm()).abs() <= 2.0 * f64::EPSILON * m);
         }
-        let checks: [(&str, accel::Array, fn(f64, f64) -> bool); 4] = [
+        let checks: [Check; 4] = [
             ("gt", x.abs().gt(r), |a, b| a > b),
             ("le", x.abs().le(r), |a, b| a <= b),
             ("eq", x.abs().equal(r), |a, b| a == b),
