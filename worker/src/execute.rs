@@ -64,9 +64,9 @@ pub(crate) const ACTIVE_PER_THREAD: usize = 2;
 /// [`Shared::client_fetches`] permits.
 pub(crate) const CLIENT_FETCHES: usize = 4;
 
-/// What a task tells the scheduler, merged into batches by the reporter.
+/// What a task tells the scheduler, merged into batches by the reporter
+/// (starts are noted in [`Session::started`] instead).
 pub(crate) enum Report {
-    Started(pb::TaskId),
     Finished(pb::FinishedTask),
     Other(worker_message::Msg),
 }
@@ -77,6 +77,8 @@ pub(crate) struct Session {
     pub shared: Arc<Shared>,
     pub generation: u64,
     pub queued: Mutex<HashSet<(u64, ChunkKey)>>,
+    /// Tasks started and not yet told: they go with the next report.
+    pub started: Mutex<Vec<pb::TaskId>>,
     pub reports: mpsc::UnboundedSender<Report>,
 }
 
@@ -113,6 +115,19 @@ impl Session {
 
     fn report(&self, r: Report) {
         let _ = self.reports.send(r);
+    }
+
+    /// Notes a task's start without waking the reporter.
+    fn note_started(&self, job: u64, key: ChunkKey) {
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task_to(job, key));
+    }
+
+    /// The starts noted since the last call.
+    pub fn take_started(&self) -> Vec<pb::TaskId> {
+        std::mem::take(&mut *self.started.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -207,7 +222,7 @@ fn compute(
     if !s.dequeue(job, key) || !s.shared.store.is_current(s.generation, job) {
         return None;
     }
-    s.report(Report::Started(task_to(job, key)));
+    s.note_started(job, key);
     let label = plan
         .stages
         .get(key.stage.index())
@@ -365,7 +380,7 @@ async fn fetch_remote(
             ));
         }
     };
-    session.report(Report::Started(task_to(job, key)));
+    session.note_started(job, key);
     let nbytes = chunk.nbytes() as u64;
     if session
         .shared

@@ -110,9 +110,10 @@ pub(crate) async fn attach(
         generation: shared.store.generation(),
         shared,
         queued: Default::default(),
+        started: Default::default(),
         reports,
     });
-    let reporter = tokio::spawn(report(reports_rx, out_tx.clone()));
+    let reporter = tokio::spawn(report(session.clone(), reports_rx, out_tx.clone()));
     let heartbeat = tokio::spawn(heartbeat(
         out_tx.clone(),
         config.heartbeat,
@@ -339,24 +340,48 @@ fn drop_started_and_finished(batch: &mut pb::FinishedBatch) {
     batch.started.retain(|t| !finished.contains(&id(t)));
 }
 
+/// How long a task's start may go untold when nothing else is reported.
+const STARTS_TOLD_WITHIN: Duration = Duration::from_millis(100);
+
 /// Sends reports in batches: every start and finish since the last message
-/// in one message, then anything else.
-async fn report(mut rx: mpsc::UnboundedReceiver<Report>, tx: mpsc::Sender<pb::WorkerMessage>) {
-    while let Some(first) = rx.recv().await {
+/// in one message, then anything else. Starts wake nobody: they go with the
+/// next report, or within [`STARTS_TOLD_WITHIN`] when there is none.
+async fn report(
+    session: Arc<Session>,
+    mut rx: mpsc::UnboundedReceiver<Report>,
+    tx: mpsc::Sender<pb::WorkerMessage>,
+) {
+    let mut tick = tokio::time::interval(STARTS_TOLD_WITHIN);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let first = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => Some(r),
+                None => return,
+            },
+            _ = tick.tick() => None,
+        };
         let mut batch = pb::FinishedBatch::default();
         let mut others = Vec::new();
         let mut push = |r: Report| match r {
-            Report::Started(t) => batch.started.push(t),
             Report::Finished(f) => batch.tasks.push(f),
             Report::Other(m) => others.push(m),
         };
-        push(first);
+        if let Some(first) = first {
+            push(first);
+        }
         while let Ok(r) = rx.try_recv() {
             push(r);
         }
+        // Taken after the finishes: a task noted started before it finished
+        // is in this batch if its finish is.
+        batch.started = session.take_started();
         drop_started_and_finished(&mut batch);
         if !batch.tasks.is_empty() || !batch.started.is_empty() {
             others.insert(0, worker_message::Msg::Finished(batch));
+        }
+        if others.is_empty() {
+            continue;
         }
         tracing::debug!(messages = others.len(), "reporting");
         for m in others {
