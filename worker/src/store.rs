@@ -126,21 +126,33 @@ impl Store {
         s.generation
     }
 
+    /// The chunk if it is in memory (marked as just used), or the file it
+    /// was spilled to.
+    fn lookup(&self, job: u64, key: ChunkKey) -> Option<Result<Arc<Chunk>, PathBuf>> {
+        let mut s = self.lock();
+        let tick = s.touch();
+        match s.chunks.get_mut(&(job, key))? {
+            Slot::Memory { chunk, tick: t } => {
+                let (chunk, old) = (chunk.clone(), std::mem::replace(t, tick));
+                s.lru.remove(&old);
+                s.lru.insert(tick, (job, key));
+                Some(Ok(chunk))
+            }
+            Slot::Disk { path, .. } => Some(Err(path.clone())),
+        }
+    }
+
+    /// The chunk if it is in memory now (a spilled one is not read back).
+    pub fn get_in_memory(&self, job: u64, key: ChunkKey) -> Option<Arc<Chunk>> {
+        self.lookup(job, key)?.ok()
+    }
+
     /// The chunk, read back from disk if it was spilled (blocking I/O: call
     /// it off the async threads when [`Store::is_spilled`]).
     pub fn get(&self, job: u64, key: ChunkKey) -> Option<Arc<Chunk>> {
-        let path = {
-            let mut s = self.lock();
-            let tick = s.touch();
-            match s.chunks.get_mut(&(job, key))? {
-                Slot::Memory { chunk, tick: t } => {
-                    let (chunk, old) = (chunk.clone(), std::mem::replace(t, tick));
-                    s.lru.remove(&old);
-                    s.lru.insert(tick, (job, key));
-                    return Some(chunk);
-                }
-                Slot::Disk { path, .. } => path.clone(),
-            }
+        let path = match self.lookup(job, key)? {
+            Ok(chunk) => return Some(chunk),
+            Err(path) => path,
         };
         let chunk = match spill::read(&path) {
             Ok(c) => Arc::new(c),
@@ -171,21 +183,6 @@ impl Store {
     }
 
     /// Whether the chunk is held in memory (a `get` costs nothing).
-    /// The chunk if it is in memory now (a spilled one is not read back).
-    pub fn get_in_memory(&self, job: u64, key: ChunkKey) -> Option<Arc<Chunk>> {
-        let mut s = self.lock();
-        let tick = s.touch();
-        match s.chunks.get_mut(&(job, key))? {
-            Slot::Memory { chunk, tick: t } => {
-                let (chunk, old) = (chunk.clone(), std::mem::replace(t, tick));
-                s.lru.remove(&old);
-                s.lru.insert(tick, (job, key));
-                Some(chunk)
-            }
-            Slot::Disk { .. } => None,
-        }
-    }
-
     pub fn in_memory(&self, job: u64, key: ChunkKey) -> bool {
         matches!(
             self.lock().chunks.get(&(job, key)),
