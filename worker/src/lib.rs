@@ -7,6 +7,7 @@
 //! trying to attach again, with backoff, for `death_timeout`. Asked to stop
 //! (SIGTERM), it first hands its chunks to peers.
 
+pub mod alloc;
 pub mod cli;
 mod execute;
 mod fault;

@@ -2,11 +2,11 @@
 //! offer their own `map_blocks` functions call [`accel_worker::cli::main_with`]
 //! from a binary of their own.
 
-/// Tiny chunks (partial states, small tasks) are allocated and freed by the
-/// million on several threads: glibc's allocator spent as much time as the
-/// kernels did on them.
+/// mimalloc for the millions of small blocks tasks allocate, the system
+/// allocator for chunk buffers (see [`accel_worker::alloc`]); a worker
+/// binary of your own can use the same line.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: accel_worker::alloc::WorkerAlloc = accel_worker::alloc::WorkerAlloc;
 
 fn main() -> std::process::ExitCode {
     accel_worker::cli::main_with(accel_worker::Functions::new())
