@@ -18,6 +18,19 @@ const LARGE: usize = 256 << 10;
 /// See the module documentation.
 pub struct WorkerAlloc;
 
+/// Makes glibc map every large block afresh and unmap it when freed. By
+/// default glibc raises its mapping threshold after the first large free,
+/// and later chunk buffers then come from its heap and stay in the process
+/// after they are freed (a worker over its memory limit would keep them).
+/// Call once at start-up, before any thread allocates.
+pub fn map_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of glibc's allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE as libc::c_int);
+    }
+}
+
 fn is_large(size: usize) -> bool {
     size >= LARGE
 }

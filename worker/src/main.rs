@@ -9,5 +9,6 @@
 static ALLOCATOR: accel_worker::alloc::WorkerAlloc = accel_worker::alloc::WorkerAlloc;
 
 fn main() -> std::process::ExitCode {
+    accel_worker::alloc::map_large_blocks();
     accel_worker::cli::main_with(accel_worker::Functions::new())
 }
