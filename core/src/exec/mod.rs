@@ -1,7 +1,9 @@
 //! Running one task of a plan.
 
 pub mod boxes;
+pub mod offload;
 pub mod scan;
 pub mod task;
 
-pub use task::{copy_box, run_task, run_task_into};
+pub use offload::Offload;
+pub use task::{copy_box, run_task, run_task_into, run_task_with};

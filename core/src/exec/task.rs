@@ -203,7 +203,18 @@ fn views_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<(&'a [usize], &'a Buffer)> {
 /// Computes chunk `key` of `plan` from its inputs (in [`Plan::task_inputs`]
 /// order), and writes it to the stored arrays the plan sends this stage to.
 pub fn run_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc<Chunk>> {
-    let chunk = compute_task(plan, key, inputs)?;
+    run_task_with(plan, key, inputs, None)
+}
+
+/// [`run_task`], offering the task's elementwise kernel to `offload` (a GPU)
+/// first.
+pub fn run_task_with(
+    plan: &Plan,
+    key: ChunkKey,
+    inputs: &[Arc<Chunk>],
+    offload: Option<&dyn crate::exec::Offload>,
+) -> Result<Arc<Chunk>> {
+    let chunk = compute_task(plan, key, inputs, offload)?;
     for sink in plan.sinks_of(key.stage) {
         write_sink(plan, key, sink, &chunk)?;
     }
@@ -226,7 +237,12 @@ fn write_sink(
         })
 }
 
-fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc<Chunk>> {
+fn compute_task(
+    plan: &Plan,
+    key: ChunkKey,
+    inputs: &[Arc<Chunk>],
+    offload: Option<&dyn crate::exec::Offload>,
+) -> Result<Arc<Chunk>> {
     let stage = plan.stage(key.stage);
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
@@ -250,8 +266,12 @@ fn compute_task(plan: &Plan, key: ChunkKey, inputs: &[Arc<Chunk>]) -> Result<Arc
         StageKind::Map(exe) => {
             let ins = kernel_inputs(plan, key, exe, inputs)?;
             let views = views_of(&ins);
-            let bound = Bound::new(exe, &origin, &local, &views)?;
-            Chunk::array(local, bound.run_map()?)
+            let offloaded = offload.and_then(|o| o.run_map(exe, &origin, &local, &views));
+            let data = match offloaded {
+                Some(data) => data,
+                None => Bound::new(exe, &origin, &local, &views)?.run_map()?,
+            };
+            Chunk::array(local, data)
         }
         StageKind::Partial {
             exe,

@@ -57,17 +57,18 @@ pub fn fill_index(base: i64, strides: &[i64], shape: &[usize], start: usize, out
 
 /// SplitMix64's output function: a bijective 64-bit mixer.
 #[inline]
-fn mix64(mut z: u64) -> u64 {
+pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
 
-const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The counter increment of SplitMix64 (the golden ratio in 64 bits).
+pub const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Key of a (seed, stream) pair.
 #[inline]
-fn key(seed: u64, stream: u64) -> u64 {
+pub fn key(seed: u64, stream: u64) -> u64 {
     mix64(seed ^ mix64(stream.wrapping_add(GOLDEN)))
 }
 

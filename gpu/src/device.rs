@@ -1,0 +1,563 @@
+//! One GPU opened through wgpu (Vulkan): compiled pipelines cached by their
+//! shader text, and a kernel run per chunk (upload, dispatch, read back).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use accel_core::buffer::Buffer;
+use accel_core::dtype::DType;
+use accel_core::kernel::Program;
+use accel_core::kernel::ir::Instr;
+use accel_core::shape;
+use wgpu::util::DeviceExt;
+
+use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
+use crate::{Error, Result};
+
+/// Which GPU a worker or an embedded client uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GpuChoice {
+    /// The first hardware GPU with 64-bit floats and integers; none if there
+    /// is none (software renderers such as lavapipe are passed over).
+    Auto,
+    /// CPU only.
+    #[default]
+    None,
+    /// The first software (CPU-emulated) Vulkan device, such as Mesa's
+    /// lavapipe: slower than accel's own CPU kernels, for tests.
+    Software,
+    /// The adapter with this index in [`adapters`]' list.
+    Index(usize),
+}
+
+impl std::str::FromStr for GpuChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<GpuChoice> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(GpuChoice::Auto),
+            "none" | "" => Ok(GpuChoice::None),
+            "software" => Ok(GpuChoice::Software),
+            other => other.parse().map(GpuChoice::Index).map_err(|_| {
+                Error::Choice(format!(
+                    "`{s}`: expected auto, none, software or an adapter number"
+                ))
+            }),
+        }
+    }
+}
+
+/// What an adapter is, for listings and logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub software: bool,
+    /// Has 64-bit floats and integers in shaders (accel's kernels need both).
+    pub float64: bool,
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::VULKAN;
+    wgpu::Instance::new(desc)
+}
+
+/// 64-bit floats and integers in shaders, and SPIR-V handed to the driver
+/// as generated (see [`crate::spirv`]: exact float arithmetic).
+const NEEDED: wgpu::Features = wgpu::Features::SHADER_F64
+    .union(wgpu::Features::SHADER_INT64)
+    .union(wgpu::Features::PASSTHROUGH_SHADERS);
+
+fn summary(index: usize, a: &wgpu::Adapter) -> AdapterSummary {
+    let info = a.get_info();
+    AdapterSummary {
+        index,
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        software: info.device_type == wgpu::DeviceType::Cpu,
+        float64: a.features().contains(NEEDED),
+    }
+}
+
+/// The Vulkan adapters of this machine, in the order `GpuChoice::Index` counts.
+pub fn adapters() -> Vec<AdapterSummary> {
+    let found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::VULKAN));
+    found
+        .iter()
+        .enumerate()
+        .map(|(k, a)| summary(k, a))
+        .collect()
+}
+
+/// Counts of tasks by where they ran.
+#[derive(Debug, Default)]
+struct Counters {
+    kernels: AtomicU64,
+    elements: AtomicU64,
+    pipelines: AtomicU64,
+}
+
+/// A compiled kernel: its pipeline and the layout of its bindings.
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+    shader: wgsl::Shader,
+}
+
+/// An opened GPU.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    summary: AdapterSummary,
+    max_binding: u64,
+    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    counters: Counters,
+    /// Serializes submissions: one kernel at a time keeps memory bounded
+    /// and the device's queue short (the CPU pool runs the rest).
+    submit: Mutex<()>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu({} #{})", self.summary.name, self.summary.index)
+    }
+}
+
+impl Gpu {
+    /// Opens the GPU `choice` names; `Ok(None)` for `None`, and for `Auto`
+    /// on a machine without a suitable GPU.
+    pub fn open(choice: GpuChoice) -> Result<Option<Gpu>> {
+        let inst = instance();
+        let found = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::VULKAN));
+        let listed: Vec<AdapterSummary> = found
+            .iter()
+            .enumerate()
+            .map(|(k, a)| summary(k, a))
+            .collect();
+        let pick = match choice {
+            GpuChoice::None => return Ok(None),
+            GpuChoice::Auto => listed.iter().position(|s| !s.software && s.float64),
+            GpuChoice::Software => listed.iter().position(|s| s.software),
+            GpuChoice::Index(k) if k < listed.len() => Some(k),
+            GpuChoice::Index(k) => {
+                return Err(Error::Choice(format!(
+                    "there is no GPU {k}: this machine has {} Vulkan adapter(s){}",
+                    listed.len(),
+                    describe(&listed)
+                )));
+            }
+        };
+        let Some(k) = pick else {
+            if choice == GpuChoice::Auto {
+                return Ok(None);
+            }
+            return Err(Error::Choice(format!(
+                "no software Vulkan device (install Mesa's lavapipe: apt-get install mesa-vulkan-drivers){}",
+                describe(&listed)
+            )));
+        };
+        let adapter = &found[k];
+        let summary = listed[k].clone();
+        if !summary.float64 {
+            return Err(Error::Choice(format!(
+                "GPU {k} ({}) lacks 64-bit floats or integers in shaders (SHADER_F64, SHADER_INT64) or SPIR-V passthrough, which accel's kernels need",
+                summary.name
+            )));
+        }
+        let limits = adapter.limits();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("accel"),
+            required_features: NEEDED,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::Device(format!("{}: {e}", summary.name)))?;
+        // Errors outside an error scope are logged, never a panic.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            tracing::error!("GPU error: {e}");
+        }));
+        Ok(Some(Gpu {
+            device,
+            queue,
+            summary,
+            max_binding: limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+            pipelines: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            submit: Mutex::new(()),
+        }))
+    }
+
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// Kernels run, elements computed and pipelines compiled so far.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let c = &self.counters;
+        (
+            c.kernels.load(Ordering::Relaxed),
+            c.elements.load(Ordering::Relaxed),
+            c.pipelines.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Runs `program` over the output chunk at `origin` of shape `local`,
+    /// its inputs as (chunk shape, data) in program-input order (lined up
+    /// as on the CPU: trailing axes, length-1 axes broadcast).
+    pub fn run_map(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+    ) -> Result<Buffer> {
+        let (access, strides) = line_up(program, local, inputs)?;
+        let root = program.dtypes[program.root as usize];
+        let n = shape::size(local);
+        if n == 0 {
+            return Ok(Buffer::zeros(root, 0));
+        }
+        let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
+        let pipe = self.pipeline(program, &access)?;
+        let meta = meta_words(program, &pipe.shader, n32, origin, local, &strides);
+        let out_bytes = (n * root.size().max(4)) as u64;
+        for b in inputs
+            .iter()
+            .map(|(_, b)| b.len() as u64 * b.dtype().size().max(4) as u64)
+            .chain([out_bytes])
+        {
+            if b > self.max_binding {
+                return Err(Error::TooLarge(b));
+            }
+        }
+        let uploads: Vec<wgpu::Buffer> = std::iter::once(bytes_of_words(&meta))
+            .chain(inputs.iter().map(|(_, b)| upload_bytes(b)))
+            .map(|bytes| {
+                self.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: None,
+                        contents: &bytes,
+                        usage: wgpu::BufferUsages::STORAGE,
+                    })
+            })
+            .collect();
+        let out = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("out"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = uploads
+            .iter()
+            .chain([&out])
+            .enumerate()
+            .map(|(k, b)| wgpu::BindGroupEntry {
+                binding: k as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipe.layout,
+            entries: &entries,
+        });
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&pipe.pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            let groups = n32.div_ceil(WORKGROUP);
+            let (gx, gy) = if groups <= MAX_GROUPS_X {
+                (groups, 1)
+            } else {
+                (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X))
+            };
+            pass.dispatch_workgroups(gx, gy, 1);
+        }
+        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
+        let guard = self
+            .submit
+            .lock()
+            .map_err(|_| Error::Device("poisoned".into()))?;
+        self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        readback
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("waiting for the kernel: {e}")))?;
+        drop(guard);
+        if let Some(e) = pollster::block_on(oom.pop()) {
+            return Err(Error::OutOfMemory(e.to_string()));
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Device(e.to_string()));
+        }
+        rx.recv()
+            .map_err(|_| Error::Device("the read-back never completed".into()))?
+            .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
+        let data = {
+            let view = readback
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
+            download(root, &view, n)
+        };
+        readback.unmap();
+        self.counters.kernels.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .elements
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(data)
+    }
+
+    /// The pipeline of `program` read through `access`, compiled on first use.
+    fn pipeline(&self, program: &Program, access: &[Access]) -> Result<Arc<Pipeline>> {
+        let shader = wgsl::generate(program, access)?;
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| Error::Device("poisoned".into()))?;
+        if let Some(p) = cache.get(&shader.source) {
+            return Ok(p.clone());
+        }
+        let spirv = crate::spirv::compile(&shader.source)?;
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let entry = [wgpu::PassthroughShaderEntryPoint {
+            name: "main".into(),
+            workgroup_size: (WORKGROUP, 1, 1),
+        }];
+        // SAFETY: naga generated and validated this SPIR-V from our WGSL;
+        // the added decorations and modes only constrain float rounding.
+        let module = unsafe {
+            self.device
+                .create_shader_module_passthrough(wgpu::ShaderModuleDescriptorPassthrough {
+                    label: None,
+                    entry_points: entry.as_slice().into(),
+                    spirv: Some(spirv.into()),
+                    ..Default::default()
+                })
+        };
+        let bindings = program.inputs.len() as u32 + 2;
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..bindings)
+            .map(|b| wgpu::BindGroupLayoutEntry {
+                binding: b,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: b + 1 != bindings,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &entries,
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: None,
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Compile(format!("{e}\n{}", shader.source)));
+        }
+        self.counters.pipelines.fetch_add(1, Ordering::Relaxed);
+        let p = Arc::new(Pipeline {
+            pipeline,
+            layout,
+            shader,
+        });
+        cache.insert(p.shader.source.clone(), p.clone());
+        Ok(p)
+    }
+}
+
+fn describe(listed: &[AdapterSummary]) -> String {
+    listed
+        .iter()
+        .map(|s| {
+            format!(
+                "\n  {}: {} ({}{}{})",
+                s.index,
+                s.name,
+                s.backend,
+                if s.software { ", software" } else { "" },
+                if s.float64 { "" } else { ", no float64" }
+            )
+        })
+        .collect()
+}
+
+/// How each input lines up with the output chunk (as `Bound::new` does on
+/// the CPU): its access pattern and, per output axis, its element stride.
+fn line_up(
+    program: &Program,
+    local: &[usize],
+    inputs: &[(&[usize], &Buffer)],
+) -> Result<(Vec<Access>, Vec<Vec<i64>>)> {
+    let nd = program.out_shape.len();
+    if inputs.len() != program.inputs.len() || local.len() != nd {
+        return Err(Error::Layout(format!(
+            "a kernel of {} inputs over {nd}-d chunks given {} inputs and a chunk of shape {local:?}",
+            program.inputs.len(),
+            inputs.len()
+        )));
+    }
+    let out_strides = shape::strides(local);
+    let mut access = Vec::with_capacity(inputs.len());
+    let mut all = Vec::with_capacity(inputs.len());
+    for (spec, &(cshape, buf)) in program.inputs.iter().zip(inputs) {
+        if buf.dtype() != spec.dtype {
+            return Err(Error::Layout(format!(
+                "input chunk is {} where the kernel expects {}",
+                buf.dtype(),
+                spec.dtype
+            )));
+        }
+        let off = nd - spec.shape.len();
+        let cstrides = shape::strides(cshape);
+        let mut strides = vec![0i64; nd];
+        let mut expect = 1;
+        for (d, &len) in spec.shape.iter().enumerate() {
+            if len != 1 || program.out_shape[off + d] == 1 {
+                if cshape.len() != spec.shape.len() || cshape[d] != local[off + d] {
+                    return Err(Error::Layout(format!(
+                        "input chunk of shape {cshape:?} does not line up with output chunk {local:?}"
+                    )));
+                }
+                strides[off + d] = cstrides[d] as i64;
+                expect *= cshape[d];
+            }
+        }
+        if buf.len() != expect && !(expect == 1 && buf.len() == 1) {
+            return Err(Error::Layout(format!(
+                "input chunk holds {} elements, expected {expect}",
+                buf.len()
+            )));
+        }
+        let contiguous = strides
+            .iter()
+            .zip(&out_strides)
+            .zip(local)
+            .all(|((&s, &o), &n)| n <= 1 || s == o as i64);
+        access.push(if strides.iter().all(|&s| s == 0) {
+            Access::Scalar
+        } else if contiguous {
+            Access::Contiguous
+        } else {
+            Access::Strided
+        });
+        all.push(strides);
+    }
+    Ok((access, all))
+}
+
+/// The `meta` words a shader reads: element count, chunk shape, strides of
+/// strided inputs, and each generator's counter at the chunk's first element.
+fn meta_words(
+    program: &Program,
+    shader: &wgsl::Shader,
+    n: u32,
+    origin: &[usize],
+    local: &[usize],
+    strides: &[Vec<i64>],
+) -> Vec<u32> {
+    let mut meta = vec![n];
+    meta.extend(local.iter().map(|&l| l as u32));
+    for &k in &shader.strided {
+        meta.extend(strides[k].iter().map(|&s| s as u32));
+    }
+    for &g in &shader.generators {
+        let base = match &program.instrs[g] {
+            Instr::Gen { base, strides, .. } => origin
+                .iter()
+                .zip(strides)
+                .map(|(&o, &s)| (o as i64).wrapping_mul(s))
+                .fold(*base, i64::wrapping_add),
+            _ => 0,
+        };
+        meta.push(base as u64 as u32);
+        meta.push((base as u64 >> 32) as u32);
+    }
+    meta
+}
+
+fn bytes_of_words(words: &[u32]) -> Vec<u8> {
+    bytemuck::cast_slice(words).to_vec()
+}
+
+/// A chunk's bytes as the shader reads them (booleans widened to `u32`).
+fn upload_bytes(b: &Buffer) -> Vec<u8> {
+    match b {
+        Buffer::Bool(v) => v.iter().flat_map(|&x| (x as u32).to_ne_bytes()).collect(),
+        Buffer::I32(v) => bytemuck::cast_slice(v).to_vec(),
+        Buffer::I64(v) => bytemuck::cast_slice(v).to_vec(),
+        Buffer::F32(v) => bytemuck::cast_slice(v).to_vec(),
+        Buffer::F64(v) => bytemuck::cast_slice(v).to_vec(),
+        Buffer::C128(v) => v
+            .iter()
+            .flat_map(|z| [z.re.to_ne_bytes(), z.im.to_ne_bytes()])
+            .flatten()
+            .collect(),
+    }
+}
+
+fn download(d: DType, bytes: &[u8], n: usize) -> Buffer {
+    fn words<T: bytemuck::Pod>(bytes: &[u8], n: usize) -> Vec<T> {
+        let mut v: Vec<T> = vec![T::zeroed(); n];
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut v);
+        let len = dst.len().min(bytes.len());
+        dst[..len].copy_from_slice(&bytes[..len]);
+        v
+    }
+    match d {
+        DType::Bool => Buffer::Bool(words::<u32>(bytes, n).into_iter().map(|x| x != 0).collect()),
+        DType::I32 => Buffer::I32(words(bytes, n)),
+        DType::I64 => Buffer::I64(words(bytes, n)),
+        DType::F32 => Buffer::F32(words(bytes, n)),
+        DType::F64 => Buffer::F64(words(bytes, n)),
+        DType::C128 => {
+            let parts: Vec<f64> = words(bytes, 2 * n);
+            Buffer::C128(
+                parts
+                    .chunks_exact(2)
+                    .map(|p| num_complex::Complex64::new(p[0], p[1]))
+                    .collect(),
+            )
+        }
+    }
+}

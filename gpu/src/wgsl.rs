@@ -1,0 +1,703 @@
+//! WGSL generated from a fused kernel program: one invocation per output
+//! element, every register a `let`, inputs and output in storage buffers.
+//!
+//! The shader is structural: chunk shapes, input strides and generator
+//! counters arrive in a small `dims` buffer, so every chunk of a stage (and
+//! every stage with the same program) runs the same compiled pipeline. What
+//! the text does depend on is how each input is read (contiguous like the
+//! output, one scalar, or through strides), as on the CPU's compiled path.
+//!
+//! Semantics follow the CPU interpreter (`accel_core::kernel::ops`) exactly:
+//! wrapping integer arithmetic, NumPy's integer floor division and remainder
+//! (0 for a zero divisor), NaN-propagating minimum and maximum, saturating
+//! float-to-integer casts with NaN → 0, round half to even. Operations whose
+//! GPU form would not give the CPU's bits (transcendentals, float remainder
+//! and floor division, complex numbers, loops) are refused with
+//! [`Unsupported`], and the task runs on the CPU.
+
+use std::fmt::Write;
+
+use accel_core::dtype::{DType, Value};
+use accel_core::kernel::Program;
+use accel_core::kernel::generate;
+use accel_core::kernel::ir::Instr;
+use accel_core::op::{BinaryOp, GenKind, UnaryOp};
+
+/// Threads per workgroup; the dispatch is `ceil(n / WORKGROUP)` groups,
+/// folded into a second dimension past the 65,535-group limit.
+pub const WORKGROUP: u32 = 256;
+/// Most workgroups along one dispatch dimension.
+pub const MAX_GROUPS_X: u32 = 65_535;
+
+/// How a kernel input is read, per element of the output chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Laid out like the output: element `i` of the input.
+    Contiguous,
+    /// One value for every element (a broadcast scalar).
+    Scalar,
+    /// Through per-axis strides read from `dims` (broadcast axes have stride 0).
+    Strided,
+}
+
+/// Why a program cannot run on the GPU (it then runs on the CPU).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a GPU kernel: {0}")]
+pub struct Unsupported(pub String);
+
+fn refuse<T>(what: impl Into<String>) -> Result<T, Unsupported> {
+    Err(Unsupported(what.into()))
+}
+
+/// A generated shader and the layout of the `dims` words it reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shader {
+    pub source: String,
+    /// Dimensions of the iteration space.
+    pub ndim: usize,
+    /// Inputs read through strides, in input order (their strides follow the
+    /// shape in `dims`).
+    pub strided: Vec<usize>,
+    /// Generator instructions, in program order (each takes two `dims` words,
+    /// the low and high halves of its first element's counter).
+    pub generators: Vec<usize>,
+}
+
+/// Checks that every operation of `program` has a GPU form.
+pub fn check(program: &Program) -> Result<(), Unsupported> {
+    for (k, ins) in program.instrs.iter().enumerate() {
+        let d = program.dtypes[k];
+        if d == DType::C128 {
+            return refuse("complex numbers");
+        }
+        match ins {
+            Instr::Loop(_) => return refuse("loops"),
+            Instr::Unary(op, a) => {
+                unary_supported(*op, program.dtypes[*a as usize])?;
+            }
+            Instr::Binary(op, a, _) => {
+                binary_supported(*op, program.dtypes[*a as usize])?;
+            }
+            Instr::Gen {
+                kind: GenKind::Normal { .. },
+                ..
+            } => return refuse("normal random numbers (logarithm and cosine)"),
+            Instr::Gen { strides, .. } if strides.len() != program.out_shape.len() => {
+                return refuse("a generator over other axes than the kernel's");
+            }
+            _ => {}
+        }
+    }
+    for spec in &program.inputs {
+        if spec.dtype == DType::C128 {
+            return refuse("complex inputs");
+        }
+    }
+    Ok(())
+}
+
+fn unary_supported(op: UnaryOp, d: DType) -> Result<(), Unsupported> {
+    use UnaryOp::*;
+    let float = matches!(d, DType::F32 | DType::F64);
+    match op {
+        Neg | Abs | Floor | Ceil | Round | Re | Im | Sign | IsNan | IsFinite | Not | Powi(_) => {
+            Ok(())
+        }
+        Sqrt if float => Ok(()),
+        _ => refuse(format!("{} of {d}", op.name())),
+    }
+}
+
+fn binary_supported(op: BinaryOp, d: DType) -> Result<(), Unsupported> {
+    use BinaryOp::*;
+    let float = matches!(d, DType::F32 | DType::F64);
+    match op {
+        Add | Sub | Mul | Min | Max | Eq | Ne | Lt | Le | Gt | Ge | And | Or => Ok(()),
+        Div if float => Ok(()),
+        Rem | FloorDiv if !float => Ok(()),
+        _ => refuse(format!("{} of {d}", op.symbol())),
+    }
+}
+
+/// The WGSL type of a register.
+fn ty(d: DType) -> &'static str {
+    match d {
+        DType::Bool => "bool",
+        DType::I32 => "i32",
+        DType::I64 => "i64",
+        DType::F32 => "f32",
+        DType::F64 => "f64",
+        DType::C128 => "vec2<f64>",
+    }
+}
+
+/// The element type of a storage buffer (booleans are stored as `u32`).
+pub fn storage_ty(d: DType) -> &'static str {
+    match d {
+        DType::Bool => "u32",
+        other => ty(other),
+    }
+}
+
+/// A literal with exactly the value's bits (floats through their bit
+/// pattern, so NaN payloads, infinities and subnormals survive).
+fn literal(v: Value) -> String {
+    match v {
+        Value::Bool(b) => b.to_string(),
+        Value::I32(x) if x == i32::MIN => "i32(-2147483647 - 1)".into(),
+        Value::I32(x) => format!("{x}i"),
+        Value::I64(x) => format!("bitcast<i64>({}lu)", x as u64),
+        Value::F32(x) => format!("bitcast<f32>({}u)", x.to_bits()),
+        Value::F64(x) => f64_literal(x),
+        Value::C128(_) => "vec2<f64>()".into(),
+    }
+}
+
+fn f64_literal(x: f64) -> String {
+    format!("bitcast<f64>({}lu)", x.to_bits())
+}
+
+/// `value` converted to dtype `d` as a literal.
+fn typed_literal(value: f64, d: DType) -> String {
+    match d {
+        DType::Bool => literal(Value::Bool(value != 0.0)),
+        DType::I32 => literal(Value::I32(value as i32)),
+        DType::I64 => literal(Value::I64(value as i64)),
+        DType::F32 => literal(Value::F32(value as f32)),
+        _ => literal(Value::F64(value)),
+    }
+}
+
+/// Generates the shader for `program` with its inputs read as `access` says.
+pub fn generate(program: &Program, access: &[Access]) -> Result<Shader, Unsupported> {
+    check(program)?;
+    if access.len() != program.inputs.len() {
+        return refuse("an access pattern per input");
+    }
+    let nd = program.out_shape.len();
+    let strided: Vec<usize> = (0..access.len())
+        .filter(|&k| access[k] == Access::Strided)
+        .collect();
+    let generators: Vec<usize> = (0..program.instrs.len())
+        .filter(|&k| matches!(program.instrs[k], Instr::Gen { .. }))
+        .collect();
+    let mut src = String::new();
+    header(&mut src, program);
+    let _ = writeln!(src, "@compute @workgroup_size({WORKGROUP})");
+    src.push_str(
+        "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n",
+    );
+    let _ = writeln!(src, "    let i = gid.x + gid.y * groups.x * {WORKGROUP}u;");
+    src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
+    if !strided.is_empty() || !generators.is_empty() {
+        coordinates(&mut src, nd);
+    }
+    let mut body = Body {
+        program,
+        access,
+        strided: &strided,
+        generators: &generators,
+        nd,
+        src: &mut src,
+    };
+    for k in 0..program.instrs.len() {
+        body.instr(k)?;
+    }
+    let root = program.root as usize;
+    let stored = match program.dtypes[root] {
+        DType::Bool => format!("select(0u, 1u, r{root})"),
+        _ => format!("r{root}"),
+    };
+    let _ = writeln!(src, "    out[i] = {stored};\n}}");
+    Ok(Shader {
+        source: src,
+        ndim: nd,
+        strided,
+        generators,
+    })
+}
+
+/// Bindings and helper functions.
+fn header(src: &mut String, program: &Program) {
+    src.push_str("@group(0) @binding(0) var<storage, read> dims: array<u32>;\n");
+    for (k, spec) in program.inputs.iter().enumerate() {
+        let _ = writeln!(
+            src,
+            "@group(0) @binding({}) var<storage, read> in{k}: array<{}>;",
+            k + 1,
+            storage_ty(spec.dtype)
+        );
+    }
+    let _ = writeln!(
+        src,
+        "@group(0) @binding({}) var<storage, read_write> out: array<{}>;\n",
+        program.inputs.len() + 1,
+        storage_ty(program.dtypes[program.root as usize])
+    );
+    src.push_str(HELPERS);
+}
+
+/// Integer floor division and remainder with NumPy's rules, NaN tests by
+/// bits (a compiler may assume `x != x` is false), SplitMix64.
+const HELPERS: &str = r#"fn floordiv_i32(a: i32, b: i32) -> i32 {
+    if (b == 0i) { return 0i; }
+    if (b == -1i) { return -a; }
+    let q = a / b;
+    if ((a % b != 0i) && ((a < 0i) != (b < 0i))) { return q - 1i; }
+    return q;
+}
+fn floordiv_i64(a: i64, b: i64) -> i64 {
+    if (b == 0li) { return 0li; }
+    if (b == -1li) { return -a; }
+    let q = a / b;
+    if ((a % b != 0li) && ((a < 0li) != (b < 0li))) { return q - 1li; }
+    return q;
+}
+fn rem_i32(a: i32, b: i32) -> i32 {
+    if (b == 0i || b == -1i) { return 0i; }
+    let r = a % b;
+    if (r != 0i && ((r < 0i) != (b < 0i))) { return r + b; }
+    return r;
+}
+fn rem_i64(a: i64, b: i64) -> i64 {
+    if (b == 0li || b == -1li) { return 0li; }
+    let r = a % b;
+    if (r != 0li && ((r < 0li) != (b < 0li))) { return r + b; }
+    return r;
+}
+fn isnan_f64(x: f64) -> bool {
+    return (bitcast<u64>(x) & 0x7ffffffffffffffflu) > 0x7ff0000000000000lu;
+}
+fn isnan_f32(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn isfinite_f64(x: f64) -> bool {
+    return (bitcast<u64>(x) & 0x7ff0000000000000lu) != 0x7ff0000000000000lu;
+}
+fn isfinite_f32(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+fn mix64(x: u64) -> u64 {
+    var z = (x ^ (x >> 30u)) * 0xbf58476d1ce4e5b9lu;
+    z = (z ^ (z >> 27u)) * 0x94d049bb133111eblu;
+    return z ^ (z >> 31u);
+}
+fn dims_i64(at: u32) -> i64 {
+    return bitcast<i64>(u64(dims[at]) | (u64(dims[at + 1u]) << 32u));
+}
+
+"#;
+
+/// `c0 .. c{nd-1}`: the element's coordinates in the output chunk, whose
+/// shape is `dims[1..=nd]`.
+fn coordinates(src: &mut String, nd: usize) {
+    src.push_str("    var rest = i;\n");
+    for d in (0..nd).rev() {
+        if d == 0 {
+            let _ = writeln!(src, "    let c0 = rest;");
+        } else {
+            let _ = writeln!(
+                src,
+                "    let c{d} = rest % dims[{}];\n    rest = rest / dims[{}];",
+                d + 1,
+                d + 1
+            );
+        }
+    }
+}
+
+/// The body under construction: one `let` per instruction.
+struct Body<'a> {
+    program: &'a Program,
+    access: &'a [Access],
+    strided: &'a [usize],
+    generators: &'a [usize],
+    nd: usize,
+    src: &'a mut String,
+}
+
+impl Body<'_> {
+    fn dtype(&self, r: u32) -> DType {
+        self.program.dtypes[r as usize]
+    }
+
+    fn line(&mut self, k: usize, expr: &str) {
+        let t = ty(self.program.dtypes[k]);
+        let _ = writeln!(self.src, "    let r{k}: {t} = {expr};");
+    }
+
+    fn instr(&mut self, k: usize) -> Result<(), Unsupported> {
+        let expr = match &self.program.instrs[k] {
+            Instr::Load { input } => self.load(*input as usize),
+            Instr::Const(v) => literal(*v),
+            Instr::Gen { kind, strides, .. } => self.generated(k, kind, strides)?,
+            Instr::Unary(op, a) => self.unary(k, *op, *a)?,
+            Instr::Binary(op, a, b) => binary(*op, self.dtype(*a), *a, *b)?,
+            Instr::Where(c, a, b) => format!("select(r{b}, r{a}, r{c})"),
+            Instr::Cast(to, a) => cast(self.dtype(*a), *to, &format!("r{a}")),
+            Instr::Loop(_) => return refuse("loops"),
+        };
+        self.line(k, &expr);
+        Ok(())
+    }
+
+    fn load(&self, input: usize) -> String {
+        let d = self.program.inputs[input].dtype;
+        let at = match self.access[input] {
+            Access::Contiguous => "i".to_string(),
+            Access::Scalar => "0u".to_string(),
+            Access::Strided => {
+                let slot = self.strided.iter().position(|&s| s == input).unwrap_or(0);
+                let first = 1 + self.nd + slot * self.nd;
+                (0..self.nd)
+                    .map(|d| format!("c{d} * dims[{}]", first + d))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            }
+        };
+        match d {
+            DType::Bool => format!("in{input}[{at}] != 0u"),
+            _ => format!("in{input}[{at}]"),
+        }
+    }
+
+    /// A generated value at the element's counter `base + Σ c[d] * strides[d]`.
+    fn generated(
+        &mut self,
+        k: usize,
+        kind: &GenKind,
+        strides: &[i64],
+    ) -> Result<String, Unsupported> {
+        let slot = self.generators.iter().position(|&g| g == k).unwrap_or(0);
+        let base_at = 1 + self.nd + self.strided.len() * self.nd + 2 * slot;
+        let mut counter = format!("dims_i64({base_at}u)");
+        for (d, &s) in strides.iter().enumerate() {
+            if s != 0 {
+                let _ = write!(counter, " + i64(c{d}) * {}", literal(Value::I64(s)));
+            }
+        }
+        let _ = writeln!(self.src, "    let g{k}: i64 = {counter};");
+        let d = self.program.dtypes[k];
+        let g = format!("g{k}");
+        if let (GenKind::Arange { start, step }, DType::I64 | DType::I32) = (kind, d) {
+            // Integer ranges stay exact beyond 2^53 (as on the CPU).
+            let exact = format!(
+                "{} + {g} * {}",
+                literal(Value::I64(*start as i64)),
+                literal(Value::I64(*step as i64))
+            );
+            return Ok(cast(DType::I64, d, &exact));
+        }
+        let value = match *kind {
+            GenKind::Arange { start, step } => {
+                format!("{} + f64({g}) * {}", f64_literal(start), f64_literal(step))
+            }
+            GenKind::Linspace {
+                start,
+                stop,
+                num,
+                endpoint,
+            } => {
+                let div = if endpoint { num.saturating_sub(1) } else { num };
+                let step = if div > 0 {
+                    (stop - start) / div as f64
+                } else {
+                    0.0
+                };
+                let last = if endpoint { num as i64 - 1 } else { -1 };
+                format!(
+                    "select({} + f64({g}) * {}, {}, {g} == {})",
+                    f64_literal(start),
+                    f64_literal(step),
+                    f64_literal(stop),
+                    literal(Value::I64(last))
+                )
+            }
+            GenKind::Uniform {
+                seed,
+                stream,
+                low,
+                high,
+            } => {
+                let key = generate::key(seed, stream);
+                let z = format!(
+                    "mix64({}lu + (u64({g}) + 1lu) * {}lu)",
+                    key,
+                    generate::GOLDEN
+                );
+                let unit = format!(
+                    "(bitcast<f64>(0x3ff0000000000000lu | ({z} >> 12u)) - {})",
+                    f64_literal(1.0)
+                );
+                format!(
+                    "{} + {} * {unit}",
+                    f64_literal(low),
+                    f64_literal(high - low)
+                )
+            }
+            GenKind::Normal { .. } => return refuse("normal random numbers"),
+        };
+        Ok(cast(DType::F64, d, &value))
+    }
+
+    fn unary(&mut self, k: usize, op: UnaryOp, a: u32) -> Result<String, Unsupported> {
+        use UnaryOp::*;
+        let d = self.dtype(a);
+        let x = format!("r{a}");
+        let float = matches!(d, DType::F32 | DType::F64);
+        let zero = typed_literal(0.0, d);
+        let one = typed_literal(1.0, d);
+        Ok(match op {
+            Neg if d == DType::Bool => x,
+            Neg => format!("-{x}"),
+            Not => format!("!{x}"),
+            Sqrt => format!("sqrt({x})"),
+            Abs if d == DType::Bool => x,
+            Abs if float => format!("abs({x})"),
+            Abs => format!("select({x}, -{x}, {x} < {zero})"),
+            Floor if float => format!("floor({x})"),
+            Ceil if float => format!("ceil({x})"),
+            Round if float => format!("round({x})"),
+            Floor | Ceil | Round | Re => x,
+            Im => zero,
+            Sign if float => format!(
+                "select(select(select({zero}, {x}, {nan}), -{one}, {x} < {zero}), {one}, {x} > {zero})",
+                nan = isnan(d, &x)
+            ),
+            Sign => format!("select(select({zero}, -{one}, {x} < {zero}), {one}, {x} > {zero})"),
+            IsNan if float => isnan(d, &x),
+            IsFinite if float => format!("isfinite_{}({x})", ty(d)),
+            IsNan => "false".into(),
+            IsFinite => "true".into(),
+            Powi(n) => self.powi(k, d, &x, n)?,
+            _ => return refuse(format!("{} of {d}", op.name())),
+        })
+    }
+
+    /// `x**n` by squaring, the multiplications in the CPU's order.
+    fn powi(&mut self, k: usize, d: DType, x: &str, n: i32) -> Result<String, Unsupported> {
+        let float = matches!(d, DType::F32 | DType::F64);
+        if n < 0 && !float {
+            return refuse("negative integer powers of integers");
+        }
+        let t = ty(d);
+        let one = typed_literal(1.0, d);
+        let (o, b) = (format!("p{k}"), format!("b{k}"));
+        let _ = writeln!(
+            self.src,
+            "    var {o}: {t} = {one};\n    var {b}: {t} = {x};"
+        );
+        let mut e = n.unsigned_abs();
+        while e > 0 {
+            if e & 1 == 1 {
+                let _ = writeln!(self.src, "    {o} = {o} * {b};");
+            }
+            e >>= 1;
+            if e > 0 {
+                let _ = writeln!(self.src, "    {b} = {b} * {b};");
+            }
+        }
+        Ok(if n < 0 { format!("{one} / {o}") } else { o })
+    }
+}
+
+fn isnan(d: DType, x: &str) -> String {
+    format!("isnan_{}({x})", ty(d))
+}
+
+fn binary(op: BinaryOp, d: DType, a: u32, b: u32) -> Result<String, Unsupported> {
+    use BinaryOp::*;
+    let (x, y) = (format!("r{a}"), format!("r{b}"));
+    let float = matches!(d, DType::F32 | DType::F64);
+    Ok(match op {
+        Add => format!("{x} + {y}"),
+        Sub => format!("{x} - {y}"),
+        Mul => format!("{x} * {y}"),
+        Div if float => format!("{x} / {y}"),
+        Rem if !float => format!("rem_{}({x}, {y})", ty(d)),
+        FloorDiv if !float => format!("floordiv_{}({x}, {y})", ty(d)),
+        Min | And if d == DType::Bool => format!("{x} & {y}"),
+        Max | Or if d == DType::Bool => format!("{x} | {y}"),
+        Min if float => format!(
+            "select(select({x}, {y}, {y} < {x}), {}, {} || {})",
+            typed_literal(f64::NAN, d),
+            isnan(d, &x),
+            isnan(d, &y)
+        ),
+        Max if float => format!(
+            "select(select({x}, {y}, {y} > {x}), {}, {} || {})",
+            typed_literal(f64::NAN, d),
+            isnan(d, &x),
+            isnan(d, &y)
+        ),
+        Min => format!("select({x}, {y}, {y} < {x})"),
+        Max => format!("select({x}, {y}, {y} > {x})"),
+        Eq | Ne | Lt | Le | Gt | Ge if d == DType::Bool => {
+            format!("u32({x}) {} u32({y})", comparison(op))
+        }
+        // `!=` must hold for NaN: written as a negated ordered equality.
+        Ne if float => format!("!({x} == {y})"),
+        Eq | Ne | Lt | Le | Gt | Ge => format!("{x} {} {y}", comparison(op)),
+        _ => return refuse(format!("{} of {d}", op.symbol())),
+    })
+}
+
+fn comparison(op: BinaryOp) -> &'static str {
+    use BinaryOp::*;
+    match op {
+        Eq => "==",
+        Ne => "!=",
+        Lt => "<",
+        Le => "<=",
+        Gt => ">",
+        _ => ">=",
+    }
+}
+
+/// `x` (of dtype `from`) as dtype `to`, with the CPU's `as` semantics.
+fn cast(from: DType, to: DType, x: &str) -> String {
+    if from == to {
+        return x.to_string();
+    }
+    let float_from = matches!(from, DType::F32 | DType::F64);
+    match (from, to) {
+        (DType::Bool, _) => format!(
+            "select({}, {}, {x})",
+            typed_literal(0.0, to),
+            typed_literal(1.0, to)
+        ),
+        (_, DType::Bool) if float_from => format!("!({x} == {})", typed_literal(0.0, from)),
+        (_, DType::Bool) => format!("{x} != {}", typed_literal(0.0, from)),
+        (DType::F32 | DType::F64, DType::I32 | DType::I64) => {
+            // Saturating, NaN → 0; the bounds are exact powers of two.
+            let (lo, hi) = if to == DType::I32 {
+                (-2_147_483_648.0, 2_147_483_648.0)
+            } else {
+                (-9_223_372_036_854_775_808.0, 9_223_372_036_854_775_808.0)
+            };
+            let (min, max) = if to == DType::I32 {
+                (literal(Value::I32(i32::MIN)), literal(Value::I32(i32::MAX)))
+            } else {
+                (literal(Value::I64(i64::MIN)), literal(Value::I64(i64::MAX)))
+            };
+            format!(
+                "select(select(select({t}({x}), {min}, {x} < {lo}), {max}, {x} >= {hi}), {zero}, {nan})",
+                t = ty(to),
+                lo = typed_literal(lo, from),
+                hi = typed_literal(hi, from),
+                zero = typed_literal(0.0, to),
+                nan = isnan(from, x)
+            )
+        }
+        _ => format!("{}({x})", ty(to)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accel_core::kernel::ir::{InputSpec, ProgramBuilder};
+
+    fn axpy() -> Program {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![8],
+        });
+        let y = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![8],
+        });
+        let a = b.push(Instr::Const(Value::F64(2.0)), DType::F64);
+        let ax = b.push(Instr::Binary(BinaryOp::Mul, a, x), DType::F64);
+        let r = b.push(Instr::Binary(BinaryOp::Add, ax, y), DType::F64);
+        b.finish(r, vec![8])
+    }
+
+    #[test]
+    fn an_elementwise_chain_is_one_let_per_instruction() {
+        let shader = generate(&axpy(), &[Access::Contiguous, Access::Scalar]).expect("generates");
+        let body: Vec<&str> = shader
+            .source
+            .lines()
+            .skip_while(|l| !l.starts_with("fn main"))
+            .collect();
+        assert_eq!(
+            body,
+            [
+                "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {",
+                "    let i = gid.x + gid.y * groups.x * 256u;",
+                "    if (i >= dims[0]) {",
+                "        return;",
+                "    }",
+                "    let r0: f64 = in0[i];",
+                "    let r1: f64 = in1[0u];",
+                "    let r2: f64 = bitcast<f64>(4611686018427387904lu);",
+                "    let r3: f64 = r2 * r0;",
+                "    let r4: f64 = r3 + r1;",
+                "    out[i] = r4;",
+                "}",
+            ]
+        );
+        assert!(
+            shader
+                .source
+                .contains("@group(0) @binding(3) var<storage, read_write> out: array<f64>;")
+        );
+    }
+
+    #[test]
+    fn transcendentals_and_complex_numbers_are_refused() {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![4],
+        });
+        let e = b.push(Instr::Unary(UnaryOp::Exp, x), DType::F64);
+        let p = b.finish(e, vec![4]);
+        assert_eq!(
+            check(&p),
+            Err(Unsupported("exp of f64".into())),
+            "exp has no GPU form yet"
+        );
+        let mut b = ProgramBuilder::new();
+        let z = b.input(InputSpec {
+            dtype: DType::C128,
+            shape: vec![4],
+        });
+        let p = b.finish(z, vec![4]);
+        assert!(check(&p).is_err());
+    }
+
+    #[test]
+    fn strided_inputs_and_generators_read_their_words_from_meta() {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::I32,
+            shape: vec![3, 1],
+        });
+        let g = b.push(
+            Instr::Gen {
+                kind: GenKind::Arange {
+                    start: 5.0,
+                    step: 2.0,
+                },
+                base: 0,
+                strides: vec![4, 1],
+            },
+            DType::I64,
+        );
+        let xc = b.cast(x, DType::I64);
+        let s = b.push(Instr::Binary(BinaryOp::FloorDiv, g, xc), DType::I64);
+        let p = b.finish(s, vec![3, 4]);
+        let shader = generate(&p, &[Access::Strided]).expect("generates");
+        assert_eq!(shader.strided, vec![0]);
+        assert_eq!(shader.generators, vec![1]);
+        let src = &shader.source;
+        assert!(src.contains("let c1 = rest % dims[2];"), "{src}");
+        assert!(src.contains("in0[c0 * dims[3] + c1 * dims[4]]"), "{src}");
+        // meta: n, 2 shape words, 2 strides, then the generator's counter.
+        assert!(src.contains("let g1: i64 = dims_i64(5u) + i64(c0) * bitcast<i64>(4lu) + i64(c1) * bitcast<i64>(1lu);"), "{src}");
+        assert!(src.contains("floordiv_i64(r1, r2)"), "{src}");
+    }
+}
