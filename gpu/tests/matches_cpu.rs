@@ -3,6 +3,8 @@
 //! values, broadcast and strided inputs, generated ranges and random
 //! numbers at chunk offsets. Results must agree bit for bit (NaNs as NaN).
 
+#![allow(clippy::expect_used)]
+
 #[path = "../../core/tests/support/random_program.rs"]
 mod random_program;
 
