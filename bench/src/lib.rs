@@ -142,6 +142,7 @@ pub fn kernel_gbps(
                     },
                     &args[c],
                     sl,
+                    None,
                 )
             })
             .collect();

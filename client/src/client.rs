@@ -29,6 +29,8 @@ pub struct Client {
     functions: accel_core::blocks::Functions,
     /// Whether long computations show a progress bar (when stderr is a terminal).
     progress: bool,
+    /// The embedded client's GPU, offered every fused elementwise kernel.
+    gpu: Option<Arc<accel_gpu::Offloader>>,
 }
 
 /// An expression prepared for running: the graph as built, after
@@ -212,6 +214,7 @@ impl Client {
             options: LowerOptions::default(),
             functions: Default::default(),
             progress: true,
+            gpu: None,
         })
     }
 
@@ -224,6 +227,23 @@ impl Client {
     pub fn with_stencil_depth(mut self, depth: Option<usize>) -> Client {
         self.options.stencil_depth = depth.map(|d| d.max(1));
         self
+    }
+
+    /// Runs fused elementwise kernels on a GPU (embedded client): `auto`
+    /// takes the first hardware GPU with 64-bit floats, if any; `software`
+    /// Mesa's lavapipe (for tests); `Index(n)` the n-th Vulkan adapter
+    /// ([`accel_gpu::adapters`]). Kernels the GPU has no exact form for, and
+    /// any that fail there, run on the CPU. An explicit choice that cannot
+    /// be opened is an error; on a cluster, workers take `--gpu` instead.
+    pub fn with_gpu(mut self, choice: accel_gpu::GpuChoice) -> Result<Client> {
+        let gpu = accel_gpu::Gpu::open(choice).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.gpu = gpu.map(|g| Arc::new(accel_gpu::Offloader::new(Arc::new(g))));
+        Ok(self)
+    }
+
+    /// The embedded client's GPU and how many kernels ran on it, if it has one.
+    pub fn gpu(&self) -> Option<(&accel_gpu::AdapterSummary, accel_gpu::OffloadCounts)> {
+        self.gpu.as_ref().map(|o| (o.gpu().summary(), o.counts()))
     }
 
     /// Named `map_blocks` functions for the embedded client to call
@@ -456,6 +476,9 @@ impl Client {
                 None => Ok(()),
             },
             &crate::progress::Progress::new(self.progress, plan.task_count() as u64),
+            self.gpu
+                .clone()
+                .map(|g| g as Arc<dyn accel_core::exec::Offload>),
         )?;
         let results: Vec<Buffer> = direct_bufs
             .into_iter()

@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use accel_core::exec::{run_task, run_task_into};
+use accel_core::exec::{Offload, run_task_into, run_task_with};
 use accel_core::kernel::OutSlice;
 use accel_core::{Chunk, ChunkKey, Error, Plan, Result};
 use accel_scheduler::{ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};
@@ -171,14 +171,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs one task: its chunk, or `None` when it was written into its rows.
-fn execute(plan: &Plan, start: Start<'_>) -> Result<Option<Arc<Chunk>>> {
+fn execute(
+    plan: &Plan,
+    start: Start<'_>,
+    offload: Option<&dyn Offload>,
+) -> Result<Option<Arc<Chunk>>> {
     let key = start.task.key;
     let Some(args) = start.args else {
         return Err(Error::Graph(format!("inputs of {key:?} are missing")));
     };
     catch_unwind(AssertUnwindSafe(|| match start.dest {
-        Some(rows) => run_task_into(plan, key, &args, rows).map(|_| None),
-        None => run_task(plan, key, &args).map(Some),
+        Some(rows) => run_task_into(plan, key, &args, rows, offload).map(|_| None),
+        None => run_task_with(plan, key, &args, offload).map(Some),
     }))
     .unwrap_or_else(|p| Err(panicked(&p)))
 }
@@ -197,6 +201,8 @@ struct Inbox {
 struct Shared<'a, 'p, F> {
     driver: Mutex<Driver<'a, 'p, F>>,
     inbox: Mutex<Inbox>,
+    /// A GPU offered every fused elementwise kernel first.
+    offload: Option<Arc<dyn Offload>>,
 }
 
 impl<'a, F> Shared<'a, '_, F>
@@ -248,7 +254,7 @@ fn spawn_all<'s, 'a: 's, 'p: 's, F>(
             let mut next = Some(start);
             while let Some(start) = next.take() {
                 let task = start.task;
-                let result = execute(plan, start);
+                let result = execute(plan, start, shared.offload.as_deref());
                 let mut more = shared.report(task, result).into_iter();
                 next = more.next();
                 spawn_all(scope, shared, plan, more.collect());
@@ -265,6 +271,7 @@ pub fn run_plan(
     direct: HashMap<ChunkKey, Vec<OutSlice<'_>>>,
     on_output: impl FnMut(usize, ChunkKey, &Chunk) -> Result<()> + Send,
     progress: &crate::progress::Progress,
+    offload: Option<Arc<dyn Offload>>,
 ) -> Result<RunStats> {
     let start = Instant::now();
     let mut core = Core::new();
@@ -293,6 +300,7 @@ pub fn run_plan(
         }
     }
     let shared = Shared {
+        offload,
         inbox: Mutex::default(),
         driver: Mutex::new(Driver {
             core,

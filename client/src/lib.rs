@@ -43,6 +43,7 @@ pub use accel_core::optimize::auto_stencil_depth;
 pub use accel_core::storage::zarr::Compression;
 pub use accel_core::storage::{Sink, StorageError, Stored};
 pub use accel_core::{DType, Scalar, Value};
+pub use accel_gpu::{AdapterSummary, GpuChoice, OffloadCounts};
 pub use arrange::{PadMode, stack};
 pub use client::{Client, DynArray, Planned, Run};
 pub use create::{

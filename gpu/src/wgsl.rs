@@ -63,60 +63,10 @@ pub struct Shader {
     pub generators: Vec<usize>,
 }
 
-/// Checks that every operation of `program` has a GPU form.
+/// Checks that every operation of `program` has a GPU form (see
+/// [`accel_core::kernel::portable`]).
 pub fn check(program: &Program) -> Result<(), Unsupported> {
-    for (k, ins) in program.instrs.iter().enumerate() {
-        let d = program.dtypes[k];
-        if d == DType::C128 {
-            return refuse("complex numbers");
-        }
-        match ins {
-            Instr::Loop(_) => return refuse("loops"),
-            Instr::Unary(op, a) => {
-                unary_supported(*op, program.dtypes[*a as usize])?;
-            }
-            Instr::Binary(op, a, _) => {
-                binary_supported(*op, program.dtypes[*a as usize])?;
-            }
-            Instr::Gen {
-                kind: GenKind::Normal { .. },
-                ..
-            } => return refuse("normal random numbers (logarithm and cosine)"),
-            Instr::Gen { strides, .. } if strides.len() != program.out_shape.len() => {
-                return refuse("a generator over other axes than the kernel's");
-            }
-            _ => {}
-        }
-    }
-    for spec in &program.inputs {
-        if spec.dtype == DType::C128 {
-            return refuse("complex inputs");
-        }
-    }
-    Ok(())
-}
-
-fn unary_supported(op: UnaryOp, d: DType) -> Result<(), Unsupported> {
-    use UnaryOp::*;
-    let float = matches!(d, DType::F32 | DType::F64);
-    match op {
-        Neg | Abs | Floor | Ceil | Round | Re | Im | Sign | IsNan | IsFinite | Not | Powi(_) => {
-            Ok(())
-        }
-        Sqrt if float => Ok(()),
-        _ => refuse(format!("{} of {d}", op.name())),
-    }
-}
-
-fn binary_supported(op: BinaryOp, d: DType) -> Result<(), Unsupported> {
-    use BinaryOp::*;
-    let float = matches!(d, DType::F32 | DType::F64);
-    match op {
-        Add | Sub | Mul | Min | Max | Eq | Ne | Lt | Le | Gt | Ge | And | Or => Ok(()),
-        Div if float => Ok(()),
-        Rem | FloorDiv if !float => Ok(()),
-        _ => refuse(format!("{} of {d}", op.symbol())),
-    }
+    accel_core::kernel::portable::check(program).map_err(Unsupported)
 }
 
 /// The WGSL type of a register.

@@ -13,11 +13,14 @@ use crate::plan::{ChunkKey, Finalize, Plan, ScanPhase, StageKind, chunk_of};
 use crate::shape::{self, grid_index};
 
 /// Computes chunk `key` of a `Map` stage straight into its rows of the result.
+/// An `offload` (a GPU) is offered the kernel first; its result is copied
+/// into the rows.
 pub fn run_task_into(
     plan: &Plan,
     key: ChunkKey,
     inputs: &[Arc<Chunk>],
     rows: Vec<OutSlice<'_>>,
+    offload: Option<&dyn crate::exec::Offload>,
 ) -> Result<()> {
     let StageKind::Map(exe) = &plan.stage(key.stage).kind else {
         return Err(internal("only map tasks write into caller memory"));
@@ -26,7 +29,45 @@ pub fn run_task_into(
     let local = plan.chunk_shape(key);
     let ins = kernel_inputs(plan, key, exe, inputs)?;
     let views = views_of(&ins);
-    Bound::new(exe, &origin, &local, &views)?.run_map_rows(rows)
+    match offload.and_then(|o| o.run_map(exe, &origin, &local, &views)) {
+        Some(data) => write_rows(&data, rows),
+        None => Bound::new(exe, &origin, &local, &views)?.run_map_rows(rows),
+    }
+}
+
+/// Copies a chunk's elements, in order, into its rows of a larger result.
+fn write_rows(data: &Buffer, rows: Vec<OutSlice<'_>>) -> Result<()> {
+    let mut at = 0;
+    for row in rows {
+        let n = match (row, data) {
+            (OutSlice::Bool(r), Buffer::Bool(d)) => copy_run(r, d, at)?,
+            (OutSlice::I32(r), Buffer::I32(d)) => copy_run(r, d, at)?,
+            (OutSlice::I64(r), Buffer::I64(d)) => copy_run(r, d, at)?,
+            (OutSlice::F32(r), Buffer::F32(d)) => copy_run(r, d, at)?,
+            (OutSlice::F64(r), Buffer::F64(d)) => copy_run(r, d, at)?,
+            (OutSlice::C128(r), Buffer::C128(d)) => copy_run(r, d, at)?,
+            (r, d) => {
+                return Err(internal(&format!(
+                    "a {} chunk written into {} rows",
+                    d.dtype(),
+                    r.dtype()
+                )));
+            }
+        };
+        at += n;
+    }
+    match at == data.len() {
+        true => Ok(()),
+        false => Err(internal("a chunk of another size than its rows")),
+    }
+}
+
+fn copy_run<T: Copy>(row: &mut [T], data: &[T], at: usize) -> Result<usize> {
+    let src = data
+        .get(at..at + row.len())
+        .ok_or_else(|| internal("rows longer than their chunk"))?;
+    row.copy_from_slice(src);
+    Ok(row.len())
 }
 
 /// One input of a kernel: a chunk handed in, or the box of a stored array

@@ -13,6 +13,7 @@ pub mod jit;
 mod loop_exec;
 pub mod matmul;
 pub mod ops;
+pub mod portable;
 pub mod reduce;
 pub mod slot;
 pub mod sum_chain;

@@ -1,0 +1,95 @@
+//! The embedded client with a GPU (Mesa's lavapipe, a Vulkan device on the
+//! CPU): fused elementwise kernels run there, one per chunk, and give the
+//! CPU's bits; kernels without an exact GPU form run on the CPU.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use accel::{Client, DType, GpuChoice, OffloadCounts, arange, from_ndarray, where_};
+use ndarray::Array1;
+
+fn lavapipe() -> Client {
+    Client::local()
+        .with_progress(false)
+        .with_gpu(GpuChoice::Software)
+        .expect("lavapipe (the test command installs mesa-vulkan-drivers)")
+}
+
+fn counts(c: &Client) -> OffloadCounts {
+    c.gpu().expect("a GPU").1
+}
+
+#[test]
+fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
+    let gpu = lavapipe();
+    let n = 100_000;
+    let data = Array1::from_iter((0..n).map(|k| ((k as f64) * 0.37).sin() * 1e3));
+    let x = from_ndarray(&data, n / 4);
+    let y = arange(n, n / 4).astype(DType::F64);
+    // One fused kernel per chunk: 4 on the GPU (4 more tasks hold the source chunks).
+    let expr = where_(&x.gt(0.0), &(&x * 2.5 + &y).sqrt(), &(-&x).floor()) - &y / 3.0;
+    assert_eq!(expr.plan().unwrap().tasks(), 8);
+    let want = Client::local()
+        .with_progress(false)
+        .compute::<f64>(&expr)
+        .unwrap();
+    let got = gpu.compute::<f64>(&expr).unwrap();
+    let same = want
+        .iter()
+        .zip(&got)
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same, "GPU and CPU results differ");
+    assert_eq!(
+        counts(&gpu),
+        OffloadCounts {
+            on_gpu: 4,
+            declined: 0,
+            failed: 0
+        }
+    );
+    // Random numbers are the same bits on either device.
+    let mut rng = accel::Rng::new(42);
+    let u = rng.uniform(&[300, 500], -1.0, 1.0, 100) * 2.0;
+    let want = Client::local()
+        .with_progress(false)
+        .compute::<f64>(&u)
+        .unwrap();
+    let got = gpu.compute::<f64>(&u).unwrap();
+    assert_eq!(want, got);
+    assert_eq!(counts(&gpu).on_gpu, 4 + 15);
+}
+
+#[test]
+fn kernels_without_an_exact_gpu_form_run_on_the_cpu() {
+    let gpu = lavapipe();
+    let x = arange(10_000, 2_500).astype(DType::F64);
+    let e = (&x / 1000.0).exp() + 1.0;
+    let want = Client::local()
+        .with_progress(false)
+        .compute::<f64>(&e)
+        .unwrap();
+    assert_eq!(gpu.compute::<f64>(&e).unwrap(), want);
+    assert_eq!(
+        counts(&gpu),
+        OffloadCounts {
+            on_gpu: 0,
+            declined: 4,
+            failed: 0
+        }
+    );
+}
+
+#[test]
+fn no_gpu_and_a_missing_gpu() {
+    assert!(Client::local().gpu().is_none());
+    assert!(
+        Client::local()
+            .with_gpu(GpuChoice::None)
+            .unwrap()
+            .gpu()
+            .is_none()
+    );
+    let e = Client::local()
+        .with_gpu(GpuChoice::Index(57))
+        .expect_err("no such GPU");
+    assert!(e.to_string().contains("there is no GPU 57"), "{e}");
+}

@@ -1,0 +1,59 @@
+//! Which kernel programs have an exact form on the GPU backends: the
+//! operations whose GPU code gives the CPU interpreter's bits (IEEE-rounded
+//! arithmetic, comparisons, selections, casts, integer division with NumPy's
+//! rules, generated ranges and uniform random numbers). The scheduler uses
+//! this to prefer GPU workers for a stage; the backends refuse the rest.
+
+use super::Program;
+use super::ir::Instr;
+use crate::dtype::DType;
+use crate::op::{BinaryOp, GenKind, UnaryOp};
+
+/// `Err(what)` names the first operation without a GPU form.
+pub fn check(program: &Program) -> Result<(), String> {
+    for (k, ins) in program.instrs.iter().enumerate() {
+        let d = program.dtypes[k];
+        if d == DType::C128 {
+            return Err("complex numbers".into());
+        }
+        match ins {
+            Instr::Loop(_) => return Err("loops".into()),
+            Instr::Unary(op, a) => unary(*op, program.dtypes[*a as usize])?,
+            Instr::Binary(op, a, _) => binary(*op, program.dtypes[*a as usize])?,
+            Instr::Gen {
+                kind: GenKind::Normal { .. },
+                ..
+            } => return Err("normal random numbers (logarithm and cosine)".into()),
+            Instr::Gen { strides, .. } if strides.len() != program.out_shape.len() => {
+                return Err("a generator over other axes than the kernel's".into());
+            }
+            _ => {}
+        }
+    }
+    match program.inputs.iter().any(|s| s.dtype == DType::C128) {
+        true => Err("complex inputs".into()),
+        false => Ok(()),
+    }
+}
+
+fn unary(op: UnaryOp, d: DType) -> Result<(), String> {
+    use UnaryOp::*;
+    let float = matches!(d, DType::F32 | DType::F64);
+    match op {
+        Neg | Abs | Floor | Ceil | Round | Re | Im | Sign | IsNan | IsFinite | Not => Ok(()),
+        Powi(n) if n >= 0 || float => Ok(()),
+        Sqrt if float => Ok(()),
+        _ => Err(format!("{} of {d}", op.name())),
+    }
+}
+
+fn binary(op: BinaryOp, d: DType) -> Result<(), String> {
+    use BinaryOp::*;
+    let float = matches!(d, DType::F32 | DType::F64);
+    match op {
+        Add | Sub | Mul | Min | Max | Eq | Ne | Lt | Le | Gt | Ge | And | Or => Ok(()),
+        Div if float => Ok(()),
+        Rem | FloorDiv if !float => Ok(()),
+        _ => Err(format!("{} of {d}", op.symbol())),
+    }
+}
