@@ -4,12 +4,19 @@
 # rebuild), then the deployment recipes through their validators.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+install() {
+    $sudo apt-get install -y -q "$@" >/dev/null 2>&1 ||
+        { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q "$@" >/dev/null; }
+}
 # The dashboard's browser test needs headless Chromium (Debian's package).
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get install -y -q chromium >/dev/null 2>&1 ||
-        { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
+    install chromium
+fi
+# The GPU tests run their kernels on Mesa's lavapipe, a Vulkan device on the CPU.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
+    install mesa-vulkan-drivers
 fi
 cargo test --workspace --release
 ACCEL_E2E_SECURITY=token cargo test --release -p accel-e2e

@@ -282,6 +282,7 @@ pub fn run_plan(
         nthreads: threads,
         memory_limit: None,
         functions: plan.function_names(),
+        gpus: 0,
     });
     let mut first = core.handle(Event::JobSubmitted {
         job: JOB,

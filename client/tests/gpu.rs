@@ -26,7 +26,7 @@ fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
     let x = from_ndarray(&data, n / 4);
     let y = arange(n, n / 4).astype(DType::F64);
     // One fused kernel per chunk: 4 on the GPU (4 more tasks hold the source chunks).
-    let expr = where_(&x.gt(0.0), &(&x * 2.5 + &y).sqrt(), &(-&x).floor()) - &y / 3.0;
+    let expr = where_(&x.gt(0.0), (&x * 2.5 + &y).sqrt(), (-&x).floor()) - &y / 3.0;
     assert_eq!(expr.plan().unwrap().tasks(), 8);
     let want = Client::local()
         .with_progress(false)

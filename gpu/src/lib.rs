@@ -16,7 +16,7 @@ pub use offload::{OffloadCounts, Offloader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("GPU choice {0}")]
+    #[error("{0}")]
     Choice(String),
     #[error("GPU device: {0}")]
     Device(String),

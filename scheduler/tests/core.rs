@@ -305,6 +305,7 @@ fn a_plan_whose_task_cannot_fit_on_any_worker_is_refused_at_submission() {
         nthreads: 1,
         memory_limit: Some(100 << 20),
         functions: Vec::new(),
+        gpus: 0,
     }]);
     // 32 MiB chunks fit; one 800 MiB chunk does not.
     let small = accel::zeros(&[100 << 20], DType::F64, vec![4 << 20]) + 1.0;
@@ -369,5 +370,45 @@ fn a_few_sources_are_spread_over_idle_workers_not_grouped() {
     for w in [1, 2] {
         let on = first.iter().filter(|(at, _)| *at == WorkerId(w)).count();
         assert_eq!(on, 8, "worker {w}");
+    }
+}
+
+#[test]
+fn kernels_with_a_gpu_form_go_to_the_gpu_worker_first_and_overflow_to_cpus() {
+    let mut sim = Sim::with(Core::with_queue_depth(0));
+    sim.worker(1, 4); // 8 slots
+    sim.gpu_worker(2, 2, 1); // 4 slots
+    // 12 fused kernels (generated range, arithmetic): the GPU worker's 4
+    // slots fill first, the CPU worker takes the other 8.
+    let expr = accel::arange(12, 1).astype(DType::F64) * 2.0 + 1.0;
+    let first = assigned(&sim.submit(1, 1, plan_of(&expr)));
+    let on =
+        |w: u32, list: &[(WorkerId, _)]| list.iter().filter(|(at, _)| *at == WorkerId(w)).count();
+    assert_eq!((on(2, &first), on(1, &first)), (4, 8));
+    // As the GPU worker finishes, its freed slots take what is still ready.
+    let expr = accel::arange(20, 1).astype(DType::F64) * 2.0 + 1.0;
+    let second = assigned(&sim.submit(2, 1, plan_of(&expr)));
+    assert!(second.is_empty(), "all 12 slots are taken");
+    let done: Vec<accel_scheduler::TaskRef> = first
+        .iter()
+        .filter(|(at, _)| *at == WorkerId(2))
+        .map(|(_, a)| a.task)
+        .collect();
+    let next: Vec<_> = done
+        .into_iter()
+        .flat_map(|t| assigned(&sim.finish(2, t)))
+        .collect();
+    assert_eq!((on(2, &next), on(1, &next)), (4, 0));
+    // Two idle workers: two kernels with a GPU form both go to the GPU
+    // worker; two without one (exp) are spread by load, one each.
+    for (expr, want) in [
+        (accel::arange(2, 1).astype(DType::F64) * 2.0, (2, 0)),
+        ((accel::arange(2, 1).astype(DType::F64) * 2.0).exp(), (1, 1)),
+    ] {
+        let mut sim = Sim::with(Core::with_queue_depth(0));
+        sim.worker(1, 4);
+        sim.gpu_worker(2, 2, 1);
+        let placed = assigned(&sim.submit(1, 1, plan_of(&expr)));
+        assert_eq!((on(2, &placed), on(1, &placed)), want);
     }
 }

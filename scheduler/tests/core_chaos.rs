@@ -181,6 +181,7 @@ fn run(seed: u64) {
                 nthreads: 1 + rng.below(2) as u32,
                 memory_limit: None,
                 functions: Vec::new(),
+                gpus: 0,
             },
         );
     };

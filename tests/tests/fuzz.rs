@@ -306,6 +306,7 @@ fn worker_messages() {
                 nthreads: 2,
                 memory_limit: None,
                 functions: Vec::new(),
+                gpus: 0,
             });
         }
         core.handle(Event::JobSubmitted {

@@ -41,6 +41,11 @@ struct Args {
     /// Serve /metrics and /health on this port (of the chunk-serving interface).
     #[arg(long, env = "ACCEL_METRICS_PORT")]
     metrics_port: Option<u16>,
+    /// The GPU fused kernels run on: `auto` (the first hardware GPU with
+    /// 64-bit floats, if any), `none`, `software` (Mesa's lavapipe, for
+    /// tests) or an adapter number (the log lists them).
+    #[arg(long, env = "ACCEL_GPU", default_value = "auto")]
+    gpu: String,
     /// Compute threads (default: all cores).
     #[arg(long, env = "ACCEL_NTHREADS")]
     nthreads: Option<usize>,
@@ -231,7 +236,9 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
         pause: args.memory_pause_fraction,
         local_directory: args.local_directory,
     };
+    let gpu = open_gpu(&args.gpu)?;
     let config = crate::Config {
+        gpu,
         memory,
         scheduler: scheduler.clone(),
         nthreads,
@@ -286,6 +293,25 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
     crate::run(config, shutdown)
         .await
         .map_err(|e| format!("worker for {scheduler}: {e}"))
+}
+
+/// Opens the GPU `--gpu` names: an explicit choice that fails is an error;
+/// `auto` without a usable GPU runs on the CPU.
+fn open_gpu(choice: &str) -> Result<Option<std::sync::Arc<accel_gpu::Offloader>>, String> {
+    let choice: accel_gpu::GpuChoice = choice.parse().map_err(|e| format!("--gpu: {e}"))?;
+    let opened = match accel_gpu::Gpu::open(choice) {
+        Ok(g) => g,
+        Err(e) if choice == accel_gpu::GpuChoice::Auto => {
+            tracing::warn!("no GPU: {e}");
+            None
+        }
+        Err(e) => return Err(format!("--gpu: {e}")),
+    };
+    Ok(opened.map(|g| {
+        let s = g.summary();
+        tracing::info!(gpu = %s.name, index = s.index, backend = %s.backend, "fused kernels run on a GPU");
+        std::sync::Arc::new(accel_gpu::Offloader::new(std::sync::Arc::new(g)))
+    }))
 }
 
 /// `"GPU=1,MEM=64e9"` → [("GPU", 1.0), ("MEM", 64e9)].

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use accel_core::exec::run_task;
+use accel_core::exec::run_task_with;
 use accel_core::{Chunk, ChunkKey, Plan};
 use accel_proto::convert::{task_from, task_to};
 use accel_proto::pb::{self, worker_message};
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub data_key: Arc<crate::fetch::DataKey>,
     /// What `/metrics` reports.
     pub counters: Arc<crate::metrics::Counters>,
+    /// The GPU offered every fused elementwise kernel first.
+    pub gpu: Option<Arc<accel_gpu::Offloader>>,
 }
 
 /// Counts a task in [`Shared::working`] while it lives.
@@ -231,7 +233,14 @@ fn compute(
         .faults
         .on_start(label, || s.shared.store.is_current(s.generation, job));
     let began = std::time::Instant::now();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_task(plan, key, args)));
+    let gpu = s
+        .shared
+        .gpu
+        .as_deref()
+        .map(|g| g as &dyn accel_core::exec::Offload);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_task_with(plan, key, args, gpu)
+    }));
     s.shared
         .counters
         .compute

@@ -74,6 +74,9 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Resources it offers (`GPU=1`), advertised to the scheduler.
     pub resources: Vec<(String, f64)>,
+    /// The GPU fused elementwise kernels run on (advertised as `GPU=1`
+    /// unless `resources` names GPUs itself).
+    pub gpu: Option<Arc<accel_gpu::Offloader>>,
 }
 
 impl Config {
@@ -95,6 +98,7 @@ impl Config {
             tls: None,
             metrics: None,
             resources: Vec::new(),
+            gpu: None,
         }
     }
 }
@@ -195,6 +199,7 @@ pub async fn run(
         functions: config.functions.clone(),
         data_key: Arc::default(),
         counters: Arc::default(),
+        gpu: config.gpu.clone(),
     });
     let served = Arc::new(metrics::Tally::default());
     let metrics_server = match config.metrics {
@@ -210,6 +215,7 @@ pub async fn run(
                 config.name.clone(),
                 shared.store.clone(),
                 shared.counters.clone(),
+                shared.gpu.clone(),
                 shared.peers.fetched.clone(),
                 served.clone(),
             );

@@ -46,6 +46,7 @@ pub fn router(
     name: String,
     store: Arc<Store>,
     counters: Arc<Counters>,
+    gpu: Option<Arc<accel_gpu::Offloader>>,
     fetched: Arc<Tally>,
     served: Arc<Tally>,
 ) -> Router {
@@ -92,6 +93,27 @@ pub fn router(
             "Seconds spent computing tasks.",
             nanos as f64 / 1e9,
         );
+        if let Some(g) = &gpu {
+            let c = g.counts();
+            family(
+                "accel_worker_gpu_kernels_total",
+                "counter",
+                "Fused kernels computed on the GPU.",
+                c.on_gpu as f64,
+            );
+            family(
+                "accel_worker_gpu_declined_total",
+                "counter",
+                "Fused kernels without an exact GPU form, computed on the CPU.",
+                c.declined as f64,
+            );
+            family(
+                "accel_worker_gpu_failed_total",
+                "counter",
+                "Fused kernels that failed on the GPU and were computed on the CPU.",
+                c.failed as f64,
+            );
+        }
         family(
             "accel_worker_transfers_in_total",
             "counter",

@@ -83,7 +83,7 @@ pub(crate) async fn attach(
             address: address.to_string(),
             memory_limit: config.memory.limit.unwrap_or(0),
             functions: config.functions.names(),
-            resources: config.resources.iter().cloned().collect(),
+            resources: advertised(config).into_iter().collect(),
         })),
     };
     let _ = out_tx.send(register).await;
@@ -390,4 +390,14 @@ async fn report(
             }
         }
     }
+}
+
+/// The resources a worker offers: `--resources`, plus `GPU=1` for the GPU
+/// it opened (unless `--resources` counts GPUs itself).
+fn advertised(config: &Config) -> Vec<(String, f64)> {
+    let mut r = config.resources.clone();
+    if config.gpu.is_some() && !r.iter().any(|(name, _)| name == "GPU") {
+        r.push(("GPU".into(), 1.0));
+    }
+    r
 }

@@ -17,6 +17,8 @@ pub enum Event {
         memory_limit: Option<u64>,
         /// Names of the `map_blocks` functions it can run.
         functions: Vec<String>,
+        /// GPUs its fused kernels run on (stages with a GPU form go there first).
+        gpus: u32,
     },
     /// The worker's memory went above (or back under) its pause limit.
     WorkerPaused {

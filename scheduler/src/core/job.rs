@@ -105,6 +105,8 @@ pub struct Job {
     /// Per stage: the `map_blocks` function its tasks call (they run only on
     /// workers offering it); empty when no stage calls one.
     functions: Vec<Option<String>>,
+    /// Per stage: a fused kernel with an exact GPU form (empty: none has one).
+    gpu_stages: Vec<bool>,
 }
 
 impl Job {
@@ -143,7 +145,21 @@ impl Job {
                 .collect(),
             finished: vec![0; plan.stages.len()],
             functions: Vec::new(),
+            gpu_stages: Vec::new(),
         };
+        let gpu: Vec<bool> = plan
+            .stages
+            .iter()
+            .map(|s| match &s.kind {
+                accel_core::StageKind::Map(exe) => {
+                    accel_core::kernel::portable::check(&exe.program).is_ok()
+                }
+                _ => false,
+            })
+            .collect();
+        if gpu.contains(&true) {
+            job.gpu_stages = gpu;
+        }
         if plan
             .stages
             .iter()
@@ -255,6 +271,16 @@ impl Job {
             return None;
         }
         self.functions.get(self.key(id).stage.index())?.as_deref()
+    }
+
+    /// Whether task `id` is a fused kernel a GPU can run.
+    pub fn prefers_gpu(&self, id: usize) -> bool {
+        !self.gpu_stages.is_empty()
+            && self
+                .gpu_stages
+                .get(self.key(id).stage.index())
+                .copied()
+                .unwrap_or(false)
     }
 
     /// Every function the job's tasks call.

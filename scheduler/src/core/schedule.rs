@@ -88,6 +88,7 @@ impl Core {
             };
             let id = id as usize;
             let needs = j.needs(id);
+            let gpu = j.prefers_gpu(id);
             let root = j.is_queued_root(id);
             let saturation = self.config.worker_saturation;
             local.0.clear();
@@ -125,9 +126,10 @@ impl Core {
                     w.has_room() && w.offers(needs) && (!root || w.below_saturation(saturation))
                 })
                 .max_by(|(a, wa), (b, wb)| {
-                    local
-                        .get(**a)
-                        .cmp(&local.get(**b))
+                    // A kernel with a GPU form goes to a GPU worker with room first.
+                    (gpu && wa.gpus > 0)
+                        .cmp(&(gpu && wb.gpus > 0))
+                        .then(local.get(**a).cmp(&local.get(**b)))
                         .then(siblings.get(**a).cmp(&siblings.get(**b)))
                         .then(wb.load().total_cmp(&wa.load()))
                         .then(b.cmp(a))

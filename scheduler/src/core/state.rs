@@ -166,9 +166,11 @@ impl Core {
                 nthreads,
                 memory_limit,
                 functions,
+                gpus,
             } => {
                 let w = self.workers.entry(worker).or_default();
                 w.name = name;
+                w.gpus = gpus;
                 w.nthreads = nthreads;
                 w.memory_limit = memory_limit;
                 w.functions = functions.into_iter().collect();

@@ -26,6 +26,8 @@ pub struct Worker {
     pub memory_limit: Option<u64>,
     /// The `map_blocks` functions it can run.
     pub functions: BTreeSet<String>,
+    /// GPUs it runs fused kernels on.
+    pub gpus: u32,
 }
 
 impl Worker {

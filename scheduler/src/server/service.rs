@@ -243,6 +243,7 @@ impl Workers for Service {
             nthreads: reg.nthreads.max(1),
             memory_limit: (reg.memory_limit > 0).then_some(reg.memory_limit),
             functions: reg.functions.clone(),
+            gpus: reg.resources.get("GPU").map_or(0, |&n| n.max(0.0) as u32),
         }));
         let inputs = self.inputs.clone();
         tokio::spawn(async move {

@@ -44,6 +44,19 @@ impl Sim {
             nthreads,
             memory_limit: None,
             functions: Vec::new(),
+            gpus: 0,
+        }])
+    }
+
+    /// A worker whose fused kernels run on `gpus` GPUs.
+    pub fn gpu_worker(&mut self, id: u32, nthreads: u32, gpus: u32) -> Vec<Command> {
+        self.step([Event::WorkerJoined {
+            worker: WorkerId(id),
+            name: format!("w{id}"),
+            nthreads,
+            memory_limit: None,
+            functions: Vec::new(),
+            gpus,
         }])
     }
 
@@ -55,6 +68,7 @@ impl Sim {
             nthreads,
             memory_limit: None,
             functions: functions.iter().map(|f| f.to_string()).collect(),
+            gpus: 0,
         }])
     }
 

@@ -1,0 +1,94 @@
+//! A cluster of one CPU worker and one GPU worker (Mesa's lavapipe, a Vulkan
+//! device on the CPU): fused kernels with a GPU form land on the GPU worker,
+//! the rest are placed by load, and every result equals the embedded CPU's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use accel::{Client, DType};
+use accel_e2e::{Cluster, http_get};
+
+/// The worker's `/metrics` address, from its log.
+fn metrics_address(cluster: &Cluster, worker: usize) -> String {
+    for _ in 0..200 {
+        let found = cluster
+            .worker_log(worker)
+            .lines()
+            .find(|l| l.contains("metrics") && l.contains("address="))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|a| a.split_whitespace().next().unwrap_or("").to_string());
+        if let Some(a) = found {
+            return a;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!(
+        "worker {worker} never served metrics:\n{}",
+        cluster.worker_log(worker)
+    );
+}
+
+fn metric(address: &str, name: &str) -> f64 {
+    let (code, body) = http_get(address, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
+    let mut cluster = Cluster::start(0).unwrap();
+    cluster
+        .add_worker_with(&["--gpu", "none", "--metrics-port", "0"])
+        .unwrap();
+    cluster
+        .add_worker_with(&["--gpu", "software", "--metrics-port", "0"])
+        .unwrap();
+    cluster.wait_for_workers(2).unwrap();
+    let (cpu_at, gpu_at) = (metrics_address(&cluster, 0), metrics_address(&cluster, 1));
+    assert!(cluster.worker_log(1).contains("fused kernels run on a GPU"));
+    let remote = cluster.client().unwrap().with_progress(false);
+    let local = Client::local().with_progress(false);
+    // Two fused kernels on two idle workers: both on the GPU worker.
+    let x = accel::arange(200_000, 100_000).astype(DType::F64);
+    let y = (&x * 2.5 + 1.0).sqrt() - &x / 3.0;
+    assert_eq!(
+        remote.run(&[&y]).unwrap().outputs,
+        local.run(&[&y]).unwrap().outputs
+    );
+    assert_eq!(metric(&gpu_at, "accel_worker_gpu_kernels_total"), 2.0);
+    assert_eq!(metric(&gpu_at, "accel_worker_tasks_computed_total"), 2.0);
+    assert_eq!(metric(&cpu_at, "accel_worker_tasks_computed_total"), 0.0);
+    // Two without a GPU form (exp) are spread by load and run on CPUs.
+    let e = (&x / 1e5).exp();
+    assert_eq!(
+        remote.run(&[&e]).unwrap().outputs,
+        local.run(&[&e]).unwrap().outputs
+    );
+    assert_eq!(metric(&gpu_at, "accel_worker_gpu_kernels_total"), 2.0);
+    assert_eq!(metric(&gpu_at, "accel_worker_gpu_declined_total"), 1.0);
+    assert_eq!(metric(&cpu_at, "accel_worker_tasks_computed_total"), 1.0);
+    // Every seed workload gives the embedded CPU's result.
+    for a in accel_examples::samples::arrays() {
+        assert_eq!(
+            remote.run(&[&a]).unwrap().outputs,
+            local.run(&[&a]).unwrap().outputs
+        );
+    }
+    assert!(metric(&gpu_at, "accel_worker_gpu_kernels_total") > 2.0);
+    assert_eq!(metric(&gpu_at, "accel_worker_gpu_failed_total"), 0.0);
+}
+
+#[test]
+fn a_worker_asked_for_a_gpu_it_lacks_exits_with_a_clear_error() {
+    let mut cluster = Cluster::start(0).unwrap();
+    let k = cluster.add_worker_with(&["--gpu", "99"]).unwrap();
+    let status = cluster
+        .wait_worker_exit(k, std::time::Duration::from_secs(30))
+        .unwrap();
+    assert!(!status.success());
+    let log = cluster.worker_log(k);
+    assert!(log.contains("--gpu: there is no GPU 99"), "{log}");
+}
