@@ -59,10 +59,46 @@ fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
 }
 
 #[test]
-fn kernels_without_an_exact_gpu_form_run_on_the_cpu() {
+fn transcendentals_run_on_the_gpu_within_the_cpus_bounds() {
+    let gpu = lavapipe();
+    let x = arange(40_000, 10_000).astype(DType::F64) / 100.0 - 200.0;
+    // sin, cos, exp, tanh and pow are the CPU's kernels operation for operation.
+    let e = x.sin() * x.cos() + (&x / 50.0).exp() - x.tanh();
+    let want = Client::local()
+        .with_progress(false)
+        .compute::<f64>(&e)
+        .unwrap();
+    assert_eq!(gpu.compute::<f64>(&e).unwrap(), want);
+    assert_eq!(counts(&gpu).on_gpu, 4);
+    // log(0) is the CPU's: that chunk falls back, the others stay on the GPU.
+    let l = (&x + 200.0).log();
+    let want = Client::local()
+        .with_progress(false)
+        .compute::<f64>(&l)
+        .unwrap();
+    let got = gpu.compute::<f64>(&l).unwrap();
+    assert_eq!(got[0], f64::NEG_INFINITY);
+    for (a, b) in got.iter().zip(&want) {
+        assert!(
+            a == b || ((a - b) / b).abs() <= 2.0 * f64::EPSILON,
+            "{a} vs {b}"
+        );
+    }
+    assert_eq!(
+        counts(&gpu),
+        OffloadCounts {
+            on_gpu: 7,
+            declined: 1,
+            failed: 0
+        }
+    );
+}
+
+#[test]
+fn kernels_without_a_gpu_form_run_on_the_cpu() {
     let gpu = lavapipe();
     let x = arange(10_000, 2_500).astype(DType::F64);
-    let e = (&x / 1000.0).exp() + 1.0;
+    let e = (&x / 1e4).arcsin() + 1.0;
     let want = Client::local()
         .with_progress(false)
         .compute::<f64>(&e)

@@ -114,6 +114,8 @@ pub struct Gpu {
     max_binding: u64,
     pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
     counters: Counters,
+    /// Whether the kernels' `fma` is the device's or an exact emulation.
+    fma: crate::wgsl_math::Fma,
     /// Serializes submissions: one kernel at a time keeps memory bounded
     /// and the device's queue short (the CPU pool runs the rest).
     submit: Mutex<()>,
@@ -179,7 +181,7 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             tracing::error!("GPU error: {e}");
         }));
-        Ok(Some(Gpu {
+        let mut gpu = Gpu {
             device,
             queue,
             summary,
@@ -189,7 +191,12 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             submit: Mutex::new(()),
-        }))
+            fma: crate::wgsl_math::Fma::Native,
+        };
+        if !gpu.fma_is_fused()? {
+            gpu.fma = crate::wgsl_math::Fma::Emulated;
+        }
+        Ok(Some(gpu))
     }
 
     pub fn summary(&self) -> &AdapterSummary {
@@ -235,8 +242,29 @@ impl Gpu {
                 return Err(Error::TooLarge(b));
             }
         }
-        let uploads: Vec<wgpu::Buffer> = std::iter::once(bytes_of_words(&meta))
-            .chain(inputs.iter().map(|(_, b)| upload_bytes(b)))
+        let bytes: Vec<Vec<u8>> = inputs.iter().map(|(_, b)| upload_bytes(b)).collect();
+        let data = self.dispatch(&pipe, &meta, bytes, root, n)?;
+        self.counters.kernels.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .elements
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(data)
+    }
+
+    /// Runs a compiled kernel over `n` elements: uploads `dims` and the
+    /// inputs' bytes, reads the result back.
+    fn dispatch(
+        &self,
+        pipe: &Pipeline,
+        meta: &[u32],
+        inputs: Vec<Vec<u8>>,
+        root: DType,
+        n: usize,
+    ) -> Result<Buffer> {
+        let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
+        let out_bytes = (n * root.size().max(4)) as u64;
+        let uploads: Vec<wgpu::Buffer> = std::iter::once(bytes_of_words(meta))
+            .chain(inputs)
             .map(|bytes| {
                 self.device
                     .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -252,15 +280,26 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
+        // One word after the result: elements outside a transcendental's fast range.
+        let status = pipe.shader.flags.then(|| {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("status"),
+                    contents: &[0u8; 4],
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                })
+        });
+        let readback_bytes = out_bytes + if status.is_some() { 4 } else { 0 };
         let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size: out_bytes,
+            size: readback_bytes,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let entries: Vec<wgpu::BindGroupEntry<'_>> = uploads
             .iter()
             .chain([&out])
+            .chain(status.as_ref())
             .enumerate()
             .map(|(k, b)| wgpu::BindGroupEntry {
                 binding: k as u32,
@@ -290,6 +329,9 @@ impl Gpu {
             pass.dispatch_workgroups(gx, gy, 1);
         }
         enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
+        if let Some(s) = &status {
+            enc.copy_buffer_to_buffer(s, 0, &readback, out_bytes, 4);
+        }
         let guard = self
             .submit
             .lock()
@@ -312,24 +354,63 @@ impl Gpu {
         rx.recv()
             .map_err(|_| Error::Device("the read-back never completed".into()))?
             .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
-        let data = {
+        let (data, special) = {
             let view = readback
                 .slice(..)
                 .get_mapped_range()
                 .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
-            download(root, &view, n)
+            let special = view
+                .get(out_bytes as usize..out_bytes as usize + 4)
+                .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+            (download(root, &view, n), special)
         };
         readback.unmap();
-        self.counters.kernels.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .elements
-            .fetch_add(n as u64, Ordering::Relaxed);
+        if special > 0 {
+            return Err(Error::SpecialValues(special));
+        }
         Ok(data)
     }
 
     /// The pipeline of `program` read through `access`, compiled on first use.
     fn pipeline(&self, program: &Program, access: &[Access]) -> Result<Arc<Pipeline>> {
-        let shader = wgsl::generate(program, access)?;
+        let shader = wgsl::generate(program, access, self.fma)?;
+        self.compile(shader, program.inputs.len() as u32)
+    }
+
+    /// Whether the device's `fma` is fused: `fma(a, a, -(1 + 2^-29))` with
+    /// `a = 1 + 2^-30` is 2^-60 with one rounding and 0 with two.
+    fn fma_is_fused(&self) -> Result<bool> {
+        let source = format!(
+            "@group(0) @binding(0) var<storage, read> dims: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f64>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
+    if (gid.x >= dims[0]) {{
+        return;
+    }}
+    let a = 1.0lf + f64(dims[1]) * bitcast<f64>({}lu);
+    out[gid.x] = fma(a, a, -(1.0lf + bitcast<f64>({}lu)));
+}}
+",
+            2f64.powi(-30).to_bits(),
+            2f64.powi(-29).to_bits()
+        );
+        let shader = wgsl::Shader {
+            source,
+            ndim: 1,
+            strided: Vec::new(),
+            generators: Vec::new(),
+            flags: false,
+        };
+        let pipe = self.compile(shader, 0)?;
+        match self.dispatch(&pipe, &[1, 1], Vec::new(), DType::F64, 1)? {
+            Buffer::F64(v) => Ok(v.first() == Some(&2f64.powi(-60))),
+            _ => Err(Error::Device("the fma probe returned no float".into())),
+        }
+    }
+
+    /// Compiles `shader` (of `inputs` input bindings), once per text.
+    fn compile(&self, shader: wgsl::Shader, inputs: u32) -> Result<Arc<Pipeline>> {
         let mut cache = self
             .pipelines
             .lock()
@@ -354,14 +435,14 @@ impl Gpu {
                     ..Default::default()
                 })
         };
-        let bindings = program.inputs.len() as u32 + 2;
+        let bindings = inputs + 2 + u32::from(shader.flags);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..bindings)
             .map(|b| wgpu::BindGroupLayoutEntry {
                 binding: b,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Storage {
-                        read_only: b + 1 != bindings,
+                        read_only: b <= inputs,
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,

@@ -10,6 +10,7 @@ pub mod device;
 mod offload;
 pub mod spirv;
 pub mod wgsl;
+pub mod wgsl_math;
 
 pub use device::{AdapterSummary, Gpu, GpuChoice, adapters};
 pub use offload::{OffloadCounts, Offloader};
@@ -30,6 +31,10 @@ pub enum Error {
     Layout(String),
     #[error(transparent)]
     Unsupported(#[from] wgsl::Unsupported),
+    /// Elements outside a transcendental's fast range (non-finite, huge
+    /// trig arguments, overflowing results): the CPU computes the chunk.
+    #[error("{0} elements need the CPU's special-value paths")]
+    SpecialValues(u32),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

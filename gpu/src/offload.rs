@@ -70,7 +70,7 @@ impl Offload for Offloader {
                 self.on_gpu.fetch_add(1, Ordering::Relaxed);
                 Some(data)
             }
-            Err(Error::Unsupported(_) | Error::TooLarge(_)) => {
+            Err(Error::Unsupported(_) | Error::TooLarge(_) | Error::SpecialValues(_)) => {
                 self.declined.fetch_add(1, Ordering::Relaxed);
                 None
             }

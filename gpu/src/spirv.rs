@@ -13,6 +13,9 @@
 use crate::Error;
 
 const OP_EXTENSION: u32 = 10;
+const OP_EXT_INST: u32 = 12;
+/// `Fma` in the GLSL.std.450 instruction set.
+const GLSL_FMA: u32 = 50;
 const OP_ENTRY_POINT: u32 = 15;
 const OP_EXECUTION_MODE: u32 = 16;
 const OP_CAPABILITY: u32 = 17;
@@ -110,10 +113,13 @@ pub fn strict_floats(words: &[u32]) -> Result<Vec<u32>, Error> {
     let exact: Vec<u32> = ins
         .iter()
         .filter(|i| {
-            matches!(
+            let arithmetic = matches!(
                 opcode(i),
                 OP_FNEGATE | OP_FADD | OP_FSUB | OP_FMUL | OP_FDIV
-            ) && i.len() > 2
+            ) && i.len() > 2;
+            // A decorated `fma` is one fused operation, never a multiply and an add.
+            let fma = opcode(i) == OP_EXT_INST && i.len() > 4 && i[4] == GLSL_FMA;
+            arithmetic || fma
         })
         .map(|i| i[2])
         .collect();

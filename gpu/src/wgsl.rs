@@ -61,6 +61,21 @@ pub struct Shader {
     /// Generator instructions, in program order (each takes two `dims` words,
     /// the low and high halves of its first element's counter).
     pub generators: Vec<usize>,
+    /// Whether the shader counts elements outside its transcendentals' fast
+    /// range in a `status` word (binding after the output); a chunk with
+    /// any is computed on the CPU.
+    pub flags: bool,
+}
+
+/// Whether `program` calls a transcendental kernel (which has a fast range).
+fn has_transcendentals(program: &Program) -> bool {
+    use UnaryOp::*;
+    program.instrs.iter().any(|ins| {
+        matches!(
+            ins,
+            Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh, _) | Instr::Binary(BinaryOp::Pow, ..)
+        )
+    })
 }
 
 /// Checks that every operation of `program` has a GPU form (see
@@ -119,7 +134,11 @@ fn typed_literal(value: f64, d: DType) -> String {
 }
 
 /// Generates the shader for `program` with its inputs read as `access` says.
-pub fn generate(program: &Program, access: &[Access]) -> Result<Shader, Unsupported> {
+pub fn generate(
+    program: &Program,
+    access: &[Access],
+    fma: crate::wgsl_math::Fma,
+) -> Result<Shader, Unsupported> {
     check(program)?;
     if access.len() != program.inputs.len() {
         return refuse("an access pattern per input");
@@ -131,14 +150,18 @@ pub fn generate(program: &Program, access: &[Access]) -> Result<Shader, Unsuppor
     let generators: Vec<usize> = (0..program.instrs.len())
         .filter(|&k| matches!(program.instrs[k], Instr::Gen { .. }))
         .collect();
+    let flags = has_transcendentals(program);
     let mut src = String::new();
-    header(&mut src, program);
+    header(&mut src, program, flags);
     let _ = writeln!(src, "@compute @workgroup_size({WORKGROUP})");
     src.push_str(
         "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n",
     );
     let _ = writeln!(src, "    let i = gid.x + gid.y * groups.x * {WORKGROUP}u;");
     src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
+    if flags {
+        src.push_str("    var slow = false;\n");
+    }
     if !strided.is_empty() || !generators.is_empty() {
         coordinates(&mut src, nd);
     }
@@ -158,17 +181,24 @@ pub fn generate(program: &Program, access: &[Access]) -> Result<Shader, Unsuppor
         DType::Bool => format!("select(0u, 1u, r{root})"),
         _ => format!("r{root}"),
     };
+    if flags {
+        src.push_str("    if (slow) {\n        atomicAdd(&status[0], 1u);\n    }\n");
+    }
     let _ = writeln!(src, "    out[i] = {stored};\n}}");
+    if flags {
+        src.push_str(&crate::wgsl_math::library(fma));
+    }
     Ok(Shader {
         source: src,
         ndim: nd,
         strided,
         generators,
+        flags,
     })
 }
 
 /// Bindings and helper functions.
-fn header(src: &mut String, program: &Program) {
+fn header(src: &mut String, program: &Program, flags: bool) {
     src.push_str("@group(0) @binding(0) var<storage, read> dims: array<u32>;\n");
     for (k, spec) in program.inputs.iter().enumerate() {
         let _ = writeln!(
@@ -184,6 +214,13 @@ fn header(src: &mut String, program: &Program) {
         program.inputs.len() + 1,
         storage_ty(program.dtypes[program.root as usize])
     );
+    if flags {
+        let _ = writeln!(
+            src,
+            "@group(0) @binding({}) var<storage, read_write> status: array<atomic<u32>>;\n",
+            program.inputs.len() + 2
+        );
+    }
     src.push_str(HELPERS);
 }
 
@@ -282,6 +319,12 @@ impl Body<'_> {
             Instr::Const(v) => literal(*v),
             Instr::Gen { kind, strides, .. } => self.generated(k, kind, strides)?,
             Instr::Unary(op, a) => self.unary(k, *op, *a)?,
+            Instr::Binary(BinaryOp::Pow, a, b) => {
+                let d = self.dtype(*a);
+                let (x, y) = (widen(d, &format!("r{a}")), widen(d, &format!("r{b}")));
+                let _ = writeln!(self.src, "    slow = slow || !pow_ok({x}, {y});");
+                narrow(d, &format!("pow_f64({x}, {y})"))
+            }
             Instr::Binary(op, a, b) => binary(*op, self.dtype(*a), *a, *b)?,
             Instr::Where(c, a, b) => format!("select(r{b}, r{a}, r{c})"),
             Instr::Cast(to, a) => cast(self.dtype(*a), *to, &format!("r{a}")),
@@ -420,6 +463,23 @@ impl Body<'_> {
             IsNan => "false".into(),
             IsFinite => "true".into(),
             Powi(n) => self.powi(k, d, &x, n)?,
+            Exp | Log | Sin | Cos | Tan | Tanh if float => {
+                let name = match op {
+                    Exp => "exp",
+                    Log => "log",
+                    Sin => "sin",
+                    Cos => "cos",
+                    Tan => "tan",
+                    _ => "tanh",
+                };
+                let guard = match op {
+                    Sin | Cos | Tan => "trig",
+                    other => other_name(other),
+                };
+                let wide = widen(d, &x);
+                let _ = writeln!(self.src, "    slow = slow || !{guard}_ok({wide});");
+                narrow(d, &format!("{name}_f64({wide})"))
+            }
             _ => return refuse(format!("{} of {d}", op.name())),
         })
     }
@@ -448,6 +508,31 @@ impl Body<'_> {
             }
         }
         Ok(if n < 0 { format!("{one} / {o}") } else { o })
+    }
+}
+
+/// The range check of `exp`, `log` or `tanh`.
+fn other_name(op: UnaryOp) -> &'static str {
+    match op {
+        UnaryOp::Exp => "exp",
+        UnaryOp::Log => "log",
+        _ => "tanh",
+    }
+}
+
+/// A float as f64 (the transcendental kernels compute in f64; an f32
+/// result is the f64 one rounded, within an ulp of `std`).
+fn widen(d: DType, x: &str) -> String {
+    match d {
+        DType::F32 => format!("f64({x})"),
+        _ => x.to_string(),
+    }
+}
+
+fn narrow(d: DType, x: &str) -> String {
+    match d {
+        DType::F32 => format!("f32({x})"),
+        _ => x.to_string(),
     }
 }
 
@@ -546,6 +631,7 @@ fn cast(from: DType, to: DType, x: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wgsl_math::Fma;
     use accel_core::kernel::ir::{InputSpec, ProgramBuilder};
 
     fn axpy() -> Program {
@@ -566,7 +652,8 @@ mod tests {
 
     #[test]
     fn an_elementwise_chain_is_one_let_per_instruction() {
-        let shader = generate(&axpy(), &[Access::Contiguous, Access::Scalar]).expect("generates");
+        let shader = generate(&axpy(), &[Access::Contiguous, Access::Scalar], Fma::Native)
+            .expect("generates");
         let body: Vec<&str> = shader
             .source
             .lines()
@@ -597,19 +684,15 @@ mod tests {
     }
 
     #[test]
-    fn transcendentals_and_complex_numbers_are_refused() {
+    fn functions_the_cpu_leaves_to_libm_and_complex_numbers_are_refused() {
         let mut b = ProgramBuilder::new();
         let x = b.input(InputSpec {
             dtype: DType::F64,
             shape: vec![4],
         });
-        let e = b.push(Instr::Unary(UnaryOp::Exp, x), DType::F64);
+        let e = b.push(Instr::Unary(UnaryOp::Arcsin, x), DType::F64);
         let p = b.finish(e, vec![4]);
-        assert_eq!(
-            check(&p),
-            Err(Unsupported("exp of f64".into())),
-            "exp has no GPU form yet"
-        );
+        assert_eq!(check(&p), Err(Unsupported("arcsin of f64".into())));
         let mut b = ProgramBuilder::new();
         let z = b.input(InputSpec {
             dtype: DType::C128,
@@ -640,7 +723,7 @@ mod tests {
         let xc = b.cast(x, DType::I64);
         let s = b.push(Instr::Binary(BinaryOp::FloorDiv, g, xc), DType::I64);
         let p = b.finish(s, vec![3, 4]);
-        let shader = generate(&p, &[Access::Strided]).expect("generates");
+        let shader = generate(&p, &[Access::Strided], Fma::Native).expect("generates");
         assert_eq!(shader.strided, vec![0]);
         assert_eq!(shader.generators, vec![1]);
         let src = &shader.source;

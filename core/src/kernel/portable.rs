@@ -1,8 +1,10 @@
-//! Which kernel programs have an exact form on the GPU backends: the
-//! operations whose GPU code gives the CPU interpreter's bits (IEEE-rounded
-//! arithmetic, comparisons, selections, casts, integer division with NumPy's
-//! rules, generated ranges and uniform random numbers). The scheduler uses
-//! this to prefer GPU workers for a stage; the backends refuse the rest.
+//! Which kernel programs have a GPU form: the operations whose GPU code gives
+//! the CPU interpreter's bits (IEEE-rounded arithmetic, comparisons,
+//! selections, casts, integer division with NumPy's rules, generated ranges
+//! and uniform random numbers) or stays within the CPU's documented ulp
+//! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
+//! tanh, pow; see `accel_gpu::wgsl_math`). The scheduler uses this to prefer
+//! GPU workers for a stage; the backends refuse the rest.
 
 use super::Program;
 use super::ir::Instr;
@@ -42,7 +44,7 @@ fn unary(op: UnaryOp, d: DType) -> Result<(), String> {
     match op {
         Neg | Abs | Floor | Ceil | Round | Re | Im | Sign | IsNan | IsFinite | Not => Ok(()),
         Powi(n) if n >= 0 || float => Ok(()),
-        Sqrt if float => Ok(()),
+        Sqrt | Exp | Log | Sin | Cos | Tan | Tanh if float => Ok(()),
         _ => Err(format!("{} of {d}", op.name())),
     }
 }
@@ -52,7 +54,7 @@ fn binary(op: BinaryOp, d: DType) -> Result<(), String> {
     let float = matches!(d, DType::F32 | DType::F64);
     match op {
         Add | Sub | Mul | Min | Max | Eq | Ne | Lt | Le | Gt | Ge | And | Or => Ok(()),
-        Div if float => Ok(()),
+        Div | Pow if float => Ok(()),
         Rem | FloorDiv if !float => Ok(()),
         _ => Err(format!("{} of {d}", op.symbol())),
     }

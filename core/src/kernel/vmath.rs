@@ -22,6 +22,9 @@
 //! * `exp` (f32): `wide`'s handles every special case inside the kernel, which
 //!   makes it about twice as slow as the plain kernel behind a range check.
 //!
+//! The f64 kernels' constants are public: the GPU backends generate the same
+//! kernels from them (same operations in the same order, so the same bits).
+//!
 //! Accuracy is quoted in ulp against Rust `std` (i.e. the platform libm), see
 //! [`ULP_BOUND_F64`] and [`ULP_BOUND_F32`]. The error-free transformations
 //! used here need a fused multiply-add; when the crate is built without the
@@ -173,9 +176,9 @@ fn from_bits32(v: u32x8) -> f32x8 {
     cast(v)
 }
 
-const TWO_52: f64 = 4_503_599_627_370_496.0;
+pub const TWO_52: f64 = 4_503_599_627_370_496.0;
 const TWO_23: f32 = 8_388_608.0;
-const SIGN64: u64 = 0x8000_0000_0000_0000;
+pub const SIGN64: u64 = 0x8000_0000_0000_0000;
 const SIGN32: u32 = 0x8000_0000;
 
 /// Bits of `v + 2^52` for integral 0 <= v < 2^51: the low bits are `v`.
@@ -288,20 +291,20 @@ fn fast_two_sum(a: f64x4, b: f64x4) -> (f64x4, f64x4) {
 /// reduced argument any double can have (~2^-61). At 2^30 they are ~2^-80,
 /// a margin of ~2^18 (the tests sweep the doubles nearest to k*pi/2);
 /// beyond it libm's Payne-Hanek reduction is used via the scalar path.
-const TRIG_MAX: f64 = 1_073_741_824.0;
-const FRAC_1_PI: f64 = core::f64::consts::FRAC_1_PI;
-const FRAC_2_PI: f64 = core::f64::consts::FRAC_2_PI;
+pub const TRIG_MAX: f64 = 1_073_741_824.0;
+pub const FRAC_1_PI: f64 = core::f64::consts::FRAC_1_PI;
+pub const FRAC_2_PI: f64 = core::f64::consts::FRAC_2_PI;
 /// pi/2 split into three doubles: PIO2_1 = round(pi/2), PIO2_2 =
 /// round(pi/2 - PIO2_1), PIO2_3 = round(pi/2 - PIO2_1 - PIO2_2); the
 /// remainder is ~5.6e-50.
-const PIO2_1: f64 = core::f64::consts::FRAC_PI_2;
-const PIO2_2: f64 = 6.123_233_995_736_766e-17;
-const PIO2_3: f64 = -1.497_384_904_859_169_8e-33;
+pub const PIO2_1: f64 = core::f64::consts::FRAC_PI_2;
+pub const PIO2_2: f64 = 6.123_233_995_736_766e-17;
+pub const PIO2_3: f64 = -1.497_384_904_859_169_8e-33;
 
 /// sin(r) = r + r^3 S(r^2) on |r| <= pi/2 (own Remez fit for relative error,
 /// coefficients rounded one at a time and the rest refitted; 2^-61.5).
-const SIN_HALF_C0: f64 = -0.166_666_666_666_666_66;
-const SIN_HALF_Q: [f64; 7] = [
+pub const SIN_HALF_C0: f64 = -0.166_666_666_666_666_66;
+pub const SIN_HALF_Q: [f64; 7] = [
     0.008_333_333_333_333_207,
     -0.000_198_412_698_412_124_8,
     2.755_731_921_156_948_2e-6,
@@ -312,7 +315,7 @@ const SIN_HALF_Q: [f64; 7] = [
 ];
 
 /// sin(r) = r + r^3 S(r^2) on |r| <= pi/4 (own Remez fit, 2^-56.8), for tan.
-const SIN_C: [f64; 6] = [
+pub const SIN_C: [f64; 6] = [
     -0.166_666_666_666_666_3,
     0.008_333_333_333_322_005,
     -0.000_198_412_698_294_954_84,
@@ -321,7 +324,7 @@ const SIN_C: [f64; 6] = [
     1.589_590_472_930_634e-10,
 ];
 /// cos(r) = 1 - r^2/2 + r^4 C(r^2) on |r| <= pi/4 (2^-59), for tan.
-const COS_C: [f64; 6] = [
+pub const COS_C: [f64; 6] = [
     0.041_666_666_666_666_595,
     -0.001_388_888_888_887_289_5,
     2.480_158_728_874_817e-5,
@@ -516,15 +519,15 @@ fn trig_f32(
 // exp / tanh (f64)
 // ---------------------------------------------------------------------------
 
-const LOG2_E: f64 = core::f64::consts::LOG2_E;
+pub const LOG2_E: f64 = core::f64::consts::LOG2_E;
 /// ln 2 with 42 significant bits, so `j * LN2_HI` is exact for |j| < 2^11.
-const LN2_HI: f64 = 0.693_147_180_559_890_3;
+pub const LN2_HI: f64 = 0.693_147_180_559_890_3;
 /// ln 2 - LN2_HI (the remaining error is ~2e-31).
-const LN2_LO: f64 = 5.497_923_018_708_371e-14;
+pub const LN2_LO: f64 = 5.497_923_018_708_371e-14;
 
 /// e^f - 1 - f = f^2 E(f) on |f| <= ln2/2 (own Remez fit for the relative
 /// error of e^f with sequentially rounded coefficients, 2^-58).
-const EXP_C: [f64; 11] = [
+pub const EXP_C: [f64; 11] = [
     0.5,
     0.166_666_666_666_666_88,
     0.041_666_666_666_666_824,
@@ -567,8 +570,8 @@ fn pow2i(j: f64x4) -> f64x4 {
 /// stays in [2^-1021, 2^1023] (exp(-708) ~ 3.3e-308 > f64::MIN_POSITIVE,
 /// exp(709) ~ 8.2e307). Outside it libm handles overflow and gradual
 /// underflow.
-const EXP_LO: f64 = -708.0;
-const EXP_HI: f64 = 709.0;
+pub const EXP_LO: f64 = -708.0;
+pub const EXP_HI: f64 = 709.0;
 
 #[inline(always)]
 fn exp_kernel(x: f64x4) -> f64x4 {
@@ -577,7 +580,7 @@ fn exp_kernel(x: f64x4) -> f64x4 {
 }
 
 /// |x| above which tanh(x) rounds to +-1 in f64 (e^-2x < 2^-55).
-const TANH_SAT: f64 = 19.1;
+pub const TANH_SAT: f64 = 19.1;
 
 /// tanh|x| = t / (t + 2) with t = expm1(2|x|) = 2^j (p + (1 - 2^-j)),
 /// p = e^f - 1. That form has no cancellation for j >= 1 and is exactly p for
@@ -614,13 +617,13 @@ fn tanh_kernel(x: f64x4) -> f64x4 {
 // ---------------------------------------------------------------------------
 
 /// Bits of sqrt(1/2): mantissas are normalised into [sqrt(1/2), sqrt(2)).
-const SQRT_HALF_BITS: u64 = 0x3FE6_A09E_667F_3BCD;
+pub const SQRT_HALF_BITS: u64 = 0x3FE6_A09E_667F_3BCD;
 /// 2/3 as a double-double.
-const TWO_THIRDS_HI: f64 = 0.666_666_666_666_666_6;
-const TWO_THIRDS_LO: f64 = 3.700_743_415_417_188e-17;
+pub const TWO_THIRDS_HI: f64 = 0.666_666_666_666_666_6;
+pub const TWO_THIRDS_LO: f64 = 3.700_743_415_417_188e-17;
 /// Taylor coefficients 2/(2k+1), k = 2..=12, of (2 atanh(s) - 2s - 2s^3/3)/s^5
 /// in z = s^2. With |s| <= 0.1716 the first omitted term is ~2^-71 relative.
-const LOG_C: [f64; 11] = [
+pub const LOG_C: [f64; 11] = [
     2.0 / 5.0,
     2.0 / 7.0,
     2.0 / 9.0,

@@ -1,0 +1,347 @@
+//! Transcendental functions in WGSL: the CPU's vector kernels
+//! (`accel_core::kernel::vmath`) written out operation for operation, from
+//! the same constants. Each float operation is rounded on its own (see
+//! [`crate::spirv`]) and `fma` is fused on both sides (emulated exactly where
+//! the device splits it, see [`Fma`]), so sin, cos, tan, exp, tanh and pow
+//! give the CPU's bits. The logarithm is the double-double one
+//! of `pow` rounded to a double (within 1 ulp of `std`, where the CPU's is
+//! `wide`'s, also within 1 ulp).
+//!
+//! Like the CPU's kernels they have a fast range (finite arguments, results
+//! that neither overflow nor become subnormal, trig arguments up to 2^30);
+//! the CPU leaves the rest to `std`. A GPU kernel marks an element outside
+//! that range, and the whole chunk is then computed on the CPU, so results
+//! never depend on which device ran them beyond the documented bounds.
+
+use std::fmt::Write;
+
+use accel_core::kernel::vmath as v;
+
+/// A WGSL literal with exactly the bits of `x`.
+fn lit(x: f64) -> String {
+    format!("bitcast<f64>({}lu)", x.to_bits())
+}
+
+/// `fn name(z: f64) -> f64`: `c[0] + z c[1] + z^2 c[2] + ...` in Estrin
+/// form, with the CPU's pairing (`vmath::poly`).
+fn estrin(name: &str, c: &[f64]) -> String {
+    let mut src = format!("fn {name}(z: f64) -> f64 {{\n");
+    let mut t: Vec<String> = c.iter().map(|&x| lit(x)).collect();
+    let mut p = "z".to_string();
+    let mut level = 0;
+    while t.len() > 1 {
+        let next: Vec<String> = (0..t.len().div_ceil(2))
+            .map(|i| {
+                if 2 * i + 1 < t.len() {
+                    let name = format!("t{level}_{i}");
+                    let _ = writeln!(
+                        src,
+                        "    let {name} = fused({}, {p}, {});",
+                        t[2 * i + 1],
+                        t[2 * i]
+                    );
+                    name
+                } else {
+                    t[2 * i].clone()
+                }
+            })
+            .collect();
+        if next.len() > 1 {
+            let _ = writeln!(src, "    let p{level} = {p} * {p};");
+            p = format!("p{level}");
+        }
+        t = next;
+        level += 1;
+    }
+    let _ = writeln!(src, "    return {};\n}}", t[0]);
+    src
+}
+
+/// How the device computes `fma`: fused (one rounding, as on the CPU) or as
+/// a multiply and an add (Mesa's lavapipe lowers it so), in which case the
+/// kernels use an exact emulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fma {
+    Native,
+    Emulated,
+}
+
+/// `fused(a, b, c)`: `a * b + c` rounded once. Emulated by the exact product
+/// (Veltkamp splitting, Dekker's product) and Boldo and Melquiond's
+/// rounding: `RN(th + RO(tl + ul))` with `c + uh = th + tl` error-free and
+/// RO rounding to odd, which is exact for the finite, non-extreme operands
+/// of the fast ranges (their elements are flagged otherwise).
+const FUSED_NATIVE: &str = "fn fused(a: f64, b: f64, c: f64) -> f64 {
+    return fma(a, b, c);
+}
+";
+const FUSED_EMULATED: &str = "fn veltkamp(a: f64) -> vec2<f64> {
+    let c = 134217729.0lf * a;
+    let hi = c - (c - a);
+    return vec2<f64>(hi, a - hi);
+}
+fn two_prod(a: f64, b: f64) -> vec2<f64> {
+    let p = a * b;
+    let sa = veltkamp(a);
+    let sb = veltkamp(b);
+    let err = (((sa.x * sb.x - p) + sa.x * sb.y) + sa.y * sb.x) + sa.y * sb.y;
+    return vec2<f64>(p, err);
+}
+fn two_sum(a: f64, b: f64) -> vec2<f64> {
+    let s = a + b;
+    let bb = s - a;
+    return vec2<f64>(s, (a - (s - bb)) + (b - bb));
+}
+fn add_round_odd(x: f64, y: f64) -> f64 {
+    let st = two_sum(x, y);
+    let bits = bitcast<u64>(st.x);
+    if (st.y == 0.0lf || (bits & 1lu) == 1lu) {
+        return st.x;
+    }
+    // Even and inexact: one ulp towards the exact sum makes the last bit odd.
+    return bitcast<f64>(select(bits - 1lu, bits + 1lu, (st.y > 0.0lf) == (st.x > 0.0lf)));
+}
+fn fused(a: f64, b: f64, c: f64) -> f64 {
+    let u = two_prod(a, b);
+    let t = two_sum(c, u.x);
+    return t.x + add_round_odd(t.y, u.y);
+}
+";
+
+/// The helpers and kernels, to be appended to a shader that uses them.
+pub fn library(fma: Fma) -> String {
+    let mut src = String::from(match fma {
+        Fma::Native => FUSED_NATIVE,
+        Fma::Emulated => FUSED_EMULATED,
+    });
+    src.push_str(&estrin("poly_sin_half", &v::SIN_HALF_Q));
+    src.push_str(&estrin("poly_sin", &v::SIN_C));
+    src.push_str(&estrin("poly_cos", &v::COS_C));
+    src.push_str(&estrin("poly_exp", &v::EXP_C));
+    src.push_str(&estrin("poly_log", &v::LOG_C));
+    let consts = [
+        ("TWO_52", v::TWO_52),
+        ("POW2_BIAS", v::TWO_52 + 1023.0),
+        ("SPLIT_BIAS", v::TWO_52 + 1024.0),
+        ("TRIG_MAX", v::TRIG_MAX),
+        ("FRAC_1_PI", v::FRAC_1_PI),
+        ("FRAC_2_PI", v::FRAC_2_PI),
+        ("PIO2_1", v::PIO2_1),
+        ("PIO2_2", v::PIO2_2),
+        ("PIO2_3", v::PIO2_3),
+        ("SIN_HALF_C0", v::SIN_HALF_C0),
+        ("LOG2_E", v::LOG2_E),
+        ("LN2_HI", v::LN2_HI),
+        ("LN2_LO", v::LN2_LO),
+        ("EXP_LO", v::EXP_LO),
+        ("EXP_HI", v::EXP_HI),
+        ("TANH_SAT", v::TANH_SAT),
+        ("TANH_CLAMP", 2.0 * v::TANH_SAT + 2.0),
+        ("TWO_THIRDS_HI", v::TWO_THIRDS_HI),
+        ("TWO_THIRDS_LO", v::TWO_THIRDS_LO),
+        ("MIN_NORMAL", f64::MIN_POSITIVE),
+        ("MAX_FINITE", f64::MAX),
+    ];
+    for (name, value) in consts {
+        let _ = writeln!(src, "fn {name}() -> f64 {{ return {}; }}", lit(value));
+    }
+    let _ = writeln!(
+        src,
+        "const SQRT_HALF_BITS: u64 = {}lu;\nconst SIGN64: u64 = {}lu;",
+        v::SQRT_HALF_BITS,
+        v::SIGN64
+    );
+    src.push_str(KERNELS);
+    src
+}
+
+/// The kernels of `vmath`, scalar. `a.mul_add(b, c)` is `fma(a, b, c)`,
+/// `a.mul_sub(b, c)` is `fma(a, b, -c)`, `a.mul_neg_add(b, c)` is
+/// `fma(-a, b, c)`.
+const KERNELS: &str = r#"fn int_bits(v: f64) -> u64 {
+    return bitcast<u64>(v + TWO_52());
+}
+fn flip_sign(x: f64, sign: u64) -> f64 {
+    return bitcast<f64>(bitcast<u64>(x) ^ sign);
+}
+fn fast_two_sum(a: f64, b: f64) -> vec2<f64> {
+    let s = a + b;
+    return vec2<f64>(s, b - (s - a));
+}
+fn reduce_pio2(xa: f64, j: f64) -> f64 {
+    let r = fused(-j, PIO2_1(), xa);
+    let r2 = fused(-j, PIO2_2(), r);
+    return fused(-j, PIO2_3(), r2);
+}
+fn sin_half(r: f64) -> f64 {
+    let c0 = SIN_HALF_C0();
+    let z = r * r;
+    let r3 = r * z;
+    let r3_lo = fused(r, fused(r, r, -z), fused(r, z, -r3));
+    let t_hi = r3 * c0;
+    let t_rest = fused(r3 * z, poly_sin_half(z), fused(r3_lo, c0, fused(r3, c0, -t_hi)));
+    let se = fast_two_sum(r, t_hi);
+    return se.x + (se.y + t_rest);
+}
+fn trig_ok(x: f64) -> bool {
+    return abs(x) <= TRIG_MAX();
+}
+fn sin_f64(x: f64) -> f64 {
+    let xa = abs(x);
+    let k = round(xa * FRAC_1_PI());
+    let s = sin_half(reduce_pio2(xa, k + k));
+    return flip_sign(s, (int_bits(k) << 63u) ^ (bitcast<u64>(x) & SIGN64));
+}
+fn cos_f64(x: f64) -> f64 {
+    let xa = abs(x);
+    let k = abs(round(fused(xa, FRAC_1_PI(), -0.5lf)));
+    let s = sin_half(reduce_pio2(xa, fused(k, 2.0lf, 1.0lf)));
+    return flip_sign(s, (int_bits(k) + 1lu) << 63u);
+}
+fn tan_f64(x: f64) -> f64 {
+    let xa = abs(x);
+    let j = round(xa * FRAC_2_PI());
+    let r1 = fused(-j, PIO2_1(), xa);
+    let p = j * PIO2_2();
+    let p_err = fused(j, PIO2_2(), -p);
+    let r0 = r1 - p;
+    let rb = r0 - r1;
+    let e = (r1 - (r0 - rb)) - (p + rb);
+    let rr = fast_two_sum(r0, fused(-j, PIO2_3(), e - p_err));
+    let r = rr.x;
+    let r_lo = rr.y;
+    let z = r * r;
+    let s = fused(r * z, poly_sin(z), r_lo) + r;
+    let hz = 0.5lf * z;
+    let w = 1.0lf - hz;
+    let z_err = fused(r, r, -z);
+    let tail = ((1.0lf - w) - hz) - fused(0.5lf, z_err, r * r_lo);
+    let c = w + fused(z * z, poly_cos(z), tail);
+    let q = int_bits(j);
+    let odd = (q & 1lu) == 1lu;
+    let t = select(s, c, odd) / select(c, s, odd);
+    return flip_sign(t, (q << 63u) ^ (bitcast<u64>(x) & SIGN64));
+}
+fn exp_reduce(x: f64) -> vec3<f64> {
+    let j = round(x * LOG2_E());
+    let f_hi = fused(-j, LN2_HI(), x);
+    let f = fused(-j, LN2_LO(), f_hi);
+    let f_lo = fused(-j, LN2_LO(), f_hi - f);
+    return vec3<f64>(f, f_lo, j);
+}
+fn expm1_reduced(f: f64, f_lo: f64) -> f64 {
+    let p = fused(f * f, poly_exp(f), f);
+    return p + fused(f_lo, p, f_lo);
+}
+fn pow2i(j: f64) -> f64 {
+    return bitcast<f64>(bitcast<u64>(j + POW2_BIAS()) << 52u);
+}
+fn exp_ok(x: f64) -> bool {
+    return x >= EXP_LO() && x <= EXP_HI();
+}
+fn exp_f64(x: f64) -> f64 {
+    let r = exp_reduce(x);
+    return (expm1_reduced(r.x, r.y) + 1.0lf) * pow2i(r.z);
+}
+fn tanh_ok(x: f64) -> bool {
+    return (bitcast<u64>(x) & 0x7ffffffffffffffflu) <= 0x7ff0000000000000lu;
+}
+fn tanh_f64(x: f64) -> f64 {
+    let a = abs(x);
+    let sat = a > TANH_SAT();
+    let xx = min(a + a, TANH_CLAMP());
+    let r = exp_reduce(xx);
+    let f = r.x;
+    let j = r.z;
+    let pp = fast_two_sum(f, (f * f) * poly_exp(f));
+    let p_hi = pp.x;
+    let p_lo = pp.y + fused(r.y, p_hi, r.y);
+    let uu = fast_two_sum(1.0lf - pow2i(-j), p_hi);
+    let scale = pow2i(j);
+    let th = uu.x * scale;
+    let tl = (uu.y + p_lo) * scale;
+    let dd = fast_two_sum(max(th, 2.0lf), min(th, 2.0lf));
+    let d = dd.x;
+    let d_lo = dd.y + tl;
+    let inv = 1.0lf / d;
+    let q = th * inv;
+    let res = fused(-q, d, th) + fused(-q, d_lo, tl);
+    let t = select(fused(res, inv, q), 1.0lf, sat);
+    return bitcast<f64>((bitcast<u64>(t) & ~SIGN64) | (bitcast<u64>(x) & SIGN64));
+}
+fn split_exponent(x: f64) -> vec2<f64> {
+    let ix = bitcast<u64>(x);
+    let tmp = ix - SQRT_HALF_BITS + (1lu << 62u);
+    let eb = tmp >> 52u;
+    let m = bitcast<f64>(ix - (eb << 52u) + (1024lu << 52u));
+    let e = bitcast<f64>(eb | 0x4330000000000000lu) - SPLIT_BIAS();
+    return vec2<f64>(e, m);
+}
+fn ln_dd(x: f64) -> vec2<f64> {
+    let em = split_exponent(x);
+    let e = em.x;
+    let m = em.y;
+    let num = m - 1.0lf;
+    let dd = fast_two_sum(1.0lf, m);
+    let dh = dd.x;
+    let dl = dd.y;
+    let inv = 1.0lf / dh;
+    let sh = num * inv;
+    let rem = fused(-sh, dl, fused(-sh, dh, num));
+    let sl = rem * inv;
+    let z = sh * sh;
+    let zl = fused(sh, sh, -z) + 2.0lf * sh * sl;
+    let s3h = z * sh;
+    let s3l = fused(z, sh, -s3h) + fused(zl, sh, z * sl);
+    let t3h = s3h * TWO_THIRDS_HI();
+    let t3l = fused(s3h, TWO_THIRDS_HI(), -t3h) + fused(s3h, TWO_THIRDS_LO(), s3l * TWO_THIRDS_HI());
+    let tail = (s3h * z) * poly_log(z);
+    let h1 = fast_two_sum(e * LN2_HI(), sh + sh);
+    let h2 = fast_two_sum(h1.x, t3h);
+    let lo = (h1.y + h2.y) + ((sl + sl) + t3l + tail + e * LN2_LO());
+    return fast_two_sum(h2.x, lo);
+}
+fn log_ok(x: f64) -> bool {
+    return x >= MIN_NORMAL() && x <= MAX_FINITE();
+}
+fn log_f64(x: f64) -> f64 {
+    return ln_dd(x).x;
+}
+fn pow_ok(x: f64, y: f64) -> bool {
+    if (!(log_ok(x) && abs(y) <= MAX_FINITE())) {
+        return false;
+    }
+    let l = ln_dd(x);
+    let ph = y * l.x;
+    return exp_ok(ph);
+}
+fn pow_f64(x: f64, y: f64) -> f64 {
+    let l = ln_dd(x);
+    let ph = y * l.x;
+    let pl = fused(y, l.x, -ph) + y * l.y;
+    let j = round(ph * LOG2_E());
+    let f_hi = fused(-j, LN2_HI(), ph);
+    let f_lo = fused(-j, LN2_LO(), pl);
+    let f = f_hi + f_lo;
+    let f_err = (f_hi - f) + f_lo;
+    return (expm1_reduced(f, f_err) + 1.0lf) * pow2i(j);
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polynomials_pair_terms_as_the_cpu_does() {
+        let src = estrin("p", &[1.0, 2.0, 3.0]);
+        let one = lit(1.0);
+        let (two, three) = (lit(2.0), lit(3.0));
+        assert_eq!(
+            src,
+            format!(
+                "fn p(z: f64) -> f64 {{\n    let t0_0 = fused({two}, z, {one});\n    let p0 = z * z;\n    let t1_0 = fused({three}, p0, t0_0);\n    return t1_0;\n}}\n"
+            )
+        );
+    }
+}
