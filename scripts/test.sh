@@ -18,6 +18,15 @@ fi
 if ! ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1; then
     install mesa-vulkan-drivers
 fi
+# The CUDA backend's compile test needs NVRTC: the PyPI wheel has it.
+nvrtc_lib() {
+    python3 -c 'import os, nvidia.cuda_nvrtc as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null
+}
+if ! nvrtc_lib >/dev/null; then
+    python3 -m pip install -q nvidia-cuda-nvrtc-cu12 >/dev/null 2>&1 ||
+        python3 -m pip install -q --user nvidia-cuda-nvrtc-cu12 >/dev/null
+fi
+export LD_LIBRARY_PATH="$(nvrtc_lib)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo test --workspace --release
 ACCEL_E2E_SECURITY=token cargo test --release -p accel-e2e
 ACCEL_E2E_SECURITY=mtls cargo test --release -p accel-e2e

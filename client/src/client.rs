@@ -230,20 +230,20 @@ impl Client {
     }
 
     /// Runs fused elementwise kernels on a GPU (embedded client): `auto`
-    /// takes the first hardware GPU with 64-bit floats, if any; `software`
-    /// Mesa's lavapipe (for tests); `Index(n)` the n-th Vulkan adapter
+    /// takes a CUDA device if there is one, else the first hardware Vulkan
+    /// GPU with 64-bit floats, if any; `software` Mesa's lavapipe (for
+    /// tests); `Cuda(n)` CUDA device n; `Index(n)` the n-th Vulkan adapter
     /// ([`accel_gpu::adapters`]). Kernels the GPU has no exact form for, and
     /// any that fail there, run on the CPU. An explicit choice that cannot
     /// be opened is an error; on a cluster, workers take `--gpu` instead.
     pub fn with_gpu(mut self, choice: accel_gpu::GpuChoice) -> Result<Client> {
-        let gpu = accel_gpu::Gpu::open(choice).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.gpu = gpu.map(|g| Arc::new(accel_gpu::Offloader::new(Arc::new(g))));
+        self.gpu = accel_gpu::open(choice).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(self)
     }
 
     /// The embedded client's GPU and how many kernels ran on it, if it has one.
     pub fn gpu(&self) -> Option<(&accel_gpu::AdapterSummary, accel_gpu::OffloadCounts)> {
-        self.gpu.as_ref().map(|o| (o.gpu().summary(), o.counts()))
+        self.gpu.as_ref().map(|o| (o.summary(), o.counts()))
     }
 
     /// Named `map_blocks` functions for the embedded client to call

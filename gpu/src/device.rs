@@ -29,6 +29,8 @@ pub enum GpuChoice {
     Software,
     /// The adapter with this index in [`adapters`]' list.
     Index(usize),
+    /// CUDA device N (`cuda` or `cuda:N`).
+    Cuda(usize),
 }
 
 impl std::str::FromStr for GpuChoice {
@@ -38,9 +40,14 @@ impl std::str::FromStr for GpuChoice {
             "auto" => Ok(GpuChoice::Auto),
             "none" | "" => Ok(GpuChoice::None),
             "software" => Ok(GpuChoice::Software),
+            "cuda" => Ok(GpuChoice::Cuda(0)),
+            other if other.starts_with("cuda:") => other[5..]
+                .parse()
+                .map(GpuChoice::Cuda)
+                .map_err(|_| Error::Choice(format!("`{s}`: expected cuda:N"))),
             other => other.parse().map(GpuChoice::Index).map_err(|_| {
                 Error::Choice(format!(
-                    "`{s}`: expected auto, none, software or an adapter number"
+                    "`{s}`: expected auto, none, software, cuda[:N] or a Vulkan adapter number"
                 ))
             }),
         }
@@ -143,6 +150,11 @@ impl Gpu {
             GpuChoice::Auto => listed.iter().position(|s| !s.software && s.float64),
             GpuChoice::Software => listed.iter().position(|s| s.software),
             GpuChoice::Index(k) if k < listed.len() => Some(k),
+            GpuChoice::Cuda(_) => {
+                return Err(Error::Choice(
+                    "a CUDA device is opened by accel_gpu::open".into(),
+                ));
+            }
             GpuChoice::Index(k) => {
                 return Err(Error::Choice(format!(
                     "there is no GPU {k}: this machine has {} Vulkan adapter(s){}",
@@ -397,6 +409,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
         );
         let shader = wgsl::Shader {
             source,
+            body: String::new(),
+            functions: String::new(),
             ndim: 1,
             strided: Vec::new(),
             generators: Vec::new(),
@@ -505,7 +519,7 @@ fn describe(listed: &[AdapterSummary]) -> String {
 
 /// How each input lines up with the output chunk (as `Bound::new` does on
 /// the CPU): its access pattern and, per output axis, its element stride.
-fn line_up(
+pub(crate) fn line_up(
     program: &Program,
     local: &[usize],
     inputs: &[(&[usize], &Buffer)],
@@ -569,7 +583,7 @@ fn line_up(
 
 /// The `meta` words a shader reads: element count, chunk shape, strides of
 /// strided inputs, and each generator's counter at the chunk's first element.
-fn meta_words(
+pub(crate) fn meta_words(
     program: &Program,
     shader: &wgsl::Shader,
     n: u32,
@@ -602,7 +616,7 @@ fn bytes_of_words(words: &[u32]) -> Vec<u8> {
 }
 
 /// A chunk's bytes as the shader reads them (booleans widened to `u32`).
-fn upload_bytes(b: &Buffer) -> Vec<u8> {
+pub(crate) fn upload_bytes(b: &Buffer) -> Vec<u8> {
     match b {
         Buffer::Bool(v) => v.iter().flat_map(|&x| (x as u32).to_ne_bytes()).collect(),
         Buffer::I32(v) => bytemuck::cast_slice(v).to_vec(),
@@ -617,7 +631,7 @@ fn upload_bytes(b: &Buffer) -> Vec<u8> {
     }
 }
 
-fn download(d: DType, bytes: &[u8], n: usize) -> Buffer {
+pub(crate) fn download(d: DType, bytes: &[u8], n: usize) -> Buffer {
     fn words<T: bytemuck::Pod>(bytes: &[u8], n: usize) -> Vec<T> {
         let mut v: Vec<T> = vec![T::zeroed(); n];
         let dst: &mut [u8] = bytemuck::cast_slice_mut(&mut v);

@@ -6,6 +6,7 @@
 //! chunk over the device's buffer limit, a lost device) run on the CPU
 //! instead; [`Offloader`] does that switch for the task runner.
 
+pub mod cuda;
 pub mod device;
 mod offload;
 pub mod spirv;
@@ -13,7 +14,7 @@ pub mod wgsl;
 pub mod wgsl_math;
 
 pub use device::{AdapterSummary, Gpu, GpuChoice, adapters};
-pub use offload::{OffloadCounts, Offloader};
+pub use offload::{Backend, OffloadCounts, Offloader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,3 +39,33 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Opens the GPU `choice` names, ready to take kernels: `Auto` prefers a
+/// CUDA device (when libcuda and a device are there), then a hardware
+/// Vulkan GPU; `Ok(None)` for `None` and for `Auto` without either.
+pub fn open(choice: GpuChoice) -> Result<Option<std::sync::Arc<Offloader>>> {
+    let backend = match choice {
+        #[cfg(feature = "cuda")]
+        GpuChoice::Cuda(n) => match cuda::CudaGpu::open(n)? {
+            Some(g) => Some(Backend::Cuda(g)),
+            None => {
+                return Err(Error::Choice(format!(
+                    "no CUDA device {n} (no libcuda, or fewer devices)"
+                )));
+            }
+        },
+        #[cfg(not(feature = "cuda"))]
+        GpuChoice::Cuda(_) => {
+            return Err(Error::Choice(
+                "this build has no CUDA backend (feature `cuda`)".into(),
+            ));
+        }
+        #[cfg(feature = "cuda")]
+        GpuChoice::Auto => match cuda::CudaGpu::open(0) {
+            Ok(Some(g)) => Some(Backend::Cuda(g)),
+            _ => Gpu::open(GpuChoice::Auto)?.map(Backend::Vulkan),
+        },
+        other => Gpu::open(other)?.map(Backend::Vulkan),
+    };
+    Ok(backend.map(|b| std::sync::Arc::new(Offloader::new(std::sync::Arc::new(b)))))
+}

@@ -21,17 +21,51 @@ pub struct OffloadCounts {
     pub failed: u64,
 }
 
+/// The device kernels run on.
+#[derive(Debug)]
+pub enum Backend {
+    /// Vulkan through wgpu (WGSL).
+    Vulkan(Gpu),
+    /// CUDA through NVRTC and the driver.
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaGpu),
+}
+
+impl Backend {
+    pub fn summary(&self) -> &crate::AdapterSummary {
+        match self {
+            Backend::Vulkan(g) => g.summary(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.summary(),
+        }
+    }
+
+    fn run_map(
+        &self,
+        program: &accel_core::kernel::Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+    ) -> crate::Result<Buffer> {
+        match self {
+            Backend::Vulkan(g) => g.run_map(program, origin, local, inputs),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.run_map(program, origin, local, inputs),
+        }
+    }
+}
+
 /// A GPU offered every elementwise kernel first.
 #[derive(Debug)]
 pub struct Offloader {
-    gpu: Arc<Gpu>,
+    gpu: Arc<Backend>,
     on_gpu: AtomicU64,
     declined: AtomicU64,
     failed: AtomicU64,
 }
 
 impl Offloader {
-    pub fn new(gpu: Arc<Gpu>) -> Offloader {
+    pub fn new(gpu: Arc<Backend>) -> Offloader {
         Offloader {
             gpu,
             on_gpu: AtomicU64::new(0),
@@ -40,8 +74,12 @@ impl Offloader {
         }
     }
 
-    pub fn gpu(&self) -> &Gpu {
+    pub fn backend(&self) -> &Backend {
         &self.gpu
+    }
+
+    pub fn summary(&self) -> &crate::AdapterSummary {
+        self.gpu.summary()
     }
 
     pub fn counts(&self) -> OffloadCounts {

@@ -53,6 +53,11 @@ fn refuse<T>(what: impl Into<String>) -> Result<T, Unsupported> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shader {
     pub source: String,
+    /// The statements of the entry point once the element index `i` is
+    /// known, and the functions they call (translated for CUDA by
+    /// [`crate::cuda`]).
+    pub body: String,
+    pub functions: String,
     /// Dimensions of the iteration space.
     pub ndim: usize,
     /// Inputs read through strides, in input order (their strides follow the
@@ -151,30 +156,24 @@ pub fn generate(
         .filter(|&k| matches!(program.instrs[k], Instr::Gen { .. }))
         .collect();
     let flags = has_transcendentals(program);
-    let mut src = String::new();
-    header(&mut src, program, flags);
-    let _ = writeln!(src, "@compute @workgroup_size({WORKGROUP})");
-    src.push_str(
-        "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n",
-    );
-    let _ = writeln!(src, "    let i = gid.x + gid.y * groups.x * {WORKGROUP}u;");
-    src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
+    // The statements of `main` after the element index `i` is known.
+    let mut body = String::new();
     if flags {
-        src.push_str("    var slow = false;\n");
+        body.push_str("    var slow: bool = false;\n");
     }
     if !strided.is_empty() || !generators.is_empty() {
-        coordinates(&mut src, nd);
+        coordinates(&mut body, nd);
     }
-    let mut body = Body {
+    let mut lines = Body {
         program,
         access,
         strided: &strided,
         generators: &generators,
         nd,
-        src: &mut src,
+        src: &mut body,
     };
     for k in 0..program.instrs.len() {
-        body.instr(k)?;
+        lines.instr(k)?;
     }
     let root = program.root as usize;
     let stored = match program.dtypes[root] {
@@ -182,14 +181,29 @@ pub fn generate(
         _ => format!("r{root}"),
     };
     if flags {
-        src.push_str("    if (slow) {\n        atomicAdd(&status[0], 1u);\n    }\n");
+        body.push_str("    if (slow) {\n        atomicAdd(&status[0], 1u);\n    }\n");
     }
-    let _ = writeln!(src, "    out[i] = {stored};\n}}");
+    let _ = writeln!(body, "    out[i] = {stored};");
+    let mut functions = String::from(HELPERS);
     if flags {
-        src.push_str(&crate::wgsl_math::library(fma));
+        functions.push_str(&crate::wgsl_math::library(fma));
     }
+    let mut src = String::new();
+    header(&mut src, program, flags);
+    src.push_str(WRAPPING);
+    src.push_str(&functions);
+    let _ = writeln!(src, "@compute @workgroup_size({WORKGROUP})");
+    src.push_str(
+        "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n",
+    );
+    let _ = writeln!(src, "    let i = gid.x + gid.y * groups.x * {WORKGROUP}u;");
+    src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
+    src.push_str(&body);
+    src.push_str("}\n");
     Ok(Shader {
         source: src,
+        body,
+        functions,
         ndim: nd,
         strided,
         generators,
@@ -221,21 +235,32 @@ fn header(src: &mut String, program: &Program, flags: bool) {
             program.inputs.len() + 2
         );
     }
-    src.push_str(HELPERS);
 }
+
+/// Wrapping integer arithmetic: WGSL's own (two's complement); CUDA C
+/// defines these over unsigned integers (signed overflow is undefined in C).
+const WRAPPING: &str = "fn wadd_i32(a: i32, b: i32) -> i32 { return a + b; }
+fn wsub_i32(a: i32, b: i32) -> i32 { return a - b; }
+fn wmul_i32(a: i32, b: i32) -> i32 { return a * b; }
+fn wneg_i32(a: i32) -> i32 { return -a; }
+fn wadd_i64(a: i64, b: i64) -> i64 { return a + b; }
+fn wsub_i64(a: i64, b: i64) -> i64 { return a - b; }
+fn wmul_i64(a: i64, b: i64) -> i64 { return a * b; }
+fn wneg_i64(a: i64) -> i64 { return -a; }
+";
 
 /// Integer floor division and remainder with NumPy's rules, NaN tests by
 /// bits (a compiler may assume `x != x` is false), SplitMix64.
 const HELPERS: &str = r#"fn floordiv_i32(a: i32, b: i32) -> i32 {
     if (b == 0i) { return 0i; }
-    if (b == -1i) { return -a; }
+    if (b == -1i) { return wneg_i32(a); }
     let q = a / b;
     if ((a % b != 0i) && ((a < 0i) != (b < 0i))) { return q - 1i; }
     return q;
 }
 fn floordiv_i64(a: i64, b: i64) -> i64 {
     if (b == 0li) { return 0li; }
-    if (b == -1li) { return -a; }
+    if (b == -1li) { return wneg_i64(a); }
     let q = a / b;
     if ((a % b != 0li) && ((a < 0li) != (b < 0li))) { return q - 1li; }
     return q;
@@ -268,9 +293,6 @@ fn mix64(x: u64) -> u64 {
     var z = (x ^ (x >> 30u)) * 0xbf58476d1ce4e5b9lu;
     z = (z ^ (z >> 27u)) * 0x94d049bb133111eblu;
     return z ^ (z >> 31u);
-}
-fn dims_i64(at: u32) -> i64 {
-    return bitcast<i64>(u64(dims[at]) | (u64(dims[at + 1u]) << 32u));
 }
 
 "#;
@@ -363,10 +385,16 @@ impl Body<'_> {
     ) -> Result<String, Unsupported> {
         let slot = self.generators.iter().position(|&g| g == k).unwrap_or(0);
         let base_at = 1 + self.nd + self.strided.len() * self.nd + 2 * slot;
-        let mut counter = format!("dims_i64({base_at}u)");
+        let mut counter = format!(
+            "bitcast<i64>(u64(dims[{base_at}u]) | (u64(dims[{}u]) << 32u))",
+            base_at + 1
+        );
         for (d, &s) in strides.iter().enumerate() {
             if s != 0 {
-                let _ = write!(counter, " + i64(c{d}) * {}", literal(Value::I64(s)));
+                counter = format!(
+                    "wadd_i64({counter}, wmul_i64(i64(c{d}), {}))",
+                    literal(Value::I64(s))
+                );
             }
         }
         let _ = writeln!(self.src, "    let g{k}: i64 = {counter};");
@@ -375,7 +403,7 @@ impl Body<'_> {
         if let (GenKind::Arange { start, step }, DType::I64 | DType::I32) = (kind, d) {
             // Integer ranges stay exact beyond 2^53 (as on the CPU).
             let exact = format!(
-                "{} + {g} * {}",
+                "wadd_i64({}, wmul_i64({g}, {}))",
                 literal(Value::I64(*start as i64)),
                 literal(Value::I64(*step as i64))
             );
@@ -442,12 +470,13 @@ impl Body<'_> {
         let one = typed_literal(1.0, d);
         Ok(match op {
             Neg if d == DType::Bool => x,
-            Neg => format!("-{x}"),
+            Neg if float => format!("-{x}"),
+            Neg => format!("wneg_{}({x})", ty(d)),
             Not => format!("!{x}"),
             Sqrt => format!("sqrt({x})"),
             Abs if d == DType::Bool => x,
             Abs if float => format!("abs({x})"),
-            Abs => format!("select({x}, -{x}, {x} < {zero})"),
+            Abs => format!("select({x}, wneg_{}({x}), {x} < {zero})", ty(d)),
             Floor if float => format!("floor({x})"),
             Ceil if float => format!("ceil({x})"),
             Round if float => format!("round({x})"),
@@ -497,14 +526,18 @@ impl Body<'_> {
             self.src,
             "    var {o}: {t} = {one};\n    var {b}: {t} = {x};"
         );
+        let mul = |x: &str, y: &str| match float {
+            true => format!("{x} * {y}"),
+            false => format!("wmul_{t}({x}, {y})"),
+        };
         let mut e = n.unsigned_abs();
         while e > 0 {
             if e & 1 == 1 {
-                let _ = writeln!(self.src, "    {o} = {o} * {b};");
+                let _ = writeln!(self.src, "    {o} = {};", mul(&o, &b));
             }
             e >>= 1;
             if e > 0 {
-                let _ = writeln!(self.src, "    {b} = {b} * {b};");
+                let _ = writeln!(self.src, "    {b} = {};", mul(&b, &b));
             }
         }
         Ok(if n < 0 { format!("{one} / {o}") } else { o })
@@ -544,7 +577,11 @@ fn binary(op: BinaryOp, d: DType, a: u32, b: u32) -> Result<String, Unsupported>
     use BinaryOp::*;
     let (x, y) = (format!("r{a}"), format!("r{b}"));
     let float = matches!(d, DType::F32 | DType::F64);
+    let t = ty(d);
     Ok(match op {
+        Add if !float => format!("wadd_{t}({x}, {y})"),
+        Sub if !float => format!("wsub_{t}({x}, {y})"),
+        Mul if !float => format!("wmul_{t}({x}, {y})"),
         Add => format!("{x} + {y}"),
         Sub => format!("{x} - {y}"),
         Mul => format!("{x} * {y}"),
@@ -730,7 +767,7 @@ mod tests {
         assert!(src.contains("let c1 = rest % dims[2];"), "{src}");
         assert!(src.contains("in0[c0 * dims[3] + c1 * dims[4]]"), "{src}");
         // meta: n, 2 shape words, 2 strides, then the generator's counter.
-        assert!(src.contains("let g1: i64 = dims_i64(5u) + i64(c0) * bitcast<i64>(4lu) + i64(c1) * bitcast<i64>(1lu);"), "{src}");
+        assert!(src.contains("let g1: i64 = wadd_i64(wadd_i64(bitcast<i64>(u64(dims[5u]) | (u64(dims[6u]) << 32u)), wmul_i64(i64(c0), bitcast<i64>(4lu))), wmul_i64(i64(c1), bitcast<i64>(1lu)));"), "{src}");
         assert!(src.contains("floordiv_i64(r1, r2)"), "{src}");
     }
 }

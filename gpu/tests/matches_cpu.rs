@@ -249,6 +249,14 @@ fn a_choice_reads_from_flags_and_a_bad_one_is_a_clear_error() {
     assert_eq!("2".parse::<GpuChoice>().ok(), Some(GpuChoice::Index(2)));
     let e = "fast".parse::<GpuChoice>().expect_err("refused");
     assert!(e.to_string().contains("auto, none, software"), "{e}");
+    assert_eq!("cuda".parse::<GpuChoice>().ok(), Some(GpuChoice::Cuda(0)));
+    assert_eq!("cuda:3".parse::<GpuChoice>().ok(), Some(GpuChoice::Cuda(3)));
+    assert!("cuda:x".parse::<GpuChoice>().is_err());
+    // This machine has no CUDA driver: an explicit CUDA device is an error,
+    // `auto` quietly finds no GPU (lavapipe is software).
+    let e = accel_gpu::open(GpuChoice::Cuda(0)).expect_err("no CUDA here");
+    assert!(e.to_string().contains("no CUDA device 0"), "{e}");
+    assert!(accel_gpu::open(GpuChoice::Auto).expect("auto").is_none());
     let e = Gpu::open(GpuChoice::Index(99)).expect_err("no such adapter");
     assert!(e.to_string().contains("there is no GPU 99"), "{e}");
     // lavapipe is software: `auto` passes it over.

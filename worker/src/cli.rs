@@ -41,9 +41,9 @@ struct Args {
     /// Serve /metrics and /health on this port (of the chunk-serving interface).
     #[arg(long, env = "ACCEL_METRICS_PORT")]
     metrics_port: Option<u16>,
-    /// The GPU fused kernels run on: `auto` (the first hardware GPU with
-    /// 64-bit floats, if any), `none`, `software` (Mesa's lavapipe, for
-    /// tests) or an adapter number (the log lists them).
+    /// The GPU fused kernels run on: `auto` (a CUDA device, else the first
+    /// hardware Vulkan GPU with 64-bit floats, if any), `none`, `cuda[:N]`,
+    /// `software` (Mesa's lavapipe, for tests) or a Vulkan adapter number.
     #[arg(long, env = "ACCEL_GPU", default_value = "auto")]
     gpu: String,
     /// Compute threads (default: all cores).
@@ -299,7 +299,7 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
 /// `auto` without a usable GPU runs on the CPU.
 fn open_gpu(choice: &str) -> Result<Option<std::sync::Arc<accel_gpu::Offloader>>, String> {
     let choice: accel_gpu::GpuChoice = choice.parse().map_err(|e| format!("--gpu: {e}"))?;
-    let opened = match accel_gpu::Gpu::open(choice) {
+    let opened = match accel_gpu::open(choice) {
         Ok(g) => g,
         Err(e) if choice == accel_gpu::GpuChoice::Auto => {
             tracing::warn!("no GPU: {e}");
@@ -307,11 +307,11 @@ fn open_gpu(choice: &str) -> Result<Option<std::sync::Arc<accel_gpu::Offloader>>
         }
         Err(e) => return Err(format!("--gpu: {e}")),
     };
-    Ok(opened.map(|g| {
+    if let Some(g) = &opened {
         let s = g.summary();
         tracing::info!(gpu = %s.name, index = s.index, backend = %s.backend, "fused kernels run on a GPU");
-        std::sync::Arc::new(accel_gpu::Offloader::new(std::sync::Arc::new(g)))
-    }))
+    }
+    Ok(opened)
 }
 
 /// `"GPU=1,MEM=64e9"` → [("GPU", 1.0), ("MEM", 64e9)].

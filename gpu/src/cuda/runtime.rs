@@ -1,0 +1,195 @@
+//! NVRTC compilation and the CUDA driver: a kernel per program structure,
+//! run per chunk (upload, launch, read back), like the wgpu backend.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use accel_core::buffer::Buffer;
+use accel_core::kernel::Program;
+use accel_core::shape;
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+
+use super::{CudaSource, KERNEL, NVRTC_OPTIONS};
+use crate::device::{AdapterSummary, download, line_up, meta_words, upload_bytes};
+use crate::wgsl::{MAX_GROUPS_X, WORKGROUP};
+use crate::{Error, Result};
+
+/// Whether NVRTC (libnvrtc) can be loaded (from `LD_LIBRARY_PATH` or the
+/// system's library path; the PyPI wheel `nvidia-cuda-nvrtc-cu12` has one).
+pub fn nvrtc_available() -> bool {
+    // SAFETY: loads and unloads the library to see whether it is there.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Whether the CUDA driver (libcuda) can be loaded.
+fn driver_available() -> bool {
+    // SAFETY: as above, for libcuda.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Compiles a generated kernel to PTX for `arch` (e.g. `compute_90`; the
+/// NVRTC default when `None`).
+pub fn compile_ptx(source: &str, arch: Option<&str>) -> Result<String> {
+    if !nvrtc_available() {
+        return Err(Error::Device(
+            "NVRTC (libnvrtc.so) not found: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12` and put its lib folder on LD_LIBRARY_PATH".into(),
+        ));
+    }
+    let mut options: Vec<String> = NVRTC_OPTIONS.iter().map(|s| s.to_string()).collect();
+    if let Some(a) = arch {
+        options.push(format!("--gpu-architecture={a}"));
+    }
+    let opts = cudarc::nvrtc::CompileOptions {
+        options,
+        ..Default::default()
+    };
+    cudarc::nvrtc::compile_ptx_with_opts(source, opts)
+        .map(|ptx| ptx.to_src())
+        .map_err(|e| Error::Compile(format!("{e:?}\n{source}")))
+}
+
+/// One CUDA device.
+pub struct CudaGpu {
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+    summary: AdapterSummary,
+    arch: String,
+    kernels: Mutex<HashMap<String, (CudaFunction, crate::wgsl::Shader)>>,
+    compiled: AtomicU64,
+}
+
+impl std::fmt::Debug for CudaGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CudaGpu({} #{})", self.summary.name, self.summary.index)
+    }
+}
+
+fn driver(e: impl std::fmt::Debug) -> Error {
+    Error::Device(format!("CUDA: {e:?}"))
+}
+
+impl CudaGpu {
+    /// Device `ordinal`, or `Ok(None)` when this machine has no CUDA driver
+    /// or no such device.
+    pub fn open(ordinal: usize) -> Result<Option<CudaGpu>> {
+        if !driver_available() {
+            return Ok(None);
+        }
+        let count = CudaContext::device_count().map_err(driver)?;
+        if ordinal >= count.max(0) as usize {
+            return Ok(None);
+        }
+        let ctx = CudaContext::new(ordinal).map_err(driver)?;
+        let name = ctx.name().map_err(driver)?;
+        let major = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+            .map_err(driver)?;
+        let minor = ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
+            .map_err(driver)?;
+        Ok(Some(CudaGpu {
+            stream: ctx.default_stream(),
+            ctx,
+            summary: AdapterSummary {
+                index: ordinal,
+                name,
+                backend: "CUDA".into(),
+                software: false,
+                float64: true,
+            },
+            arch: format!("compute_{major}{minor}"),
+            kernels: Mutex::new(HashMap::new()),
+            compiled: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.summary
+    }
+
+    /// Kernels compiled so far.
+    pub fn compiled(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    fn kernel(&self, cuda: CudaSource) -> Result<(CudaFunction, crate::wgsl::Shader)> {
+        let mut cache = self
+            .kernels
+            .lock()
+            .map_err(|_| Error::Device("poisoned".into()))?;
+        if let Some(k) = cache.get(&cuda.source) {
+            return Ok(k.clone());
+        }
+        let ptx = compile_ptx(&cuda.source, Some(&self.arch))?;
+        let module = self
+            .ctx
+            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+            .map_err(driver)?;
+        let f = module.load_function(KERNEL).map_err(driver)?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        cache.insert(cuda.source, (f.clone(), cuda.shader.clone()));
+        Ok((f, cuda.shader))
+    }
+
+    /// Runs `program` over one output chunk (see [`crate::Gpu::run_map`]).
+    pub fn run_map(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+    ) -> Result<Buffer> {
+        let (access, strides) = line_up(program, local, inputs)?;
+        let root = program.dtypes[program.root as usize];
+        let n = shape::size(local);
+        if n == 0 {
+            return Ok(Buffer::zeros(root, 0));
+        }
+        let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
+        let (f, shader) = self.kernel(super::generate(program, &access)?)?;
+        let meta = meta_words(program, &shader, n32, origin, local, &strides);
+        let s = &self.stream;
+        let dims = s.clone_htod(&meta).map_err(driver)?;
+        let ins = inputs
+            .iter()
+            .map(|(_, b)| s.clone_htod(&upload_bytes(b)).map_err(driver))
+            .collect::<Result<Vec<_>>>()?;
+        let out_bytes = n * root.size().max(4);
+        let mut out = s.alloc_zeros::<u8>(out_bytes).map_err(driver)?;
+        let mut status = s.alloc_zeros::<u32>(1).map_err(driver)?;
+        let groups = n32.div_ceil(WORKGROUP);
+        let grid = if groups <= MAX_GROUPS_X {
+            (groups, 1, 1)
+        } else {
+            (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X), 1)
+        };
+        let cfg = LaunchConfig {
+            grid_dim: grid,
+            block_dim: (WORKGROUP, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = s.launch_builder(&f);
+        launch.arg(&dims);
+        for b in &ins {
+            launch.arg(b);
+        }
+        launch.arg(&mut out);
+        if shader.flags {
+            launch.arg(&mut status);
+        }
+        // SAFETY: the kernel's parameters are exactly these buffers, in this
+        // order, generated with it ([`super::generate`]); every index it
+        // forms is below the element count in `dims[0]` or reads `dims`
+        // words `meta_words` wrote.
+        unsafe { launch.launch(cfg) }.map_err(driver)?;
+        let bytes = s.clone_dtoh(&out).map_err(driver)?;
+        let special = s.clone_dtoh(&status).map_err(driver)?;
+        if let Some(&k) = special.first()
+            && k > 0
+        {
+            return Err(Error::SpecialValues(k));
+        }
+        Ok(download(root, &bytes, n))
+    }
+}

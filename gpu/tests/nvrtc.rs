@@ -1,0 +1,125 @@
+//! CUDA C generation compiled by NVRTC (from the PyPI wheel
+//! `nvidia-cuda-nvrtc-cu12`, which the test command installs and puts on
+//! `LD_LIBRARY_PATH`): random programs over every real dtype, every
+//! transcendental, generators and strided inputs compile to PTX. Running
+//! them needs a GPU (the GPU benchmark).
+
+#![allow(clippy::expect_used)]
+
+#[path = "../../core/tests/support/random_program.rs"]
+mod random_program;
+
+use accel_core::dtype::DType;
+use accel_core::kernel::ir::{InputSpec, Instr, ProgramBuilder};
+use accel_core::op::{BinaryOp, GenKind, UnaryOp};
+use accel_gpu::cuda;
+use accel_gpu::wgsl::Access;
+use random_program::*;
+
+fn nvrtc() {
+    assert!(
+        cuda::nvrtc_available(),
+        "libnvrtc not found: pip install nvidia-cuda-nvrtc-cu12 and add its nvidia/cuda_nvrtc/lib to LD_LIBRARY_PATH (scripts/test.sh does both)"
+    );
+}
+
+#[test]
+fn generated_kernels_compile_to_ptx() {
+    nvrtc();
+    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    let mut compiled = 0;
+    for case in 0..40 {
+        let (exe, inputs) = random_case(&mut rng, 100, case % 3 == 2);
+        let access: Vec<Access> = inputs
+            .iter()
+            .map(|(s, _)| {
+                if s[0] == 1 {
+                    Access::Scalar
+                } else {
+                    Access::Contiguous
+                }
+            })
+            .collect();
+        let Ok(k) = cuda::generate(&exe.program, &access) else {
+            continue;
+        };
+        let ptx = cuda::compile_ptx(&k.source, Some("compute_80"))
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
+        assert!(ptx.contains(".entry accel_kernel"), "{ptx}");
+        compiled += 1;
+    }
+    assert!(compiled > 20, "{compiled} kernels compiled");
+}
+
+#[test]
+fn every_transcendental_generator_and_strided_read_compiles() {
+    nvrtc();
+    let mut b = ProgramBuilder::new();
+    let x = b.input(InputSpec {
+        dtype: DType::F64,
+        shape: vec![4, 1],
+    });
+    let y = b.input(InputSpec {
+        dtype: DType::F32,
+        shape: vec![4, 6],
+    });
+    let g = b.push(
+        Instr::Gen {
+            kind: GenKind::Uniform {
+                seed: 1,
+                stream: 2,
+                low: 0.0,
+                high: 1.0,
+            },
+            base: 0,
+            strides: vec![6, 1],
+        },
+        DType::F64,
+    );
+    let mut acc = b.push(Instr::Binary(BinaryOp::Add, x, g), DType::F64);
+    for op in [
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Tan,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Tanh,
+    ] {
+        let v = b.push(Instr::Unary(op, acc), DType::F64);
+        acc = b.push(Instr::Binary(BinaryOp::Add, acc, v), DType::F64);
+    }
+    let p = b.push(Instr::Binary(BinaryOp::Pow, acc, g), DType::F64);
+    let yf = b.push(Instr::Unary(UnaryOp::Exp, y), DType::F32);
+    let y64 = b.cast(yf, DType::F64);
+    let r = b.push(Instr::Binary(BinaryOp::Mul, p, y64), DType::F64);
+    let program = b.finish(r, vec![4, 6]);
+    let k = cuda::generate(&program, &[Access::Strided, Access::Contiguous]).expect("generates");
+    let ptx = cuda::compile_ptx(&k.source, None).unwrap_or_else(|e| panic!("{e}"));
+    // Compiled without contraction: the kernels' own `fma`s stay, nothing else fuses.
+    assert!(
+        ptx.contains("fma.rn.f64"),
+        "the kernels' fma calls are fused multiply-adds"
+    );
+    assert!(ptx.contains(".entry accel_kernel"));
+}
+
+#[test]
+fn a_multiply_then_add_is_not_contracted() {
+    nvrtc();
+    let mut b = ProgramBuilder::new();
+    let spec = || InputSpec {
+        dtype: DType::F64,
+        shape: vec![8],
+    };
+    let (x, y, z) = (b.input(spec()), b.input(spec()), b.input(spec()));
+    let m = b.push(Instr::Binary(BinaryOp::Mul, x, y), DType::F64);
+    let r = b.push(Instr::Binary(BinaryOp::Add, m, z), DType::F64);
+    let program = b.finish(r, vec![8]);
+    let k = cuda::generate(&program, &[Access::Contiguous; 3]).expect("generates");
+    let ptx = cuda::compile_ptx(&k.source, Some("compute_80")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        ptx.contains("mul.rn.f64") && ptx.contains("add.rn.f64"),
+        "{ptx}"
+    );
+    assert!(!ptx.contains("fma"), "{ptx}");
+}
