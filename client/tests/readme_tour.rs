@@ -197,3 +197,20 @@ fn readme_storage() -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+#[test]
+fn readme_gpus() -> anyhow::Result<()> {
+    // `auto` finds no GPU on a machine without one (lavapipe is software):
+    // the same code then runs on the CPU.
+    let x = arange(10_000, 2_500).astype(DType::F64);
+    let client = accel::Client::local().with_gpu(accel::GpuChoice::Auto)?;
+    let y = client.compute::<f64>(&((&x * 2.5 + 1.0).sqrt() - x.sin()))?;
+    assert_eq!(y[[4]], 11f64.sqrt() - 4f64.sin());
+    if let Some((gpu, counts)) = client.gpu() {
+        println!(
+            "{}: {} kernels on the GPU, {} on the CPU",
+            gpu.name, counts.on_gpu, counts.declined
+        );
+    }
+    Ok(())
+}
