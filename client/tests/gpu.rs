@@ -129,3 +129,18 @@ fn no_gpu_and_a_missing_gpu() {
         .expect_err("no such GPU");
     assert!(e.to_string().contains("there is no GPU 57"), "{e}");
 }
+
+#[test]
+fn the_masked_fractal_runs_on_the_gpu() {
+    let gpu = lavapipe();
+    // The seed's masked Mandelbrot iteration: complex squares, the escape
+    // test |z| > 2 and `where`s, 20 steps fused into one kernel per chunk.
+    let image = accel_examples::workloads::fractal::build(120, 180, [60, 90]);
+    assert_eq!(image.plan().unwrap().tasks(), 4);
+    let got = gpu.compute::<i32>(&image).unwrap();
+    assert_eq!(
+        got.as_slice().unwrap(),
+        accel_examples::workloads::fractal::reference(120, 180)
+    );
+    assert_eq!(counts(&gpu).on_gpu, 4);
+}

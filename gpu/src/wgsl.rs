@@ -78,8 +78,9 @@ fn has_transcendentals(program: &Program) -> bool {
     program.instrs.iter().any(|ins| {
         matches!(
             ins,
-            Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh, _) | Instr::Binary(BinaryOp::Pow, ..)
-        )
+            Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh, _)
+                | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot, ..)
+        ) || matches!(ins, Instr::Unary(Abs, a) if program.dtypes[*a as usize] == DType::C128)
     })
 }
 
@@ -119,7 +120,7 @@ fn literal(v: Value) -> String {
         Value::I64(x) => format!("bitcast<i64>({}lu)", x as u64),
         Value::F32(x) => format!("bitcast<f32>({}u)", x.to_bits()),
         Value::F64(x) => f64_literal(x),
-        Value::C128(_) => "vec2<f64>()".into(),
+        Value::C128(z) => format!("vec2<f64>({}, {})", f64_literal(z.re), f64_literal(z.im)),
     }
 }
 
@@ -277,6 +278,22 @@ fn rem_i64(a: i64, b: i64) -> i64 {
     if (r != 0li && ((r < 0li) != (b < 0li))) { return r + b; }
     return r;
 }
+fn cadd(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
+    return vec2<f64>(a.x + b.x, a.y + b.y);
+}
+fn csub(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
+    return vec2<f64>(a.x - b.x, a.y - b.y);
+}
+fn cneg(a: vec2<f64>) -> vec2<f64> {
+    return vec2<f64>(-a.x, -a.y);
+}
+fn cmul(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
+    return vec2<f64>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
+}
+fn cdiv(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
+    let d = b.x * b.x + b.y * b.y;
+    return vec2<f64>((a.x * b.x + a.y * b.y) / d, (a.y * b.x - a.x * b.y) / d);
+}
 fn isnan_f64(x: f64) -> bool {
     return (bitcast<u64>(x) & 0x7ffffffffffffffflu) > 0x7ff0000000000000lu;
 }
@@ -346,6 +363,10 @@ impl Body<'_> {
                 let (x, y) = (widen(d, &format!("r{a}")), widen(d, &format!("r{b}")));
                 let _ = writeln!(self.src, "    slow = slow || !pow_ok({x}, {y});");
                 narrow(d, &format!("pow_f64({x}, {y})"))
+            }
+            Instr::Binary(BinaryOp::Hypot, a, b) => {
+                let _ = writeln!(self.src, "    slow = slow || !hypot_ok(r{a}, r{b});");
+                format!("hypot_f64(r{a}, r{b})")
             }
             Instr::Binary(op, a, b) => binary(*op, self.dtype(*a), *a, *b)?,
             Instr::Where(c, a, b) => format!("select(r{b}, r{a}, r{c})"),
@@ -465,6 +486,9 @@ impl Body<'_> {
         use UnaryOp::*;
         let d = self.dtype(a);
         let x = format!("r{a}");
+        if d == DType::C128 {
+            return self.complex_unary(op, &x);
+        }
         let float = matches!(d, DType::F32 | DType::F64);
         let zero = typed_literal(0.0, d);
         let one = typed_literal(1.0, d);
@@ -510,6 +534,25 @@ impl Body<'_> {
                 narrow(d, &format!("{name}_f64({wide})"))
             }
             _ => return refuse(format!("{} of {d}", op.name())),
+        })
+    }
+
+    /// Complex numbers as `vec2<f64>` (re, im), with the CPU's formulas.
+    fn complex_unary(&mut self, op: UnaryOp, x: &str) -> Result<String, Unsupported> {
+        use UnaryOp::*;
+        Ok(match op {
+            Neg => format!("cneg({x})"),
+            Abs => {
+                let _ = writeln!(self.src, "    slow = slow || !hypot_ok({x}.x, {x}.y);");
+                format!("hypot_f64({x}.x, {x}.y)")
+            }
+            Re => format!("{x}.x"),
+            Im => format!("{x}.y"),
+            IsNan => format!("isnan_f64({x}.x) || isnan_f64({x}.y)"),
+            IsFinite => format!("isfinite_f64({x}.x) && isfinite_f64({x}.y)"),
+            Round => format!("vec2<f64>(round({x}.x), round({x}.y))"),
+            Powi(2) => format!("cmul({x}, {x})"),
+            _ => return refuse(format!("{} of complex128", op.name())),
         })
     }
 
@@ -578,6 +621,17 @@ fn binary(op: BinaryOp, d: DType, a: u32, b: u32) -> Result<String, Unsupported>
     let (x, y) = (format!("r{a}"), format!("r{b}"));
     let float = matches!(d, DType::F32 | DType::F64);
     let t = ty(d);
+    if d == DType::C128 {
+        return Ok(match op {
+            Add => format!("cadd({x}, {y})"),
+            Sub => format!("csub({x}, {y})"),
+            Mul => format!("cmul({x}, {y})"),
+            Div => format!("cdiv({x}, {y})"),
+            Eq => format!("{x}.x == {y}.x && {x}.y == {y}.y"),
+            Ne => format!("!({x}.x == {y}.x) || !({x}.y == {y}.y)"),
+            _ => return refuse(format!("{} of complex128", op.symbol())),
+        });
+    }
     Ok(match op {
         Add if !float => format!("wadd_{t}({x}, {y})"),
         Sub if !float => format!("wsub_{t}({x}, {y})"),
@@ -633,6 +687,9 @@ fn cast(from: DType, to: DType, x: &str) -> String {
     }
     let float_from = matches!(from, DType::F32 | DType::F64);
     match (from, to) {
+        (DType::C128, DType::Bool) => format!("!({x}.x == 0.0lf) || !({x}.y == 0.0lf)"),
+        (DType::C128, _) => cast(DType::F64, to, &format!("{x}.x")),
+        (_, DType::C128) => format!("vec2<f64>({}, 0.0lf)", cast(from, DType::F64, x)),
         (DType::Bool, _) => format!(
             "select({}, {}, {x})",
             typed_literal(0.0, to),

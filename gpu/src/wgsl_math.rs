@@ -140,6 +140,8 @@ pub fn library(fma: Fma) -> String {
         ("TWO_THIRDS_HI", v::TWO_THIRDS_HI),
         ("TWO_THIRDS_LO", v::TWO_THIRDS_LO),
         ("MIN_NORMAL", f64::MIN_POSITIVE),
+        ("HYPOT_LO", accel_core::kernel::hypot::SAFE_LO),
+        ("HYPOT_HI", accel_core::kernel::hypot::SAFE_HI),
         ("MAX_FINITE", f64::MAX),
     ];
     for (name, value) in consts {
@@ -300,6 +302,25 @@ fn ln_dd(x: f64) -> vec2<f64> {
     let h2 = fast_two_sum(h1.x, t3h);
     let lo = (h1.y + h2.y) + ((sl + sl) + t3l + tail + e * LN2_LO());
     return fast_two_sum(h2.x, lo);
+}
+fn hypot_ok(x: f64, y: f64) -> bool {
+    let ax = abs(x);
+    let ay = abs(y);
+    let hi = max(ax, ay);
+    let lo = min(ax, ay);
+    // Both zero: the modulus is +0, as std's.
+    return hi == 0.0lf || (hi >= HYPOT_LO() && hi <= HYPOT_HI() && (lo == 0.0lf || lo >= HYPOT_LO()));
+}
+fn hypot_f64(x: f64, y: f64) -> f64 {
+    let ax = abs(x);
+    let ay = abs(y);
+    let hi = select(ay, ax, ax >= ay);
+    let lo = select(ax, ay, ax >= ay);
+    let h = sqrt(fused(hi, hi, lo * lo));
+    let h_sq = h * h;
+    let x_sq = hi * hi;
+    let e = fused(-lo, lo, h_sq - x_sq) + fused(h, h, -h_sq) - fused(hi, hi, -x_sq);
+    return select(h - e / (2.0lf * h), 0.0lf, hi == 0.0lf);
 }
 fn log_ok(x: f64) -> bool {
     return x >= MIN_NORMAL() && x <= MAX_FINITE();

@@ -16,6 +16,7 @@ use accel_core::kernel::ir::{InputSpec, Instr, ProgramBuilder};
 use accel_core::kernel::vmath;
 use accel_core::op::{BinaryOp, GenKind, UnaryOp};
 use accel_gpu::{Gpu, GpuChoice, wgsl};
+use num_complex::Complex64;
 use random_program::*;
 
 fn lavapipe() -> Gpu {
@@ -440,4 +441,115 @@ fn transcendentals_follow_the_cpus_kernels() {
         gpu.run_map(&exe.program, &[0], &[3], &views),
         Err(accel_gpu::Error::SpecialValues(1))
     ));
+}
+
+/// Complex arithmetic (the CPU's formulas), the correctly rounded modulus,
+/// parts, squares, equality, `where` and casts: random chains over inputs
+/// with special values give the CPU's bits (chunks that meet a modulus
+/// outside its safe range go to the CPU).
+#[test]
+fn complex_programs_match_the_interpreter_bit_for_bit() {
+    let gpu = lavapipe();
+    let mut rng = Rng(0x0dd_ba11_cafe_f00d);
+    let specials = [
+        0.0,
+        -0.0,
+        1.5,
+        -2.25,
+        1e-3,
+        3e5,
+        f64::NAN,
+        f64::INFINITY,
+        2.0,
+        -7.0,
+    ];
+    let (mut ran, mut special) = (0, 0);
+    for case in 0..120 {
+        let n = [1, 33, 5000][case % 3];
+        let value = |rng: &mut Rng| {
+            if rng.below(8) == 0 {
+                rng.pick(&specials)
+            } else {
+                (rng.next() as i64 as f64) / 4e18
+            }
+        };
+        let mut b = ProgramBuilder::new();
+        let mut regs = Vec::new();
+        let mut inputs = Vec::new();
+        for _ in 0..2 {
+            let data: Vec<Complex64> = (0..n)
+                .map(|_| Complex64::new(value(&mut rng), value(&mut rng)))
+                .collect();
+            inputs.push(Buffer::C128(data));
+            regs.push(b.input(InputSpec {
+                dtype: DType::C128,
+                shape: vec![n],
+            }));
+        }
+        let real = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![n],
+        });
+        let reals: Vec<f64> = (0..n).map(|_| value(&mut rng)).collect();
+        inputs.push(Buffer::F64(reals));
+        for _ in 0..6 {
+            let a = rng.pick(&regs);
+            let c = rng.pick(&regs);
+            let r = match rng.below(8) {
+                0 => b.push(
+                    Instr::Binary(rng.pick(&[BinaryOp::Add, BinaryOp::Sub]), a, c),
+                    DType::C128,
+                ),
+                1 => b.push(Instr::Binary(BinaryOp::Mul, a, c), DType::C128),
+                2 => b.push(Instr::Binary(BinaryOp::Div, a, c), DType::C128),
+                3 => b.push(Instr::Unary(UnaryOp::Powi(2), a), DType::C128),
+                4 => b.push(Instr::Unary(UnaryOp::Neg, a), DType::C128),
+                5 => {
+                    // A real part of the chain: |a| - re(c), back to complex.
+                    let m = b.push(Instr::Unary(UnaryOp::Abs, a), DType::F64);
+                    let re = b.push(Instr::Unary(UnaryOp::Re, c), DType::F64);
+                    let d = b.push(Instr::Binary(BinaryOp::Sub, m, re), DType::F64);
+                    b.cast(d, DType::C128)
+                }
+                6 => {
+                    let m = b.push(Instr::Unary(UnaryOp::Abs, a), DType::F64);
+                    let two = b.push(Instr::Const(accel_core::dtype::Value::F64(2.0)), DType::F64);
+                    let out = b.push(Instr::Binary(BinaryOp::Gt, m, two), DType::Bool);
+                    b.push(Instr::Where(out, c, a), DType::C128)
+                }
+                _ => {
+                    let rc = b.cast(real, DType::C128);
+                    b.push(Instr::Binary(BinaryOp::Add, a, rc), DType::C128)
+                }
+            };
+            regs.push(r);
+        }
+        let last = *regs.last().expect("a register");
+        let root = match case % 4 {
+            0 => last,
+            1 => b.push(Instr::Unary(UnaryOp::Abs, last), DType::F64),
+            2 => b.push(Instr::Binary(BinaryOp::Eq, last, regs[0]), DType::Bool),
+            _ => b.push(Instr::Unary(UnaryOp::IsFinite, last), DType::Bool),
+        };
+        let exe = Executable::new(b.finish(root, vec![n]));
+        let shape = [n];
+        let views: Vec<(&[usize], &Buffer)> = inputs.iter().map(|b| (&shape[..], b)).collect();
+        let reference = cpu(&exe, &[0], &[n], &views);
+        match gpu.run_map(&exe.program, &[0], &[n], &views) {
+            Ok(got) => {
+                assert_same(&format!("complex case {case}"), &exe, &got, &reference);
+                ran += 1;
+            }
+            Err(accel_gpu::Error::SpecialValues(_)) => special += 1,
+            Err(e) => panic!(
+                "complex case {case}: {e}\n{}",
+                exe.program.listing().join("\n")
+            ),
+        }
+    }
+    assert!(ran > 40, "{ran} complex programs ran on the GPU");
+    assert!(
+        special > 5,
+        "{special} met a modulus outside its safe range"
+    );
 }

@@ -7,8 +7,8 @@
 //! Inputs whose squares could overflow or lose bits to underflow take std's path.
 
 /// Squares of values in this range neither overflow nor become subnormal.
-const SAFE_HI: f64 = 1e150;
-const SAFE_LO: f64 = 1e-150;
+pub const SAFE_HI: f64 = 1e150;
+pub const SAFE_LO: f64 = 1e-150;
 
 #[inline]
 fn corrected(ax: f64, ay: f64) -> f64 {

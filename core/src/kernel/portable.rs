@@ -3,7 +3,8 @@
 //! selections, casts, integer division with NumPy's rules, generated ranges
 //! and uniform random numbers) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
-//! tanh, pow; see `accel_gpu::wgsl_math`). The scheduler uses this to prefer
+//! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
+//! CPU's formulas and its correctly rounded modulus. The scheduler uses this to prefer
 //! GPU workers for a stage; the backends refuse the rest.
 
 use super::Program;
@@ -15,9 +16,6 @@ use crate::op::{BinaryOp, GenKind, UnaryOp};
 pub fn check(program: &Program) -> Result<(), String> {
     for (k, ins) in program.instrs.iter().enumerate() {
         let d = program.dtypes[k];
-        if d == DType::C128 {
-            return Err("complex numbers".into());
-        }
         match ins {
             Instr::Loop(_) => return Err("loops".into()),
             Instr::Unary(op, a) => unary(*op, program.dtypes[*a as usize])?,
@@ -29,17 +27,38 @@ pub fn check(program: &Program) -> Result<(), String> {
             Instr::Gen { strides, .. } if strides.len() != program.out_shape.len() => {
                 return Err("a generator over other axes than the kernel's".into());
             }
+            Instr::Gen { .. } if d == DType::C128 => {
+                return Err("complex generated values".into());
+            }
             _ => {}
         }
     }
-    match program.inputs.iter().any(|s| s.dtype == DType::C128) {
-        true => Err("complex inputs".into()),
-        false => Ok(()),
+    Ok(())
+}
+
+/// Complex numbers: arithmetic, modulus, parts, tests, squares, comparisons
+/// for equality (`where`, casts, loads and constants need nothing more).
+fn complex_unary(op: UnaryOp) -> Result<(), String> {
+    use UnaryOp::*;
+    match op {
+        Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(2) => Ok(()),
+        _ => Err(format!("{} of complex128", op.name())),
+    }
+}
+
+fn complex_binary(op: BinaryOp) -> Result<(), String> {
+    use BinaryOp::*;
+    match op {
+        Add | Sub | Mul | Div | Eq | Ne => Ok(()),
+        _ => Err(format!("{} of complex128", op.symbol())),
     }
 }
 
 fn unary(op: UnaryOp, d: DType) -> Result<(), String> {
     use UnaryOp::*;
+    if d == DType::C128 {
+        return complex_unary(op);
+    }
     let float = matches!(d, DType::F32 | DType::F64);
     match op {
         Neg | Abs | Floor | Ceil | Round | Re | Im | Sign | IsNan | IsFinite | Not => Ok(()),
@@ -51,10 +70,14 @@ fn unary(op: UnaryOp, d: DType) -> Result<(), String> {
 
 fn binary(op: BinaryOp, d: DType) -> Result<(), String> {
     use BinaryOp::*;
+    if d == DType::C128 {
+        return complex_binary(op);
+    }
     let float = matches!(d, DType::F32 | DType::F64);
     match op {
         Add | Sub | Mul | Min | Max | Eq | Ne | Lt | Le | Gt | Ge | And | Or => Ok(()),
         Div | Pow if float => Ok(()),
+        Hypot if d == DType::F64 => Ok(()),
         Rem | FloorDiv if !float => Ok(()),
         _ => Err(format!("{} of {d}", op.symbol())),
     }
