@@ -144,3 +144,83 @@ fn the_masked_fractal_runs_on_the_gpu() {
     );
     assert_eq!(counts(&gpu).on_gpu, 4);
 }
+
+#[test]
+fn loops_run_on_the_gpu() {
+    let gpu = lavapipe();
+    let cpu = Client::local().with_progress(false);
+    // The fractal from the seed's per-pixel function (`loop_until`: pixels
+    // leave the loop as they diverge).
+    let image = accel_examples::workloads::fractal::build_kernel(120, 180, [60, 90]);
+    let got = gpu.compute::<i32>(&image).unwrap();
+    assert_eq!(
+        got.as_slice().unwrap(),
+        accel_examples::workloads::fractal::reference(120, 180)
+    );
+    assert_eq!(counts(&gpu).on_gpu, 4);
+    // Collatz steps (integer state, `%`, `//`, a trip cap) and nested loops.
+    let n = arange(5_000, 1_250).astype(DType::I64) + 1;
+    let steps = &accel::loop_until(&[accel::Operand::from(&n), 0i64.into()], 500, |s, _| {
+        let odd = (&s[0] % 2).equal(1);
+        let next = where_(&odd, &s[0] * 3 + 1, s[0].floor_divide(2));
+        (vec![next.clone(), &s[1] + 1], next.le(1))
+    })[1];
+    assert_eq!(
+        gpu.compute::<i64>(steps).unwrap(),
+        cpu.compute::<i64>(steps).unwrap()
+    );
+    let w = arange(3_000, 1_000).astype(DType::F64) / 7.0;
+    let total = &accel::loop_until(&[accel::Operand::from(0.0), 0i64.into()], 4, |outer, _| {
+        let inner = &accel::loop_until(&[accel::Operand::from(0.0), 0i64.into()], 9, |s, j| {
+            (
+                vec![&s[0] + j.astype(DType::F64) * &w, &s[1] + 1],
+                (j + 1).ge(5),
+            )
+        })[0];
+        let count = &outer[1] + 1;
+        (vec![&outer[0] + inner, count.clone()], count.ge(3))
+    })[0];
+    assert_eq!(
+        gpu.compute::<f64>(total).unwrap(),
+        cpu.compute::<f64>(total).unwrap()
+    );
+    assert_eq!(counts(&gpu).on_gpu, 4 + 4 + 3);
+}
+
+/// Every fused kernel of the seed workloads that has a GPU form, as CUDA C
+/// compiled to PTX by NVRTC (the test command puts the PyPI wheel's NVRTC
+/// on `LD_LIBRARY_PATH`); running them needs a GPU.
+#[test]
+fn the_seed_workloads_kernels_compile_for_cuda() {
+    use accel_core::StageKind;
+    assert!(
+        accel_gpu::cuda::nvrtc_available(),
+        "libnvrtc not found (pip install nvidia-cuda-nvrtc-cu12; scripts/test.sh sets LD_LIBRARY_PATH)"
+    );
+    let (mut compiled, mut loops) = (0, 0);
+    let mut arrays = accel_examples::samples::arrays();
+    arrays.push(accel_examples::workloads::fractal::build_kernel(
+        60,
+        90,
+        [30, 45],
+    ));
+    for a in arrays {
+        let plan = a.plan().unwrap().plan;
+        for stage in &plan.stages {
+            let exe = match &stage.kind {
+                StageKind::Map(exe) | StageKind::Partial { exe, .. } => exe,
+                _ => continue,
+            };
+            let access = vec![accel_gpu::wgsl::Access::Contiguous; exe.program.inputs.len()];
+            let Ok(k) = accel_gpu::cuda::generate(&exe.program, &access) else {
+                continue;
+            };
+            accel_gpu::cuda::compile_ptx(&k.source, Some("compute_80"))
+                .unwrap_or_else(|e| panic!("{}: {e}", stage.label));
+            compiled += 1;
+            loops += usize::from(k.source.contains("while ("));
+        }
+    }
+    assert!(compiled >= 8, "{compiled} kernels compiled");
+    assert!(loops >= 1, "the loop_until fractal compiled");
+}

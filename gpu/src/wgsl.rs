@@ -81,6 +81,7 @@ fn has_transcendentals(program: &Program) -> bool {
             Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh, _)
                 | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot, ..)
         ) || matches!(ins, Instr::Unary(Abs, a) if program.dtypes[*a as usize] == DType::C128)
+            || matches!(ins, Instr::Loop(l) if has_transcendentals(&l.body))
     })
 }
 
@@ -172,6 +173,9 @@ pub fn generate(
         generators: &generators,
         nd,
         src: &mut body,
+        prefix: String::new(),
+        loads: None,
+        indent: "    ".into(),
     };
     for k in 0..program.instrs.len() {
         lines.instr(k)?;
@@ -340,6 +344,13 @@ struct Body<'a> {
     generators: &'a [usize],
     nd: usize,
     src: &'a mut String,
+    /// Prefix of this body's names (a loop body's are `l{k}_...`).
+    prefix: String,
+    /// For a loop body: the expressions its inputs stand for (state
+    /// variables, trip counter, captured registers).
+    loads: Option<Vec<String>>,
+    /// Indentation of its statements.
+    indent: String,
 }
 
 impl Body<'_> {
@@ -347,37 +358,115 @@ impl Body<'_> {
         self.program.dtypes[r as usize]
     }
 
+    /// The name of register `r`.
+    fn reg(&self, r: u32) -> String {
+        format!("{}r{r}", self.prefix)
+    }
+
+    /// Writes a statement at the body's indentation.
+    fn stmt(&mut self, s: &str) {
+        let _ = writeln!(self.src, "{}{s}", self.indent);
+    }
+
     fn line(&mut self, k: usize, expr: &str) {
         let t = ty(self.program.dtypes[k]);
-        let _ = writeln!(self.src, "    let r{k}: {t} = {expr};");
+        let r = self.reg(k as u32);
+        self.stmt(&format!("let {r}: {t} = {expr};"));
     }
 
     fn instr(&mut self, k: usize) -> Result<(), Unsupported> {
         let expr = match &self.program.instrs[k] {
             Instr::Load { input } => self.load(*input as usize),
             Instr::Const(v) => literal(*v),
+            Instr::Gen { .. } if self.loads.is_some() => {
+                return refuse("generated values inside a loop");
+            }
             Instr::Gen { kind, strides, .. } => self.generated(k, kind, strides)?,
             Instr::Unary(op, a) => self.unary(k, *op, *a)?,
             Instr::Binary(BinaryOp::Pow, a, b) => {
                 let d = self.dtype(*a);
-                let (x, y) = (widen(d, &format!("r{a}")), widen(d, &format!("r{b}")));
-                let _ = writeln!(self.src, "    slow = slow || !pow_ok({x}, {y});");
+                let (x, y) = (widen(d, &self.reg(*a)), widen(d, &self.reg(*b)));
+                self.stmt(&format!("slow = slow || !pow_ok({x}, {y});"));
                 narrow(d, &format!("pow_f64({x}, {y})"))
             }
             Instr::Binary(BinaryOp::Hypot, a, b) => {
-                let _ = writeln!(self.src, "    slow = slow || !hypot_ok(r{a}, r{b});");
-                format!("hypot_f64(r{a}, r{b})")
+                let (x, y) = (self.reg(*a), self.reg(*b));
+                self.stmt(&format!("slow = slow || !hypot_ok({x}, {y});"));
+                format!("hypot_f64({x}, {y})")
             }
-            Instr::Binary(op, a, b) => binary(*op, self.dtype(*a), *a, *b)?,
-            Instr::Where(c, a, b) => format!("select(r{b}, r{a}, r{c})"),
-            Instr::Cast(to, a) => cast(self.dtype(*a), *to, &format!("r{a}")),
-            Instr::Loop(_) => return refuse("loops"),
+            Instr::Binary(op, a, b) => binary(*op, self.dtype(*a), &self.reg(*a), &self.reg(*b))?,
+            Instr::Where(c, a, b) => {
+                format!(
+                    "select({}, {}, {})",
+                    self.reg(*b),
+                    self.reg(*a),
+                    self.reg(*c)
+                )
+            }
+            Instr::Cast(to, a) => cast(self.dtype(*a), *to, &self.reg(*a)),
+            Instr::Loop(l) => self.looped(k, l)?,
         };
         self.line(k, &expr);
         Ok(())
     }
 
+    /// A loop instruction: its state in variables, its body once per trip
+    /// (the trip counter and captured values as its other inputs), until
+    /// the stop flag or the last trip; its value is one state variable.
+    fn looped(
+        &mut self,
+        k: usize,
+        l: &accel_core::kernel::ir::LoopInstr,
+    ) -> Result<String, Unsupported> {
+        let p = format!("{}l{k}_", self.prefix);
+        let body = &l.body;
+        let n_state = l.init.len();
+        for (j, &r) in l.init.iter().enumerate() {
+            let t = ty(body.inputs.get(j).map_or(DType::F64, |s| s.dtype));
+            let init = self.reg(r);
+            self.stmt(&format!("var {p}s{j}: {t} = {init};"));
+        }
+        let trips = i32::try_from(l.max_trips)
+            .map_err(|_| Unsupported("a loop of over 2^31 trips".into()))?;
+        self.stmt(&format!("var {p}trip: i32 = 0i;"));
+        self.stmt(&format!("while ({p}trip < {trips}i) {{"));
+        let loads: Vec<String> = (0..n_state)
+            .map(|j| format!("{p}s{j}"))
+            .chain([format!("i64({p}trip)")])
+            .chain(l.captured.iter().map(|&r| self.reg(r)))
+            .collect();
+        let indent = format!("{}    ", self.indent);
+        let mut inner = Body {
+            program: body,
+            access: &[],
+            strided: &[],
+            generators: &[],
+            nd: self.nd,
+            src: &mut *self.src,
+            prefix: p.clone(),
+            loads: Some(loads),
+            indent,
+        };
+        for j in 0..body.instrs.len() {
+            inner.instr(j)?;
+        }
+        for (j, &r) in l.next.iter().enumerate() {
+            let next = inner.reg(r);
+            inner.stmt(&format!("{p}s{j} = {next};"));
+        }
+        let stop = inner.reg(l.stop);
+        inner.stmt(&format!("if ({stop}) {{"));
+        inner.stmt("    break;");
+        inner.stmt("}");
+        inner.stmt(&format!("{p}trip = {p}trip + 1i;"));
+        self.stmt("}");
+        Ok(format!("{p}s{}", l.result))
+    }
+
     fn load(&self, input: usize) -> String {
+        if let Some(loads) = &self.loads {
+            return loads.get(input).cloned().unwrap_or_default();
+        }
         let d = self.program.inputs[input].dtype;
         let at = match self.access[input] {
             Access::Contiguous => "i".to_string(),
@@ -418,9 +507,9 @@ impl Body<'_> {
                 );
             }
         }
-        let _ = writeln!(self.src, "    let g{k}: i64 = {counter};");
+        let g = format!("{}g{k}", self.prefix);
+        self.stmt(&format!("let {g}: i64 = {counter};"));
         let d = self.program.dtypes[k];
-        let g = format!("g{k}");
         if let (GenKind::Arange { start, step }, DType::I64 | DType::I32) = (kind, d) {
             // Integer ranges stay exact beyond 2^53 (as on the CPU).
             let exact = format!(
@@ -485,7 +574,7 @@ impl Body<'_> {
     fn unary(&mut self, k: usize, op: UnaryOp, a: u32) -> Result<String, Unsupported> {
         use UnaryOp::*;
         let d = self.dtype(a);
-        let x = format!("r{a}");
+        let x = self.reg(a);
         if d == DType::C128 {
             return self.complex_unary(op, &x);
         }
@@ -530,7 +619,7 @@ impl Body<'_> {
                     other => other_name(other),
                 };
                 let wide = widen(d, &x);
-                let _ = writeln!(self.src, "    slow = slow || !{guard}_ok({wide});");
+                self.stmt(&format!("slow = slow || !{guard}_ok({wide});"));
                 narrow(d, &format!("{name}_f64({wide})"))
             }
             _ => return refuse(format!("{} of {d}", op.name())),
@@ -543,7 +632,7 @@ impl Body<'_> {
         Ok(match op {
             Neg => format!("cneg({x})"),
             Abs => {
-                let _ = writeln!(self.src, "    slow = slow || !hypot_ok({x}.x, {x}.y);");
+                self.stmt(&format!("slow = slow || !hypot_ok({x}.x, {x}.y);"));
                 format!("hypot_f64({x}.x, {x}.y)")
             }
             Re => format!("{x}.x"),
@@ -564,11 +653,12 @@ impl Body<'_> {
         }
         let t = ty(d);
         let one = typed_literal(1.0, d);
-        let (o, b) = (format!("p{k}"), format!("b{k}"));
-        let _ = writeln!(
-            self.src,
-            "    var {o}: {t} = {one};\n    var {b}: {t} = {x};"
+        let (o, b) = (
+            format!("{}p{k}", self.prefix),
+            format!("{}b{k}", self.prefix),
         );
+        self.stmt(&format!("var {o}: {t} = {one};"));
+        self.stmt(&format!("var {b}: {t} = {x};"));
         let mul = |x: &str, y: &str| match float {
             true => format!("{x} * {y}"),
             false => format!("wmul_{t}({x}, {y})"),
@@ -576,11 +666,11 @@ impl Body<'_> {
         let mut e = n.unsigned_abs();
         while e > 0 {
             if e & 1 == 1 {
-                let _ = writeln!(self.src, "    {o} = {};", mul(&o, &b));
+                self.stmt(&format!("{o} = {};", mul(&o, &b)));
             }
             e >>= 1;
             if e > 0 {
-                let _ = writeln!(self.src, "    {b} = {};", mul(&b, &b));
+                self.stmt(&format!("{b} = {};", mul(&b, &b)));
             }
         }
         Ok(if n < 0 { format!("{one} / {o}") } else { o })
@@ -616,9 +706,8 @@ fn isnan(d: DType, x: &str) -> String {
     format!("isnan_{}({x})", ty(d))
 }
 
-fn binary(op: BinaryOp, d: DType, a: u32, b: u32) -> Result<String, Unsupported> {
+fn binary(op: BinaryOp, d: DType, x: &str, y: &str) -> Result<String, Unsupported> {
     use BinaryOp::*;
-    let (x, y) = (format!("r{a}"), format!("r{b}"));
     let float = matches!(d, DType::F32 | DType::F64);
     let t = ty(d);
     if d == DType::C128 {

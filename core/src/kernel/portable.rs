@@ -17,7 +17,12 @@ pub fn check(program: &Program) -> Result<(), String> {
     for (k, ins) in program.instrs.iter().enumerate() {
         let d = program.dtypes[k];
         match ins {
-            Instr::Loop(_) => return Err("loops".into()),
+            Instr::Loop(l) => {
+                if l.body.instrs.iter().any(|i| matches!(i, Instr::Gen { .. })) {
+                    return Err("generated values inside a loop".into());
+                }
+                check(&l.body)?;
+            }
             Instr::Unary(op, a) => unary(*op, program.dtypes[*a as usize])?,
             Instr::Binary(op, a, _) => binary(*op, program.dtypes[*a as usize])?,
             Instr::Gen {
