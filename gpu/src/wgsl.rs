@@ -736,14 +736,14 @@ fn binary(op: BinaryOp, d: DType, x: &str, y: &str) -> Result<String, Unsupporte
         Min if float => format!(
             "select(select({x}, {y}, {y} < {x}), {}, {} || {})",
             typed_literal(f64::NAN, d),
-            isnan(d, &x),
-            isnan(d, &y)
+            isnan(d, x),
+            isnan(d, y)
         ),
         Max if float => format!(
             "select(select({x}, {y}, {y} > {x}), {}, {} || {})",
             typed_literal(f64::NAN, d),
-            isnan(d, &x),
-            isnan(d, &y)
+            isnan(d, x),
+            isnan(d, y)
         ),
         Min => format!("select({x}, {y}, {y} < {x})"),
         Max => format!("select({x}, {y}, {y} > {x})"),
