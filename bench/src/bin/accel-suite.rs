@@ -6,8 +6,14 @@
 //! store written) on both, and how fast a 400 MB result comes back into the
 //! client (`client-receive`, measured with `zarr` too).
 //!
+//! With a GPU (`--gpu auto`, the default: a CUDA device or a hardware Vulkan
+//! GPU; `--gpu software` runs them on Mesa's lavapipe, `--gpu none` skips
+//! them), the GPU workloads (mag, trig, fractal, pi, heat) also run on the
+//! embedded client with that GPU (runner `accel-gpu`), with a record of how
+//! many kernels ran on it.
+//!
 //! `accel-suite [--size small|bench] [--repeats N] [--only mag,heat] [--json PATH] [--out DIR]
-//!  [--data DIR]`
+//!  [--data DIR] [--gpu auto|none|software|cuda[:N]|N]`
 //!
 //! `zarr` reads the source store `bench/peers/zarr_data.py` writes under
 //! `DIR/zarr-SIZE` (default `OUT/data`); `bench/run` writes it first.
@@ -28,6 +34,7 @@ struct Options {
     json: std::path::PathBuf,
     out: String,
     data: Option<std::path::PathBuf>,
+    gpu: accel::GpuChoice,
 }
 
 impl Options {
@@ -47,6 +54,7 @@ fn options() -> anyhow::Result<Options> {
         json: "bench/out/accel.json".into(),
         out: "bench/out".into(),
         data: None,
+        gpu: accel::GpuChoice::Auto,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -58,6 +66,7 @@ fn options() -> anyhow::Result<Options> {
             "--json" => o.json = value()?.into(),
             "--out" => o.out = value()?,
             "--data" => o.data = Some(value()?.into()),
+            "--gpu" => o.gpu = value()?.parse().map_err(|e| anyhow::anyhow!("--gpu: {e}"))?,
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
@@ -122,8 +131,57 @@ fn failure(workload: &str, size: &str, runner: &str, error: String) -> Json {
     ])
 }
 
+/// The workloads a GPU runs in the suite (the seed table's GPU figures).
+const GPU_WORKLOADS: [&str; 5] = ["mag", "trig", "fractal", "pi", "heat"];
+
+/// The GPU workloads on the embedded client with `o.gpu`, when it opens.
+fn gpu(o: &Options, records: &mut Vec<Json>) {
+    let client = match Client::local().with_progress(false).with_gpu(o.gpu) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("accel-suite: GPU: {e}");
+            records.push(failure("gpu", &o.size, "accel-gpu", e.to_string()));
+            return;
+        }
+    };
+    let Some((device, _)) = client.gpu() else {
+        eprintln!("accel-suite: no GPU ({:?}): no GPU rows", o.gpu);
+        return;
+    };
+    let name = format!("{} ({})", device.name, device.backend);
+    eprintln!("accel-suite: GPU {name}");
+    workloads_of(o, client.clone(), "accel-gpu", Some(&GPU_WORKLOADS), records);
+    if let Some((_, counts)) = client.gpu() {
+        eprintln!(
+            "accel-suite: {} kernels on the GPU, {} declined, {} failed",
+            counts.on_gpu, counts.declined, counts.failed
+        );
+        records.push(Json::Obj(vec![
+            ("workload".into(), "gpu-kernels".into()),
+            ("case".into(), name.into()),
+            ("size".into(), o.size.clone().into()),
+            ("runner".into(), "accel-gpu".into()),
+            ("status".into(), "ok".into()),
+            ("on_gpu".into(), (counts.on_gpu as usize).into()),
+            ("declined".into(), (counts.declined as usize).into()),
+            ("failed".into(), (counts.failed as usize).into()),
+        ]));
+    }
+}
+
 /// Every selected workload on `client`, one record per case.
 fn workloads(o: &Options, client: Client, runner: &str, records: &mut Vec<Json>) {
+    workloads_of(o, client, runner, None, records)
+}
+
+/// [`workloads`], only those in `names` when given.
+fn workloads_of(
+    o: &Options,
+    client: Client,
+    runner: &str,
+    names: Option<&[&str]>,
+    records: &mut Vec<Json>,
+) {
     let mut args = match Args::parse(
         [
             "--size",
@@ -146,6 +204,7 @@ fn workloads(o: &Options, client: Client, runner: &str, records: &mut Vec<Json>)
         if o.only
             .as_ref()
             .is_some_and(|v| !v.iter().any(|x| x == name))
+            || names.is_some_and(|n| !n.contains(&name))
         {
             continue;
         }
@@ -443,6 +502,7 @@ fn main() -> anyhow::Result<()> {
         "accel-embedded",
         &mut records,
     );
+    gpu(&o, &mut records);
     match overhead(&o, &Client::local().with_progress(false), "accel-embedded") {
         Ok(r) => records.push(r),
         Err(e) => records.push(failure(
