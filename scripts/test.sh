@@ -26,7 +26,8 @@ if ! nvrtc_lib >/dev/null; then
     python3 -m pip install -q nvidia-cuda-nvrtc-cu12 >/dev/null 2>&1 ||
         python3 -m pip install -q --user nvidia-cuda-nvrtc-cu12 >/dev/null
 fi
-export LD_LIBRARY_PATH="$(nvrtc_lib)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+nvrtc_dir="$(nvrtc_lib)"
+export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo test --workspace --release
 ACCEL_E2E_SECURITY=token cargo test --release -p accel-e2e
 ACCEL_E2E_SECURITY=mtls cargo test --release -p accel-e2e
