@@ -224,3 +224,22 @@ fn the_seed_workloads_kernels_compile_for_cuda() {
     assert!(compiled >= 8, "{compiled} kernels compiled");
     assert!(loops >= 1, "the loop_until fractal compiled");
 }
+
+/// Every seed example at its small size on the embedded client with a GPU:
+/// each checks its result against its own scalar reference.
+#[test]
+fn every_seed_example_runs_with_a_gpu() {
+    let out = std::env::temp_dir().join(format!("accel-gpu-out-{}", std::process::id()));
+    let mut args = accel_examples::Args::parse(
+        ["--size", "small", "--out", &out.display().to_string()].map(String::from),
+    )
+    .unwrap();
+    args.client = lavapipe();
+    for (name, run) in accel_examples::workloads::ALL {
+        run(&args).unwrap_or_else(|e| panic!("{name} with a GPU: {e}"));
+    }
+    let counts = counts(&args.client);
+    assert!(counts.on_gpu > 50, "{counts:?}");
+    assert_eq!(counts.failed, 0);
+    let _ = std::fs::remove_dir_all(out);
+}
