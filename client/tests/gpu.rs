@@ -243,3 +243,28 @@ fn every_seed_example_runs_with_a_gpu() {
     assert_eq!(counts.failed, 0);
     let _ = std::fs::remove_dir_all(out);
 }
+
+#[test]
+fn reductions_fold_the_gpus_values_with_the_cpus_bits() {
+    let gpu = lavapipe();
+    let cpu = Client::local().with_progress(false);
+    let x = arange(40_000, 10_000).astype(DType::F64) / 1e3;
+    let y = (x.sin() * &x).exp() - 1.0;
+    // The kernel of each partial runs on the GPU; the exact sums, the
+    // moments, the extremes and their positions are the CPU's.
+    let sums = [
+        y.sum(),
+        y.mean(),
+        y.std(0),
+        y.max(),
+        y.argmin(),
+        y.gt(0.5).sum(),
+    ];
+    for s in &sums {
+        assert_eq!(
+            gpu.run(&[s]).unwrap().outputs,
+            cpu.run(&[s]).unwrap().outputs
+        );
+    }
+    assert_eq!(counts(&gpu).on_gpu, 4 * sums.len() as u64);
+}

@@ -66,7 +66,11 @@ fn options() -> anyhow::Result<Options> {
             "--json" => o.json = value()?.into(),
             "--out" => o.out = value()?,
             "--data" => o.data = Some(value()?.into()),
-            "--gpu" => o.gpu = value()?.parse().map_err(|e| anyhow::anyhow!("--gpu: {e}"))?,
+            "--gpu" => {
+                o.gpu = value()?
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--gpu: {e}"))?
+            }
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
@@ -150,7 +154,13 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
     };
     let name = format!("{} ({})", device.name, device.backend);
     eprintln!("accel-suite: GPU {name}");
-    workloads_of(o, client.clone(), "accel-gpu", Some(&GPU_WORKLOADS), records);
+    workloads_of(
+        o,
+        client.clone(),
+        "accel-gpu",
+        Some(&GPU_WORKLOADS),
+        records,
+    );
     if let Some((_, counts)) = client.gpu() {
         eprintln!(
             "accel-suite: {} kernels on the GPU, {} declined, {} failed",

@@ -8,8 +8,9 @@ use crate::kernel::Executable;
 /// no exact form for, or a failure on the device, which the implementation
 /// reports itself), so a device never fails a task the CPU can compute.
 pub trait Offload: Send + Sync {
-    /// The elementwise kernel of `exe` over the output chunk at `origin` of
-    /// shape `local`, from its inputs as (chunk shape, data) in program order.
+    /// The values of the kernel `exe` over the box at `origin` of shape
+    /// `local` (an output chunk, or the region a partial reduction folds),
+    /// from its inputs as (chunk shape, data) in program order.
     fn run_map(
         &self,
         exe: &Executable,

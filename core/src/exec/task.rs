@@ -325,8 +325,18 @@ fn compute_task(
                 .ok_or_else(|| internal("a partial reduction without its region"))?;
             let ins = kernel_inputs(plan, key, exe, inputs)?;
             let views = views_of(&ins);
-            let bound = Bound::new(exe, &rorigin, &rshape, &views)?;
-            let state = reduce::run_partial(&bound, spec)?;
+            let offloaded = offload.and_then(|o| o.run_map(exe, &rorigin, &rshape, &views));
+            let state = match offloaded {
+                // The kernel's values from the device, reduced here exactly
+                // as the CPU reduces its own (same values, same state).
+                Some(values) => {
+                    let read = values_of(exe)?;
+                    let data = [(rshape.as_slice(), &values)];
+                    let bound = Bound::new(&read, &rorigin, &rshape, &data)?.interpreted();
+                    reduce::run_partial(&bound, spec)?
+                }
+                None => reduce::run_partial(&Bound::new(exe, &rorigin, &rshape, &views)?, spec)?,
+            };
             match finalize {
                 Some(f) => finish(spec, f, &state, &origin, &local)?,
                 None => state,
@@ -472,6 +482,24 @@ fn stencil_chunk(
         return Err(internal("stencil task given too many inputs"));
     }
     crate::stencil::run_stencil(k, &stage.meta.shape, origin, local, &pieces, &dtypes)
+}
+
+/// A program that reads the values `exe` computes (one input laid out like
+/// its output): what a reduction folds when a device computed the kernel.
+fn values_of(exe: &crate::kernel::Executable) -> Result<crate::kernel::Executable> {
+    let p = &exe.program;
+    let dtype = *p
+        .dtypes
+        .get(p.root as usize)
+        .ok_or_else(|| internal("a kernel without its result register"))?;
+    let mut b = crate::kernel::ir::ProgramBuilder::new();
+    let r = b.input(crate::kernel::ir::InputSpec {
+        dtype,
+        shape: p.out_shape.clone(),
+    });
+    Ok(crate::kernel::Executable::new(
+        b.finish(r, p.out_shape.clone()),
+    ))
 }
 
 /// Finalizes a complete reduction state, then runs the fused epilogue on it.

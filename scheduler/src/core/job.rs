@@ -151,7 +151,7 @@ impl Job {
             .stages
             .iter()
             .map(|s| match &s.kind {
-                accel_core::StageKind::Map(exe) => {
+                accel_core::StageKind::Map(exe) | accel_core::StageKind::Partial { exe, .. } => {
                     accel_core::kernel::portable::check(&exe.program).is_ok()
                 }
                 _ => false,
