@@ -55,10 +55,39 @@ impl Backend {
     }
 }
 
+/// Consecutive failures after which a device is given up (a lost or
+/// broken device would otherwise fail, and log, every task).
+pub const FAILURES_TO_GIVE_UP: u32 = 3;
+
+/// Tracks failures in a row; the device is given up after
+/// [`FAILURES_TO_GIVE_UP`] of them (a success in between resets the count).
+#[derive(Debug, Default)]
+pub struct Health {
+    in_a_row: std::sync::atomic::AtomicU32,
+    given_up: std::sync::atomic::AtomicBool,
+}
+
+impl Health {
+    pub fn usable(&self) -> bool {
+        !self.given_up.load(Ordering::Relaxed)
+    }
+
+    pub fn succeeded(&self) {
+        self.in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    /// Records a failure; true when it is the one that gives the device up.
+    pub fn failed(&self) -> bool {
+        let n = self.in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        n >= FAILURES_TO_GIVE_UP && !self.given_up.swap(true, Ordering::Relaxed)
+    }
+}
+
 /// A GPU offered every elementwise kernel first.
 #[derive(Debug)]
 pub struct Offloader {
     gpu: Arc<Backend>,
+    health: Health,
     on_gpu: AtomicU64,
     declined: AtomicU64,
     failed: AtomicU64,
@@ -68,6 +97,7 @@ impl Offloader {
     pub fn new(gpu: Arc<Backend>) -> Offloader {
         Offloader {
             gpu,
+            health: Health::default(),
             on_gpu: AtomicU64::new(0),
             declined: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -99,13 +129,14 @@ impl Offload for Offloader {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Option<Buffer> {
-        if crate::wgsl::check(&exe.program).is_err() {
+        if !self.health.usable() || crate::wgsl::check(&exe.program).is_err() {
             self.declined.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         match self.gpu.run_map(&exe.program, origin, local, inputs) {
             Ok(data) => {
                 self.on_gpu.fetch_add(1, Ordering::Relaxed);
+                self.health.succeeded();
                 Some(data)
             }
             Err(Error::Unsupported(_) | Error::TooLarge(_) | Error::SpecialValues(_)) => {
@@ -118,8 +149,32 @@ impl Offload for Offloader {
                     "kernel failed on {:?}, computing it on the CPU: {e}",
                     self.gpu
                 );
+                if self.health.failed() {
+                    tracing::error!(
+                        "{:?} failed {FAILURES_TO_GIVE_UP} kernels in a row: every kernel runs on the CPU from now on",
+                        self.gpu
+                    );
+                }
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_is_given_up_after_failures_in_a_row_only() {
+        let h = Health::default();
+        assert!(!h.failed());
+        assert!(!h.failed());
+        h.succeeded();
+        assert!(!h.failed() && !h.failed());
+        assert!(h.usable());
+        assert!(h.failed(), "the third failure in a row gives it up");
+        assert!(!h.usable());
+        assert!(!h.failed(), "given up once");
     }
 }
