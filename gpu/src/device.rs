@@ -235,13 +235,16 @@ impl Gpu {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Result<Buffer> {
-        let (access, strides) = line_up(program, local, inputs)?;
-        let root = program.dtypes[program.root as usize];
-        let n = shape::size(local);
+        let Launch {
+            access,
+            strides,
+            root,
+            n,
+            n32,
+        } = Launch::new(program, local, inputs)?;
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
-        let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
         let pipe = self.pipeline(program, &access)?;
         let meta = meta_words(program, &pipe.shader, n32, origin, local, &strides);
         let out_bytes = (n * root.size().max(4)) as u64;
@@ -515,6 +518,40 @@ fn describe(listed: &[AdapterSummary]) -> String {
             )
         })
         .collect()
+}
+
+/// A kernel run over one chunk, as every backend works it out first.
+pub(crate) struct Launch {
+    pub access: Vec<Access>,
+    /// Per input, its element stride along each output axis.
+    pub strides: Vec<Vec<i64>>,
+    pub root: DType,
+    /// Elements of the chunk (a `u32` too: kernels index with 32 bits).
+    pub n: usize,
+    pub n32: u32,
+}
+
+impl Launch {
+    pub fn new(
+        program: &Program,
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+    ) -> Result<Launch> {
+        let (access, strides) = line_up(program, local, inputs)?;
+        let root = *program
+            .dtypes
+            .get(program.root as usize)
+            .ok_or_else(|| Error::Layout("a kernel without its result register".into()))?;
+        let n = shape::size(local);
+        let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
+        Ok(Launch {
+            access,
+            strides,
+            root,
+            n,
+            n32,
+        })
+    }
 }
 
 /// How each input lines up with the output chunk (as `Bound::new` does on

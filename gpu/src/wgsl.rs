@@ -529,13 +529,7 @@ impl Body<'_> {
                 num,
                 endpoint,
             } => {
-                let div = if endpoint { num.saturating_sub(1) } else { num };
-                let step = if div > 0 {
-                    (stop - start) / div as f64
-                } else {
-                    0.0
-                };
-                let last = if endpoint { num as i64 - 1 } else { -1 };
+                let (step, last) = generate::linspace_step(start, stop, num, endpoint);
                 format!(
                     "select({} + f64({g}) * {}, {}, {g} == {})",
                     f64_literal(start),

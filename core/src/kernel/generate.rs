@@ -82,6 +82,17 @@ fn uniform01(key: u64, i: u64) -> f64 {
     f64::from_bits(0x3ff0_0000_0000_0000 | (z >> 12)) - 1.0
 }
 
+/// NumPy's linspace step, and the counter that is exactly `stop` (-1: none).
+pub fn linspace_step(start: f64, stop: f64, num: u64, endpoint: bool) -> (f64, i64) {
+    let div = if endpoint { num.saturating_sub(1) } else { num };
+    let step = if div > 0 {
+        (stop - start) / div as f64
+    } else {
+        0.0
+    };
+    (step, if endpoint { num as i64 - 1 } else { -1 })
+}
+
 /// Fills `out[k]` with the generator's f64 value at counter `idx[k]`; the
 /// match on the kind is outside the loops so each loop is tight.
 fn fill_f64(kind: &GenKind, idx: &[i64], out: &mut [f64]) {
@@ -97,13 +108,7 @@ fn fill_f64(kind: &GenKind, idx: &[i64], out: &mut [f64]) {
             num,
             endpoint,
         } => {
-            let div = if endpoint { num.saturating_sub(1) } else { num };
-            let step = if div > 0 {
-                (stop - start) / div as f64
-            } else {
-                0.0
-            };
-            let last = if endpoint { num as i64 - 1 } else { -1 };
+            let (step, last) = linspace_step(start, stop, num, endpoint);
             for (o, &i) in out.iter_mut().zip(idx) {
                 *o = if i == last {
                     stop

@@ -7,11 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use accel_core::buffer::Buffer;
 use accel_core::kernel::Program;
-use accel_core::shape;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::{CudaSource, KERNEL, NVRTC_OPTIONS};
-use crate::device::{AdapterSummary, download, line_up, meta_words, upload_bytes};
+use crate::device::{AdapterSummary, Launch, download, meta_words, upload_bytes};
 use crate::wgsl::{MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
 
@@ -140,13 +139,16 @@ impl CudaGpu {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Result<Buffer> {
-        let (access, strides) = line_up(program, local, inputs)?;
-        let root = program.dtypes[program.root as usize];
-        let n = shape::size(local);
+        let Launch {
+            access,
+            strides,
+            root,
+            n,
+            n32,
+        } = Launch::new(program, local, inputs)?;
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
-        let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
         let (f, shader) = self.kernel(super::generate(program, &access)?)?;
         let meta = meta_words(program, &shader, n32, origin, local, &strides);
         let s = &self.stream;
