@@ -123,6 +123,8 @@ pub struct Gpu {
     counters: Counters,
     /// Whether the kernels' `fma` is the device's or an exact emulation.
     fma: crate::wgsl_math::Fma,
+    /// Pipelines by program (skips generating a stage's shader per task).
+    by_program: crate::memo::ProgramMemo<Pipeline>,
     /// Serializes submissions: one kernel at a time keeps memory bounded
     /// and the device's queue short (the CPU pool runs the rest).
     submit: Mutex<()>,
@@ -204,6 +206,7 @@ impl Gpu {
             counters: Counters::default(),
             submit: Mutex::new(()),
             fma: crate::wgsl_math::Fma::Native,
+            by_program: Default::default(),
         };
         if !gpu.fma_is_fused()? {
             gpu.fma = crate::wgsl_math::Fma::Emulated;
@@ -388,8 +391,10 @@ impl Gpu {
 
     /// The pipeline of `program` read through `access`, compiled on first use.
     fn pipeline(&self, program: &Program, access: &[Access]) -> Result<Arc<Pipeline>> {
-        let shader = wgsl::generate(program, access, self.fma)?;
-        self.compile(shader, program.inputs.len() as u32)
+        self.by_program.get_or_make(program, access, || {
+            let shader = wgsl::generate(program, access, self.fma)?;
+            self.compile(shader, program.inputs.len() as u32)
+        })
     }
 
     /// Whether the device's `fma` is fused: `fma(a, a, -(1 + 2^-29))` with

@@ -8,6 +8,7 @@
 
 pub mod cuda;
 pub mod device;
+mod memo;
 mod offload;
 pub mod spirv;
 pub mod wgsl;

@@ -55,6 +55,7 @@ pub struct CudaGpu {
     summary: AdapterSummary,
     arch: String,
     kernels: Mutex<HashMap<String, (CudaFunction, crate::wgsl::Shader)>>,
+    by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
     compiled: AtomicU64,
 }
 
@@ -99,6 +100,7 @@ impl CudaGpu {
             },
             arch: format!("compute_{major}{minor}"),
             kernels: Mutex::new(HashMap::new()),
+            by_program: Default::default(),
             compiled: AtomicU64::new(0),
         }))
     }
@@ -149,8 +151,12 @@ impl CudaGpu {
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
-        let (f, shader) = self.kernel(super::generate(program, &access)?)?;
-        let meta = meta_words(program, &shader, n32, origin, local, &strides);
+        let kernel = self.by_program.get_or_make(program, &access, || {
+            self.kernel(super::generate(program, &access)?)
+                .map(Arc::new)
+        })?;
+        let (f, shader) = (&kernel.0, &kernel.1);
+        let meta = meta_words(program, shader, n32, origin, local, &strides);
         let s = &self.stream;
         let dims = s.clone_htod(&meta).map_err(driver)?;
         let ins = inputs
@@ -171,7 +177,7 @@ impl CudaGpu {
             block_dim: (WORKGROUP, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut launch = s.launch_builder(&f);
+        let mut launch = s.launch_builder(f);
         launch.arg(&dims);
         for b in &ins {
             launch.arg(b);
