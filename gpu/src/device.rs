@@ -15,6 +15,10 @@ use wgpu::util::DeviceExt;
 use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
 
+/// Longest wait for one kernel: a hung device fails the task (which then
+/// runs on the CPU) instead of hanging it.
+const KERNEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Which GPU a worker or an embedded client uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum GpuChoice {
@@ -360,7 +364,10 @@ impl Gpu {
             .slice(..)
             .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
         self.device
-            .poll(wgpu::PollType::wait_indefinitely())
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(KERNEL_TIMEOUT),
+            })
             .map_err(|e| Error::Device(format!("waiting for the kernel: {e}")))?;
         drop(guard);
         if let Some(e) = pollster::block_on(oom.pop()) {

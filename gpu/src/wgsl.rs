@@ -422,7 +422,11 @@ impl Body<'_> {
         let body = &l.body;
         let n_state = l.init.len();
         for (j, &r) in l.init.iter().enumerate() {
-            let t = ty(body.inputs.get(j).map_or(DType::F64, |s| s.dtype));
+            let t = ty(body
+                .inputs
+                .get(j)
+                .ok_or_else(|| Unsupported("a loop state without its input".into()))?
+                .dtype);
             let init = self.reg(r);
             self.stmt(&format!("var {p}s{j}: {t} = {init};"));
         }
