@@ -452,13 +452,21 @@ fn copy_box(
             return Some(());
         }
         let run = extent[nd - 1];
-        let mut idx = vec![0usize; nd - 1];
+        // Most arrays have few axes: keep the row index off the heap then.
+        let mut small = [0usize; 8];
+        let mut large = Vec::new();
+        let idx: &mut [usize] = if nd - 1 <= small.len() {
+            &mut small[..nd - 1]
+        } else {
+            large.resize(nd - 1, 0);
+            &mut large
+        };
         loop {
             let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
             let dof = da + idx.iter().zip(ds).map(|(i, st)| i * st).sum::<usize>();
             d.get_mut(dof..dof + run)?
                 .copy_from_slice(s.get(so..so + run)?);
-            if !shape::next_index(&mut idx, &extent[..nd - 1]) {
+            if !shape::next_index(idx, &extent[..nd - 1]) {
                 return Some(());
             }
         }
@@ -608,35 +616,70 @@ fn keep_edges(
         .collect();
     let ext: Vec<usize> = (0..nd).map(|d| local[d] + 2 * radius[d]).collect();
     let last = nd - 1;
-    let band_cols: Vec<usize> = (0..ext[last])
-        .filter(|&i| in_band(last, lo[last] + i as i64))
-        .collect();
+    // The kept columns of the last axis, as runs of consecutive cells.
+    let mut col_runs: Vec<(usize, usize)> = Vec::new();
+    for i in (0..ext[last]).filter(|&i| in_band(last, lo[last] + i as i64)) {
+        match col_runs.last_mut() {
+            Some((a, n)) if *a + *n == i => *n += 1,
+            _ => col_runs.push((i, 1)),
+        }
+    }
     let col0 = (lo[last] - lay.start[last]) as usize;
     let base: usize = lay.guard
         + col0 * lay.strides[last]
         + (0..last)
             .map(|d| (lo[d] - lay.start[d]) as usize * lay.strides[d])
             .sum::<usize>();
+    // Per row of the level (all axes but the last): where it starts and
+    // whether all of it is kept.
+    let mut rows: Vec<(usize, bool)> = Vec::new();
     let mut idx = vec![0usize; last];
     loop {
-        let row_in_band = (0..last).any(|d| in_band(d, lo[d] + idx[d] as i64));
-        let at = base + (0..last).map(|d| idx[d] * lay.strides[d]).sum::<usize>();
-        if row_in_band {
-            copy_between(old, out, at, ext[last])?;
-        } else {
-            for &c in &band_cols {
-                copy_between(old, out, at + c, 1)?;
-            }
+        let whole = (0..last).any(|d| in_band(d, lo[d] + idx[d] as i64));
+        if whole || !col_runs.is_empty() {
+            let at = base + (0..last).map(|d| idx[d] * lay.strides[d]).sum::<usize>();
+            rows.push((at, whole));
         }
         if !shape::next_index(&mut idx, &ext[..last]) {
-            return Ok(());
+            break;
         }
     }
-}
-
-/// Copies elements `at..at + n` of `src` to the same place in `dst`.
-fn copy_between(src: &Buffer, dst: &mut Buffer, at: usize, n: usize) -> Result<()> {
-    copy_box(src, &[1], at, dst, &[1], at, &[n])
+    fn keep<T: Copy>(
+        s: &[T],
+        d: &mut [T],
+        rows: &[(usize, bool)],
+        run: usize,
+        cols: &[(usize, usize)],
+    ) -> Option<()> {
+        for &(at, whole) in rows {
+            if whole {
+                d.get_mut(at..at + run)?
+                    .copy_from_slice(s.get(at..at + run)?);
+            } else {
+                for &(c, n) in cols {
+                    // Usually one cell per edge: no memcpy call for it.
+                    if n == 1 {
+                        *d.get_mut(at + c)? = *s.get(at + c)?;
+                    } else {
+                        let r = at + c..at + c + n;
+                        d.get_mut(r.clone())?.copy_from_slice(s.get(r)?);
+                    }
+                }
+            }
+        }
+        Some(())
+    }
+    let run = ext[last];
+    let ok = match (old, out) {
+        (Buffer::Bool(s), Buffer::Bool(d)) => keep(s, d, &rows, run, &col_runs),
+        (Buffer::I32(s), Buffer::I32(d)) => keep(s, d, &rows, run, &col_runs),
+        (Buffer::I64(s), Buffer::I64(d)) => keep(s, d, &rows, run, &col_runs),
+        (Buffer::F32(s), Buffer::F32(d)) => keep(s, d, &rows, run, &col_runs),
+        (Buffer::F64(s), Buffer::F64(d)) => keep(s, d, &rows, run, &col_runs),
+        (Buffer::C128(s), Buffer::C128(d)) => keep(s, d, &rows, run, &col_runs),
+        _ => None,
+    };
+    ok.ok_or_else(|| internal("stencil kept edges out of range"))
 }
 
 /// The box `lo..hi` (in the chunk's coordinates) of every column of a chunk:

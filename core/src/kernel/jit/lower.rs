@@ -231,12 +231,15 @@ pub fn emit(
     let mut fctx = FunctionBuilderContext::new();
     let mut b = FunctionBuilder::new(func, &mut fctx);
     let entry = b.create_block();
+    let uheader = b.create_block();
+    let ubody = b.create_block();
     let vheader = b.create_block();
     let vbody = b.create_block();
     let header = b.create_block();
     let body = b.create_block();
     let exit = b.create_block();
     b.append_block_params_for_function_params(entry);
+    b.append_block_param(uheader, types::I64);
     b.append_block_param(vheader, types::I64);
     b.append_block_param(header, types::I64);
 
@@ -274,7 +277,7 @@ pub fn emit(
     };
     let zero = b.ins().iconst(types::I64, 0);
     b.ins()
-        .jump(if vector { vheader } else { header }, &[zero.into()]);
+        .jump(if vector { uheader } else { header }, &[zero.into()]);
 
     let layout = Layout {
         p,
@@ -288,6 +291,19 @@ pub fn emit(
         lanes: 1,
     };
     if vector {
+        // Two independent two-lane trips per iteration: half the loop
+        // overhead, and the second trip's loads overlap the first's math.
+        e.b.switch_to_block(uheader);
+        let i = e.b.block_params(uheader)[0];
+        let end = e.b.ins().iadd_imm_s(i, 4);
+        let more = e.b.ins().icmp(IntCC::SignedLessThanOrEqual, end, n);
+        e.b.ins().brif(more, ubody, &[], vheader, &[i.into()]);
+        e.b.switch_to_block(ubody);
+        e.lanes = 2;
+        e.trip(&layout, &splats, i)?;
+        let second = e.b.ins().iadd_imm_s(i, 2);
+        e.trip(&layout, &splats, second)?;
+        e.b.ins().jump(uheader, &[end.into()]);
         e.b.switch_to_block(vheader);
         let i = e.b.block_params(vheader)[0];
         let end = e.b.ins().iadd_imm_s(i, 2);
