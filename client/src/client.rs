@@ -131,18 +131,6 @@ impl DynArray {
         ArrayD::from_shape_vec(IxDyn(&shape), v).map_err(|e| Error::Invalid(e.to_string()))
     }
 
-    /// The shape and the row-major elements.
-    pub(crate) fn into_buffer(self) -> (Vec<usize>, Buffer) {
-        match self {
-            DynArray::Bool(a) => into_parts(a),
-            DynArray::I32(a) => into_parts(a),
-            DynArray::I64(a) => into_parts(a),
-            DynArray::F32(a) => into_parts(a),
-            DynArray::F64(a) => into_parts(a),
-            DynArray::C128(a) => into_parts(a),
-        }
-    }
-
     fn from_buffer(shape: &[usize], buf: Buffer) -> Result<DynArray> {
         let sh = IxDyn(shape);
         let bad = |e: ndarray::ShapeError| Error::Invalid(e.to_string());
@@ -368,16 +356,47 @@ impl Client {
                 Ok(Array::from_expr(Op::Persisted(Arc::new(p)), vec![], meta))
             }
             None => {
-                let mut run = self.run(&[array])?;
-                let out = run
-                    .outputs
-                    .pop()
-                    .ok_or_else(|| Error::Invalid("no output".into()))?;
-                let (shape, data) = out.into_buffer();
-                let host = accel_core::op::HostArray { shape, data };
-                Ok(Array::from_expr(Op::Source(Arc::new(host)), vec![], meta))
+                let held = self.hold(&planned.plan, meta.clone())?;
+                Ok(Array::from_expr(Op::Held(Arc::new(held)), vec![], meta))
             }
         }
+    }
+
+    /// Runs `plan` (one output) here and keeps its chunks as they are: later
+    /// tasks take them over without copying.
+    fn hold(&self, plan: &Plan, meta: accel_core::op::Meta) -> Result<accel_core::op::HeldArray> {
+        let out = *plan
+            .outputs
+            .first()
+            .ok_or_else(|| Error::Invalid("no output".into()))?;
+        if plan.stage(out).meta != meta {
+            return Err(Error::Invalid(format!(
+                "persist: the plan computes {} for an array of {meta}",
+                plan.stage(out).meta
+            )));
+        }
+        let mut chunks: Vec<Option<Arc<accel_core::Chunk>>> = vec![None; meta.chunks.count()];
+        run_plan(
+            Arc::new(plan.clone()),
+            HashMap::new(),
+            |_, key, chunk| {
+                if let Some(slot) = chunks.get_mut(key.chunk as usize) {
+                    *slot = Some(chunk.clone());
+                }
+                Ok(())
+            },
+            &crate::progress::Progress::new(self.progress, plan.task_count() as u64),
+            self.gpu
+                .clone()
+                .map(|g| g as Arc<dyn accel_core::exec::Offload>),
+        )?;
+        let chunks = chunks
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Invalid("persist: a chunk of the result is missing".into()))?;
+        let held = accel_core::op::HeldArray { meta, chunks };
+        held.validate().map_err(Error::Invalid)?;
+        Ok(held)
     }
 
     /// Computes several arrays in one run (shared work is done once).

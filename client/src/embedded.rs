@@ -58,7 +58,7 @@ struct Driver<'a, 'p, F> {
 
 impl<'a, F> Driver<'a, '_, F>
 where
-    F: FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
+    F: FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()>,
 {
     /// Carries out the core's commands (and what answering them leads to);
     /// returns the tasks to start.
@@ -207,7 +207,7 @@ struct Shared<'a, 'p, F> {
 
 impl<'a, F> Shared<'a, '_, F>
 where
-    F: FnMut(usize, ChunkKey, &Chunk) -> Result<()>,
+    F: FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()>,
 {
     /// Hands a result to the core; returns the tasks to start (none if
     /// another thread is at the core: it takes this result in too).
@@ -247,7 +247,7 @@ fn spawn_all<'s, 'a: 's, 'p: 's, F>(
     plan: &'s Plan,
     starts: Vec<Start<'a>>,
 ) where
-    F: FnMut(usize, ChunkKey, &Chunk) -> Result<()> + Send + 's,
+    F: FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()> + Send + 's,
 {
     for start in starts {
         scope.spawn(move |scope| {
@@ -269,7 +269,7 @@ fn spawn_all<'s, 'a: 's, 'p: 's, F>(
 pub fn run_plan(
     plan: Arc<Plan>,
     direct: HashMap<ChunkKey, Vec<OutSlice<'_>>>,
-    on_output: impl FnMut(usize, ChunkKey, &Chunk) -> Result<()> + Send,
+    on_output: impl FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()> + Send,
     progress: &crate::progress::Progress,
     offload: Option<Arc<dyn Offload>>,
 ) -> Result<RunStats> {

@@ -170,6 +170,8 @@ impl Remote {
     ) -> Result<(Vec<Buffer>, RunStats)> {
         let start = Instant::now();
         let mut scheduler = self.scheduler.clone();
+        // Arrays an embedded client persisted travel like user data.
+        let plan = &*plan.held_as_sources()?;
         let large = plan
             .stages
             .iter()
@@ -236,6 +238,7 @@ impl Remote {
     /// the job that keeps them, and what keeps the job alive.
     pub fn persist(self: &Arc<Self>, plan: &Plan) -> Result<(u64, Arc<KeepJob>)> {
         let mut scheduler = self.scheduler.clone();
+        let plan = &*plan.held_as_sources()?;
         if plan
             .stages
             .iter()

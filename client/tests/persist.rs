@@ -3,7 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
+use std::sync::Arc;
+
 use accel::{Client, Rng};
+use accel_core::exec::run_task;
+use accel_core::plan::{ChunkKey, StageId};
 
 #[test]
 fn later_computations_start_from_the_kept_result() {
@@ -18,11 +22,48 @@ fn later_computations_start_from_the_kept_result() {
         let run = local.run(&[&y]).unwrap();
         assert_eq!(run.outputs, local.run(&[&same]).unwrap().outputs);
         let plan = &run.planned.plan;
-        // 16 chunks cut from the kept result, nothing generated or recomputed.
-        assert_eq!(plan.stages[0].kind_name(), "source");
+        // The 16 kept chunks, nothing generated or recomputed.
+        assert_eq!(plan.stages[0].kind_name(), "persisted");
         assert_eq!(plan.stages[0].task_count(), 16);
         assert!(plan.stages.iter().all(|s| !s.label.contains("uniform")));
     }
+}
+
+#[test]
+fn kept_chunks_are_handed_over_not_copied() {
+    let local = Client::local();
+    let x = Rng::new(5).random(&[300, 200], vec![100, 100]);
+    let p = local.persist(&x).unwrap();
+    let plan = (&p + 1.0).plan().unwrap().plan;
+    assert_eq!(plan.stages[0].kind_name(), "persisted");
+    let key = |chunk| ChunkKey {
+        stage: StageId(0),
+        chunk,
+    };
+    let mut seen = Vec::new();
+    for c in 0..6 {
+        let a = run_task(&plan, key(c), &[]).unwrap();
+        let b = run_task(&plan, key(c), &[]).unwrap();
+        // Both are the kept chunk itself.
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.shape, vec![100, 100]);
+        seen.push(a);
+    }
+    let whole = local.compute::<f64>(&x).unwrap();
+    for (c, chunk) in seen.iter().enumerate() {
+        let (r0, c0) = (c / 2 * 100, c % 2 * 100);
+        let want = whole.slice(ndarray::s![r0..r0 + 100, c0..c0 + 100]);
+        let accel_core::Buffer::F64(got) = chunk.data() else {
+            panic!("a float64 chunk expected");
+        };
+        assert!(
+            want.iter()
+                .zip(got)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        );
+    }
+    // A chunk number past the grid is an error, not a panic.
+    assert!(run_task(&plan, key(6), &[]).is_err());
 }
 
 #[test]

@@ -135,6 +135,7 @@ fn arity(op: &Op) -> Option<usize> {
         Op::Source(_)
         | Op::Read(_)
         | Op::Persisted(_)
+        | Op::Held(_)
         | Op::Full(_)
         | Op::Gen(_)
         | Op::LoopArg { .. }
@@ -175,6 +176,16 @@ pub fn validate_node(op: &Op, inputs: &[&Meta], meta: &Meta) -> Result<()> {
     }
     let expected = match op {
         Op::Persisted(_) => return Ok(()),
+        Op::Held(h) => {
+            h.validate().map_err(Error::Graph)?;
+            if h.meta != *meta {
+                return Err(Error::Graph(format!(
+                    "persisted data ({}) does not match {meta}",
+                    h.meta
+                )));
+            }
+            return Ok(());
+        }
         Op::MapBlocks(_) => {
             crate::blocks::infer(inputs, meta)?;
             return Ok(());

@@ -44,6 +44,76 @@ impl fmt::Debug for Persisted {
     }
 }
 
+/// Chunks this process computed and keeps (`persist` on the embedded
+/// runtime): a task of its stage takes its chunk over without copying it.
+#[derive(Clone, PartialEq)]
+pub struct HeldArray {
+    pub meta: Meta,
+    /// One per chunk of `meta.chunks`, in the grid's order.
+    pub chunks: Vec<Arc<crate::buffer::Chunk>>,
+}
+
+impl fmt::Debug for HeldArray {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HeldArray({}, {} chunks)", self.meta, self.chunks.len())
+    }
+}
+
+impl HeldArray {
+    /// Checks that every chunk has its grid cell's shape and the dtype.
+    pub fn validate(&self) -> Result<(), String> {
+        let grid = self.meta.chunks.grid();
+        let count = self.meta.chunks.count();
+        if self.chunks.len() != count {
+            return Err(format!(
+                "{} chunks held for a grid of {count}",
+                self.chunks.len()
+            ));
+        }
+        for (k, c) in self.chunks.iter().enumerate() {
+            let want = self
+                .meta
+                .chunks
+                .chunk_shape(&crate::shape::grid_index(k, &grid));
+            if c.shape != want
+                || c.cols.len() != 1
+                || c.data().dtype() != self.meta.dtype
+                || c.data().len() != crate::shape::size(&want)
+            {
+                return Err(format!("held chunk {k} does not match {}", self.meta));
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole array as one row-major buffer (to send it elsewhere).
+    pub fn assemble(&self) -> crate::Result<HostArray> {
+        let grid = self.meta.chunks.grid();
+        let offsets = self.meta.chunks.offsets();
+        let parts: Vec<(Vec<usize>, &crate::buffer::Chunk)> = self
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let idx = crate::shape::grid_index(k, &grid);
+                let origin = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &i)| offsets[d][i])
+                    .collect();
+                (origin, c.as_ref())
+            })
+            .collect();
+        let nd = self.meta.shape.len();
+        let data =
+            crate::exec::boxes::assemble(self.meta.dtype, &vec![0; nd], &self.meta.shape, &parts)?;
+        Ok(HostArray {
+            shape: self.meta.shape.clone(),
+            data,
+        })
+    }
+}
+
 /// Contiguous row-major data handed in by the user.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostArray {
@@ -323,6 +393,8 @@ pub enum Op {
     Read(Arc<crate::storage::Stored>),
     /// Chunks kept on a cluster's workers by an earlier job (`persist`).
     Persisted(Arc<Persisted>),
+    /// Chunks kept by this process (`persist` on the embedded runtime).
+    Held(Arc<HeldArray>),
     /// Every element equal (a 0-d `Full` is a scalar constant).
     Full(Value),
     Gen(Generator),
@@ -439,6 +511,7 @@ impl Op {
             Op::Source(_) => "source".into(),
             Op::Read(s) => format!("read {}", s.kind()),
             Op::Persisted(p) => format!("persisted(job {})", p.job),
+            Op::Held(_) => "persisted".into(),
             Op::Full(v) => format!("full({v})"),
             Op::Gen(g) => match &g.kind {
                 GenKind::Arange { .. } => "arange".into(),

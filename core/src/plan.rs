@@ -41,6 +41,9 @@ pub enum StageKind {
         job: u64,
         stage: StageId,
     },
+    /// Chunks this process keeps (`persist` on the embedded runtime): chunk k
+    /// is handed over as it is.
+    Held(Arc<crate::op::HeldArray>),
     /// A fused elementwise kernel.
     Map(Arc<Executable>),
     /// A fused kernel reduced to a partial state per chunk (finalized at once when
@@ -158,7 +161,7 @@ impl Stage {
             StageKind::Source(_) => "source",
             StageKind::Read(_) => "read",
             StageKind::Remote(_) => "remote source",
-            StageKind::Persisted { .. } => "persisted",
+            StageKind::Persisted { .. } | StageKind::Held(_) => "persisted",
             StageKind::Map(_) => "map",
             StageKind::Partial { .. } => "partial",
             StageKind::Combine { .. } => "combine",
@@ -210,6 +213,25 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// This plan with every chunk kept by this process (`Held`) turned into
+    /// source data, for sending to a cluster (borrowed when there is none).
+    pub fn held_as_sources(&self) -> crate::Result<std::borrow::Cow<'_, Plan>> {
+        if !self
+            .stages
+            .iter()
+            .any(|s| matches!(s.kind, StageKind::Held(_)))
+        {
+            return Ok(std::borrow::Cow::Borrowed(self));
+        }
+        let mut plan = self.clone();
+        for st in &mut plan.stages {
+            if let StageKind::Held(h) = &st.kind {
+                st.kind = StageKind::Source(Arc::new(h.assemble()?));
+            }
+        }
+        Ok(std::borrow::Cow::Owned(plan))
+    }
+
     /// Where the chunks of stage `s` are written.
     pub fn sinks_of(&self, s: StageId) -> impl Iterator<Item = &crate::storage::Sink> {
         self.sinks
@@ -236,6 +258,7 @@ impl Plan {
             StageKind::Source(_)
             | StageKind::Read(_)
             | StageKind::Remote(_)
+            | StageKind::Held(_)
             | StageKind::Persisted { .. } => {}
             StageKind::Map(_) | StageKind::Partial { .. } => {
                 if let Some((space, origin, local)) = self.kernel_box(key) {

@@ -123,6 +123,13 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
     };
     match &st.kind {
         StageKind::Persisted { .. } => arity(0)?,
+        StageKind::Held(h) => {
+            arity(0)?;
+            h.validate().map_err(|e| bad(i, e))?;
+            if h.meta != st.meta {
+                return Err(bad(i, "persisted data does not match its declared meta"));
+            }
+        }
         StageKind::Remote(r) => {
             arity(0)?;
             if r.shape != st.meta.shape || r.dtype != st.meta.dtype {

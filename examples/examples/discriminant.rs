@@ -2,7 +2,8 @@
 
 fn main() -> anyhow::Result<()> {
     let args = accel_examples::Args::from_env()?;
-    let report = accel_examples::workloads::discriminant::run(&args)?;
-    report.print();
+    for report in accel_examples::workloads::discriminant::run(&args)? {
+        report.print();
+    }
     Ok(())
 }

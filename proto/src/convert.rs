@@ -746,6 +746,15 @@ pub fn plan_to(plan: &Plan) -> pb::Plan {
         .map(|s| {
             let kind = match &s.kind {
                 StageKind::Source(h) => Kind::Source(host_to(h)),
+                // Callers send `Plan::held_as_sources`; a held array that
+                // cannot be assembled goes as empty data, which the
+                // receiver's plan check refuses.
+                StageKind::Held(h) => Kind::Source(host_to(&h.assemble().unwrap_or_else(|_| {
+                    accel_core::op::HostArray {
+                        shape: h.meta.shape.clone(),
+                        data: Buffer::zeros(h.meta.dtype, 0),
+                    }
+                }))),
                 StageKind::Read(s) => Kind::Read(stored_to(s)),
                 StageKind::Persisted { job, stage } => Kind::Persisted(pb::Persisted {
                     job: *job,

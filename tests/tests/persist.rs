@@ -69,3 +69,24 @@ fn later_jobs_start_from_persisted_chunks_and_dropping_them_frees_the_workers() 
         )
         .unwrap();
 }
+
+#[test]
+fn an_array_persisted_by_the_embedded_client_travels_to_a_cluster_as_data() {
+    let cluster = Cluster::start(2).unwrap();
+    cluster.wait_for_workers(2).unwrap();
+    let remote = cluster.client().unwrap();
+    let local = Client::local();
+    let x = Rng::new(9).random(&[300, 200], vec![100, 50]).sin();
+    let kept = local.persist(&x).unwrap();
+    // Small (480 KB): the kept values go in the plan.
+    let y = (&kept * 3.0).sum_axis(0);
+    let got = remote.run(&[&y]).unwrap().outputs;
+    assert_eq!(got, local.run(&[&(&x * 3.0).sum_axis(0)]).unwrap().outputs);
+    // Large (8 MB): served to the workers by the client's data plane.
+    let big = local
+        .persist(&Rng::new(10).random(&[1_000_000], 250_000))
+        .unwrap();
+    let total = remote.compute::<f64>(&big.sum()).unwrap();
+    let want = local.compute::<f64>(&big.sum()).unwrap();
+    assert_eq!(total, want);
+}

@@ -290,6 +290,13 @@ fn compute_task(
     let chunk = match &stage.kind {
         StageKind::Source(h) => Chunk::array(local.clone(), copy_box(h, &origin, &local)),
         StageKind::Read(s) => Chunk::array(local.clone(), s.read_box(&origin, &local)?),
+        StageKind::Held(h) => {
+            return h
+                .chunks
+                .get(key.chunk as usize)
+                .cloned()
+                .ok_or_else(|| internal("a persisted chunk beyond its array"));
+        }
         StageKind::Remote(_) => {
             return Err(internal(
                 "a remote source is fetched from the client by the worker, not computed",

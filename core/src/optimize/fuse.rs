@@ -128,6 +128,14 @@ fn lower_graph(graph: &Graph, opts: &LowerOptions, steps: bool) -> Result<Plan> 
                 label: format!("persisted by job {}", p.job),
                 cache: Default::default(),
             },
+            Op::Held(h) => Stage {
+                kind: StageKind::Held(h.clone()),
+                inputs: vec![],
+                meta: node.meta.clone(),
+                nodes: group_nodes,
+                label: "persisted".into(),
+                cache: Default::default(),
+            },
             Op::Read(s) => Stage {
                 kind: StageKind::Read(s.clone()),
                 inputs: vec![],

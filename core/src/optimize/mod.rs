@@ -102,6 +102,7 @@ fn cse_key(n: &Node) -> CseKey {
         Op::KeepEdges { depth } => OpKey::KeepEdges(depth.clone()),
         Op::Source(h) => OpKey::Printed(format!("source@{:p}", std::sync::Arc::as_ptr(h))),
         Op::Persisted(p) => OpKey::Printed(format!("persisted {} {}", p.job, p.stage.0)),
+        Op::Held(h) => OpKey::Printed(format!("held@{:p}", std::sync::Arc::as_ptr(h))),
         Op::Repeat(r) => OpKey::Printed(format!("repeat@{:p}", std::sync::Arc::as_ptr(r))),
         Op::Read(s) => OpKey::Printed(format!("read@{:p}", std::sync::Arc::as_ptr(s))),
         Op::MapBlocks(c) => OpKey::Printed(format!("map_blocks@{:p}", std::sync::Arc::as_ptr(c))),

@@ -19,8 +19,8 @@ pub type Runner = fn(&Args) -> anyhow::Result<Vec<Report>>;
 /// Every workload, in gallery order.
 pub const ALL: [(&str, Runner); 9] = [
     ("mag", |a| Ok(vec![mag::run(a)?])),
-    ("trig", |a| Ok(vec![trig::run(a)?])),
-    ("discriminant", |a| Ok(vec![discriminant::run(a)?])),
+    ("trig", trig::run),
+    ("discriminant", discriminant::run),
     ("harmonic", |a| Ok(vec![harmonic::run(a)?])),
     ("inc25", |a| Ok(vec![inc25::run(a)?])),
     ("fractal", fractal::run),

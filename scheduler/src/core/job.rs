@@ -187,7 +187,10 @@ impl Job {
                 let bytes =
                     accel_core::shape::size(&s.meta.chunks.max_chunk()) * s.meta.dtype.size();
                 s.inputs.is_empty()
-                    && !matches!(s.kind, accel_core::StageKind::Persisted { .. })
+                    && !matches!(
+                        s.kind,
+                        accel_core::StageKind::Persisted { .. } | accel_core::StageKind::Held(_)
+                    )
                     && consumed.contains(&k)
                     && bytes >= super::state::LARGE_ROOT_BYTES
             })
