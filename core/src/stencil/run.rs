@@ -605,20 +605,35 @@ fn keep_edges(
     if depth.iter().all(|&x| x == 0) {
         return Ok(());
     }
-    let in_band = |d: usize, x: i64| {
-        let n = shape[d] as i64;
-        let c = x.rem_euclid(n.max(1));
-        (c < depth[d] as i64) || (c >= n - depth[d] as i64)
-    };
     // Global range of the level along each axis.
     let lo: Vec<i64> = (0..nd)
         .map(|d| origin[d] as i64 - radius[d] as i64)
         .collect();
     let ext: Vec<usize> = (0..nd).map(|d| local[d] + 2 * radius[d]).collect();
+    // Per axis, whether each cell of that range lies within `depth` of an
+    // end (counted around periodic edges); the position along the axis is
+    // stepped, not divided, per cell.
+    let in_band: Vec<Vec<bool>> = (0..nd)
+        .map(|d| {
+            let n = shape[d] as i64;
+            let (m, dep) = (n.max(1), depth[d] as i64);
+            let mut c = lo[d].rem_euclid(m);
+            (0..ext[d])
+                .map(|_| {
+                    let kept = c < dep || c >= n - dep;
+                    c += 1;
+                    if c == m {
+                        c = 0;
+                    }
+                    kept
+                })
+                .collect()
+        })
+        .collect();
     let last = nd - 1;
     // The kept columns of the last axis, as runs of consecutive cells.
     let mut col_runs: Vec<(usize, usize)> = Vec::new();
-    for i in (0..ext[last]).filter(|&i| in_band(last, lo[last] + i as i64)) {
+    for i in (0..ext[last]).filter(|&i| in_band[last][i]) {
         match col_runs.last_mut() {
             Some((a, n)) if *a + *n == i => *n += 1,
             _ => col_runs.push((i, 1)),
@@ -635,7 +650,7 @@ fn keep_edges(
     let mut rows: Vec<(usize, bool)> = Vec::new();
     let mut idx = vec![0usize; last];
     loop {
-        let whole = (0..last).any(|d| in_band(d, lo[d] + idx[d] as i64));
+        let whole = (0..last).any(|d| in_band[d][idx[d]]);
         if whole || !col_runs.is_empty() {
             let at = base + (0..last).map(|d| idx[d] * lay.strides[d]).sum::<usize>();
             rows.push((at, whole));
