@@ -635,6 +635,21 @@ impl<'a> Bound<'a> {
         Ok(Some(self.operand_in(exe, &sc.slots, p.root, start, n)))
     }
 
+    /// The chain of in-place additions that is the whole program, if it is
+    /// one: then one vectorized pass over each piece does all the work (a
+    /// wider loop than the compiled one, and no per-block interpretation).
+    fn whole_chain(&self) -> Option<&super::sum_chain::SumChain> {
+        let p = &self.exe.program;
+        let root = p.root as usize;
+        let chain = self.sums.get(root)?.as_ref()?;
+        let rest_is_operands = p.instrs.iter().enumerate().all(|(k, ins)| {
+            k == root
+                || self.absorbed.get(k) == Some(&true)
+                || matches!(ins, Instr::Load { .. } | Instr::Const(_))
+        });
+        rest_is_operands.then_some(chain)
+    }
+
     /// One pass of a chain of in-place f64 additions (see `sum_chain`).
     fn sum_chain(
         &self,
@@ -817,6 +832,18 @@ impl<'a> Bound<'a> {
 
     /// Evaluates elements `offset..offset + out.len()` into `out`.
     pub fn map_slice<T: Store>(&self, out: &mut [T], offset: usize) -> Result<()> {
+        if let Some(chain) = self.whole_chain() {
+            return out
+                .par_chunks_mut(SUPER)
+                .enumerate()
+                .try_for_each(|(si, piece)| match T::view_mut(piece) {
+                    Some(ViewMut::F64(o)) => {
+                        let n = o.len();
+                        self.sum_chain(chain, offset + si * SUPER, n, o)
+                    }
+                    _ => Err(internal("sum chain into a non-f64 destination".into())),
+                });
+        }
         if let Some(compiled) = &self.jit
             && T::DTYPE == self.root_dtype()
         {
@@ -1375,6 +1402,83 @@ mod tests {
         assert_eq!(out, vec![5.0; 10]);
         let mut wrong = vec![0.0f32; 10];
         assert!(bound.run_map_into(OutSlice::F32(&mut wrong)).is_err());
+    }
+
+    /// `((a + b) + c) * w` over `n` elements, and the same with `tail` more
+    /// instructions after it (then not a chain on its own).
+    fn weighted_sum(n: usize, w: f64, tail: bool) -> Executable {
+        let mut b = ProgramBuilder::new();
+        let spec = InputSpec {
+            dtype: DType::F64,
+            shape: vec![n],
+        };
+        let [x, y, z] = [0, 1, 2].map(|_| b.input(spec.clone()));
+        let s = b.push(Instr::Binary(BinaryOp::Add, x, y), DType::F64);
+        let s = b.push(Instr::Binary(BinaryOp::Add, s, z), DType::F64);
+        let c = b.push(Instr::Const(Value::F64(w)), DType::F64);
+        let mut r = b.push(Instr::Binary(BinaryOp::Mul, s, c), DType::F64);
+        if tail {
+            r = b.push(Instr::Unary(crate::op::UnaryOp::Sqrt, r), DType::F64);
+        }
+        Executable::new(b.finish(r, vec![n]))
+    }
+
+    #[test]
+    fn a_program_that_is_one_sum_chain_runs_as_one_pass_with_the_same_bits() {
+        // Past one piece (SUPER) so the pass is split, with an odd tail.
+        let n = SUPER + 1234;
+        let special = [
+            f64::NAN,
+            f64::INFINITY,
+            -f64::INFINITY,
+            -0.0,
+            0.0,
+            1e308,
+            -1e-310,
+        ];
+        let col = |seed: u64| -> Vec<f64> {
+            (0..n as u64)
+                .map(|i| {
+                    let h = crate::kernel::generate::mix64(i ^ seed.wrapping_mul(0x9e37));
+                    if h % 7 == 0 {
+                        special[(h >> 8) as usize % special.len()]
+                    } else {
+                        (h >> 11) as f64 / (1u64 << 40) as f64 - 4096.0
+                    }
+                })
+                .collect()
+        };
+        let cols = [col(1), col(2), col(3)];
+        // Bit for bit, NaN payloads aside (as everywhere: which operand's
+        // NaN an instruction passes on is the compiler's choice).
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
+        let bufs: Vec<Buffer> = cols.iter().cloned().map(Buffer::F64).collect();
+        let shape = [n];
+        let inputs: Vec<(&[usize], &Buffer)> = bufs.iter().map(|b| (&shape[..], b)).collect();
+        for w in [0.25, -3.0, f64::NAN] {
+            let exe = weighted_sum(n, w, false);
+            let bound = Bound::new(&exe, &[0], &[n], &inputs).unwrap();
+            assert!(bound.whole_chain().is_some());
+            let Buffer::F64(got) = bound.run_map().unwrap() else {
+                panic!("float64 result expected")
+            };
+            for i in 0..n {
+                let want = ((cols[0][i] + cols[1][i]) + cols[2][i]) * w;
+                assert!(same(got[i], want), "element {i}, w = {w}");
+            }
+        }
+        // More than the chain: evaluated instruction by instruction, and
+        // the chain's bits still under the square root.
+        let exe = weighted_sum(n, 0.5, true);
+        let bound = Bound::new(&exe, &[0], &[n], &inputs).unwrap();
+        assert!(bound.whole_chain().is_none());
+        let Buffer::F64(got) = bound.run_map().unwrap() else {
+            panic!("float64 result expected")
+        };
+        for i in 0..n {
+            let want = (((cols[0][i] + cols[1][i]) + cols[2][i]) * 0.5).sqrt();
+            assert!(same(got[i], want), "element {i}");
+        }
     }
 
     #[test]

@@ -645,33 +645,28 @@ fn keep_edges(
         + (0..last)
             .map(|d| (lo[d] - lay.start[d]) as usize * lay.strides[d])
             .sum::<usize>();
-    // Per row of the level (all axes but the last): where it starts and
-    // whether all of it is kept.
-    let mut rows: Vec<(usize, bool)> = Vec::new();
-    let mut idx = vec![0usize; last];
-    loop {
-        let whole = (0..last).any(|d| in_band[d][idx[d]]);
-        if whole || !col_runs.is_empty() {
-            let at = base + (0..last).map(|d| idx[d] * lay.strides[d]).sum::<usize>();
-            rows.push((at, whole));
-        }
-        if !shape::next_index(&mut idx, &ext[..last]) {
-            break;
-        }
+    /// The level's rows (every axis but the last), walked in order.
+    struct Rows<'a> {
+        base: usize,
+        strides: &'a [usize],
+        ext: &'a [usize],
+        in_band: &'a [Vec<bool>],
+        cols: &'a [(usize, usize)],
     }
-    fn keep<T: Copy>(
-        s: &[T],
-        d: &mut [T],
-        rows: &[(usize, bool)],
-        run: usize,
-        cols: &[(usize, usize)],
-    ) -> Option<()> {
-        for &(at, whole) in rows {
+    // Rows are walked in place (no list of them): this runs per level of
+    // every task, and a list would be a heap block per call.
+    fn keep<T: Copy>(s: &[T], d: &mut [T], w: &Rows<'_>) -> Option<()> {
+        let last = w.ext.len() - 1;
+        let run = w.ext[last];
+        let mut idx = vec![0usize; last];
+        loop {
+            let whole = (0..last).any(|k| w.in_band[k][idx[k]]);
+            let at = w.base + (0..last).map(|k| idx[k] * w.strides[k]).sum::<usize>();
             if whole {
                 d.get_mut(at..at + run)?
                     .copy_from_slice(s.get(at..at + run)?);
             } else {
-                for &(c, n) in cols {
+                for &(c, n) in w.cols {
                     // Usually one cell per edge: no memcpy call for it.
                     if n == 1 {
                         *d.get_mut(at + c)? = *s.get(at + c)?;
@@ -681,17 +676,25 @@ fn keep_edges(
                     }
                 }
             }
+            if !shape::next_index(&mut idx, &w.ext[..last]) {
+                return Some(());
+            }
         }
-        Some(())
     }
-    let run = ext[last];
+    let w = Rows {
+        base,
+        strides: &lay.strides,
+        ext: &ext,
+        in_band: &in_band,
+        cols: &col_runs,
+    };
     let ok = match (old, out) {
-        (Buffer::Bool(s), Buffer::Bool(d)) => keep(s, d, &rows, run, &col_runs),
-        (Buffer::I32(s), Buffer::I32(d)) => keep(s, d, &rows, run, &col_runs),
-        (Buffer::I64(s), Buffer::I64(d)) => keep(s, d, &rows, run, &col_runs),
-        (Buffer::F32(s), Buffer::F32(d)) => keep(s, d, &rows, run, &col_runs),
-        (Buffer::F64(s), Buffer::F64(d)) => keep(s, d, &rows, run, &col_runs),
-        (Buffer::C128(s), Buffer::C128(d)) => keep(s, d, &rows, run, &col_runs),
+        (Buffer::Bool(s), Buffer::Bool(d)) => keep(s, d, &w),
+        (Buffer::I32(s), Buffer::I32(d)) => keep(s, d, &w),
+        (Buffer::I64(s), Buffer::I64(d)) => keep(s, d, &w),
+        (Buffer::F32(s), Buffer::F32(d)) => keep(s, d, &w),
+        (Buffer::F64(s), Buffer::F64(d)) => keep(s, d, &w),
+        (Buffer::C128(s), Buffer::C128(d)) => keep(s, d, &w),
         _ => None,
     };
     ok.ok_or_else(|| internal("stencil kept edges out of range"))
