@@ -1440,7 +1440,7 @@ mod tests {
             (0..n as u64)
                 .map(|i| {
                     let h = crate::kernel::generate::mix64(i ^ seed.wrapping_mul(0x9e37));
-                    if h % 7 == 0 {
+                    if h.is_multiple_of(7) {
                         special[(h >> 8) as usize % special.len()]
                     } else {
                         (h >> 11) as f64 / (1u64 << 40) as f64 - 4096.0
