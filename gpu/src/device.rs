@@ -10,7 +10,6 @@ use accel_core::dtype::DType;
 use accel_core::kernel::Program;
 use accel_core::kernel::ir::Instr;
 use accel_core::shape;
-use wgpu::util::DeviceExt;
 
 use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
@@ -132,6 +131,9 @@ pub struct Gpu {
     /// Serializes submissions: one kernel at a time keeps memory bounded
     /// and the device's queue short (the CPU pool runs the rest).
     submit: Mutex<()>,
+    /// Device buffers of finished kernels, reused by the next ones.
+    pool: crate::pool::BufferPool,
+    max_buffer: u64,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -209,6 +211,8 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             submit: Mutex::new(()),
+            pool: Default::default(),
+            max_buffer: limits.max_buffer_size,
             fma: crate::wgsl_math::Fma::Native,
             by_program: Default::default(),
         };
@@ -220,6 +224,11 @@ impl Gpu {
 
     pub fn summary(&self) -> &AdapterSummary {
         &self.summary
+    }
+
+    /// Device buffers kept for the next kernels.
+    pub fn kept_buffers(&self) -> usize {
+        self.pool.kept()
     }
 
     /// Kernels run, elements computed and pipelines compiled so far.
@@ -285,47 +294,38 @@ impl Gpu {
     ) -> Result<Buffer> {
         let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
         let out_bytes = (n * root.size().max(4)) as u64;
-        let uploads: Vec<wgpu::Buffer> = std::iter::once(bytes_of_words(meta))
-            .chain(inputs)
-            .map(|bytes| {
-                self.device
-                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                        label: None,
-                        contents: &bytes,
-                        usage: wgpu::BufferUsages::STORAGE,
-                    })
-            })
-            .collect();
-        let out = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("out"),
-            size: out_bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        use wgpu::BufferUsages as U;
+        let take =
+            |bytes: u64, usage: U| self.pool.take(&self.device, bytes, usage, self.max_buffer);
+        // (buffer, bytes bound): pooled buffers may be larger than their contents.
+        let mut bound: Vec<(wgpu::Buffer, u64)> = Vec::with_capacity(inputs.len() + 3);
+        for bytes in std::iter::once(bytes_of_words(meta)).chain(inputs) {
+            let b = take(bytes.len() as u64, U::STORAGE | U::COPY_DST);
+            self.queue.write_buffer(&b, 0, &bytes);
+            bound.push((b, bytes.len() as u64));
+        }
+        bound.push((take(out_bytes, U::STORAGE | U::COPY_SRC), out_bytes));
         // One word after the result: elements outside a transcendental's fast range.
-        let status = pipe.shader.flags.then(|| {
-            self.device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("status"),
-                    contents: &[0u8; 4],
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                })
-        });
-        let readback_bytes = out_bytes + if status.is_some() { 4 } else { 0 };
-        let readback = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: readback_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = uploads
+        if pipe.shader.flags {
+            let s = take(4, U::STORAGE | U::COPY_SRC | U::COPY_DST);
+            self.queue.write_buffer(&s, 0, &[0u8; 4]);
+            bound.push((s, 4));
+        }
+        let status_at = pipe.shader.flags.then(|| bound.len() - 1);
+        let out_at = bound.len() - 1 - usize::from(pipe.shader.flags);
+        let readback_bytes = out_bytes + if pipe.shader.flags { 4 } else { 0 };
+        let readback = take(readback_bytes, U::MAP_READ | U::COPY_DST);
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = bound
             .iter()
-            .chain([&out])
-            .chain(status.as_ref())
             .enumerate()
-            .map(|(k, b)| wgpu::BindGroupEntry {
+            .map(|(k, (b, bytes))| wgpu::BindGroupEntry {
                 binding: k as u32,
-                resource: b.as_entire_binding(),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b,
+                    offset: 0,
+                    // A binding is at least one word (an empty input binds one).
+                    size: std::num::NonZeroU64::new((*bytes).max(4)),
+                }),
             })
             .collect();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -350,9 +350,9 @@ impl Gpu {
             };
             pass.dispatch_workgroups(gx, gy, 1);
         }
-        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
-        if let Some(s) = &status {
-            enc.copy_buffer_to_buffer(s, 0, &readback, out_bytes, 4);
+        enc.copy_buffer_to_buffer(&bound[out_at].0, 0, &readback, 0, out_bytes);
+        if let Some(k) = status_at {
+            enc.copy_buffer_to_buffer(&bound[k].0, 0, &readback, out_bytes, 4);
         }
         let guard = self
             .submit
@@ -361,7 +361,7 @@ impl Gpu {
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         readback
-            .slice(..)
+            .slice(..readback_bytes)
             .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
         self.device
             .poll(wgpu::PollType::Wait {
@@ -381,7 +381,7 @@ impl Gpu {
             .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
         let (data, special) = {
             let view = readback
-                .slice(..)
+                .slice(..readback_bytes)
                 .get_mapped_range()
                 .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
             let special = view
@@ -390,6 +390,9 @@ impl Gpu {
             (download(root, &view, n), special)
         };
         readback.unmap();
+        // The kernel is done with every buffer (the wait above): keep them.
+        self.pool
+            .give(bound.into_iter().map(|(b, _)| b).chain([readback]));
         if special > 0 {
             return Err(Error::SpecialValues(special));
         }

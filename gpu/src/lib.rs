@@ -10,6 +10,7 @@ pub mod cuda;
 pub mod device;
 mod memo;
 mod offload;
+mod pool;
 pub mod spirv;
 pub mod wgsl;
 pub mod wgsl_math;

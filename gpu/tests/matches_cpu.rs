@@ -443,6 +443,65 @@ fn transcendentals_follow_the_cpus_kernels() {
     ));
 }
 
+/// Kernels reuse the device buffers of earlier ones: a smaller chunk in a
+/// larger buffer, and a status word left set by a chunk sent back to the
+/// CPU, still give the CPU's bits; one set of buffers serves a stage.
+#[test]
+fn reused_device_buffers_carry_nothing_over() {
+    let gpu = lavapipe();
+    let sine = |n: usize| {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![n],
+        });
+        let s = b.push(Instr::Unary(UnaryOp::Sin, x), DType::F64);
+        Executable::new(b.finish(s, vec![n]))
+    };
+    let run = |xs: &[f64]| {
+        let n = xs.len();
+        let exe = sine(n);
+        let buf = Buffer::F64(xs.to_vec());
+        let shape = [n];
+        let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &buf)];
+        let got = gpu.run_map(&exe.program, &[0], &[n], &views);
+        (exe, buf, got)
+    };
+    // 30 elements, then 20 in the same (256-byte) buffers.
+    let (exe, buf, got) = run(&(0..30).map(|i| i as f64 * 0.1).collect::<Vec<_>>());
+    assert_same(
+        "30",
+        &exe,
+        &got.expect("runs"),
+        &cpu(&exe, &[0], &[30], &[(&[30], &buf)]),
+    );
+    let kept = gpu.kept_buffers();
+    assert!(kept >= 4, "{kept} buffers kept");
+    let (exe, buf, got) = run(&(0..20).map(|i| 1.0 - i as f64 * 0.05).collect::<Vec<_>>());
+    assert_same(
+        "20",
+        &exe,
+        &got.expect("runs"),
+        &cpu(&exe, &[0], &[20], &[(&[20], &buf)]),
+    );
+    // A value outside sin's fast range sets the status word: the chunk
+    // goes back to the CPU, and the next kernel starts from a clear word.
+    let (_, _, got) = run(&[0.5, 1e300, 0.25]);
+    assert!(matches!(got, Err(accel_gpu::Error::SpecialValues(1))));
+    let (exe, buf, got) = run(&[0.5, 0.75, 0.25]);
+    assert_same(
+        "after",
+        &exe,
+        &got.expect("runs"),
+        &cpu(&exe, &[0], &[3], &[(&[3], &buf)]),
+    );
+    assert_eq!(
+        gpu.kept_buffers(),
+        kept,
+        "every kernel reused the same buffers"
+    );
+}
+
 /// Complex arithmetic (the CPU's formulas), the correctly rounded modulus,
 /// parts, squares, equality, `where` and casts: random chains over inputs
 /// with special values give the CPU's bits (chunks that meet a modulus
