@@ -59,10 +59,27 @@ pub(super) fn run(
             let View::Bool(stop) = value(body, sc, &inputs, l.stop, m) else {
                 return Err(internal("stop flag is not bool".into()));
             };
+            // Split without a branch per element (the stop flags of a
+            // diverging fractal are unpredictable): each index is written to
+            // both lists and only one of them advances.
+            // Counted first (a vectorized pass): a trip where nothing stops
+            // moves nothing.
+            let stopped = stop.iter().filter(|&&s| s).count();
             keep.clear();
             done.clear();
-            for (i, &s) in stop.iter().enumerate() {
-                if s { &mut done } else { &mut keep }.push(i as u32);
+            if stopped > 0 {
+                // One slot of slack: the write past the last kept index.
+                keep.resize(m - stopped + 1, 0);
+                done.resize(stopped + 1, 0);
+                let (mut nk, mut nd) = (0, 0);
+                for (i, &s) in stop.iter().enumerate() {
+                    keep[nk] = i as u32;
+                    done[nd] = i as u32;
+                    nk += usize::from(!s);
+                    nd += usize::from(s);
+                }
+                keep.truncate(nk);
+                done.truncate(nd);
             }
             let finished = value(body, sc, &inputs, l.next[result], m);
             scatter(finished, &done, &lanes, &mut out)?;
