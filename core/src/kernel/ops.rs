@@ -485,9 +485,11 @@ pub fn select(c: View<'_>, a: View<'_>, b: View<'_>, mut o: ViewMut<'_>) -> Resu
         return Err(mismatch("where", &c, &o));
     };
     let c = &c[..n];
+    // Zipped (no index checks), so the compiler turns it into vector
+    // blends instead of a branch per element on unpredictable masks.
     fn sel<T: Copy>(c: &[bool], a: &[T], b: &[T], o: &mut [T]) {
-        for k in 0..c.len() {
-            o[k] = if c[k] { a[k] } else { b[k] };
+        for (((o, &c), &a), &b) in o.iter_mut().zip(c).zip(a).zip(b) {
+            *o = if c { a } else { b };
         }
     }
     match (a, b, &mut o) {
@@ -495,14 +497,23 @@ pub fn select(c: View<'_>, a: View<'_>, b: View<'_>, mut o: ViewMut<'_>) -> Resu
         (View::I32(a), View::I32(b), ViewMut::I32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
         (View::I64(a), View::I64(b), ViewMut::I64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
         (View::F32(a), View::F32(b), ViewMut::F32(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
-        (View::F64(a), View::F64(b), ViewMut::F64(o)) => sel(c, &a[..n], &b[..n], &mut o[..n]),
+        (View::F64(a), View::F64(b), ViewMut::F64(o)) => sel_f64(c, &a[..n], &b[..n], &mut o[..n]),
         (View::C128(ar, ai), View::C128(br, bi), ViewMut::C128(or, oi)) => {
-            sel(c, &ar[..n], &br[..n], &mut or[..n]);
-            sel(c, &ai[..n], &bi[..n], &mut oi[..n]);
+            sel_f64(c, &ar[..n], &br[..n], &mut or[..n]);
+            sel_f64(c, &ai[..n], &bi[..n], &mut oi[..n]);
         }
         _ => return Err(mismatch("where", &a, &o)),
     }
     Ok(())
+}
+
+/// `where` over float64 as bit masks: the same values (bits and all) as
+/// picking, in a form that always vectorizes.
+fn sel_f64(c: &[bool], a: &[f64], b: &[f64], o: &mut [f64]) {
+    for (((o, &c), &a), &b) in o.iter_mut().zip(c).zip(a).zip(b) {
+        let m = 0u64.wrapping_sub(u64::from(c));
+        *o = f64::from_bits((a.to_bits() & m) | (b.to_bits() & !m));
+    }
 }
 
 fn cast_real<A, B>(a: &[A], o: &mut [B])
