@@ -11,8 +11,13 @@ n="${1:-2}"
 shift || true
 threads="${ACCEL_NTHREADS:-1}"
 
-cargo build --release -q -p accel-scheduler -p accel-worker
-bin=target/release
+# ACCEL_BIN: a folder holding accel-scheduler and accel-worker (default: build them).
+if [ -n "${ACCEL_BIN:-}" ]; then
+  bin="$ACCEL_BIN"
+else
+  cargo build --release -q -p accel-scheduler -p accel-worker
+  bin=target/release
+fi
 logs=$(mktemp -d)
 pids=()
 cleanup() {
@@ -25,7 +30,8 @@ trap cleanup EXIT INT TERM
 "$bin/accel-scheduler" --port 0 --dashboard-address 127.0.0.1:0 >"$logs/scheduler.out" 2>"$logs/scheduler.log" &
 pids+=($!)
 for _ in $(seq 100); do
-  addr=$(grep -o 'http://[0-9.:]*' "$logs/scheduler.out" 2>/dev/null || true)
+  # The first address printed is the scheduler's (the dashboard's follows).
+  addr=$(grep -o -m1 'http://[0-9.:]*' "$logs/scheduler.out" 2>/dev/null | head -n1 || true)
   [ -n "$addr" ] && break
   sleep 0.05
 done
