@@ -51,6 +51,27 @@ impl Report {
         }
     }
 
+    /// This report as `variant`, with the plan's graphs written under its file stem.
+    pub fn with_graphs(
+        mut self,
+        variant: Option<&'static str>,
+        out: &std::path::Path,
+        planned: &Planned,
+    ) -> anyhow::Result<Report> {
+        self.variant = variant;
+        self.notes
+            .push(write_graphs(out, &self.file_stem(), planned)?);
+        Ok(self)
+    }
+
+    /// The name of this report's files: the workload, and its variant if any.
+    pub fn file_stem(&self) -> String {
+        match self.variant {
+            None => self.name.to_string(),
+            Some(v) => format!("{}-{v}", self.name),
+        }
+    }
+
     pub fn ns_per_element(&self) -> f64 {
         self.time.as_secs_f64() * 1e9 / self.elements.max(1) as f64
     }

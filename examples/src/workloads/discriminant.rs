@@ -44,14 +44,8 @@ pub fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
             n,
             n * bytes,
             time,
-        );
-        r.variant = variant;
-        let name = match variant {
-            None => "discriminant".to_string(),
-            Some(v) => format!("discriminant-{v}"),
-        };
-        r.notes
-            .push(crate::report::write_graphs(&args.out, &name, &planned)?);
+        )
+        .with_graphs(variant, &args.out, &planned)?;
         r.check = format!("max rel err {err:.1e}");
         reports.push(r);
     }

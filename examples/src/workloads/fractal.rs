@@ -106,10 +106,6 @@ pub fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
             "fractal{} differs from the scalar reference in {diff} pixels",
             variant.map(|v| format!(" [{v}]")).unwrap_or_default()
         );
-        let name = match variant {
-            None => "fractal".to_string(),
-            Some(v) => format!("fractal-{v}"),
-        };
         let mut r = Report::new(
             "fractal",
             size.clone(),
@@ -117,10 +113,8 @@ pub fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
             height * width,
             height * width * 4,
             time,
-        );
-        r.variant = variant;
-        r.notes
-            .push(crate::report::write_graphs(&args.out, &name, &planned)?);
+        )
+        .with_graphs(variant, &args.out, &planned)?;
         r.check = "identical int32 image".into();
         if variant.is_none() {
             let png = args.out.join("fractal.png");

@@ -43,14 +43,8 @@ pub fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
             n * n,
             n * n * 8,
             time,
-        );
-        r.variant = variant;
-        let name = match variant {
-            None => "trig".to_string(),
-            Some(v) => format!("trig-{v}"),
-        };
-        r.notes
-            .push(crate::report::write_graphs(&args.out, &name, &planned)?);
+        )
+        .with_graphs(variant, &args.out, &planned)?;
         r.check = format!("max rel err {err:.1e}");
         reports.push(r);
     }
