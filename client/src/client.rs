@@ -356,31 +356,35 @@ impl Client {
                 Ok(Array::from_expr(Op::Persisted(Arc::new(p)), vec![], meta))
             }
             None => {
-                let held = self.hold(&planned.plan, meta.clone())?;
-                Ok(Array::from_expr(Op::Held(Arc::new(held)), vec![], meta))
+                let held = self.hold(&planned.plan)?;
+                // Chunked as the array says: kept as they are; otherwise (a
+                // plan that chunks its output its own way) as one host array.
+                let op = if held.meta == meta {
+                    Op::Held(Arc::new(held))
+                } else {
+                    Op::Source(Arc::new(held.assemble()?))
+                };
+                Ok(Array::from_expr(op, vec![], meta))
             }
         }
     }
 
     /// Runs `plan` (one output) here and keeps its chunks as they are: later
     /// tasks take them over without copying.
-    fn hold(&self, plan: &Plan, meta: accel_core::op::Meta) -> Result<accel_core::op::HeldArray> {
+    fn hold(&self, plan: &Plan) -> Result<accel_core::op::HeldArray> {
         let out = *plan
             .outputs
             .first()
             .ok_or_else(|| Error::Invalid("no output".into()))?;
-        if plan.stage(out).meta != meta {
-            return Err(Error::Invalid(format!(
-                "persist: the plan computes {} for an array of {meta}",
-                plan.stage(out).meta
-            )));
-        }
+        let meta = plan.stage(out).meta.clone();
         let mut chunks: Vec<Option<Arc<accel_core::Chunk>>> = vec![None; meta.chunks.count()];
         run_plan(
             Arc::new(plan.clone()),
             HashMap::new(),
             |_, key, chunk| {
-                if let Some(slot) = chunks.get_mut(key.chunk as usize) {
+                if key.stage == out
+                    && let Some(slot) = chunks.get_mut(key.chunk as usize)
+                {
                     *slot = Some(chunk.clone());
                 }
                 Ok(())

@@ -83,3 +83,34 @@ fn from_owned_takes_the_array_and_matches_from_ndarray() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn any_array_persists_and_computes_as_the_original() {
+    let local = Client::local();
+    let x = Rng::new(11).random(&[90, 60], vec![40, 25]);
+    let five: [(&[i64], f64); 4] = [
+        (&[1, 0], 0.25),
+        (&[-1, 0], 0.25),
+        (&[0, 1], 0.25),
+        (&[0, -1], 0.25),
+    ];
+    let cases: Vec<accel::Array> = vec![
+        x.sum(),
+        x.sum_axis(1),
+        x.rechunk(vec![30, 60]),
+        x.gt(0.5),
+        x.iterate(7, |t| t.stencil(&five, accel::Boundary::Fixed)),
+    ];
+    for a in cases {
+        let kept = local.persist(&a).unwrap();
+        assert_eq!(
+            local.run(&[&kept]).unwrap().outputs,
+            local.run(&[&a]).unwrap().outputs
+        );
+        let twice = |v: &accel::Array| v.astype(accel::DType::F64) * 2.0;
+        assert_eq!(
+            local.run(&[&twice(&kept)]).unwrap().outputs,
+            local.run(&[&twice(&a)]).unwrap().outputs
+        );
+    }
+}
