@@ -40,6 +40,14 @@ fn cpu(
         .expect("interpreter runs")
 }
 
+/// Inputs as (chunk shape, data), in program order.
+fn paired<'a, const N: usize>(
+    shapes: &'a [Vec<usize>; N],
+    data: [&'a Buffer; N],
+) -> Vec<(&'a [usize], &'a Buffer)> {
+    shapes.iter().map(Vec::as_slice).zip(data).collect()
+}
+
 fn assert_same(case: &str, exe: &Executable, gpu: &Buffer, cpu: &Buffer) {
     assert_eq!(gpu.dtype(), cpu.dtype(), "{case}");
     let (g, c) = (bits(gpu), bits(cpu));
@@ -124,11 +132,7 @@ fn broadcast_and_strided_inputs_line_up_as_on_the_cpu() {
     let ws = Buffer::F64((0..cols).map(|k| 1.0 / (k as f64 + 1.0)).collect());
     let cs = Buffer::I32((0..rows).map(|k| k as i32 * 7 - 100).collect());
     let shapes = [vec![rows, cols], vec![cols], vec![rows, 1]];
-    let views: Vec<(&[usize], &Buffer)> = shapes
-        .iter()
-        .map(|s| s.as_slice())
-        .zip([&xs, &ws, &cs])
-        .collect();
+    let views = paired(&shapes, [&xs, &ws, &cs]);
     let got = gpu
         .run_map(&exe.program, &[0, 0], &[rows, cols], &views)
         .expect("runs");
@@ -146,11 +150,7 @@ fn broadcast_and_strided_inputs_line_up_as_on_the_cpu() {
         Buffer::I32((0..half).map(|k| k as i32).collect()),
     );
     let shapes = [vec![half, cols], vec![cols], vec![half, 1]];
-    let views: Vec<(&[usize], &Buffer)> = shapes
-        .iter()
-        .map(|s| s.as_slice())
-        .zip([&xs, &ws, &cs])
-        .collect();
+    let views = paired(&shapes, [&xs, &ws, &cs]);
     let got = gpu
         .run_map(&exe.program, &[half, 0], &[half, cols], &views)
         .expect("runs");

@@ -38,14 +38,7 @@ impl Sim {
     }
 
     pub fn worker(&mut self, id: u32, nthreads: u32) -> Vec<Command> {
-        self.step([Event::WorkerJoined {
-            worker: WorkerId(id),
-            name: format!("w{id}"),
-            nthreads,
-            memory_limit: None,
-            functions: Vec::new(),
-            gpus: 0,
-        }])
+        self.gpu_worker(id, nthreads, 0)
     }
 
     /// A worker whose fused kernels run on `gpus` GPUs.
