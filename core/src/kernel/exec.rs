@@ -7,7 +7,7 @@ use std::sync::Arc;
 use num_complex::Complex64;
 use rayon::prelude::*;
 
-use super::generate::{fill_index, generate};
+use super::generate::{fill_affine_f64, fill_index, generate};
 use super::ir::Reg;
 use super::ir::{Instr, Program};
 use super::ops;
@@ -569,14 +569,22 @@ impl<'a> Bound<'a> {
                     continue;
                 }
                 Instr::Gen { kind, strides, .. } => {
-                    fill_index(
-                        self.gen_base[k],
-                        strides,
-                        &self.local_shape,
-                        start,
-                        &mut sc.index[..n],
-                    );
-                    generate(kind, &sc.index[..n], &mut sc.slots[dst]);
+                    let base = self.gen_base[k];
+                    let direct = match &mut sc.slots[dst] {
+                        Slot::F64(o) => fill_affine_f64(
+                            kind,
+                            base,
+                            strides,
+                            &self.local_shape,
+                            start,
+                            &mut o[..n],
+                        ),
+                        _ => false,
+                    };
+                    if !direct {
+                        fill_index(base, strides, &self.local_shape, start, &mut sc.index[..n]);
+                        generate(kind, &sc.index[..n], &mut sc.slots[dst]);
+                    }
                     continue;
                 }
                 _ => {}

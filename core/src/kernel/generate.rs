@@ -3,15 +3,34 @@
 use super::slot::Slot;
 use crate::op::GenKind;
 
-/// Fills `out` with `base + Σ coord[d] * strides[d]` for the row-major positions
-/// `start..start + out.len()` of an array of `shape` (coordinates local to it).
-pub fn fill_index(base: i64, strides: &[i64], shape: &[usize], start: usize, out: &mut [i64]) {
+/// Walks the row-major positions `start..start + len` of an array of `shape`
+/// (coordinates local to it) as runs along the last axis, calling
+/// `f(k, i0, s, run)`: positions `k..k + run` have counters `i0 + t * s`,
+/// where a counter is `base + Σ coord[d] * strides[d]`.
+fn walk_runs(
+    base: i64,
+    strides: &[i64],
+    shape: &[usize],
+    start: usize,
+    len: usize,
+    mut f: impl FnMut(usize, i64, i64, usize),
+) {
     let nd = shape.len();
-    if nd == 0 || out.is_empty() {
-        out.iter_mut().for_each(|x| *x = base);
+    if nd == 0 || len == 0 {
+        if len > 0 {
+            f(0, base, 0, len);
+        }
         return;
     }
-    let mut coord = vec![0usize; nd];
+    // Called per block: coordinates stay on the stack for the usual ranks.
+    let mut stack = [0usize; 8];
+    let mut heap = Vec::new();
+    let coord: &mut [usize] = if nd <= stack.len() {
+        &mut stack[..nd]
+    } else {
+        heap.resize(nd, 0);
+        &mut heap
+    };
     let mut rem = start;
     for d in (0..nd).rev() {
         let n = shape[d].max(1);
@@ -27,11 +46,9 @@ pub fn fill_index(base: i64, strides: &[i64], shape: &[usize], start: usize, out
     let inner = nd - 1;
     let s = strides[inner];
     let mut k = 0;
-    while k < out.len() {
-        let run = (shape[inner] - coord[inner]).min(out.len() - k);
-        for (t, o) in out[k..k + run].iter_mut().enumerate() {
-            *o = idx + t as i64 * s;
-        }
+    while k < len {
+        let run = (shape[inner] - coord[inner]).min(len - k);
+        f(k, idx, s, run);
         k += run;
         idx += run as i64 * s;
         coord[inner] += run;
@@ -53,6 +70,91 @@ pub fn fill_index(base: i64, strides: &[i64], shape: &[usize], start: usize, out
             coord[d] = 0;
         }
     }
+}
+
+/// Fills `out` with `base + Σ coord[d] * strides[d]` for the row-major positions
+/// `start..start + out.len()` of an array of `shape` (coordinates local to it).
+pub fn fill_index(base: i64, strides: &[i64], shape: &[usize], start: usize, out: &mut [i64]) {
+    walk_runs(base, strides, shape, start, out.len(), |k, i0, s, run| {
+        if s == 1 {
+            for (t, o) in out[k..k + run].iter_mut().enumerate() {
+                *o = i0 + t as i64;
+            }
+        } else {
+            for (t, o) in out[k..k + run].iter_mut().enumerate() {
+                *o = i0 + t as i64 * s;
+            }
+        }
+    });
+}
+
+/// Counters up to this magnitude are exact in f64.
+const EXACT: u64 = 1 << 53;
+
+/// Fills `out` with an `arange` or `linspace` generator's f64 values straight
+/// from the index walk, with the bits `fill_index` + `generate` give: the
+/// counter is computed in f64, exact while every counter is below 2^53 (then
+/// `i as f64` is the same number). False, with `out` untouched, for other
+/// kinds or larger counters.
+pub fn fill_affine_f64(
+    kind: &GenKind,
+    base: i64,
+    strides: &[i64],
+    shape: &[usize],
+    start: usize,
+    out: &mut [f64],
+) -> bool {
+    let (first, step, last) = match *kind {
+        GenKind::Arange { start, step } => (start, step, None),
+        GenKind::Linspace {
+            start,
+            stop,
+            num,
+            endpoint,
+        } => {
+            let (step, last) = linspace_step(start, stop, num, endpoint);
+            (start, step, (last >= 0).then_some((last, stop)))
+        }
+        GenKind::Uniform { .. } | GenKind::Normal { .. } => return false,
+    };
+    let reach = strides
+        .iter()
+        .zip(shape)
+        .map(|(s, &n)| s.unsigned_abs().saturating_mul(n.saturating_sub(1) as u64))
+        .fold(base.unsigned_abs(), u64::saturating_add);
+    if reach >= EXACT {
+        return false;
+    }
+    let len = out.len();
+    walk_runs(base, strides, shape, start, len, move |k, i0, s, run| {
+        let (i0f, sf) = (i0 as f64, s as f64);
+        let dst = &mut out[k..k + run];
+        // Four counters stepped by 4.0 (exact integers) so the loop vectorizes.
+        let mut lanes = [0.0, 1.0, 2.0, 3.0];
+        let mut quads = dst.chunks_exact_mut(4);
+        for q in &mut quads {
+            for (o, t) in q.iter_mut().zip(&mut lanes) {
+                *o = first + (i0f + *t * sf) * step;
+                *t += 4.0;
+            }
+        }
+        for (o, t) in quads.into_remainder().iter_mut().zip(lanes) {
+            *o = first + (i0f + t * sf) * step;
+        }
+        if let Some((last, stop)) = last {
+            if s == 0 {
+                if i0 == last {
+                    dst.fill(stop);
+                }
+            } else if (last - i0) % s == 0
+                && let Ok(t) = usize::try_from((last - i0) / s)
+                && let Some(o) = dst.get_mut(t)
+            {
+                *o = stop;
+            }
+        }
+    });
+    true
 }
 
 /// SplitMix64's output function: a bijective 64-bit mixer.
@@ -202,6 +304,96 @@ mod tests {
         let mut part = vec![0; 5];
         fill_index(5, &strides, &shape, 4, &mut part);
         assert_eq!(part, want[4..9]);
+    }
+
+    /// The reference: counters first, then values from them.
+    fn by_index(
+        kind: &GenKind,
+        base: i64,
+        strides: &[i64],
+        shape: &[usize],
+        start: usize,
+        n: usize,
+    ) -> Vec<f64> {
+        let mut idx = vec![0; n];
+        fill_index(base, strides, shape, start, &mut idx);
+        let mut out = vec![0.0; n];
+        fill_f64(kind, &idx, &mut out);
+        out
+    }
+
+    #[test]
+    fn ranges_filled_from_the_walk_have_the_bits_of_the_counters() {
+        let kinds = [
+            GenKind::Arange {
+                start: -3.25,
+                step: 0.1,
+            },
+            GenKind::Arange {
+                start: 0.0,
+                step: 1.0,
+            },
+            GenKind::Linspace {
+                start: -1.5,
+                stop: 0.0,
+                num: 2400,
+                endpoint: true,
+            },
+            GenKind::Linspace {
+                start: 2.0,
+                stop: 7.0,
+                num: 11,
+                endpoint: false,
+            },
+        ];
+        let layouts: [(i64, &[i64], &[usize]); 5] = [
+            (0, &[7, 1], &[5, 7]),
+            (2399, &[0, -1], &[3, 2400]),
+            (11, &[4001, 0, 3], &[4, 2, 9]),
+            (5, &[], &[]),
+            (10, &[1], &[2401]),
+        ];
+        for kind in &kinds {
+            for (base, strides, shape) in layouts {
+                let size: usize = shape.iter().product();
+                for (start, n) in [
+                    (0, size),
+                    (1, size.saturating_sub(3)),
+                    (size / 2, size - size / 2),
+                ] {
+                    let want = by_index(kind, base, strides, shape, start, n);
+                    let mut got = vec![f64::NAN; n];
+                    assert!(fill_affine_f64(kind, base, strides, shape, start, &mut got));
+                    let same = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{kind:?} base {base} strides {strides:?} from {start}: {got:?} vs {want:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn counters_past_two_to_the_53_and_random_kinds_are_left_to_the_index_path() {
+        let arange = GenKind::Arange {
+            start: 0.0,
+            step: 1.0,
+        };
+        let mut out = vec![0.0; 4];
+        assert!(!fill_affine_f64(&arange, 1 << 53, &[1], &[4], 0, &mut out));
+        assert!(!fill_affine_f64(&arange, 0, &[1 << 52], &[4], 0, &mut out));
+        let uniform = GenKind::Uniform {
+            seed: 1,
+            stream: 0,
+            low: 0.0,
+            high: 1.0,
+        };
+        assert!(!fill_affine_f64(&uniform, 0, &[1], &[4], 0, &mut out));
+        assert_eq!(out, [0.0; 4]);
     }
 
     #[test]
