@@ -214,3 +214,194 @@ fn rows_inside_a_larger_result_are_written_in_place() {
         assert_eq!(fast[999], -1.0, "outside the chunk's columns: untouched");
     }
 }
+
+/// Parts of complex test values: points on, near and off circles of the
+/// compared radii, special values, and parts outside the modulus's safe
+/// range (huge, and tiny beside a normal part).
+const PARTS: [f64; 18] = [
+    0.0,
+    -0.0,
+    1.2,
+    1.6,
+    2.0,
+    -2.0,
+    0.5,
+    -1.5,
+    1.000_000_000_000_000_2,
+    1.999_999_999_999_999_8,
+    1e-170,
+    1e155,
+    1e200,
+    f64::NAN,
+    f64::INFINITY,
+    f64::NEG_INFINITY,
+    3.0,
+    -0.25,
+];
+
+fn complex_value(rng: &mut Rng) -> num_complex::Complex64 {
+    num_complex::Complex64::new(rng.pick(&PARTS), rng.pick(&PARTS))
+}
+
+/// A random program that computes with complex values and returns a real
+/// one: arithmetic, casts, selects, tests, moduli compared with constants
+/// (the compiled loop's proxy) and read otherwise (staged), and a complex
+/// transcendental (staged, with everything complex that reads it).
+fn complex_case(rng: &mut Rng, n: usize) -> (Executable, Vec<(Vec<usize>, Buffer)>) {
+    let mut b = ProgramBuilder::new();
+    let full = |k: usize| k.is_multiple_of(3) || n == 1;
+    let z_shape = if rng.below(4) == 0 { vec![1] } else { vec![n] };
+    let zs = Buffer::C128((0..z_shape[0]).map(|_| complex_value(rng)).collect());
+    let xs = Buffer::F64(
+        (0..n)
+            .map(|k| if full(k) { rng.pick(&PARTS) } else { 1.5 })
+            .collect(),
+    );
+    let ks = Buffer::I32((0..n).map(|k| k as i32 % 7 - 3).collect());
+    let z = b.input(InputSpec {
+        dtype: DType::C128,
+        shape: z_shape.clone(),
+    });
+    let x = b.input(InputSpec {
+        dtype: DType::F64,
+        shape: vec![n],
+    });
+    let k = b.input(InputSpec {
+        dtype: DType::I32,
+        shape: vec![n],
+    });
+    let inputs = vec![(z_shape, zs), (vec![n], xs), (vec![n], ks)];
+    let xc = b.cast(x, DType::C128);
+    let cc = b.push(Instr::Const(Value::C128(complex_value(rng))), DType::C128);
+    let (mut cs, mut reals, mut ints) = (vec![z, xc, cc], vec![x], vec![k]);
+    let mut bools = vec![b.cast(x, DType::Bool)];
+    for _ in 0..3 + rng.below(12) {
+        let (a, c) = (rng.pick(&cs), rng.pick(&cs));
+        match rng.below(11) {
+            0 | 1 => {
+                let op = rng.pick(&[BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div]);
+                cs.push(b.push(Instr::Binary(op, a, c), DType::C128));
+            }
+            2 => {
+                let op = rng.pick(&[UnaryOp::Neg, UnaryOp::Powi(2)]);
+                cs.push(b.push(Instr::Unary(op, a), DType::C128));
+            }
+            3 => {
+                let op = rng.pick(&[UnaryOp::Re, UnaryOp::Im]);
+                reals.push(b.push(Instr::Unary(op, a), DType::F64));
+            }
+            4 => {
+                let op = rng.pick(&[UnaryOp::IsNan, UnaryOp::IsFinite]);
+                bools.push(b.push(Instr::Unary(op, a), DType::Bool));
+            }
+            5 => {
+                let op = rng.pick(&[BinaryOp::Eq, BinaryOp::Ne]);
+                bools.push(b.push(Instr::Binary(op, a, c), DType::Bool));
+            }
+            6 | 7 => {
+                // A modulus read only by a comparison with a constant.
+                let m = b.push(Instr::Unary(UnaryOp::Abs, a), DType::F64);
+                let r = b.push(
+                    Instr::Const(Value::F64(rng.pick(&[2.0, 0.5, 3.0, 1e-90]))),
+                    DType::F64,
+                );
+                let op = rng.pick(&[
+                    BinaryOp::Gt,
+                    BinaryOp::Ge,
+                    BinaryOp::Lt,
+                    BinaryOp::Le,
+                    BinaryOp::Eq,
+                    BinaryOp::Ne,
+                ]);
+                let (l, rr) = if rng.below(2) == 0 { (m, r) } else { (r, m) };
+                bools.push(b.push(Instr::Binary(op, l, rr), DType::Bool));
+            }
+            8 => {
+                let cond = rng.pick(&bools);
+                if rng.below(2) == 0 {
+                    cs.push(b.push(Instr::Where(cond, a, c), DType::C128));
+                } else {
+                    let (i, j) = (rng.pick(&ints), rng.pick(&ints));
+                    ints.push(b.push(Instr::Where(cond, i, j), DType::I32));
+                    let q = b.push(
+                        Instr::Const(Value::I32(rng.below(5) as i32 - 2)),
+                        DType::I32,
+                    );
+                    bools.push(b.push(
+                        Instr::Binary(BinaryOp::Eq, *ints.last().unwrap_or(&k), q),
+                        DType::Bool,
+                    ));
+                }
+            }
+            9 => match rng.below(4) {
+                0 => bools.push(b.cast(a, DType::Bool)),
+                1 => reals.push(b.cast(a, DType::F64)),
+                2 => ints.push(b.cast(a, DType::I32)),
+                _ => {
+                    // A modulus read twice: computed in full by the interpreter.
+                    let m = b.push(Instr::Unary(UnaryOp::Abs, a), DType::F64);
+                    reals.push(b.push(Instr::Binary(BinaryOp::Add, m, m), DType::F64));
+                }
+            },
+            _ => {
+                let e = b.push(Instr::Unary(UnaryOp::Exp, a), DType::C128);
+                cs.push(b.push(Instr::Binary(BinaryOp::Add, e, c), DType::C128));
+            }
+        }
+    }
+    let root = match rng.below(3) {
+        0 => *reals.last().unwrap_or(&x),
+        1 => *ints.last().unwrap_or(&k),
+        _ => {
+            let last = *bools.last().unwrap_or(&x);
+            b.cast(last, DType::F64)
+        }
+    };
+    (Executable::new(b.finish(root, vec![n])), inputs)
+}
+
+#[test]
+fn compiled_complex_kernels_match_the_interpreter_bit_for_bit() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut compiled = 0;
+    for case in 0..600 {
+        let n = [1, 2, 7, 8, 9, 513, 1000][case % 7];
+        let (exe, inputs) = complex_case(&mut rng, n);
+        let views: Vec<(&[usize], &Buffer)> =
+            inputs.iter().map(|(s, b)| (s.as_slice(), b)).collect();
+        let bound = Bound::new(&exe, &[0], &[n], &views).expect("binds");
+        let access: Vec<jit::Access> = inputs
+            .iter()
+            .map(|(s, _)| {
+                if s[0] == 1 && n != 1 {
+                    jit::Access::Scalar
+                } else {
+                    jit::Access::Contiguous
+                }
+            })
+            .collect();
+        let lowerable = jit::split(&exe.program, &access).is_ok();
+        assert_eq!(bound.is_compiled(), lowerable, "case {case}");
+        compiled += usize::from(lowerable);
+        let fast = bound.run_map().expect("compiled run");
+        let reference = Bound::new(&exe, &[0], &[n], &views)
+            .expect("binds")
+            .interpreted()
+            .run_map()
+            .expect("interpreted run");
+        let (f, r) = (bits(&fast), bits(&reference));
+        if let Some(i) = (0..f.len()).find(|&i| f[i] != r[i]) {
+            panic!(
+                "case {case}, element {i}: compiled {:x} interpreted {:x}\n{}\ninputs: {:?}",
+                f[i],
+                r[i],
+                exe.program.listing().join("\n"),
+                inputs
+                    .iter()
+                    .map(|(_, b)| format!("{:?}", b.get(i.min(b.len() - 1))))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    assert!(compiled > 300, "{compiled} complex programs compiled");
+}

@@ -55,6 +55,25 @@ pub fn proxy_allowed(c: f64) -> bool {
     (1e-100..=1e100).contains(&c)
 }
 
+/// The squared moduli above (below) which [`modulus_proxy`] puts `+inf` (0):
+/// `x² + y²` is compared with these (computed as `x * x + y * y`, and only
+/// when below 1e200), anything else gets [`modulus_exact`].
+pub fn proxy_bounds(c: f64) -> (f64, f64) {
+    let c2 = c * c;
+    (c2 * (1.0 + MARGIN), c2 * (1.0 - MARGIN))
+}
+
+/// The modulus of one complex number, as [`hypot_f64`] computes it; called
+/// for the few points near a compared circle.
+pub fn modulus_exact(a: f64, b: f64) -> f64 {
+    let (ax, ay) = (a.abs(), b.abs());
+    if safe(ax, ay) {
+        corrected(ax, ay)
+    } else {
+        a.hypot(b)
+    }
+}
+
 /// Values that compare with `c` (by any of `< <= > >= == !=`) exactly as
 /// `hypot(x[i], y[i])` does, for `c` with [`proxy_allowed`]: the modulus of
 /// points clearly outside the circle of radius `c` is replaced by `+inf`,
@@ -63,8 +82,7 @@ pub fn proxy_allowed(c: f64) -> bool {
 /// multiplications instead of a square root and a division.
 pub fn modulus_proxy(x: &[f64], y: &[f64], c: f64, out: &mut [f64]) {
     debug_assert!(x.len() == out.len() && y.len() == out.len());
-    let c2 = c * c;
-    let (above, below) = (c2 * (1.0 + MARGIN), c2 * (1.0 - MARGIN));
+    let (above, below) = proxy_bounds(c);
     let mut near = false;
     for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
         let s = a * a + b * b;
@@ -82,12 +100,7 @@ pub fn modulus_proxy(x: &[f64], y: &[f64], c: f64, out: &mut [f64]) {
     if near {
         for ((o, &a), &b) in out.iter_mut().zip(x).zip(y) {
             if o.is_nan() {
-                let (ax, ay) = (a.abs(), b.abs());
-                *o = if safe(ax, ay) {
-                    corrected(ax, ay)
-                } else {
-                    a.hypot(b)
-                };
+                *o = modulus_exact(a, b);
             }
         }
     }

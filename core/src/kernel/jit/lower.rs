@@ -4,8 +4,12 @@
 //!
 //! Only operations whose result the interpreter defines bit for bit the same
 //! way are lowered (IEEE arithmetic, comparisons, selects, casts, exact
-//! rounding); anything else (transcendentals, generators, loops, complex
-//! numbers, strided inputs) is `Unsupported` and the interpreter runs it.
+//! rounding, complex arithmetic by the interpreter's formulas, a complex
+//! modulus compared with a constant); anything else (transcendentals,
+//! generators, loops, strided inputs) is `Unsupported` and the interpreter
+//! runs it. Complex values live in the loop as two f64 registers; a complex
+//! result, or a complex value the interpreter computes, keeps the reading
+//! part of the program in the interpreter.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -76,23 +80,37 @@ impl Split {
     }
 }
 
-/// Whether instruction `k` can be lowered (its operands aside).
-fn instr_lowers(p: &Program, k: usize, access: &[Access]) -> Result<(), Unsupported> {
-    ctype(p.dtypes[k])?;
+/// Whether instruction `k` can be lowered (its operands aside); `proxied[k]`
+/// marks a complex modulus that only a comparison with a constant reads.
+fn instr_lowers(
+    p: &Program,
+    k: usize,
+    access: &[Access],
+    proxied: &[Option<f64>],
+) -> Result<(), Unsupported> {
     match &p.instrs[k] {
         Instr::Load { input } => {
             if access.get(*input as usize) == Some(&Access::Strided) {
                 return unsupported("strided input");
             }
-            ctype(p.inputs[*input as usize].dtype).map(|_| ())
+            Ok(())
         }
-        Instr::Const(v) => ctype(v.dtype()).map(|_| ()),
-        Instr::Where(..) => Ok(()),
-        Instr::Cast(_, a) => ctype(p.dtypes[*a as usize]).map(|_| ()),
+        Instr::Const(_) | Instr::Where(..) | Instr::Cast(..) => Ok(()),
         Instr::Gen { .. } => unsupported("generated values"),
         Instr::Loop(_) => unsupported("loops"),
+        Instr::Unary(UnaryOp::Abs, _) if proxied[k].is_some() => Ok(()),
         Instr::Unary(op, a) => unary_supported(*op, p.dtypes[*a as usize]),
         Instr::Binary(op, a, _) => binary_supported(*op, p.dtypes[*a as usize]),
+    }
+}
+
+/// Whether the loop computes instruction `k` again rather than read the
+/// interpreter's block of it (constants and plain loads are as cheap).
+fn redo(p: &Program, k: usize, access: &[Access]) -> bool {
+    match p.instrs[k] {
+        Instr::Const(_) => true,
+        Instr::Load { input } => access.get(input as usize) != Some(&Access::Strided),
+        _ => false,
     }
 }
 
@@ -100,23 +118,48 @@ fn instr_lowers(p: &Program, k: usize, access: &[Access]) -> Result<(), Unsuppor
 /// the interpreter would compute the result itself.
 pub fn split(p: &Program, access: &[Access]) -> Result<Split, Unsupported> {
     let n = p.instrs.len();
-    let mut staged = vec![false; n];
-    // A comparison of a complex modulus with a constant stays with its
-    // modulus in the interpreter, which then decides which side of the
-    // constant each value is on without computing the modulus in full.
-    let mut with_modulus = vec![false; n];
-    for (_, cmp, _) in p.modulus_comparisons(&[]) {
-        with_modulus[cmp] = true;
+    if p.dtypes.get(p.root as usize) == Some(&DType::C128) {
+        return unsupported("a complex result");
     }
-    // Operands come before their readers: one backward pass closes the set.
-    for k in (0..n).rev() {
-        if with_modulus[k] || instr_lowers(p, k, access).is_err() {
-            staged[k] = true;
-        }
-        if staged[k] {
-            for r in p.instrs[k].operands() {
-                staged[r as usize] = true;
+    let mut proxied = vec![None; n];
+    let modulus = p.modulus_comparisons(&[]);
+    for &(m, _, c) in &modulus {
+        proxied[m] = Some(c);
+    }
+    let mut staged = vec![false; n];
+    // Staged values are read by the loop from blocks of real dtypes only, and
+    // a comparison of a staged modulus stays with it (the interpreter decides
+    // which side of the constant each value is on without computing the
+    // modulus in full): both stage their readers, until nothing changes.
+    loop {
+        let before = staged.iter().filter(|&&x| x).count();
+        // Operands come before their readers: one backward pass closes the set.
+        for k in (0..n).rev() {
+            if instr_lowers(p, k, access, &proxied).is_err() {
+                staged[k] = true;
             }
+            if staged[k] {
+                for r in p.instrs[k].operands() {
+                    staged[r as usize] = true;
+                }
+            }
+        }
+        for k in 0..n {
+            let complex_read = p.instrs[k].operands().iter().any(|&r| {
+                let r = r as usize;
+                staged[r] && p.dtypes[r] == DType::C128 && !redo(p, r, access)
+            });
+            if complex_read {
+                staged[k] = true;
+            }
+        }
+        for &(m, cmp, _) in &modulus {
+            if staged[m] {
+                staged[cmp] = true;
+            }
+        }
+        if staged.iter().filter(|&&x| x).count() == before {
+            break;
         }
     }
     let root = p.root as usize;
@@ -129,16 +172,9 @@ pub fn split(p: &Program, access: &[Access]) -> Result<Split, Unsupported> {
             read[r as usize] = true;
         }
     }
-    // Constants and plain loads are as cheap to redo in the loop as to pass.
-    let redo = |k: usize| match p.instrs[k] {
-        Instr::Const(v) => ctype(v.dtype()).is_ok(),
-        Instr::Load { input } => {
-            access.get(input as usize) != Some(&Access::Strided)
-                && ctype(p.inputs[input as usize].dtype).is_ok()
-        }
-        _ => false,
-    };
-    let evaluate: Vec<bool> = (0..n).map(|k| !staged[k] || (read[k] && redo(k))).collect();
+    let evaluate: Vec<bool> = (0..n)
+        .map(|k| !staged[k] || (read[k] && redo(p, k, access)))
+        .collect();
     let frontier: Vec<Reg> = (0..n)
         .filter(|&k| staged[k] && read[k] && !evaluate[k])
         .map(|k| k as Reg)
@@ -179,7 +215,7 @@ fn unary_supported(op: UnaryOp, d: DType) -> Result<(), Unsupported> {
             ),
         },
         DType::Bool => matches!(op, Not | Abs | Re | Im),
-        DType::C128 => false,
+        DType::C128 => matches!(op, Neg | Powi(2) | Re | Im | IsNan | IsFinite),
     };
     if ok {
         Ok(())
@@ -195,7 +231,7 @@ fn binary_supported(op: BinaryOp, d: DType) -> Result<(), Unsupported> {
         DType::F64 | DType::F32 => cmp || matches!(op, Add | Sub | Mul | Div | Min | Max),
         DType::I64 | DType::I32 => cmp || matches!(op, Add | Sub | Mul | Min | Max),
         DType::Bool => cmp || matches!(op, And | Or | Min | Max),
-        DType::C128 => false,
+        DType::C128 => matches!(op, Add | Sub | Mul | Div | Eq | Ne),
     };
     if ok {
         Ok(())
@@ -221,10 +257,12 @@ pub fn emit(
         return unsupported("a split of another program");
     }
     let ptr = config.pointer_type();
-    let used = |k: usize| split.evaluate[k] || split.frontier.contains(&(k as Reg));
-    let vector = (0..p.instrs.len())
-        .filter(|&k| used(k))
-        .all(|k| p.dtypes[k] == DType::F64);
+    let vector = vector_lowers(p, access, split);
+    let unroll: i64 = if p.dtypes.contains(&DType::C128) {
+        4
+    } else {
+        2
+    };
     func.signature.params.push(AbiParam::new(ptr));
     func.signature.params.push(AbiParam::new(ptr));
     func.signature.params.push(AbiParam::new(types::I64));
@@ -253,56 +291,80 @@ pub fn emit(
     }
     // Loop invariants: constants and scalar inputs, computed once (and
     // splatted for the two-lane loop).
+    // Complex values: real parts in `hoisted`, imaginary parts here.
     let mut hoisted: Vec<Option<CVal>> = vec![None; p.instrs.len()];
+    let mut hoisted_im: Vec<Option<CVal>> = vec![None; p.instrs.len()];
     for (k, ins) in p.instrs.iter().enumerate() {
         if !split.evaluate[k] {
             continue;
         }
         match ins {
+            Instr::Const(Value::C128(z)) => {
+                hoisted[k] = Some(b.ins().f64const(z.re));
+                hoisted_im[k] = Some(b.ins().f64const(z.im));
+            }
             Instr::Const(v) => hoisted[k] = Some(constant(&mut b, *v)?),
             Instr::Load { input } if access.get(*input as usize) == Some(&Access::Scalar) => {
-                let t = ctype(p.inputs[*input as usize].dtype)?;
-                hoisted[k] = Some(b.ins().load(t, flags, bases[*input as usize], 0));
+                let base = bases[*input as usize];
+                let d = p.inputs[*input as usize].dtype;
+                if d == DType::C128 {
+                    hoisted[k] = Some(b.ins().load(types::F64, flags, base, 0));
+                    hoisted_im[k] = Some(b.ins().load(types::F64, flags, base, 8));
+                } else {
+                    hoisted[k] = Some(b.ins().load(ctype(d)?, flags, base, 0));
+                }
             }
             _ => {}
         }
     }
-    let splats: Vec<Option<CVal>> = if vector {
-        hoisted
+    let (splats, splats_im): (Vec<Option<CVal>>, Vec<Option<CVal>>) = if vector {
+        let mut two = Vec::with_capacity(p.instrs.len());
+        for (k, v) in hoisted.iter().enumerate() {
+            two.push(v.map(|v| splat(&mut b, p.dtypes[k], v)));
+        }
+        let im = hoisted_im
             .iter()
             .map(|v| v.map(|v| b.ins().splat(types::F64X2, v)))
-            .collect()
+            .collect();
+        (two, im)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let zero = b.ins().iconst(types::I64, 0);
     b.ins()
         .jump(if vector { uheader } else { header }, &[zero.into()]);
 
+    let mut proxied = vec![None; p.instrs.len()];
+    for (m, _, c) in p.modulus_comparisons(&[]) {
+        proxied[m] = Some(c);
+    }
     let layout = Layout {
         p,
         split,
         bases: &bases,
         out: out_ptr,
         ptr,
+        proxied,
     };
     let mut e = Emitter {
         b: &mut b,
         lanes: 1,
     };
     if vector {
-        // Two independent two-lane trips per iteration: half the loop
-        // overhead, and the second trip's loads overlap the first's math.
+        // Several two-lane trips per iteration, interleaved: less loop
+        // overhead, and independent chains that fill the pipeline (four for
+        // complex programs, whose iterations are long dependency chains).
         e.b.switch_to_block(uheader);
         let i = e.b.block_params(uheader)[0];
-        let end = e.b.ins().iadd_imm_s(i, 4);
+        let end = e.b.ins().iadd_imm_s(i, 2 * unroll);
         let more = e.b.ins().icmp(IntCC::SignedLessThanOrEqual, end, n);
         e.b.ins().brif(more, ubody, &[], vheader, &[i.into()]);
         e.b.switch_to_block(ubody);
         e.lanes = 2;
-        e.trip(&layout, &splats, i)?;
-        let second = e.b.ins().iadd_imm_s(i, 2);
-        e.trip(&layout, &splats, second)?;
+        let at: Vec<CVal> = (0..unroll)
+            .map(|u| e.b.ins().iadd_imm_s(i, 2 * u))
+            .collect();
+        e.trip(&layout, (&splats, &splats_im), &at)?;
         e.b.ins().jump(uheader, &[end.into()]);
         e.b.switch_to_block(vheader);
         let i = e.b.block_params(vheader)[0];
@@ -311,7 +373,7 @@ pub fn emit(
         e.b.ins().brif(more, vbody, &[], header, &[i.into()]);
         e.b.switch_to_block(vbody);
         e.lanes = 2;
-        e.trip(&layout, &splats, i)?;
+        e.trip(&layout, (&splats, &splats_im), &[i])?;
         e.b.ins().jump(vheader, &[end.into()]);
         e.lanes = 1;
     }
@@ -320,7 +382,7 @@ pub fn emit(
     let more = e.b.ins().icmp(IntCC::SignedLessThan, i, n);
     e.b.ins().brif(more, body, &[], exit, &[]);
     e.b.switch_to_block(body);
-    e.trip(&layout, &hoisted, i)?;
+    e.trip(&layout, (&hoisted, &hoisted_im), &[i])?;
     let next = e.b.ins().iadd_imm_s(i, 1);
     e.b.ins().jump(header, &[next.into()]);
 
@@ -329,6 +391,78 @@ pub fn emit(
     b.seal_all_blocks();
     b.finalize(config);
     Ok(())
+}
+
+/// Whether the two-lane loop can run the compiled part of `p`: values of
+/// float64 (`F64X2`), complex128 (two of them), bools (lane masks in
+/// `I64X2`) and int32 (sign-extended in `I64X2`), with the operations below;
+/// anything else runs one element per trip.
+fn vector_lowers(p: &Program, access: &[Access], split: &Split) -> bool {
+    use DType::*;
+    let real_or_complex = |d: DType| matches!(d, F64 | C128);
+    let in_vectors = |d: DType| matches!(d, F64 | C128 | Bool | I32);
+    let used = |k: usize| split.evaluate[k] || split.frontier.contains(&(k as Reg));
+    let proxied: Vec<usize> = p
+        .modulus_comparisons(&[])
+        .into_iter()
+        .map(|(m, _, _)| m)
+        .collect();
+    if !matches!(p.dtypes[p.root as usize], F64 | I32) {
+        return false;
+    }
+    (0..p.instrs.len()).filter(|&k| used(k)).all(|k| {
+        let d = p.dtypes[k];
+        if !in_vectors(d) {
+            return false;
+        }
+        if !split.evaluate[k] {
+            // Read from the interpreter's block.
+            return matches!(d, F64 | I32);
+        }
+        let of = |r: &Reg| p.dtypes[*r as usize];
+        match &p.instrs[k] {
+            Instr::Load { input } => {
+                let scalar = access.get(*input as usize) == Some(&Access::Scalar);
+                matches!(p.inputs[*input as usize].dtype, F64 | C128 | I32) || scalar
+            }
+            Instr::Const(_) | Instr::Where(..) => true,
+            Instr::Unary(UnaryOp::Abs, _) if proxied.contains(&k) => true,
+            Instr::Unary(op, a) => match of(a) {
+                F64 | C128 => true,
+                Bool => *op == UnaryOp::Not,
+                _ => false,
+            },
+            Instr::Binary(op, a, _) => match of(a) {
+                F64 | C128 | Bool => true,
+                I32 => op.is_comparison() || matches!(op, BinaryOp::Min | BinaryOp::Max),
+                _ => false,
+            },
+            Instr::Cast(to, a) => {
+                let from = of(a);
+                from == *to
+                    || (*to == Bool && matches!(from, F64 | C128 | I32))
+                    || (from == Bool && matches!(*to, F64 | I32))
+                    || (real_or_complex(from) && real_or_complex(*to))
+            }
+            Instr::Gen { .. } | Instr::Loop(_) => false,
+        }
+    })
+}
+
+/// A loop invariant of dtype `d` in the two-lane loop's representation.
+fn splat(b: &mut FunctionBuilder<'_>, d: DType, v: CVal) -> CVal {
+    match d {
+        DType::Bool => {
+            let wide = b.ins().uextend(types::I64, v);
+            let mask = b.ins().ineg(wide);
+            b.ins().splat(types::I64X2, mask)
+        }
+        DType::I32 => {
+            let wide = b.ins().sextend(types::I64, v);
+            b.ins().splat(types::I64X2, wide)
+        }
+        _ => b.ins().splat(types::F64X2, v),
+    }
 }
 
 fn constant(b: &mut FunctionBuilder<'_>, v: Value) -> Result<CVal, Unsupported> {
@@ -350,6 +484,8 @@ struct Layout<'a> {
     bases: &'a [CVal],
     out: CVal,
     ptr: Type,
+    /// Per instruction: the constant a complex modulus is only compared with.
+    proxied: Vec<Option<f64>>,
 }
 
 struct Emitter<'a, 'b> {
@@ -359,66 +495,398 @@ struct Emitter<'a, 'b> {
 }
 
 impl Emitter<'_, '_> {
-    /// One trip of the loop at element `i`: every instruction, then the store
-    /// of the root (`lanes` elements).
+    /// One trip of the loop at each element position of `at` (`lanes`
+    /// elements each), interleaved instruction by instruction so that the
+    /// positions' dependency chains overlap: every instruction, then the
+    /// store of the root.
     fn trip(
         &mut self,
         l: &Layout<'_>,
-        hoisted: &[Option<CVal>],
-        i: CVal,
+        hoisted: (&[Option<CVal>], &[Option<CVal>]),
+        at: &[CVal],
     ) -> Result<(), Unsupported> {
         let flags = MemFlagsData::trusted();
-        let mut vals = hoisted.to_vec();
+        let mut vals = vec![hoisted.0.to_vec(); at.len()];
+        let mut ims = vec![hoisted.1.to_vec(); at.len()];
         for (k, ins) in l.p.instrs.iter().enumerate() {
-            if vals[k].is_some() {
+            if vals[0][k].is_some() {
                 continue;
             }
             if let Some(j) = l.split.frontier.iter().position(|&r| r as usize == k) {
                 // Computed by the interpreter into a block the loop reads.
                 let d = l.p.dtypes[k];
-                let addr = self.element_addr(l.bases[l.p.inputs.len() + j], i, d, l.ptr);
-                let t = self.vtype(ctype(d)?);
-                vals[k] = Some(self.b.ins().load(t, flags, addr, 0));
+                for (u, &i) in at.iter().enumerate() {
+                    let addr = self.element_addr(l.bases[l.p.inputs.len() + j], i, d, l.ptr);
+                    vals[u][k] = Some(self.load_elems(d, addr)?);
+                }
                 continue;
             }
             if !l.split.evaluate[k] {
                 continue;
             }
-            let v =
-                |r: &u32| vals[*r as usize].ok_or_else(|| Unsupported(format!("r{r} undefined")));
-            let out = match ins {
-                Instr::Load { input } => {
-                    let d = l.p.inputs[*input as usize].dtype;
-                    let addr = self.element_addr(l.bases[*input as usize], i, d, l.ptr);
-                    let t = self.vtype(ctype(d)?);
-                    self.b.ins().load(t, flags, addr, 0)
+            if let (Instr::Unary(UnaryOp::Abs, a), Some(c)) = (ins, l.proxied[k]) {
+                let z = (0..at.len())
+                    .map(|u| match (vals[u][*a as usize], ims[u][*a as usize]) {
+                        (Some(re), Some(im)) => Ok((re, im)),
+                        _ => unsupported(format!("complex r{a} undefined")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (u, m) in self.modulus_proxy(&z, c).into_iter().enumerate() {
+                    vals[u][k] = Some(m);
                 }
-                Instr::Unary(op, a) => {
-                    self.unary(*op, l.p.dtypes[*a as usize], l.p.dtypes[k], v(a)?)?
+                continue;
+            }
+            for (u, &i) in at.iter().enumerate() {
+                if let Some((re, im)) = self.complex(l, k, &vals[u], &ims[u], i)? {
+                    vals[u][k] = Some(re);
+                    ims[u][k] = im;
+                    continue;
                 }
-                Instr::Binary(op, a, c) => {
-                    self.binary(*op, l.p.dtypes[*a as usize], v(a)?, v(c)?)?
-                }
-                Instr::Where(c, a, f) => self.b.ins().select(v(c)?, v(a)?, v(f)?),
-                Instr::Cast(to, a) => self.cast(l.p.dtypes[*a as usize], *to, v(a)?)?,
-                Instr::Const(_) | Instr::Gen { .. } | Instr::Loop(_) => {
-                    return unsupported("instruction without a lowering");
-                }
-            };
-            vals[k] = Some(out);
+                let v = |r: &u32| {
+                    vals[u][*r as usize].ok_or_else(|| Unsupported(format!("r{r} undefined")))
+                };
+                let out = match ins {
+                    Instr::Load { input } => {
+                        let d = l.p.inputs[*input as usize].dtype;
+                        let addr = self.element_addr(l.bases[*input as usize], i, d, l.ptr);
+                        self.load_elems(d, addr)?
+                    }
+                    Instr::Unary(op, a) => {
+                        self.unary(*op, l.p.dtypes[*a as usize], l.p.dtypes[k], v(a)?)?
+                    }
+                    Instr::Binary(op, a, c) => {
+                        self.binary(*op, l.p.dtypes[*a as usize], v(a)?, v(c)?)?
+                    }
+                    Instr::Where(c, a, f) => self.choose(v(c)?, v(a)?, v(f)?),
+                    Instr::Cast(to, a) => self.cast(l.p.dtypes[*a as usize], *to, v(a)?)?,
+                    Instr::Const(_) | Instr::Gen { .. } | Instr::Loop(_) => {
+                        return unsupported("instruction without a lowering");
+                    }
+                };
+                vals[u][k] = Some(out);
+            }
         }
-        let root = vals[l.p.root as usize].ok_or_else(|| Unsupported("root undefined".into()))?;
-        let addr = self.element_addr(l.out, i, l.p.dtypes[l.p.root as usize], l.ptr);
-        self.b.ins().store(flags, root, addr, 0);
+        let d = l.p.dtypes[l.p.root as usize];
+        for (u, &i) in at.iter().enumerate() {
+            let root =
+                vals[u][l.p.root as usize].ok_or_else(|| Unsupported("root undefined".into()))?;
+            let addr = self.element_addr(l.out, i, d, l.ptr);
+            if self.lanes == 2 && d == DType::I32 {
+                // Sign-extended lanes back to two int32s.
+                for lane in 0..2u8 {
+                    let wide = self.b.ins().extractlane(root, lane);
+                    let x = self.b.ins().ireduce(types::I32, wide);
+                    self.b.ins().store(flags, x, addr, 4 * i32::from(lane));
+                }
+            } else {
+                self.b.ins().store(flags, root, addr, 0);
+            }
+        }
         Ok(())
+    }
+
+    /// Elements of dtype `d` (not complex) from `addr`: one, or two in the
+    /// two-lane loop's representation.
+    fn load_elems(&mut self, d: DType, addr: CVal) -> Result<CVal, Unsupported> {
+        let flags = MemFlagsData::trusted();
+        let t = ctype(d)?;
+        Ok(match (self.lanes, d) {
+            (1, _) => self.b.ins().load(t, flags, addr, 0),
+            (_, DType::F64) => self.b.ins().load(types::F64X2, flags, addr, 0),
+            (_, DType::I32) => self.b.ins().sload32x2(flags, addr, 0),
+            _ => return unsupported(format!("two-lane loads of {d}")),
+        })
+    }
+
+    /// An integer or bool constant in the loop's representation (bools as
+    /// lane masks in the two-lane loop).
+    fn iconst_of(&mut self, d: DType, x: i64) -> Result<CVal, Unsupported> {
+        Ok(if self.lanes == 1 {
+            self.b.ins().iconst(ctype(d)?, x)
+        } else {
+            let x = if d == DType::Bool { -x } else { x };
+            let c = self.b.ins().iconst(types::I64, x);
+            self.b.ins().splat(types::I64X2, c)
+        })
+    }
+
+    /// Instruction `k` when it makes or reads complex values (always in the
+    /// one-lane loop): its value, and the imaginary part of a complex one;
+    /// None for an instruction over real values only.
+    fn complex(
+        &mut self,
+        l: &Layout<'_>,
+        k: usize,
+        vals: &[Option<CVal>],
+        ims: &[Option<CVal>],
+        i: CVal,
+    ) -> Result<Option<(CVal, Option<CVal>)>, Unsupported> {
+        let p = l.p;
+        let ins = &p.instrs[k];
+        let is_complex = |r: u32| p.dtypes[r as usize] == DType::C128;
+        if p.dtypes[k] != DType::C128 && !ins.operands().into_iter().any(is_complex) {
+            return Ok(None);
+        }
+        let z = |r: &u32| match (vals[*r as usize], ims[*r as usize]) {
+            (Some(re), Some(im)) => Ok((re, im)),
+            _ => unsupported(format!("complex r{r} undefined")),
+        };
+        let x = |r: &u32| vals[*r as usize].ok_or_else(|| Unsupported(format!("r{r} undefined")));
+        Ok(Some(match ins {
+            Instr::Load { input } => {
+                let flags = MemFlagsData::trusted();
+                let addr = self.element_addr(l.bases[*input as usize], i, DType::C128, l.ptr);
+                let mut part = |at: i32| {
+                    let first = self.b.ins().load(types::F64, flags, addr, at);
+                    if self.lanes == 1 {
+                        return first;
+                    }
+                    let second = self.b.ins().load(types::F64, flags, addr, at + 16);
+                    let v = self.b.ins().scalar_to_vector(types::F64X2, first);
+                    self.b.ins().insertlane(v, second, 1)
+                };
+                let re = part(0);
+                (re, Some(part(8)))
+            }
+            Instr::Unary(op, a) => {
+                let (re, im) = z(a)?;
+                self.complex_unary(*op, re, im)?
+            }
+            Instr::Binary(op, a, c) => {
+                let (a, c) = (z(a)?, z(c)?);
+                self.complex_binary(*op, a, c)?
+            }
+            Instr::Where(c, a, f) => {
+                let (cond, a, f) = (x(c)?, z(a)?, z(f)?);
+                let re = self.choose(cond, a.0, f.0);
+                (re, Some(self.choose(cond, a.1, f.1)))
+            }
+            Instr::Cast(to, a) => match (p.dtypes[*a as usize], *to) {
+                (DType::C128, DType::C128) => {
+                    let (re, im) = z(a)?;
+                    (re, Some(im))
+                }
+                (DType::C128, DType::Bool) => {
+                    let (re, im) = z(a)?;
+                    let zero = self.fconst(types::F64, 0.0);
+                    let r = self.b.ins().fcmp(FloatCC::NotEqual, re, zero);
+                    let j = self.b.ins().fcmp(FloatCC::NotEqual, im, zero);
+                    (self.b.ins().bor(r, j), None)
+                }
+                // The real part, cast as a float64 would be.
+                (DType::C128, real) => (self.cast(DType::F64, real, z(a)?.0)?, None),
+                (real, _) => {
+                    let re = self.cast(real, DType::F64, x(a)?)?;
+                    (re, Some(self.fconst(types::F64, 0.0)))
+                }
+            },
+            Instr::Const(_) | Instr::Gen { .. } | Instr::Loop(_) => {
+                return unsupported("complex instruction without a lowering");
+            }
+        }))
+    }
+
+    /// Complex unary operations, as `ops::unary` computes them.
+    fn complex_unary(
+        &mut self,
+        op: UnaryOp,
+        re: CVal,
+        im: CVal,
+    ) -> Result<(CVal, Option<CVal>), Unsupported> {
+        use UnaryOp::*;
+        let ins = self.b.ins();
+        Ok(match op {
+            Neg => {
+                let r = ins.fneg(re);
+                (r, Some(self.b.ins().fneg(im)))
+            }
+            // num-complex's z * z.
+            Powi(2) => self.complex_binary(BinaryOp::Mul, (re, im), (re, im))?,
+            Re => (re, None),
+            Im => (im, None),
+            IsNan => {
+                let r = ins.fcmp(FloatCC::Unordered, re, re);
+                let j = self.b.ins().fcmp(FloatCC::Unordered, im, im);
+                (self.b.ins().bor(r, j), None)
+            }
+            IsFinite => {
+                let inf = self.fconst(types::F64, f64::INFINITY);
+                let (ar, ai) = (self.b.ins().fabs(re), self.b.ins().fabs(im));
+                let r = self.b.ins().fcmp(FloatCC::LessThan, ar, inf);
+                let j = self.b.ins().fcmp(FloatCC::LessThan, ai, inf);
+                (self.b.ins().band(r, j), None)
+            }
+            _ => return unsupported(format!("{} of complex128", op.name())),
+        })
+    }
+
+    /// Complex binary operations by the interpreter's formulas
+    /// (`complex::binary`, `ops::binary`), operation for operation.
+    fn complex_binary(
+        &mut self,
+        op: BinaryOp,
+        (ar, ai): (CVal, CVal),
+        (br, bi): (CVal, CVal),
+    ) -> Result<(CVal, Option<CVal>), Unsupported> {
+        use BinaryOp::*;
+        let b = &mut self.b;
+        Ok(match op {
+            Add => (b.ins().fadd(ar, br), Some(b.ins().fadd(ai, bi))),
+            Sub => (b.ins().fsub(ar, br), Some(b.ins().fsub(ai, bi))),
+            Mul => {
+                let (rr, ii) = (b.ins().fmul(ar, br), b.ins().fmul(ai, bi));
+                let (ri, ir) = (b.ins().fmul(ar, bi), b.ins().fmul(ai, br));
+                (b.ins().fsub(rr, ii), Some(b.ins().fadd(ri, ir)))
+            }
+            Div => {
+                let (rr, ii) = (b.ins().fmul(br, br), b.ins().fmul(bi, bi));
+                let d = b.ins().fadd(rr, ii);
+                let (p, q) = (b.ins().fmul(ar, br), b.ins().fmul(ai, bi));
+                let num_re = b.ins().fadd(p, q);
+                let (p, q) = (b.ins().fmul(ai, br), b.ins().fmul(ar, bi));
+                let num_im = b.ins().fsub(p, q);
+                (b.ins().fdiv(num_re, d), Some(b.ins().fdiv(num_im, d)))
+            }
+            Eq => {
+                let r = b.ins().fcmp(FloatCC::Equal, ar, br);
+                let j = b.ins().fcmp(FloatCC::Equal, ai, bi);
+                (b.ins().band(r, j), None)
+            }
+            Ne => {
+                let r = b.ins().fcmp(FloatCC::NotEqual, ar, br);
+                let j = b.ins().fcmp(FloatCC::NotEqual, ai, bi);
+                (b.ins().bor(r, j), None)
+            }
+            _ => return unsupported(format!("{} of complex128", op.symbol())),
+        })
+    }
+
+    /// Complex moduli that are only compared with `c`, one per element
+    /// position of a trip, as `hypot::modulus_proxy` gives them: `+inf` or 0
+    /// for points clearly outside or inside the circle; near it (rare: one
+    /// branch for all positions) the modulus itself (no call: a call would
+    /// make every value live across it go through the stack).
+    fn modulus_proxy(&mut self, z: &[(CVal, CVal)], c: f64) -> Vec<CVal> {
+        let (above, below) = crate::kernel::hypot::proxy_bounds(c);
+        let huge = self.fconst(types::F64, 1e200);
+        let above = self.fconst(types::F64, above);
+        let below = self.fconst(types::F64, below);
+        let inf = self.fconst(types::F64, f64::INFINITY);
+        let zero = self.fconst(types::F64, 0.0);
+        let mut quick = Vec::with_capacity(z.len());
+        let mut decided = Vec::with_capacity(z.len());
+        let mut undecided: Option<CVal> = None;
+        for &(re, im) in z {
+            let (rr, ii) = (self.b.ins().fmul(re, re), self.b.ins().fmul(im, im));
+            let s = self.b.ins().fadd(rr, ii);
+            let sure = self.b.ins().fcmp(FloatCC::LessThan, s, huge);
+            let outside = self.b.ins().fcmp(FloatCC::GreaterThan, s, above);
+            let inside = self.b.ins().fcmp(FloatCC::LessThan, s, below);
+            quick.push(self.choose(outside, inf, zero));
+            let either = self.b.ins().bor(outside, inside);
+            let ok = self.b.ins().band(sure, either);
+            decided.push(ok);
+            let not = if self.lanes == 1 {
+                self.b.ins().bxor_imm_u(ok, 1)
+            } else {
+                self.b.ins().bnot(ok)
+            };
+            undecided = Some(match undecided {
+                None => not,
+                Some(u) => self.b.ins().bor(u, not),
+            });
+        }
+        let Some(undecided) = undecided else {
+            return quick;
+        };
+        let any = if self.lanes == 1 {
+            undecided
+        } else {
+            self.b.ins().vany_true(undecided)
+        };
+        let ty = self.b.func.dfg.value_type(quick[0]);
+        let near = self.b.create_block();
+        let merge = self.b.create_block();
+        for _ in z {
+            self.b.append_block_param(merge, ty);
+        }
+        let args: Vec<_> = quick.iter().map(|&q| q.into()).collect();
+        self.b.ins().brif(any, near, &[], merge, &args);
+        self.b.switch_to_block(near);
+        let mut moduli = Vec::with_capacity(z.len());
+        for (u, &(re, im)) in z.iter().enumerate() {
+            let exact = self.modulus_near(re, im);
+            moduli.push(self.choose(decided[u], quick[u], exact));
+        }
+        let args: Vec<_> = moduli.iter().map(|&m| m.into()).collect();
+        self.b.ins().jump(merge, &args);
+        self.b.switch_to_block(merge);
+        self.b.block_params(merge).to_vec()
+    }
+
+    /// The modulus of a point the proxy could not place, on the same side of
+    /// every proxied constant `c` (1e-100 ≤ c ≤ 1e100) as
+    /// `hypot::modulus_exact`: the same correctly rounded value for parts in
+    /// its safe range; `+inf` where a part is infinite or the larger part is
+    /// beyond it (the modulus is then far above any `c`); NaN for a NaN part
+    /// otherwise; the larger part where the smaller is too small to change
+    /// it, or where the larger is itself below the range (zero included).
+    fn modulus_near(&mut self, re: CVal, im: CVal) -> CVal {
+        use crate::kernel::hypot::{SAFE_HI, SAFE_LO};
+        let t = types::F64;
+        let (ax, ay) = (self.b.ins().fabs(re), self.b.ins().fabs(im));
+        let x_first = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, ax, ay);
+        let hi = self.choose(x_first, ax, ay);
+        let lo = self.choose(x_first, ay, ax);
+        // hypot::corrected: sqrt(hi² + lo²) and one correction step.
+        let lo2 = self.b.ins().fmul(lo, lo);
+        let sum = self.b.ins().fma(hi, hi, lo2);
+        let h = self.b.ins().sqrt(sum);
+        let h_sq = self.b.ins().fmul(h, h);
+        let x_sq = self.b.ins().fmul(hi, hi);
+        let neg_lo = self.b.ins().fneg(lo);
+        let d = self.b.ins().fsub(h_sq, x_sq);
+        let e1 = self.b.ins().fma(neg_lo, lo, d);
+        let neg_h_sq = self.b.ins().fneg(h_sq);
+        let e2 = self.b.ins().fma(h, h, neg_h_sq);
+        let neg_x_sq = self.b.ins().fneg(x_sq);
+        let e3 = self.b.ins().fma(hi, hi, neg_x_sq);
+        let e12 = self.b.ins().fadd(e1, e2);
+        let e = self.b.ins().fsub(e12, e3);
+        let two = self.fconst(t, 2.0);
+        let h2 = self.b.ins().fmul(two, h);
+        let q = self.b.ins().fdiv(e, h2);
+        let corrected = self.b.ins().fsub(h, q);
+        // Outside the safe range.
+        let zero = self.fconst(t, 0.0);
+        let lo_limit = self.fconst(t, SAFE_LO);
+        let hi_limit = self.fconst(t, SAFE_HI);
+        let inf = self.fconst(t, f64::INFINITY);
+        let nan = self.fconst(t, f64::NAN);
+        let lo_nonzero = self.b.ins().fcmp(FloatCC::NotEqual, lo, zero);
+        let lo_tiny = self.b.ins().fcmp(FloatCC::LessThan, lo, lo_limit);
+        let lo_small = self.b.ins().band(lo_nonzero, lo_tiny);
+        let hi_tiny = self.b.ins().fcmp(FloatCC::LessThan, hi, lo_limit);
+        let drop_lo = self.b.ins().bor(lo_small, hi_tiny);
+        let huge = self.b.ins().fcmp(FloatCC::GreaterThan, hi, hi_limit);
+        let x_inf = self.b.ins().fcmp(FloatCC::Equal, ax, inf);
+        let y_inf = self.b.ins().fcmp(FloatCC::Equal, ay, inf);
+        let any_inf = self.b.ins().bor(x_inf, y_inf);
+        let any_nan = self.b.ins().fcmp(FloatCC::Unordered, ax, ay);
+        let m = self.choose(drop_lo, hi, corrected);
+        let m = self.choose(huge, inf, m);
+        let m = self.choose(any_nan, nan, m);
+        self.choose(any_inf, inf, m)
     }
 
     /// `t`, or its two-lane vector in the vector loop.
     fn vtype(&self, t: Type) -> Type {
-        if self.lanes == 2 {
-            t.by(2).unwrap_or(t)
-        } else {
-            t
+        match self.lanes {
+            1 => t,
+            _ if t == types::F64 => types::F64X2,
+            // Bools as lane masks, int32s sign-extended.
+            _ if t == types::I8 || t == types::I32 => types::I64X2,
+            _ => t.by(2).unwrap_or(t),
         }
     }
 
@@ -428,8 +896,12 @@ impl Emitter<'_, '_> {
             return self.b.ins().select(cond, x, y);
         }
         let t = self.b.func.dfg.value_type(x);
-        let little = MemFlagsData::new().with_endianness(Endianness::Little);
-        let mask = self.b.ins().bitcast(t, little, cond);
+        let mask = if self.b.func.dfg.value_type(cond) == t {
+            cond
+        } else {
+            let little = MemFlagsData::new().with_endianness(Endianness::Little);
+            self.b.ins().bitcast(t, little, cond)
+        };
         self.b.ins().bitselect(mask, x, y)
     }
 
@@ -513,9 +985,10 @@ impl Emitter<'_, '_> {
                 _ => return unsupported(op.name()),
             },
             DType::Bool => match op {
+                Not if self.lanes == 2 => ins.bnot(a),
                 Not => ins.bxor_imm_u(a, 1),
                 Abs | Re => a,
-                Im => ins.iconst(types::I8, 0),
+                Im => self.iconst_of(DType::Bool, 0)?,
                 _ => return unsupported(op.name()),
             },
             DType::C128 => return unsupported(format!("{} to {to}", op.name())),
@@ -621,11 +1094,11 @@ impl Emitter<'_, '_> {
                 Mul => ins.imul(a, c),
                 Min => {
                     let lt = ins.icmp(IntCC::SignedLessThan, c, a);
-                    self.b.ins().select(lt, c, a)
+                    self.choose(lt, c, a)
                 }
                 Max => {
                     let gt = ins.icmp(IntCC::SignedGreaterThan, c, a);
-                    self.b.ins().select(gt, c, a)
+                    self.choose(gt, c, a)
                 }
                 _ => return unsupported(op.symbol()),
             },
@@ -650,7 +1123,19 @@ impl Emitter<'_, '_> {
                 let zero = self.fconst(tf, 0.0);
                 self.b.ins().fcmp(FloatCC::NotEqual, a, zero)
             }
+            (_, DType::Bool) if self.lanes == 2 => {
+                let zero = self.iconst_of(from, 0)?;
+                self.b.ins().icmp(IntCC::NotEqual, a, zero)
+            }
             (_, DType::Bool) => ins.icmp_imm_s(IntCC::NotEqual, a, 0),
+            (DType::Bool, _) if self.lanes == 2 => {
+                let (one, zero) = if float(to) {
+                    (self.fconst(tt, 1.0), self.fconst(tt, 0.0))
+                } else {
+                    (self.iconst_of(to, 1)?, self.iconst_of(to, 0)?)
+                };
+                self.choose(a, one, zero)
+            }
             (DType::Bool, _) if float(to) => {
                 let wide = ins.uextend(types::I64, a);
                 self.b.ins().fcvt_from_sint(tt, wide)
