@@ -40,6 +40,44 @@ pub struct Executable {
     /// Per instruction: for a complex modulus read only by one comparison
     /// with a constant, that constant (see [`Program::modulus_comparisons`]).
     proxies: Vec<Option<f64>>,
+    /// What binding derives from the program and its inputs' access pattern.
+    derived: DerivedMemo,
+}
+
+/// What binding the program to inputs read one way derives from the program
+/// alone: worked out once per executable and access pattern and shared by
+/// every task (a stencil binds once per level of every task).
+struct Derived {
+    /// Per instruction: the input it reads in place (contiguous real loads).
+    direct: Vec<Option<usize>>,
+    /// Per instruction: the chain of in-place additions it ends, evaluated in
+    /// one pass; and the instructions such chains absorb.
+    sums: Vec<Option<super::sum_chain::SumChain>>,
+    absorbed: Vec<bool>,
+    /// The compiled program, when there is one for these inputs.
+    jit: Option<Arc<super::jit::Compiled>>,
+    /// For a program split between interpreter and compiled loop: the
+    /// interpreter's registers.
+    staging: Option<Arc<Executable>>,
+}
+
+/// The access pattern of a binding (and whether compiling was on).
+type DerivedKey = (Vec<super::jit::Access>, bool);
+
+/// [`Executable::derived`]: a clone starts empty (it fills on first use).
+#[derive(Default)]
+struct DerivedMemo(std::sync::Mutex<Vec<(DerivedKey, Arc<Derived>)>>);
+
+impl Clone for DerivedMemo {
+    fn clone(&self) -> DerivedMemo {
+        DerivedMemo::default()
+    }
+}
+
+impl std::fmt::Debug for DerivedMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DerivedMemo")
+    }
 }
 
 /// [`Executable::staged`]: a clone starts empty (it fills on first use).
@@ -140,6 +178,58 @@ impl Executable {
             jit: Default::default(),
             staged: Default::default(),
             proxies,
+            derived: Default::default(),
+        }
+    }
+
+    /// [`Derived`] for inputs read as `access`, from the memo.
+    fn derived(&self, access: &[super::jit::Access]) -> Arc<Derived> {
+        let on = super::jit::enabled();
+        if let Ok(memo) = self.derived.0.lock()
+            && let Some((_, d)) = memo.iter().find(|(k, _)| k.0 == access && k.1 == on)
+        {
+            return d.clone();
+        }
+        let d = Arc::new(self.derive(access));
+        if let Ok(mut memo) = self.derived.0.lock() {
+            memo.push(((access.to_vec(), on), d.clone()));
+        }
+        d
+    }
+
+    fn derive(&self, access: &[super::jit::Access]) -> Derived {
+        let p = &self.program;
+        let direct: Vec<Option<usize>> = p
+            .instrs
+            .iter()
+            .map(|ins| match ins {
+                Instr::Load { input }
+                    if access.get(*input as usize) == Some(&super::jit::Access::Contiguous)
+                        && p.inputs[*input as usize].dtype != DType::C128 =>
+                {
+                    Some(*input as usize)
+                }
+                _ => None,
+            })
+            .collect();
+        let (sums, absorbed) = super::sum_chain::find(p, &direct);
+        let jit = if super::jit::enabled() {
+            self.jit.get(p, access)
+        } else {
+            None
+        };
+        // The interpreter's share of a split program, with the registers it
+        // hands over kept readable until the end of the block.
+        let staging = jit
+            .as_ref()
+            .filter(|c| c.split.is_hybrid())
+            .map(|c| self.staged(&c.split.frontier));
+        Derived {
+            direct,
+            sums,
+            absorbed,
+            jit,
+            staging,
         }
     }
 
@@ -255,14 +345,11 @@ struct BoundInput<'a> {
 pub struct Bound<'a> {
     exe: &'a Executable,
     inputs: Vec<BoundInput<'a>>,
-    /// Per generator instruction: counter of the chunk's first element.
+    /// Per generator instruction: counter of the chunk's first element
+    /// (empty for a program without generators).
     gen_base: Vec<i64>,
-    /// Per instruction: the input it reads in place (contiguous real loads).
-    direct: Vec<Option<usize>>,
-    /// Per instruction: the chain of in-place additions it ends, evaluated in
-    /// one pass; and the instructions such chains absorb.
-    sums: Vec<Option<super::sum_chain::SumChain>>,
-    absorbed: Vec<bool>,
+    /// In-place inputs, sum chains, compiled form (see [`Derived`]).
+    derived: Arc<Derived>,
     /// Whether to prefetch the next block of in-place inputs (streaming from
     /// memory); stencil windows are read from cache-sized bands instead.
     prefetch: bool,
@@ -397,60 +484,39 @@ impl<'a> Bound<'a> {
         bound: Vec<BoundInput<'a>>,
     ) -> Bound<'a> {
         let p = &exe.program;
-        let gen_base = p
-            .instrs
-            .iter()
-            .map(|ins| match ins {
-                Instr::Gen { base, strides, .. } => {
-                    base + origin
-                        .iter()
-                        .zip(strides)
-                        .map(|(&o, &s)| o.wrapping_mul(s))
-                        .fold(0i64, i64::wrapping_add)
-                }
-                _ => 0,
-            })
-            .collect();
-        let direct: Vec<Option<usize>> = p
-            .instrs
-            .iter()
-            .map(|ins| match ins {
-                Instr::Load { input }
-                    if matches!(bound[*input as usize].access, Access::Contiguous)
-                        && bound[*input as usize].buf.dtype() != DType::C128 =>
-                {
-                    Some(*input as usize)
-                }
-                _ => None,
-            })
-            .collect();
-        let (sums, absorbed) = super::sum_chain::find(p, &direct);
-        let jit = if super::jit::enabled() {
-            let access: Vec<super::jit::Access> = bound
+        let has_gen = p.instrs.iter().any(|ins| matches!(ins, Instr::Gen { .. }));
+        let gen_base = if has_gen {
+            p.instrs
                 .iter()
-                .map(|b| match b.access {
-                    Access::Contiguous => super::jit::Access::Contiguous,
-                    Access::Scalar => super::jit::Access::Scalar,
-                    Access::Strided(_) => super::jit::Access::Strided,
+                .map(|ins| match ins {
+                    Instr::Gen { base, strides, .. } => {
+                        base + origin
+                            .iter()
+                            .zip(strides)
+                            .map(|(&o, &s)| o.wrapping_mul(s))
+                            .fold(0i64, i64::wrapping_add)
+                    }
+                    _ => 0,
                 })
-                .collect();
-            exe.jit.get(p, &access)
+                .collect()
         } else {
-            None
+            Vec::new()
         };
-        // The interpreter's share of a split program, with the registers it
-        // hands over kept readable until the end of the block.
-        let staging = jit
-            .as_ref()
-            .filter(|c| c.split.is_hybrid())
-            .map(|c| exe.staged(&c.split.frontier));
+        let access: Vec<super::jit::Access> = bound
+            .iter()
+            .map(|b| match b.access {
+                Access::Contiguous => super::jit::Access::Contiguous,
+                Access::Scalar => super::jit::Access::Scalar,
+                Access::Strided(_) => super::jit::Access::Strided,
+            })
+            .collect();
+        let derived = exe.derived(&access);
+        let (jit, staging) = (derived.jit.clone(), derived.staging.clone());
         Bound {
             exe,
             inputs: bound,
             gen_base,
-            direct,
-            sums,
-            absorbed,
+            derived,
             prefetch: true,
             jit,
             staging,
@@ -489,7 +555,7 @@ impl<'a> Bound<'a> {
     /// at `start`: instructions read inputs one after another, so without this
     /// only one input stream is in flight at a time.
     fn prefetch_inputs(&self, start: usize) {
-        for i in self.direct.iter().flatten() {
+        for i in self.derived.direct.iter().flatten() {
             let at = start + self.inputs[*i].offset;
             let range = at..at + BLOCK;
             match self.inputs[*i].buf {
@@ -513,7 +579,7 @@ impl<'a> Bound<'a> {
         start: usize,
         n: usize,
     ) -> View<'v> {
-        match self.direct[r as usize] {
+        match self.derived.direct[r as usize] {
             Some(i) => buffer_view(self.inputs[i].buf, start + self.inputs[i].offset, n),
             None => slots[exe.slot_of[r as usize] as usize].view(n),
         }
@@ -547,8 +613,8 @@ impl<'a> Bound<'a> {
         let mut wrote_root = false;
         for (k, ins) in p.instrs.iter().enumerate() {
             // Sum chains span instructions: not used for a part of the program.
-            if self.direct[k].is_some()
-                || (only.is_none() && self.absorbed[k])
+            if self.derived.direct[k].is_some()
+                || (only.is_none() && self.derived.absorbed[k])
                 || only.is_some_and(|m| !m[k])
             {
                 continue;
@@ -603,7 +669,11 @@ impl<'a> Bound<'a> {
                 }
             };
             let v = |r: &Reg| self.operand_in(exe, &sc.slots, *r, start, n);
-            let chain = if only.is_none() { &self.sums[k] } else { &None };
+            let chain = if only.is_none() {
+                &self.derived.sums[k]
+            } else {
+                &None
+            };
             let r = match (chain, target) {
                 (Some(chain), ViewMut::F64(o)) => self.sum_chain(chain, start, n, o),
                 (_, target) => match ins {
@@ -649,10 +719,10 @@ impl<'a> Bound<'a> {
     fn whole_chain(&self) -> Option<&super::sum_chain::SumChain> {
         let p = &self.exe.program;
         let root = p.root as usize;
-        let chain = self.sums.get(root)?.as_ref()?;
+        let chain = self.derived.sums.get(root)?.as_ref()?;
         let rest_is_operands = p.instrs.iter().enumerate().all(|(k, ins)| {
             k == root
-                || self.absorbed.get(k) == Some(&true)
+                || self.derived.absorbed.get(k) == Some(&true)
                 || matches!(ins, Instr::Load { .. } | Instr::Const(_))
         });
         rest_is_operands.then_some(chain)

@@ -658,6 +658,32 @@ fn keep_edges(
     fn keep<T: Copy>(s: &[T], d: &mut [T], w: &Rows<'_>) -> Option<()> {
         let last = w.ext.len() - 1;
         let run = w.ext[last];
+        if last == 1 {
+            // Two axes: the kept rows whole, then each run of kept columns
+            // down the other rows (no index arithmetic per row).
+            let stride = w.strides[0];
+            let rows = &w.in_band[0];
+            for (r, _) in rows.iter().enumerate().filter(|(_, whole)| **whole) {
+                let at = w.base + r * stride;
+                d.get_mut(at..at + run)?
+                    .copy_from_slice(s.get(at..at + run)?);
+            }
+            for &(c, n) in w.cols {
+                for (r, _) in rows.iter().enumerate().filter(|(_, whole)| !**whole) {
+                    let at = w.base + r * stride + c;
+                    let (from, to) = (s.get(at..at + n)?, d.get_mut(at..at + n)?);
+                    if n <= 4 {
+                        // A cell or two per edge: no memcpy call.
+                        for (t, f) in to.iter_mut().zip(from) {
+                            *t = *f;
+                        }
+                    } else {
+                        to.copy_from_slice(from);
+                    }
+                }
+            }
+            return Some(());
+        }
         let mut idx = vec![0usize; last];
         loop {
             let whole = (0..last).any(|k| w.in_band[k][idx[k]]);
@@ -667,9 +693,14 @@ fn keep_edges(
                     .copy_from_slice(s.get(at..at + run)?);
             } else {
                 for &(c, n) in w.cols {
-                    // Usually one cell per edge: no memcpy call for it.
-                    if n == 1 {
-                        *d.get_mut(at + c)? = *s.get(at + c)?;
+                    // Usually a cell or two per edge (two where a chunk's
+                    // halo wraps around the array's end): no memcpy call.
+                    if n <= 4 {
+                        let (from, to) =
+                            (s.get(at + c..at + c + n)?, d.get_mut(at + c..at + c + n)?);
+                        for (t, f) in to.iter_mut().zip(from) {
+                            *t = *f;
+                        }
                     } else {
                         let r = at + c..at + c + n;
                         d.get_mut(r.clone())?.copy_from_slice(s.get(r)?);
