@@ -105,6 +105,10 @@ pub fn run_stencil(
     let out_dtype = k.levels[last].dtype();
     fields[ni + last] = Some(take(&mut pool, out_dtype, lay.len));
     let band = band_rows(k, &lay, local[0]);
+    // Rows beyond the array's ends along the first axis are overwritten by
+    // their boundary rule after every level, or (fixed edges) only ever read
+    // by kept cells: not computed, unless the axis wraps around.
+    let clip_rows = k.boundary[0] != Boundary::Periodic;
     let mut b0 = 0;
     while b0 < local[0] {
         let rows = band.min(local[0] - b0);
@@ -125,6 +129,7 @@ pub fn run_stencil(
                 &blocal,
                 &fields,
                 &ghost_rules,
+                clip_rows,
                 &mut out,
             )?;
             fields[ni + j] = Some(out);
@@ -174,17 +179,23 @@ fn run_level(
     local: &[usize],
     fields: &[Option<Buffer>],
     ghost_rules: &[Boundary],
+    clip_rows: bool,
     out: &mut Buffer,
 ) -> Result<()> {
-    let r0 = level.radius[0];
-    // Padded row of the band's first row, minus the level's radius.
-    let first_row = (origin[0] as i64 - r0 as i64 - lay.start[0]) as usize;
+    let r0 = level.radius[0] as i64;
+    // Global rows of the band grown by the level's radius, clipped to the
+    // array when `clip_rows`.
+    let (mut top, mut end) = (origin[0] as i64 - r0, (origin[0] + local[0]) as i64 + r0);
+    if clip_rows {
+        (top, end) = (top.max(0), end.min(shape[0] as i64));
+    }
+    let first_row = (top - lay.start[0]) as usize;
     let start = first_row * lay.strides[0];
     let mut box_shape = lay.padded.clone();
-    box_shape[0] = local[0] + 2 * r0;
+    box_shape[0] = (end - top).max(0) as usize;
     let len = shape::size(&box_shape);
     let mut box_origin = lay.start.clone();
-    box_origin[0] = origin[0] as i64 - r0 as i64;
+    box_origin[0] = top;
     {
         let mut windows = Vec::with_capacity(level.reads.len());
         for read in &level.reads {
