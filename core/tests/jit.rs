@@ -15,6 +15,43 @@ use accel_core::kernel::{Executable, jit};
 use accel_core::op::{BinaryOp, UnaryOp};
 use random_program::*;
 
+/// How a task reads each input: scalars broadcast from one element.
+fn access_of(inputs: &[(Vec<usize>, Buffer)], n: usize) -> Vec<jit::Access> {
+    inputs
+        .iter()
+        .map(|(s, _)| {
+            if s[0] == 1 && n != 1 {
+                jit::Access::Scalar
+            } else {
+                jit::Access::Contiguous
+            }
+        })
+        .collect()
+}
+
+/// Fails with the program and the inputs at the first element whose bits differ.
+fn assert_same_bits(
+    case: usize,
+    fast: &Buffer,
+    reference: &Buffer,
+    exe: &Executable,
+    inputs: &[(Vec<usize>, Buffer)],
+) {
+    let (f, r) = (bits(fast), bits(reference));
+    if let Some(i) = (0..f.len()).find(|&i| f[i] != r[i]) {
+        panic!(
+            "case {case}, element {i}: compiled {:x} interpreted {:x}\n{}\ninputs: {:?}",
+            f[i],
+            r[i],
+            exe.program.listing().join("\n"),
+            inputs
+                .iter()
+                .map(|(_, b)| format!("{:?}", b.get(i.min(b.len() - 1))))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
 #[test]
 fn compiled_kernels_match_the_interpreter_bit_for_bit() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -25,16 +62,7 @@ fn compiled_kernels_match_the_interpreter_bit_for_bit() {
         let views: Vec<(&[usize], &Buffer)> =
             inputs.iter().map(|(s, b)| (s.as_slice(), b)).collect();
         let bound = Bound::new(&exe, &[0], &[n], &views).expect("binds");
-        let access: Vec<jit::Access> = inputs
-            .iter()
-            .map(|(s, _)| {
-                if s[0] == 1 && n != 1 {
-                    jit::Access::Scalar
-                } else {
-                    jit::Access::Contiguous
-                }
-            })
-            .collect();
+        let access = access_of(&inputs, n);
         let lowerable = jit::split(&exe.program, &access).is_ok();
         assert_eq!(
             bound.is_compiled(),
@@ -80,19 +108,7 @@ fn compiled_kernels_match_the_interpreter_bit_for_bit() {
                 exe.program.listing().join("\n")
             );
         }
-        let (f, r) = (bits(&fast), bits(&reference));
-        if let Some(i) = (0..f.len()).find(|&i| f[i] != r[i]) {
-            panic!(
-                "case {case}, element {i}: compiled {:x} interpreted {:x}\n{}\ninputs: {:?}",
-                f[i],
-                r[i],
-                exe.program.listing().join("\n"),
-                inputs
-                    .iter()
-                    .map(|(_, b)| format!("{:?}", b.get(i.min(b.len() - 1))))
-                    .collect::<Vec<_>>()
-            );
-        }
+        assert_same_bits(case, &fast, &reference, &exe, &inputs);
     }
     // Both paths were exercised.
     assert!(compiled > 300, "{compiled} compiled programs");
@@ -370,16 +386,7 @@ fn compiled_complex_kernels_match_the_interpreter_bit_for_bit() {
         let views: Vec<(&[usize], &Buffer)> =
             inputs.iter().map(|(s, b)| (s.as_slice(), b)).collect();
         let bound = Bound::new(&exe, &[0], &[n], &views).expect("binds");
-        let access: Vec<jit::Access> = inputs
-            .iter()
-            .map(|(s, _)| {
-                if s[0] == 1 && n != 1 {
-                    jit::Access::Scalar
-                } else {
-                    jit::Access::Contiguous
-                }
-            })
-            .collect();
+        let access = access_of(&inputs, n);
         let lowerable = jit::split(&exe.program, &access).is_ok();
         assert_eq!(bound.is_compiled(), lowerable, "case {case}");
         compiled += usize::from(lowerable);
@@ -389,19 +396,7 @@ fn compiled_complex_kernels_match_the_interpreter_bit_for_bit() {
             .interpreted()
             .run_map()
             .expect("interpreted run");
-        let (f, r) = (bits(&fast), bits(&reference));
-        if let Some(i) = (0..f.len()).find(|&i| f[i] != r[i]) {
-            panic!(
-                "case {case}, element {i}: compiled {:x} interpreted {:x}\n{}\ninputs: {:?}",
-                f[i],
-                r[i],
-                exe.program.listing().join("\n"),
-                inputs
-                    .iter()
-                    .map(|(_, b)| format!("{:?}", b.get(i.min(b.len() - 1))))
-                    .collect::<Vec<_>>()
-            );
-        }
+        assert_same_bits(case, &fast, &reference, &exe, &inputs);
     }
     assert!(compiled > 300, "{compiled} complex programs compiled");
 }
