@@ -616,6 +616,40 @@ fn keep_edges(
     if depth.iter().all(|&x| x == 0) {
         return Ok(());
     }
+    if nd == 2 {
+        let lo = [0, 1].map(|d| origin[d] as i64 - radius[d] as i64);
+        let ext = [0, 1].map(|d| local[d] + 2 * radius[d]);
+        let done = match (old, &mut *out) {
+            (Buffer::Bool(s), Buffer::Bool(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
+            (Buffer::I32(s), Buffer::I32(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
+            (Buffer::I64(s), Buffer::I64(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
+            (Buffer::F32(s), Buffer::F32(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
+            (Buffer::F64(s), Buffer::F64(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
+            (Buffer::C128(s), Buffer::C128(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
+            _ => None,
+        };
+        match done {
+            Some(true) => return Ok(()),
+            Some(false) => {}
+            None => return Err(internal("stencil kept edges out of range")),
+        }
+    }
+    keep_edges_any(lay, shape, origin, local, radius, depth, old, out)
+}
+
+/// [`keep_edges`] for any number of axes.
+#[allow(clippy::too_many_arguments)]
+fn keep_edges_any(
+    lay: &Layout,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    radius: &[usize],
+    depth: &[usize],
+    old: &Buffer,
+    out: &mut Buffer,
+) -> Result<()> {
+    let nd = shape.len();
     // Global range of the level along each axis.
     let lo: Vec<i64> = (0..nd)
         .map(|d| origin[d] as i64 - radius[d] as i64)
@@ -669,32 +703,6 @@ fn keep_edges(
     fn keep<T: Copy>(s: &[T], d: &mut [T], w: &Rows<'_>) -> Option<()> {
         let last = w.ext.len() - 1;
         let run = w.ext[last];
-        if last == 1 {
-            // Two axes: the kept rows whole, then each run of kept columns
-            // down the other rows (no index arithmetic per row).
-            let stride = w.strides[0];
-            let rows = &w.in_band[0];
-            for (r, _) in rows.iter().enumerate().filter(|(_, whole)| **whole) {
-                let at = w.base + r * stride;
-                d.get_mut(at..at + run)?
-                    .copy_from_slice(s.get(at..at + run)?);
-            }
-            for &(c, n) in w.cols {
-                for (r, _) in rows.iter().enumerate().filter(|(_, whole)| !**whole) {
-                    let at = w.base + r * stride + c;
-                    let (from, to) = (s.get(at..at + n)?, d.get_mut(at..at + n)?);
-                    if n <= 4 {
-                        // A cell or two per edge: no memcpy call.
-                        for (t, f) in to.iter_mut().zip(from) {
-                            *t = *f;
-                        }
-                    } else {
-                        to.copy_from_slice(from);
-                    }
-                }
-            }
-            return Some(());
-        }
         let mut idx = vec![0usize; last];
         loop {
             let whole = (0..last).any(|k| w.in_band[k][idx[k]]);
@@ -742,6 +750,79 @@ fn keep_edges(
     ok.ok_or_else(|| internal("stencil kept edges out of range"))
 }
 
+/// [`keep_edges`] over two axes without a heap block (it runs per level of
+/// every task): the kept rows whole, then each run of kept columns down the
+/// other rows. None when a copy would fall outside the buffers; false (and
+/// nothing copied) when the kept columns form more runs than it tracks.
+#[allow(clippy::too_many_arguments)]
+fn keep_edges_2d<T: Copy>(
+    lay: &Layout,
+    shape: &[usize],
+    lo: [i64; 2],
+    ext: [usize; 2],
+    depth: &[usize],
+    s: &[T],
+    d: &mut [T],
+) -> Option<bool> {
+    // Whether each cell along an axis, from `lo`, lies within `depth` of an
+    // end (counted around periodic edges), stepped without a division.
+    let band = |axis: usize| {
+        let n = shape[axis] as i64;
+        let (m, dep) = (n.max(1), depth[axis] as i64);
+        let mut c = lo[axis].rem_euclid(m);
+        move || {
+            let kept = c < dep || c >= n - dep;
+            c += 1;
+            if c == m {
+                c = 0;
+            }
+            kept
+        }
+    };
+    const MAX_RUNS: usize = 8;
+    let mut runs = [(0usize, 0usize); MAX_RUNS];
+    let mut nruns = 0;
+    let mut col = band(1);
+    for i in 0..ext[1] {
+        if !col() {
+            continue;
+        }
+        match runs[..nruns].last_mut() {
+            Some((a, n)) if *a + *n == i => *n += 1,
+            _ if nruns == MAX_RUNS => return Some(false),
+            _ => {
+                runs[nruns] = (i, 1);
+                nruns += 1;
+            }
+        }
+    }
+    let stride = lay.strides[0];
+    let base = lay.guard
+        + (lo[0] - lay.start[0]) as usize * stride
+        + (lo[1] - lay.start[1]) as usize * lay.strides[1];
+    let mut row = band(0);
+    for r in 0..ext[0] {
+        let at = base + r * stride;
+        if row() {
+            d.get_mut(at..at + ext[1])?
+                .copy_from_slice(s.get(at..at + ext[1])?);
+            continue;
+        }
+        for &(c, n) in &runs[..nruns] {
+            let (from, to) = (s.get(at + c..at + c + n)?, d.get_mut(at + c..at + c + n)?);
+            if n <= 4 {
+                // A cell or two per edge: no memcpy call.
+                for (t, f) in to.iter_mut().zip(from) {
+                    *t = *f;
+                }
+            } else {
+                to.copy_from_slice(from);
+            }
+        }
+    }
+    Some(true)
+}
+
 /// The box `lo..hi` (in the chunk's coordinates) of every column of a chunk:
 /// the halo strip a worker serves to a peer's stencil task.
 pub fn crop(
@@ -783,4 +864,62 @@ pub fn crop(
         shape: extent,
         cols,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The two-axis path keeps exactly the cells the general one keeps: plates
+    /// whose halos reach past one or both ends (and wrap around a small plate).
+    #[test]
+    fn kept_edges_over_two_axes_match_the_general_walk() {
+        let cases: [([usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 5] = [
+            // shape, origin, local, radius (= halo), depth
+            ([200, 200], [0, 100], [100, 100], [3, 3], [1, 1]),
+            ([200, 200], [100, 0], [100, 100], [0, 0], [1, 2]),
+            ([50, 40], [10, 10], [20, 20], [2, 2], [1, 1]),
+            ([3, 5], [0, 0], [3, 5], [4, 7], [1, 2]),
+            ([7, 9], [2, 3], [3, 4], [5, 5], [2, 1]),
+        ];
+        for (shape, origin, local, radius, depth) in cases {
+            let padded: Vec<usize> = (0..2).map(|d| local[d] + 2 * radius[d]).collect();
+            let strides = shape::strides(&padded);
+            let guard: usize = (0..2).map(|d| radius[d] * strides[d]).sum();
+            let lay = Layout {
+                start: (0..2)
+                    .map(|d| origin[d] as i64 - radius[d] as i64)
+                    .collect(),
+                len: shape::size(&padded) + 2 * guard,
+                padded,
+                strides,
+                guard,
+            };
+            let old = Buffer::F64((0..lay.len).map(|i| i as f64).collect());
+            let mut fast = Buffer::F64(vec![-1.0; lay.len]);
+            let mut general = fast.clone();
+            keep_edges(
+                &lay, &shape, &origin, &local, &radius, &depth, &old, &mut fast,
+            )
+            .expect("keeps");
+            keep_edges_any(
+                &lay,
+                &shape,
+                &origin,
+                &local,
+                &radius,
+                &depth,
+                &old,
+                &mut general,
+            )
+            .expect("keeps");
+            assert_eq!(fast, general, "shape {shape:?} origin {origin:?}");
+            let Buffer::F64(v) = &fast else {
+                unreachable!()
+            };
+            // Only the chunk in the plate's interior keeps nothing.
+            let interior = shape == [50, 40];
+            assert_eq!(v.iter().any(|&x| x >= 0.0), !interior, "shape {shape:?}");
+        }
+    }
 }
