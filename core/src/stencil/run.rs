@@ -874,15 +874,15 @@ mod tests {
     /// whose halos reach past one or both ends (and wrap around a small plate).
     #[test]
     fn kept_edges_over_two_axes_match_the_general_walk() {
-        let cases: [([usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]); 5] = [
-            // shape, origin, local, radius (= halo), depth
-            ([200, 200], [0, 100], [100, 100], [3, 3], [1, 1]),
-            ([200, 200], [100, 0], [100, 100], [0, 0], [1, 2]),
-            ([50, 40], [10, 10], [20, 20], [2, 2], [1, 1]),
-            ([3, 5], [0, 0], [3, 5], [4, 7], [1, 2]),
-            ([7, 9], [2, 3], [3, 4], [5, 5], [2, 1]),
+        // shape, origin, local, radius (= halo), depth
+        let cases: [[[usize; 2]; 5]; 5] = [
+            [[200, 200], [0, 100], [100, 100], [3, 3], [1, 1]],
+            [[200, 200], [100, 0], [100, 100], [0, 0], [1, 2]],
+            [[50, 40], [10, 10], [20, 20], [2, 2], [1, 1]],
+            [[3, 5], [0, 0], [3, 5], [4, 7], [1, 2]],
+            [[7, 9], [2, 3], [3, 4], [5, 5], [2, 1]],
         ];
-        for (shape, origin, local, radius, depth) in cases {
+        for [shape, origin, local, radius, depth] in cases {
             let padded: Vec<usize> = (0..2).map(|d| local[d] + 2 * radius[d]).collect();
             let strides = shape::strides(&padded);
             let guard: usize = (0..2).map(|d| radius[d] * strides[d]).sum();
