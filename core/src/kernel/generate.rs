@@ -91,6 +91,27 @@ pub fn fill_index(base: i64, strides: &[i64], shape: &[usize], start: usize, out
 /// Counters up to this magnitude are exact in f64.
 const EXACT: u64 = 1 << 53;
 
+/// The counter of a linspace's exact endpoint, and that endpoint.
+type Endpoint = (i64, f64);
+
+/// An `arange` or `linspace` as `first + i * step`, and the counter that is
+/// exactly `stop` instead (linspace with its endpoint); None for other kinds.
+fn affine(kind: &GenKind) -> Option<(f64, f64, Option<Endpoint>)> {
+    match *kind {
+        GenKind::Arange { start, step } => Some((start, step, None)),
+        GenKind::Linspace {
+            start,
+            stop,
+            num,
+            endpoint,
+        } => {
+            let (step, last) = linspace_step(start, stop, num, endpoint);
+            Some((start, step, (last >= 0).then_some((last, stop))))
+        }
+        GenKind::Uniform { .. } | GenKind::Normal { .. } => None,
+    }
+}
+
 /// Fills `out` with an `arange` or `linspace` generator's f64 values straight
 /// from the index walk, with the bits `fill_index` + `generate` give: the
 /// counter is computed in f64, exact while every counter is below 2^53 (then
@@ -104,18 +125,8 @@ pub fn fill_affine_f64(
     start: usize,
     out: &mut [f64],
 ) -> bool {
-    let (first, step, last) = match *kind {
-        GenKind::Arange { start, step } => (start, step, None),
-        GenKind::Linspace {
-            start,
-            stop,
-            num,
-            endpoint,
-        } => {
-            let (step, last) = linspace_step(start, stop, num, endpoint);
-            (start, step, (last >= 0).then_some((last, stop)))
-        }
-        GenKind::Uniform { .. } | GenKind::Normal { .. } => return false,
+    let Some((first, step, last)) = affine(kind) else {
+        return false;
     };
     let reach = strides
         .iter()
@@ -198,27 +209,19 @@ pub fn linspace_step(start: f64, stop: f64, num: u64, endpoint: bool) -> (f64, i
 /// Fills `out[k]` with the generator's f64 value at counter `idx[k]`; the
 /// match on the kind is outside the loops so each loop is tight.
 fn fill_f64(kind: &GenKind, idx: &[i64], out: &mut [f64]) {
+    if let Some((first, step, last)) = affine(kind) {
+        for (o, &i) in out.iter_mut().zip(idx) {
+            *o = first + i as f64 * step;
+        }
+        if let Some((last, stop)) = last {
+            for (o, _) in out.iter_mut().zip(idx).filter(|(_, i)| **i == last) {
+                *o = stop;
+            }
+        }
+        return;
+    }
     match *kind {
-        GenKind::Arange { start, step } => {
-            for (o, &i) in out.iter_mut().zip(idx) {
-                *o = start + i as f64 * step;
-            }
-        }
-        GenKind::Linspace {
-            start,
-            stop,
-            num,
-            endpoint,
-        } => {
-            let (step, last) = linspace_step(start, stop, num, endpoint);
-            for (o, &i) in out.iter_mut().zip(idx) {
-                *o = if i == last {
-                    stop
-                } else {
-                    start + i as f64 * step
-                };
-            }
-        }
+        GenKind::Arange { .. } | GenKind::Linspace { .. } => {}
         GenKind::Uniform {
             seed,
             stream,
