@@ -459,11 +459,20 @@ impl Client {
             let m = &plan.stage(*s).meta;
             Buffer::zeros(m.dtype, shape::size(&m.shape))
         };
+        // A result whose chunks interleave within its pages is mapped up
+        // front, page by page in parallel, rather than by tasks racing for
+        // the same pages.
         let mut direct_bufs: Vec<Option<Buffer>> = plan
             .outputs
             .iter()
             .zip(&in_place)
-            .map(|(s, &d)| d.then(|| alloc(s)))
+            .map(|(s, &d)| {
+                let m = &plan.stage(*s).meta;
+                d.then(|| match accel_core::exec::writes_interleave(m) {
+                    true => Buffer::zeros_populated(m.dtype, shape::size(&m.shape)),
+                    false => Buffer::zeros(m.dtype, shape::size(&m.shape)),
+                })
+            })
             .collect();
         let mut pasted: Vec<Option<Buffer>> = plan
             .outputs

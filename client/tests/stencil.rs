@@ -143,6 +143,24 @@ fn two_dimensional_every_rule_odd_chunks() {
     check(&[9, 14], &[4, 5], &nine, 4, None);
 }
 
+/// Rows this wide are computed a few at a time (bands of the chunk that fit
+/// in cache): every rule at the edges between bands and the array's ends.
+#[test]
+fn wide_chunks_computed_in_bands_every_rule() {
+    check(&[40, 6000], &[40, 6000], &FIVE_POINT, 3, None);
+    check(&[41, 6000], &[41, 2500], &FIVE_POINT, 2, Some(2));
+    let seven: Vec<(&[i64], f64)> = vec![
+        (&[1, 0, 0], 0.1),
+        (&[-1, 0, 0], 0.2),
+        (&[0, 1, 0], 0.1),
+        (&[0, -1, 0], 0.2),
+        (&[0, 0, 2], 0.1),
+        (&[0, 0, -1], 0.2),
+        (&[0, 0, 0], 0.1),
+    ];
+    check(&[21, 40, 700], &[21, 20, 700], &seven, 2, None);
+}
+
 #[test]
 fn three_dimensional_every_rule() {
     let seven: Vec<(&[i64], f64)> = vec![

@@ -44,6 +44,19 @@ impl Buffer {
         }
     }
 
+    /// [`Buffer::zeros`] with its memory mapped now, in parallel (see
+    /// [`crate::memory::populate_parallel`]): for large results that tasks
+    /// then fill chunk by chunk from several threads.
+    pub fn zeros_populated(dtype: DType, len: usize) -> Buffer {
+        let mut b = Buffer::zeros(dtype, len);
+        let bytes = len * dtype.size();
+        let start = with_buffer!(&mut b, v => v.as_mut_ptr() as *mut u8);
+        // SAFETY: the buffer was just zeroed and is owned here; zero bytes
+        // are a valid element of every dtype.
+        unsafe { crate::memory::populate_parallel(start, bytes) };
+        b
+    }
+
     /// `len` copies of `v`.
     pub fn filled(v: Value, len: usize) -> Buffer {
         match v {

@@ -6,4 +6,4 @@ pub mod scan;
 pub mod task;
 
 pub use offload::Offload;
-pub use task::{copy_box, run_task, run_task_into, run_task_with};
+pub use task::{copy_box, run_task, run_task_into, run_task_with, writes_interleave};

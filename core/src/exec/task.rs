@@ -31,8 +31,43 @@ pub fn run_task_into(
     let views = views_of(&ins);
     match offload.and_then(|o| o.run_map(exe, &origin, &local, &views)) {
         Some(data) => write_rows(&data, rows),
-        None => Bound::new(exe, &origin, &local, &views)?.run_map_rows(rows),
+        None => Bound::new(exe, &origin, &local, &views)?
+            .streaming(streams(plan, key))
+            .run_map_rows(rows),
     }
+}
+
+/// Results at least this large may be written past the caches.
+const STREAM_RESULT_BYTES: usize = 8 << 20;
+
+/// Whether tasks writing this array into one row-major result interleave
+/// their writes: the array is large, and its chunks split its rows into
+/// runs shorter than a huge page, so every page is shared by several tasks.
+/// Such a result is mapped up front, in parallel (see
+/// [`crate::memory::populate_parallel`]), and written with non-temporal
+/// stores: each task writes a fraction of each page, long after the kernel
+/// cleared it out of the cache. A result whose chunks are long contiguous
+/// runs is better written fresh: every page is cleared just before one task
+/// writes all of it, while it is still in cache.
+pub fn writes_interleave(meta: &crate::op::Meta) -> bool {
+    let size = meta.dtype.size();
+    if shape::size(&meta.shape).saturating_mul(size) < STREAM_RESULT_BYTES {
+        return false;
+    }
+    let chunk = meta.chunks.max_chunk();
+    let mut run = size;
+    for (c, n) in chunk.iter().zip(&meta.shape).rev() {
+        run = run.saturating_mul(*c);
+        if c != n {
+            break;
+        }
+    }
+    run < crate::memory::HUGE_PAGE
+}
+
+/// Whether a task writing into the caller's result streams its stores.
+fn streams(plan: &Plan, key: ChunkKey) -> bool {
+    writes_interleave(&plan.stage(key.stage).meta)
 }
 
 /// Copies a chunk's elements, in order, into its rows of a larger result.
@@ -726,4 +761,59 @@ fn reshape_chunk(
             flat /= n;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::writes_interleave;
+    use crate::dtype::DType;
+    use crate::op::Meta;
+    use crate::shape::Chunks;
+
+    fn meta(shape: &[usize], chunk: &[usize], dtype: DType) -> Meta {
+        Meta {
+            shape: shape.to_vec(),
+            dtype,
+            chunks: Chunks::regular(shape, chunk).expect("valid chunks"),
+        }
+    }
+
+    #[test]
+    fn only_large_results_split_into_short_runs_interleave() {
+        // 128 MB in 1000×1000 chunks: 8 KB runs share every huge page.
+        assert!(writes_interleave(&meta(
+            &[4000, 4000],
+            &[1000, 1000],
+            DType::F64
+        )));
+        // Whole rows: 4 MB runs of one task each.
+        assert!(!writes_interleave(&meta(
+            &[4000, 4000],
+            &[128, 4000],
+            DType::F64
+        )));
+        // Contiguous 1-d chunks of 20 MB.
+        assert!(!writes_interleave(&meta(
+            &[50_000_000],
+            &[2_500_000],
+            DType::F64
+        )));
+        // Short runs, but a small result.
+        assert!(!writes_interleave(&meta(
+            &[200, 200],
+            &[100, 100],
+            DType::F64
+        )));
+        // Whole trailing planes make long runs in 3-d too.
+        assert!(!writes_interleave(&meta(
+            &[64, 512, 512],
+            &[8, 512, 512],
+            DType::F64
+        )));
+        assert!(writes_interleave(&meta(
+            &[64, 512, 512],
+            &[8, 512, 256],
+            DType::F64
+        )));
+    }
 }

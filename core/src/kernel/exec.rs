@@ -358,6 +358,8 @@ pub struct Bound<'a> {
     /// For a program split between interpreter and compiled loop: the
     /// interpreter's registers.
     staging: Option<Arc<Executable>>,
+    /// Whether results go to memory past the caches (see [`Bound::streaming`]).
+    streaming: bool,
     /// Shape of the output chunk.
     pub local_shape: Vec<usize>,
     /// Global coordinate of the chunk's first element (may be negative in stencil halos).
@@ -520,6 +522,7 @@ impl<'a> Bound<'a> {
             prefetch: true,
             jit,
             staging,
+            streaming: false,
             local_shape: local_shape.to_vec(),
             origin: origin.to_vec(),
         }
@@ -534,6 +537,15 @@ impl<'a> Bound<'a> {
     pub fn interpreted(mut self) -> Self {
         self.jit = None;
         self.staging = None;
+        self
+    }
+
+    /// Writes results with non-temporal stores, computed first into a
+    /// cache-resident block: for destinations that are large and not read
+    /// back soon (a task writing into the caller's result array), where
+    /// ordinary stores would read every destination line from memory first.
+    pub fn streaming(mut self, on: bool) -> Self {
+        self.streaming = on;
         self
     }
 
@@ -805,6 +817,25 @@ impl<'a> Bound<'a> {
             return Ok(());
         }
         let group = (SUPER / row_len.max(1)).max(1);
+        if self.streaming {
+            // A group of rows is contiguous in the chunk's own index space:
+            // computed there in cache, then streamed row by row.
+            return rows.par_chunks_mut(group).enumerate().try_for_each(
+                |(g, group_rows)| -> Result<()> {
+                    let len = group_rows.len() * row_len;
+                    let mut hot = T::take_hot(len);
+                    let done = self.map_slice_cached(&mut hot[..len], g * group * row_len);
+                    if done.is_ok() {
+                        for (row, from) in group_rows.iter_mut().zip(hot.chunks(row_len)) {
+                            super::stream::copy_streaming(from, row);
+                        }
+                        super::stream::fence();
+                    }
+                    T::give_hot(hot);
+                    done
+                },
+            );
+        }
         if let Some(compiled) = &self.jit
             && T::DTYPE == self.root_dtype()
         {
@@ -910,6 +941,26 @@ impl<'a> Bound<'a> {
 
     /// Evaluates elements `offset..offset + out.len()` into `out`.
     pub fn map_slice<T: Store>(&self, out: &mut [T], offset: usize) -> Result<()> {
+        if !self.streaming {
+            return self.map_slice_cached(out, offset);
+        }
+        out.par_chunks_mut(SUPER)
+            .enumerate()
+            .try_for_each(|(si, piece)| -> Result<()> {
+                let n = piece.len();
+                let mut hot = T::take_hot(n);
+                let done = self.map_slice_cached(&mut hot[..n], offset + si * SUPER);
+                if done.is_ok() {
+                    super::stream::copy_streaming(&hot[..n], piece);
+                    super::stream::fence();
+                }
+                T::give_hot(hot);
+                done
+            })
+    }
+
+    /// [`Bound::map_slice`] with ordinary stores.
+    fn map_slice_cached<T: Store>(&self, out: &mut [T], offset: usize) -> Result<()> {
         if let Some(chain) = self.whole_chain() {
             return out
                 .par_chunks_mut(SUPER)
@@ -1361,14 +1412,38 @@ pub trait Store: Element {
     fn view_mut(dst: &mut [Self]) -> Option<ViewMut<'_>>;
     /// Zero-filled memory (calloc'd where the type allows, so pages are touched once).
     fn zeroed(len: usize) -> Vec<Self>;
+    /// At least `len` elements of this thread's cache-resident block (a new
+    /// one when it is already taken); hand it back with [`Store::give_hot`].
+    fn take_hot(len: usize) -> Vec<Self>;
+    fn give_hot(block: Vec<Self>);
+}
+
+/// The hot blocks of [`Store::take_hot`], one per thread and element type.
+macro_rules! hot_block {
+    ($hot:ident, $zero:expr) => {
+        fn take_hot(len: usize) -> Vec<Self> {
+            let mut v = $hot.take();
+            if v.len() < len {
+                v.resize(len, $zero);
+            }
+            v
+        }
+        fn give_hot(block: Vec<Self>) {
+            $hot.set(block);
+        }
+    };
 }
 
 macro_rules! store_real {
-    ($t:ty, $variant:ident, $zero:expr) => {
+    ($t:ty, $variant:ident, $zero:expr, $hot:ident) => {
+        thread_local! {
+            static $hot: std::cell::Cell<Vec<$t>> = const { std::cell::Cell::new(Vec::new()) };
+        }
         impl Store for $t {
             fn zeroed(len: usize) -> Vec<Self> {
                 crate::memory::zeroed_vec($zero, len)
             }
+            hot_block!($hot, $zero);
             fn view_mut(dst: &mut [Self]) -> Option<ViewMut<'_>> {
                 Some(ViewMut::$variant(dst))
             }
@@ -1388,16 +1463,21 @@ macro_rules! store_real {
         }
     };
 }
-store_real!(bool, Bool, false);
-store_real!(i32, I32, 0i32);
-store_real!(i64, I64, 0i64);
-store_real!(f32, F32, 0.0f32);
-store_real!(f64, F64, 0.0f64);
+store_real!(bool, Bool, false, HOT_BOOL);
+store_real!(i32, I32, 0i32, HOT_I32);
+store_real!(i64, I64, 0i64, HOT_I64);
+store_real!(f32, F32, 0.0f32, HOT_F32);
+store_real!(f64, F64, 0.0f64, HOT_F64);
+
+thread_local! {
+    static HOT_C128: std::cell::Cell<Vec<Complex64>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 impl Store for Complex64 {
     fn zeroed(len: usize) -> Vec<Self> {
         vec![Complex64::new(0.0, 0.0); len]
     }
+    hot_block!(HOT_C128, Complex64::new(0.0, 0.0));
     fn view_mut(_: &mut [Self]) -> Option<ViewMut<'_>> {
         None // interleaved storage; registers keep re and im apart
     }
@@ -1480,6 +1560,69 @@ mod tests {
         assert_eq!(out, vec![5.0; 10]);
         let mut wrong = vec![0.0f32; 10];
         assert!(bound.run_map_into(OutSlice::F32(&mut wrong)).is_err());
+    }
+
+    /// `x * 2 + 1` (or `x * 2 + 1 > 0`) over a 2-d chunk of `shape`.
+    fn affine_2d(shape: [usize; 2], compare: bool) -> Executable {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: shape.to_vec(),
+        });
+        let two = b.push(Instr::Const(Value::F64(2.0)), DType::F64);
+        let one = b.push(Instr::Const(Value::F64(1.0)), DType::F64);
+        let m = b.push(Instr::Binary(BinaryOp::Mul, x, two), DType::F64);
+        let mut r = b.push(Instr::Binary(BinaryOp::Add, m, one), DType::F64);
+        if compare {
+            let zero = b.push(Instr::Const(Value::F64(0.0)), DType::F64);
+            r = b.push(Instr::Binary(BinaryOp::Gt, r, zero), DType::Bool);
+        }
+        Executable::new(b.finish(r, shape.to_vec()))
+    }
+
+    #[test]
+    fn streamed_results_equal_cached_ones() {
+        // Short rows (grouped), rows longer than a parallel piece, one row.
+        for shape in [[3000, 7], [2, SUPER + 5], [1, 3 * SUPER + 1]] {
+            let n = shape[0] * shape[1];
+            let data = Buffer::F64((0..n).map(|i| (i as f64).sin() * 1e3).collect());
+            for compare in [false, true] {
+                let exe = affine_2d(shape, compare);
+                let bind = |stream: bool| {
+                    Bound::new(&exe, &[0, 0], &shape, &[(&shape, &data)])
+                        .unwrap()
+                        .streaming(stream)
+                };
+                // Each chunk row inside a wider row of a larger result, at an odd offset.
+                let stride = shape[1] + 3;
+                let mut results = Vec::new();
+                for stream in [false, true] {
+                    let mut whole = Buffer::zeros(
+                        exe.program.dtypes[exe.program.root as usize],
+                        shape[0] * stride + 1,
+                    );
+                    let rows: Vec<OutSlice<'_>> = match &mut whole {
+                        Buffer::F64(v) => v[1..]
+                            .chunks_mut(stride)
+                            .map(|r| OutSlice::F64(&mut r[..shape[1]]))
+                            .collect(),
+                        Buffer::Bool(v) => v[1..]
+                            .chunks_mut(stride)
+                            .map(|r| OutSlice::Bool(&mut r[..shape[1]]))
+                            .collect(),
+                        _ => unreachable!(),
+                    };
+                    bind(stream).run_map_rows(rows).unwrap();
+                    results.push(whole);
+                }
+                assert_eq!(results[0], results[1], "rows of {shape:?}");
+                let compact: Vec<Buffer> = [false, true].map(|s| bind(s).run_map().unwrap()).into();
+                assert_eq!(compact[0], compact[1], "chunk of {shape:?}");
+                if let (Buffer::F64(w), Buffer::F64(c)) = (&results[1], &compact[0]) {
+                    assert_eq!(w[1..1 + shape[1]], c[..shape[1]]);
+                }
+            }
+        }
     }
 
     /// `((a + b) + c) * w` over `n` elements, and the same with `tail` more

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod portable;
 pub mod reduce;
 pub mod slot;
+pub mod stream;
 pub mod sum_chain;
 pub mod vmath;
 

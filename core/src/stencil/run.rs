@@ -3,6 +3,7 @@
 use crate::buffer::Buffer;
 use crate::dtype::{DType, Value};
 use crate::error::{Error, Result};
+use crate::kernel::stream::{extend_streaming, fence};
 use crate::kernel::{Bound, OutSlice};
 use crate::op::Boundary;
 use crate::shape;
@@ -15,6 +16,13 @@ pub struct Piece<'a> {
     pub lo: Vec<usize>,
     pub shape: Vec<usize>,
     pub data: &'a Buffer,
+}
+
+/// A field of a task: its buffer holds the padded layout from position
+/// `shift` on (stage inputs: all of it; levels: the rows of one band).
+struct Field {
+    buf: Buffer,
+    shift: usize,
 }
 
 /// The padded layout shared by every field of a task.
@@ -84,7 +92,7 @@ pub fn run_stencil(
     }
     let mut pool: Vec<Buffer> = Vec::new();
     let ghost_rules = ghost_rules(k);
-    let mut fields: Vec<Option<Buffer>> = (0..nfields).map(|_| None).collect();
+    let mut fields: Vec<Option<Field>> = (0..nfields).map(|_| None).collect();
 
     for (i, pieces) in inputs.iter().enumerate() {
         let dtype = *input_dtypes
@@ -95,16 +103,25 @@ pub fn run_stencil(
         for p in pieces {
             place(&lay, shape, origin, local, radius, &k.boundary, p, &mut buf)?;
         }
-        fill_ghosts(&lay, shape, origin, local, radius, &ghost_rules, &mut buf)?;
-        fields[i] = Some(buf);
+        fill_ghosts(
+            &lay,
+            (shape, origin, local),
+            radius,
+            &ghost_rules,
+            (&mut buf, 0),
+        )?;
+        fields[i] = Some(Field { buf, shift: 0 });
     }
 
-    // The output field collects every band's rows; the other levels are
-    // scratch, recomputed band by band.
+    // Every level is computed band by band into a buffer holding only the
+    // band's rows grown by the halo, so that a level's cells stay in cache
+    // from when they are computed to when the next level reads them; the
+    // last level's chunk cells are appended to the result band by band.
     let last = k.levels.len() - 1;
     let out_dtype = k.levels[last].dtype();
-    fields[ni + last] = Some(take(&mut pool, out_dtype, lay.len));
     let band = band_rows(k, &lay, local[0]);
+    let band_len = (band.min(local[0]) + 2 * k.halo[0]) * lay.strides[0] + 2 * lay.guard;
+    let mut result = with_room(out_dtype, shape::size(local));
     // Rows beyond the array's ends along the first axis are overwritten by
     // their boundary rule after every level, or (fixed edges) only ever read
     // by kept cells: not computed, unless the axis wraps around.
@@ -116,23 +133,24 @@ pub fn run_stencil(
         borigin[0] += b0;
         let mut blocal = local.to_vec();
         blocal[0] = rows;
+        // Band buffers start at the band's first row less the halo.
+        let shift = b0 * lay.strides[0];
         for (j, level) in k.levels.iter().enumerate() {
             // The previous band's buffer of this level, if any, is reused.
-            let mut out = fields[ni + j]
-                .take()
-                .unwrap_or_else(|| take(&mut pool, level.dtype(), lay.len));
+            let mut out = match fields[ni + j].take() {
+                Some(f) => f.buf,
+                None => take(&mut pool, level.dtype(), band_len),
+            };
             run_level(
                 level,
                 &lay,
-                shape,
-                &borigin,
-                &blocal,
+                (shape, &borigin, &blocal),
                 &fields,
                 &ghost_rules,
                 clip_rows,
-                &mut out,
+                (&mut out, shift),
             )?;
-            fields[ni + j] = Some(out);
+            fields[ni + j] = Some(Field { buf: out, shift });
             // Scratch levels nobody reads any more go back to the pool.
             for (f, slot) in fields.iter_mut().enumerate() {
                 if f >= ni
@@ -140,21 +158,26 @@ pub fn run_stencil(
                     && last_use[f] <= j
                     && let Some(b) = slot.take()
                 {
-                    pool.push(b);
+                    pool.push(b.buf);
                 }
             }
         }
+        let out = fields[ni + last]
+            .as_ref()
+            .ok_or_else(|| internal("stencil without a result"))?;
+        // The band's first chunk cell, as the chunk's first one lies in the layout.
+        append_box(
+            &mut result,
+            &out.buf,
+            &lay.strides,
+            lay.pos(&k.halo),
+            &blocal,
+        )?;
         b0 += rows;
     }
-    let result = fields
-        .pop()
-        .flatten()
-        .ok_or_else(|| internal("stencil without a result"))?;
-    let out = extract_box(&result, &lay.strides, lay.pos(&k.halo), local)?;
-    pool.push(result);
-    pool.extend(fields.into_iter().flatten());
+    pool.extend(fields.into_iter().flatten().map(|f| f.buf));
     give_back(pool);
-    Ok(out)
+    Ok(result)
 }
 
 /// Rows of the output chunk computed through all levels at a time: enough
@@ -169,18 +192,17 @@ fn band_rows(k: &StencilKernel, lay: &Layout, rows: usize) -> usize {
 }
 
 /// Computes one level on the rows of one band (grown by the level's radius),
-/// then keeps its edges and fills its ghost cells there.
-#[allow(clippy::too_many_arguments)]
+/// then keeps its edges and fills its ghost cells there. `out` holds the
+/// padded layout from position `shift` on: all of it, or (the last level,
+/// radius zero) the band's rows.
 fn run_level(
     level: &super::Level,
     lay: &Layout,
-    shape: &[usize],
-    origin: &[usize],
-    local: &[usize],
-    fields: &[Option<Buffer>],
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    fields: &[Option<Field>],
     ghost_rules: &[Boundary],
     clip_rows: bool,
-    out: &mut Buffer,
+    (out, shift): (&mut Buffer, usize),
 ) -> Result<()> {
     let r0 = level.radius[0] as i64;
     // Global rows of the band grown by the level's radius, clipped to the
@@ -199,24 +221,27 @@ fn run_level(
     {
         let mut windows = Vec::with_capacity(level.reads.len());
         for read in &level.reads {
-            let buf = fields
+            let field = fields
                 .get(read.field as usize)
                 .and_then(Option::as_ref)
                 .ok_or_else(|| internal("stencil level reads a field that is gone"))?;
-            let shift: i64 = read
+            let offset: i64 = read
                 .offset
                 .iter()
                 .zip(&lay.strides)
                 .map(|(&o, &s)| o * s as i64)
                 .sum();
-            let at = (lay.guard + start) as i64 + shift;
+            let at = (lay.guard + start) as i64 + offset - field.shift as i64;
             if at < 0 {
                 return Err(internal("stencil window before its field"));
             }
-            windows.push((buf, at as usize));
+            windows.push((&field.buf, at as usize));
         }
         let bound = Bound::windows(&level.exe, &box_origin, &box_shape, &windows)?;
-        bound.run_map_into(out_slice(out, lay.guard + start, len)?)?;
+        let at = (lay.guard + start)
+            .checked_sub(shift)
+            .ok_or_else(|| internal("stencil level before its buffer"))?;
+        bound.run_map_into(out_slice(out, at, len)?)?;
     }
     if let Some(keep) = &level.keep {
         let old = fields
@@ -225,17 +250,21 @@ fn run_level(
             .ok_or_else(|| internal("stencil keeps edges of a field that is gone"))?;
         keep_edges(
             lay,
-            shape,
-            origin,
-            local,
+            (shape, origin, local),
             &level.radius,
             &keep.depth,
-            old,
-            out,
+            (&old.buf, old.shift),
+            (&mut *out, shift),
         )?;
     }
     if level.radius.iter().any(|&r| r > 0) {
-        fill_ghosts(lay, shape, origin, local, &level.radius, ghost_rules, out)?;
+        fill_ghosts(
+            lay,
+            (shape, origin, local),
+            &level.radius,
+            ghost_rules,
+            (out, shift),
+        )?;
     }
     Ok(())
 }
@@ -396,46 +425,87 @@ fn place(
     }
 }
 
-/// Copies an `extent` box between two row-major buffers of one dtype.
-/// The box `extent` at `src_at` of `src` as a new compact buffer, built row
-/// by row (no zero-filling first: the chunk is written once).
-fn extract_box(
+/// Result chunks at least this large are written past the caches.
+const STREAM_CHUNK_BYTES: usize = 1 << 20;
+
+/// Appends the box `extent` at `src_at` of `src` to `dst` (of the same
+/// dtype), row by row: a result is built in order, band by band, and never
+/// zero-filled first. A large result's stores bypass the cache: it is read
+/// again only by later tasks, long after it would have left the cache, and
+/// ordinary stores would first read every line of it from memory.
+fn append_box(
+    dst: &mut Buffer,
     src: &Buffer,
     src_strides: &[usize],
     src_at: usize,
     extent: &[usize],
-) -> Result<Buffer> {
-    fn rows<T: Copy>(s: &[T], ss: &[usize], sa: usize, extent: &[usize]) -> Option<Vec<T>> {
+) -> Result<()> {
+    fn rows<T: Copy>(
+        out: &mut Vec<T>,
+        s: &[T],
+        ss: &[usize],
+        sa: usize,
+        extent: &[usize],
+    ) -> Option<()> {
+        let stream = out.capacity() * std::mem::size_of::<T>() >= STREAM_CHUNK_BYTES;
         let nd = extent.len();
-        let mut out = Vec::with_capacity(shape::size(extent));
         if extent.contains(&0) {
-            return Some(out);
+            return Some(());
         }
         if nd == 0 {
             out.push(*s.get(sa)?);
-            return Some(out);
+            return Some(());
         }
         let run = extent[nd - 1];
-        let mut idx = vec![0usize; nd - 1];
+        let mut small = [0usize; 8];
+        let mut large = Vec::new();
+        let idx: &mut [usize] = if nd - 1 <= small.len() {
+            &mut small[..nd - 1]
+        } else {
+            large.resize(nd - 1, 0);
+            &mut large
+        };
         loop {
             let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
-            out.extend_from_slice(s.get(so..so + run)?);
-            if !shape::next_index(&mut idx, &extent[..nd - 1]) {
-                return Some(out);
+            let row = s.get(so..so + run)?;
+            if stream {
+                extend_streaming(out, row);
+            } else {
+                out.extend_from_slice(row);
+            }
+            if !shape::next_index(idx, &extent[..nd - 1]) {
+                fence();
+                return Some(());
             }
         }
     }
-    let out = match src {
-        Buffer::Bool(s) => rows(s, src_strides, src_at, extent).map(Buffer::Bool),
-        Buffer::I32(s) => rows(s, src_strides, src_at, extent).map(Buffer::I32),
-        Buffer::I64(s) => rows(s, src_strides, src_at, extent).map(Buffer::I64),
-        Buffer::F32(s) => rows(s, src_strides, src_at, extent).map(Buffer::F32),
-        Buffer::F64(s) => rows(s, src_strides, src_at, extent).map(Buffer::F64),
-        Buffer::C128(s) => rows(s, src_strides, src_at, extent).map(Buffer::C128),
+    let (ss, sa) = (src_strides, src_at);
+    let ok = match (dst, src) {
+        (Buffer::Bool(d), Buffer::Bool(s)) => rows(d, s, ss, sa, extent),
+        (Buffer::I32(d), Buffer::I32(s)) => rows(d, s, ss, sa, extent),
+        (Buffer::I64(d), Buffer::I64(s)) => rows(d, s, ss, sa, extent),
+        (Buffer::F32(d), Buffer::F32(s)) => rows(d, s, ss, sa, extent),
+        (Buffer::F64(d), Buffer::F64(s)) => rows(d, s, ss, sa, extent),
+        (Buffer::C128(d), Buffer::C128(s)) => rows(d, s, ss, sa, extent),
+        _ => None,
     };
-    out.ok_or_else(|| internal("stencil result box outside its field"))
+    ok.ok_or_else(|| internal("stencil result box outside its field"))
 }
 
+/// An empty buffer of `dtype` with room for `len` elements.
+fn with_room(dtype: DType, len: usize) -> Buffer {
+    use crate::memory::with_capacity;
+    match dtype {
+        DType::Bool => Buffer::Bool(with_capacity(len)),
+        DType::I32 => Buffer::I32(with_capacity(len)),
+        DType::I64 => Buffer::I64(with_capacity(len)),
+        DType::F32 => Buffer::F32(with_capacity(len)),
+        DType::F64 => Buffer::F64(with_capacity(len)),
+        DType::C128 => Buffer::C128(with_capacity(len)),
+    }
+}
+
+/// Copies an `extent` box between two row-major buffers of one dtype.
 fn copy_box(
     src: &Buffer,
     src_strides: &[usize],
@@ -511,13 +581,12 @@ fn copy_box(
 /// follow the same rule as NumPy's `pad`.
 fn fill_ghosts(
     lay: &Layout,
-    shape: &[usize],
-    origin: &[usize],
-    local: &[usize],
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
     radius: &[usize],
     boundary: &[Boundary],
-    buf: &mut Buffer,
+    (buf, shift): (&mut Buffer, usize),
 ) -> Result<()> {
+    let outside = || internal("stencil ghost cells outside their buffer");
     let nd = shape.len();
     for d in 0..nd {
         let n = shape[d] as i64;
@@ -552,6 +621,7 @@ fn fill_ghosts(
                     let value = Value::F64(v).cast(buf.dtype());
                     for o in o_lo..o_hi {
                         let at = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
+                        let at = at.checked_sub(shift).ok_or_else(outside)?;
                         fill(buf, at, inner, value)?;
                     }
                 }
@@ -560,6 +630,8 @@ fn fill_ghosts(
                     for o in o_lo..o_hi {
                         let from = lay.guard + (o * lay.padded[d] + src_plane) * inner;
                         let to = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
+                        let (from, to) = (from.checked_sub(shift), to.checked_sub(shift));
+                        let (from, to) = from.zip(to).ok_or_else(outside)?;
                         copy_within(buf, from, to, inner)?;
                     }
                 }
@@ -600,17 +672,15 @@ fn copy_within(buf: &mut Buffer, from: usize, to: usize, n: usize) -> Result<()>
 }
 
 /// Cells within `depth[d]` of either end of axis d (counted around periodic
-/// edges) take `old`'s value, inside the level's radius.
-#[allow(clippy::too_many_arguments)]
+/// edges) take `old`'s value, inside the level's radius. `out` holds the
+/// padded layout from position `shift` on (a band of it), `old` all of it.
 fn keep_edges(
     lay: &Layout,
-    shape: &[usize],
-    origin: &[usize],
-    local: &[usize],
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
     radius: &[usize],
     depth: &[usize],
-    old: &Buffer,
-    out: &mut Buffer,
+    (old, old_shift): (&Buffer, usize),
+    (out, shift): (&mut Buffer, usize),
 ) -> Result<()> {
     let nd = shape.len();
     if depth.iter().all(|&x| x == 0) {
@@ -620,12 +690,24 @@ fn keep_edges(
         let lo = [0, 1].map(|d| origin[d] as i64 - radius[d] as i64);
         let ext = [0, 1].map(|d| local[d] + 2 * radius[d]);
         let done = match (old, &mut *out) {
-            (Buffer::Bool(s), Buffer::Bool(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
-            (Buffer::I32(s), Buffer::I32(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
-            (Buffer::I64(s), Buffer::I64(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
-            (Buffer::F32(s), Buffer::F32(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
-            (Buffer::F64(s), Buffer::F64(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
-            (Buffer::C128(s), Buffer::C128(d)) => keep_edges_2d(lay, shape, lo, ext, depth, s, d),
+            (Buffer::Bool(s), Buffer::Bool(d)) => {
+                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
+            }
+            (Buffer::I32(s), Buffer::I32(d)) => {
+                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
+            }
+            (Buffer::I64(s), Buffer::I64(d)) => {
+                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
+            }
+            (Buffer::F32(s), Buffer::F32(d)) => {
+                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
+            }
+            (Buffer::F64(s), Buffer::F64(d)) => {
+                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
+            }
+            (Buffer::C128(s), Buffer::C128(d)) => {
+                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
+            }
             _ => None,
         };
         match done {
@@ -634,20 +716,24 @@ fn keep_edges(
             None => return Err(internal("stencil kept edges out of range")),
         }
     }
-    keep_edges_any(lay, shape, origin, local, radius, depth, old, out)
+    keep_edges_any(
+        lay,
+        (shape, origin, local),
+        radius,
+        depth,
+        (old, old_shift),
+        (out, shift),
+    )
 }
 
 /// [`keep_edges`] for any number of axes.
-#[allow(clippy::too_many_arguments)]
 fn keep_edges_any(
     lay: &Layout,
-    shape: &[usize],
-    origin: &[usize],
-    local: &[usize],
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
     radius: &[usize],
     depth: &[usize],
-    old: &Buffer,
-    out: &mut Buffer,
+    (old, old_shift): (&Buffer, usize),
+    (out, shift): (&mut Buffer, usize),
 ) -> Result<()> {
     let nd = shape.len();
     // Global range of the level along each axis.
@@ -697,6 +783,9 @@ fn keep_edges_any(
         ext: &'a [usize],
         in_band: &'a [Vec<bool>],
         cols: &'a [(usize, usize)],
+        /// Padded positions of the source's and the destination's first elements.
+        old_shift: usize,
+        shift: usize,
     }
     // Rows are walked in place (no list of them): this runs per level of
     // every task, and a list would be a heap block per call.
@@ -707,22 +796,24 @@ fn keep_edges_any(
         loop {
             let whole = (0..last).any(|k| w.in_band[k][idx[k]]);
             let at = w.base + (0..last).map(|k| idx[k] * w.strides[k]).sum::<usize>();
+            let (from, to) = (at.checked_sub(w.old_shift)?, at.checked_sub(w.shift)?);
             if whole {
-                d.get_mut(at..at + run)?
-                    .copy_from_slice(s.get(at..at + run)?);
+                d.get_mut(to..to + run)?
+                    .copy_from_slice(s.get(from..from + run)?);
             } else {
                 for &(c, n) in w.cols {
+                    let (from, to) = (
+                        s.get(from + c..from + c + n)?,
+                        d.get_mut(to + c..to + c + n)?,
+                    );
                     // Usually a cell or two per edge (two where a chunk's
                     // halo wraps around the array's end): no memcpy call.
                     if n <= 4 {
-                        let (from, to) =
-                            (s.get(at + c..at + c + n)?, d.get_mut(at + c..at + c + n)?);
                         for (t, f) in to.iter_mut().zip(from) {
                             *t = *f;
                         }
                     } else {
-                        let r = at + c..at + c + n;
-                        d.get_mut(r.clone())?.copy_from_slice(s.get(r)?);
+                        to.copy_from_slice(from);
                     }
                 }
             }
@@ -737,6 +828,8 @@ fn keep_edges_any(
         ext: &ext,
         in_band: &in_band,
         cols: &col_runs,
+        old_shift,
+        shift,
     };
     let ok = match (old, out) {
         (Buffer::Bool(s), Buffer::Bool(d)) => keep(s, d, &w),
@@ -761,8 +854,8 @@ fn keep_edges_2d<T: Copy>(
     lo: [i64; 2],
     ext: [usize; 2],
     depth: &[usize],
-    s: &[T],
-    d: &mut [T],
+    (s, old_shift): (&[T], usize),
+    (d, shift): (&mut [T], usize),
 ) -> Option<bool> {
     // Whether each cell along an axis, from `lo`, lies within `depth` of an
     // end (counted around periodic edges), stepped without a division.
@@ -803,13 +896,17 @@ fn keep_edges_2d<T: Copy>(
     let mut row = band(0);
     for r in 0..ext[0] {
         let at = base + r * stride;
+        let (from, to) = (at.checked_sub(old_shift)?, at.checked_sub(shift)?);
         if row() {
-            d.get_mut(at..at + ext[1])?
-                .copy_from_slice(s.get(at..at + ext[1])?);
+            d.get_mut(to..to + ext[1])?
+                .copy_from_slice(s.get(from..from + ext[1])?);
             continue;
         }
         for &(c, n) in &runs[..nruns] {
-            let (from, to) = (s.get(at + c..at + c + n)?, d.get_mut(at + c..at + c + n)?);
+            let (from, to) = (
+                s.get(from + c..from + c + n)?,
+                d.get_mut(to + c..to + c + n)?,
+            );
             if n <= 4 {
                 // A cell or two per edge: no memcpy call.
                 for (t, f) in to.iter_mut().zip(from) {
@@ -899,18 +996,21 @@ mod tests {
             let mut fast = Buffer::F64(vec![-1.0; lay.len]);
             let mut general = fast.clone();
             keep_edges(
-                &lay, &shape, &origin, &local, &radius, &depth, &old, &mut fast,
+                &lay,
+                (&shape, &origin, &local),
+                &radius,
+                &depth,
+                (&old, 0),
+                (&mut fast, 0),
             )
             .expect("keeps");
             keep_edges_any(
                 &lay,
-                &shape,
-                &origin,
-                &local,
+                (&shape, &origin, &local),
                 &radius,
                 &depth,
-                &old,
-                &mut general,
+                (&old, 0),
+                (&mut general, 0),
             )
             .expect("keeps");
             assert_eq!(fast, general, "shape {shape:?} origin {origin:?}");
