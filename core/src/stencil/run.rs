@@ -34,7 +34,6 @@ struct Layout {
     /// Slack before and after the padded box, so windows read at any offset
     /// within the halo stay inside the buffer.
     guard: usize,
-    len: usize,
 }
 
 impl Layout {
@@ -73,7 +72,6 @@ pub fn run_stencil(
         start: (0..nd)
             .map(|d| origin[d] as i64 - k.halo[d] as i64)
             .collect(),
-        len: shape::size(&padded) + 2 * guard,
         padded,
         strides,
         guard,
@@ -94,28 +92,9 @@ pub fn run_stencil(
     let ghost_rules = ghost_rules(k);
     let mut fields: Vec<Option<Field>> = (0..nfields).map(|_| None).collect();
 
-    for (i, pieces) in inputs.iter().enumerate() {
-        let dtype = *input_dtypes
-            .get(i)
-            .ok_or_else(|| internal("missing input dtype"))?;
-        let mut buf = take(&mut pool, dtype, lay.len);
-        let radius = &k.inputs[i];
-        for p in pieces {
-            place(&lay, shape, origin, local, radius, &k.boundary, p, &mut buf)?;
-        }
-        fill_ghosts(
-            &lay,
-            (shape, origin, local),
-            radius,
-            &ghost_rules,
-            (&mut buf, 0),
-        )?;
-        fields[i] = Some(Field { buf, shift: 0 });
-    }
-
-    // Every level is computed band by band into a buffer holding only the
-    // band's rows grown by the halo, so that a level's cells stay in cache
-    // from when they are computed to when the next level reads them; the
+    // Every field is laid out band by band in a buffer holding only the
+    // band's rows grown by the halo: the inputs' cells copied in and every
+    // level's computed stay in cache until the next level reads them. The
     // last level's chunk cells are appended to the result band by band.
     let last = k.levels.len() - 1;
     let out_dtype = k.levels[last].dtype();
@@ -135,6 +114,22 @@ pub fn run_stencil(
         blocal[0] = rows;
         // Band buffers start at the band's first row less the halo.
         let shift = b0 * lay.strides[0];
+        for (i, pieces) in inputs.iter().enumerate() {
+            let dtype = *input_dtypes
+                .get(i)
+                .ok_or_else(|| internal("missing input dtype"))?;
+            let mut buf = match fields[i].take() {
+                Some(f) => f.buf,
+                None => take(&mut pool, dtype, band_len),
+            };
+            let radius = &k.inputs[i];
+            let needed = (shape, &borigin[..], &blocal[..]);
+            for p in pieces {
+                place(&lay, needed, radius, &k.boundary, p, (&mut buf, shift))?;
+            }
+            fill_ghosts(&lay, needed, radius, &ghost_rules, (&mut buf, shift))?;
+            fields[i] = Some(Field { buf, shift });
+        }
         for (j, level) in k.levels.iter().enumerate() {
             // The previous band's buffer of this level, if any, is reused.
             let mut out = match fields[ni + j].take() {
@@ -356,16 +351,13 @@ fn out_slice(buf: &mut Buffer, at: usize, len: usize) -> Result<OutSlice<'_>> {
 
 /// Copies the parts of an input piece the task needs into the padded field,
 /// once for each periodic image that lands in the needed box.
-#[allow(clippy::too_many_arguments)]
 fn place(
     lay: &Layout,
-    shape: &[usize],
-    origin: &[usize],
-    local: &[usize],
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
     radius: &[usize],
     boundary: &[Boundary],
     p: &Piece<'_>,
-    buf: &mut Buffer,
+    (buf, shift): (&mut Buffer, usize),
 ) -> Result<()> {
     let nd = shape.len();
     if p.lo.len() != nd || p.shape.len() != nd || p.data.len() != shape::size(&p.shape) {
@@ -416,7 +408,9 @@ fn place(
             src_at,
             buf,
             &lay.strides,
-            lay.pos(&dst_lo),
+            lay.pos(&dst_lo)
+                .checked_sub(shift)
+                .ok_or_else(|| internal("stencil input placed before its buffer"))?,
             &extent,
         )?;
         if !shape::next_index(&mut pick, &counts) {
@@ -1030,13 +1024,13 @@ mod tests {
                 start: (0..2)
                     .map(|d| origin[d] as i64 - radius[d] as i64)
                     .collect(),
-                len: shape::size(&padded) + 2 * guard,
                 padded,
                 strides,
                 guard,
             };
-            let old = Buffer::F64((0..lay.len).map(|i| i as f64).collect());
-            let mut fast = Buffer::F64(vec![-1.0; lay.len]);
+            let len = shape::size(&lay.padded) + 2 * lay.guard;
+            let old = Buffer::F64((0..len).map(|i| i as f64).collect());
+            let mut fast = Buffer::F64(vec![-1.0; len]);
             let mut general = fast.clone();
             keep_edges(
                 &lay,
@@ -1063,7 +1057,7 @@ mod tests {
             let lo = [0, 1].map(|d| origin[d] as i64 - radius[d] as i64);
             let ext = [0, 1].map(|d| local[d] + 2 * radius[d]);
             let Buffer::F64(o) = &old else { unreachable!() };
-            let mut direct = vec![-1.0; lay.len];
+            let mut direct = vec![-1.0; len];
             if keep_edges_2d(&lay, &shape, lo, ext, &depth, (o, 0), (&mut direct, 0)) == Some(true)
             {
                 handled += 1;
