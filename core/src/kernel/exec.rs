@@ -764,6 +764,56 @@ impl<'a> Bound<'a> {
         Ok(())
     }
 
+    /// Evaluates only the elements at `cols` of every row (`row_len` long) of
+    /// the box, into the same positions of `out` (the whole box), row after
+    /// row on this thread: stencil levels whose outer columns nothing reads.
+    /// False, and nothing written, where the program has no such lean path
+    /// (then evaluate the whole box).
+    pub fn map_cols_into(
+        &self,
+        out: OutSlice<'_>,
+        row_len: usize,
+        cols: std::ops::Range<usize>,
+    ) -> Result<bool> {
+        const MAX_TERMS: usize = 8;
+        let (OutSlice::F64(out), Some(chain)) = (out, self.whole_chain()) else {
+            return Ok(false);
+        };
+        if chain.terms.len() > MAX_TERMS {
+            return Ok(false);
+        }
+        let len = self.len();
+        if row_len == 0 || cols.end > row_len || out.len() != len || len % row_len != 0 {
+            return Err(internal(format!(
+                "columns {cols:?} of rows of {row_len} in a box of {len} elements"
+            )));
+        }
+        let width = cols.len();
+        let mut inputs: [(&[f64], usize); MAX_TERMS] = [(&[], 0); MAX_TERMS];
+        for (slot, &i) in inputs.iter_mut().zip(&chain.terms) {
+            match self.inputs[i].buf {
+                Buffer::F64(v) => *slot = (v, self.inputs[i].offset),
+                _ => return Err(internal("sum chain over a non-f64 input".into())),
+            }
+        }
+        let inputs = &inputs[..chain.terms.len()];
+        for row in 0..len / row_len {
+            let start = row * row_len + cols.start;
+            let mut terms: [&[f64]; MAX_TERMS] = [&[]; MAX_TERMS];
+            for (t, &(v, offset)) in terms.iter_mut().zip(inputs) {
+                *t = v
+                    .get(offset + start..offset + start + width)
+                    .ok_or_else(|| internal("sum chain over a short input".into()))?;
+            }
+            super::sum_chain::eval(
+                &terms[..inputs.len()],
+                chain.scale,
+                &mut out[start..start + width],
+            );
+        }
+        Ok(true)
+    }
+
     /// Evaluates the chunk into its rows inside a larger result (see [`split_chunks`]).
     pub fn run_map_rows(&self, mut rows: Vec<OutSlice<'_>>) -> Result<()> {
         if rows.len() == 1 {
@@ -1623,6 +1673,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn column_ranges_of_a_sum_chain_equal_the_whole_box() {
+        let (rows, row_len) = (4, 40);
+        let mut b = ProgramBuilder::new();
+        let spec = InputSpec {
+            dtype: DType::F64,
+            shape: vec![rows, row_len],
+        };
+        let [x, y, z] = [0, 1, 2].map(|_| b.input(spec.clone()));
+        let s = b.push(Instr::Binary(BinaryOp::Add, x, y), DType::F64);
+        let s = b.push(Instr::Binary(BinaryOp::Add, s, z), DType::F64);
+        let c = b.push(Instr::Const(Value::F64(0.25)), DType::F64);
+        let r = b.push(Instr::Binary(BinaryOp::Mul, s, c), DType::F64);
+        let exe = Executable::new(b.finish(r, vec![rows, row_len]));
+        let field = Buffer::F64((0..300).map(|i| (i as f64 * 0.7).cos()).collect());
+        let windows = [(&field, 0), (&field, 1), (&field, row_len + 1)];
+        let bound = Bound::windows(&exe, &[0, 0], &[rows, row_len], &windows).unwrap();
+        let mut whole = vec![0.0; rows * row_len];
+        bound.run_map_into(OutSlice::F64(&mut whole)).unwrap();
+        let mut part = vec![f64::NAN; rows * row_len];
+        assert!(
+            bound
+                .map_cols_into(OutSlice::F64(&mut part), row_len, 5..30)
+                .unwrap()
+        );
+        for (i, (p, w)) in part.iter().zip(&whole).enumerate() {
+            match (5..30).contains(&(i % row_len)) {
+                true => assert_eq!(p.to_bits(), w.to_bits(), "element {i}"),
+                false => assert!(p.is_nan(), "element {i} outside the columns was written"),
+            }
+        }
+        assert!(
+            bound
+                .map_cols_into(OutSlice::F64(&mut part), row_len, 5..41)
+                .is_err()
+        );
+        // Not a sum chain: no lean path, nothing written.
+        let other = chain(2);
+        let data = Buffer::F64(vec![1.0; 10]);
+        let plain = Bound::new(&other, &[0], &[10], &[(&[10], &data)]).unwrap();
+        let mut untouched = vec![f64::NAN; 10];
+        assert!(
+            !plain
+                .map_cols_into(OutSlice::F64(&mut untouched), 5, 0..2)
+                .unwrap()
+        );
+        assert!(untouched.iter().all(|v| v.is_nan()));
     }
 
     /// `((a + b) + c) * w` over `n` elements, and the same with `tail` more

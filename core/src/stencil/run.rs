@@ -186,6 +186,11 @@ fn band_rows(k: &StencilKernel, lay: &Layout, rows: usize) -> usize {
     if band * 2 > rows { rows } else { band }
 }
 
+/// Fewest unread columns per row worth evaluating the rows one by one
+/// (measured on heat 200²: 4 and 8 were slower than the whole box, 16 ~6 %
+/// faster).
+const MIN_SKIPPED_COLUMNS: usize = 16;
+
 /// Computes one level on the rows of one band (grown by the level's radius),
 /// then keeps its edges and fills its ghost cells there. `out` holds the
 /// padded layout from position `shift` on: all of it, or (the last level,
@@ -236,7 +241,18 @@ fn run_level(
         let at = (lay.guard + start)
             .checked_sub(shift)
             .ok_or_else(|| internal("stencil level before its buffer"))?;
-        bound.run_map_into(out_slice(out, at, len)?)?;
+        // Columns of the padded width beyond the level's radius are never
+        // read: where enough of them to pay for a call per row, skip them.
+        let nd = shape.len();
+        let (row_len, r) = (lay.padded[nd - 1], level.radius[nd - 1]);
+        let need = local[nd - 1] + 2 * r;
+        let first = (origin[nd - 1] as i64 - r as i64 - lay.start[nd - 1]) as usize;
+        let trimmed = nd > 1
+            && need + MIN_SKIPPED_COLUMNS <= row_len
+            && bound.map_cols_into(out_slice(out, at, len)?, row_len, first..first + need)?;
+        if !trimmed {
+            bound.run_map_into(out_slice(out, at, len)?)?;
+        }
     }
     if let Some(keep) = &level.keep {
         let old = fields
