@@ -783,7 +783,7 @@ impl<'a> Bound<'a> {
             return Ok(false);
         }
         let len = self.len();
-        if row_len == 0 || cols.end > row_len || out.len() != len || len % row_len != 0 {
+        if row_len == 0 || cols.end > row_len || out.len() != len || !len.is_multiple_of(row_len) {
             return Err(internal(format!(
                 "columns {cols:?} of rows of {row_len} in a box of {len} elements"
             )));
