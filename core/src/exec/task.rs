@@ -770,50 +770,27 @@ mod tests {
     use crate::op::Meta;
     use crate::shape::Chunks;
 
-    fn meta(shape: &[usize], chunk: &[usize], dtype: DType) -> Meta {
-        Meta {
+    /// Whether a float64 array of `shape` in chunks of `chunk` interleaves.
+    fn interleaves(shape: &[usize], chunk: &[usize]) -> bool {
+        writes_interleave(&Meta {
             shape: shape.to_vec(),
-            dtype,
+            dtype: DType::F64,
             chunks: Chunks::regular(shape, chunk).expect("valid chunks"),
-        }
+        })
     }
 
     #[test]
     fn only_large_results_split_into_short_runs_interleave() {
         // 128 MB in 1000×1000 chunks: 8 KB runs share every huge page.
-        assert!(writes_interleave(&meta(
-            &[4000, 4000],
-            &[1000, 1000],
-            DType::F64
-        )));
+        assert!(interleaves(&[4000, 4000], &[1000, 1000]));
         // Whole rows: 4 MB runs of one task each.
-        assert!(!writes_interleave(&meta(
-            &[4000, 4000],
-            &[128, 4000],
-            DType::F64
-        )));
+        assert!(!interleaves(&[4000, 4000], &[128, 4000]));
         // Contiguous 1-d chunks of 20 MB.
-        assert!(!writes_interleave(&meta(
-            &[50_000_000],
-            &[2_500_000],
-            DType::F64
-        )));
+        assert!(!interleaves(&[50_000_000], &[2_500_000]));
         // Short runs, but a small result.
-        assert!(!writes_interleave(&meta(
-            &[200, 200],
-            &[100, 100],
-            DType::F64
-        )));
+        assert!(!interleaves(&[200, 200], &[100, 100]));
         // Whole trailing planes make long runs in 3-d too.
-        assert!(!writes_interleave(&meta(
-            &[64, 512, 512],
-            &[8, 512, 512],
-            DType::F64
-        )));
-        assert!(writes_interleave(&meta(
-            &[64, 512, 512],
-            &[8, 512, 256],
-            DType::F64
-        )));
+        assert!(!interleaves(&[64, 512, 512], &[8, 512, 512]));
+        assert!(interleaves(&[64, 512, 512], &[8, 512, 256]));
     }
 }

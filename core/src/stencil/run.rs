@@ -467,15 +467,7 @@ fn append_box(
             return Some(());
         }
         let run = extent[nd - 1];
-        let mut small = [0usize; 8];
-        let mut large = Vec::new();
-        let idx: &mut [usize] = if nd - 1 <= small.len() {
-            &mut small[..nd - 1]
-        } else {
-            large.resize(nd - 1, 0);
-            &mut large
-        };
-        loop {
+        walk_rows(extent, |idx| {
             let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
             let row = s.get(so..so + run)?;
             if stream {
@@ -483,11 +475,10 @@ fn append_box(
             } else {
                 out.extend_from_slice(row);
             }
-            if !shape::next_index(idx, &extent[..nd - 1]) {
-                fence();
-                return Some(());
-            }
-        }
+            Some(())
+        })?;
+        fence();
+        Some(())
     }
     let (ss, sa) = (src_strides, src_at);
     let ok = match (dst, src) {
@@ -500,6 +491,28 @@ fn append_box(
         _ => None,
     };
     ok.ok_or_else(|| internal("stencil result box outside its field"))
+}
+
+/// Calls `row` with the index (every axis but the last) of each row of a
+/// box of `extent` (at least one axis, none empty), in row-major order,
+/// until it returns None. Most arrays have few axes: the index stays off the
+/// heap then.
+fn walk_rows(extent: &[usize], mut row: impl FnMut(&[usize]) -> Option<()>) -> Option<()> {
+    let outer = &extent[..extent.len().saturating_sub(1)];
+    let mut small = [0usize; 8];
+    let mut large = Vec::new();
+    let idx: &mut [usize] = if outer.len() <= small.len() {
+        &mut small[..outer.len()]
+    } else {
+        large.resize(outer.len(), 0);
+        &mut large
+    };
+    loop {
+        row(idx)?;
+        if !shape::next_index(idx, outer) {
+            return Some(());
+        }
+    }
 }
 
 /// An empty buffer of `dtype` with room for `len` elements.
@@ -543,24 +556,13 @@ fn copy_box(
             return Some(());
         }
         let run = extent[nd - 1];
-        // Most arrays have few axes: keep the row index off the heap then.
-        let mut small = [0usize; 8];
-        let mut large = Vec::new();
-        let idx: &mut [usize] = if nd - 1 <= small.len() {
-            &mut small[..nd - 1]
-        } else {
-            large.resize(nd - 1, 0);
-            &mut large
-        };
-        loop {
+        walk_rows(extent, |idx| {
             let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
             let dof = da + idx.iter().zip(ds).map(|(i, st)| i * st).sum::<usize>();
             d.get_mut(dof..dof + run)?
                 .copy_from_slice(s.get(so..so + run)?);
-            if !shape::next_index(idx, &extent[..nd - 1]) {
-                return Some(());
-            }
-        }
+            Some(())
+        })
     }
     let ok = match (src, dst) {
         (Buffer::Bool(s), Buffer::Bool(d)) => {
@@ -699,27 +701,18 @@ fn keep_edges(
     if nd == 2 {
         let lo = [0, 1].map(|d| origin[d] as i64 - radius[d] as i64);
         let ext = [0, 1].map(|d| local[d] + 2 * radius[d]);
-        let done = match (old, &mut *out) {
-            (Buffer::Bool(s), Buffer::Bool(d)) => {
-                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
-            }
-            (Buffer::I32(s), Buffer::I32(d)) => {
-                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
-            }
-            (Buffer::I64(s), Buffer::I64(d)) => {
-                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
-            }
-            (Buffer::F32(s), Buffer::F32(d)) => {
-                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
-            }
-            (Buffer::F64(s), Buffer::F64(d)) => {
-                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
-            }
-            (Buffer::C128(s), Buffer::C128(d)) => {
-                keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
-            }
-            _ => None,
-        };
+        // Both buffers of one dtype, whichever it is.
+        macro_rules! same_dtype {
+            ($($v:ident),*) => {
+                match (old, &mut *out) {
+                    $((Buffer::$v(s), Buffer::$v(d)) => {
+                        keep_edges_2d(lay, shape, lo, ext, depth, (s, old_shift), (d, shift))
+                    })*
+                    _ => None,
+                }
+            };
+        }
+        let done = same_dtype!(Bool, I32, I64, F32, F64, C128);
         match done {
             Some(true) => return Ok(()),
             Some(false) => {}
