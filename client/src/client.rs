@@ -470,7 +470,7 @@ impl Client {
                 let m = &plan.stage(*s).meta;
                 d.then(|| match accel_core::exec::writes_interleave(m) {
                     true => Buffer::zeros_populated(m.dtype, shape::size(&m.shape)),
-                    false => Buffer::zeros(m.dtype, shape::size(&m.shape)),
+                    false => alloc(s),
                 })
             })
             .collect();
