@@ -92,28 +92,44 @@ pub fn find(p: &Program, direct: &[Option<usize>]) -> (Vec<Option<SumChain>>, Ve
 
 /// `out[i] = (t0[i] + t1[i] + …) * scale`, summing left to right.
 pub fn eval(terms: &[&[f64]], scale: Option<f64>, out: &mut [f64]) {
+    /// Lanes per step: two AVX registers of f64.
+    const W: usize = 8;
+    /// `out[at..at + W]`, each lane summed and scaled as in the scalar loop.
+    #[inline(always)]
+    fn lanes<const M: usize>(t: &[&[f64]; M], scale: Option<f64>, at: usize, out: &mut [f64]) {
+        let mut acc = [0.0; W];
+        acc.copy_from_slice(&t[0][at..at + W]);
+        for s in &t[1..] {
+            for (a, v) in acc.iter_mut().zip(&s[at..at + W]) {
+                *a += v;
+            }
+        }
+        if let Some(w) = scale {
+            acc.iter_mut().for_each(|a| *a *= w);
+        }
+        out[at..at + W].copy_from_slice(&acc);
+    }
     fn fixed<const M: usize>(t: &[&[f64]], scale: Option<f64>, out: &mut [f64]) {
         let n = out.len();
         let t: [&[f64]; M] = std::array::from_fn(|k| &t[k][..n]);
-        match scale {
-            Some(w) => {
-                for (i, o) in out.iter_mut().enumerate() {
-                    let mut acc = t[0][i];
-                    for s in &t[1..] {
-                        acc += s[i];
-                    }
-                    *o = acc * w;
+        if n < W {
+            for (i, o) in out.iter_mut().enumerate() {
+                let mut acc = t[0][i];
+                for s in &t[1..] {
+                    acc += s[i];
                 }
+                *o = scale.map_or(acc, |w| acc * w);
             }
-            None => {
-                for (i, o) in out.iter_mut().enumerate() {
-                    let mut acc = t[0][i];
-                    for s in &t[1..] {
-                        acc += s[i];
-                    }
-                    *o = acc;
-                }
-            }
+            return;
+        }
+        for at in (0..n - W + 1).step_by(W) {
+            lanes(&t, scale, at, out);
+        }
+        // The last lanes again, overlapping the ones before: short rows
+        // (stencil levels) would otherwise end in a scalar loop. The same
+        // lanes give the same bits.
+        if !n.is_multiple_of(W) {
+            lanes(&t, scale, n - W, out);
         }
     }
     match terms.len() {
@@ -157,6 +173,37 @@ mod tests {
                     acc += t[i];
                 }
                 assert_eq!(out[i].to_bits(), (acc * 0.25).to_bits());
+            }
+        }
+    }
+
+    /// Rows of every length: full lanes, the last lanes again overlapping
+    /// them, and short rows, all with the scalar loop's bits.
+    #[test]
+    fn every_length_and_tail_matches_the_scalar_loop() {
+        let term = |k: u64| -> Vec<f64> {
+            (0..40u64)
+                .map(|i| {
+                    ((i * 2654435761 + k * 97) % 1000) as f64 * 1.0e-3 + 1.0 / (i + k + 1) as f64
+                })
+                .collect()
+        };
+        let all: Vec<Vec<f64>> = (0..9).map(term).collect();
+        for m in 2..=9 {
+            for n in 0..=40 {
+                let terms: Vec<&[f64]> = all[..m].iter().map(|t| &t[..n]).collect();
+                for scale in [None, Some(0.3)] {
+                    let mut out = vec![f64::NAN; n];
+                    eval(&terms, scale, &mut out);
+                    for (i, o) in out.iter().enumerate() {
+                        let mut acc = terms[0][i];
+                        for t in &terms[1..] {
+                            acc += t[i];
+                        }
+                        let want = scale.map_or(acc, |w| acc * w);
+                        assert_eq!(o.to_bits(), want.to_bits(), "{m} terms, {n} long, at {i}");
+                    }
+                }
             }
         }
     }

@@ -65,17 +65,8 @@ pub fn run_stencil(
     {
         return Err(internal("stencil task does not match its kernel"));
     }
-    let padded: Vec<usize> = (0..nd).map(|d| local[d] + 2 * k.halo[d]).collect();
-    let strides = shape::strides(&padded);
-    let guard: usize = (0..nd).map(|d| k.halo[d] * strides[d]).sum();
-    let lay = Layout {
-        start: (0..nd)
-            .map(|d| origin[d] as i64 - k.halo[d] as i64)
-            .collect(),
-        padded,
-        strides,
-        guard,
-    };
+    let ghost_rules = ghost_rules(k);
+    let lay = layout(k, &ghost_rules, shape, origin, local);
     let ni = k.inputs.len();
     let nfields = ni + k.levels.len();
     // Free fields after their last reader; reuse their memory.
@@ -89,7 +80,6 @@ pub fn run_stencil(
         }
     }
     let mut pool: Vec<Buffer> = Vec::new();
-    let ghost_rules = ghost_rules(k);
     let mut fields: Vec<Option<Field>> = (0..nfields).map(|_| None).collect();
 
     // Every field is laid out band by band in a buffer holding only the
@@ -101,6 +91,12 @@ pub fn run_stencil(
     let band = band_rows(k, &lay, local[0]);
     let band_len = (band.min(local[0]) + 2 * k.halo[0]) * lay.strides[0] + 2 * lay.guard;
     let mut result = with_room(out_dtype, shape::size(local));
+    // Where the chunk's first cell lies in the layout.
+    let chunk_at = lay.pos(
+        &(0..nd)
+            .map(|d| (origin[d] as i64 - lay.start[d]) as usize)
+            .collect::<Vec<_>>(),
+    );
     // Rows beyond the array's ends along the first axis are overwritten by
     // their boundary rule after every level, or (fixed edges) only ever read
     // by kept cells: not computed, unless the axis wraps around.
@@ -161,18 +157,62 @@ pub fn run_stencil(
             .as_ref()
             .ok_or_else(|| internal("stencil without a result"))?;
         // The band's first chunk cell, as the chunk's first one lies in the layout.
-        append_box(
-            &mut result,
-            &out.buf,
-            &lay.strides,
-            lay.pos(&k.halo),
-            &blocal,
-        )?;
+        append_box(&mut result, &out.buf, &lay.strides, chunk_at, &blocal)?;
         b0 += rows;
     }
     pool.extend(fields.into_iter().flatten().map(|f| f.buf));
     give_back(pool);
     Ok(result)
+}
+
+/// The padded layout of a task: the chunk grown by the halo on every side,
+/// except beyond the array's end along the last axis where nothing there is
+/// ever read but by kept cells (fixed edges): those columns would only be
+/// computed and thrown away, a third of the work on a 100-wide chunk with a
+/// halo of 15. Reads past the layout's columns land in the next or previous
+/// row, or in the guard, and feed only kept cells.
+fn layout(
+    k: &StencilKernel,
+    ghost_rules: &[Boundary],
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+) -> Layout {
+    let nd = k.ndim();
+    let clipped = |d: usize| {
+        nd >= 2
+            && d == nd - 1
+            && k.boundary[d] != Boundary::Periodic
+            && ghost_rules[d] == Boundary::Periodic
+    };
+    let (start, padded): (Vec<i64>, Vec<usize>) = (0..nd)
+        .map(|d| {
+            let (mut lo, mut hi) = (
+                origin[d] as i64 - k.halo[d] as i64,
+                (origin[d] + local[d] + k.halo[d]) as i64,
+            );
+            if clipped(d) {
+                (lo, hi) = (lo.max(0), hi.min(shape[d] as i64));
+            }
+            (lo, (hi - lo).max(0) as usize)
+        })
+        .unzip();
+    let strides = shape::strides(&padded);
+    let guard: usize = (0..nd).map(|d| k.halo[d] * strides[d]).sum();
+    Layout {
+        start,
+        padded,
+        strides,
+        guard,
+    }
+}
+
+/// The global range (first cell, length) of the cells within `r` of the
+/// chunk along axis `d` that the layout holds.
+fn span(lay: &Layout, origin: usize, local: usize, r: usize, d: usize) -> (i64, usize) {
+    let lo = (origin as i64 - r as i64).max(lay.start[d]);
+    let hi = ((origin + local + r) as i64).min(lay.start[d] + lay.padded[d] as i64);
+    (lo, (hi - lo).max(0) as usize)
 }
 
 /// Rows of the output chunk computed through all levels at a time: enough
@@ -245,8 +285,8 @@ fn run_level(
         // read: where enough of them to pay for a call per row, skip them.
         let nd = shape.len();
         let (row_len, r) = (lay.padded[nd - 1], level.radius[nd - 1]);
-        let need = local[nd - 1] + 2 * r;
-        let first = (origin[nd - 1] as i64 - r as i64 - lay.start[nd - 1]) as usize;
+        let (lo, need) = span(lay, origin[nd - 1], local[nd - 1], r, nd - 1);
+        let first = (lo - lay.start[nd - 1]) as usize;
         let trimmed = nd > 1
             && need + MIN_SKIPPED_COLUMNS <= row_len
             && bound.map_cols_into(out_slice(out, at, len)?, row_len, first..first + need)?;
@@ -699,8 +739,9 @@ fn keep_edges(
         return Ok(());
     }
     if nd == 2 {
-        let lo = [0, 1].map(|d| origin[d] as i64 - radius[d] as i64);
-        let ext = [0, 1].map(|d| local[d] + 2 * radius[d]);
+        let [(lo0, ext0), (lo1, ext1)] =
+            [0, 1].map(|d| span(lay, origin[d], local[d], radius[d], d));
+        let (lo, ext) = ([lo0, lo1], [ext0, ext1]);
         // Both buffers of one dtype, whichever it is.
         macro_rules! same_dtype {
             ($($v:ident),*) => {
@@ -740,10 +781,9 @@ fn keep_edges_any(
 ) -> Result<()> {
     let nd = shape.len();
     // Global range of the level along each axis.
-    let lo: Vec<i64> = (0..nd)
-        .map(|d| origin[d] as i64 - radius[d] as i64)
-        .collect();
-    let ext: Vec<usize> = (0..nd).map(|d| local[d] + 2 * radius[d]).collect();
+    let (lo, ext): (Vec<i64>, Vec<usize>) = (0..nd)
+        .map(|d| span(lay, origin[d], local[d], radius[d], d))
+        .unzip();
     // Per axis, whether each cell of that range lies within `depth` of an
     // end (counted around periodic edges); the position along the axis is
     // stepped, not divided, per cell.
@@ -990,6 +1030,43 @@ pub fn crop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Columns beyond the array's end are left out of the layout exactly
+    /// where nothing but kept cells reads them.
+    #[test]
+    fn layouts_stop_at_fixed_column_edges() {
+        let kernel = |boundary: Vec<Boundary>, halo: Vec<usize>| StencilKernel {
+            boundary,
+            halo,
+            inputs: Vec::new(),
+            levels: Vec::new(),
+        };
+        let (fixed, unread) = (Boundary::Fixed, Boundary::Periodic);
+        // boundary, ghost rule, origin, local: start and padded width of the last axis
+        let cases = [
+            (fixed, unread, 100, 100, 85, 115),
+            (fixed, unread, 0, 100, 0, 115),
+            (fixed, unread, 0, 200, 0, 200),
+            (fixed, unread, 50, 100, 35, 130),
+            (fixed, fixed, 100, 100, 85, 130),
+            (Boundary::Reflect, Boundary::Reflect, 100, 100, 85, 130),
+            (Boundary::Periodic, unread, 100, 100, 85, 130),
+        ];
+        for (b, rule, o, l, start, width) in cases {
+            let k = kernel(vec![b, b], vec![15, 15]);
+            let lay = layout(&k, &[rule, rule], &[200, 200], &[0, o], &[100, l]);
+            assert_eq!(lay.start, vec![-15, start], "{b:?} {rule:?} at {o}");
+            assert_eq!(lay.padded, vec![130, width], "{b:?} {rule:?} at {o}");
+            assert_eq!(lay.guard, 15 * width + 15);
+            let (lo, n) = span(&lay, o, l, 3, 1);
+            assert_eq!((lo, n), ((o as i64 - 3).max(start), n), "{b:?}");
+            assert!(lo + n as i64 <= start + width as i64);
+        }
+        // One axis: no rows to fall back on, nothing is clipped.
+        let k = kernel(vec![fixed], vec![4]);
+        let lay = layout(&k, &[unread], &[20], &[0], &[10]);
+        assert_eq!((lay.start, lay.padded), (vec![-4], vec![18]));
+    }
 
     /// The two-axis path keeps exactly the cells the general one keeps: plates
     /// whose halos reach past one or both ends (and wrap around a small plate).
