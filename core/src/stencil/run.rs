@@ -912,32 +912,33 @@ fn keep_edges_2d<T: Copy>(
     let base = lay.guard
         + (lo[0] - lay.start[0]) as usize * stride
         + (lo[1] - lay.start[1]) as usize * lay.strides[1];
-    let mut next_row = 0;
-    for r in 0..ext[0] {
+    let at = |r: usize| -> Option<(usize, usize)> {
         let at = base + r * stride;
-        let (from, to) = (at.checked_sub(old_shift)?, at.checked_sub(shift)?);
-        while next_row < nrows && rows[next_row].0 + rows[next_row].1 <= r {
-            next_row += 1;
-        }
-        if next_row < nrows && rows[next_row].0 <= r {
-            d.get_mut(to..to + ext[1])?
-                .copy_from_slice(s.get(from..from + ext[1])?);
-            continue;
-        }
-        for &(c, n) in &cols[..ncols] {
-            let (from, to) = (
-                s.get(from + c..from + c + n)?,
-                d.get_mut(to + c..to + c + n)?,
-            );
-            if n <= 4 {
-                // A cell or two per edge: no memcpy call.
-                for (t, f) in to.iter_mut().zip(from) {
-                    *t = *f;
+        Some((at.checked_sub(old_shift)?, at.checked_sub(shift)?))
+    };
+    // Kept rows whole; between them, each kept column walked down the rows
+    // (a strided copy per column, not a copy call per row and run).
+    let mut row = 0;
+    for (kept, kept_len) in rows[..nrows].iter().copied().chain([(ext[0], 0)]) {
+        if row < kept {
+            let (from, to) = at(row)?;
+            let span = (kept - row - 1) * stride + 1;
+            for &(c, n) in &cols[..ncols] {
+                for c in c..c + n {
+                    let src = s.get(from + c..from + c + span)?.iter().step_by(stride);
+                    let dst = d.get_mut(to + c..to + c + span)?.iter_mut().step_by(stride);
+                    for (t, f) in dst.zip(src) {
+                        *t = *f;
+                    }
                 }
-            } else {
-                to.copy_from_slice(from);
             }
         }
+        for r in kept..kept + kept_len {
+            let (from, to) = at(r)?;
+            d.get_mut(to..to + ext[1])?
+                .copy_from_slice(s.get(from..from + ext[1])?);
+        }
+        row = kept + kept_len;
     }
     Some(true)
 }
