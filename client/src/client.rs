@@ -217,6 +217,16 @@ impl Client {
         self
     }
 
+    /// Whether a time loop (`iterate`) of neighbour reads over a small field
+    /// (up to 2 MiB, two or more axes, its last axis split into chunks) may
+    /// run on row bands spanning the whole last axis, as many as the field
+    /// had chunks: halos then lie only above and below a task. On by
+    /// default; the loop's result keeps the field's chunks either way.
+    pub fn with_loop_bands(mut self, on: bool) -> Client {
+        self.options.keep_loop_chunks = !on;
+        self
+    }
+
     /// Runs fused elementwise kernels on a GPU (embedded client): `auto`
     /// takes a CUDA device if there is one, else the first hardware Vulkan
     /// GPU with 64-bit floats, if any; `software` Mesa's lavapipe (for

@@ -19,11 +19,11 @@ impl Array {
     ///
     /// When the step builds the same computation every time (the usual time
     /// step), it is recorded once and the plan repeats it: planning takes the
-    /// same time for 100 steps or 100,000. A step that changes from call to
-    /// call (a closure counting its calls, another array each time) runs as
-    /// the loop would. Either way `step` is called `n` times, in order. The
-    /// step builds lazy arrays: to look at values between steps (`compute`),
-    /// write the loop.
+    /// same time for 100 steps or 100,000; `step` is then called twice. A
+    /// step that changes from call to call (a closure counting its calls,
+    /// another array each time) runs as the loop would, called `n` times in
+    /// order. The step builds lazy arrays: to look at values between steps
+    /// (`compute`), write the loop.
     pub fn iterate(&self, n: usize, mut step: impl FnMut(&Array) -> Array) -> Array {
         let Ok(input) = self.expr() else {
             return self.clone();

@@ -53,7 +53,11 @@ fn repeated_steps_plan_and_compute_like_the_unrolled_loop() {
         (43, Some(5)),
         (9, Some(1)),
     ] {
-        let client = Client::local().with_stencil_depth(depth);
+        // Row bands (see `small_loops_run_on_row_bands`) apply only to the
+        // recorded loop: compare the loops as planned alike.
+        let client = Client::local()
+            .with_stencil_depth(depth)
+            .with_loop_bands(false);
         let looped = a.iterate(steps, heat);
         let written = unrolled(&a, steps, heat);
         let (p, q) = (
@@ -78,7 +82,8 @@ fn the_graph_does_not_grow_with_the_steps() {
     let sizes: Vec<(usize, usize)> = [10, 1000, 4000]
         .iter()
         .map(|&n| {
-            let p = Client::local().plan(&[&a.iterate(n, heat)]).unwrap();
+            let client = Client::local().with_loop_bands(false);
+            let p = client.plan(&[&a.iterate(n, heat)]).unwrap();
             (p.graph.len(), p.tasks())
         })
         .collect();
@@ -88,6 +93,71 @@ fn the_graph_does_not_grow_with_the_steps() {
     // 4 source chunks, then ⌈n/15⌉ fused blocks of 4 tasks.
     assert_eq!(sizes[1].1, 4 + 67 * 4);
     assert_eq!(sizes[2].1, 4 + 267 * 4);
+}
+
+/// A loop over a small field whose last axis is chunked runs on row bands
+/// spanning that axis, as many as the field had chunks; its result has the
+/// field's chunks and the loop's bits. Other loops keep their chunks.
+#[test]
+fn small_loops_run_on_row_bands() {
+    let a = plate(200, 100);
+    let mut calls = 0;
+    let looped = a.iterate(40, |t| {
+        calls += 1;
+        heat(t)
+    });
+    // A step that builds the same computation each time is built twice.
+    assert_eq!(calls, 2);
+    let banded = Client::local().plan(&[&looped]).unwrap();
+    let kept = Client::local()
+        .with_loop_bands(false)
+        .plan(&[&looped])
+        .unwrap();
+    let chunks = |p: &accel::Planned| -> Vec<Vec<Vec<usize>>> {
+        p.plan
+            .stages
+            .iter()
+            .map(|s| s.meta.chunks.0.clone())
+            .collect()
+    };
+    let bands = vec![vec![50; 4], vec![200]];
+    let squares = vec![vec![100; 2], vec![100; 2]];
+    let (b, k) = (chunks(&banded), chunks(&kept));
+    // The source, into bands, ⌈40/15⌉ fused blocks of steps, back.
+    assert_eq!(b.len(), 1 + 1 + 3 + 1, "{b:?}");
+    assert_eq!(b[0], squares);
+    assert!(b[1..5].iter().all(|c| *c == bands), "{b:?}");
+    assert_eq!(b[5], squares);
+    assert!(k.iter().all(|c| *c == squares), "{k:?}");
+    assert_eq!(banded.tasks(), 4 + 4 + 3 * 4 + 4);
+    assert_eq!(kept.tasks(), 4 + 3 * 4);
+    let want = bits(&unrolled(&a, 40, heat));
+    for client in [Client::local(), Client::local().with_loop_bands(false)] {
+        let got: Vec<u64> = client
+            .compute::<f64>(&looped)
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+        assert_eq!(got, want);
+    }
+    // Too large (2.9 MB), rows not chunked across, or a step with more
+    // than neighbour reads (reading another array): chunks kept.
+    let captured = plate(200, 100) * 0.5;
+    let others = [
+        plate(600, 300).iterate(3, heat),
+        from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[200, 200])), vec![50, 200]).iterate(3, heat),
+        a.iterate(3, |t| heat(t) + &captured),
+    ];
+    for looped in &others {
+        let on = Client::local().plan(&[looped]).unwrap();
+        let off = Client::local()
+            .with_loop_bands(false)
+            .plan(&[looped])
+            .unwrap();
+        assert_eq!(chunks(&on), chunks(&off));
+        assert_eq!(on.tasks(), off.tasks());
+    }
 }
 
 #[test]

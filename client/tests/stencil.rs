@@ -91,22 +91,27 @@ fn check(
     steps: usize,
     depth: Option<usize>,
 ) {
-    let client = Client::local().with_stencil_depth(depth);
-    for rule in RULES {
-        let b = vec![rule; shape.len()];
-        let init = data(shape, shape.iter().sum::<usize>() as u64 + steps as u64);
-        let x = from_ndarray(&init, chunks);
-        let out = x.iterate(steps, |t| t.stencil(points, b.clone()));
-        let got = client.compute::<f64>(&out).unwrap();
-        let mut want = init;
-        for _ in 0..steps {
-            want = reference_step(&want, points, &b);
+    // On the field's chunks and (small loops) on row bands.
+    for bands in [false, true] {
+        let client = Client::local()
+            .with_stencil_depth(depth)
+            .with_loop_bands(bands);
+        for rule in RULES {
+            let b = vec![rule; shape.len()];
+            let init = data(shape, shape.iter().sum::<usize>() as u64 + steps as u64);
+            let x = from_ndarray(&init, chunks);
+            let out = x.iterate(steps, |t| t.stencil(points, b.clone()));
+            let got = client.compute::<f64>(&out).unwrap();
+            let mut want = init;
+            for _ in 0..steps {
+                want = reference_step(&want, points, &b);
+            }
+            let diff = max_diff(&got, &want);
+            assert!(
+                diff < 1e-12,
+                "{rule:?} on {shape:?} chunks {chunks:?}, {steps} steps, depth {depth:?}, bands {bands}: max diff {diff}"
+            );
         }
-        let diff = max_diff(&got, &want);
-        assert!(
-            diff < 1e-12,
-            "{rule:?} on {shape:?} chunks {chunks:?}, {steps} steps, depth {depth:?}: max diff {diff}"
-        );
     }
 }
 
@@ -229,25 +234,18 @@ fn temporal_blocking_task_counts() {
     assert_eq!(k, 15);
     let (_, a) = heat_init(200, 100);
     let out = a.iterate(40, |t| t.stencil(&FIVE_POINT, Boundary::Fixed));
-    let plan = Client::local().plan(&[&out]).unwrap();
+    // The field's own chunks, not row bands (see `Client::with_loop_bands`).
+    let local = || Client::local().with_loop_bands(false);
+    let plan = local().plan(&[&out]).unwrap();
     // 4 source chunks + ⌈40/15⌉ = 3 fused blocks of 4 tasks.
     assert_eq!(plan.tasks(), 4 + 3 * 4);
-    let plan = Client::local()
-        .with_stencil_depth(Some(10))
-        .plan(&[&out])
-        .unwrap();
+    let plan = local().with_stencil_depth(Some(10)).plan(&[&out]).unwrap();
     assert_eq!(plan.tasks(), 4 + 4 * 4);
-    let plan = Client::local()
-        .with_stencil_depth(Some(1))
-        .plan(&[&out])
-        .unwrap();
+    let plan = local().with_stencil_depth(Some(1)).plan(&[&out]).unwrap();
     assert_eq!(plan.tasks(), 4 + 40 * 4);
     // Steps that do not divide evenly: 43 = 8 blocks of 5 and one of 3.
     let out = a.iterate(43, |t| t.stencil(&FIVE_POINT, Boundary::Fixed));
-    let plan = Client::local()
-        .with_stencil_depth(Some(5))
-        .plan(&[&out])
-        .unwrap();
+    let plan = local().with_stencil_depth(Some(5)).plan(&[&out]).unwrap();
     assert_eq!(plan.tasks(), 4 + 9 * 4);
     // A 9-point stencil reaches 2 cells per step: depth 10 fuses 5 steps.
     let wide: Vec<(&[i64], f64)> = vec![
@@ -257,10 +255,7 @@ fn temporal_blocking_task_counts() {
         (&[0, -2], 0.25),
     ];
     let out = a.iterate(20, |t| t.stencil(&wide, Boundary::Nearest));
-    let plan = Client::local()
-        .with_stencil_depth(Some(10))
-        .plan(&[&out])
-        .unwrap();
+    let plan = local().with_stencil_depth(Some(10)).plan(&[&out]).unwrap();
     assert_eq!(plan.tasks(), 4 + 4 * 4);
 }
 
@@ -348,6 +343,7 @@ fn tasks_read_halo_strips_not_whole_neighbours() {
     let out = a.iterate(4, |t| t.stencil(&FIVE_POINT, Boundary::Fixed));
     let planned = Client::local()
         .with_stencil_depth(Some(4))
+        .with_loop_bands(false)
         .plan(&[&out])
         .unwrap();
     let plan = &planned.plan;

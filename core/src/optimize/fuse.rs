@@ -24,7 +24,10 @@ pub fn lower(graph: &Graph) -> Result<Plan> {
 
 /// [`lower`] with options.
 pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
-    lower_graph(graph, opts, false)
+    if opts.keep_loop_chunks {
+        return lower_graph(graph, opts, false);
+    }
+    lower_graph(&super::band::band_small_loops(graph)?, opts, false)
 }
 
 /// Lowers the steps of an `iterate` (see `repeat`): the step's input becomes

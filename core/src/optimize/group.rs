@@ -25,6 +25,9 @@ pub struct LowerOptions {
     /// chunk (k steps of a one-cell stencil need k). `None`: the rule of
     /// [`auto_stencil_depth`].
     pub stencil_depth: Option<usize>,
+    /// Keep the chunks of small stencil loops as they are, rather than run
+    /// them on row bands (see `band`).
+    pub keep_loop_chunks: bool,
 }
 
 /// What a task costs beyond its work, in cell updates (≈ 40 µs at 0.5 ns

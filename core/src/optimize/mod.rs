@@ -2,6 +2,7 @@
 //! common-subexpression elimination, in one forward pass over the arena
 //! (inputs are rewritten before their consumers, so one pass reaches a fixed point).
 
+mod band;
 mod fold;
 pub mod fuse;
 pub mod group;

@@ -104,9 +104,20 @@ pub fn run_case(args: &Args, nx: usize, nt: usize, chunk: usize) -> anyhow::Resu
     } else {
         format!("max diff {diff:.1e}")
     };
-    let fused = planned.plan.stages.len().saturating_sub(1);
+    let stencils: Vec<_> = planned
+        .plan
+        .stages
+        .iter()
+        .filter(|s| s.kind_name() == "stencil")
+        .collect();
+    let fused = stencils.len();
+    let bands = stencils
+        .first()
+        .map(|s| format!(", on {} row bands", s.meta.chunks.0[0].len()))
+        .filter(|_| planned.plan.stages.len() > fused + 1)
+        .unwrap_or_default();
     r.notes.push(format!(
-        "{nt} steps in {fused} fused stages ({} steps per task, auto rule)",
+        "{nt} steps in {fused} fused stages ({} steps per task, auto rule{bands})",
         nt.div_ceil(fused.max(1))
     ));
     r.notes.push(format!("image: {}", png.display()));

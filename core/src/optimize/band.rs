@@ -1,0 +1,193 @@
+//! Small time loops run on row bands. A stencil loop over a field that fits
+//! in a core's cache is bound by per-task work around the chunk, not by the
+//! cells inside it: on a 200² plate in 100² chunks, each fused task computes
+//! its halo columns as well as its halo rows. Rechunked to bands that span
+//! the whole last axis (as many bands as there were chunks), a task has halos
+//! only above and below it, and none to compute beyond the plate's side
+//! edges. The loop's input is rechunked into bands once and its result back
+//! to the original chunks once: the values are those of the loop as written.
+
+use crate::error::Result;
+use crate::graph::{Graph, Node, NodeId};
+use crate::op::{Meta, Op, Remap, Repeat};
+use crate::shape::Chunks;
+
+/// Fields up to this size (bytes) count as small.
+pub const SMALL_FIELD_BYTES: usize = 2 << 20;
+
+/// Bands are at least this many rows (fewer bands than chunks then).
+const MIN_BAND_ROWS: usize = 16;
+
+/// `graph` with every small stencil loop that splits its field's rows into
+/// chunks run on row bands; the graph itself when there is none.
+pub fn band_small_loops(graph: &Graph) -> Result<Graph> {
+    let banded: Vec<Option<(Meta, Repeat)>> = graph
+        .nodes
+        .iter()
+        .map(|n| match &n.op {
+            Op::Repeat(r) => {
+                let input = n.inputs.first().map(|&i| &graph.node(i).meta)?;
+                banded_loop(r, input)
+            }
+            _ => None,
+        })
+        .collect();
+    if banded.iter().all(Option::is_none) {
+        return Ok(graph.clone());
+    }
+    let mut out = Graph::new();
+    let mut remap: Vec<NodeId> = Vec::with_capacity(graph.len());
+    for (node, band) in graph.nodes.iter().zip(banded) {
+        let inputs: Vec<NodeId> = node.inputs.iter().map(|i| remap[i.index()]).collect();
+        let id = match band {
+            None => out.push_checked_inputs(Node {
+                op: node.op.clone(),
+                inputs,
+                meta: node.meta.clone(),
+            })?,
+            Some((meta, repeat)) => {
+                let nd = meta.shape.len();
+                let into = out.push(Node {
+                    op: Op::Remap(Remap::identity(nd)),
+                    inputs,
+                    meta: meta.clone(),
+                })?;
+                let looped = out.push(Node {
+                    op: Op::Repeat(std::sync::Arc::new(repeat)),
+                    inputs: vec![into],
+                    meta,
+                })?;
+                out.push(Node {
+                    op: Op::Remap(Remap::identity(nd)),
+                    inputs: vec![looped],
+                    meta: node.meta.clone(),
+                })?
+            }
+        };
+        remap.push(id);
+    }
+    out.outputs = graph.outputs.iter().map(|o| remap[o.index()]).collect();
+    Ok(out)
+}
+
+/// The banded field and loop, when `r` over a field of `input` qualifies: a
+/// small field of two or more axes whose last axis is split into chunks, and
+/// a step of elementwise work and neighbour reads only (nothing whose values
+/// depend on how the field is chunked) that reads neighbours.
+fn banded_loop(r: &Repeat, input: &Meta) -> Option<(Meta, Repeat)> {
+    let nd = input.shape.len();
+    let bytes = crate::shape::size(&input.shape).saturating_mul(input.dtype.size());
+    let last_split = input.chunks.0.last().is_some_and(|c| c.len() > 1);
+    if nd < 2 || bytes == 0 || bytes > SMALL_FIELD_BYTES || !last_split {
+        return None;
+    }
+    let plain = r.body.nodes.iter().all(|n| {
+        matches!(
+            n.op,
+            Op::RepeatArg
+                | Op::Full(_)
+                | Op::Gen(_)
+                | Op::Unary(_)
+                | Op::Binary(_)
+                | Op::Where
+                | Op::Cast(_)
+                | Op::Shift { .. }
+                | Op::KeepEdges { .. }
+        )
+    });
+    let reads_neighbours = r
+        .body
+        .nodes
+        .iter()
+        .any(|n| matches!(n.op, Op::Shift { .. }));
+    if !plain || !reads_neighbours {
+        return None;
+    }
+    let bands = bands(input)?;
+    let rechunk = |m: &Meta| -> Meta {
+        let off = nd.saturating_sub(m.shape.len());
+        let chunks = m
+            .chunks
+            .0
+            .iter()
+            .enumerate()
+            .map(|(d, c)| match bands.0.get(off + d) {
+                Some(b) if m.shape[d] == input.shape[off + d] => b.clone(),
+                _ => c.clone(),
+            })
+            .collect();
+        Meta {
+            chunks: Chunks(chunks),
+            ..m.clone()
+        }
+    };
+    let mut body = Graph::new();
+    for n in &r.body.nodes {
+        body.push(Node {
+            op: n.op.clone(),
+            inputs: n.inputs.clone(),
+            meta: rechunk(&n.meta),
+        })
+        .ok()?;
+    }
+    body.outputs = r.body.outputs.clone();
+    let meta = rechunk(input);
+    let repeat = Repeat {
+        times: r.times,
+        body,
+    };
+    super::repeat::check(&repeat, &meta).ok()?;
+    Some((meta, repeat))
+}
+
+/// The band chunks of a field: the last axis whole, the first split into as
+/// many bands as the field had chunks (each at least [`MIN_BAND_ROWS`]
+/// rows), the others as they were.
+fn bands(input: &Meta) -> Option<Chunks> {
+    let nd = input.shape.len();
+    let chunks: usize = input.chunks.0.iter().map(Vec::len).product();
+    let rows = *input.shape.first()?;
+    let count = chunks.min(rows / MIN_BAND_ROWS).max(1);
+    let height = rows.div_ceil(count);
+    let mut first = vec![height; rows / height];
+    if rows % height != 0 {
+        first.push(rows % height);
+    }
+    let mut out = input.chunks.0.clone();
+    out[0] = first;
+    out[nd - 1] = vec![input.shape[nd - 1]];
+    Some(Chunks(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DType;
+
+    fn meta(shape: &[usize], chunks: Vec<Vec<usize>>) -> Meta {
+        Meta {
+            shape: shape.to_vec(),
+            dtype: DType::F64,
+            chunks: Chunks(chunks),
+        }
+    }
+
+    #[test]
+    fn bands_span_the_last_axis_as_many_as_the_chunks() {
+        // 2 × 2 chunks: four bands of 50 rows.
+        let m = meta(&[200, 200], vec![vec![100, 100], vec![100, 100]]);
+        assert_eq!(bands(&m).unwrap().0, vec![vec![50; 4], vec![200]]);
+        // Uneven: 3 × 3 chunks of 70 rows → nine bands of ⌈70/9⌉... at least 16 rows.
+        let m = meta(&[70, 90], vec![vec![30, 30, 10], vec![30, 30, 30]]);
+        assert_eq!(bands(&m).unwrap().0, vec![vec![18, 18, 18, 16], vec![90]]);
+        // Middle axes keep their chunks.
+        let m = meta(&[64, 8, 40], vec![vec![32, 32], vec![4, 4], vec![20, 20]]);
+        assert_eq!(
+            bands(&m).unwrap().0,
+            vec![vec![16; 4], vec![4, 4], vec![40]]
+        );
+        // Fewer rows than a band: one band.
+        let m = meta(&[5, 40], vec![vec![5], vec![20, 20]]);
+        assert_eq!(bands(&m).unwrap().0, vec![vec![5], vec![40]]);
+    }
+}
