@@ -219,9 +219,10 @@ impl Client {
 
     /// Whether a time loop (`iterate`) of neighbour reads over a small field
     /// (up to 2 MiB, two or more axes, its last axis split into chunks) may
-    /// run on row bands spanning the whole last axis, as many as the field
-    /// had chunks: halos then lie only above and below a task. On by
-    /// default; the loop's result keeps the field's chunks either way.
+    /// run on row bands spanning the whole last axis: as many as the field
+    /// had chunks, or (embedded client) as the cores where fewer. Halos then
+    /// lie only above and below a task. On by default; the loop's result
+    /// keeps the field's chunks either way.
     pub fn with_loop_bands(mut self, on: bool) -> Client {
         self.options.keep_loop_chunks = !on;
         self
@@ -271,7 +272,12 @@ impl Client {
         all.extend(writes.iter().map(|w| &w.array));
         let graph = to_graph(&all)?;
         let optimized = optimize(&graph)?;
-        let mut plan = lower_with(&optimized, &self.options)?;
+        let mut options = self.options.clone();
+        if self.remote.is_none() {
+            // The embedded client runs on this process's pool.
+            options.cores = Some(rayon::current_num_threads());
+        }
+        let mut plan = lower_with(&optimized, &options)?;
         // The written arrays' stages are the tasks' to write, not the client's to fetch.
         let written = plan.outputs.split_off(arrays.len());
         plan.sinks = written

@@ -96,8 +96,9 @@ fn the_graph_does_not_grow_with_the_steps() {
 }
 
 /// A loop over a small field whose last axis is chunked runs on row bands
-/// spanning that axis, as many as the field had chunks; its result has the
-/// field's chunks and the loop's bits. Other loops keep their chunks.
+/// spanning that axis, as many as the field had chunks or as the embedded
+/// client's cores where fewer; its result has the field's chunks and the
+/// loop's bits. Other loops keep their chunks.
 #[test]
 fn small_loops_run_on_row_bands() {
     let a = plate(200, 100);
@@ -120,16 +121,25 @@ fn small_loops_run_on_row_bands() {
             .map(|s| s.meta.chunks.0.clone())
             .collect()
     };
-    let bands = vec![vec![50; 4], vec![200]];
+    // Four chunks, at most one band per core: 200 rows in n bands.
+    let n = 4.min(rayon::current_num_threads()).max(1);
+    let height = 200usize.div_ceil(n);
+    let mut rows = vec![height; 200 / height];
+    if 200 % height != 0 {
+        rows.push(200 % height);
+    }
+    let bands = vec![rows.clone(), vec![200]];
     let squares = vec![vec![100; 2], vec![100; 2]];
+    let fused = 40usize.div_ceil(accel::auto_stencil_depth(&[height, 200]));
     let (b, k) = (chunks(&banded), chunks(&kept));
-    // The source, into bands, ⌈40/15⌉ fused blocks of steps, back.
-    assert_eq!(b.len(), 1 + 1 + 3 + 1, "{b:?}");
+    // The source, into bands, the fused blocks of steps, back.
+    assert_eq!(b.len(), 1 + 1 + fused + 1, "{b:?}");
     assert_eq!(b[0], squares);
-    assert!(b[1..5].iter().all(|c| *c == bands), "{b:?}");
-    assert_eq!(b[5], squares);
+    assert!(b[1..=fused + 1].iter().all(|c| *c == bands), "{b:?}");
+    assert_eq!(b[fused + 2], squares);
     assert!(k.iter().all(|c| *c == squares), "{k:?}");
-    assert_eq!(banded.tasks(), 4 + 4 + 3 * 4 + 4);
+    let nb = rows.len();
+    assert_eq!(banded.tasks(), 4 + nb + fused * nb + 4);
     assert_eq!(kept.tasks(), 4 + 3 * 4);
     let want = bits(&unrolled(&a, 40, heat));
     for client in [Client::local(), Client::local().with_loop_bands(false)] {

@@ -4,8 +4,11 @@
 //! its halo columns as well as its halo rows. Rechunked to bands that span
 //! the whole last axis (as many bands as there were chunks), a task has halos
 //! only above and below it, and none to compute beyond the plate's side
-//! edges. The loop's input is rechunked into bands once and its result back
-//! to the original chunks once: the values are those of the loop as written.
+//! edges, and waits only for the bands next to it. There are as many bands
+//! as the field had chunks, or as cores where fewer and known: a band per
+//! core leaves no core idle and computes the fewest halo rows. The loop's
+//! input is rechunked into bands once and its result back to the original
+//! chunks once: the values are those of the loop as written.
 
 use crate::error::Result;
 use crate::graph::{Graph, Node, NodeId};
@@ -18,16 +21,17 @@ pub const SMALL_FIELD_BYTES: usize = 2 << 20;
 /// Bands are at least this many rows (fewer bands than chunks then).
 const MIN_BAND_ROWS: usize = 16;
 
-/// `graph` with every small stencil loop that splits its field's rows into
-/// chunks run on row bands; the graph itself when there is none.
-pub fn band_small_loops(graph: &Graph) -> Result<Graph> {
+/// `graph` with every small stencil loop that splits its field's last axis
+/// into chunks run on row bands (at most one per core of `cores`); the graph
+/// itself when there is none.
+pub fn band_small_loops(graph: &Graph, cores: Option<usize>) -> Result<Graph> {
     let banded: Vec<Option<(Meta, Repeat)>> = graph
         .nodes
         .iter()
         .map(|n| match &n.op {
             Op::Repeat(r) => {
                 let input = n.inputs.first().map(|&i| &graph.node(i).meta)?;
-                banded_loop(r, input)
+                banded_loop(r, input, cores)
             }
             _ => None,
         })
@@ -74,7 +78,7 @@ pub fn band_small_loops(graph: &Graph) -> Result<Graph> {
 /// small field of two or more axes whose last axis is split into chunks, and
 /// a step of elementwise work and neighbour reads only (nothing whose values
 /// depend on how the field is chunked) that reads neighbours.
-fn banded_loop(r: &Repeat, input: &Meta) -> Option<(Meta, Repeat)> {
+fn banded_loop(r: &Repeat, input: &Meta, cores: Option<usize>) -> Option<(Meta, Repeat)> {
     let nd = input.shape.len();
     let bytes = crate::shape::size(&input.shape).saturating_mul(input.dtype.size());
     let last_split = input.chunks.0.last().is_some_and(|c| c.len() > 1);
@@ -103,7 +107,7 @@ fn banded_loop(r: &Repeat, input: &Meta) -> Option<(Meta, Repeat)> {
     if !plain || !reads_neighbours {
         return None;
     }
-    let bands = bands(input)?;
+    let bands = bands(input, cores)?;
     let rechunk = |m: &Meta| -> Meta {
         let off = nd.saturating_sub(m.shape.len());
         let chunks = m
@@ -141,13 +145,16 @@ fn banded_loop(r: &Repeat, input: &Meta) -> Option<(Meta, Repeat)> {
 }
 
 /// The band chunks of a field: the last axis whole, the first split into as
-/// many bands as the field had chunks (each at least [`MIN_BAND_ROWS`]
-/// rows), the others as they were.
-fn bands(input: &Meta) -> Option<Chunks> {
+/// many bands as the field had chunks or as there are `cores`, whichever is
+/// fewer (each at least [`MIN_BAND_ROWS`] rows), the others as they were.
+fn bands(input: &Meta, cores: Option<usize>) -> Option<Chunks> {
     let nd = input.shape.len();
     let chunks: usize = input.chunks.0.iter().map(Vec::len).product();
     let rows = *input.shape.first()?;
-    let count = chunks.min(rows / MIN_BAND_ROWS).max(1);
+    let count = chunks
+        .min(cores.unwrap_or(chunks))
+        .min(rows / MIN_BAND_ROWS)
+        .max(1);
     let height = rows.div_ceil(count);
     let mut first = vec![height; rows / height];
     if rows % height != 0 {
@@ -176,18 +183,25 @@ mod tests {
     fn bands_span_the_last_axis_as_many_as_the_chunks() {
         // 2 × 2 chunks: four bands of 50 rows.
         let m = meta(&[200, 200], vec![vec![100, 100], vec![100, 100]]);
-        assert_eq!(bands(&m).unwrap().0, vec![vec![50; 4], vec![200]]);
+        assert_eq!(bands(&m, None).unwrap().0, vec![vec![50; 4], vec![200]]);
+        // One per core where there are fewer cores than chunks.
+        assert_eq!(bands(&m, Some(2)).unwrap().0, vec![vec![100; 2], vec![200]]);
+        assert_eq!(bands(&m, Some(1)).unwrap().0, vec![vec![200], vec![200]]);
+        assert_eq!(bands(&m, Some(16)).unwrap().0, vec![vec![50; 4], vec![200]]);
         // Uneven: 3 × 3 chunks of 70 rows → nine bands of ⌈70/9⌉... at least 16 rows.
         let m = meta(&[70, 90], vec![vec![30, 30, 10], vec![30, 30, 30]]);
-        assert_eq!(bands(&m).unwrap().0, vec![vec![18, 18, 18, 16], vec![90]]);
+        assert_eq!(
+            bands(&m, None).unwrap().0,
+            vec![vec![18, 18, 18, 16], vec![90]]
+        );
         // Middle axes keep their chunks.
         let m = meta(&[64, 8, 40], vec![vec![32, 32], vec![4, 4], vec![20, 20]]);
         assert_eq!(
-            bands(&m).unwrap().0,
+            bands(&m, None).unwrap().0,
             vec![vec![16; 4], vec![4, 4], vec![40]]
         );
         // Fewer rows than a band: one band.
         let m = meta(&[5, 40], vec![vec![5], vec![20, 20]]);
-        assert_eq!(bands(&m).unwrap().0, vec![vec![5], vec![40]]);
+        assert_eq!(bands(&m, None).unwrap().0, vec![vec![5], vec![40]]);
     }
 }

@@ -27,7 +27,11 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
     if opts.keep_loop_chunks {
         return lower_graph(graph, opts, false);
     }
-    lower_graph(&super::band::band_small_loops(graph)?, opts, false)
+    lower_graph(
+        &super::band::band_small_loops(graph, opts.cores)?,
+        opts,
+        false,
+    )
 }
 
 /// Lowers the steps of an `iterate` (see `repeat`): the step's input becomes

@@ -28,6 +28,9 @@ pub struct LowerOptions {
     /// Keep the chunks of small stencil loops as they are, rather than run
     /// them on row bands (see `band`).
     pub keep_loop_chunks: bool,
+    /// Cores the plan runs on, where known (the embedded client): a small
+    /// loop takes at most one band per core.
+    pub cores: Option<usize>,
 }
 
 /// What a task costs beyond its work, in cell updates (≈ 40 µs at 0.5 ns
