@@ -30,7 +30,8 @@ pub fn band_small_loops(graph: &Graph, cores: Option<usize>) -> Result<Graph> {
         .iter()
         .map(|n| match &n.op {
             Op::Repeat(r) => {
-                let input = n.inputs.first().map(|&i| &graph.node(i).meta)?;
+                let input = n.inputs.first().and_then(|i| graph.nodes.get(i.index()))?;
+                let input = &input.meta;
                 banded_loop(r, input, cores)
             }
             _ => None,
@@ -42,7 +43,11 @@ pub fn band_small_loops(graph: &Graph, cores: Option<usize>) -> Result<Graph> {
     let mut out = Graph::new();
     let mut remap: Vec<NodeId> = Vec::with_capacity(graph.len());
     for (node, band) in graph.nodes.iter().zip(banded) {
-        let inputs: Vec<NodeId> = node.inputs.iter().map(|i| remap[i.index()]).collect();
+        let inputs: Vec<NodeId> = node
+            .inputs
+            .iter()
+            .map(|i| remap.get(i.index()).copied().ok_or_else(|| dangling(*i)))
+            .collect::<Result<_>>()?;
         let id = match band {
             None => out.push_checked_inputs(Node {
                 op: node.op.clone(),
@@ -70,8 +75,16 @@ pub fn band_small_loops(graph: &Graph, cores: Option<usize>) -> Result<Graph> {
         };
         remap.push(id);
     }
-    out.outputs = graph.outputs.iter().map(|o| remap[o.index()]).collect();
+    out.outputs = graph
+        .outputs
+        .iter()
+        .map(|o| remap.get(o.index()).copied().ok_or_else(|| dangling(*o)))
+        .collect::<Result<_>>()?;
     Ok(out)
+}
+
+fn dangling(id: NodeId) -> crate::error::Error {
+    crate::error::Error::Graph(format!("node {} is read before it is defined", id.0))
 }
 
 /// The banded field and loop, when `r` over a field of `input` qualifies: a
@@ -116,7 +129,7 @@ fn banded_loop(r: &Repeat, input: &Meta, cores: Option<usize>) -> Option<(Meta, 
             .iter()
             .enumerate()
             .map(|(d, c)| match bands.0.get(off + d) {
-                Some(b) if m.shape[d] == input.shape[off + d] => b.clone(),
+                Some(b) if m.shape.get(d) == input.shape.get(off + d) => b.clone(),
                 _ => c.clone(),
             })
             .collect();
@@ -161,6 +174,9 @@ fn bands(input: &Meta, cores: Option<usize>) -> Option<Chunks> {
         first.push(rows % height);
     }
     let mut out = input.chunks.0.clone();
+    if out.len() != nd || nd < 2 {
+        return None;
+    }
     out[0] = first;
     out[nd - 1] = vec![input.shape[nd - 1]];
     Some(Chunks(out))
