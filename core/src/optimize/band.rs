@@ -98,25 +98,12 @@ fn banded_loop(r: &Repeat, input: &Meta, cores: Option<usize>) -> Option<(Meta, 
     if nd < 2 || bytes == 0 || bytes > SMALL_FIELD_BYTES || !last_split {
         return None;
     }
-    let plain = r.body.nodes.iter().all(|n| {
-        matches!(
-            n.op,
-            Op::RepeatArg
-                | Op::Full(_)
-                | Op::Gen(_)
-                | Op::Unary(_)
-                | Op::Binary(_)
-                | Op::Where
-                | Op::Cast(_)
-                | Op::Shift { .. }
-                | Op::KeepEdges { .. }
-        )
-    });
-    let reads_neighbours = r
+    let plain = r
         .body
         .nodes
         .iter()
-        .any(|n| matches!(n.op, Op::Shift { .. }));
+        .all(|n| matches!(n.op, Op::RepeatArg) || n.op.is_elementwise() || n.op.is_stencil());
+    let reads_neighbours = r.body.nodes.iter().any(|n| n.op.is_stencil());
     if !plain || !reads_neighbours {
         return None;
     }
