@@ -39,7 +39,7 @@ mod structure;
 
 pub use accel_core::blocks::{BlockInfo, Blocks, Functions};
 pub use accel_core::op::{Boundary, ReduceOp};
-pub use accel_core::optimize::auto_stencil_depth;
+pub use accel_core::optimize::{auto_stencil_depth, auto_stencil_depth_whole_rows};
 pub use accel_core::storage::zarr::Compression;
 pub use accel_core::storage::{Sink, StorageError, Stored};
 pub use accel_core::{DType, Scalar, Value};

@@ -45,13 +45,19 @@ fn heat(t: &Array) -> Array {
 
 #[test]
 fn repeated_steps_plan_and_compute_like_the_unrolled_loop() {
-    let a = plate(60, 20);
-    for (steps, depth) in [
-        (2, None),
-        (37, None),
-        (100, None),
-        (43, Some(5)),
-        (9, Some(1)),
+    // Square chunks, and bands of whole rows (a deeper automatic depth).
+    let square = plate(60, 20);
+    let rows = square.rechunk(vec![20, 60]);
+    assert_eq!(accel::auto_stencil_depth_whole_rows(&[20, 60]), 20);
+    for (a, steps, depth) in [
+        (&square, 2, None),
+        (&square, 37, None),
+        (&square, 100, None),
+        (&square, 43, Some(5)),
+        (&square, 9, Some(1)),
+        (&rows, 45, None),
+        (&rows, 64, None),
+        (&rows, 20, None),
     ] {
         // Row bands (see `small_loops_run_on_row_bands`) apply only to the
         // recorded loop: compare the loops as planned alike.
@@ -59,7 +65,7 @@ fn repeated_steps_plan_and_compute_like_the_unrolled_loop() {
             .with_stencil_depth(depth)
             .with_loop_bands(false);
         let looped = a.iterate(steps, heat);
-        let written = unrolled(&a, steps, heat);
+        let written = unrolled(a, steps, heat);
         let (p, q) = (
             client.plan(&[&looped]).unwrap(),
             client.plan(&[&written]).unwrap(),
@@ -72,6 +78,15 @@ fn repeated_steps_plan_and_compute_like_the_unrolled_loop() {
             x.plan.stages.iter().map(|s| s.label.clone()).collect()
         };
         assert_eq!(labels(&p), labels(&q));
+        if std::ptr::eq(a, &rows) {
+            let fused = p
+                .plan
+                .stages
+                .iter()
+                .filter(|s| s.kind_name() == "stencil")
+                .count();
+            assert_eq!(fused, steps.div_ceil(20), "{steps} steps on whole rows");
+        }
         assert_eq!(bits(&looped), bits(&written), "{steps} steps");
     }
 }
@@ -130,7 +145,7 @@ fn small_loops_run_on_row_bands() {
     }
     let bands = vec![rows.clone(), vec![200]];
     let squares = vec![vec![100; 2], vec![100; 2]];
-    let fused = 40usize.div_ceil(accel::auto_stencil_depth(&[height, 200]));
+    let fused = 40usize.div_ceil(accel::auto_stencil_depth_whole_rows(&[height, 200]));
     let (b, k) = (chunks(&banded), chunks(&kept));
     // The source, into bands, the fused blocks of steps, back.
     assert_eq!(b.len(), 1 + 1 + fused + 1, "{b:?}");

@@ -46,17 +46,37 @@ pub const TASK_COST_UPDATES: f64 = 80_000.0;
 /// chunks few, since redundant halo work grows with D. Capped at the smallest
 /// chunk side (halos then come from the nearest chunks) and at 64.
 pub fn auto_stencil_depth(chunk: &[usize]) -> usize {
+    depth_rule(chunk, false)
+}
+
+/// [`auto_stencil_depth`] for chunks whose last axis spans the whole array
+/// between fixed edges (row bands): the kernel does not pad those columns
+/// (nothing beyond the edges is read but by kept cells), so only the rows
+/// grow with D and deeper blocks pay.
+pub fn auto_stencil_depth_whole_rows(chunk: &[usize]) -> usize {
+    depth_rule(chunk, true)
+}
+
+fn depth_rule(chunk: &[usize], whole_last: bool) -> usize {
     let sides: Vec<f64> = chunk
         .iter()
         .filter(|&&c| c > 0)
         .map(|&c| c as f64)
         .collect();
     let smallest = chunk.iter().copied().filter(|&c| c > 0).min().unwrap_or(1);
+    let last = sides.len().saturating_sub(1);
     let cells = |r: usize, depth: usize| {
         sides
             .iter()
             .enumerate()
-            .map(|(k, &c)| c + 2.0 * if k == 0 { r } else { depth } as f64)
+            .map(|(k, &c)| {
+                let grown = match k {
+                    0 => r,
+                    k if whole_last && k == last => 0,
+                    _ => depth,
+                };
+                c + 2.0 * grown as f64
+            })
             .product::<f64>()
     };
     let mut best = (f64::INFINITY, 1);
@@ -77,6 +97,22 @@ struct GroupState {
     /// Halo cap of the group (cells per axis).
     depth: usize,
     reduction: bool,
+    /// The chunk of a group whose depth is the automatic rule's and whose
+    /// last axis is one chunk: its depth is chosen again for unpadded
+    /// columns once the group's boundary turns out fixed there.
+    whole_rows: Option<Vec<usize>>,
+}
+
+impl GroupState {
+    fn set_boundary(&mut self, boundary: &[Boundary]) {
+        if self.boundary.is_none()
+            && boundary.last() == Some(&Boundary::Fixed)
+            && let Some(chunk) = self.whole_rows.take()
+        {
+            self.depth = auto_stencil_depth_whole_rows(&chunk);
+        }
+        self.boundary = Some(boundary.to_vec());
+    }
 }
 
 /// Assigns every live node to a group, from the outputs backwards.
@@ -112,6 +148,7 @@ pub fn assign(
         }
         let own = |groups: &mut FastMap<NodeId, GroupState>| {
             let chunk = node.meta.chunks.max_chunk();
+            let whole_last = nd >= 2 && node.meta.chunks.0.last().is_some_and(|c| c.len() == 1);
             groups.insert(
                 id,
                 GroupState {
@@ -120,6 +157,7 @@ pub fn assign(
                         .stencil_depth
                         .unwrap_or_else(|| auto_stencil_depth(&chunk)),
                     reduction: matches!(node.op, Op::Reduce(_)),
+                    whole_rows: (opts.stencil_depth.is_none() && whole_last).then_some(chunk),
                 },
             );
             Assign::Group(id)
@@ -130,7 +168,7 @@ pub fn assign(
             if let Op::Shift { boundary, .. } = &node.op
                 && let Some(g) = groups.get_mut(&id)
             {
-                g.boundary = Some(boundary.clone());
+                g.set_boundary(boundary);
             }
             continue;
         }
@@ -253,14 +291,14 @@ pub fn assign(
             if let Op::Shift { boundary, .. } = &node.op
                 && let Some(s) = groups.get_mut(&id)
             {
-                s.boundary = Some(boundary.clone());
+                s.set_boundary(boundary);
             }
             continue;
         }
         if let Op::Shift { boundary, .. } = &node.op
             && let Some(s) = groups.get_mut(&g)
         {
-            s.boundary = Some(boundary.clone());
+            s.set_boundary(boundary);
         }
         assign[i] = Assign::Group(g);
         // Zero halos and no wrap-around are stored as empty (most nodes).
@@ -325,7 +363,7 @@ fn near_reach(graph: &Graph, live: &[bool], consumers: &[Vec<NodeId>]) -> Vec<Ve
 
 #[cfg(test)]
 mod tests {
-    use super::auto_stencil_depth;
+    use super::{auto_stencil_depth, auto_stencil_depth_whole_rows};
 
     #[test]
     fn depth_rule_balances_task_cost_and_redundant_work() {
@@ -337,5 +375,25 @@ mod tests {
         assert!(auto_stencil_depth(&[3, 3]) <= 3);
         assert_eq!(auto_stencil_depth(&[1, 1]), 1);
         assert!(auto_stencil_depth(&[1_000_000]) <= 64);
+    }
+
+    #[test]
+    fn unpadded_columns_fuse_deeper() {
+        for c in [[100, 200], [50, 200], [1000, 2000]] {
+            println!(
+                "{c:?}: {} padded, {} whole rows",
+                auto_stencil_depth(&c),
+                auto_stencil_depth_whole_rows(&c)
+            );
+        }
+        // 100 × 200: per step 80000/D + 200·(100 + D - 1), least at D = 20;
+        // with the columns padded by D it is 13.
+        assert_eq!(auto_stencil_depth_whole_rows(&[100, 200]), 20);
+        assert_eq!(auto_stencil_depth(&[100, 200]), 13);
+        // One axis: nothing to leave unpadded but the rows themselves.
+        assert_eq!(
+            auto_stencil_depth_whole_rows(&[500]),
+            auto_stencil_depth(&[500])
+        );
     }
 }

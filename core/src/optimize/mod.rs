@@ -9,7 +9,7 @@ pub mod group;
 mod repeat;
 mod stencil;
 
-pub use group::{LowerOptions, auto_stencil_depth};
+pub use group::{LowerOptions, auto_stencil_depth, auto_stencil_depth_whole_rows};
 pub use repeat::check as check_repeat;
 
 use crate::fast_hash::FastMap;
@@ -91,7 +91,35 @@ enum OpKey {
     Where,
     Cast(crate::dtype::DType),
     KeepEdges(Vec<usize>),
+    /// Offsets, and per axis the boundary's rule and constant's bits.
+    Shift(Vec<i64>, Vec<(u8, u64)>),
+    /// A constant's dtype and bits (so -0.0 and 0.0 differ).
+    Full(crate::dtype::DType, u64, u64),
     Printed(String),
+}
+
+fn boundary_key(b: &crate::op::Boundary) -> (u8, u64) {
+    use crate::op::Boundary;
+    match b {
+        Boundary::Constant(v) => (0, v.to_bits()),
+        Boundary::Periodic => (1, 0),
+        Boundary::Reflect => (2, 0),
+        Boundary::Nearest => (3, 0),
+        Boundary::Fixed => (4, 0),
+    }
+}
+
+fn value_key(v: &crate::dtype::Value) -> OpKey {
+    use crate::dtype::Value;
+    let (lo, hi) = match *v {
+        Value::Bool(b) => (b as u64, 0),
+        Value::I32(x) => (x as u32 as u64, 0),
+        Value::I64(x) => (x as u64, 0),
+        Value::F32(x) => (x.to_bits() as u64, 0),
+        Value::F64(x) => (x.to_bits(), 0),
+        Value::C128(c) => (c.re.to_bits(), c.im.to_bits()),
+    };
+    OpKey::Full(v.dtype(), lo, hi)
 }
 
 fn cse_key(n: &Node) -> CseKey {
@@ -101,6 +129,10 @@ fn cse_key(n: &Node) -> CseKey {
         Op::Where => OpKey::Where,
         Op::Cast(d) => OpKey::Cast(*d),
         Op::KeepEdges { depth } => OpKey::KeepEdges(depth.clone()),
+        Op::Shift { offset, boundary } => {
+            OpKey::Shift(offset.clone(), boundary.iter().map(boundary_key).collect())
+        }
+        Op::Full(v) => value_key(v),
         Op::Source(h) => OpKey::Printed(format!("source@{:p}", std::sync::Arc::as_ptr(h))),
         Op::Persisted(p) => OpKey::Printed(format!("persisted {} {}", p.job, p.stage.0)),
         Op::Held(h) => OpKey::Printed(format!("held@{:p}", std::sync::Arc::as_ptr(h))),

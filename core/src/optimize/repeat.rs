@@ -141,17 +141,37 @@ fn steps_per_stage(
     if limit == 1 {
         return Ok((1, one));
     }
-    // Stencil steps of radius 1 fit as many steps as the halo depth: try
-    // that first, then search.
+    // Elementwise steps fuse without limit: try all of them first.
     let fits = |k: usize| -> Result<Option<Plan>> {
         let (plan, n) = lowered(body, k, lower, opts)?;
         Ok((n == per_step).then_some(plan))
     };
-    if let Some(plan) = fits(limit)? {
-        return Ok((limit, plan));
+    let (top, n_top) = lowered(body, limit, lower, opts)?;
+    if n_top == per_step {
+        return Ok((limit, top));
     }
     let (mut lo, mut best, mut hi) = (1, one, limit);
     // Invariant: lo steps fit (best is their plan), hi steps do not.
+    // Stencil steps: the deepest fused block of the unrolled steps shows
+    // how many fit (the depth rule's choice); confirm it and one more
+    // before searching.
+    if let Some(guess) = deepest_block(&top, &best) {
+        for k in [guess, guess + 1] {
+            if k <= lo || k >= hi {
+                continue;
+            }
+            match fits(k)? {
+                Some(plan) => {
+                    lo = k;
+                    best = plan;
+                }
+                None => {
+                    hi = k;
+                    break;
+                }
+            }
+        }
+    }
     while hi - lo > 1 {
         let mid = (lo + hi) / 2;
         match fits(mid)? {
@@ -163,6 +183,18 @@ fn steps_per_stage(
         }
     }
     Ok((lo, best))
+}
+
+/// Steps in the deepest stencil stage of `many` steps, counted in the
+/// levels that one step (`one`) lowers to.
+fn deepest_block(many: &Plan, one: &Plan) -> Option<usize> {
+    let levels = |s: &Stage| match &s.kind {
+        StageKind::Stencil(k) => k.levels.len(),
+        _ => 0,
+    };
+    let per_step: usize = one.stages.iter().map(levels).sum();
+    let deepest = many.stages.iter().map(levels).max()?;
+    (per_step > 0 && deepest >= per_step).then(|| deepest / per_step)
 }
 
 /// Appends the stages of `repeat` applied to stage `input` and returns the
