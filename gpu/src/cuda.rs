@@ -371,6 +371,7 @@ mod tests {
                 "    if (i >= dims[0]) {",
                 "        return;",
                 "    }",
+                "    const auto zero_bits = dims[2];",
                 "    bool slow = false;",
                 "    const double r0 = in0[i];",
                 "    const int r1 = in1[0u];",

@@ -660,6 +660,8 @@ pub(crate) fn meta_words(
         meta.push(base as u64 as u32);
         meta.push((base as u64 >> 32) as u32);
     }
+    // The shader's run-time zero (`Shader::zero_word`).
+    meta.push(0);
     meta
 }
 
@@ -706,5 +708,55 @@ pub(crate) fn download(d: DType, bytes: &[u8], n: usize) -> Buffer {
                     .collect(),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use accel_core::dtype::{DType, Value};
+    use accel_core::kernel::ir::{InputSpec, Instr, ProgramBuilder};
+    use accel_core::op::{BinaryOp, GenKind};
+
+    use crate::wgsl::{self, Access};
+
+    /// The zero word the shader reads is the last `meta` word, and zero,
+    /// with strided inputs and generators ahead of it.
+    #[test]
+    fn the_run_time_zero_is_the_last_meta_word() {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![4, 5],
+        });
+        let g = b.push(
+            Instr::Gen {
+                kind: GenKind::Arange {
+                    start: 0.0,
+                    step: 1.0,
+                },
+                base: 3,
+                strides: vec![5, 1],
+            },
+            DType::F64,
+        );
+        let zero = b.push(Instr::Const(Value::F64(-0.0)), DType::F64);
+        let xg = b.push(Instr::Binary(BinaryOp::Mul, x, g), DType::F64);
+        let r = b.push(Instr::Binary(BinaryOp::Add, xg, zero), DType::F64);
+        let program = b.finish(r, vec![4, 5]);
+        let shader = wgsl::generate(&program, &[Access::Strided], crate::wgsl_math::Fma::Native)
+            .expect("generates");
+        let meta = super::meta_words(&program, &shader, 20, &[0, 0], &[4, 5], &[vec![1, 4]]);
+        assert_eq!(meta.len(), shader.zero_word() + 1);
+        assert_eq!(meta.last(), Some(&0));
+        let read = format!("let zero_bits = dims[{}];", shader.zero_word());
+        assert!(shader.body.contains(&read), "{}", shader.body);
+        // -0.0 is built from it, not written as a literal the driver folds.
+        assert!(
+            shader
+                .body
+                .contains("bitcast<f64>(u64(zero_bits) | 9223372036854775808lu)"),
+            "{}",
+            shader.body
+        );
     }
 }

@@ -5,7 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use accel_core::dtype::Value;
 use accel_core::kernel::Program;
+use accel_core::kernel::ir::Instr;
 
 use crate::wgsl::Access;
 
@@ -40,7 +42,7 @@ impl<T> ProgramMemo<T> {
         if let Ok(entries) = self.0.lock()
             && let Some(e) = entries
                 .iter()
-                .find(|e| e.address == address && e.access == access && e.program == *program)
+                .find(|e| e.address == address && e.access == access && same(&e.program, program))
         {
             return Ok(e.value.clone());
         }
@@ -57,6 +59,31 @@ impl<T> ProgramMemo<T> {
             });
         }
         Ok(value)
+    }
+}
+
+/// Equal programs whose constants have the same bits: `==` takes -0.0 for
+/// 0.0, and the kernels differ (`x + 0.0` is not `x + -0.0`).
+fn same(a: &Program, b: &Program) -> bool {
+    a == b && same_constants(a, b)
+}
+
+fn same_constants(a: &Program, b: &Program) -> bool {
+    a.instrs.iter().zip(&b.instrs).all(|pair| match pair {
+        (Instr::Const(x), Instr::Const(y)) => bits(*x) == bits(*y),
+        (Instr::Loop(x), Instr::Loop(y)) => same_constants(&x.body, &y.body),
+        _ => true,
+    })
+}
+
+fn bits(v: Value) -> (u64, u64) {
+    match v {
+        Value::Bool(x) => (x as u64, 0),
+        Value::I32(x) => (x as u32 as u64, 0),
+        Value::I64(x) => (x as u64, 0),
+        Value::F32(x) => (x.to_bits() as u64, 0),
+        Value::F64(x) => (x.to_bits(), 0),
+        Value::C128(c) => (c.re.to_bits(), c.im.to_bits()),
     }
 }
 
@@ -94,5 +121,25 @@ mod tests {
         // Another program at the same address.
         slot = program(UnaryOp::Cos);
         assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(3)));
+        // The same program with a constant of other bits: -0.0 == 0.0.
+        let with = |c: f64| {
+            let mut b = ProgramBuilder::new();
+            let x = b.input(InputSpec {
+                dtype: DType::F64,
+                shape: vec![4],
+            });
+            let z = b.push(Instr::Const(accel_core::dtype::Value::F64(c)), DType::F64);
+            let r = b.push(
+                Instr::Binary(accel_core::op::BinaryOp::Add, x, z),
+                DType::F64,
+            );
+            b.finish(r, vec![4])
+        };
+        slot = with(0.0);
+        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(4)));
+        slot = with(-0.0);
+        assert_eq!(slot, with(0.0), "equal as programs");
+        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(5)));
+        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(5)));
     }
 }

@@ -10,10 +10,12 @@
 //! Semantics follow the CPU interpreter (`accel_core::kernel::ops`) exactly:
 //! wrapping integer arithmetic, NumPy's integer floor division and remainder
 //! (0 for a zero divisor), NaN-propagating minimum and maximum, saturating
-//! float-to-integer casts with NaN → 0, round half to even. Operations whose
-//! GPU form would not give the CPU's bits (transcendentals, float remainder
-//! and floor division, complex numbers, loops) are refused with
-//! [`Unsupported`], and the task runs on the CPU.
+//! float-to-integer casts with NaN → 0, round half to even, float remainder
+//! and floor division from the exact `fmod` (an integer long division of the
+//! mantissas, as every libm computes it). Transcendentals are the CPU's
+//! vector kernels written out (see [`crate::wgsl_math`]); what has no GPU
+//! form with the CPU's bits or bounds is refused with [`Unsupported`], and
+//! the task runs on the CPU.
 
 use std::fmt::Write;
 
@@ -72,6 +74,23 @@ pub struct Shader {
     pub flags: bool,
 }
 
+impl Shader {
+    /// The `dims` word after the generators' counters, always zero: float
+    /// zero constants are built from it at run time. A literal zero lets the
+    /// driver fold `0 * x` to 0 and `x + 0` to x (Mesa does, whatever the
+    /// float controls say), which is wrong for infinities, NaN and -0.
+    pub fn zero_word(&self) -> usize {
+        zero_word(self.ndim, self.strided.len(), self.generators.len())
+    }
+}
+
+fn zero_word(nd: usize, strided: usize, generators: usize) -> usize {
+    1 + nd + strided * nd + 2 * generators
+}
+
+/// The run-time zero word's name in the entry point.
+const ZERO_BITS: &str = "zero_bits";
+
 /// Whether `program` calls a transcendental kernel (which has a fast range).
 fn has_transcendentals(program: &Program) -> bool {
     use UnaryOp::*;
@@ -119,6 +138,7 @@ fn literal(v: Value) -> String {
         Value::I32(x) if x == i32::MIN => "i32(-2147483647 - 1)".into(),
         Value::I32(x) => format!("{x}i"),
         Value::I64(x) => format!("bitcast<i64>({}lu)", x as u64),
+        Value::F32(x) if x == 0.0 => format!("bitcast<f32>({ZERO_BITS} | {}u)", x.to_bits()),
         Value::F32(x) => format!("bitcast<f32>({}u)", x.to_bits()),
         Value::F64(x) => f64_literal(x),
         Value::C128(z) => format!("vec2<f64>({}, {})", f64_literal(z.re), f64_literal(z.im)),
@@ -126,6 +146,9 @@ fn literal(v: Value) -> String {
 }
 
 fn f64_literal(x: f64) -> String {
+    if x == 0.0 {
+        return format!("bitcast<f64>(u64({ZERO_BITS}) | {}lu)", x.to_bits());
+    }
     format!("bitcast<f64>({}lu)", x.to_bits())
 }
 
@@ -160,6 +183,8 @@ pub fn generate(
     let flags = has_transcendentals(program);
     // The statements of `main` after the element index `i` is known.
     let mut body = String::new();
+    let zero_at = zero_word(nd, strided.len(), generators.len());
+    let _ = writeln!(body, "    let {ZERO_BITS} = dims[{zero_at}];");
     if flags {
         body.push_str("    var slow: bool = false;\n");
     }
@@ -281,6 +306,114 @@ fn rem_i64(a: i64, b: i64) -> i64 {
     let r = a % b;
     if (r != 0li && ((r < 0li) != (b < 0li))) { return r + b; }
     return r;
+}
+fn fmod_f64(a: f64, b: f64) -> f64 {
+    let sign = bitcast<u64>(a) & 0x8000000000000000lu;
+    let ax = bitcast<u64>(a) & 0x7ffffffffffffffflu;
+    let bx = bitcast<u64>(b) & 0x7ffffffffffffffflu;
+    if (ax >= 0x7ff0000000000000lu || bx > 0x7ff0000000000000lu || bx == 0lu) {
+        return bitcast<f64>(0x7ff8000000000000lu);
+    }
+    if (ax < bx) {
+        return a;
+    }
+    var ea: u64 = ax >> 52u;
+    var eb: u64 = bx >> 52u;
+    var ma: u64 = ax & 0x000ffffffffffffflu;
+    var mb: u64 = bx & 0x000ffffffffffffflu;
+    if (ea == 0lu) { ea = 1lu; } else { ma = ma | 0x0010000000000000lu; }
+    if (eb == 0lu) { eb = 1lu; } else { mb = mb | 0x0010000000000000lu; }
+    var m: u64 = ma % mb;
+    var n: u64 = ea - eb;
+    while (n > 0lu && m != 0lu) {
+        var s: u64 = 11lu;
+        if (n < 11lu) { s = n; }
+        m = (m << u32(s)) % mb;
+        n = n - s;
+    }
+    if (m == 0lu) {
+        return bitcast<f64>(sign);
+    }
+    var e: u64 = eb;
+    while (m < 0x0010000000000000lu && e > 1lu) {
+        m = m << 1u;
+        e = e - 1lu;
+    }
+    if (m < 0x0010000000000000lu) {
+        return bitcast<f64>(sign | m);
+    }
+    return bitcast<f64>(sign | (e << 52u) | (m & 0x000ffffffffffffflu));
+}
+fn fmod_f32(a: f32, b: f32) -> f32 {
+    let sign = bitcast<u32>(a) & 0x80000000u;
+    let ax = bitcast<u32>(a) & 0x7fffffffu;
+    let bx = bitcast<u32>(b) & 0x7fffffffu;
+    if (ax >= 0x7f800000u || bx > 0x7f800000u || bx == 0u) {
+        return bitcast<f32>(0x7fc00000u);
+    }
+    if (ax < bx) {
+        return a;
+    }
+    var ea: u32 = ax >> 23u;
+    var eb: u32 = bx >> 23u;
+    var ma: u32 = ax & 0x007fffffu;
+    var mb: u32 = bx & 0x007fffffu;
+    if (ea == 0u) { ea = 1u; } else { ma = ma | 0x00800000u; }
+    if (eb == 0u) { eb = 1u; } else { mb = mb | 0x00800000u; }
+    var m: u32 = ma % mb;
+    var n: u32 = ea - eb;
+    while (n > 0u && m != 0u) {
+        var s: u32 = 8u;
+        if (n < 8u) { s = n; }
+        m = (m << s) % mb;
+        n = n - s;
+    }
+    if (m == 0u) {
+        return bitcast<f32>(sign);
+    }
+    var e: u32 = eb;
+    while (m < 0x00800000u && e > 1u) {
+        m = m << 1u;
+        e = e - 1u;
+    }
+    if (m < 0x00800000u) {
+        return bitcast<f32>(sign | m);
+    }
+    return bitcast<f32>(sign | (e << 23u) | (m & 0x007fffffu));
+}
+fn rem_f64(a: f64, b: f64) -> f64 {
+    let r = fmod_f64(a, b);
+    if (r != 0.0lf && ((r < 0.0lf) != (b < 0.0lf))) { return r + b; }
+    return r;
+}
+fn floordiv_f64(a: f64, b: f64) -> f64 {
+    if (b == 0.0lf) { return a / b; }
+    let m = fmod_f64(a, b);
+    var div: f64 = (a - m) / b;
+    if (m != 0.0lf && ((b < 0.0lf) != (m < 0.0lf))) { div = div - 1.0lf; }
+    if (div == 0.0lf) {
+        return bitcast<f64>(bitcast<u64>(a / b) & 0x8000000000000000lu);
+    }
+    let f = floor(div);
+    if (div - f > 0.5lf) { return f + 1.0lf; }
+    return f;
+}
+fn rem_f32(a: f32, b: f32) -> f32 {
+    let r = fmod_f32(a, b);
+    if (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) { return r + b; }
+    return r;
+}
+fn floordiv_f32(a: f32, b: f32) -> f32 {
+    if (b == 0.0f) { return a / b; }
+    let m = fmod_f32(a, b);
+    var div: f32 = (a - m) / b;
+    if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) { div = div - 1.0f; }
+    if (div == 0.0f) {
+        return bitcast<f32>(bitcast<u32>(a / b) & 0x80000000u);
+    }
+    let f = floor(div);
+    if (div - f > 0.5f) { return f + 1.0f; }
+    return f;
 }
 fn cadd(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
     return vec2<f64>(a.x + b.x, a.y + b.y);
@@ -727,8 +860,8 @@ fn binary(op: BinaryOp, d: DType, x: &str, y: &str) -> Result<String, Unsupporte
         Sub => format!("{x} - {y}"),
         Mul => format!("{x} * {y}"),
         Div if float => format!("{x} / {y}"),
-        Rem if !float => format!("rem_{}({x}, {y})", ty(d)),
-        FloorDiv if !float => format!("floordiv_{}({x}, {y})", ty(d)),
+        Rem => format!("rem_{}({x}, {y})", ty(d)),
+        FloorDiv => format!("floordiv_{}({x}, {y})", ty(d)),
         Min | And if d == DType::Bool => format!("{x} & {y}"),
         Max | Or if d == DType::Bool => format!("{x} | {y}"),
         Min if float => format!(
@@ -848,6 +981,7 @@ mod tests {
                 "    if (i >= dims[0]) {",
                 "        return;",
                 "    }",
+                "    let zero_bits = dims[2];",
                 "    let r0: f64 = in0[i];",
                 "    let r1: f64 = in1[0u];",
                 "    let r2: f64 = bitcast<f64>(4611686018427387904lu);",

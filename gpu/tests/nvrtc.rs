@@ -91,7 +91,11 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let p = b.push(Instr::Binary(BinaryOp::Pow, acc, g), DType::F64);
     let yf = b.push(Instr::Unary(UnaryOp::Exp, y), DType::F32);
     let y64 = b.cast(yf, DType::F64);
-    let r = b.push(Instr::Binary(BinaryOp::Mul, p, y64), DType::F64);
+    // Float `%` and `//` (the exact `fmod`'s long division) in both widths.
+    let rem32 = b.push(Instr::Binary(BinaryOp::Rem, yf, y), DType::F32);
+    let rem64 = b.cast(rem32, DType::F64);
+    let q = b.push(Instr::Binary(BinaryOp::FloorDiv, p, rem64), DType::F64);
+    let r = b.push(Instr::Binary(BinaryOp::Mul, q, y64), DType::F64);
     let program = b.finish(r, vec![4, 6]);
     let k = cuda::generate(&program, &[Access::Strided, Access::Contiguous]).expect("generates");
     let ptx = cuda::compile_ptx(&k.source, None).unwrap_or_else(|e| panic!("{e}"));

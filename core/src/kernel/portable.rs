@@ -1,6 +1,7 @@
 //! Which kernel programs have a GPU form: the operations whose GPU code gives
 //! the CPU interpreter's bits (IEEE-rounded arithmetic, comparisons,
-//! selections, casts, integer division with NumPy's rules, generated ranges
+//! selections, casts, integer and float division and remainder with NumPy's
+//! rules (the float remainder exact, as the CPU's `fmod`), generated ranges
 //! and uniform random numbers) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
@@ -83,7 +84,9 @@ fn binary(op: BinaryOp, d: DType) -> Result<(), String> {
         Add | Sub | Mul | Min | Max | Eq | Ne | Lt | Le | Gt | Ge | And | Or => Ok(()),
         Div | Pow if float => Ok(()),
         Hypot if d == DType::F64 => Ok(()),
-        Rem | FloorDiv if !float => Ok(()),
+        // Floats through an exact integer long division of the mantissas
+        // (`fmod` has one exact result), then the CPU's formulas.
+        Rem | FloorDiv => Ok(()),
         _ => Err(format!("{} of {d}", op.symbol())),
     }
 }
