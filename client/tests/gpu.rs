@@ -56,6 +56,16 @@ fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
     let got = gpu.compute::<f64>(&u).unwrap();
     assert_eq!(want, got);
     assert_eq!(counts(&gpu).on_gpu, 4 + 15);
+    // Normals too: Box–Muller on the CPU's logarithm and cosine kernels.
+    let z = rng.normal(&[300, 500], 2.0, 0.5, 100) - &u;
+    let want = Client::local()
+        .with_progress(false)
+        .compute::<f64>(&z)
+        .unwrap();
+    let got = gpu.compute::<f64>(&z).unwrap();
+    let bits = |a: &ndarray::ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&want), bits(&got));
+    assert_eq!(counts(&gpu).on_gpu, 4 + 15 + 15);
 }
 
 #[test]

@@ -100,6 +100,13 @@ fn has_transcendentals(program: &Program) -> bool {
             Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh, _)
                 | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot, ..)
         ) || matches!(ins, Instr::Unary(Abs, a) if program.dtypes[*a as usize] == DType::C128)
+            || matches!(
+                ins,
+                Instr::Gen {
+                    kind: GenKind::Normal { .. },
+                    ..
+                }
+            )
             || matches!(ins, Instr::Loop(l) if has_transcendentals(&l.body))
     })
 }
@@ -697,9 +704,43 @@ impl Body<'_> {
                     f64_literal(high - low)
                 )
             }
-            GenKind::Normal { .. } => return refuse("normal random numbers"),
+            GenKind::Normal {
+                seed,
+                stream,
+                mean,
+                std,
+            } => self.normal(k, &g, generate::key(seed, stream), mean, std),
         };
         Ok(cast(DType::F64, d, &value))
+    }
+
+    /// Box–Muller on counters 2g and 2g+1, as the CPU computes it: the
+    /// logarithm and cosine are its vector kernels (`ln_dd_f64`, `cos_f64`).
+    fn normal(&mut self, k: usize, g: &str, key: u64, mean: f64, std: f64) -> String {
+        let one = f64_literal(1.0);
+        let unit = |c: &str| {
+            format!(
+                "(bitcast<f64>(0x3ff0000000000000lu | (mix64({key}lu + ({c} + 1lu) * {}lu) >> 12u)) - {one})",
+                generate::GOLDEN
+            )
+        };
+        let p = format!("{}n{k}", self.prefix);
+        self.stmt(&format!("let {p}c: u64 = u64({g}) * 2lu;"));
+        let first = unit(&format!("{p}c"));
+        let second = unit(&format!("({p}c + 1lu)"));
+        self.stmt(&format!("let {p}u: f64 = {one} - {first};"));
+        self.stmt(&format!(
+            "let {p}a: f64 = {} * {second};",
+            f64_literal(std::f64::consts::TAU)
+        ));
+        // Never outside the kernels' range (u in (0, 1], angles below 2π).
+        self.stmt(&format!("slow = slow || !log_ok({p}u) || !trig_ok({p}a);"));
+        format!(
+            "{} + {} * sqrt({} * log_f64({p}u)) * cos_f64({p}a)",
+            f64_literal(mean),
+            f64_literal(std),
+            f64_literal(-2.0)
+        )
     }
 
     fn unary(&mut self, k: usize, op: UnaryOp, a: u32) -> Result<String, Unsupported> {

@@ -165,8 +165,8 @@ fn broadcast_and_strided_inputs_line_up_as_on_the_cpu() {
     assert_eq!(gpu.counts().2, compiled, "compiled once per structure");
 }
 
-/// Ranges, linspace and uniform random numbers at a chunk in the middle of
-/// a 2-D array: the counter comes from the chunk's origin.
+/// Ranges, linspace, uniform and normal random numbers at a chunk in the
+/// middle of a 2-D array: the counter comes from the chunk's origin.
 #[test]
 fn generated_values_match_at_any_chunk_origin() {
     let gpu = lavapipe();
@@ -216,6 +216,24 @@ fn generated_values_match_at_any_chunk_origin() {
                 stream: 0,
                 low: 0.0,
                 high: 1.0,
+            },
+            DType::F32,
+        ),
+        (
+            GenKind::Normal {
+                seed: 42,
+                stream: 5,
+                mean: 0.0,
+                std: 1.0,
+            },
+            DType::F64,
+        ),
+        (
+            GenKind::Normal {
+                seed: 9,
+                stream: 1,
+                mean: -3.0,
+                std: 0.5,
             },
             DType::F32,
         ),

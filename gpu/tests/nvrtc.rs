@@ -76,7 +76,21 @@ fn every_transcendental_generator_and_strided_read_compiles() {
         },
         DType::F64,
     );
-    let mut acc = b.push(Instr::Binary(BinaryOp::Add, x, g), DType::F64);
+    let normal = b.push(
+        Instr::Gen {
+            kind: GenKind::Normal {
+                seed: 3,
+                stream: 4,
+                mean: 0.0,
+                std: 2.0,
+            },
+            base: 0,
+            strides: vec![6, 1],
+        },
+        DType::F64,
+    );
+    let xg = b.push(Instr::Binary(BinaryOp::Add, x, g), DType::F64);
+    let mut acc = b.push(Instr::Binary(BinaryOp::Add, xg, normal), DType::F64);
     for op in [
         UnaryOp::Sin,
         UnaryOp::Cos,

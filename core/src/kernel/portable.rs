@@ -2,7 +2,7 @@
 //! the CPU interpreter's bits (IEEE-rounded arithmetic, comparisons,
 //! selections, casts, integer and float division and remainder with NumPy's
 //! rules (the float remainder exact, as the CPU's `fmod`), generated ranges
-//! and uniform random numbers) or stays within the CPU's documented ulp
+//! and random numbers, uniform and normal) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
 //! CPU's formulas and its correctly rounded modulus. The scheduler uses this to prefer
@@ -11,7 +11,7 @@
 use super::Program;
 use super::ir::Instr;
 use crate::dtype::DType;
-use crate::op::{BinaryOp, GenKind, UnaryOp};
+use crate::op::{BinaryOp, UnaryOp};
 
 /// `Err(what)` names the first operation without a GPU form.
 pub fn check(program: &Program) -> Result<(), String> {
@@ -26,10 +26,6 @@ pub fn check(program: &Program) -> Result<(), String> {
             }
             Instr::Unary(op, a) => unary(*op, program.dtypes[*a as usize])?,
             Instr::Binary(op, a, _) => binary(*op, program.dtypes[*a as usize])?,
-            Instr::Gen {
-                kind: GenKind::Normal { .. },
-                ..
-            } => return Err("normal random numbers (logarithm and cosine)".into()),
             Instr::Gen { strides, .. } if strides.len() != program.out_shape.len() => {
                 return Err("a generator over other axes than the kernel's".into());
             }

@@ -895,6 +895,24 @@ pub fn ln_f64(x: &[f64], out: &mut [f64]) {
     );
 }
 
+/// `out[i] = x[i].ln()` from the double-double logarithm of `pow`, rounded
+/// (within 1 ulp, like [`ln_f64`], but not always its bits): the GPU's `log`
+/// bit for bit, so values built on it (normal random numbers) are the same
+/// on either device. Positive normal finite x; the rest goes to `std`.
+pub fn ln_dd_f64(x: &[f64], out: &mut [f64]) {
+    map1(
+        x,
+        out,
+        |a: [f64; 4]| {
+            let v = f64x4::new(a);
+            let ok =
+                HAS_FMA && (v.simd_ge(splat(f64::MIN_POSITIVE)) & v.simd_le(splat(f64::MAX))).all();
+            ok.then(|| ln_dd(v).0.to_array())
+        },
+        f64::ln,
+    );
+}
+
 /// `out[i] = x[i].tanh()`; vector path for every non-NaN x.
 pub fn tanh_f64(x: &[f64], out: &mut [f64]) {
     map1(
