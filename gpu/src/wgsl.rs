@@ -748,7 +748,7 @@ impl Body<'_> {
         let d = self.dtype(a);
         let x = self.reg(a);
         if d == DType::C128 {
-            return self.complex_unary(op, &x);
+            return self.complex_unary(k, op, &x);
         }
         let float = matches!(d, DType::F32 | DType::F64);
         let zero = typed_literal(0.0, d);
@@ -799,9 +799,18 @@ impl Body<'_> {
     }
 
     /// Complex numbers as `vec2<f64>` (re, im), with the CPU's formulas.
-    fn complex_unary(&mut self, op: UnaryOp, x: &str) -> Result<String, Unsupported> {
+    fn complex_unary(&mut self, k: usize, op: UnaryOp, x: &str) -> Result<String, Unsupported> {
         use UnaryOp::*;
         Ok(match op {
+            // e^re (cos im, sin im), as the CPU computes it in the kernels' range.
+            Exp => {
+                let e = format!("{}ce{k}", self.prefix);
+                self.stmt(&format!(
+                    "slow = slow || !exp_ok({x}.x) || !trig_ok({x}.y);"
+                ));
+                self.stmt(&format!("let {e}: f64 = exp_f64({x}.x);"));
+                format!("vec2<f64>({e} * cos_f64({x}.y), {e} * sin_f64({x}.y))")
+            }
             Neg => format!("cneg({x})"),
             Abs => {
                 self.stmt(&format!("slow = slow || !hypot_ok({x}.x, {x}.y);"));
@@ -950,7 +959,12 @@ fn cast(from: DType, to: DType, x: &str) -> String {
     match (from, to) {
         (DType::C128, DType::Bool) => format!("!({x}.x == 0.0lf) || !({x}.y == 0.0lf)"),
         (DType::C128, _) => cast(DType::F64, to, &format!("{x}.x")),
-        (_, DType::C128) => format!("vec2<f64>({}, 0.0lf)", cast(from, DType::F64, x)),
+        // The zero imaginary part built at run time: a literal one is folded away.
+        (_, DType::C128) => format!(
+            "vec2<f64>({}, {})",
+            cast(from, DType::F64, x),
+            f64_literal(0.0)
+        ),
         (DType::Bool, _) => format!(
             "select({}, {}, {x})",
             typed_literal(0.0, to),

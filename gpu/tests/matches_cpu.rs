@@ -523,7 +523,7 @@ fn reused_device_buffers_carry_nothing_over() {
 }
 
 /// Complex arithmetic (the CPU's formulas), the correctly rounded modulus,
-/// parts, squares, equality, `where` and casts: random chains over inputs
+/// `exp`, parts, squares, equality, `where` and casts: random chains over inputs
 /// with special values give the CPU's bits (chunks that meet a modulus
 /// outside its safe range go to the CPU).
 #[test]
@@ -542,7 +542,7 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
         2.0,
         -7.0,
     ];
-    let (mut ran, mut special) = (0, 0);
+    let (mut ran, mut special, mut exps) = (0, 0, 0);
     for case in 0..120 {
         let n = [1, 33, 5000][case % 3];
         let value = |rng: &mut Rng| {
@@ -574,7 +574,7 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
         for _ in 0..6 {
             let a = rng.pick(&regs);
             let c = rng.pick(&regs);
-            let r = match rng.below(8) {
+            let r = match rng.below(9) {
                 0 => b.push(
                     Instr::Binary(rng.pick(&[BinaryOp::Add, BinaryOp::Sub]), a, c),
                     DType::C128,
@@ -583,6 +583,7 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
                 2 => b.push(Instr::Binary(BinaryOp::Div, a, c), DType::C128),
                 3 => b.push(Instr::Unary(UnaryOp::Powi(2), a), DType::C128),
                 4 => b.push(Instr::Unary(UnaryOp::Neg, a), DType::C128),
+                7 => b.push(Instr::Unary(UnaryOp::Exp, a), DType::C128),
                 5 => {
                     // A real part of the chain: |a| - re(c), back to complex.
                     let m = b.push(Instr::Unary(UnaryOp::Abs, a), DType::F64);
@@ -618,6 +619,7 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
             Ok(got) => {
                 assert_same(&format!("complex case {case}"), &exe, &got, &reference);
                 ran += 1;
+                exps += usize::from(exe.program.op_names().iter().any(|o| o == "exp"));
             }
             Err(accel_gpu::Error::SpecialValues(_)) => special += 1,
             Err(e) => panic!(
@@ -627,6 +629,10 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
         }
     }
     assert!(ran > 40, "{ran} complex programs ran on the GPU");
+    assert!(
+        exps > 10,
+        "{exps} programs with a complex exp ran on the GPU"
+    );
     assert!(
         special > 5,
         "{special} met a modulus outside its safe range"

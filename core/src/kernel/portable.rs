@@ -5,7 +5,7 @@
 //! and random numbers, uniform and normal) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
-//! CPU's formulas and its correctly rounded modulus. The scheduler uses this to prefer
+//! CPU's formulas, its correctly rounded modulus and its `exp`. The scheduler uses this to prefer
 //! GPU workers for a stage; the backends refuse the rest.
 
 use super::Program;
@@ -38,12 +38,12 @@ pub fn check(program: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// Complex numbers: arithmetic, modulus, parts, tests, squares, comparisons
-/// for equality (`where`, casts, loads and constants need nothing more).
+/// Complex numbers: arithmetic, modulus, `exp`, parts, tests, squares,
+/// comparisons for equality (`where`, casts, loads and constants need nothing more).
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
-        Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(2) => Ok(()),
+        Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(2) | Exp => Ok(()),
         _ => Err(format!("{} of complex128", op.name())),
     }
 }
