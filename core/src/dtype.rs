@@ -189,6 +189,19 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value's bits (a complex number's imaginary part second): unlike
+    /// `==`, they tell -0.0 from 0.0 and NaN payloads apart.
+    pub fn bits(self) -> (u64, u64) {
+        match self {
+            Value::Bool(x) => (x as u64, 0),
+            Value::I32(x) => (x as u32 as u64, 0),
+            Value::I64(x) => (x as u64, 0),
+            Value::F32(x) => (x.to_bits() as u64, 0),
+            Value::F64(x) => (x.to_bits(), 0),
+            Value::C128(c) => (c.re.to_bits(), c.im.to_bits()),
+        }
+    }
+
     pub fn dtype(self) -> DType {
         match self {
             Value::Bool(_) => DType::Bool,

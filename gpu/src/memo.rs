@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use accel_core::dtype::Value;
 use accel_core::kernel::Program;
 use accel_core::kernel::ir::Instr;
 
@@ -70,21 +69,10 @@ fn same(a: &Program, b: &Program) -> bool {
 
 fn same_constants(a: &Program, b: &Program) -> bool {
     a.instrs.iter().zip(&b.instrs).all(|pair| match pair {
-        (Instr::Const(x), Instr::Const(y)) => bits(*x) == bits(*y),
+        (Instr::Const(x), Instr::Const(y)) => x.bits() == y.bits(),
         (Instr::Loop(x), Instr::Loop(y)) => same_constants(&x.body, &y.body),
         _ => true,
     })
-}
-
-fn bits(v: Value) -> (u64, u64) {
-    match v {
-        Value::Bool(x) => (x as u64, 0),
-        Value::I32(x) => (x as u32 as u64, 0),
-        Value::I64(x) => (x as u64, 0),
-        Value::F32(x) => (x.to_bits() as u64, 0),
-        Value::F64(x) => (x.to_bits(), 0),
-        Value::C128(c) => (c.re.to_bits(), c.im.to_bits()),
-    }
 }
 
 #[cfg(test)]

@@ -222,6 +222,7 @@ pub fn generate(
     }
     let _ = writeln!(body, "    out[i] = {stored};");
     let mut functions = String::from(HELPERS);
+    functions.push_str(&float_division());
     if flags {
         functions.push_str(&crate::wgsl_math::library(fma));
     }
@@ -314,114 +315,6 @@ fn rem_i64(a: i64, b: i64) -> i64 {
     if (r != 0li && ((r < 0li) != (b < 0li))) { return r + b; }
     return r;
 }
-fn fmod_f64(a: f64, b: f64) -> f64 {
-    let sign = bitcast<u64>(a) & 0x8000000000000000lu;
-    let ax = bitcast<u64>(a) & 0x7ffffffffffffffflu;
-    let bx = bitcast<u64>(b) & 0x7ffffffffffffffflu;
-    if (ax >= 0x7ff0000000000000lu || bx > 0x7ff0000000000000lu || bx == 0lu) {
-        return bitcast<f64>(0x7ff8000000000000lu);
-    }
-    if (ax < bx) {
-        return a;
-    }
-    var ea: u64 = ax >> 52u;
-    var eb: u64 = bx >> 52u;
-    var ma: u64 = ax & 0x000ffffffffffffflu;
-    var mb: u64 = bx & 0x000ffffffffffffflu;
-    if (ea == 0lu) { ea = 1lu; } else { ma = ma | 0x0010000000000000lu; }
-    if (eb == 0lu) { eb = 1lu; } else { mb = mb | 0x0010000000000000lu; }
-    var m: u64 = ma % mb;
-    var n: u64 = ea - eb;
-    while (n > 0lu && m != 0lu) {
-        var s: u64 = 11lu;
-        if (n < 11lu) { s = n; }
-        m = (m << u32(s)) % mb;
-        n = n - s;
-    }
-    if (m == 0lu) {
-        return bitcast<f64>(sign);
-    }
-    var e: u64 = eb;
-    while (m < 0x0010000000000000lu && e > 1lu) {
-        m = m << 1u;
-        e = e - 1lu;
-    }
-    if (m < 0x0010000000000000lu) {
-        return bitcast<f64>(sign | m);
-    }
-    return bitcast<f64>(sign | (e << 52u) | (m & 0x000ffffffffffffflu));
-}
-fn fmod_f32(a: f32, b: f32) -> f32 {
-    let sign = bitcast<u32>(a) & 0x80000000u;
-    let ax = bitcast<u32>(a) & 0x7fffffffu;
-    let bx = bitcast<u32>(b) & 0x7fffffffu;
-    if (ax >= 0x7f800000u || bx > 0x7f800000u || bx == 0u) {
-        return bitcast<f32>(0x7fc00000u);
-    }
-    if (ax < bx) {
-        return a;
-    }
-    var ea: u32 = ax >> 23u;
-    var eb: u32 = bx >> 23u;
-    var ma: u32 = ax & 0x007fffffu;
-    var mb: u32 = bx & 0x007fffffu;
-    if (ea == 0u) { ea = 1u; } else { ma = ma | 0x00800000u; }
-    if (eb == 0u) { eb = 1u; } else { mb = mb | 0x00800000u; }
-    var m: u32 = ma % mb;
-    var n: u32 = ea - eb;
-    while (n > 0u && m != 0u) {
-        var s: u32 = 8u;
-        if (n < 8u) { s = n; }
-        m = (m << s) % mb;
-        n = n - s;
-    }
-    if (m == 0u) {
-        return bitcast<f32>(sign);
-    }
-    var e: u32 = eb;
-    while (m < 0x00800000u && e > 1u) {
-        m = m << 1u;
-        e = e - 1u;
-    }
-    if (m < 0x00800000u) {
-        return bitcast<f32>(sign | m);
-    }
-    return bitcast<f32>(sign | (e << 23u) | (m & 0x007fffffu));
-}
-fn rem_f64(a: f64, b: f64) -> f64 {
-    let r = fmod_f64(a, b);
-    if (r != 0.0lf && ((r < 0.0lf) != (b < 0.0lf))) { return r + b; }
-    return r;
-}
-fn floordiv_f64(a: f64, b: f64) -> f64 {
-    if (b == 0.0lf) { return a / b; }
-    let m = fmod_f64(a, b);
-    var div: f64 = (a - m) / b;
-    if (m != 0.0lf && ((b < 0.0lf) != (m < 0.0lf))) { div = div - 1.0lf; }
-    if (div == 0.0lf) {
-        return bitcast<f64>(bitcast<u64>(a / b) & 0x8000000000000000lu);
-    }
-    let f = floor(div);
-    if (div - f > 0.5lf) { return f + 1.0lf; }
-    return f;
-}
-fn rem_f32(a: f32, b: f32) -> f32 {
-    let r = fmod_f32(a, b);
-    if (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) { return r + b; }
-    return r;
-}
-fn floordiv_f32(a: f32, b: f32) -> f32 {
-    if (b == 0.0f) { return a / b; }
-    let m = fmod_f32(a, b);
-    var div: f32 = (a - m) / b;
-    if (m != 0.0f && ((b < 0.0f) != (m < 0.0f))) { div = div - 1.0f; }
-    if (div == 0.0f) {
-        return bitcast<f32>(bitcast<u32>(a / b) & 0x80000000u);
-    }
-    let f = floor(div);
-    if (div - f > 0.5f) { return f + 1.0f; }
-    return f;
-}
 fn cadd(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
     return vec2<f64>(a.x + b.x, a.y + b.y);
 }
@@ -457,6 +350,117 @@ fn mix64(x: u64) -> u64 {
 }
 
 "#;
+
+/// Exact `fmod` (an integer long division of the mantissas, `STEP` bits at
+/// a time, subnormals included), then NumPy's remainder and floor division
+/// from it with the CPU's formulas, for one float type.
+const FLOAT_DIVISION: &str = r#"fn fmod_T(a: T, b: T) -> T {
+    let sign = bitcast<U>(a) & SIGN;
+    let ax = bitcast<U>(a) & ABS;
+    let bx = bitcast<U>(b) & ABS;
+    if (ax >= INF || bx > INF || bx == ZERO) {
+        return bitcast<T>(QNAN);
+    }
+    if (ax < bx) {
+        return a;
+    }
+    var ea: U = ax >> MANT_BITS;
+    var eb: U = bx >> MANT_BITS;
+    var ma: U = ax & MANT;
+    var mb: U = bx & MANT;
+    if (ea == ZERO) { ea = ONE; } else { ma = ma | IMPLICIT; }
+    if (eb == ZERO) { eb = ONE; } else { mb = mb | IMPLICIT; }
+    var m: U = ma % mb;
+    var n: U = ea - eb;
+    while (n > ZERO && m != ZERO) {
+        var s: U = STEP;
+        if (n < STEP) { s = n; }
+        m = (m << u32(s)) % mb;
+        n = n - s;
+    }
+    if (m == ZERO) {
+        return bitcast<T>(sign);
+    }
+    var e: U = eb;
+    while (m < IMPLICIT && e > ONE) {
+        m = m << 1u;
+        e = e - ONE;
+    }
+    if (m < IMPLICIT) {
+        return bitcast<T>(sign | m);
+    }
+    return bitcast<T>(sign | (e << MANT_BITS) | (m & MANT));
+}
+fn rem_T(a: T, b: T) -> T {
+    let r = fmod_T(a, b);
+    if (r != 0.0F && ((r < 0.0F) != (b < 0.0F))) { return r + b; }
+    return r;
+}
+fn floordiv_T(a: T, b: T) -> T {
+    if (b == 0.0F) { return a / b; }
+    let m = fmod_T(a, b);
+    var div: T = (a - m) / b;
+    if (m != 0.0F && ((b < 0.0F) != (m < 0.0F))) { div = div - 1.0F; }
+    if (div == 0.0F) {
+        return bitcast<T>(bitcast<U>(a / b) & SIGN);
+    }
+    let f = floor(div);
+    if (div - f > 0.5F) { return f + 1.0F; }
+    return f;
+}
+"#;
+
+/// [`FLOAT_DIVISION`] for f64 (11 bits a step: m < 2^53) and f32 (8: m < 2^24).
+fn float_division() -> String {
+    let words = [
+        [
+            ("_T", "_f64"),
+            ("<T>", "<f64>"),
+            (": T", ": f64"),
+            ("-> T", "-> f64"),
+            ("<U>", "<u64>"),
+            (": U", ": u64"),
+            ("SIGN", "0x8000000000000000lu"),
+            ("ABS", "0x7ffffffffffffffflu"),
+            ("INF", "0x7ff0000000000000lu"),
+            ("QNAN", "0x7ff8000000000000lu"),
+            ("MANT_BITS", "52u"),
+            ("IMPLICIT", "0x0010000000000000lu"),
+            ("MANT", "0x000ffffffffffffflu"),
+            ("ZERO", "0lu"),
+            ("ONE", "1lu"),
+            ("STEP", "11lu"),
+            ("F", "lf"),
+        ],
+        [
+            ("_T", "_f32"),
+            ("<T>", "<f32>"),
+            (": T", ": f32"),
+            ("-> T", "-> f32"),
+            ("<U>", "<u32>"),
+            (": U", ": u32"),
+            ("SIGN", "0x80000000u"),
+            ("ABS", "0x7fffffffu"),
+            ("INF", "0x7f800000u"),
+            ("QNAN", "0x7fc00000u"),
+            ("MANT_BITS", "23u"),
+            ("IMPLICIT", "0x00800000u"),
+            ("MANT", "0x007fffffu"),
+            ("ZERO", "0u"),
+            ("ONE", "1u"),
+            ("STEP", "8u"),
+            ("F", "f"),
+        ],
+    ];
+    words
+        .iter()
+        .map(|w| {
+            w.iter().fold(FLOAT_DIVISION.to_string(), |t, (from, to)| {
+                t.replace(from, to)
+            })
+        })
+        .collect()
+}
 
 /// `c0 .. c{nd-1}`: the element's coordinates in the output chunk, whose
 /// shape is `dims[1..=nd]`.

@@ -306,6 +306,22 @@ fn ulps32(a: f32, b: f32) -> u64 {
 
 /// One function over `xs` (and `ys` for pow) on the GPU and the CPU.
 fn run_fn(gpu: &Gpu, op: Option<UnaryOp>, d: DType, xs: &[f64], ys: &[f64]) -> (Buffer, Buffer) {
+    let (_, got, want) = run_two(gpu, d, xs, ys, |b, x, y| match op {
+        Some(op) => b.push(Instr::Unary(op, x), d),
+        None => b.push(Instr::Binary(BinaryOp::Pow, x, y), d),
+    });
+    (got, want)
+}
+
+/// The program `body` builds from two inputs of dtype `d` (`xs` and `ys`),
+/// with its GPU and CPU results.
+fn run_two(
+    gpu: &Gpu,
+    d: DType,
+    xs: &[f64],
+    ys: &[f64],
+    body: impl FnOnce(&mut ProgramBuilder, u32, u32) -> u32,
+) -> (Executable, Buffer, Buffer) {
     let n = xs.len();
     let mut b = ProgramBuilder::new();
     let x = b.input(InputSpec {
@@ -316,10 +332,7 @@ fn run_fn(gpu: &Gpu, op: Option<UnaryOp>, d: DType, xs: &[f64], ys: &[f64]) -> (
         dtype: d,
         shape: vec![n],
     });
-    let r = match op {
-        Some(op) => b.push(Instr::Unary(op, x), d),
-        None => b.push(Instr::Binary(BinaryOp::Pow, x, y), d),
-    };
+    let r = body(&mut b, x, y);
     let exe = Executable::new(b.finish(r, vec![n]));
     let buf = |v: &[f64]| match d {
         DType::F32 => Buffer::F32(v.iter().map(|&x| x as f32).collect()),
@@ -330,8 +343,9 @@ fn run_fn(gpu: &Gpu, op: Option<UnaryOp>, d: DType, xs: &[f64], ys: &[f64]) -> (
     let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &bx), (&shape[..], &by)];
     let got = gpu
         .run_map(&exe.program, &[0], &[n], &views)
-        .unwrap_or_else(|e| panic!("{op:?} {d}: {e}"));
-    (got, cpu(&exe, &[0], &[n], &views))
+        .unwrap_or_else(|e| panic!("{d}: {e}\n{}", exe.program.listing().join("\n")));
+    let want = cpu(&exe, &[0], &[n], &views);
+    (exe, got, want)
 }
 
 /// A function (`None`: pow), its arguments, and `std`'s version.
@@ -692,30 +706,10 @@ fn float_remainder_and_floor_division_match_the_cpu_bit_for_bit() {
     }
     for op in [BinaryOp::Rem, BinaryOp::FloorDiv] {
         for d in [DType::F64, DType::F32] {
-            let n = xs.len();
-            let mut b = ProgramBuilder::new();
-            let x = b.input(InputSpec {
-                dtype: d,
-                shape: vec![n],
+            let (exe, got, want) = run_two(&gpu, d, &xs, &ys, |b, x, y| {
+                b.push(Instr::Binary(op, x, y), d)
             });
-            let y = b.input(InputSpec {
-                dtype: d,
-                shape: vec![n],
-            });
-            let r = b.push(Instr::Binary(op, x, y), d);
-            let exe = Executable::new(b.finish(r, vec![n]));
             wgsl::check(&exe.program).expect("float % and // run on the GPU");
-            let buf = |v: &[f64]| match d {
-                DType::F32 => Buffer::F32(v.iter().map(|&x| x as f32).collect()),
-                _ => Buffer::F64(v.to_vec()),
-            };
-            let (bx, by) = (buf(&xs), buf(&ys));
-            let shape = [n];
-            let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &bx), (&shape[..], &by)];
-            let got = gpu
-                .run_map(&exe.program, &[0], &[n], &views)
-                .unwrap_or_else(|e| panic!("{op:?} {d}: {e}"));
-            let want = cpu(&exe, &[0], &[n], &views);
             assert_same(&format!("{} of {d}", op.symbol()), &exe, &got, &want);
         }
     }

@@ -110,15 +110,7 @@ fn boundary_key(b: &crate::op::Boundary) -> (u8, u64) {
 }
 
 fn value_key(v: &crate::dtype::Value) -> OpKey {
-    use crate::dtype::Value;
-    let (lo, hi) = match *v {
-        Value::Bool(b) => (b as u64, 0),
-        Value::I32(x) => (x as u32 as u64, 0),
-        Value::I64(x) => (x as u64, 0),
-        Value::F32(x) => (x.to_bits() as u64, 0),
-        Value::F64(x) => (x.to_bits(), 0),
-        Value::C128(c) => (c.re.to_bits(), c.im.to_bits()),
-    };
+    let (lo, hi) = v.bits();
     OpKey::Full(v.dtype(), lo, hi)
 }
 
