@@ -129,3 +129,126 @@ fn chunks_are_served_only_to_holders_of_a_key_that_reads_them() {
         server.abort();
     });
 }
+
+/// A server-side connection that counts the writes reaching the socket.
+struct CountingWrites {
+    inner: tokio::net::TcpStream,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountingWrites {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWrites {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let me = self.get_mut();
+        me.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::pin::Pin::new(&mut me.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[test]
+fn a_small_chunk_leaves_in_one_write_and_a_large_one_arrives_whole() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use accel_core::{Buffer, Chunk};
+    use accel_worker::Store;
+    use accel_worker::fetch::{DataKey, Service, StoreChunks};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Arc::new(Store::new(None));
+        store.add_plan(
+            store.generation(),
+            7,
+            Ok(Arc::new(accel_core::Plan::default())),
+        );
+        // An exact sum's partial: one element in each of 38 columns.
+        let small = Arc::new(Chunk {
+            shape: vec![1],
+            cols: (0..38).map(|k| Buffer::F64(vec![k as f64 + 0.5])).collect(),
+        });
+        // Three columns of 3 MiB each: larger than any buffer on the way.
+        let n = 3 << 17;
+        let large = Arc::new(Chunk {
+            shape: vec![n],
+            cols: vec![
+                Buffer::F64((0..n).map(|i| i as f64).collect()),
+                Buffer::I64((0..n as i64).map(|i| -i).collect()),
+                Buffer::F64((0..n).map(|i| (i as f64).sqrt()).collect()),
+            ],
+        });
+        let big = ChunkKey {
+            stage: StageId(1),
+            chunk: 0,
+        };
+        assert!(store.insert(store.generation(), 7, KEY, small.clone()));
+        assert!(store.insert(store.generation(), 7, big, large.clone()));
+        let key = Arc::new(DataKey::default());
+        let data = accel_proto::auth::Secret::random().unwrap();
+        key.set(Some(data.clone()));
+        let service = Service {
+            source: Arc::new(StoreChunks { store, key }),
+            serving: Arc::new(AtomicUsize::new(0)),
+            tls: None,
+            served: Default::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = writes.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((inner, _)) = listener.accept().await {
+                let (service, writes) = (service.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let _ = service.serve_stream(CountingWrites { inner, writes }).await;
+                });
+            }
+        });
+        let peers = Peers::new(Duration::from_secs(5));
+        for _ in 0..3 {
+            let before = writes.load(Ordering::SeqCst);
+            let got = peers
+                .fetch(&address, 7, KEY, None, data.bytes())
+                .await
+                .unwrap();
+            assert_eq!(*got, *small);
+            // The reply's length, header and 38 columns: one write.
+            assert_eq!(writes.load(Ordering::SeqCst) - before, 1);
+        }
+        for _ in 0..2 {
+            let got = peers
+                .fetch(&address, 7, big, None, data.bytes())
+                .await
+                .unwrap();
+            assert_eq!(*got, *large);
+        }
+        server.abort();
+    });
+}

@@ -10,7 +10,7 @@ use accel_core::op::HostArray;
 use accel_core::{Chunk, ChunkKey};
 use accel_proto::convert::{dtype_to, task_from};
 use accel_proto::pb;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::Region;
@@ -21,6 +21,10 @@ use crate::store::Store;
 const IDLE: Duration = Duration::from_secs(300);
 /// How long a new connection may take to greet.
 const GREETING: Duration = Duration::from_secs(10);
+/// Buffers per connection: a request arrives in one read, and a small
+/// chunk's reply (header and every column) leaves in one write. Larger
+/// columns bypass the buffer and go straight from the chunk's memory.
+const BUFFER: usize = 32 << 10;
 
 /// What a request is answered with.
 pub enum Piece {
@@ -173,10 +177,8 @@ impl Service {
     }
 
     /// The greeting, then requests answered until the peer goes quiet.
-    async fn requests<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        mut stream: S,
-    ) -> Result<(), String> {
+    async fn requests<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S) -> Result<(), String> {
+        let mut stream = BufStream::with_capacity(BUFFER, BUFFER, stream);
         let mut magic = [0u8; 8];
         tokio::time::timeout(GREETING, stream.read_exact(&mut magic))
             .await
@@ -185,6 +187,7 @@ impl Service {
         if &magic != MAGIC {
             let why = "not an accel data-plane connection, or another wire version".to_string();
             let _ = write_msg(&mut stream, &error_reply(why.clone())).await;
+            let _ = stream.flush().await;
             return Err(why);
         }
         loop {
@@ -218,7 +221,7 @@ impl Service {
                     .await
                     .map_err(|e| e.to_string())?,
             }
-            // TLS holds back what it has not sealed into a record yet.
+            // The buffer (and TLS) holds back what it has not sent yet.
             stream.flush().await.map_err(|e| e.to_string())?;
         }
     }
