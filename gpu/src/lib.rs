@@ -46,7 +46,14 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// CUDA device (when libcuda and a device are there), then a hardware
 /// Vulkan GPU; `Ok(None)` for `None` and for `Auto` without either.
 pub fn open(choice: GpuChoice) -> Result<Option<std::sync::Arc<Offloader>>> {
-    let backend = match choice {
+    let backend = open_backend(choice)?;
+    Ok(backend.map(|b| std::sync::Arc::new(Offloader::new(std::sync::Arc::new(b)))))
+}
+
+/// The device `choice` names (as [`open`] picks it), without the task
+/// runner's fallback and counters: for running kernels on it directly.
+pub fn open_backend(choice: GpuChoice) -> Result<Option<Backend>> {
+    Ok(match choice {
         #[cfg(feature = "cuda")]
         GpuChoice::Cuda(n) => match cuda::CudaGpu::open(n)? {
             Some(g) => Some(Backend::Cuda(g)),
@@ -68,6 +75,5 @@ pub fn open(choice: GpuChoice) -> Result<Option<std::sync::Arc<Offloader>>> {
             _ => Gpu::open(GpuChoice::Auto)?.map(Backend::Vulkan),
         },
         other => Gpu::open(other)?.map(Backend::Vulkan),
-    };
-    Ok(backend.map(|b| std::sync::Arc::new(Offloader::new(std::sync::Arc::new(b)))))
+    })
 }

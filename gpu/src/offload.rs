@@ -40,7 +40,8 @@ impl Backend {
         }
     }
 
-    fn run_map(
+    /// Runs `program` on this device (see [`Gpu::run_map`]); no fallback.
+    pub fn run_map(
         &self,
         program: &accel_core::kernel::Program,
         origin: &[usize],

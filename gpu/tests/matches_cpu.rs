@@ -2,6 +2,10 @@
 //! the CPU interpreter: random programs over every real dtype with special
 //! values, broadcast and strided inputs, generated ranges and random
 //! numbers at chunk offsets. Results must agree bit for bit (NaNs as NaN).
+//!
+//! `ACCEL_TEST_GPU=cuda` (or `cuda:N`, or a Vulkan adapter's index) runs the
+//! checks of results on that device instead; the checks of lavapipe's own
+//! counters and buffer pool stay on lavapipe.
 
 #![allow(clippy::expect_used)]
 
@@ -15,7 +19,7 @@ use accel_core::kernel::exec::Bound;
 use accel_core::kernel::ir::{InputSpec, Instr, ProgramBuilder};
 use accel_core::kernel::vmath;
 use accel_core::op::{BinaryOp, GenKind, UnaryOp};
-use accel_gpu::{Gpu, GpuChoice, wgsl};
+use accel_gpu::{Backend, Gpu, GpuChoice, wgsl};
 use num_complex::Complex64;
 use random_program::*;
 
@@ -24,6 +28,29 @@ fn lavapipe() -> Gpu {
         Ok(Some(g)) => g,
         Ok(None) => panic!("no software GPU opened"),
         Err(e) => panic!("{e} (the test command installs mesa-vulkan-drivers)"),
+    }
+}
+
+/// The device whose results are checked: `ACCEL_TEST_GPU` (a GPU choice as
+/// `--gpu` reads it), lavapipe when unset.
+fn device() -> Backend {
+    match std::env::var("ACCEL_TEST_GPU") {
+        Err(_) => Backend::Vulkan(lavapipe()),
+        Ok(choice) => {
+            let choice: GpuChoice = choice.parse().expect("ACCEL_TEST_GPU is a GPU choice");
+            let opened = accel_gpu::open_backend(choice).expect("ACCEL_TEST_GPU opens");
+            opened.expect("ACCEL_TEST_GPU names a GPU")
+        }
+    }
+}
+
+/// Kernels run, bindings made and pipelines compiled, where the device
+/// under test is a wgpu device (lavapipe unless `ACCEL_TEST_GPU` says otherwise).
+fn lavapipe_counts(gpu: &Backend) -> Option<(u64, u64, u64)> {
+    match gpu {
+        Backend::Vulkan(g) => Some(g.counts()),
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
 }
 
@@ -64,7 +91,7 @@ fn assert_same(case: &str, exe: &Executable, gpu: &Buffer, cpu: &Buffer) {
 
 #[test]
 fn random_programs_match_the_interpreter_bit_for_bit() {
-    let gpu = lavapipe();
+    let gpu = device();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let (mut ran, mut declined, mut special, mut exps) = (0, 0, 0, 0);
     for case in 0..400 {
@@ -103,15 +130,16 @@ fn random_programs_match_the_interpreter_bit_for_bit() {
     // Every operation the random programs draw has a GPU form (float `%`
     // since it is an exact long division); refusals are tested in `wgsl`.
     assert_eq!(declined, 0, "programs left to the CPU");
-    let (kernels, _, _) = gpu.counts();
-    assert_eq!(kernels, ran as u64);
+    if let Some((kernels, _, _)) = lavapipe_counts(&gpu) {
+        assert_eq!(kernels, ran as u64);
+    }
 }
 
 /// `x[i, j] * w[j] + y[j, i]`-style reads: a broadcast row, a transposed
 /// (strided) input and a scalar, over a 2-D chunk at an offset.
 #[test]
 fn broadcast_and_strided_inputs_line_up_as_on_the_cpu() {
-    let gpu = lavapipe();
+    let gpu = device();
     let (rows, cols) = (37, 300);
     let mut b = ProgramBuilder::new();
     let x = b.input(InputSpec {
@@ -145,7 +173,7 @@ fn broadcast_and_strided_inputs_line_up_as_on_the_cpu() {
         &cpu(&exe, &[0, 0], &[rows, cols], &views),
     );
     // Another chunk of the stage (fewer rows, another origin) reuses the pipeline.
-    let (_, _, compiled) = gpu.counts();
+    let compiled = lavapipe_counts(&gpu).map(|c| c.2);
     let half = rows / 2;
     let (xs, cs) = (
         Buffer::F64((0..half * cols).map(|k| k as f64 - 5.0).collect()),
@@ -162,14 +190,18 @@ fn broadcast_and_strided_inputs_line_up_as_on_the_cpu() {
         &got,
         &cpu(&exe, &[half, 0], &[half, cols], &views),
     );
-    assert_eq!(gpu.counts().2, compiled, "compiled once per structure");
+    assert_eq!(
+        lavapipe_counts(&gpu).map(|c| c.2),
+        compiled,
+        "compiled once per structure"
+    );
 }
 
 /// Ranges, linspace, uniform and normal random numbers at a chunk in the
 /// middle of a 2-D array: the counter comes from the chunk's origin.
 #[test]
 fn generated_values_match_at_any_chunk_origin() {
-    let gpu = lavapipe();
+    let gpu = device();
     let kinds = [
         (
             GenKind::Arange {
@@ -305,7 +337,13 @@ fn ulps32(a: f32, b: f32) -> u64 {
 }
 
 /// One function over `xs` (and `ys` for pow) on the GPU and the CPU.
-fn run_fn(gpu: &Gpu, op: Option<UnaryOp>, d: DType, xs: &[f64], ys: &[f64]) -> (Buffer, Buffer) {
+fn run_fn(
+    gpu: &Backend,
+    op: Option<UnaryOp>,
+    d: DType,
+    xs: &[f64],
+    ys: &[f64],
+) -> (Buffer, Buffer) {
     let (_, got, want) = run_two(gpu, d, xs, ys, |b, x, y| match op {
         Some(op) => b.push(Instr::Unary(op, x), d),
         None => b.push(Instr::Binary(BinaryOp::Pow, x, y), d),
@@ -316,7 +354,7 @@ fn run_fn(gpu: &Gpu, op: Option<UnaryOp>, d: DType, xs: &[f64], ys: &[f64]) -> (
 /// The program `body` builds from two inputs of dtype `d` (`xs` and `ys`),
 /// with its GPU and CPU results.
 fn run_two(
-    gpu: &Gpu,
+    gpu: &Backend,
     d: DType,
     xs: &[f64],
     ys: &[f64],
@@ -356,7 +394,7 @@ type Case = (Option<UnaryOp>, Vec<f64>, Vec<f64>, fn(f64, f64) -> f64);
 /// forms (computed in f64, rounded) are within an ulp of `std`.
 #[test]
 fn transcendentals_follow_the_cpus_kernels() {
-    let gpu = lavapipe();
+    let gpu = device();
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut unit = move || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
     let n = 60_000;
@@ -542,7 +580,7 @@ fn reused_device_buffers_carry_nothing_over() {
 /// outside its safe range go to the CPU).
 #[test]
 fn complex_programs_match_the_interpreter_bit_for_bit() {
-    let gpu = lavapipe();
+    let gpu = device();
     let mut rng = Rng(0x0dd_ba11_cafe_f00d);
     let specials = [
         0.0,
@@ -659,7 +697,7 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
 /// the CPU's bits in f64 and f32.
 #[test]
 fn float_remainder_and_floor_division_match_the_cpu_bit_for_bit() {
-    let gpu = lavapipe();
+    let gpu = device();
     let specials = [
         0.0,
         1.0,
@@ -720,7 +758,7 @@ fn float_remainder_and_floor_division_match_the_cpu_bit_for_bit() {
 /// Written as literals, a driver folds these (`0 * x` to 0, `x + 0` to x).
 #[test]
 fn zero_constants_are_not_folded_away() {
-    let gpu = lavapipe();
+    let gpu = device();
     let xs = [
         f64::NEG_INFINITY,
         f64::INFINITY,
