@@ -3,9 +3,11 @@
 import math
 
 import numba
+from numba import cuda
 import numexpr as ne
 import numpy as np
 
+from . import gpu
 from .common import NTHREADS, Runner, check_equal, dask_runner, jit_runner, numba_note
 
 NAME = "fractal"
@@ -18,6 +20,7 @@ RUNNERS = (
     "dask-distributed",
     "dask-numba",
 )
+GPU_RUNNERS = gpu.RUNNERS
 SIZES = {"small": (160, 240), "bench": (1600, 2400)}
 MAXIT = 20
 IN_MEMORY = "c = x + y*1j from ogrid built before timing"
@@ -56,12 +59,13 @@ def check(out, ref, p):
     return check_equal(out, ref)
 
 
-def numpy_fractal(c):
-    fractal = np.full(c.shape, MAXIT, dtype=np.int32)
+def numpy_fractal(c, xp=np):
+    """The seed's NumPy version; `xp=cupy` runs it on the GPU."""
+    fractal = xp.full(c.shape, MAXIT, dtype=xp.int32)
     z = c
     for i in range(MAXIT):
         z = z**2 + c
-        diverged = np.absolute(z) > 2
+        diverged = xp.absolute(z) > 2
         diverging_now = diverged & (fractal == MAXIT)
         fractal[diverging_now] = i
         z[diverged] = 2
@@ -123,7 +127,53 @@ def fractal_loop(c, maxiterations):
     return out
 
 
+def cuda_fractal_kernel():
+    """The seed's pixel loop as a CUDA kernel, one thread per pixel."""
+    @cuda.jit
+    def kernel(c, maxiterations, out):
+        r, k = cuda.grid(2)
+        if r < out.shape[0] and k < out.shape[1]:
+            cc = c[r, k]
+            z = cc
+            out[r, k] = maxiterations
+            for i in range(maxiterations):
+                z = z * z + cc
+                if abs(z) > 2:
+                    out[r, k] = i
+                    break
+
+    return kernel
+
+
+def make_gpu(name, p):
+    c = grid(p)
+    on_device = "c = x + y*1j from ogrid, copied to the device before timing"
+    if name == "cupy":
+        cp = gpu.cupy()
+        cd = cp.asarray(c)
+        note = f"the seed's NumPy code on CuPy arrays; {on_device}; {gpu.TO_HOST}; {gpu.device_name()}"
+        return Runner(run=lambda: cp.asnumpy(numpy_fractal(cd, cp)), note=note)
+    cd = cuda.to_device(c)
+    blocks, threads = gpu.grid_2d(*c.shape)
+
+    def compile_():
+        kernel = cuda_fractal_kernel()
+        kernel[(1, 1), (2, 2)](cd[:2, :2], MAXIT, cuda.device_array((2, 2), dtype=np.int32))
+        cuda.synchronize()
+        return kernel
+
+    def run(kernel):
+        out = cuda.device_array(c.shape, dtype=np.int32)
+        kernel[blocks, threads](cd, MAXIT, out)
+        return out.copy_to_host()
+
+    note = f"@cuda.jit, one thread per pixel (16×16 blocks); {on_device}; {gpu.TO_HOST}"
+    return gpu.cuda_runner(compile_, run, note)
+
+
 def make(name, p, ctx):
+    if name in GPU_RUNNERS:
+        return gpu.skipped(name) or make_gpu(name, p)
     if name == "dask-numba":
         # The seed's @vectorize ufunc applied to every chunk by Dask's threads (one Numba
         # thread each): the user-kernel way of writing this with Dask.

@@ -5,13 +5,16 @@ buffering: only the latest field is kept, where the seed keeps all Nt frames).
 """
 
 import numba
+from numba import cuda
 import numpy as np
 from scipy import ndimage
 
+from . import gpu
 from .common import Runner, check_abs, dask_runner, jit_runner, numba_note
 
 NAME = "heat"
 RUNNERS = ("numpy", "numba-serial", "numba-parallel", "scipy", "dask-threaded", "dask-distributed")
+GPU_RUNNERS = gpu.RUNNERS
 SIZES = {"small": [(50, 1000)], "bench": [(200, 4000), (2000, 200)]}
 GAMMA = 0.25
 T_TOP = 100.0
@@ -38,6 +41,7 @@ def initial(nx):
 
 
 def numpy_heat(T0, steps):
+    """Slicing updates; on a CuPy `T0` they run on the GPU."""
     T, U = T0.copy(), T0.copy()
     for _ in range(steps):
         U[1:-1, 1:-1] = GAMMA * (T[2:, 1:-1] + T[:-2, 1:-1] + T[1:-1, 2:] + T[1:-1, :-2])
@@ -100,9 +104,53 @@ def dask_heat(T0, steps, chunk):
     return T
 
 
+def cuda_step_kernel():
+    """One update, one thread per cell; boundary cells are never written."""
+    @cuda.jit
+    def step(T, U, gamma):
+        i, j = cuda.grid(2)
+        n = T.shape[0]
+        if 1 <= i and i < n - 1 and 1 <= j and j < n - 1:
+            U[i, j] = gamma * (T[i + 1, j] + T[i - 1, j] + T[i, j + 1] + T[i, j - 1])
+
+    return step
+
+
+def make_gpu(name, T0, steps, updates):
+    on_device = "T0 copied to the device before timing"
+    if name == "cupy":
+        cp = gpu.cupy()
+        T0d = cp.asarray(T0)
+        note = f"the NumPy slicing update on CuPy arrays; {updates}; {on_device}; {gpu.TO_HOST}"
+        return Runner(run=lambda: cp.asnumpy(numpy_heat(T0d, steps)), note=f"{note}; {gpu.device_name()}")
+    T0d = cuda.to_device(T0)
+    blocks, threads = gpu.grid_2d(*T0.shape)
+
+    def compile_():
+        kernel = cuda_step_kernel()
+        kernel[(1, 1), (4, 4)](T0d[:4, :4], cuda.device_array((4, 4)), GAMMA)
+        cuda.synchronize()
+        return kernel
+
+    def run(kernel):
+        T, U = cuda.device_array_like(T0d), cuda.device_array_like(T0d)
+        T.copy_to_device(T0d)
+        U.copy_to_device(T0d)
+        for _ in range(steps):
+            kernel[blocks, threads](T, U, GAMMA)
+            T, U = U, T
+        return T.copy_to_host()
+
+    note = f"@cuda.jit, one launch per step, one thread per cell; {updates}; {on_device}; {gpu.TO_HOST}"
+    return gpu.cuda_runner(compile_, run, note)
+
+
 def make(name, p, ctx):
     nx, steps = p["nx"], p["steps"]
     T0 = initial(nx)
+    if name in GPU_RUNNERS:
+        updates = f"{steps} updates, double-buffered, final field returned"
+        return gpu.skipped(name) or make_gpu(name, T0, steps, updates)
     if name.startswith("dask"):
         run_steps = min(steps, DASK_STEPS[nx][name])
         chunk = nx // 2

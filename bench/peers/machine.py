@@ -16,7 +16,20 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("numpy", "numexpr", "numba", "llvmlite", "scipy", "dask", "distributed", "zarr", "numcodecs")
+PACKAGES = (
+    "numpy",
+    "numexpr",
+    "numba",
+    "llvmlite",
+    "scipy",
+    "dask",
+    "distributed",
+    "zarr",
+    "numcodecs",
+    "cupy-cuda13x",
+    "cupy-cuda12x",
+    "numba-cuda",
+)
 ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",

@@ -3,13 +3,16 @@
 import math
 
 import numba
+from numba import cuda
 import numexpr as ne
 import numpy as np
 
+from . import gpu
 from .common import NTHREADS, Runner, check_ulp, dask_runner, jit_runner, numba_note, sci
 
 NAME = "mag"
 RUNNERS = ("numpy", "numexpr", "numba-serial", "numba-parallel", "dask-threaded", "dask-distributed")
+GPU_RUNNERS = gpu.RUNNERS
 SIZES = {"small": (1_000_000, 100_000), "bench": (50_000_000, 2_500_000)}
 IN_MEMORY = "x, y = arange(n) built before timing; times the expression only"
 
@@ -40,8 +43,42 @@ def mag_scalar(x, y):
     return math.sqrt(x**2 + y**2)
 
 
+def mag_kernel(x, y, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = math.sqrt(x[i] ** 2 + y[i] ** 2)
+
+
+def make_gpu(name, n):
+    if name == "cupy":
+        cp = gpu.cupy()
+        x = cp.arange(n, dtype=cp.float64)
+        y = cp.arange(n, dtype=cp.float64)
+        note = f"x, y = cupy.arange on the device before timing; {gpu.TO_HOST}; {gpu.device_name()}"
+        return Runner(run=lambda: cp.asnumpy(cp.sqrt(x**2 + y**2)), note=note)
+    x = cuda.to_device(np.arange(n, dtype=np.float64))
+    y = cuda.to_device(np.arange(n, dtype=np.float64))
+    blocks, threads = gpu.grid_1d(n)
+
+    def compile_():
+        kernel = cuda.jit(mag_kernel)
+        kernel[1, 4](x[:4], y[:4], cuda.device_array(4))
+        cuda.synchronize()
+        return kernel
+
+    def run(kernel):
+        out = cuda.device_array(n)
+        kernel[blocks, threads](x, y, out)
+        return out.copy_to_host()
+
+    note = f"@cuda.jit, one thread per element, on device arrays made before timing; {gpu.TO_HOST}"
+    return gpu.cuda_runner(compile_, run, note)
+
+
 def make(name, p, ctx):
     n, chunk = p["n"], p["chunk"]
+    if name in GPU_RUNNERS:
+        return gpu.skipped(name) or make_gpu(name, n)
     if name.startswith("dask"):
         import dask.array as da
 

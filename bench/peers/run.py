@@ -1,7 +1,11 @@
 """Runs the peer suite and writes its records as JSON.
 
 python bench/peers/run.py [--size small|bench] [--only mag,trig,...] [--repeats N] [--json FILE]
-                          [--runners numpy,numba-parallel,...]
+                          [--runners numpy,numba-parallel,...] [--gpu auto|none|cuda]
+
+--gpu: the GPU peers (CuPy, Numba-CUDA) of mag, trig, fractal, pi and heat: `auto` (the
+default) runs them when a CUDA device is there, `cuda` always (skipped, saying why, without
+one), `none` never.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ def parse_args(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (median reported)")
     ap.add_argument("--json", type=Path, default=BENCH / "out" / "peers.json")
     ap.add_argument("--runners", default="", help="comma-separated runners (default: all)")
+    ap.add_argument("--gpu", choices=("auto", "none", "cuda"), default="auto", help="GPU peers (see above)")
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
@@ -72,6 +77,9 @@ def main(argv=None) -> int:
     from peers.common import Context, measure
 
     ctx = Context(args.size, args.repeats)
+    from peers import gpu
+
+    with_gpu = args.gpu == "cuda" or (args.gpu == "auto" and gpu.any_available())
     records: list[dict] = []
 
     def add(rec):
@@ -98,7 +106,7 @@ def main(argv=None) -> int:
             for mod in mods:
                 for p in mod.cases(args.size):
                     refs: dict = {}
-                    for runner in mod.RUNNERS:
+                    for runner in mod.RUNNERS + (getattr(mod, "GPU_RUNNERS", ()) if with_gpu else ()):
                         if (runner == "dask-distributed") != distributed:
                             continue
                         if args.runner_filter and runner not in args.runner_filter:

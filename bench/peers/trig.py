@@ -3,13 +3,16 @@
 import math
 
 import numba
+from numba import cuda
 import numexpr as ne
 import numpy as np
 
+from . import gpu
 from .common import NTHREADS, SEED, Runner, check_rel, dask_runner, jit_runner, numba_note
 
 NAME = "trig"
 RUNNERS = ("numpy", "numexpr", "numba-serial", "numba-parallel", "dask-threaded", "dask-distributed")
+GPU_RUNNERS = gpu.RUNNERS
 SIZES = {"small": (1000, 250), "bench": (4000, 1000)}
 IN_MEMORY = "a, b drawn (np.random.default_rng) before timing; times the expression only"
 
@@ -54,7 +57,40 @@ def trig_scalar(a, b):
     return math.sin(a**2) * math.exp(b)
 
 
+def trig_kernel(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = math.sin(a[i] ** 2) * math.exp(b[i])
+
+
+def make_gpu(name, a, b):
+    on_device = "a, b drawn on the host (np.random.default_rng) and copied to the device before timing"
+    if name == "cupy":
+        cp = gpu.cupy()
+        da, db = cp.asarray(a), cp.asarray(b)
+        note = f"{on_device}; {gpu.TO_HOST}; {gpu.device_name()}"
+        return Runner(run=lambda: cp.asnumpy(cp.sin(da**2) * cp.exp(db)), note=note)
+    da, db = cuda.to_device(a.ravel()), cuda.to_device(b.ravel())
+    blocks, threads = gpu.grid_1d(a.size)
+
+    def compile_():
+        kernel = cuda.jit(trig_kernel)
+        kernel[1, 4](da[:4], db[:4], cuda.device_array(4))
+        cuda.synchronize()
+        return kernel
+
+    def run(kernel):
+        out = cuda.device_array(a.size)
+        kernel[blocks, threads](da, db, out)
+        return out.copy_to_host().reshape(a.shape)
+
+    note = f"@cuda.jit, one thread per element; {on_device}; {gpu.TO_HOST}"
+    return gpu.cuda_runner(compile_, run, note)
+
+
 def make(name, p, ctx):
+    if name in GPU_RUNNERS:
+        return gpu.skipped(name) or make_gpu(name, *inputs(p, "default"))
     if name.startswith("dask"):
 
         def build():

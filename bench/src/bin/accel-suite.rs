@@ -13,7 +13,11 @@
 //! many kernels ran on it.
 //!
 //! `accel-suite [--size small|bench] [--repeats N] [--only mag,heat] [--json PATH] [--out DIR]
-//!  [--data DIR] [--gpu auto|none|software|cuda[:N]|N]`
+//!  [--data DIR] [--gpu auto|none|software|cuda[:N]|N] [--no-cluster]`
+//!
+//! `--no-cluster` leaves out the loopback cluster's rows (a machine that has
+//! this binary but not `accel-scheduler` and `accel-worker`, as on a GPU machine
+//! `scripts/device-check.sh` runs on).
 //!
 //! `zarr` reads the source store `bench/peers/zarr_data.py` writes under
 //! `DIR/zarr-SIZE` (default `OUT/data`); `bench/run` writes it first.
@@ -35,6 +39,7 @@ struct Options {
     out: String,
     data: Option<std::path::PathBuf>,
     gpu: accel::GpuChoice,
+    cluster: bool,
 }
 
 impl Options {
@@ -55,6 +60,7 @@ fn options() -> anyhow::Result<Options> {
         out: "bench/out".into(),
         data: None,
         gpu: accel::GpuChoice::Auto,
+        cluster: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -71,6 +77,7 @@ fn options() -> anyhow::Result<Options> {
                     .parse()
                     .map_err(|e| anyhow::anyhow!("--gpu: {e}"))?
             }
+            "--no-cluster" => o.cluster = false,
             other => anyhow::bail!("unknown argument {other:?}"),
         }
     }
@@ -523,6 +530,24 @@ fn main() -> anyhow::Result<()> {
         )),
     }
 
+    if o.cluster {
+        cluster_rows(&o, &mut records);
+    }
+
+    let mut text = String::new();
+    Json::Obj(vec![("records".into(), Json::List(records))]).render(&mut text);
+    if let Some(dir) = o.json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&o.json, text + "\n")
+        .with_context(|| format!("cannot write {}", o.json.display()))?;
+    eprintln!("accel-suite: wrote {}", o.json.display());
+    Ok(())
+}
+
+/// The workloads, matmul, storage and task overhead on a loopback cluster
+/// (scheduler + 2 single-threaded workers), and its startup time.
+fn cluster_rows(o: &Options, records: &mut Vec<Json>) {
     let t = Instant::now();
     let quiet = accel_e2e::Options {
         log: "info".into(),
@@ -543,15 +568,15 @@ fn main() -> anyhow::Result<()> {
                 ("median_s".into(), startup.into()),
                 ("setup_s".into(), startup.into()),
             ]));
-            workloads(&o, client.clone(), "accel-distributed", &mut records);
+            workloads(o, client.clone(), "accel-distributed", records);
             // Both workers attached before matmul and the storage runs (the work is theirs).
             if let Err(e) = cluster.wait_for_workers(2) {
                 eprintln!("accel-suite: {e:#}");
             }
-            matmul(&o, &client, "accel-distributed", &mut records);
-            zarr(&o, &client, "accel-distributed", &mut records);
-            receive(&o, &client, "accel-distributed", &mut records);
-            match overhead(&o, &client, "accel-distributed") {
+            matmul(o, &client, "accel-distributed", records);
+            zarr(o, &client, "accel-distributed", records);
+            receive(o, &client, "accel-distributed", records);
+            match overhead(o, &client, "accel-distributed") {
                 Ok(r) => records.push(r),
                 Err(e) => records.push(failure(
                     "task-overhead",
@@ -569,14 +594,4 @@ fn main() -> anyhow::Result<()> {
             format!("{e:#}"),
         )),
     }
-
-    let mut text = String::new();
-    Json::Obj(vec![("records".into(), Json::List(records))]).render(&mut text);
-    if let Some(dir) = o.json.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&o.json, text + "\n")
-        .with_context(|| format!("cannot write {}", o.json.display()))?;
-    eprintln!("accel-suite: wrote {}", o.json.display());
-    Ok(())
 }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The GPU checks, in one run on a machine with a CUDA GPU, from what
+# scripts/device-prepare.sh left in .device/ (no Rust toolchain needed there):
+#
+#   scripts/device-check.sh [OUT_DIR] [--size small|bench] [--skip-tests]
+#
+# 1. the device: nvidia-smi, the libraries found;
+# 2. correctness: the GPU kernel tests with ACCEL_TEST_GPU=cuda (random programs, broadcasts,
+#    generated values, transcendentals, complex programs, float % and //, bit for bit against
+#    the CPU interpreter), then with the hardware Vulkan adapter when libvulkan is there;
+# 3. speed: accel's GPU rows (mag, trig, fractal, pi, heat; CUDA, then Vulkan) and the
+#    GPU peers (CuPy, Numba-CUDA) with NumPy, written as OUT_DIR/{machine,accel,peers}.json
+#    and OUT_DIR/results.md.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEV="$ROOT/.device"
+out="${OUT:-$ROOT/bench/out/device}"
+size=bench
+tests=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --size) size="$2"; shift 2 ;;
+        --skip-tests) tests=0; shift ;;
+        -*) echo "device-check: unknown argument $1" >&2; exit 2 ;;
+        *) out="$1"; shift ;;
+    esac
+done
+mkdir -p "$out"
+[ -x "$DEV/accel-suite" ] || { echo "device-check: run scripts/device-prepare.sh first (and carry .device)" >&2; exit 2; }
+cd "$ROOT"
+status=0
+step() { echo; echo "== $*"; }
+
+step "device"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max.mem --format=csv || status=1
+# libcuda from the driver's folder; NVRTC from the toolkit or a wheel, under a name cudarc looks for.
+libs=/tmp/accel-cuda-libs
+mkdir -p "$libs"
+for dir in /usr/local/nvidia/lib64 /usr/local/cuda/lib64 \
+    $(python3 -c 'import os, nvidia.cuda_nvrtc as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null); do
+    [ -d "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    nvrtc=$(ls "$dir"/libnvrtc.so.1[0-9]* 2>/dev/null | grep -v alt | sort | tail -n 1)
+    [ -n "$nvrtc" ] && [ ! -e "$libs/libnvrtc.so" ] && ln -s "$nvrtc" "$libs/libnvrtc.so"
+done
+export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
+ls -l "$libs"
+# The Vulkan loader, when prepared with --vulkan.
+for deb in "$DEV"/gl/*.deb; do [ -e "$deb" ] && dpkg -x "$deb" / && ldconfig; done
+# Python packages the peers need and the machine lacks.
+if ls "$DEV"/whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$DEV"/whl/*.whl &&
+        export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+if [ "$tests" = 1 ]; then
+    step "GPU kernels against the CPU, CUDA"
+    # The choice-parsing test asserts this is a machine without CUDA: skipped here.
+    ACCEL_TEST_GPU=cuda "$DEV/matches_cpu" --test-threads 1 --skip a_choice_reads 2>&1 | tee "$out/tests-cuda.log" || status=1
+    if ldconfig -p | grep -q libvulkan; then
+        step "GPU kernels against the CPU, Vulkan (adapter 0)"
+        ACCEL_TEST_GPU=0 "$DEV/matches_cpu" --test-threads 1 --skip a_choice_reads 2>&1 | tee "$out/tests-vulkan.log" || status=1
+    fi
+fi
+
+step "benchmarks ($size)"
+only=mag,trig,fractal,pi,heat
+python3 bench/peers/machine.py "$out" before --command "scripts/device-check.sh --size $size" --size "$size" || status=1
+"$DEV/accel-suite" --size "$size" --repeats 3 --json "$out/accel.json" --gpu cuda --only "$only" --no-cluster || status=1
+if ldconfig -p | grep -q libvulkan; then
+    "$DEV/accel-suite" --size "$size" --repeats 3 --json "$out/accel-vulkan.json" --gpu 0 --only "$only" --no-cluster || status=1
+fi
+PYTHONUNBUFFERED=1 python3 bench/peers/run.py --size "$size" --repeats 3 --only "$only" \
+    --runners numpy,numba-parallel,cupy,numba-cuda --gpu cuda --json "$out/peers.json" || status=1
+python3 bench/peers/machine.py "$out" after || status=1
+python3 bench/report.py "$out" || status=1
+echo "device-check: done (status $status); results in $out"
+exit "$status"
