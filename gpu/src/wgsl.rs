@@ -97,7 +97,7 @@ fn has_transcendentals(program: &Program) -> bool {
     program.instrs.iter().any(|ins| {
         matches!(
             ins,
-            Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh, _)
+            Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh | Sinh | Cosh, _)
                 | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot, ..)
         ) || matches!(ins, Instr::Unary(Abs, a) if program.dtypes[*a as usize] == DType::C128)
             || matches!(
@@ -814,6 +814,24 @@ impl Body<'_> {
                 ));
                 self.stmt(&format!("let {e}: f64 = exp_f64({x}.x);"));
                 format!("vec2<f64>({e} * cos_f64({x}.y), {e} * sin_f64({x}.y))")
+            }
+            // sin/cos of one part, sinh/cosh of the other (the CPU's `complex::trig`).
+            Sin | Cos | Sinh | Cosh => {
+                let circular = matches!(op, Sin | Cos);
+                let (t, h) = if circular { ("x", "y") } else { ("y", "x") };
+                let hc = format!("{}ch{k}", self.prefix);
+                self.stmt(&format!(
+                    "slow = slow || !exp_ok({x}.{h}) || !trig_ok({x}.{t});"
+                ));
+                self.stmt(&format!("let {hc}: vec2<f64> = sinh_cosh_f64({x}.{h});"));
+                let (s, c) = (format!("sin_f64({x}.{t})"), format!("cos_f64({x}.{t})"));
+                let (sh, ch) = (format!("{hc}.x"), format!("{hc}.y"));
+                match op {
+                    Sin => format!("vec2<f64>({s} * {ch}, {c} * {sh})"),
+                    Cos => format!("vec2<f64>({c} * {ch}, -({s} * {sh}))"),
+                    Sinh => format!("vec2<f64>({sh} * {c}, {ch} * {s})"),
+                    _ => format!("vec2<f64>({ch} * {c}, {sh} * {s})"),
+                }
             }
             Neg => format!("cneg({x})"),
             Abs => {

@@ -119,6 +119,7 @@ pub fn library(fma: Fma) -> String {
     src.push_str(&estrin("poly_cos", &v::COS_C));
     src.push_str(&estrin("poly_exp", &v::EXP_C));
     src.push_str(&estrin("poly_log", &v::LOG_C));
+    src.push_str(&estrin("poly_sinh", &v::SINH_C));
     let consts = [
         ("TWO_52", v::TWO_52),
         ("POW2_BIAS", v::TWO_52 + 1023.0),
@@ -244,6 +245,15 @@ fn exp_ok(x: f64) -> bool {
 fn exp_f64(x: f64) -> f64 {
     let r = exp_reduce(x);
     return (expm1_reduced(r.x, r.y) + 1.0lf) * pow2i(r.z);
+}
+fn sinh_cosh_f64(x: f64) -> vec2<f64> {
+    let e = exp_f64(x);
+    let r = 1.0lf / e;
+    let c = (e + r) * 0.5lf;
+    let z = x * x;
+    let small = x + (x * z) * poly_sinh(z);
+    let big = (e - r) * 0.5lf;
+    return vec2<f64>(select(big, small, abs(x) < 1.0lf), c);
 }
 fn tanh_ok(x: f64) -> bool {
     return (bitcast<u64>(x) & 0x7ffffffffffffffflu) <= 0x7ff0000000000000lu;

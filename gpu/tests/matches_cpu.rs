@@ -594,8 +594,8 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
         2.0,
         -7.0,
     ];
-    let (mut ran, mut special, mut exps) = (0, 0, 0);
-    for case in 0..120 {
+    let (mut ran, mut special, mut exps, mut trigs) = (0, 0, 0, 0);
+    for case in 0..160 {
         let n = [1, 33, 5000][case % 3];
         let value = |rng: &mut Rng| {
             if rng.below(8) == 0 {
@@ -626,7 +626,7 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
         for _ in 0..6 {
             let a = rng.pick(&regs);
             let c = rng.pick(&regs);
-            let r = match rng.below(9) {
+            let r = match rng.below(10) {
                 0 => b.push(
                     Instr::Binary(rng.pick(&[BinaryOp::Add, BinaryOp::Sub]), a, c),
                     DType::C128,
@@ -636,6 +636,10 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
                 3 => b.push(Instr::Unary(UnaryOp::Powi(2), a), DType::C128),
                 4 => b.push(Instr::Unary(UnaryOp::Neg, a), DType::C128),
                 7 => b.push(Instr::Unary(UnaryOp::Exp, a), DType::C128),
+                8 => {
+                    let f = rng.pick(&[UnaryOp::Sin, UnaryOp::Cos, UnaryOp::Sinh, UnaryOp::Cosh]);
+                    b.push(Instr::Unary(f, a), DType::C128)
+                }
                 5 => {
                     // A real part of the chain: |a| - re(c), back to complex.
                     let m = b.push(Instr::Unary(UnaryOp::Abs, a), DType::F64);
@@ -671,7 +675,12 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
             Ok(got) => {
                 assert_same(&format!("complex case {case}"), &exe, &got, &reference);
                 ran += 1;
-                exps += usize::from(exe.program.op_names().iter().any(|o| o == "exp"));
+                let ops = exe.program.op_names();
+                exps += usize::from(ops.iter().any(|o| o == "exp"));
+                trigs += usize::from(
+                    ops.iter()
+                        .any(|o| ["sin", "cos", "sinh", "cosh"].contains(&o.as_str())),
+                );
             }
             Err(accel_gpu::Error::SpecialValues(_)) => special += 1,
             Err(e) => panic!(
@@ -684,6 +693,10 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
     assert!(
         exps > 10,
         "{exps} programs with a complex exp ran on the GPU"
+    );
+    assert!(
+        trigs > 10,
+        "{trigs} programs with a complex sin, cos, sinh or cosh ran on the GPU"
     );
     assert!(
         special > 5,

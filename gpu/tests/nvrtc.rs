@@ -110,11 +110,14 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let rem64 = b.cast(rem32, DType::F64);
     let q = b.push(Instr::Binary(BinaryOp::FloorDiv, p, rem64), DType::F64);
     let r = b.push(Instr::Binary(BinaryOp::Mul, q, y64), DType::F64);
-    // A complex exp of (r, r), its real part back.
+    // A complex exp of (r, r) and a complex sin and cosh of that (sinh and
+    // cosh from the series and from exp), its real part back.
     let rc = b.cast(r, DType::C128);
     let ic = b.push(Instr::Binary(BinaryOp::Mul, rc, rc), DType::C128);
     let ce = b.push(Instr::Unary(UnaryOp::Exp, ic), DType::C128);
-    let r = b.push(Instr::Unary(UnaryOp::Re, ce), DType::F64);
+    let cs = b.push(Instr::Unary(UnaryOp::Sin, ce), DType::C128);
+    let cc = b.push(Instr::Unary(UnaryOp::Cosh, cs), DType::C128);
+    let r = b.push(Instr::Unary(UnaryOp::Re, cc), DType::F64);
     let program = b.finish(r, vec![4, 6]);
     let k = cuda::generate(&program, &[Access::Strided, Access::Contiguous]).expect("generates");
     let ptx = cuda::compile_ptx(&k.source, None).unwrap_or_else(|e| panic!("{e}"));

@@ -5,7 +5,8 @@
 //! and random numbers, uniform and normal) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
-//! CPU's formulas, its correctly rounded modulus and its `exp`. The scheduler uses this to prefer
+//! CPU's formulas, its correctly rounded modulus, its `exp`, `sin`, `cos`, `sinh` and `cosh`.
+//! The scheduler uses this to prefer
 //! GPU workers for a stage; the backends refuse the rest.
 
 use super::Program;
@@ -43,7 +44,8 @@ pub fn check(program: &Program) -> Result<(), String> {
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
-        Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(2) | Exp => Ok(()),
+        Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(2) | Exp | Sin | Cos | Sinh
+        | Cosh => Ok(()),
         _ => Err(format!("{} of complex128", op.name())),
     }
 }
