@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out"
 [ -x "$DEV/accel-suite" ] || { echo "device-check: run scripts/device-prepare.sh first (and carry .device)" >&2; exit 2; }
-cd "$ROOT"
+cd "$ROOT" || exit 2
 status=0
 step() { echo; echo "== $*"; }
 
@@ -40,8 +40,9 @@ mkdir -p "$libs"
 for dir in /usr/local/nvidia/lib64 /usr/local/cuda/lib64 \
     $(python3 -c 'import os, nvidia.cuda_nvrtc as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null); do
     [ -d "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    nvrtc=$(ls "$dir"/libnvrtc.so.1[0-9]* 2>/dev/null | grep -v alt | sort | tail -n 1)
-    [ -n "$nvrtc" ] && [ ! -e "$libs/libnvrtc.so" ] && ln -s "$nvrtc" "$libs/libnvrtc.so"
+    for nvrtc in "$dir"/libnvrtc.so.1[0-9]*; do
+        [ -e "$nvrtc" ] && [ ! -e "$libs/libnvrtc.so" ] && ln -s "$nvrtc" "$libs/libnvrtc.so"
+    done
 done
 export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
 ls -l "$libs"
