@@ -43,7 +43,8 @@ fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
         OffloadCounts {
             on_gpu: 4,
             declined: 0,
-            failed: 0
+            failed: 0,
+            folded: 0
         }
     );
     // Random numbers are the same bits on either device.
@@ -99,7 +100,8 @@ fn transcendentals_run_on_the_gpu_within_the_cpus_bounds() {
         OffloadCounts {
             on_gpu: 7,
             declined: 1,
-            failed: 0
+            failed: 0,
+            folded: 0
         }
     );
 }
@@ -119,7 +121,8 @@ fn kernels_without_a_gpu_form_run_on_the_cpu() {
         OffloadCounts {
             on_gpu: 0,
             declined: 4,
-            failed: 0
+            failed: 0,
+            folded: 0
         }
     );
 }
@@ -277,4 +280,39 @@ fn reductions_fold_the_gpus_values_with_the_cpus_bits() {
         );
     }
     assert_eq!(counts(&gpu).on_gpu, 4 * sums.len() as u64);
+}
+
+#[test]
+fn order_free_reductions_are_folded_on_the_gpu() {
+    let gpu = lavapipe();
+    let cpu = Client::local().with_progress(false);
+    let x = arange(40_000, 10_000).astype(DType::F64) / 1e3;
+    let y = (x.sin() * &x).exp() - 1.0;
+    let ints = (&y * 1e3).astype(DType::I64);
+    // Counts, integer sums, extremes, any and all: the GPU folds its values
+    // in strips and only the strips' results come back; the CPU folds those
+    // into its own result.
+    let folds = [
+        y.gt(0.5).sum(),
+        ints.sum(),
+        ints.max(),
+        (&y * 100.0).astype(DType::I32).min(),
+        y.gt(50.0).any(),
+        y.lt(1e9).all(),
+    ];
+    for s in &folds {
+        assert_eq!(
+            gpu.run(&[s]).unwrap().outputs,
+            cpu.run(&[s]).unwrap().outputs
+        );
+    }
+    let c = counts(&gpu);
+    assert_eq!((c.on_gpu, c.folded), (4 * 6, 4 * 6), "{c:?}");
+    // Float sums keep the CPU's exact accumulators: values come back.
+    assert_eq!(
+        gpu.run(&[&y.sum()]).unwrap().outputs,
+        cpu.run(&[&y.sum()]).unwrap().outputs
+    );
+    let c = counts(&gpu);
+    assert_eq!((c.on_gpu, c.folded), (4 * 7, 4 * 6), "{c:?}");
 }

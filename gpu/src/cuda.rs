@@ -13,6 +13,7 @@
 use std::fmt::Write;
 
 use accel_core::dtype::DType;
+use accel_core::exec::Fold;
 use accel_core::kernel::Program;
 
 use crate::wgsl::{self, Access, Unsupported};
@@ -239,6 +240,59 @@ fn storage_c_type(d: DType) -> &'static str {
 /// The CUDA kernel for `program` with its inputs read as `access` says.
 pub fn generate(program: &Program, access: &[Access]) -> Result<CudaSource, Unsupported> {
     let shader = wgsl::generate(program, access, Fma::Native)?;
+    let mut src = head(program, &shader);
+    src.push_str(
+        "    const unsigned int i = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;\n",
+    );
+    src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
+    src.push_str(&translate(&shader.body));
+    src.push_str("}\n");
+    Ok(CudaSource {
+        source: src,
+        shader,
+    })
+}
+
+/// The CUDA kernel folding `program`'s values by `fold` in strips of
+/// [`wgsl::STRIP`] elements, one partial result each (see [`wgsl::generate_fold`]).
+pub fn generate_fold(
+    program: &Program,
+    access: &[Access],
+    fold: Fold,
+) -> Result<CudaSource, Unsupported> {
+    let shader = wgsl::generate_fold(program, access, Fma::Native, fold)?;
+    let root = program.root as usize;
+    let f = wgsl::fold_text(fold, program.dtypes[root], &format!("r{root}"))?;
+    let strip = wgsl::STRIP;
+    let mut src = head(program, &shader);
+    let _ = writeln!(
+        src,
+        "    const unsigned int fold_strip = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+    const unsigned int fold_n = dims[0];
+    if (fold_strip >= fold_n / {strip}u + (fold_n % {strip}u != 0u ? 1u : 0u)) {{
+        return;
+    }}"
+    );
+    src.push_str(&translate(&format!("    {}", f.declare)));
+    let _ = writeln!(
+        src,
+        "    const unsigned int fold_first = fold_strip * {strip}u;
+    const unsigned int fold_last = min(fold_first + {strip}u, fold_n);
+    for (unsigned int i = fold_first; i < fold_last; ++i) {{"
+    );
+    src.push_str(&translate(&shader.body));
+    src.push_str("    }\n");
+    src.push_str(&translate(&format!("    out[fold_strip] = {};", f.store)));
+    src.push_str("}\n");
+    Ok(CudaSource {
+        source: src,
+        shader,
+    })
+}
+
+/// The prelude, the helper functions and the kernel's signature up to its
+/// opening brace.
+fn head(program: &Program, shader: &wgsl::Shader) -> String {
     let mut src = String::from(PRELUDE);
     src.push_str(&translate(&shader.functions));
     let mut params = vec!["const unsigned int* __restrict__ dims".to_string()];
@@ -260,16 +314,7 @@ pub fn generate(program: &Program, access: &[Access]) -> Result<CudaSource, Unsu
         "extern \"C\" __global__ void {KERNEL}({}) {{",
         params.join(", ")
     );
-    src.push_str(
-        "    const unsigned int i = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;\n",
-    );
-    src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
-    src.push_str(&translate(&shader.body));
-    src.push_str("}\n");
-    Ok(CudaSource {
-        source: src,
-        shader,
-    })
+    src
 }
 
 /// NVRTC options: IEEE division and square root, no flushing of

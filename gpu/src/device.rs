@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use accel_core::buffer::Buffer;
 use accel_core::dtype::DType;
+use accel_core::exec::Fold;
 use accel_core::kernel::Program;
 use accel_core::kernel::ir::Instr;
 use accel_core::shape;
@@ -251,6 +252,31 @@ impl Gpu {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Result<Buffer> {
+        self.run(program, origin, local, inputs, None)
+    }
+
+    /// [`Gpu::run_map`]'s values folded by `fold` on the device: one partial
+    /// result per strip of [`wgsl::STRIP`] elements (in index order), of the
+    /// values' dtype; only those come back.
+    pub fn run_fold(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        fold: Fold,
+    ) -> Result<Buffer> {
+        self.run(program, origin, local, inputs, Some(fold))
+    }
+
+    fn run(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        fold: Option<Fold>,
+    ) -> Result<Buffer> {
         let Launch {
             access,
             strides,
@@ -261,9 +287,14 @@ impl Gpu {
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
-        let pipe = self.pipeline(program, &access)?;
+        let pipe = self.pipeline(program, &access, fold)?;
         let meta = meta_words(program, &pipe.shader, n32, origin, local, &strides);
-        let out_bytes = (n * root.size().max(4)) as u64;
+        // Results: one per element, or one per strip.
+        let results = match fold {
+            None => n,
+            Some(_) => n.div_ceil(wgsl::STRIP as usize),
+        };
+        let out_bytes = (results * root.size().max(4)) as u64;
         for b in inputs
             .iter()
             .map(|(_, b)| b.len() as u64 * b.dtype().size().max(4) as u64)
@@ -274,7 +305,7 @@ impl Gpu {
             }
         }
         let bytes: Vec<Vec<u8>> = inputs.iter().map(|(_, b)| upload_bytes(b)).collect();
-        let data = self.dispatch(&pipe, &meta, bytes, root, n)?;
+        let data = self.dispatch(&pipe, &meta, bytes, root, results)?;
         self.counters.kernels.fetch_add(1, Ordering::Relaxed);
         self.counters
             .elements
@@ -282,8 +313,8 @@ impl Gpu {
         Ok(data)
     }
 
-    /// Runs a compiled kernel over `n` elements: uploads `dims` and the
-    /// inputs' bytes, reads the result back.
+    /// Runs a compiled kernel over `n` invocations, each writing one result:
+    /// uploads `dims` and the inputs' bytes, reads the results back.
     fn dispatch(
         &self,
         pipe: &Pipeline,
@@ -399,10 +430,19 @@ impl Gpu {
         Ok(data)
     }
 
-    /// The pipeline of `program` read through `access`, compiled on first use.
-    fn pipeline(&self, program: &Program, access: &[Access]) -> Result<Arc<Pipeline>> {
-        self.by_program.get_or_make(program, access, || {
-            let shader = wgsl::generate(program, access, self.fma)?;
+    /// The pipeline of `program` read through `access` (its map, or the
+    /// fold `fold`), compiled on first use.
+    fn pipeline(
+        &self,
+        program: &Program,
+        access: &[Access],
+        fold: Option<Fold>,
+    ) -> Result<Arc<Pipeline>> {
+        self.by_program.get_or_make(program, access, fold, || {
+            let shader = match fold {
+                None => wgsl::generate(program, access, self.fma)?,
+                Some(f) => wgsl::generate_fold(program, access, self.fma, f)?,
+            };
             self.compile(shader, program.inputs.len() as u32)
         })
     }

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use accel_core::exec::Fold;
 use accel_core::kernel::Program;
 use accel_core::kernel::ir::Instr;
 
@@ -16,6 +17,8 @@ const CAPACITY: usize = 256;
 
 struct Entry<T> {
     address: usize,
+    /// Which kernel of the program: 0 its map, 1 + [`Fold::index`] a fold.
+    tag: usize,
     access: Vec<Access>,
     program: Program,
     value: Arc<T>,
@@ -30,18 +33,24 @@ impl<T> Default for ProgramMemo<T> {
 }
 
 impl<T> ProgramMemo<T> {
-    /// The value for `program` read through `access`, made by `make` on a miss.
+    /// The value for `program` read through `access` (its map, `fold` None,
+    /// or a fold of it), made by `make` on a miss.
     pub fn get_or_make<E>(
         &self,
         program: &Program,
         access: &[Access],
+        fold: Option<Fold>,
         make: impl FnOnce() -> Result<Arc<T>, E>,
     ) -> Result<Arc<T>, E> {
         let address = program as *const Program as usize;
+        let tag = fold.map_or(0, |f| 1 + f.index());
         if let Ok(entries) = self.0.lock()
-            && let Some(e) = entries
-                .iter()
-                .find(|e| e.address == address && e.access == access && same(&e.program, program))
+            && let Some(e) = entries.iter().find(|e| {
+                e.address == address
+                    && e.tag == tag
+                    && e.access == access
+                    && same(&e.program, program)
+            })
         {
             return Ok(e.value.clone());
         }
@@ -52,6 +61,7 @@ impl<T> ProgramMemo<T> {
             }
             entries.push(Entry {
                 address,
+                tag,
                 access: access.to_vec(),
                 program: program.clone(),
                 value: value.clone(),
@@ -96,19 +106,19 @@ mod tests {
     fn a_program_is_made_once_and_a_reused_address_is_not_trusted() {
         let memo = ProgramMemo::<u32>::default();
         let mut made = 0;
-        let mut get = |p: &Program, a: &[Access]| {
-            memo.get_or_make(p, a, || {
+        let mut get = |p: &Program, a: &[Access], fold: Option<Fold>| {
+            memo.get_or_make(p, a, fold, || {
                 made += 1;
                 Ok::<_, ()>(Arc::new(made))
             })
         };
         let mut slot = program(UnaryOp::Sin);
-        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(1)));
-        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(1)));
-        assert_eq!(get(&slot, &[Access::Scalar]), Ok(Arc::new(2)));
+        assert_eq!(get(&slot, &[Access::Contiguous], None), Ok(Arc::new(1)));
+        assert_eq!(get(&slot, &[Access::Contiguous], None), Ok(Arc::new(1)));
+        assert_eq!(get(&slot, &[Access::Scalar], None), Ok(Arc::new(2)));
         // Another program at the same address.
         slot = program(UnaryOp::Cos);
-        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(3)));
+        assert_eq!(get(&slot, &[Access::Contiguous], None), Ok(Arc::new(3)));
         // The same program with a constant of other bits: -0.0 == 0.0.
         let with = |c: f64| {
             let mut b = ProgramBuilder::new();
@@ -124,10 +134,19 @@ mod tests {
             b.finish(r, vec![4])
         };
         slot = with(0.0);
-        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(4)));
+        assert_eq!(get(&slot, &[Access::Contiguous], None), Ok(Arc::new(4)));
         slot = with(-0.0);
         assert_eq!(slot, with(0.0), "equal as programs");
-        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(5)));
-        assert_eq!(get(&slot, &[Access::Contiguous]), Ok(Arc::new(5)));
+        assert_eq!(get(&slot, &[Access::Contiguous], None), Ok(Arc::new(5)));
+        assert_eq!(get(&slot, &[Access::Contiguous], None), Ok(Arc::new(5)));
+        // Each fold of a program is a kernel of its own.
+        let sum = Some(Fold::Sum);
+        assert_eq!(get(&slot, &[Access::Contiguous], sum), Ok(Arc::new(6)));
+        assert_eq!(get(&slot, &[Access::Contiguous], sum), Ok(Arc::new(6)));
+        assert_eq!(
+            get(&slot, &[Access::Contiguous], Some(Fold::Max)),
+            Ok(Arc::new(7))
+        );
+        assert_eq!(get(&slot, &[Access::Contiguous], None), Ok(Arc::new(5)));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use accel_core::buffer::Buffer;
-use accel_core::exec::Offload;
+use accel_core::exec::{Fold, Offload};
 use accel_core::kernel::Executable;
 
 use crate::{Error, Gpu};
@@ -19,6 +19,8 @@ pub struct OffloadCounts {
     pub declined: u64,
     /// Kernels that failed on the GPU and were computed on the CPU.
     pub failed: u64,
+    /// Of `on_gpu`, partial reductions folded on the GPU (only their strips' results came back).
+    pub folded: u64,
 }
 
 /// The device kernels run on.
@@ -37,6 +39,22 @@ impl Backend {
             Backend::Vulkan(g) => g.summary(),
             #[cfg(feature = "cuda")]
             Backend::Cuda(g) => g.summary(),
+        }
+    }
+
+    /// Folds `program`'s values on this device (see [`Gpu::run_fold`]); no fallback.
+    pub fn run_fold(
+        &self,
+        program: &accel_core::kernel::Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        fold: Fold,
+    ) -> crate::Result<Buffer> {
+        match self {
+            Backend::Vulkan(g) => g.run_fold(program, origin, local, inputs, fold),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.run_fold(program, origin, local, inputs, fold),
         }
     }
 
@@ -92,6 +110,7 @@ pub struct Offloader {
     on_gpu: AtomicU64,
     declined: AtomicU64,
     failed: AtomicU64,
+    folded: AtomicU64,
 }
 
 impl Offloader {
@@ -102,6 +121,7 @@ impl Offloader {
             on_gpu: AtomicU64::new(0),
             declined: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            folded: AtomicU64::new(0),
         }
     }
 
@@ -118,6 +138,7 @@ impl Offloader {
             on_gpu: self.on_gpu.load(Ordering::Relaxed),
             declined: self.declined.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            folded: self.folded.load(Ordering::Relaxed),
         }
     }
 }
@@ -130,11 +151,40 @@ impl Offload for Offloader {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Option<Buffer> {
+        self.attempt(exe, || {
+            self.gpu.run_map(&exe.program, origin, local, inputs)
+        })
+    }
+
+    fn run_fold(
+        &self,
+        exe: &Executable,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        fold: Fold,
+    ) -> Option<Buffer> {
+        let parts = self.attempt(exe, || {
+            self.gpu.run_fold(&exe.program, origin, local, inputs, fold)
+        })?;
+        self.folded.fetch_add(1, Ordering::Relaxed);
+        Some(parts)
+    }
+}
+
+impl Offloader {
+    /// Runs `kernel` on the device when it can; counts how it went, and
+    /// gives the device up after failures in a row. None: the CPU's turn.
+    fn attempt(
+        &self,
+        exe: &Executable,
+        kernel: impl FnOnce() -> crate::Result<Buffer>,
+    ) -> Option<Buffer> {
         if !self.health.usable() || crate::wgsl::check(&exe.program).is_err() {
             self.declined.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        match self.gpu.run_map(&exe.program, origin, local, inputs) {
+        match kernel() {
             Ok(data) => {
                 self.on_gpu.fetch_add(1, Ordering::Relaxed);
                 self.health.succeeded();

@@ -20,6 +20,7 @@
 use std::fmt::Write;
 
 use accel_core::dtype::{DType, Value};
+use accel_core::exec::Fold;
 use accel_core::kernel::Program;
 use accel_core::kernel::generate;
 use accel_core::kernel::ir::Instr;
@@ -30,6 +31,8 @@ use accel_core::op::{BinaryOp, GenKind, UnaryOp};
 pub const WORKGROUP: u32 = 256;
 /// Most workgroups along one dispatch dimension.
 pub const MAX_GROUPS_X: u32 = 65_535;
+/// Elements one invocation folds in a device fold (see [`generate_fold`]).
+pub const STRIP: u32 = 256;
 
 /// How a kernel input is read, per element of the output chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -176,6 +179,70 @@ pub fn generate(
     access: &[Access],
     fma: crate::wgsl_math::Fma,
 ) -> Result<Shader, Unsupported> {
+    generate_with(program, access, fma, None)
+}
+
+/// Generates the shader that folds `program`'s values by `fold` in strips:
+/// invocation `s` folds elements `s·STRIP` up to `(s + 1)·STRIP` (in the
+/// order of the indices) and writes one partial result, of the values' dtype.
+pub fn generate_fold(
+    program: &Program,
+    access: &[Access],
+    fma: crate::wgsl_math::Fma,
+    fold: Fold,
+) -> Result<Shader, Unsupported> {
+    generate_with(program, access, fma, Some(fold))
+}
+
+/// What a fold's invocation keeps: the accumulator's declaration (with the
+/// fold's identity), its step over the value `v`, and the word it stores.
+pub struct FoldText {
+    pub declare: String,
+    pub step: String,
+    pub store: String,
+}
+
+/// [`FoldText`] of `fold` over values of dtype `d`.
+pub fn fold_text(fold: Fold, d: DType, v: &str) -> Result<FoldText, Unsupported> {
+    let identity = match (fold, d) {
+        (Fold::Sum, DType::I64) => Value::I64(0),
+        (Fold::Prod, DType::I64) => Value::I64(1),
+        (Fold::Min, DType::I32) => Value::I32(i32::MAX),
+        (Fold::Min, DType::I64) => Value::I64(i64::MAX),
+        (Fold::Max, DType::I32) => Value::I32(i32::MIN),
+        (Fold::Max, DType::I64) => Value::I64(i64::MIN),
+        (Fold::Any, DType::Bool) => Value::Bool(false),
+        (Fold::All, DType::Bool) => Value::Bool(true),
+        _ => return refuse(format!("a device fold {fold:?} of {d}")),
+    };
+    let step = match fold {
+        Fold::Sum => format!("wadd_i64({FOLD_ACC}, {v})"),
+        Fold::Prod => format!("wmul_i64({FOLD_ACC}, {v})"),
+        Fold::Min => format!("select({FOLD_ACC}, {v}, {v} < {FOLD_ACC})"),
+        Fold::Max => format!("select({FOLD_ACC}, {v}, {v} > {FOLD_ACC})"),
+        Fold::Any => format!("{FOLD_ACC} || {v}"),
+        Fold::All => format!("{FOLD_ACC} && {v}"),
+    };
+    let store = match d {
+        DType::Bool => format!("select(0u, 1u, {FOLD_ACC})"),
+        _ => FOLD_ACC.to_string(),
+    };
+    Ok(FoldText {
+        declare: format!("var {FOLD_ACC}: {} = {};", ty(d), literal(identity)),
+        step: format!("{FOLD_ACC} = {step};"),
+        store,
+    })
+}
+
+/// The accumulator of a fold's invocation.
+const FOLD_ACC: &str = "fold_acc";
+
+fn generate_with(
+    program: &Program,
+    access: &[Access],
+    fma: crate::wgsl_math::Fma,
+    fold: Option<Fold>,
+) -> Result<Shader, Unsupported> {
     check(program)?;
     if access.len() != program.inputs.len() {
         return refuse("an access pattern per input");
@@ -220,7 +287,18 @@ pub fn generate(
     if flags {
         body.push_str("    if (slow) {\n        atomicAdd(&status[0], 1u);\n    }\n");
     }
-    let _ = writeln!(body, "    out[i] = {stored};");
+    let root_dtype = program.dtypes[root];
+    let folding = fold
+        .map(|f| fold_text(f, root_dtype, &format!("r{root}")))
+        .transpose()?;
+    match &folding {
+        None => {
+            let _ = writeln!(body, "    out[i] = {stored};");
+        }
+        Some(f) => {
+            let _ = writeln!(body, "    {}", f.step);
+        }
+    }
     let mut functions = String::from(HELPERS);
     functions.push_str(&float_division());
     if flags {
@@ -234,9 +312,30 @@ pub fn generate(
     src.push_str(
         "fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {\n",
     );
-    let _ = writeln!(src, "    let i = gid.x + gid.y * groups.x * {WORKGROUP}u;");
-    src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
-    src.push_str(&body);
+    match &folding {
+        None => {
+            let _ = writeln!(src, "    let i = gid.x + gid.y * groups.x * {WORKGROUP}u;");
+            src.push_str("    if (i >= dims[0]) {\n        return;\n    }\n");
+            src.push_str(&body);
+        }
+        Some(f) => {
+            let _ = writeln!(
+                src,
+                "    let fold_strip = gid.x + gid.y * groups.x * {WORKGROUP}u;
+    let fold_n = dims[0];
+    if (fold_strip >= fold_n / {STRIP}u + select(0u, 1u, fold_n % {STRIP}u != 0u)) {{
+        return;
+    }}
+    {}
+    let fold_first = fold_strip * {STRIP}u;
+    let fold_last = min(fold_first + {STRIP}u, fold_n);
+    for (var i: u32 = fold_first; i < fold_last; i = i + 1u) {{",
+                f.declare
+            );
+            src.push_str(&body);
+            let _ = writeln!(src, "    }}\n    out[fold_strip] = {};", f.store);
+        }
+    }
     src.push_str("}\n");
     Ok(Shader {
         source: src,

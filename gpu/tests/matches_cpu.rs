@@ -823,3 +823,127 @@ fn zero_constants_are_not_folded_away() {
         }
     }
 }
+
+/// The partial results a device fold leaves, one per strip of `STRIP`
+/// values, each the CPU's fold of its strip: integer sums and products
+/// (wrapping), extremes, any and all, over strip boundaries and a 2-D chunk
+/// with a broadcast row at an offset.
+#[test]
+fn device_folds_match_the_cpus_fold_of_each_strip() {
+    use accel_core::exec::Fold;
+    let gpu = device();
+    let strip = accel_gpu::wgsl::STRIP as usize;
+    let mut rng = Rng(0x5eed_f01d_0000_0001);
+    let mut folded = 0;
+    for (case, shape) in [
+        vec![1],
+        vec![255],
+        vec![256],
+        vec![257],
+        vec![1000],
+        vec![70_001],
+        vec![37, 300],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n: usize = shape.iter().product();
+        let cols = *shape.last().expect("an axis");
+        let xs = Buffer::F64((0..n).map(|_| (rng.next() as i64 as f64) / 4e18).collect());
+        let ws = Buffer::F64(
+            (0..cols)
+                .map(|_| (rng.next() as i64 as f64) / 4e18)
+                .collect(),
+        );
+        let origin = vec![case; shape.len()];
+        for (values, folds) in [
+            (DType::Bool, &[Fold::Any, Fold::All][..]),
+            (DType::I32, &[Fold::Min, Fold::Max][..]),
+            (
+                DType::I64,
+                &[Fold::Sum, Fold::Prod, Fold::Min, Fold::Max][..],
+            ),
+        ] {
+            // v = x * w, then: x * w < 0.3 (bool), or (x * w) · 1e4 as an integer.
+            let mut b = ProgramBuilder::new();
+            let x = b.input(InputSpec {
+                dtype: DType::F64,
+                shape: shape.clone(),
+            });
+            let w = b.input(InputSpec {
+                dtype: DType::F64,
+                shape: vec![cols],
+            });
+            let v = b.push(Instr::Binary(BinaryOp::Mul, x, w), DType::F64);
+            let root = match values {
+                DType::Bool => {
+                    let c = b.push(Instr::Const(accel_core::dtype::Value::F64(0.3)), DType::F64);
+                    b.push(Instr::Binary(BinaryOp::Lt, v, c), DType::Bool)
+                }
+                d => {
+                    let c = b.push(Instr::Const(accel_core::dtype::Value::F64(1e4)), DType::F64);
+                    let s = b.push(Instr::Binary(BinaryOp::Mul, v, c), DType::F64);
+                    b.cast(s, d)
+                }
+            };
+            let exe = Executable::new(b.finish(root, shape.clone()));
+            let shapes = [shape.clone(), vec![cols]];
+            let views = paired(&shapes, [&xs, &ws]);
+            let reference = cpu(&exe, &origin, &shape, &views);
+            for &fold in folds {
+                let parts = gpu
+                    .run_fold(&exe.program, &origin, &shape, &views, fold)
+                    .unwrap_or_else(|e| panic!("{fold:?} of {values} over {shape:?}: {e}"));
+                assert_eq!(parts.len(), n.div_ceil(strip), "{fold:?} over {shape:?}");
+                let case = format!("{fold:?} of {values} over {shape:?}");
+                match (&reference, &parts) {
+                    (Buffer::Bool(v), Buffer::Bool(p)) => {
+                        for (s, values) in v.chunks(strip).enumerate() {
+                            let want = match fold {
+                                Fold::Any => values.iter().any(|&b| b),
+                                _ => values.iter().all(|&b| b),
+                            };
+                            assert_eq!(p[s], want, "{case}, strip {s}");
+                        }
+                    }
+                    (Buffer::I32(v), Buffer::I32(p)) => {
+                        for (s, values) in v.chunks(strip).enumerate() {
+                            let want = match fold {
+                                Fold::Min => values.iter().copied().min(),
+                                _ => values.iter().copied().max(),
+                            };
+                            assert_eq!(Some(p[s]), want, "{case}, strip {s}");
+                        }
+                    }
+                    (Buffer::I64(v), Buffer::I64(p)) => {
+                        for (s, values) in v.chunks(strip).enumerate() {
+                            let want = match fold {
+                                Fold::Sum => values.iter().fold(0i64, |a, &b| a.wrapping_add(b)),
+                                Fold::Prod => values.iter().fold(1i64, |a, &b| a.wrapping_mul(b)),
+                                Fold::Min => values.iter().copied().min().unwrap_or(i64::MAX),
+                                _ => values.iter().copied().max().unwrap_or(i64::MIN),
+                            };
+                            assert_eq!(p[s], want, "{case}, strip {s}");
+                        }
+                    }
+                    _ => panic!("{case}: the partials' dtype {}", parts.dtype()),
+                }
+                folded += 1;
+            }
+        }
+        // A fold the device has no order-free form for is refused.
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: shape.clone(),
+        });
+        let exe = Executable::new(b.finish(x, shape.clone()));
+        let shapes = [shape.clone()];
+        let views = paired(&shapes, [&xs]);
+        assert!(matches!(
+            gpu.run_fold(&exe.program, &origin, &shape, &views, Fold::Sum),
+            Err(accel_gpu::Error::Unsupported(_))
+        ));
+    }
+    assert_eq!(folded, 7 * 8);
+}

@@ -149,3 +149,41 @@ fn a_multiply_then_add_is_not_contracted() {
     );
     assert!(!ptx.contains("fma"), "{ptx}");
 }
+
+/// Every device fold compiles: a strip loop around the element's statements
+/// (a transcendental's range check included), one result per strip.
+#[test]
+fn fold_kernels_compile_to_ptx() {
+    use accel_core::exec::Fold;
+    nvrtc();
+    for (d, folds) in [
+        (DType::Bool, &[Fold::Any, Fold::All][..]),
+        (DType::I32, &[Fold::Min, Fold::Max][..]),
+        (
+            DType::I64,
+            &[Fold::Sum, Fold::Prod, Fold::Min, Fold::Max][..],
+        ),
+    ] {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F64,
+            shape: vec![8, 8],
+        });
+        let e = b.push(Instr::Unary(UnaryOp::Exp, x), DType::F64);
+        let root = match d {
+            DType::Bool => {
+                let one = b.push(Instr::Const(accel_core::dtype::Value::F64(1.0)), DType::F64);
+                b.push(Instr::Binary(BinaryOp::Lt, e, one), DType::Bool)
+            }
+            d => b.cast(e, d),
+        };
+        let program = b.finish(root, vec![8, 8]);
+        for &fold in folds {
+            let k = cuda::generate_fold(&program, &[Access::Strided], fold).expect("generates");
+            assert!(k.source.contains("fold_acc"), "{}", k.source);
+            let ptx = cuda::compile_ptx(&k.source, None)
+                .unwrap_or_else(|e| panic!("{fold:?} of {d}: {e}"));
+            assert!(ptx.contains(".entry accel_kernel"));
+        }
+    }
+}

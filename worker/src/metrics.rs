@@ -113,6 +113,12 @@ pub fn router(
                 "Fused kernels that failed on the GPU and were computed on the CPU.",
                 c.failed as f64,
             );
+            family(
+                "accel_worker_gpu_folded_total",
+                "counter",
+                "Partial reductions folded on the GPU (only their strips' results came back).",
+                c.folded as f64,
+            );
         }
         family(
             "accel_worker_transfers_in_total",

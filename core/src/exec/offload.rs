@@ -1,7 +1,9 @@
 //! Kernels run somewhere other than the CPU pool (a GPU backend).
 
 use crate::buffer::Buffer;
+use crate::dtype::DType;
 use crate::kernel::Executable;
+use crate::op::{ReduceOp, ReduceSpec};
 
 /// Where a task's fused kernel may run instead of the CPU. The task runner
 /// asks first; `None` means "run it on the CPU" (a program the device has
@@ -18,4 +20,142 @@ pub trait Offload: Send + Sync {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Option<Buffer>;
+
+    /// [`Offload::run_map`]'s values folded by `fold` on the device, in
+    /// strips: partial results of the values' dtype (far fewer than the
+    /// values) whose fold is the whole box's. `None`: fold on the CPU.
+    fn run_fold(
+        &self,
+        _exe: &Executable,
+        _origin: &[usize],
+        _local: &[usize],
+        _inputs: &[(&[usize], &Buffer)],
+        _fold: Fold,
+    ) -> Option<Buffer> {
+        None
+    }
+}
+
+/// A reduction a device may fold itself: one whose result does not depend
+/// on the order its values are folded in, so the device's strips and the
+/// CPU's fold of them give the CPU's own result, bit for bit. Integer sums
+/// and products wrap (as the CPU's do), so they are exact in any order too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fold {
+    Sum,
+    Prod,
+    Min,
+    Max,
+    Any,
+    All,
+}
+
+impl Fold {
+    /// Every fold, in a fixed order (an index per fold for tables).
+    pub const ALL: [Fold; 6] = [
+        Fold::Sum,
+        Fold::Prod,
+        Fold::Min,
+        Fold::Max,
+        Fold::Any,
+        Fold::All,
+    ];
+
+    /// The fold a device may do for `spec` over values of `dtype` in a box
+    /// of `ndim` axes: every axis reduced, and an order-free operation on
+    /// that dtype (int64 sums and products, int32/int64 extremes, bool
+    /// any/all; float sums keep the CPU's exact accumulators).
+    pub fn of(spec: &ReduceSpec, dtype: DType, ndim: usize) -> Option<Fold> {
+        if spec.axes.len() != ndim || spec.axes.iter().enumerate().any(|(k, &a)| a != k) {
+            return None;
+        }
+        match (spec.op, dtype) {
+            (ReduceOp::Sum, DType::I64) => Some(Fold::Sum),
+            (ReduceOp::Prod, DType::I64) => Some(Fold::Prod),
+            (ReduceOp::Min, DType::I32 | DType::I64) => Some(Fold::Min),
+            (ReduceOp::Max, DType::I32 | DType::I64) => Some(Fold::Max),
+            (ReduceOp::Any, DType::Bool) => Some(Fold::Any),
+            (ReduceOp::All, DType::Bool) => Some(Fold::All),
+            _ => None,
+        }
+    }
+
+    /// Its position in the list above (0 to 5): a key for tables of kernels.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(op: ReduceOp, axes: Vec<usize>) -> ReduceSpec {
+        ReduceSpec {
+            op,
+            axes,
+            keepdims: false,
+            split_every: 16,
+        }
+    }
+
+    #[test]
+    fn only_order_free_reductions_of_whole_boxes_fold_on_a_device() {
+        let all = |op| spec(op, vec![0, 1]);
+        assert_eq!(
+            Fold::of(&all(ReduceOp::Sum), DType::I64, 2),
+            Some(Fold::Sum)
+        );
+        assert_eq!(
+            Fold::of(&all(ReduceOp::Prod), DType::I64, 2),
+            Some(Fold::Prod)
+        );
+        assert_eq!(
+            Fold::of(&all(ReduceOp::Min), DType::I32, 2),
+            Some(Fold::Min)
+        );
+        assert_eq!(
+            Fold::of(&all(ReduceOp::Max), DType::I64, 2),
+            Some(Fold::Max)
+        );
+        assert_eq!(
+            Fold::of(&all(ReduceOp::Any), DType::Bool, 2),
+            Some(Fold::Any)
+        );
+        assert_eq!(
+            Fold::of(&all(ReduceOp::All), DType::Bool, 2),
+            Some(Fold::All)
+        );
+        // Float sums and extremes (order, signed zeros), means, moments and
+        // positions stay with the CPU's accumulators.
+        for (op, d) in [
+            (ReduceOp::Sum, DType::F64),
+            (ReduceOp::Max, DType::F64),
+            (ReduceOp::Min, DType::F32),
+            (ReduceOp::Mean, DType::I64),
+            (ReduceOp::Var(0), DType::I64),
+            (ReduceOp::ArgMax, DType::I64),
+            (ReduceOp::Sum, DType::I32),
+        ] {
+            assert_eq!(Fold::of(&all(op), d, 2), None, "{op:?} of {d}");
+        }
+        // Along some axes only: each output element folds its own values.
+        assert_eq!(Fold::of(&spec(ReduceOp::Sum, vec![1]), DType::I64, 2), None);
+        assert_eq!(Fold::of(&spec(ReduceOp::Sum, vec![0]), DType::I64, 2), None);
+        assert_eq!(
+            Fold::of(&spec(ReduceOp::Sum, vec![0]), DType::I64, 1),
+            Some(Fold::Sum)
+        );
+        let all = [
+            Fold::Sum,
+            Fold::Prod,
+            Fold::Min,
+            Fold::Max,
+            Fold::Any,
+            Fold::All,
+        ];
+        for (k, f) in all.iter().enumerate() {
+            assert_eq!(f.index(), k);
+        }
+    }
 }

@@ -367,17 +367,29 @@ fn compute_task(
                 .ok_or_else(|| internal("a partial reduction without its region"))?;
             let ins = kernel_inputs(plan, key, exe, inputs)?;
             let views = views_of(&ins);
-            let offloaded = offload.and_then(|o| o.run_map(exe, &rorigin, &rshape, &views));
-            let state = match offloaded {
-                // The kernel's values from the device, reduced here exactly
-                // as the CPU reduces its own (same values, same state).
-                Some(values) => {
-                    let read = values_of(exe)?;
-                    let data = [(rshape.as_slice(), &values)];
-                    let bound = Bound::new(&read, &rorigin, &rshape, &data)?.interpreted();
-                    reduce::run_partial(&bound, spec)?
-                }
-                None => reduce::run_partial(&Bound::new(exe, &rorigin, &rshape, &views)?, spec)?,
+            let folded = match offload {
+                Some(o) => device_fold(o, exe, spec, &rorigin, &rshape, &views)?,
+                None => None,
+            };
+            let offloaded = match folded {
+                Some(_) => None,
+                None => offload.and_then(|o| o.run_map(exe, &rorigin, &rshape, &views)),
+            };
+            let state = match (folded, offloaded) {
+                (Some(state), _) => state,
+                (None, offloaded) => match offloaded {
+                    // The kernel's values from the device, reduced here exactly
+                    // as the CPU reduces its own (same values, same state).
+                    Some(values) => {
+                        let read = values_of(exe)?;
+                        let data = [(rshape.as_slice(), &values)];
+                        let bound = Bound::new(&read, &rorigin, &rshape, &data)?.interpreted();
+                        reduce::run_partial(&bound, spec)?
+                    }
+                    None => {
+                        reduce::run_partial(&Bound::new(exe, &rorigin, &rshape, &views)?, spec)?
+                    }
+                },
             };
             match finalize {
                 Some(f) => finish(spec, f, &state, &origin, &local)?,
@@ -530,18 +542,63 @@ fn stencil_chunk(
 /// its output): what a reduction folds when a device computed the kernel.
 fn values_of(exe: &crate::kernel::Executable) -> Result<crate::kernel::Executable> {
     let p = &exe.program;
-    let dtype = *p
-        .dtypes
+    Ok(read_values(root_dtype(exe)?, p.out_shape.clone()))
+}
+
+fn root_dtype(exe: &crate::kernel::Executable) -> Result<DType> {
+    let p = &exe.program;
+    p.dtypes
         .get(p.root as usize)
-        .ok_or_else(|| internal("a kernel without its result register"))?;
+        .copied()
+        .ok_or_else(|| internal("a kernel without its result register"))
+}
+
+/// A program that reads values of `dtype` and shape `shape` as they are.
+fn read_values(dtype: DType, shape: Vec<usize>) -> crate::kernel::Executable {
     let mut b = crate::kernel::ir::ProgramBuilder::new();
     let r = b.input(crate::kernel::ir::InputSpec {
         dtype,
-        shape: p.out_shape.clone(),
+        shape: shape.clone(),
     });
-    Ok(crate::kernel::Executable::new(
-        b.finish(r, p.out_shape.clone()),
-    ))
+    crate::kernel::Executable::new(b.finish(r, shape))
+}
+
+/// The state of a partial reduction whose values `offload` folds itself
+/// (see [`Fold`]): its strips' results folded here as the CPU folds values,
+/// which gives the CPU's state (the fold does not depend on the order).
+/// None where the reduction or the device does not fold this way.
+fn device_fold(
+    offload: &dyn crate::exec::Offload,
+    exe: &crate::kernel::Executable,
+    spec: &crate::op::ReduceSpec,
+    rorigin: &[usize],
+    rshape: &[usize],
+    views: &[(&[usize], &Buffer)],
+) -> Result<Option<Chunk>> {
+    let dtype = root_dtype(exe)?;
+    let Some(fold) = crate::exec::Fold::of(spec, dtype, rshape.len()) else {
+        return Ok(None);
+    };
+    if shape::size(rshape) == 0 {
+        return Ok(None);
+    }
+    let Some(parts) = offload.run_fold(exe, rorigin, rshape, views, fold) else {
+        return Ok(None);
+    };
+    if parts.dtype() != dtype || parts.is_empty() {
+        return Err(internal("a device fold returned the wrong values"));
+    }
+    let len = [parts.len()];
+    let read = read_values(dtype, len.to_vec());
+    let whole = crate::op::ReduceSpec {
+        axes: vec![0],
+        ..spec.clone()
+    };
+    let data = [(&len[..], &parts)];
+    let mut state =
+        reduce::run_partial(&Bound::new(&read, &[0], &len, &data)?.interpreted(), &whole)?;
+    state.shape = reduce::partial_shape(rshape, &spec.axes);
+    Ok(Some(state))
 }
 
 /// Finalizes a complete reduction state, then runs the fused epilogue on it.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use accel_core::buffer::Buffer;
+use accel_core::exec::Fold;
 use accel_core::kernel::Program;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
@@ -141,6 +142,30 @@ impl CudaGpu {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Result<Buffer> {
+        self.run(program, origin, local, inputs, None)
+    }
+
+    /// The values folded by `fold` on the device, one result per strip of
+    /// [`crate::wgsl::STRIP`] elements (see [`crate::Gpu::run_fold`]).
+    pub fn run_fold(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        fold: Fold,
+    ) -> Result<Buffer> {
+        self.run(program, origin, local, inputs, Some(fold))
+    }
+
+    fn run(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        fold: Option<Fold>,
+    ) -> Result<Buffer> {
         let Launch {
             access,
             strides,
@@ -151,10 +176,19 @@ impl CudaGpu {
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
-        let kernel = self.by_program.get_or_make(program, &access, || {
-            self.kernel(super::generate(program, &access)?)
-                .map(Arc::new)
+        let kernel = self.by_program.get_or_make(program, &access, fold, || {
+            let source = match fold {
+                None => super::generate(program, &access)?,
+                Some(f) => super::generate_fold(program, &access, f)?,
+            };
+            self.kernel(source).map(Arc::new)
         })?;
+        // Results: one per element, or one per strip.
+        let results = match fold {
+            None => n,
+            Some(_) => n.div_ceil(crate::wgsl::STRIP as usize),
+        };
+        let threads = u32::try_from(results).map_err(|_| Error::TooLarge(results as u64))?;
         let (f, shader) = (&kernel.0, &kernel.1);
         let meta = meta_words(program, shader, n32, origin, local, &strides);
         let s = &self.stream;
@@ -163,10 +197,10 @@ impl CudaGpu {
             .iter()
             .map(|(_, b)| s.clone_htod(&upload_bytes(b)).map_err(driver))
             .collect::<Result<Vec<_>>>()?;
-        let out_bytes = n * root.size().max(4);
+        let out_bytes = results * root.size().max(4);
         let mut out = s.alloc_zeros::<u8>(out_bytes).map_err(driver)?;
         let mut status = s.alloc_zeros::<u32>(1).map_err(driver)?;
-        let groups = n32.div_ceil(WORKGROUP);
+        let groups = threads.div_ceil(WORKGROUP);
         let grid = if groups <= MAX_GROUPS_X {
             (groups, 1, 1)
         } else {
@@ -198,6 +232,6 @@ impl CudaGpu {
         {
             return Err(Error::SpecialValues(k));
         }
-        Ok(download(root, &bytes, n))
+        Ok(download(root, &bytes, results))
     }
 }
