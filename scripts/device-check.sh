@@ -37,13 +37,18 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm,clocks.max
 # libcuda from the driver's folder; NVRTC from the toolkit or a wheel, under a name cudarc looks for.
 libs=/tmp/accel-cuda-libs
 mkdir -p "$libs"
-for dir in /usr/local/nvidia/lib64 /usr/local/cuda/lib64 \
-    $(python3 -c 'import os, nvidia.cuda_nvrtc as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null); do
+for dir in /usr/local/nvidia/lib64 /usr/local/cuda/lib64; do
     [ -d "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    for nvrtc in "$dir"/libnvrtc.so.1[0-9]*; do
-        [ -e "$nvrtc" ] && [ ! -e "$libs/libnvrtc.so" ] && ln -s "$nvrtc" "$libs/libnvrtc.so"
-    done
 done
+# NVRTC: the toolkit's, else any NVIDIA wheel's (nvidia/cuda_nvrtc/lib, nvidia/cu13/lib, ...).
+wheels=$(python3 -c 'import nvidia; print(" ".join(nvidia.__path__))' 2>/dev/null)
+# shellcheck disable=SC2086
+while IFS= read -r nvrtc; do
+    case "$nvrtc" in *alt*) continue ;; esac
+    [ -e "$libs/libnvrtc.so" ] || ln -s "$nvrtc" "$libs/libnvrtc.so"
+    LD_LIBRARY_PATH="$(dirname "$nvrtc"):${LD_LIBRARY_PATH:-}"
+    export LD_LIBRARY_PATH
+done < <(find /usr/local/cuda/lib64 $wheels -name 'libnvrtc.so.1[0-9]*' 2>/dev/null | sort)
 export LD_LIBRARY_PATH="$libs:${LD_LIBRARY_PATH:-}"
 ls -l "$libs"
 # The Vulkan loader, when prepared with --vulkan.

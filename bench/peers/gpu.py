@@ -75,4 +75,7 @@ def grid_1d(n: int, threads: int = 256) -> tuple[int, int]:
 
 
 def grid_2d(h: int, w: int, tile: int = 16) -> tuple[tuple[int, int], tuple[int, int]]:
-    return ((h + tile - 1) // tile, (w + tile - 1) // tile), (tile, tile)
+    """Blocks and threads covering an h × w row-major array, x along the rows (columns
+    vary fastest between neighbouring threads, so their reads coalesce): a kernel takes
+    `col, row = cuda.grid(2)`."""
+    return ((w + tile - 1) // tile, (h + tile - 1) // tile), (tile, tile)

@@ -315,4 +315,17 @@ fn order_free_reductions_are_folded_on_the_gpu() {
     );
     let c = counts(&gpu);
     assert_eq!((c.on_gpu, c.folded), (4 * 7, 4 * 6), "{c:?}");
+    // A fold the GPU gives back (sin of an infinity: outside its fast
+    // range) is the CPU's, whole: declined once per chunk, not tried again.
+    let z = from_ndarray(
+        &Array1::from_shape_fn(1000, |k| if k % 7 == 0 { f64::INFINITY } else { k as f64 }),
+        250,
+    );
+    let any = z.sin().gt(0.5).any();
+    assert_eq!(
+        gpu.run(&[&any]).unwrap().outputs,
+        cpu.run(&[&any]).unwrap().outputs
+    );
+    let c = counts(&gpu);
+    assert_eq!((c.on_gpu, c.declined, c.folded), (4 * 7, 4, 4 * 6), "{c:?}");
 }

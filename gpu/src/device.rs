@@ -287,6 +287,10 @@ impl Gpu {
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
+        // A strip's end, `first + STRIP`, must not wrap in u32.
+        if fold.is_some() && n > (u32::MAX - crate::wgsl::STRIP) as usize {
+            return Err(Error::TooLarge(n as u64));
+        }
         let pipe = self.pipeline(program, &access, fold)?;
         let meta = meta_words(program, &pipe.shader, n32, origin, local, &strides);
         // Results: one per element, or one per strip.

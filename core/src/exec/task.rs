@@ -369,15 +369,19 @@ fn compute_task(
             let views = views_of(&ins);
             let folded = match offload {
                 Some(o) => device_fold(o, exe, spec, &rorigin, &rshape, &views)?,
-                None => None,
+                None => DeviceFold::NotThisOne,
             };
+            // A fold the device tried and gave back is the CPU's, whole: its
+            // map would meet what stopped the fold, and count as a second try.
             let offloaded = match folded {
-                Some(_) => None,
-                None => offload.and_then(|o| o.run_map(exe, &rorigin, &rshape, &views)),
+                DeviceFold::NotThisOne => {
+                    offload.and_then(|o| o.run_map(exe, &rorigin, &rshape, &views))
+                }
+                _ => None,
             };
             let state = match (folded, offloaded) {
-                (Some(state), _) => state,
-                (None, offloaded) => match offloaded {
+                (DeviceFold::Folded(state), _) => state,
+                (_, offloaded) => match offloaded {
                     // The kernel's values from the device, reduced here exactly
                     // as the CPU reduces its own (same values, same state).
                     Some(values) => {
@@ -563,10 +567,21 @@ fn read_values(dtype: DType, shape: Vec<usize>) -> crate::kernel::Executable {
     crate::kernel::Executable::new(b.finish(r, shape))
 }
 
+/// What a device made of a partial reduction it may fold itself.
+enum DeviceFold {
+    /// Not an order-free reduction (see [`crate::exec::Fold`]): the device
+    /// may still compute its values.
+    NotThisOne,
+    /// The device declined or failed: the CPU computes it.
+    Declined,
+    /// The partial state, from the device's strips.
+    Folded(Chunk),
+}
+
 /// The state of a partial reduction whose values `offload` folds itself
-/// (see [`Fold`]): its strips' results folded here as the CPU folds values,
-/// which gives the CPU's state (the fold does not depend on the order).
-/// None where the reduction or the device does not fold this way.
+/// (see [`crate::exec::Fold`]): its strips' results folded here as the CPU
+/// folds values, which gives the CPU's state (the fold does not depend on
+/// the order).
 fn device_fold(
     offload: &dyn crate::exec::Offload,
     exe: &crate::kernel::Executable,
@@ -574,16 +589,16 @@ fn device_fold(
     rorigin: &[usize],
     rshape: &[usize],
     views: &[(&[usize], &Buffer)],
-) -> Result<Option<Chunk>> {
+) -> Result<DeviceFold> {
     let dtype = root_dtype(exe)?;
     let Some(fold) = crate::exec::Fold::of(spec, dtype, rshape.len()) else {
-        return Ok(None);
+        return Ok(DeviceFold::NotThisOne);
     };
     if shape::size(rshape) == 0 {
-        return Ok(None);
+        return Ok(DeviceFold::NotThisOne);
     }
     let Some(parts) = offload.run_fold(exe, rorigin, rshape, views, fold) else {
-        return Ok(None);
+        return Ok(DeviceFold::Declined);
     };
     if parts.dtype() != dtype || parts.is_empty() {
         return Err(internal("a device fold returned the wrong values"));
@@ -598,7 +613,7 @@ fn device_fold(
     let mut state =
         reduce::run_partial(&Bound::new(&read, &[0], &len, &data)?.interpreted(), &whole)?;
     state.shape = reduce::partial_shape(rshape, &spec.axes);
-    Ok(Some(state))
+    Ok(DeviceFold::Folded(state))
 }
 
 /// Finalizes a complete reduction state, then runs the fused epilogue on it.

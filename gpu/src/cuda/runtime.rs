@@ -176,6 +176,10 @@ impl CudaGpu {
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
+        // A strip's end, `first + STRIP`, must not wrap in u32.
+        if fold.is_some() && n > (u32::MAX - crate::wgsl::STRIP) as usize {
+            return Err(Error::TooLarge(n as u64));
+        }
         let kernel = self.by_program.get_or_make(program, &access, fold, || {
             let source = match fold {
                 None => super::generate(program, &access)?,

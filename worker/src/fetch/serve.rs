@@ -198,10 +198,13 @@ impl Service {
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Some(r))) => r,
             };
+            // A transfer counts until its last byte left the buffer (a
+            // retiring worker waits for it).
+            let mut serving = None;
             // A spilled chunk is read back from disk off the async threads.
             match crate::blocking(|| self.find(&req)) {
                 Ok(piece) => {
-                    let _serving = Serving::new(&self.serving);
+                    serving = Some(Serving::new(&self.serving));
                     let bytes = match &piece {
                         Piece::Chunk(c) => c.nbytes() as u64,
                         Piece::Box { host, shape, .. } => {
@@ -223,6 +226,7 @@ impl Service {
             }
             // The buffer (and TLS) holds back what it has not sent yet.
             stream.flush().await.map_err(|e| e.to_string())?;
+            drop(serving);
         }
     }
 
