@@ -5,6 +5,7 @@
 //! the kernel is an ordinary elementwise program over contiguous windows.
 //! Successive levels (fused time steps) are computed on shrinking halos.
 
+mod device;
 mod geometry;
 mod run;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use crate::kernel::Executable;
 use crate::op::Boundary;
 
+pub use device::{DevicePlan, DeviceStep, device_plan};
 pub use geometry::{InputPart, input_parts};
 pub use run::{Piece, crop, run_stencil};
 

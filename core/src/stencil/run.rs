@@ -26,18 +26,18 @@ struct Field {
 }
 
 /// The padded layout shared by every field of a task.
-struct Layout {
+pub(super) struct Layout {
     /// Global coordinate of padded index 0 along each axis.
-    start: Vec<i64>,
-    padded: Vec<usize>,
-    strides: Vec<usize>,
+    pub(super) start: Vec<i64>,
+    pub(super) padded: Vec<usize>,
+    pub(super) strides: Vec<usize>,
     /// Slack before and after the padded box, so windows read at any offset
     /// within the halo stay inside the buffer.
-    guard: usize,
+    pub(super) guard: usize,
 }
 
 impl Layout {
-    fn pos(&self, coord: &[usize]) -> usize {
+    pub(super) fn pos(&self, coord: &[usize]) -> usize {
         self.guard
             + coord
                 .iter()
@@ -171,7 +171,7 @@ pub fn run_stencil(
 /// computed and thrown away (15 of 130 columns on a 100-wide chunk at the
 /// edge with a halo of 15). Reads past the layout's columns land in the next or previous
 /// row, or in the guard, and feed only kept cells.
-fn layout(
+pub(super) fn layout(
     k: &StencilKernel,
     ghost_rules: &[Boundary],
     shape: &[usize],
@@ -231,6 +231,51 @@ fn band_rows(k: &StencilKernel, lay: &Layout, rows: usize) -> usize {
 /// faster).
 const MIN_SKIPPED_COLUMNS: usize = 16;
 
+/// The box a level computes: the band's rows grown by the level's radius
+/// (clipped to the array when `clip_rows`), across the whole padded width.
+pub(super) struct LevelBox {
+    /// Global coordinates of its first cell.
+    pub(super) origin: Vec<i64>,
+    pub(super) shape: Vec<usize>,
+    /// Its first cell's padded position, less the guard.
+    pub(super) start: usize,
+}
+
+pub(super) fn level_box(
+    level: &super::Level,
+    lay: &Layout,
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    clip_rows: bool,
+) -> LevelBox {
+    let r0 = level.radius[0] as i64;
+    let (mut top, mut end) = (origin[0] as i64 - r0, (origin[0] + local[0]) as i64 + r0);
+    if clip_rows {
+        (top, end) = (top.max(0), end.min(shape[0] as i64));
+    }
+    let first_row = (top - lay.start[0]) as usize;
+    let mut box_shape = lay.padded.clone();
+    box_shape[0] = (end - top).max(0) as usize;
+    let mut box_origin = lay.start.clone();
+    box_origin[0] = top;
+    LevelBox {
+        origin: box_origin,
+        shape: box_shape,
+        start: first_row * lay.strides[0],
+    }
+}
+
+/// The padded position (guard included) of the window `read` takes for a
+/// level box starting at `start`.
+pub(super) fn read_at(lay: &Layout, start: usize, read: &super::Read) -> i64 {
+    let offset: i64 = read
+        .offset
+        .iter()
+        .zip(&lay.strides)
+        .map(|(&o, &s)| o * s as i64)
+        .sum();
+    (lay.guard + start) as i64 + offset
+}
+
 /// Computes one level on the rows of one band (grown by the level's radius),
 /// then keeps its edges and fills its ghost cells there. `out` holds the
 /// padded layout from position `shift` on: all of it, or (the last level,
@@ -244,20 +289,12 @@ fn run_level(
     clip_rows: bool,
     (out, shift): (&mut Buffer, usize),
 ) -> Result<()> {
-    let r0 = level.radius[0] as i64;
-    // Global rows of the band grown by the level's radius, clipped to the
-    // array when `clip_rows`.
-    let (mut top, mut end) = (origin[0] as i64 - r0, (origin[0] + local[0]) as i64 + r0);
-    if clip_rows {
-        (top, end) = (top.max(0), end.min(shape[0] as i64));
-    }
-    let first_row = (top - lay.start[0]) as usize;
-    let start = first_row * lay.strides[0];
-    let mut box_shape = lay.padded.clone();
-    box_shape[0] = (end - top).max(0) as usize;
+    let LevelBox {
+        origin: box_origin,
+        shape: box_shape,
+        start,
+    } = level_box(level, lay, (shape, origin, local), clip_rows);
     let len = shape::size(&box_shape);
-    let mut box_origin = lay.start.clone();
-    box_origin[0] = top;
     {
         let mut windows = Vec::with_capacity(level.reads.len());
         for read in &level.reads {
@@ -265,13 +302,7 @@ fn run_level(
                 .get(read.field as usize)
                 .and_then(Option::as_ref)
                 .ok_or_else(|| internal("stencil level reads a field that is gone"))?;
-            let offset: i64 = read
-                .offset
-                .iter()
-                .zip(&lay.strides)
-                .map(|(&o, &s)| o * s as i64)
-                .sum();
-            let at = (lay.guard + start) as i64 + offset - field.shift as i64;
+            let at = read_at(lay, start, read) - field.shift as i64;
             if at < 0 {
                 return Err(internal("stencil window before its field"));
             }
@@ -324,7 +355,7 @@ fn run_level(
 /// axis whose every shifted read happens in a level that keeps at least that
 /// many edge cells, ghost cells only ever feed kept (overwritten) cells, so
 /// they are not filled at all (`Periodic` marks "nothing to fill").
-fn ghost_rules(k: &StencilKernel) -> Vec<Boundary> {
+pub(super) fn ghost_rules(k: &StencilKernel) -> Vec<Boundary> {
     (0..k.ndim())
         .map(|d| {
             let b = k.boundary[d];
@@ -345,7 +376,7 @@ fn ghost_rules(k: &StencilKernel) -> Vec<Boundary> {
         .collect()
 }
 
-fn internal(msg: &str) -> Error {
+pub(super) fn internal(msg: &str) -> Error {
     Error::Task {
         task: "stencil".into(),
         message: format!("internal error: {msg}"),
@@ -407,7 +438,7 @@ fn out_slice(buf: &mut Buffer, at: usize, len: usize) -> Result<OutSlice<'_>> {
 
 /// Copies the parts of an input piece the task needs into the padded field,
 /// once for each periodic image that lands in the needed box.
-fn place(
+pub(super) fn place(
     lay: &Layout,
     (shape, origin, local): (&[usize], &[usize], &[usize]),
     radius: &[usize],
@@ -483,7 +514,7 @@ const STREAM_CHUNK_BYTES: usize = 1 << 20;
 /// zero-filled first. A large result's stores bypass the cache: it is read
 /// again only by later tasks, long after it would have left the cache, and
 /// ordinary stores would first read every line of it from memory.
-fn append_box(
+pub(super) fn append_box(
     dst: &mut Buffer,
     src: &Buffer,
     src_strides: &[usize],
@@ -556,7 +587,7 @@ fn walk_rows(extent: &[usize], mut row: impl FnMut(&[usize]) -> Option<()>) -> O
 }
 
 /// An empty buffer of `dtype` with room for `len` elements.
-fn with_room(dtype: DType, len: usize) -> Buffer {
+pub(super) fn with_room(dtype: DType, len: usize) -> Buffer {
     use crate::memory::with_capacity;
     match dtype {
         DType::Bool => Buffer::Bool(with_capacity(len)),
@@ -628,17 +659,49 @@ fn copy_box(
     ok.ok_or_else(|| internal("stencil copy out of range or between dtypes"))
 }
 
+/// A write of ghost cells, at padded positions (guard included).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum GhostMove {
+    /// `len` cells from `from` on copied to `to` on.
+    Copy { from: usize, to: usize, len: usize },
+    /// `len` cells from `at` on set to the constant (cast to the field's dtype).
+    Fill { at: usize, len: usize, value: f64 },
+}
+
 /// The cells of a field beyond the array's non-periodic edges, within its
 /// radius of the chunk, from the boundary rule. Axis by axis, so corners
 /// follow the same rule as NumPy's `pad`.
-fn fill_ghosts(
+pub(super) fn fill_ghosts(
     lay: &Layout,
-    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    geometry: (&[usize], &[usize], &[usize]),
     radius: &[usize],
     boundary: &[Boundary],
     (buf, shift): (&mut Buffer, usize),
 ) -> Result<()> {
     let outside = || internal("stencil ghost cells outside their buffer");
+    ghost_moves(lay, geometry, radius, boundary, |_, m| match m {
+        GhostMove::Fill { at, len, value } => {
+            let at = at.checked_sub(shift).ok_or_else(outside)?;
+            fill(buf, at, len, Value::F64(value).cast(buf.dtype()))
+        }
+        GhostMove::Copy { from, to, len } => {
+            let (from, to) = (from.checked_sub(shift), to.checked_sub(shift));
+            let (from, to) = from.zip(to).ok_or_else(outside)?;
+            copy_within(buf, from, to, len)
+        }
+    })
+}
+
+/// [`fill_ghosts`]'s writes, in order, each with its axis: the writes of
+/// one axis read only cells no write of that axis changes, so they may run
+/// in any order (or at once), but after the previous axis's.
+pub(super) fn ghost_moves(
+    lay: &Layout,
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    radius: &[usize],
+    boundary: &[Boundary],
+    mut emit: impl FnMut(usize, GhostMove) -> Result<()>,
+) -> Result<()> {
     let nd = shape.len();
     for d in 0..nd {
         let n = shape[d] as i64;
@@ -669,12 +732,10 @@ fn fill_ghosts(
             };
             let dst_plane = plane(x);
             match (src, boundary[d]) {
-                (None, Boundary::Constant(v)) => {
-                    let value = Value::F64(v).cast(buf.dtype());
+                (None, Boundary::Constant(value)) => {
                     for o in o_lo..o_hi {
                         let at = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
-                        let at = at.checked_sub(shift).ok_or_else(outside)?;
-                        fill(buf, at, inner, value)?;
+                        emit(d, GhostMove::Fill { at, len: inner, value })?;
                     }
                 }
                 (Some(s), _) => {
@@ -682,9 +743,7 @@ fn fill_ghosts(
                     for o in o_lo..o_hi {
                         let from = lay.guard + (o * lay.padded[d] + src_plane) * inner;
                         let to = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
-                        let (from, to) = (from.checked_sub(shift), to.checked_sub(shift));
-                        let (from, to) = from.zip(to).ok_or_else(outside)?;
-                        copy_within(buf, from, to, inner)?;
+                        emit(d, GhostMove::Copy { from, to, len: inner })?;
                     }
                 }
                 _ => {}
@@ -773,17 +832,62 @@ fn keep_edges(
 /// [`keep_edges`] for any number of axes.
 fn keep_edges_any(
     lay: &Layout,
-    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    geometry: (&[usize], &[usize], &[usize]),
     radius: &[usize],
     depth: &[usize],
     (old, old_shift): (&Buffer, usize),
     (out, shift): (&mut Buffer, usize),
 ) -> Result<()> {
+    fn keep<T: Copy>(s: &[T], d: &mut [T], (from, to): (usize, usize), n: usize) -> Option<()> {
+        let (from, to) = (s.get(from..from + n)?, d.get_mut(to..to + n)?);
+        // Usually a cell or two per edge (two where a chunk's halo wraps
+        // around the array's end): no memcpy call.
+        if n <= 4 {
+            for (t, f) in to.iter_mut().zip(from) {
+                *t = *f;
+            }
+        } else {
+            to.copy_from_slice(from);
+        }
+        Some(())
+    }
+    let ok = kept_spans(lay, geometry, radius, depth, |at, n| {
+        let ends = (at.checked_sub(old_shift)?, at.checked_sub(shift)?);
+        match (old, &mut *out) {
+            (Buffer::Bool(s), Buffer::Bool(d)) => keep(s, d, ends, n),
+            (Buffer::I32(s), Buffer::I32(d)) => keep(s, d, ends, n),
+            (Buffer::I64(s), Buffer::I64(d)) => keep(s, d, ends, n),
+            (Buffer::F32(s), Buffer::F32(d)) => keep(s, d, ends, n),
+            (Buffer::F64(s), Buffer::F64(d)) => keep(s, d, ends, n),
+            (Buffer::C128(s), Buffer::C128(d)) => keep(s, d, ends, n),
+            _ => None,
+        }
+    });
+    ok.ok_or_else(|| internal("stencil kept edges out of range"))
+}
+
+/// The cells a level keeps (within `depth[d]` of either end of an axis d,
+/// counted around periodic edges, inside the level's radius), as runs
+/// (padded position, guard included; length) in order, until `emit` says
+/// None.
+pub(super) fn kept_spans(
+    lay: &Layout,
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    radius: &[usize],
+    depth: &[usize],
+    mut emit: impl FnMut(usize, usize) -> Option<()>,
+) -> Option<()> {
     let nd = shape.len();
+    if nd == 0 || depth.iter().all(|&x| x == 0) {
+        return Some(());
+    }
     // Global range of the level along each axis.
     let (lo, ext): (Vec<i64>, Vec<usize>) = (0..nd)
         .map(|d| span(lay, origin[d], local[d], radius[d], d))
         .unzip();
+    if ext.contains(&0) {
+        return Some(());
+    }
     // Per axis, whether each cell of that range lies within `depth` of an
     // end (counted around periodic edges); the position along the axis is
     // stepped, not divided, per cell.
@@ -819,71 +923,24 @@ fn keep_edges_any(
         + (0..last)
             .map(|d| (lo[d] - lay.start[d]) as usize * lay.strides[d])
             .sum::<usize>();
-    /// The level's rows (every axis but the last), walked in order.
-    struct Rows<'a> {
-        base: usize,
-        strides: &'a [usize],
-        ext: &'a [usize],
-        in_band: &'a [Vec<bool>],
-        cols: &'a [(usize, usize)],
-        /// Padded positions of the source's and the destination's first elements.
-        old_shift: usize,
-        shift: usize,
-    }
-    // Rows are walked in place (no list of them): this runs per level of
-    // every task, and a list would be a heap block per call.
-    fn keep<T: Copy>(s: &[T], d: &mut [T], w: &Rows<'_>) -> Option<()> {
-        let last = w.ext.len() - 1;
-        let run = w.ext[last];
-        let mut idx = vec![0usize; last];
-        loop {
-            let whole = (0..last).any(|k| w.in_band[k][idx[k]]);
-            let at = w.base + (0..last).map(|k| idx[k] * w.strides[k]).sum::<usize>();
-            let (from, to) = (at.checked_sub(w.old_shift)?, at.checked_sub(w.shift)?);
-            if whole {
-                d.get_mut(to..to + run)?
-                    .copy_from_slice(s.get(from..from + run)?);
-            } else {
-                for &(c, n) in w.cols {
-                    let (from, to) = (
-                        s.get(from + c..from + c + n)?,
-                        d.get_mut(to + c..to + c + n)?,
-                    );
-                    // Usually a cell or two per edge (two where a chunk's
-                    // halo wraps around the array's end): no memcpy call.
-                    if n <= 4 {
-                        for (t, f) in to.iter_mut().zip(from) {
-                            *t = *f;
-                        }
-                    } else {
-                        to.copy_from_slice(from);
-                    }
-                }
-            }
-            if !shape::next_index(&mut idx, &w.ext[..last]) {
-                return Some(());
+    // Rows (every axis but the last) are walked in place (no list of them):
+    // this runs per level of every task, and a list would be a heap block.
+    let run = ext[last];
+    let mut idx = vec![0usize; last];
+    loop {
+        let whole = (0..last).any(|k| in_band[k][idx[k]]);
+        let at = base + (0..last).map(|k| idx[k] * lay.strides[k]).sum::<usize>();
+        if whole {
+            emit(at, run)?;
+        } else {
+            for &(c, n) in &col_runs {
+                emit(at + c, n)?;
             }
         }
+        if !shape::next_index(&mut idx, &ext[..last]) {
+            return Some(());
+        }
     }
-    let w = Rows {
-        base,
-        strides: &lay.strides,
-        ext: &ext,
-        in_band: &in_band,
-        cols: &col_runs,
-        old_shift,
-        shift,
-    };
-    let ok = match (old, out) {
-        (Buffer::Bool(s), Buffer::Bool(d)) => keep(s, d, &w),
-        (Buffer::I32(s), Buffer::I32(d)) => keep(s, d, &w),
-        (Buffer::I64(s), Buffer::I64(d)) => keep(s, d, &w),
-        (Buffer::F32(s), Buffer::F32(d)) => keep(s, d, &w),
-        (Buffer::F64(s), Buffer::F64(d)) => keep(s, d, &w),
-        (Buffer::C128(s), Buffer::C128(d)) => keep(s, d, &w),
-        _ => None,
-    };
-    ok.ok_or_else(|| internal("stencil kept edges out of range"))
 }
 
 /// [`keep_edges`] over two axes without a heap block (it runs per level of

@@ -1,0 +1,549 @@
+//! A stencil task as steps over device buffers: every field of the task in
+//! one padded layout (the whole chunk as one band), each level an
+//! elementwise kernel over windows of those buffers, and the cells a level
+//! keeps or takes from its boundary rule as lists of element moves. A
+//! device runs the steps in order with the fields in its own memory; only
+//! the stage inputs go up and the result comes back. [`DevicePlan::run_on_host`]
+//! runs the same steps on the CPU: the reference a device is checked against,
+//! itself checked against [`super::run_stencil`].
+
+use std::sync::Arc;
+
+use crate::buffer::Buffer;
+use crate::dtype::{DType, Value};
+use crate::error::Result;
+use crate::kernel::{Bound, Executable, OutSlice};
+use crate::op::Boundary;
+use crate::shape;
+
+use super::StencilKernel;
+use super::run::{
+    GhostMove, Piece, append_box, fill_ghosts, ghost_moves, ghost_rules, internal, kept_spans,
+    layout, level_box, place, read_at, with_room,
+};
+
+/// A stencil task for a device. Buffers ("slots") all hold `len` elements;
+/// a field lives in one slot, and a slot is reused once its field's last
+/// reader ran. Cells of a slot no step writes hold anything (a kept or
+/// ghost cell never reads them into a result), as on the CPU.
+#[derive(Debug)]
+pub struct DevicePlan {
+    /// Each slot's dtype.
+    pub slots: Vec<DType>,
+    /// Elements of every slot (the padded layout and its guards).
+    pub len: usize,
+    /// Slots filled from the host before the first step: the stage inputs.
+    pub uploads: Vec<(u32, Buffer)>,
+    pub steps: Vec<DeviceStep>,
+    /// The slot holding the output chunk's cells after the last step.
+    pub result: u32,
+    /// Where the chunk's first cell lies in the result slot.
+    chunk_at: usize,
+    strides: Vec<usize>,
+    local: Vec<usize>,
+}
+
+/// One step of a [`DevicePlan`]; each reads what the steps before it wrote.
+#[derive(Debug)]
+pub enum DeviceStep {
+    /// `exe` over a box of `shape` whose first cell is at global `origin`:
+    /// the box's element `i` reads input `k` at `reads[k].1 + i` of slot
+    /// `reads[k].0`, and is written at `out.1 + i` of slot `out.0` (a slot
+    /// no input reads).
+    Map {
+        exe: Arc<Executable>,
+        origin: Vec<i64>,
+        shape: Vec<usize>,
+        reads: Vec<(u32, usize)>,
+        out: (u32, usize),
+    },
+    /// `to[dst] = from[src]` for every `[src, dst]`. Where `from == to` no
+    /// `dst` is also a `src`, so the moves may run in any order.
+    Copy {
+        from: u32,
+        to: u32,
+        pairs: Vec<[u32; 2]>,
+    },
+    /// Every position `at` of `slot` set to `value` (of the slot's dtype).
+    Fill {
+        slot: u32,
+        at: Vec<u32>,
+        value: Value,
+    },
+}
+
+/// Slots by field, reused after a field's last reader.
+struct Slots {
+    dtypes: Vec<DType>,
+    free: Vec<u32>,
+}
+
+impl Slots {
+    fn take(&mut self, dtype: DType) -> u32 {
+        if let Some(i) = self
+            .free
+            .iter()
+            .position(|&s| self.dtypes[s as usize] == dtype)
+        {
+            return self.free.swap_remove(i);
+        }
+        self.dtypes.push(dtype);
+        (self.dtypes.len() - 1) as u32
+    }
+}
+
+/// The plan of output chunk (`origin`, `local`) of an array of `shape`, from
+/// the pieces of every stage input (as [`super::run_stencil`] takes them).
+/// `Ok(None)` where the layout holds more elements than 32-bit positions
+/// address.
+pub fn device_plan(
+    k: &StencilKernel,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    inputs: &[Vec<Piece<'_>>],
+    input_dtypes: &[DType],
+) -> Result<Option<DevicePlan>> {
+    let nd = k.ndim();
+    if shape.len() != nd
+        || origin.len() != nd
+        || local.len() != nd
+        || inputs.len() != k.inputs.len()
+        || input_dtypes.len() != k.inputs.len()
+    {
+        return Err(internal("stencil task does not match its kernel"));
+    }
+    let rules = ghost_rules(k);
+    let lay = layout(k, &rules, shape, origin, local);
+    let len = shape::size(&lay.padded) + 2 * lay.guard;
+    if u32::try_from(len).is_err() {
+        return Ok(None);
+    }
+    let geometry = (shape, origin, local);
+    let ni = k.inputs.len();
+    let mut slots = Slots {
+        dtypes: Vec::new(),
+        free: Vec::new(),
+    };
+    let mut field_slot: Vec<u32> = Vec::with_capacity(ni + k.levels.len());
+    let mut uploads = Vec::with_capacity(ni);
+    for (i, pieces) in inputs.iter().enumerate() {
+        let mut buf = Buffer::zeros(input_dtypes[i], len);
+        for p in pieces {
+            place(&lay, geometry, &k.inputs[i], &k.boundary, p, (&mut buf, 0))?;
+        }
+        fill_ghosts(&lay, geometry, &k.inputs[i], &rules, (&mut buf, 0))?;
+        let slot = slots.take(input_dtypes[i]);
+        field_slot.push(slot);
+        uploads.push((slot, buf));
+    }
+    let mut last_use = vec![0usize; ni + k.levels.len()];
+    for (j, level) in k.levels.iter().enumerate() {
+        for r in &level.reads {
+            last_use[r.field as usize] = j;
+        }
+        if let Some(keep) = &level.keep {
+            last_use[keep.field as usize] = j;
+        }
+    }
+    let mut live = vec![true; ni + k.levels.len()];
+    let clip_rows = k.boundary[0] != Boundary::Periodic;
+    let slot_of = |fields: &[u32], f: u32| {
+        fields
+            .get(f as usize)
+            .copied()
+            .ok_or_else(|| internal("stencil level reads a field computed after it"))
+    };
+    let mut steps = Vec::new();
+    for (j, level) in k.levels.iter().enumerate() {
+        let out = slots.take(level.dtype());
+        let lb = level_box(level, &lay, geometry, clip_rows);
+        let n = shape::size(&lb.shape);
+        let mut reads = Vec::with_capacity(level.reads.len());
+        for read in &level.reads {
+            let at = usize::try_from(read_at(&lay, lb.start, read))
+                .ok()
+                .filter(|at| at + n <= len)
+                .ok_or_else(|| internal("stencil window outside its field"))?;
+            reads.push((slot_of(&field_slot, read.field)?, at));
+        }
+        steps.push(DeviceStep::Map {
+            exe: level.exe.clone(),
+            origin: lb.origin,
+            shape: lb.shape,
+            reads,
+            out: (out, lay.guard + lb.start),
+        });
+        if let Some(keep) = &level.keep {
+            let mut pairs = Vec::new();
+            kept_spans(&lay, geometry, &level.radius, &keep.depth, |at, n| {
+                pairs.extend((at..at + n).map(|p| [p as u32, p as u32]));
+                (at + n <= len).then_some(())
+            })
+            .ok_or_else(|| internal("stencil kept edges out of range"))?;
+            if !pairs.is_empty() {
+                let from = slot_of(&field_slot, keep.field)?;
+                steps.push(DeviceStep::Copy {
+                    from,
+                    to: out,
+                    pairs,
+                });
+            }
+        }
+        if level.radius.iter().any(|&r| r > 0) {
+            ghost_steps(&lay, geometry, &level.radius, &rules, (out, level.dtype()), len, &mut steps)?;
+        }
+        field_slot.push(out);
+        for f in 0..ni + j {
+            if live[f] && last_use[f] <= j {
+                live[f] = false;
+                slots.free.push(field_slot[f]);
+            }
+        }
+    }
+    let result = *field_slot
+        .last()
+        .ok_or_else(|| internal("stencil without a result"))?;
+    let chunk_at = lay.pos(
+        &(0..nd)
+            .map(|d| (origin[d] as i64 - lay.start[d]) as usize)
+            .collect::<Vec<_>>(),
+    );
+    Ok(Some(DevicePlan {
+        slots: slots.dtypes,
+        len,
+        uploads,
+        steps,
+        result,
+        chunk_at,
+        strides: lay.strides,
+        local: local.to_vec(),
+    }))
+}
+
+/// A level's ghost cells as steps: per axis, one step of copies or of
+/// constants (an axis has one rule), after the previous axis's.
+fn ghost_steps(
+    lay: &super::run::Layout,
+    geometry: (&[usize], &[usize], &[usize]),
+    radius: &[usize],
+    rules: &[Boundary],
+    (slot, dtype): (u32, DType),
+    len: usize,
+    steps: &mut Vec<DeviceStep>,
+) -> Result<()> {
+    let nd = radius.len();
+    let mut pairs: Vec<Vec<[u32; 2]>> = vec![Vec::new(); nd];
+    let mut fills: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0); nd];
+    let outside = || internal("stencil ghost cells outside their buffer");
+    ghost_moves(lay, geometry, radius, rules, |d, m| {
+        match m {
+            GhostMove::Copy { from, to, len: n } => {
+                if from.max(to) + n > len {
+                    return Err(outside());
+                }
+                pairs[d].extend((0..n).map(|k| [(from + k) as u32, (to + k) as u32]));
+            }
+            GhostMove::Fill { at, len: n, value } => {
+                if at + n > len {
+                    return Err(outside());
+                }
+                fills[d].0.extend((at..at + n).map(|p| p as u32));
+                fills[d].1 = value;
+            }
+        }
+        Ok(())
+    })?;
+    for (copies, (at, value)) in pairs.into_iter().zip(fills) {
+        if !copies.is_empty() {
+            steps.push(DeviceStep::Copy {
+                from: slot,
+                to: slot,
+                pairs: copies,
+            });
+        }
+        if !at.is_empty() {
+            steps.push(DeviceStep::Fill {
+                slot,
+                at,
+                value: Value::F64(value).cast(dtype),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl DevicePlan {
+    /// The dtype of the result.
+    pub fn dtype(&self) -> DType {
+        self.slots
+            .get(self.result as usize)
+            .copied()
+            .unwrap_or(DType::F64)
+    }
+
+    /// The output chunk's cells, from the result slot's contents.
+    pub fn chunk(&self, result: &Buffer) -> Result<Buffer> {
+        if result.len() != self.len || result.dtype() != self.dtype() {
+            return Err(internal("a stencil's device result of the wrong size"));
+        }
+        let mut out = with_room(self.dtype(), shape::size(&self.local));
+        append_box(&mut out, result, &self.strides, self.chunk_at, &self.local)?;
+        Ok(out)
+    }
+
+    /// Runs the steps on the CPU, in order: the result slot's contents.
+    pub fn run_on_host(&self) -> Result<Buffer> {
+        let mut bufs: Vec<Buffer> = self
+            .slots
+            .iter()
+            .map(|&d| Buffer::zeros(d, self.len))
+            .collect();
+        for (s, b) in &self.uploads {
+            *slot_mut(&mut bufs, *s)? = b.clone();
+        }
+        for step in &self.steps {
+            match step {
+                DeviceStep::Map {
+                    exe,
+                    origin,
+                    shape: box_shape,
+                    reads,
+                    out: (out, at),
+                } => {
+                    let mut target = std::mem::replace(slot_mut(&mut bufs, *out)?, Buffer::Bool(Vec::new()));
+                    let mut windows = Vec::with_capacity(reads.len());
+                    for &(s, w) in reads {
+                        let b = bufs
+                            .get(s as usize)
+                            .ok_or_else(|| internal("a step reads a slot beyond the plan"))?;
+                        windows.push((b, w));
+                    }
+                    let n = shape::size(box_shape);
+                    Bound::windows(exe, origin, box_shape, &windows)?
+                        .run_map_into(window_mut(&mut target, *at, n)?)?;
+                    *slot_mut(&mut bufs, *out)? = target;
+                }
+                DeviceStep::Copy { from, to, pairs } if from == to => {
+                    move_cells(slot_mut(&mut bufs, *to)?, None, pairs)?;
+                }
+                DeviceStep::Copy { from, to, pairs } => {
+                    let mut target = std::mem::replace(slot_mut(&mut bufs, *to)?, Buffer::Bool(Vec::new()));
+                    let src = bufs
+                        .get(*from as usize)
+                        .ok_or_else(|| internal("a step reads a slot beyond the plan"))?;
+                    move_cells(&mut target, Some(src), pairs)?;
+                    *slot_mut(&mut bufs, *to)? = target;
+                }
+                DeviceStep::Fill { slot, at, value } => {
+                    fill_cells(slot_mut(&mut bufs, *slot)?, at, *value)?;
+                }
+            }
+        }
+        let result = self.result as usize;
+        if result >= bufs.len() {
+            return Err(internal("a plan's result beyond its slots"));
+        }
+        Ok(bufs.swap_remove(result))
+    }
+}
+
+fn slot_mut(bufs: &mut [Buffer], s: u32) -> Result<&mut Buffer> {
+    bufs.get_mut(s as usize)
+        .ok_or_else(|| internal("a step writes a slot beyond the plan"))
+}
+
+fn window_mut(buf: &mut Buffer, at: usize, n: usize) -> Result<OutSlice<'_>> {
+    let range = at..at + n;
+    let outside = || internal("a step writes outside its slot");
+    Ok(match buf {
+        Buffer::Bool(v) => OutSlice::Bool(v.get_mut(range).ok_or_else(outside)?),
+        Buffer::I32(v) => OutSlice::I32(v.get_mut(range).ok_or_else(outside)?),
+        Buffer::I64(v) => OutSlice::I64(v.get_mut(range).ok_or_else(outside)?),
+        Buffer::F32(v) => OutSlice::F32(v.get_mut(range).ok_or_else(outside)?),
+        Buffer::F64(v) => OutSlice::F64(v.get_mut(range).ok_or_else(outside)?),
+        Buffer::C128(v) => OutSlice::C128(v.get_mut(range).ok_or_else(outside)?),
+    })
+}
+
+/// `dst[d] = src[s]` for each `[s, d]`; `src` None: within `dst`.
+fn move_cells(dst: &mut Buffer, src: Option<&Buffer>, pairs: &[[u32; 2]]) -> Result<()> {
+    fn moves<T: Copy>(d: &mut [T], s: Option<&[T]>, pairs: &[[u32; 2]]) -> Option<()> {
+        for &[a, b] in pairs {
+            let v = match s {
+                Some(s) => *s.get(a as usize)?,
+                None => *d.get(a as usize)?,
+            };
+            *d.get_mut(b as usize)? = v;
+        }
+        Some(())
+    }
+    let ok = match (dst, src) {
+        (Buffer::Bool(d), None) => moves(d, None, pairs),
+        (Buffer::I32(d), None) => moves(d, None, pairs),
+        (Buffer::I64(d), None) => moves(d, None, pairs),
+        (Buffer::F32(d), None) => moves(d, None, pairs),
+        (Buffer::F64(d), None) => moves(d, None, pairs),
+        (Buffer::C128(d), None) => moves(d, None, pairs),
+        (Buffer::Bool(d), Some(Buffer::Bool(s))) => moves(d, Some(s), pairs),
+        (Buffer::I32(d), Some(Buffer::I32(s))) => moves(d, Some(s), pairs),
+        (Buffer::I64(d), Some(Buffer::I64(s))) => moves(d, Some(s), pairs),
+        (Buffer::F32(d), Some(Buffer::F32(s))) => moves(d, Some(s), pairs),
+        (Buffer::F64(d), Some(Buffer::F64(s))) => moves(d, Some(s), pairs),
+        (Buffer::C128(d), Some(Buffer::C128(s))) => moves(d, Some(s), pairs),
+        _ => None,
+    };
+    ok.ok_or_else(|| internal("a move outside its slots or between dtypes"))
+}
+
+fn fill_cells(buf: &mut Buffer, at: &[u32], value: Value) -> Result<()> {
+    fn set<T: Copy>(d: &mut [T], at: &[u32], v: T) -> Option<()> {
+        for &p in at {
+            *d.get_mut(p as usize)? = v;
+        }
+        Some(())
+    }
+    let ok = match (buf, value) {
+        (Buffer::Bool(d), Value::Bool(v)) => set(d, at, v),
+        (Buffer::I32(d), Value::I32(v)) => set(d, at, v),
+        (Buffer::I64(d), Value::I64(v)) => set(d, at, v),
+        (Buffer::F32(d), Value::F32(v)) => set(d, at, v),
+        (Buffer::F64(d), Value::F64(v)) => set(d, at, v),
+        (Buffer::C128(d), Value::C128(v)) => set(d, at, v),
+        _ => None,
+    };
+    ok.ok_or_else(|| internal("a fill outside its slot or of another dtype"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::ir::{InputSpec, Instr, ProgramBuilder};
+    use crate::op::BinaryOp;
+    use crate::stencil::{Keep, Level, Read};
+
+    /// `steps` explicit diffusion steps of one f64 field: each level reads
+    /// the previous field at its centre and one cell either way per axis
+    /// (and keeps `Fixed` edges).
+    fn diffusion(nd: usize, boundary: Boundary, steps: usize) -> StencilKernel {
+        let mut levels = Vec::new();
+        for j in 0..steps {
+            let field = j as u32; // the input, then each level in turn
+            let mut b = ProgramBuilder::new();
+            let mut reads = Vec::new();
+            let mut load = |b: &mut ProgramBuilder, offset: Vec<i64>| {
+                reads.push(Read { field, offset });
+                b.input(InputSpec {
+                    dtype: DType::F64,
+                    shape: vec![1; nd],
+                })
+            };
+            let c = load(&mut b, vec![0; nd]);
+            let mut sum = b.push(Instr::Const(Value::F64(0.0)), DType::F64);
+            for d in 0..nd {
+                for s in [-1i64, 1] {
+                    let mut o = vec![0; nd];
+                    o[d] = s;
+                    let x = load(&mut b, o);
+                    sum = b.push(Instr::Binary(BinaryOp::Add, sum, x), DType::F64);
+                }
+            }
+            let w = b.push(Instr::Const(Value::F64(2.0 * nd as f64)), DType::F64);
+            let wc = b.push(Instr::Binary(BinaryOp::Mul, w, c), DType::F64);
+            let lap = b.push(Instr::Binary(BinaryOp::Sub, sum, wc), DType::F64);
+            let k = b.push(Instr::Const(Value::F64(0.1)), DType::F64);
+            let step = b.push(Instr::Binary(BinaryOp::Mul, k, lap), DType::F64);
+            let root = b.push(Instr::Binary(BinaryOp::Add, c, step), DType::F64);
+            levels.push(Level {
+                exe: Arc::new(Executable::new(b.finish(root, vec![1; nd]))),
+                radius: vec![steps - 1 - j; nd],
+                reads,
+                keep: (boundary == Boundary::Fixed).then(|| Keep {
+                    field,
+                    depth: vec![1; nd],
+                }),
+            });
+        }
+        StencilKernel {
+            boundary: vec![boundary; nd],
+            halo: vec![steps; nd],
+            inputs: vec![vec![steps; nd]],
+            levels,
+        }
+    }
+
+    /// The plan's steps, run on the host, give [`super::super::run_stencil`]'s
+    /// bits: every boundary rule, one to three axes, chunks at the array's
+    /// corners, edges and inside, halos wider than the array, one to three
+    /// fused steps.
+    #[test]
+    fn a_plan_run_step_by_step_gives_the_stencils_bits() {
+        let rules = [
+            Boundary::Fixed,
+            Boundary::Periodic,
+            Boundary::Reflect,
+            Boundary::Nearest,
+            Boundary::Constant(-2.5),
+        ];
+        let cases: [(&[usize], &[usize], &[usize]); 7] = [
+            (&[40], &[0], &[13]),
+            (&[40], &[27], &[13]),
+            (&[30, 20], &[0, 0], &[10, 20]),
+            (&[30, 20], &[10, 7], &[10, 7]),
+            (&[30, 20], &[20, 13], &[10, 7]),
+            (&[4, 3], &[0, 0], &[4, 3]),
+            (&[9, 8, 7], &[3, 0, 4], &[3, 8, 3]),
+        ];
+        let (mut plans, mut moves) = (0, 0);
+        for rule in rules {
+            for steps in 1..=3 {
+                for (shape, origin, local) in cases {
+                    let nd = shape.len();
+                    let k = diffusion(nd, rule, steps);
+                    let n = shape::size(shape);
+                    let data = Buffer::F64(
+                        (0..n)
+                            .map(|i| ((i as f64) * 0.731).sin() * 10.0 + i as f64 * 0.01)
+                            .collect(),
+                    );
+                    let whole = vec![vec![Piece {
+                        lo: vec![0; nd],
+                        shape: shape.to_vec(),
+                        data: &data,
+                    }]];
+                    let want = super::super::run_stencil(&k, shape, origin, local, &whole, &[DType::F64])
+                        .expect("the CPU runs it");
+                    let plan = device_plan(&k, shape, origin, local, &whole, &[DType::F64])
+                        .expect("plans")
+                        .expect("small enough");
+                    let got = plan.chunk(&plan.run_on_host().expect("runs")).expect("crops");
+                    let what = format!("{rule:?} {steps} steps {shape:?} {origin:?}+{local:?}");
+                    let (Buffer::F64(w), Buffer::F64(g)) = (&want, &got) else {
+                        panic!("f64 results for {what}");
+                    };
+                    assert_eq!(w.len(), g.len(), "{what}");
+                    assert!(
+                        w.iter().zip(g).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{what}: {w:?} against {g:?}"
+                    );
+                    // Moves within a slot never move a cell that another move reads.
+                    for step in &plan.steps {
+                        if let DeviceStep::Copy { from, to, pairs } = step {
+                            moves += 1;
+                            if from == to {
+                                let dst: std::collections::HashSet<u32> =
+                                    pairs.iter().map(|p| p[1]).collect();
+                                assert!(pairs.iter().all(|p| !dst.contains(&p[0])), "{what}");
+                            }
+                        }
+                    }
+                    // A slot per live field: the input and two levels at most.
+                    assert!(plan.slots.len() <= 3, "{what}: {} slots", plan.slots.len());
+                    plans += 1;
+                }
+            }
+        }
+        assert_eq!(plans, 5 * 3 * 7);
+        assert!(moves > 50, "{moves} move steps");
+    }
+}
