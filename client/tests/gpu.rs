@@ -44,7 +44,8 @@ fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
             on_gpu: 4,
             declined: 0,
             failed: 0,
-            folded: 0
+            folded: 0,
+            stencils: 0
         }
     );
     // Random numbers are the same bits on either device.
@@ -101,7 +102,8 @@ fn transcendentals_run_on_the_gpu_within_the_cpus_bounds() {
             on_gpu: 7,
             declined: 1,
             failed: 0,
-            folded: 0
+            folded: 0,
+            stencils: 0
         }
     );
 }
@@ -122,7 +124,8 @@ fn kernels_without_a_gpu_form_run_on_the_cpu() {
             on_gpu: 0,
             declined: 4,
             failed: 0,
-            folded: 0
+            folded: 0,
+            stencils: 0
         }
     );
 }
@@ -328,4 +331,132 @@ fn order_free_reductions_are_folded_on_the_gpu() {
     );
     let c = counts(&gpu);
     assert_eq!((c.on_gpu, c.declined, c.folded), (4 * 7, 4, 4 * 6), "{c:?}");
+}
+
+/// Stencil tasks run on the GPU, every level of a task there, and give the
+/// CPU's bits: every boundary rule over one to three axes, several fused
+/// steps per task, an integer Game of Life with a `where`, and a grid
+/// generated inside the stencil (its origin before the array's start).
+#[test]
+fn stencils_run_on_the_gpu_with_the_cpus_bits() {
+    use accel::{Array, Boundary, from_ndarray};
+    use ndarray::{ArrayD, IxDyn};
+    let rules = [
+        Boundary::Fixed,
+        Boundary::Periodic,
+        Boundary::Reflect,
+        Boundary::Nearest,
+        Boundary::Constant(0.5),
+    ];
+    let field = |shape: &[usize]| {
+        let n: usize = shape.iter().product();
+        ArrayD::from_shape_vec(
+            IxDyn(shape),
+            (0..n).map(|i| ((i as f64) * 0.377).sin() * 3.0).collect(),
+        )
+        .unwrap()
+    };
+    // (shape, chunks, steps, fused steps per task)
+    let cases: [(&[usize], &[usize], usize, usize); 4] = [
+        (&[60], &[25], 7, 3),
+        (&[40, 30], &[15, 30], 6, 2),
+        (&[40, 30], &[20, 11], 5, 3),
+        (&[10, 9, 8], &[5, 9, 4], 3, 2),
+    ];
+    let cpu = Client::local().with_progress(false).with_loop_bands(false);
+    let mut expected_stencils = 0;
+    let gpu = lavapipe().with_loop_bands(false);
+    for (shape, chunks, steps, depth) in cases {
+        for rule in rules {
+            let x = from_ndarray(&field(shape), chunks);
+            let nd = shape.len();
+            let step = |t: &Array| {
+                t.map_overlap(vec![rule; nd], |n| {
+                    let mut sum = n.center() * -(2.0 * nd as f64);
+                    for d in 0..nd {
+                        for s in [-1i64, 1] {
+                            let mut o = vec![0; nd];
+                            o[d] = s;
+                            sum = sum + n.at(&o);
+                        }
+                    }
+                    n.center() + sum * 0.1
+                })
+            };
+            let out = x.iterate(steps, step);
+            let cpu = cpu.clone().with_stencil_depth(Some(depth));
+            let gpu = gpu.clone().with_stencil_depth(Some(depth));
+            let plan = gpu.plan(&[&out]).unwrap();
+            let source_chunks: usize = shape
+                .iter()
+                .zip(chunks)
+                .map(|(n, c)| n.div_ceil(*c))
+                .product();
+            expected_stencils += plan.tasks() - source_chunks;
+            let want = cpu.compute::<f64>(&out).unwrap();
+            let got = gpu.compute::<f64>(&out).unwrap();
+            let same = want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(
+                same,
+                "{rule:?} on {shape:?} in {chunks:?}: GPU and CPU differ"
+            );
+        }
+    }
+    let c = counts(&gpu);
+    assert_eq!(
+        (c.stencils, c.on_gpu),
+        (expected_stencils as u64, expected_stencils as u64),
+        "{c:?}"
+    );
+    assert_eq!((c.declined, c.failed), (0, 0), "{c:?}");
+
+    // Life on a torus, in 32-bit integers: neighbours counted, a `where`.
+    let mut board = ArrayD::<i32>::zeros(IxDyn(&[24, 20]));
+    for (i, j) in [
+        (1, 2),
+        (2, 3),
+        (3, 1),
+        (3, 2),
+        (3, 3),
+        (10, 10),
+        (10, 11),
+        (10, 12),
+    ] {
+        board[[i, j]] = 1;
+    }
+    let life = from_ndarray(&board, vec![12, 10]).iterate(8, |t| {
+        t.map_overlap(Boundary::Periodic, |n| {
+            let mut count = n.at(&[-1, -1]);
+            for o in [[-1, 0], [-1, 1], [0, -1], [0, 1], [1, -1], [1, 0], [1, 1]] {
+                count = count + n.at(&o);
+            }
+            let born = count.equal(3i32);
+            let stays = count.equal(2i32).and(n.center().equal(1i32));
+            where_(&born.or(&stays), 1i32, 0i32).astype(DType::I32)
+        })
+    });
+    let want = cpu.compute::<i32>(&life).unwrap();
+    let got = gpu.compute::<i32>(&life).unwrap();
+    assert_eq!(want, got);
+    assert!(got.iter().sum::<i32>() > 0, "life goes on");
+    // A source term on a grid generated inside the stencil.
+    let grid = arange(48, 16).astype(DType::F64) / 7.0;
+    let heated = from_ndarray(&field(&[48]), vec![16]).iterate(4, |t| {
+        t.map_overlap(Boundary::Reflect, |n| {
+            (n.at(&[-1]) + n.at(&[1])) * 0.5 + (&grid).sin() * 0.01
+        })
+    });
+    let want = cpu.compute::<f64>(&heated).unwrap();
+    let got = gpu.compute::<f64>(&heated).unwrap();
+    assert!(
+        want.iter()
+            .zip(&got)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    let after = counts(&gpu);
+    assert!(after.stencils > c.stencils + 4, "{after:?}");
+    assert_eq!(after.failed, 0, "{after:?}");
 }

@@ -15,6 +15,8 @@ use accel_core::shape;
 use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
 
+mod stencil;
+
 /// Longest wait for one kernel: a hung device fails the task (which then
 /// runs on the CPU) instead of hanging it.
 const KERNEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
@@ -292,7 +294,7 @@ impl Gpu {
             return Err(Error::TooLarge(n as u64));
         }
         let pipe = self.pipeline(program, &access, fold)?;
-        let meta = meta_words(program, &pipe.shader, n32, origin, local, &strides);
+        let meta = meta_words(program, &pipe.shader, n32, &signed(origin), local, &strides);
         // Results: one per element, or one per strip.
         let results = match fold {
             None => n,
@@ -389,6 +391,33 @@ impl Gpu {
         if let Some(k) = status_at {
             enc.copy_buffer_to_buffer(&bound[k].0, 0, &readback, out_bytes, 4);
         }
+        let (data, special) =
+            self.submit_and_read(enc, [scope, oom], &readback, readback_bytes, |view| {
+                let special = view
+                    .get(out_bytes as usize..out_bytes as usize + 4)
+                    .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+                (download(root, view, n), special)
+            })?;
+        // The kernel is done with every buffer (the wait above): keep them.
+        self.pool
+            .give(bound.into_iter().map(|(b, _)| b).chain([readback]));
+        if special > 0 {
+            return Err(Error::SpecialValues(special));
+        }
+        Ok(data)
+    }
+
+    /// Submits `enc` (recorded under `scopes`: validation errors, then out
+    /// of memory), waits for the device, and hands `read` the first `bytes`
+    /// of `readback` (a mapped-read buffer `enc` copied results into).
+    pub(crate) fn submit_and_read<T>(
+        &self,
+        enc: wgpu::CommandEncoder,
+        [scope, oom]: [wgpu::ErrorScopeGuard; 2],
+        readback: &wgpu::Buffer,
+        bytes: u64,
+        read: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T> {
         let guard = self
             .submit
             .lock()
@@ -396,7 +425,7 @@ impl Gpu {
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         readback
-            .slice(..readback_bytes)
+            .slice(..bytes)
             .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
         self.device
             .poll(wgpu::PollType::Wait {
@@ -414,24 +443,15 @@ impl Gpu {
         rx.recv()
             .map_err(|_| Error::Device("the read-back never completed".into()))?
             .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
-        let (data, special) = {
+        let out = {
             let view = readback
-                .slice(..readback_bytes)
+                .slice(..bytes)
                 .get_mapped_range()
                 .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
-            let special = view
-                .get(out_bytes as usize..out_bytes as usize + 4)
-                .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-            (download(root, &view, n), special)
+            read(&view)
         };
         readback.unmap();
-        // The kernel is done with every buffer (the wait above): keep them.
-        self.pool
-            .give(bound.into_iter().map(|(b, _)| b).chain([readback]));
-        if special > 0 {
-            return Err(Error::SpecialValues(special));
-        }
-        Ok(data)
+        Ok(out)
     }
 
     /// The pipeline of `program` read through `access` (its map, or the
@@ -469,16 +489,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
             2f64.powi(-30).to_bits(),
             2f64.powi(-29).to_bits()
         );
-        let shader = wgsl::Shader {
-            source,
-            body: String::new(),
-            functions: String::new(),
-            ndim: 1,
-            strided: Vec::new(),
-            generators: Vec::new(),
-            flags: false,
-        };
-        let pipe = self.compile(shader, 0)?;
+        let pipe = self.compile(wgsl::Shader::fixed(source, 1), 0)?;
         match self.dispatch(&pipe, &[1, 1], Vec::new(), DType::F64, 1)? {
             Buffer::F64(v) => Ok(v.first() == Some(&2f64.powi(-60))),
             _ => Err(Error::Device("the fma probe returned no float".into())),
@@ -677,13 +688,19 @@ pub(crate) fn line_up(
     Ok((access, all))
 }
 
+/// Chunk coordinates as the signed ones [`meta_words`] takes.
+pub(crate) fn signed(origin: &[usize]) -> Vec<i64> {
+    origin.iter().map(|&o| o as i64).collect()
+}
+
 /// The `meta` words a shader reads: element count, chunk shape, strides of
-/// strided inputs, and each generator's counter at the chunk's first element.
+/// strided inputs, and each generator's counter at the chunk's first element
+/// (`origin` may lie before the array: a stencil level's box).
 pub(crate) fn meta_words(
     program: &Program,
     shader: &wgsl::Shader,
     n: u32,
-    origin: &[usize],
+    origin: &[i64],
     local: &[usize],
     strides: &[Vec<i64>],
 ) -> Vec<u32> {
@@ -697,7 +714,7 @@ pub(crate) fn meta_words(
             Instr::Gen { base, strides, .. } => origin
                 .iter()
                 .zip(strides)
-                .map(|(&o, &s)| (o as i64).wrapping_mul(s))
+                .map(|(&o, &s)| o.wrapping_mul(s))
                 .fold(*base, i64::wrapping_add),
             _ => 0,
         };

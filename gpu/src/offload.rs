@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use accel_core::buffer::Buffer;
 use accel_core::exec::{Fold, Offload};
 use accel_core::kernel::Executable;
+use accel_core::stencil::{DevicePlan, DeviceStep};
 
 use crate::{Error, Gpu};
 
@@ -21,6 +22,8 @@ pub struct OffloadCounts {
     pub failed: u64,
     /// Of `on_gpu`, partial reductions folded on the GPU (only their strips' results came back).
     pub folded: u64,
+    /// Of `on_gpu`, stencil tasks (every level of the task ran there).
+    pub stencils: u64,
 }
 
 /// The device kernels run on.
@@ -55,6 +58,22 @@ impl Backend {
             Backend::Vulkan(g) => g.run_fold(program, origin, local, inputs, fold),
             #[cfg(feature = "cuda")]
             Backend::Cuda(g) => g.run_fold(program, origin, local, inputs, fold),
+        }
+    }
+
+    /// Whether this device runs stencil tasks (the Vulkan backend does).
+    pub fn takes_stencils(&self) -> bool {
+        matches!(self, Backend::Vulkan(_))
+    }
+
+    /// Runs a stencil task's steps on this device (see [`Gpu::run_stencil`]); no fallback.
+    pub fn run_stencil(&self, plan: &DevicePlan) -> crate::Result<Buffer> {
+        match self {
+            Backend::Vulkan(g) => g.run_stencil(plan),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => Err(Error::Unsupported(crate::wgsl::Unsupported(
+                "stencil tasks on CUDA (they run on the CPU)".into(),
+            ))),
         }
     }
 
@@ -111,6 +130,7 @@ pub struct Offloader {
     declined: AtomicU64,
     failed: AtomicU64,
     folded: AtomicU64,
+    stencils: AtomicU64,
 }
 
 impl Offloader {
@@ -122,6 +142,7 @@ impl Offloader {
             declined: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             folded: AtomicU64::new(0),
+            stencils: AtomicU64::new(0),
         }
     }
 
@@ -139,6 +160,7 @@ impl Offloader {
             declined: self.declined.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             folded: self.folded.load(Ordering::Relaxed),
+            stencils: self.stencils.load(Ordering::Relaxed),
         }
     }
 }
@@ -151,7 +173,7 @@ impl Offload for Offloader {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Option<Buffer> {
-        self.attempt(exe, || {
+        self.attempt(portable(exe), || {
             self.gpu.run_map(&exe.program, origin, local, inputs)
         })
     }
@@ -164,23 +186,38 @@ impl Offload for Offloader {
         inputs: &[(&[usize], &Buffer)],
         fold: Fold,
     ) -> Option<Buffer> {
-        let parts = self.attempt(exe, || {
+        let parts = self.attempt(portable(exe), || {
             self.gpu.run_fold(&exe.program, origin, local, inputs, fold)
         })?;
         self.folded.fetch_add(1, Ordering::Relaxed);
         Some(parts)
     }
+
+    fn takes_stencils(&self) -> bool {
+        self.gpu.takes_stencils() && self.health.usable()
+    }
+
+    fn run_stencil(&self, plan: &DevicePlan) -> Option<Buffer> {
+        let portable = plan.steps.iter().all(|s| match s {
+            DeviceStep::Map { exe, .. } => crate::wgsl::check(&exe.program).is_ok(),
+            _ => true,
+        });
+        let result = self.attempt(portable, || self.gpu.run_stencil(plan))?;
+        self.stencils.fetch_add(1, Ordering::Relaxed);
+        Some(result)
+    }
 }
 
 impl Offloader {
-    /// Runs `kernel` on the device when it can; counts how it went, and
-    /// gives the device up after failures in a row. None: the CPU's turn.
+    /// Runs `kernel` on the device when it can (`portable`: its programs
+    /// have a GPU form); counts how it went, and gives the device up after
+    /// failures in a row. None: the CPU's turn.
     fn attempt(
         &self,
-        exe: &Executable,
+        portable: bool,
         kernel: impl FnOnce() -> crate::Result<Buffer>,
     ) -> Option<Buffer> {
-        if !self.health.usable() || crate::wgsl::check(&exe.program).is_err() {
+        if !self.health.usable() || !portable {
             self.declined.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -210,6 +247,11 @@ impl Offloader {
             }
         }
     }
+}
+
+/// Whether `exe`'s program has a GPU form.
+fn portable(exe: &Executable) -> bool {
+    crate::wgsl::check(&exe.program).is_ok()
 }
 
 #[cfg(test)]

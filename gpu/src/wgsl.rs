@@ -43,6 +43,11 @@ pub enum Access {
     Scalar,
     /// Through per-axis strides read from `dims` (broadcast axes have stride 0).
     Strided,
+    /// Laid out like the output from a position read from `dims`: a window
+    /// of a larger buffer (a stencil level reads its fields so). A shader
+    /// with windowed inputs writes its output at a position from `dims` too
+    /// (see [`Shader::window_words`]).
+    Window,
 }
 
 /// Why a program cannot run on the GPU (it then runs on the CPU).
@@ -75,15 +80,38 @@ pub struct Shader {
     /// range in a `status` word (binding after the output); a chunk with
     /// any is computed on the CPU.
     pub flags: bool,
+    /// Whether inputs are windows: then the `dims` words after the zero
+    /// word are the output's first position and each input's, in order.
+    pub windows: bool,
 }
 
 impl Shader {
+    /// A hand-written shader (no program behind it) of `ndim` axes.
+    pub fn fixed(source: String, ndim: usize) -> Shader {
+        Shader {
+            source,
+            body: String::new(),
+            functions: String::new(),
+            ndim,
+            strided: Vec::new(),
+            generators: Vec::new(),
+            flags: false,
+            windows: false,
+        }
+    }
+
     /// The `dims` word after the generators' counters, always zero: float
     /// zero constants are built from it at run time. A literal zero lets the
     /// driver fold `0 * x` to 0 and `x + 0` to x (Mesa does, whatever the
     /// float controls say), which is wrong for infinities, NaN and -0.
     pub fn zero_word(&self) -> usize {
         zero_word(self.ndim, self.strided.len(), self.generators.len())
+    }
+
+    /// The `dims` word of the output's first position (windowed shaders);
+    /// input `k`'s follows at `+ 1 + k`.
+    pub fn window_words(&self) -> usize {
+        self.zero_word() + 1
     }
 }
 
@@ -255,6 +283,10 @@ fn generate_with(
         .filter(|&k| matches!(program.instrs[k], Instr::Gen { .. }))
         .collect();
     let flags = has_transcendentals(program);
+    let windows = access.contains(&Access::Window);
+    if windows && (fold.is_some() || access.iter().any(|&a| a != Access::Window)) {
+        return refuse("windowed inputs mixed with other reads, or folded");
+    }
     // The statements of `main` after the element index `i` is known.
     let mut body = String::new();
     let zero_at = zero_word(nd, strided.len(), generators.len());
@@ -271,6 +303,7 @@ fn generate_with(
         strided: &strided,
         generators: &generators,
         nd,
+        window_at: zero_at + 1,
         src: &mut body,
         prefix: String::new(),
         loads: None,
@@ -292,6 +325,9 @@ fn generate_with(
         .map(|f| fold_text(f, root_dtype, &format!("r{root}")))
         .transpose()?;
     match &folding {
+        None if windows => {
+            let _ = writeln!(body, "    out[i + dims[{}]] = {stored};", zero_at + 1);
+        }
         None => {
             let _ = writeln!(body, "    out[i] = {stored};");
         }
@@ -345,6 +381,7 @@ fn generate_with(
         strided,
         generators,
         flags,
+        windows,
     })
 }
 
@@ -586,6 +623,8 @@ struct Body<'a> {
     strided: &'a [usize],
     generators: &'a [usize],
     nd: usize,
+    /// The `dims` word of the output's window position (windowed shaders).
+    window_at: usize,
     src: &'a mut String,
     /// Prefix of this body's names (a loop body's are `l{k}_...`).
     prefix: String,
@@ -689,6 +728,7 @@ impl Body<'_> {
             strided: &[],
             generators: &[],
             nd: self.nd,
+            window_at: self.window_at,
             src: &mut *self.src,
             prefix: p.clone(),
             loads: Some(loads),
@@ -718,6 +758,7 @@ impl Body<'_> {
         let at = match self.access[input] {
             Access::Contiguous => "i".to_string(),
             Access::Scalar => "0u".to_string(),
+            Access::Window => format!("i + dims[{}]", self.window_at + 1 + input),
             Access::Strided => {
                 let slot = self.strided.iter().position(|&s| s == input).unwrap_or(0);
                 let first = 1 + self.nd + slot * self.nd;

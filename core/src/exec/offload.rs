@@ -4,6 +4,7 @@ use crate::buffer::Buffer;
 use crate::dtype::DType;
 use crate::kernel::Executable;
 use crate::op::{ReduceOp, ReduceSpec};
+use crate::stencil::DevicePlan;
 
 /// Where a task's fused kernel may run instead of the CPU. The task runner
 /// asks first; `None` means "run it on the CPU" (a program the device has
@@ -32,6 +33,20 @@ pub trait Offload: Send + Sync {
         _inputs: &[(&[usize], &Buffer)],
         _fold: Fold,
     ) -> Option<Buffer> {
+        None
+    }
+
+    /// Whether stencil tasks are offered to [`Offload::run_stencil`]. Its
+    /// plan costs the host what the CPU's own run starts with (the inputs
+    /// copied into the padded layout), so only a device that may take them
+    /// says yes.
+    fn takes_stencils(&self) -> bool {
+        false
+    }
+
+    /// The contents of `plan`'s result slot once its steps ran on the
+    /// device; `None`: the CPU computes the task.
+    fn run_stencil(&self, _plan: &DevicePlan) -> Option<Buffer> {
         None
     }
 }

@@ -466,7 +466,7 @@ fn compute_task(
         ),
         StageKind::Stencil(k) => Chunk::array(
             local.clone(),
-            stencil_chunk(plan, key, k, &origin, &local, inputs)?,
+            stencil_chunk(plan, key, k, (&origin, &local), inputs, offload)?,
         ),
         StageKind::Reshape => {
             let in_key = plan.task_inputs(key);
@@ -488,16 +488,38 @@ fn compute_task(
     Ok(Arc::new(chunk))
 }
 
-/// Runs a stencil task. Each input is either the whole input chunk or just
-/// the box of it the task reads (what a worker fetches from a peer).
+/// Runs a stencil task, on `offload` where it takes it. Each input is either
+/// the whole input chunk or just the box of it the task reads (what a
+/// worker fetches from a peer).
 fn stencil_chunk(
     plan: &Plan,
     key: ChunkKey,
     k: &crate::stencil::StencilKernel,
-    origin: &[usize],
-    local: &[usize],
+    (origin, local): (&[usize], &[usize]),
     inputs: &[Arc<Chunk>],
+    offload: Option<&dyn crate::exec::Offload>,
 ) -> Result<Buffer> {
+    let stage = plan.stage(key.stage);
+    let (pieces, dtypes) = stencil_pieces(plan, key, k, inputs)?;
+    let shape = &stage.meta.shape;
+    if let Some(o) = offload.filter(|o| o.takes_stencils())
+        && let Some(device) =
+            crate::stencil::device_plan(k, shape, origin, local, &pieces, &dtypes)?
+        && let Some(result) = o.run_stencil(&device)
+    {
+        return device.chunk(&result);
+    }
+    crate::stencil::run_stencil(k, shape, origin, local, &pieces, &dtypes)
+}
+
+/// A stencil task's inputs as pieces (where each lies in its array), and
+/// their dtypes.
+fn stencil_pieces<'a>(
+    plan: &Plan,
+    key: ChunkKey,
+    k: &crate::stencil::StencilKernel,
+    inputs: &'a [Arc<Chunk>],
+) -> Result<(Vec<Vec<crate::stencil::Piece<'a>>>, Vec<DType>)> {
     let stage = plan.stage(key.stage);
     let mut given = inputs.iter();
     let mut pieces = Vec::with_capacity(stage.inputs.len());
@@ -539,7 +561,7 @@ fn stencil_chunk(
     if given.next().is_some() {
         return Err(internal("stencil task given too many inputs"));
     }
-    crate::stencil::run_stencil(k, &stage.meta.shape, origin, local, &pieces, &dtypes)
+    Ok((pieces, dtypes))
 }
 
 /// A program that reads the values `exe` computes (one input laid out like

@@ -191,7 +191,15 @@ pub fn device_plan(
             }
         }
         if level.radius.iter().any(|&r| r > 0) {
-            ghost_steps(&lay, geometry, &level.radius, &rules, (out, level.dtype()), len, &mut steps)?;
+            ghost_steps(
+                &lay,
+                geometry,
+                &level.radius,
+                &rules,
+                (out, level.dtype()),
+                len,
+                &mut steps,
+            )?;
         }
         field_slot.push(out);
         for f in 0..ni + j {
@@ -311,7 +319,8 @@ impl DevicePlan {
                     reads,
                     out: (out, at),
                 } => {
-                    let mut target = std::mem::replace(slot_mut(&mut bufs, *out)?, Buffer::Bool(Vec::new()));
+                    let mut target =
+                        std::mem::replace(slot_mut(&mut bufs, *out)?, Buffer::Bool(Vec::new()));
                     let mut windows = Vec::with_capacity(reads.len());
                     for &(s, w) in reads {
                         let b = bufs
@@ -320,15 +329,19 @@ impl DevicePlan {
                         windows.push((b, w));
                     }
                     let n = shape::size(box_shape);
-                    Bound::windows(exe, origin, box_shape, &windows)?
-                        .run_map_into(window_mut(&mut target, *at, n)?)?;
+                    Bound::windows(exe, origin, box_shape, &windows)?.run_map_into(window_mut(
+                        &mut target,
+                        *at,
+                        n,
+                    )?)?;
                     *slot_mut(&mut bufs, *out)? = target;
                 }
                 DeviceStep::Copy { from, to, pairs } if from == to => {
                     move_cells(slot_mut(&mut bufs, *to)?, None, pairs)?;
                 }
                 DeviceStep::Copy { from, to, pairs } => {
-                    let mut target = std::mem::replace(slot_mut(&mut bufs, *to)?, Buffer::Bool(Vec::new()));
+                    let mut target =
+                        std::mem::replace(slot_mut(&mut bufs, *to)?, Buffer::Bool(Vec::new()));
                     let src = bufs
                         .get(*from as usize)
                         .ok_or_else(|| internal("a step reads a slot beyond the plan"))?;
@@ -511,12 +524,15 @@ mod tests {
                         shape: shape.to_vec(),
                         data: &data,
                     }]];
-                    let want = super::super::run_stencil(&k, shape, origin, local, &whole, &[DType::F64])
-                        .expect("the CPU runs it");
+                    let want =
+                        super::super::run_stencil(&k, shape, origin, local, &whole, &[DType::F64])
+                            .expect("the CPU runs it");
                     let plan = device_plan(&k, shape, origin, local, &whole, &[DType::F64])
                         .expect("plans")
                         .expect("small enough");
-                    let got = plan.chunk(&plan.run_on_host().expect("runs")).expect("crops");
+                    let got = plan
+                        .chunk(&plan.run_on_host().expect("runs"))
+                        .expect("crops");
                     let what = format!("{rule:?} {steps} steps {shape:?} {origin:?}+{local:?}");
                     let (Buffer::F64(w), Buffer::F64(g)) = (&want, &got) else {
                         panic!("f64 results for {what}");

@@ -735,7 +735,14 @@ pub(super) fn ghost_moves(
                 (None, Boundary::Constant(value)) => {
                     for o in o_lo..o_hi {
                         let at = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
-                        emit(d, GhostMove::Fill { at, len: inner, value })?;
+                        emit(
+                            d,
+                            GhostMove::Fill {
+                                at,
+                                len: inner,
+                                value,
+                            },
+                        )?;
                     }
                 }
                 (Some(s), _) => {
@@ -743,7 +750,14 @@ pub(super) fn ghost_moves(
                     for o in o_lo..o_hi {
                         let from = lay.guard + (o * lay.padded[d] + src_plane) * inner;
                         let to = lay.guard + (o * lay.padded[d] + dst_plane) * inner;
-                        emit(d, GhostMove::Copy { from, to, len: inner })?;
+                        emit(
+                            d,
+                            GhostMove::Copy {
+                                from,
+                                to,
+                                len: inner,
+                            },
+                        )?;
                     }
                 }
                 _ => {}

@@ -11,7 +11,7 @@ use accel_core::kernel::Program;
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::{CudaSource, KERNEL, NVRTC_OPTIONS};
-use crate::device::{AdapterSummary, Launch, download, meta_words, upload_bytes};
+use crate::device::{AdapterSummary, Launch, download, meta_words, signed, upload_bytes};
 use crate::wgsl::{MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
 
@@ -194,7 +194,7 @@ impl CudaGpu {
         };
         let threads = u32::try_from(results).map_err(|_| Error::TooLarge(results as u64))?;
         let (f, shader) = (&kernel.0, &kernel.1);
-        let meta = meta_words(program, shader, n32, origin, local, &strides);
+        let meta = meta_words(program, shader, n32, &signed(origin), local, &strides);
         let s = &self.stream;
         let dims = s.clone_htod(&meta).map_err(driver)?;
         let ins = inputs
