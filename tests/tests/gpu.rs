@@ -79,6 +79,8 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
     }
     assert!(metric(&gpu_at, "accel_worker_gpu_kernels_total") > 2.0);
     assert_eq!(metric(&gpu_at, "accel_worker_gpu_failed_total"), 0.0);
+    // The heat plate's stencil tasks ran there, every fused step on the device.
+    assert!(metric(&gpu_at, "accel_worker_gpu_stencils_total") > 0.0);
     // Partial reductions folded there are among its kernels.
     assert!(
         metric(&gpu_at, "accel_worker_gpu_folded_total")

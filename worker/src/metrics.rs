@@ -119,6 +119,12 @@ pub fn router(
                 "Partial reductions folded on the GPU (only their strips' results came back).",
                 c.folded as f64,
             );
+            family(
+                "accel_worker_gpu_stencils_total",
+                "counter",
+                "Stencil tasks computed on the GPU (every fused step of the task there).",
+                c.stencils as f64,
+            );
         }
         family(
             "accel_worker_transfers_in_total",

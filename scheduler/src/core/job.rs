@@ -154,6 +154,11 @@ impl Job {
                 accel_core::StageKind::Map(exe) | accel_core::StageKind::Partial { exe, .. } => {
                     accel_core::kernel::portable::check(&exe.program).is_ok()
                 }
+                // A stencil task runs on a GPU when every level can.
+                accel_core::StageKind::Stencil(k) => k
+                    .levels
+                    .iter()
+                    .all(|l| accel_core::kernel::portable::check(&l.exe.program).is_ok()),
                 _ => false,
             })
             .collect();
