@@ -209,6 +209,7 @@ fn loops_run_on_the_gpu() {
 #[test]
 fn the_seed_workloads_kernels_compile_for_cuda() {
     use accel_core::StageKind;
+    use accel_gpu::wgsl::Access;
     assert!(
         accel_gpu::cuda::nvrtc_available(),
         "libnvrtc not found (pip install nvidia-cuda-nvrtc-cu12; scripts/test.sh sets LD_LIBRARY_PATH)"
@@ -220,24 +221,41 @@ fn the_seed_workloads_kernels_compile_for_cuda() {
         90,
         [30, 45],
     ));
+    let mut levels = 0;
     for a in arrays {
         let plan = a.plan().unwrap().plan;
         for stage in &plan.stages {
-            let exe = match &stage.kind {
-                StageKind::Map(exe) | StageKind::Partial { exe, .. } => exe,
+            // A stencil's levels read windows of its device buffers.
+            let (exes, access) = match &stage.kind {
+                StageKind::Map(exe) | StageKind::Partial { exe, .. } => {
+                    (vec![exe.clone()], Access::Contiguous)
+                }
+                StageKind::Stencil(k) => (
+                    k.levels.iter().map(|l| l.exe.clone()).collect(),
+                    Access::Window,
+                ),
                 _ => continue,
             };
-            let access = vec![accel_gpu::wgsl::Access::Contiguous; exe.program.inputs.len()];
-            let Ok(k) = accel_gpu::cuda::generate(&exe.program, &access) else {
-                continue;
-            };
-            accel_gpu::cuda::compile_ptx(&k.source, Some("compute_80"))
-                .unwrap_or_else(|e| panic!("{}: {e}", stage.label));
-            compiled += 1;
-            loops += usize::from(k.source.contains("while ("));
+            for exe in exes {
+                let access = vec![access; exe.program.inputs.len()];
+                let Ok(k) = accel_gpu::cuda::generate(&exe.program, &access) else {
+                    continue;
+                };
+                accel_gpu::cuda::compile_ptx(&k.source, Some("compute_80"))
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{}", stage.label, k.source));
+                compiled += 1;
+                levels += usize::from(access.contains(&Access::Window));
+                loops += usize::from(k.source.contains("while ("));
+            }
         }
     }
+    for k in accel_gpu::cuda::stencil_move_kernels() {
+        let ptx = accel_gpu::cuda::compile_ptx(&k.source, Some("compute_80"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", k.source));
+        assert!(ptx.contains(".entry accel_kernel"), "{ptx}");
+    }
     assert!(compiled >= 8, "{compiled} kernels compiled");
+    assert!(levels >= 4, "{levels} stencil levels compiled");
     assert!(loops >= 1, "the loop_until fractal compiled");
 }
 
@@ -446,7 +464,7 @@ fn stencils_run_on_the_gpu_with_the_cpus_bits() {
     let grid = arange(48, 16).astype(DType::F64) / 7.0;
     let heated = from_ndarray(&field(&[48]), vec![16]).iterate(4, |t| {
         t.map_overlap(Boundary::Reflect, |n| {
-            (n.at(&[-1]) + n.at(&[1])) * 0.5 + (&grid).sin() * 0.01
+            (n.at(&[-1]) + n.at(&[1])) * 0.5 + grid.sin() * 0.01
         })
     });
     let want = cpu.compute::<f64>(&heated).unwrap();

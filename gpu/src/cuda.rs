@@ -290,6 +290,17 @@ pub fn generate_fold(
     })
 }
 
+/// The kernels that move a stencil's kept and ghost cells between and
+/// within its device buffers (copies across, copies within, constant
+/// fills; see [`accel_core::stencil::DeviceStep`]).
+pub fn stencil_move_kernels() -> [CudaSource; 3] {
+    use crate::steps::Moves;
+    [Moves::Across, Moves::Within, Moves::Fill].map(|kind| CudaSource {
+        source: kind.cuda(),
+        shader: wgsl::Shader::fixed(kind.wgsl(), 1),
+    })
+}
+
 /// The prelude, the helper functions and the kernel's signature up to its
 /// opening brace.
 fn head(program: &Program, shader: &wgsl::Shader) -> String {
@@ -331,6 +342,8 @@ pub use runtime::{CudaGpu, compile_ptx, nvrtc_available};
 
 #[cfg(feature = "cuda")]
 mod runtime;
+#[cfg(feature = "cuda")]
+mod stencil;
 
 #[cfg(test)]
 mod tests {

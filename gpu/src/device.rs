@@ -113,7 +113,7 @@ struct Counters {
 }
 
 /// A compiled kernel: its pipeline and the layout of its bindings.
-struct Pipeline {
+pub(crate) struct Pipeline {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     shader: wgsl::Shader,

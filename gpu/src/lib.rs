@@ -12,6 +12,7 @@ mod memo;
 mod offload;
 mod pool;
 pub mod spirv;
+mod steps;
 pub mod wgsl;
 pub mod wgsl_math;
 

@@ -61,19 +61,12 @@ impl Backend {
         }
     }
 
-    /// Whether this device runs stencil tasks (the Vulkan backend does).
-    pub fn takes_stencils(&self) -> bool {
-        matches!(self, Backend::Vulkan(_))
-    }
-
     /// Runs a stencil task's steps on this device (see [`Gpu::run_stencil`]); no fallback.
     pub fn run_stencil(&self, plan: &DevicePlan) -> crate::Result<Buffer> {
         match self {
             Backend::Vulkan(g) => g.run_stencil(plan),
             #[cfg(feature = "cuda")]
-            Backend::Cuda(_) => Err(Error::Unsupported(crate::wgsl::Unsupported(
-                "stencil tasks on CUDA (they run on the CPU)".into(),
-            ))),
+            Backend::Cuda(g) => g.run_stencil(plan),
         }
     }
 
@@ -194,7 +187,7 @@ impl Offload for Offloader {
     }
 
     fn takes_stencils(&self) -> bool {
-        self.gpu.takes_stencils() && self.health.usable()
+        self.health.usable()
     }
 
     fn run_stencil(&self, plan: &DevicePlan) -> Option<Buffer> {

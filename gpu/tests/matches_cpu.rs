@@ -11,6 +11,8 @@
 
 #[path = "../../core/tests/support/random_program.rs"]
 mod random_program;
+#[path = "../../core/tests/support/stencils.rs"]
+mod stencils;
 
 use accel_core::buffer::Buffer;
 use accel_core::dtype::DType;
@@ -946,4 +948,31 @@ fn device_folds_match_the_cpus_fold_of_each_strip() {
         ));
     }
     assert_eq!(folded, 7 * 8);
+}
+
+/// Stencil tasks run step by step on the device (levels over windows of
+/// buffers kept there, kept and ghost cells moved there) give the host's
+/// run of the same plan, bit for bit: every boundary rule, one to three
+/// axes and fused steps, chunks at corners, edges and inside.
+#[test]
+fn stencil_plans_run_on_the_device_with_the_hosts_bits() {
+    let gpu = device();
+    let mut ran = 0;
+    for case in stencils::cases() {
+        let plan = case.plan();
+        let want = plan
+            .chunk(&plan.run_on_host().expect("runs"))
+            .expect("crops");
+        let on_device = gpu
+            .run_stencil(&plan)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.what));
+        let got = plan.chunk(&on_device).expect("crops");
+        assert!(
+            stencils::same_bits(&want, &got),
+            "{}: {want:?} against {got:?}",
+            case.what
+        );
+        ran += 1;
+    }
+    assert_eq!(ran, 5 * 3 * 7);
 }

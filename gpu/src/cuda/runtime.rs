@@ -51,12 +51,12 @@ pub fn compile_ptx(source: &str, arch: Option<&str>) -> Result<String> {
 
 /// One CUDA device.
 pub struct CudaGpu {
-    stream: Arc<CudaStream>,
+    pub(super) stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     summary: AdapterSummary,
     arch: String,
     kernels: Mutex<HashMap<String, (CudaFunction, crate::wgsl::Shader)>>,
-    by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
+    pub(super) by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
     compiled: AtomicU64,
 }
 
@@ -66,7 +66,23 @@ impl std::fmt::Debug for CudaGpu {
     }
 }
 
-fn driver(e: impl std::fmt::Debug) -> Error {
+/// Blocks of [`WORKGROUP`] threads for `threads` invocations, folded into
+/// a second grid dimension past the first's limit.
+pub(super) fn launch_config(threads: u32) -> LaunchConfig {
+    let groups = threads.div_ceil(WORKGROUP);
+    let grid = if groups <= MAX_GROUPS_X {
+        (groups, 1, 1)
+    } else {
+        (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X), 1)
+    };
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: (WORKGROUP, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+pub(super) fn driver(e: impl std::fmt::Debug) -> Error {
     Error::Device(format!("CUDA: {e:?}"))
 }
 
@@ -115,7 +131,7 @@ impl CudaGpu {
         self.compiled.load(Ordering::Relaxed)
     }
 
-    fn kernel(&self, cuda: CudaSource) -> Result<(CudaFunction, crate::wgsl::Shader)> {
+    pub(super) fn kernel(&self, cuda: CudaSource) -> Result<(CudaFunction, crate::wgsl::Shader)> {
         let mut cache = self
             .kernels
             .lock()
@@ -204,17 +220,7 @@ impl CudaGpu {
         let out_bytes = results * root.size().max(4);
         let mut out = s.alloc_zeros::<u8>(out_bytes).map_err(driver)?;
         let mut status = s.alloc_zeros::<u32>(1).map_err(driver)?;
-        let groups = threads.div_ceil(WORKGROUP);
-        let grid = if groups <= MAX_GROUPS_X {
-            (groups, 1, 1)
-        } else {
-            (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X), 1)
-        };
-        let cfg = LaunchConfig {
-            grid_dim: grid,
-            block_dim: (WORKGROUP, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = launch_config(threads);
         let mut launch = s.launch_builder(f);
         launch.arg(&dims);
         for b in &ins {

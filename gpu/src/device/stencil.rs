@@ -6,110 +6,29 @@
 use std::sync::Arc;
 
 use accel_core::buffer::Buffer;
-use accel_core::dtype::{DType, Value};
-use accel_core::shape;
-use accel_core::stencil::{DevicePlan, DeviceStep};
+use accel_core::kernel::Program;
+use accel_core::stencil::DevicePlan;
 use wgpu::BufferUsages as U;
 
-use super::{Gpu, Pipeline, download, meta_words, upload_bytes};
+use super::{Gpu, Pipeline, download, upload_bytes};
+use crate::steps::{Kernels, Moves, prepare, slot_bytes};
 use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
 
-/// The move shaders, by what they do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Moves {
-    /// `out[dst] = in1[src]` between two slots.
-    Across,
-    /// `out[dst] = out[src]` within one slot.
-    Within,
-    /// `out[dst] = the value in dims`.
-    Fill,
-}
+impl Kernels for Gpu {
+    type Kernel = Arc<Pipeline>;
 
-impl Moves {
-    /// The shader: `dims` holds the count, the words per element and (a
-    /// fill) the value's words; `in0` the positions, `[src, dst]` pairs or
-    /// `dst` alone. Elements are moved as words, whatever their dtype.
-    fn source(self) -> String {
-        let (bindings, step, value) = match self {
-            Moves::Across => (
-                "@group(0) @binding(2) var<storage, read> in1: array<u32>;\n@group(0) @binding(3) var<storage, read_write> out: array<u32>;",
-                2,
-                "in1[in0[2u * t] * w + k]",
-            ),
-            Moves::Within => (
-                "@group(0) @binding(2) var<storage, read_write> out: array<u32>;",
-                2,
-                "out[in0[2u * t] * w + k]",
-            ),
-            Moves::Fill => (
-                "@group(0) @binding(2) var<storage, read_write> out: array<u32>;",
-                1,
-                "dims[2u + k]",
-            ),
-        };
-        format!(
-            "@group(0) @binding(0) var<storage, read> dims: array<u32>;
-@group(0) @binding(1) var<storage, read> in0: array<u32>;
-{bindings}
-@compute @workgroup_size({WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{
-    let t = gid.x + gid.y * groups.x * {WORKGROUP}u;
-    if (t >= dims[0]) {{
-        return;
-    }}
-    let w = dims[1];
-    let d = in0[{step}u * t + {last}u] * w;
-    for (var k: u32 = 0u; k < w; k = k + 1u) {{
-        out[d + k] = {value};
-    }}
-}}
-",
-            last = step - 1
-        )
+    fn level(&self, program: &Program, access: &[Access]) -> Result<Arc<Pipeline>> {
+        self.pipeline(program, access, None)
     }
 
-    /// Its input bindings (after `dims`), as [`Gpu::compile`] counts them.
-    fn inputs(self) -> u32 {
-        match self {
-            Moves::Across => 2,
-            Moves::Within | Moves::Fill => 1,
-        }
+    fn shader(kernel: &Arc<Pipeline>) -> &wgsl::Shader {
+        &kernel.shader
     }
-}
 
-/// 32-bit words per element in a storage buffer (booleans take one).
-fn words(d: DType) -> u32 {
-    (d.size().max(4) / 4) as u32
-}
-
-/// A value's words as a fill writes them.
-fn value_words(v: Value) -> Vec<u32> {
-    let bytes: Vec<u8> = match v {
-        Value::Bool(b) => u32::from(b).to_ne_bytes().to_vec(),
-        Value::I32(x) => x.to_ne_bytes().to_vec(),
-        Value::I64(x) => x.to_ne_bytes().to_vec(),
-        Value::F32(x) => x.to_ne_bytes().to_vec(),
-        Value::F64(x) => x.to_ne_bytes().to_vec(),
-        Value::C128(z) => [z.re.to_ne_bytes(), z.im.to_ne_bytes()].concat(),
-    };
-    bytes
-        .chunks_exact(4)
-        .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
-        .collect()
-}
-
-/// A step ready to record: its pipeline, `dims` words, bindings (slot
-/// numbers or the step's own index buffer) and invocations.
-struct Recorded {
-    pipe: Arc<Pipeline>,
-    meta: Vec<u32>,
-    /// Positions for a move step, uploaded into the binding after `dims`.
-    index: Option<Vec<u32>>,
-    slots: Vec<u32>,
-    invocations: u32,
-    /// Whether the status word is bound last.
-    status: bool,
+    fn moves(&self, kind: Moves) -> Result<Arc<Pipeline>> {
+        self.compile(wgsl::Shader::fixed(kind.wgsl(), 1), kind.inputs())
+    }
 }
 
 impl Gpu {
@@ -117,18 +36,13 @@ impl Gpu {
     /// (`Unsupported`, `TooLarge`, `SpecialValues`) before or after the
     /// fact exactly as [`Gpu::run_map`] does.
     pub fn run_stencil(&self, plan: &DevicePlan) -> Result<Buffer> {
-        let len = u32::try_from(plan.len).map_err(|_| Error::TooLarge(plan.len as u64))?;
-        let slot_bytes = |d: DType| plan.len as u64 * u64::from(words(d)) * 4;
+        let slot_bytes = |d| slot_bytes(plan, d);
         if let Some(b) = plan.slots.iter().map(|&d| slot_bytes(d)).max()
             && b > self.max_binding
         {
             return Err(Error::TooLarge(b));
         }
-        let steps = plan
-            .steps
-            .iter()
-            .map(|s| self.record(plan, s, len))
-            .collect::<Result<Vec<_>>>()?;
+        let steps = prepare(self, plan)?;
         let take =
             |bytes: u64, usage: U| self.pool.take(&self.device, bytes, usage, self.max_buffer);
         let slots: Vec<wgpu::Buffer> = plan
@@ -185,12 +99,12 @@ impl Gpu {
                 .collect();
             let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: None,
-                layout: &step.pipe.layout,
+                layout: &step.kernel.layout,
                 entries: &entries,
             });
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                pass.set_pipeline(&step.pipe.pipeline);
+                pass.set_pipeline(&step.kernel.pipeline);
                 pass.set_bind_group(0, &group, &[]);
                 let groups = step.invocations.div_ceil(WORKGROUP);
                 let (gx, gy) = if groups <= MAX_GROUPS_X {
@@ -229,129 +143,4 @@ impl Gpu {
             .fetch_add(kernels, std::sync::atomic::Ordering::Relaxed);
         Ok(data)
     }
-
-    /// What recording `step` takes; refuses a level the GPU has no form for
-    /// before anything is uploaded.
-    fn record(&self, plan: &DevicePlan, step: &DeviceStep, len: u32) -> Result<Recorded> {
-        let slot_dtype = |s: u32| {
-            plan.slots
-                .get(s as usize)
-                .copied()
-                .ok_or_else(|| Error::Layout("a stencil step on a slot beyond its plan".into()))
-        };
-        let within = |at: u32| {
-            if at < len {
-                Ok(at)
-            } else {
-                Err(Error::Layout("a stencil move outside its slot".into()))
-            }
-        };
-        Ok(match step {
-            DeviceStep::Map {
-                exe,
-                origin,
-                shape: box_shape,
-                reads,
-                out: (out, at),
-            } => {
-                let program = &exe.program;
-                let access = vec![Access::Window; program.inputs.len()];
-                let pipe = self.pipeline(program, &access, None)?;
-                let n = shape::size(box_shape);
-                let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64))?;
-                if reads
-                    .iter()
-                    .map(|r| r.1)
-                    .chain([*at])
-                    .any(|a| a + n > plan.len)
-                {
-                    return Err(Error::Layout("a stencil window outside its slot".into()));
-                }
-                let mut meta = meta_words(program, &pipe.shader, n32, origin, box_shape, &[]);
-                meta.push(*at as u32);
-                meta.extend(reads.iter().map(|r| r.1 as u32));
-                let mut slots: Vec<u32> = reads.iter().map(|r| r.0).collect();
-                slots.push(*out);
-                for (k, &s) in slots.iter().enumerate() {
-                    let want = match program.inputs.get(k) {
-                        Some(spec) => spec.dtype,
-                        None => plan_root(program)?,
-                    };
-                    if slot_dtype(s)? != want {
-                        return Err(Error::Layout(
-                            "a stencil level reads a slot of another dtype".into(),
-                        ));
-                    }
-                }
-                Recorded {
-                    status: pipe.shader.flags,
-                    pipe,
-                    meta,
-                    index: None,
-                    slots,
-                    invocations: n32,
-                }
-            }
-            DeviceStep::Copy { from, to, pairs } => {
-                let d = slot_dtype(*to)?;
-                if slot_dtype(*from)? != d {
-                    return Err(Error::Layout("a stencil move between dtypes".into()));
-                }
-                let kind = if from == to {
-                    Moves::Within
-                } else {
-                    Moves::Across
-                };
-                let index = pairs
-                    .iter()
-                    .flat_map(|p| [within(p[0]), within(p[1])])
-                    .collect::<Result<Vec<u32>>>()?;
-                let slots = if from == to {
-                    vec![*to]
-                } else {
-                    vec![*from, *to]
-                };
-                self.moves(kind, vec![pairs.len() as u32, words(d)], index, slots)?
-            }
-            DeviceStep::Fill { slot, at, value } => {
-                let d = slot_dtype(*slot)?;
-                if value.dtype() != d {
-                    return Err(Error::Layout("a stencil fill of another dtype".into()));
-                }
-                let mut meta = vec![at.len() as u32, words(d)];
-                meta.extend(value_words(*value));
-                let index = at
-                    .iter()
-                    .map(|&p| within(p))
-                    .collect::<Result<Vec<u32>>>()?;
-                self.moves(Moves::Fill, meta, index, vec![*slot])?
-            }
-        })
-    }
-
-    fn moves(
-        &self,
-        kind: Moves,
-        meta: Vec<u32>,
-        index: Vec<u32>,
-        slots: Vec<u32>,
-    ) -> Result<Recorded> {
-        let pipe = self.compile(wgsl::Shader::fixed(kind.source(), 1), kind.inputs())?;
-        Ok(Recorded {
-            pipe,
-            invocations: meta[0],
-            meta,
-            index: Some(index),
-            slots,
-            status: false,
-        })
-    }
-}
-
-fn plan_root(program: &accel_core::kernel::Program) -> Result<DType> {
-    program
-        .dtypes
-        .get(program.root as usize)
-        .copied()
-        .ok_or_else(|| Error::Layout("a kernel without its result register".into()))
 }

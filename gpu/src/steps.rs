@@ -1,0 +1,273 @@
+//! A stencil task's [`DevicePlan`] made ready for a backend: per step, the
+//! kernel to launch, its `dims` words, its slots in binding order and its
+//! invocations. Both backends launch the same steps: a level's kernel is
+//! the program's, reading windows of slots ([`Access::Window`]); kept and
+//! ghost cells are moved by [`Moves`] kernels, word by word, whatever the
+//! dtype.
+
+use accel_core::dtype::{DType, Value};
+use accel_core::kernel::Program;
+use accel_core::shape;
+use accel_core::stencil::{DevicePlan, DeviceStep};
+
+use crate::device::meta_words;
+use crate::wgsl::{self, Access, WORKGROUP};
+use crate::{Error, Result};
+
+/// The move kernels, by what they do. `dims` holds the count, the words per
+/// element and (a fill) the value's words; `in0` the positions: `[src, dst]`
+/// pairs, or `dst` alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Moves {
+    /// `out[dst] = in1[src]` between two slots.
+    Across,
+    /// `out[dst] = out[src]` within one slot (no `dst` is a `src`).
+    Within,
+    /// `out[dst] = the value in dims`.
+    Fill,
+}
+
+impl Moves {
+    /// Words of `in0` per move, and the expression of a moved word `k`
+    /// (the source element's first word at `in0[2t] * w`).
+    fn parts(self) -> (u32, &'static str) {
+        match self {
+            Moves::Across => (2, "in1[in0[2u * t] * w + k]"),
+            Moves::Within => (2, "out[in0[2u * t] * w + k]"),
+            Moves::Fill => (1, "dims[2u + k]"),
+        }
+    }
+
+    /// Input bindings after `dims` (positions, and the source slot when it
+    /// is another one).
+    pub(crate) fn inputs(self) -> u32 {
+        match self {
+            Moves::Across => 2,
+            Moves::Within | Moves::Fill => 1,
+        }
+    }
+
+    /// The WGSL shader.
+    pub(crate) fn wgsl(self) -> String {
+        let (step, value) = self.parts();
+        let bindings = match self {
+            Moves::Across => {
+                "@group(0) @binding(2) var<storage, read> in1: array<u32>;\n@group(0) @binding(3) var<storage, read_write> out: array<u32>;"
+            }
+            Moves::Within | Moves::Fill => {
+                "@group(0) @binding(2) var<storage, read_write> out: array<u32>;"
+            }
+        };
+        format!(
+            "@group(0) @binding(0) var<storage, read> dims: array<u32>;
+@group(0) @binding(1) var<storage, read> in0: array<u32>;
+{bindings}
+@compute @workgroup_size({WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{
+    let t = gid.x + gid.y * groups.x * {WORKGROUP}u;
+    if (t >= dims[0]) {{
+        return;
+    }}
+    let w = dims[1];
+    let d = in0[{step}u * t + {last}u] * w;
+    for (var k: u32 = 0u; k < w; k = k + 1u) {{
+        out[d + k] = {value};
+    }}
+}}
+",
+            last = step - 1
+        )
+    }
+
+    /// The CUDA kernel ([`crate::cuda::KERNEL`]), the same statements in C.
+    pub(crate) fn cuda(self) -> String {
+        let (step, value) = self.parts();
+        let source = match self {
+            Moves::Across => "const unsigned int* __restrict__ in1, ",
+            Moves::Within | Moves::Fill => "",
+        };
+        format!(
+            "extern \"C\" __global__ void {kernel}(const unsigned int* __restrict__ dims, const unsigned int* __restrict__ in0, {source}unsigned int* out) {{
+    const unsigned int t = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+    if (t >= dims[0]) {{
+        return;
+    }}
+    const unsigned int w = dims[1];
+    const unsigned int d = in0[{step}u * t + {last}u] * w;
+    for (unsigned int k = 0u; k < w; ++k) {{
+        out[d + k] = {value};
+    }}
+}}
+",
+            kernel = crate::cuda::KERNEL,
+            last = step - 1
+        )
+    }
+}
+
+/// 32-bit words per element in a device buffer (booleans take one).
+pub(crate) fn words(d: DType) -> u32 {
+    (d.size().max(4) / 4) as u32
+}
+
+/// Bytes of a slot of `plan` holding `d`.
+pub(crate) fn slot_bytes(plan: &DevicePlan, d: DType) -> u64 {
+    plan.len as u64 * u64::from(words(d)) * 4
+}
+
+/// A value's words as a fill writes them.
+fn value_words(v: Value) -> Vec<u32> {
+    let bytes: Vec<u8> = match v {
+        Value::Bool(b) => u32::from(b).to_ne_bytes().to_vec(),
+        Value::I32(x) => x.to_ne_bytes().to_vec(),
+        Value::I64(x) => x.to_ne_bytes().to_vec(),
+        Value::F32(x) => x.to_ne_bytes().to_vec(),
+        Value::F64(x) => x.to_ne_bytes().to_vec(),
+        Value::C128(z) => [z.re.to_ne_bytes(), z.im.to_ne_bytes()].concat(),
+    };
+    bytes
+        .chunks_exact(4)
+        .map(|w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+        .collect()
+}
+
+/// A step ready to launch with a backend's kernel `K`.
+pub(crate) struct Prepared<K> {
+    pub kernel: K,
+    pub meta: Vec<u32>,
+    /// A move step's positions, bound after `dims`.
+    pub index: Option<Vec<u32>>,
+    /// Slots in binding order (a level: its reads, then its output).
+    pub slots: Vec<u32>,
+    pub invocations: u32,
+    /// Whether the status word is bound last.
+    pub status: bool,
+}
+
+/// A backend's kernels: a level's program read through windows, and the
+/// move kernels (each with the generated shader its `dims` follow).
+pub(crate) trait Kernels {
+    type Kernel;
+    fn level(&self, program: &Program, access: &[Access]) -> Result<Self::Kernel>;
+    fn shader(kernel: &Self::Kernel) -> &wgsl::Shader;
+    fn moves(&self, kind: Moves) -> Result<Self::Kernel>;
+}
+
+/// Every step of `plan` ready to launch, checked against the plan's slots;
+/// refuses (before anything is uploaded) a level the device has no form for.
+pub(crate) fn prepare<B: Kernels>(
+    backend: &B,
+    plan: &DevicePlan,
+) -> Result<Vec<Prepared<B::Kernel>>> {
+    let len = u32::try_from(plan.len).map_err(|_| Error::TooLarge(plan.len as u64))?;
+    plan.steps
+        .iter()
+        .map(|step| prepare_step(backend, plan, step, len))
+        .collect()
+}
+
+fn prepare_step<B: Kernels>(
+    backend: &B,
+    plan: &DevicePlan,
+    step: &DeviceStep,
+    len: u32,
+) -> Result<Prepared<B::Kernel>> {
+    let slot_dtype = |s: u32| {
+        plan.slots
+            .get(s as usize)
+            .copied()
+            .ok_or_else(|| Error::Layout("a stencil step on a slot beyond its plan".into()))
+    };
+    let within = |at: u32| {
+        if at < len {
+            Ok(at)
+        } else {
+            Err(Error::Layout("a stencil move outside its slot".into()))
+        }
+    };
+    let moves = |kind: Moves, meta: Vec<u32>, index: Vec<u32>, slots: Vec<u32>| {
+        Ok(Prepared {
+            kernel: backend.moves(kind)?,
+            invocations: meta[0],
+            meta,
+            index: Some(index),
+            slots,
+            status: false,
+        })
+    };
+    match step {
+        DeviceStep::Map {
+            exe,
+            origin,
+            shape: box_shape,
+            reads,
+            out: (out, at),
+        } => {
+            let program = &exe.program;
+            let access = vec![Access::Window; program.inputs.len()];
+            let kernel = backend.level(program, &access)?;
+            let n = shape::size(box_shape);
+            let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64))?;
+            if reads
+                .iter()
+                .map(|r| r.1)
+                .chain([*at])
+                .any(|a| a + n > plan.len)
+            {
+                return Err(Error::Layout("a stencil window outside its slot".into()));
+            }
+            let shader = B::shader(&kernel);
+            let mut meta = meta_words(program, shader, n32, origin, box_shape, &[]);
+            meta.push(*at as u32);
+            meta.extend(reads.iter().map(|r| r.1 as u32));
+            let mut slots: Vec<u32> = reads.iter().map(|r| r.0).collect();
+            slots.push(*out);
+            let root = program.dtypes.get(program.root as usize).copied();
+            let wanted = program.inputs.iter().map(|i| Some(i.dtype)).chain([root]);
+            for (&s, want) in slots.iter().zip(wanted) {
+                if Some(slot_dtype(s)?) != want {
+                    return Err(Error::Layout(
+                        "a stencil level reads or writes a slot of another dtype".into(),
+                    ));
+                }
+            }
+            Ok(Prepared {
+                status: shader.flags,
+                kernel,
+                meta,
+                index: None,
+                slots,
+                invocations: n32,
+            })
+        }
+        DeviceStep::Copy { from, to, pairs } => {
+            let d = slot_dtype(*to)?;
+            if slot_dtype(*from)? != d {
+                return Err(Error::Layout("a stencil move between dtypes".into()));
+            }
+            let index = pairs
+                .iter()
+                .flat_map(|p| [within(p[0]), within(p[1])])
+                .collect::<Result<Vec<u32>>>()?;
+            let meta = vec![pairs.len() as u32, words(d)];
+            if from == to {
+                moves(Moves::Within, meta, index, vec![*to])
+            } else {
+                moves(Moves::Across, meta, index, vec![*from, *to])
+            }
+        }
+        DeviceStep::Fill { slot, at, value } => {
+            let d = slot_dtype(*slot)?;
+            if value.dtype() != d {
+                return Err(Error::Layout("a stencil fill of another dtype".into()));
+            }
+            let mut meta = vec![at.len() as u32, words(d)];
+            meta.extend(value_words(*value));
+            let index = at
+                .iter()
+                .map(|&p| within(p))
+                .collect::<Result<Vec<u32>>>()?;
+            moves(Moves::Fill, meta, index, vec![*slot])
+        }
+    }
+}
