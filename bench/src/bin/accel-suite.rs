@@ -170,8 +170,8 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
     );
     if let Some((_, counts)) = client.gpu() {
         eprintln!(
-            "accel-suite: {} kernels on the GPU, {} declined, {} failed",
-            counts.on_gpu, counts.declined, counts.failed
+            "accel-suite: {} kernels on the GPU ({} folded there, {} stencil tasks), {} declined, {} failed",
+            counts.on_gpu, counts.folded, counts.stencils, counts.declined, counts.failed
         );
         records.push(Json::Obj(vec![
             ("workload".into(), "gpu-kernels".into()),
@@ -180,6 +180,8 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
             ("runner".into(), "accel-gpu".into()),
             ("status".into(), "ok".into()),
             ("on_gpu".into(), (counts.on_gpu as usize).into()),
+            ("folded".into(), (counts.folded as usize).into()),
+            ("stencils".into(), (counts.stencils as usize).into()),
             ("declined".into(), (counts.declined as usize).into()),
             ("failed".into(), (counts.failed as usize).into()),
         ]));
