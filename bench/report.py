@@ -314,6 +314,7 @@ def summarize(groups: dict, triad: float | None, kernels: dict | None = None) ->
                 "≥ 1×",
                 None if r is None else r >= 1,
             )
+    gpu_kernel_goals(groups, goal)
     overhead = [g for k, g in groups.items() if k[0] == "task-overhead"]
     for recs in overhead:
         runners = by_runner(recs)
@@ -330,6 +331,73 @@ def summarize(groups: dict, triad: float | None, kernels: dict | None = None) ->
             None if r is None else r >= 100,
         )
     return rows, goals
+
+
+def gpu_kernels(groups: dict) -> tuple[list[dict], float | None]:
+    """accel's fused kernels timed alone on a GPU, and the device triad's GB/s."""
+    recs = [r for k, g in groups.items() if k[0] == "gpu-kernel" for r in g]
+    triad = next(
+        (r["gbps"] for r in recs if r.get("kernel_of") == "triad" and r["status"] == "ok" and r.get("gbps")),
+        None,
+    )
+    return recs, triad
+
+
+# Numba on a GPU in the seed table (ns/pixel), the GPU fractal's mark.
+NUMBA_GPU_FRACTAL_NS = 7.8
+
+
+def gpu_kernel_goals(groups: dict, goal) -> None:
+    recs, triad = gpu_kernels(groups)
+    for r in recs:
+        if r["status"] != "ok":
+            continue
+        where = f"gpu-{r.get('kernel_of', '?')} {r['case']}"
+        if r.get("kernel_of") in ("mag", "discriminant") and r.get("gbps") and triad:
+            pct = 100 * r["gbps"] / triad
+            goal(
+                "GPU: memory-bound chain ≥ 70 % of the device's bandwidth (its triad)",
+                where,
+                f"{fmt_num(r['gbps'])} GB/s = {fmt_num(pct, 0)} % of {fmt_num(triad)}",
+                "≥ 70 %",
+                pct >= 70,
+            )
+        if r.get("kernel_of") == "fractal" and r.get("ns_per_element"):
+            ns = r["ns_per_element"]
+            goal(
+                f"GPU: fractal well under Numba-GPU's {NUMBA_GPU_FRACTAL_NS} ns/pixel",
+                where,
+                f"{fmt_num(ns, 2)} ns/px",
+                f"< {NUMBA_GPU_FRACTAL_NS}",
+                ns < NUMBA_GPU_FRACTAL_NS,
+            )
+
+
+def gpu_section(groups: dict) -> list[str]:
+    recs, triad = gpu_kernels(groups)
+    if not recs:
+        return []
+    body = []
+    for r in recs:
+        if r["status"] != "ok":
+            body.append([r.get("kernel_of", "?"), r.get("case", ""), "failed", "", "", ""])
+            continue
+        pct = 100 * r["gbps"] / triad if r.get("gbps") and triad else None
+        body.append(
+            [
+                r.get("kernel_of", "?"),
+                r["case"],
+                fmt_ms(r["median_s"]),
+                fmt_num(r.get("gbps")) if r.get("gbps") else "—",
+                f"{pct:.0f} %" if pct is not None else "—",
+                fmt_num(r.get("ns_per_element"), 3),
+            ]
+        )
+    device = next((r["device"] for r in recs if r.get("device")), "?")
+    out = [f"### GPU kernels alone (device memory, {device})", ""]
+    out += table(["kernel", "case", "ms", "GB/s", "of device triad", "ns/element"], body)
+    out.append("")
+    return out
 
 
 # ---------------------------------------------------------------- the document
@@ -413,6 +481,7 @@ def document(machine: dict, groups: dict, rows: list, goals: list, triad) -> lis
         out.append("")
 
     out += storage_section(groups)
+    out += gpu_section(groups)
 
     out += ["### Goals", ""]
     out += goals_table(goals, groups)

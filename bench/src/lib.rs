@@ -1,5 +1,6 @@
 //! Measurements shared by accel's benchmark programs.
 
+pub mod gpu_kernels;
 pub mod json;
 pub mod matmul;
 pub mod zarr;

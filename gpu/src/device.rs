@@ -16,6 +16,7 @@ use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
 
 mod stencil;
+mod timing;
 
 /// Longest wait for one kernel: a hung device fails the task (which then
 /// runs on the CPU) instead of hanging it.

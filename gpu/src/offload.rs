@@ -61,6 +61,22 @@ impl Backend {
         }
     }
 
+    /// One run of `program`'s kernel alone, inputs and output in device
+    /// memory (see [`Gpu::time_map`]).
+    pub fn time_map(
+        &self,
+        program: &accel_core::kernel::Program,
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        repeats: u32,
+    ) -> crate::Result<std::time::Duration> {
+        match self {
+            Backend::Vulkan(g) => g.time_map(program, local, inputs, repeats),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.time_map(program, local, inputs, repeats),
+        }
+    }
+
     /// Runs a stencil task's steps on this device (see [`Gpu::run_stencil`]); no fallback.
     pub fn run_stencil(&self, plan: &DevicePlan) -> crate::Result<Buffer> {
         match self {

@@ -168,6 +168,12 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
         Some(&GPU_WORKLOADS),
         records,
     );
+    eprintln!("accel-suite: fused kernels alone on {name} (device memory)");
+    records.extend(accel_bench::gpu_kernels::rows(
+        o.gpu,
+        &o.size,
+        if o.size == "bench" { 20 } else { 5 },
+    ));
     if let Some((_, counts)) = client.gpu() {
         eprintln!(
             "accel-suite: {} kernels on the GPU ({} folded there, {} stencil tasks), {} declined, {} failed",

@@ -174,6 +174,62 @@ impl CudaGpu {
         self.run(program, origin, local, inputs, Some(fold))
     }
 
+    /// The time of one run of `program` over a chunk of shape `local` from
+    /// `inputs` already on the device (see [`crate::Gpu::time_map`]).
+    pub fn time_map(
+        &self,
+        program: &Program,
+        local: &[usize],
+        inputs: &[(&[usize], &Buffer)],
+        repeats: u32,
+    ) -> Result<std::time::Duration> {
+        let Launch {
+            access,
+            strides,
+            root,
+            n,
+            n32,
+        } = Launch::new(program, local, inputs)?;
+        let kernel = self.by_program.get_or_make(program, &access, None, || {
+            self.kernel(super::generate(program, &access)?)
+                .map(Arc::new)
+        })?;
+        let (f, shader) = (&kernel.0, &kernel.1);
+        let origin = signed(&vec![0; local.len()]);
+        let meta = meta_words(program, shader, n32, &origin, local, &strides);
+        let s = &self.stream;
+        let dims = s.clone_htod(&meta).map_err(driver)?;
+        let ins = inputs
+            .iter()
+            .map(|(_, b)| s.clone_htod(&upload_bytes(b)).map_err(driver))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = s
+            .alloc_zeros::<u8>(n * root.size().max(4))
+            .map_err(driver)?;
+        let mut status = s.alloc_zeros::<u32>(1).map_err(driver)?;
+        let mut run = |times: u32| -> Result<std::time::Duration> {
+            s.synchronize().map_err(driver)?;
+            let start = std::time::Instant::now();
+            for _ in 0..times {
+                let mut launch = s.launch_builder(f);
+                launch.arg(&dims);
+                for b in &ins {
+                    launch.arg(b);
+                }
+                launch.arg(&mut out);
+                if shader.flags {
+                    launch.arg(&mut status);
+                }
+                // SAFETY: as in `run`: the kernel's own parameters, in order.
+                unsafe { launch.launch(launch_config(n32)) }.map_err(driver)?;
+            }
+            s.synchronize().map_err(driver)?;
+            Ok(start.elapsed())
+        };
+        run(1)?;
+        Ok(run(repeats.max(1))? / repeats.max(1))
+    }
+
     fn run(
         &self,
         program: &Program,
