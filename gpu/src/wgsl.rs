@@ -973,6 +973,28 @@ impl Body<'_> {
                     _ => format!("vec2<f64>({ch} * {c}, {sh} * {s})"),
                 }
             }
+            // The same of twice the parts, over cos 2a + cosh 2b (tan) or
+            // cosh 2a + cos 2b (tanh), as num-complex and the CPU compute them.
+            Tan | Tanh => {
+                let p = format!("{}ct{k}", self.prefix);
+                let (t, h) = if op == Tan { ("x", "y") } else { ("y", "x") };
+                self.stmt(&format!("let {p}t: f64 = {x}.{t} + {x}.{t};"));
+                self.stmt(&format!("let {p}h: f64 = {x}.{h} + {x}.{h};"));
+                self.stmt(&format!("slow = slow || !exp_ok({p}h) || !trig_ok({p}t);"));
+                self.stmt(&format!("let {p}hc: vec2<f64> = sinh_cosh_f64({p}h);"));
+                self.stmt(&format!("let {p}s: f64 = sin_f64({p}t);"));
+                self.stmt(&format!("let {p}c: f64 = cos_f64({p}t);"));
+                if op == Tan {
+                    self.stmt(&format!("let {p}d: f64 = {p}c + {p}hc.y;"));
+                    format!("vec2<f64>({p}s / {p}d, {p}hc.x / {p}d)")
+                } else {
+                    self.stmt(&format!("let {p}d: f64 = {p}hc.y + {p}c;"));
+                    format!("vec2<f64>({p}hc.x / {p}d, {p}s / {p}d)")
+                }
+            }
+            // num-complex's `powi`: squarings and products in its order, of
+            // the reciprocal (conj / |z|²) for negative powers.
+            Powi(n) => self.complex_powi(k, x, n),
             Neg => format!("cneg({x})"),
             Abs => {
                 self.stmt(&format!("slow = slow || !hypot_ok({x}.x, {x}.y);"));
@@ -983,9 +1005,55 @@ impl Body<'_> {
             IsNan => format!("isnan_f64({x}.x) || isnan_f64({x}.y)"),
             IsFinite => format!("isfinite_f64({x}.x) && isfinite_f64({x}.y)"),
             Round => format!("vec2<f64>(round({x}.x), round({x}.y))"),
-            Powi(2) => format!("cmul({x}, {x})"),
             _ => return refuse(format!("{} of complex128", op.name())),
         })
+    }
+
+    /// Complex `z**n` as num-complex computes it (the CPU's): 1 for n = 0;
+    /// for n < 0, `w = (re / |z|², -im / |z|²)`; then squarings of the base
+    /// while the exponent is even, and the product of the squares whose bits
+    /// are set, in that order. The exponent is known here: the loop unrolls.
+    fn complex_powi(&mut self, k: usize, z: &str, n: i32) -> String {
+        let p = format!("{}cp{k}", self.prefix);
+        if n == 0 {
+            return "vec2<f64>(1.0lf, 0.0lf)".to_string();
+        }
+        let mut base = z.to_string();
+        if n < 0 {
+            self.stmt(&format!("let {p}n: f64 = {z}.x * {z}.x + {z}.y * {z}.y;"));
+            self.stmt(&format!(
+                "let {p}i: vec2<f64> = vec2<f64>({z}.x / {p}n, -{z}.y / {p}n);"
+            ));
+            base = format!("{p}i");
+        }
+        let mut e = n.unsigned_abs();
+        let mut step = 0;
+        let mut square = |this: &mut Self, b: &str| {
+            let name = format!("{p}b{step}");
+            step += 1;
+            this.stmt(&format!("let {name}: vec2<f64> = cmul({b}, {b});"));
+            name
+        };
+        while e & 1 == 0 {
+            base = square(self, &base);
+            e >>= 1;
+        }
+        if e == 1 {
+            return base;
+        }
+        let mut acc = base.clone();
+        let mut products = 0;
+        while e > 1 {
+            e >>= 1;
+            base = square(self, &base);
+            if e & 1 == 1 {
+                let name = format!("{p}a{products}");
+                products += 1;
+                self.stmt(&format!("let {name}: vec2<f64> = cmul({acc}, {base});"));
+                acc = name;
+            }
+        }
+        acc
     }
 
     /// `x**n` by squaring, the multiplications in the CPU's order.

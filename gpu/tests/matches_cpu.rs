@@ -597,7 +597,8 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
         -7.0,
     ];
     let (mut ran, mut special, mut exps, mut trigs) = (0, 0, 0, 0);
-    for case in 0..160 {
+    let (mut tans, mut powers) = (0, 0);
+    for case in 0..240 {
         let n = [1, 33, 5000][case % 3];
         let value = |rng: &mut Rng| {
             if rng.below(8) == 0 {
@@ -635,11 +636,21 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
                 ),
                 1 => b.push(Instr::Binary(BinaryOp::Mul, a, c), DType::C128),
                 2 => b.push(Instr::Binary(BinaryOp::Div, a, c), DType::C128),
-                3 => b.push(Instr::Unary(UnaryOp::Powi(2), a), DType::C128),
+                3 => {
+                    let n = rng.pick(&[2, 2, -1, 0, 3, 5, -4, 7]);
+                    b.push(Instr::Unary(UnaryOp::Powi(n), a), DType::C128)
+                }
                 4 => b.push(Instr::Unary(UnaryOp::Neg, a), DType::C128),
                 7 => b.push(Instr::Unary(UnaryOp::Exp, a), DType::C128),
                 8 => {
-                    let f = rng.pick(&[UnaryOp::Sin, UnaryOp::Cos, UnaryOp::Sinh, UnaryOp::Cosh]);
+                    let f = rng.pick(&[
+                        UnaryOp::Sin,
+                        UnaryOp::Cos,
+                        UnaryOp::Sinh,
+                        UnaryOp::Cosh,
+                        UnaryOp::Tan,
+                        UnaryOp::Tanh,
+                    ]);
                     b.push(Instr::Unary(f, a), DType::C128)
                 }
                 5 => {
@@ -679,10 +690,12 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
                 ran += 1;
                 let ops = exe.program.op_names();
                 exps += usize::from(ops.iter().any(|o| o == "exp"));
-                trigs += usize::from(
-                    ops.iter()
-                        .any(|o| ["sin", "cos", "sinh", "cosh"].contains(&o.as_str())),
-                );
+                trigs +=
+                    usize::from(ops.iter().any(|o| {
+                        ["sin", "cos", "sinh", "cosh", "tan", "tanh"].contains(&o.as_str())
+                    }));
+                tans += usize::from(ops.iter().any(|o| o == "tan" || o == "tanh"));
+                powers += usize::from(ops.iter().any(|o| o.starts_with("powi") && o != "powi2"));
             }
             Err(accel_gpu::Error::SpecialValues(_)) => special += 1,
             Err(e) => panic!(
@@ -698,7 +711,15 @@ fn complex_programs_match_the_interpreter_bit_for_bit() {
     );
     assert!(
         trigs > 10,
-        "{trigs} programs with a complex sin, cos, sinh or cosh ran on the GPU"
+        "{trigs} programs with a complex sin, cos, sinh, cosh, tan or tanh ran on the GPU"
+    );
+    assert!(
+        tans > 5,
+        "{tans} programs with a complex tan or tanh ran on the GPU"
+    );
+    assert!(
+        powers > 10,
+        "{powers} programs with complex integer powers ran on the GPU"
     );
     assert!(
         special > 5,

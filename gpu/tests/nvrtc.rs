@@ -111,13 +111,18 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let q = b.push(Instr::Binary(BinaryOp::FloorDiv, p, rem64), DType::F64);
     let r = b.push(Instr::Binary(BinaryOp::Mul, q, y64), DType::F64);
     // A complex exp of (r, r) and a complex sin and cosh of that (sinh and
-    // cosh from the series and from exp), its real part back.
+    // cosh from the series and from exp), its tan, tanh and integer powers
+    // (a negative one through the reciprocal), its real part back.
     let rc = b.cast(r, DType::C128);
     let ic = b.push(Instr::Binary(BinaryOp::Mul, rc, rc), DType::C128);
     let ce = b.push(Instr::Unary(UnaryOp::Exp, ic), DType::C128);
     let cs = b.push(Instr::Unary(UnaryOp::Sin, ce), DType::C128);
     let cc = b.push(Instr::Unary(UnaryOp::Cosh, cs), DType::C128);
-    let r = b.push(Instr::Unary(UnaryOp::Re, cc), DType::F64);
+    let ct = b.push(Instr::Unary(UnaryOp::Tan, cc), DType::C128);
+    let ch = b.push(Instr::Unary(UnaryOp::Tanh, ct), DType::C128);
+    let p5 = b.push(Instr::Unary(UnaryOp::Powi(5), ch), DType::C128);
+    let pm = b.push(Instr::Unary(UnaryOp::Powi(-3), p5), DType::C128);
+    let r = b.push(Instr::Unary(UnaryOp::Re, pm), DType::F64);
     let program = b.finish(r, vec![4, 6]);
     let k = cuda::generate(&program, &[Access::Strided, Access::Contiguous]).expect("generates");
     let ptx = cuda::compile_ptx(&k.source, None).unwrap_or_else(|e| panic!("{e}"));

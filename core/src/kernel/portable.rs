@@ -44,8 +44,8 @@ pub fn check(program: &Program) -> Result<(), String> {
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
-        Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(2) | Exp | Sin | Cos | Sinh
-        | Cosh => Ok(()),
+        Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(_) | Exp | Sin | Cos | Sinh
+        | Cosh | Tan | Tanh => Ok(()),
         _ => Err(format!("{} of complex128", op.name())),
     }
 }
