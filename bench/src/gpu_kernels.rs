@@ -92,7 +92,7 @@ pub fn rows(choice: GpuChoice, size: &str, repeats: u32) -> Vec<Json> {
     let backend = match accel_gpu::open_backend(choice) {
         Ok(Some(b)) => b,
         Ok(None) => return Vec::new(),
-        Err(e) => return vec![failed("gpu-kernel", size, e.to_string())],
+        Err(e) => return vec![failed("gpu-kernel", size, "?", e.to_string())],
     };
     let device = format!("{} ({})", backend.summary().name, backend.summary().backend);
     let (n, (height, width)) = sizes(size);
@@ -108,7 +108,7 @@ pub fn rows(choice: GpuChoice, size: &str, repeats: u32) -> Vec<Json> {
                 eprintln!("  {case}: {:.3} ms, {gbps:.1} GB/s", secs * 1e3);
                 out.push(ok(name, &case, size, &device, secs, Some(bytes), elements));
             }
-            Err(e) => out.push(failed(name, size, format!("{e:#}"))),
+            Err(e) => out.push(failed(name, size, &device, format!("{e:#}"))),
         }
     }
     let fractal = accel_examples::workloads::fractal::build_kernel(height, width, [height, width]);
@@ -118,13 +118,15 @@ pub fn rows(choice: GpuChoice, size: &str, repeats: u32) -> Vec<Json> {
             eprintln!("  {case}: {:.2} ns/pixel", secs * 1e9 / elements as f64);
             out.push(ok("fractal", &case, size, &device, secs, None, elements));
         }
-        Err(e) => out.push(failed("fractal", size, format!("{e:#}"))),
+        Err(e) => out.push(failed("fractal", size, &device, format!("{e:#}"))),
     }
     out
 }
 
-/// Seconds per run of `a`'s fused kernel on the device, the bytes it reads
-/// and writes, and its elements.
+/// Seconds per run of `a`'s fused kernel on the device (the mean of the
+/// runs of one submission, recorded as the suite's `median_s`), the bytes it
+/// reads and writes in device memory (booleans take a word there), and its
+/// elements.
 fn time(backend: &Backend, a: &Array, repeats: u32) -> anyhow::Result<(f64, usize, usize)> {
     let (program, local) = kernel_of(a)?;
     let inputs = inputs_for(&program, &local);
@@ -134,9 +136,9 @@ fn time(backend: &Backend, a: &Array, repeats: u32) -> anyhow::Result<(f64, usiz
     let root = program.dtypes[program.root as usize];
     let bytes = inputs
         .iter()
-        .map(|(_, b)| b.len() * b.dtype().size())
+        .map(|(_, b)| b.len() * b.dtype().size().max(4))
         .sum::<usize>()
-        + elements * root.size();
+        + elements * root.size().max(4);
     Ok((t.as_secs_f64(), bytes, elements))
 }
 
@@ -168,7 +170,7 @@ fn ok(
     ])
 }
 
-fn failed(workload: &str, size: &str, error: String) -> Json {
+fn failed(workload: &str, size: &str, device: &str, error: String) -> Json {
     eprintln!("  {workload} kernel FAILED: {error}");
     Json::Obj(vec![
         ("workload".into(), "gpu-kernel".into()),
@@ -176,6 +178,7 @@ fn failed(workload: &str, size: &str, error: String) -> Json {
         ("case".into(), "".into()),
         ("size".into(), size.into()),
         ("runner".into(), "accel-gpu".into()),
+        ("device".into(), device.into()),
         ("status".into(), "failed".into()),
         ("median_s".into(), Json::Null),
         ("error".into(), error.into()),

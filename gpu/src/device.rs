@@ -12,7 +12,7 @@ use accel_core::kernel::Program;
 use accel_core::kernel::ir::Instr;
 use accel_core::shape;
 
-use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
+use crate::wgsl::{self, Access, WORKGROUP};
 use crate::{Error, Result};
 
 mod stencil;
@@ -353,26 +353,10 @@ impl Gpu {
         let out_at = bound.len() - 1 - usize::from(pipe.shader.flags);
         let readback_bytes = out_bytes + if pipe.shader.flags { 4 } else { 0 };
         let readback = take(readback_bytes, U::MAP_READ | U::COPY_DST);
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = bound
-            .iter()
-            .enumerate()
-            .map(|(k, (b, bytes))| wgpu::BindGroupEntry {
-                binding: k as u32,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b,
-                    offset: 0,
-                    // A binding is at least one word (an empty input binds one).
-                    size: std::num::NonZeroU64::new((*bytes).max(4)),
-                }),
-            })
-            .collect();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipe.layout,
-            entries: &entries,
-        });
+        let refs: Vec<(&wgpu::Buffer, u64)> = bound.iter().map(|(b, n)| (b, *n)).collect();
+        let group = self.bind(&pipe.layout, &refs);
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
@@ -380,12 +364,7 @@ impl Gpu {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
             pass.set_pipeline(&pipe.pipeline);
             pass.set_bind_group(0, &group, &[]);
-            let groups = n32.div_ceil(WORKGROUP);
-            let (gx, gy) = if groups <= MAX_GROUPS_X {
-                (groups, 1)
-            } else {
-                (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X))
-            };
+            let (gx, gy) = wgsl::groups(n32);
             pass.dispatch_workgroups(gx, gy, 1);
         }
         enc.copy_buffer_to_buffer(&bound[out_at].0, 0, &readback, 0, out_bytes);
@@ -406,6 +385,32 @@ impl Gpu {
             return Err(Error::SpecialValues(special));
         }
         Ok(data)
+    }
+
+    /// A bind group of `bound` (buffer, bytes bound) in binding order.
+    pub(crate) fn bind(
+        &self,
+        layout: &wgpu::BindGroupLayout,
+        bound: &[(&wgpu::Buffer, u64)],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = bound
+            .iter()
+            .enumerate()
+            .map(|(k, (b, bytes))| wgpu::BindGroupEntry {
+                binding: k as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b,
+                    offset: 0,
+                    // A binding is at least one word (an empty input binds one).
+                    size: std::num::NonZeroU64::new((*bytes).max(4)),
+                }),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout,
+            entries: &entries,
+        })
     }
 
     /// Submits `enc` (recorded under `scopes`: validation errors, then out

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use accel_core::buffer::Buffer;
 use accel_core::exec::{Fold, Offload};
 use accel_core::kernel::Executable;
-use accel_core::stencil::{DevicePlan, DeviceStep};
+use accel_core::stencil::{DevicePlan, StencilKernel};
 
 use crate::{Error, Gpu};
 
@@ -202,16 +202,21 @@ impl Offload for Offloader {
         Some(parts)
     }
 
-    fn takes_stencils(&self) -> bool {
-        self.health.usable()
+    fn takes_stencils(&self, k: &StencilKernel) -> bool {
+        // Levels that read no field (generated values alone) are left to
+        // the CPU: their kernels would not be told where their window lies.
+        let runs = k
+            .levels
+            .iter()
+            .all(|l| !l.reads.is_empty() && portable(&l.exe));
+        if !runs {
+            self.declined.fetch_add(1, Ordering::Relaxed);
+        }
+        runs && self.health.usable()
     }
 
     fn run_stencil(&self, plan: &DevicePlan) -> Option<Buffer> {
-        let portable = plan.steps.iter().all(|s| match s {
-            DeviceStep::Map { exe, .. } => crate::wgsl::check(&exe.program).is_ok(),
-            _ => true,
-        });
-        let result = self.attempt(portable, || self.gpu.run_stencil(plan))?;
+        let result = self.attempt(true, || self.gpu.run_stencil(plan))?;
         self.stencils.fetch_add(1, Ordering::Relaxed);
         Some(result)
     }

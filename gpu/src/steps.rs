@@ -154,16 +154,92 @@ pub(crate) trait Kernels {
 }
 
 /// Every step of `plan` ready to launch, checked against the plan's slots;
-/// refuses (before anything is uploaded) a level the device has no form for.
+/// refuses (before anything is uploaded) a level the device has no form
+/// for, and a plan whose slots' words or whose steps' invocations a 32-bit
+/// index cannot count. Steps of no invocations (an empty box) are left out.
 pub(crate) fn prepare<B: Kernels>(
     backend: &B,
     plan: &DevicePlan,
 ) -> Result<Vec<Prepared<B::Kernel>>> {
     let len = u32::try_from(plan.len).map_err(|_| Error::TooLarge(plan.len as u64))?;
-    plan.steps
+    // The move kernels index slots by word.
+    if let Some(words) = plan
+        .slots
         .iter()
-        .map(|step| prepare_step(backend, plan, step, len))
-        .collect()
+        .map(|&d| plan.len as u64 * u64::from(words(d)))
+        .max()
+        && words > u64::from(u32::MAX)
+    {
+        return Err(Error::TooLarge(4 * words));
+    }
+    let mut steps = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        let prepared = prepare_step(backend, plan, step, len)?;
+        if prepared.invocations > 0 {
+            steps.push(prepared);
+        }
+    }
+    Ok(steps)
+}
+
+fn slot_dtype(plan: &DevicePlan, s: u32) -> Result<DType> {
+    plan.slots
+        .get(s as usize)
+        .copied()
+        .ok_or_else(|| Error::Layout("a stencil step on a slot beyond its plan".into()))
+}
+
+/// A level's kernel over its box, reading windows of slots.
+fn prepare_level<B: Kernels>(
+    backend: &B,
+    plan: &DevicePlan,
+    exe: &accel_core::kernel::Executable,
+    (origin, box_shape): (&[i64], &[usize]),
+    reads: &[(u32, usize)],
+    (out, at): (u32, usize),
+) -> Result<Prepared<B::Kernel>> {
+    let program = &exe.program;
+    // A kernel reading no window would not be told where its own lies.
+    if reads.is_empty() || reads.len() != program.inputs.len() {
+        return Err(Error::Unsupported(wgsl::Unsupported(
+            "a stencil level that reads no field".into(),
+        )));
+    }
+    let access = vec![Access::Window; program.inputs.len()];
+    let kernel = backend.level(program, &access)?;
+    let n = shape::size(box_shape);
+    let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64))?;
+    if reads
+        .iter()
+        .map(|r| r.1)
+        .chain([at])
+        .any(|a| a + n > plan.len)
+    {
+        return Err(Error::Layout("a stencil window outside its slot".into()));
+    }
+    let shader = B::shader(&kernel);
+    let mut meta = meta_words(program, shader, n32, origin, box_shape, &[]);
+    meta.push(at as u32);
+    meta.extend(reads.iter().map(|r| r.1 as u32));
+    let mut slots: Vec<u32> = reads.iter().map(|r| r.0).collect();
+    slots.push(out);
+    let root = program.dtypes.get(program.root as usize).copied();
+    let wanted = program.inputs.iter().map(|i| Some(i.dtype)).chain([root]);
+    for (&s, want) in slots.iter().zip(wanted) {
+        if Some(slot_dtype(plan, s)?) != want {
+            return Err(Error::Layout(
+                "a stencil level reads or writes a slot of another dtype".into(),
+            ));
+        }
+    }
+    Ok(Prepared {
+        status: shader.flags,
+        kernel,
+        meta,
+        index: None,
+        slots,
+        invocations: n32,
+    })
 }
 
 fn prepare_step<B: Kernels>(
@@ -172,12 +248,7 @@ fn prepare_step<B: Kernels>(
     step: &DeviceStep,
     len: u32,
 ) -> Result<Prepared<B::Kernel>> {
-    let slot_dtype = |s: u32| {
-        plan.slots
-            .get(s as usize)
-            .copied()
-            .ok_or_else(|| Error::Layout("a stencil step on a slot beyond its plan".into()))
-    };
+    let slot_dtype = |s: u32| slot_dtype(plan, s);
     let within = |at: u32| {
         if at < len {
             Ok(at)
@@ -201,45 +272,8 @@ fn prepare_step<B: Kernels>(
             origin,
             shape: box_shape,
             reads,
-            out: (out, at),
-        } => {
-            let program = &exe.program;
-            let access = vec![Access::Window; program.inputs.len()];
-            let kernel = backend.level(program, &access)?;
-            let n = shape::size(box_shape);
-            let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64))?;
-            if reads
-                .iter()
-                .map(|r| r.1)
-                .chain([*at])
-                .any(|a| a + n > plan.len)
-            {
-                return Err(Error::Layout("a stencil window outside its slot".into()));
-            }
-            let shader = B::shader(&kernel);
-            let mut meta = meta_words(program, shader, n32, origin, box_shape, &[]);
-            meta.push(*at as u32);
-            meta.extend(reads.iter().map(|r| r.1 as u32));
-            let mut slots: Vec<u32> = reads.iter().map(|r| r.0).collect();
-            slots.push(*out);
-            let root = program.dtypes.get(program.root as usize).copied();
-            let wanted = program.inputs.iter().map(|i| Some(i.dtype)).chain([root]);
-            for (&s, want) in slots.iter().zip(wanted) {
-                if Some(slot_dtype(s)?) != want {
-                    return Err(Error::Layout(
-                        "a stencil level reads or writes a slot of another dtype".into(),
-                    ));
-                }
-            }
-            Ok(Prepared {
-                status: shader.flags,
-                kernel,
-                meta,
-                index: None,
-                slots,
-                invocations: n32,
-            })
-        }
+            out,
+        } => prepare_level(backend, plan, exe, (origin, box_shape), reads, *out),
         DeviceStep::Copy { from, to, pairs } => {
             let d = slot_dtype(*to)?;
             if slot_dtype(*from)? != d {

@@ -31,6 +31,17 @@ use accel_core::op::{BinaryOp, GenKind, UnaryOp};
 pub const WORKGROUP: u32 = 256;
 /// Most workgroups along one dispatch dimension.
 pub const MAX_GROUPS_X: u32 = 65_535;
+/// Workgroups (x, y) for `invocations`: along x up to its limit, then
+/// rows of that many along y (the shaders recover the index from both).
+pub fn groups(invocations: u32) -> (u32, u32) {
+    let groups = invocations.div_ceil(WORKGROUP);
+    if groups <= MAX_GROUPS_X {
+        (groups, 1)
+    } else {
+        (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X))
+    }
+}
+
 /// Elements one invocation folds in a device fold (see [`generate_fold`]).
 pub const STRIP: u32 = 256;
 

@@ -4,7 +4,7 @@ use crate::buffer::Buffer;
 use crate::dtype::DType;
 use crate::kernel::Executable;
 use crate::op::{ReduceOp, ReduceSpec};
-use crate::stencil::DevicePlan;
+use crate::stencil::{DevicePlan, StencilKernel};
 
 /// Where a task's fused kernel may run instead of the CPU. The task runner
 /// asks first; `None` means "run it on the CPU" (a program the device has
@@ -36,11 +36,11 @@ pub trait Offload: Send + Sync {
         None
     }
 
-    /// Whether stencil tasks are offered to [`Offload::run_stencil`]. Its
-    /// plan costs the host what the CPU's own run starts with (the inputs
-    /// copied into the padded layout), so only a device that may take them
-    /// says yes.
-    fn takes_stencils(&self) -> bool {
+    /// Whether tasks of stencil `k` are offered to [`Offload::run_stencil`].
+    /// Their plan costs the host what the CPU's own run starts with (the
+    /// inputs copied into the padded layout), so only a device that would
+    /// run them says yes.
+    fn takes_stencils(&self, _k: &StencilKernel) -> bool {
         false
     }
 

@@ -502,12 +502,18 @@ fn stencil_chunk(
     let stage = plan.stage(key.stage);
     let (pieces, dtypes) = stencil_pieces(plan, key, k, inputs)?;
     let shape = &stage.meta.shape;
-    if let Some(o) = offload.filter(|o| o.takes_stencils())
-        && let Some(device) =
-            crate::stencil::device_plan(k, shape, origin, local, &pieces, &dtypes)?
-        && let Some(result) = o.run_stencil(&device)
-    {
-        return device.chunk(&result);
+    if let Some(o) = offload.filter(|o| o.takes_stencils(k)) {
+        let on_device = crate::stencil::device_plan(k, shape, origin, local, &pieces, &dtypes)
+            .and_then(|plan| match plan.as_ref().and_then(|p| o.run_stencil(p)) {
+                Some(result) => plan.map(|p| p.chunk(&result)).transpose(),
+                None => Ok(None),
+            });
+        match on_device {
+            Ok(Some(data)) => return Ok(data),
+            Ok(None) => {}
+            // A device never fails a task the CPU can compute.
+            Err(e) => tracing::warn!("stencil task on the device: {e}; computing it on the CPU"),
+        }
     }
     crate::stencil::run_stencil(k, shape, origin, local, &pieces, &dtypes)
 }

@@ -12,14 +12,14 @@ use std::sync::Arc;
 use crate::buffer::Buffer;
 use crate::dtype::{DType, Value};
 use crate::error::Result;
-use crate::kernel::{Bound, Executable, OutSlice};
+use crate::kernel::{Bound, Executable};
 use crate::op::Boundary;
 use crate::shape;
 
 use super::StencilKernel;
 use super::run::{
-    GhostMove, Piece, append_box, fill_ghosts, ghost_moves, ghost_rules, internal, kept_spans,
-    layout, level_box, place, read_at, with_room,
+    GhostMove, Layout, Piece, append_box, fill_ghosts, ghost_moves, ghost_rules, internal,
+    kept_spans, layout, level_box, out_slice, place, read_at, with_room,
 };
 
 /// A stencil task for a device. Buffers ("slots") all hold `len` elements;
@@ -120,87 +120,39 @@ pub fn device_plan(
         return Ok(None);
     }
     let geometry = (shape, origin, local);
-    let ni = k.inputs.len();
     let mut slots = Slots {
         dtypes: Vec::new(),
         free: Vec::new(),
     };
-    let mut field_slot: Vec<u32> = Vec::with_capacity(ni + k.levels.len());
-    let mut uploads = Vec::with_capacity(ni);
+    let mut uploads = Vec::with_capacity(inputs.len());
+    let mut field_slot: Vec<u32> = Vec::with_capacity(inputs.len() + k.levels.len());
     for (i, pieces) in inputs.iter().enumerate() {
-        let mut buf = Buffer::zeros(input_dtypes[i], len);
-        for p in pieces {
-            place(&lay, geometry, &k.inputs[i], &k.boundary, p, (&mut buf, 0))?;
-        }
-        fill_ghosts(&lay, geometry, &k.inputs[i], &rules, (&mut buf, 0))?;
+        let buf = input_field(
+            k,
+            i,
+            (&lay, &rules),
+            geometry,
+            pieces,
+            (input_dtypes[i], len),
+        )?;
         let slot = slots.take(input_dtypes[i]);
         field_slot.push(slot);
         uploads.push((slot, buf));
     }
-    let mut last_use = vec![0usize; ni + k.levels.len()];
-    for (j, level) in k.levels.iter().enumerate() {
-        for r in &level.reads {
-            last_use[r.field as usize] = j;
-        }
-        if let Some(keep) = &level.keep {
-            last_use[keep.field as usize] = j;
-        }
-    }
+    let ni = k.inputs.len();
+    let last_use = last_uses(k);
     let mut live = vec![true; ni + k.levels.len()];
     let clip_rows = k.boundary[0] != Boundary::Periodic;
-    let slot_of = |fields: &[u32], f: u32| {
-        fields
-            .get(f as usize)
-            .copied()
-            .ok_or_else(|| internal("stencil level reads a field computed after it"))
-    };
     let mut steps = Vec::new();
     for (j, level) in k.levels.iter().enumerate() {
         let out = slots.take(level.dtype());
-        let lb = level_box(level, &lay, geometry, clip_rows);
-        let n = shape::size(&lb.shape);
-        let mut reads = Vec::with_capacity(level.reads.len());
-        for read in &level.reads {
-            let at = usize::try_from(read_at(&lay, lb.start, read))
-                .ok()
-                .filter(|at| at + n <= len)
-                .ok_or_else(|| internal("stencil window outside its field"))?;
-            reads.push((slot_of(&field_slot, read.field)?, at));
-        }
-        steps.push(DeviceStep::Map {
-            exe: level.exe.clone(),
-            origin: lb.origin,
-            shape: lb.shape,
-            reads,
-            out: (out, lay.guard + lb.start),
-        });
-        if let Some(keep) = &level.keep {
-            let mut pairs = Vec::new();
-            kept_spans(&lay, geometry, &level.radius, &keep.depth, |at, n| {
-                pairs.extend((at..at + n).map(|p| [p as u32, p as u32]));
-                (at + n <= len).then_some(())
-            })
-            .ok_or_else(|| internal("stencil kept edges out of range"))?;
-            if !pairs.is_empty() {
-                let from = slot_of(&field_slot, keep.field)?;
-                steps.push(DeviceStep::Copy {
-                    from,
-                    to: out,
-                    pairs,
-                });
-            }
-        }
-        if level.radius.iter().any(|&r| r > 0) {
-            ghost_steps(
-                &lay,
-                geometry,
-                &level.radius,
-                &rules,
-                (out, level.dtype()),
-                len,
-                &mut steps,
-            )?;
-        }
+        let at = Placed {
+            lay: &lay,
+            rules: &rules,
+            geometry,
+            len,
+        };
+        level_steps(level, &at, clip_rows, (&field_slot, out), &mut steps)?;
         field_slot.push(out);
         for f in 0..ni + j {
             if live[f] && last_use[f] <= j {
@@ -229,10 +181,119 @@ pub fn device_plan(
     }))
 }
 
+/// Where a task's fields lie: their layout, ghost rules, the chunk, and
+/// every slot's length.
+struct Placed<'a> {
+    lay: &'a Layout,
+    rules: &'a [Boundary],
+    geometry: (&'a [usize], &'a [usize], &'a [usize]),
+    len: usize,
+}
+
+/// Stage input `i`'s field in the padded layout, from its pieces, its ghost
+/// cells filled: what goes up to the device.
+fn input_field(
+    k: &StencilKernel,
+    i: usize,
+    (lay, rules): (&Layout, &[Boundary]),
+    geometry: (&[usize], &[usize], &[usize]),
+    pieces: &[Piece<'_>],
+    (dtype, len): (DType, usize),
+) -> Result<Buffer> {
+    let mut buf = Buffer::zeros(dtype, len);
+    for p in pieces {
+        place(lay, geometry, &k.inputs[i], &k.boundary, p, (&mut buf, 0))?;
+    }
+    fill_ghosts(lay, geometry, &k.inputs[i], rules, (&mut buf, 0))?;
+    Ok(buf)
+}
+
+/// Per field (stage inputs, then levels), the last level that reads it.
+fn last_uses(k: &StencilKernel) -> Vec<usize> {
+    let mut last_use = vec![0usize; k.inputs.len() + k.levels.len()];
+    for (j, level) in k.levels.iter().enumerate() {
+        for r in &level.reads {
+            if let Some(u) = last_use.get_mut(r.field as usize) {
+                *u = j;
+            }
+        }
+        if let Some(u) = level
+            .keep
+            .as_ref()
+            .and_then(|keep| last_use.get_mut(keep.field as usize))
+        {
+            *u = j;
+        }
+    }
+    last_use
+}
+
+/// A level's steps into slot `out`: its kernel over its box, the cells it
+/// keeps, its ghost cells.
+fn level_steps(
+    level: &super::Level,
+    at: &Placed<'_>,
+    clip_rows: bool,
+    (field_slot, out): (&[u32], u32),
+    steps: &mut Vec<DeviceStep>,
+) -> Result<()> {
+    let (lay, len) = (at.lay, at.len);
+    let slot_of = |f: u32| {
+        field_slot
+            .get(f as usize)
+            .copied()
+            .ok_or_else(|| internal("stencil level reads a field computed after it"))
+    };
+    let lb = level_box(level, lay, at.geometry, clip_rows);
+    let n = shape::size(&lb.shape);
+    let mut reads = Vec::with_capacity(level.reads.len());
+    for read in &level.reads {
+        let w = usize::try_from(read_at(lay, lb.start, read))
+            .ok()
+            .filter(|w| w + n <= len)
+            .ok_or_else(|| internal("stencil window outside its field"))?;
+        reads.push((slot_of(read.field)?, w));
+    }
+    steps.push(DeviceStep::Map {
+        exe: level.exe.clone(),
+        origin: lb.origin,
+        shape: lb.shape,
+        reads,
+        out: (out, lay.guard + lb.start),
+    });
+    if let Some(keep) = &level.keep {
+        let mut pairs = Vec::new();
+        kept_spans(lay, at.geometry, &level.radius, &keep.depth, |p, n| {
+            pairs.extend((p..p + n).map(|p| [p as u32, p as u32]));
+            (p + n <= len).then_some(())
+        })
+        .ok_or_else(|| internal("stencil kept edges out of range"))?;
+        if !pairs.is_empty() {
+            steps.push(DeviceStep::Copy {
+                from: slot_of(keep.field)?,
+                to: out,
+                pairs,
+            });
+        }
+    }
+    if level.radius.iter().any(|&r| r > 0) {
+        ghost_steps(
+            lay,
+            at.geometry,
+            &level.radius,
+            at.rules,
+            (out, level.dtype()),
+            len,
+            steps,
+        )?;
+    }
+    Ok(())
+}
+
 /// A level's ghost cells as steps: per axis, one step of copies or of
 /// constants (an axis has one rule), after the previous axis's.
 fn ghost_steps(
-    lay: &super::run::Layout,
+    lay: &Layout,
     geometry: (&[usize], &[usize], &[usize]),
     radius: &[usize],
     rules: &[Boundary],
@@ -329,7 +390,7 @@ impl DevicePlan {
                         windows.push((b, w));
                     }
                     let n = shape::size(box_shape);
-                    Bound::windows(exe, origin, box_shape, &windows)?.run_map_into(window_mut(
+                    Bound::windows(exe, origin, box_shape, &windows)?.run_map_into(out_slice(
                         &mut target,
                         *at,
                         n,
@@ -364,19 +425,6 @@ impl DevicePlan {
 fn slot_mut(bufs: &mut [Buffer], s: u32) -> Result<&mut Buffer> {
     bufs.get_mut(s as usize)
         .ok_or_else(|| internal("a step writes a slot beyond the plan"))
-}
-
-fn window_mut(buf: &mut Buffer, at: usize, n: usize) -> Result<OutSlice<'_>> {
-    let range = at..at + n;
-    let outside = || internal("a step writes outside its slot");
-    Ok(match buf {
-        Buffer::Bool(v) => OutSlice::Bool(v.get_mut(range).ok_or_else(outside)?),
-        Buffer::I32(v) => OutSlice::I32(v.get_mut(range).ok_or_else(outside)?),
-        Buffer::I64(v) => OutSlice::I64(v.get_mut(range).ok_or_else(outside)?),
-        Buffer::F32(v) => OutSlice::F32(v.get_mut(range).ok_or_else(outside)?),
-        Buffer::F64(v) => OutSlice::F64(v.get_mut(range).ok_or_else(outside)?),
-        Buffer::C128(v) => OutSlice::C128(v.get_mut(range).ok_or_else(outside)?),
-    })
 }
 
 /// `dst[d] = src[s]` for each `[s, d]`; `src` None: within `dst`.

@@ -421,7 +421,7 @@ fn give_back(pool: Vec<Buffer>) {
     });
 }
 
-fn out_slice(buf: &mut Buffer, at: usize, len: usize) -> Result<OutSlice<'_>> {
+pub(super) fn out_slice(buf: &mut Buffer, at: usize, len: usize) -> Result<OutSlice<'_>> {
     let range = at..at + len;
     if range.end > buf.len() {
         return Err(internal("stencil level outside its field"));

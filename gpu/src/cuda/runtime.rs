@@ -12,7 +12,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKe
 
 use super::{CudaSource, KERNEL, NVRTC_OPTIONS};
 use crate::device::{AdapterSummary, Launch, download, meta_words, signed, upload_bytes};
-use crate::wgsl::{MAX_GROUPS_X, WORKGROUP};
+use crate::wgsl::WORKGROUP;
 use crate::{Error, Result};
 
 /// Whether NVRTC (libnvrtc) can be loaded (from `LD_LIBRARY_PATH` or the
@@ -69,14 +69,9 @@ impl std::fmt::Debug for CudaGpu {
 /// Blocks of [`WORKGROUP`] threads for `threads` invocations, folded into
 /// a second grid dimension past the first's limit.
 pub(super) fn launch_config(threads: u32) -> LaunchConfig {
-    let groups = threads.div_ceil(WORKGROUP);
-    let grid = if groups <= MAX_GROUPS_X {
-        (groups, 1, 1)
-    } else {
-        (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X), 1)
-    };
+    let (gx, gy) = crate::wgsl::groups(threads);
     LaunchConfig {
-        grid_dim: grid,
+        grid_dim: (gx, gy, 1),
         block_dim: (WORKGROUP, 1, 1),
         shared_mem_bytes: 0,
     }

@@ -12,7 +12,7 @@ use wgpu::BufferUsages as U;
 
 use super::{Gpu, Pipeline, download, upload_bytes};
 use crate::steps::{Kernels, Moves, prepare, slot_bytes};
-use crate::wgsl::{self, Access, MAX_GROUPS_X, WORKGROUP};
+use crate::wgsl::{self, Access};
 use crate::{Error, Result};
 
 impl Kernels for Gpu {
@@ -70,50 +70,39 @@ impl Gpu {
             self.queue
                 .write_buffer(&meta, 0, bytemuck::cast_slice(&step.meta));
             let mut bound: Vec<(&wgpu::Buffer, u64)> = vec![(&meta, 4 * step.meta.len() as u64)];
-            let index = step.index.as_ref().map(|at| {
-                let b = take(4 * at.len() as u64, U::STORAGE | U::COPY_DST);
-                self.queue.write_buffer(&b, 0, bytemuck::cast_slice(at));
-                (b, 4 * at.len() as u64)
-            });
+            let index = match &step.index {
+                Some(at) if 4 * at.len() as u64 > self.max_binding => {
+                    return Err(Error::TooLarge(4 * at.len() as u64));
+                }
+                Some(at) => {
+                    let b = take(4 * at.len() as u64, U::STORAGE | U::COPY_DST);
+                    self.queue.write_buffer(&b, 0, bytemuck::cast_slice(at));
+                    Some((b, 4 * at.len() as u64))
+                }
+                None => None,
+            };
             if let Some((b, bytes)) = &index {
                 bound.push((b, *bytes));
             }
             for &s in &step.slots {
-                let d = plan.slots[s as usize];
-                bound.push((&slots[s as usize], slot_bytes(d)));
+                let (Some(&d), Some(b)) = (plan.slots.get(s as usize), slots.get(s as usize))
+                else {
+                    return Err(Error::Layout(
+                        "a stencil step on a slot beyond its plan".into(),
+                    ));
+                };
+                bound.push((b, slot_bytes(d)));
             }
             if step.status {
                 bound.push((&status, 4));
             }
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = bound
-                .iter()
-                .enumerate()
-                .map(|(k, (b, bytes))| wgpu::BindGroupEntry {
-                    binding: k as u32,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: b,
-                        offset: 0,
-                        size: std::num::NonZeroU64::new((*bytes).max(4)),
-                    }),
-                })
-                .collect();
-            let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &step.kernel.layout,
-                entries: &entries,
-            });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                pass.set_pipeline(&step.kernel.pipeline);
-                pass.set_bind_group(0, &group, &[]);
-                let groups = step.invocations.div_ceil(WORKGROUP);
-                let (gx, gy) = if groups <= MAX_GROUPS_X {
-                    (groups, 1)
-                } else {
-                    (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X))
-                };
-                pass.dispatch_workgroups(gx, gy, 1);
-            }
+            let group = self.bind(&step.kernel.layout, &bound);
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&step.kernel.pipeline);
+            pass.set_bind_group(0, &group, &[]);
+            let (gx, gy) = wgsl::groups(step.invocations);
+            pass.dispatch_workgroups(gx, gy, 1);
+            drop(pass);
             scratch.push(meta);
             scratch.extend(index.map(|(b, _)| b));
         }

@@ -9,7 +9,6 @@ use accel_core::kernel::Program;
 use wgpu::BufferUsages as U;
 
 use super::{Gpu, KERNEL_TIMEOUT, Launch, meta_words, signed, upload_bytes};
-use crate::wgsl::{MAX_GROUPS_X, WORKGROUP};
 use crate::{Error, Result};
 
 impl Gpu {
@@ -73,12 +72,7 @@ impl Gpu {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
                 pass.set_pipeline(&pipe.pipeline);
                 pass.set_bind_group(0, &group, &[]);
-                let groups = n32.div_ceil(WORKGROUP);
-                let (gx, gy) = if groups <= MAX_GROUPS_X {
-                    (groups, 1)
-                } else {
-                    (MAX_GROUPS_X, groups.div_ceil(MAX_GROUPS_X))
-                };
+                let (gx, gy) = crate::wgsl::groups(n32);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
             let _guard = self
