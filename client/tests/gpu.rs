@@ -45,7 +45,8 @@ fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
             declined: 0,
             failed: 0,
             folded: 0,
-            stencils: 0
+            stencils: 0,
+            resident: 0
         }
     );
     // Random numbers are the same bits on either device.
@@ -103,7 +104,8 @@ fn transcendentals_run_on_the_gpu_within_the_cpus_bounds() {
             declined: 1,
             failed: 0,
             folded: 0,
-            stencils: 0
+            stencils: 0,
+            resident: 0
         }
     );
 }
@@ -125,7 +127,8 @@ fn kernels_without_a_gpu_form_run_on_the_cpu() {
             declined: 4,
             failed: 0,
             folded: 0,
-            stencils: 0
+            stencils: 0,
+            resident: 0
         }
     );
 }
@@ -477,4 +480,56 @@ fn stencils_run_on_the_gpu_with_the_cpus_bits() {
     let after = counts(&gpu);
     assert!(after.stencils > c.stencils + 4, "{after:?}");
     assert_eq!(after.failed, 0, "{after:?}");
+}
+
+/// Persisted chunks stay in device memory: a second computation over them
+/// reads every input chunk from the GPU instead of uploading it again, with
+/// the same bits; chunks assembled for a task (a box across chunks) are
+/// uploaded each time, and a chunk that died is never taken for a new one.
+#[test]
+fn persisted_chunks_are_read_from_device_memory() {
+    let gpu = lavapipe();
+    let cpu = Client::local().with_progress(false);
+    let n = 40_000;
+    let mut rng = accel::Rng::new(7);
+    let a = gpu.persist(&rng.uniform(&[n], 0.0, 1.0, n / 4)).unwrap();
+    let b = gpu.persist(&rng.uniform(&[n], 0.0, 1.0, n / 4)).unwrap();
+    let e = (a.powi(2).sin() * b.exp()) - &a;
+    let want = cpu
+        .compute::<f64>(&(a.powi(2).sin() * b.exp() - &a))
+        .unwrap();
+    let before = counts(&gpu);
+    let first = gpu.compute::<f64>(&e).unwrap();
+    let after_first = counts(&gpu);
+    // 4 tasks, each reading a chunk of a and one of b (the kernel loads a
+    // once), uploaded now.
+    assert_eq!(after_first.on_gpu - before.on_gpu, 4);
+    assert_eq!(after_first.resident, before.resident);
+    let second = gpu.compute::<f64>(&e).unwrap();
+    let after_second = counts(&gpu);
+    // Every input of every task read from the device: 4 tasks × 2 inputs.
+    assert_eq!(
+        after_second.resident - after_first.resident,
+        8,
+        "{after_second:?}"
+    );
+    let bits = |v: &ndarray::ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&first), bits(&want));
+    assert_eq!(bits(&second), bits(&want));
+    // Chunked unlike the kernel: boxes assembled per task, never kept.
+    let c = gpu.persist(&rng.uniform(&[n], 0.0, 1.0, n / 5)).unwrap();
+    let mixed = &a + &c;
+    let before = counts(&gpu).resident;
+    gpu.compute::<f64>(&mixed).unwrap();
+    gpu.compute::<f64>(&mixed).unwrap();
+    // a's 4 chunks each run, never c's boxes.
+    assert_eq!(counts(&gpu).resident - before, 8);
+    // Dropped arrays free their copies; new ones are uploaded, not matched.
+    drop((a, b, c, e, mixed));
+    let fresh = gpu.persist(&rng.uniform(&[n], 0.0, 1.0, n / 4)).unwrap();
+    let before = counts(&gpu).resident;
+    let got = gpu.compute::<f64>(&(&fresh * 2.0)).unwrap();
+    assert_eq!(counts(&gpu).resident, before);
+    let want = cpu.compute::<f64>(&(&fresh * 2.0)).unwrap();
+    assert_eq!(bits(&got), bits(&want));
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use accel_core::buffer::Buffer;
 use accel_core::dtype::DType;
-use accel_core::exec::Fold;
+use accel_core::exec::{Fold, Operand};
 use accel_core::kernel::Program;
 use accel_core::kernel::ir::Instr;
 use accel_core::shape;
@@ -113,6 +113,33 @@ struct Counters {
     pipelines: AtomicU64,
 }
 
+/// An input on its way to a kernel: bytes to upload, or a copy kept on the
+/// device (and its length).
+enum Upload {
+    Bytes(Vec<u8>),
+    Kept(Arc<wgpu::Buffer>, u64),
+}
+
+/// A buffer bound to a kernel: the pool's (given back after), or a kept copy.
+enum Held {
+    Pooled(wgpu::Buffer),
+    Kept(Arc<wgpu::Buffer>),
+}
+
+impl Held {
+    fn buffer(&self) -> &wgpu::Buffer {
+        match self {
+            Held::Pooled(b) => b,
+            Held::Kept(b) => b,
+        }
+    }
+}
+
+/// Bytes of `b` in device memory (booleans take a word).
+pub(crate) fn device_bytes(b: &Buffer) -> u64 {
+    b.len() as u64 * b.dtype().size().max(4) as u64
+}
+
 /// A compiled kernel: its pipeline and the layout of its bindings.
 pub(crate) struct Pipeline {
     pipeline: wgpu::ComputePipeline,
@@ -137,6 +164,8 @@ pub struct Gpu {
     submit: Mutex<()>,
     /// Device buffers of finished kernels, reused by the next ones.
     pool: crate::pool::BufferPool,
+    /// Copies of input chunks kept in device memory.
+    resident: crate::resident::Resident<wgpu::Buffer>,
     max_buffer: u64,
 }
 
@@ -219,6 +248,7 @@ impl Gpu {
             max_buffer: limits.max_buffer_size,
             fma: crate::wgsl_math::Fma::Native,
             by_program: Default::default(),
+            resident: Default::default(),
         };
         if !gpu.fma_is_fused()? {
             gpu.fma = crate::wgsl_math::Fma::Emulated;
@@ -255,7 +285,8 @@ impl Gpu {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Result<Buffer> {
-        self.run(program, origin, local, inputs, None)
+        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
+        self.run_operands(program, origin, local, &inputs, None)
     }
 
     /// [`Gpu::run_map`]'s values folded by `fold` on the device: one partial
@@ -269,24 +300,29 @@ impl Gpu {
         inputs: &[(&[usize], &Buffer)],
         fold: Fold,
     ) -> Result<Buffer> {
-        self.run(program, origin, local, inputs, Some(fold))
+        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
+        self.run_operands(program, origin, local, &inputs, Some(fold))
     }
 
-    fn run(
+    /// Runs `program` (its map, or the fold `fold`) over one chunk; an
+    /// input that is a whole chunk is read from device memory when a copy of
+    /// it is kept there, and kept after its upload (see [`crate::resident`]).
+    pub fn run_operands(
         &self,
         program: &Program,
         origin: &[usize],
         local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
+        inputs: &[Operand<'_>],
         fold: Option<Fold>,
     ) -> Result<Buffer> {
+        let pairs: Vec<(&[usize], &Buffer)> = inputs.iter().map(|o| (o.shape, o.data)).collect();
         let Launch {
             access,
             strides,
             root,
             n,
             n32,
-        } = Launch::new(program, local, inputs)?;
+        } = Launch::new(program, local, &pairs)?;
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
@@ -304,15 +340,18 @@ impl Gpu {
         let out_bytes = (results * root.size().max(4)) as u64;
         for b in inputs
             .iter()
-            .map(|(_, b)| b.len() as u64 * b.dtype().size().max(4) as u64)
+            .map(|o| device_bytes(o.data))
             .chain([out_bytes])
         {
             if b > self.max_binding {
                 return Err(Error::TooLarge(b));
             }
         }
-        let bytes: Vec<Vec<u8>> = inputs.iter().map(|(_, b)| upload_bytes(b)).collect();
-        let data = self.dispatch(&pipe, &meta, bytes, root, results)?;
+        let uploads = inputs
+            .iter()
+            .map(|o| self.upload(o))
+            .collect::<Result<Vec<_>>>()?;
+        let data = self.dispatch(&pipe, &meta, uploads, root, results)?;
         self.counters.kernels.fetch_add(1, Ordering::Relaxed);
         self.counters
             .elements
@@ -326,7 +365,7 @@ impl Gpu {
         &self,
         pipe: &Pipeline,
         meta: &[u32],
-        inputs: Vec<Vec<u8>>,
+        inputs: Vec<Upload>,
         root: DType,
         n: usize,
     ) -> Result<Buffer> {
@@ -336,18 +375,24 @@ impl Gpu {
         let take =
             |bytes: u64, usage: U| self.pool.take(&self.device, bytes, usage, self.max_buffer);
         // (buffer, bytes bound): pooled buffers may be larger than their contents.
-        let mut bound: Vec<(wgpu::Buffer, u64)> = Vec::with_capacity(inputs.len() + 3);
-        for bytes in std::iter::once(bytes_of_words(meta)).chain(inputs) {
-            let b = take(bytes.len() as u64, U::STORAGE | U::COPY_DST);
-            self.queue.write_buffer(&b, 0, &bytes);
-            bound.push((b, bytes.len() as u64));
+        let mut bound: Vec<(Held, u64)> = Vec::with_capacity(inputs.len() + 3);
+        for input in std::iter::once(Upload::Bytes(bytes_of_words(meta))).chain(inputs) {
+            match input {
+                Upload::Bytes(bytes) => {
+                    let b = take(bytes.len() as u64, U::STORAGE | U::COPY_DST);
+                    self.queue.write_buffer(&b, 0, &bytes);
+                    bound.push((Held::Pooled(b), bytes.len() as u64));
+                }
+                Upload::Kept(b, bytes) => bound.push((Held::Kept(b), bytes)),
+            }
         }
-        bound.push((take(out_bytes, U::STORAGE | U::COPY_SRC), out_bytes));
+        let out = take(out_bytes, U::STORAGE | U::COPY_SRC);
+        bound.push((Held::Pooled(out), out_bytes));
         // One word after the result: elements outside a transcendental's fast range.
         if pipe.shader.flags {
             let s = take(4, U::STORAGE | U::COPY_SRC | U::COPY_DST);
             self.queue.write_buffer(&s, 0, &[0u8; 4]);
-            bound.push((s, 4));
+            bound.push((Held::Pooled(s), 4));
         }
         let status_at = pipe.shader.flags.then(|| bound.len() - 1);
         let out_at = bound.len() - 1 - usize::from(pipe.shader.flags);
@@ -355,7 +400,7 @@ impl Gpu {
         let readback = take(readback_bytes, U::MAP_READ | U::COPY_DST);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let refs: Vec<(&wgpu::Buffer, u64)> = bound.iter().map(|(b, n)| (b, *n)).collect();
+        let refs: Vec<(&wgpu::Buffer, u64)> = bound.iter().map(|(b, n)| (b.buffer(), *n)).collect();
         let group = self.bind(&pipe.layout, &refs);
         let mut enc = self
             .device
@@ -367,9 +412,9 @@ impl Gpu {
             let (gx, gy) = wgsl::groups(n32);
             pass.dispatch_workgroups(gx, gy, 1);
         }
-        enc.copy_buffer_to_buffer(&bound[out_at].0, 0, &readback, 0, out_bytes);
+        enc.copy_buffer_to_buffer(bound[out_at].0.buffer(), 0, &readback, 0, out_bytes);
         if let Some(k) = status_at {
-            enc.copy_buffer_to_buffer(&bound[k].0, 0, &readback, out_bytes, 4);
+            enc.copy_buffer_to_buffer(bound[k].0.buffer(), 0, &readback, out_bytes, 4);
         }
         let (data, special) =
             self.submit_and_read(enc, [scope, oom], &readback, readback_bytes, |view| {
@@ -379,12 +424,44 @@ impl Gpu {
                 (download(root, view, n), special)
             })?;
         // The kernel is done with every buffer (the wait above): keep them.
-        self.pool
-            .give(bound.into_iter().map(|(b, _)| b).chain([readback]));
+        self.pool.give(
+            bound
+                .into_iter()
+                .filter_map(|(b, _)| match b {
+                    Held::Pooled(b) => Some(b),
+                    Held::Kept(_) => None,
+                })
+                .chain([readback]),
+        );
         if special > 0 {
             return Err(Error::SpecialValues(special));
         }
         Ok(data)
+    }
+
+    /// An input's data for the device: a kept copy of its chunk (uploaded
+    /// now when there is none), or its bytes to upload.
+    fn upload(&self, o: &Operand<'_>) -> Result<Upload> {
+        let Some(chunk) = o.chunk else {
+            return Ok(Upload::Bytes(upload_bytes(o.data)));
+        };
+        let bytes = device_bytes(o.data);
+        let kept = self.resident.get_or_upload(chunk, bytes, || {
+            let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes.max(4).next_multiple_of(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.queue.write_buffer(&b, 0, &upload_bytes(o.data));
+            Ok(b)
+        })?;
+        Ok(Upload::Kept(kept, bytes))
+    }
+
+    /// Inputs read from device memory instead of uploaded, and chunks kept.
+    pub fn resident(&self) -> (u64, usize) {
+        (self.resident.hits(), self.resident.kept())
     }
 
     /// A bind group of `bound` (buffer, bytes bound) in binding order.

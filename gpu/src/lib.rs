@@ -11,6 +11,7 @@ pub mod device;
 mod memo;
 mod offload;
 mod pool;
+mod resident;
 pub mod spirv;
 mod steps;
 pub mod wgsl;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use accel_core::buffer::Buffer;
-use accel_core::exec::{Fold, Offload};
+use accel_core::exec::{Fold, Offload, Operand};
 use accel_core::kernel::Executable;
 use accel_core::stencil::{DevicePlan, StencilKernel};
 
@@ -24,6 +24,9 @@ pub struct OffloadCounts {
     pub folded: u64,
     /// Of `on_gpu`, stencil tasks (every level of the task ran there).
     pub stencils: u64,
+    /// Kernel inputs read from copies of their chunks kept in device memory
+    /// (not uploaded again).
+    pub resident: u64,
 }
 
 /// The device kernels run on.
@@ -83,6 +86,32 @@ impl Backend {
             Backend::Vulkan(g) => g.run_stencil(plan),
             #[cfg(feature = "cuda")]
             Backend::Cuda(g) => g.run_stencil(plan),
+        }
+    }
+
+    /// Runs `program` (its map, or the fold `fold`) on this device over
+    /// inputs that may be kept chunks (see [`Gpu::run_operands`]); no fallback.
+    pub fn run_operands(
+        &self,
+        program: &accel_core::kernel::Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+        fold: Option<Fold>,
+    ) -> crate::Result<Buffer> {
+        match self {
+            Backend::Vulkan(g) => g.run_operands(program, origin, local, inputs, fold),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.run_operands(program, origin, local, inputs, fold),
+        }
+    }
+
+    /// Inputs read from device memory instead of uploaded, and chunks kept.
+    pub fn resident(&self) -> (u64, usize) {
+        match self {
+            Backend::Vulkan(g) => g.resident(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.resident(),
         }
     }
 
@@ -170,6 +199,7 @@ impl Offloader {
             failed: self.failed.load(Ordering::Relaxed),
             folded: self.folded.load(Ordering::Relaxed),
             stencils: self.stencils.load(Ordering::Relaxed),
+            resident: self.gpu.resident().0,
         }
     }
 }
@@ -180,10 +210,11 @@ impl Offload for Offloader {
         exe: &Executable,
         origin: &[usize],
         local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
+        inputs: &[Operand<'_>],
     ) -> Option<Buffer> {
         self.attempt(portable(exe), || {
-            self.gpu.run_map(&exe.program, origin, local, inputs)
+            self.gpu
+                .run_operands(&exe.program, origin, local, inputs, None)
         })
     }
 
@@ -192,11 +223,12 @@ impl Offload for Offloader {
         exe: &Executable,
         origin: &[usize],
         local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
+        inputs: &[Operand<'_>],
         fold: Fold,
     ) -> Option<Buffer> {
         let parts = self.attempt(portable(exe), || {
-            self.gpu.run_fold(&exe.program, origin, local, inputs, fold)
+            self.gpu
+                .run_operands(&exe.program, origin, local, inputs, Some(fold))
         })?;
         self.folded.fetch_add(1, Ordering::Relaxed);
         Some(parts)

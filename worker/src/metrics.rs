@@ -125,6 +125,12 @@ pub fn router(
                 "Stencil tasks computed on the GPU (every fused step of the task there).",
                 c.stencils as f64,
             );
+            family(
+                "accel_worker_gpu_resident_reads_total",
+                "counter",
+                "Kernel inputs read from chunks kept in GPU memory instead of uploaded.",
+                c.resident as f64,
+            );
         }
         family(
             "accel_worker_transfers_in_total",

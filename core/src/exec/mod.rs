@@ -5,5 +5,5 @@ pub mod offload;
 pub mod scan;
 pub mod task;
 
-pub use offload::{Fold, Offload};
+pub use offload::{Fold, Offload, Operand};
 pub use task::{copy_box, run_task, run_task_into, run_task_with, writes_interleave};

@@ -1,10 +1,34 @@
 //! Kernels run somewhere other than the CPU pool (a GPU backend).
 
-use crate::buffer::Buffer;
+use std::sync::Arc;
+
+use crate::buffer::{Buffer, Chunk};
 use crate::dtype::DType;
 use crate::kernel::Executable;
 use crate::op::{ReduceOp, ReduceSpec};
 use crate::stencil::{DevicePlan, StencilKernel};
+
+/// A kernel input as a device is handed it: its chunk shape and data, and,
+/// where it is one whole input chunk of the task (not a box assembled for
+/// it), that chunk. A chunk never changes once made, so a device may keep
+/// its copy under the chunk's identity for as long as the chunk lives.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand<'a> {
+    pub shape: &'a [usize],
+    pub data: &'a Buffer,
+    pub chunk: Option<&'a Arc<Chunk>>,
+}
+
+impl<'a> Operand<'a> {
+    /// Data that is no chunk of its own (nothing to keep it under).
+    pub fn plain(shape: &'a [usize], data: &'a Buffer) -> Operand<'a> {
+        Operand {
+            shape,
+            data,
+            chunk: None,
+        }
+    }
+}
 
 /// Where a task's fused kernel may run instead of the CPU. The task runner
 /// asks first; `None` means "run it on the CPU" (a program the device has
@@ -19,7 +43,7 @@ pub trait Offload: Send + Sync {
         exe: &Executable,
         origin: &[usize],
         local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
+        inputs: &[Operand<'_>],
     ) -> Option<Buffer>;
 
     /// [`Offload::run_map`]'s values folded by `fold` on the device, in
@@ -30,7 +54,7 @@ pub trait Offload: Send + Sync {
         _exe: &Executable,
         _origin: &[usize],
         _local: &[usize],
-        _inputs: &[(&[usize], &Buffer)],
+        _inputs: &[Operand<'_>],
         _fold: Fold,
     ) -> Option<Buffer> {
         None

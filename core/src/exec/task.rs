@@ -1,5 +1,6 @@
 //! Runs one task: a stage's computation for one output chunk, given its input chunks.
 
+use crate::exec::offload::Operand;
 use std::sync::Arc;
 
 use crate::buffer::{Buffer, Chunk};
@@ -29,7 +30,8 @@ pub fn run_task_into(
     let local = plan.chunk_shape(key);
     let ins = kernel_inputs(plan, key, exe, inputs)?;
     let views = views_of(&ins);
-    match offload.and_then(|o| o.run_map(exe, &origin, &local, &views)) {
+    let operands = operands_of(&ins);
+    match offload.and_then(|o| o.run_map(exe, &origin, &local, &operands)) {
         Some(data) => write_rows(&data, rows),
         None => Bound::new(exe, &origin, &local, &views)?
             .streaming(streams(plan, key))
@@ -108,7 +110,7 @@ fn copy_run<T: Copy>(row: &mut [T], data: &[T], at: usize) -> Result<usize> {
 /// One input of a kernel: a chunk handed in, or the box of a stored array
 /// the task read itself (a fused read).
 enum KernelInput<'a> {
-    Chunk(&'a Chunk),
+    Chunk(&'a Arc<Chunk>),
     Read(Vec<usize>, Buffer),
 }
 
@@ -175,11 +177,13 @@ fn box_input<'a>(
         let c = chunks
             .next()
             .ok_or_else(|| internal("fewer input chunks than the task reads"))?;
-        parts.push((plan.chunk_origin(*key), c.as_ref()));
+        parts.push((plan.chunk_origin(*key), c));
     }
     match parts.as_slice() {
         [(o, c)] if o.as_slice() == lo && c.shape == len => Ok(KernelInput::Chunk(c)),
         _ => {
+            let parts: Vec<(Vec<usize>, &Chunk)> =
+                parts.into_iter().map(|(o, c)| (o, c.as_ref())).collect();
             let dtype = plan.stage(inp).meta.dtype;
             let data = boxes::assemble(dtype, lo, &len, &parts)?;
             Ok(KernelInput::Read(len, data))
@@ -267,6 +271,20 @@ fn map_blocks_task(
     crate::blocks::call(call, &refs, &info, stage.meta.dtype)
 }
 
+/// The inputs as a device is handed them (see [`Operand`]).
+fn operands_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<Operand<'a>> {
+    ins.iter()
+        .map(|i| match i {
+            KernelInput::Chunk(c) => Operand {
+                shape: &c.shape,
+                data: c.data(),
+                chunk: Some(*c),
+            },
+            KernelInput::Read(shape, data) => Operand::plain(shape, data),
+        })
+        .collect()
+}
+
 fn views_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<(&'a [usize], &'a Buffer)> {
     ins.iter()
         .map(|i| match i {
@@ -349,7 +367,8 @@ fn compute_task(
         StageKind::Map(exe) => {
             let ins = kernel_inputs(plan, key, exe, inputs)?;
             let views = views_of(&ins);
-            let offloaded = offload.and_then(|o| o.run_map(exe, &origin, &local, &views));
+            let operands = operands_of(&ins);
+            let offloaded = offload.and_then(|o| o.run_map(exe, &origin, &local, &operands));
             let data = match offloaded {
                 Some(data) => data,
                 None => Bound::new(exe, &origin, &local, &views)?.run_map()?,
@@ -367,15 +386,16 @@ fn compute_task(
                 .ok_or_else(|| internal("a partial reduction without its region"))?;
             let ins = kernel_inputs(plan, key, exe, inputs)?;
             let views = views_of(&ins);
+            let operands = operands_of(&ins);
             let folded = match offload {
-                Some(o) => device_fold(o, exe, spec, &rorigin, &rshape, &views)?,
+                Some(o) => device_fold(o, exe, spec, &rorigin, &rshape, &operands)?,
                 None => DeviceFold::NotThisOne,
             };
             // A fold the device tried and gave back is the CPU's, whole: its
             // map would meet what stopped the fold, and count as a second try.
             let offloaded = match folded {
                 DeviceFold::NotThisOne => {
-                    offload.and_then(|o| o.run_map(exe, &rorigin, &rshape, &views))
+                    offload.and_then(|o| o.run_map(exe, &rorigin, &rshape, &operands))
                 }
                 _ => None,
             };
@@ -616,7 +636,7 @@ fn device_fold(
     spec: &crate::op::ReduceSpec,
     rorigin: &[usize],
     rshape: &[usize],
-    views: &[(&[usize], &Buffer)],
+    operands: &[Operand<'_>],
 ) -> Result<DeviceFold> {
     let dtype = root_dtype(exe)?;
     let Some(fold) = crate::exec::Fold::of(spec, dtype, rshape.len()) else {
@@ -625,7 +645,7 @@ fn device_fold(
     if shape::size(rshape) == 0 {
         return Ok(DeviceFold::NotThisOne);
     }
-    let Some(parts) = offload.run_fold(exe, rorigin, rshape, views, fold) else {
+    let Some(parts) = offload.run_fold(exe, rorigin, rshape, operands, fold) else {
         return Ok(DeviceFold::Declined);
     };
     if parts.dtype() != dtype || parts.is_empty() {

@@ -6,12 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use accel_core::buffer::Buffer;
-use accel_core::exec::Fold;
+use accel_core::exec::{Fold, Operand};
 use accel_core::kernel::Program;
-use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
 
 use super::{CudaSource, KERNEL, NVRTC_OPTIONS};
-use crate::device::{AdapterSummary, Launch, download, meta_words, signed, upload_bytes};
+use crate::device::{
+    AdapterSummary, Launch, device_bytes, download, meta_words, signed, upload_bytes,
+};
 use crate::wgsl::WORKGROUP;
 use crate::{Error, Result};
 
@@ -57,6 +61,8 @@ pub struct CudaGpu {
     arch: String,
     kernels: Mutex<HashMap<String, (CudaFunction, crate::wgsl::Shader)>>,
     pub(super) by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
+    /// Copies of input chunks kept in device memory.
+    resident: crate::resident::Resident<CudaSlice<u8>>,
     compiled: AtomicU64,
 }
 
@@ -113,6 +119,7 @@ impl CudaGpu {
             arch: format!("compute_{major}{minor}"),
             kernels: Mutex::new(HashMap::new()),
             by_program: Default::default(),
+            resident: Default::default(),
             compiled: AtomicU64::new(0),
         }))
     }
@@ -153,7 +160,8 @@ impl CudaGpu {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Result<Buffer> {
-        self.run(program, origin, local, inputs, None)
+        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
+        self.run_operands(program, origin, local, &inputs, None)
     }
 
     /// The values folded by `fold` on the device, one result per strip of
@@ -166,7 +174,13 @@ impl CudaGpu {
         inputs: &[(&[usize], &Buffer)],
         fold: Fold,
     ) -> Result<Buffer> {
-        self.run(program, origin, local, inputs, Some(fold))
+        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
+        self.run_operands(program, origin, local, &inputs, Some(fold))
+    }
+
+    /// Inputs read from device memory instead of uploaded, and chunks kept.
+    pub fn resident(&self) -> (u64, usize) {
+        (self.resident.hits(), self.resident.kept())
     }
 
     /// The time of one run of `program` over a chunk of shape `local` from
@@ -225,21 +239,24 @@ impl CudaGpu {
         Ok(run(repeats.max(1))? / repeats.max(1))
     }
 
-    fn run(
+    /// Runs `program` (its map, or the fold `fold`) over one chunk, reading
+    /// kept copies of input chunks (see [`crate::Gpu::run_operands`]).
+    pub fn run_operands(
         &self,
         program: &Program,
         origin: &[usize],
         local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
+        inputs: &[Operand<'_>],
         fold: Option<Fold>,
     ) -> Result<Buffer> {
+        let pairs: Vec<(&[usize], &Buffer)> = inputs.iter().map(|o| (o.shape, o.data)).collect();
         let Launch {
             access,
             strides,
             root,
             n,
             n32,
-        } = Launch::new(program, local, inputs)?;
+        } = Launch::new(program, local, &pairs)?;
         if n == 0 {
             return Ok(Buffer::zeros(root, 0));
         }
@@ -266,7 +283,15 @@ impl CudaGpu {
         let dims = s.clone_htod(&meta).map_err(driver)?;
         let ins = inputs
             .iter()
-            .map(|(_, b)| s.clone_htod(&upload_bytes(b)).map_err(driver))
+            .map(|o| match o.chunk {
+                Some(c) => self.resident.get_or_upload(c, device_bytes(o.data), || {
+                    s.clone_htod(&upload_bytes(o.data)).map_err(driver)
+                }),
+                None => s
+                    .clone_htod(&upload_bytes(o.data))
+                    .map(Arc::new)
+                    .map_err(driver),
+            })
             .collect::<Result<Vec<_>>>()?;
         let out_bytes = results * root.size().max(4);
         let mut out = s.alloc_zeros::<u8>(out_bytes).map_err(driver)?;
@@ -275,7 +300,7 @@ impl CudaGpu {
         let mut launch = s.launch_builder(f);
         launch.arg(&dims);
         for b in &ins {
-            launch.arg(b);
+            launch.arg(b.as_ref());
         }
         launch.arg(&mut out);
         if shader.flags {

@@ -1,0 +1,142 @@
+//! Chunks kept in device memory: a kernel's input that is a whole chunk is
+//! uploaded once and read from the device by later kernels while the chunk
+//! lives (a persisted array, an intermediate several stages read). A chunk
+//! never changes once made, and the entry holds a `Weak` to it: the chunk's
+//! allocation, and so its address, cannot be reused while the entry exists,
+//! so a live match is the same chunk and a dead one is dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use accel_core::buffer::Chunk;
+
+use crate::{Error, Result};
+
+/// Device memory kept for chunks, at most (least recently used go first).
+pub const RESIDENT_LIMIT: u64 = 2 << 30;
+
+struct Entry<B> {
+    chunk: Weak<Chunk>,
+    buffer: Arc<B>,
+    bytes: u64,
+    used: u64,
+}
+
+/// Device copies of chunks, by chunk.
+pub(crate) struct Resident<B> {
+    entries: Mutex<Vec<Entry<B>>>,
+    limit: u64,
+    clock: AtomicU64,
+    hits: AtomicU64,
+}
+
+impl<B> Default for Resident<B> {
+    fn default() -> Self {
+        Resident::with_limit(RESIDENT_LIMIT)
+    }
+}
+
+impl<B> Resident<B> {
+    pub(crate) fn with_limit(limit: u64) -> Self {
+        Resident {
+            entries: Mutex::new(Vec::new()),
+            limit,
+            clock: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// The device copy of `chunk` (`bytes` long): the kept one, or one
+    /// `upload` makes, kept when it fits in the limit. Entries of chunks that
+    /// died are dropped first.
+    pub(crate) fn get_or_upload(
+        &self,
+        chunk: &Arc<Chunk>,
+        bytes: u64,
+        upload: impl FnOnce() -> Result<B>,
+    ) -> Result<Arc<B>> {
+        let mut entries = self
+            .entries
+            .lock()
+            .map_err(|_| Error::Device("poisoned".into()))?;
+        entries.retain(|e| e.chunk.strong_count() > 0);
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let me = Arc::downgrade(chunk);
+        if let Some(e) = entries.iter_mut().find(|e| Weak::ptr_eq(&e.chunk, &me)) {
+            e.used = now;
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(e.buffer.clone());
+        }
+        let buffer = Arc::new(upload()?);
+        if bytes <= self.limit / 2 {
+            let mut held: u64 = entries.iter().map(|e| e.bytes).sum();
+            while held + bytes > self.limit {
+                let Some(oldest) = (0..entries.len()).min_by_key(|&i| entries[i].used) else {
+                    break;
+                };
+                held -= entries.swap_remove(oldest).bytes;
+            }
+            entries.push(Entry {
+                chunk: me,
+                buffer: buffer.clone(),
+                bytes,
+                used: now,
+            });
+        }
+        Ok(buffer)
+    }
+
+    /// Inputs read from device memory instead of uploaded, so far.
+    pub(crate) fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Chunks kept now (of live chunks: dead ones go at the next lookup).
+    pub(crate) fn kept(&self) -> usize {
+        self.entries.lock().map_or(0, |e| {
+            e.iter().filter(|e| e.chunk.strong_count() > 0).count()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use accel_core::buffer::Buffer;
+
+    fn chunk(v: f64) -> Arc<Chunk> {
+        Arc::new(Chunk::array(vec![2], Buffer::F64(vec![v, v])))
+    }
+
+    #[test]
+    fn a_chunk_is_uploaded_once_while_it_lives_and_the_oldest_go_first() {
+        let kept: Resident<u32> = Resident::with_limit(48);
+        let uploads = std::cell::Cell::new(0);
+        let get = |c: &Arc<Chunk>, bytes| {
+            kept.get_or_upload(c, bytes, || {
+                uploads.set(uploads.get() + 1);
+                Ok(uploads.get())
+            })
+            .unwrap()
+        };
+        let (a, b) = (chunk(1.0), chunk(2.0));
+        assert_eq!((*get(&a, 16), *get(&a, 16)), (1, 1));
+        assert_eq!((*get(&b, 16), *get(&b, 16)), (2, 2));
+        // Over the limit: the least recently used (a) goes, then b.
+        let c = chunk(3.0);
+        assert_eq!(*get(&c, 24), 3);
+        assert_eq!(*get(&a, 16), 4);
+        assert_eq!(*get(&c, 24), 3);
+        assert_eq!(*get(&b, 16), 5);
+        // Larger than half the limit: uploaded every time, never kept.
+        let big = chunk(5.0);
+        assert_eq!((*get(&big, 40), *get(&big, 40)), (6, 7));
+        assert_eq!(kept.hits(), 3);
+        // A dead chunk's entry goes; a new chunk is never taken for it.
+        drop((a, b));
+        let d = chunk(4.0);
+        assert_eq!(*get(&d, 16), 8);
+        assert_eq!(kept.kept(), 2);
+    }
+}
