@@ -482,10 +482,11 @@ fn stencils_run_on_the_gpu_with_the_cpus_bits() {
     assert_eq!(after.failed, 0, "{after:?}");
 }
 
-/// Persisted chunks stay in device memory: a second computation over them
-/// reads every input chunk from the GPU instead of uploading it again, with
-/// the same bits; chunks assembled for a task (a box across chunks) are
-/// uploaded each time, and a chunk that died is never taken for a new one.
+/// Chunks stay in device memory while they live: those the GPU made (drawn
+/// there, then persisted) are read from it by every later kernel, and those
+/// from the host after their first upload, with the CPU's bits; boxes
+/// assembled across chunks are uploaded each time, and a chunk that died is
+/// never taken for a new one.
 #[test]
 fn persisted_chunks_are_read_from_device_memory() {
     let gpu = lavapipe();
@@ -502,17 +503,25 @@ fn persisted_chunks_are_read_from_device_memory() {
     let first = gpu.compute::<f64>(&e).unwrap();
     let after_first = counts(&gpu);
     // 4 tasks, each reading a chunk of a and one of b (the kernel loads a
-    // once), uploaded now.
+    // once): a and b were drawn on the GPU, which kept its copies of them.
     assert_eq!(after_first.on_gpu - before.on_gpu, 4);
-    assert_eq!(after_first.resident, before.resident);
+    assert_eq!(after_first.resident - before.resident, 8, "{after_first:?}");
     let second = gpu.compute::<f64>(&e).unwrap();
     let after_second = counts(&gpu);
-    // Every input of every task read from the device: 4 tasks × 2 inputs.
     assert_eq!(
         after_second.resident - after_first.resident,
         8,
         "{after_second:?}"
     );
+    // Data from the host: uploaded by the first kernel that reads it, then kept.
+    let host = ndarray::Array1::from_iter((0..n).map(|i| i as f64 / 7.0));
+    let h = gpu.persist(&accel::from_ndarray(&host, n / 4)).unwrap();
+    let before = counts(&gpu).resident;
+    gpu.compute::<f64>(&(&h * 2.0)).unwrap();
+    assert_eq!(counts(&gpu).resident, before);
+    let twice = gpu.compute::<f64>(&(&h * 2.0)).unwrap();
+    assert_eq!(counts(&gpu).resident - before, 4);
+    assert!(twice.iter().zip(&host).all(|(t, x)| *t == x * 2.0));
     let bits = |v: &ndarray::ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&first), bits(&want));
     assert_eq!(bits(&second), bits(&want));
@@ -524,9 +533,11 @@ fn persisted_chunks_are_read_from_device_memory() {
     gpu.compute::<f64>(&mixed).unwrap();
     // a's 4 chunks each run, never c's boxes.
     assert_eq!(counts(&gpu).resident - before, 8);
-    // Dropped arrays free their copies; new ones are uploaded, not matched.
-    drop((a, b, c, e, mixed));
-    let fresh = gpu.persist(&rng.uniform(&[n], 0.0, 1.0, n / 4)).unwrap();
+    // Dropped arrays free their copies; new chunks from the host (perhaps
+    // where dead ones were) are uploaded, never matched.
+    drop((a, b, c, e, mixed, h));
+    let other = ndarray::Array1::from_iter((0..n).map(|i| (i as f64).sqrt()));
+    let fresh = gpu.persist(&accel::from_ndarray(&other, n / 4)).unwrap();
     let before = counts(&gpu).resident;
     let got = gpu.compute::<f64>(&(&fresh * 2.0)).unwrap();
     assert_eq!(counts(&gpu).resident, before);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use accel_core::buffer::Buffer;
+use accel_core::buffer::{Buffer, Chunk};
 use accel_core::dtype::DType;
 use accel_core::exec::{Fold, Operand};
 use accel_core::kernel::Program;
@@ -315,6 +315,38 @@ impl Gpu {
         inputs: &[Operand<'_>],
         fold: Option<Fold>,
     ) -> Result<Buffer> {
+        self.launch(program, origin, local, inputs, fold, false)
+            .map(|(data, _)| data)
+    }
+
+    /// [`Gpu::run_operands`]'s map made a chunk of shape `local`, whose copy
+    /// on the device is kept for the kernels that read it next.
+    pub fn run_chunk(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+    ) -> Result<Arc<Chunk>> {
+        let (data, out) = self.launch(program, origin, local, inputs, None, true)?;
+        let bytes = device_bytes(&data);
+        let chunk = Arc::new(Chunk::array(local.to_vec(), data));
+        if let Some(out) = out {
+            self.resident.keep(&chunk, out, bytes);
+        }
+        Ok(chunk)
+    }
+
+    /// Runs a kernel; with `keep_out`, its result buffer comes back too.
+    fn launch(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+        fold: Option<Fold>,
+        keep_out: bool,
+    ) -> Result<(Buffer, Option<wgpu::Buffer>)> {
         let pairs: Vec<(&[usize], &Buffer)> = inputs.iter().map(|o| (o.shape, o.data)).collect();
         let Launch {
             access,
@@ -324,7 +356,7 @@ impl Gpu {
             n32,
         } = Launch::new(program, local, &pairs)?;
         if n == 0 {
-            return Ok(Buffer::zeros(root, 0));
+            return Ok((Buffer::zeros(root, 0), None));
         }
         // A strip's end, `first + STRIP`, must not wrap in u32.
         if fold.is_some() && n > (u32::MAX - crate::wgsl::STRIP) as usize {
@@ -351,7 +383,7 @@ impl Gpu {
             .iter()
             .map(|o| self.upload(o))
             .collect::<Result<Vec<_>>>()?;
-        let data = self.dispatch(&pipe, &meta, uploads, root, results)?;
+        let data = self.dispatch(&pipe, &meta, uploads, (root, results), keep_out)?;
         self.counters.kernels.fetch_add(1, Ordering::Relaxed);
         self.counters
             .elements
@@ -366,9 +398,9 @@ impl Gpu {
         pipe: &Pipeline,
         meta: &[u32],
         inputs: Vec<Upload>,
-        root: DType,
-        n: usize,
-    ) -> Result<Buffer> {
+        (root, n): (DType, usize),
+        keep_out: bool,
+    ) -> Result<(Buffer, Option<wgpu::Buffer>)> {
         let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
         let out_bytes = (n * root.size().max(4)) as u64;
         use wgpu::BufferUsages as U;
@@ -424,19 +456,21 @@ impl Gpu {
                 (download(root, view, n), special)
             })?;
         // The kernel is done with every buffer (the wait above): keep them.
-        self.pool.give(
-            bound
-                .into_iter()
-                .filter_map(|(b, _)| match b {
-                    Held::Pooled(b) => Some(b),
-                    Held::Kept(_) => None,
-                })
-                .chain([readback]),
-        );
+        let mut kept_out = None;
+        let mut pooled = Vec::with_capacity(bound.len() + 1);
+        for (k, (b, _)) in bound.into_iter().enumerate() {
+            match b {
+                Held::Pooled(b) if keep_out && k == out_at => kept_out = Some(b),
+                Held::Pooled(b) => pooled.push(b),
+                Held::Kept(_) => {}
+            }
+        }
+        pooled.push(readback);
+        self.pool.give(pooled);
         if special > 0 {
             return Err(Error::SpecialValues(special));
         }
-        Ok(data)
+        Ok((data, kept_out))
     }
 
     /// An input's data for the device: a kept copy of its chunk (uploaded
@@ -573,7 +607,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
             2f64.powi(-29).to_bits()
         );
         let pipe = self.compile(wgsl::Shader::fixed(source, 1), 0)?;
-        match self.dispatch(&pipe, &[1, 1], Vec::new(), DType::F64, 1)? {
+        match self
+            .dispatch(&pipe, &[1, 1], Vec::new(), (DType::F64, 1), false)?
+            .0
+        {
             Buffer::F64(v) => Ok(v.first() == Some(&2f64.powi(-60))),
             _ => Err(Error::Device("the fma probe returned no float".into())),
         }

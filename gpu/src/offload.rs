@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use accel_core::buffer::Buffer;
+use accel_core::buffer::{Buffer, Chunk};
 use accel_core::exec::{Fold, Offload, Operand};
 use accel_core::kernel::Executable;
 use accel_core::stencil::{DevicePlan, StencilKernel};
@@ -103,6 +103,21 @@ impl Backend {
             Backend::Vulkan(g) => g.run_operands(program, origin, local, inputs, fold),
             #[cfg(feature = "cuda")]
             Backend::Cuda(g) => g.run_operands(program, origin, local, inputs, fold),
+        }
+    }
+
+    /// A map's result as a chunk whose device copy is kept (see [`Gpu::run_chunk`]).
+    pub fn run_chunk(
+        &self,
+        program: &accel_core::kernel::Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+    ) -> crate::Result<Arc<Chunk>> {
+        match self {
+            Backend::Vulkan(g) => g.run_chunk(program, origin, local, inputs),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.run_chunk(program, origin, local, inputs),
         }
     }
 
@@ -218,6 +233,18 @@ impl Offload for Offloader {
         })
     }
 
+    fn run_map_chunk(
+        &self,
+        exe: &Executable,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+    ) -> Option<Arc<Chunk>> {
+        self.attempt(portable(exe), || {
+            self.gpu.run_chunk(&exe.program, origin, local, inputs)
+        })
+    }
+
     fn run_fold(
         &self,
         exe: &Executable,
@@ -258,11 +285,7 @@ impl Offloader {
     /// Runs `kernel` on the device when it can (`portable`: its programs
     /// have a GPU form); counts how it went, and gives the device up after
     /// failures in a row. None: the CPU's turn.
-    fn attempt(
-        &self,
-        portable: bool,
-        kernel: impl FnOnce() -> crate::Result<Buffer>,
-    ) -> Option<Buffer> {
+    fn attempt<T>(&self, portable: bool, kernel: impl FnOnce() -> crate::Result<T>) -> Option<T> {
         if !self.health.usable() || !portable {
             self.declined.fetch_add(1, Ordering::Relaxed);
             return None;

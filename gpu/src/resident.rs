@@ -1,6 +1,7 @@
 //! Chunks kept in device memory: a kernel's input that is a whole chunk is
-//! uploaded once and read from the device by later kernels while the chunk
-//! lives (a persisted array, an intermediate several stages read). A chunk
+//! uploaded once, and a chunk a kernel made keeps the device's copy, so
+//! later kernels read it from the device while the chunk lives (a persisted
+//! array, an intermediate several stages read). A chunk
 //! never changes once made, and the entry holds a `Weak` to it: the chunk's
 //! allocation, and so its address, cannot be reused while the entry exists,
 //! so a live match is the same chunk and a dead one is dropped.
@@ -68,22 +69,53 @@ impl<B> Resident<B> {
             return Ok(e.buffer.clone());
         }
         let buffer = Arc::new(upload()?);
-        if bytes <= self.limit / 2 {
-            let mut held: u64 = entries.iter().map(|e| e.bytes).sum();
-            while held + bytes > self.limit {
-                let Some(oldest) = (0..entries.len()).min_by_key(|&i| entries[i].used) else {
-                    break;
-                };
-                held -= entries.swap_remove(oldest).bytes;
-            }
-            entries.push(Entry {
-                chunk: me,
-                buffer: buffer.clone(),
-                bytes,
-                used: now,
-            });
-        }
+        self.admit(&mut entries, me, buffer.clone(), bytes, now);
         Ok(buffer)
+    }
+
+    /// Keeps `buffer`, the device's copy of `chunk` (`bytes` long, made on
+    /// the device: a kernel's result), for later kernels that read the chunk.
+    pub(crate) fn keep(&self, chunk: &Arc<Chunk>, buffer: B, bytes: u64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        entries.retain(|e| e.chunk.strong_count() > 0);
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        self.admit(
+            &mut entries,
+            Arc::downgrade(chunk),
+            Arc::new(buffer),
+            bytes,
+            now,
+        );
+    }
+
+    /// Adds an entry when it fits in half the limit, the least recently
+    /// used going first to make room.
+    fn admit(
+        &self,
+        entries: &mut Vec<Entry<B>>,
+        chunk: Weak<Chunk>,
+        buffer: Arc<B>,
+        bytes: u64,
+        now: u64,
+    ) {
+        if bytes > self.limit / 2 {
+            return;
+        }
+        let mut held: u64 = entries.iter().map(|e| e.bytes).sum();
+        while held + bytes > self.limit {
+            let Some(oldest) = (0..entries.len()).min_by_key(|&i| entries[i].used) else {
+                break;
+            };
+            held -= entries.swap_remove(oldest).bytes;
+        }
+        entries.push(Entry {
+            chunk,
+            buffer,
+            bytes,
+            used: now,
+        });
     }
 
     /// Inputs read from device memory instead of uploaded, so far.

@@ -46,6 +46,20 @@ pub trait Offload: Send + Sync {
         inputs: &[Operand<'_>],
     ) -> Option<Buffer>;
 
+    /// [`Offload::run_map`]'s values made the chunk of shape `local`: a
+    /// device may keep its own copy of the chunk for the kernels that read
+    /// it next.
+    fn run_map_chunk(
+        &self,
+        exe: &Executable,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+    ) -> Option<Arc<Chunk>> {
+        self.run_map(exe, origin, local, inputs)
+            .map(|data| Arc::new(Chunk::array(local.to_vec(), data)))
+    }
+
     /// [`Offload::run_map`]'s values folded by `fold` on the device, in
     /// strips: partial results of the values' dtype (far fewer than the
     /// values) whose fold is the whole box's. `None`: fold on the CPU.

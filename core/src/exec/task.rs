@@ -366,14 +366,24 @@ fn compute_task(
         },
         StageKind::Map(exe) => {
             let ins = kernel_inputs(plan, key, exe, inputs)?;
-            let views = views_of(&ins);
             let operands = operands_of(&ins);
-            let offloaded = offload.and_then(|o| o.run_map(exe, &origin, &local, &operands));
-            let data = match offloaded {
-                Some(data) => data,
-                None => Bound::new(exe, &origin, &local, &views)?.run_map()?,
-            };
-            Chunk::array(local, data)
+            match offload.and_then(|o| o.run_map_chunk(exe, &origin, &local, &operands)) {
+                Some(chunk) => {
+                    if chunk.shape != local
+                        || chunk.cols.iter().any(|c| c.len() != shape::size(&local))
+                    {
+                        return Err(internal("a device's chunk of the wrong size"));
+                    }
+                    return Ok(chunk);
+                }
+                None => {
+                    let views = views_of(&ins);
+                    Chunk::array(
+                        local.clone(),
+                        Bound::new(exe, &origin, &local, &views)?.run_map()?,
+                    )
+                }
+            }
         }
         StageKind::Partial {
             exe,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use accel_core::buffer::Buffer;
+use accel_core::buffer::{Buffer, Chunk};
 use accel_core::exec::{Fold, Operand};
 use accel_core::kernel::Program;
 use cudarc::driver::{
@@ -249,6 +249,37 @@ impl CudaGpu {
         inputs: &[Operand<'_>],
         fold: Option<Fold>,
     ) -> Result<Buffer> {
+        self.launch(program, origin, local, inputs, fold)
+            .map(|(data, _)| data)
+    }
+
+    /// The map made a chunk whose copy on the device is kept for the kernels
+    /// that read it next (see [`crate::Gpu::run_chunk`]).
+    pub fn run_chunk(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+    ) -> Result<Arc<Chunk>> {
+        let (data, out) = self.launch(program, origin, local, inputs, None)?;
+        let bytes = device_bytes(&data);
+        let chunk = Arc::new(Chunk::array(local.to_vec(), data));
+        if let Some(out) = out {
+            self.resident.keep(&chunk, out, bytes);
+        }
+        Ok(chunk)
+    }
+
+    /// Runs a kernel: its values, and the device buffer holding them.
+    fn launch(
+        &self,
+        program: &Program,
+        origin: &[usize],
+        local: &[usize],
+        inputs: &[Operand<'_>],
+        fold: Option<Fold>,
+    ) -> Result<(Buffer, Option<CudaSlice<u8>>)> {
         let pairs: Vec<(&[usize], &Buffer)> = inputs.iter().map(|o| (o.shape, o.data)).collect();
         let Launch {
             access,
@@ -258,7 +289,7 @@ impl CudaGpu {
             n32,
         } = Launch::new(program, local, &pairs)?;
         if n == 0 {
-            return Ok(Buffer::zeros(root, 0));
+            return Ok((Buffer::zeros(root, 0), None));
         }
         // A strip's end, `first + STRIP`, must not wrap in u32.
         if fold.is_some() && n > (u32::MAX - crate::wgsl::STRIP) as usize {
@@ -318,6 +349,6 @@ impl CudaGpu {
         {
             return Err(Error::SpecialValues(k));
         }
-        Ok(download(root, &bytes, results))
+        Ok((download(root, &bytes, results), Some(out)))
     }
 }
