@@ -499,6 +499,7 @@ fn persisted_chunks_are_read_from_device_memory() {
     let want = cpu
         .compute::<f64>(&(a.powi(2).sin() * b.exp() - &a))
         .unwrap();
+    let bits = |v: &ndarray::ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let before = counts(&gpu);
     let first = gpu.compute::<f64>(&e).unwrap();
     let after_first = counts(&gpu);
@@ -513,6 +514,15 @@ fn persisted_chunks_are_read_from_device_memory() {
         8,
         "{after_second:?}"
     );
+    // A result made by a kernel with a status word (sin's range check):
+    // its kept copy is the values, not the word.
+    let waves = gpu.persist(&a.sin()).unwrap();
+    let before = counts(&gpu).resident;
+    let got = gpu.compute::<f64>(&(&waves * 3.0 + &b)).unwrap();
+    assert_eq!(counts(&gpu).resident - before, 8);
+    let want_waves = cpu.compute::<f64>(&(a.sin() * 3.0 + &b)).unwrap();
+    assert_eq!(bits(&got), bits(&want_waves));
+    drop(waves);
     // Data from the host: uploaded by the first kernel that reads it, then kept.
     let host = ndarray::Array1::from_iter((0..n).map(|i| i as f64 / 7.0));
     let h = gpu.persist(&accel::from_ndarray(&host, n / 4)).unwrap();
@@ -522,7 +532,6 @@ fn persisted_chunks_are_read_from_device_memory() {
     let twice = gpu.compute::<f64>(&(&h * 2.0)).unwrap();
     assert_eq!(counts(&gpu).resident - before, 4);
     assert!(twice.iter().zip(&host).all(|(t, x)| *t == x * 2.0));
-    let bits = |v: &ndarray::ArrayD<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&first), bits(&want));
     assert_eq!(bits(&second), bits(&want));
     // Chunked unlike the kernel: boxes assembled per task, never kept.
@@ -543,4 +552,6 @@ fn persisted_chunks_are_read_from_device_memory() {
     assert_eq!(counts(&gpu).resident, before);
     let want = cpu.compute::<f64>(&(&fresh * 2.0)).unwrap();
     assert_eq!(bits(&got), bits(&want));
+    let c = counts(&gpu);
+    assert_eq!((c.failed, c.declined), (0, 0), "{c:?}");
 }

@@ -329,9 +329,10 @@ impl Gpu {
         inputs: &[Operand<'_>],
     ) -> Result<Arc<Chunk>> {
         let (data, out) = self.launch(program, origin, local, inputs, None, true)?;
-        let bytes = device_bytes(&data);
         let chunk = Arc::new(Chunk::array(local.to_vec(), data));
         if let Some(out) = out {
+            // Counted at its whole size: pooled buffers are rounded up.
+            let bytes = out.size();
             self.resident.keep(&chunk, out, bytes);
         }
         Ok(chunk)
@@ -379,11 +380,20 @@ impl Gpu {
                 return Err(Error::TooLarge(b));
             }
         }
+        // Copies of chunks that died go back to the pool first.
+        self.pool.give(self.resident.sweep());
         let uploads = inputs
             .iter()
             .map(|o| self.upload(o))
             .collect::<Result<Vec<_>>>()?;
-        let data = self.dispatch(&pipe, &meta, uploads, (root, results), keep_out)?;
+        let data = match self.dispatch(&pipe, &meta, uploads, (root, results), keep_out) {
+            Err(Error::OutOfMemory(e)) => {
+                // Kept copies are what a full device can give up.
+                self.resident.clear();
+                return Err(Error::OutOfMemory(e));
+            }
+            other => other?,
+        };
         self.counters.kernels.fetch_add(1, Ordering::Relaxed);
         self.counters
             .elements
@@ -481,6 +491,9 @@ impl Gpu {
         };
         let bytes = device_bytes(o.data);
         let kept = self.resident.get_or_upload(chunk, bytes, || {
+            // Its own scopes: a buffer that failed is never kept.
+            let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
             let b = self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
                 size: bytes.max(4).next_multiple_of(4),
@@ -488,6 +501,12 @@ impl Gpu {
                 mapped_at_creation: false,
             });
             self.queue.write_buffer(&b, 0, &upload_bytes(o.data));
+            if let Some(e) = pollster::block_on(oom.pop()) {
+                return Err(Error::OutOfMemory(e.to_string()));
+            }
+            if let Some(e) = pollster::block_on(scope.pop()) {
+                return Err(Error::Device(e.to_string()));
+            }
             Ok(b)
         })?;
         Ok(Upload::Kept(kept, bytes))

@@ -48,8 +48,8 @@ impl<B> Resident<B> {
     }
 
     /// The device copy of `chunk` (`bytes` long): the kept one, or one
-    /// `upload` makes, kept when it fits in the limit. Entries of chunks that
-    /// died are dropped first.
+    /// `upload` makes, kept when it fits in the limit (entries of chunks that
+    /// died go at the next [`Resident::sweep`]).
     pub(crate) fn get_or_upload(
         &self,
         chunk: &Arc<Chunk>,
@@ -60,7 +60,6 @@ impl<B> Resident<B> {
             .entries
             .lock()
             .map_err(|_| Error::Device("poisoned".into()))?;
-        entries.retain(|e| e.chunk.strong_count() > 0);
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let me = Arc::downgrade(chunk);
         if let Some(e) = entries.iter_mut().find(|e| Weak::ptr_eq(&e.chunk, &me)) {
@@ -79,7 +78,6 @@ impl<B> Resident<B> {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        entries.retain(|e| e.chunk.strong_count() > 0);
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         self.admit(
             &mut entries,
@@ -104,6 +102,11 @@ impl<B> Resident<B> {
             return;
         }
         let mut held: u64 = entries.iter().map(|e| e.bytes).sum();
+        if held + bytes > self.limit {
+            // Dead chunks' copies go before live ones.
+            entries.retain(|e| e.chunk.strong_count() > 0);
+            held = entries.iter().map(|e| e.bytes).sum();
+        }
         while held + bytes > self.limit {
             let Some(oldest) = (0..entries.len()).min_by_key(|&i| entries[i].used) else {
                 break;
@@ -116,6 +119,33 @@ impl<B> Resident<B> {
             bytes,
             used: now,
         });
+    }
+
+    /// Drops the copies of chunks that died, and hands back those buffers
+    /// no kernel holds any more (for the device's pool).
+    pub(crate) fn sweep(&self) -> Vec<B> {
+        let Ok(mut entries) = self.entries.lock() else {
+            return Vec::new();
+        };
+        let mut freed = Vec::new();
+        let mut k = 0;
+        while k < entries.len() {
+            if entries[k].chunk.strong_count() > 0 {
+                k += 1;
+                continue;
+            }
+            if let Ok(b) = Arc::try_unwrap(entries.swap_remove(k).buffer) {
+                freed.push(b);
+            }
+        }
+        freed
+    }
+
+    /// Drops every copy (the device ran out of memory).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
     }
 
     /// Inputs read from device memory instead of uploaded, so far.
@@ -165,10 +195,25 @@ mod tests {
         let big = chunk(5.0);
         assert_eq!((*get(&big, 40), *get(&big, 40)), (6, 7));
         assert_eq!(kept.hits(), 3);
-        // A dead chunk's entry goes; a new chunk is never taken for it.
+        // A dead chunk's entry goes (its buffer back for the pool: no kernel
+        // holds it); a new chunk is never taken for it.
         drop((a, b));
+        assert_eq!(kept.kept(), 1);
+        assert_eq!(kept.sweep(), vec![5]);
         let d = chunk(4.0);
         assert_eq!(*get(&d, 16), 8);
         assert_eq!(kept.kept(), 2);
+        // Dead copies make room before live ones.
+        drop(d);
+        let e = chunk(7.0);
+        assert_eq!(*get(&e, 24), 9);
+        assert_eq!(*get(&c, 24), 3);
+        // A copy made on the device, kept under its chunk.
+        let made = chunk(6.0);
+        kept.keep(&made, 10, 8);
+        assert_eq!(*get(&made, 8), 10);
+        assert_eq!(kept.hits(), 5);
+        kept.clear();
+        assert_eq!(kept.kept(), 0);
     }
 }

@@ -312,6 +312,8 @@ impl CudaGpu {
         let meta = meta_words(program, shader, n32, &signed(origin), local, &strides);
         let s = &self.stream;
         let dims = s.clone_htod(&meta).map_err(driver)?;
+        // Copies of chunks that died are freed first.
+        drop(self.resident.sweep());
         let ins = inputs
             .iter()
             .map(|o| match o.chunk {
