@@ -285,8 +285,7 @@ impl Gpu {
         local: &[usize],
         inputs: &[(&[usize], &Buffer)],
     ) -> Result<Buffer> {
-        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
-        self.run_operands(program, origin, local, &inputs, None)
+        self.run_operands(program, origin, local, &plain(inputs), None)
     }
 
     /// [`Gpu::run_map`]'s values folded by `fold` on the device: one partial
@@ -300,8 +299,7 @@ impl Gpu {
         inputs: &[(&[usize], &Buffer)],
         fold: Fold,
     ) -> Result<Buffer> {
-        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
-        self.run_operands(program, origin, local, &inputs, Some(fold))
+        self.run_operands(program, origin, local, &plain(inputs), Some(fold))
     }
 
     /// Runs `program` (its map, or the fold `fold`) over one chunk; an
@@ -825,6 +823,11 @@ pub(crate) fn line_up(
         all.push(strides);
     }
     Ok((access, all))
+}
+
+/// Inputs as (chunk shape, data), none of them a chunk of its own.
+pub(crate) fn plain<'a>(inputs: &[(&'a [usize], &'a Buffer)]) -> Vec<Operand<'a>> {
+    inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect()
 }
 
 /// Chunk coordinates as the signed ones [`meta_words`] takes.

@@ -60,7 +60,13 @@ impl Backend {
         match self {
             Backend::Vulkan(g) => g.run_fold(program, origin, local, inputs, fold),
             #[cfg(feature = "cuda")]
-            Backend::Cuda(g) => g.run_fold(program, origin, local, inputs, fold),
+            Backend::Cuda(g) => g.run_operands(
+                program,
+                origin,
+                local,
+                &crate::device::plain(inputs),
+                Some(fold),
+            ),
         }
     }
 
@@ -141,7 +147,9 @@ impl Backend {
         match self {
             Backend::Vulkan(g) => g.run_map(program, origin, local, inputs),
             #[cfg(feature = "cuda")]
-            Backend::Cuda(g) => g.run_map(program, origin, local, inputs),
+            Backend::Cuda(g) => {
+                g.run_operands(program, origin, local, &crate::device::plain(inputs), None)
+            }
         }
     }
 }

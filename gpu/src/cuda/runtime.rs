@@ -152,32 +152,6 @@ impl CudaGpu {
         Ok((f, cuda.shader))
     }
 
-    /// Runs `program` over one output chunk (see [`crate::Gpu::run_map`]).
-    pub fn run_map(
-        &self,
-        program: &Program,
-        origin: &[usize],
-        local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
-    ) -> Result<Buffer> {
-        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
-        self.run_operands(program, origin, local, &inputs, None)
-    }
-
-    /// The values folded by `fold` on the device, one result per strip of
-    /// [`crate::wgsl::STRIP`] elements (see [`crate::Gpu::run_fold`]).
-    pub fn run_fold(
-        &self,
-        program: &Program,
-        origin: &[usize],
-        local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
-        fold: Fold,
-    ) -> Result<Buffer> {
-        let inputs: Vec<Operand<'_>> = inputs.iter().map(|&(s, b)| Operand::plain(s, b)).collect();
-        self.run_operands(program, origin, local, &inputs, Some(fold))
-    }
-
     /// Inputs read from device memory instead of uploaded, and chunks kept.
     pub fn resident(&self) -> (u64, usize) {
         (self.resident.hits(), self.resident.kept())
