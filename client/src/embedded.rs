@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -201,6 +202,13 @@ struct Inbox {
 struct Shared<'a, 'p, F> {
     driver: Mutex<Driver<'a, 'p, F>>,
     inbox: Mutex<Inbox>,
+    /// Tasks assigned and not started yet, and how many there are: each has
+    /// a pool job to start it, and a thread looking for work takes one
+    /// before that job does.
+    pending: Mutex<Vec<Start<'a>>>,
+    queued: AtomicUsize,
+    /// Set once the job is done or failed: nothing more will be assigned.
+    over: AtomicBool,
     /// A GPU offered every fused elementwise kernel first.
     offload: Option<Arc<dyn Offload>>,
 }
@@ -228,6 +236,9 @@ where
                 for (task, result) in batch.drain(..) {
                     starts.extend(driver.finished(task, result));
                 }
+                if driver.finished || driver.failure.is_some() {
+                    self.over.store(true, Ordering::Release);
+                }
             }
             let mut inbox = lock(&self.inbox);
             if inbox.results.is_empty() {
@@ -239,8 +250,17 @@ where
     }
 }
 
-/// Starts `starts` on the pool. Each runs its task, reports it, and goes on
-/// with the first task the core assigns next (the others are spawned).
+/// How long a thread that ran out of tasks keeps looking for the next one
+/// before it goes back to the pool (whose idle threads soon sleep). The
+/// steps of a time loop end a task per thread at about the same time, and
+/// the next ones come when the last of them is reported: tens of
+/// microseconds away, where waking a sleeping thread took as long again
+/// (about one step in two slept on heat 200²).
+const IDLE_SPIN: Duration = Duration::from_micros(100);
+
+/// Queues `starts` with a pool job for each. A thread runs its task,
+/// reports it, and goes on with the first task the core assigns next (the
+/// others are queued).
 fn spawn_all<'s, 'a: 's, 'p: 's, F>(
     scope: &rayon::Scope<'s>,
     shared: &'s Shared<'a, 'p, F>,
@@ -249,17 +269,65 @@ fn spawn_all<'s, 'a: 's, 'p: 's, F>(
 ) where
     F: FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()> + Send + 's,
 {
-    for start in starts {
-        scope.spawn(move |scope| {
-            let mut next = Some(start);
-            while let Some(start) = next.take() {
-                let task = start.task;
-                let result = execute(plan, start, shared.offload.as_deref());
-                let mut more = shared.report(task, result).into_iter();
-                next = more.next();
-                spawn_all(scope, shared, plan, more.collect());
+    let n = starts.len();
+    if n == 0 {
+        return;
+    }
+    {
+        let mut pending = lock(&shared.pending);
+        pending.extend(starts);
+        shared.queued.store(pending.len(), Ordering::Release);
+    }
+    for _ in 0..n {
+        scope.spawn(move |scope| run_pending(scope, shared, plan));
+    }
+}
+
+/// Runs queued tasks (and what each leads to) until none comes within
+/// [`IDLE_SPIN`].
+fn run_pending<'s, 'a: 's, 'p: 's, F>(
+    scope: &rayon::Scope<'s>,
+    shared: &'s Shared<'a, 'p, F>,
+    plan: &'s Plan,
+) where
+    F: FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()> + Send + 's,
+{
+    loop {
+        let taken = {
+            let mut pending = lock(&shared.pending);
+            let start = pending.pop();
+            shared.queued.store(pending.len(), Ordering::Release);
+            start
+        };
+        let Some(start) = taken else {
+            if await_pending(shared) {
+                continue;
             }
-        });
+            return;
+        };
+        let mut next = Some(start);
+        while let Some(start) = next.take() {
+            let task = start.task;
+            let result = execute(plan, start, shared.offload.as_deref());
+            let mut more = shared.report(task, result).into_iter();
+            next = more.next();
+            spawn_all(scope, shared, plan, more.collect());
+        }
+    }
+}
+
+/// Waits up to [`IDLE_SPIN`] for a queued task; false when none came or
+/// the job is over.
+fn await_pending<F>(shared: &Shared<'_, '_, F>) -> bool {
+    let until = Instant::now() + IDLE_SPIN;
+    loop {
+        if shared.queued.load(Ordering::Acquire) > 0 {
+            return true;
+        }
+        if shared.over.load(Ordering::Acquire) || Instant::now() >= until {
+            return false;
+        }
+        std::hint::spin_loop();
     }
 }
 
@@ -303,6 +371,9 @@ pub fn run_plan(
     let shared = Shared {
         offload,
         inbox: Mutex::default(),
+        pending: Mutex::default(),
+        queued: AtomicUsize::new(0),
+        over: AtomicBool::new(false),
         driver: Mutex::new(Driver {
             core,
             store: HashMap::new(),

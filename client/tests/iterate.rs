@@ -256,3 +256,43 @@ fn too_many_steps_is_a_clear_error_not_an_exhausted_memory() {
         .to_string();
     assert!(err.contains("would plan about"), "{err}");
 }
+
+/// Planning a loop again takes the steps per stage found the first time,
+/// for the same options only: plans alternating between two depth caps
+/// each match the unrolled loop's, and compute its bits.
+#[test]
+fn a_loop_planned_again_is_planned_alike() {
+    let a = plate(40, 20);
+    let looped = a.iterate(23, heat);
+    let written = unrolled(&a, 23, heat);
+    for depth in [Some(4), None, Some(4), Some(7), None, Some(7)] {
+        let client = Client::local()
+            .with_stencil_depth(depth)
+            .with_loop_bands(false);
+        let p = client.plan(&[&looped]).unwrap();
+        let q = client.plan(&[&written]).unwrap();
+        assert_eq!(p.tasks(), q.tasks(), "depth {depth:?}");
+        assert_eq!(p.plan.stages.len(), q.plan.stages.len(), "depth {depth:?}");
+    }
+    let four = |x: &Array| {
+        Client::local()
+            .with_stencil_depth(Some(4))
+            .with_loop_bands(false)
+            .plan(&[x])
+            .unwrap()
+            .tasks()
+    };
+    let seven = |x: &Array| {
+        Client::local()
+            .with_stencil_depth(Some(7))
+            .with_loop_bands(false)
+            .plan(&[x])
+            .unwrap()
+            .tasks()
+    };
+    assert!(
+        four(&looped) > seven(&looped),
+        "the caps give different plans"
+    );
+    assert_eq!(bits(&looped), bits(&written));
+}

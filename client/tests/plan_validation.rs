@@ -159,3 +159,73 @@ fn corrupted_plans_are_refused() {
             .is_some()
     });
 }
+
+/// A time loop's plan: its fused steps share one kernel from stage to stage.
+fn heat_loop() -> Plan {
+    let t = accel::from_ndarray(
+        &ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[60, 60])),
+        vec![30, 30],
+    );
+    let step = |t: &Array| {
+        t.stencil(
+            &[
+                (&[1, 0], 0.25),
+                (&[-1, 0], 0.25),
+                (&[0, 1], 0.25),
+                (&[0, -1], 0.25),
+            ],
+            accel::Boundary::Fixed,
+        )
+    };
+    let client = accel::Client::local().with_stencil_depth(Some(3));
+    client.plan(&[&t.iterate(30, step)]).unwrap().plan
+}
+
+/// The plan with every stage's kernel its own copy: nothing is shared.
+fn unshared(p: &Plan) -> Plan {
+    let mut q = p.clone();
+    for s in &mut q.stages {
+        match &mut s.kind {
+            StageKind::Stencil(k) => *k = Arc::new((**k).clone()),
+            StageKind::Map(e) => *e = Arc::new((**e).clone()),
+            _ => {}
+        }
+    }
+    q
+}
+
+/// Stages repeating an earlier one's kernel over the same metas are checked
+/// and projected as that one, without being worked out again: what tells
+/// them apart (where their inputs come from, a meta that differs) is still
+/// checked, and the projection equals that of the plan with nothing shared.
+#[test]
+fn repeated_stages_are_checked_and_projected_like_the_others() {
+    let p = heat_loop();
+    let same = p.same_as_earlier();
+    let stencils = p
+        .stages
+        .iter()
+        .filter(|s| matches!(s.kind, StageKind::Stencil(_)))
+        .count();
+    assert_eq!(stencils, 10, "30 steps, 3 per stage");
+    assert_eq!(same.iter().flatten().count(), stencils - 1);
+    assert!(unshared(&p).same_as_earlier().iter().all(Option::is_none));
+    p.validate().unwrap();
+    assert_eq!(p.memory_projection(), unshared(&p).memory_projection());
+
+    let last = same.iter().rposition(Option::is_some).unwrap();
+    let mut forward = p.clone();
+    forward.stages[last].inputs[0] = StageId(last as u32);
+    assert!(
+        forward.validate().is_err(),
+        "a repeated stage reading itself"
+    );
+
+    let mut retyped = p.clone();
+    retyped.stages[last].meta.dtype = DType::F32;
+    assert!(retyped.same_as_earlier()[last].is_none());
+    assert!(
+        retyped.validate().is_err(),
+        "a repeated stage of another dtype"
+    );
+}

@@ -213,6 +213,36 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Per stage, the latest earlier stage that runs the same kernel (the
+    /// same `Arc`: the repeated steps of a time loop) over inputs and an
+    /// output of the same metas, if any. What follows from a stage's kernel
+    /// and metas alone (its checks, its tasks' memory) holds for both.
+    pub fn same_as_earlier(&self) -> Vec<Option<StageId>> {
+        let kernel = |st: &Stage| match &st.kind {
+            StageKind::Map(exe) => Some(Arc::as_ptr(exe) as usize),
+            StageKind::Stencil(k) => Some(Arc::as_ptr(k) as usize),
+            _ => None,
+        };
+        let mut latest: crate::fast_hash::FastMap<usize, usize> = Default::default();
+        let stages = &self.stages;
+        let meta = |s: &StageId| stages.get(s.index()).map(|st| &st.meta);
+        (0..stages.len())
+            .map(|i| {
+                let st = &stages[i];
+                let k = kernel(st)?;
+                let j = latest.insert(k, i)?;
+                let e = &stages[j];
+                let same = e.meta == st.meta
+                    && e.inputs.len() == st.inputs.len()
+                    && e.inputs
+                        .iter()
+                        .zip(&st.inputs)
+                        .all(|(a, b)| meta(a).is_some() && meta(a) == meta(b));
+                same.then_some(StageId(j as u32))
+            })
+            .collect()
+    }
+
     /// This plan with every chunk kept by this process (`Held`) turned into
     /// source data, for sending to a cluster (borrowed when there is none).
     pub fn held_as_sources(&self) -> crate::Result<std::borrow::Cow<'_, Plan>> {

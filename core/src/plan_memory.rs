@@ -66,9 +66,21 @@ impl Plan {
 
     /// The projected peak memory of a task of every stage.
     pub fn memory_projection(&self) -> Vec<StageMemory> {
-        (0..self.stages.len())
-            .map(|s| self.stage_memory(StageId(s as u32)))
-            .collect()
+        let same = self.same_as_earlier();
+        let mut out: Vec<StageMemory> = Vec::with_capacity(self.stages.len());
+        for (s, st) in self.stages.iter().enumerate() {
+            let stage = StageId(s as u32);
+            let m = match same[s].and_then(|e| out.get(e.index())) {
+                Some(e) => StageMemory {
+                    stage,
+                    label: st.label.clone(),
+                    ..e.clone()
+                },
+                None => self.stage_memory(stage),
+            };
+            out.push(m);
+        }
+        out
     }
 
     fn stage_memory(&self, stage: StageId) -> StageMemory {

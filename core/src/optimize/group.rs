@@ -19,7 +19,7 @@ pub enum Assign {
 }
 
 /// Options of lowering.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LowerOptions {
     /// Largest halo, in cells, that fused stencil steps may need around a
     /// chunk (k steps of a one-cell stencil need k). `None`: the rule of

@@ -74,6 +74,16 @@ pub fn same_graph(a: &Graph, b: &Graph) -> bool {
             .all(|(x, y)| x.meta == y.meta && cse_key(x) == cse_key(y))
 }
 
+/// Feeds `g`'s structure to `h` as [`same_graph`] compares it (user data and
+/// stored arrays by identity).
+pub(crate) fn hash_graph(g: &Graph, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    g.outputs.hash(h);
+    for n in &g.nodes {
+        cse_key(n).hash(h);
+    }
+}
+
 fn dangling(i: usize, x: NodeId) -> crate::error::Error {
     crate::error::Error::Graph(format!("node {i} refers to missing node {}", x.0))
 }

@@ -5,6 +5,8 @@
 //! the stages are the ones the unrolled loop would give: the same tasks and
 //! the same bits.
 
+use std::sync::{Mutex, PoisonError};
+
 use crate::error::{Error, Result};
 use crate::fast_hash::FastMap;
 use crate::graph::{Graph, Node, NodeId};
@@ -128,16 +130,62 @@ fn lowered(
     Ok((plan, n))
 }
 
-/// The most steps (≤ `limit`) that lower into as many stages as one step,
-/// with their plan.
+/// Steps per stage found for the loops this process planned, by a hash of
+/// the step's graph, the step cap and the options: planning the same loop
+/// again (a computation run once more) lowers only the steps it fuses.
+/// Any step count plans the same computation, so a hash that collides
+/// could cost fusion, never a result.
+static STEPS_FOUND: Mutex<Option<FastMap<u64, usize>>> = Mutex::new(None);
+
+/// Loops remembered at most (forgotten all at once beyond).
+const LOOPS_REMEMBERED: usize = 256;
+
+fn loop_key(body: &Graph, limit: usize, opts: &LowerOptions) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    super::hash_graph(body, &mut h);
+    limit.hash(&mut h);
+    opts.hash(&mut h);
+    h.finish()
+}
+
+/// [`search_steps`], remembered per loop.
 fn steps_per_stage(
     body: &Graph,
     limit: usize,
     lower: LowerSteps<'_>,
     opts: &LowerOptions,
 ) -> Result<(usize, Plan)> {
-    let (one, per_step) = lowered(body, 1, lower, opts)?;
     let limit = limit.clamp(1, MAX_STEPS);
+    let key = loop_key(body, limit, opts);
+    // Not held while lowering: a step may hold a loop of its own.
+    let known = STEPS_FOUND
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(&key).copied());
+    if let Some(k) = known {
+        return Ok((k, lowered(body, k, lower, opts)?.0));
+    }
+    let (k, plan) = search_steps(body, limit, lower, opts)?;
+    let mut memo = STEPS_FOUND.lock().unwrap_or_else(PoisonError::into_inner);
+    let map = memo.get_or_insert_with(FastMap::default);
+    if map.len() >= LOOPS_REMEMBERED {
+        map.clear();
+    }
+    map.insert(key, k);
+    Ok((k, plan))
+}
+
+/// The most steps (≤ `limit`) that lower into as many stages as one step,
+/// with their plan.
+fn search_steps(
+    body: &Graph,
+    limit: usize,
+    lower: LowerSteps<'_>,
+    opts: &LowerOptions,
+) -> Result<(usize, Plan)> {
+    let (one, per_step) = lowered(body, 1, lower, opts)?;
     if limit == 1 {
         return Ok((1, one));
     }
