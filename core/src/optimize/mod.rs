@@ -10,7 +10,7 @@ mod repeat;
 mod stencil;
 
 pub use group::{LowerOptions, auto_stencil_depth, auto_stencil_depth_whole_rows};
-pub use repeat::check as check_repeat;
+pub use repeat::{check as check_repeat, forget_planned_loops};
 
 use crate::fast_hash::FastMap;
 

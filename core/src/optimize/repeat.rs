@@ -140,6 +140,12 @@ static STEPS_FOUND: Mutex<Option<FastMap<u64, usize>>> = Mutex::new(None);
 /// Loops remembered at most (forgotten all at once beyond).
 const LOOPS_REMEMBERED: usize = 256;
 
+/// Forgets the steps per stage found so far: the next plan of every loop
+/// searches again (to measure planning from scratch).
+pub fn forget_planned_loops() {
+    *STEPS_FOUND.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
 fn loop_key(body: &Graph, limit: usize, opts: &LowerOptions) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
