@@ -284,7 +284,8 @@ fn spawn_all<'s, 'a: 's, 'p: 's, F>(
 }
 
 /// Runs queued tasks (and what each leads to) until none comes within
-/// [`IDLE_SPIN`].
+/// [`IDLE_SPIN`] of the last. A job whose task another thread took first
+/// leaves at once.
 fn run_pending<'s, 'a: 's, 'p: 's, F>(
     scope: &rayon::Scope<'s>,
     shared: &'s Shared<'a, 'p, F>,
@@ -292,6 +293,7 @@ fn run_pending<'s, 'a: 's, 'p: 's, F>(
 ) where
     F: FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()> + Send + 's,
 {
+    let mut ran = false;
     loop {
         let taken = {
             let mut pending = lock(&shared.pending);
@@ -300,11 +302,12 @@ fn run_pending<'s, 'a: 's, 'p: 's, F>(
             start
         };
         let Some(start) = taken else {
-            if await_pending(shared) {
+            if ran && await_pending(shared) {
                 continue;
             }
             return;
         };
+        ran = true;
         let mut next = Some(start);
         while let Some(start) = next.take() {
             let task = start.task;
