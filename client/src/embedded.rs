@@ -2,7 +2,8 @@
 //! worker whose threads are the rayon pool. No sockets, no serialization:
 //! chunks are shared `Arc`s and fused outputs are written in place.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -205,7 +206,7 @@ struct Shared<'a, 'p, F> {
     /// Tasks assigned and not started yet, and how many there are: each has
     /// a pool job to start it, and a thread looking for work takes one
     /// before that job does.
-    pending: Mutex<Vec<Start<'a>>>,
+    pending: Mutex<VecDeque<Start<'a>>>,
     queued: AtomicUsize,
     /// Set once the job is done or failed: nothing more will be assigned.
     over: AtomicBool,
@@ -283,9 +284,17 @@ fn spawn_all<'s, 'a: 's, 'p: 's, F>(
     }
 }
 
-/// Runs queued tasks (and what each leads to) until none comes within
-/// [`IDLE_SPIN`] of the last. A job whose task another thread took first
-/// leaves at once.
+thread_local! {
+    /// Whether this thread is inside a task: a pool job it runs then is one
+    /// it picked up while waiting within that task's own parallel kernel.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs queued tasks, in the order the core assigned them (and what each
+/// leads to), until none comes within [`IDLE_SPIN`] of the last. A job whose
+/// task another thread took leaves at once; one run from within a task (a
+/// thread waiting in that task's parallel kernel) runs one task and what it
+/// leads to, and leaves: the task it interrupted is waiting for it.
 fn run_pending<'s, 'a: 's, 'p: 's, F>(
     scope: &rayon::Scope<'s>,
     shared: &'s Shared<'a, 'p, F>,
@@ -293,16 +302,17 @@ fn run_pending<'s, 'a: 's, 'p: 's, F>(
 ) where
     F: FnMut(usize, ChunkKey, &Arc<Chunk>) -> Result<()> + Send + 's,
 {
+    let nested = IN_TASK.with(Cell::get);
     let mut ran = false;
     loop {
         let taken = {
             let mut pending = lock(&shared.pending);
-            let start = pending.pop();
+            let start = pending.pop_front();
             shared.queued.store(pending.len(), Ordering::Release);
             start
         };
         let Some(start) = taken else {
-            if ran && await_pending(shared) {
+            if ran && !nested && await_pending(shared) {
                 continue;
             }
             return;
@@ -311,18 +321,32 @@ fn run_pending<'s, 'a: 's, 'p: 's, F>(
         let mut next = Some(start);
         while let Some(start) = next.take() {
             let task = start.task;
-            let result = execute(plan, start, shared.offload.as_deref());
+            let result = {
+                IN_TASK.with(|t| t.set(true));
+                let r = execute(plan, start, shared.offload.as_deref());
+                IN_TASK.with(|t| t.set(nested));
+                r
+            };
             let mut more = shared.report(task, result).into_iter();
             next = more.next();
             spawn_all(scope, shared, plan, more.collect());
         }
+        if nested {
+            return;
+        }
     }
 }
+
+/// Spins this many times between yields of the thread: where the pool has
+/// more threads than free cores, a spinning thread must not keep the one
+/// at the core (which assigns the next tasks) from running.
+const SPINS_PER_YIELD: u32 = 256;
 
 /// Waits up to [`IDLE_SPIN`] for a queued task; false when none came or
 /// the job is over.
 fn await_pending<F>(shared: &Shared<'_, '_, F>) -> bool {
     let until = Instant::now() + IDLE_SPIN;
+    let mut spins = 0u32;
     loop {
         if shared.queued.load(Ordering::Acquire) > 0 {
             return true;
@@ -330,7 +354,12 @@ fn await_pending<F>(shared: &Shared<'_, '_, F>) -> bool {
         if shared.over.load(Ordering::Acquire) || Instant::now() >= until {
             return false;
         }
-        std::hint::spin_loop();
+        spins += 1;
+        if spins.is_multiple_of(SPINS_PER_YIELD) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
     }
 }
 

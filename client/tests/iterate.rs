@@ -258,21 +258,25 @@ fn too_many_steps_is_a_clear_error_not_an_exhausted_memory() {
 }
 
 /// Planning a loop again takes the steps per stage found the first time,
-/// for the same options only: plans alternating between two depth caps
-/// each match the unrolled loop's, and compute its bits.
+/// for the same options and step cap only: plans alternating between two
+/// depth caps, and loops of 2 and 23 steps of the same step, each match
+/// the unrolled loop's, and compute its bits.
 #[test]
 fn a_loop_planned_again_is_planned_alike() {
     let a = plate(40, 20);
     let looped = a.iterate(23, heat);
     let written = unrolled(&a, 23, heat);
+    let (short, short_written) = (a.iterate(2, heat), unrolled(&a, 2, heat));
     for depth in [Some(4), None, Some(4), Some(7), None, Some(7)] {
         let client = Client::local()
             .with_stencil_depth(depth)
             .with_loop_bands(false);
-        let p = client.plan(&[&looped]).unwrap();
-        let q = client.plan(&[&written]).unwrap();
-        assert_eq!(p.tasks(), q.tasks(), "depth {depth:?}");
-        assert_eq!(p.plan.stages.len(), q.plan.stages.len(), "depth {depth:?}");
+        for (looped, written) in [(&short, &short_written), (&looped, &written)] {
+            let p = client.plan(&[looped]).unwrap();
+            let q = client.plan(&[written]).unwrap();
+            assert_eq!(p.tasks(), q.tasks(), "depth {depth:?}");
+            assert_eq!(p.plan.stages.len(), q.plan.stages.len(), "depth {depth:?}");
+        }
     }
     let four = |x: &Array| {
         Client::local()

@@ -221,6 +221,20 @@ fn repeated_stages_are_checked_and_projected_like_the_others() {
         "a repeated stage reading itself"
     );
 
+    // The same kernel and output over an input chunked another way: not the
+    // same stage (its tasks read other boxes), still a valid one.
+    let first = (0..last)
+        .find(|&s| p.stages[s].meta != p.stages[p.stages[last].inputs[0].index()].meta)
+        .unwrap();
+    let mut rewired = p.clone();
+    rewired.stages[last].inputs[0] = StageId(first as u32);
+    assert!(rewired.same_as_earlier()[last].is_none());
+    rewired.validate().unwrap();
+    assert_eq!(
+        rewired.memory_projection(),
+        unshared(&rewired).memory_projection()
+    );
+
     let mut retyped = p.clone();
     retyped.stages[last].meta.dtype = DType::F32;
     assert!(retyped.same_as_earlier()[last].is_none());

@@ -214,9 +214,10 @@ pub struct Plan {
 
 impl Plan {
     /// Per stage, the latest earlier stage that runs the same kernel (the
-    /// same `Arc`: the repeated steps of a time loop) over inputs and an
-    /// output of the same metas, if any. What follows from a stage's kernel
-    /// and metas alone (its checks, its tasks' memory) holds for both.
+    /// same `Arc`: the repeated steps of a time loop), when that one has
+    /// inputs and an output of the same metas (older stages of the kernel
+    /// are not looked at). What follows from a stage's kernel and metas
+    /// alone (its checks, its tasks' memory) holds for both.
     pub fn same_as_earlier(&self) -> Vec<Option<StageId>> {
         let kernel = |st: &Stage| match &st.kind {
             StageKind::Map(exe) => Some(Arc::as_ptr(exe) as usize),

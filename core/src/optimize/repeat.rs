@@ -134,7 +134,7 @@ fn lowered(
 /// the step's graph, the step cap and the options: planning the same loop
 /// again (a computation run once more) lowers only the steps it fuses.
 /// Any step count plans the same computation, so a hash that collides
-/// could cost fusion, never a result.
+/// could cost fusion (or refuse a loop as too many tasks), never a result.
 static STEPS_FOUND: Mutex<Option<FastMap<u64, usize>>> = Mutex::new(None);
 
 /// Loops remembered at most (forgotten all at once beyond).
