@@ -949,6 +949,11 @@ impl Body<'_> {
                 self.stmt(&format!("slow = slow || !{guard}_ok({wide});"));
                 narrow(d, &format!("{name}_f64({wide})"))
             }
+            Sinh | Cosh if d == DType::F64 => {
+                self.stmt(&format!("slow = slow || !exp_ok({x});"));
+                let part = if op == Sinh { "x" } else { "y" };
+                format!("sinh_cosh_f64({x}).{part}")
+            }
             _ => return refuse(format!("{} of {d}", op.name())),
         })
     }

@@ -391,9 +391,10 @@ fn run_two(
 /// A function (`None`: pow), its arguments, and `std`'s version.
 type Case = (Option<UnaryOp>, Vec<f64>, Vec<f64>, fn(f64, f64) -> f64);
 
-/// sin, cos, tan, exp, tanh and pow are the CPU's kernels operation for
-/// operation: the same bits in f64. log (double-double, rounded) and the f32
-/// forms (computed in f64, rounded) are within an ulp of `std`.
+/// sin, cos, tan, exp, tanh, sinh, cosh and pow are the CPU's kernels
+/// operation for operation: the same bits in f64. log (double-double,
+/// rounded) and the f32 forms (computed in f64, rounded) are within an ulp
+/// of `std`.
 #[test]
 fn transcendentals_follow_the_cpus_kernels() {
     let gpu = device();
@@ -430,6 +431,18 @@ fn transcendentals_follow_the_cpus_kernels() {
             sweep(-25.0, 25.0, &mut unit),
             vec![0.0; n],
             |x, _| x.tanh(),
+        ),
+        (
+            Some(UnaryOp::Sinh),
+            sweep(-700.0, 700.0, &mut unit),
+            vec![0.0; n],
+            |x, _| x.sinh(),
+        ),
+        (
+            Some(UnaryOp::Cosh),
+            sweep(-3.0, 3.0, &mut unit),
+            vec![0.0; n],
+            |x, _| x.cosh(),
         ),
         (
             Some(UnaryOp::Log),
@@ -473,7 +486,11 @@ fn transcendentals_follow_the_cpus_kernels() {
                 );
             }
         }
-        // f32: arguments that are normal floats (others are the CPU's).
+        // f32 (sinh and cosh: float64 only): arguments that are normal
+        // floats (others are the CPU's).
+        if matches!(op, Some(UnaryOp::Sinh | UnaryOp::Cosh)) {
+            continue;
+        }
         let normal = |v: f64| (v as f32).is_normal() || v == 0.0;
         let keep: Vec<usize> = (0..xs.len())
             .filter(|&k| normal(xs[k]) && normal(ys[k]))

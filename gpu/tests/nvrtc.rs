@@ -98,6 +98,8 @@ fn every_transcendental_generator_and_strided_read_compiles() {
         UnaryOp::Exp,
         UnaryOp::Log,
         UnaryOp::Tanh,
+        UnaryOp::Sinh,
+        UnaryOp::Cosh,
     ] {
         let v = b.push(Instr::Unary(op, acc), DType::F64);
         acc = b.push(Instr::Binary(BinaryOp::Add, acc, v), DType::F64);

@@ -31,6 +31,8 @@ pub trait VFloat: Float + Send + Sync + 'static {
     fn vexp(a: &[Self], o: &mut [Self]);
     fn vln(a: &[Self], o: &mut [Self]);
     fn vtanh(a: &[Self], o: &mut [Self]);
+    fn vsinh(a: &[Self], o: &mut [Self]);
+    fn vcosh(a: &[Self], o: &mut [Self]);
     fn vpow(a: &[Self], b: &[Self], o: &mut [Self]);
     fn vhypot(a: &[Self], b: &[Self], o: &mut [Self]);
     /// Round half to even.
@@ -39,7 +41,7 @@ pub trait VFloat: Float + Send + Sync + 'static {
 
 macro_rules! vfloat {
     ($t:ty, $sin:ident, $cos:ident, $tan:ident, $exp:ident, $ln:ident, $tanh:ident, $pow:ident,
-     $hypot:path) => {
+     $hypot:path, $sinh:path, $cosh:path) => {
         impl VFloat for $t {
             fn vsin(a: &[Self], o: &mut [Self]) {
                 vmath::$sin(a, o)
@@ -59,6 +61,12 @@ macro_rules! vfloat {
             fn vtanh(a: &[Self], o: &mut [Self]) {
                 vmath::$tanh(a, o)
             }
+            fn vsinh(a: &[Self], o: &mut [Self]) {
+                $sinh(a, o)
+            }
+            fn vcosh(a: &[Self], o: &mut [Self]) {
+                $cosh(a, o)
+            }
             fn vpow(a: &[Self], b: &[Self], o: &mut [Self]) {
                 vmath::$pow(a, b, o)
             }
@@ -74,6 +82,12 @@ macro_rules! vfloat {
 fn hypot_f32(a: &[f32], b: &[f32], o: &mut [f32]) {
     map2(a, b, o, f32::hypot)
 }
+fn sinh_f32(a: &[f32], o: &mut [f32]) {
+    map1(a, o, f32::sinh)
+}
+fn cosh_f32(a: &[f32], o: &mut [f32]) {
+    map1(a, o, f32::cosh)
+}
 
 vfloat!(
     f64,
@@ -84,10 +98,13 @@ vfloat!(
     ln_f64,
     tanh_f64,
     powf_f64,
-    super::hypot::hypot_f64
+    super::hypot::hypot_f64,
+    vmath::sinh_f64,
+    vmath::cosh_f64
 );
 vfloat!(
-    f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32, hypot_f32
+    f32, sin_f32, cos_f32, tan_f32, exp_f32, ln_f32, tanh_f32, powf_f32, hypot_f32, sinh_f32,
+    cosh_f32
 );
 
 fn mismatch(what: &str, a: &View<'_>, o: &ViewMut<'_>) -> Error {
@@ -143,8 +160,8 @@ fn float_unary<T: VFloat>(op: UnaryOp, a: &[T], o: &mut [T]) -> bool {
         Arcsin => map1(a, o, |x| x.asin()),
         Arccos => map1(a, o, |x| x.acos()),
         Arctan => map1(a, o, |x| x.atan()),
-        Sinh => map1(a, o, |x| x.sinh()),
-        Cosh => map1(a, o, |x| x.cosh()),
+        Sinh => T::vsinh(a, o),
+        Cosh => T::vcosh(a, o),
         Log1p => map1(a, o, |x| x.ln_1p()),
         Expm1 => map1(a, o, |x| x.exp_m1()),
         Log2 => map1(a, o, |x| x.log2()),

@@ -928,6 +928,38 @@ pub fn sinh_cosh_f64(x: &[f64], sh: &mut [f64], ch: &mut [f64]) {
     }
 }
 
+/// `out[i] = x[i].sinh()` with [`sinh_cosh_f64`]'s kernel (within 2 ulp of
+/// `std`; the GPU's bits), `std` outside [-708, 709].
+pub fn sinh_f64(x: &[f64], out: &mut [f64]) {
+    map1(
+        x,
+        out,
+        |a: [f64; 4]| sinh_cosh_lanes(a).map(|(s, _)| s),
+        f64::sinh,
+    );
+}
+
+/// `out[i] = x[i].cosh()`, as [`sinh_f64`].
+pub fn cosh_f64(x: &[f64], out: &mut [f64]) {
+    map1(
+        x,
+        out,
+        |a: [f64; 4]| sinh_cosh_lanes(a).map(|(_, c)| c),
+        f64::cosh,
+    );
+}
+
+/// Four lanes of sinh and cosh when all of them are in the kernel's range.
+#[inline(always)]
+fn sinh_cosh_lanes(a: [f64; 4]) -> Option<([f64; 4], [f64; 4])> {
+    let v = f64x4::new(a);
+    let ok = HAS_FMA && (v.simd_ge(splat(EXP_LO)) & v.simd_le(splat(EXP_HI))).all();
+    ok.then(|| {
+        let (s, c) = sinh_cosh_kernel(v);
+        (s.to_array(), c.to_array())
+    })
+}
+
 /// `out[i] = x[i].ln()`; `wide`'s ln (~1 ulp) for positive normal finite x.
 /// `wide` maps subnormals to -inf, so those (and 0, negatives, inf, NaN) go
 /// to `std`.
@@ -1724,6 +1756,19 @@ mod tests {
         ]);
         let (mut sh, mut ch) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
         sinh_cosh_f64(&xs, &mut sh, &mut ch);
+        // Real sinh and cosh are the same blocks of the same kernel, from
+        // any start (tails of every length).
+        for skip in 0..4 {
+            let (mut s, mut c) = (vec![0.0; xs.len() - skip], vec![0.0; xs.len() - skip]);
+            sinh_f64(&xs[skip..], &mut s);
+            cosh_f64(&xs[skip..], &mut c);
+            let (mut s4, mut c4) = (s.clone(), c.clone());
+            sinh_cosh_f64(&xs[skip..], &mut s4, &mut c4);
+            for k in 0..s.len() {
+                assert_eq!(s[k].to_bits(), s4[k].to_bits(), "sinh {}", xs[skip + k]);
+                assert_eq!(c[k].to_bits(), c4[k].to_bits(), "cosh {}", xs[skip + k]);
+            }
+        }
         for (k, &x) in xs.iter().enumerate() {
             if (EXP_LO..=EXP_HI).contains(&x) {
                 assert!(
