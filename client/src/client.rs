@@ -471,6 +471,16 @@ impl Client {
                     && shape::size(&st.meta.shape) > 0
             })
             .collect();
+        // Tasks written in place write whole rows where that costs no input
+        // copies (see `plan_rows`): each page of the result then has one writer.
+        // Not with a GPU, whose buffers are sized for the planned chunks.
+        let mut widened = plan.clone();
+        if self.gpu.is_none() {
+            for (s, _) in plan.outputs.iter().zip(&in_place).filter(|(_, d)| **d) {
+                accel_core::plan_rows::widen_to_rows(&mut widened, *s);
+            }
+        }
+        let plan = &Arc::new(widened);
         let alloc = |s: &StageId| {
             let m = &plan.stage(*s).meta;
             Buffer::zeros(m.dtype, shape::size(&m.shape))
@@ -512,7 +522,7 @@ impl Client {
             }
         }
         let stats = run_plan(
-            Arc::new(plan.clone()),
+            plan.clone(),
             direct,
             |o, key, chunk| match &mut pasted[o] {
                 Some(buf) => crate::assemble::paste(

@@ -129,3 +129,71 @@ fn numpy_promotion_with_scalars() {
     assert_eq!(((-&i) % 3).compute::<i32>().unwrap()[[0]], 2);
     assert_eq!((2.0f64 - &f).compute::<f32>().unwrap()[[0]], 1.0);
 }
+
+#[test]
+fn results_written_in_place_are_written_in_whole_rows_when_no_input_is_copied() {
+    // 8 MiB results whose 256-wide chunks split every row (and so share every
+    // page): the embedded run widens the tasks to whole rows when each still
+    // reads one chunk of each input.
+    let client = Client::local();
+    let n = 1024;
+    let a = arange(n * n, n * 256)
+        .reshape(&[n, n])
+        .rechunk([256, 256])
+        .astype(DType::F64);
+    let s = a.diag().tanh().sum();
+    let out = &a + &s;
+    let mut run = client.run(&[&out]).unwrap();
+    // 4 partial sums, their combine, and 16 map tasks planned; the 16 run as 4.
+    assert_eq!(run.planned.tasks(), 21);
+    assert_eq!(run.stats.tasks, 9);
+    let t: f64 = (0..n).map(|i| ((i * n + i) as f64).tanh()).sum();
+    let got = run.outputs.remove(0).into_typed::<f64>().unwrap();
+    let want: Vec<f64> = (0..n * n).map(|k| k as f64 + t).collect();
+    assert_eq!(got.shape(), &[n, n]);
+    assert!(got.iter().zip(&want).all(|(g, w)| g == w));
+
+    // Three axes: every axis after the first is taken whole.
+    let b = arange(16 * 256 * 256, 1 << 16)
+        .reshape(&[16, 256, 256])
+        .rechunk([4, 128, 64])
+        .astype(DType::F64);
+    let y = &b * 0.5 - 3.0;
+    let mut run = client.run(&[&y]).unwrap();
+    assert_eq!(run.planned.tasks(), 4 * 2 * 4);
+    assert_eq!(run.stats.tasks, 4);
+    let got = run.outputs.remove(0).into_typed::<f64>().unwrap();
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(k, &v)| v == k as f64 * 0.5 - 3.0)
+    );
+
+    // A row of real data broadcast over a result chunked 256², held in one
+    // chunk: each whole-row task reads that chunk as it is.
+    let data = ndarray::Array2::from_shape_fn((n, n), |(i, j)| (i * 3 + j) as f64);
+    let row = ndarray::Array1::from_shape_fn(n, |j| (j * j) as f64);
+    let v = from_ndarray(&row, n);
+    let grid = arange(n * n, n * 256)
+        .reshape(&[n, n])
+        .rechunk([256, 256])
+        .astype(DType::F64);
+    let sum = &grid + &v;
+    let mut run = client.run(&[&sum]).unwrap();
+    assert_eq!(run.planned.tasks(), 1 + 16);
+    assert_eq!(run.stats.tasks, 1 + 4);
+    let got = run.outputs.remove(0).into_typed::<f64>().unwrap();
+    assert!(
+        got.indexed_iter()
+            .all(|(ix, &g)| g == (ix[0] * n + ix[1]) as f64 + row[ix[1]])
+    );
+
+    // An input chunked like the result: whole rows would read four of its
+    // chunks per task, so the tasks stay as planned.
+    let x = from_ndarray(&data, [256, 256]);
+    let z = (&x + 1.0).sqrt();
+    let mut run = client.run(&[&z]).unwrap();
+    assert_eq!(run.stats.tasks, run.planned.tasks());
+    let got = run.outputs.remove(0).into_typed::<f64>().unwrap();
+    assert!(got.iter().zip(&data).all(|(&g, &d)| g == (d + 1.0).sqrt()));
+}

@@ -21,6 +21,7 @@ pub mod optimize;
 pub mod plan;
 pub mod plan_check;
 pub mod plan_memory;
+pub mod plan_rows;
 pub mod shape;
 pub mod stencil;
 pub mod storage;

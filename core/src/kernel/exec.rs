@@ -1407,6 +1407,18 @@ pub fn split_chunks<'a>(buf: &'a mut Buffer, chunks: &Chunks) -> Option<Vec<Vec<
         if v.len() != shape::size(&shape) {
             return None;
         }
+        if let Some((first, rest)) = chunks.0.split_first()
+            && rest.iter().all(|c| c.len() == 1)
+        {
+            // Chunks of whole rows: each is one contiguous range.
+            let inner: usize = shape[1..].iter().product();
+            for (piece, &n) in out.iter_mut().zip(first) {
+                let (head, tail) = std::mem::take(&mut v).split_at_mut(n * inner);
+                piece.push(wrap(head));
+                v = tail;
+            }
+            return Some(out);
+        }
         let Some((&row_len, lead)) = shape.split_last() else {
             out[0].push(wrap(v));
             return Some(out);
