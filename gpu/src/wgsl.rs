@@ -139,8 +139,23 @@ fn has_transcendentals(program: &Program) -> bool {
     program.instrs.iter().any(|ins| {
         matches!(
             ins,
-            Instr::Unary(Exp | Log | Sin | Cos | Tan | Tanh | Sinh | Cosh, _)
-                | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot, ..)
+            Instr::Unary(
+                Exp | Log
+                    | Sin
+                    | Cos
+                    | Tan
+                    | Tanh
+                    | Sinh
+                    | Cosh
+                    | Log2
+                    | Log10
+                    | Log1p
+                    | Expm1
+                    | Arctan
+                    | Arcsin
+                    | Arccos,
+                _
+            ) | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot, ..)
         ) || matches!(ins, Instr::Unary(Abs, a) if program.dtypes[*a as usize] == DType::C128)
             || matches!(
                 ins,
@@ -932,13 +947,23 @@ impl Body<'_> {
             IsNan => "false".into(),
             IsFinite => "true".into(),
             Powi(n) => self.powi(k, d, &x, n)?,
-            Exp | Log | Sin | Cos | Tan | Tanh if float => {
+            Exp | Log | Sin | Cos | Tan | Tanh | Log2 | Log10 | Log1p | Expm1 | Arctan | Arcsin
+            | Arccos
+                if float =>
+            {
                 let name = match op {
                     Exp => "exp",
                     Log => "log",
                     Sin => "sin",
                     Cos => "cos",
                     Tan => "tan",
+                    Log2 => "log2",
+                    Log10 => "log10",
+                    Log1p => "log1p",
+                    Expm1 => "expm1",
+                    Arctan => "atan",
+                    Arcsin => "asin",
+                    Arccos => "acos",
                     _ => "tanh",
                 };
                 let guard = match op {
@@ -1104,11 +1129,16 @@ impl Body<'_> {
     }
 }
 
-/// The range check of `exp`, `log` or `tanh`.
+/// The range check of a float function computed by a kernel of `wgsl_math`.
 fn other_name(op: UnaryOp) -> &'static str {
     match op {
         UnaryOp::Exp => "exp",
-        UnaryOp::Log => "log",
+        UnaryOp::Expm1 => "expm1",
+        UnaryOp::Log | UnaryOp::Log2 | UnaryOp::Log10 => "log",
+        UnaryOp::Log1p => "log1p",
+        UnaryOp::Arctan => "atan",
+        UnaryOp::Arcsin => "asin",
+        UnaryOp::Arccos => "acos",
         _ => "tanh",
     }
 }
@@ -1300,15 +1330,23 @@ mod tests {
     }
 
     #[test]
-    fn functions_the_cpu_leaves_to_libm_and_complex_transcendentals_are_refused() {
+    fn functions_without_a_gpu_form_and_complex_transcendentals_are_refused() {
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::F32,
+            shape: vec![4],
+        });
+        let e = b.push(Instr::Unary(UnaryOp::Sinh, x), DType::F32);
+        let p = b.finish(e, vec![4]);
+        assert_eq!(check(&p), Err(Unsupported("sinh of f32".into())));
         let mut b = ProgramBuilder::new();
         let x = b.input(InputSpec {
             dtype: DType::F64,
             shape: vec![4],
         });
-        let e = b.push(Instr::Unary(UnaryOp::Arcsin, x), DType::F64);
+        let e = b.push(Instr::Binary(BinaryOp::Arctan2, x, x), DType::F64);
         let p = b.finish(e, vec![4]);
-        assert_eq!(check(&p), Err(Unsupported("arcsin of f64".into())));
+        assert_eq!(check(&p), Err(Unsupported("arctan2 of f64".into())));
         let mut b = ProgramBuilder::new();
         let z = b.input(InputSpec {
             dtype: DType::C128,

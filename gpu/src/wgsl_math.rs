@@ -108,6 +108,41 @@ fn fused(a: f64, b: f64, c: f64) -> f64 {
 }
 ";
 
+/// 1/ln 2 and 1/ln 10 as double-doubles (hi, lo): `log2` and `log10` are the
+/// double-double `ln` times these, rounded once.
+const INV_LN2: (f64, f64) = (std::f64::consts::LOG2_E, 2.035_527_374_093_103_3e-17);
+const INV_LN10: (f64, f64) = (std::f64::consts::LOG10_E, 1.098_319_650_216_765e-17);
+
+/// π/2 and π/6 as double-doubles (hi, lo), for `atan`'s reductions.
+const FRAC_PI_2_DD: (f64, f64) = (std::f64::consts::FRAC_PI_2, 6.123_233_995_736_766e-17);
+const FRAC_PI_6_DD: (f64, f64) = (std::f64::consts::FRAC_PI_6, -5.360_408_832_255_455e-17);
+
+/// atan u = u + u z Q(z), z = u², for |u| <= tan(π/12): the alternating
+/// series' coefficients -1/3, 1/5, -1/7, … (the fifteenth term is far below
+/// an ulp of u there).
+fn atan_series() -> Vec<f64> {
+    (0..15u32)
+        .map(|k| {
+            let sign = if k % 2 == 0 { -1.0 } else { 1.0 };
+            sign / f64::from(2 * k + 3)
+        })
+        .collect()
+}
+
+/// asin s = s + s z A(z), z = s², for |s| <= 1/2: A's coefficients are
+/// (2k)! / (4^k k!² (2k + 1)) for k = 1, 2, … (the 25th term is far below an
+/// ulp of s there).
+fn asin_series() -> Vec<f64> {
+    let mut c = Vec::with_capacity(25);
+    // (2k)! / (4^k k!²), stepped by (2k - 1) / (2k).
+    let mut central = 1.0f64;
+    for k in 1..=25u32 {
+        central *= f64::from(2 * k - 1) / f64::from(2 * k);
+        c.push(central / f64::from(2 * k + 1));
+    }
+    c
+}
+
 /// The helpers and kernels, to be appended to a shader that uses them.
 pub fn library(fma: Fma) -> String {
     let mut src = String::from(match fma {
@@ -120,6 +155,8 @@ pub fn library(fma: Fma) -> String {
     src.push_str(&estrin("poly_exp", &v::EXP_C));
     src.push_str(&estrin("poly_log", &v::LOG_C));
     src.push_str(&estrin("poly_sinh", &v::SINH_C));
+    src.push_str(&estrin("poly_atan", &atan_series()));
+    src.push_str(&estrin("poly_asin", &asin_series()));
     let consts = [
         ("TWO_52", v::TWO_52),
         ("POW2_BIAS", v::TWO_52 + 1023.0),
@@ -144,6 +181,18 @@ pub fn library(fma: Fma) -> String {
         ("HYPOT_LO", accel_core::kernel::hypot::SAFE_LO),
         ("HYPOT_HI", accel_core::kernel::hypot::SAFE_HI),
         ("MAX_FINITE", f64::MAX),
+        ("INV_LN2_HI", INV_LN2.0),
+        ("INV_LN2_LO", INV_LN2.1),
+        ("INV_LN10_HI", INV_LN10.0),
+        ("INV_LN10_LO", INV_LN10.1),
+        ("PI_2_HI", FRAC_PI_2_DD.0),
+        ("PI_2_LO", FRAC_PI_2_DD.1),
+        ("PI_6_HI", FRAC_PI_6_DD.0),
+        ("PI_6_LO", FRAC_PI_6_DD.1),
+        ("PI_HI", std::f64::consts::PI),
+        ("PI_LO", 1.224_646_799_147_353_2e-16),
+        ("SQRT3", 3f64.sqrt()),
+        ("TAN_PI_12", 2.0 - 3f64.sqrt()),
     ];
     for (name, value) in consts {
         let _ = writeln!(src, "fn {name}() -> f64 {{ return {}; }}", lit(value));
@@ -337,6 +386,89 @@ fn log_ok(x: f64) -> bool {
 }
 fn log_f64(x: f64) -> f64 {
     return ln_dd(x).x;
+}
+fn log_scaled(x: f64, c_hi: f64, c_lo: f64) -> f64 {
+    let l = ln_dd(x);
+    let h = l.x * c_hi;
+    return h + (fused(l.x, c_hi, -h) + fused(l.x, c_lo, l.y * c_hi));
+}
+fn log2_f64(x: f64) -> f64 {
+    return log_scaled(x, INV_LN2_HI(), INV_LN2_LO());
+}
+fn log10_f64(x: f64) -> f64 {
+    return log_scaled(x, INV_LN10_HI(), INV_LN10_LO());
+}
+fn log1p_ok(x: f64) -> bool {
+    let normal = x == 0.0lf || abs(x) >= MIN_NORMAL();
+    return normal && x > -1.0lf && 1.0lf + x >= MIN_NORMAL() && x <= MAX_FINITE();
+}
+fn expm1_ok(x: f64) -> bool {
+    return exp_ok(x) && (x == 0.0lf || abs(x) >= MIN_NORMAL());
+}
+fn log1p_f64(x: f64) -> f64 {
+    // u + e = 1 + x exactly; ln(u + e) = ln u + e/u to far below an ulp.
+    let d = select(fast_two_sum(1.0lf, x), fast_two_sum(x, 1.0lf), x > 1.0lf);
+    let l = ln_dd(d.x);
+    return select(l.x + (l.y + d.y / d.x), x, d.x == 1.0lf);
+}
+fn expm1_f64(x: f64) -> f64 {
+    // 2^j (1 + expm1 f) - 1: expm1 f itself when j = 0, rounded once for
+    // |j| <= 53 (where 2^j - 1 is exact and an emulated fma cannot
+    // overflow), and exp(x) - 1 beyond, where one of the two is below an
+    // ulp of the other.
+    let r = exp_reduce(x);
+    let m = expm1_reduced(r.x, r.y);
+    let t = pow2i(r.z);
+    let near = fused(t, m, t - 1.0lf);
+    let far = (m + 1.0lf) * t - 1.0lf;
+    let r0 = select(select(near, far, abs(r.z) > 53.0lf), m, r.z == 0.0lf);
+    // expm1(-0) is -0, as the C library's.
+    return select(r0, x, x == 0.0lf);
+}
+fn atan_ok(x: f64) -> bool {
+    let a = abs(x);
+    return a <= MAX_FINITE() && (a == 0.0lf || a >= MIN_NORMAL());
+}
+fn atan_f64(x: f64) -> f64 {
+    // atan a = π/2 - atan(1/a) above 1; atan t = π/6 + atan u with
+    // u = (t√3 - 1)/(t + √3) above tan(π/12); the series below.
+    let a = abs(x);
+    let inv = a > 1.0lf;
+    let t = select(a, 1.0lf / a, inv);
+    let big = t > TAN_PI_12();
+    let u = select(t, fused(t, SQRT3(), -1.0lf) / (t + SQRT3()), big);
+    let z = u * u;
+    let r = fused(u * z, poly_atan(z), u);
+    let r2 = select(r, PI_6_HI() + (r + PI_6_LO()), big);
+    let r3 = select(r2, PI_2_HI() - (r2 - PI_2_LO()), inv);
+    return bitcast<f64>((bitcast<u64>(r3) & ~SIGN64) | (bitcast<u64>(x) & SIGN64));
+}
+fn asin_small(s: f64) -> f64 {
+    let z = s * s;
+    return fused(s * z, poly_asin(z), s);
+}
+fn asin_ok(x: f64) -> bool {
+    let a = abs(x);
+    return a <= 1.0lf && (a == 0.0lf || a >= MIN_NORMAL());
+}
+fn asin_f64(x: f64) -> f64 {
+    // The series up to 1/2; above, π/2 - 2 asin(sqrt((1 - a)/2)), where
+    // 1 - a and the halving are exact.
+    let a = abs(x);
+    let q = asin_small(sqrt((1.0lf - a) * 0.5lf));
+    let r = select(asin_small(a), PI_2_HI() - (2.0lf * q - PI_2_LO()), a > 0.5lf);
+    return bitcast<f64>((bitcast<u64>(r) & ~SIGN64) | (bitcast<u64>(x) & SIGN64));
+}
+fn acos_ok(x: f64) -> bool {
+    return abs(x) <= 1.0lf;
+}
+fn acos_f64(x: f64) -> f64 {
+    // π/2 - asin x up to 1/2; 2 asin(sqrt((1 - x)/2)) above, and
+    // π - 2 asin(sqrt((1 + x)/2)) below -1/2 (exact differences there).
+    let q = 2.0lf * asin_small(sqrt((1.0lf - abs(x)) * 0.5lf));
+    let mid = PI_2_HI() - (asin_small(x) - PI_2_LO());
+    let far = select(q, PI_HI() - (q - PI_LO()), x < 0.0lf);
+    return select(mid, far, abs(x) > 0.5lf);
 }
 fn pow_ok(x: f64, y: f64) -> bool {
     if (!(log_ok(x) && abs(y) <= MAX_FINITE())) {

@@ -100,6 +100,13 @@ fn every_transcendental_generator_and_strided_read_compiles() {
         UnaryOp::Tanh,
         UnaryOp::Sinh,
         UnaryOp::Cosh,
+        UnaryOp::Log2,
+        UnaryOp::Log10,
+        UnaryOp::Log1p,
+        UnaryOp::Expm1,
+        UnaryOp::Arctan,
+        UnaryOp::Arcsin,
+        UnaryOp::Arccos,
     ] {
         let v = b.push(Instr::Unary(op, acc), DType::F64);
         acc = b.push(Instr::Binary(BinaryOp::Add, acc, v), DType::F64);
