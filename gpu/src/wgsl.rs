@@ -450,7 +450,9 @@ fn wneg_i64(a: i64) -> i64 { return -a; }
 ";
 
 /// Integer floor division and remainder with NumPy's rules, NaN tests by
-/// bits (a compiler may assume `x != x` is false), SplitMix64.
+/// bits (a compiler may assume `x != x` is false), rounding half to even by
+/// hand (lavapipe rounds f64 ties toward zero on some CPUs and drops the
+/// sign of a zero result), SplitMix64.
 const HELPERS: &str = r#"fn floordiv_i32(a: i32, b: i32) -> i32 {
     if (b == 0i) { return 0i; }
     if (b == -1i) { return wneg_i32(a); }
@@ -504,6 +506,22 @@ fn isfinite_f64(x: f64) -> bool {
 }
 fn isfinite_f32(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+fn round_even_f64(x: f64) -> f64 {
+    if ((bitcast<u64>(x) & 0x7ffffffffffffffflu) >= 0x4330000000000000lu) { return x; }
+    let f = floor(x);
+    let d = x - f;
+    var r = f;
+    if (d > 0.5lf || (d == 0.5lf && floor(f * 0.5lf) * 2.0lf != f)) { r = f + 1.0lf; }
+    return bitcast<f64>(bitcast<u64>(r) | (bitcast<u64>(x) & 0x8000000000000000lu));
+}
+fn round_even_f32(x: f32) -> f32 {
+    if ((bitcast<u32>(x) & 0x7fffffffu) >= 0x4b000000u) { return x; }
+    let f = floor(x);
+    let d = x - f;
+    var r = f;
+    if (d > 0.5f || (d == 0.5f && floor(f * 0.5f) * 2.0f != f)) { r = f + 1.0f; }
+    return bitcast<f32>(bitcast<u32>(r) | (bitcast<u32>(x) & 0x80000000u));
 }
 fn mix64(x: u64) -> u64 {
     var z = (x ^ (x >> 30u)) * 0xbf58476d1ce4e5b9lu;
@@ -934,7 +952,7 @@ impl Body<'_> {
             Abs => format!("select({x}, wneg_{}({x}), {x} < {zero})", ty(d)),
             Floor if float => format!("floor({x})"),
             Ceil if float => format!("ceil({x})"),
-            Round if float => format!("round({x})"),
+            Round if float => format!("round_even_{}({x})", ty(d)),
             Floor | Ceil | Round | Re => x,
             Im => zero,
             Sign if float => format!(
@@ -1045,7 +1063,7 @@ impl Body<'_> {
             Im => format!("{x}.y"),
             IsNan => format!("isnan_f64({x}.x) || isnan_f64({x}.y)"),
             IsFinite => format!("isfinite_f64({x}.x) && isfinite_f64({x}.y)"),
-            Round => format!("vec2<f64>(round({x}.x), round({x}.y))"),
+            Round => format!("vec2<f64>(round_even_f64({x}.x), round_even_f64({x}.y))"),
             _ => return refuse(format!("{} of complex128", op.name())),
         })
     }

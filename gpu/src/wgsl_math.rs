@@ -240,19 +240,19 @@ fn trig_ok(x: f64) -> bool {
 }
 fn sin_f64(x: f64) -> f64 {
     let xa = abs(x);
-    let k = round(xa * FRAC_1_PI());
+    let k = round_even_f64(xa * FRAC_1_PI());
     let s = sin_half(reduce_pio2(xa, k + k));
     return flip_sign(s, (int_bits(k) << 63u) ^ (bitcast<u64>(x) & SIGN64));
 }
 fn cos_f64(x: f64) -> f64 {
     let xa = abs(x);
-    let k = abs(round(fused(xa, FRAC_1_PI(), -0.5lf)));
+    let k = abs(round_even_f64(fused(xa, FRAC_1_PI(), -0.5lf)));
     let s = sin_half(reduce_pio2(xa, fused(k, 2.0lf, 1.0lf)));
     return flip_sign(s, (int_bits(k) + 1lu) << 63u);
 }
 fn tan_f64(x: f64) -> f64 {
     let xa = abs(x);
-    let j = round(xa * FRAC_2_PI());
+    let j = round_even_f64(xa * FRAC_2_PI());
     let r1 = fused(-j, PIO2_1(), xa);
     let p = j * PIO2_2();
     let p_err = fused(j, PIO2_2(), -p);
@@ -275,7 +275,7 @@ fn tan_f64(x: f64) -> f64 {
     return flip_sign(t, (q << 63u) ^ (bitcast<u64>(x) & SIGN64));
 }
 fn exp_reduce(x: f64) -> vec3<f64> {
-    let j = round(x * LOG2_E());
+    let j = round_even_f64(x * LOG2_E());
     let f_hi = fused(-j, LN2_HI(), x);
     let f = fused(-j, LN2_LO(), f_hi);
     let f_lo = fused(-j, LN2_LO(), f_hi - f);
@@ -482,7 +482,7 @@ fn pow_f64(x: f64, y: f64) -> f64 {
     let l = ln_dd(x);
     let ph = y * l.x;
     let pl = fused(y, l.x, -ph) + y * l.y;
-    let j = round(ph * LOG2_E());
+    let j = round_even_f64(ph * LOG2_E());
     let f_hi = fused(-j, LN2_HI(), ph);
     let f_lo = fused(-j, LN2_LO(), pl);
     let f = f_hi + f_lo;

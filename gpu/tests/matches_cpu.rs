@@ -951,6 +951,88 @@ fn zero_constants_are_not_folded_away() {
     }
 }
 
+/// `round` takes ties to even and keeps the sign of a zero result, as
+/// NumPy's does, whatever the driver's own `round` does with them (lavapipe
+/// rounds f64 ties toward zero on some CPUs); so do floor and ceil.
+#[test]
+fn rounding_takes_ties_to_even_and_keeps_signed_zeros() {
+    let gpu = device();
+    let mut xs = vec![
+        -4.5,
+        -3.5,
+        -2.5,
+        -1.5,
+        -0.5,
+        -0.3,
+        -0.0,
+        0.0,
+        0.3,
+        0.5,
+        1.5,
+        2.5,
+        3.5,
+        4.5,
+        -3.7,
+        3.7,
+        0.499_999_999_999_999_94,
+        4_503_599_627_370_495.5,
+        8_388_607.5,
+        8_388_609.0,
+        9.007_199_254_740_993e15,
+        -1e300,
+        5e-324,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    xs.extend((0..200).map(|k| k as f64 * 0.25 - 25.0));
+    let n = xs.len();
+    for d in [DType::F64, DType::F32] {
+        for op in [UnaryOp::Round, UnaryOp::Floor, UnaryOp::Ceil] {
+            let mut b = ProgramBuilder::new();
+            let x = b.input(InputSpec {
+                dtype: d,
+                shape: vec![n],
+            });
+            let r = b.push(Instr::Unary(op, x), d);
+            let exe = Executable::new(b.finish(r, vec![n]));
+            let data = match d {
+                DType::F32 => Buffer::F32(xs.iter().map(|&v| v as f32).collect()),
+                _ => Buffer::F64(xs.clone()),
+            };
+            let shape = [n];
+            let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+            let got = gpu
+                .run_map(&exe.program, &[0], &[n], &views)
+                .unwrap_or_else(|e| panic!("{op:?} {d}: {e}"));
+            assert_same(
+                &format!("{} of {d}", op.name()),
+                &exe,
+                &got,
+                &cpu(&exe, &[0], &[n], &views),
+            );
+        }
+    }
+    // Complex: each part on its own.
+    let mut b = ProgramBuilder::new();
+    let z = b.input(InputSpec {
+        dtype: DType::C128,
+        shape: vec![n],
+    });
+    let r = b.push(Instr::Unary(UnaryOp::Round, z), DType::C128);
+    let exe = Executable::new(b.finish(r, vec![n]));
+    let data = Buffer::C128(
+        xs.iter()
+            .zip(xs.iter().rev())
+            .map(|(&re, &im)| Complex64::new(re, im))
+            .collect(),
+    );
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
+    assert_same("complex round", &exe, &got, &cpu(&exe, &[0], &[n], &views));
+}
+
 /// The partial results a device fold leaves, one per strip of `STRIP`
 /// values, each the CPU's fold of its strip: integer sums and products
 /// (wrapping), extremes, any and all, over strip boundaries and a 2-D chunk
