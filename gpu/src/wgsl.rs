@@ -155,7 +155,7 @@ fn has_transcendentals(program: &Program) -> bool {
                     | Arcsin
                     | Arccos,
                 _
-            ) | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot, ..)
+            ) | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot | BinaryOp::Arctan2, ..)
         ) || matches!(ins, Instr::Unary(Abs, a) if program.dtypes[*a as usize] == DType::C128)
             || matches!(
                 ins,
@@ -715,6 +715,12 @@ impl Body<'_> {
                 self.stmt(&format!("slow = slow || !pow_ok({x}, {y});"));
                 narrow(d, &format!("pow_f64({x}, {y})"))
             }
+            Instr::Binary(BinaryOp::Arctan2, a, b) => {
+                let d = self.dtype(*a);
+                let (y, x) = (widen(d, &self.reg(*a)), widen(d, &self.reg(*b)));
+                self.stmt(&format!("slow = slow || !atan2_ok({y}, {x});"));
+                narrow(d, &format!("atan2_f64({y}, {x})"))
+            }
             Instr::Binary(BinaryOp::Hypot, a, b) => {
                 let (x, y) = (self.reg(*a), self.reg(*b));
                 self.stmt(&format!("slow = slow || !hypot_ok({x}, {y});"));
@@ -1053,6 +1059,16 @@ impl Body<'_> {
             }
             // num-complex's `powi`: squarings and products in its order, of
             // the reciprocal (conj / |z|²) for negative powers.
+            // num-complex's: the logarithm of the modulus, and the argument.
+            Log => {
+                let p = format!("{}cl{k}", self.prefix);
+                self.stmt(&format!("slow = slow || !hypot_ok({x}.x, {x}.y);"));
+                self.stmt(&format!("let {p}m: f64 = hypot_f64({x}.x, {x}.y);"));
+                self.stmt(&format!(
+                    "slow = slow || !log_ok({p}m) || !atan2_ok({x}.y, {x}.x);"
+                ));
+                format!("vec2<f64>(log_f64({p}m), atan2_f64({x}.y, {x}.x))")
+            }
             Powi(n) => self.complex_powi(k, x, n),
             Neg => format!("cneg({x})"),
             Abs => {
@@ -1359,12 +1375,12 @@ mod tests {
         assert_eq!(check(&p), Err(Unsupported("sinh of f32".into())));
         let mut b = ProgramBuilder::new();
         let x = b.input(InputSpec {
-            dtype: DType::F64,
+            dtype: DType::F32,
             shape: vec![4],
         });
-        let e = b.push(Instr::Binary(BinaryOp::Arctan2, x, x), DType::F64);
+        let e = b.push(Instr::Binary(BinaryOp::Hypot, x, x), DType::F32);
         let p = b.finish(e, vec![4]);
-        assert_eq!(check(&p), Err(Unsupported("arctan2 of f64".into())));
+        assert_eq!(check(&p), Err(Unsupported("hypot of f32".into())));
         let mut b = ProgramBuilder::new();
         let z = b.input(InputSpec {
             dtype: DType::C128,

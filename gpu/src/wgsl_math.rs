@@ -443,6 +443,39 @@ fn atan_f64(x: f64) -> f64 {
     let r3 = select(r2, PI_2_HI() - (r2 - PI_2_LO()), inv);
     return bitcast<f64>((bitcast<u64>(r3) & ~SIGN64) | (bitcast<u64>(x) & SIGN64));
 }
+fn atan2_ok(y: f64, x: f64) -> bool {
+    // Zeros are exact below; NaN, infinities, subnormals and quotients
+    // below the normal range are the CPU's.
+    if (isnan_f64(x) || isnan_f64(y)) {
+        return false;
+    }
+    let ay = abs(y);
+    let ax = abs(x);
+    let hi = select(ay, ax, ax >= ay);
+    let lo = select(ax, ay, ax >= ay);
+    let finite = hi <= MAX_FINITE();
+    if (lo == 0.0lf) {
+        return hi == 0.0lf || (finite && hi >= MIN_NORMAL());
+    }
+    return finite && lo >= MIN_NORMAL() && lo / hi >= MIN_NORMAL();
+}
+fn atan2_f64(y: f64, x: f64) -> f64 {
+    // a = atan of the smaller part over the larger; then a, π/2 - a
+    // (|y| > |x|), π - a (x's sign negative, -0 included) or π/2 + a (both),
+    // each rounded once from π's double-double, with y's sign; a zero y
+    // gives ±0 or ±π exactly.
+    let ay = abs(y);
+    let ax = abs(x);
+    let steep = ay > ax;
+    let a = atan_f64(select(ay, ax, steep) / select(ax, ay, steep));
+    let west = (bitcast<u64>(x) & SIGN64) != 0lu;
+    let east = select(a, PI_2_HI() - (a - PI_2_LO()), steep);
+    var r = select(east, select(PI_HI() - (a - PI_LO()), PI_2_HI() + (a + PI_2_LO()), steep), west);
+    if (ay == 0.0lf) {
+        r = select(0.0lf, PI_HI(), west);
+    }
+    return bitcast<f64>((bitcast<u64>(r) & ~SIGN64) | (bitcast<u64>(y) & SIGN64));
+}
 fn asin_small(s: f64) -> f64 {
     let z = s * s;
     return fused(s * z, poly_asin(z), s);

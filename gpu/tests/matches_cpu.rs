@@ -621,6 +621,233 @@ fn transcendentals_follow_the_cpus_kernels() {
     ));
 }
 
+/// `arctan2(y, x)` in every quadrant, on both sides of |y| = |x|, on the
+/// axes with signed zeros, and over quotients from 1 down to the normal
+/// range: within the kernels' bound of `std` (the C library's, which the
+/// CPU uses), zeros, ±π/2 and ±π exactly. NaN, infinities, subnormals and
+/// quotients below the normal range send the chunk back to the CPU.
+#[test]
+fn arctan2_is_within_the_bound_of_std() {
+    let gpu = device();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let (mut ys, mut xs) = (Vec::new(), Vec::new());
+    for k in 0..4000 {
+        // Around the circle at every scale, then far apart in size.
+        let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
+        let r = 10f64.powf(600.0 * unit() - 300.0);
+        ys.push(r * angle.sin());
+        xs.push(r * angle.cos());
+        let sign = |u: f64| if u < 0.5 { -1.0 } else { 1.0 };
+        let (a, b) = (
+            10f64.powf(300.0 * unit() - 150.0),
+            10f64.powf(300.0 * unit() - 150.0),
+        );
+        let (sa, sb) = (sign(unit()), sign(unit()));
+        if k % 2 == 0 {
+            ys.push(sa * a);
+            xs.push(sb * b);
+        } else {
+            // |y| and |x| a few ulps apart (the π/4 diagonals).
+            let near = f64::from_bits(a.to_bits() + (k as u64 % 7));
+            ys.push(sa * a);
+            xs.push(sb * near);
+        }
+    }
+    for (y, x) in [
+        (0.0, 1.0),
+        (-0.0, 1.0),
+        (0.0, -1.0),
+        (-0.0, -1.0),
+        (0.0, 0.0),
+        (-0.0, 0.0),
+        (0.0, -0.0),
+        (-0.0, -0.0),
+        (1.0, 0.0),
+        (-1.0, 0.0),
+        (1.0, -0.0),
+        (-1e300, -0.0),
+        (0.0, -5e-300),
+        (3.0, 3.0),
+        (-3.0, -3.0),
+        (1e-300, 1e7),
+        (-1e-300, -1e7),
+    ] {
+        ys.push(y);
+        xs.push(x);
+    }
+    let n = ys.len();
+    let (_, got, want) = run_two(&gpu, DType::F64, &ys, &xs, |b, y, x| {
+        b.push(Instr::Binary(BinaryOp::Arctan2, y, x), DType::F64)
+    });
+    let (Buffer::F64(got), Buffer::F64(cpu)) = (got, want) else {
+        panic!("f64 results")
+    };
+    let mut worst = 0;
+    for k in 0..n {
+        let want = ys[k].atan2(xs[k]);
+        assert_eq!(cpu[k].to_bits(), want.to_bits(), "the CPU's is std's");
+        let e = ulps(got[k], want);
+        worst = worst.max(e);
+        assert!(
+            e as f64 <= vmath::ULP_BOUND_F64,
+            "arctan2({}, {}): GPU {} std {want}",
+            ys[k],
+            xs[k],
+            got[k]
+        );
+        if ys[k] == 0.0 || xs[k] == 0.0 {
+            assert_eq!(
+                got[k].to_bits(),
+                want.to_bits(),
+                "arctan2({}, {})",
+                ys[k],
+                xs[k]
+            );
+        }
+    }
+    eprintln!("arctan2: at most {worst} ulp from std over {n} arguments");
+    // float32, computed in float64 and rounded: pairs of normal floats.
+    let normal = |v: f64| (v as f32).is_normal() || v == 0.0;
+    let keep: Vec<usize> = (0..n).filter(|&k| normal(ys[k]) && normal(xs[k])).collect();
+    assert!(keep.len() > 1000, "{} float32 pairs", keep.len());
+    let ys32: Vec<f64> = keep.iter().map(|&k| ys[k]).collect();
+    let xs32: Vec<f64> = keep.iter().map(|&k| xs[k]).collect();
+    let (_, got32, _) = run_two(&gpu, DType::F32, &ys32, &xs32, |b, y, x| {
+        b.push(Instr::Binary(BinaryOp::Arctan2, y, x), DType::F32)
+    });
+    let Buffer::F32(got32) = got32 else {
+        panic!("f32 results")
+    };
+    for k in 0..keep.len() {
+        let (y, x) = (ys32[k] as f32, xs32[k] as f32);
+        let want = y.atan2(x);
+        assert!(
+            ulps32(got32[k], want) as f64 <= vmath::ULP_BOUND_F32,
+            "f32 arctan2({y}, {x}): GPU {} std {want}",
+            got32[k]
+        );
+    }
+    // What the GPU leaves to the CPU.
+    for (y, x) in [
+        (f64::NAN, 1.0),
+        (1.0, f64::NAN),
+        (f64::INFINITY, 1.0),
+        (1.0, f64::NEG_INFINITY),
+        (1e-310, 1.0),
+        (1.0, -1e-310),
+        (1e-200, 1e200),
+    ] {
+        let (by, bx) = (Buffer::F64(vec![0.5, y]), Buffer::F64(vec![1.0, x]));
+        let views: Vec<(&[usize], &Buffer)> = vec![(&[2][..], &by), (&[2][..], &bx)];
+        let mut b = ProgramBuilder::new();
+        let (yi, xi) = (
+            b.input(InputSpec {
+                dtype: DType::F64,
+                shape: vec![2],
+            }),
+            b.input(InputSpec {
+                dtype: DType::F64,
+                shape: vec![2],
+            }),
+        );
+        let r = b.push(Instr::Binary(BinaryOp::Arctan2, yi, xi), DType::F64);
+        let exe = Executable::new(b.finish(r, vec![2]));
+        assert!(
+            matches!(
+                gpu.run_map(&exe.program, &[0], &[2], &views),
+                Err(accel_gpu::Error::SpecialValues(1))
+            ),
+            "arctan2({y}, {x}) ran on the GPU"
+        );
+    }
+}
+
+/// Complex `log` (num-complex's: the logarithm of the modulus and the
+/// argument) in every quadrant and at every scale, each part within the
+/// kernels' bound of the CPU's; 0, non-finite parts and moduli beyond the
+/// modulus kernel's range (10^±150) send the chunk back.
+#[test]
+fn complex_log_is_within_the_bound_of_the_cpus() {
+    let gpu = device();
+    let mut rng = Rng(0x0bad_5eed_1234_5678);
+    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut zs: Vec<Complex64> = (0..3000)
+        .map(|_| {
+            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
+            Complex64::from_polar(10f64.powf(200.0 * unit() - 100.0), angle)
+        })
+        .collect();
+    // The unit circle (a real part of 0 to a few ulps), the axes, signed zeros.
+    zs.extend((0..200).map(|k| Complex64::from_polar(1.0, k as f64 * 0.031_415_926)));
+    zs.extend([
+        Complex64::new(-1.0, 0.0),
+        Complex64::new(-1.0, -0.0),
+        Complex64::new(0.0, 2.0),
+        Complex64::new(-0.0, -2.0),
+        Complex64::new(3.0, 0.0),
+        Complex64::new(1e150, -1e-150),
+    ]);
+    let n = zs.len();
+    let mut b = ProgramBuilder::new();
+    let z = b.input(InputSpec {
+        dtype: DType::C128,
+        shape: vec![n],
+    });
+    let l = b.push(Instr::Unary(UnaryOp::Log, z), DType::C128);
+    let exe = Executable::new(b.finish(l, vec![n]));
+    let data = Buffer::C128(zs.clone());
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
+    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
+        panic!("complex results")
+    };
+    let mut worst = 0;
+    for k in 0..n {
+        assert_eq!(cpu[k], zs[k].ln(), "the CPU's is num-complex's");
+        for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+            let e = ulps(g, c);
+            worst = worst.max(e);
+            assert!(
+                e as f64 <= vmath::ULP_BOUND_F64,
+                "log({}): GPU {} CPU {}",
+                zs[k],
+                got[k],
+                cpu[k]
+            );
+            if c == 0.0 {
+                assert_eq!(g.to_bits(), c.to_bits(), "log({}): signed zero", zs[k]);
+            }
+        }
+    }
+    eprintln!("complex log: at most {worst} ulp from the CPU over {n} arguments");
+    for z in [
+        Complex64::new(0.0, 0.0),
+        Complex64::new(f64::INFINITY, 1.0),
+        Complex64::new(1.0, f64::NAN),
+        // Beyond the modulus kernel's safe range: num-complex's.
+        Complex64::new(1e300, 1e300),
+    ] {
+        let data = Buffer::C128(vec![Complex64::new(1.0, 1.0), z]);
+        let views: Vec<(&[usize], &Buffer)> = vec![(&[2][..], &data)];
+        let mut b = ProgramBuilder::new();
+        let x = b.input(InputSpec {
+            dtype: DType::C128,
+            shape: vec![2],
+        });
+        let l = b.push(Instr::Unary(UnaryOp::Log, x), DType::C128);
+        let exe = Executable::new(b.finish(l, vec![2]));
+        assert!(
+            matches!(
+                gpu.run_map(&exe.program, &[0], &[2], &views),
+                Err(accel_gpu::Error::SpecialValues(1))
+            ),
+            "log({z}) ran on the GPU"
+        );
+    }
+}
+
 /// Kernels reuse the device buffers of earlier ones: a smaller chunk in a
 /// larger buffer, and a status word left set by a chunk sent back to the
 /// CPU, still give the CPU's bits; one set of buffers serves a stage.

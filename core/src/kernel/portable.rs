@@ -39,13 +39,13 @@ pub fn check(program: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// Complex numbers: arithmetic, modulus, `exp`, parts, tests, squares,
+/// Complex numbers: arithmetic, modulus, `exp`, `log`, trigonometry, parts, tests, powers,
 /// comparisons for equality (`where`, casts, loads and constants need nothing more).
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
         Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(_) | Exp | Sin | Cos | Sinh
-        | Cosh | Tan | Tanh => Ok(()),
+        | Cosh | Tan | Tanh | Log => Ok(()),
         _ => Err(format!("{} of complex128", op.name())),
     }
 }
@@ -85,6 +85,8 @@ fn binary(op: BinaryOp, d: DType) -> Result<(), String> {
     match op {
         Add | Sub | Mul | Min | Max | Eq | Ne | Lt | Le | Gt | Ge | And | Or => Ok(()),
         Div | Pow if float => Ok(()),
+        // Within the kernels' bound of the C library's, which the CPU uses.
+        Arctan2 if float => Ok(()),
         Hypot if d == DType::F64 => Ok(()),
         // Floats through an exact integer long division of the mantissas
         // (`fmod` has one exact result), then the CPU's formulas.
