@@ -1057,8 +1057,6 @@ impl Body<'_> {
                     format!("vec2<f64>({p}hc.x / {p}d, {p}s / {p}d)")
                 }
             }
-            // num-complex's `powi`: squarings and products in its order, of
-            // the reciprocal (conj / |z|²) for negative powers.
             // num-complex's: the logarithm of the modulus, and the argument.
             Log => {
                 let p = format!("{}cl{k}", self.prefix);
@@ -1069,6 +1067,8 @@ impl Body<'_> {
                 ));
                 format!("vec2<f64>(log_f64({p}m), atan2_f64({x}.y, {x}.x))")
             }
+            // num-complex's `powi`: squarings and products in its order, of
+            // the reciprocal (conj / |z|²) for negative powers.
             Powi(n) => self.complex_powi(k, x, n),
             Neg => format!("cneg({x})"),
             Abs => {
