@@ -156,7 +156,7 @@ fn has_transcendentals(program: &Program) -> bool {
                     | Arccos,
                 _
             ) | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot | BinaryOp::Arctan2, ..)
-        ) || matches!(ins, Instr::Unary(Abs, a) if program.dtypes[*a as usize] == DType::C128)
+        ) || matches!(ins, Instr::Unary(Abs | Sqrt, a) if program.dtypes[*a as usize] == DType::C128)
             || matches!(
                 ins,
                 Instr::Gen {
@@ -721,6 +721,19 @@ impl Body<'_> {
                 self.stmt(&format!("slow = slow || !atan2_ok({y}, {x});"));
                 narrow(d, &format!("atan2_f64({y}, {x})"))
             }
+            // The CPU's float32 formula (see `accel_core::kernel::ops`): exact
+            // squares, two roundings in float64, one to float32. Infinities and
+            // NaNs are the CPU's.
+            Instr::Binary(BinaryOp::Hypot, a, b) if self.dtype(*a) == DType::F32 => {
+                let (x, y) = (
+                    widen(DType::F32, &self.reg(*a)),
+                    widen(DType::F32, &self.reg(*b)),
+                );
+                self.stmt(&format!(
+                    "slow = slow || !isfinite_f64({x}) || !isfinite_f64({y});"
+                ));
+                narrow(DType::F32, &format!("sqrt({x} * {x} + {y} * {y})"))
+            }
             Instr::Binary(BinaryOp::Hypot, a, b) => {
                 let (x, y) = (self.reg(*a), self.reg(*b));
                 self.stmt(&format!("slow = slow || !hypot_ok({x}, {y});"));
@@ -998,10 +1011,12 @@ impl Body<'_> {
                 self.stmt(&format!("slow = slow || !{guard}_ok({wide});"));
                 narrow(d, &format!("{name}_f64({wide})"))
             }
-            Sinh | Cosh if d == DType::F64 => {
-                self.stmt(&format!("slow = slow || !exp_ok({x});"));
+            // float32: the float64 kernel's, rounded (the CPU's is the C library's).
+            Sinh | Cosh if float => {
+                let wide = widen(d, &x);
+                self.stmt(&format!("slow = slow || !exp_ok({wide});"));
                 let part = if op == Sinh { "x" } else { "y" };
-                format!("sinh_cosh_f64({x}).{part}")
+                narrow(d, &format!("sinh_cosh_f64({wide}).{part}"))
             }
             _ => return refuse(format!("{} of {d}", op.name())),
         })
@@ -1066,6 +1081,37 @@ impl Body<'_> {
                     "slow = slow || !log_ok({p}m) || !atan2_ok({x}.y, {x}.x);"
                 ));
                 format!("vec2<f64>(log_f64({p}m), atan2_f64({x}.y, {x}.x))")
+            }
+            // num-complex's: a zero part gives the square root of a real
+            // (signs as num-complex sets them); otherwise the root of the
+            // modulus at half the argument.
+            Sqrt => {
+                let p = format!("{}cs{k}", self.prefix);
+                self.stmt(&format!(
+                    "slow = slow || !isfinite_f64({x}.x) || !isfinite_f64({x}.y);"
+                ));
+                self.stmt(&format!(
+                    "let {p}p: bool = {x}.x != 0.0lf && {x}.y != 0.0lf;"
+                ));
+                self.stmt(&format!(
+                    "slow = slow || ({p}p && (!hypot_ok({x}.x, {x}.y) || !atan2_ok({x}.y, {x}.x)));"
+                ));
+                self.stmt(&format!("let {p}r: f64 = sqrt(hypot_f64({x}.x, {x}.y));"));
+                self.stmt(&format!("let {p}t: f64 = atan2_f64({x}.y, {x}.x) / 2.0lf;"));
+                self.stmt(&format!(
+                    "let {p}g: vec2<f64> = vec2<f64>({p}r * cos_f64({p}t), {p}r * sin_f64({p}t));"
+                ));
+                // im = 0: √re and im for re's sign bit clear, else ±i√-re with im's sign.
+                self.stmt(&format!(
+                    "let {p}n: f64 = flip_sign(sqrt(-{x}.x), bitcast<u64>({x}.y) & SIGN64);"
+                ));
+                self.stmt(&format!(
+                    "let {p}a: vec2<f64> = select(vec2<f64>(0.0lf, {p}n), vec2<f64>(sqrt({x}.x), {x}.y), (bitcast<u64>({x}.x) & SIGN64) == 0lu);"
+                ));
+                // re = 0: √(|im|/2) (1, ±1).
+                self.stmt(&format!("let {p}h: f64 = sqrt(abs({x}.y) / 2.0lf);"));
+                self.stmt(&format!("let {p}b: vec2<f64> = vec2<f64>({p}h, flip_sign({p}h, bitcast<u64>({x}.y) & SIGN64));"));
+                format!("select(select({p}g, {p}b, {x}.x == 0.0lf), {p}a, {x}.y == 0.0lf)")
             }
             // num-complex's `powi`: squarings and products in its order, of
             // the reciprocal (conj / |z|²) for negative powers.
@@ -1364,31 +1410,31 @@ mod tests {
     }
 
     #[test]
-    fn functions_without_a_gpu_form_and_complex_transcendentals_are_refused() {
-        let mut b = ProgramBuilder::new();
-        let x = b.input(InputSpec {
-            dtype: DType::F32,
-            shape: vec![4],
-        });
-        let e = b.push(Instr::Unary(UnaryOp::Sinh, x), DType::F32);
-        let p = b.finish(e, vec![4]);
-        assert_eq!(check(&p), Err(Unsupported("sinh of f32".into())));
-        let mut b = ProgramBuilder::new();
-        let x = b.input(InputSpec {
-            dtype: DType::F32,
-            shape: vec![4],
-        });
-        let e = b.push(Instr::Binary(BinaryOp::Hypot, x, x), DType::F32);
-        let p = b.finish(e, vec![4]);
-        assert_eq!(check(&p), Err(Unsupported("hypot of f32".into())));
-        let mut b = ProgramBuilder::new();
-        let z = b.input(InputSpec {
-            dtype: DType::C128,
-            shape: vec![4],
-        });
-        let r = b.push(Instr::Unary(UnaryOp::Sqrt, z), DType::C128);
-        let p = b.finish(r, vec![4]);
-        assert_eq!(check(&p), Err(Unsupported("sqrt of complex128".into())));
+    fn functions_without_a_gpu_form_are_refused() {
+        let refused = |dtype: DType, op: UnaryOp| {
+            let mut b = ProgramBuilder::new();
+            let x = b.input(InputSpec {
+                dtype,
+                shape: vec![4],
+            });
+            let e = b.push(Instr::Unary(op, x), dtype);
+            check(&b.finish(e, vec![4]))
+        };
+        assert_eq!(
+            refused(DType::C128, UnaryOp::Log10),
+            Err(Unsupported("log10 of complex128".into()))
+        );
+        assert_eq!(
+            refused(DType::C128, UnaryOp::Arcsin),
+            Err(Unsupported("arcsin of complex128".into()))
+        );
+        assert_eq!(
+            refused(DType::I64, UnaryOp::Powi(-2)),
+            Err(Unsupported("powi-2 of i64".into()))
+        );
+        // What used to be refused: float32 sinh, complex square roots.
+        assert_eq!(refused(DType::F32, UnaryOp::Sinh), Ok(()));
+        assert_eq!(refused(DType::C128, UnaryOp::Sqrt), Ok(()));
     }
 
     #[test]

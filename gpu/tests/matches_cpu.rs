@@ -573,11 +573,7 @@ fn transcendentals_follow_the_cpus_kernels() {
             "{op:?}: at most {worst} ulp from std over {} arguments",
             xs.len()
         );
-        // f32 (sinh and cosh: float64 only): arguments that are normal
-        // floats (others are the CPU's).
-        if matches!(op, Some(UnaryOp::Sinh | UnaryOp::Cosh)) {
-            continue;
-        }
+        // f32: arguments that are normal floats (others are the CPU's).
         let normal = |v: f64| (v as f32).is_normal() || v == 0.0;
         let keep: Vec<usize> = (0..xs.len())
             .filter(|&k| normal(xs[k]) && normal(ys[k]))
@@ -588,10 +584,19 @@ fn transcendentals_follow_the_cpus_kernels() {
         let Buffer::F32(got32) = got32 else {
             panic!("f32 results")
         };
+        let mut worst32 = 0;
         for k in 0..xs.len() {
             let (x, y) = (xs[k] as f32, ys[k] as f32);
             let want = reference(f64::from(x), f64::from(y)) as f32;
+            if want == 0.0 || want.is_infinite() {
+                assert_eq!(
+                    got32[k].to_bits(),
+                    want.to_bits(),
+                    "f32 {op:?}({x}, {y}): zero or overflow"
+                );
+            }
             if want.is_finite() && want.abs() > f32::MIN_POSITIVE {
+                worst32 = worst32.max(ulps32(got32[k], want));
                 assert!(
                     ulps32(got32[k], want) as f64 <= vmath::ULP_BOUND_F32,
                     "f32 {op:?}({x}, {y}): GPU {} std {want}",
@@ -599,6 +604,10 @@ fn transcendentals_follow_the_cpus_kernels() {
                 );
             }
         }
+        eprintln!(
+            "f32 {op:?}: at most {worst32} ulp from std over {} arguments",
+            xs.len()
+        );
     }
     // Outside the fast range the whole chunk is the CPU's.
     let xs = [1.0, f64::NAN, 2.0];
@@ -845,6 +854,149 @@ fn complex_log_is_within_the_bound_of_the_cpus() {
             b.push(Instr::Unary(UnaryOp::Log, r[0]), DType::C128)
         });
         assert!(sent, "log({z}) ran on the GPU");
+    }
+}
+
+/// float32 `hypot` is the CPU's formula (exact squares summed and rooted in
+/// float64, then rounded), so the same bits over every scale, subnormals
+/// included; infinite and NaN parts send the chunk back to the CPU.
+#[test]
+fn float32_hypot_matches_the_cpu_bit_for_bit() {
+    let gpu = device();
+    let mut rng = Rng(0x5eed_f00d_0000_0032);
+    let mut part = || {
+        // Any finite float32, of either sign, from its bits.
+        let v = f32::from_bits((rng.next() >> 32) as u32);
+        if v.is_finite() { f64::from(v) } else { 1.5 }
+    };
+    let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = (0..20_000).map(|_| (part(), part())).unzip();
+    for (x, y) in [
+        (0.0, 0.0),
+        (-0.0, 0.0),
+        (3.0, -4.0),
+        (f64::from(f32::MAX), f64::from(f32::MAX)),
+    ] {
+        xs.push(x);
+        ys.push(y);
+    }
+    let (_, got, cpu) = run_two(&gpu, DType::F32, &xs, &ys, |b, x, y| {
+        b.push(Instr::Binary(BinaryOp::Hypot, x, y), DType::F32)
+    });
+    let (Buffer::F32(got), Buffer::F32(cpu)) = (got, cpu) else {
+        panic!("f32 results")
+    };
+    for k in 0..xs.len() {
+        let (x, y) = (xs[k] as f32, ys[k] as f32);
+        assert_eq!(
+            cpu[k].to_bits(),
+            x.hypot(y).to_bits(),
+            "hypot({x}, {y}): the C library's"
+        );
+        assert_eq!(got[k].to_bits(), cpu[k].to_bits(), "hypot({x}, {y})");
+    }
+    for bad in [f32::INFINITY, f32::NAN] {
+        let inputs = [Buffer::F32(vec![1.0, bad]), Buffer::F32(vec![2.0, 2.0])];
+        let sent = sent_back(&gpu, &inputs, |b, r| {
+            b.push(Instr::Binary(BinaryOp::Hypot, r[0], r[1]), DType::F32)
+        });
+        assert!(sent, "hypot({bad}, 2) ran on the GPU");
+    }
+}
+
+/// Complex `sqrt` (num-complex's: a zero part gives a real root, otherwise
+/// the root of the modulus at half the argument): exactly the CPU's on the
+/// axes, and elsewhere each part within the kernels' bound of the CPU's in
+/// ulps of the root's modulus (next to the negative real axis the real part
+/// is a cosine near π/2: small against the modulus, and as uncertain in
+/// the CPU's own result). Non-finite parts and moduli beyond 10^±150 send
+/// the chunk back.
+#[test]
+fn complex_sqrt_is_within_the_bound_of_the_cpus() {
+    let gpu = device();
+    let mut rng = Rng(0x51de_0f5a_ce00_0001);
+    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut zs: Vec<Complex64> = (0..3000)
+        .map(|_| {
+            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
+            Complex64::from_polar(10f64.powf(200.0 * unit() - 100.0), angle)
+        })
+        .collect();
+    // Next to the negative real axis, on both sides.
+    zs.extend((1..100).map(|k| Complex64::new(-2.0, k as f64 * 1e-12)));
+    zs.extend((1..100).map(|k| Complex64::new(-2.0, -(k as f64) * 1e-9)));
+    // The axes with signed zeros: square roots of reals.
+    let axes = [
+        Complex64::new(4.0, 0.0),
+        Complex64::new(4.0, -0.0),
+        Complex64::new(-4.0, 0.0),
+        Complex64::new(-4.0, -0.0),
+        Complex64::new(-0.0, 0.0),
+        Complex64::new(-0.0, -0.0),
+        Complex64::new(0.0, -0.0),
+        Complex64::new(0.0, 0.0),
+        Complex64::new(0.0, 2.0),
+        Complex64::new(-0.0, -2.0),
+        Complex64::new(0.0, 1e-300),
+        Complex64::new(-1e300, 0.0),
+    ];
+    zs.extend(axes);
+    let n = zs.len();
+    let mut b = ProgramBuilder::new();
+    let z = b.input(InputSpec {
+        dtype: DType::C128,
+        shape: vec![n],
+    });
+    let r = b.push(Instr::Unary(UnaryOp::Sqrt, z), DType::C128);
+    let exe = Executable::new(b.finish(r, vec![n]));
+    let data = Buffer::C128(zs.clone());
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
+    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
+        panic!("complex results")
+    };
+    let mut worst = 0.0f64;
+    for k in 0..n {
+        assert_eq!(cpu[k], zs[k].sqrt(), "the CPU's is num-complex's");
+        if zs[k].re == 0.0 || zs[k].im == 0.0 {
+            for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+                assert_eq!(
+                    g.to_bits(),
+                    c.to_bits(),
+                    "sqrt({:?}): GPU {:?}",
+                    zs[k],
+                    got[k]
+                );
+            }
+            continue;
+        }
+        let scale = cpu[k].norm() * f64::EPSILON;
+        for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+            let e = (g - c).abs() / scale;
+            worst = worst.max(e);
+            assert!(
+                e <= vmath::ULP_BOUND_F64,
+                "sqrt({}): GPU {} CPU {}",
+                zs[k],
+                got[k],
+                cpu[k]
+            );
+        }
+    }
+    eprintln!(
+        "complex sqrt: at most {worst:.2} ulp of the modulus from the CPU over {n} arguments"
+    );
+    for z in [
+        Complex64::new(f64::INFINITY, 1.0),
+        Complex64::new(1.0, f64::NAN),
+        Complex64::new(f64::NAN, 0.0),
+        Complex64::new(1e300, 1e300),
+    ] {
+        let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
+        let sent = sent_back(&gpu, &inputs, |b, r| {
+            b.push(Instr::Unary(UnaryOp::Sqrt, r[0]), DType::C128)
+        });
+        assert!(sent, "sqrt({z}) ran on the GPU");
     }
 }
 

@@ -113,7 +113,10 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     }
     let a2 = b.push(Instr::Binary(BinaryOp::Arctan2, acc, g), DType::F64);
     let p = b.push(Instr::Binary(BinaryOp::Pow, a2, g), DType::F64);
-    let yf = b.push(Instr::Unary(UnaryOp::Exp, y), DType::F32);
+    let ye = b.push(Instr::Unary(UnaryOp::Exp, y), DType::F32);
+    // float32 sinh (the float64 kernel's, rounded) and hypot (in float64).
+    let ys = b.push(Instr::Unary(UnaryOp::Sinh, ye), DType::F32);
+    let yf = b.push(Instr::Binary(BinaryOp::Hypot, ye, ys), DType::F32);
     let y64 = b.cast(yf, DType::F64);
     // Float `%` and `//` (the exact `fmod`'s long division) in both widths.
     let rem32 = b.push(Instr::Binary(BinaryOp::Rem, yf, y), DType::F32);
@@ -121,7 +124,7 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let q = b.push(Instr::Binary(BinaryOp::FloorDiv, p, rem64), DType::F64);
     let r = b.push(Instr::Binary(BinaryOp::Mul, q, y64), DType::F64);
     // A complex exp of (r, r) and a complex sin and cosh of that (sinh and
-    // cosh from the series and from exp), its tan, tanh, log and integer powers
+    // cosh from the series and from exp), its tan, tanh, sqrt, log and integer powers
     // (a negative one through the reciprocal), its real part back.
     let rc = b.cast(r, DType::C128);
     let ic = b.push(Instr::Binary(BinaryOp::Mul, rc, rc), DType::C128);
@@ -130,7 +133,8 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let cc = b.push(Instr::Unary(UnaryOp::Cosh, cs), DType::C128);
     let ct = b.push(Instr::Unary(UnaryOp::Tan, cc), DType::C128);
     let ch = b.push(Instr::Unary(UnaryOp::Tanh, ct), DType::C128);
-    let lg = b.push(Instr::Unary(UnaryOp::Log, ch), DType::C128);
+    let sq = b.push(Instr::Unary(UnaryOp::Sqrt, ch), DType::C128);
+    let lg = b.push(Instr::Unary(UnaryOp::Log, sq), DType::C128);
     let p5 = b.push(Instr::Unary(UnaryOp::Powi(5), lg), DType::C128);
     let pm = b.push(Instr::Unary(UnaryOp::Powi(-3), p5), DType::C128);
     let r = b.push(Instr::Unary(UnaryOp::Re, pm), DType::F64);

@@ -5,7 +5,7 @@
 //! and random numbers, uniform and normal) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
-//! CPU's formulas, its correctly rounded modulus, its `exp`, `sin`, `cos`, `sinh` and `cosh`.
+//! CPU's formulas, its correctly rounded modulus, its `exp`, `log`, `sqrt` and trigonometry.
 //! The scheduler uses this to prefer
 //! GPU workers for a stage; the backends refuse the rest.
 
@@ -39,13 +39,13 @@ pub fn check(program: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// Complex numbers: arithmetic, modulus, `exp`, `log`, trigonometry, parts, tests, powers,
+/// Complex numbers: arithmetic, modulus, `exp`, `log`, `sqrt`, trigonometry, parts, tests, powers,
 /// comparisons for equality (`where`, casts, loads and constants need nothing more).
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
         Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(_) | Exp | Sin | Cos | Sinh
-        | Cosh | Tan | Tanh | Log => Ok(()),
+        | Cosh | Tan | Tanh | Log | Sqrt => Ok(()),
         _ => Err(format!("{} of complex128", op.name())),
     }
 }
@@ -68,10 +68,9 @@ fn unary(op: UnaryOp, d: DType) -> Result<(), String> {
         Neg | Abs | Floor | Ceil | Round | Re | Im | Sign | IsNan | IsFinite | Not => Ok(()),
         Powi(n) if n >= 0 || float => Ok(()),
         Sqrt | Exp | Log | Sin | Cos | Tan | Tanh if float => Ok(()),
-        // Within the kernels' bound of the C library's, which the CPU uses.
-        Log2 | Log10 | Log1p | Expm1 | Arctan | Arcsin | Arccos if float => Ok(()),
-        // float32's are the C library's (not the float64 kernel's, rounded).
-        Sinh | Cosh if d == DType::F64 => Ok(()),
+        // Within the kernels' bound of the C library's, which the CPU uses
+        // (float32 sinh and cosh too: the float64 kernel's, rounded).
+        Log2 | Log10 | Log1p | Expm1 | Arctan | Arcsin | Arccos | Sinh | Cosh if float => Ok(()),
         _ => Err(format!("{} of {d}", op.name())),
     }
 }
@@ -87,7 +86,7 @@ fn binary(op: BinaryOp, d: DType) -> Result<(), String> {
         Div | Pow if float => Ok(()),
         // Within the kernels' bound of the C library's, which the CPU uses.
         Arctan2 if float => Ok(()),
-        Hypot if d == DType::F64 => Ok(()),
+        Hypot if float => Ok(()),
         // Floats through an exact integer long division of the mantissas
         // (`fmod` has one exact result), then the CPU's formulas.
         Rem | FloorDiv => Ok(()),
