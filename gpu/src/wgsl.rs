@@ -156,7 +156,7 @@ fn has_transcendentals(program: &Program) -> bool {
                     | Arccos,
                 _
             ) | Instr::Binary(BinaryOp::Pow | BinaryOp::Hypot | BinaryOp::Arctan2, ..)
-        ) || matches!(ins, Instr::Unary(Abs | Sqrt, a) if program.dtypes[*a as usize] == DType::C128)
+        ) || matches!(ins, Instr::Unary(Abs | Sqrt | Sign, a) if program.dtypes[*a as usize] == DType::C128)
             || matches!(
                 ins,
                 Instr::Gen {
@@ -1072,15 +1072,40 @@ impl Body<'_> {
                     format!("vec2<f64>({p}hc.x / {p}d, {p}s / {p}d)")
                 }
             }
-            // num-complex's: the logarithm of the modulus, and the argument.
-            Log => {
+            // num-complex's: the logarithm of the modulus, and the argument;
+            // for log2 and log10 each part over ln 2 or ln 10.
+            Log | Log2 | Log10 => {
                 let p = format!("{}cl{k}", self.prefix);
                 self.stmt(&format!("slow = slow || !hypot_ok({x}.x, {x}.y);"));
                 self.stmt(&format!("let {p}m: f64 = hypot_f64({x}.x, {x}.y);"));
                 self.stmt(&format!(
                     "slow = slow || !log_ok({p}m) || !atan2_ok({x}.y, {x}.x);"
                 ));
-                format!("vec2<f64>(log_f64({p}m), atan2_f64({x}.y, {x}.x))")
+                let (re, im) = (format!("log_f64({p}m)"), format!("atan2_f64({x}.y, {x}.x)"));
+                match op {
+                    Log => format!("vec2<f64>({re}, {im})"),
+                    _ => {
+                        let base = if op == Log2 {
+                            std::f64::consts::LN_2
+                        } else {
+                            std::f64::consts::LN_10
+                        };
+                        let c = f64_literal(base);
+                        format!("vec2<f64>({re} / {c}, {im} / {c})")
+                    }
+                }
+            }
+            // z / |z| (the CPU's `complex::sign`), 0 at 0; NaN and infinite
+            // parts go back to the CPU.
+            Sign => {
+                let p = format!("{}cg{k}", self.prefix);
+                self.stmt(&format!(
+                    "slow = slow || !isfinite_f64({x}.x) || !isfinite_f64({x}.y) || !hypot_ok({x}.x, {x}.y);"
+                ));
+                self.stmt(&format!("let {p}r: f64 = hypot_f64({x}.x, {x}.y);"));
+                format!(
+                    "select(vec2<f64>({x}.x / {p}r, {x}.y / {p}r), vec2<f64>(0.0lf, 0.0lf), {p}r == 0.0lf)"
+                )
             }
             // num-complex's: a zero part gives the square root of a real
             // (signs as num-complex sets them); otherwise the root of the
@@ -1421,8 +1446,8 @@ mod tests {
             check(&b.finish(e, vec![4]))
         };
         assert_eq!(
-            refused(DType::C128, UnaryOp::Log10),
-            Err(Unsupported("log10 of complex128".into()))
+            refused(DType::C128, UnaryOp::Arctan),
+            Err(Unsupported("arctan of complex128".into()))
         );
         assert_eq!(
             refused(DType::C128, UnaryOp::Arcsin),
@@ -1432,9 +1457,12 @@ mod tests {
             refused(DType::I64, UnaryOp::Powi(-2)),
             Err(Unsupported("powi-2 of i64".into()))
         );
-        // What used to be refused: float32 sinh, complex square roots.
+        // What used to be refused: float32 sinh, complex square roots,
+        // logarithms and signs.
         assert_eq!(refused(DType::F32, UnaryOp::Sinh), Ok(()));
-        assert_eq!(refused(DType::C128, UnaryOp::Sqrt), Ok(()));
+        for op in [UnaryOp::Sqrt, UnaryOp::Log10, UnaryOp::Log2, UnaryOp::Sign] {
+            assert_eq!(refused(DType::C128, op), Ok(()), "{op:?}");
+        }
     }
 
     #[test]

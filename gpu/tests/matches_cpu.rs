@@ -783,12 +783,13 @@ fn arctan2_is_within_the_bound_of_std() {
     }
 }
 
-/// Complex `log` (num-complex's: the logarithm of the modulus and the
-/// argument) in every quadrant and at every scale, each part within the
-/// kernels' bound of the CPU's; 0, non-finite parts and moduli beyond the
-/// modulus kernel's range (10^±150) send the chunk back.
+/// Complex `log`, `log2` and `log10` (num-complex's: the logarithm of the
+/// modulus and the argument, over ln 2 or ln 10) in every quadrant and at
+/// every scale, each part within the kernels' bound of the CPU's; 0,
+/// non-finite parts and moduli beyond the modulus kernel's range (10^±150)
+/// send the chunk back.
 #[test]
-fn complex_log_is_within_the_bound_of_the_cpus() {
+fn complex_logarithms_are_within_the_bound_of_the_cpus() {
     let gpu = device();
     let mut rng = Rng(0x0bad_5eed_1234_5678);
     let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
@@ -809,51 +810,144 @@ fn complex_log_is_within_the_bound_of_the_cpus() {
         Complex64::new(1e150, -1e-150),
     ]);
     let n = zs.len();
+    let data = Buffer::C128(zs.clone());
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+    let cases: [(UnaryOp, fn(Complex64) -> Complex64); 3] = [
+        (UnaryOp::Log, Complex64::ln),
+        (UnaryOp::Log2, Complex64::log2),
+        (UnaryOp::Log10, Complex64::log10),
+    ];
+    // An ulp of `x`'s binade.
+    let ulp = |x: f64| {
+        let a = x.abs();
+        f64::from_bits(a.to_bits() + 1) - a
+    };
+    for (op, reference) in cases {
+        // log2 and log10 divide the natural logarithm's parts by ln 2 or
+        // ln 10: the bound is the logarithm's, in ulps of its parts, and the
+        // two roundings of the quotients.
+        let ln_base = match op {
+            UnaryOp::Log2 => std::f64::consts::LN_2,
+            UnaryOp::Log10 => std::f64::consts::LN_10,
+            _ => 1.0,
+        };
+        let mut b = ProgramBuilder::new();
+        let z = b.input(InputSpec {
+            dtype: DType::C128,
+            shape: vec![n],
+        });
+        let l = b.push(Instr::Unary(op, z), DType::C128);
+        let exe = Executable::new(b.finish(l, vec![n]));
+        let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
+        let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
+            panic!("complex results")
+        };
+        let mut worst = 0.0f64;
+        for k in 0..n {
+            assert_eq!(cpu[k], reference(zs[k]), "the CPU's is num-complex's");
+            for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+                let e = if op == UnaryOp::Log {
+                    ulps(g, c) as f64
+                } else {
+                    ((g - c).abs() - ulp(c)).max(0.0) * ln_base / ulp(c * ln_base)
+                };
+                worst = worst.max(e);
+                assert!(
+                    e <= vmath::ULP_BOUND_F64,
+                    "{op:?}({}): GPU {} CPU {}",
+                    zs[k],
+                    got[k],
+                    cpu[k]
+                );
+                if c == 0.0 {
+                    assert_eq!(g.to_bits(), c.to_bits(), "{op:?}({}): signed zero", zs[k]);
+                }
+            }
+        }
+        eprintln!(
+            "complex {op:?}: at most {worst:.2} ulp (of the natural logarithm's parts) from the CPU over {n} arguments"
+        );
+        for z in [
+            Complex64::new(0.0, 0.0),
+            Complex64::new(f64::INFINITY, 1.0),
+            Complex64::new(1.0, f64::NAN),
+            // Beyond the modulus kernel's safe range: num-complex's.
+            Complex64::new(1e300, 1e300),
+        ] {
+            let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
+            let sent = sent_back(&gpu, &inputs, |b, r| {
+                b.push(Instr::Unary(op, r[0]), DType::C128)
+            });
+            assert!(sent, "{op:?}({z}) ran on the GPU");
+        }
+    }
+}
+
+/// Complex `sign` (z / |z|, 0 at 0: the CPU's) in every quadrant, at every
+/// scale and on the axes, within the kernels' bound of the CPU's; NaN,
+/// infinite parts and moduli beyond 10^±150 send the chunk back.
+#[test]
+fn complex_sign_is_within_the_bound_of_the_cpus() {
+    let gpu = device();
+    let mut rng = Rng(0x5161_0000_dead_beef);
+    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut zs: Vec<Complex64> = (0..3000)
+        .map(|_| {
+            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
+            Complex64::from_polar(10f64.powf(200.0 * unit() - 100.0), angle)
+        })
+        .collect();
+    zs.extend([
+        Complex64::new(0.0, 0.0),
+        Complex64::new(-0.0, -0.0),
+        Complex64::new(-3.0, 0.0),
+        Complex64::new(0.0, -1e-140),
+        Complex64::new(3.0, 4.0),
+    ]);
+    let inputs = [Buffer::C128(zs.clone())];
+    let n = zs.len();
     let mut b = ProgramBuilder::new();
     let z = b.input(InputSpec {
         dtype: DType::C128,
         shape: vec![n],
     });
-    let l = b.push(Instr::Unary(UnaryOp::Log, z), DType::C128);
-    let exe = Executable::new(b.finish(l, vec![n]));
-    let data = Buffer::C128(zs.clone());
+    let r = b.push(Instr::Unary(UnaryOp::Sign, z), DType::C128);
+    let exe = Executable::new(b.finish(r, vec![n]));
     let shape = [n];
-    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &inputs[0])];
     let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
     let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
         panic!("complex results")
     };
     let mut worst = 0;
     for k in 0..n {
-        assert_eq!(cpu[k], zs[k].ln(), "the CPU's is num-complex's");
         for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
             let e = ulps(g, c);
             worst = worst.max(e);
             assert!(
                 e as f64 <= vmath::ULP_BOUND_F64,
-                "log({}): GPU {} CPU {}",
+                "sign({}): GPU {} CPU {}",
                 zs[k],
                 got[k],
                 cpu[k]
             );
             if c == 0.0 {
-                assert_eq!(g.to_bits(), c.to_bits(), "log({}): signed zero", zs[k]);
+                assert_eq!(g.to_bits(), c.to_bits(), "sign({}): signed zero", zs[k]);
             }
         }
     }
-    eprintln!("complex log: at most {worst} ulp from the CPU over {n} arguments");
+    eprintln!("complex sign: at most {worst} ulp from the CPU over {n} arguments");
     for z in [
-        Complex64::new(0.0, 0.0),
         Complex64::new(f64::INFINITY, 1.0),
         Complex64::new(1.0, f64::NAN),
-        // Beyond the modulus kernel's safe range: num-complex's.
         Complex64::new(1e300, 1e300),
     ] {
         let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
         let sent = sent_back(&gpu, &inputs, |b, r| {
-            b.push(Instr::Unary(UnaryOp::Log, r[0]), DType::C128)
+            b.push(Instr::Unary(UnaryOp::Sign, r[0]), DType::C128)
         });
-        assert!(sent, "log({z}) ran on the GPU");
+        assert!(sent, "sign({z}) ran on the GPU");
     }
 }
 
