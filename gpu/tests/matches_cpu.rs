@@ -813,7 +813,8 @@ fn complex_logarithms_are_within_the_bound_of_the_cpus() {
     let data = Buffer::C128(zs.clone());
     let shape = [n];
     let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
-    let cases: [(UnaryOp, fn(Complex64) -> Complex64); 3] = [
+    type Reference = fn(Complex64) -> Complex64;
+    let cases: [(UnaryOp, Reference); 3] = [
         (UnaryOp::Log, Complex64::ln),
         (UnaryOp::Log2, Complex64::log2),
         (UnaryOp::Log10, Complex64::log10),
