@@ -1095,6 +1095,24 @@ impl Body<'_> {
                     }
                 }
             }
+            // The CPU's `complex::atan`, in its order: -i atanh(iz), whose
+            // parts are log1p and arctan2 of the same real expressions.
+            Arctan => {
+                let p = format!("{}ca{k}", self.prefix);
+                self.stmt(&format!("let {p}x: f64 = -{x}.y;"));
+                self.stmt(&format!("let {p}y: f64 = {x}.x;"));
+                self.stmt(&format!(
+                    "let {p}l: f64 = 4.0lf * {p}x / ((1.0lf - {p}x) * (1.0lf - {p}x) + {p}y * {p}y);"
+                ));
+                self.stmt(&format!("let {p}u: f64 = 2.0lf * {p}y;"));
+                self.stmt(&format!(
+                    "let {p}v: f64 = (1.0lf - {p}x) * (1.0lf + {p}x) - {p}y * {p}y;"
+                ));
+                self.stmt(&format!(
+                    "slow = slow || !log1p_ok({p}l) || !atan2_ok({p}u, {p}v);"
+                ));
+                format!("vec2<f64>(0.5lf * atan2_f64({p}u, {p}v), -(0.25lf * log1p_f64({p}l)))")
+            }
             // z / |z| (the CPU's `complex::sign`), 0 at 0; NaN and infinite
             // parts go back to the CPU.
             Sign => {
@@ -1446,8 +1464,8 @@ mod tests {
             check(&b.finish(e, vec![4]))
         };
         assert_eq!(
-            refused(DType::C128, UnaryOp::Arctan),
-            Err(Unsupported("arctan of complex128".into()))
+            refused(DType::C128, UnaryOp::Arccos),
+            Err(Unsupported("arccos of complex128".into()))
         );
         assert_eq!(
             refused(DType::C128, UnaryOp::Arcsin),
@@ -1458,9 +1476,15 @@ mod tests {
             Err(Unsupported("powi-2 of i64".into()))
         );
         // What used to be refused: float32 sinh, complex square roots,
-        // logarithms and signs.
+        // logarithms, signs and arctangents.
         assert_eq!(refused(DType::F32, UnaryOp::Sinh), Ok(()));
-        for op in [UnaryOp::Sqrt, UnaryOp::Log10, UnaryOp::Log2, UnaryOp::Sign] {
+        for op in [
+            UnaryOp::Sqrt,
+            UnaryOp::Log10,
+            UnaryOp::Log2,
+            UnaryOp::Sign,
+            UnaryOp::Arctan,
+        ] {
             assert_eq!(refused(DType::C128, op), Ok(()), "{op:?}");
         }
     }

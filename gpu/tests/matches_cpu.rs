@@ -952,6 +952,77 @@ fn complex_sign_is_within_the_bound_of_the_cpus() {
     }
 }
 
+/// Complex `arctan` (the CPU's: -i atanh(iz), whose parts are log1p and
+/// arctan2 of the same real expressions) in every quadrant, at every scale
+/// and next to ±i, each part within the kernels' bound of the CPU's; NaN,
+/// infinite parts and ±i (a pole) send the chunk back.
+#[test]
+fn complex_arctan_is_within_the_bound_of_the_cpus() {
+    let gpu = device();
+    let mut rng = Rng(0xa7a7_0000_1111_2222);
+    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut zs: Vec<Complex64> = (0..3000)
+        .map(|_| {
+            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
+            Complex64::from_polar(10f64.powf(100.0 * unit() - 50.0), angle)
+        })
+        .collect();
+    // Next to the poles ±i, the real axis and the branch cuts beyond ±i.
+    zs.extend((1..100).map(|k| Complex64::new(k as f64 * 1e-9, 1.0 + k as f64 * 1e-7)));
+    zs.extend((1..100).map(|k| Complex64::new(-(k as f64) * 1e-6, -1.0 - k as f64 * 1e-3)));
+    zs.extend((1..100).map(|k| Complex64::new(k as f64 * 0.3 - 15.0, 0.0)));
+    zs.extend([
+        Complex64::new(0.0, 0.0),
+        Complex64::new(-0.0, -0.0),
+        Complex64::new(0.0, 2.0),
+        Complex64::new(-0.0, -2.0),
+    ]);
+    let inputs = [Buffer::C128(zs.clone())];
+    let n = zs.len();
+    let mut b = ProgramBuilder::new();
+    let z = b.input(InputSpec {
+        dtype: DType::C128,
+        shape: vec![n],
+    });
+    let r = b.push(Instr::Unary(UnaryOp::Arctan, z), DType::C128);
+    let exe = Executable::new(b.finish(r, vec![n]));
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &inputs[0])];
+    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
+    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
+        panic!("complex results")
+    };
+    let mut worst = 0;
+    for k in 0..n {
+        for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+            let e = ulps(g, c);
+            worst = worst.max(e);
+            assert!(
+                e as f64 <= vmath::ULP_BOUND_F64,
+                "arctan({}): GPU {} CPU {}",
+                zs[k],
+                got[k],
+                cpu[k]
+            );
+            if c == 0.0 {
+                assert_eq!(g.to_bits(), c.to_bits(), "arctan({}): signed zero", zs[k]);
+            }
+        }
+    }
+    eprintln!("complex arctan: at most {worst} ulp from the CPU over {n} arguments");
+    for z in [
+        Complex64::new(f64::INFINITY, 1.0),
+        Complex64::new(1.0, f64::NAN),
+        Complex64::new(0.0, 1.0),
+    ] {
+        let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
+        let sent = sent_back(&gpu, &inputs, |b, r| {
+            b.push(Instr::Unary(UnaryOp::Arctan, r[0]), DType::C128)
+        });
+        assert!(sent, "arctan({z}) ran on the GPU");
+    }
+}
+
 /// float32 `hypot` is the CPU's formula (exact squares summed and rooted in
 /// float64, then rounded), so the same bits over every scale, subnormals
 /// included; infinite and NaN parts send the chunk back to the CPU.

@@ -5,7 +5,7 @@
 //! and random numbers, uniform and normal) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
-//! CPU's formulas, its correctly rounded modulus, its `exp`, logarithms, `sqrt`, `sign` and trigonometry.
+//! CPU's formulas, its correctly rounded modulus, its `exp`, logarithms, `sqrt`, `sign`, trigonometry and `arctan`.
 //! The scheduler uses this to prefer
 //! GPU workers for a stage; the backends refuse the rest.
 
@@ -39,13 +39,13 @@ pub fn check(program: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// Complex numbers: arithmetic, modulus, `exp`, logarithms, `sqrt`, `sign`, trigonometry, parts, tests, powers,
+/// Complex numbers: arithmetic, modulus, `exp`, logarithms, `sqrt`, `sign`, trigonometry, `arctan`, parts, tests, powers,
 /// comparisons for equality (`where`, casts, loads and constants need nothing more).
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
         Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(_) | Exp | Sin | Cos | Sinh
-        | Cosh | Tan | Tanh | Log | Log2 | Log10 | Sqrt | Sign => Ok(()),
+        | Cosh | Tan | Tanh | Log | Log2 | Log10 | Sqrt | Sign | Arctan => Ok(()),
         _ => Err(format!("{} of complex128", op.name())),
     }
 }
