@@ -783,6 +783,84 @@ fn arctan2_is_within_the_bound_of_std() {
     }
 }
 
+/// `count` complex numbers at random angles, their moduli spread evenly over
+/// the powers of ten from `lo` to `hi`.
+fn polar_sweep(seed: u64, count: usize, (lo, hi): (f64, f64)) -> Vec<Complex64> {
+    let mut rng = Rng(seed);
+    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+    (0..count)
+        .map(|_| {
+            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
+            Complex64::from_polar(10f64.powf(lo + (hi - lo) * unit()), angle)
+        })
+        .collect()
+}
+
+/// The GPU's and the CPU's complex `op` of every one of `zs` (one chunk).
+fn complex_on_both(
+    gpu: &Backend,
+    op: UnaryOp,
+    zs: &[Complex64],
+) -> (Vec<Complex64>, Vec<Complex64>) {
+    let n = zs.len();
+    let mut b = ProgramBuilder::new();
+    let z = b.input(InputSpec {
+        dtype: DType::C128,
+        shape: vec![n],
+    });
+    let r = b.push(Instr::Unary(op, z), DType::C128);
+    let exe = Executable::new(b.finish(r, vec![n]));
+    let data = Buffer::C128(zs.to_vec());
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
+    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
+        panic!("complex results")
+    };
+    (got, cpu)
+}
+
+/// Checks every part of the GPU's `op(z)` within the kernels' bound of the
+/// CPU's as `error(k, gpu, cpu)` counts it for the k-th argument, zeros with
+/// the CPU's sign; the worst error.
+fn assert_parts_within_bound(
+    op: UnaryOp,
+    zs: &[Complex64],
+    (got, cpu): (&[Complex64], &[Complex64]),
+    error: impl Fn(usize, f64, f64) -> f64,
+) -> f64 {
+    let mut worst = 0.0f64;
+    for k in 0..zs.len() {
+        for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+            let e = error(k, g, c);
+            worst = worst.max(e);
+            assert!(
+                e <= vmath::ULP_BOUND_F64,
+                "{op:?}({}): GPU {} CPU {}",
+                zs[k],
+                got[k],
+                cpu[k]
+            );
+            if c == 0.0 {
+                assert_eq!(g.to_bits(), c.to_bits(), "{op:?}({}): signed zero", zs[k]);
+            }
+        }
+    }
+    worst
+}
+
+/// Checks that each of `zs`, in a chunk after 1 + i, sends the chunk of
+/// complex `op` back to the CPU.
+fn assert_sent_back(gpu: &Backend, op: UnaryOp, zs: &[Complex64]) {
+    for &z in zs {
+        let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
+        let sent = sent_back(gpu, &inputs, |b, r| {
+            b.push(Instr::Unary(op, r[0]), DType::C128)
+        });
+        assert!(sent, "{op:?}({z}) ran on the GPU");
+    }
+}
+
 /// Complex `log`, `log2` and `log10` (num-complex's: the logarithm of the
 /// modulus and the argument, over ln 2 or ln 10) in every quadrant and at
 /// every scale, each part within the kernels' bound of the CPU's; 0,
@@ -791,14 +869,7 @@ fn arctan2_is_within_the_bound_of_std() {
 #[test]
 fn complex_logarithms_are_within_the_bound_of_the_cpus() {
     let gpu = device();
-    let mut rng = Rng(0x0bad_5eed_1234_5678);
-    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-    let mut zs: Vec<Complex64> = (0..3000)
-        .map(|_| {
-            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
-            Complex64::from_polar(10f64.powf(200.0 * unit() - 100.0), angle)
-        })
-        .collect();
+    let mut zs = polar_sweep(0x0bad_5eed_1234_5678, 3000, (-100.0, 100.0));
     // The unit circle (a real part of 0 to a few ulps), the axes, signed zeros.
     zs.extend((0..200).map(|k| Complex64::from_polar(1.0, k as f64 * 0.031_415_926)));
     zs.extend([
@@ -809,10 +880,6 @@ fn complex_logarithms_are_within_the_bound_of_the_cpus() {
         Complex64::new(3.0, 0.0),
         Complex64::new(1e150, -1e-150),
     ]);
-    let n = zs.len();
-    let data = Buffer::C128(zs.clone());
-    let shape = [n];
-    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
     type Reference = fn(Complex64) -> Complex64;
     let cases: [(UnaryOp, Reference); 3] = [
         (UnaryOp::Log, Complex64::ln),
@@ -833,55 +900,32 @@ fn complex_logarithms_are_within_the_bound_of_the_cpus() {
             UnaryOp::Log10 => std::f64::consts::LN_10,
             _ => 1.0,
         };
-        let mut b = ProgramBuilder::new();
-        let z = b.input(InputSpec {
-            dtype: DType::C128,
-            shape: vec![n],
-        });
-        let l = b.push(Instr::Unary(op, z), DType::C128);
-        let exe = Executable::new(b.finish(l, vec![n]));
-        let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
-        let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
-            panic!("complex results")
-        };
-        let mut worst = 0.0f64;
-        for k in 0..n {
-            assert_eq!(cpu[k], reference(zs[k]), "the CPU's is num-complex's");
-            for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
-                let e = if op == UnaryOp::Log {
-                    ulps(g, c) as f64
-                } else {
-                    ((g - c).abs() - ulp(c)).max(0.0) * ln_base / ulp(c * ln_base)
-                };
-                worst = worst.max(e);
-                assert!(
-                    e <= vmath::ULP_BOUND_F64,
-                    "{op:?}({}): GPU {} CPU {}",
-                    zs[k],
-                    got[k],
-                    cpu[k]
-                );
-                if c == 0.0 {
-                    assert_eq!(g.to_bits(), c.to_bits(), "{op:?}({}): signed zero", zs[k]);
-                }
+        let (got, cpu) = complex_on_both(&gpu, op, &zs);
+        for (z, c) in zs.iter().zip(&cpu) {
+            assert_eq!(*c, reference(*z), "the CPU's is num-complex's");
+        }
+        let worst = assert_parts_within_bound(op, &zs, (&got, &cpu), |_, g, c| {
+            if op == UnaryOp::Log {
+                ulps(g, c) as f64
+            } else {
+                ((g - c).abs() - ulp(c)).max(0.0) * ln_base / ulp(c * ln_base)
             }
-        }
+        });
         eprintln!(
-            "complex {op:?}: at most {worst:.2} ulp (of the natural logarithm's parts) from the CPU over {n} arguments"
+            "complex {op:?}: at most {worst:.2} ulp (of the natural logarithm's parts) from the CPU over {} arguments",
+            zs.len()
         );
-        for z in [
-            Complex64::new(0.0, 0.0),
-            Complex64::new(f64::INFINITY, 1.0),
-            Complex64::new(1.0, f64::NAN),
-            // Beyond the modulus kernel's safe range: num-complex's.
-            Complex64::new(1e300, 1e300),
-        ] {
-            let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
-            let sent = sent_back(&gpu, &inputs, |b, r| {
-                b.push(Instr::Unary(op, r[0]), DType::C128)
-            });
-            assert!(sent, "{op:?}({z}) ran on the GPU");
-        }
+        assert_sent_back(
+            &gpu,
+            op,
+            &[
+                Complex64::new(0.0, 0.0),
+                Complex64::new(f64::INFINITY, 1.0),
+                Complex64::new(1.0, f64::NAN),
+                // Beyond the modulus kernel's safe range: num-complex's.
+                Complex64::new(1e300, 1e300),
+            ],
+        );
     }
 }
 
@@ -891,14 +935,7 @@ fn complex_logarithms_are_within_the_bound_of_the_cpus() {
 #[test]
 fn complex_sign_is_within_the_bound_of_the_cpus() {
     let gpu = device();
-    let mut rng = Rng(0x5161_0000_dead_beef);
-    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-    let mut zs: Vec<Complex64> = (0..3000)
-        .map(|_| {
-            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
-            Complex64::from_polar(10f64.powf(200.0 * unit() - 100.0), angle)
-        })
-        .collect();
+    let mut zs = polar_sweep(0x5161_0000_dead_beef, 3000, (-100.0, 100.0));
     zs.extend([
         Complex64::new(0.0, 0.0),
         Complex64::new(-0.0, -0.0),
@@ -906,50 +943,23 @@ fn complex_sign_is_within_the_bound_of_the_cpus() {
         Complex64::new(0.0, -1e-140),
         Complex64::new(3.0, 4.0),
     ]);
-    let inputs = [Buffer::C128(zs.clone())];
-    let n = zs.len();
-    let mut b = ProgramBuilder::new();
-    let z = b.input(InputSpec {
-        dtype: DType::C128,
-        shape: vec![n],
+    let (got, cpu) = complex_on_both(&gpu, UnaryOp::Sign, &zs);
+    let worst = assert_parts_within_bound(UnaryOp::Sign, &zs, (&got, &cpu), |_, g, c| {
+        ulps(g, c) as f64
     });
-    let r = b.push(Instr::Unary(UnaryOp::Sign, z), DType::C128);
-    let exe = Executable::new(b.finish(r, vec![n]));
-    let shape = [n];
-    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &inputs[0])];
-    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
-    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
-        panic!("complex results")
-    };
-    let mut worst = 0;
-    for k in 0..n {
-        for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
-            let e = ulps(g, c);
-            worst = worst.max(e);
-            assert!(
-                e as f64 <= vmath::ULP_BOUND_F64,
-                "sign({}): GPU {} CPU {}",
-                zs[k],
-                got[k],
-                cpu[k]
-            );
-            if c == 0.0 {
-                assert_eq!(g.to_bits(), c.to_bits(), "sign({}): signed zero", zs[k]);
-            }
-        }
-    }
-    eprintln!("complex sign: at most {worst} ulp from the CPU over {n} arguments");
-    for z in [
-        Complex64::new(f64::INFINITY, 1.0),
-        Complex64::new(1.0, f64::NAN),
-        Complex64::new(1e300, 1e300),
-    ] {
-        let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
-        let sent = sent_back(&gpu, &inputs, |b, r| {
-            b.push(Instr::Unary(UnaryOp::Sign, r[0]), DType::C128)
-        });
-        assert!(sent, "sign({z}) ran on the GPU");
-    }
+    eprintln!(
+        "complex sign: at most {worst} ulp from the CPU over {} arguments",
+        zs.len()
+    );
+    assert_sent_back(
+        &gpu,
+        UnaryOp::Sign,
+        &[
+            Complex64::new(f64::INFINITY, 1.0),
+            Complex64::new(1.0, f64::NAN),
+            Complex64::new(1e300, 1e300),
+        ],
+    );
 }
 
 /// Complex `arctan` (the CPU's: -i atanh(iz), whose parts are log1p and
@@ -959,14 +969,7 @@ fn complex_sign_is_within_the_bound_of_the_cpus() {
 #[test]
 fn complex_arctan_is_within_the_bound_of_the_cpus() {
     let gpu = device();
-    let mut rng = Rng(0xa7a7_0000_1111_2222);
-    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-    let mut zs: Vec<Complex64> = (0..3000)
-        .map(|_| {
-            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
-            Complex64::from_polar(10f64.powf(100.0 * unit() - 50.0), angle)
-        })
-        .collect();
+    let mut zs = polar_sweep(0xa7a7_0000_1111_2222, 3000, (-50.0, 50.0));
     // Next to the poles ±i, the real axis and the branch cuts beyond ±i.
     zs.extend((1..100).map(|k| Complex64::new(k as f64 * 1e-9, 1.0 + k as f64 * 1e-7)));
     zs.extend((1..100).map(|k| Complex64::new(-(k as f64) * 1e-6, -1.0 - k as f64 * 1e-3)));
@@ -977,50 +980,23 @@ fn complex_arctan_is_within_the_bound_of_the_cpus() {
         Complex64::new(0.0, 2.0),
         Complex64::new(-0.0, -2.0),
     ]);
-    let inputs = [Buffer::C128(zs.clone())];
-    let n = zs.len();
-    let mut b = ProgramBuilder::new();
-    let z = b.input(InputSpec {
-        dtype: DType::C128,
-        shape: vec![n],
+    let (got, cpu) = complex_on_both(&gpu, UnaryOp::Arctan, &zs);
+    let worst = assert_parts_within_bound(UnaryOp::Arctan, &zs, (&got, &cpu), |_, g, c| {
+        ulps(g, c) as f64
     });
-    let r = b.push(Instr::Unary(UnaryOp::Arctan, z), DType::C128);
-    let exe = Executable::new(b.finish(r, vec![n]));
-    let shape = [n];
-    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &inputs[0])];
-    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
-    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
-        panic!("complex results")
-    };
-    let mut worst = 0;
-    for k in 0..n {
-        for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
-            let e = ulps(g, c);
-            worst = worst.max(e);
-            assert!(
-                e as f64 <= vmath::ULP_BOUND_F64,
-                "arctan({}): GPU {} CPU {}",
-                zs[k],
-                got[k],
-                cpu[k]
-            );
-            if c == 0.0 {
-                assert_eq!(g.to_bits(), c.to_bits(), "arctan({}): signed zero", zs[k]);
-            }
-        }
-    }
-    eprintln!("complex arctan: at most {worst} ulp from the CPU over {n} arguments");
-    for z in [
-        Complex64::new(f64::INFINITY, 1.0),
-        Complex64::new(1.0, f64::NAN),
-        Complex64::new(0.0, 1.0),
-    ] {
-        let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
-        let sent = sent_back(&gpu, &inputs, |b, r| {
-            b.push(Instr::Unary(UnaryOp::Arctan, r[0]), DType::C128)
-        });
-        assert!(sent, "arctan({z}) ran on the GPU");
-    }
+    eprintln!(
+        "complex arctan: at most {worst} ulp from the CPU over {} arguments",
+        zs.len()
+    );
+    assert_sent_back(
+        &gpu,
+        UnaryOp::Arctan,
+        &[
+            Complex64::new(f64::INFINITY, 1.0),
+            Complex64::new(1.0, f64::NAN),
+            Complex64::new(0.0, 1.0),
+        ],
+    );
 }
 
 /// float32 `hypot` is the CPU's formula (exact squares summed and rooted in
@@ -1079,19 +1055,12 @@ fn float32_hypot_matches_the_cpu_bit_for_bit() {
 #[test]
 fn complex_sqrt_is_within_the_bound_of_the_cpus() {
     let gpu = device();
-    let mut rng = Rng(0x51de_0f5a_ce00_0001);
-    let mut unit = || (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
-    let mut zs: Vec<Complex64> = (0..3000)
-        .map(|_| {
-            let angle = std::f64::consts::PI * (2.0 * unit() - 1.0);
-            Complex64::from_polar(10f64.powf(200.0 * unit() - 100.0), angle)
-        })
-        .collect();
+    let mut zs = polar_sweep(0x51de_0f5a_ce00_0001, 3000, (-100.0, 100.0));
     // Next to the negative real axis, on both sides.
     zs.extend((1..100).map(|k| Complex64::new(-2.0, k as f64 * 1e-12)));
     zs.extend((1..100).map(|k| Complex64::new(-2.0, -(k as f64) * 1e-9)));
     // The axes with signed zeros: square roots of reals.
-    let axes = [
+    zs.extend([
         Complex64::new(4.0, 0.0),
         Complex64::new(4.0, -0.0),
         Complex64::new(-4.0, 0.0),
@@ -1104,66 +1073,45 @@ fn complex_sqrt_is_within_the_bound_of_the_cpus() {
         Complex64::new(-0.0, -2.0),
         Complex64::new(0.0, 1e-300),
         Complex64::new(-1e300, 0.0),
-    ];
-    zs.extend(axes);
-    let n = zs.len();
-    let mut b = ProgramBuilder::new();
-    let z = b.input(InputSpec {
-        dtype: DType::C128,
-        shape: vec![n],
-    });
-    let r = b.push(Instr::Unary(UnaryOp::Sqrt, z), DType::C128);
-    let exe = Executable::new(b.finish(r, vec![n]));
-    let data = Buffer::C128(zs.clone());
-    let shape = [n];
-    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
-    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
-    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
-        panic!("complex results")
-    };
-    let mut worst = 0.0f64;
-    for k in 0..n {
+    ]);
+    let (got, cpu) = complex_on_both(&gpu, UnaryOp::Sqrt, &zs);
+    let (axes, off): (Vec<usize>, Vec<usize>) =
+        (0..zs.len()).partition(|&k| zs[k].re == 0.0 || zs[k].im == 0.0);
+    for k in axes {
         assert_eq!(cpu[k], zs[k].sqrt(), "the CPU's is num-complex's");
-        if zs[k].re == 0.0 || zs[k].im == 0.0 {
-            for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
-                assert_eq!(
-                    g.to_bits(),
-                    c.to_bits(),
-                    "sqrt({:?}): GPU {:?}",
-                    zs[k],
-                    got[k]
-                );
-            }
-            continue;
-        }
-        let scale = cpu[k].norm() * f64::EPSILON;
         for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
-            let e = (g - c).abs() / scale;
-            worst = worst.max(e);
-            assert!(
-                e <= vmath::ULP_BOUND_F64,
-                "sqrt({}): GPU {} CPU {}",
+            assert_eq!(
+                g.to_bits(),
+                c.to_bits(),
+                "sqrt({:?}): GPU {:?}",
                 zs[k],
-                got[k],
-                cpu[k]
+                got[k]
             );
         }
     }
-    eprintln!(
-        "complex sqrt: at most {worst:.2} ulp of the modulus from the CPU over {n} arguments"
-    );
-    for z in [
-        Complex64::new(f64::INFINITY, 1.0),
-        Complex64::new(1.0, f64::NAN),
-        Complex64::new(f64::NAN, 0.0),
-        Complex64::new(1e300, 1e300),
-    ] {
-        let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), z])];
-        let sent = sent_back(&gpu, &inputs, |b, r| {
-            b.push(Instr::Unary(UnaryOp::Sqrt, r[0]), DType::C128)
-        });
-        assert!(sent, "sqrt({z}) ran on the GPU");
+    let pick = |v: &[Complex64]| off.iter().map(|&k| v[k]).collect::<Vec<_>>();
+    let (zs, got, cpu) = (pick(&zs), pick(&got), pick(&cpu));
+    for (z, c) in zs.iter().zip(&cpu) {
+        assert_eq!(*c, z.sqrt(), "the CPU's is num-complex's");
     }
+    // In ulps of the root's modulus (the CPU's).
+    let worst = assert_parts_within_bound(UnaryOp::Sqrt, &zs, (&got, &cpu), |k, g, c| {
+        (g - c).abs() / (cpu[k].norm() * f64::EPSILON)
+    });
+    eprintln!(
+        "complex sqrt: at most {worst:.2} ulp of the modulus from the CPU over {} arguments",
+        zs.len()
+    );
+    assert_sent_back(
+        &gpu,
+        UnaryOp::Sqrt,
+        &[
+            Complex64::new(f64::INFINITY, 1.0),
+            Complex64::new(1.0, f64::NAN),
+            Complex64::new(f64::NAN, 0.0),
+            Complex64::new(1e300, 1e300),
+        ],
+    );
 }
 
 /// Kernels reuse the device buffers of earlier ones: a smaller chunk in a
