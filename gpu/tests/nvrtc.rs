@@ -124,9 +124,9 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let q = b.push(Instr::Binary(BinaryOp::FloorDiv, p, rem64), DType::F64);
     let r = b.push(Instr::Binary(BinaryOp::Mul, q, y64), DType::F64);
     // A complex exp of (r, r) and a complex sin and cosh of that (sinh and
-    // cosh from the series and from exp), its tan, tanh, sqrt, log2, log10, sign,
-    // arctan, log and integer powers
-    // (a negative one through the reciprocal), its real part back.
+    // cosh from the series and from exp), its tan, tanh, sqrt, log2, log10,
+    // sign, arctan, log and integer powers (a negative one through the
+    // reciprocal), its real part back.
     let rc = b.cast(r, DType::C128);
     let ic = b.push(Instr::Binary(BinaryOp::Mul, rc, rc), DType::C128);
     let ce = b.push(Instr::Unary(UnaryOp::Exp, ic), DType::C128);

@@ -5,9 +5,9 @@
 //! and random numbers, uniform and normal) or stays within the CPU's documented ulp
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
-//! CPU's formulas, its correctly rounded modulus, its `exp`, logarithms, `sqrt`, `sign`, trigonometry and `arctan`.
-//! The scheduler uses this to prefer
-//! GPU workers for a stage; the backends refuse the rest.
+//! CPU's formulas, its correctly rounded modulus, its `exp`, logarithms,
+//! `sqrt`, `sign`, trigonometry and `arctan`. The scheduler uses this to
+//! prefer GPU workers for a stage; the backends refuse the rest.
 
 use super::Program;
 use super::ir::Instr;
@@ -39,8 +39,9 @@ pub fn check(program: &Program) -> Result<(), String> {
     Ok(())
 }
 
-/// Complex numbers: arithmetic, modulus, `exp`, logarithms, `sqrt`, `sign`, trigonometry, `arctan`, parts, tests, powers,
-/// comparisons for equality (`where`, casts, loads and constants need nothing more).
+/// Complex numbers: arithmetic, modulus, `exp`, logarithms, `sqrt`, `sign`,
+/// trigonometry, `arctan`, parts, tests, integer powers, comparisons for
+/// equality (`where`, casts, loads and constants need nothing more).
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
