@@ -483,6 +483,42 @@ fn stencils_run_on_the_gpu_with_the_cpus_bits() {
     assert_eq!(after.failed, 0, "{after:?}");
 }
 
+/// A stencil stage's output chunks stay on the GPU for the next stage, and
+/// its input chunks are uploaded once: on a ring of 3 chunks, each task
+/// reads its own chunk and both neighbours'.
+#[test]
+fn stencil_stages_read_their_inputs_from_device_memory() {
+    use accel::{Array, Boundary};
+    let n = 60;
+    let data = Array1::from_iter((0..n).map(|k| ((k as f64) * 0.61).cos()));
+    let x = from_ndarray(&data, n / 3);
+    let step = |t: &Array| {
+        t.map_overlap(Boundary::Periodic, |c| {
+            c.center() + (c.at(&[-1]) + c.at(&[1]) - c.center() * 2.0) * 0.2
+        })
+    };
+    // 6 steps, 2 per task: 3 stages of 3 tasks.
+    let out = x.iterate(6, step);
+    let gpu = lavapipe().with_stencil_depth(Some(2));
+    let cpu = Client::local()
+        .with_progress(false)
+        .with_stencil_depth(Some(2));
+    let before = counts(&gpu);
+    let got = gpu.compute::<f64>(&out).unwrap();
+    let after = counts(&gpu);
+    let want = cpu.compute::<f64>(&out).unwrap();
+    assert!(
+        want.iter()
+            .zip(&got)
+            .all(|(a, b)| a.to_bits() == b.to_bits())
+    );
+    assert_eq!(after.stencils - before.stencils, 9, "{after:?}");
+    // 27 chunks read: the first stage uploads the 3 source chunks and reads
+    // them there 6 more times; the next stages read every input there.
+    assert_eq!(after.resident - before.resident, 6 + 9 + 9, "{after:?}");
+    assert_eq!((after.failed, after.declined), (0, 0), "{after:?}");
+}
+
 /// Chunks stay in device memory while they live: those the GPU made (drawn
 /// there, then persisted) are read from it by every later kernel, and those
 /// from the host after their first upload, with the CPU's bits; boxes

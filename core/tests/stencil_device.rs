@@ -7,13 +7,14 @@
 mod stencils;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use accel_core::stencil::{DeviceStep, run_stencil};
 use stencils::{cases, same_bits};
 
 #[test]
 fn a_plan_run_step_by_step_gives_the_stencils_bits() {
-    let (mut plans, mut moves, mut fills) = (0, 0, 0);
+    let (mut plans, mut moves, mut fills, mut places) = (0, 0, 0, 0);
     for case in cases() {
         let what = &case.what;
         let want = run_stencil(
@@ -26,10 +27,25 @@ fn a_plan_run_step_by_step_gives_the_stencils_bits() {
         )
         .expect("the CPU runs it");
         let plan = case.plan();
-        let got = plan
-            .chunk(&plan.run_on_host().expect("runs"))
-            .expect("crops");
+        let got = plan.run_on_host().expect("runs");
         assert!(same_bits(&want, &got), "{what}: {want:?} against {got:?}");
+        // The array as chunks of a third of it (a worker's): every box the
+        // task needs is read from the chunk itself, never a copy of it.
+        let block: Vec<usize> = case.shape.iter().map(|n| n.div_ceil(3).max(1)).collect();
+        let blocks = case.blocks(&block);
+        let pieces = stencils::Case::pieces_of(&blocks);
+        let in_chunks = case.plan_of(&pieces);
+        let got = in_chunks.run_on_host().expect("runs");
+        assert!(same_bits(&want, &got), "{what} in chunks of {block:?}");
+        assert!(!in_chunks.sources.is_empty(), "{what}");
+        for s in &in_chunks.sources {
+            assert!(blocks.iter().any(|(_, c)| Arc::ptr_eq(s, c)), "{what}");
+        }
+        places += in_chunks
+            .steps
+            .iter()
+            .filter(|s| matches!(s, DeviceStep::Place { .. }))
+            .count();
         // Moves within a slot never move a cell that another move reads.
         for step in &plan.steps {
             fills += usize::from(matches!(step, DeviceStep::Fill { .. }));
@@ -57,5 +73,7 @@ fn a_plan_run_step_by_step_gives_the_stencils_bits() {
         plans += 1;
     }
     assert_eq!(plans, 5 * (3 * 7 + 2 * 4) + 2 * 2);
-    assert_eq!((moves, fills), (144, 45), "move and fill steps");
+    // The inputs' ghost cells are moves and fills too.
+    assert_eq!((moves, fills), (225, 85), "move and fill steps");
+    assert_eq!(places, 1573, "boxes placed from chunks");
 }

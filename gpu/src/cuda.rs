@@ -293,9 +293,9 @@ pub fn generate_fold(
 /// The kernels that move a stencil's kept and ghost cells between and
 /// within its device buffers (copies across, copies within, constant
 /// fills; see [`accel_core::stencil::DeviceStep`]).
-pub fn stencil_move_kernels() -> [CudaSource; 3] {
+pub fn stencil_move_kernels() -> [CudaSource; 4] {
     use crate::steps::Moves;
-    [Moves::Across, Moves::Within, Moves::Fill].map(|kind| CudaSource {
+    Moves::ALL.map(|kind| CudaSource {
         source: kind.cuda(),
         shader: wgsl::Shader::fixed(kind.wgsl(), 1),
     })

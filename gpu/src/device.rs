@@ -487,8 +487,17 @@ impl Gpu {
         let Some(chunk) = o.chunk else {
             return Ok(Upload::Bytes(upload_bytes(o.data)));
         };
-        let bytes = device_bytes(o.data);
-        let kept = self.resident.get_or_upload(chunk, bytes, || {
+        Ok(Upload::Kept(
+            self.kept_copy(chunk, o.data)?,
+            device_bytes(o.data),
+        ))
+    }
+
+    /// The device's copy of `chunk`, whose data is `data`: the kept one, or
+    /// one uploaded now (and kept when it fits).
+    pub(crate) fn kept_copy(&self, chunk: &Arc<Chunk>, data: &Buffer) -> Result<Arc<wgpu::Buffer>> {
+        let bytes = device_bytes(data);
+        self.resident.get_or_upload(chunk, bytes, || {
             // Its own scopes: a buffer that failed is never kept.
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
             let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -498,7 +507,7 @@ impl Gpu {
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            self.queue.write_buffer(&b, 0, &upload_bytes(o.data));
+            self.queue.write_buffer(&b, 0, &upload_bytes(data));
             if let Some(e) = pollster::block_on(oom.pop()) {
                 return Err(Error::OutOfMemory(e.to_string()));
             }
@@ -506,8 +515,7 @@ impl Gpu {
                 return Err(Error::Device(e.to_string()));
             }
             Ok(b)
-        })?;
-        Ok(Upload::Kept(kept, bytes))
+        })
     }
 
     /// Inputs read from device memory instead of uploaded, and chunks kept.

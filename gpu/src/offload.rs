@@ -95,6 +95,16 @@ impl Backend {
         }
     }
 
+    /// A stencil task's output chunk, its device copy kept (see
+    /// [`Gpu::run_stencil_chunk`]); no fallback.
+    pub fn run_stencil_chunk(&self, plan: &DevicePlan) -> crate::Result<Arc<Chunk>> {
+        match self {
+            Backend::Vulkan(g) => g.run_stencil_chunk(plan),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.run_stencil_chunk(plan),
+        }
+    }
+
     /// Runs `program` (its map, or the fold `fold`) on this device over
     /// inputs that may be kept chunks (see [`Gpu::run_operands`]); no fallback.
     pub fn run_operands(
@@ -282,8 +292,8 @@ impl Offload for Offloader {
         runs && self.health.usable()
     }
 
-    fn run_stencil(&self, plan: &DevicePlan) -> Option<Buffer> {
-        let result = self.attempt(true, || self.gpu.run_stencil(plan))?;
+    fn run_stencil(&self, plan: &DevicePlan) -> Option<Arc<Chunk>> {
+        let result = self.attempt(true, || self.gpu.run_stencil_chunk(plan))?;
         self.stencils.fetch_add(1, Ordering::Relaxed);
         Some(result)
     }

@@ -1,14 +1,14 @@
 //! A stencil task's [`DevicePlan`] made ready for a backend: per step, the
 //! kernel to launch, its `dims` words, its slots in binding order and its
 //! invocations. Both backends launch the same steps: a level's kernel is
-//! the program's, reading windows of slots ([`Access::Window`]); kept and
-//! ghost cells are moved by [`Moves`] kernels, word by word, whatever the
-//! dtype.
+//! the program's, reading windows of slots ([`Access::Window`]); input boxes,
+//! kept and ghost cells are moved by [`Moves`] kernels, word by word,
+//! whatever the dtype.
 
 use accel_core::dtype::{DType, Value};
 use accel_core::kernel::Program;
 use accel_core::shape;
-use accel_core::stencil::{DevicePlan, DeviceStep};
+use accel_core::stencil::{BoxCopy, DevicePlan, DeviceStep};
 
 use crate::device::meta_words;
 use crate::wgsl::{self, Access, WORKGROUP};
@@ -25,6 +25,10 @@ pub(crate) enum Moves {
     Within,
     /// `out[dst] = the value in dims`.
     Fill,
+    /// A box of `in1` copied into `out`: `dims` holds the count, the words
+    /// per element, the axes, both first positions, the extent and both
+    /// strides ([`box_meta`]); no positions.
+    Box,
 }
 
 impl Moves {
@@ -34,7 +38,7 @@ impl Moves {
         match self {
             Moves::Across => (2, "in1[in0[2u * t] * w + k]"),
             Moves::Within => (2, "out[in0[2u * t] * w + k]"),
-            Moves::Fill => (1, "dims[2u + k]"),
+            Moves::Fill | Moves::Box => (1, "dims[2u + k]"),
         }
     }
 
@@ -43,18 +47,24 @@ impl Moves {
     pub(crate) fn inputs(self) -> u32 {
         match self {
             Moves::Across => 2,
-            Moves::Within | Moves::Fill => 1,
+            Moves::Within | Moves::Fill | Moves::Box => 1,
         }
     }
 
+    /// Every move kernel.
+    pub(crate) const ALL: [Moves; 4] = [Moves::Across, Moves::Within, Moves::Fill, Moves::Box];
+
     /// The WGSL shader.
     pub(crate) fn wgsl(self) -> String {
+        if self == Moves::Box {
+            return box_wgsl();
+        }
         let (step, value) = self.parts();
         let bindings = match self {
             Moves::Across => {
                 "@group(0) @binding(2) var<storage, read> in1: array<u32>;\n@group(0) @binding(3) var<storage, read_write> out: array<u32>;"
             }
-            Moves::Within | Moves::Fill => {
+            Moves::Within | Moves::Fill | Moves::Box => {
                 "@group(0) @binding(2) var<storage, read_write> out: array<u32>;"
             }
         };
@@ -81,10 +91,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 
     /// The CUDA kernel ([`crate::cuda::KERNEL`]), the same statements in C.
     pub(crate) fn cuda(self) -> String {
+        if self == Moves::Box {
+            return box_cuda();
+        }
         let (step, value) = self.parts();
         let source = match self {
             Moves::Across => "const unsigned int* __restrict__ in1, ",
-            Moves::Within | Moves::Fill => "",
+            Moves::Within | Moves::Fill | Moves::Box => "",
         };
         format!(
             "extern \"C\" __global__ void {kernel}(const unsigned int* __restrict__ dims, const unsigned int* __restrict__ in0, {source}unsigned int* out) {{
@@ -103,6 +116,104 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
             last = step - 1
         )
     }
+}
+
+/// The box kernel: invocation `t` is the box's cell `t` in row-major order,
+/// its positions in both buffers summed axis by axis from the last.
+fn box_wgsl() -> String {
+    format!(
+        "@group(0) @binding(0) var<storage, read> dims: array<u32>;
+@group(0) @binding(1) var<storage, read> in0: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size({WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{
+    let t = gid.x + gid.y * groups.x * {WORKGROUP}u;
+    if (t >= dims[0]) {{
+        return;
+    }}
+    let w = dims[1];
+    let nd = dims[2];
+    var rest = t;
+    var s = dims[3];
+    var d = dims[4];
+    for (var a: u32 = nd; a > 0u; a = a - 1u) {{
+        let c = rest % dims[4u + a];
+        rest = rest / dims[4u + a];
+        s = s + c * dims[4u + nd + a];
+        d = d + c * dims[4u + 2u * nd + a];
+    }}
+    for (var k: u32 = 0u; k < w; k = k + 1u) {{
+        out[d * w + k] = in0[s * w + k];
+    }}
+}}
+"
+    )
+}
+
+/// [`box_wgsl`] in C.
+fn box_cuda() -> String {
+    format!(
+        "extern \"C\" __global__ void {kernel}(const unsigned int* __restrict__ dims, const unsigned int* __restrict__ in0, unsigned int* out) {{
+    const unsigned int t = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+    if (t >= dims[0]) {{
+        return;
+    }}
+    const unsigned int w = dims[1];
+    const unsigned int nd = dims[2];
+    unsigned int rest = t;
+    unsigned int s = dims[3];
+    unsigned int d = dims[4];
+    for (unsigned int a = nd; a > 0u; --a) {{
+        const unsigned int c = rest % dims[4u + a];
+        rest = rest / dims[4u + a];
+        s += c * dims[4u + nd + a];
+        d += c * dims[4u + 2u * nd + a];
+    }}
+    for (unsigned int k = 0u; k < w; ++k) {{
+        out[d * w + k] = in0[s * w + k];
+    }}
+}}
+",
+        kernel = crate::cuda::KERNEL
+    )
+}
+
+/// The `dims` words of a [`Moves::Box`] copy of elements of `w` words from
+/// a buffer of `from_len` elements into one of `to_len`: refused where it
+/// reaches outside either, or a word's position does not fit in 32 bits.
+pub(crate) fn box_meta(
+    copy: &BoxCopy,
+    w: u32,
+    (from_len, to_len): (usize, usize),
+) -> Result<Vec<u32>> {
+    let nd = copy.extent.len();
+    if copy.from_strides.len() != nd || copy.to_strides.len() != nd {
+        return Err(Error::Layout("a box copy of mismatched axes".into()));
+    }
+    let (read_end, write_end) = copy.ends();
+    if read_end > from_len || write_end > to_len {
+        return Err(Error::Layout("a box copy outside its buffers".into()));
+    }
+    let words = |n: usize| n as u64 * u64::from(w) <= u64::from(u32::MAX);
+    if !words(from_len) || !words(to_len) {
+        return Err(Error::TooLarge(
+            4 * from_len.max(to_len) as u64 * u64::from(w),
+        ));
+    }
+    let word = |x: usize| u32::try_from(x).map_err(|_| Error::TooLarge(x as u64));
+    let mut meta = vec![
+        word(copy.cells())?,
+        w,
+        word(nd)?,
+        word(copy.from)?,
+        word(copy.to)?,
+    ];
+    for v in [&copy.extent, &copy.from_strides, &copy.to_strides] {
+        for &x in v {
+            meta.push(word(x)?);
+        }
+    }
+    Ok(meta)
 }
 
 /// 32-bit words per element in a device buffer (booleans take one).
@@ -137,6 +248,8 @@ pub(crate) struct Prepared<K> {
     pub meta: Vec<u32>,
     /// A move step's positions, bound after `dims`.
     pub index: Option<Vec<u32>>,
+    /// A box step's source (one of the plan's), bound after `dims`.
+    pub source: Option<u32>,
     /// Slots in binding order (a level: its reads, then its output).
     pub slots: Vec<u32>,
     pub invocations: u32,
@@ -237,6 +350,7 @@ fn prepare_level<B: Kernels>(
         kernel,
         meta,
         index: None,
+        source: None,
         slots,
         invocations: n32,
     })
@@ -262,6 +376,7 @@ fn prepare_step<B: Kernels>(
             invocations: meta[0],
             meta,
             index: Some(index),
+            source: None,
             slots,
             status: false,
         })
@@ -303,5 +418,37 @@ fn prepare_step<B: Kernels>(
                 .collect::<Result<Vec<u32>>>()?;
             moves(Moves::Fill, meta, index, vec![*slot])
         }
+        DeviceStep::Place { source, to, copy } => {
+            let d = slot_dtype(*to)?;
+            let data = plan
+                .sources
+                .get(*source as usize)
+                .map(|c| c.data())
+                .ok_or_else(|| {
+                    Error::Layout("a stencil step on a source beyond its plan".into())
+                })?;
+            if data.dtype() != d {
+                return Err(Error::Layout("a stencil input of another dtype".into()));
+            }
+            let meta = box_meta(copy, words(d), (data.len(), plan.len))?;
+            Ok(Prepared {
+                kernel: backend.moves(Moves::Box)?,
+                invocations: meta[0],
+                meta,
+                index: None,
+                source: Some(*source),
+                slots: vec![*to],
+                status: false,
+            })
+        }
     }
+}
+
+/// The `dims` words copying the output chunk out of `plan`'s result slot
+/// into a buffer of its own ([`DevicePlan::result_box`]), and its cells.
+pub(crate) fn result_meta(plan: &DevicePlan) -> Result<(Vec<u32>, usize)> {
+    let copy = plan.result_box();
+    let cells = copy.cells();
+    let meta = box_meta(&copy, words(plan.dtype()), (plan.len, cells))?;
+    Ok((meta, cells))
 }

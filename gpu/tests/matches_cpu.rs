@@ -1655,25 +1655,78 @@ fn device_folds_match_the_cpus_fold_of_each_strip() {
 /// run of the same plan, bit for bit: every boundary rule, one to three
 /// axes and fused steps, chunks at corners, edges and inside, waves (three
 /// live fields), 32-bit integers, chunks the CPU runs in bands or trims.
+/// Each input is the whole array, then chunks of a third of it: boxes of
+/// several chunks, periodic images among them, placed on the device.
 #[test]
 fn stencil_plans_run_on_the_device_with_the_hosts_bits() {
     let gpu = device();
     let mut ran = 0;
     for case in stencils::cases() {
-        let plan = case.plan();
-        let want = plan
-            .chunk(&plan.run_on_host().expect("runs"))
-            .expect("crops");
-        let on_device = gpu
-            .run_stencil(&plan)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.what));
-        let got = plan.chunk(&on_device).expect("crops");
-        assert!(
-            stencils::same_bits(&want, &got),
-            "{}: {want:?} against {got:?}",
-            case.what
-        );
-        ran += 1;
+        let block: Vec<usize> = case.shape.iter().map(|n| n.div_ceil(3).max(1)).collect();
+        let blocks = case.blocks(&block);
+        let pieces = stencils::Case::pieces_of(&blocks);
+        for plan in [case.plan(), case.plan_of(&pieces)] {
+            let want = plan.run_on_host().expect("runs");
+            let got = gpu
+                .run_stencil(&plan)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.what));
+            assert!(
+                stencils::same_bits(&want, &got),
+                "{}: {want:?} against {got:?}",
+                case.what
+            );
+            ran += 1;
+        }
     }
-    assert_eq!(ran, 5 * (3 * 7 + 2 * 4) + 2 * 2);
+    assert_eq!(ran, 2 * (5 * (3 * 7 + 2 * 4) + 2 * 2));
+}
+
+/// A stencil task reads its input chunks from the device's copies: each
+/// uploaded by the first task that reads it, then read there by every other,
+/// and an output chunk made on the device is read there by the next stage.
+#[test]
+fn stencil_inputs_stay_in_device_memory() {
+    let gpu = device();
+    let case = stencils::cases()
+        .into_iter()
+        .find(|c| c.shape.len() == 2 && c.kernel.boundary[0] == accel_core::op::Boundary::Periodic)
+        .expect("a periodic case on a plane");
+    let block: Vec<usize> = case.shape.iter().map(|n| n.div_ceil(3).max(1)).collect();
+    let blocks = case.blocks(&block);
+    let pieces = stencils::Case::pieces_of(&blocks);
+    let plan = case.plan_of(&pieces);
+    let sources = plan.sources.len() as u64;
+    assert!(sources > 1, "{}", case.what);
+    let (hits, _) = gpu.resident();
+    let first = gpu.run_stencil(&plan).expect("runs");
+    assert_eq!(gpu.resident().0, hits, "the first task uploads its chunks");
+    let second = gpu.run_stencil(&plan).expect("runs");
+    assert_eq!(
+        gpu.resident().0 - hits,
+        sources,
+        "the second reads them there"
+    );
+    assert!(stencils::same_bits(&first, &second));
+    // The output chunk, kept on the device, is the next task's input.
+    let out = gpu.run_stencil_chunk(&plan).expect("runs");
+    assert!(stencils::same_bits(out.data(), &first));
+    let next = stencils::Case {
+        what: format!("{} on its own output", case.what),
+        kernel: case.kernel.clone(),
+        shape: out.shape.clone(),
+        origin: vec![0; out.shape.len()],
+        local: out.shape.clone(),
+        data: out.data().clone(),
+    };
+    let next_blocks = vec![(vec![0; out.shape.len()], out.clone())];
+    let next_plan = next.plan_of(&stencils::Case::pieces_of(&next_blocks));
+    let (hits, _) = gpu.resident();
+    let got = gpu.run_stencil(&next_plan).expect("runs");
+    assert_eq!(
+        gpu.resident().0 - hits,
+        1,
+        "the output chunk is read on the device"
+    );
+    let want = next_plan.run_on_host().expect("runs");
+    assert!(stencils::same_bits(&want, &got));
 }

@@ -74,17 +74,17 @@ pub trait Offload: Send + Sync {
         None
     }
 
-    /// Whether tasks of stencil `k` are offered to [`Offload::run_stencil`].
-    /// Their plan costs the host what the CPU's own run starts with (the
-    /// inputs copied into the padded layout), so only a device that would
-    /// run them says yes.
+    /// Whether tasks of stencil `k` are offered to [`Offload::run_stencil`]
+    /// (only a device that would run them says yes: the CPU would plan them
+    /// for nothing).
     fn takes_stencils(&self, _k: &StencilKernel) -> bool {
         false
     }
 
-    /// The contents of `plan`'s result slot once its steps ran on the
-    /// device; `None`: the CPU computes the task.
-    fn run_stencil(&self, _plan: &DevicePlan) -> Option<Buffer> {
+    /// The output chunk of `plan` once its steps ran on the device (which
+    /// may keep its own copy of the chunk for the tasks that read it next);
+    /// `None`: the CPU computes the task.
+    fn run_stencil(&self, _plan: &DevicePlan) -> Option<Arc<Chunk>> {
         None
     }
 }

@@ -494,10 +494,14 @@ fn compute_task(
             local.clone(),
             scan_task(plan, key, *op, *axis, *phase, inputs)?,
         ),
-        StageKind::Stencil(k) => Chunk::array(
-            local.clone(),
-            stencil_chunk(plan, key, k, (&origin, &local), inputs, offload)?,
-        ),
+        StageKind::Stencil(k) => {
+            match stencil_chunk(plan, key, k, (&origin, &local), inputs, offload)? {
+                Computed::OnDevice(chunk) => {
+                    return checked(chunk, &local);
+                }
+                Computed::OnCpu(data) => Chunk::array(local.clone(), data),
+            }
+        }
         StageKind::Reshape => {
             let in_key = plan.task_inputs(key);
             reshape_chunk(
@@ -518,6 +522,21 @@ fn compute_task(
     Ok(Arc::new(chunk))
 }
 
+/// A stencil task's output chunk, as the device made it or the CPU's cells.
+enum Computed {
+    OnDevice(Arc<Chunk>),
+    OnCpu(Buffer),
+}
+
+/// `chunk` when it has the shape `local` and one column of its size.
+fn checked(chunk: Arc<Chunk>, local: &[usize]) -> Result<Arc<Chunk>> {
+    let want = shape::size(local);
+    if chunk.shape != local || chunk.cols.len() != 1 || chunk.data().len() != want {
+        return Err(internal("a device produced a chunk of the wrong size"));
+    }
+    Ok(chunk)
+}
+
 /// Runs a stencil task, on `offload` where it takes it. Each input is either
 /// the whole input chunk or just the box of it the task reads (what a
 /// worker fetches from a peer).
@@ -528,24 +547,23 @@ fn stencil_chunk(
     (origin, local): (&[usize], &[usize]),
     inputs: &[Arc<Chunk>],
     offload: Option<&dyn crate::exec::Offload>,
-) -> Result<Buffer> {
+) -> Result<Computed> {
     let stage = plan.stage(key.stage);
     let (pieces, dtypes) = stencil_pieces(plan, key, k, inputs)?;
     let shape = &stage.meta.shape;
     if let Some(o) = offload.filter(|o| o.takes_stencils(k)) {
-        let on_device = crate::stencil::device_plan(k, shape, origin, local, &pieces, &dtypes)
-            .and_then(|plan| match plan.as_ref().and_then(|p| o.run_stencil(p)) {
-                Some(result) => plan.map(|p| p.chunk(&result)).transpose(),
-                None => Ok(None),
-            });
-        match on_device {
-            Ok(Some(data)) => return Ok(data),
+        match crate::stencil::device_plan(k, shape, origin, local, &pieces, &dtypes) {
+            Ok(Some(p)) => {
+                if let Some(chunk) = o.run_stencil(&p) {
+                    return Ok(Computed::OnDevice(chunk));
+                }
+            }
             Ok(None) => {}
             // A device never fails a task the CPU can compute.
             Err(e) => tracing::warn!("stencil task on the device: {e}; computing it on the CPU"),
         }
     }
-    crate::stencil::run_stencil(k, shape, origin, local, &pieces, &dtypes)
+    crate::stencil::run_stencil(k, shape, origin, local, &pieces, &dtypes).map(Computed::OnCpu)
 }
 
 /// A stencil task's inputs as pieces (where each lies in its array), and
@@ -590,6 +608,7 @@ fn stencil_pieces<'a>(
                 lo,
                 shape: chunk.shape.clone(),
                 data: chunk.data(),
+                chunk: Some(chunk),
             });
         }
         pieces.push(list);

@@ -1,15 +1,17 @@
 //! A stencil task as steps over device buffers: every field of the task in
-//! one padded layout (the whole chunk as one band), each level an
-//! elementwise kernel over windows of those buffers, and the cells a level
-//! keeps or takes from its boundary rule as lists of element moves. A
-//! device runs the steps in order with the fields in its own memory; only
-//! the stage inputs go up and the result comes back. [`DevicePlan::run_on_host`]
-//! runs the same steps on the CPU: the reference a device is checked against,
-//! itself checked against [`super::run_stencil`].
+//! one padded layout (the whole chunk as one band), the stage inputs copied
+//! into it box by box from their chunks, each level an elementwise kernel
+//! over windows of those buffers, and the cells a level keeps or takes from
+//! its boundary rule as lists of element moves. A device runs the steps in
+//! order with the fields in its own memory, reading the input chunks from
+//! the copies it keeps of them (the previous stencil stage's results stay
+//! there), and sends back only the output chunk's cells.
+//! [`DevicePlan::run_on_host`] runs the same steps on the CPU: the reference
+//! a device is checked against, itself checked against [`super::run_stencil`].
 
 use std::sync::Arc;
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, Chunk};
 use crate::dtype::{DType, Value};
 use crate::error::Result;
 use crate::kernel::{Bound, Executable};
@@ -18,8 +20,8 @@ use crate::shape;
 
 use super::StencilKernel;
 use super::run::{
-    GhostMove, Layout, Piece, append_box, fill_ghosts, ghost_moves, ghost_rules, internal,
-    kept_spans, layout, level_box, out_slice, place, read_at, with_room,
+    GhostMove, Layout, Piece, append_box, copy_box, ghost_moves, ghost_rules, internal, kept_spans,
+    layout, level_box, out_slice, piece_boxes, read_at, with_room,
 };
 
 /// A stencil task for a device. Buffers ("slots") all hold `len` elements;
@@ -32,8 +34,9 @@ pub struct DevicePlan {
     pub slots: Vec<DType>,
     /// Elements of every slot (the padded layout and its guards).
     pub len: usize,
-    /// Slots filled from the host before the first step: the stage inputs.
-    pub uploads: Vec<(u32, Buffer)>,
+    /// The chunks (or boxes of chunks) of the stage inputs that
+    /// [`DeviceStep::Place`] steps read, each once.
+    pub sources: Vec<Arc<Chunk>>,
     pub steps: Vec<DeviceStep>,
     /// The slot holding the output chunk's cells after the last step.
     pub result: u32,
@@ -43,9 +46,51 @@ pub struct DevicePlan {
     local: Vec<usize>,
 }
 
+/// A box of `extent` copied between two row-major buffers: its first cell
+/// at `from` in the source (of `from_strides`), at `to` in the destination
+/// (of `to_strides`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoxCopy {
+    pub extent: Vec<usize>,
+    pub from: usize,
+    pub from_strides: Vec<usize>,
+    pub to: usize,
+    pub to_strides: Vec<usize>,
+}
+
+impl BoxCopy {
+    /// One past the last element the box reads in its source, and writes in
+    /// its destination (0 for an empty box).
+    pub fn ends(&self) -> (usize, usize) {
+        if self.extent.contains(&0) {
+            return (0, 0);
+        }
+        let end = |at: usize, strides: &[usize]| {
+            at + self
+                .extent
+                .iter()
+                .zip(strides)
+                .map(|(e, s)| (e - 1) * s)
+                .sum::<usize>()
+                + 1
+        };
+        (
+            end(self.from, &self.from_strides),
+            end(self.to, &self.to_strides),
+        )
+    }
+
+    /// Cells in the box.
+    pub fn cells(&self) -> usize {
+        shape::size(&self.extent)
+    }
+}
+
 /// One step of a [`DevicePlan`]; each reads what the steps before it wrote.
 #[derive(Debug)]
 pub enum DeviceStep {
+    /// A box of source `source` (a stage input's chunk) copied into slot `to`.
+    Place { source: u32, to: u32, copy: BoxCopy },
     /// `exe` over a box of `shape` whose first cell is at global `origin`:
     /// the box's element `i` reads input `k` at `reads[k].1 + i` of slot
     /// `reads[k].0`, and is written at `out.1 + i` of slot `out.0` (a slot
@@ -124,26 +169,35 @@ pub fn device_plan(
         dtypes: Vec::new(),
         free: Vec::new(),
     };
-    let mut uploads = Vec::with_capacity(inputs.len());
+    let mut sources = Vec::new();
+    let mut steps = Vec::new();
     let mut field_slot: Vec<u32> = Vec::with_capacity(inputs.len() + k.levels.len());
     for (i, pieces) in inputs.iter().enumerate() {
-        let buf = input_field(
-            k,
-            i,
-            (&lay, &rules),
-            geometry,
-            pieces,
-            (input_dtypes[i], len),
-        )?;
         let slot = slots.take(input_dtypes[i]);
         field_slot.push(slot);
-        uploads.push((slot, buf));
+        let at = Placed {
+            lay: &lay,
+            rules: &rules,
+            geometry,
+            len,
+        };
+        let dtype = input_dtypes[i];
+        steps.extend(input_steps(k, i, &at, pieces, (slot, dtype), &mut sources)?);
+        // Its cells beyond the array's edges, from the boundary rule.
+        ghost_steps(
+            &lay,
+            geometry,
+            &k.inputs[i],
+            &rules,
+            (slot, dtype),
+            len,
+            &mut steps,
+        )?;
     }
     let ni = k.inputs.len();
     let last_use = last_uses(k);
     let mut live = vec![true; ni + k.levels.len()];
     let clip_rows = k.boundary[0] != Boundary::Periodic;
-    let mut steps = Vec::new();
     for (j, level) in k.levels.iter().enumerate() {
         let out = slots.take(level.dtype());
         let at = Placed {
@@ -172,7 +226,7 @@ pub fn device_plan(
     Ok(Some(DevicePlan {
         slots: slots.dtypes,
         len,
-        uploads,
+        sources,
         steps,
         result,
         chunk_at,
@@ -190,22 +244,62 @@ struct Placed<'a> {
     len: usize,
 }
 
-/// Stage input `i`'s field in the padded layout, from its pieces, its ghost
-/// cells filled: what goes up to the device.
-fn input_field(
+/// The steps placing stage input `i`'s pieces into its slot (of `dtype`):
+/// a box per piece and periodic image, read from the piece's chunk (added
+/// to `sources` once). A piece that is no chunk's data becomes a chunk of
+/// its own.
+fn input_steps(
     k: &StencilKernel,
     i: usize,
-    (lay, rules): (&Layout, &[Boundary]),
-    geometry: (&[usize], &[usize], &[usize]),
+    at: &Placed<'_>,
     pieces: &[Piece<'_>],
-    (dtype, len): (DType, usize),
-) -> Result<Buffer> {
-    let mut buf = Buffer::zeros(dtype, len);
+    (slot, dtype): (u32, DType),
+    sources: &mut Vec<Arc<Chunk>>,
+) -> Result<Vec<DeviceStep>> {
+    let mut steps = Vec::new();
     for p in pieces {
-        place(lay, geometry, &k.inputs[i], &k.boundary, p, (&mut buf, 0))?;
+        if p.data.len() != shape::size(&p.shape) || p.data.dtype() != dtype {
+            return Err(internal("stencil input piece of the wrong shape or dtype"));
+        }
+        let chunk = match p.chunk {
+            Some(c) if std::ptr::eq(c.data(), p.data) && c.shape == p.shape => c.clone(),
+            _ => Arc::new(Chunk::array(p.shape.clone(), p.data.clone())),
+        };
+        let source = match sources.iter().position(|s| Arc::ptr_eq(s, &chunk)) {
+            Some(s) => s,
+            None => {
+                sources.push(chunk);
+                sources.len() - 1
+            }
+        } as u32;
+        let from_strides = shape::strides(&p.shape);
+        piece_boxes(
+            at.lay,
+            at.geometry,
+            (&k.inputs[i], &k.boundary),
+            (&p.lo, &p.shape),
+            |from, to, extent| {
+                let copy = BoxCopy {
+                    extent: extent.to_vec(),
+                    from,
+                    from_strides: from_strides.clone(),
+                    to,
+                    to_strides: at.lay.strides.clone(),
+                };
+                let (read_end, write_end) = copy.ends();
+                if read_end > p.data.len() || write_end > at.len {
+                    return Err(internal("stencil input placed outside its slot"));
+                }
+                steps.push(DeviceStep::Place {
+                    source,
+                    to: slot,
+                    copy,
+                });
+                Ok(())
+            },
+        )?;
     }
-    fill_ghosts(lay, geometry, &k.inputs[i], rules, (&mut buf, 0))?;
-    Ok(buf)
+    Ok(steps)
 }
 
 /// Per field (stage inputs, then levels), the last level that reads it.
@@ -351,26 +445,30 @@ impl DevicePlan {
             .unwrap_or(DType::F64)
     }
 
-    /// The output chunk's cells, from the result slot's contents.
-    pub fn chunk(&self, result: &Buffer) -> Result<Buffer> {
-        if result.len() != self.len || result.dtype() != self.dtype() {
-            return Err(internal("a stencil's device result of the wrong size"));
-        }
-        let mut out = with_room(self.dtype(), shape::size(&self.local));
-        append_box(&mut out, result, &self.strides, self.chunk_at, &self.local)?;
-        Ok(out)
+    /// The output chunk's shape.
+    pub fn chunk_shape(&self) -> &[usize] {
+        &self.local
     }
 
-    /// Runs the steps on the CPU, in order: the result slot's contents.
+    /// Where the output chunk lies in the result slot: the box a device
+    /// copies out of it into a buffer of the chunk's own (row-major) layout.
+    pub fn result_box(&self) -> BoxCopy {
+        BoxCopy {
+            extent: self.local.clone(),
+            from: self.chunk_at,
+            from_strides: self.strides.clone(),
+            to: 0,
+            to_strides: shape::strides(&self.local),
+        }
+    }
+
+    /// Runs the steps on the CPU, in order: the output chunk's cells.
     pub fn run_on_host(&self) -> Result<Buffer> {
         let mut bufs: Vec<Buffer> = self
             .slots
             .iter()
             .map(|&d| Buffer::zeros(d, self.len))
             .collect();
-        for (s, b) in &self.uploads {
-            *slot_mut(&mut bufs, *s)? = b.clone();
-        }
         for step in &self.steps {
             match step {
                 DeviceStep::Map {
@@ -412,13 +510,29 @@ impl DevicePlan {
                 DeviceStep::Fill { slot, at, value } => {
                     fill_cells(slot_mut(&mut bufs, *slot)?, at, *value)?;
                 }
+                DeviceStep::Place { source, to, copy } => {
+                    let src = self
+                        .sources
+                        .get(*source as usize)
+                        .ok_or_else(|| internal("a step reads a source beyond the plan"))?;
+                    copy_box(
+                        src.data(),
+                        &copy.from_strides,
+                        copy.from,
+                        slot_mut(&mut bufs, *to)?,
+                        &copy.to_strides,
+                        copy.to,
+                        &copy.extent,
+                    )?;
+                }
             }
         }
-        let result = self.result as usize;
-        if result >= bufs.len() {
-            return Err(internal("a plan's result beyond its slots"));
-        }
-        Ok(bufs.swap_remove(result))
+        let result = bufs
+            .get(self.result as usize)
+            .ok_or_else(|| internal("a plan's result beyond its slots"))?;
+        let mut out = with_room(self.dtype(), shape::size(&self.local));
+        append_box(&mut out, result, &self.strides, self.chunk_at, &self.local)?;
+        Ok(out)
     }
 }
 

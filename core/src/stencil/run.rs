@@ -1,6 +1,8 @@
 //! Runs a stencil kernel for one output chunk.
 
-use crate::buffer::Buffer;
+use std::sync::Arc;
+
+use crate::buffer::{Buffer, Chunk};
 use crate::dtype::{DType, Value};
 use crate::error::{Error, Result};
 use crate::kernel::stream::{extend_streaming, fence};
@@ -16,6 +18,9 @@ pub struct Piece<'a> {
     pub lo: Vec<usize>,
     pub shape: Vec<usize>,
     pub data: &'a Buffer,
+    /// The chunk whose data `data` is, where there is one: a device keeps
+    /// its copy of the data under it (see [`crate::exec::Operand`]).
+    pub chunk: Option<&'a Arc<Chunk>>,
 }
 
 /// A field of a task: its buffer holds the padded layout from position
@@ -440,14 +445,51 @@ pub(super) fn out_slice(buf: &mut Buffer, at: usize, len: usize) -> Result<OutSl
 /// once for each periodic image that lands in the needed box.
 pub(super) fn place(
     lay: &Layout,
-    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    geometry: (&[usize], &[usize], &[usize]),
     radius: &[usize],
     boundary: &[Boundary],
     p: &Piece<'_>,
     (buf, shift): (&mut Buffer, usize),
 ) -> Result<()> {
+    if p.data.len() != shape::size(&p.shape) {
+        return Err(internal("stencil input piece of the wrong shape"));
+    }
+    let src_strides = shape::strides(&p.shape);
+    piece_boxes(
+        lay,
+        geometry,
+        (radius, boundary),
+        (&p.lo, &p.shape),
+        |src_at, dst_at, extent| {
+            let dst_at = dst_at
+                .checked_sub(shift)
+                .ok_or_else(|| internal("stencil input placed before its buffer"))?;
+            copy_box(
+                p.data,
+                &src_strides,
+                src_at,
+                buf,
+                &lay.strides,
+                dst_at,
+                extent,
+            )
+        },
+    )
+}
+
+/// The boxes of the piece at `lo` of `piece_shape` that the task needs, one
+/// for each periodic image that lands in the needed box: `emit` gets each
+/// box's first cell in the piece (row-major), its position in the padded
+/// layout, and its extent.
+pub(super) fn piece_boxes(
+    lay: &Layout,
+    (shape, origin, local): (&[usize], &[usize], &[usize]),
+    (radius, boundary): (&[usize], &[Boundary]),
+    (lo, piece_shape): (&[usize], &[usize]),
+    mut emit: impl FnMut(usize, usize, &[usize]) -> Result<()>,
+) -> Result<()> {
     let nd = shape.len();
-    if p.lo.len() != nd || p.shape.len() != nd || p.data.len() != shape::size(&p.shape) {
+    if lo.len() != nd || piece_shape.len() != nd {
         return Err(internal("stencil input piece of the wrong shape"));
     }
     // Per axis, the images (shift, lo, hi in global coordinates) of the piece
@@ -464,8 +506,8 @@ pub(super) fn place(
         };
         let mut v = Vec::new();
         for &t in shifts {
-            let a = (p.lo[d] as i64 + t).max(need_lo);
-            let b = ((p.lo[d] + p.shape[d]) as i64 + t).min(need_hi);
+            let a = (lo[d] as i64 + t).max(need_lo);
+            let b = ((lo[d] + piece_shape[d]) as i64 + t).min(need_hi);
             if a < b {
                 v.push((t, a, b));
             }
@@ -475,31 +517,20 @@ pub(super) fn place(
         }
         per_axis.push(v);
     }
-    let src_strides = shape::strides(&p.shape);
+    let src_strides = shape::strides(piece_shape);
     let counts: Vec<usize> = per_axis.iter().map(Vec::len).collect();
     let mut pick = vec![0usize; nd];
+    let mut dst_lo = vec![0usize; nd];
+    let mut extent = vec![0usize; nd];
     loop {
-        let mut src_lo = vec![0usize; nd];
-        let mut dst_lo = vec![0usize; nd];
-        let mut extent = vec![0usize; nd];
+        let mut src_at = 0;
         for d in 0..nd {
             let (t, a, b) = per_axis[d][pick[d]];
-            src_lo[d] = (a - t - p.lo[d] as i64) as usize;
+            src_at += (a - t - lo[d] as i64) as usize * src_strides[d];
             dst_lo[d] = (a - lay.start[d]) as usize;
             extent[d] = (b - a) as usize;
         }
-        let src_at: usize = src_lo.iter().zip(&src_strides).map(|(c, s)| c * s).sum();
-        copy_box(
-            p.data,
-            &src_strides,
-            src_at,
-            buf,
-            &lay.strides,
-            lay.pos(&dst_lo)
-                .checked_sub(shift)
-                .ok_or_else(|| internal("stencil input placed before its buffer"))?,
-            &extent,
-        )?;
+        emit(src_at, lay.pos(&dst_lo), &extent)?;
         if !shape::next_index(&mut pick, &counts) {
             return Ok(());
         }
@@ -600,7 +631,7 @@ pub(super) fn with_room(dtype: DType, len: usize) -> Buffer {
 }
 
 /// Copies an `extent` box between two row-major buffers of one dtype.
-fn copy_box(
+pub(super) fn copy_box(
     src: &Buffer,
     src_strides: &[usize],
     src_at: usize,

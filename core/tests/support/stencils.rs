@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use accel_core::buffer::Buffer;
+use accel_core::buffer::{Buffer, Chunk as ArrayChunk};
 use accel_core::dtype::{DType, Value};
 use accel_core::kernel::Executable;
 use accel_core::kernel::ir::{InputSpec, Instr, ProgramBuilder};
@@ -186,6 +186,7 @@ impl Case {
             lo: vec![0; self.shape.len()],
             shape: self.shape.clone(),
             data: &self.data,
+            chunk: None,
         }]]
     }
 
@@ -194,12 +195,64 @@ impl Case {
     }
 
     pub fn plan(&self) -> DevicePlan {
+        self.plan_of(&self.pieces())
+    }
+
+    /// The array cut into chunks of at most `block` cells per axis, as a
+    /// worker holds it: each chunk where it lies, and its data.
+    pub fn blocks(&self, block: &[usize]) -> Vec<(Vec<usize>, Arc<ArrayChunk>)> {
+        let nd = self.shape.len();
+        let counts: Vec<usize> = (0..nd)
+            .map(|d| self.shape[d].div_ceil(block[d]).max(1))
+            .collect();
+        let strides = accel_core::shape::strides(&self.shape);
+        let mut pick = vec![0usize; nd];
+        let mut out = Vec::new();
+        loop {
+            let lo: Vec<usize> = (0..nd).map(|d| pick[d] * block[d]).collect();
+            let ext: Vec<usize> = (0..nd)
+                .map(|d| block[d].min(self.shape[d].saturating_sub(lo[d])))
+                .collect();
+            let mut idx = Vec::new();
+            let mut at = vec![0usize; nd];
+            if !ext.contains(&0) {
+                loop {
+                    idx.push((0..nd).map(|d| (lo[d] + at[d]) * strides[d]).sum());
+                    if !accel_core::shape::next_index(&mut at, &ext) {
+                        break;
+                    }
+                }
+            }
+            let data = self.data.gather(&idx);
+            out.push((lo, Arc::new(ArrayChunk::array(ext, data))));
+            if !accel_core::shape::next_index(&mut pick, &counts) {
+                return out;
+            }
+        }
+    }
+
+    /// The task's one input as the pieces `blocks` (each its chunk's data).
+    pub fn pieces_of(blocks: &[(Vec<usize>, Arc<ArrayChunk>)]) -> Vec<Vec<Piece<'_>>> {
+        vec![
+            blocks
+                .iter()
+                .map(|(lo, c)| Piece {
+                    lo: lo.clone(),
+                    shape: c.shape.clone(),
+                    data: c.data(),
+                    chunk: Some(c),
+                })
+                .collect(),
+        ]
+    }
+
+    pub fn plan_of(&self, pieces: &[Vec<Piece<'_>>]) -> DevicePlan {
         device_plan(
             &self.kernel,
             &self.shape,
             &self.origin,
             &self.local,
-            &self.pieces(),
+            pieces,
             &self.dtypes(),
         )
         .expect("plans")

@@ -62,7 +62,7 @@ pub struct CudaGpu {
     kernels: Mutex<HashMap<String, (CudaFunction, crate::wgsl::Shader)>>,
     pub(super) by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
     /// Copies of input chunks kept in device memory.
-    resident: crate::resident::Resident<CudaSlice<u8>>,
+    pub(super) resident: crate::resident::Resident<CudaSlice<u8>>,
     compiled: AtomicU64,
 }
 

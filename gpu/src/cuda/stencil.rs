@@ -1,19 +1,20 @@
 //! A stencil task on a CUDA device: the steps of its [`DevicePlan`]
 //! launched in order on one stream over slots that stay in device memory
-//! (see [`crate::steps`]); the stage inputs go up before, and only the
-//! result slot comes back.
+//! (see [`crate::steps`]). The stage inputs' chunks are read from the
+//! device's kept copies (uploaded once), and only the output chunk comes
+//! back.
 
 use std::sync::Arc;
 
-use accel_core::buffer::Buffer;
+use accel_core::buffer::{Buffer, Chunk};
 use accel_core::kernel::Program;
 use accel_core::stencil::DevicePlan;
 use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
 
 use super::CudaSource;
 use super::runtime::{CudaGpu, driver, launch_config};
-use crate::device::{download, upload_bytes};
-use crate::steps::{Kernels, Moves, prepare, slot_bytes};
+use crate::device::{device_bytes, download, upload_bytes};
+use crate::steps::{Kernels, Moves, prepare, result_meta, slot_bytes, words};
 use crate::wgsl::{self, Access};
 use crate::{Error, Result};
 
@@ -43,11 +44,45 @@ impl Kernels for CudaGpu {
 }
 
 impl CudaGpu {
-    /// Runs `plan` on this device: the result slot's contents (see
+    /// Runs `plan` on this device: the output chunk's cells (see
     /// [`crate::Gpu::run_stencil`]).
     pub fn run_stencil(&self, plan: &DevicePlan) -> Result<Buffer> {
+        self.stencil(plan).map(|(data, _)| data)
+    }
+
+    /// The output chunk, its device copy kept for the tasks that read it
+    /// next (see [`crate::Gpu::run_stencil_chunk`]).
+    pub fn run_stencil_chunk(&self, plan: &DevicePlan) -> Result<Arc<Chunk>> {
+        let (data, out) = self.stencil(plan)?;
+        let bytes = device_bytes(&data);
+        let chunk = Arc::new(Chunk::array(plan.chunk_shape().to_vec(), data));
+        if let Some(out) = out {
+            self.resident.keep(&chunk, out, bytes);
+        }
+        Ok(chunk)
+    }
+
+    /// Runs the steps, then copies the chunk out of the result slot into a
+    /// buffer of its own: its cells, and that buffer.
+    fn stencil(&self, plan: &DevicePlan) -> Result<(Buffer, Option<CudaSlice<u8>>)> {
+        let dtype = plan.dtype();
+        let (result_meta, cells) = result_meta(plan)?;
+        if cells == 0 {
+            return Ok((Buffer::zeros(dtype, 0), None));
+        }
         let steps = prepare(self, plan)?;
         let s = &self.stream;
+        // Copies of chunks that died are freed first.
+        drop(self.resident.sweep());
+        let sources = plan
+            .sources
+            .iter()
+            .map(|c| {
+                self.resident.get_or_upload(c, device_bytes(c.data()), || {
+                    s.clone_htod(&upload_bytes(c.data())).map_err(driver)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut slots: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(plan.slots.len());
         for &d in &plan.slots {
             // Zeroed: cells no step writes read as zeros, not as another task's.
@@ -55,18 +90,15 @@ impl CudaGpu {
             slots.push(Some(s.alloc_zeros::<u8>(bytes).map_err(driver)?));
         }
         let missing = || Error::Layout("a stencil step on a slot beyond its plan".into());
-        for (k, data) in &plan.uploads {
-            let slot = slots
-                .get_mut(*k as usize)
-                .and_then(Option::as_mut)
-                .ok_or_else(missing)?;
-            s.memcpy_htod(&upload_bytes(data), slot).map_err(driver)?;
-        }
         let mut status = s.alloc_zeros::<u32>(1).map_err(driver)?;
         for step in &steps {
             let dims = s.clone_htod(&step.meta).map_err(driver)?;
             let index = match &step.index {
                 Some(at) => Some(s.clone_htod(at).map_err(driver)?),
+                None => None,
+            };
+            let source = match step.source {
+                Some(k) => Some(sources.get(k as usize).ok_or_else(missing)?),
                 None => None,
             };
             let (&out, reads) = step.slots.split_last().ok_or_else(missing)?;
@@ -81,6 +113,9 @@ impl CudaGpu {
                 if let Some(at) = &index {
                     launch.arg(at);
                 }
+                if let Some(from) = source {
+                    launch.arg(from.as_ref());
+                }
                 for &r in reads {
                     launch.arg(
                         slots
@@ -94,10 +129,11 @@ impl CudaGpu {
                     launch.arg(&mut status);
                 }
                 // SAFETY: the parameters are the kernel's, in its order
-                // (`dims`, positions, the slots read, the slot written, the
-                // status word); `prepare` checked every window and position
-                // against the slots' length, and a level's reads and write
-                // against their dtypes.
+                // (`dims`, positions or the source read, the slots read,
+                // the slot written, the status word); `prepare` checked
+                // every window, box and position against the buffers'
+                // length, and a level's reads and write against their
+                // dtypes.
                 unsafe { launch.launch(launch_config(step.invocations)) }
             };
             slots[out as usize] = Some(target);
@@ -107,13 +143,27 @@ impl CudaGpu {
             .get(plan.result as usize)
             .and_then(Option::as_ref)
             .ok_or_else(missing)?;
-        let bytes = s.clone_dtoh(result).map_err(driver)?;
+        let mut out = s
+            .alloc_zeros::<u8>(cells * 4 * words(dtype) as usize)
+            .map_err(driver)?;
+        let dims = s.clone_htod(&result_meta).map_err(driver)?;
+        let copy = self.moves(Moves::Box)?;
+        {
+            let mut launch = s.launch_builder(&copy.0);
+            launch.arg(&dims);
+            launch.arg(result);
+            launch.arg(&mut out);
+            // SAFETY: the box kernel's parameters in order; `result_meta`
+            // checked the box against the result slot and the chunk.
+            unsafe { launch.launch(launch_config(result_meta[0])) }.map_err(driver)?;
+        }
+        let bytes = s.clone_dtoh(&out).map_err(driver)?;
         let special = s.clone_dtoh(&status).map_err(driver)?;
         if let Some(&k) = special.first()
             && k > 0
         {
             return Err(Error::SpecialValues(k));
         }
-        Ok(download(plan.dtype(), &bytes, plan.len))
+        Ok((download(dtype, &bytes, cells), Some(out)))
     }
 }

@@ -1,17 +1,18 @@
 //! A stencil task on the GPU: the steps of its [`DevicePlan`] recorded in
 //! one command buffer, each a compute pass (so each sees the previous
-//! ones' writes), over slots that stay in device memory; the stage inputs
-//! go up before, and only the result slot comes back.
+//! ones' writes), over slots that stay in device memory. The stage inputs'
+//! chunks are read from the device's kept copies (uploaded once), and only
+//! the output chunk comes back.
 
 use std::sync::Arc;
 
-use accel_core::buffer::Buffer;
+use accel_core::buffer::{Buffer, Chunk};
 use accel_core::kernel::Program;
 use accel_core::stencil::DevicePlan;
 use wgpu::BufferUsages as U;
 
-use super::{Gpu, Pipeline, download, upload_bytes};
-use crate::steps::{Kernels, Moves, prepare, slot_bytes};
+use super::{Gpu, Pipeline, device_bytes, download};
+use crate::steps::{Kernels, Moves, prepare, result_meta, slot_bytes, words};
 use crate::wgsl::{self, Access};
 use crate::{Error, Result};
 
@@ -32,17 +33,55 @@ impl Kernels for Gpu {
 }
 
 impl Gpu {
-    /// Runs `plan` on this device: the result slot's contents. Declines
+    /// Runs `plan` on this device: the output chunk's cells. Declines
     /// (`Unsupported`, `TooLarge`, `SpecialValues`) before or after the
     /// fact exactly as [`Gpu::run_map`] does.
     pub fn run_stencil(&self, plan: &DevicePlan) -> Result<Buffer> {
+        self.stencil(plan, false).map(|(data, _)| data)
+    }
+
+    /// [`Gpu::run_stencil`]'s cells made the output chunk, whose copy on
+    /// the device is kept for the tasks that read it next (the next stencil
+    /// stage's [`accel_core::stencil::DeviceStep::Place`] steps).
+    pub fn run_stencil_chunk(&self, plan: &DevicePlan) -> Result<Arc<Chunk>> {
+        let (data, out) = self.stencil(plan, true)?;
+        let chunk = Arc::new(Chunk::array(plan.chunk_shape().to_vec(), data));
+        if let Some(out) = out {
+            let bytes = out.size();
+            self.resident.keep(&chunk, out, bytes);
+        }
+        Ok(chunk)
+    }
+
+    /// Runs the steps, then copies the chunk out of the result slot into a
+    /// buffer of its own, which alone comes back; with `keep`, that buffer
+    /// too.
+    fn stencil(&self, plan: &DevicePlan, keep: bool) -> Result<(Buffer, Option<wgpu::Buffer>)> {
+        let dtype = plan.dtype();
+        let (result_meta, cells) = result_meta(plan)?;
+        if cells == 0 {
+            return Ok((Buffer::zeros(dtype, 0), None));
+        }
         let slot_bytes = |d| slot_bytes(plan, d);
-        if let Some(b) = plan.slots.iter().map(|&d| slot_bytes(d)).max()
+        if let Some(b) = plan
+            .slots
+            .iter()
+            .map(|&d| slot_bytes(d))
+            .chain(plan.sources.iter().map(|c| device_bytes(c.data())))
+            .max()
             && b > self.max_binding
         {
             return Err(Error::TooLarge(b));
         }
         let steps = prepare(self, plan)?;
+        let out_bytes = cells as u64 * u64::from(words(dtype)) * 4;
+        // Copies of chunks that died go back to the pool first.
+        self.pool.give(self.resident.sweep());
+        let sources = plan
+            .sources
+            .iter()
+            .map(|c| Ok((self.kept_copy(c, c.data())?, device_bytes(c.data()))))
+            .collect::<Result<Vec<_>>>()?;
         let take =
             |bytes: u64, usage: U| self.pool.take(&self.device, bytes, usage, self.max_buffer);
         let slots: Vec<wgpu::Buffer> = plan
@@ -50,86 +89,131 @@ impl Gpu {
             .iter()
             .map(|&d| take(slot_bytes(d), U::STORAGE | U::COPY_DST | U::COPY_SRC))
             .collect();
+        let out = take(out_bytes, U::STORAGE | U::COPY_SRC);
         let status = take(4, U::STORAGE | U::COPY_SRC | U::COPY_DST);
         self.queue.write_buffer(&status, 0, &[0u8; 4]);
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        for (s, slot) in slots.iter().enumerate() {
-            match plan.uploads.iter().find(|(u, _)| *u as usize == s) {
-                Some((_, data)) => self.queue.write_buffer(slot, 0, &upload_bytes(data)),
-                // Cells no step writes read as zeros, not as another task's.
-                None => enc.clear_buffer(slot, 0, None),
-            }
+        // Cells no step writes read as zeros, not as another task's.
+        for slot in &slots {
+            enc.clear_buffer(slot, 0, None);
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut scratch = Vec::new();
+        let missing = || Error::Layout("a stencil step on a slot beyond its plan".into());
         for step in &steps {
-            let meta = take(4 * step.meta.len() as u64, U::STORAGE | U::COPY_DST);
-            self.queue
-                .write_buffer(&meta, 0, bytemuck::cast_slice(&step.meta));
+            let meta = self.words_buffer(&step.meta);
             let mut bound: Vec<(&wgpu::Buffer, u64)> = vec![(&meta, 4 * step.meta.len() as u64)];
             let index = match &step.index {
                 Some(at) if 4 * at.len() as u64 > self.max_binding => {
                     return Err(Error::TooLarge(4 * at.len() as u64));
                 }
-                Some(at) => {
-                    let b = take(4 * at.len() as u64, U::STORAGE | U::COPY_DST);
-                    self.queue.write_buffer(&b, 0, bytemuck::cast_slice(at));
-                    Some((b, 4 * at.len() as u64))
-                }
+                Some(at) => Some((self.words_buffer(at), 4 * at.len() as u64)),
                 None => None,
             };
             if let Some((b, bytes)) = &index {
                 bound.push((b, *bytes));
             }
+            if let Some(s) = step.source {
+                let (b, bytes) = sources.get(s as usize).ok_or_else(missing)?;
+                bound.push((b.as_ref(), *bytes));
+            }
             for &s in &step.slots {
                 let (Some(&d), Some(b)) = (plan.slots.get(s as usize), slots.get(s as usize))
                 else {
-                    return Err(Error::Layout(
-                        "a stencil step on a slot beyond its plan".into(),
-                    ));
+                    return Err(missing());
                 };
                 bound.push((b, slot_bytes(d)));
             }
             if step.status {
                 bound.push((&status, 4));
             }
-            let group = self.bind(&step.kernel.layout, &bound);
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-            pass.set_pipeline(&step.kernel.pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            let (gx, gy) = wgsl::groups(step.invocations);
-            pass.dispatch_workgroups(gx, gy, 1);
-            drop(pass);
+            self.pass(&mut enc, &step.kernel, &bound, step.invocations);
             scratch.push(meta);
             scratch.extend(index.map(|(b, _)| b));
         }
-        let dtype = plan.dtype();
-        let out_bytes = slot_bytes(dtype);
+        // The chunk out of the result slot, into a buffer of its own.
+        let result = slots.get(plan.result as usize).ok_or_else(missing)?;
+        let meta = self.words_buffer(&result_meta);
+        let copy = self.moves(Moves::Box)?;
+        self.pass(
+            &mut enc,
+            &copy,
+            &[
+                (&meta, 4 * result_meta.len() as u64),
+                (result, slot_bytes(dtype)),
+                (&out, out_bytes),
+            ],
+            result_meta[0],
+        );
+        scratch.push(meta);
         let readback = take(out_bytes + 4, U::MAP_READ | U::COPY_DST);
-        let result = slots
-            .get(plan.result as usize)
-            .ok_or_else(|| Error::Layout("a stencil's result beyond its slots".into()))?;
-        enc.copy_buffer_to_buffer(result, 0, &readback, 0, out_bytes);
+        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
         enc.copy_buffer_to_buffer(&status, 0, &readback, out_bytes, 4);
-        let (data, special) =
-            self.submit_and_read(enc, [scope, oom], &readback, out_bytes + 4, |view| {
-                let special = view
-                    .get(out_bytes as usize..out_bytes as usize + 4)
-                    .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-                (download(dtype, view, plan.len), special)
-            })?;
-        let kernels = steps.len() as u64;
+        let read = self.submit_and_read(enc, [scope, oom], &readback, out_bytes + 4, |view| {
+            let special = view
+                .get(out_bytes as usize..out_bytes as usize + 4)
+                .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+            (download(dtype, view, cells), special)
+        });
+        let kernels = steps.len() as u64 + 1;
         self.pool
             .give(slots.into_iter().chain(scratch).chain([status, readback]));
+        let (data, special) = match read {
+            Err(Error::OutOfMemory(e)) => {
+                // Kept copies are what a full device can give up.
+                self.resident.clear();
+                self.pool.give([out]);
+                return Err(Error::OutOfMemory(e));
+            }
+            Err(e) => {
+                self.pool.give([out]);
+                return Err(e);
+            }
+            Ok(read) => read,
+        };
         if special > 0 {
+            self.pool.give([out]);
             return Err(Error::SpecialValues(special));
         }
         self.counters
             .kernels
             .fetch_add(kernels, std::sync::atomic::Ordering::Relaxed);
-        Ok(data)
+        if keep {
+            return Ok((data, Some(out)));
+        }
+        self.pool.give([out]);
+        Ok((data, None))
+    }
+
+    /// A storage buffer holding `words`.
+    fn words_buffer(&self, words: &[u32]) -> wgpu::Buffer {
+        let b = self.pool.take(
+            &self.device,
+            4 * words.len() as u64,
+            U::STORAGE | U::COPY_DST,
+            self.max_buffer,
+        );
+        self.queue.write_buffer(&b, 0, bytemuck::cast_slice(words));
+        b
+    }
+
+    /// Records a compute pass of `kernel` over `invocations`, its bindings
+    /// `bound` (buffer, bytes bound) in order.
+    fn pass(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        kernel: &Pipeline,
+        bound: &[(&wgpu::Buffer, u64)],
+        invocations: u32,
+    ) {
+        let group = self.bind(&kernel.layout, bound);
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &group, &[]);
+        let (gx, gy) = wgsl::groups(invocations);
+        pass.dispatch_workgroups(gx, gy, 1);
     }
 }
