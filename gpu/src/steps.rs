@@ -57,126 +57,115 @@ impl Moves {
     /// The WGSL shader.
     pub(crate) fn wgsl(self) -> String {
         if self == Moves::Box {
-            return box_wgsl();
+            return wgsl_kernel("", BOX_WGSL);
         }
         let (step, value) = self.parts();
-        let bindings = match self {
-            Moves::Across => {
-                "@group(0) @binding(2) var<storage, read> in1: array<u32>;\n@group(0) @binding(3) var<storage, read_write> out: array<u32>;"
-            }
-            Moves::Within | Moves::Fill | Moves::Box => {
-                "@group(0) @binding(2) var<storage, read_write> out: array<u32>;"
-            }
+        let source = match self {
+            Moves::Across => "@group(0) @binding(2) var<storage, read> in1: array<u32>;\n",
+            Moves::Within | Moves::Fill | Moves::Box => "",
         };
-        format!(
-            "@group(0) @binding(0) var<storage, read> dims: array<u32>;
-@group(0) @binding(1) var<storage, read> in0: array<u32>;
-{bindings}
-@compute @workgroup_size({WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{
-    let t = gid.x + gid.y * groups.x * {WORKGROUP}u;
-    if (t >= dims[0]) {{
-        return;
-    }}
-    let w = dims[1];
+        let body = format!(
+            "    let w = dims[1];
     let d = in0[{step}u * t + {last}u] * w;
     for (var k: u32 = 0u; k < w; k = k + 1u) {{
         out[d + k] = {value};
     }}
-}}
 ",
             last = step - 1
-        )
+        );
+        wgsl_kernel(source, &body)
     }
 
     /// The CUDA kernel ([`crate::cuda::KERNEL`]), the same statements in C.
     pub(crate) fn cuda(self) -> String {
         if self == Moves::Box {
-            return box_cuda();
+            return cuda_kernel("", BOX_CUDA);
         }
         let (step, value) = self.parts();
         let source = match self {
             Moves::Across => "const unsigned int* __restrict__ in1, ",
             Moves::Within | Moves::Fill | Moves::Box => "",
         };
-        format!(
-            "extern \"C\" __global__ void {kernel}(const unsigned int* __restrict__ dims, const unsigned int* __restrict__ in0, {source}unsigned int* out) {{
-    const unsigned int t = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
-    if (t >= dims[0]) {{
-        return;
-    }}
-    const unsigned int w = dims[1];
+        let body = format!(
+            "    const unsigned int w = dims[1];
     const unsigned int d = in0[{step}u * t + {last}u] * w;
     for (unsigned int k = 0u; k < w; ++k) {{
         out[d + k] = {value};
     }}
-}}
 ",
-            kernel = crate::cuda::KERNEL,
             last = step - 1
-        )
+        );
+        cuda_kernel(source, &body)
     }
 }
 
-/// The box kernel: invocation `t` is the box's cell `t` in row-major order,
-/// its positions in both buffers summed axis by axis from the last.
-fn box_wgsl() -> String {
+/// A move kernel in WGSL: `dims`, `in0`, the bindings `source` declares,
+/// then `out`; `body` runs for each invocation `t` below `dims[0]`.
+fn wgsl_kernel(source: &str, body: &str) -> String {
+    let out = if source.is_empty() { 2 } else { 3 };
     format!(
         "@group(0) @binding(0) var<storage, read> dims: array<u32>;
 @group(0) @binding(1) var<storage, read> in0: array<u32>;
-@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+{source}@group(0) @binding({out}) var<storage, read_write> out: array<u32>;
 @compute @workgroup_size({WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {{
     let t = gid.x + gid.y * groups.x * {WORKGROUP}u;
     if (t >= dims[0]) {{
         return;
     }}
-    let w = dims[1];
-    let nd = dims[2];
-    var rest = t;
-    var s = dims[3];
-    var d = dims[4];
-    for (var a: u32 = nd; a > 0u; a = a - 1u) {{
-        let c = rest % dims[4u + a];
-        rest = rest / dims[4u + a];
-        s = s + c * dims[4u + nd + a];
-        d = d + c * dims[4u + 2u * nd + a];
-    }}
-    for (var k: u32 = 0u; k < w; k = k + 1u) {{
-        out[d * w + k] = in0[s * w + k];
-    }}
-}}
+{body}}}
 "
     )
 }
 
-/// [`box_wgsl`] in C.
-fn box_cuda() -> String {
+/// [`wgsl_kernel`] in C.
+fn cuda_kernel(source: &str, body: &str) -> String {
     format!(
-        "extern \"C\" __global__ void {kernel}(const unsigned int* __restrict__ dims, const unsigned int* __restrict__ in0, unsigned int* out) {{
+        "extern \"C\" __global__ void {kernel}(const unsigned int* __restrict__ dims, const unsigned int* __restrict__ in0, {source}unsigned int* out) {{
     const unsigned int t = (blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
     if (t >= dims[0]) {{
         return;
     }}
-    const unsigned int w = dims[1];
-    const unsigned int nd = dims[2];
-    unsigned int rest = t;
-    unsigned int s = dims[3];
-    unsigned int d = dims[4];
-    for (unsigned int a = nd; a > 0u; --a) {{
-        const unsigned int c = rest % dims[4u + a];
-        rest = rest / dims[4u + a];
-        s += c * dims[4u + nd + a];
-        d += c * dims[4u + 2u * nd + a];
-    }}
-    for (unsigned int k = 0u; k < w; ++k) {{
-        out[d * w + k] = in0[s * w + k];
-    }}
-}}
+{body}}}
 ",
         kernel = crate::cuda::KERNEL
     )
 }
+
+/// The box kernel's body: invocation `t` is the box's cell `t` in row-major
+/// order, its positions in both buffers summed axis by axis from the last.
+const BOX_WGSL: &str = "    let w = dims[1];
+    let nd = dims[2];
+    var rest = t;
+    var s = dims[3];
+    var d = dims[4];
+    for (var a: u32 = nd; a > 0u; a = a - 1u) {
+        let c = rest % dims[4u + a];
+        rest = rest / dims[4u + a];
+        s = s + c * dims[4u + nd + a];
+        d = d + c * dims[4u + 2u * nd + a];
+    }
+    for (var k: u32 = 0u; k < w; k = k + 1u) {
+        out[d * w + k] = in0[s * w + k];
+    }
+";
+
+/// [`BOX_WGSL`] in C.
+const BOX_CUDA: &str = "    const unsigned int w = dims[1];
+    const unsigned int nd = dims[2];
+    unsigned int rest = t;
+    unsigned int s = dims[3];
+    unsigned int d = dims[4];
+    for (unsigned int a = nd; a > 0u; --a) {
+        const unsigned int c = rest % dims[4u + a];
+        rest = rest / dims[4u + a];
+        s += c * dims[4u + nd + a];
+        d += c * dims[4u + 2u * nd + a];
+    }
+    for (unsigned int k = 0u; k < w; ++k) {
+        out[d * w + k] = in0[s * w + k];
+    }
+";
 
 /// The `dims` words of a [`Moves::Box`] copy of elements of `w` words from
 /// a buffer of `from_len` elements into one of `to_len`: refused where it
