@@ -1125,36 +1125,47 @@ impl Body<'_> {
                     "select(vec2<f64>({x}.x / {p}r, {x}.y / {p}r), vec2<f64>(0.0lf, 0.0lf), {p}r == 0.0lf)"
                 )
             }
-            // num-complex's: a zero part gives the square root of a real
-            // (signs as num-complex sets them); otherwise the root of the
-            // modulus at half the argument.
             Sqrt => {
                 let p = format!("{}cs{k}", self.prefix);
+                self.complex_sqrt(&p, x)
+            }
+            // The CPU's `complex::asin` and `acos` (Kahan's): arctan2 and
+            // asinh of products of the square roots of 1 - z and 1 + z.
+            Arcsin | Arccos => {
+                let p = format!("{}cn{k}", self.prefix);
                 self.stmt(&format!(
-                    "slow = slow || !isfinite_f64({x}.x) || !isfinite_f64({x}.y);"
+                    "let {p}m: vec2<f64> = vec2<f64>(1.0lf - {x}.x, -{x}.y);"
                 ));
                 self.stmt(&format!(
-                    "let {p}p: bool = {x}.x != 0.0lf && {x}.y != 0.0lf;"
+                    "let {p}q: vec2<f64> = vec2<f64>(1.0lf + {x}.x, {x}.y);"
                 ));
-                self.stmt(&format!(
-                    "slow = slow || ({p}p && (!hypot_ok({x}.x, {x}.y) || !atan2_ok({x}.y, {x}.x)));"
-                ));
-                self.stmt(&format!("let {p}r: f64 = sqrt(hypot_f64({x}.x, {x}.y));"));
-                self.stmt(&format!("let {p}t: f64 = atan2_f64({x}.y, {x}.x) / 2.0lf;"));
-                self.stmt(&format!(
-                    "let {p}g: vec2<f64> = vec2<f64>({p}r * cos_f64({p}t), {p}r * sin_f64({p}t));"
-                ));
-                // im = 0: √re and im for re's sign bit clear, else ±i√-re with im's sign.
-                self.stmt(&format!(
-                    "let {p}n: f64 = flip_sign(sqrt(-{x}.x), bitcast<u64>({x}.y) & SIGN64);"
-                ));
-                self.stmt(&format!(
-                    "let {p}a: vec2<f64> = select(vec2<f64>(0.0lf, {p}n), vec2<f64>(sqrt({x}.x), {x}.y), (bitcast<u64>({x}.x) & SIGN64) == 0lu);"
-                ));
-                // re = 0: √(|im|/2) (1, ±1).
-                self.stmt(&format!("let {p}h: f64 = sqrt(abs({x}.y) / 2.0lf);"));
-                self.stmt(&format!("let {p}b: vec2<f64> = vec2<f64>({p}h, flip_sign({p}h, bitcast<u64>({x}.y) & SIGN64));"));
-                format!("select(select({p}g, {p}b, {x}.x == 0.0lf), {p}a, {x}.y == 0.0lf)")
+                let a = self.complex_sqrt(&format!("{p}a"), &format!("{p}m"));
+                self.stmt(&format!("let {p}ra: vec2<f64> = {a};"));
+                let b = self.complex_sqrt(&format!("{p}b"), &format!("{p}q"));
+                self.stmt(&format!("let {p}rb: vec2<f64> = {b};"));
+                let (a, b) = (format!("{p}ra"), format!("{p}rb"));
+                let (u, v, h) = if op == Arcsin {
+                    (
+                        format!("{x}.x"),
+                        format!("{a}.x * {b}.x - {a}.y * {b}.y"),
+                        format!("{a}.x * {b}.y - {a}.y * {b}.x"),
+                    )
+                } else {
+                    (
+                        format!("{a}.x"),
+                        format!("{b}.x"),
+                        format!("{b}.x * {a}.y - {b}.y * {a}.x"),
+                    )
+                };
+                self.stmt(&format!("let {p}u: f64 = {u};"));
+                self.stmt(&format!("let {p}v: f64 = {v};"));
+                self.stmt(&format!("slow = slow || !atan2_ok({p}u, {p}v);"));
+                let im = self.asinh(&format!("{p}h"), &h);
+                let re = format!("atan2_f64({p}u, {p}v)");
+                match op {
+                    Arcsin => format!("vec2<f64>({re}, {im})"),
+                    _ => format!("vec2<f64>(2.0lf * {re}, {im})"),
+                }
             }
             // num-complex's `powi`: squarings and products in its order, of
             // the reciprocal (conj / |z|²) for negative powers.
@@ -1171,6 +1182,59 @@ impl Body<'_> {
             Round => format!("vec2<f64>(round_even_f64({x}.x), round_even_f64({x}.y))"),
             _ => return refuse(format!("{} of complex128", op.name())),
         })
+    }
+
+    /// num-complex's square root of the complex `x`, its statements named
+    /// from `p`: a zero part gives the square root of a real (signs as
+    /// num-complex sets them); otherwise the root of the modulus at half
+    /// the argument.
+    fn complex_sqrt(&mut self, p: &str, x: &str) -> String {
+        self.stmt(&format!(
+            "slow = slow || !isfinite_f64({x}.x) || !isfinite_f64({x}.y);"
+        ));
+        self.stmt(&format!(
+            "let {p}p: bool = {x}.x != 0.0lf && {x}.y != 0.0lf;"
+        ));
+        self.stmt(&format!(
+            "slow = slow || ({p}p && (!hypot_ok({x}.x, {x}.y) || !atan2_ok({x}.y, {x}.x)));"
+        ));
+        self.stmt(&format!("let {p}r: f64 = sqrt(hypot_f64({x}.x, {x}.y));"));
+        self.stmt(&format!("let {p}t: f64 = atan2_f64({x}.y, {x}.x) / 2.0lf;"));
+        self.stmt(&format!(
+            "let {p}g: vec2<f64> = vec2<f64>({p}r * cos_f64({p}t), {p}r * sin_f64({p}t));"
+        ));
+        // im = 0: √re and im for re's sign bit clear, else ±i√-re with im's sign.
+        self.stmt(&format!(
+            "let {p}n: f64 = flip_sign(sqrt(-{x}.x), bitcast<u64>({x}.y) & SIGN64);"
+        ));
+        self.stmt(&format!(
+            "let {p}a: vec2<f64> = select(vec2<f64>(0.0lf, {p}n), vec2<f64>(sqrt({x}.x), {x}.y), (bitcast<u64>({x}.x) & SIGN64) == 0lu);"
+        ));
+        // re = 0: √(|im|/2) (1, ±1).
+        self.stmt(&format!("let {p}h: f64 = sqrt(abs({x}.y) / 2.0lf);"));
+        self.stmt(&format!(
+            "let {p}b: vec2<f64> = vec2<f64>({p}h, flip_sign({p}h, bitcast<u64>({x}.y) & SIGN64));"
+        ));
+        format!("select(select({p}g, {p}b, {x}.x == 0.0lf), {p}a, {x}.y == 0.0lf)")
+    }
+
+    /// std's `f64::asinh` of `v`, its statements named from `p`:
+    /// `log1p(|v| + |v| / (hypot(1, 1/|v|) + 1/|v|))` with `v`'s sign, and
+    /// `v` itself at ±0. Where the reciprocal or log1p's argument leave the
+    /// kernels' range, the CPU computes it.
+    fn asinh(&mut self, p: &str, v: &str) -> String {
+        self.stmt(&format!("let {p}v: f64 = {v};"));
+        self.stmt(&format!("let {p}x: f64 = abs({p}v);"));
+        self.stmt(&format!("let {p}i: f64 = 1.0lf / {p}x;"));
+        self.stmt(&format!("let {p}z: bool = {p}x == 0.0lf;"));
+        self.stmt(&format!(
+            "slow = slow || !({p}z || (isfinite_f64({p}x) && hypot_ok(1.0lf, {p}i)));"
+        ));
+        self.stmt(&format!(
+            "let {p}l: f64 = {p}x + {p}x / (hypot_f64(1.0lf, {p}i) + {p}i);"
+        ));
+        self.stmt(&format!("slow = slow || !({p}z || log1p_ok({p}l));"));
+        format!("select(flip_sign(log1p_f64({p}l), bitcast<u64>({p}v) & SIGN64), {p}v, {p}z)")
     }
 
     /// Complex `z**n` as num-complex computes it (the CPU's): 1 for n = 0;
@@ -1464,19 +1528,22 @@ mod tests {
             check(&b.finish(e, vec![4]))
         };
         assert_eq!(
-            refused(DType::C128, UnaryOp::Arccos),
-            Err(Unsupported("arccos of complex128".into()))
-        );
-        assert_eq!(
-            refused(DType::C128, UnaryOp::Arcsin),
-            Err(Unsupported("arcsin of complex128".into()))
-        );
-        assert_eq!(
             refused(DType::I64, UnaryOp::Powi(-2)),
             Err(Unsupported("powi-2 of i64".into()))
         );
+        // Complex powers of complex exponents.
+        let mut b = ProgramBuilder::new();
+        let z = b.input(InputSpec {
+            dtype: DType::C128,
+            shape: vec![4],
+        });
+        let e = b.push(Instr::Binary(BinaryOp::Pow, z, z), DType::C128);
+        assert_eq!(
+            check(&b.finish(e, vec![4])),
+            Err(Unsupported("pow of complex128".into()))
+        );
         // What used to be refused: float32 sinh, complex square roots,
-        // logarithms, signs and arctangents.
+        // logarithms, signs and inverse trigonometric functions.
         assert_eq!(refused(DType::F32, UnaryOp::Sinh), Ok(()));
         for op in [
             UnaryOp::Sqrt,
@@ -1484,6 +1551,8 @@ mod tests {
             UnaryOp::Log2,
             UnaryOp::Sign,
             UnaryOp::Arctan,
+            UnaryOp::Arcsin,
+            UnaryOp::Arccos,
         ] {
             assert_eq!(refused(DType::C128, op), Ok(()), "{op:?}");
         }

@@ -999,6 +999,65 @@ fn complex_arctan_is_within_the_bound_of_the_cpus() {
     );
 }
 
+/// Complex `arcsin` and `arccos` (the CPU's, Kahan's: arctan2 and asinh of
+/// products of the square roots of 1 - z and 1 + z) in every quadrant, at
+/// every scale, along the real axis between the branch points and on the
+/// cuts beyond them (both signs of zero), each part within the kernels'
+/// bound of the CPU's in ulps of the result's modulus: the parts are sums of
+/// products of the roots' parts, each as uncertain as the roots' moduli.
+/// Non-finite parts, moduli beyond the roots' range and an asinh argument
+/// below 10^-150 send the chunk back.
+#[test]
+fn complex_arcsin_and_arccos_are_within_the_bound_of_the_cpus() {
+    let gpu = device();
+    let mut zs = polar_sweep(0xa5c0_5000_0bad_cafe, 3000, (-40.0, 40.0));
+    // The real axis between the branch points, the cuts beyond them.
+    zs.extend((0..200).map(|k| Complex64::new(k as f64 * 0.01 - 1.0, 0.0)));
+    for im in [0.0, -0.0, 1e-9, -1e-9] {
+        zs.extend((1..50).map(|k| Complex64::new(1.0 + k as f64 * 0.37, im)));
+        zs.extend((1..50).map(|k| Complex64::new(-1.0 - k as f64 * 0.37, im)));
+    }
+    // Next to the branch points, the imaginary axis, signed zeros.
+    zs.extend((1..50).map(|k| Complex64::new(1.0 - k as f64 * 1e-8, k as f64 * 1e-8)));
+    zs.extend((1..50).map(|k| Complex64::new(0.0, k as f64 * 0.7 - 17.0)));
+    zs.extend([
+        Complex64::new(0.0, 0.0),
+        Complex64::new(-0.0, -0.0),
+        Complex64::new(1.0, 0.0),
+        Complex64::new(-1.0, -0.0),
+    ]);
+    for op in [UnaryOp::Arcsin, UnaryOp::Arccos] {
+        let (got, cpu) = complex_on_both(&gpu, op, &zs);
+        let mut plain = 0u64;
+        for k in 0..zs.len() {
+            plain = plain
+                .max(ulps(got[k].re, cpu[k].re))
+                .max(ulps(got[k].im, cpu[k].im));
+        }
+        let worst = assert_parts_within_bound(op, &zs, (&got, &cpu), |k, g, c| {
+            if g.to_bits() == c.to_bits() {
+                0.0
+            } else {
+                (g - c).abs() / (cpu[k].norm() * f64::EPSILON)
+            }
+        });
+        eprintln!(
+            "complex {op:?}: at most {worst:.2} ulp of the modulus from the CPU over {} arguments ({plain} ulp of a part)",
+            zs.len()
+        );
+        assert_sent_back(
+            &gpu,
+            op,
+            &[
+                Complex64::new(f64::INFINITY, 1.0),
+                Complex64::new(1.0, f64::NAN),
+                Complex64::new(1e300, 1e300),
+                Complex64::new(0.5, 1e-200),
+            ],
+        );
+    }
+}
+
 /// float32 `hypot` is the CPU's formula (exact squares summed and rooted in
 /// float64, then rounded), so the same bits over every scale, subnormals
 /// included; infinite and NaN parts send the chunk back to the CPU.

@@ -125,8 +125,8 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let r = b.push(Instr::Binary(BinaryOp::Mul, q, y64), DType::F64);
     // A complex exp of (r, r) and a complex sin and cosh of that (sinh and
     // cosh from the series and from exp), its tan, tanh, sqrt, log2, log10,
-    // sign, arctan, log and integer powers (a negative one through the
-    // reciprocal), its real part back.
+    // sign, arctan, arcsin, arccos, log and integer powers (a negative one
+    // through the reciprocal), its real part back.
     let rc = b.cast(r, DType::C128);
     let ic = b.push(Instr::Binary(BinaryOp::Mul, rc, rc), DType::C128);
     let ce = b.push(Instr::Unary(UnaryOp::Exp, ic), DType::C128);
@@ -139,7 +139,9 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let l10 = b.push(Instr::Unary(UnaryOp::Log10, l2), DType::C128);
     let sg = b.push(Instr::Unary(UnaryOp::Sign, l10), DType::C128);
     let at = b.push(Instr::Unary(UnaryOp::Arctan, sg), DType::C128);
-    let lg = b.push(Instr::Unary(UnaryOp::Log, at), DType::C128);
+    let asn = b.push(Instr::Unary(UnaryOp::Arcsin, at), DType::C128);
+    let acs = b.push(Instr::Unary(UnaryOp::Arccos, asn), DType::C128);
+    let lg = b.push(Instr::Unary(UnaryOp::Log, acs), DType::C128);
     let p5 = b.push(Instr::Unary(UnaryOp::Powi(5), lg), DType::C128);
     let pm = b.push(Instr::Unary(UnaryOp::Powi(-3), p5), DType::C128);
     let r = b.push(Instr::Unary(UnaryOp::Re, pm), DType::F64);

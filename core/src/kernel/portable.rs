@@ -40,13 +40,13 @@ pub fn check(program: &Program) -> Result<(), String> {
 }
 
 /// Complex numbers: arithmetic, modulus, `exp`, logarithms, `sqrt`, `sign`,
-/// trigonometry, `arctan`, parts, tests, integer powers, comparisons for
+/// trigonometry and its inverses, parts, tests, integer powers, comparisons for
 /// equality (`where`, casts, loads and constants need nothing more).
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
     match op {
         Neg | Abs | Re | Im | IsNan | IsFinite | Round | Powi(_) | Exp | Sin | Cos | Sinh
-        | Cosh | Tan | Tanh | Log | Log2 | Log10 | Sqrt | Sign | Arctan => Ok(()),
+        | Cosh | Tan | Tanh | Log | Log2 | Log10 | Sqrt | Sign | Arctan | Arcsin | Arccos => Ok(()),
         _ => Err(format!("{} of complex128", op.name())),
     }
 }
