@@ -405,7 +405,7 @@ fn kernels_with_a_gpu_form_go_to_the_gpu_worker_first_and_overflow_to_cpus() {
         (accel::arange(2, 1).astype(DType::F64) * 2.0, (2, 0)),
         (
             accel::power(
-                &(accel::arange(2, 1).astype(DType::F64) * 2.0).astype(DType::C128),
+                (accel::arange(2, 1).astype(DType::F64) * 2.0).astype(DType::C128),
                 0.3,
             ),
             (1, 1),

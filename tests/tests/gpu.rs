@@ -98,7 +98,7 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
     assert_eq!(metric(&gpu_at, "accel_worker_tasks_computed_total"), 2.0);
     assert_eq!(metric(&cpu_at, "accel_worker_tasks_computed_total"), 0.0);
     // Two without a GPU form (a complex power) are spread by load and run on CPUs.
-    let e = accel::power(&(&x / 1e6 + 1.0).astype(DType::C128), 0.3).re();
+    let e = accel::power((&x / 1e6 + 1.0).astype(DType::C128), 0.3).re();
     assert_eq!(
         remote.run(&[&e]).unwrap().outputs,
         local.run(&[&e]).unwrap().outputs
