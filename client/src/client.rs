@@ -208,8 +208,10 @@ impl Client {
 
     /// Caps the halo, in cells, of fused stencil steps (temporal blocking):
     /// k steps of a one-cell stencil fuse into one task per chunk when the cap
-    /// is at least k. `None` (the default) picks the deepest halo whose
-    /// redundant work stays within about 10 % (see [`auto_stencil_depth`]).
+    /// is at least k. `None` (the default) picks the depth with the least
+    /// estimated time per step: per-task costs and a large chunk's trip
+    /// through memory against the redundant halo work that grows with k
+    /// (see [`auto_stencil_depth`]).
     ///
     /// [`auto_stencil_depth`]: accel_core::optimize::auto_stencil_depth
     pub fn with_stencil_depth(mut self, depth: Option<usize>) -> Client {

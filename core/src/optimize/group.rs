@@ -37,14 +37,26 @@ pub struct LowerOptions {
 /// per update: scheduling, halo exchange, padding).
 pub const TASK_COST_UPDATES: f64 = 80_000.0;
 
+/// What a task pays per cell of a chunk too large to stay in the caches
+/// between tasks (from [`crate::stencil::STREAM_CHUNK_BYTES`] of float64 on,
+/// which the kernel writes past them), in cell updates: the input read from
+/// memory and the result written back, 16 bytes at the few GB/s one core
+/// streams. Fitted to heat on a 2000² plate: in 1000² chunks, D = 3, 5, 8,
+/// 10, 12 and 16 took 386, 300, 262, 283, 306 and 402 ms, which this cost
+/// (between 4 and 6) reproduces; without it the rule picked D = 5.
+pub const STREAMED_CELL_UPDATES: f64 = 5.0;
+
 /// The halo depth D (cells) to fuse for chunks of `chunk` cells per axis:
 /// the D minimizing the estimated time per step,
-/// `(TASK_COST + Σ_{r<D} cells(r, D)) / D`, where the step r cells from the
-/// last one is computed on rows grown by r along the first axis and on the
-/// whole padded width (grown by D) along the others, as the kernel lays them
-/// out: small chunks fuse many steps to amortize the per-task cost, large
-/// chunks few, since redundant halo work grows with D. Capped at the smallest
-/// chunk side (halos then come from the nearest chunks) and at 64.
+/// `(TASK_COST + STREAMED + Σ_{r<D} cells(r, D)) / D`, where the step r
+/// cells from the last one is computed, in every band of rows the kernel
+/// runs (see `stencil::run`), on the band's rows grown by r along the first
+/// axis and on the whole padded width (grown by D) along the others, as the
+/// kernel lays them out; `STREAMED` is the chunk's trip through memory
+/// ([`STREAMED_CELL_UPDATES`]). Small chunks fuse many steps to amortize the
+/// per-task cost, large chunks fewer, since redundant halo work (per band)
+/// grows with D. Capped at the smallest chunk side (halos then come from the
+/// nearest chunks) and at 64.
 pub fn auto_stencil_depth(chunk: &[usize]) -> usize {
     depth_rule(chunk, false)
 }
@@ -65,24 +77,36 @@ fn depth_rule(chunk: &[usize], whole_last: bool) -> usize {
         .collect();
     let smallest = chunk.iter().copied().filter(|&c| c > 0).min().unwrap_or(1);
     let last = sides.len().saturating_sub(1);
-    let cells = |r: usize, depth: usize| {
+    let rows = sides.first().copied().unwrap_or(1.0);
+    // Cells of one padded row (every axis but the first) at depth D.
+    let row_cells = |depth: usize| {
         sides
             .iter()
             .enumerate()
+            .skip(1)
             .map(|(k, &c)| {
-                let grown = match k {
-                    0 => r,
-                    k if whole_last && k == last => 0,
-                    _ => depth,
-                };
+                let grown = if whole_last && k == last { 0 } else { depth };
                 c + 2.0 * grown as f64
             })
             .product::<f64>()
     };
+    let chunk_cells: f64 = sides.iter().product();
+    let streamed = if chunk_cells * 8.0 >= crate::stencil::STREAM_CHUNK_BYTES as f64 {
+        STREAMED_CELL_UPDATES * chunk_cells
+    } else {
+        0.0
+    };
     let mut best = (f64::INFINITY, 1);
     for d in 1..=smallest.min(64) {
-        let work: f64 = (0..d).map(|r| cells(r, d)).sum();
-        let per_step = (TASK_COST_UPDATES + work) / d as f64;
+        let width = row_cells(d);
+        // The steps run band by band: in each band, the step r cells from
+        // the last one is computed on the band's rows grown by r.
+        let band = crate::stencil::band_rows_of(width as usize, d, rows as usize).max(1);
+        let bands = (rows as usize).div_ceil(band) as f64;
+        let work: f64 = (0..d)
+            .map(|r| (rows + bands * 2.0 * r as f64) * width)
+            .sum();
+        let per_step = (TASK_COST_UPDATES + streamed + work) / d as f64;
         if per_step < best.0 {
             best = (per_step, d);
         }
@@ -375,6 +399,11 @@ mod tests {
         assert!(auto_stencil_depth(&[3, 3]) <= 3);
         assert_eq!(auto_stencil_depth(&[1, 1]), 1);
         assert!(auto_stencil_depth(&[1_000_000]) <= 64);
+        // Chunks past the caches pay their trip through memory once per
+        // task: heat on 1000² chunks ran fastest at D = 8 (see
+        // STREAMED_CELL_UPDATES); chunks that stay in cache are as before.
+        assert_eq!(auto_stencil_depth(&[1000, 1000]), 8);
+        assert_eq!(auto_stencil_depth(&[100, 100]), 15);
     }
 
     #[test]

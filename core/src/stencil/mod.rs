@@ -17,6 +17,7 @@ use crate::op::Boundary;
 pub use device::{BoxCopy, DevicePlan, DeviceStep, device_plan};
 pub use geometry::{InputPart, input_parts};
 pub use run::{Piece, crop, run_stencil};
+pub(crate) use run::{STREAM_CHUNK_BYTES, band_rows_of};
 
 /// One fused stencil region, bound to no chunk in particular.
 #[derive(Clone, Debug)]

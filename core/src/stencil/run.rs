@@ -224,10 +224,16 @@ fn span(lay: &Layout, origin: usize, local: usize, r: usize, d: usize) -> (i64, 
 /// that the rows every level touches for one band stay in cache (about
 /// 1 MiB for three live fields), at least 8, and the whole chunk when small.
 fn band_rows(k: &StencilKernel, lay: &Layout, rows: usize) -> usize {
-    let row_bytes: usize = lay.padded[1..].iter().product::<usize>() * 8;
-    let halo = 2 * k.halo[0];
-    let fit = (1usize << 20) / (3 * row_bytes.max(1));
-    let band = fit.saturating_sub(halo).max(8);
+    band_rows_of(lay.padded[1..].iter().product(), k.halo[0], rows)
+}
+
+/// Rows per band of a task of `rows` rows whose fields hold `row_cells`
+/// cells per row and reach `halo` rows beyond a band on each side: the
+/// band's rows of three fields, halo included, fit in about 1 MiB of cache
+/// (float64 cells). A chunk of fewer than two bands' rows is one band.
+pub(crate) fn band_rows_of(row_cells: usize, halo: usize, rows: usize) -> usize {
+    let fit = (1usize << 20) / (3 * (row_cells * 8).max(1));
+    let band = fit.saturating_sub(2 * halo).max(8);
     if band * 2 > rows { rows } else { band }
 }
 
@@ -538,7 +544,7 @@ pub(super) fn piece_boxes(
 }
 
 /// Result chunks at least this large are written past the caches.
-const STREAM_CHUNK_BYTES: usize = 1 << 20;
+pub(crate) const STREAM_CHUNK_BYTES: usize = 1 << 20;
 
 /// Appends the box `extent` at `src_at` of `src` to `dst` (of the same
 /// dtype), row by row: a result is built in order, band by band, and never
