@@ -709,6 +709,16 @@ impl Body<'_> {
             }
             Instr::Gen { kind, strides, .. } => self.generated(k, kind, strides)?,
             Instr::Unary(op, a) => self.unary(k, *op, *a)?,
+            Instr::Binary(BinaryOp::Pow, a, b) if self.dtype(*a) == DType::C128 => {
+                let Some(Instr::Const(w)) = self.program.instrs.get(*b as usize) else {
+                    return refuse("complex powers of array exponents");
+                };
+                let Value::C128(w) = w.cast(DType::C128) else {
+                    return refuse("a complex exponent of another dtype");
+                };
+                let z = self.reg(*a);
+                self.complex_pow(k, &z, w)
+            }
             Instr::Binary(BinaryOp::Pow, a, b) => {
                 let d = self.dtype(*a);
                 let (x, y) = (widen(d, &self.reg(*a)), widen(d, &self.reg(*b)));
@@ -1237,6 +1247,46 @@ impl Body<'_> {
         format!("select(flip_sign(log1p_f64({p}l), bitcast<u64>({p}v) & SIGN64), {p}v, {p}z)")
     }
 
+    /// Complex `z**w` for an exponent `w` known when the kernel is made, as
+    /// the CPU computes it (`complex::pow`): 1 for w = 0; for z = 0, 0
+    /// where Re w > 0, else NaN; an integer w up to 100 by num-complex's
+    /// `powi` (`complex_powi`: the same bits); any other w by
+    /// num-complex's `exp(w ln z)`, on the GPU's modulus, logarithm,
+    /// arctan2, exp, cos and sin. Arguments beyond those kernels' ranges
+    /// send the chunk back.
+    fn complex_pow(&mut self, k: usize, z: &str, w: num_complex::Complex64) -> String {
+        if w.re == 0.0 && w.im == 0.0 {
+            return "vec2<f64>(1.0lf, 0.0lf)".to_string();
+        }
+        let p = format!("{}cw{k}", self.prefix);
+        self.stmt(&format!(
+            "let {p}z: bool = {z}.x == 0.0lf && {z}.y == 0.0lf;"
+        ));
+        let value = if w.im == 0.0 && w.re.fract() == 0.0 && w.re.abs() <= 100.0 {
+            self.complex_powi(k, z, w.re as i32)
+        } else {
+            let wl = literal(Value::C128(w));
+            self.stmt(&format!(
+                "slow = slow || (!{p}z && !hypot_ok({z}.x, {z}.y));"
+            ));
+            self.stmt(&format!("let {p}m: f64 = hypot_f64({z}.x, {z}.y);"));
+            self.stmt(&format!(
+                "slow = slow || (!{p}z && (!log_ok({p}m) || !atan2_ok({z}.y, {z}.x)));"
+            ));
+            self.stmt(&format!(
+                "let {p}t: vec2<f64> = cmul({wl}, vec2<f64>(log_f64({p}m), atan2_f64({z}.y, {z}.x)));"
+            ));
+            self.stmt(&format!(
+                "slow = slow || (!{p}z && (!exp_ok({p}t.x) || !trig_ok({p}t.y)));"
+            ));
+            self.stmt(&format!("let {p}e: f64 = exp_f64({p}t.x);"));
+            format!("vec2<f64>({p}e * cos_f64({p}t.y), {p}e * sin_f64({p}t.y))")
+        };
+        let at_zero = if w.re > 0.0 { 0.0 } else { f64::NAN };
+        let at_zero = literal(Value::C128(num_complex::Complex64::new(at_zero, at_zero)));
+        format!("select({value}, {at_zero}, {p}z)")
+    }
+
     /// Complex `z**n` as num-complex computes it (the CPU's): 1 for n = 0;
     /// for n < 0, `w = (re / |z|², -im / |z|²)`; then squarings of the base
     /// while the exponent is even, and the product of the squares whose bits
@@ -1531,17 +1581,29 @@ mod tests {
             refused(DType::I64, UnaryOp::Powi(-2)),
             Err(Unsupported("powi-2 of i64".into()))
         );
-        // Complex powers of complex exponents.
-        let mut b = ProgramBuilder::new();
-        let z = b.input(InputSpec {
-            dtype: DType::C128,
-            shape: vec![4],
-        });
-        let e = b.push(Instr::Binary(BinaryOp::Pow, z, z), DType::C128);
+        // Complex powers: by an exponent known when the kernel is made,
+        // not by an array of them.
+        let power = |constant: bool| {
+            let mut b = ProgramBuilder::new();
+            let z = b.input(InputSpec {
+                dtype: DType::C128,
+                shape: vec![4],
+            });
+            let w = match constant {
+                true => b.push(
+                    Instr::Const(Value::C128(num_complex::Complex64::new(0.5, 1.0))),
+                    DType::C128,
+                ),
+                false => z,
+            };
+            let e = b.push(Instr::Binary(BinaryOp::Pow, z, w), DType::C128);
+            check(&b.finish(e, vec![4]))
+        };
         assert_eq!(
-            check(&b.finish(e, vec![4])),
-            Err(Unsupported("pow of complex128".into()))
+            power(false),
+            Err(Unsupported("complex powers of array exponents".into()))
         );
+        assert_eq!(power(true), Ok(()));
         // What used to be refused: float32 sinh, complex square roots,
         // logarithms, signs and inverse trigonometric functions.
         assert_eq!(refused(DType::F32, UnaryOp::Sinh), Ok(()));

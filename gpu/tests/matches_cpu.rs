@@ -1058,6 +1058,141 @@ fn complex_arcsin_and_arccos_are_within_the_bound_of_the_cpus() {
     }
 }
 
+/// The GPU's and the CPU's `z ** w` for every one of `zs` (one chunk), the
+/// exponent a constant of the kernel.
+fn complex_power_on_both(
+    gpu: &Backend,
+    zs: &[Complex64],
+    w: Complex64,
+) -> (Vec<Complex64>, Vec<Complex64>) {
+    let n = zs.len();
+    let mut b = ProgramBuilder::new();
+    let z = b.input(InputSpec {
+        dtype: DType::C128,
+        shape: vec![n],
+    });
+    let e = b.push(Instr::Const(accel_core::dtype::Value::C128(w)), DType::C128);
+    let r = b.push(Instr::Binary(BinaryOp::Pow, z, e), DType::C128);
+    let exe = Executable::new(b.finish(r, vec![n]));
+    let data = Buffer::C128(zs.to_vec());
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
+    let got = gpu
+        .run_map(&exe.program, &[0], &[n], &views)
+        .unwrap_or_else(|e| panic!("z ** {w}: {e}"));
+    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
+        panic!("complex results")
+    };
+    (got, cpu)
+}
+
+/// Complex powers by a constant exponent, as the CPU computes them (NumPy's
+/// cases, then num-complex's): integer exponents up to 100 by num-complex's
+/// squarings and products, bit for bit, zero bases and a zero exponent
+/// exactly; other exponents by exp(w ln z), each part within the kernels'
+/// bound of the CPU's in ulps of the result's modulus, plus the rounding of
+/// the exponent `w ln z` itself, which exp turns into a relative error
+/// (4 |w| |ln z| ulps). Non-finite parts, and moduli beyond the modulus
+/// kernel's range, send the chunk back.
+#[test]
+fn complex_powers_follow_the_cpus() {
+    let gpu = device();
+    let mut zs = polar_sweep(0x9a0e_c0de_0000_0077, 2000, (-3.0, 3.0));
+    zs.extend([
+        Complex64::new(0.0, 0.0),
+        Complex64::new(-0.0, 0.0),
+        Complex64::new(0.0, -0.0),
+        Complex64::new(-2.0, 0.0),
+        Complex64::new(-2.0, -0.0),
+        Complex64::new(0.0, 3.0),
+        Complex64::new(1.0, 1.0),
+    ]);
+    let exact = [
+        Complex64::new(2.0, 0.0),
+        Complex64::new(3.0, 0.0),
+        Complex64::new(-1.0, 0.0),
+        Complex64::new(-7.0, 0.0),
+        Complex64::new(17.0, 0.0),
+        Complex64::new(-0.0, 0.0),
+        Complex64::new(0.0, -0.0),
+    ];
+    for w in exact {
+        // Integer powers of large moduli overflow alike on both devices.
+        let (got, cpu) = complex_power_on_both(&gpu, &zs, w);
+        for k in 0..zs.len() {
+            for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+                assert!(
+                    g.to_bits() == c.to_bits() || (g.is_nan() && c.is_nan()),
+                    "({}) ** {w}: GPU {} CPU {}",
+                    zs[k],
+                    got[k],
+                    cpu[k]
+                );
+            }
+        }
+    }
+    let bounded = [
+        Complex64::new(0.5, 0.0),
+        Complex64::new(-0.3, 0.0),
+        Complex64::new(2.5, 1.0),
+        Complex64::new(0.0, 1.0),
+        Complex64::new(101.0, 0.0),
+        Complex64::new(-1.5, -0.25),
+    ];
+    let mut worst = 0.0f64;
+    for w in bounded {
+        // Moduli whose powers stay finite and normal.
+        let reach = 250.0 / w.norm();
+        let zs: Vec<Complex64> = zs
+            .iter()
+            .copied()
+            .filter(|z| {
+                let l = z.ln();
+                *z == Complex64::new(0.0, 0.0) || (w * l).re.abs() < reach.min(600.0)
+            })
+            .collect();
+        let (got, cpu) = complex_power_on_both(&gpu, &zs, w);
+        for k in 0..zs.len() {
+            if zs[k].norm() == 0.0 {
+                let want = if w.re > 0.0 { 0.0f64 } else { f64::NAN };
+                for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+                    assert!(g.to_bits() == c.to_bits() || (g.is_nan() && c.is_nan()));
+                    assert!(c == want || (c.is_nan() && want.is_nan()));
+                }
+                continue;
+            }
+            let allowance = vmath::ULP_BOUND_F64 + 4.0 * w.norm() * zs[k].ln().norm();
+            for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+                let e = (g - c).abs() / (cpu[k].norm() * f64::EPSILON);
+                worst = worst.max(e / allowance);
+                assert!(
+                    e <= allowance,
+                    "({}) ** {w}: GPU {} CPU {} ({e:.1} ulp of the modulus, allowed {allowance:.1})",
+                    zs[k],
+                    got[k],
+                    cpu[k]
+                );
+            }
+        }
+    }
+    eprintln!("complex powers: at most {worst:.2} of the allowance from the CPU");
+    for bad in [
+        Complex64::new(f64::INFINITY, 1.0),
+        Complex64::new(1.0, f64::NAN),
+        Complex64::new(1e300, 1e300),
+    ] {
+        let inputs = [Buffer::C128(vec![Complex64::new(1.0, 1.0), bad])];
+        let sent = sent_back(&gpu, &inputs, |b, r| {
+            let w = b.push(
+                Instr::Const(accel_core::dtype::Value::C128(Complex64::new(0.5, 0.0))),
+                DType::C128,
+            );
+            b.push(Instr::Binary(BinaryOp::Pow, r[0], w), DType::C128)
+        });
+        assert!(sent, "({bad}) ** 0.5 ran on the GPU");
+    }
+}
+
 /// float32 `hypot` is the CPU's formula (exact squares summed and rooted in
 /// float64, then rounded), so the same bits over every scale, subnormals
 /// included; infinite and NaN parts send the chunk back to the CPU.

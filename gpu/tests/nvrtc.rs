@@ -125,8 +125,9 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let r = b.push(Instr::Binary(BinaryOp::Mul, q, y64), DType::F64);
     // A complex exp of (r, r) and a complex sin and cosh of that (sinh and
     // cosh from the series and from exp), its tan, tanh, sqrt, log2, log10,
-    // sign, arctan, arcsin, arccos, log and integer powers (a negative one
-    // through the reciprocal), its real part back.
+    // sign, arctan, arcsin, arccos, log, integer powers (a negative one
+    // through the reciprocal) and a power by a constant exponent, its real
+    // part back.
     let rc = b.cast(r, DType::C128);
     let ic = b.push(Instr::Binary(BinaryOp::Mul, rc, rc), DType::C128);
     let ce = b.push(Instr::Unary(UnaryOp::Exp, ic), DType::C128);
@@ -144,7 +145,14 @@ fn every_transcendental_generator_and_strided_read_compiles() {
     let lg = b.push(Instr::Unary(UnaryOp::Log, acs), DType::C128);
     let p5 = b.push(Instr::Unary(UnaryOp::Powi(5), lg), DType::C128);
     let pm = b.push(Instr::Unary(UnaryOp::Powi(-3), p5), DType::C128);
-    let r = b.push(Instr::Unary(UnaryOp::Re, pm), DType::F64);
+    let cw = b.push(
+        Instr::Const(accel_core::dtype::Value::C128(num_complex::Complex64::new(
+            0.5, -1.5,
+        ))),
+        DType::C128,
+    );
+    let pw = b.push(Instr::Binary(BinaryOp::Pow, pm, cw), DType::C128);
+    let r = b.push(Instr::Unary(UnaryOp::Re, pw), DType::F64);
     let program = b.finish(r, vec![4, 6]);
     let k = cuda::generate(&program, &[Access::Strided, Access::Contiguous]).expect("generates");
     let ptx = cuda::compile_ptx(&k.source, None).unwrap_or_else(|e| panic!("{e}"));

@@ -97,8 +97,10 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
     assert_eq!(metric(&gpu_at, "accel_worker_gpu_kernels_total"), 2.0);
     assert_eq!(metric(&gpu_at, "accel_worker_tasks_computed_total"), 2.0);
     assert_eq!(metric(&cpu_at, "accel_worker_tasks_computed_total"), 0.0);
-    // Two without a GPU form (a complex power) are spread by load and run on CPUs.
-    let e = accel::power((&x / 1e6 + 1.0).astype(DType::C128), 0.3).re();
+    // Two without a GPU form (a complex power of an array of exponents) are
+    // spread by load and run on CPUs.
+    let z = (&x / 1e6 + 1.0).astype(DType::C128);
+    let e = accel::power(&z, &z).re();
     assert_eq!(
         remote.run(&[&e]).unwrap().outputs,
         local.run(&[&e]).unwrap().outputs

@@ -6,7 +6,8 @@
 //! bounds (the transcendentals the CPU vectorizes: sin, cos, tan, exp, log,
 //! tanh, pow; see `accel_gpu::wgsl_math`), and complex arithmetic with the
 //! CPU's formulas, its correctly rounded modulus, its `exp`, logarithms,
-//! `sqrt`, `sign`, trigonometry and `arctan`. The scheduler uses this to
+//! `sqrt`, `sign`, trigonometry and its inverses, and powers by constant
+//! exponents. The scheduler uses this to
 //! prefer GPU workers for a stage; the backends refuse the rest.
 
 use super::Program;
@@ -26,6 +27,14 @@ pub fn check(program: &Program) -> Result<(), String> {
                 check(&l.body)?;
             }
             Instr::Unary(op, a) => unary(*op, program.dtypes[*a as usize])?,
+            // A complex power's kernel is chosen by its exponent (integer
+            // or not), so the exponent must be known when it is made.
+            Instr::Binary(BinaryOp::Pow, a, b)
+                if program.dtypes[*a as usize] == DType::C128
+                    && !matches!(program.instrs.get(*b as usize), Some(Instr::Const(_))) =>
+            {
+                return Err("complex powers of array exponents".into());
+            }
             Instr::Binary(op, a, _) => binary(*op, program.dtypes[*a as usize])?,
             Instr::Gen { strides, .. } if strides.len() != program.out_shape.len() => {
                 return Err("a generator over other axes than the kernel's".into());
@@ -40,7 +49,8 @@ pub fn check(program: &Program) -> Result<(), String> {
 }
 
 /// Complex numbers: arithmetic, modulus, `exp`, logarithms, `sqrt`, `sign`,
-/// trigonometry and its inverses, parts, tests, integer powers, comparisons for
+/// trigonometry and its inverses, parts, tests, integer powers and powers by
+/// constant exponents, comparisons for
 /// equality (`where`, casts, loads and constants need nothing more).
 fn complex_unary(op: UnaryOp) -> Result<(), String> {
     use UnaryOp::*;
@@ -54,7 +64,7 @@ fn complex_unary(op: UnaryOp) -> Result<(), String> {
 fn complex_binary(op: BinaryOp) -> Result<(), String> {
     use BinaryOp::*;
     match op {
-        Add | Sub | Mul | Div | Eq | Ne => Ok(()),
+        Add | Sub | Mul | Div | Pow | Eq | Ne => Ok(()),
         _ => Err(format!("{} of complex128", op.symbol())),
     }
 }
