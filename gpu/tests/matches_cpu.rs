@@ -802,18 +802,30 @@ fn complex_on_both(
     op: UnaryOp,
     zs: &[Complex64],
 ) -> (Vec<Complex64>, Vec<Complex64>) {
+    complex_kernel_on_both(gpu, zs, |b, z| b.push(Instr::Unary(op, z), DType::C128))
+}
+
+/// The GPU's and the CPU's results of the complex kernel `build` makes of
+/// its input, over `zs` (one chunk).
+fn complex_kernel_on_both(
+    gpu: &Backend,
+    zs: &[Complex64],
+    build: impl FnOnce(&mut ProgramBuilder, u32) -> u32,
+) -> (Vec<Complex64>, Vec<Complex64>) {
     let n = zs.len();
     let mut b = ProgramBuilder::new();
     let z = b.input(InputSpec {
         dtype: DType::C128,
         shape: vec![n],
     });
-    let r = b.push(Instr::Unary(op, z), DType::C128);
+    let r = build(&mut b, z);
     let exe = Executable::new(b.finish(r, vec![n]));
     let data = Buffer::C128(zs.to_vec());
     let shape = [n];
     let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
-    let got = gpu.run_map(&exe.program, &[0], &[n], &views).expect("runs");
+    let got = gpu
+        .run_map(&exe.program, &[0], &[n], &views)
+        .unwrap_or_else(|e| panic!("{e}"));
     let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
         panic!("complex results")
     };
@@ -1065,25 +1077,10 @@ fn complex_power_on_both(
     zs: &[Complex64],
     w: Complex64,
 ) -> (Vec<Complex64>, Vec<Complex64>) {
-    let n = zs.len();
-    let mut b = ProgramBuilder::new();
-    let z = b.input(InputSpec {
-        dtype: DType::C128,
-        shape: vec![n],
-    });
-    let e = b.push(Instr::Const(accel_core::dtype::Value::C128(w)), DType::C128);
-    let r = b.push(Instr::Binary(BinaryOp::Pow, z, e), DType::C128);
-    let exe = Executable::new(b.finish(r, vec![n]));
-    let data = Buffer::C128(zs.to_vec());
-    let shape = [n];
-    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &data)];
-    let got = gpu
-        .run_map(&exe.program, &[0], &[n], &views)
-        .unwrap_or_else(|e| panic!("z ** {w}: {e}"));
-    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
-        panic!("complex results")
-    };
-    (got, cpu)
+    complex_kernel_on_both(gpu, zs, |b, z| {
+        let e = b.push(Instr::Const(accel_core::dtype::Value::C128(w)), DType::C128);
+        b.push(Instr::Binary(BinaryOp::Pow, z, e), DType::C128)
+    })
 }
 
 /// Complex powers by a constant exponent, as the CPU computes them (NumPy's
