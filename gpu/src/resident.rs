@@ -1,7 +1,8 @@
-//! Chunks kept in device memory: a kernel's input that is a whole chunk is
-//! uploaded once, and a chunk a kernel made keeps the device's copy, so
-//! later kernels read it from the device while the chunk lives (a persisted
-//! array, an intermediate several stages read). A chunk
+//! Chunks kept in device memory: a kernel's input that is a whole chunk (or
+//! a chunk a stencil task places boxes of) is uploaded once, and a chunk a
+//! kernel or a stencil task made keeps the device's copy, so later kernels
+//! read it from the device while the chunk lives (a persisted array, an
+//! intermediate several stages read, the previous block of a time loop). A chunk
 //! never changes once made, and the entry holds a `Weak` to it: the chunk's
 //! allocation, and so its address, cannot be reused while the entry exists,
 //! so a live match is the same chunk and a dead one is dropped.
