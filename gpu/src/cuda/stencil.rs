@@ -90,6 +90,7 @@ impl CudaGpu {
             slots.push(Some(s.alloc_zeros::<u8>(bytes).map_err(driver)?));
         }
         let missing = || Error::Layout("a stencil step on a slot beyond its plan".into());
+        let no_source = || Error::Layout("a stencil step on a source beyond its plan".into());
         let mut status = s.alloc_zeros::<u32>(1).map_err(driver)?;
         for step in &steps {
             let dims = s.clone_htod(&step.meta).map_err(driver)?;
@@ -98,7 +99,7 @@ impl CudaGpu {
                 None => None,
             };
             let source = match step.source {
-                Some(k) => Some(sources.get(k as usize).ok_or_else(missing)?),
+                Some(k) => Some(sources.get(k as usize).ok_or_else(no_source)?),
                 None => None,
             };
             let (&out, reads) = step.slots.split_last().ok_or_else(missing)?;

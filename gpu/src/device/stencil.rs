@@ -103,6 +103,7 @@ impl Gpu {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let mut scratch = Vec::new();
         let missing = || Error::Layout("a stencil step on a slot beyond its plan".into());
+        let no_source = || Error::Layout("a stencil step on a source beyond its plan".into());
         for step in &steps {
             let meta = self.words_buffer(&step.meta);
             let mut bound: Vec<(&wgpu::Buffer, u64)> = vec![(&meta, 4 * step.meta.len() as u64)];
@@ -117,7 +118,7 @@ impl Gpu {
                 bound.push((b, *bytes));
             }
             if let Some(s) = step.source {
-                let (b, bytes) = sources.get(s as usize).ok_or_else(missing)?;
+                let (b, bytes) = sources.get(s as usize).ok_or_else(no_source)?;
                 bound.push((b.as_ref(), *bytes));
             }
             for &s in &step.slots {
