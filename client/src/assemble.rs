@@ -14,7 +14,7 @@ pub fn paste(
     origin: &[usize],
     chunk: &Chunk,
 ) -> accel_core::Result<()> {
-    let src = chunk.data();
+    let src = chunk.data()?;
     let cshape = &chunk.shape;
     let nd = shape.len();
     let total = shape::size(cshape);
@@ -191,7 +191,7 @@ mod tests {
         let mut whole = Buffer::zeros(accel_core::DType::F64, shape.iter().product());
         paste(&mut whole, &shape, &origin, &chunk).unwrap();
         for piece in [1, 2, 5, 7, 36] {
-            let bytes = chunk.data().le_bytes().into_owned();
+            let bytes = chunk.data().unwrap().le_bytes().into_owned();
             let mut framed = Buffer::zeros(accel_core::DType::F64, shape.iter().product());
             let starts: Vec<usize> = (0..n).step_by(piece).collect();
             for &s in starts.iter().rev() {

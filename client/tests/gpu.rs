@@ -46,7 +46,8 @@ fn fused_chains_run_on_the_gpu_with_the_cpus_bits() {
             failed: 0,
             folded: 0,
             stencils: 0,
-            resident: 0
+            resident: 0,
+            read_back: 0
         }
     );
     // Random numbers are the same bits on either device.
@@ -105,7 +106,8 @@ fn transcendentals_run_on_the_gpu_within_the_cpus_bounds() {
             failed: 0,
             folded: 0,
             stencils: 0,
-            resident: 0
+            resident: 0,
+            read_back: 0
         }
     );
 }
@@ -130,7 +132,8 @@ fn kernels_without_a_gpu_form_run_on_the_cpu() {
             failed: 0,
             folded: 0,
             stencils: 0,
-            resident: 0
+            resident: 0,
+            read_back: 0
         }
     );
 }
@@ -517,6 +520,9 @@ fn stencil_stages_read_their_inputs_from_device_memory() {
     // 27 chunks read: the first stage uploads the 3 source chunks and reads
     // them there 6 more times; the next stages read every input there.
     assert_eq!(after.resident - before.resident, 6 + 9 + 9, "{after:?}");
+    // The first two stages' chunks never leave the GPU; the last stage's 3
+    // come back once, into the result.
+    assert_eq!(after.read_back - before.read_back, 3, "{after:?}");
     assert_eq!((after.failed, after.declined), (0, 0), "{after:?}");
 }
 
@@ -545,6 +551,10 @@ fn persisted_chunks_are_read_from_device_memory() {
     // once): a and b were drawn on the GPU, which kept its copies of them.
     assert_eq!(after_first.on_gpu - before.on_gpu, 4);
     assert_eq!(after_first.resident - before.resident, 8, "{after_first:?}");
+    // Drawn on the GPU and read there: not read back again (the CPU's
+    // reference above read them back once).
+    assert_eq!(before.read_back, 8, "{before:?}");
+    assert_eq!(after_first.read_back, 8, "{after_first:?}");
     let second = gpu.compute::<f64>(&e).unwrap();
     let after_second = counts(&gpu);
     assert_eq!(
@@ -592,4 +602,34 @@ fn persisted_chunks_are_read_from_device_memory() {
     assert_eq!(bits(&got), bits(&want));
     let c = counts(&gpu);
     assert_eq!((c.failed, c.declined), (0, 0), "{c:?}");
+}
+
+/// A chunk the GPU made and kept is read back when the CPU needs it: a
+/// kernel the GPU has no form for, reading chunks drawn on the GPU, gets
+/// their values once each, and the CPU's answer.
+#[test]
+fn chunks_left_on_the_gpu_come_back_for_the_cpu() {
+    let gpu = lavapipe();
+    let cpu = Client::local().with_progress(false);
+    let n = 8_000;
+    let draw = |seed| accel::Rng::new(seed).uniform(&[n], 0.5, 1.5, n / 4);
+    let a = gpu.persist(&draw(3)).unwrap();
+    let c = counts(&gpu);
+    assert_eq!((c.on_gpu, c.read_back), (4, 0), "{c:?}");
+    // A complex power of an array of exponents has no GPU form.
+    let z = a.astype(DType::C128);
+    let e = accel::power(&z, &z).re();
+    let got = gpu.compute::<f64>(&e).unwrap();
+    let zc = draw(3).astype(DType::C128);
+    let want = cpu.compute::<f64>(&accel::power(&zc, &zc).re()).unwrap();
+    assert_eq!(got, want);
+    let c = counts(&gpu);
+    assert_eq!((c.declined, c.read_back), (4, 4), "{c:?}");
+    // Back on the host now: read there again without the GPU.
+    gpu.compute::<f64>(&e).unwrap();
+    assert_eq!(counts(&gpu).read_back, 4);
+    // And the GPU still reads its own copies.
+    let before = counts(&gpu).resident;
+    gpu.compute::<f64>(&(&a * 2.0)).unwrap();
+    assert_eq!(counts(&gpu).resident - before, 4);
 }

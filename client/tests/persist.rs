@@ -53,7 +53,7 @@ fn kept_chunks_are_handed_over_not_copied() {
     for (c, chunk) in seen.iter().enumerate() {
         let (r0, c0) = (c / 2 * 100, c % 2 * 100);
         let want = whole.slice(ndarray::s![r0..r0 + 100, c0..c0 + 100]);
-        let accel_core::Buffer::F64(got) = chunk.data() else {
+        let accel_core::Buffer::F64(got) = chunk.data().unwrap() else {
             panic!("a float64 chunk expected");
         };
         assert!(

@@ -154,27 +154,4 @@ element!(f32, F32);
 element!(f64, F64);
 element!(Complex64, C128);
 
-/// One materialized chunk: an array, or the several columns of a reduction's partial state.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Chunk {
-    pub shape: Vec<usize>,
-    pub cols: Vec<Buffer>,
-}
-
-impl Chunk {
-    pub fn array(shape: Vec<usize>, data: Buffer) -> Chunk {
-        Chunk {
-            shape,
-            cols: vec![data],
-        }
-    }
-
-    pub fn nbytes(&self) -> usize {
-        self.cols.iter().map(Buffer::nbytes).sum()
-    }
-
-    /// The array column (the only column of a non-partial chunk).
-    pub fn data(&self) -> &Buffer {
-        &self.cols[0]
-    }
-}
+pub use crate::chunk::{Chunk, DeviceCopy};

@@ -21,6 +21,9 @@ pub enum Error {
     },
     #[error("task {task} failed: {message}")]
     Task { task: String, message: String },
+    /// A GPU failed to give back values it holds.
+    #[error("device error: {0}")]
+    Device(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

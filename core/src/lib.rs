@@ -6,6 +6,7 @@
 
 pub mod blocks;
 pub mod buffer;
+pub mod chunk;
 pub mod dot;
 pub mod dtype;
 pub mod error;

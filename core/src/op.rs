@@ -76,9 +76,10 @@ impl HeldArray {
                 .chunks
                 .chunk_shape(&crate::shape::grid_index(k, &grid));
             if c.shape != want
-                || c.cols.len() != 1
-                || c.data().dtype() != self.meta.dtype
-                || c.data().len() != crate::shape::size(&want)
+                || c.col_count() != 1
+                || c.dtype() != Some(self.meta.dtype)
+                || c.host_cols()
+                    .is_some_and(|cols| cols.iter().any(|b| b.len() != crate::shape::size(&want)))
             {
                 return Err(format!("held chunk {k} does not match {}", self.meta));
             }

@@ -341,6 +341,7 @@ pub const NVRTC_OPTIONS: [&str; 4] = [
 pub use runtime::{CudaGpu, compile_ptx, nvrtc_available};
 
 #[cfg(feature = "cuda")]
+mod lazy;
 mod runtime;
 #[cfg(feature = "cuda")]
 mod stencil;

@@ -15,8 +15,11 @@ use accel_core::shape;
 use crate::wgsl::{self, Access, WORKGROUP};
 use crate::{Error, Result};
 
+mod lazy;
 mod stencil;
 mod timing;
+
+pub(crate) use lazy::device_len;
 
 /// Longest wait for one kernel: a hung device fails the task (which then
 /// runs on the CPU) instead of hanging it.
@@ -113,6 +116,12 @@ struct Counters {
     pipelines: AtomicU64,
 }
 
+/// What a kernel's run made: its values, or the device buffer holding them.
+pub(crate) enum Made<B = wgpu::Buffer> {
+    Values(Buffer),
+    Kept(B),
+}
+
 /// An input on its way to a kernel: bytes to upload, or a copy kept on the
 /// device (and its length).
 enum Upload {
@@ -133,11 +142,6 @@ impl Held {
             Held::Kept(b) => b,
         }
     }
-}
-
-/// Bytes of `b` in device memory (booleans take a word).
-pub(crate) fn device_bytes(b: &Buffer) -> u64 {
-    b.len() as u64 * b.dtype().size().max(4) as u64
 }
 
 /// A compiled kernel: its pipeline and the layout of its bindings.
@@ -166,6 +170,8 @@ pub struct Gpu {
     pool: crate::pool::BufferPool,
     /// Copies of input chunks kept in device memory.
     resident: crate::resident::Resident<wgpu::Buffer>,
+    /// Chunks made on the device and read back later.
+    read_backs: Arc<AtomicU64>,
     max_buffer: u64,
 }
 
@@ -249,6 +255,7 @@ impl Gpu {
             fma: crate::wgsl_math::Fma::Native,
             by_program: Default::default(),
             resident: Default::default(),
+            read_backs: Default::default(),
         };
         if !gpu.fma_is_fused()? {
             gpu.fma = crate::wgsl_math::Fma::Emulated;
@@ -313,12 +320,15 @@ impl Gpu {
         inputs: &[Operand<'_>],
         fold: Option<Fold>,
     ) -> Result<Buffer> {
-        self.launch(program, origin, local, inputs, fold, false)
-            .map(|(data, _)| data)
+        match self.launch(program, origin, local, inputs, fold, false)? {
+            Made::Values(data) => Ok(data),
+            Made::Kept(_) => Err(Error::Device("a kernel's values left on the device".into())),
+        }
     }
 
-    /// [`Gpu::run_operands`]'s map made a chunk of shape `local`, whose copy
-    /// on the device is kept for the kernels that read it next.
+    /// [`Gpu::run_operands`]'s map made a chunk of shape `local`, whose
+    /// values stay on the device for the kernels that read it next (read
+    /// back on first use on the host; at once when too large to keep).
     pub fn run_chunk(
         &self,
         program: &Program,
@@ -326,17 +336,17 @@ impl Gpu {
         local: &[usize],
         inputs: &[Operand<'_>],
     ) -> Result<Arc<Chunk>> {
-        let (data, out) = self.launch(program, origin, local, inputs, None, true)?;
-        let chunk = Arc::new(Chunk::array(local.to_vec(), data));
-        if let Some(out) = out {
-            // Counted at its whole size: pooled buffers are rounded up.
-            let bytes = out.size();
-            self.resident.keep(&chunk, out, bytes);
-        }
-        Ok(chunk)
+        let root = result_dtype(program)?;
+        let keep = self.keeps(device_len(root, shape::size(local)));
+        Ok(
+            match self.launch(program, origin, local, inputs, None, keep)? {
+                Made::Values(data) => Arc::new(Chunk::array(local.to_vec(), data)),
+                Made::Kept(out) => self.chunk_on_device(local, root, out),
+            },
+        )
     }
 
-    /// Runs a kernel; with `keep_out`, its result buffer comes back too.
+    /// Runs a kernel; with `keep_out`, its values stay in device memory.
     fn launch(
         &self,
         program: &Program,
@@ -345,17 +355,16 @@ impl Gpu {
         inputs: &[Operand<'_>],
         fold: Option<Fold>,
         keep_out: bool,
-    ) -> Result<(Buffer, Option<wgpu::Buffer>)> {
-        let pairs: Vec<(&[usize], &Buffer)> = inputs.iter().map(|o| (o.shape, o.data)).collect();
+    ) -> Result<Made> {
         let Launch {
             access,
             strides,
             root,
             n,
             n32,
-        } = Launch::new(program, local, &pairs)?;
+        } = Launch::new(program, local, &operand_infos(inputs))?;
         if n == 0 {
-            return Ok((Buffer::zeros(root, 0), None));
+            return Ok(Made::Values(Buffer::zeros(root, 0)));
         }
         // A strip's end, `first + STRIP`, must not wrap in u32.
         if fold.is_some() && n > (u32::MAX - crate::wgsl::STRIP) as usize {
@@ -371,7 +380,7 @@ impl Gpu {
         let out_bytes = (results * root.size().max(4)) as u64;
         for b in inputs
             .iter()
-            .map(|o| device_bytes(o.data))
+            .map(|o| device_len(o.dtype, o.len))
             .chain([out_bytes])
         {
             if b > self.max_binding {
@@ -408,7 +417,7 @@ impl Gpu {
         inputs: Vec<Upload>,
         (root, n): (DType, usize),
         keep_out: bool,
-    ) -> Result<(Buffer, Option<wgpu::Buffer>)> {
+    ) -> Result<Made> {
         let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
         let out_bytes = (n * root.size().max(4)) as u64;
         use wgpu::BufferUsages as U;
@@ -436,8 +445,10 @@ impl Gpu {
         }
         let status_at = pipe.shader.flags.then(|| bound.len() - 1);
         let out_at = bound.len() - 1 - usize::from(pipe.shader.flags);
-        let readback_bytes = out_bytes + if pipe.shader.flags { 4 } else { 0 };
-        let readback = take(readback_bytes, U::MAP_READ | U::COPY_DST);
+        // A result kept on the device: only the status word comes back.
+        let values_bytes = if keep_out { 0 } else { out_bytes };
+        let readback_bytes = values_bytes + if pipe.shader.flags { 4 } else { 0 };
+        let readback = take(readback_bytes.max(4), U::MAP_READ | U::COPY_DST);
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let refs: Vec<(&wgpu::Buffer, u64)> = bound.iter().map(|(b, n)| (b.buffer(), *n)).collect();
@@ -452,17 +463,19 @@ impl Gpu {
             let (gx, gy) = wgsl::groups(n32);
             pass.dispatch_workgroups(gx, gy, 1);
         }
-        enc.copy_buffer_to_buffer(bound[out_at].0.buffer(), 0, &readback, 0, out_bytes);
-        if let Some(k) = status_at {
-            enc.copy_buffer_to_buffer(bound[k].0.buffer(), 0, &readback, out_bytes, 4);
+        if !keep_out {
+            enc.copy_buffer_to_buffer(bound[out_at].0.buffer(), 0, &readback, 0, out_bytes);
         }
-        let (data, special) =
-            self.submit_and_read(enc, [scope, oom], &readback, readback_bytes, |view| {
-                let special = view
-                    .get(out_bytes as usize..out_bytes as usize + 4)
-                    .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-                (download(root, view, n), special)
-            })?;
+        if let Some(k) = status_at {
+            enc.copy_buffer_to_buffer(bound[k].0.buffer(), 0, &readback, values_bytes, 4);
+        }
+        let read = self.submit_and_read(enc, [scope, oom], &readback, readback_bytes, |view| {
+            let special = view
+                .get(values_bytes as usize..values_bytes as usize + 4)
+                .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
+            let data = (!keep_out).then(|| download(root, view, n));
+            (data, special)
+        });
         // The kernel is done with every buffer (the wait above): keep them.
         let mut kept_out = None;
         let mut pooled = Vec::with_capacity(bound.len() + 1);
@@ -475,29 +488,39 @@ impl Gpu {
         }
         pooled.push(readback);
         self.pool.give(pooled);
+        let (data, special) = read?;
         if special > 0 {
+            self.pool.give(kept_out);
             return Err(Error::SpecialValues(special));
         }
-        Ok((data, kept_out))
+        match (data, kept_out) {
+            (Some(data), _) => Ok(Made::Values(data)),
+            (None, Some(out)) => Ok(Made::Kept(out)),
+            (None, None) => Err(Error::Device(
+                "a kernel's result buffer went missing".into(),
+            )),
+        }
     }
 
     /// An input's data for the device: a kept copy of its chunk (uploaded
     /// now when there is none), or its bytes to upload.
     fn upload(&self, o: &Operand<'_>) -> Result<Upload> {
-        let Some(chunk) = o.chunk else {
-            return Ok(Upload::Bytes(upload_bytes(o.data)));
+        let Some(chunk) = o.chunk() else {
+            return Ok(Upload::Bytes(upload_bytes(o.data()?)));
         };
         Ok(Upload::Kept(
-            self.kept_copy(chunk, o.data)?,
-            device_bytes(o.data),
+            self.kept_copy(chunk)?,
+            device_len(o.dtype, o.len),
         ))
     }
 
-    /// The device's copy of `chunk`, whose data is `data`: the kept one, or
-    /// one uploaded now (and kept when it fits).
-    pub(crate) fn kept_copy(&self, chunk: &Arc<Chunk>, data: &Buffer) -> Result<Arc<wgpu::Buffer>> {
-        let bytes = device_bytes(data);
+    /// The device's copy of `chunk`: the kept one (always, for a chunk whose
+    /// values are only on the device), or one uploaded now (and kept when
+    /// it fits).
+    pub(crate) fn kept_copy(&self, chunk: &Arc<Chunk>) -> Result<Arc<wgpu::Buffer>> {
+        let bytes = chunk_device_bytes(chunk)?;
         self.resident.get_or_upload(chunk, bytes, || {
+            let data = chunk.data()?;
             // Its own scopes: a buffer that failed is never kept.
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
             let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -566,9 +589,13 @@ impl Gpu {
             .map_err(|_| Error::Device("poisoned".into()))?;
         self.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
-        readback
-            .slice(..bytes)
-            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        // Nothing to read (a result kept on the device): the wait is all.
+        match bytes {
+            0 => drop(tx.send(Ok(()))),
+            _ => readback
+                .slice(..bytes)
+                .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r))),
+        }
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: None,
@@ -585,6 +612,9 @@ impl Gpu {
         rx.recv()
             .map_err(|_| Error::Device("the read-back never completed".into()))?
             .map_err(|e| Error::Device(format!("reading the result back: {e}")))?;
+        if bytes == 0 {
+            return Ok(read(&[]));
+        }
         let out = {
             let view = readback
                 .slice(..bytes)
@@ -632,11 +662,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
             2f64.powi(-29).to_bits()
         );
         let pipe = self.compile(wgsl::Shader::fixed(source, 1), 0)?;
-        match self
-            .dispatch(&pipe, &[1, 1], Vec::new(), (DType::F64, 1), false)?
-            .0
-        {
-            Buffer::F64(v) => Ok(v.first() == Some(&2f64.powi(-60))),
+        match self.dispatch(&pipe, &[1, 1], Vec::new(), (DType::F64, 1), false)? {
+            Made::Values(Buffer::F64(v)) => Ok(v.first() == Some(&2f64.powi(-60))),
             _ => Err(Error::Device("the fma probe returned no float".into())),
         }
     }
@@ -747,16 +774,9 @@ pub(crate) struct Launch {
 }
 
 impl Launch {
-    pub fn new(
-        program: &Program,
-        local: &[usize],
-        inputs: &[(&[usize], &Buffer)],
-    ) -> Result<Launch> {
+    pub fn new(program: &Program, local: &[usize], inputs: &[Info<'_>]) -> Result<Launch> {
         let (access, strides) = line_up(program, local, inputs)?;
-        let root = *program
-            .dtypes
-            .get(program.root as usize)
-            .ok_or_else(|| Error::Layout("a kernel without its result register".into()))?;
+        let root = result_dtype(program)?;
         let n = shape::size(local);
         let n32 = u32::try_from(n).map_err(|_| Error::TooLarge(n as u64 * 8))?;
         Ok(Launch {
@@ -774,7 +794,7 @@ impl Launch {
 pub(crate) fn line_up(
     program: &Program,
     local: &[usize],
-    inputs: &[(&[usize], &Buffer)],
+    inputs: &[Info<'_>],
 ) -> Result<(Vec<Access>, Vec<Vec<i64>>)> {
     let nd = program.out_shape.len();
     if inputs.len() != program.inputs.len() || local.len() != nd {
@@ -787,11 +807,10 @@ pub(crate) fn line_up(
     let out_strides = shape::strides(local);
     let mut access = Vec::with_capacity(inputs.len());
     let mut all = Vec::with_capacity(inputs.len());
-    for (spec, &(cshape, buf)) in program.inputs.iter().zip(inputs) {
-        if buf.dtype() != spec.dtype {
+    for (spec, &(cshape, dtype, len)) in program.inputs.iter().zip(inputs) {
+        if dtype != spec.dtype {
             return Err(Error::Layout(format!(
-                "input chunk is {} where the kernel expects {}",
-                buf.dtype(),
+                "input chunk is {dtype} where the kernel expects {}",
                 spec.dtype
             )));
         }
@@ -810,10 +829,9 @@ pub(crate) fn line_up(
                 expect *= cshape[d];
             }
         }
-        if buf.len() != expect && !(expect == 1 && buf.len() == 1) {
+        if len != expect && !(expect == 1 && len == 1) {
             return Err(Error::Layout(format!(
-                "input chunk holds {} elements, expected {expect}",
-                buf.len()
+                "input chunk holds {len} elements, expected {expect}"
             )));
         }
         let contiguous = strides
@@ -831,6 +849,41 @@ pub(crate) fn line_up(
         all.push(strides);
     }
     Ok((access, all))
+}
+
+/// An input as a kernel lines it up: its chunk shape, dtype and length.
+pub(crate) type Info<'a> = (&'a [usize], DType, usize);
+
+/// The inputs' shapes, dtypes and lengths (values never read back).
+pub(crate) fn operand_infos<'a>(inputs: &[Operand<'a>]) -> Vec<Info<'a>> {
+    inputs.iter().map(|o| (o.shape, o.dtype, o.len)).collect()
+}
+
+/// Host inputs' shapes, dtypes and lengths.
+pub(crate) fn pair_infos<'a>(inputs: &[(&'a [usize], &Buffer)]) -> Vec<Info<'a>> {
+    inputs
+        .iter()
+        .map(|&(s, b)| (s, b.dtype(), b.len()))
+        .collect()
+}
+
+/// The dtype of a kernel's result.
+pub(crate) fn result_dtype(program: &Program) -> Result<DType> {
+    program
+        .dtypes
+        .get(program.root as usize)
+        .copied()
+        .ok_or_else(|| Error::Layout("a kernel without its result register".into()))
+}
+
+/// Bytes of an array chunk in device memory, its values wherever they are.
+pub(crate) fn chunk_device_bytes(chunk: &Chunk) -> Result<u64> {
+    match (chunk.col_count(), chunk.dtype()) {
+        (1, Some(d)) => Ok(device_len(d, chunk.len())),
+        _ => Err(Error::Layout(
+            "a device input that is no array chunk".into(),
+        )),
+    }
 }
 
 /// Inputs as (chunk shape, data), none of them a chunk of its own.

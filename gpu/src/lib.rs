@@ -40,6 +40,9 @@ pub enum Error {
     /// trig arguments, overflowing results): the CPU computes the chunk.
     #[error("{0} elements need the CPU's special-value paths")]
     SpecialValues(u32),
+    /// A chunk's values could not be read (one left on a device that failed).
+    #[error(transparent)]
+    Chunk(#[from] accel_core::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -27,6 +27,10 @@ pub struct OffloadCounts {
     /// Kernel inputs read from copies of their chunks kept in device memory
     /// (not uploaded again).
     pub resident: u64,
+    /// Chunks the GPU made whose values stayed in device memory until the
+    /// host read them (a CPU task, a peer, the client, a spill), then came
+    /// back: chunks only ever read by GPU kernels never do.
+    pub read_back: u64,
 }
 
 /// The device kernels run on.
@@ -146,6 +150,16 @@ impl Backend {
         }
     }
 
+    /// Chunks made on this device and read back since, and the chunks whose
+    /// values are only on the device now, with their bytes.
+    pub fn device_chunks(&self) -> (u64, usize, u64) {
+        match self {
+            Backend::Vulkan(g) => g.device_chunks(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.device_chunks(),
+        }
+    }
+
     /// Runs `program` on this device (see [`Gpu::run_map`]); no fallback.
     pub fn run_map(
         &self,
@@ -233,6 +247,7 @@ impl Offloader {
             folded: self.folded.load(Ordering::Relaxed),
             stencils: self.stencils.load(Ordering::Relaxed),
             resident: self.gpu.resident().0,
+            read_back: self.gpu.device_chunks().0,
         }
     }
 }

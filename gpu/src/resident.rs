@@ -69,28 +69,35 @@ impl<B> Resident<B> {
             return Ok(e.buffer.clone());
         }
         let buffer = Arc::new(upload()?);
-        self.admit(&mut entries, me, buffer.clone(), bytes, now);
+        let evicted = self.admit(&mut entries, me, buffer.clone(), bytes, now);
+        drop(entries);
+        to_host(evicted);
         Ok(buffer)
+    }
+
+    /// Whether a copy of `bytes` would be kept (at most half the limit).
+    pub(crate) fn fits(&self, bytes: u64) -> bool {
+        bytes <= self.limit / 2
     }
 
     /// Keeps `buffer`, the device's copy of `chunk` (`bytes` long, made on
     /// the device: a kernel's result), for later kernels that read the chunk.
-    pub(crate) fn keep(&self, chunk: &Arc<Chunk>, buffer: B, bytes: u64) {
+    /// A chunk whose values are only on the device must fit (see
+    /// [`Resident::fits`]): its entry is what counts its memory.
+    pub(crate) fn keep(&self, chunk: &Arc<Chunk>, buffer: Arc<B>, bytes: u64) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
-        self.admit(
-            &mut entries,
-            Arc::downgrade(chunk),
-            Arc::new(buffer),
-            bytes,
-            now,
-        );
+        let evicted = self.admit(&mut entries, Arc::downgrade(chunk), buffer, bytes, now);
+        drop(entries);
+        to_host(evicted);
     }
 
     /// Adds an entry when it fits in half the limit, the least recently
-    /// used going first to make room.
+    /// used going first to make room. Hands back the live chunks whose
+    /// values were only on the device among those that went: they must be
+    /// read back before the device's memory is free.
     fn admit(
         &self,
         entries: &mut Vec<Entry<B>>,
@@ -98,9 +105,10 @@ impl<B> Resident<B> {
         buffer: Arc<B>,
         bytes: u64,
         now: u64,
-    ) {
-        if bytes > self.limit / 2 {
-            return;
+    ) -> Vec<Arc<Chunk>> {
+        let mut evicted = Vec::new();
+        if !self.fits(bytes) {
+            return evicted;
         }
         let mut held: u64 = entries.iter().map(|e| e.bytes).sum();
         if held + bytes > self.limit {
@@ -112,7 +120,11 @@ impl<B> Resident<B> {
             let Some(oldest) = (0..entries.len()).min_by_key(|&i| entries[i].used) else {
                 break;
             };
-            held -= entries.swap_remove(oldest).bytes;
+            let gone = entries.swap_remove(oldest);
+            held -= gone.bytes;
+            if let Some(c) = gone.chunk.upgrade().filter(|c| !c.on_host()) {
+                evicted.push(c);
+            }
         }
         entries.push(Entry {
             chunk,
@@ -120,6 +132,7 @@ impl<B> Resident<B> {
             bytes,
             used: now,
         });
+        evicted
     }
 
     /// Drops the copies of chunks that died, and hands back those buffers
@@ -142,11 +155,21 @@ impl<B> Resident<B> {
         freed
     }
 
-    /// Drops every copy (the device ran out of memory).
+    /// Drops every copy the host has the values of (the device ran out of
+    /// memory): a chunk whose values are only on the device keeps its copy.
     pub(crate) fn clear(&self) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
+            entries.retain(|e| e.chunk.upgrade().is_some_and(|c| !c.on_host()));
         }
+    }
+
+    /// Bytes kept for live chunks whose values are only on the device.
+    pub(crate) fn device_only(&self) -> (usize, u64) {
+        self.entries.lock().map_or((0, 0), |e| {
+            e.iter()
+                .filter(|e| e.chunk.upgrade().is_some_and(|c| !c.on_host()))
+                .fold((0, 0), |(n, b), e| (n + 1, b + e.bytes))
+        })
     }
 
     /// Inputs read from device memory instead of uploaded, so far.
@@ -159,6 +182,16 @@ impl<B> Resident<B> {
         self.entries.lock().map_or(0, |e| {
             e.iter().filter(|e| e.chunk.strong_count() > 0).count()
         })
+    }
+}
+
+/// Reads back the values of chunks whose device copies went, and lets
+/// those copies go (a failed read keeps the copy: the values stay right).
+fn to_host(evicted: Vec<Arc<Chunk>>) {
+    for c in evicted {
+        if let Err(e) = c.move_to_host() {
+            tracing::warn!("keeping a chunk in device memory: {e}");
+        }
     }
 }
 
@@ -211,10 +244,57 @@ mod tests {
         assert_eq!(*get(&c, 24), 3);
         // A copy made on the device, kept under its chunk.
         let made = chunk(6.0);
-        kept.keep(&made, 10, 8);
+        kept.keep(&made, Arc::new(10), 8);
         assert_eq!(*get(&made, 8), 10);
         assert_eq!(kept.hits(), 5);
         kept.clear();
         assert_eq!(kept.kept(), 0);
+    }
+
+    #[derive(Debug)]
+    struct OnDevice(Buffer, std::sync::atomic::AtomicUsize);
+
+    impl accel_core::buffer::DeviceCopy for OnDevice {
+        fn download(&self) -> std::result::Result<Buffer, String> {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Ok(self.0.clone())
+        }
+    }
+
+    fn on_device(v: f64) -> (Arc<Chunk>, Arc<OnDevice>) {
+        let copy = Arc::new(OnDevice(Buffer::F64(vec![v, v]), Default::default()));
+        let chunk = Chunk::on_device(vec![2], accel_core::DType::F64, copy.clone());
+        (Arc::new(chunk), copy)
+    }
+
+    #[test]
+    fn a_chunk_only_on_the_device_is_read_back_before_its_copy_goes() {
+        let kept: Resident<u32> = Resident::with_limit(32);
+        let (a, a_copy) = on_device(1.0);
+        let (b, b_copy) = on_device(2.0);
+        kept.keep(&a, Arc::new(1), 16);
+        kept.keep(&b, Arc::new(2), 16);
+        assert_eq!(kept.device_only(), (2, 32));
+        // The OOM clear keeps them: their values are nowhere else.
+        kept.clear();
+        assert_eq!(kept.device_only(), (2, 32));
+        // Room for a third: the oldest (a) is read back, then its copy goes.
+        let (c, _) = on_device(3.0);
+        kept.keep(&c, Arc::new(3), 16);
+        assert!(a.on_host() && a.device_copy().is_none());
+        assert_eq!(a_copy.1.load(Ordering::Relaxed), 1);
+        assert_eq!(*a.data().unwrap(), Buffer::F64(vec![1.0, 1.0]));
+        assert_eq!(a_copy.1.load(Ordering::Relaxed), 1);
+        assert!(!b.on_host() && b_copy.1.load(Ordering::Relaxed) == 0);
+        assert_eq!(kept.device_only(), (2, 32));
+        // A read on the host keeps the device's copy for its kernels.
+        assert_eq!(*b.data().unwrap(), Buffer::F64(vec![2.0, 2.0]));
+        assert_eq!(kept.device_only(), (1, 16));
+        let uploads = std::cell::Cell::new(0);
+        let got = kept.get_or_upload(&b, 16, || {
+            uploads.set(1);
+            Ok(9)
+        });
+        assert_eq!((*got.unwrap(), uploads.get()), (2, 0));
     }
 }

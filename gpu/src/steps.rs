@@ -409,17 +409,13 @@ fn prepare_step<B: Kernels>(
         }
         DeviceStep::Place { source, to, copy } => {
             let d = slot_dtype(*to)?;
-            let data = plan
-                .sources
-                .get(*source as usize)
-                .map(|c| c.data())
-                .ok_or_else(|| {
-                    Error::Layout("a stencil step on a source beyond its plan".into())
-                })?;
-            if data.dtype() != d {
+            let source_chunk = plan.sources.get(*source as usize).ok_or_else(|| {
+                Error::Layout("a stencil step on a source beyond its plan".into())
+            })?;
+            if source_chunk.dtype() != Some(d) || source_chunk.col_count() != 1 {
                 return Err(Error::Layout("a stencil input of another dtype".into()));
             }
-            let meta = box_meta(copy, words(d), (data.len(), plan.len))?;
+            let meta = box_meta(copy, words(d), (source_chunk.len(), plan.len))?;
             Ok(Prepared {
                 kernel: backend.moves(Moves::Box)?,
                 invocations: meta[0],

@@ -1898,19 +1898,27 @@ fn stencil_inputs_stay_in_device_memory() {
         "the second reads them there"
     );
     assert!(stencils::same_bits(&first, &second));
-    // The output chunk, kept on the device, is the next task's input.
+    // The output chunk stays on the device, and is the next task's input
+    // there: nothing is read back until the host reads it.
     let out = gpu.run_stencil_chunk(&plan).expect("runs");
-    assert!(stencils::same_bits(out.data(), &first));
-    let next = stencils::Case {
-        what: format!("{} on its own output", case.what),
-        kernel: case.kernel.clone(),
-        shape: out.shape.clone(),
-        origin: vec![0; out.shape.len()],
-        local: out.shape.clone(),
-        data: out.data().clone(),
-    };
-    let next_blocks = vec![(vec![0; out.shape.len()], out.clone())];
-    let next_plan = next.plan_of(&stencils::Case::pieces_of(&next_blocks));
+    assert!(!out.on_host(), "the output's cells stay on the device");
+    assert_eq!(gpu.device_chunks().0, 0);
+    assert_eq!(gpu.device_chunks().1, 1);
+    let nd = out.shape.len();
+    let next_pieces = vec![vec![accel_core::stencil::DevicePiece {
+        lo: vec![0; nd],
+        values: accel_core::exec::Operand::of_chunk(&out).expect("an array chunk"),
+    }]];
+    let next_plan = accel_core::stencil::device_plan_of(
+        &case.kernel,
+        &out.shape,
+        &vec![0; nd],
+        &out.shape,
+        &next_pieces,
+        &case.dtypes(),
+    )
+    .expect("plans")
+    .expect("small enough");
     let (hits, _) = gpu.resident();
     let got = gpu.run_stencil(&next_plan).expect("runs");
     assert_eq!(
@@ -1918,6 +1926,12 @@ fn stencil_inputs_stay_in_device_memory() {
         1,
         "the output chunk is read on the device"
     );
+    assert_eq!(gpu.device_chunks().0, 0, "and never read back");
+    assert!(!out.on_host());
+    // Read on the host at last: once, and the same cells.
+    assert!(stencils::same_bits(out.data().expect("reads back"), &first));
+    assert!(stencils::same_bits(out.data().expect("reads back"), &first));
+    assert_eq!(gpu.device_chunks().0, 1);
     let want = next_plan.run_on_host().expect("runs");
     assert!(stencils::same_bits(&want, &got));
 }

@@ -1008,17 +1008,19 @@ pub fn task_from(t: Option<&pb::TaskId>) -> Result<(u64, ChunkKey), Error> {
 }
 
 /// Header and element bytes of a chunk (all its columns, one after another).
-pub fn chunk_to(c: &Chunk) -> (pb::ChunkHeader, Vec<u8>) {
+/// A chunk only on a GPU is read back first.
+pub fn chunk_to(c: &Chunk) -> Result<(pb::ChunkHeader, Vec<u8>), Error> {
+    let cols = c.cols()?;
     let mut data = Vec::with_capacity(c.nbytes());
-    for col in &c.cols {
+    for col in cols {
         data.extend(buffer_bytes(col));
     }
     let header = pb::ChunkHeader {
         shape: u64s(&c.shape),
-        cols: c.cols.iter().map(|b| dtype_to(b.dtype()) as i32).collect(),
+        cols: cols.iter().map(|b| dtype_to(b.dtype()) as i32).collect(),
         total_bytes: data.len() as u64,
     };
-    (header, data)
+    Ok((header, data))
 }
 
 pub fn chunk_from(h: &pb::ChunkHeader, data: &[u8]) -> Result<Chunk, Error> {
@@ -1043,5 +1045,5 @@ pub fn chunk_from(h: &pb::ChunkHeader, data: &[u8]) -> Result<Chunk, Error> {
     if at != data.len() || cols.is_empty() {
         return Err(malformed("chunk data does not match its header"));
     }
-    Ok(Chunk { shape, cols })
+    Ok(Chunk::new(shape, cols))
 }

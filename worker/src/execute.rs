@@ -378,7 +378,7 @@ async fn fetch_remote(
         return Outcome::Skipped;
     }
     let chunk = match fetched {
-        Ok(c) if c.shape == local && c.cols.len() == 1 && c.data().dtype() == r.dtype => c,
+        Ok(c) if c.shape == local && c.col_count() == 1 && c.dtype() == Some(r.dtype) => c,
         Ok(_) => {
             return Outcome::Failed("the client sent a box of the wrong shape or dtype".into());
         }

@@ -301,7 +301,7 @@ mod tests {
                 chunk: c,
             };
             let got = store.get(1, key).unwrap();
-            assert_eq!(*got.data(), Buffer::F64(vec![c as f64; 125_000]));
+            assert_eq!(*got.data().unwrap(), Buffer::F64(vec![c as f64; 125_000]));
         }
         drop(manager);
     }

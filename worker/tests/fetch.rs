@@ -190,20 +190,20 @@ fn a_small_chunk_leaves_in_one_write_and_a_large_one_arrives_whole() {
             Ok(Arc::new(accel_core::Plan::default())),
         );
         // An exact sum's partial: one element in each of 38 columns.
-        let small = Arc::new(Chunk {
-            shape: vec![1],
-            cols: (0..38).map(|k| Buffer::F64(vec![k as f64 + 0.5])).collect(),
-        });
+        let small = Arc::new(Chunk::new(
+            vec![1],
+            (0..38).map(|k| Buffer::F64(vec![k as f64 + 0.5])).collect(),
+        ));
         // Three columns of 3 MiB each: larger than any buffer on the way.
         let n = 3 << 17;
-        let large = Arc::new(Chunk {
-            shape: vec![n],
-            cols: vec![
+        let large = Arc::new(Chunk::new(
+            vec![n],
+            vec![
                 Buffer::F64((0..n).map(|i| i as f64).collect()),
                 Buffer::I64((0..n as i64).map(|i| -i).collect()),
                 Buffer::F64((0..n).map(|i| (i as f64).sqrt()).collect()),
             ],
-        });
+        ));
         let big = ChunkKey {
             stage: StageId(1),
             chunk: 0,

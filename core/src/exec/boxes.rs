@@ -67,7 +67,7 @@ pub fn assemble(
     let mut out = Buffer::zeros(dtype, shape::size(shape));
     let out_strides = shape::strides(shape);
     for (corigin, chunk) in parts {
-        let src = chunk.data();
+        let src = chunk.data()?;
         if src.dtype() != dtype || chunk.shape.len() != nd || corigin.len() != nd {
             return Err(Error::Task {
                 task: "kernel".into(),

@@ -8,15 +8,24 @@ use crate::kernel::Executable;
 use crate::op::{ReduceOp, ReduceSpec};
 use crate::stencil::{DevicePlan, StencilKernel};
 
-/// A kernel input as a device is handed it: its chunk shape and data, and,
-/// where it is one whole input chunk of the task (not a box assembled for
-/// it), that chunk. A chunk never changes once made, so a device may keep
-/// its copy under the chunk's identity for as long as the chunk lives.
+/// A kernel input as a device is handed it: its chunk shape, dtype and
+/// length, and its data, or, where it is one whole input chunk of the task
+/// (not a box assembled for it), that chunk. A chunk never changes once
+/// made, so a device may keep its copy under the chunk's identity for as
+/// long as the chunk lives; a chunk that lives only on the device is read
+/// back only if the device asks for its data.
 #[derive(Clone, Copy, Debug)]
 pub struct Operand<'a> {
     pub shape: &'a [usize],
-    pub data: &'a Buffer,
-    pub chunk: Option<&'a Arc<Chunk>>,
+    pub dtype: DType,
+    pub len: usize,
+    source: Source<'a>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Source<'a> {
+    Data(&'a Buffer),
+    Chunk(&'a Arc<Chunk>),
 }
 
 impl<'a> Operand<'a> {
@@ -24,8 +33,43 @@ impl<'a> Operand<'a> {
     pub fn plain(shape: &'a [usize], data: &'a Buffer) -> Operand<'a> {
         Operand {
             shape,
-            data,
-            chunk: None,
+            dtype: data.dtype(),
+            len: data.len(),
+            source: Source::Data(data),
+        }
+    }
+
+    /// A whole array chunk (its values wherever they are).
+    pub fn of_chunk(chunk: &'a Arc<Chunk>) -> crate::Result<Operand<'a>> {
+        let dtype = match (chunk.col_count(), chunk.dtype()) {
+            (1, Some(d)) => d,
+            _ => {
+                return Err(crate::Error::Invalid(
+                    "a kernel input that is no array chunk".into(),
+                ));
+            }
+        };
+        Ok(Operand {
+            shape: &chunk.shape,
+            dtype,
+            len: chunk.len(),
+            source: Source::Chunk(chunk),
+        })
+    }
+
+    /// The chunk this input is, when it is a whole one.
+    pub fn chunk(&self) -> Option<&'a Arc<Chunk>> {
+        match self.source {
+            Source::Chunk(c) => Some(c),
+            Source::Data(_) => None,
+        }
+    }
+
+    /// The values on the host (a chunk only on a device is read back).
+    pub fn data(&self) -> crate::Result<&'a Buffer> {
+        match self.source {
+            Source::Data(d) => Ok(d),
+            Source::Chunk(c) => c.data(),
         }
     }
 }

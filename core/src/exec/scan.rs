@@ -94,8 +94,8 @@ pub fn next_carry(
     let slab: Vec<usize> = (0..outer)
         .flat_map(|o| (0..inner).map(move |j| (o * n + n - 1) * inner + j))
         .collect();
-    let last = local.data().gather(&slab);
-    if carry.data().len() != last.len() {
+    let last = local.data()?.gather(&slab);
+    if carry.data()?.len() != last.len() {
         return Err(wrong(
             "a carry of another shape than its chunk's slab".into(),
         ));
@@ -108,7 +108,7 @@ pub fn next_carry(
 /// `local ⊕ carry`, the carry broadcast along the axis.
 pub fn apply(op: ReduceOp, axis: usize, local: &Chunk, carry: &Chunk) -> Result<Buffer> {
     let (outer, n, inner) = split(&local.shape, axis);
-    if carry.data().len() != outer * inner {
+    if carry.data()?.len() != outer * inner {
         return Err(wrong(
             "a carry of another shape than its chunk's slab".into(),
         ));
@@ -130,7 +130,7 @@ pub fn apply(op: ReduceOp, axis: usize, local: &Chunk, carry: &Chunk) -> Result<
         out
     }
     let dims = (outer, n, inner);
-    Ok(match (local.data(), carry.data()) {
+    Ok(match (local.data()?, carry.data()?) {
         (Buffer::I64(a), Buffer::I64(b)) => Buffer::I64(add(a, b, dims, |x: i64, y: i64| {
             if op == ReduceOp::Prod {
                 x.wrapping_mul(y)

@@ -29,11 +29,10 @@ pub fn run_task_into(
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
     let ins = kernel_inputs(plan, key, exe, inputs)?;
-    let views = views_of(&ins);
-    let operands = operands_of(&ins);
+    let operands = operands_of(&ins)?;
     match offload.and_then(|o| o.run_map(exe, &origin, &local, &operands)) {
         Some(data) => write_rows(&data, rows),
-        None => Bound::new(exe, &origin, &local, &views)?
+        None => Bound::new(exe, &origin, &local, &views_of(&ins)?)?
             .streaming(streams(plan, key))
             .run_map_rows(rows),
     }
@@ -115,10 +114,10 @@ enum KernelInput<'a> {
 }
 
 impl KernelInput<'_> {
-    fn data(&self) -> &Buffer {
+    fn data(&self) -> Result<&Buffer> {
         match self {
             KernelInput::Chunk(c) => c.data(),
-            KernelInput::Read(_, d) => d,
+            KernelInput::Read(_, d) => Ok(d),
         }
     }
 }
@@ -207,7 +206,7 @@ fn scan_task(
         (ScanPhase::Local, [inp], _) => {
             let origin = plan.chunk_origin(key);
             let input = box_input(plan, *inp, &origin, local.clone(), &mut inputs.iter())?;
-            let mut data = scan::to_dtype(input.data(), dtype)?;
+            let mut data = scan::to_dtype(input.data()?, dtype)?;
             scan::scan_in_place(op, &mut data, &local, axis)?;
             Ok(data)
         }
@@ -231,11 +230,8 @@ fn matmul_task(plan: &Plan, key: ChunkKey, dtype: DType, inputs: &[Arc<Chunk>]) 
     let mut chunks = inputs.iter();
     let a = box_input(plan, *ia, la, a_len.clone(), &mut chunks)?;
     let b = box_input(plan, *ib, lb, b_len.clone(), &mut chunks)?;
-    let acc = crate::kernel::matmul::block_product(dtype, a.data(), b.data(), m, k, n)?;
-    Ok(Chunk {
-        shape: vec![m, n, 1],
-        cols: vec![acc],
-    })
+    let acc = crate::kernel::matmul::block_product(dtype, a.data()?, b.data()?, m, k, n)?;
+    Ok(Chunk::new(vec![m, n, 1], vec![acc]))
 }
 
 /// A `map_blocks` task: the user function called on its input blocks.
@@ -254,7 +250,7 @@ fn map_blocks_task(
         held.push(box_input(plan, inp, &lo, len, &mut chunks)?);
         input_origins.push(lo);
     }
-    let views = views_of(&held);
+    let views = views_of(&held)?;
     let refs: Vec<crate::blocks::BlockRef<'_>> = views
         .iter()
         .map(|&(shape, data)| crate::blocks::BlockRef { shape, data })
@@ -272,24 +268,21 @@ fn map_blocks_task(
 }
 
 /// The inputs as a device is handed them (see [`Operand`]).
-fn operands_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<Operand<'a>> {
+fn operands_of<'a>(ins: &'a [KernelInput<'_>]) -> Result<Vec<Operand<'a>>> {
     ins.iter()
         .map(|i| match i {
-            KernelInput::Chunk(c) => Operand {
-                shape: &c.shape,
-                data: c.data(),
-                chunk: Some(*c),
-            },
-            KernelInput::Read(shape, data) => Operand::plain(shape, data),
+            KernelInput::Chunk(c) => Operand::of_chunk(c),
+            KernelInput::Read(shape, data) => Ok(Operand::plain(shape, data)),
         })
         .collect()
 }
 
-fn views_of<'a>(ins: &'a [KernelInput<'_>]) -> Vec<(&'a [usize], &'a Buffer)> {
+/// The inputs' values on the host (chunks only on a device are read back).
+fn views_of<'a>(ins: &'a [KernelInput<'_>]) -> Result<Vec<(&'a [usize], &'a Buffer)>> {
     ins.iter()
         .map(|i| match i {
-            KernelInput::Chunk(c) => (c.shape.as_slice(), c.data()),
-            KernelInput::Read(shape, data) => (shape.as_slice(), data),
+            KernelInput::Chunk(c) => Ok((c.shape.as_slice(), c.data()?)),
+            KernelInput::Read(shape, data) => Ok((shape.as_slice(), data)),
         })
         .collect()
 }
@@ -324,7 +317,7 @@ fn write_sink(
 ) -> Result<()> {
     let (origin, local) = sink.place(&plan.chunk_origin(key), &chunk.shape);
     sink.target
-        .write_box(&origin, &local, chunk.data())
+        .write_box(&origin, &local, chunk.data()?)
         .map_err(|e| Error::Task {
             task: format!("write of chunk {} of stage {}", key.chunk, key.stage.0),
             message: e.to_string(),
@@ -366,18 +359,16 @@ fn compute_task(
         },
         StageKind::Map(exe) => {
             let ins = kernel_inputs(plan, key, exe, inputs)?;
-            let operands = operands_of(&ins);
+            let operands = operands_of(&ins)?;
             match offload.and_then(|o| o.run_map_chunk(exe, &origin, &local, &operands)) {
                 Some(chunk) => {
-                    if chunk.shape != local
-                        || chunk.cols.iter().any(|c| c.len() != shape::size(&local))
-                    {
+                    if chunk.shape != local || !chunk.consistent() {
                         return Err(internal("a device's chunk of the wrong size"));
                     }
                     return Ok(chunk);
                 }
                 None => {
-                    let views = views_of(&ins);
+                    let views = views_of(&ins)?;
                     Chunk::array(
                         local.clone(),
                         Bound::new(exe, &origin, &local, &views)?.run_map()?,
@@ -395,8 +386,7 @@ fn compute_task(
                 .kernel_box(key)
                 .ok_or_else(|| internal("a partial reduction without its region"))?;
             let ins = kernel_inputs(plan, key, exe, inputs)?;
-            let views = views_of(&ins);
-            let operands = operands_of(&ins);
+            let operands = operands_of(&ins)?;
             let folded = match offload {
                 Some(o) => device_fold(o, exe, spec, &rorigin, &rshape, &operands)?,
                 None => DeviceFold::NotThisOne,
@@ -421,6 +411,7 @@ fn compute_task(
                         reduce::run_partial(&bound, spec)?
                     }
                     None => {
+                        let views = views_of(&ins)?;
                         reduce::run_partial(&Bound::new(exe, &rorigin, &rshape, &views)?, spec)?
                     }
                 },
@@ -516,7 +507,7 @@ fn compute_task(
         }
     };
     let want = shape::size(&chunk.shape);
-    if chunk.cols.iter().any(|c| c.len() != want) {
+    if chunk.cols()?.iter().any(|c| c.len() != want) {
         return Err(internal("task produced a chunk of the wrong size"));
     }
     Ok(Arc::new(chunk))
@@ -530,8 +521,7 @@ enum Computed {
 
 /// `chunk` when it has the shape `local` and one column of its size.
 fn checked(chunk: Arc<Chunk>, local: &[usize]) -> Result<Arc<Chunk>> {
-    let want = shape::size(local);
-    if chunk.shape != local || chunk.cols.len() != 1 || chunk.data().len() != want {
+    if chunk.shape != local || chunk.col_count() != 1 || !chunk.consistent() {
         return Err(internal("a device produced a chunk of the wrong size"));
     }
     Ok(chunk)
@@ -549,10 +539,25 @@ fn stencil_chunk(
     offload: Option<&dyn crate::exec::Offload>,
 ) -> Result<Computed> {
     let stage = plan.stage(key.stage);
-    let (pieces, dtypes) = stencil_pieces(plan, key, k, inputs)?;
+    let (placed, dtypes) = stencil_inputs(plan, key, k, inputs)?;
     let shape = &stage.meta.shape;
     if let Some(o) = offload.filter(|o| o.takes_stencils(k)) {
-        match crate::stencil::device_plan(k, shape, origin, local, &pieces, &dtypes) {
+        // The inputs' values stay wherever they are (a device's own chunks
+        // are never read back to be placed there again).
+        let pieces = placed
+            .iter()
+            .map(|list| {
+                list.iter()
+                    .map(|(lo, c)| {
+                        Ok(crate::stencil::DevicePiece {
+                            lo: lo.clone(),
+                            values: Operand::of_chunk(c)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match crate::stencil::device_plan_of(k, shape, origin, local, &pieces, &dtypes) {
             Ok(Some(p)) => {
                 if let Some(chunk) = o.run_stencil(&p) {
                     return Ok(Computed::OnDevice(chunk));
@@ -563,17 +568,35 @@ fn stencil_chunk(
             Err(e) => tracing::warn!("stencil task on the device: {e}; computing it on the CPU"),
         }
     }
+    let pieces = placed
+        .iter()
+        .map(|list| {
+            list.iter()
+                .map(|(lo, c)| {
+                    Ok(crate::stencil::Piece {
+                        lo: lo.clone(),
+                        shape: c.shape.clone(),
+                        data: c.data()?,
+                        chunk: Some(*c),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .collect::<Result<Vec<_>>>()?;
     crate::stencil::run_stencil(k, shape, origin, local, &pieces, &dtypes).map(Computed::OnCpu)
 }
 
-/// A stencil task's inputs as pieces (where each lies in its array), and
+/// A stencil task's inputs, each chunk with where its first element lies.
+type Placed<'a> = Vec<Vec<(Vec<usize>, &'a Arc<Chunk>)>>;
+
+/// A stencil task's input chunks (where each lies in its array), and
 /// their dtypes.
-fn stencil_pieces<'a>(
+fn stencil_inputs<'a>(
     plan: &Plan,
     key: ChunkKey,
     k: &crate::stencil::StencilKernel,
     inputs: &'a [Arc<Chunk>],
-) -> Result<(Vec<Vec<crate::stencil::Piece<'a>>>, Vec<DType>)> {
+) -> Result<(Placed<'a>, Vec<DType>)> {
     let stage = plan.stage(key.stage);
     let mut given = inputs.iter();
     let mut pieces = Vec::with_capacity(stage.inputs.len());
@@ -604,12 +627,7 @@ fn stencil_pieces<'a>(
                     "stencil input of neither the chunk's shape nor its part's",
                 ));
             };
-            list.push(crate::stencil::Piece {
-                lo,
-                shape: chunk.shape.clone(),
-                data: chunk.data(),
-                chunk: Some(chunk),
-            });
+            list.push((lo, chunk));
         }
         pieces.push(list);
     }
@@ -705,7 +723,7 @@ fn finish(
     let Some(exe) = &f.epilogue else {
         return Ok(result);
     };
-    let views = [(result.shape.as_slice(), result.data())];
+    let views = [(result.shape.as_slice(), result.data()?)];
     let data = Bound::new(exe, origin, local, &views)?.run_map()?;
     Ok(Chunk::array(local.to_vec(), data))
 }
@@ -858,7 +876,10 @@ fn gather_chunk(
         idx.push((s as u32, off));
         shape::next_index(&mut coord, local);
     }
-    let bufs: Vec<&Buffer> = inputs.iter().map(|c| c.data()).collect();
+    let bufs = inputs
+        .iter()
+        .map(|c| c.data())
+        .collect::<Result<Vec<&Buffer>>>()?;
     Ok(Chunk::array(local.to_vec(), gather_multi(&bufs, &idx)?))
 }
 

@@ -30,7 +30,7 @@ pub fn is_exact(op: ReduceOp, acc: DType) -> bool {
 
 /// Whether a partial state is an exact one.
 pub fn is_exact_state(state: &Chunk) -> bool {
-    state.cols.len() >= WIRE_WORDS
+    state.col_count() >= WIRE_WORDS
 }
 
 fn squares(op: ReduceOp) -> bool {
@@ -244,22 +244,22 @@ pub fn combine(op: ReduceOp, parts: &[&Chunk]) -> Result<Chunk> {
         return Err(internal("combine of no partial states".into()));
     };
     let outputs = crate::shape::size(&first.shape);
-    let (mut acc, mut count) = ExactAcc::from_cols(op, &first.cols, outputs)?;
+    let (mut acc, mut count) = ExactAcc::from_cols(op, first.cols()?, outputs)?;
     for p in &parts[1..] {
-        if p.cols.len() != first.cols.len() {
+        if p.cols()?.len() != first.cols()?.len() {
             return Err(internal(format!(
                 "exact {} states with {} and {} columns",
                 op.name(),
-                first.cols.len(),
-                p.cols.len()
+                first.cols()?.len(),
+                p.cols()?.len()
             )));
         }
-        merge_words(&mut acc.sums, &p.cols[..WIRE_WORDS])?;
+        merge_words(&mut acc.sums, &p.cols()?[..WIRE_WORDS])?;
         if let Some(sq) = &mut acc.squares {
-            merge_words(sq, &p.cols[WIRE_WORDS..2 * WIRE_WORDS])?;
+            merge_words(sq, &p.cols()?[WIRE_WORDS..2 * WIRE_WORDS])?;
         }
         if op != ReduceOp::Sum {
-            match p.cols.last() {
+            match p.cols()?.last() {
                 Some(Buffer::F64(c)) if c.len() == outputs => {
                     for (a, b) in count.iter_mut().zip(c) {
                         *a += b;
@@ -279,16 +279,13 @@ pub fn combine(op: ReduceOp, parts: &[&Chunk]) -> Result<Chunk> {
         cols.pop();
         cols.push(Buffer::F64(count));
     }
-    Ok(Chunk {
-        shape: first.shape.clone(),
-        cols,
-    })
+    Ok(Chunk::new(first.shape.clone(), cols))
 }
 
 /// The result values of a complete exact state.
 pub fn finalize(op: ReduceOp, out_dtype: DType, state: &Chunk) -> Result<Buffer> {
     let outputs = crate::shape::size(&state.shape);
-    let (acc, count) = ExactAcc::from_cols(op, &state.cols, outputs)?;
+    let (acc, count) = ExactAcc::from_cols(op, state.cols()?, outputs)?;
     Ok(match (op, out_dtype) {
         (ReduceOp::Sum, DType::F32) => Buffer::F32(acc.sums.iter().map(ExactSum::to_f32).collect()),
         (ReduceOp::Sum, _) => Buffer::F64(acc.sums.iter().map(ExactSum::to_f64).collect()),

@@ -363,7 +363,7 @@ fn buffer_to_slot(b: &Buffer) -> Slot {
 }
 
 fn f64_col(c: &Chunk, k: usize) -> Result<&[f64]> {
-    match c.cols.get(k) {
+    match c.cols()?.get(k) {
         Some(Buffer::F64(v)) => Ok(v),
         _ => Err(internal(format!(
             "partial state column {k} is missing or not f64"
@@ -372,7 +372,7 @@ fn f64_col(c: &Chunk, k: usize) -> Result<&[f64]> {
 }
 
 fn i64_col(c: &Chunk, k: usize) -> Result<&[i64]> {
-    match c.cols.get(k) {
+    match c.cols()?.get(k) {
         Some(Buffer::I64(v)) => Ok(v),
         _ => Err(internal(format!(
             "partial state column {k} is missing or not i64"
@@ -519,10 +519,7 @@ pub fn run_partial(bound: &Bound<'_>, spec: &ReduceSpec) -> Result<Chunk> {
             vec![Buffer::F64(count), Buffer::F64(mean), Buffer::F64(m2)]
         }
     };
-    Ok(Chunk {
-        shape: pshape,
-        cols,
-    })
+    Ok(Chunk::new(pshape, cols))
 }
 
 /// Merges partial states of the same shape, in the order given.
@@ -532,7 +529,7 @@ pub fn combine(spec: &ReduceSpec, parts: &[&Chunk]) -> Result<Chunk> {
     };
     if parts
         .iter()
-        .any(|p| p.shape != first.shape || p.cols.len() != first.cols.len())
+        .any(|p| p.shape != first.shape || p.col_count() != first.col_count())
     {
         return Err(internal(
             "combine of partial states with different shapes".into(),
@@ -559,19 +556,19 @@ pub fn combine(spec: &ReduceSpec, parts: &[&Chunk]) -> Result<Chunk> {
                 count[i] = n;
             }
         }
-        return Ok(Chunk {
-            shape: first.shape.clone(),
-            cols: vec![Buffer::F64(count), Buffer::F64(mean), Buffer::F64(m2)],
-        });
+        return Ok(Chunk::new(
+            first.shape.clone(),
+            vec![Buffer::F64(count), Buffer::F64(mean), Buffer::F64(m2)],
+        ));
     }
     if spec.op.is_arg() {
         let mut acc = Acc::Arg {
-            best: buffer_to_slot(&first.cols[0]),
+            best: buffer_to_slot(&first.cols()?[0]),
             index: i64_col(first, 1)?.to_vec(),
         };
         for p in &parts[1..] {
             let other = Acc::Arg {
-                best: buffer_to_slot(&p.cols[0]),
+                best: buffer_to_slot(&p.cols()?[0]),
                 index: i64_col(p, 1)?.to_vec(),
             };
             merge(spec.op, &mut acc, &other)?;
@@ -579,25 +576,22 @@ pub fn combine(spec: &ReduceSpec, parts: &[&Chunk]) -> Result<Chunk> {
         let Acc::Arg { best, index } = acc else {
             return Err(internal("arg accumulator changed kind".into()));
         };
-        return Ok(Chunk {
-            shape: first.shape.clone(),
-            cols: vec![slot_to_buffer(best), Buffer::I64(index)],
-        });
+        return Ok(Chunk::new(
+            first.shape.clone(),
+            vec![slot_to_buffer(best), Buffer::I64(index)],
+        ));
     }
-    let mut cols = Vec::with_capacity(first.cols.len());
-    for k in 0..first.cols.len() {
+    let mut cols = Vec::with_capacity(first.cols()?.len());
+    for k in 0..first.cols()?.len() {
         // The count column of mean adds up like a sum.
         let op = if k == 1 { ReduceOp::Sum } else { spec.op };
-        let mut acc = buffer_to_slot(&first.cols[k]);
+        let mut acc = buffer_to_slot(&first.cols()?[k]);
         for p in &parts[1..] {
-            merge_plain(op, &mut acc, &buffer_to_slot(&p.cols[k]))?;
+            merge_plain(op, &mut acc, &buffer_to_slot(&p.cols()?[k]))?;
         }
         cols.push(slot_to_buffer(acc));
     }
-    Ok(Chunk {
-        shape: first.shape.clone(),
-        cols,
-    })
+    Ok(Chunk::new(first.shape.clone(), cols))
 }
 
 /// Turns a complete partial state into the reduction's result.
@@ -617,7 +611,7 @@ pub fn finalize(spec: &ReduceSpec, out_dtype: DType, state: &Chunk) -> Result<Ch
         _ if super::exact_reduce::is_exact_state(state) => {
             super::exact_reduce::finalize(spec.op, out_dtype, state)?
         }
-        ReduceOp::Mean => match (&state.cols[0], f64_col(state, 1)?) {
+        ReduceOp::Mean => match (&state.cols()?[0], f64_col(state, 1)?) {
             (Buffer::C128(s), c) => Buffer::C128(s.iter().zip(c).map(|(s, &c)| s / c).collect()),
             (Buffer::F64(s), c) => Buffer::F64(s.iter().zip(c).map(|(s, c)| s / c).collect()),
             _ => return Err(internal("mean state is not f64 or c128".into())),
@@ -635,7 +629,7 @@ pub fn finalize(spec: &ReduceSpec, out_dtype: DType, state: &Chunk) -> Result<Ch
             Buffer::F64(v.collect())
         }
         ReduceOp::ArgMin | ReduceOp::ArgMax => Buffer::I64(i64_col(state, 1)?.to_vec()),
-        _ => state.cols[0].clone(),
+        _ => state.cols()?[0].clone(),
     };
     let data = match (data, out_dtype) {
         (Buffer::F64(v), DType::F32) => Buffer::F32(v.into_iter().map(|x| x as f32).collect()),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::buffer::{Buffer, Chunk};
 use crate::dtype::{DType, Value};
 use crate::error::Result;
+use crate::exec::Operand;
 use crate::kernel::{Bound, Executable};
 use crate::op::Boundary;
 use crate::shape;
@@ -149,6 +150,51 @@ pub fn device_plan(
     inputs: &[Vec<Piece<'_>>],
     input_dtypes: &[DType],
 ) -> Result<Option<DevicePlan>> {
+    let pieces: Vec<Vec<DevicePiece<'_>>> = inputs
+        .iter()
+        .map(|list| list.iter().map(DevicePiece::of).collect())
+        .collect();
+    device_plan_of(k, shape, origin, local, &pieces, input_dtypes)
+}
+
+/// A stencil input piece as a device plan reads it: where it lies, and its
+/// chunk (values wherever they are: a chunk left on the device by the
+/// previous stage is never read back) or host data.
+#[derive(Clone, Debug)]
+pub struct DevicePiece<'a> {
+    /// Global coordinate of the piece's first element.
+    pub lo: Vec<usize>,
+    pub values: Operand<'a>,
+}
+
+impl<'a> DevicePiece<'a> {
+    /// A host piece: its chunk where its data is that whole chunk's.
+    pub fn of(p: &'a Piece<'a>) -> DevicePiece<'a> {
+        let whole = p.chunk.filter(|c| {
+            c.shape == p.shape
+                && c.host_cols()
+                    .and_then(<[_]>::first)
+                    .is_some_and(|d| std::ptr::eq(d, p.data))
+        });
+        DevicePiece {
+            lo: p.lo.clone(),
+            values: match whole.map(Operand::of_chunk) {
+                Some(Ok(o)) => o,
+                _ => Operand::plain(&p.shape, p.data),
+            },
+        }
+    }
+}
+
+/// [`device_plan`] of pieces whose values may be on the device.
+pub fn device_plan_of(
+    k: &StencilKernel,
+    shape: &[usize],
+    origin: &[usize],
+    local: &[usize],
+    inputs: &[Vec<DevicePiece<'_>>],
+    input_dtypes: &[DType],
+) -> Result<Option<DevicePlan>> {
     let nd = k.ndim();
     if shape.len() != nd
         || origin.len() != nd
@@ -252,18 +298,19 @@ fn input_steps(
     k: &StencilKernel,
     i: usize,
     at: &Placed<'_>,
-    pieces: &[Piece<'_>],
+    pieces: &[DevicePiece<'_>],
     (slot, dtype): (u32, DType),
     sources: &mut Vec<Arc<Chunk>>,
 ) -> Result<Vec<DeviceStep>> {
     let mut steps = Vec::new();
     for p in pieces {
-        if p.data.len() != shape::size(&p.shape) || p.data.dtype() != dtype {
+        let v = &p.values;
+        if v.len != shape::size(v.shape) || v.dtype != dtype {
             return Err(internal("stencil input piece of the wrong shape or dtype"));
         }
-        let chunk = match p.chunk {
-            Some(c) if std::ptr::eq(c.data(), p.data) && c.shape == p.shape => c.clone(),
-            _ => Arc::new(Chunk::array(p.shape.clone(), p.data.clone())),
+        let chunk = match v.chunk() {
+            Some(c) => c.clone(),
+            None => Arc::new(Chunk::array(v.shape.to_vec(), v.data()?.clone())),
         };
         let source = match sources.iter().position(|s| Arc::ptr_eq(s, &chunk)) {
             Some(s) => s,
@@ -272,12 +319,12 @@ fn input_steps(
                 sources.len() - 1
             }
         } as u32;
-        let from_strides = shape::strides(&p.shape);
+        let from_strides = shape::strides(v.shape);
         piece_boxes(
             at.lay,
             at.geometry,
             (&k.inputs[i], &k.boundary),
-            (&p.lo, &p.shape),
+            (&p.lo, v.shape),
             |from, to, extent| {
                 let copy = BoxCopy {
                     extent: extent.to_vec(),
@@ -287,7 +334,7 @@ fn input_steps(
                     to_strides: at.lay.strides.clone(),
                 };
                 let (read_end, write_end) = copy.ends();
-                if read_end > p.data.len() || write_end > at.len {
+                if read_end > v.len || write_end > at.len {
                     return Err(internal("stencil input placed outside its slot"));
                 }
                 steps.push(DeviceStep::Place {
@@ -516,7 +563,7 @@ impl DevicePlan {
                         .get(*source as usize)
                         .ok_or_else(|| internal("a step reads a source beyond the plan"))?;
                     copy_box(
-                        src.data(),
+                        src.data()?,
                         &copy.from_strides,
                         copy.from,
                         slot_mut(&mut bufs, *to)?,

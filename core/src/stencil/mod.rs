@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::kernel::Executable;
 use crate::op::Boundary;
 
-pub use device::{BoxCopy, DevicePlan, DeviceStep, device_plan};
+pub use device::{BoxCopy, DevicePiece, DevicePlan, DeviceStep, device_plan, device_plan_of};
 pub use geometry::{InputPart, input_parts};
 pub use run::{Piece, crop, run_stencil};
 pub(crate) use run::{STREAM_CHUNK_BYTES, band_rows_of};

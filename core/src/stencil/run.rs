@@ -1111,8 +1111,8 @@ pub fn crop(
     let extent: Vec<usize> = (0..nd).map(|d| hi[d] - lo[d]).collect();
     let src_strides = shape::strides(&chunk.shape);
     let at: usize = lo.iter().zip(&src_strides).map(|(a, s)| a * s).sum();
-    let mut cols = Vec::with_capacity(chunk.cols.len());
-    for col in &chunk.cols {
+    let mut cols = Vec::with_capacity(chunk.cols()?.len());
+    for col in chunk.cols()? {
         if col.len() != shape::size(&chunk.shape) {
             return Err(Error::Invalid(
                 "cannot crop a chunk whose columns are not of its shape".into(),
@@ -1130,10 +1130,7 @@ pub fn crop(
         )?;
         cols.push(out);
     }
-    Ok(crate::buffer::Chunk {
-        shape: extent,
-        cols,
-    })
+    Ok(crate::buffer::Chunk::new(extent, cols))
 }
 
 #[cfg(test)]

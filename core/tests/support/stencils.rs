@@ -239,7 +239,7 @@ impl Case {
                 .map(|(lo, c)| Piece {
                     lo: lo.clone(),
                     shape: c.shape.clone(),
-                    data: c.data(),
+                    data: c.data().expect("host chunk"),
                     chunk: Some(c),
                 })
                 .collect(),

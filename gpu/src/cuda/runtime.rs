@@ -14,7 +14,8 @@ use cudarc::driver::{
 
 use super::{CudaSource, KERNEL, NVRTC_OPTIONS};
 use crate::device::{
-    AdapterSummary, Launch, device_bytes, download, meta_words, signed, upload_bytes,
+    AdapterSummary, Launch, Made, chunk_device_bytes, device_len, download, meta_words,
+    operand_infos, result_dtype, signed, upload_bytes,
 };
 use crate::wgsl::WORKGROUP;
 use crate::{Error, Result};
@@ -63,6 +64,8 @@ pub struct CudaGpu {
     pub(super) by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
     /// Copies of input chunks kept in device memory.
     pub(super) resident: crate::resident::Resident<CudaSlice<u8>>,
+    /// Chunks made on the device and read back later.
+    pub(super) read_backs: Arc<AtomicU64>,
     compiled: AtomicU64,
 }
 
@@ -120,6 +123,7 @@ impl CudaGpu {
             kernels: Mutex::new(HashMap::new()),
             by_program: Default::default(),
             resident: Default::default(),
+            read_backs: Default::default(),
             compiled: AtomicU64::new(0),
         }))
     }
@@ -172,7 +176,7 @@ impl CudaGpu {
             root,
             n,
             n32,
-        } = Launch::new(program, local, inputs)?;
+        } = Launch::new(program, local, &crate::device::pair_infos(inputs))?;
         let kernel = self.by_program.get_or_make(program, &access, None, || {
             self.kernel(super::generate(program, &access)?)
                 .map(Arc::new)
@@ -223,11 +227,13 @@ impl CudaGpu {
         inputs: &[Operand<'_>],
         fold: Option<Fold>,
     ) -> Result<Buffer> {
-        self.launch(program, origin, local, inputs, fold)
-            .map(|(data, _)| data)
+        match self.launch(program, origin, local, inputs, fold, false)? {
+            Made::Values(data) => Ok(data),
+            Made::Kept(_) => Err(Error::Device("a kernel's values left on the device".into())),
+        }
     }
 
-    /// The map made a chunk whose copy on the device is kept for the kernels
+    /// The map made a chunk whose values stay on the device for the kernels
     /// that read it next (see [`crate::Gpu::run_chunk`]).
     pub fn run_chunk(
         &self,
@@ -236,16 +242,18 @@ impl CudaGpu {
         local: &[usize],
         inputs: &[Operand<'_>],
     ) -> Result<Arc<Chunk>> {
-        let (data, out) = self.launch(program, origin, local, inputs, None)?;
-        let bytes = device_bytes(&data);
-        let chunk = Arc::new(Chunk::array(local.to_vec(), data));
-        if let Some(out) = out {
-            self.resident.keep(&chunk, out, bytes);
-        }
-        Ok(chunk)
+        let root = result_dtype(program)?;
+        let keep = self.keeps(device_len(root, accel_core::shape::size(local)));
+        Ok(
+            match self.launch(program, origin, local, inputs, None, keep)? {
+                Made::Values(data) => Arc::new(Chunk::array(local.to_vec(), data)),
+                Made::Kept(out) => self.chunk_on_device(local, root, out),
+            },
+        )
     }
 
-    /// Runs a kernel: its values, and the device buffer holding them.
+    /// Runs a kernel: its values, or, with `keep`, the device buffer
+    /// holding them (only the status word read back).
     fn launch(
         &self,
         program: &Program,
@@ -253,17 +261,17 @@ impl CudaGpu {
         local: &[usize],
         inputs: &[Operand<'_>],
         fold: Option<Fold>,
-    ) -> Result<(Buffer, Option<CudaSlice<u8>>)> {
-        let pairs: Vec<(&[usize], &Buffer)> = inputs.iter().map(|o| (o.shape, o.data)).collect();
+        keep: bool,
+    ) -> Result<Made<CudaSlice<u8>>> {
         let Launch {
             access,
             strides,
             root,
             n,
             n32,
-        } = Launch::new(program, local, &pairs)?;
+        } = Launch::new(program, local, &operand_infos(inputs))?;
         if n == 0 {
-            return Ok((Buffer::zeros(root, 0), None));
+            return Ok(Made::Values(Buffer::zeros(root, 0)));
         }
         // A strip's end, `first + STRIP`, must not wrap in u32.
         if fold.is_some() && n > (u32::MAX - crate::wgsl::STRIP) as usize {
@@ -290,12 +298,10 @@ impl CudaGpu {
         drop(self.resident.sweep());
         let ins = inputs
             .iter()
-            .map(|o| match o.chunk {
-                Some(c) => self.resident.get_or_upload(c, device_bytes(o.data), || {
-                    s.clone_htod(&upload_bytes(o.data)).map_err(driver)
-                }),
+            .map(|o| match o.chunk() {
+                Some(c) => self.kept_copy(c),
                 None => s
-                    .clone_htod(&upload_bytes(o.data))
+                    .clone_htod(&upload_bytes(o.data()?))
                     .map(Arc::new)
                     .map_err(driver),
             })
@@ -318,13 +324,27 @@ impl CudaGpu {
         // forms is below the element count in `dims[0]` or reads `dims`
         // words `meta_words` wrote.
         unsafe { launch.launch(cfg) }.map_err(driver)?;
-        let bytes = s.clone_dtoh(&out).map_err(driver)?;
         let special = s.clone_dtoh(&status).map_err(driver)?;
         if let Some(&k) = special.first()
             && k > 0
         {
             return Err(Error::SpecialValues(k));
         }
-        Ok((download(root, &bytes, results), Some(out)))
+        if keep {
+            return Ok(Made::Kept(out));
+        }
+        let bytes = s.clone_dtoh(&out).map_err(driver)?;
+        Ok(Made::Values(download(root, &bytes, results)))
+    }
+
+    /// The device's copy of `chunk`: the kept one (always, for a chunk whose
+    /// values are only on the device), or one uploaded now.
+    pub(super) fn kept_copy(&self, chunk: &Arc<Chunk>) -> Result<Arc<CudaSlice<u8>>> {
+        self.resident
+            .get_or_upload(chunk, chunk_device_bytes(chunk)?, || {
+                self.stream
+                    .clone_htod(&upload_bytes(chunk.data()?))
+                    .map_err(driver)
+            })
     }
 }

@@ -13,7 +13,7 @@ use cudarc::driver::{CudaFunction, CudaSlice, PushKernelArg};
 
 use super::CudaSource;
 use super::runtime::{CudaGpu, driver, launch_config};
-use crate::device::{device_bytes, download, upload_bytes};
+use crate::device::{Made, device_len, download};
 use crate::steps::{Kernels, Moves, prepare, result_meta, slot_bytes, words};
 use crate::wgsl::{self, Access};
 use crate::{Error, Result};
@@ -47,28 +47,30 @@ impl CudaGpu {
     /// Runs `plan` on this device: the output chunk's cells (see
     /// [`crate::Gpu::run_stencil`]).
     pub fn run_stencil(&self, plan: &DevicePlan) -> Result<Buffer> {
-        self.stencil(plan).map(|(data, _)| data)
+        match self.stencil(plan, false)? {
+            Made::Values(data) => Ok(data),
+            Made::Kept(_) => Err(Error::Device("a stencil's cells left on the device".into())),
+        }
     }
 
-    /// The output chunk, its device copy kept for the tasks that read it
-    /// next (see [`crate::Gpu::run_stencil_chunk`]).
+    /// The output chunk, its values left on the device for the tasks that
+    /// read it next (see [`crate::Gpu::run_stencil_chunk`]).
     pub fn run_stencil_chunk(&self, plan: &DevicePlan) -> Result<Arc<Chunk>> {
-        let (data, out) = self.stencil(plan)?;
-        let bytes = device_bytes(&data);
-        let chunk = Arc::new(Chunk::array(plan.chunk_shape().to_vec(), data));
-        if let Some(out) = out {
-            self.resident.keep(&chunk, out, bytes);
-        }
-        Ok(chunk)
+        let local = plan.chunk_shape();
+        let keep = self.keeps(device_len(plan.dtype(), accel_core::shape::size(local)));
+        Ok(match self.stencil(plan, keep)? {
+            Made::Values(data) => Arc::new(Chunk::array(local.to_vec(), data)),
+            Made::Kept(out) => self.chunk_on_device(local, plan.dtype(), out),
+        })
     }
 
     /// Runs the steps, then copies the chunk out of the result slot into a
-    /// buffer of its own: its cells, and that buffer.
-    fn stencil(&self, plan: &DevicePlan) -> Result<(Buffer, Option<CudaSlice<u8>>)> {
+    /// buffer of its own: its cells, or, with `keep`, that buffer.
+    fn stencil(&self, plan: &DevicePlan, keep: bool) -> Result<Made<CudaSlice<u8>>> {
         let dtype = plan.dtype();
         let (result_meta, cells) = result_meta(plan)?;
         if cells == 0 {
-            return Ok((Buffer::zeros(dtype, 0), None));
+            return Ok(Made::Values(Buffer::zeros(dtype, 0)));
         }
         let steps = prepare(self, plan)?;
         let s = &self.stream;
@@ -77,11 +79,7 @@ impl CudaGpu {
         let sources = plan
             .sources
             .iter()
-            .map(|c| {
-                self.resident.get_or_upload(c, device_bytes(c.data()), || {
-                    s.clone_htod(&upload_bytes(c.data())).map_err(driver)
-                })
-            })
+            .map(|c| self.kept_copy(c))
             .collect::<Result<Vec<_>>>()?;
         let mut slots: Vec<Option<CudaSlice<u8>>> = Vec::with_capacity(plan.slots.len());
         for &d in &plan.slots {
@@ -158,13 +156,16 @@ impl CudaGpu {
             // checked the box against the result slot and the chunk.
             unsafe { launch.launch(launch_config(result_meta[0])) }.map_err(driver)?;
         }
-        let bytes = s.clone_dtoh(&out).map_err(driver)?;
         let special = s.clone_dtoh(&status).map_err(driver)?;
         if let Some(&k) = special.first()
             && k > 0
         {
             return Err(Error::SpecialValues(k));
         }
-        Ok((download(dtype, &bytes, cells), Some(out)))
+        if keep {
+            return Ok(Made::Kept(out));
+        }
+        let bytes = s.clone_dtoh(&out).map_err(driver)?;
+        Ok(Made::Values(download(dtype, &bytes, cells)))
     }
 }

@@ -11,7 +11,7 @@ use accel_core::kernel::Program;
 use accel_core::stencil::DevicePlan;
 use wgpu::BufferUsages as U;
 
-use super::{Gpu, Pipeline, device_bytes, download};
+use super::{Gpu, Made, Pipeline, chunk_device_bytes, device_len, download};
 use crate::steps::{Kernels, Moves, prepare, result_meta, slot_bytes, words};
 use crate::wgsl::{self, Access};
 use crate::{Error, Result};
@@ -37,37 +37,44 @@ impl Gpu {
     /// (`Unsupported`, `TooLarge`, `SpecialValues`) before or after the
     /// fact exactly as [`Gpu::run_map`] does.
     pub fn run_stencil(&self, plan: &DevicePlan) -> Result<Buffer> {
-        self.stencil(plan, false).map(|(data, _)| data)
+        match self.stencil(plan, false)? {
+            Made::Values(data) => Ok(data),
+            Made::Kept(_) => Err(Error::Device("a stencil's cells left on the device".into())),
+        }
     }
 
-    /// [`Gpu::run_stencil`]'s cells made the output chunk, whose copy on
-    /// the device is kept for the tasks that read it next (the next stencil
-    /// stage's [`accel_core::stencil::DeviceStep::Place`] steps).
+    /// [`Gpu::run_stencil`]'s cells made the output chunk, whose values
+    /// stay on the device for the tasks that read it next (the next stencil
+    /// stage's [`accel_core::stencil::DeviceStep::Place`] steps), read back
+    /// on first use on the host (at once when too large to keep).
     pub fn run_stencil_chunk(&self, plan: &DevicePlan) -> Result<Arc<Chunk>> {
-        let (data, out) = self.stencil(plan, true)?;
-        let chunk = Arc::new(Chunk::array(plan.chunk_shape().to_vec(), data));
-        if let Some(out) = out {
-            let bytes = out.size();
-            self.resident.keep(&chunk, out, bytes);
-        }
-        Ok(chunk)
+        let local = plan.chunk_shape();
+        let keep = self.keeps(device_len(plan.dtype(), accel_core::shape::size(local)));
+        Ok(match self.stencil(plan, keep)? {
+            Made::Values(data) => Arc::new(Chunk::array(local.to_vec(), data)),
+            Made::Kept(out) => self.chunk_on_device(local, plan.dtype(), out),
+        })
     }
 
     /// Runs the steps, then copies the chunk out of the result slot into a
-    /// buffer of its own, which alone comes back; with `keep`, that buffer
-    /// too.
-    fn stencil(&self, plan: &DevicePlan, keep: bool) -> Result<(Buffer, Option<wgpu::Buffer>)> {
+    /// buffer of its own: its values come back, or, with `keep`, that buffer.
+    fn stencil(&self, plan: &DevicePlan, keep: bool) -> Result<Made> {
         let dtype = plan.dtype();
         let (result_meta, cells) = result_meta(plan)?;
         if cells == 0 {
-            return Ok((Buffer::zeros(dtype, 0), None));
+            return Ok(Made::Values(Buffer::zeros(dtype, 0)));
         }
         let slot_bytes = |d| slot_bytes(plan, d);
         if let Some(b) = plan
             .slots
             .iter()
             .map(|&d| slot_bytes(d))
-            .chain(plan.sources.iter().map(|c| device_bytes(c.data())))
+            .chain(
+                plan.sources
+                    .iter()
+                    .map(|c| chunk_device_bytes(c))
+                    .collect::<Result<Vec<_>>>()?,
+            )
             .max()
             && b > self.max_binding
         {
@@ -80,7 +87,7 @@ impl Gpu {
         let sources = plan
             .sources
             .iter()
-            .map(|c| Ok((self.kept_copy(c, c.data())?, device_bytes(c.data()))))
+            .map(|c| Ok((self.kept_copy(c)?, chunk_device_bytes(c)?)))
             .collect::<Result<Vec<_>>>()?;
         let take =
             |bytes: u64, usage: U| self.pool.take(&self.device, bytes, usage, self.max_buffer);
@@ -150,14 +157,18 @@ impl Gpu {
             result_meta[0],
         );
         scratch.push(meta);
-        let readback = take(out_bytes + 4, U::MAP_READ | U::COPY_DST);
-        enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
-        enc.copy_buffer_to_buffer(&status, 0, &readback, out_bytes, 4);
-        let read = self.submit_and_read(enc, [scope, oom], &readback, out_bytes + 4, |view| {
+        // A chunk kept on the device: only the status word comes back.
+        let values_bytes = if keep { 0 } else { out_bytes };
+        let readback = take(values_bytes + 4, U::MAP_READ | U::COPY_DST);
+        if !keep {
+            enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
+        }
+        enc.copy_buffer_to_buffer(&status, 0, &readback, values_bytes, 4);
+        let read = self.submit_and_read(enc, [scope, oom], &readback, values_bytes + 4, |view| {
             let special = view
-                .get(out_bytes as usize..out_bytes as usize + 4)
+                .get(values_bytes as usize..values_bytes as usize + 4)
                 .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-            (download(dtype, view, cells), special)
+            ((!keep).then(|| download(dtype, view, cells)), special)
         });
         let kernels = steps.len() as u64 + 1;
         self.pool
@@ -182,11 +193,13 @@ impl Gpu {
         self.counters
             .kernels
             .fetch_add(kernels, std::sync::atomic::Ordering::Relaxed);
-        if keep {
-            return Ok((data, Some(out)));
+        match data {
+            Some(data) => {
+                self.pool.give([out]);
+                Ok(Made::Values(data))
+            }
+            None => Ok(Made::Kept(out)),
         }
-        self.pool.give([out]);
-        Ok((data, None))
     }
 
     /// A storage buffer holding `words`.

@@ -28,7 +28,7 @@ impl Gpu {
             root,
             n,
             n32,
-        } = Launch::new(program, local, inputs)?;
+        } = Launch::new(program, local, &crate::device::pair_infos(inputs))?;
         let pipe = self.pipeline(program, &access, None)?;
         let origin = signed(&vec![0; local.len()]);
         let meta = meta_words(program, &pipe.shader, n32, &origin, local, &strides);

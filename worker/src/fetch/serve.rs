@@ -294,20 +294,18 @@ async fn send_box<S: AsyncWrite + Unpin>(
 
 /// The header, then every column's bytes straight from memory.
 async fn send_chunk<S: AsyncWrite + Unpin>(stream: &mut S, chunk: &Chunk) -> std::io::Result<()> {
+    // A chunk only on the GPU is read back first.
+    let cols = chunk.cols().map_err(std::io::Error::other)?;
     let header = pb::ChunkHeader {
         shape: chunk.shape.iter().map(|&x| x as u64).collect(),
-        cols: chunk
-            .cols
-            .iter()
-            .map(|b| dtype_to(b.dtype()) as i32)
-            .collect(),
+        cols: cols.iter().map(|b| dtype_to(b.dtype()) as i32).collect(),
         total_bytes: chunk.nbytes() as u64,
     };
     let reply = pb::DataReply {
         reply: Some(pb::data_reply::Reply::Header(header)),
     };
     write_msg(stream, &reply).await?;
-    for col in &chunk.cols {
+    for col in cols {
         stream.write_all(&col.le_bytes()).await?;
     }
     Ok(())

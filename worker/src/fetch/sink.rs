@@ -8,7 +8,8 @@ use accel_proto::pb;
 use super::Frame;
 
 pub struct ChunkSink {
-    chunk: Option<Chunk>,
+    /// The chunk's shape and columns, once the header came.
+    chunk: Option<(Vec<usize>, Vec<Buffer>)>,
     /// Byte offset where each column starts, and the total.
     starts: Vec<usize>,
     /// Largest chunk accepted: a peer's header cannot make this process
@@ -66,13 +67,13 @@ impl ChunkSink {
         if cols.is_empty() || starts[starts.len() - 1] as u64 != h.total_bytes {
             return Err("chunk header does not match its size".into());
         }
-        self.chunk = Some(Chunk { shape, cols });
+        self.chunk = Some((shape, cols));
         self.starts = starts;
         Ok(())
     }
 
     fn write(&mut self, mut offset: usize, mut bytes: &[u8]) -> Result<(), String> {
-        let chunk = self.chunk.as_mut().ok_or("chunk data before its header")?;
+        let (_, cols) = self.chunk.as_mut().ok_or("chunk data before its header")?;
         while !bytes.is_empty() {
             let col = self
                 .starts
@@ -83,7 +84,7 @@ impl ChunkSink {
                 _ => return Err("chunk data beyond its header".into()),
             };
             let take = bytes.len().min(end - offset);
-            chunk.cols[col]
+            cols[col]
                 .write_le_bytes(offset - start, &bytes[..take])
                 .map_err(|e| e.to_string())?;
             offset += take;
@@ -95,6 +96,7 @@ impl ChunkSink {
     /// The chunk, once every byte arrived (the stream checked the count).
     pub fn finish(self) -> Result<Chunk, String> {
         self.chunk
+            .map(|(shape, cols)| Chunk::new(shape, cols))
             .ok_or_else(|| "chunk stream without a header".into())
     }
 }
