@@ -96,6 +96,9 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
     );
     assert_eq!(metric(&gpu_at, "accel_worker_gpu_kernels_total"), 2.0);
     assert_eq!(metric(&gpu_at, "accel_worker_tasks_computed_total"), 2.0);
+    // Their chunks stayed on the GPU until the client fetched them: each
+    // read back once.
+    assert_eq!(metric(&gpu_at, "accel_worker_gpu_read_backs_total"), 2.0);
     assert_eq!(metric(&cpu_at, "accel_worker_tasks_computed_total"), 0.0);
     // Two without a GPU form (a complex power of an array of exponents) are
     // spread by load and run on CPUs.

@@ -131,6 +131,18 @@ pub fn router(
                 "Kernel inputs read from chunks kept in GPU memory instead of uploaded.",
                 c.resident as f64,
             );
+            family(
+                "accel_worker_gpu_read_backs_total",
+                "counter",
+                "Chunks made on the GPU whose values came back when the host read them.",
+                c.read_back as f64,
+            );
+            family(
+                "accel_worker_gpu_device_only_bytes",
+                "gauge",
+                "Bytes of chunks whose values are only in GPU memory.",
+                g.backend().device_chunks().2 as f64,
+            );
         }
         family(
             "accel_worker_transfers_in_total",
