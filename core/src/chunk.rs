@@ -15,6 +15,11 @@ pub trait DeviceCopy: Send + Sync + std::fmt::Debug {
     /// The values, read back from the device (one column of the chunk's
     /// dtype and size).
     fn download(&self) -> std::result::Result<Buffer, String>;
+
+    /// Whether the device is known to have lost the values (a read would fail).
+    fn lost(&self) -> bool {
+        false
+    }
 }
 
 /// One chunk: its shape and columns, on the host, or on a device until
@@ -101,6 +106,11 @@ impl Chunk {
         self.host
             .get()
             .is_none_or(|cols| cols.iter().all(|c| c.len() == self.len()))
+    }
+
+    /// Whether the values are only on a device known to have lost them.
+    pub fn lost(&self) -> bool {
+        !self.on_host() && self.device_copy().is_some_and(|d| d.lost())
     }
 
     /// Whether the values are on the host.

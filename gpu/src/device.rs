@@ -172,6 +172,8 @@ pub struct Gpu {
     resident: crate::resident::Resident<wgpu::Buffer>,
     /// Chunks made on the device and read back later.
     read_backs: Arc<AtomicU64>,
+    /// Set when the device is taken for lost (see [`Gpu::lose`]).
+    lost: Arc<std::sync::atomic::AtomicBool>,
     max_buffer: u64,
 }
 
@@ -256,6 +258,7 @@ impl Gpu {
             by_program: Default::default(),
             resident: Default::default(),
             read_backs: Default::default(),
+            lost: Default::default(),
         };
         if !gpu.fma_is_fused()? {
             gpu.fma = crate::wgsl_math::Fma::Emulated;

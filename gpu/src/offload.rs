@@ -160,6 +160,15 @@ impl Backend {
         }
     }
 
+    /// Treats the device as lost (see [`Gpu::lose`]).
+    pub fn lose(&self) {
+        match self {
+            Backend::Vulkan(g) => g.lose(),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => g.lose(),
+        }
+    }
+
     /// Runs `program` on this device (see [`Gpu::run_map`]); no fallback.
     pub fn run_map(
         &self,
@@ -193,6 +202,11 @@ pub struct Health {
 impl Health {
     pub fn usable(&self) -> bool {
         !self.given_up.load(Ordering::Relaxed)
+    }
+
+    /// Gives the device up at once.
+    pub fn give_up(&self) {
+        self.given_up.store(true, Ordering::Relaxed);
     }
 
     pub fn succeeded(&self) {
@@ -229,6 +243,18 @@ impl Offloader {
             folded: AtomicU64::new(0),
             stencils: AtomicU64::new(0),
         }
+    }
+
+    /// The device is lost: every kernel runs on the CPU from now on, and
+    /// the chunks whose values only it held can no longer be read (their
+    /// readers fail, and a worker reports them missing to be recomputed).
+    pub fn lose_device(&self) {
+        tracing::error!(
+            "{:?} lost: every kernel runs on the CPU from now on",
+            self.gpu
+        );
+        self.health.give_up();
+        self.gpu.lose();
     }
 
     pub fn backend(&self) -> &Backend {

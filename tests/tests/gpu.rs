@@ -141,3 +141,48 @@ fn a_worker_asked_for_a_gpu_it_lacks_exits_with_a_clear_error() {
     let log = cluster.worker_log(k);
     assert!(log.contains("--gpu: there is no GPU 99"), "{log}");
 }
+
+/// A GPU lost in the middle of a job loses no data: the chunks only it
+/// held (a persisted array left in device memory) are reported missing by
+/// the task that reads them, recomputed on the CPU, and the result is the
+/// fault-free one.
+#[test]
+fn a_lost_gpu_loses_no_data() {
+    let mut cluster = Cluster::start(0).unwrap();
+    cluster
+        .add_worker_with(&[
+            "--gpu",
+            "software",
+            "--metrics-port",
+            "0",
+            "--fault-lose-gpu-on",
+            "pow",
+        ])
+        .unwrap();
+    cluster.wait_for_workers(1).unwrap();
+    let at = metrics_address(&cluster, 0);
+    let remote = cluster.client().unwrap().with_progress(false);
+    let local = Client::local().with_progress(false);
+    let y = |n| (accel::arange(n, n / 4).astype(DType::F64) * 2.5 + 1.0).sqrt();
+    let kept = remote.persist(&y(200_000)).unwrap();
+    assert_eq!(metric(&at, "accel_worker_gpu_kernels_total"), 4.0);
+    assert_eq!(metric(&at, "accel_worker_gpu_read_backs_total"), 0.0);
+    assert!(metric(&at, "accel_worker_gpu_device_only_bytes") >= 200_000.0 * 8.0);
+    // A complex power of an array of exponents runs on the CPU; its first
+    // task takes the GPU for lost.
+    let power = |a: &accel::Array| {
+        let z = (a / 1e3 + 1.0).astype(DType::C128);
+        accel::power(&z, &z).re()
+    };
+    let got = remote.run(&[&power(&kept)]).unwrap().outputs;
+    let want = local.run(&[&power(&y(200_000))]).unwrap().outputs;
+    assert_eq!(got, want);
+    let log = cluster.worker_log(0);
+    assert!(log.contains("lost: every kernel runs on the CPU"), "{log}");
+    assert!(log.contains("a chunk the GPU lost"), "{log}");
+    // Nothing came back from the lost GPU, and the persisted array is
+    // whole again (recomputed on the CPU): read twice, same values.
+    assert_eq!(metric(&at, "accel_worker_gpu_read_backs_total"), 0.0);
+    let again = remote.run(&[&power(&kept)]).unwrap().outputs;
+    assert_eq!(again, want);
+}

@@ -117,6 +117,9 @@ struct Args {
     /// Testing only: ...until this file exists.
     #[arg(long, hide = true, value_name = "PATH")]
     fault_gate: Option<std::path::PathBuf>,
+    /// Testing only: take the GPU for lost when a task whose stage label contains TEXT starts.
+    #[arg(long, hide = true, value_name = "TEXT")]
+    fault_lose_gpu_on: Option<String>,
 }
 
 fn seconds(s: f64) -> std::time::Duration {
@@ -251,6 +254,7 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
             crash_on: args.fault_crash_on,
             stall_on: args.fault_stall_on,
             gate: args.fault_gate,
+            lose_gpu_on: args.fault_lose_gpu_on,
         },
         functions,
         token,

@@ -197,15 +197,42 @@ pub(crate) fn start_local(
     }
     let working = Working::new(&shared.working);
     let s = session.clone();
+    let locations = inputs.to_vec();
     shared.pool.spawn(move || {
-        let outcome = match compute(&s, job, key, &plan, &args) {
-            None => Outcome::Skipped,
-            Some(r) => keep(&s, job, key, r),
-        };
+        let outcome = compute_and_keep(&s, job, key, &plan, &args, &locations);
         drop(working);
         s.report_outcome(job, key, outcome);
     });
     true
+}
+
+/// Runs a task on this (pool) thread and keeps its chunk. Inputs a lost
+/// GPU held (known before, or found when the task failed) go from the
+/// store and are reported missing: the scheduler recomputes them and runs
+/// the task again.
+fn compute_and_keep(
+    s: &Session,
+    job: u64,
+    key: ChunkKey,
+    plan: &Plan,
+    args: &[Arc<Chunk>],
+    locations: &[pb::ChunkLocation],
+) -> Outcome {
+    let lost: Vec<usize> = (0..args.len()).filter(|&i| args[i].lost()).collect();
+    if !lost.is_empty() {
+        return match s.dequeue(job, key) {
+            true => lost_inputs(s, locations, &lost),
+            false => Outcome::Skipped,
+        };
+    }
+    match compute(s, job, key, plan, args) {
+        None => Outcome::Skipped,
+        Some(Ok(Err(e))) => match unreadable(args) {
+            lost if lost.is_empty() => Outcome::Failed(e.to_string()),
+            lost => lost_inputs(s, locations, &lost),
+        },
+        Some(computed) => keep(s, job, key, computed),
+    }
 }
 
 /// What running a task's kernel gave: its chunk, its error, or a panic.
@@ -232,6 +259,11 @@ fn compute(
     s.shared
         .faults
         .on_start(label, || s.shared.store.is_current(s.generation, job));
+    if s.shared.faults.loses_gpu(label)
+        && let Some(g) = &s.shared.gpu
+    {
+        g.lose_device();
+    }
     let began = std::time::Instant::now();
     let gpu = s
         .shared
@@ -316,6 +348,7 @@ async fn run(
     if let accel_core::StageKind::Remote(r) = &plan.stage(key.stage).kind {
         return fetch_remote(session, job, key, &plan, r).await;
     }
+    let locations = inputs.clone();
     let args = match gather(session, &plan, key, inputs).await {
         Ok(args) => args,
         // Given back while fetching: its inputs may be gone, and that is no failure.
@@ -329,13 +362,37 @@ async fn run(
     let s = session.clone();
     let p = plan.clone();
     shared.pool.spawn(move || {
-        let _ = tx.send(compute(&s, job, key, &p, &args));
+        let _ = tx.send(compute_and_keep(&s, job, key, &p, &args, &locations));
     });
-    match rx.await {
-        Ok(None) => Outcome::Skipped,
-        Ok(Some(computed)) => keep(session, job, key, computed),
-        Err(_) => Outcome::Failed("the worker pool stopped".into()),
+    rx.await
+        .unwrap_or_else(|_| Outcome::Failed("the worker pool stopped".into()))
+}
+
+/// The inputs, by position, whose values were left on a GPU that cannot
+/// give them back (a lost device).
+fn unreadable(args: &[Arc<Chunk>]) -> Vec<usize> {
+    (0..args.len())
+        .filter(|&i| !args[i].on_host() && args[i].cols().is_err())
+        .collect()
+}
+
+/// A task that failed on inputs a GPU lost: they go from the store and are
+/// reported missing, so the scheduler recomputes them and runs the task again.
+fn lost_inputs(session: &Session, locations: &[pb::ChunkLocation], lost: &[usize]) -> Outcome {
+    let mut missing = Vec::with_capacity(lost.len());
+    for loc in lost.iter().filter_map(|&i| locations.get(i)) {
+        if let Ok((j, k)) = task_from(loc.task.as_ref()) {
+            tracing::warn!(
+                job = j,
+                stage = k.stage.0,
+                chunk = k.chunk,
+                "a chunk the GPU lost"
+            );
+            session.shared.store.remove(j, k);
+        }
+        missing.push(loc.clone());
     }
+    Outcome::Missing(missing)
 }
 
 /// A chunk of this worker's store, read back from disk off the async threads

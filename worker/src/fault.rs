@@ -14,9 +14,18 @@ pub struct Faults {
     pub stall_on: Option<String>,
     /// ...until this file exists (or forever, while the task is wanted).
     pub gate: Option<PathBuf>,
+    /// Take the GPU for lost when a task whose stage label contains this starts.
+    pub lose_gpu_on: Option<String>,
 }
 
 impl Faults {
+    /// Whether a task of stage `label` starting takes the GPU for lost.
+    pub(crate) fn loses_gpu(&self, label: &str) -> bool {
+        self.lose_gpu_on
+            .as_deref()
+            .is_some_and(|p| label.contains(p))
+    }
+
     /// Called when a task starts, after its start was reported.
     pub(crate) fn on_start(&self, label: &str, still_wanted: impl Fn() -> bool) {
         if self.crash_on.as_deref().is_some_and(|p| label.contains(p)) {

@@ -3,7 +3,7 @@
 //! on the host, or when their memory is needed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use accel_core::buffer::{Buffer, Chunk, DeviceCopy};
 use accel_core::dtype::DType;
@@ -19,6 +19,7 @@ struct CudaCopy {
     dtype: DType,
     n: usize,
     read_backs: Arc<AtomicU64>,
+    lost: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for CudaCopy {
@@ -28,7 +29,14 @@ impl std::fmt::Debug for CudaCopy {
 }
 
 impl DeviceCopy for CudaCopy {
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
     fn download(&self) -> Result<Buffer, String> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err("the GPU was lost".into());
+        }
         let bytes = self
             .stream
             .clone_dtoh(self.slice.as_ref())
@@ -59,10 +67,16 @@ impl CudaGpu {
             dtype,
             n: accel_core::shape::size(local),
             read_backs: self.read_backs.clone(),
+            lost: self.lost.clone(),
         };
         let chunk = Arc::new(Chunk::on_device(local.to_vec(), dtype, Arc::new(copy)));
         self.resident.keep(&chunk, out, bytes);
         chunk
+    }
+
+    /// Treats the device as lost (see [`crate::Gpu::lose`]).
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::Relaxed);
     }
 
     /// Chunks read back so far, and those whose values are only on the

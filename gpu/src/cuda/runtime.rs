@@ -66,6 +66,8 @@ pub struct CudaGpu {
     pub(super) resident: crate::resident::Resident<CudaSlice<u8>>,
     /// Chunks made on the device and read back later.
     pub(super) read_backs: Arc<AtomicU64>,
+    /// Set when the device is taken for lost.
+    pub(super) lost: Arc<std::sync::atomic::AtomicBool>,
     compiled: AtomicU64,
 }
 
@@ -124,6 +126,7 @@ impl CudaGpu {
             by_program: Default::default(),
             resident: Default::default(),
             read_backs: Default::default(),
+            lost: Default::default(),
             compiled: AtomicU64::new(0),
         }))
     }

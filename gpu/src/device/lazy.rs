@@ -3,7 +3,7 @@
 //! task, a peer, the client, the spill file) or when its memory is needed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use accel_core::buffer::{Buffer, Chunk, DeviceCopy};
 use accel_core::dtype::DType;
@@ -19,10 +19,18 @@ struct VulkanCopy {
     device: wgpu::Device,
     queue: wgpu::Queue,
     read_backs: Arc<AtomicU64>,
+    lost: Arc<AtomicBool>,
 }
 
 impl DeviceCopy for VulkanCopy {
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+
     fn download(&self) -> Result<Buffer, String> {
+        if self.lost.load(Ordering::Relaxed) {
+            return Err("the GPU was lost".into());
+        }
         let bytes = device_len(self.dtype, self.n);
         if bytes == 0 {
             return Ok(Buffer::zeros(self.dtype, 0));
@@ -98,10 +106,18 @@ impl Gpu {
             device: self.device.clone(),
             queue: self.queue.clone(),
             read_backs: self.read_backs.clone(),
+            lost: self.lost.clone(),
         };
         let chunk = Arc::new(Chunk::on_device(local.to_vec(), dtype, Arc::new(copy)));
         self.resident.keep(&chunk, out, bytes);
         chunk
+    }
+
+    /// Treats the device as lost: the values only it holds can no longer
+    /// be read back (what a failed device does; the fault injection of the
+    /// resilience tests calls it).
+    pub fn lose(&self) {
+        self.lost.store(true, Ordering::Relaxed);
     }
 
     /// Chunks read back from device memory so far (made on the device, then

@@ -85,6 +85,15 @@ impl Store {
                 key.chunk, key.stage.0
             )
         })?;
+        // A chunk left on a GPU comes back first; one the GPU cannot give
+        // back is lost (the requester reports it missing: it is recomputed).
+        if let Err(e) = chunk.cols() {
+            self.remove(job, key);
+            return Err(format!(
+                "chunk {} of stage {} of job {job} is lost: {e}",
+                key.chunk, key.stage.0
+            ));
+        }
         match region {
             Some((lo, hi)) if !(lo.iter().all(|&x| x == 0) && hi == chunk.shape) => {
                 accel_core::stencil::crop(&chunk, &lo, &hi)
