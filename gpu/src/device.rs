@@ -170,10 +170,6 @@ pub struct Gpu {
     pool: crate::pool::BufferPool,
     /// Copies of input chunks kept in device memory.
     resident: crate::resident::Resident<wgpu::Buffer>,
-    /// Chunks made on the device and read back later.
-    read_backs: Arc<AtomicU64>,
-    /// Set when the device is taken for lost (see [`Gpu::lose`]).
-    lost: Arc<std::sync::atomic::AtomicBool>,
     max_buffer: u64,
 }
 
@@ -257,8 +253,6 @@ impl Gpu {
             fma: crate::wgsl_math::Fma::Native,
             by_program: Default::default(),
             resident: Default::default(),
-            read_backs: Default::default(),
-            lost: Default::default(),
         };
         if !gpu.fma_is_fused()? {
             gpu.fma = crate::wgsl_math::Fma::Emulated;

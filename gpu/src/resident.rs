@@ -7,10 +7,11 @@
 //! allocation, and so its address, cannot be reused while the entry exists,
 //! so a live match is the same chunk and a dead one is dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use accel_core::buffer::Chunk;
+use accel_core::buffer::{Buffer, Chunk, DeviceCopy};
+use accel_core::dtype::DType;
 
 use crate::{Error, Result};
 
@@ -30,6 +31,42 @@ pub(crate) struct Resident<B> {
     limit: u64,
     clock: AtomicU64,
     hits: AtomicU64,
+    state: Arc<DeviceState>,
+}
+
+/// What the chunks a device holds the only values of share: how many came
+/// back, and whether the device is lost.
+#[derive(Debug, Default)]
+struct DeviceState {
+    read_backs: AtomicU64,
+    lost: AtomicBool,
+}
+
+/// Reads a chunk's values back from a backend's device memory.
+pub(crate) trait ReadBack: Send + Sync + std::fmt::Debug + 'static {
+    fn read(&self) -> std::result::Result<Buffer, String>;
+}
+
+/// A chunk's values left in device memory.
+#[derive(Debug)]
+struct LeftOnDevice<R> {
+    reader: R,
+    state: Arc<DeviceState>,
+}
+
+impl<R: ReadBack> DeviceCopy for LeftOnDevice<R> {
+    fn download(&self) -> std::result::Result<Buffer, String> {
+        if self.lost() {
+            return Err("the GPU was lost".into());
+        }
+        let data = self.reader.read()?;
+        self.state.read_backs.fetch_add(1, Ordering::Relaxed);
+        Ok(data)
+    }
+
+    fn lost(&self) -> bool {
+        self.state.lost.load(Ordering::Relaxed)
+    }
 }
 
 impl<B> Default for Resident<B> {
@@ -45,7 +82,42 @@ impl<B> Resident<B> {
             limit,
             clock: AtomicU64::new(0),
             hits: AtomicU64::new(0),
+            state: Arc::default(),
         }
+    }
+
+    /// The chunk of shape `local` and `dtype` whose values a finished
+    /// kernel left in `buffer` (`bytes` long, which must fit: see
+    /// [`Resident::fits`]); `reader` reads them back on first use on the host.
+    pub(crate) fn leave_on_device(
+        &self,
+        local: &[usize],
+        dtype: DType,
+        (buffer, bytes): (Arc<B>, u64),
+        reader: impl ReadBack,
+    ) -> Arc<Chunk> {
+        let copy = LeftOnDevice {
+            reader,
+            state: self.state.clone(),
+        };
+        let chunk = Arc::new(Chunk::on_device(local.to_vec(), dtype, Arc::new(copy)));
+        self.keep(&chunk, buffer, bytes);
+        chunk
+    }
+
+    /// Takes the device for lost: the values only it holds can no longer
+    /// be read back (what a failed device does; the fault injection of the
+    /// resilience tests calls it).
+    pub(crate) fn lose(&self) {
+        self.state.lost.store(true, Ordering::Relaxed);
+    }
+
+    /// Chunks read back so far (made on the device, then read on the
+    /// host), and the chunks whose values are only on the device now, with
+    /// their bytes.
+    pub(crate) fn device_chunks(&self) -> (u64, usize, u64) {
+        let (n, bytes) = self.device_only();
+        (self.state.read_backs.load(Ordering::Relaxed), n, bytes)
     }
 
     /// The device copy of `chunk` (`bytes` long): the kept one, or one
@@ -296,5 +368,30 @@ mod tests {
             Ok(9)
         });
         assert_eq!((*got.unwrap(), uploads.get()), (2, 0));
+    }
+
+    #[derive(Debug)]
+    struct Reads(f64);
+
+    impl ReadBack for Reads {
+        fn read(&self) -> std::result::Result<Buffer, String> {
+            Ok(Buffer::F64(vec![self.0; 2]))
+        }
+    }
+
+    #[test]
+    fn a_lost_device_gives_nothing_back() {
+        let kept: Resident<u32> = Resident::with_limit(64);
+        let f64s = accel_core::DType::F64;
+        let a = kept.leave_on_device(&[2], f64s, (Arc::new(1), 16), Reads(1.0));
+        let b = kept.leave_on_device(&[2], f64s, (Arc::new(2), 16), Reads(2.0));
+        assert_eq!(kept.device_chunks(), (0, 2, 32));
+        assert_eq!(*a.data().unwrap(), Buffer::F64(vec![1.0; 2]));
+        assert_eq!(kept.device_chunks(), (1, 1, 16));
+        kept.lose();
+        assert!(b.lost() && !a.lost());
+        let e = b.data().unwrap_err().to_string();
+        assert!(e.contains("the GPU was lost"), "{e}");
+        assert_eq!(kept.device_chunks(), (1, 1, 16));
     }
 }

@@ -1,16 +1,15 @@
-//! Chunks whose values stay in CUDA device memory (see
-//! [`crate::device`]'s `lazy` for the Vulkan side): read back on first use
-//! on the host, or when their memory is needed.
+//! Chunks whose values stay in CUDA device memory (see [`crate::resident`]):
+//! read back on first use on the host, or when their memory is needed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use accel_core::buffer::{Buffer, Chunk, DeviceCopy};
+use accel_core::buffer::{Buffer, Chunk};
 use accel_core::dtype::DType;
 use cudarc::driver::{CudaSlice, CudaStream};
 
 use super::runtime::CudaGpu;
 use crate::device::download;
+use crate::resident::ReadBack;
 
 /// A chunk's values in a CUDA allocation.
 struct CudaCopy {
@@ -18,8 +17,6 @@ struct CudaCopy {
     stream: Arc<CudaStream>,
     dtype: DType,
     n: usize,
-    read_backs: Arc<AtomicU64>,
-    lost: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for CudaCopy {
@@ -28,20 +25,12 @@ impl std::fmt::Debug for CudaCopy {
     }
 }
 
-impl DeviceCopy for CudaCopy {
-    fn lost(&self) -> bool {
-        self.lost.load(Ordering::Relaxed)
-    }
-
-    fn download(&self) -> Result<Buffer, String> {
-        if self.lost.load(Ordering::Relaxed) {
-            return Err("the GPU was lost".into());
-        }
+impl ReadBack for CudaCopy {
+    fn read(&self) -> Result<Buffer, String> {
         let bytes = self
             .stream
             .clone_dtoh(self.slice.as_ref())
             .map_err(|e| format!("CUDA: {e:?}"))?;
-        self.read_backs.fetch_add(1, Ordering::Relaxed);
         Ok(download(self.dtype, &bytes, self.n))
     }
 }
@@ -66,23 +55,19 @@ impl CudaGpu {
             stream: self.stream.clone(),
             dtype,
             n: accel_core::shape::size(local),
-            read_backs: self.read_backs.clone(),
-            lost: self.lost.clone(),
         };
-        let chunk = Arc::new(Chunk::on_device(local.to_vec(), dtype, Arc::new(copy)));
-        self.resident.keep(&chunk, out, bytes);
-        chunk
+        self.resident
+            .leave_on_device(local, dtype, (out, bytes), copy)
     }
 
-    /// Treats the device as lost (see [`crate::Gpu::lose`]).
+    /// Takes the device for lost (see [`crate::Gpu::lose`]).
     pub fn lose(&self) {
-        self.lost.store(true, Ordering::Relaxed);
+        self.resident.lose();
     }
 
     /// Chunks read back so far, and those whose values are only on the
     /// device now, with their bytes (see [`crate::Gpu::device_chunks`]).
     pub fn device_chunks(&self) -> (u64, usize, u64) {
-        let (n, bytes) = self.resident.device_only();
-        (self.read_backs.load(Ordering::Relaxed), n, bytes)
+        self.resident.device_chunks()
     }
 }

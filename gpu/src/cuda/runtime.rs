@@ -64,10 +64,6 @@ pub struct CudaGpu {
     pub(super) by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
     /// Copies of input chunks kept in device memory.
     pub(super) resident: crate::resident::Resident<CudaSlice<u8>>,
-    /// Chunks made on the device and read back later.
-    pub(super) read_backs: Arc<AtomicU64>,
-    /// Set when the device is taken for lost.
-    pub(super) lost: Arc<std::sync::atomic::AtomicBool>,
     compiled: AtomicU64,
 }
 
@@ -125,8 +121,6 @@ impl CudaGpu {
             kernels: Mutex::new(HashMap::new()),
             by_program: Default::default(),
             resident: Default::default(),
-            read_backs: Default::default(),
-            lost: Default::default(),
             compiled: AtomicU64::new(0),
         }))
     }

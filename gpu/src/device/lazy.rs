@@ -1,14 +1,15 @@
-//! Chunks whose values stay in device memory: a kernel's result that the
-//! next kernels read there, read back only when the host asks for it (a CPU
-//! task, a peer, the client, the spill file) or when its memory is needed.
+//! Chunks whose values stay in Vulkan device memory: a kernel's result that
+//! the next kernels read there, read back only when the host asks for it (a
+//! CPU task, a peer, the client, the spill file) or when its memory is
+//! needed (see [`crate::resident`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use accel_core::buffer::{Buffer, Chunk, DeviceCopy};
+use accel_core::buffer::{Buffer, Chunk};
 use accel_core::dtype::DType;
 
 use super::{Gpu, KERNEL_TIMEOUT, download};
+use crate::resident::ReadBack;
 
 /// A chunk's values in a Vulkan buffer.
 #[derive(Debug)]
@@ -18,19 +19,10 @@ struct VulkanCopy {
     n: usize,
     device: wgpu::Device,
     queue: wgpu::Queue,
-    read_backs: Arc<AtomicU64>,
-    lost: Arc<AtomicBool>,
 }
 
-impl DeviceCopy for VulkanCopy {
-    fn lost(&self) -> bool {
-        self.lost.load(Ordering::Relaxed)
-    }
-
-    fn download(&self) -> Result<Buffer, String> {
-        if self.lost.load(Ordering::Relaxed) {
-            return Err("the GPU was lost".into());
-        }
+impl ReadBack for VulkanCopy {
+    fn read(&self) -> Result<Buffer, String> {
         let bytes = device_len(self.dtype, self.n);
         if bytes == 0 {
             return Ok(Buffer::zeros(self.dtype, 0));
@@ -71,7 +63,6 @@ impl DeviceCopy for VulkanCopy {
             download(self.dtype, &view, self.n)
         };
         readback.unmap();
-        self.read_backs.fetch_add(1, Ordering::Relaxed);
         Ok(data)
     }
 }
@@ -105,26 +96,21 @@ impl Gpu {
             n: accel_core::shape::size(local),
             device: self.device.clone(),
             queue: self.queue.clone(),
-            read_backs: self.read_backs.clone(),
-            lost: self.lost.clone(),
         };
-        let chunk = Arc::new(Chunk::on_device(local.to_vec(), dtype, Arc::new(copy)));
-        self.resident.keep(&chunk, out, bytes);
-        chunk
+        self.resident
+            .leave_on_device(local, dtype, (out, bytes), copy)
     }
 
-    /// Treats the device as lost: the values only it holds can no longer
-    /// be read back (what a failed device does; the fault injection of the
-    /// resilience tests calls it).
+    /// Takes the device for lost (see [`crate::resident`]): the values only
+    /// it holds can no longer be read back.
     pub fn lose(&self) {
-        self.lost.store(true, Ordering::Relaxed);
+        self.resident.lose();
     }
 
     /// Chunks read back from device memory so far (made on the device, then
     /// read on the host), and the chunks whose values are only on the
     /// device now, with their bytes.
     pub fn device_chunks(&self) -> (u64, usize, u64) {
-        let (n, bytes) = self.resident.device_only();
-        (self.read_backs.load(Ordering::Relaxed), n, bytes)
+        self.resident.device_chunks()
     }
 }
