@@ -137,8 +137,49 @@ pub fn total_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Parses a size in bytes: a number (`4000000000`), or one with a unit
+/// (`4GiB`, `4GB`, `512MiB`, `4G`; `k`, `m`, `g`, `t` are powers of 1000).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size in bytes (e.g. 4GiB, 500MB)"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0f64.powi(4),
+        other => return Err(format!("unknown unit {other:?} in {s:?}")),
+    };
+    Ok((n * scale) as u64)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        use super::parse_bytes;
+        assert_eq!(parse_bytes("4000"), Ok(4000));
+        assert_eq!(parse_bytes(" 4GiB "), Ok(4 << 30));
+        assert_eq!(parse_bytes("1.5kb"), Ok(1500));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(
+            parse_bytes("4 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+    }
+
     #[test]
     fn populated_memory_stays_zero_and_writable() {
         for len in [10usize, (5 << 20) + 12_345, 9 << 20] {

@@ -252,7 +252,9 @@ impl Gpu {
             max_buffer: limits.max_buffer_size,
             fma: crate::wgsl_math::Fma::Native,
             by_program: Default::default(),
-            resident: Default::default(),
+            resident: crate::resident::Resident::with_limit(crate::resident::keep_limit_from_env(
+                None,
+            )?),
         };
         if !gpu.fma_is_fused()? {
             gpu.fma = crate::wgsl_math::Fma::Emulated;

@@ -15,8 +15,29 @@ use accel_core::dtype::DType;
 
 use crate::{Error, Result};
 
-/// Device memory kept for chunks, at most (least recently used go first).
+/// Device memory kept for chunks, at most (least recently used go first),
+/// where the device's size is unknown (wgpu does not say).
 pub const RESIDENT_LIMIT: u64 = 2 << 30;
+
+/// The environment variable that sets the kept-copy limit (bytes, or with
+/// a unit: `40GiB`).
+pub const KEEP_VAR: &str = "ACCEL_GPU_KEEP";
+
+/// The kept-copy limit: `setting` (the value of [`KEEP_VAR`]) when given,
+/// else half the device's memory when known, else [`RESIDENT_LIMIT`].
+pub fn keep_limit(setting: Option<&str>, device_memory: Option<u64>) -> Result<u64> {
+    match (setting, device_memory) {
+        (Some(s), _) => accel_core::memory::parse_bytes(s)
+            .map_err(|e| Error::Choice(format!("{KEEP_VAR}: {e}"))),
+        (None, Some(total)) => Ok(total / 2),
+        (None, None) => Ok(RESIDENT_LIMIT),
+    }
+}
+
+/// [`keep_limit`] from the environment.
+pub(crate) fn keep_limit_from_env(device_memory: Option<u64>) -> Result<u64> {
+    keep_limit(std::env::var(KEEP_VAR).ok().as_deref(), device_memory)
+}
 
 struct Entry<B> {
     chunk: Weak<Chunk>,
@@ -66,12 +87,6 @@ impl<R: ReadBack> DeviceCopy for LeftOnDevice<R> {
 
     fn lost(&self) -> bool {
         self.state.lost.load(Ordering::Relaxed)
-    }
-}
-
-impl<B> Default for Resident<B> {
-    fn default() -> Self {
-        Resident::with_limit(RESIDENT_LIMIT)
     }
 }
 
@@ -271,6 +286,18 @@ fn to_host(evicted: Vec<Arc<Chunk>>) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_limit_is_the_setting_or_half_the_device() {
+        assert_eq!(keep_limit(Some("40GiB"), Some(1 << 40)).unwrap(), 40 << 30);
+        assert_eq!(keep_limit(None, Some(140 << 30)).unwrap(), 70 << 30);
+        assert_eq!(keep_limit(None, None).unwrap(), RESIDENT_LIMIT);
+        let e = keep_limit(Some("lots"), None).unwrap_err().to_string();
+        assert!(
+            e.contains("ACCEL_GPU_KEEP") && e.contains("not a size"),
+            "{e}"
+        );
+    }
     use accel_core::buffer::Buffer;
 
     fn chunk(v: f64) -> Arc<Chunk> {

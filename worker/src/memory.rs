@@ -70,26 +70,8 @@ pub fn parse_limit(s: &str, nthreads: usize) -> Result<Option<u64>, String> {
         let share = (nthreads as f64 / cores as f64).min(1.0);
         return Ok(total_memory().map(|t| (t as f64 * share) as u64));
     }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a memory size (e.g. 4GiB, 500MB, auto, 0)"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0f64.powi(4),
-        other => return Err(format!("unknown unit {other:?} in {s:?}")),
-    };
-    let bytes = (n * scale) as u64;
+    let bytes =
+        accel_core::memory::parse_bytes(s).map_err(|e| format!("{e}; or auto, or 0 for none"))?;
     Ok((bytes > 0).then_some(bytes))
 }
 

@@ -107,6 +107,9 @@ impl CudaGpu {
         let minor = ctx
             .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)
             .map_err(driver)?;
+        // Half the device's memory may hold kept chunks (or ACCEL_GPU_KEEP).
+        let memory = ctx.total_mem().ok().map(|b| b as u64);
+        let keep = crate::resident::keep_limit_from_env(memory)?;
         Ok(Some(CudaGpu {
             stream: ctx.default_stream(),
             ctx,
@@ -120,7 +123,7 @@ impl CudaGpu {
             arch: format!("compute_{major}{minor}"),
             kernels: Mutex::new(HashMap::new()),
             by_program: Default::default(),
-            resident: Default::default(),
+            resident: crate::resident::Resident::with_limit(keep),
             compiled: AtomicU64::new(0),
         }))
     }
