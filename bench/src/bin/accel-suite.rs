@@ -176,8 +176,14 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
     ));
     if let Some((_, counts)) = client.gpu() {
         eprintln!(
-            "accel-suite: {} kernels on the GPU ({} folded there, {} stencil tasks), {} declined, {} failed",
-            counts.on_gpu, counts.folded, counts.stencils, counts.declined, counts.failed
+            "accel-suite: {} kernels on the GPU ({} folded there, {} stencil tasks), {} declined, {} failed; {} inputs read from device memory, {} chunks read back from it",
+            counts.on_gpu,
+            counts.folded,
+            counts.stencils,
+            counts.declined,
+            counts.failed,
+            counts.resident,
+            counts.read_back
         );
         records.push(Json::Obj(vec![
             ("workload".into(), "gpu-kernels".into()),
@@ -190,6 +196,8 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
             ("stencils".into(), (counts.stencils as usize).into()),
             ("declined".into(), (counts.declined as usize).into()),
             ("failed".into(), (counts.failed as usize).into()),
+            ("resident".into(), (counts.resident as usize).into()),
+            ("read_back".into(), (counts.read_back as usize).into()),
         ]));
     }
 }
