@@ -290,18 +290,21 @@ impl Store {
         }
     }
 
-    /// Writes the least recently used chunk in memory to disk; returns the
-    /// bytes it freed (0: nothing left to spill). A failed write (a full
-    /// disk) leaves the chunk in memory and is returned as the error.
+    /// Writes the least recently used chunk in host memory to disk; returns
+    /// the bytes it freed (0: nothing left to spill). A chunk whose values
+    /// are only on a GPU is passed over: reading it back to write it out
+    /// would take host memory, not free it. A failed write (a full disk)
+    /// leaves the chunk in memory and is returned as the error.
     pub fn spill_one(&self) -> std::io::Result<u64> {
         let (key, chunk) = {
             let s = self.lock();
-            let Some((_, key)) = s.lru.first_key_value() else {
-                return Ok(0);
-            };
-            match s.chunks.get(key) {
-                Some(Slot::Memory { chunk, .. }) => (*key, chunk.clone()),
-                _ => return Ok(0),
+            let oldest = s.lru.values().find_map(|key| match s.chunks.get(key) {
+                Some(Slot::Memory { chunk, .. }) if chunk.on_host() => Some((*key, chunk.clone())),
+                _ => None,
+            });
+            match oldest {
+                Some(found) => found,
+                None => return Ok(0),
             }
         };
         let (path, on_disk) = self.spill.write(&chunk)?;
@@ -430,6 +433,42 @@ mod tests {
         s.forget(1);
         assert_eq!(s.usage(), Usage::default());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    }
+
+    #[derive(Debug)]
+    struct OnGpu;
+
+    impl accel_core::buffer::DeviceCopy for OnGpu {
+        fn download(&self) -> Result<accel_core::Buffer, String> {
+            Ok(accel_core::Buffer::F64(vec![7.0; 100]))
+        }
+    }
+
+    #[test]
+    fn chunks_only_on_a_gpu_are_not_spilled() {
+        let s = Store::default();
+        let g = s.generation();
+        s.add_plan(g, 1, Ok(plan()));
+        let on_gpu = Arc::new(Chunk::on_device(
+            vec![100],
+            accel_core::DType::F64,
+            Arc::new(OnGpu),
+        ));
+        s.insert(g, 1, key(0), on_gpu.clone());
+        s.insert(g, 1, key(1), chunk(1.0));
+        // The oldest is on the GPU: the host chunk goes instead.
+        assert_eq!(s.spill_one().unwrap(), 800);
+        assert!(s.is_spilled(1, key(1)) && !s.is_spilled(1, key(0)));
+        assert_eq!(s.spill_one().unwrap(), 0);
+        assert!(!on_gpu.on_host());
+        // Once read back, it is a host chunk like any other.
+        on_gpu.data().unwrap();
+        assert_eq!(s.spill_one().unwrap(), 800);
+        assert!(s.is_spilled(1, key(0)));
+        assert_eq!(
+            *s.get(1, key(0)).unwrap().data().unwrap(),
+            accel_core::Buffer::F64(vec![7.0; 100])
+        );
     }
 
     #[test]
