@@ -416,6 +416,12 @@ impl Client {
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Error::Invalid("persist: a chunk of the result is missing".into()))?;
+        // A held chunk has nothing to be recomputed from: it never lives on
+        // a GPU alone (a lost device would lose it). The device keeps its
+        // copy for the kernels that read it.
+        for c in &chunks {
+            c.move_to_host()?;
+        }
         let held = accel_core::op::HeldArray { meta, chunks };
         held.validate().map_err(Error::Invalid)?;
         Ok(held)
