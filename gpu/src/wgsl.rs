@@ -491,6 +491,30 @@ fn cneg(a: vec2<f64>) -> vec2<f64> {
 fn cmul(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
     return vec2<f64>(a.x * b.x - a.y * b.y, a.x * b.y + a.y * b.x);
 }
+fn cpowi_dyn(z: vec2<f64>, n: i32) -> vec2<f64> {
+    if (n == 0i) {
+        return vec2<f64>(1.0lf, 0.0lf);
+    }
+    var b: vec2<f64> = z;
+    if (n < 0i) {
+        let q: f64 = z.x * z.x + z.y * z.y;
+        b = vec2<f64>(z.x / q, -z.y / q);
+    }
+    var e: u32 = u32(select(n, 0i - n, n < 0i));
+    while ((e & 1u) == 0u) {
+        b = cmul(b, b);
+        e = e >> 1u;
+    }
+    var acc: vec2<f64> = b;
+    while (e > 1u) {
+        e = e >> 1u;
+        b = cmul(b, b);
+        if ((e & 1u) == 1u) {
+            acc = cmul(acc, b);
+        }
+    }
+    return acc;
+}
 fn cdiv(a: vec2<f64>, b: vec2<f64>) -> vec2<f64> {
     let d = b.x * b.x + b.y * b.y;
     return vec2<f64>((a.x * b.x + a.y * b.y) / d, (a.y * b.x - a.x * b.y) / d);
@@ -711,7 +735,15 @@ impl Body<'_> {
             Instr::Unary(op, a) => self.unary(k, *op, *a)?,
             Instr::Binary(BinaryOp::Pow, a, b) if self.dtype(*a) == DType::C128 => {
                 let Some(Instr::Const(w)) = self.program.instrs.get(*b as usize) else {
-                    return refuse("complex powers of array exponents");
+                    if self.dtype(*b) != DType::C128 {
+                        return refuse("a complex exponent of another dtype");
+                    }
+                    let (z, w) = (self.reg(*a), self.reg(*b));
+                    return {
+                        let value = self.complex_pow_array(k, &z, &w);
+                        self.line(k, &value);
+                        Ok(())
+                    };
                 };
                 let Value::C128(w) = w.cast(DType::C128) else {
                     return refuse("a complex exponent of another dtype");
@@ -1287,6 +1319,52 @@ impl Body<'_> {
         format!("select({value}, {at_zero}, {p}z)")
     }
 
+    /// Complex `z**w` for an array of exponents, element by element in the
+    /// CPU's cases (see `accel_core::kernel::complex`): 1 for `w = 0`; at
+    /// `z = 0`, 0 for `Re w > 0`, else NaN; integer exponents up to 100 by
+    /// num-complex's squarings (the same bits); any other as `exp(w ln z)`
+    /// on the kernels, range-checked like the scalar exponent's.
+    fn complex_pow_array(&mut self, k: usize, z: &str, w: &str) -> String {
+        let p = format!("{}ca{k}", self.prefix);
+        self.stmt(&format!(
+            "let {p}one: bool = {w}.x == 0.0lf && {w}.y == 0.0lf;"
+        ));
+        self.stmt(&format!(
+            "let {p}z: bool = {z}.x == 0.0lf && {z}.y == 0.0lf;"
+        ));
+        self.stmt(&format!(
+            "let {p}int: bool = {w}.y == 0.0lf && abs({w}.x) <= 100.0lf && floor({w}.x) == {w}.x;"
+        ));
+        self.stmt(&format!("let {p}n: i32 = select(0i, i32({w}.x), {p}int);"));
+        self.stmt(&format!("let {p}pi: vec2<f64> = cpowi_dyn({z}, {p}n);"));
+        // The general case's range checks, where it is the one taken.
+        let general = format!("!{p}one && !{p}z && !{p}int");
+        self.stmt(&format!(
+            "slow = slow || ({general} && !hypot_ok({z}.x, {z}.y));"
+        ));
+        self.stmt(&format!("let {p}m: f64 = hypot_f64({z}.x, {z}.y);"));
+        self.stmt(&format!(
+            "slow = slow || ({general} && (!log_ok({p}m) || !atan2_ok({z}.y, {z}.x)));"
+        ));
+        self.stmt(&format!(
+            "let {p}t: vec2<f64> = cmul({w}, vec2<f64>(log_f64({p}m), atan2_f64({z}.y, {z}.x)));"
+        ));
+        self.stmt(&format!(
+            "slow = slow || ({general} && (!exp_ok({p}t.x) || !trig_ok({p}t.y)));"
+        ));
+        self.stmt(&format!("let {p}e: f64 = exp_f64({p}t.x);"));
+        self.stmt(&format!(
+            "let {p}g: vec2<f64> = vec2<f64>({p}e * cos_f64({p}t.y), {p}e * sin_f64({p}t.y));"
+        ));
+        let nan = literal(Value::C128(num_complex::Complex64::new(f64::NAN, f64::NAN)));
+        self.stmt(&format!(
+            "let {p}at0: vec2<f64> = select({nan}, vec2<f64>(0.0lf, 0.0lf), {w}.x > 0.0lf);"
+        ));
+        format!(
+            "select(select(select({p}g, {p}pi, {p}int), {p}at0, {p}z), vec2<f64>(1.0lf, 0.0lf), {p}one)"
+        )
+    }
+
     /// Complex `z**n` as num-complex computes it (the CPU's): 1 for n = 0;
     /// for n < 0, `w = (re / |z|², -im / |z|²)`; then squarings of the base
     /// while the exponent is even, and the product of the squares whose bits
@@ -1599,10 +1677,7 @@ mod tests {
             let e = b.push(Instr::Binary(BinaryOp::Pow, z, w), DType::C128);
             check(&b.finish(e, vec![4]))
         };
-        assert_eq!(
-            power(false),
-            Err(Unsupported("complex powers of array exponents".into()))
-        );
+        assert_eq!(power(false), Ok(()));
         assert_eq!(power(true), Ok(()));
         // What used to be refused: float32 sinh, complex square roots,
         // logarithms, signs and inverse trigonometric functions.

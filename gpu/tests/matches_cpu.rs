@@ -1190,6 +1190,119 @@ fn complex_powers_follow_the_cpus() {
     }
 }
 
+/// The GPU's and the CPU's `zs[k] ** ws[k]` (one chunk of each).
+fn complex_array_power_on_both(
+    gpu: &Backend,
+    zs: &[Complex64],
+    ws: &[Complex64],
+) -> Result<(Vec<Complex64>, Vec<Complex64>), accel_gpu::Error> {
+    let n = zs.len();
+    let mut b = ProgramBuilder::new();
+    let spec = || InputSpec {
+        dtype: DType::C128,
+        shape: vec![n],
+    };
+    let (z, w) = (b.input(spec()), b.input(spec()));
+    let r = b.push(Instr::Binary(BinaryOp::Pow, z, w), DType::C128);
+    let exe = Executable::new(b.finish(r, vec![n]));
+    let (zd, wd) = (Buffer::C128(zs.to_vec()), Buffer::C128(ws.to_vec()));
+    let shape = [n];
+    let views: Vec<(&[usize], &Buffer)> = vec![(&shape[..], &zd), (&shape[..], &wd)];
+    let got = gpu.run_map(&exe.program, &[0], &[n], &views)?;
+    let (Buffer::C128(got), Buffer::C128(cpu)) = (got, cpu(&exe, &[0], &[n], &views)) else {
+        panic!("complex results")
+    };
+    Ok((got, cpu))
+}
+
+/// Complex powers of an array of exponents pick the CPU's case element by
+/// element: a zero exponent, zero bases and integer exponents up to 100
+/// (num-complex's squarings, in a loop) give the CPU's bits; any other
+/// exponent exp(w ln z), within the constant exponent's allowance. A
+/// non-finite part sends the chunk back.
+#[test]
+fn complex_powers_of_array_exponents_follow_the_cpus() {
+    let gpu = device();
+    let bases = polar_sweep(0x9a0e_c0de_0000_0078, 400, (-2.0, 2.0));
+    let exponents = [
+        Complex64::new(0.0, 0.0),
+        Complex64::new(-0.0, 0.0),
+        Complex64::new(2.0, 0.0),
+        Complex64::new(-3.0, 0.0),
+        Complex64::new(17.0, 0.0),
+        Complex64::new(100.0, 0.0),
+        Complex64::new(-100.0, 0.0),
+        Complex64::new(0.5, 0.0),
+        Complex64::new(101.0, 0.0),
+        Complex64::new(2.5, 1.0),
+        Complex64::new(-1.5, -0.25),
+        Complex64::new(3.0, 1e-300),
+    ];
+    let (mut zs, mut ws) = (Vec::new(), Vec::new());
+    for (k, z) in bases.iter().enumerate() {
+        let w = exponents[k % exponents.len()];
+        // Moduli whose powers stay finite and normal.
+        if (w * z.ln()).re.abs() < 250.0 {
+            zs.push(*z);
+            ws.push(w);
+        }
+    }
+    for w in [
+        Complex64::new(2.0, 0.0),
+        Complex64::new(-0.5, 0.0),
+        Complex64::new(0.0, 0.0),
+    ] {
+        zs.push(Complex64::new(0.0, 0.0));
+        ws.push(w);
+    }
+    let (got, cpu) = complex_array_power_on_both(&gpu, &zs, &ws).expect("runs on the GPU");
+    let mut worst = 0.0f64;
+    for k in 0..zs.len() {
+        let (z, w) = (zs[k], ws[k]);
+        let exact = w.im == 0.0 && w.re.fract() == 0.0 && w.re.abs() <= 100.0;
+        for (g, c) in [(got[k].re, cpu[k].re), (got[k].im, cpu[k].im)] {
+            if exact || z.norm() == 0.0 {
+                assert!(
+                    g.to_bits() == c.to_bits() || (g.is_nan() && c.is_nan()),
+                    "({z}) ** ({w}): GPU {} CPU {}",
+                    got[k],
+                    cpu[k]
+                );
+                continue;
+            }
+            let allowance = vmath::ULP_BOUND_F64 + 4.0 * w.norm() * z.ln().norm();
+            let e = (g - c).abs() / (cpu[k].norm() * f64::EPSILON);
+            worst = worst.max(e / allowance);
+            assert!(
+                e <= allowance,
+                "({z}) ** ({w}): GPU {} CPU {} ({e:.1} ulp of the modulus, allowed {allowance:.1})",
+                got[k],
+                cpu[k]
+            );
+        }
+    }
+    eprintln!(
+        "complex powers of array exponents: at most {worst:.2} of the allowance over {} pairs",
+        zs.len()
+    );
+    // Non-finite parts go back to the CPU, unless an exact case takes them.
+    let sent = |z: Complex64, w: Complex64| {
+        matches!(
+            complex_array_power_on_both(&gpu, &[Complex64::new(1.0, 1.0), z], &[w, w]),
+            Err(accel_gpu::Error::SpecialValues(1))
+        )
+    };
+    assert!(sent(
+        Complex64::new(f64::INFINITY, 1.0),
+        Complex64::new(0.5, 0.0)
+    ));
+    assert!(sent(Complex64::new(1e300, 1e300), Complex64::new(0.5, 0.0)));
+    assert!(!sent(
+        Complex64::new(1e300, 1e300),
+        Complex64::new(0.0, 0.0)
+    ));
+}
+
 /// float32 `hypot` is the CPU's formula (exact squares summed and rooted in
 /// float64, then rounded), so the same bits over every scale, subnormals
 /// included; infinite and NaN parts send the chunk back to the CPU.

@@ -152,7 +152,10 @@ fn every_transcendental_generator_and_strided_read_compiles() {
         DType::C128,
     );
     let pw = b.push(Instr::Binary(BinaryOp::Pow, pm, cw), DType::C128);
-    let r = b.push(Instr::Unary(UnaryOp::Re, pw), DType::F64);
+    // A complex power of an array of exponents: its cases, and the loop of
+    // squarings, per element.
+    let pa = b.push(Instr::Binary(BinaryOp::Pow, pw, lg), DType::C128);
+    let r = b.push(Instr::Unary(UnaryOp::Re, pa), DType::F64);
     let program = b.finish(r, vec![4, 6]);
     let k = cuda::generate(&program, &[Access::Strided, Access::Contiguous]).expect("generates");
     let ptx = cuda::compile_ptx(&k.source, None).unwrap_or_else(|e| panic!("{e}"));

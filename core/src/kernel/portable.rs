@@ -27,13 +27,14 @@ pub fn check(program: &Program) -> Result<(), String> {
                 check(&l.body)?;
             }
             Instr::Unary(op, a) => unary(*op, program.dtypes[*a as usize])?,
-            // A complex power's kernel is chosen by its exponent (integer
-            // or not), so the exponent must be known when it is made.
+            // A complex power of an array of exponents picks its case per
+            // element; a complex exponent of another dtype has no GPU form.
             Instr::Binary(BinaryOp::Pow, a, b)
                 if program.dtypes[*a as usize] == DType::C128
+                    && program.dtypes[*b as usize] != DType::C128
                     && !matches!(program.instrs.get(*b as usize), Some(Instr::Const(_))) =>
             {
-                return Err("complex powers of array exponents".into());
+                return Err("a complex exponent of another dtype".into());
             }
             Instr::Binary(op, a, _) => binary(*op, program.dtypes[*a as usize])?,
             Instr::Gen { strides, .. } if strides.len() != program.out_shape.len() => {
