@@ -342,6 +342,7 @@ pub use runtime::{CudaGpu, compile_ptx, nvrtc_available};
 
 #[cfg(feature = "cuda")]
 mod lazy;
+#[cfg(feature = "cuda")]
 mod runtime;
 #[cfg(feature = "cuda")]
 mod stencil;
