@@ -242,6 +242,13 @@ impl Client {
         Ok(self)
     }
 
+    /// Runs fused kernels on a GPU already opened (`accel_gpu::open`): one
+    /// device, and its kept chunks, shared by several embedded clients.
+    pub fn with_shared_gpu(mut self, gpu: Arc<accel_gpu::Offloader>) -> Client {
+        self.gpu = Some(gpu);
+        self
+    }
+
     /// The embedded client's GPU and how many kernels ran on it, if it has one.
     pub fn gpu(&self) -> Option<(&accel_gpu::AdapterSummary, accel_gpu::OffloadCounts)> {
         self.gpu.as_ref().map(|o| (o.summary(), o.counts()))

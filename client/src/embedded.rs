@@ -33,9 +33,20 @@ const WORKER: WorkerId = WorkerId(0);
 /// written straight into the result, its rows.
 struct Start<'a> {
     task: TaskRef,
+    /// The chunks the inputs are, in order.
+    inputs: Vec<TaskRef>,
     args: Option<Vec<Arc<Chunk>>>,
     dest: Option<Vec<OutSlice<'a>>>,
 }
+
+/// What running a task gave; the inputs it found lost with a GPU (their
+/// values were only there), which are recomputed before it runs again; and
+/// the result rows it was to write, handed back for that run.
+type Ran<'a> = (
+    Result<Option<Arc<Chunk>>>,
+    Vec<TaskRef>,
+    Option<Vec<OutSlice<'a>>>,
+);
 
 /// Everything the pool's threads share while a plan runs. The thread that
 /// finishes a task reports it here and starts what the core assigns next:
@@ -80,6 +91,7 @@ where
                             let dest = self.direct.remove(&a.task.key);
                             starts.push(Start {
                                 task: a.task,
+                                inputs: a.inputs.iter().map(|(t, _)| *t).collect(),
                                 args,
                                 dest,
                             });
@@ -126,11 +138,27 @@ where
 
     /// Takes a task's result; returns the tasks to start next. After a
     /// failure nothing more starts: what is running drains.
-    fn finished(&mut self, task: TaskRef, result: Result<Option<Arc<Chunk>>>) -> Vec<Start<'a>> {
+    fn finished(&mut self, task: TaskRef, (result, lost, rows): Ran<'a>) -> Vec<Start<'a>> {
         if self.failure.is_some() {
             return Vec::new();
         }
+        if let Some(rows) = rows {
+            self.direct.insert(task.key, rows);
+        }
         let event = match result {
+            // Inputs a lost GPU held: gone from the store, recomputed.
+            Err(_) if !lost.is_empty() => {
+                for t in &lost {
+                    if let Some(c) = self.store.remove(&t.key) {
+                        self.held -= c.nbytes();
+                    }
+                }
+                Event::InputsMissing {
+                    worker: WORKER,
+                    task,
+                    missing: lost.iter().map(|t| (*t, WORKER)).collect(),
+                }
+            }
             Ok(chunk) => {
                 let nbytes = chunk.as_ref().map_or(0, |c| c.nbytes());
                 if let Some(chunk) = chunk {
@@ -173,26 +201,46 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs one task: its chunk, or `None` when it was written into its rows.
-fn execute(
-    plan: &Plan,
-    start: Start<'_>,
-    offload: Option<&dyn Offload>,
-) -> Result<Option<Arc<Chunk>>> {
+fn execute<'a>(plan: &Plan, start: Start<'a>, offload: Option<&dyn Offload>) -> Ran<'a> {
     let key = start.task.key;
     let Some(args) = start.args else {
-        return Err(Error::Graph(format!("inputs of {key:?} are missing")));
+        return (
+            Err(Error::Graph(format!("inputs of {key:?} are missing"))),
+            Vec::new(),
+            None,
+        );
     };
-    catch_unwind(AssertUnwindSafe(|| match start.dest {
+    let lost = |gone: &dyn Fn(&Chunk) -> bool| -> Vec<TaskRef> {
+        args.iter()
+            .zip(&start.inputs)
+            .filter(|(c, _)| gone(c))
+            .map(|(_, t)| *t)
+            .collect()
+    };
+    let known = lost(&|c| c.lost());
+    if !known.is_empty() {
+        let error = Error::Device("inputs lost with the GPU".into());
+        return (Err(error), known, start.dest);
+    }
+    let writes_rows = start.dest.is_some();
+    let result = catch_unwind(AssertUnwindSafe(|| match start.dest {
         Some(rows) => run_task_into(plan, key, &args, rows, offload).map(|_| None),
         None => run_task_with(plan, key, &args, offload).map(Some),
     }))
-    .unwrap_or_else(|p| Err(panicked(&p)))
+    .unwrap_or_else(|p| Err(panicked(&p)));
+    match result {
+        // A failure on inputs the GPU cannot give back: they are lost, and
+        // the task runs again once they are recomputed. One whose rows of
+        // the result went with the failed run fails the job instead.
+        Err(e) if !writes_rows => (Err(e), lost(&|c| !c.on_host() && c.cols().is_err()), None),
+        other => (other, Vec::new(), None),
+    }
 }
 
 /// Results waiting for the core, and whether a thread is taking them in.
 #[derive(Default)]
-struct Inbox {
-    results: Vec<(TaskRef, Result<Option<Arc<Chunk>>>)>,
+struct Inbox<'a> {
+    results: Vec<(TaskRef, Ran<'a>)>,
     busy: bool,
 }
 
@@ -202,7 +250,7 @@ struct Inbox {
 /// the lock); the one at the core takes everything in before it leaves.
 struct Shared<'a, 'p, F> {
     driver: Mutex<Driver<'a, 'p, F>>,
-    inbox: Mutex<Inbox>,
+    inbox: Mutex<Inbox<'a>>,
     /// Tasks assigned and not started yet, and how many there are: each has
     /// a pool job to start it, and a thread looking for work takes one
     /// before that job does.
@@ -220,7 +268,7 @@ where
 {
     /// Hands a result to the core; returns the tasks to start (none if
     /// another thread is at the core: it takes this result in too).
-    fn report(&self, task: TaskRef, result: Result<Option<Arc<Chunk>>>) -> Vec<Start<'a>> {
+    fn report(&self, task: TaskRef, result: Ran<'a>) -> Vec<Start<'a>> {
         let mut batch = {
             let mut inbox = lock(&self.inbox);
             inbox.results.push((task, result));

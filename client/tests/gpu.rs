@@ -642,3 +642,53 @@ fn chunks_left_on_the_gpu_come_back_for_the_cpu() {
     let c = counts(&gpu);
     assert_eq!((c.stencils, c.declined, c.read_back), (6, 3, 3), "{c:?}");
 }
+
+/// A GPU lost in the middle of a job loses no data in the embedded client
+/// either: the chunks only it held are recomputed (on the CPU: the device
+/// is given up) and the job gives the CPU's result. The GPU is lost by the
+/// `map_blocks` function between the stencil stages and the last kernel,
+/// which then finds the first stage's chunks gone.
+#[test]
+fn a_lost_gpu_loses_no_data_in_the_embedded_client() {
+    use accel::{Array, Blocks, Boundary, map_blocks};
+    let device = accel_gpu::open(GpuChoice::Software)
+        .expect("opens")
+        .expect("lavapipe (the test command installs mesa-vulkan-drivers)");
+    let gpu = Client::local()
+        .with_progress(false)
+        .with_shared_gpu(device.clone())
+        .with_stencil_depth(Some(2));
+    let cpu = Client::local()
+        .with_progress(false)
+        .with_stencil_depth(Some(2));
+    let n = 60;
+    let data = Array1::from_iter((0..n).map(|k| ((k as f64) * 0.61).cos()));
+    let step = |t: &Array| {
+        t.map_overlap(Boundary::Periodic, |c| {
+            c.center() + (c.at(&[-1]) + c.at(&[1]) - c.center() * 2.0) * 0.2
+        })
+    };
+    let job = |lose: bool| {
+        let device = device.clone();
+        let first = from_ndarray(&data, n / 3).iterate(2, step);
+        let second = first.iterate(2, step);
+        let passed = map_blocks(&[&second], move |b: &Blocks<'_>| {
+            if lose {
+                device.lose_device();
+            }
+            Ok::<_, String>(b.input::<f64>(0)?.to_owned())
+        });
+        &passed + &first
+    };
+    let got = gpu.compute::<f64>(&job(true)).unwrap();
+    let want = cpu.compute::<f64>(&job(false)).unwrap();
+    assert_eq!(bits(&got), bits(&want));
+    // The first stage ran on the GPU before the loss; the recomputed
+    // stages after it ran on the CPU (the device given up, none failed).
+    let c = counts(&gpu);
+    assert!(c.stencils >= 3 && c.declined > 0 && c.failed == 0, "{c:?}");
+    // Given up for good: a new job runs on the CPU alone.
+    let again = gpu.compute::<f64>(&job(false)).unwrap();
+    assert_eq!(bits(&again), bits(&want));
+    assert_eq!(counts(&gpu).on_gpu, c.on_gpu);
+}
