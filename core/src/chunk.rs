@@ -164,14 +164,6 @@ impl Chunk {
             (None, None) => 0,
         }
     }
-
-    /// The columns, taken out (read back from the device first).
-    pub fn into_cols(self) -> Result<Vec<Buffer>> {
-        self.cols()?;
-        self.host
-            .into_inner()
-            .ok_or_else(|| Error::Device("a chunk's values vanished".into()))
-    }
 }
 
 impl Clone for Chunk {
