@@ -375,14 +375,30 @@ fn run_pending<'s, 'a: 's, 'p: 's, F>(
                 IN_TASK.with(|t| t.set(nested));
                 r
             };
-            let mut more = shared.report(task, result).into_iter();
-            next = more.next();
-            spawn_all(scope, shared, plan, more.collect());
+            let mut more = shared.report(task, result);
+            if !more.is_empty() {
+                let mine = follow_on(&more, task);
+                next = Some(more.remove(mine));
+            }
+            spawn_all(scope, shared, plan, more);
         }
         if nested {
             return;
         }
     }
+}
+
+/// Which of the tasks just assigned the thread that ran `done` goes on
+/// with: the one at the same chunk position that reads its result (the next
+/// step of a time loop over that chunk, whose input is still in this core's
+/// cache), else the first that reads its result, else the first.
+fn follow_on(starts: &[Start<'_>], done: TaskRef) -> usize {
+    let reads = |s: &Start<'_>| s.inputs.iter().any(|t| t.key == done.key);
+    starts
+        .iter()
+        .position(|s| s.task.key.chunk == done.key.chunk && reads(s))
+        .or_else(|| starts.iter().position(reads))
+        .unwrap_or(0)
 }
 
 /// Spins this many times between yields of the thread: where the pool has

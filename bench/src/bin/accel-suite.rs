@@ -31,6 +31,9 @@ use accel_examples::workloads::ALL;
 use accel_examples::{Args, Report};
 use anyhow::Context;
 
+const USAGE: &str = "usage: accel-suite [--size small|bench] [--repeats N] [--only mag,heat] \
+[--json PATH] [--out DIR] [--data DIR] [--gpu auto|none|software|cuda[:N]|N] [--no-cluster]";
+
 struct Options {
     size: String,
     repeats: usize,
@@ -78,7 +81,11 @@ fn options() -> anyhow::Result<Options> {
                     .map_err(|e| anyhow::anyhow!("--gpu: {e}"))?
             }
             "--no-cluster" => o.cluster = false,
-            other => anyhow::bail!("unknown argument {other:?}"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     anyhow::ensure!(
