@@ -9,7 +9,7 @@ const LIMIT: u64 = 512 << 20;
 
 /// Buffers are made in power-of-two sizes (from 256 bytes), so chunks of
 /// nearly the same size share them.
-fn size_class(bytes: u64) -> u64 {
+pub(crate) fn size_class(bytes: u64) -> u64 {
     bytes.max(256).next_power_of_two()
 }
 

@@ -158,7 +158,7 @@ impl<B> Resident<B> {
         let buffer = Arc::new(upload()?);
         let evicted = self.admit(&mut entries, me, buffer.clone(), bytes, now);
         drop(entries);
-        to_host(evicted);
+        self.let_go(evicted);
         Ok(buffer)
     }
 
@@ -178,13 +178,12 @@ impl<B> Resident<B> {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let evicted = self.admit(&mut entries, Arc::downgrade(chunk), buffer, bytes, now);
         drop(entries);
-        to_host(evicted);
+        self.let_go(evicted);
     }
 
     /// Adds an entry when it fits in half the limit, the least recently
-    /// used going first to make room. Hands back the live chunks whose
-    /// values were only on the device among those that went: they must be
-    /// read back before the device's memory is free.
+    /// used going first to make room. Hands back the entries that went of
+    /// live chunks a device made (see [`Resident::let_go`]).
     fn admit(
         &self,
         entries: &mut Vec<Entry<B>>,
@@ -192,7 +191,7 @@ impl<B> Resident<B> {
         buffer: Arc<B>,
         bytes: u64,
         now: u64,
-    ) -> Vec<Arc<Chunk>> {
+    ) -> Vec<Evicted<B>> {
         let mut evicted = Vec::new();
         if !self.fits(bytes) {
             return evicted;
@@ -209,8 +208,8 @@ impl<B> Resident<B> {
             };
             let gone = entries.swap_remove(oldest);
             held -= gone.bytes;
-            if let Some(c) = gone.chunk.upgrade().filter(|c| !c.on_host()) {
-                evicted.push(c);
+            if let Some(c) = gone.chunk.upgrade().filter(|c| c.device_copy().is_some()) {
+                evicted.push((c, gone));
             }
         }
         entries.push(Entry {
@@ -242,12 +241,37 @@ impl<B> Resident<B> {
         freed
     }
 
-    /// Drops every copy the host has the values of (the device ran out of
-    /// memory): a chunk whose values are only on the device keeps its copy.
+    /// Makes room after the device ran out of memory: drops every copy the
+    /// host has the values of, and reads back the least recently used
+    /// half (in bytes) of the chunks whose values are only on the device.
     pub(crate) fn clear(&self) {
+        let mut read = Vec::new();
+        let mut evicted = Vec::new();
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|e| e.chunk.upgrade().is_some_and(|c| !c.on_host()));
+            entries.retain(|e| match e.chunk.upgrade() {
+                Some(c) if !c.on_host() => true,
+                Some(c) => {
+                    read.push(c);
+                    false
+                }
+                None => false,
+            });
+            entries.sort_by_key(|e| e.used);
+            let mut to_free = entries.iter().map(|e| e.bytes).sum::<u64>().div_ceil(2);
+            while to_free > 0 && !entries.is_empty() {
+                let gone = entries.remove(0);
+                to_free = to_free.saturating_sub(gone.bytes);
+                if let Some(c) = gone.chunk.upgrade() {
+                    evicted.push((c, gone));
+                }
+            }
         }
+        // A chunk a device made and the host read since still holds the
+        // device's buffer: it goes with the entry.
+        for c in read {
+            drop_device_copy(&c);
+        }
+        self.let_go(evicted);
     }
 
     /// Bytes kept for live chunks whose values are only on the device.
@@ -272,13 +296,32 @@ impl<B> Resident<B> {
     }
 }
 
-/// Reads back the values of chunks whose device copies went, and lets
-/// those copies go (a failed read keeps the copy: the values stay right).
-fn to_host(evicted: Vec<Arc<Chunk>>) {
-    for c in evicted {
-        if let Err(e) = c.move_to_host() {
-            tracing::warn!("keeping a chunk in device memory: {e}");
+/// An entry that went to make room, with its live chunk.
+type Evicted<B> = (Arc<Chunk>, Entry<B>);
+
+impl<B> Resident<B> {
+    /// Lets the device's memory of evicted entries go: a chunk whose values
+    /// are only on the device is read back first, and one the host has
+    /// read drops the device copy it still holds. A failed read keeps the
+    /// copy, and its entry comes back (the memory is still taken, and
+    /// counted, over the limit until the chunk goes).
+    fn let_go(&self, evicted: Vec<Evicted<B>>) {
+        for (c, entry) in evicted {
+            if let Err(e) = c.move_to_host() {
+                tracing::warn!("keeping a chunk in device memory: {e}");
+                if let Ok(mut entries) = self.entries.lock() {
+                    entries.push(entry);
+                }
+            }
         }
+    }
+}
+
+/// Drops the device copy of a chunk the host has the values of.
+fn drop_device_copy(c: &Chunk) {
+    if c.on_host() {
+        // Reads nothing: the values are on the host.
+        let _ = c.move_to_host();
     }
 }
 
@@ -374,9 +417,6 @@ mod tests {
         kept.keep(&a, Arc::new(1), 16);
         kept.keep(&b, Arc::new(2), 16);
         assert_eq!(kept.device_only(), (2, 32));
-        // The OOM clear keeps them: their values are nowhere else.
-        kept.clear();
-        assert_eq!(kept.device_only(), (2, 32));
         // Room for a third: the oldest (a) is read back, then its copy goes.
         let (c, _) = on_device(3.0);
         kept.keep(&c, Arc::new(3), 16);
@@ -395,6 +435,60 @@ mod tests {
             Ok(9)
         });
         assert_eq!((*got.unwrap(), uploads.get()), (2, 0));
+    }
+
+    #[test]
+    fn a_device_copy_goes_with_its_entry_and_out_of_memory_reads_back_the_oldest() {
+        let kept: Resident<u32> = Resident::with_limit(32);
+        let (a, _) = on_device(1.0);
+        kept.keep(&a, Arc::new(1), 16);
+        // Read on the host: the device's copy stays while its entry does.
+        a.data().unwrap();
+        assert!(a.device_copy().is_some());
+        let (b, _) = on_device(2.0);
+        kept.keep(&b, Arc::new(2), 16);
+        let (c, _) = on_device(3.0);
+        kept.keep(&c, Arc::new(3), 16);
+        assert!(a.device_copy().is_none());
+        assert_eq!(kept.device_only(), (2, 32));
+        // Out of memory: the older half of the device-only chunks comes back.
+        kept.clear();
+        assert!(b.on_host() && b.device_copy().is_none());
+        assert!(!c.on_host());
+        assert_eq!((kept.device_only(), kept.kept()), ((1, 16), 1));
+        assert_eq!(*b.data().unwrap(), Buffer::F64(vec![2.0; 2]));
+        // And a chunk the host has read loses its copy with the entry.
+        c.data().unwrap();
+        kept.clear();
+        assert!(c.device_copy().is_none() && kept.kept() == 0);
+        assert_eq!(*c.data().unwrap(), Buffer::F64(vec![3.0; 2]));
+    }
+
+    #[derive(Debug)]
+    struct Unreadable;
+
+    impl accel_core::buffer::DeviceCopy for Unreadable {
+        fn download(&self) -> std::result::Result<Buffer, String> {
+            Err("the device does not answer".into())
+        }
+    }
+
+    #[test]
+    fn a_copy_that_cannot_be_read_back_stays_counted() {
+        let kept: Resident<u32> = Resident::with_limit(32);
+        let f64s = accel_core::DType::F64;
+        let a = Arc::new(Chunk::on_device(vec![2], f64s, Arc::new(Unreadable)));
+        kept.keep(&a, Arc::new(1), 16);
+        let (b, _) = on_device(2.0);
+        kept.keep(&b, Arc::new(2), 16);
+        let (c, _) = on_device(3.0);
+        kept.keep(&c, Arc::new(3), 16);
+        // a could not make room: its copy and entry stay, over the limit.
+        assert!(a.device_copy().is_some() && !a.on_host());
+        assert_eq!(kept.device_only(), (3, 48));
+        kept.clear();
+        assert!(a.device_copy().is_some() && b.on_host());
+        assert_eq!(kept.device_only(), (2, 32));
     }
 
     #[derive(Debug)]

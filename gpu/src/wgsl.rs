@@ -1335,7 +1335,11 @@ impl Body<'_> {
         self.stmt(&format!(
             "let {p}int: bool = {w}.y == 0.0lf && abs({w}.x) <= 100.0lf && floor({w}.x) == {w}.x;"
         ));
-        self.stmt(&format!("let {p}n: i32 = select(0i, i32({w}.x), {p}int);"));
+        // Converted only where in range (an out-of-range conversion is
+        // undefined in CUDA C).
+        self.stmt(&format!(
+            "let {p}n: i32 = i32(select(0.0lf, {w}.x, {p}int));"
+        ));
         self.stmt(&format!("let {p}pi: vec2<f64> = cpowi_dyn({z}, {p}n);"));
         // The general case's range checks, where it is the one taken.
         let general = format!("!{p}one && !{p}z && !{p}int");

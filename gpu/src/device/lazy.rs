@@ -74,9 +74,10 @@ pub(crate) fn device_len(dtype: DType, n: usize) -> u64 {
 
 impl Gpu {
     /// Whether a result of `bytes` may stay in device memory only (it fits
-    /// among the kept copies).
+    /// among the kept copies at the size of the pool's buffer that holds it,
+    /// which is what its entry counts).
     pub(crate) fn keeps(&self, bytes: u64) -> bool {
-        self.resident.fits(bytes)
+        self.resident.fits(crate::pool::size_class(bytes))
     }
 
     /// The chunk of shape `local` whose values a finished kernel left in
