@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use accel_core::exec::{Offload, run_task_into, run_task_with};
+use accel_core::exec::{Offload, run_task_into_or_back, run_task_with};
 use accel_core::kernel::OutSlice;
 use accel_core::{Chunk, ChunkKey, Error, Plan, Result};
 use accel_scheduler::{ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};
@@ -44,7 +44,7 @@ struct Start<'a> {
 /// the result rows it was to write, handed back for that run.
 type Ran<'a> = (
     Result<Option<Arc<Chunk>>>,
-    Vec<TaskRef>,
+    Vec<(TaskRef, Arc<Chunk>)>,
     Option<Vec<OutSlice<'a>>>,
 );
 
@@ -147,16 +147,19 @@ where
         }
         let event = match result {
             // Inputs a lost GPU held: gone from the store, recomputed.
+            // (Not a chunk made again under the same key since.)
             Err(_) if !lost.is_empty() => {
-                for t in &lost {
-                    if let Some(c) = self.store.remove(&t.key) {
+                for (t, gone) in &lost {
+                    if self.store.get(&t.key).is_some_and(|c| Arc::ptr_eq(c, gone))
+                        && let Some(c) = self.store.remove(&t.key)
+                    {
                         self.held -= c.nbytes();
                     }
                 }
                 Event::InputsMissing {
                     worker: WORKER,
                     task,
-                    missing: lost.iter().map(|t| (*t, WORKER)).collect(),
+                    missing: lost.iter().map(|(t, _)| (*t, WORKER)).collect(),
                 }
             }
             Ok(chunk) => {
@@ -210,11 +213,11 @@ fn execute<'a>(plan: &Plan, start: Start<'a>, offload: Option<&dyn Offload>) -> 
             None,
         );
     };
-    let lost = |gone: &dyn Fn(&Chunk) -> bool| -> Vec<TaskRef> {
+    let lost = |gone: &dyn Fn(&Chunk) -> bool| -> Vec<(TaskRef, Arc<Chunk>)> {
         args.iter()
             .zip(&start.inputs)
             .filter(|(c, _)| gone(c))
-            .map(|(_, t)| *t)
+            .map(|(c, t)| (*t, c.clone()))
             .collect()
     };
     let known = lost(&|c| c.lost());
@@ -224,16 +227,22 @@ fn execute<'a>(plan: &Plan, start: Start<'a>, offload: Option<&dyn Offload>) -> 
     }
     let writes_rows = start.dest.is_some();
     let result = catch_unwind(AssertUnwindSafe(|| match start.dest {
-        Some(rows) => run_task_into(plan, key, &args, rows, offload).map(|_| None),
-        None => run_task_with(plan, key, &args, offload).map(Some),
+        Some(rows) => match run_task_into_or_back(plan, key, &args, rows, offload) {
+            Ok(()) => (Ok(None), None),
+            Err((e, back)) => (Err(e), back),
+        },
+        None => (run_task_with(plan, key, &args, offload).map(Some), None),
     }))
-    .unwrap_or_else(|p| Err(panicked(&p)));
+    .unwrap_or_else(|p| (Err(panicked(&p)), None));
     match result {
         // A failure on inputs the GPU cannot give back: they are lost, and
         // the task runs again once they are recomputed. One whose rows of
-        // the result went with the failed run fails the job instead.
-        Err(e) if !writes_rows => (Err(e), lost(&|c| !c.on_host() && c.cols().is_err()), None),
-        other => (other, Vec::new(), None),
+        // the result went with the failed run (some may be written) fails
+        // the job instead.
+        (Err(e), back) if !writes_rows || back.is_some() => {
+            (Err(e), lost(&|c| !c.on_host() && c.cols().is_err()), back)
+        }
+        (other, _) => (other, Vec::new(), None),
     }
 }
 

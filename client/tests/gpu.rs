@@ -692,3 +692,44 @@ fn a_lost_gpu_loses_no_data_in_the_embedded_client() {
     assert_eq!(bits(&again), bits(&want));
     assert_eq!(counts(&gpu).on_gpu, c.on_gpu);
 }
+
+/// A task that writes its chunk straight into the result's rows, and whose
+/// input the GPU cannot give back (a device that stopped answering, not one
+/// known lost), fails before writing any row and hands the rows back: the
+/// embedded client runs it again into them once the input is made again.
+#[test]
+fn rows_come_back_from_a_task_whose_input_the_gpu_cannot_give_back() {
+    use accel_core::buffer::{Buffer, Chunk, DeviceCopy};
+    use accel_core::exec::run_task_into_or_back;
+    use accel_core::kernel::OutSlice;
+    use accel_core::{ChunkKey, StageId};
+    use std::sync::Arc;
+
+    #[derive(Debug)]
+    struct Unanswered;
+    impl DeviceCopy for Unanswered {
+        fn download(&self) -> Result<Buffer, String> {
+            Err("the device stopped answering".into())
+        }
+    }
+    let data = Array1::from_iter((0..8).map(|k| k as f64 * 0.5));
+    let array = from_ndarray(&data, 8) * 2.0 + 1.0;
+    let planned = Client::local().plan(&[&array]).unwrap();
+    let plan = &planned.plan;
+    let key = ChunkKey {
+        stage: StageId(plan.stages.len() as u32 - 1),
+        chunk: 0,
+    };
+    let mut out = vec![f64::NAN; 8];
+    let gone = Arc::new(Chunk::on_device(vec![8], DType::F64, Arc::new(Unanswered)));
+    let rows = vec![OutSlice::F64(&mut out)];
+    let (e, back) = run_task_into_or_back(plan, key, &[gone], rows, None).unwrap_err();
+    assert!(e.to_string().contains("stopped answering"), "{e}");
+    let rows = back.expect("no row was written: the rows come back");
+    let host = Arc::new(Chunk::array(vec![8], Buffer::F64(data.to_vec())));
+    if let Err((e, _)) = run_task_into_or_back(plan, key, &[host], rows, None) {
+        panic!("{e}");
+    }
+    let want: Vec<f64> = data.iter().map(|x| x * 2.0 + 1.0).collect();
+    assert_eq!(out, want);
+}

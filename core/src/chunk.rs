@@ -84,8 +84,11 @@ impl Chunk {
                 self.shape
             )));
         }
+        // Set while the lock is held: a reader waiting on it then finds the
+        // values, instead of reading them back a second time.
+        let cols = self.host.get_or_init(|| vec![data]);
         drop(device);
-        Ok(self.host.get_or_init(|| vec![data]))
+        Ok(cols)
     }
 
     /// The array column (the only column of a non-partial chunk).
@@ -109,8 +112,19 @@ impl Chunk {
     }
 
     /// Whether the values are only on a device known to have lost them.
+    /// Never waits: while another thread reads the values back, they are
+    /// not known lost (that read says whether they are).
     pub fn lost(&self) -> bool {
-        !self.on_host() && self.device_copy().is_some_and(|d| d.lost())
+        if self.on_host() {
+            return false;
+        }
+        match self.device.try_lock() {
+            Ok(copy) => copy.as_ref().is_some_and(|d| d.lost()),
+            Err(std::sync::TryLockError::Poisoned(p)) => {
+                p.into_inner().as_ref().is_some_and(|d| d.lost())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
     }
 
     /// Whether the values are on the host.

@@ -221,7 +221,7 @@ fn compute_and_keep(
     let lost: Vec<usize> = (0..args.len()).filter(|&i| args[i].lost()).collect();
     if !lost.is_empty() {
         return match s.dequeue(job, key) {
-            true => lost_inputs(s, locations, &lost),
+            true => lost_inputs(s, (args, locations), &lost),
             false => Outcome::Skipped,
         };
     }
@@ -229,7 +229,7 @@ fn compute_and_keep(
         None => Outcome::Skipped,
         Some(Ok(Err(e))) => match unreadable(args) {
             lost if lost.is_empty() => Outcome::Failed(e.to_string()),
-            lost => lost_inputs(s, locations, &lost),
+            lost => lost_inputs(s, (args, locations), &lost),
         },
         Some(computed) => keep(s, job, key, computed),
     }
@@ -378,9 +378,17 @@ fn unreadable(args: &[Arc<Chunk>]) -> Vec<usize> {
 
 /// A task that failed on inputs a GPU lost: they go from the store and are
 /// reported missing, so the scheduler recomputes them and runs the task again.
-fn lost_inputs(session: &Session, locations: &[pb::ChunkLocation], lost: &[usize]) -> Outcome {
+/// (A chunk made again under the same key since stays.)
+fn lost_inputs(
+    session: &Session,
+    (args, locations): (&[Arc<Chunk>], &[pb::ChunkLocation]),
+    lost: &[usize],
+) -> Outcome {
     let mut missing = Vec::with_capacity(lost.len());
-    for loc in lost.iter().filter_map(|&i| locations.get(i)) {
+    for &i in lost {
+        let (Some(loc), Some(chunk)) = (locations.get(i), args.get(i)) else {
+            continue;
+        };
         if let Ok((j, k)) = task_from(loc.task.as_ref()) {
             tracing::warn!(
                 job = j,
@@ -388,7 +396,7 @@ fn lost_inputs(session: &Session, locations: &[pb::ChunkLocation], lost: &[usize
                 chunk = k.chunk,
                 "a chunk the GPU lost"
             );
-            session.shared.store.remove(j, k);
+            session.shared.store.remove_if_same(j, k, chunk);
         }
         missing.push(loc.clone());
     }

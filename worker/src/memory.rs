@@ -135,6 +135,8 @@ fn watch_memory(
     let mut resumed_until: Option<Instant> = None;
     let mut warned_unmanaged = false;
     while !stop.load(Ordering::Relaxed) {
+        // Chunks a GPU made count as host memory once read back to the host.
+        store.settle();
         let can_spill = failing_until.is_none_or(|t| Instant::now() >= t);
         let mut spilled = 0u64;
         if can_spill {

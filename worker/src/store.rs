@@ -22,8 +22,17 @@ use crate::spill::{self, SpillDir};
 type Key = (u64, ChunkKey);
 
 enum Slot {
-    Memory { chunk: Arc<Chunk>, tick: u64 },
-    Disk { path: PathBuf, on_disk: u64 },
+    /// `gpu`: the chunk's values were only on a GPU when counted, so its
+    /// bytes are in `on_gpu`, not `in_memory` (see [`Store::settle`]).
+    Memory {
+        chunk: Arc<Chunk>,
+        tick: u64,
+        gpu: bool,
+    },
+    Disk {
+        path: PathBuf,
+        on_disk: u64,
+    },
 }
 
 #[derive(Default)]
@@ -33,9 +42,11 @@ struct Inner {
     /// Chunks in memory by last use.
     lru: BTreeMap<u64, Key>,
     tick: u64,
-    /// Bytes of the chunks in memory, and on disk (as stored).
+    /// Bytes of the chunks in host memory, on disk (as stored), and whose
+    /// values were only on a GPU when last counted.
     in_memory: u64,
     on_disk: u64,
+    on_gpu: u64,
     plans: HashMap<u64, Arc<Plan>>,
     /// Plans that arrived but could not be decoded, with why.
     bad_plans: HashMap<u64, String>,
@@ -47,12 +58,32 @@ impl Inner {
         self.tick
     }
 
+    /// The count a chunk in memory is in: host memory, or the GPU's.
+    fn memory_count(&mut self, gpu: bool) -> &mut u64 {
+        if gpu {
+            &mut self.on_gpu
+        } else {
+            &mut self.in_memory
+        }
+    }
+
+    /// Keeps `chunk` in memory at `key`, counted where its values are.
+    fn put(&mut self, key: Key, chunk: Arc<Chunk>) {
+        let tick = self.touch();
+        let gpu = !chunk.on_host();
+        *self.memory_count(gpu) += chunk.nbytes() as u64;
+        if let Some(old) = self.chunks.insert(key, Slot::Memory { chunk, tick, gpu }) {
+            self.discard(old);
+        }
+        self.lru.insert(tick, key);
+    }
+
     /// Drops a slot's accounting (and its file).
     fn discard(&mut self, slot: Slot) {
         match slot {
-            Slot::Memory { chunk, tick } => {
+            Slot::Memory { chunk, tick, gpu } => {
                 self.lru.remove(&tick);
-                self.in_memory -= chunk.nbytes() as u64;
+                *self.memory_count(gpu) -= chunk.nbytes() as u64;
             }
             Slot::Disk { path, on_disk, .. } => {
                 self.on_disk -= on_disk;
@@ -65,8 +96,12 @@ impl Inner {
 /// What the store holds, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Chunks in host memory (those left on a GPU are in `on_gpu`).
     pub in_memory: u64,
     pub on_disk: u64,
+    /// Chunks whose values were only in GPU memory when last counted: they
+    /// take no host memory, and spilling cannot free them.
+    pub on_gpu: u64,
     pub chunks: usize,
     pub spilled: usize,
 }
@@ -132,7 +167,7 @@ impl Store {
         let mut s = self.lock();
         let tick = s.touch();
         match s.chunks.get_mut(&(job, key))? {
-            Slot::Memory { chunk, tick: t } => {
+            Slot::Memory { chunk, tick: t, .. } => {
                 let (chunk, old) = (chunk.clone(), std::mem::replace(t, tick));
                 s.lru.remove(&old);
                 s.lru.insert(tick, (job, key));
@@ -164,19 +199,7 @@ impl Store {
         // Back in memory, unless it changed meanwhile.
         let mut s = self.lock();
         if matches!(s.chunks.get(&(job, key)), Some(Slot::Disk { path: p, .. }) if *p == path) {
-            let tick = s.touch();
-            let nbytes = chunk.nbytes() as u64;
-            if let Some(old) = s.chunks.insert(
-                (job, key),
-                Slot::Memory {
-                    chunk: chunk.clone(),
-                    tick,
-                },
-            ) {
-                s.discard(old);
-            }
-            s.lru.insert(tick, (job, key));
-            s.in_memory += nbytes;
+            s.put((job, key), chunk.clone());
             self.wake_if_pressed(&s);
         }
         Some(chunk)
@@ -202,13 +225,7 @@ impl Store {
         if s.generation != generation || !s.plans.contains_key(&job) {
             return false;
         }
-        let tick = s.touch();
-        let nbytes = chunk.nbytes() as u64;
-        if let Some(old) = s.chunks.insert((job, key), Slot::Memory { chunk, tick }) {
-            s.discard(old);
-        }
-        s.lru.insert(tick, (job, key));
-        s.in_memory += nbytes;
+        s.put((job, key), chunk);
         self.wake_if_pressed(&s);
         true
     }
@@ -218,6 +235,38 @@ impl Store {
         if let Some(old) = s.chunks.remove(&(job, key)) {
             s.discard(old);
         }
+    }
+
+    /// Removes the chunk at `key` if it is `chunk` (one found lost), not
+    /// one made again since under the same key.
+    pub fn remove_if_same(&self, job: u64, key: ChunkKey, chunk: &Arc<Chunk>) {
+        let mut s = self.lock();
+        if matches!(s.chunks.get(&(job, key)), Some(Slot::Memory { chunk: c, .. }) if Arc::ptr_eq(c, chunk))
+            && let Some(old) = s.chunks.remove(&(job, key))
+        {
+            s.discard(old);
+        }
+    }
+
+    /// Counts the chunks a GPU left in memory that have been read back
+    /// since (by a task, a peer or the client) as host memory.
+    pub fn settle(&self) {
+        let mut s = self.lock();
+        if s.on_gpu == 0 {
+            return;
+        }
+        let mut moved = 0;
+        for slot in s.chunks.values_mut() {
+            if let Slot::Memory { chunk, gpu, .. } = slot
+                && *gpu
+                && chunk.on_host()
+            {
+                *gpu = false;
+                moved += chunk.nbytes() as u64;
+            }
+        }
+        s.on_gpu -= moved;
+        s.in_memory += moved;
     }
 
     pub fn add_plan(&self, generation: u64, job: u64, plan: Result<Arc<Plan>, String>) {
@@ -285,6 +334,7 @@ impl Store {
         Usage {
             in_memory: s.in_memory,
             on_disk: s.on_disk,
+            on_gpu: s.on_gpu,
             chunks: s.chunks.len(),
             spilled: s.chunks.len() - s.lru.len(),
         }
@@ -316,11 +366,12 @@ impl Store {
             return Ok(0);
         }
         let nbytes = chunk.nbytes() as u64;
-        if let Some(Slot::Memory { tick, .. }) = s.chunks.insert(key, Slot::Disk { path, on_disk })
+        if let Some(Slot::Memory { tick, gpu, .. }) =
+            s.chunks.insert(key, Slot::Disk { path, on_disk })
         {
             s.lru.remove(&tick);
+            *s.memory_count(gpu) -= nbytes;
         }
-        s.in_memory -= nbytes;
         s.on_disk += on_disk;
         Ok(nbytes)
     }
@@ -456,19 +507,44 @@ mod tests {
         ));
         s.insert(g, 1, key(0), on_gpu.clone());
         s.insert(g, 1, key(1), chunk(1.0));
+        // It takes no host memory: what spilling can free is counted apart.
+        let u = s.usage();
+        assert_eq!((u.in_memory, u.on_gpu), (800, 800));
         // The oldest is on the GPU: the host chunk goes instead.
         assert_eq!(s.spill_one().unwrap(), 800);
         assert!(s.is_spilled(1, key(1)) && !s.is_spilled(1, key(0)));
         assert_eq!(s.spill_one().unwrap(), 0);
         assert!(!on_gpu.on_host());
-        // Once read back, it is a host chunk like any other.
+        let u = s.usage();
+        assert_eq!((u.in_memory, u.on_gpu), (0, 800));
+        // Once read back, it is a host chunk like any other, and counted as
+        // one when the store settles.
         on_gpu.data().unwrap();
+        s.settle();
+        let u = s.usage();
+        assert_eq!((u.in_memory, u.on_gpu), (800, 0));
         assert_eq!(s.spill_one().unwrap(), 800);
         assert!(s.is_spilled(1, key(0)));
+        assert_eq!(s.usage().in_memory, 0);
         assert_eq!(
             *s.get(1, key(0)).unwrap().data().unwrap(),
             accel_core::Buffer::F64(vec![7.0; 100])
         );
+    }
+
+    #[test]
+    fn a_lost_chunk_goes_but_not_the_one_made_again_under_its_key() {
+        let s = Store::default();
+        let g = s.generation();
+        s.add_plan(g, 1, Ok(plan()));
+        let (lost, again) = (chunk(1.0), chunk(2.0));
+        s.insert(g, 1, key(0), lost.clone());
+        s.insert(g, 1, key(0), again.clone());
+        s.remove_if_same(1, key(0), &lost);
+        assert!(s.in_memory(1, key(0)));
+        s.remove_if_same(1, key(0), &again);
+        assert!(!s.in_memory(1, key(0)));
+        assert_eq!(s.usage(), Usage::default());
     }
 
     #[test]

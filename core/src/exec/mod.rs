@@ -6,4 +6,6 @@ pub mod scan;
 pub mod task;
 
 pub use offload::{Fold, Offload, Operand};
-pub use task::{copy_box, run_task, run_task_into, run_task_with, writes_interleave};
+pub use task::{
+    copy_box, run_task, run_task_into, run_task_into_or_back, run_task_with, writes_interleave,
+};

@@ -23,18 +23,46 @@ pub fn run_task_into(
     rows: Vec<OutSlice<'_>>,
     offload: Option<&dyn crate::exec::Offload>,
 ) -> Result<()> {
+    run_task_into_or_back(plan, key, inputs, rows, offload).map_err(|(e, _)| e)
+}
+
+/// [`run_task_into`], handing the rows back with an error that came
+/// before any of them was written (an input a GPU cannot give back): the
+/// task can run again into them.
+#[allow(clippy::type_complexity)]
+pub fn run_task_into_or_back<'r>(
+    plan: &Plan,
+    key: ChunkKey,
+    inputs: &[Arc<Chunk>],
+    rows: Vec<OutSlice<'r>>,
+    offload: Option<&dyn crate::exec::Offload>,
+) -> std::result::Result<(), (Error, Option<Vec<OutSlice<'r>>>)> {
     let StageKind::Map(exe) = &plan.stage(key.stage).kind else {
-        return Err(internal("only map tasks write into caller memory"));
+        return Err((
+            internal("only map tasks write into caller memory"),
+            Some(rows),
+        ));
     };
     let origin = plan.chunk_origin(key);
     let local = plan.chunk_shape(key);
-    let ins = kernel_inputs(plan, key, exe, inputs)?;
-    let operands = operands_of(&ins)?;
-    match offload.and_then(|o| o.run_map(exe, &origin, &local, &operands)) {
-        Some(data) => write_rows(&data, rows),
-        None => Bound::new(exe, &origin, &local, &views_of(&ins)?)?
+    let ins = match kernel_inputs(plan, key, exe, inputs) {
+        Ok(ins) => ins,
+        Err(e) => return Err((e, Some(rows))),
+    };
+    let operands = match operands_of(&ins) {
+        Ok(o) => o,
+        Err(e) => return Err((e, Some(rows))),
+    };
+    if let Some(data) = offload.and_then(|o| o.run_map(exe, &origin, &local, &operands)) {
+        return write_rows(&data, rows).map_err(|e| (e, None));
+    }
+    let bound = views_of(&ins).and_then(|views| Bound::new(exe, &origin, &local, &views));
+    match bound {
+        Ok(b) => b
             .streaming(streams(plan, key))
-            .run_map_rows(rows),
+            .run_map_rows(rows)
+            .map_err(|e| (e, None)),
+        Err(e) => Err((e, Some(rows))),
     }
 }
 

@@ -88,7 +88,7 @@ impl Store {
         // A chunk left on a GPU comes back first; one the GPU cannot give
         // back is lost (the requester reports it missing: it is recomputed).
         if let Err(e) = chunk.cols() {
-            self.remove(job, key);
+            self.remove_if_same(job, key, &chunk);
             return Err(format!(
                 "chunk {} of stage {} of job {job} is lost: {e}",
                 key.chunk, key.stage.0
