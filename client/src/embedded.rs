@@ -147,19 +147,26 @@ where
         }
         let event = match result {
             // Inputs a lost GPU held: gone from the store, recomputed.
-            // (Not a chunk made again under the same key since.)
+            // A chunk made again under the same key since stays, and is not
+            // reported: the task runs again on it.
             Err(_) if !lost.is_empty() => {
+                let mut missing = Vec::with_capacity(lost.len());
                 for (t, gone) in &lost {
-                    if self.store.get(&t.key).is_some_and(|c| Arc::ptr_eq(c, gone))
-                        && let Some(c) = self.store.remove(&t.key)
-                    {
-                        self.held -= c.nbytes();
+                    match self.store.get(&t.key) {
+                        Some(c) if !Arc::ptr_eq(c, gone) => continue,
+                        Some(_) => {
+                            if let Some(c) = self.store.remove(&t.key) {
+                                self.held -= c.nbytes();
+                            }
+                        }
+                        None => {}
                     }
+                    missing.push((*t, WORKER));
                 }
                 Event::InputsMissing {
                     worker: WORKER,
                     task,
-                    missing: lost.iter().map(|(t, _)| (*t, WORKER)).collect(),
+                    missing,
                 }
             }
             Ok(chunk) => {

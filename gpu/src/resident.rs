@@ -44,6 +44,9 @@ struct Entry<B> {
     buffer: Arc<B>,
     bytes: u64,
     used: u64,
+    /// The chunk's values are only here and could not be read back: the
+    /// entry stays (counted) until the chunk goes, and is not tried again.
+    stuck: bool,
 }
 
 /// Device copies of chunks, by chunk.
@@ -203,12 +206,17 @@ impl<B> Resident<B> {
             held = entries.iter().map(|e| e.bytes).sum();
         }
         while held + bytes > self.limit {
-            let Some(oldest) = (0..entries.len()).min_by_key(|&i| entries[i].used) else {
+            let Some(oldest) = (0..entries.len())
+                .filter(|&i| !entries[i].stuck)
+                .min_by_key(|&i| entries[i].used)
+            else {
                 break;
             };
             let gone = entries.swap_remove(oldest);
             held -= gone.bytes;
-            if let Some(c) = gone.chunk.upgrade().filter(|c| c.device_copy().is_some()) {
+            // Whether its device copy must be read back or let go is
+            // decided after the lock (the chunk's lock may be held by a read).
+            if let Some(c) = gone.chunk.upgrade() {
                 evicted.push((c, gone));
             }
         }
@@ -217,6 +225,7 @@ impl<B> Resident<B> {
             buffer,
             bytes,
             used: now,
+            stuck: false,
         });
         evicted
     }
@@ -256,10 +265,12 @@ impl<B> Resident<B> {
                 }
                 None => false,
             });
-            entries.sort_by_key(|e| e.used);
-            let mut to_free = entries.iter().map(|e| e.bytes).sum::<u64>().div_ceil(2);
-            while to_free > 0 && !entries.is_empty() {
-                let gone = entries.remove(0);
+            // Oldest last, stuck ones (nothing to gain) first.
+            entries.sort_by_key(|e| (!e.stuck, std::cmp::Reverse(e.used)));
+            let readable = entries.iter().filter(|e| !e.stuck);
+            let mut to_free = readable.map(|e| e.bytes).sum::<u64>().div_ceil(2);
+            while to_free > 0 && entries.last().is_some_and(|e| !e.stuck) {
+                let Some(gone) = entries.pop() else { break };
                 to_free = to_free.saturating_sub(gone.bytes);
                 if let Some(c) = gone.chunk.upgrade() {
                     evicted.push((c, gone));
@@ -306,9 +317,13 @@ impl<B> Resident<B> {
     /// copy, and its entry comes back (the memory is still taken, and
     /// counted, over the limit until the chunk goes).
     fn let_go(&self, evicted: Vec<Evicted<B>>) {
-        for (c, entry) in evicted {
+        for (c, mut entry) in evicted {
+            if c.device_copy().is_none() {
+                continue;
+            }
             if let Err(e) = c.move_to_host() {
                 tracing::warn!("keeping a chunk in device memory: {e}");
+                entry.stuck = true;
                 if let Ok(mut entries) = self.entries.lock() {
                     entries.push(entry);
                 }
@@ -464,20 +479,23 @@ mod tests {
         assert_eq!(*c.data().unwrap(), Buffer::F64(vec![3.0; 2]));
     }
 
-    #[derive(Debug)]
-    struct Unreadable;
+    /// Values no read can get back; counts the tries.
+    #[derive(Debug, Default)]
+    struct Unreadable(std::sync::atomic::AtomicUsize);
 
     impl accel_core::buffer::DeviceCopy for Unreadable {
         fn download(&self) -> std::result::Result<Buffer, String> {
+            self.0.fetch_add(1, Ordering::Relaxed);
             Err("the device does not answer".into())
         }
     }
 
     #[test]
-    fn a_copy_that_cannot_be_read_back_stays_counted() {
+    fn a_copy_that_cannot_be_read_back_stays_counted_and_is_not_tried_again() {
         let kept: Resident<u32> = Resident::with_limit(32);
         let f64s = accel_core::DType::F64;
-        let a = Arc::new(Chunk::on_device(vec![2], f64s, Arc::new(Unreadable)));
+        let copy = Arc::new(Unreadable::default());
+        let a = Arc::new(Chunk::on_device(vec![2], f64s, copy.clone()));
         kept.keep(&a, Arc::new(1), 16);
         let (b, _) = on_device(2.0);
         kept.keep(&b, Arc::new(2), 16);
@@ -486,9 +504,17 @@ mod tests {
         // a could not make room: its copy and entry stay, over the limit.
         assert!(a.device_copy().is_some() && !a.on_host());
         assert_eq!(kept.device_only(), (3, 48));
+        assert_eq!(copy.0.load(Ordering::Relaxed), 1);
+        // Out of memory: the readable older half comes back (b), not a.
         kept.clear();
-        assert!(a.device_copy().is_some() && b.on_host());
+        assert!(a.device_copy().is_some() && b.on_host() && !c.on_host());
         assert_eq!(kept.device_only(), (2, 32));
+        // Room for another: c goes, and a is not tried again.
+        let (d, _) = on_device(4.0);
+        kept.keep(&d, Arc::new(4), 16);
+        assert!(c.on_host() && !d.on_host());
+        assert_eq!(kept.device_only(), (2, 32));
+        assert_eq!(copy.0.load(Ordering::Relaxed), 1);
     }
 
     #[derive(Debug)]

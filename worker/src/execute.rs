@@ -378,7 +378,8 @@ fn unreadable(args: &[Arc<Chunk>]) -> Vec<usize> {
 
 /// A task that failed on inputs a GPU lost: they go from the store and are
 /// reported missing, so the scheduler recomputes them and runs the task again.
-/// (A chunk made again under the same key since stays.)
+/// A chunk made again under the same key since stays, and is not reported:
+/// the task runs again on it.
 fn lost_inputs(
     session: &Session,
     (args, locations): (&[Arc<Chunk>], &[pb::ChunkLocation]),
@@ -396,7 +397,9 @@ fn lost_inputs(
                 chunk = k.chunk,
                 "a chunk the GPU lost"
             );
-            session.shared.store.remove_if_same(j, k, chunk);
+            if !session.shared.store.remove_if_same(j, k, chunk) {
+                continue;
+            }
         }
         missing.push(loc.clone());
     }

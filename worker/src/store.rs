@@ -238,13 +238,19 @@ impl Store {
     }
 
     /// Removes the chunk at `key` if it is `chunk` (one found lost), not
-    /// one made again since under the same key.
-    pub fn remove_if_same(&self, job: u64, key: ChunkKey, chunk: &Arc<Chunk>) {
+    /// one made again since under the same key. Returns whether the key is
+    /// without a chunk now (false: a new one is there).
+    pub fn remove_if_same(&self, job: u64, key: ChunkKey, chunk: &Arc<Chunk>) -> bool {
         let mut s = self.lock();
-        if matches!(s.chunks.get(&(job, key)), Some(Slot::Memory { chunk: c, .. }) if Arc::ptr_eq(c, chunk))
-            && let Some(old) = s.chunks.remove(&(job, key))
-        {
-            s.discard(old);
+        match s.chunks.get(&(job, key)) {
+            None => true,
+            Some(Slot::Memory { chunk: c, .. }) if Arc::ptr_eq(c, chunk) => {
+                if let Some(old) = s.chunks.remove(&(job, key)) {
+                    s.discard(old);
+                }
+                true
+            }
+            Some(_) => false,
         }
     }
 
@@ -540,10 +546,11 @@ mod tests {
         let (lost, again) = (chunk(1.0), chunk(2.0));
         s.insert(g, 1, key(0), lost.clone());
         s.insert(g, 1, key(0), again.clone());
-        s.remove_if_same(1, key(0), &lost);
+        assert!(!s.remove_if_same(1, key(0), &lost));
         assert!(s.in_memory(1, key(0)));
-        s.remove_if_same(1, key(0), &again);
+        assert!(s.remove_if_same(1, key(0), &again));
         assert!(!s.in_memory(1, key(0)));
+        assert!(s.remove_if_same(1, key(0), &again));
         assert_eq!(s.usage(), Usage::default());
     }
 
