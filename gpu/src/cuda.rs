@@ -338,7 +338,7 @@ pub const NVRTC_OPTIONS: [&str; 4] = [
 ];
 
 #[cfg(feature = "cuda")]
-pub use runtime::{CudaGpu, compile_ptx, nvrtc_available};
+pub use runtime::{CudaGpu, compile_cubin, compile_ptx, nvrtc_available};
 
 #[cfg(feature = "cuda")]
 mod lazy;

@@ -77,7 +77,11 @@ pub fn open_backend(choice: GpuChoice) -> Result<Option<Backend>> {
         #[cfg(feature = "cuda")]
         GpuChoice::Auto => match cuda::CudaGpu::open(0) {
             Ok(Some(g)) => Some(Backend::Cuda(g)),
-            _ => Gpu::open(GpuChoice::Auto)?.map(Backend::Vulkan),
+            Ok(None) => Gpu::open(GpuChoice::Auto)?.map(Backend::Vulkan),
+            Err(e) => {
+                tracing::warn!("CUDA device 0 not used ({e}): trying Vulkan");
+                Gpu::open(GpuChoice::Auto)?.map(Backend::Vulkan)
+            }
         },
         other => Gpu::open(other)?.map(Backend::Vulkan),
     })

@@ -1,8 +1,8 @@
 //! CUDA C generation compiled by NVRTC (from the PyPI wheel
 //! `nvidia-cuda-nvrtc-cu12`, which the test command installs and puts on
 //! `LD_LIBRARY_PATH`): random programs over every real dtype, every
-//! transcendental, generators and strided inputs compile to PTX. Running
-//! them needs a GPU (the GPU benchmark).
+//! transcendental, generators and strided inputs compile to PTX (and to
+//! sm_90 machine code). Running them needs a GPU (the GPU benchmark).
 
 #![allow(clippy::expect_used)]
 
@@ -46,9 +46,28 @@ fn generated_kernels_compile_to_ptx() {
         let ptx = cuda::compile_ptx(&k.source, Some("compute_80"))
             .unwrap_or_else(|e| panic!("case {case}: {e}"));
         assert!(ptx.contains(".entry accel_kernel"), "{ptx}");
+        // The machine code a device loads without its driver's compiler
+        // (an H100/H200's sm_90): an ELF image.
+        if case % 8 == 0 {
+            let cubin = cuda::compile_cubin(&k.source, "sm_90")
+                .unwrap_or_else(|e| panic!("case {case}: {e}"));
+            assert_eq!(cubin.get(..4), Some(&b"\x7fELF"[..]), "case {case}");
+        }
         compiled += 1;
     }
     assert!(compiled > 20, "{compiled} kernels compiled");
+}
+
+#[test]
+fn a_compile_error_says_where() {
+    nvrtc();
+    let e = cuda::compile_cubin(
+        "extern \"C\" __global__ void k() { undefined_name; }",
+        "sm_90",
+    )
+    .expect_err("does not compile")
+    .to_string();
+    assert!(e.contains("undefined_name"), "{e}");
 }
 
 #[test]

@@ -33,13 +33,17 @@ fn driver_available() -> bool {
     unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
+fn nvrtc_missing() -> Error {
+    Error::Device(
+        "NVRTC (libnvrtc.so) not found: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12` and put its lib folder on LD_LIBRARY_PATH".into(),
+    )
+}
+
 /// Compiles a generated kernel to PTX for `arch` (e.g. `compute_90`; the
 /// NVRTC default when `None`).
 pub fn compile_ptx(source: &str, arch: Option<&str>) -> Result<String> {
     if !nvrtc_available() {
-        return Err(Error::Device(
-            "NVRTC (libnvrtc.so) not found: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12` and put its lib folder on LD_LIBRARY_PATH".into(),
-        ));
+        return Err(nvrtc_missing());
     }
     let mut options: Vec<String> = NVRTC_OPTIONS.iter().map(|s| s.to_string()).collect();
     if let Some(a) = arch {
@@ -54,12 +58,74 @@ pub fn compile_ptx(source: &str, arch: Option<&str>) -> Result<String> {
         .map_err(|e| Error::Compile(format!("{e:?}\n{source}")))
 }
 
+/// Compiles a generated kernel to machine code for `arch` (e.g. `sm_90`),
+/// which the driver loads as it is. The driver refuses PTX from an NVRTC
+/// newer than itself (its compiler does not know that PTX version), but
+/// runs the machine code of a newer minor version.
+pub fn compile_cubin(source: &str, arch: &str) -> Result<Vec<u8>> {
+    use cudarc::nvrtc::{result, sys};
+    if !nvrtc_available() {
+        return Err(nvrtc_missing());
+    }
+    let src = std::ffi::CString::new(source)
+        .map_err(|_| Error::Compile("a kernel's source holds a NUL byte".into()))?;
+    let prog = result::create_program(&src, None).map_err(|e| Error::Compile(format!("{e:?}")))?;
+    let mut options: Vec<String> = NVRTC_OPTIONS.iter().map(|s| s.to_string()).collect();
+    options.push(format!("--gpu-architecture={arch}"));
+    // SAFETY: `prog` was created above and is destroyed once, below; the
+    // log and the cubin are read into buffers of the sizes NVRTC gives.
+    let cubin = unsafe {
+        match result::compile_program(prog, &options) {
+            Err(e) => {
+                let log = result::get_program_log(prog)
+                    .map(|l| {
+                        std::ffi::CStr::from_ptr(l.as_ptr())
+                            .to_string_lossy()
+                            .into_owned()
+                    })
+                    .unwrap_or_default();
+                Err(Error::Compile(format!("{e:?}: {log}\n{source}")))
+            }
+            Ok(()) => {
+                let mut size = 0usize;
+                sys::nvrtcGetCUBINSize(prog, &mut size)
+                    .result()
+                    .and_then(|()| {
+                        let mut cubin = vec![0u8; size];
+                        sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast())
+                            .result()
+                            .map(|()| cubin)
+                    })
+                    .map_err(|e| Error::Compile(format!("reading the machine code: {e:?}")))
+            }
+        }
+    };
+    // SAFETY: created above, and not destroyed before.
+    let _ = unsafe { result::destroy_program(prog) };
+    cubin
+}
+
+/// Errors after which a CUDA context is unusable: every later call fails,
+/// and the values only the device held are gone.
+const FATAL: [&str; 8] = [
+    "CUDA_ERROR_ILLEGAL_ADDRESS",
+    "CUDA_ERROR_LAUNCH_FAILED",
+    "CUDA_ERROR_ECC_UNCORRECTABLE",
+    "CUDA_ERROR_HARDWARE_STACK_ERROR",
+    "CUDA_ERROR_ILLEGAL_INSTRUCTION",
+    "CUDA_ERROR_MISALIGNED_ADDRESS",
+    "CUDA_ERROR_INVALID_PC",
+    "CUDA_ERROR_CONTEXT_IS_DESTROYED",
+];
+
 /// One CUDA device.
 pub struct CudaGpu {
     pub(super) stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     summary: AdapterSummary,
+    /// The virtual (`compute_90`) and real (`sm_90`) architectures.
     arch: String,
+    sm: String,
     kernels: Mutex<HashMap<String, (CudaFunction, crate::wgsl::Shader)>>,
     pub(super) by_program: crate::memo::ProgramMemo<(CudaFunction, crate::wgsl::Shader)>,
     /// Copies of input chunks kept in device memory.
@@ -85,15 +151,24 @@ pub(super) fn launch_config(threads: u32) -> LaunchConfig {
 }
 
 pub(super) fn driver(e: impl std::fmt::Debug) -> Error {
-    Error::Device(format!("CUDA: {e:?}"))
+    let text = format!("CUDA: {e:?}");
+    if text.contains("CUDA_ERROR_OUT_OF_MEMORY") {
+        Error::OutOfMemory(text)
+    } else {
+        Error::Device(text)
+    }
 }
 
 impl CudaGpu {
     /// Device `ordinal`, or `Ok(None)` when this machine has no CUDA driver
-    /// or no such device.
+    /// or no such device. A device whose kernels cannot be compiled and
+    /// loaded (no NVRTC, or one the driver cannot take) is an error.
     pub fn open(ordinal: usize) -> Result<Option<CudaGpu>> {
         if !driver_available() {
             return Ok(None);
+        }
+        if !nvrtc_available() {
+            return Err(nvrtc_missing());
         }
         let count = CudaContext::device_count().map_err(driver)?;
         if ordinal >= count.max(0) as usize {
@@ -110,7 +185,7 @@ impl CudaGpu {
         // Half the device's memory may hold kept chunks (or ACCEL_GPU_KEEP).
         let memory = ctx.total_mem().ok().map(|b| b as u64);
         let keep = crate::resident::keep_limit_from_env(memory)?;
-        Ok(Some(CudaGpu {
+        let gpu = CudaGpu {
             stream: ctx.default_stream(),
             ctx,
             summary: AdapterSummary {
@@ -121,11 +196,64 @@ impl CudaGpu {
                 float64: true,
             },
             arch: format!("compute_{major}{minor}"),
+            sm: format!("sm_{major}{minor}"),
             kernels: Mutex::new(HashMap::new()),
             by_program: Default::default(),
             resident: crate::resident::Resident::with_limit(keep),
             compiled: AtomicU64::new(0),
-        }))
+        };
+        gpu.probed().map(Some)
+    }
+
+    /// The device, once a kernel compiled for it has loaded.
+    fn probed(self) -> Result<CudaGpu> {
+        const PROBE: &str = "extern \"C\" __global__ void accel_probe(int *x) { x[0] = 1; }";
+        self.module(PROBE).map_err(|e| {
+            Error::Device(format!(
+                "cannot load a kernel on {}: {e}",
+                self.summary.name
+            ))
+        })?;
+        Ok(self)
+    }
+
+    /// Compiles and loads `source`: machine code for this device, else PTX
+    /// for the driver to compile (an NVRTC that does not know the device).
+    fn module(&self, source: &str) -> Result<Arc<cudarc::driver::CudaModule>> {
+        let native = compile_cubin(source, &self.sm).and_then(|cubin| {
+            self.ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+                .map_err(driver)
+        });
+        match native {
+            Ok(m) => Ok(m),
+            Err(first) => {
+                let ptx = compile_ptx(source, Some(&self.arch))
+                    .map_err(|e| Error::Compile(format!("{first}; as PTX: {e}")))?;
+                self.ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                    .map_err(|e| Error::Device(format!("{first}; as PTX: {}", driver(e))))
+            }
+        }
+    }
+
+    /// What a failed call means for the device: out of memory gives up the
+    /// kept copies of host chunks; a fatal error loses the device (its
+    /// chunks are recomputed).
+    pub(super) fn failed(&self, e: Error) -> Error {
+        match e {
+            Error::OutOfMemory(m) => {
+                self.resident.clear();
+                Error::OutOfMemory(m)
+            }
+            Error::Device(m) if FATAL.iter().any(|f| m.contains(f)) => {
+                self.lose();
+                Error::Device(format!(
+                    "{m}: the GPU's context is unusable, its chunks lost"
+                ))
+            }
+            other => other,
+        }
     }
 
     pub fn summary(&self) -> &AdapterSummary {
@@ -145,11 +273,7 @@ impl CudaGpu {
         if let Some(k) = cache.get(&cuda.source) {
             return Ok(k.clone());
         }
-        let ptx = compile_ptx(&cuda.source, Some(&self.arch))?;
-        let module = self
-            .ctx
-            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-            .map_err(driver)?;
+        let module = self.module(&cuda.source)?;
         let f = module.load_function(KERNEL).map_err(driver)?;
         self.compiled.fetch_add(1, Ordering::Relaxed);
         cache.insert(cuda.source, (f.clone(), cuda.shader.clone()));
@@ -177,6 +301,9 @@ impl CudaGpu {
             n,
             n32,
         } = Launch::new(program, local, &crate::device::pair_infos(inputs))?;
+        if n == 0 {
+            return Ok(std::time::Duration::ZERO);
+        }
         let kernel = self.by_program.get_or_make(program, &access, None, || {
             self.kernel(super::generate(program, &access)?)
                 .map(Arc::new)
@@ -227,7 +354,10 @@ impl CudaGpu {
         inputs: &[Operand<'_>],
         fold: Option<Fold>,
     ) -> Result<Buffer> {
-        match self.launch(program, origin, local, inputs, fold, false)? {
+        match self
+            .launch(program, origin, local, inputs, fold, false)
+            .map_err(|e| self.failed(e))?
+        {
             Made::Values(data) => Ok(data),
             Made::Kept(_) => Err(Error::Device("a kernel's values left on the device".into())),
         }
@@ -245,7 +375,10 @@ impl CudaGpu {
         let root = result_dtype(program)?;
         let keep = self.keeps(device_len(root, accel_core::shape::size(local)));
         Ok(
-            match self.launch(program, origin, local, inputs, None, keep)? {
+            match self
+                .launch(program, origin, local, inputs, None, keep)
+                .map_err(|e| self.failed(e))?
+            {
                 Made::Values(data) => Arc::new(Chunk::array(local.to_vec(), data)),
                 Made::Kept(out) => self.chunk_on_device(local, root, out),
             },

@@ -47,7 +47,7 @@ impl CudaGpu {
     /// Runs `plan` on this device: the output chunk's cells (see
     /// [`crate::Gpu::run_stencil`]).
     pub fn run_stencil(&self, plan: &DevicePlan) -> Result<Buffer> {
-        match self.stencil(plan, false)? {
+        match self.stencil(plan, false).map_err(|e| self.failed(e))? {
             Made::Values(data) => Ok(data),
             Made::Kept(_) => Err(Error::Device("a stencil's cells left on the device".into())),
         }
@@ -58,10 +58,12 @@ impl CudaGpu {
     pub fn run_stencil_chunk(&self, plan: &DevicePlan) -> Result<Arc<Chunk>> {
         let local = plan.chunk_shape();
         let keep = self.keeps(device_len(plan.dtype(), accel_core::shape::size(local)));
-        Ok(match self.stencil(plan, keep)? {
-            Made::Values(data) => Arc::new(Chunk::array(local.to_vec(), data)),
-            Made::Kept(out) => self.chunk_on_device(local, plan.dtype(), out),
-        })
+        Ok(
+            match self.stencil(plan, keep).map_err(|e| self.failed(e))? {
+                Made::Values(data) => Arc::new(Chunk::array(local.to_vec(), data)),
+                Made::Kept(out) => self.chunk_on_device(local, plan.dtype(), out),
+            },
+        )
     }
 
     /// Runs the steps, then copies the chunk out of the result slot into a
