@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use accel_core::exec::{Offload, run_task_into_or_back, run_task_with};
+use accel_core::exec::{
+    AfterFailure, Offload, after_failure, run_task_into_or_back, run_task_with,
+};
 use accel_core::kernel::OutSlice;
 use accel_core::{Chunk, ChunkKey, Error, Plan, Result};
 use accel_scheduler::{ClientId, Command, Core, Event, JobId, TaskRef, WorkerId};
@@ -67,6 +69,8 @@ struct Driver<'a, 'p, F> {
     progress: &'p crate::progress::Progress,
     failure: Option<Error>,
     finished: bool,
+    /// Tasks run again because chunks they made were lost (with a GPU).
+    recomputed: usize,
 }
 
 impl<'a, F> Driver<'a, '_, F>
@@ -111,7 +115,10 @@ where
                         stolen: Vec::new(),
                         refused: tasks,
                     }),
-                    Command::JobDone { .. } => self.finished = true,
+                    Command::JobDone { recomputed, .. } => {
+                        self.finished = true;
+                        self.recomputed = recomputed;
+                    }
                     // One worker in this process: it never retires or copies,
                     // and everything goes when the run ends.
                     Command::Replicate { .. }
@@ -183,7 +190,8 @@ where
                         self.store.insert(task.key, chunk);
                     }
                 }
-                self.done += 1;
+                // A task run again counts once.
+                self.done = (self.done + 1).min(self.total);
                 self.progress.update(self.done, self.total);
                 Event::TaskFinished {
                     worker: WORKER,
@@ -233,23 +241,41 @@ fn execute<'a>(plan: &Plan, start: Start<'a>, offload: Option<&dyn Offload>) -> 
         return (Err(error), known, start.dest);
     }
     let writes_rows = start.dest.is_some();
-    let result = catch_unwind(AssertUnwindSafe(|| match start.dest {
-        Some(rows) => match run_task_into_or_back(plan, key, &args, rows, offload) {
-            Ok(()) => (Ok(None), None),
-            Err((e, back)) => (Err(e), back),
-        },
-        None => (run_task_with(plan, key, &args, offload).map(Some), None),
-    }))
-    .unwrap_or_else(|p| (Err(panicked(&p)), None));
-    match result {
-        // A failure on inputs the GPU cannot give back: they are lost, and
-        // the task runs again once they are recomputed. One whose rows of
-        // the result went with the failed run (some may be written) fails
-        // the job instead.
-        (Err(e), back) if !writes_rows || back.is_some() => {
-            (Err(e), lost(&|c| !c.on_host() && c.cols().is_err()), back)
+    let run = |dest: Option<Vec<OutSlice<'a>>>| {
+        catch_unwind(AssertUnwindSafe(|| match dest {
+            Some(rows) => match run_task_into_or_back(plan, key, &args, rows, offload) {
+                Ok(()) => (Ok(None), None),
+                Err((e, back)) => (Err(e), back),
+            },
+            None => (run_task_with(plan, key, &args, offload).map(Some), None),
+        }))
+        .unwrap_or_else(|p| (Err(panicked(&p)), None))
+    };
+    let mut tries = 0;
+    let mut result = run(start.dest);
+    loop {
+        tries += 1;
+        match result {
+            // A failure on inputs the GPU cannot give back: they are lost,
+            // and the task runs again once they are recomputed; one whose
+            // inputs all read back now runs again at once. One whose rows
+            // of the result went with the failed run (some may be written)
+            // fails the job instead.
+            (Err(e), back) if !writes_rows || back.is_some() => {
+                match after_failure(&e, &args, tries) {
+                    AfterFailure::RunAgain => result = run(back),
+                    AfterFailure::Lost(gone) => {
+                        let gone = gone
+                            .into_iter()
+                            .filter_map(|i| Some((*start.inputs.get(i)?, args.get(i)?.clone())))
+                            .collect();
+                        return (Err(e), gone, back);
+                    }
+                    AfterFailure::Fails => return (Err(e), Vec::new(), back),
+                }
+            }
+            (other, _) => return (other, Vec::new(), None),
         }
-        (other, _) => (other, Vec::new(), None),
     }
 }
 
@@ -298,8 +324,23 @@ where
         loop {
             {
                 let mut driver = lock(&self.driver);
-                for (task, result) in batch.drain(..) {
-                    starts.extend(driver.finished(task, result));
+                let took = catch_unwind(AssertUnwindSafe(|| {
+                    let mut got = Vec::new();
+                    for (task, result) in batch.drain(..) {
+                        got.extend(driver.finished(task, result));
+                    }
+                    got
+                }));
+                match took {
+                    Ok(got) => starts.extend(got),
+                    // A fault while taking a result in (a bug, or a panic in
+                    // the caller's output handler) fails the run with an
+                    // error, not a panic through the pool; nothing more starts.
+                    Err(p) => {
+                        driver.failure.get_or_insert(panicked(&p));
+                        starts.clear();
+                        batch.clear();
+                    }
                 }
                 if driver.finished || driver.failure.is_some() {
                     self.over.store(true, Ordering::Release);
@@ -500,6 +541,7 @@ pub fn run_plan(
             progress,
             failure: None,
             finished: false,
+            recomputed: 0,
         }),
     };
     rayon::in_place_scope(|scope| {
@@ -524,7 +566,7 @@ pub fn run_plan(
         tasks: plan.task_count(),
         peak_bytes: driver.peak_bytes,
         elapsed: start.elapsed(),
-        recomputed: 0,
+        recomputed: driver.recomputed,
     })
 }
 
@@ -537,5 +579,135 @@ fn panicked(p: &Box<dyn std::any::Any + Send>) -> Error {
     Error::Task {
         task: String::new(),
         message: format!("panicked: {msg}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accel_core::buffer::{Buffer, DeviceCopy};
+    use accel_core::{DType, StageId};
+    use std::sync::atomic::AtomicU32;
+
+    /// A device copy whose first read fails (a device busy for a moment).
+    #[derive(Debug)]
+    struct FailsOnce {
+        values: Vec<f64>,
+        reads: AtomicU32,
+    }
+
+    impl DeviceCopy for FailsOnce {
+        fn download(&self) -> std::result::Result<Buffer, String> {
+            match self.reads.fetch_add(1, Ordering::Relaxed) {
+                0 => Err("the device was busy".into()),
+                _ => Ok(Buffer::F64(self.values.clone())),
+            }
+        }
+    }
+
+    fn flaky(values: &[f64]) -> (Arc<Chunk>, Arc<FailsOnce>) {
+        let copy = Arc::new(FailsOnce {
+            values: values.to_vec(),
+            reads: AtomicU32::new(0),
+        });
+        let chunk = Chunk::on_device(vec![values.len()], DType::F64, copy.clone());
+        (Arc::new(chunk), copy)
+    }
+
+    /// The last stage's task of `x * 2 + 1` over 8 values in one chunk.
+    fn doubling() -> (Plan, TaskRef, TaskRef, Vec<f64>) {
+        let data: Vec<f64> = (0..8).map(|k| k as f64 * 0.5).collect();
+        let x = crate::from_ndarray(&ndarray::Array1::from(data.clone()), 8);
+        let plan = (x * 2.0 + 1.0).plan().unwrap().plan;
+        let last = plan.stages.len() as u32 - 1;
+        let task = |stage| TaskRef {
+            job: JOB,
+            key: ChunkKey {
+                stage: StageId(stage),
+                chunk: 0,
+            },
+        };
+        (plan, task(last), task(0), data)
+    }
+
+    #[test]
+    fn a_read_back_that_fails_once_runs_the_task_again() {
+        let (plan, task, input, data) = doubling();
+        let want: Vec<f64> = data.iter().map(|x| x * 2.0 + 1.0).collect();
+        // Into a chunk of its own.
+        let (chunk, copy) = flaky(&data);
+        let start = Start {
+            task,
+            inputs: vec![input],
+            args: Some(vec![chunk]),
+            dest: None,
+        };
+        let (result, lost, _) = execute(&plan, start, None);
+        let got = result.unwrap().expect("a chunk");
+        assert_eq!(*got.data().unwrap(), Buffer::F64(want.clone()));
+        assert!(lost.is_empty());
+        assert_eq!(copy.reads.load(Ordering::Relaxed), 2);
+        // Straight into the result's rows.
+        let (chunk, copy) = flaky(&data);
+        let mut out = vec![f64::NAN; 8];
+        let start = Start {
+            task,
+            inputs: vec![input],
+            args: Some(vec![chunk]),
+            dest: Some(vec![OutSlice::F64(&mut out)]),
+        };
+        let (result, lost, back) = execute(&plan, start, None);
+        assert!(result.unwrap().is_none() && lost.is_empty() && back.is_none());
+        assert_eq!(copy.reads.load(Ordering::Relaxed), 2);
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_panic_while_taking_a_result_in_fails_the_run_with_an_error() {
+        let (plan, ..) = doubling();
+        let progress = crate::progress::Progress::new(false, plan.task_count() as u64);
+        let out = |_: usize, _: ChunkKey, _: &Arc<Chunk>| -> Result<()> { panic!("on purpose") };
+        let e = run_plan(Arc::new(plan), HashMap::new(), out, &progress, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("panicked: on purpose"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_knows_its_tasks_from_ones_it_does_not_have() {
+        let (plan, task, input, _) = doubling();
+        assert!(plan.has_task(task.key) && plan.has_task(input.key));
+        let beyond = |stage: u32, chunk: u32| ChunkKey {
+            stage: StageId(stage),
+            chunk,
+        };
+        assert!(!plan.has_task(beyond(task.key.stage.0, 1)));
+        assert!(!plan.has_task(beyond(plan.stages.len() as u32, 0)));
+        assert!(!plan.has_task(beyond(u32::MAX, u32::MAX)));
+    }
+
+    #[test]
+    fn an_input_that_never_reads_back_is_reported_lost() {
+        #[derive(Debug)]
+        struct Gone;
+        impl DeviceCopy for Gone {
+            fn download(&self) -> std::result::Result<Buffer, String> {
+                Err("the device stopped answering".into())
+            }
+        }
+        let (plan, task, input, _) = doubling();
+        let gone = Arc::new(Chunk::on_device(vec![8], DType::F64, Arc::new(Gone)));
+        let start = Start {
+            task,
+            inputs: vec![input],
+            args: Some(vec![gone.clone()]),
+            dest: None,
+        };
+        let (result, lost, _) = execute(&plan, start, None);
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("stopped answering"), "{e}");
+        assert_eq!(lost.len(), 1);
+        assert_eq!(lost[0].0, input);
+        assert!(Arc::ptr_eq(&lost[0].1, &gone));
     }
 }

@@ -1,6 +1,7 @@
 //! Running plans on a cluster: submit the plan to the scheduler, wait for the
 //! job, fetch the result chunks straight from the workers holding them.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use accel_core::Buffer;
@@ -43,6 +44,9 @@ pub struct Remote {
     host: std::sync::Mutex<Option<Arc<HostServer>>>,
     /// TLS for every connection (the cluster's scheduler is `https://`).
     tls: Option<accel_proto::tls::Tls>,
+    /// The keys of the jobs this client persisted and still keeps: a plan
+    /// that reads their arrays presents them.
+    persisted: std::sync::Mutex<HashMap<u64, Vec<u8>>>,
 }
 
 impl Remote {
@@ -94,6 +98,7 @@ impl Remote {
             scheduler,
             peers: Peers::default().with_tls(tls.clone()),
             host: Default::default(),
+            persisted: Default::default(),
             tls,
         })
     }
@@ -192,6 +197,7 @@ impl Remote {
                     peer: "client".into(),
                 }),
                 plan: Some(plan_to(&sent)),
+                persisted_keys: self.persisted_keys(&sent),
             };
             let size = prost::Message::encoded_len(&req);
             if size > MAX_MESSAGE_BYTES {
@@ -257,6 +263,7 @@ impl Remote {
                     peer: "client".into(),
                 }),
                 plan: Some(plan_to(plan)),
+                persisted_keys: self.persisted_keys(plan),
             };
             let mut updates = scheduler
                 .jobs
@@ -276,6 +283,7 @@ impl Remote {
                 }
                 match update.event {
                     Some(pb::job_update::Event::Done(_)) => {
+                        self.persisted_lock().insert(update.job, job_key.clone());
                         let keep = KeepJob {
                             remote: self.clone(),
                             job: update.job,
@@ -291,6 +299,32 @@ impl Remote {
                 }
             }
         })
+    }
+
+    fn persisted_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<u8>>> {
+        self.persisted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The keys of the persisted jobs `plan` reads that this client keeps
+    /// (the scheduler refuses a plan without them).
+    fn persisted_keys(&self, plan: &Plan) -> Vec<pb::PersistedKey> {
+        let kept = self.persisted_lock();
+        let mut keys: Vec<pb::PersistedKey> = plan
+            .stages
+            .iter()
+            .filter_map(|s| match s.kind {
+                StageKind::Persisted { job, .. } => Some(pb::PersistedKey {
+                    job,
+                    key: kept.get(&job)?.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        keys.sort_by_key(|k| k.job);
+        keys.dedup_by_key(|k| k.job);
+        keys
     }
 
     fn lost(&self, why: &str) -> Error {
@@ -312,6 +346,7 @@ pub struct KeepJob {
 
 impl Drop for KeepJob {
     fn drop(&mut self) {
+        self.remote.persisted_lock().remove(&self.job);
         let mut scheduler = self.remote.scheduler.clone();
         let release = pb::ReleaseRequest {
             job: self.job,

@@ -77,6 +77,7 @@ impl Write {
     /// `array` into a new `.npy` file at `path` (replacing any), created now
     /// with the array's shape and dtype; the tasks fill it in.
     pub fn npy(array: &Array, path: impl AsRef<Path>) -> Result<Write> {
+        not_read_by(array, path.as_ref())?;
         let target = Stored::create_npy(path.as_ref(), &array.shape()?, array.dtype()?)?;
         Write::into(array, &target, &vec![0; target.shape.len()])
     }
@@ -84,6 +85,7 @@ impl Write {
     /// `array` into a new Zarr v3 array at `path` (replacing any), created
     /// now; every task writes whole storage chunks of it.
     pub fn zarr(array: &Array, path: impl AsRef<Path>, opts: &ZarrOptions) -> Result<Write> {
+        not_read_by(array, path.as_ref())?;
         let meta = array.meta()?;
         let chunks = match &opts.chunks {
             Some(c) => c.clone(),
@@ -108,6 +110,7 @@ impl Write {
     /// multiples of them first; an offset off a storage chunk boundary is
     /// refused.
     pub fn into(array: &Array, target: &Stored, offset: &[usize]) -> Result<Write> {
+        not_read_by(array, &target.path)?;
         let sink = Sink {
             target: target.clone(),
             offset: offset.to_vec(),
@@ -125,6 +128,35 @@ impl Write {
         let m = self.array.meta()?;
         Ok((accel_core::shape::size(&m.shape) * m.dtype.size()) as u64)
     }
+}
+
+/// Refuses a write into `path` when `array` reads that file or store:
+/// creating it would destroy the input before any task reads it, and
+/// writing into it would race with the reads.
+fn not_read_by(array: &Array, path: &Path) -> Result<()> {
+    // A target that does not exist yet is no input.
+    let Ok(target) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![array.expr()?.clone()];
+    while let Some(e) = stack.pop() {
+        if !seen.insert(Arc::as_ptr(&e)) {
+            continue;
+        }
+        if let Op::Read(s) = &e.op
+            && std::fs::canonicalize(&s.path).is_ok_and(|p| p == target)
+        {
+            return Err(Error::Invalid(format!(
+                "{}: the array written here is computed from this very store; writing it \
+                 would destroy or change its input while tasks read it. Write to another \
+                 path (and rename it after)",
+                path.display()
+            )));
+        }
+        stack.extend(e.inputs.iter().cloned());
+    }
+    Ok(())
 }
 
 /// `array` rechunked, if needed, so that each of its chunks covers whole
@@ -159,6 +191,15 @@ fn aligned(array: &Array, sink: &Sink, sc: &[usize]) -> Result<Array> {
         if inner.iter().any(|b| b % s != 0) {
             want[k] = (want[k] / s).max(1) * s;
             change = true;
+        }
+    }
+    // Rechunked, every axis takes whole storage chunks: the array's largest
+    // chunk along an axis that was aligned need not be a multiple of them
+    // (chunks of 4 and 6 over storage chunks of 4 would become 6 and 4).
+    if change {
+        for k in 0..nd {
+            let s = sc[lead + k];
+            want[k] = (want[k] / s).max(1) * s;
         }
     }
     Ok(if change {

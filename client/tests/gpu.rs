@@ -680,9 +680,14 @@ fn a_lost_gpu_loses_no_data_in_the_embedded_client() {
         });
         &passed + &first
     };
-    let got = gpu.compute::<f64>(&job(true)).unwrap();
+    let run = gpu.run(&[&job(true)]).unwrap();
+    let Some(accel::DynArray::F64(got)) = run.outputs.first() else {
+        panic!("one float64 output");
+    };
     let want = cpu.compute::<f64>(&job(false)).unwrap();
-    assert_eq!(bits(&got), bits(&want));
+    assert_eq!(bits(got), bits(&want));
+    // The first stage's 3 chunks, lost with the GPU, were made again.
+    assert!(run.stats.recomputed >= 3, "{:?}", run.stats);
     // The first stage ran on the GPU before the loss; the recomputed
     // stages after it ran on the CPU (the device given up, none failed).
     let c = counts(&gpu);

@@ -94,6 +94,30 @@ fn reads_and_writes_fuse_into_the_tasks_that_compute_the_chunks() {
     assert_eq!(back, x.mapv(|v| v * 2.0 + 1.0));
 }
 
+/// Writing an array over the file it is computed from would create (zero)
+/// the file before any task read it: refused, and the file is untouched.
+#[test]
+fn an_array_is_never_written_over_the_store_it_reads() {
+    let local = Client::local();
+    let path = scratch("in_place.npy");
+    std::fs::copy(fixture("float64_7x10.npy"), &path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let y = from_npy(&path, vec![3, 4]) * 2.0 + 1.0;
+    // The same file, named another way.
+    let other_name = path.parent().unwrap().join(".").join("in_place.npy");
+    for target in [&path, &other_name] {
+        let e = Write::npy(&y, target).unwrap_err().to_string();
+        assert!(e.contains("computed from this very store"), "{e}");
+    }
+    let stored = accel::Stored::open_npy(&path).unwrap();
+    let e = Write::into(&y, &stored, &[0, 0]).unwrap_err().to_string();
+    assert!(e.contains("computed from this very store"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // Another path is fine.
+    let w = Write::npy(&y, scratch("not_in_place.npy")).unwrap();
+    local.write(&[w]).unwrap();
+}
+
 #[test]
 fn frames_are_written_into_a_stack_in_one_run() {
     let local = Client::local();
@@ -162,6 +186,37 @@ fn missing_truncated_malformed_and_unsupported_files_are_clear_errors() {
     std::fs::write(&garbled, &g).unwrap();
     let e = err(&garbled);
     assert!(e.contains("garbled.npy") && e.contains("malformed"), "{e}");
+    // Headers no file could honour: sizes past 2⁶⁴ bytes, a dtype that
+    // starts with a character of several bytes.
+    let npy = |header: &str| -> Vec<u8> {
+        let mut h = header.to_string();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(&[0u8; 64]);
+        b
+    };
+    for (name, header, says) in [
+        (
+            "huge.npy",
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
+            "too large",
+        ),
+        (
+            "accent.npy",
+            "{'descr': '\u{e9}f8', 'fortran_order': False, 'shape': (8,), }",
+            "dtype",
+        ),
+    ] {
+        let path = scratch(name);
+        std::fs::write(&path, npy(header)).unwrap();
+        let e = err(&path);
+        assert!(e.contains(name) && e.contains(says), "{e}");
+    }
     let not_npy = scratch("text.npy");
     std::fs::write(&not_npy, b"just some text").unwrap();
     let e = err(&not_npy);

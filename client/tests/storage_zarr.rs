@@ -105,6 +105,37 @@ fn arrays_round_trip_through_zarr_for_every_dtype_and_compression() {
     }
 }
 
+/// A write rechunked for one axis takes whole storage chunks along every
+/// axis: no two tasks share a storage chunk (one's update would be lost).
+#[test]
+fn a_write_rechunked_for_one_axis_shares_no_storage_chunk_along_another() {
+    let local = Client::local();
+    let want = ndarray::Array2::from_shape_fn((8, 10), |(i, j)| (i * 10 + j) as f64 + 0.5);
+    // Rows 3 + 5 straddle storage chunks of 4; columns 4 + 6 are aligned,
+    // but their largest chunk (6) is not a multiple of 4.
+    let chunks = vec![vec![3, 5], vec![4, 6]];
+    let x = accel::from_ndarray(&want, chunks);
+    let path = scratch("aligned_on_every_axis.zarr");
+    let opts = ZarrOptions {
+        chunks: Some(vec![4, 4]),
+        compression: Compression::None,
+    };
+    let w = Write::zarr(&x, &path, &opts).unwrap();
+    // Every task's box starts and ends on storage chunks (or the array's end).
+    let plan = local.plan_with(&[], std::slice::from_ref(&w)).unwrap().plan;
+    let (stage, _) = plan.sinks.first().expect("a sink stage");
+    for (axis, offsets) in plan.stage(*stage).meta.chunks.offsets().iter().enumerate() {
+        let end = [8, 10][axis];
+        assert!(
+            offsets.iter().all(|&o| o % 4 == 0 || o == end),
+            "axis {axis}: tasks at {offsets:?}"
+        );
+    }
+    local.write(&[w]).unwrap();
+    let got = local.compute::<f64>(&from_zarr(&path)).unwrap();
+    assert_eq!(got, want.into_dyn());
+}
+
 #[test]
 fn frames_go_into_a_stack_and_misaligned_writes_are_refused_or_rechunked() {
     let local = Client::local();

@@ -275,6 +275,14 @@ impl Plan {
         &self.stages[id.index()]
     }
 
+    /// Whether `key` names a task of this plan (an assignment from the
+    /// network is checked before the plan is indexed with it).
+    pub fn has_task(&self, key: ChunkKey) -> bool {
+        self.stages
+            .get(key.stage.index())
+            .is_some_and(|s| (key.chunk as usize) < s.task_count())
+    }
+
     pub fn task_count(&self) -> usize {
         self.stages.iter().map(Stage::task_count).sum()
     }

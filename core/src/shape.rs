@@ -59,15 +59,31 @@ impl Chunks {
                 shape.len()
             )));
         }
-        let mut dims = Vec::with_capacity(shape.len());
+        let mut count: Option<usize> = Some(1);
         for (&n, &c) in shape.iter().zip(chunk) {
             if c == 0 && n > 0 {
                 return Err(Error::Chunks(format!(
                     "chunk size 0 along an axis of length {n} (shape {shape:?})"
                 )));
             }
-            dims.push(split_axis(n, c.max(1)));
+            count = count.and_then(|k| k.checked_mul(n.div_ceil(c.max(1)).max(1)));
         }
+        // Counted before any list of them is made: metadata from a file
+        // (2⁴⁰ chunks of 1) must not ask for terabytes.
+        match count {
+            Some(k) if k <= MAX_CHUNKS => {}
+            _ => {
+                return Err(Error::Chunks(format!(
+                    "chunks of {chunk:?} split shape {shape:?} into more than {MAX_CHUNKS} \
+                     chunks (a task each): choose larger chunks"
+                )));
+            }
+        }
+        let dims = shape
+            .iter()
+            .zip(chunk)
+            .map(|(&n, &c)| split_axis(n, c.max(1)))
+            .collect();
         Ok(Chunks(dims))
     }
 
@@ -105,6 +121,10 @@ impl Chunks {
         let nd = shape.len();
         if nd == 0 {
             return Chunks(Vec::new());
+        }
+        // An empty array is one (empty) chunk, however long its other axes.
+        if shape.contains(&0) {
+            return Chunks(shape.iter().map(|&n| vec![n]).collect());
         }
         // Equal edge length per axis, then give the slack of short axes to the others.
         let mut chunk = vec![0usize; nd];
@@ -191,6 +211,10 @@ impl Chunks {
     }
 }
 
+/// Most chunks one array may have (a task each): a graph this size already
+/// takes the scheduler tens of gigabytes and many minutes.
+pub const MAX_CHUNKS: usize = 1 << 27;
+
 fn split_axis(n: usize, c: usize) -> Vec<usize> {
     if n == 0 {
         return vec![0];
@@ -249,6 +273,16 @@ mod tests {
         assert_eq!(c.0, vec![vec![3, 3, 3, 1], vec![4]]);
         assert_eq!(c.count(), 4);
         assert!(Chunks::regular(&[10], &[0]).is_err());
+        // Too many chunks is an error before any list of them is made.
+        let e = Chunks::regular(&[1 << 40], &[1]).unwrap_err().to_string();
+        assert!(e.contains("choose larger chunks"), "{e}");
+        assert!(Chunks::regular(&[1 << 20, 1 << 20], &[1, 1 << 20]).is_ok());
+        assert!(Chunks::regular(&[usize::MAX, usize::MAX], &[1, 1]).is_err());
+        // An empty array is one chunk, whatever its other axes.
+        assert_eq!(
+            Chunks::auto(&[1 << 62, 0], 8).0,
+            vec![vec![1usize << 62], vec![0]]
+        );
         assert!(Chunks::explicit(&[10], vec![vec![3, 3]]).is_err());
     }
 

@@ -518,7 +518,7 @@ impl Gpu {
     /// it fits).
     pub(crate) fn kept_copy(&self, chunk: &Arc<Chunk>) -> Result<Arc<wgpu::Buffer>> {
         let bytes = chunk_device_bytes(chunk)?;
-        self.resident.get_or_upload(chunk, bytes, || {
+        let copy = self.resident.get_or_upload(chunk, bytes, || {
             let data = chunk.data()?;
             // Its own scopes: a buffer that failed is never kept.
             let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -537,7 +537,12 @@ impl Gpu {
                 return Err(Error::Device(e.to_string()));
             }
             Ok(b)
-        })
+        });
+        if let Err(Error::OutOfMemory(_)) = &copy {
+            // Kept copies are what a full device can give up.
+            self.resident.clear();
+        }
+        copy
     }
 
     /// Inputs read from device memory instead of uploaded, and chunks kept.

@@ -13,6 +13,11 @@ pub(crate) fn size_class(bytes: u64) -> u64 {
     bytes.max(256).next_power_of_two()
 }
 
+/// Whether [`BufferPool::take`] can hand out a buffer of `size` bytes again.
+fn reusable(size: u64) -> bool {
+    size == size_class(size)
+}
+
 #[derive(Default)]
 pub(crate) struct BufferPool {
     free: Mutex<Vec<wgpu::Buffer>>,
@@ -57,7 +62,9 @@ impl BufferPool {
         };
         let mut held: u64 = free.iter().map(wgpu::Buffer::size).sum();
         for b in buffers {
-            if held + b.size() <= LIMIT {
+            // A buffer of another size (an upload made to the chunk's
+            // size) would never be taken again: it is freed.
+            if reusable(b.size()) && held + b.size() <= LIMIT {
                 held += b.size();
                 free.push(b);
             }
@@ -72,7 +79,14 @@ impl BufferPool {
 
 #[cfg(test)]
 mod tests {
-    use super::size_class;
+    use super::{reusable, size_class};
+
+    #[test]
+    fn only_buffers_of_a_size_class_are_kept_for_reuse() {
+        assert!(reusable(256) && reusable(1 << 20));
+        // An upload made at its chunk's size: 1000×1000 float64.
+        assert!(!reusable(8_000_000) && !reusable(4) && !reusable(300));
+    }
 
     #[test]
     fn sizes_round_up_to_powers_of_two_from_256() {

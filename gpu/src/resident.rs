@@ -147,18 +147,40 @@ impl<B> Resident<B> {
         bytes: u64,
         upload: impl FnOnce() -> Result<B>,
     ) -> Result<Arc<B>> {
-        let mut entries = self
-            .entries
-            .lock()
-            .map_err(|_| Error::Device("poisoned".into()))?;
-        let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let me = Arc::downgrade(chunk);
-        if let Some(e) = entries.iter_mut().find(|e| Weak::ptr_eq(&e.chunk, &me)) {
+        let kept = |entries: &mut Vec<Entry<B>>| {
+            let now = self.clock.fetch_add(1, Ordering::Relaxed);
+            let e = entries.iter_mut().find(|e| Weak::ptr_eq(&e.chunk, &me))?;
             e.used = now;
+            Some(e.buffer.clone())
+        };
+        let lock = || {
+            self.entries
+                .lock()
+                .map_err(|_| Error::Device("poisoned".into()))
+        };
+        let mut entries = lock()?;
+        if let Some(buffer) = kept(&mut entries) {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(e.buffer.clone());
+            return Ok(buffer);
         }
+        // A chunk whose values are on a device (another one's, or this
+        // one's without a kept copy) is read back first, outside the lock
+        // every other kernel's inputs wait on; meanwhile another thread may
+        // have kept a copy.
+        if !chunk.on_host() {
+            drop(entries);
+            chunk.cols()?;
+            entries = lock()?;
+            if let Some(theirs) = kept(&mut entries) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(theirs);
+            }
+        }
+        // The upload itself runs under the lock: tasks that read the same
+        // chunk at once upload it once.
         let buffer = Arc::new(upload()?);
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let evicted = self.admit(&mut entries, me, buffer.clone(), bytes, now);
         drop(entries);
         self.let_go(evicted);
@@ -237,15 +259,27 @@ impl<B> Resident<B> {
             return Vec::new();
         };
         let mut freed = Vec::new();
+        // A stuck copy whose chunk the host has read since: let go.
+        let mut read = Vec::new();
         let mut k = 0;
         while k < entries.len() {
-            if entries[k].chunk.strong_count() > 0 {
+            let e = &entries[k];
+            let read_since = e.stuck && e.chunk.upgrade().is_some_and(|c| c.on_host());
+            if e.chunk.strong_count() > 0 && !read_since {
                 k += 1;
                 continue;
             }
-            if let Ok(b) = Arc::try_unwrap(entries.swap_remove(k).buffer) {
+            let gone = entries.swap_remove(k);
+            if read_since && let Some(c) = gone.chunk.upgrade() {
+                read.push(c);
+            }
+            if let Ok(b) = Arc::try_unwrap(gone.buffer) {
                 freed.push(b);
             }
+        }
+        drop(entries);
+        for c in read {
+            drop_device_copy(&c);
         }
         freed
     }
@@ -324,7 +358,10 @@ impl<B> Resident<B> {
             if let Err(e) = c.move_to_host() {
                 tracing::warn!("keeping a chunk in device memory: {e}");
                 entry.stuck = true;
-                if let Ok(mut entries) = self.entries.lock() {
+                // Unless the chunk was read since and kept again: one entry.
+                if let Ok(mut entries) = self.entries.lock()
+                    && !entries.iter().any(|e| Weak::ptr_eq(&e.chunk, &entry.chunk))
+                {
                     entries.push(entry);
                 }
             }
@@ -453,6 +490,40 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_on_a_device_is_read_back_outside_the_entries_lock() {
+        /// Values on a device whose read-back checks that the kept copies'
+        /// lock is free meanwhile.
+        struct Checked(Arc<Resident<u32>>);
+        impl std::fmt::Debug for Checked {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Checked")
+            }
+        }
+        impl DeviceCopy for Checked {
+            fn download(&self) -> std::result::Result<Buffer, String> {
+                match self.0.entries.try_lock() {
+                    Ok(_) => Ok(Buffer::F64(vec![5.0, 5.0])),
+                    Err(_) => Err("read back under the entries' lock".into()),
+                }
+            }
+        }
+        let kept: Arc<Resident<u32>> = Arc::new(Resident::with_limit(64));
+        let elsewhere = Arc::new(Chunk::on_device(
+            vec![2],
+            DType::F64,
+            Arc::new(Checked(kept.clone())),
+        ));
+        let got = kept.get_or_upload(&elsewhere, 16, || {
+            assert_eq!(*elsewhere.data().unwrap(), Buffer::F64(vec![5.0, 5.0]));
+            Ok(5)
+        });
+        assert_eq!(*got.unwrap(), 5);
+        assert!(elsewhere.on_host());
+        let again = kept.get_or_upload(&elsewhere, 16, || Ok(6)).unwrap();
+        assert_eq!((*again, kept.hits()), (5, 1));
+    }
+
+    #[test]
     fn a_device_copy_goes_with_its_entry_and_out_of_memory_reads_back_the_oldest() {
         let kept: Resident<u32> = Resident::with_limit(32);
         let (a, _) = on_device(1.0);
@@ -515,6 +586,44 @@ mod tests {
         assert!(c.on_host() && !d.on_host());
         assert_eq!(kept.device_only(), (2, 32));
         assert_eq!(copy.0.load(Ordering::Relaxed), 1);
+    }
+
+    /// Values whose first read fails (a device busy for a moment).
+    #[derive(Debug, Default)]
+    struct FailsOnce(std::sync::atomic::AtomicUsize);
+
+    impl accel_core::buffer::DeviceCopy for FailsOnce {
+        fn download(&self) -> std::result::Result<Buffer, String> {
+            match self.0.fetch_add(1, Ordering::Relaxed) {
+                0 => Err("busy".into()),
+                _ => Ok(Buffer::F64(vec![7.0; 2])),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stuck_copy_goes_once_the_host_has_read_its_chunk() {
+        let kept: Resident<u32> = Resident::with_limit(32);
+        let copy = Arc::new(FailsOnce::default());
+        let a = Arc::new(Chunk::on_device(
+            vec![2],
+            accel_core::DType::F64,
+            copy.clone(),
+        ));
+        kept.keep(&a, Arc::new(1), 16);
+        let (b, _) = on_device(2.0);
+        kept.keep(&b, Arc::new(2), 16);
+        let (c, _) = on_device(3.0);
+        kept.keep(&c, Arc::new(3), 16);
+        // a's read-back failed: stuck, still counted.
+        assert!(!a.on_host() && a.device_copy().is_some());
+        assert_eq!(kept.entries.lock().unwrap().len(), 3);
+        // The host reads it now; the next sweep lets its copy go.
+        assert_eq!(*a.data().unwrap(), Buffer::F64(vec![7.0; 2]));
+        assert_eq!(kept.sweep(), vec![1], "a's buffer goes back to the pool");
+        assert!(a.device_copy().is_none());
+        assert_eq!(kept.entries.lock().unwrap().len(), 2);
+        assert_eq!(kept.device_only(), (2, 32));
     }
 
     #[derive(Debug)]

@@ -27,7 +27,8 @@ struct Args {
     #[arg(long, env = "ACCEL_HEARTBEAT_TIMEOUT", default_value_t = 10.0)]
     heartbeat_timeout: f64,
     /// A task that was running on this many workers when they died fails its
-    /// job (the cluster and other jobs carry on).
+    /// job (the cluster and other jobs carry on); one given to twice as many
+    /// that died before reporting any start does too.
     #[arg(long, env = "ACCEL_ALLOWED_FAILURES", default_value_t = 3)]
     allowed_failures: u32,
     /// Root tasks that make large chunks (reads, sources) are sent to a
@@ -163,15 +164,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         server_name: None,
     })
     .map_err(anyhow::Error::msg)?;
-    if !addr.ip().is_loopback() && tokens.is_empty() && tls.is_none() {
+    // A role is open when it needs neither a token nor a certificate:
+    // server-only TLS encrypts, but does not say who connects.
+    let mutual = tls.as_ref().is_some_and(accel_proto::tls::Tls::is_mutual);
+    let open: Vec<&str> = [
+        ("workers", tokens.worker.is_none()),
+        ("clients", tokens.client.is_none()),
+    ]
+    .into_iter()
+    .filter(|&(_, no_token)| no_token && !mutual)
+    .map(|(role, _)| role)
+    .collect();
+    if !addr.ip().is_loopback() && !open.is_empty() {
+        let open = open.join(" and ");
         if !args.insecure {
             anyhow::bail!(
-                "refusing to listen on {addr} without a token or TLS: anyone who can reach it \
-                 could run work and read results. Secure it (--token-file, or --tls-cert/--tls-key, \
-                 see --make-certs) or pass --insecure"
+                "refusing to listen on {addr} with {open} unauthenticated: anyone who can reach \
+                 it could attach as a worker (and read every job's chunks) or run work. Give \
+                 every role a token (--token-file, or --worker-token-file and \
+                 --client-token-file) or use mutual TLS (--tls-ca with --tls-cert/--tls-key, \
+                 see --make-certs), or pass --insecure"
             );
         }
-        tracing::warn!(%addr, "listening without a token or TLS (--insecure): anyone who can reach this port can use the cluster");
+        tracing::warn!(%addr, "listening with {open} unauthenticated (--insecure): anyone who can reach this port can use the cluster");
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -67,6 +67,35 @@ fn chunks_are_released_when_their_last_consumer_finishes() {
 }
 
 #[test]
+fn a_second_finish_of_a_chunk_a_worker_holds_does_not_release_it() {
+    let mut sim = Sim::new();
+    sim.worker(1, 4);
+    let first = assigned(&sim.submit(1, 1, two_stage()));
+    let src = first[0].1.task;
+    let next = assigned(&sim.finish(1, src));
+    assert_eq!(next.len(), 1);
+    // The same task finishes again on the same worker (it ran twice there):
+    // its chunk replaced the first one, which the job counts on.
+    let out = sim.finish(1, src);
+    assert!(
+        !out.iter()
+            .any(|c| matches!(c, Command::Release { chunks, .. } if chunks.contains(&src))),
+        "{out:?}"
+    );
+    assert!(sim.core.held_by(WorkerId(1)).contains(&src));
+    // Another worker's stale finish of it is released there.
+    sim.worker(2, 4);
+    let out = sim.finish(2, src);
+    assert!(
+        out.contains(&Command::Release {
+            worker: WorkerId(2),
+            chunks: vec![src]
+        }),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_whole_job_runs_and_reports_where_its_outputs_are() {
     let mut sim = Sim::new();
     sim.worker(1, 1);

@@ -109,6 +109,37 @@ fn a_lost_chunk_is_recomputed_with_only_its_missing_ancestors() {
     assert_eq!(outputs, vec![vec![(combine, at)]]);
 }
 
+/// A task that kills its worker before the worker reports it started (starts
+/// are reported in batches) still ends its job, against a higher limit:
+/// restarted workers are not killed for ever.
+#[test]
+fn a_task_that_kills_workers_before_they_report_it_started_fails_its_job() {
+    let mut sim = Sim::with(Core::with_config(CoreConfig {
+        allowed_failures: 2,
+        ..CoreConfig::default()
+    }));
+    let x = accel::from_ndarray(&ndarray::Array1::<f64>::zeros(10), 10);
+    let plan = common::plan_of(&(x * 2.0));
+    sim.worker(1, 1);
+    let given = tasks_of(&sim.submit(1, 1, plan));
+    assert_eq!(given.len(), 1);
+    // Dies at once, three times: requeued each time (the limit is 4).
+    for w in 1..=3 {
+        let out = sim.lose(w);
+        assert!(job_failed(&out).is_none(), "death {w}: {out:?}");
+        assert_eq!(tasks_of(&sim.worker(w + 1, 1)), given);
+    }
+    let out = sim.lose(4);
+    let err = job_failed(&out).expect("the fourth death fails the job");
+    assert!(
+        err.contains("given to 4 workers that died before any task of theirs reported starting")
+            && err.contains("w1 (worker 1), w2 (worker 2), w3 (worker 3), w4 (worker 4)"),
+        "{err}"
+    );
+    // A worker that dies with a task reported running blames that task
+    // only (see the next test): those given to it are not counted apart.
+}
+
 #[test]
 fn only_running_tasks_are_blamed_and_a_task_that_kills_too_many_workers_fails_its_job() {
     let mut sim = Sim::with(Core::with_config(CoreConfig {
@@ -341,6 +372,33 @@ fn a_retiring_worker_with_nobody_to_take_its_chunks_leaves_them_to_be_recomputed
 }
 
 #[test]
+fn a_retiring_worker_that_leaves_with_the_last_outputs_does_not_end_the_job() {
+    let mut sim = Sim::new();
+    sim.worker(1, 1);
+    let mut pending: std::collections::VecDeque<_> =
+        assigned(&sim.submit(1, 1, two_stage())).into();
+    // 8 tasks: run all but the last.
+    for _ in 0..7 {
+        let (w, a) = pending.pop_front().expect("a task to run");
+        pending.extend(assigned(&sim.finish(w.0, a.task)));
+    }
+    let (w, last) = pending.pop_front().expect("the last task");
+    assert!(pending.is_empty());
+    // Told to leave while it runs the last task; with no peer to take its
+    // chunks, it leaves once that task is done, taking the outputs with it.
+    sim.step([Event::WorkerRetiring { worker: w }]);
+    let out = sim.finish(w.0, last.task);
+    assert!(out.contains(&Command::Retired { worker: w }), "{out:?}");
+    assert_eq!(job_done(&out), None, "outputs are gone: no JobDone yet");
+    // A new worker makes them again, and then the job is done, whole.
+    let again = assigned(&sim.worker(2, 4));
+    let cmds = run_all(&mut sim, again.into(), None);
+    let (outputs, _) = job_done(&cmds).expect("done");
+    assert_eq!(outputs[0].len(), 4);
+    assert!(outputs[0].iter().all(|(_, w)| *w == WorkerId(2)));
+}
+
+#[test]
 fn a_copy_to_a_worker_that_dies_is_made_to_another() {
     let mut sim = Sim::new();
     let at = up_to_the_combine(&mut sim, 1000);
@@ -435,6 +493,15 @@ fn results_lost_before_the_client_fetched_them_are_recomputed_and_reported_again
         missing: vec![(t, w)],
     }]);
     assert_eq!(tasks_of(&out).len(), 1, "its source");
+    // And the holder is told to drop the copy nobody counts on any more
+    // (it may still have it: the client may only have failed to reach it).
+    assert!(
+        out.contains(&Command::Release {
+            worker: w,
+            chunks: vec![t]
+        }),
+        "{out:?}"
+    );
 }
 
 #[test]

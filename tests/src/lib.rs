@@ -567,6 +567,7 @@ pub fn submission(plan: &accel_core::Plan) -> accel_proto::pb::SubmitRequest {
             peer: "test".into(),
         }),
         plan: Some(accel_proto::convert::plan_to(plan)),
+        persisted_keys: Vec::new(),
     }
 }
 

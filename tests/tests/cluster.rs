@@ -99,6 +99,7 @@ fn raw_submit(cluster: &Cluster, version: u32, plan: pb::Plan) -> tonic::Status 
                 peer: "test".into(),
             }),
             plan: Some(plan),
+            persisted_keys: Vec::new(),
         };
         c.jobs
             .submit(req)

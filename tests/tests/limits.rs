@@ -84,6 +84,7 @@ fn oversized_messages_are_refused_per_kind_without_being_read() {
                     peer: "big".into(),
                 }),
                 plan: Some(plan),
+                persisted_keys: Vec::new(),
             })
             .await
             .map(|_| ())

@@ -59,6 +59,15 @@ fn later_jobs_start_from_persisted_chunks_and_dropping_them_frees_the_workers() 
     // A persisted array belongs to its cluster.
     let err = local.run(&[&y1]).unwrap_err().to_string();
     assert!(err.contains("kept on a cluster"), "{err}");
+    // And to the client that persisted it: another client of the same
+    // cluster (which does not hold the job's key) is refused.
+    let other = cluster.client().unwrap();
+    let err = other.run(&[&y1]).unwrap_err().to_string();
+    assert!(
+        err.contains("persisted by job 1") && err.contains("key"),
+        "{err}"
+    );
+    assert_eq!(finished(&cluster, 1), 8, "nothing ran for the refused plan");
     // The last handle gone, every worker drops the kept chunks.
     drop((p, y1, y2));
     cluster

@@ -286,7 +286,45 @@ fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("without a token or TLS (--insecure)"), "{log}");
+    assert!(
+        log.contains("with workers and clients unauthenticated (--insecure)"),
+        "{log}"
+    );
+    // Half secured is not secured: a token for clients only leaves anyone
+    // free to attach as a worker; TLS without a CA encrypts but says
+    // nothing of who connects.
+    let dir = std::env::temp_dir().join(format!("accel-half-secured-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("client.token");
+    std::fs::write(&token, "a client token of some length").unwrap();
+    accel_proto::tls::make_certs(&dir, &[]).unwrap();
+    let (cert, key) = (dir.join("scheduler.pem"), dir.join("scheduler.key"));
+    let half: [Vec<&std::ffi::OsStr>; 2] = [
+        vec!["--client-token-file".as_ref(), token.as_os_str()],
+        vec![
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    ];
+    for (flags, open) in half
+        .iter()
+        .zip(["workers unauthenticated", "workers and clients"])
+    {
+        let out = Command::new(&scheduler)
+            .args(["--host", "0.0.0.0", "--port", "0", "--no-dashboard"])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refusing to listen") && err.contains(open),
+            "{err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 
     // A worker of an unsecured cluster does not serve chunks beyond loopback either.
     let mut cluster = Cluster::start_with(

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use accel_core::exec::run_task_with;
+use accel_core::exec::{AfterFailure, after_failure, run_task_with};
 use accel_core::{Chunk, ChunkKey, Plan};
 use accel_proto::convert::{task_from, task_to};
 use accel_proto::pb::{self, worker_message};
@@ -182,6 +182,10 @@ pub(crate) fn start_local(
     let PlanState::Ready(plan) = shared.store.plan(job) else {
         return false;
     };
+    // A task the plan does not have fails on the general path.
+    if !plan.has_task(key) {
+        return false;
+    }
     if matches!(plan.stage(key.stage).kind, accel_core::StageKind::Remote(_)) {
         return false;
     }
@@ -227,9 +231,20 @@ fn compute_and_keep(
     }
     match compute(s, job, key, plan, args) {
         None => Outcome::Skipped,
-        Some(Ok(Err(e))) => match unreadable(args) {
-            lost if lost.is_empty() => Outcome::Failed(e.to_string()),
-            lost => lost_inputs(s, (args, locations), &lost),
+        Some(Ok(Err(e))) => match after_failure(&e, args, 1) {
+            // Not for a job forgotten (or a worker reset) meanwhile.
+            AfterFailure::RunAgain if !s.shared.store.is_current(s.generation, job) => {
+                Outcome::Skipped
+            }
+            AfterFailure::RunAgain => match run_kernel(s, key, plan, args) {
+                Ok(Err(e)) => match after_failure(&e, args, 2) {
+                    AfterFailure::Lost(lost) => lost_inputs(s, (args, locations), &lost),
+                    _ => Outcome::Failed(e.to_string()),
+                },
+                computed => keep(s, job, key, computed),
+            },
+            AfterFailure::Fails => Outcome::Failed(e.to_string()),
+            AfterFailure::Lost(lost) => lost_inputs(s, (args, locations), &lost),
         },
         Some(computed) => keep(s, job, key, computed),
     }
@@ -259,11 +274,20 @@ fn compute(
     s.shared
         .faults
         .on_start(label, || s.shared.store.is_current(s.generation, job));
+    // A stall (a test's fault) ends early for a job forgotten meanwhile.
+    if !s.shared.store.is_current(s.generation, job) {
+        return None;
+    }
     if s.shared.faults.loses_gpu(label)
         && let Some(g) = &s.shared.gpu
     {
         g.lose_device();
     }
+    Some(run_kernel(s, key, plan, args))
+}
+
+/// Runs a started task's kernel on this (pool) thread, timed.
+fn run_kernel(s: &Session, key: ChunkKey, plan: &Plan, args: &[Arc<Chunk>]) -> Computed {
     let began = std::time::Instant::now();
     let gpu = s
         .shared
@@ -277,7 +301,7 @@ fn compute(
         .counters
         .compute
         .add(began.elapsed().as_nanos() as u64);
-    Some(r)
+    r
 }
 
 /// Keeps a computed chunk in the store.
@@ -324,6 +348,13 @@ async fn run(
             return Outcome::Skipped;
         }
     };
+    if !plan.has_task(key) {
+        session.dequeue(job, key);
+        return Outcome::Failed(format!(
+            "the scheduler assigned chunk {} of stage {}, which job {job}'s plan does not have",
+            key.chunk, key.stage.0
+        ));
+    }
     // A few tasks at a time bring inputs in (from peers, the client or the
     // disk); tasks whose inputs are all in memory here need no turn. Over the
     // pause limit, none starts.
@@ -351,10 +382,13 @@ async fn run(
     let locations = inputs.clone();
     let args = match gather(session, &plan, key, inputs).await {
         Ok(args) => args,
-        // Given back while fetching: its inputs may be gone, and that is no failure.
+        // Given back while fetching: its inputs may be gone, and that is no
+        // failure; nor is one taken back between that check and this one.
         Err(_) if !session.is_queued(job, key) => return Outcome::Skipped,
         Err(outcome) => {
-            session.dequeue(job, key);
+            if !session.dequeue(job, key) {
+                return Outcome::Skipped;
+            }
             return outcome;
         }
     };
@@ -366,14 +400,6 @@ async fn run(
     });
     rx.await
         .unwrap_or_else(|_| Outcome::Failed("the worker pool stopped".into()))
-}
-
-/// The inputs, by position, whose values were left on a GPU that cannot
-/// give them back (a lost device).
-fn unreadable(args: &[Arc<Chunk>]) -> Vec<usize> {
-    (0..args.len())
-        .filter(|&i| !args[i].on_host() && args[i].cols().is_err())
-        .collect()
 }
 
 /// A task that failed on inputs a GPU lost: they go from the store and are

@@ -268,7 +268,8 @@ async fn handle(
         scheduler_message::Msg::Release(batch) => {
             for t in &batch.chunks {
                 if let Ok((job, key)) = task_from(Some(t)) {
-                    shared.store.remove(job, key);
+                    // A spilled chunk's file is deleted off the async threads.
+                    crate::blocking(|| shared.store.remove(job, key));
                 }
             }
         }
@@ -280,7 +281,7 @@ async fn handle(
             tokio::spawn(replicate(session.clone(), batch));
         }
         scheduler_message::Msg::Forget(job) => {
-            shared.store.forget(job);
+            crate::blocking(|| shared.store.forget(job));
             session.forget(job);
             let plans = shared.store.plan_count();
             if plans == 0 {
@@ -311,6 +312,9 @@ async fn heartbeat(
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
+        // GPU-made chunks read back since count as host memory (the memory
+        // manager does this each tick, but runs only under a limit).
+        store.settle();
         let u = store.usage();
         let msg = pb::WorkerMessage {
             msg: Some(worker_message::Msg::Stats(pb::WorkerStats {

@@ -50,6 +50,9 @@ struct Inner {
     plans: HashMap<u64, Arc<Plan>>,
     /// Plans that arrived but could not be decoded, with why.
     bad_plans: HashMap<u64, String>,
+    /// Files of spilled chunks dropped under the lock, deleted once it is
+    /// let go (see [`Locked`]).
+    doomed: Vec<PathBuf>,
 }
 
 impl Inner {
@@ -87,7 +90,7 @@ impl Inner {
             }
             Slot::Disk { path, on_disk, .. } => {
                 self.on_disk -= on_disk;
-                let _ = std::fs::remove_file(path);
+                self.doomed.push(path);
             }
         }
     }
@@ -140,8 +143,10 @@ impl Store {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Locked<'_> {
+        Locked(Some(
+            self.inner.lock().unwrap_or_else(PoisonError::into_inner),
+        ))
     }
 
     pub fn generation(&self) -> u64 {
@@ -401,11 +406,43 @@ impl Store {
 
     /// Waits until memory goes past the pressure mark, or `timeout`.
     pub fn wait_pressure(&self, timeout: std::time::Duration) {
-        let s = self.lock();
+        let s = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = self
             .pressure
             .wait_timeout(s, timeout)
             .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// The store's state, locked. The files of spilled chunks dropped meanwhile
+/// are deleted once the lock is let go: a job forgotten with thousands of
+/// them holds up no task that keeps a chunk.
+struct Locked<'a>(Option<MutexGuard<'a, Inner>>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        // Only `drop` takes the guard out.
+        self.0.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        self.0.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.0.take() else {
+            return;
+        };
+        let doomed = std::mem::take(&mut guard.doomed);
+        drop(guard);
+        for path in doomed {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -179,7 +179,6 @@ fn a_small_chunk_leaves_in_one_write_and_a_large_one_arrives_whole() {
 
     use accel_core::{Buffer, Chunk};
     use accel_worker::Store;
-    use accel_worker::fetch::{DataKey, Service, StoreChunks};
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -210,15 +209,7 @@ fn a_small_chunk_leaves_in_one_write_and_a_large_one_arrives_whole() {
         };
         assert!(store.insert(store.generation(), 7, KEY, small.clone()));
         assert!(store.insert(store.generation(), 7, big, large.clone()));
-        let key = Arc::new(DataKey::default());
-        let data = accel_proto::auth::Secret::random().unwrap();
-        key.set(Some(data.clone()));
-        let service = Service {
-            source: Arc::new(StoreChunks { store, key }),
-            serving: Arc::new(AtomicUsize::new(0)),
-            tls: None,
-            served: Default::default(),
-        };
+        let (service, data) = keyed_service(store);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let writes = Arc::new(AtomicUsize::new(0));
@@ -251,4 +242,77 @@ fn a_small_chunk_leaves_in_one_write_and_a_large_one_arrives_whole() {
         }
         server.abort();
     });
+}
+
+/// A kept connection the peer has closed since (a data plane lets
+/// connections idle for minutes go) costs the next fetch nothing: it is
+/// made again, once, before anything is reported.
+#[test]
+fn a_kept_connection_the_peer_closed_is_made_again() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    use accel_core::{Buffer, Chunk};
+    use accel_worker::Store;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = Arc::new(Store::new(None));
+        let chunk = Arc::new(Chunk::array(vec![2], Buffer::F64(vec![4.0, 5.0])));
+        let plan = Ok(Arc::new(accel_core::Plan::default()));
+        store.add_plan(store.generation(), 3, plan);
+        assert!(store.insert(store.generation(), 3, KEY, chunk.clone()));
+        let (service, data) = keyed_service(store);
+        // Each connection is served for 300 ms, then closed.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let service = service.clone();
+                tokio::spawn(async move {
+                    let served = service.serve_stream(s);
+                    let _ = tokio::time::timeout(Duration::from_millis(300), served).await;
+                });
+            }
+        });
+        let peers = Peers::new(Duration::from_secs(5));
+        let fetch = || peers.fetch(&address, 3, KEY, None, data.bytes());
+        assert_eq!(*fetch().await.unwrap(), *chunk);
+        assert_eq!(*fetch().await.unwrap(), *chunk, "the kept connection");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(*fetch().await.unwrap(), *chunk, "a new connection");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+        // An answer on a kept connection is not retried: one refusal.
+        let err = peers
+            .fetch(&address, 4, KEY, None, data.bytes())
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("not here") || err.contains("permission"),
+            "{err}"
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 2);
+        server.abort();
+    });
+}
+
+/// A data plane over `store` whose data key is a fresh secret (returned).
+fn keyed_service(
+    store: std::sync::Arc<accel_worker::Store>,
+) -> (accel_worker::fetch::Service, accel_proto::auth::Secret) {
+    use accel_worker::fetch::{DataKey, Service, StoreChunks};
+    use std::sync::Arc;
+    let key = Arc::new(DataKey::default());
+    let data = accel_proto::auth::Secret::random().unwrap();
+    key.set(Some(data.clone()));
+    let service = Service {
+        source: Arc::new(StoreChunks { store, key }),
+        serving: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        tls: None,
+        served: Default::default(),
+    };
+    (service, data)
 }

@@ -44,7 +44,9 @@ fn descr(dtype: DType) -> &'static str {
 }
 
 fn parse_descr(path: &Path, d: &str) -> Result<(DType, bool), StorageError> {
-    let (order, code) = d.split_at(d.len().min(1));
+    // The first character, whatever its width (a header is untrusted text).
+    let first = d.chars().next().map_or(0, char::len_utf8);
+    let (order, code) = d.split_at(first);
     let big = match order {
         "<" | "|" | "=" => false,
         ">" => true,
@@ -140,7 +142,18 @@ pub fn open(path: &Path) -> Result<(Vec<usize>, DType, NpyLayout), StorageError>
         .map(|s| s.parse().map_err(|_| bad()))
         .collect::<Result<_, _>>()?;
     let data_offset = (start + len) as u64;
-    let need = shape::size(&shape) as u64 * dtype.size() as u64 + data_offset;
+    // Untrusted sizes: a product past u64 is a malformed header, not a
+    // wrapped number that passes the check below.
+    let need = shape
+        .iter()
+        .try_fold(dtype.size() as u64, |n, &d| n.checked_mul(d as u64))
+        .and_then(|n| n.checked_add(data_offset))
+        .ok_or_else(|| {
+            err(
+                path,
+                format!("malformed .npy header: shape {shape:?} is too large"),
+            )
+        })?;
     let have = f.metadata().map_err(|e| err(path, e.to_string()))?.len();
     if have < need {
         return Err(err(

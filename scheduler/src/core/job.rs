@@ -88,6 +88,9 @@ pub struct Job {
     pub recomputed: usize,
     /// Names of the workers that died while running each task (sparse).
     pub blame: HashMap<u32, Vec<String>>,
+    /// Names of the workers that died holding each task (sparse) when none
+    /// of their tasks had reported starting.
+    pub blame_unstarted: HashMap<u32, Vec<String>>,
     /// How often each chunk was lost (sparse), to stop a job that cannot keep its data.
     pub losses: HashMap<u32, u32>,
     /// Tasks that take over a chunk kept by another job (`persist`), and which.
@@ -134,6 +137,7 @@ impl Job {
             done_before: vec![false; total],
             recomputed: 0,
             blame: HashMap::new(),
+            blame_unstarted: HashMap::new(),
             losses: HashMap::new(),
             external: HashMap::new(),
             external_missing: HashSet::new(),

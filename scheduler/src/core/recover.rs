@@ -36,8 +36,19 @@ impl Core {
         if !w.retiring {
             let who = format!("{} (worker {})", w.name, worker.0);
             for &t in &w.running {
-                if let Some(e) = self.blame(t, &who) {
+                if let Some(e) = self.blame(t, &who, true) {
                     fatal.entry(t.job).or_insert(e);
+                }
+            }
+            // None said it started: a task that kills its worker at once
+            // dies before its start is reported (within 100 ms). Those it
+            // was given are counted apart, against a higher limit, so that
+            // one cannot kill restarted workers for ever.
+            if w.running.is_empty() {
+                for &t in &w.processing {
+                    if let Some(e) = self.blame(t, &who, false) {
+                        fatal.entry(t.job).or_insert(e);
+                    }
                 }
             }
         }
@@ -59,21 +70,32 @@ impl Core {
         }
     }
 
-    /// Counts a death against a task that was running; returns the job's
-    /// error once the task has killed `allowed_failures` workers.
-    fn blame(&mut self, t: TaskRef, who: &str) -> Option<String> {
+    /// Counts a death against a task that was running (`started`), or that
+    /// a worker which reported no task started was given; returns the job's
+    /// error once the task has killed `allowed_failures` workers (twice as
+    /// many when none said it started).
+    fn blame(&mut self, t: TaskRef, who: &str, started: bool) -> Option<String> {
         let j = self.jobs.get_mut(&t.job)?;
         let id = j.id(t.key)?;
-        let victims = j.blame.entry(id).or_default();
+        let victims = match started {
+            true => &mut j.blame,
+            false => &mut j.blame_unstarted,
+        };
+        let victims = victims.entry(id).or_default();
         victims.push(who.to_string());
         let (count, names) = (victims.len(), victims.join(", "));
-        let limit = self.config.allowed_failures.max(1) as usize;
-        (count >= limit).then(|| {
-            format!(
-                "task {} was running on {count} workers that died ({names}); it is likely what \
-                 kills them (allowed failures: {limit})",
-                j.describe(id as usize),
-            )
+        let allowed = self.config.allowed_failures.max(1) as usize;
+        let limit = if started { allowed } else { 2 * allowed };
+        let task = j.describe(id as usize);
+        (count >= limit).then(|| match started {
+            true => format!(
+                "task {task} was running on {count} workers that died ({names}); it is likely \
+                 what kills them (allowed failures: {limit})"
+            ),
+            false => format!(
+                "task {task} was given to {count} workers that died before any task of theirs \
+                 reported starting ({names}); it is likely what kills them (allowed: {limit})"
+            ),
         })
     }
 
@@ -177,9 +199,18 @@ impl Core {
             if c.job != job {
                 continue;
             }
-            if let Err(e) = self.lose(c, holder, out) {
-                self.drop_job(job, Some(e), out);
-                return;
+            match self.lose(c, holder, out) {
+                Err(e) => {
+                    self.drop_job(job, Some(e), out);
+                    return;
+                }
+                // In case the holder is alive and has it after all: the
+                // copy nobody counts on any more goes.
+                Ok(true) => out.push(Command::Release {
+                    worker: holder,
+                    chunks: vec![c],
+                }),
+                Ok(false) => {}
             }
         }
         if self.jobs.get(&job).is_some_and(|j| j.unfinished == 0) {

@@ -140,6 +140,9 @@ impl Core {
                 froms.push(from);
             }
         }
+        // A copy no longer planned goes, unless the job counts on that
+        // chunk there since (made again on this worker meanwhile).
+        discard.retain(|&t| !self.placed_on(t, worker));
         if !discard.is_empty() {
             out.push(Command::Release {
                 worker,

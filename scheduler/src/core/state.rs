@@ -411,6 +411,18 @@ impl Core {
         self.apply(t.job, fx, out);
     }
 
+    /// Whether the job counts on `task`'s chunk being (or being made) on
+    /// `worker`: a release sent there would drop a live chunk.
+    pub(super) fn placed_on(&self, task: TaskRef, worker: WorkerId) -> bool {
+        self.jobs
+            .get(&task.job)
+            .and_then(|j| j.id(task.key).map(|id| j.state[id as usize]))
+            .is_some_and(|s| match s {
+                TaskState::Memory { worker: w, .. } | TaskState::Processing(w) => w == worker,
+                _ => false,
+            })
+    }
+
     fn task_finished(
         &mut self,
         worker: WorkerId,
@@ -424,11 +436,15 @@ impl Core {
             .and_then(|j| j.id(task.key).map(|id| j.state[id as usize]));
         if state != Some(TaskState::Processing(worker)) || !self.workers.contains_key(&worker) {
             // Stale, duplicate (the task moved after a loss or a steal), or of
-            // a job that ended: the chunk is not wanted.
-            out.push(Command::Release {
-                worker,
-                chunks: vec![task],
-            });
+            // a job that ended: the chunk is not wanted; unless it is the one
+            // the job counts on there (a second finish of a task that worker
+            // already holds, whose chunk replaced the first).
+            if !self.placed_on(task, worker) {
+                out.push(Command::Release {
+                    worker,
+                    chunks: vec![task],
+                });
+            }
             return;
         }
         if self.stealing.get(&task).is_some_and(|(w, _)| *w == worker) {
@@ -473,7 +489,9 @@ impl Core {
             self.hand_off(worker, out);
             self.maybe_retired(worker, out);
         }
-        if done {
+        // Still done: a retiring worker that left just now (no peer to take
+        // its chunks) may have taken outputs with it, to be made again.
+        if done && self.jobs.get(&task.job).is_some_and(|j| j.unfinished == 0) {
             self.finish_job(task.job, out);
         }
     }

@@ -120,6 +120,9 @@ struct Loop {
     idle_since: Option<Instant>,
     /// The progress last sent to each job's client.
     progress_sent: std::collections::HashMap<JobId, usize>,
+    /// How long the last batch's commands took to send (the loop heard
+    /// nothing meanwhile).
+    sending: Duration,
 }
 
 impl Loop {
@@ -143,7 +146,12 @@ impl Loop {
                     self.observer.snapshot(self.core.status(), &workers),
                 ));
             }
-            Input::Tick => {}
+            // Not per batch: what the dashboard keeps of workers that left
+            // goes a few times a second.
+            Input::Tick => {
+                let attached = &self.router.workers;
+                self.observer.retain_workers(|w| attached.contains_key(&w));
+            }
             Input::Stats(worker, stats) => self.observer.stats(worker, stats),
             Input::Stop => {
                 self.router.workers.clear();
@@ -199,6 +207,16 @@ impl Loop {
                     plan,
                 }));
             }
+        }
+    }
+
+    /// A batch that kept the loop busy for long (a submission of millions of
+    /// tasks) kept it from hearing heartbeats too: that time does not count
+    /// as the workers' silence.
+    fn forgive_stall(&mut self, busy: Duration) {
+        let now = Instant::now();
+        for seen in self.router.last_seen.values_mut() {
+            *seen = forgiven(*seen, busy, now, self.timeout);
         }
     }
 
@@ -358,6 +376,7 @@ pub async fn serve_with_dashboard(
             observer: observe::Observer::new(),
             idle_since: Some(Instant::now()),
             progress_sent: Default::default(),
+            sending: Duration::ZERO,
         };
         while let Some(first) = rx.recv().await {
             if matches!(first, Input::Stop) {
@@ -373,8 +392,13 @@ pub async fn serve_with_dashboard(
             while let Ok(more) = rx.try_recv() {
                 state.apply(more, &mut cmds);
             }
+            // Busy since the last check: the previous batch's sending, and this one.
+            let busy = std::mem::take(&mut state.sending) + began.elapsed();
+            state.forgive_stall(busy);
             state.check_liveness(&mut cmds);
+            let sending = Instant::now();
             state.flush(cmds);
+            state.sending = sending.elapsed();
             state.observer.batch(began.elapsed());
             match (state.core.job_count(), state.idle_since) {
                 (0, None) => state.idle_since = Some(Instant::now()),
@@ -434,4 +458,37 @@ pub async fn serve_with_dashboard(
     }
     served?;
     Ok(())
+}
+
+/// When a worker last seen at `seen` counts as heard from, after the loop
+/// was busy for `busy` up to `now`: stalls of a quarter of the heartbeat
+/// `timeout` or more are not its silence. Short batches count (they add up
+/// only while the scheduler is saturated, when a dead worker must still go).
+fn forgiven(seen: Instant, busy: Duration, now: Instant, timeout: Duration) -> Instant {
+    if busy >= timeout / 4 {
+        (seen + busy).min(now)
+    } else {
+        seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_stall_of_the_loop_is_not_a_workers_silence() {
+        let timeout = Duration::from_secs(10);
+        let now = Instant::now() + Duration::from_secs(60);
+        let seen = now - Duration::from_secs(12);
+        // Busy 11 s: heard from 1 s before the batch ended, at the latest.
+        assert_eq!(
+            forgiven(seen, Duration::from_secs(11), now, timeout),
+            now - Duration::from_secs(1)
+        );
+        // Never in the future.
+        assert_eq!(forgiven(seen, Duration::from_secs(30), now, timeout), now);
+        // A short batch changes nothing.
+        assert_eq!(forgiven(seen, Duration::from_millis(5), now, timeout), seen);
+    }
 }

@@ -120,6 +120,15 @@ impl Observer {
         }
     }
 
+    /// Forgets what it keeps of workers no longer attached (lost, retired,
+    /// or silent: not every way a worker goes passes through `event`).
+    pub fn retain_workers(&mut self, attached: impl Fn(WorkerId) -> bool) {
+        self.stream.retain(|w, _| attached(*w));
+        self.resources.retain(|w, _| attached(*w));
+        self.held.retain(|w, _| attached(*w));
+        self.tasks_done.retain(|w, _| attached(*w));
+    }
+
     pub fn stats(&mut self, worker: WorkerId, s: accel_proto::pb::WorkerStats) {
         self.held
             .insert(worker, (s.bytes_in_memory, s.bytes_spilled));

@@ -188,6 +188,9 @@ impl Router {
                 }
                 Command::JobFailed { job, error, .. } => {
                     tracing::info!(job = job.0, %error, "job failed");
+                    // Nothing more is sent for it (a plan refused at
+                    // submission is never forgotten: it would stay).
+                    self.plans.remove(&job);
                     if let Some(tx) = self.clients.remove(&job) {
                         let _ = tx.send(Ok(pb::JobUpdate {
                             job: job.0,

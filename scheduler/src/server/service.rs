@@ -120,6 +120,34 @@ pub fn worker_events(worker: WorkerId, msg: worker_message::Msg) -> Vec<Event> {
 }
 
 impl Service {
+    /// A plan reads another job's persisted array only with that job's key:
+    /// another client's arrays stay its own, and an array persisted before
+    /// the scheduler restarted (whose job number may name another job now)
+    /// is refused, not read.
+    fn check_persisted_keys(
+        &self,
+        plan: &accel_core::Plan,
+        keys: &[pb::PersistedKey],
+    ) -> Result<(), Status> {
+        for stage in &plan.stages {
+            let accel_core::StageKind::Persisted { job, .. } = stage.kind else {
+                continue;
+            };
+            let key = keys
+                .iter()
+                .find(|k| k.job == job)
+                .map_or(&[][..], |k| &k.key);
+            if !self.data_key.job_key(job).matches(key) {
+                return Err(Status::permission_denied(format!(
+                    "the plan reads an array persisted by job {job} without that job's key: \
+                     only the client that persisted an array can read it, and not after \
+                     the scheduler restarted"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Only the client that submitted a job (it holds the job's key) may act on it.
     fn check_job_key(&self, job: u64, key: &[u8]) -> Result<(), Status> {
         if self.data_key.job_key(job).matches(key) {
@@ -148,6 +176,7 @@ impl Jobs for Service {
             .ok_or_else(|| Status::invalid_argument("submission without a plan"))?;
         let plan = plan_from(wire.clone())
             .map_err(|e| Status::invalid_argument(format!("refused plan: {e}")))?;
+        self.check_persisted_keys(&plan, &req.persisted_keys)?;
         let job = JobId(self.next_job.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(Ok(pb::JobUpdate {

@@ -101,10 +101,11 @@ impl Peers {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// An idle connection to `address`, or a new one.
-    async fn connect(&self, address: &str) -> Result<Conn, String> {
-        if let Some(c) = self.pool().get_mut(address).and_then(Vec::pop) {
-            return Ok(c);
+    /// An idle connection to `address` (unless `fresh`), or a new one; and
+    /// whether it was an idle one.
+    async fn connect(&self, address: &str, fresh: bool) -> Result<(Conn, bool), String> {
+        if !fresh && let Some(c) = self.pool().get_mut(address).and_then(Vec::pop) {
+            return Ok((c, true));
         }
         let tcp = TcpStream::connect(address)
             .await
@@ -126,7 +127,7 @@ impl Peers {
         c.write_all(MAGIC)
             .await
             .map_err(|e| format!("cannot reach peer {address}: {e}"))?;
-        Ok(BufReader::with_capacity(READ_BUFFER, c))
+        Ok((BufReader::with_capacity(READ_BUFFER, c), false))
     }
 
     /// Fetches one chunk from the worker at `address`, or only the box
@@ -158,44 +159,56 @@ impl Peers {
         mut on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
     ) -> Result<(), String> {
         let stall = self.stall();
-        let conn = tokio::time::timeout(stall, self.connect(address))
-            .await
-            .unwrap_or_else(|_| Err(format!("peer {address} did not answer")));
-        let r = match conn {
-            Ok(mut c) => {
-                let request = Request {
-                    job,
-                    key,
-                    region,
-                    credential,
-                };
-                let mut bytes = 0u64;
-                let r = exchange(&mut c, request, stall, |f| {
-                    if let Frame::Data { bytes: b, .. } = &f {
-                        bytes += b.len() as u64;
-                    }
-                    on_frame(f)
-                })
-                .await;
-                if r.is_ok() {
+        let mut fresh = false;
+        loop {
+            let conn = tokio::time::timeout(stall, self.connect(address, fresh))
+                .await
+                .unwrap_or_else(|_| Err(format!("peer {address} did not answer")));
+            let (mut c, idle) = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    // The peer may be gone: the next fetch connects afresh.
+                    self.pool().remove(address);
+                    return Err(e);
+                }
+            };
+            let request = Request {
+                job,
+                key,
+                region: region.clone(),
+                credential,
+            };
+            let mut bytes = 0u64;
+            let mut replied = false;
+            let r = exchange(&mut c, request, stall, &mut replied, |f| {
+                if let Frame::Data { bytes: b, .. } = &f {
+                    bytes += b.len() as u64;
+                }
+                on_frame(f)
+            })
+            .await;
+            match r {
+                Ok(()) => {
                     self.fetched.add(bytes);
-                }
-                if r.is_ok() {
                     let mut pool = self.pool();
-                    let idle = pool.entry(address.to_string()).or_default();
-                    if idle.len() < POOL {
-                        idle.push(c);
+                    let kept = pool.entry(address.to_string()).or_default();
+                    if kept.len() < POOL {
+                        kept.push(c);
                     }
+                    return Ok(());
                 }
-                r
+                // An idle connection the peer let go meanwhile (it closes
+                // those quiet for minutes): once more, on a new one.
+                Err(_) if idle && !replied => {
+                    self.pool().remove(address);
+                    fresh = true;
+                }
+                Err(e) => {
+                    self.pool().remove(address);
+                    return Err(e);
+                }
             }
-            Err(e) => Err(e),
-        };
-        if r.is_err() {
-            // The peer may be gone: the next fetch connects afresh.
-            self.pool().remove(address);
         }
-        r
     }
 }
 
@@ -222,6 +235,7 @@ async fn exchange(
         credential,
     }: Request<'_>,
     stall: Duration,
+    replied: &mut bool,
     mut on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
 ) -> Result<(), String> {
     let stalled = || format!("the peer sent nothing for {:.1}s", stall.as_secs_f64());
@@ -248,6 +262,7 @@ async fn exchange(
         .await
         .map_err(|_| stalled())??
         .ok_or("the peer closed the connection")?;
+    *replied = true;
     let header = match reply.reply {
         Some(pb::data_reply::Reply::Header(h)) => h,
         Some(pb::data_reply::Reply::Error(e)) => return Err(e),
