@@ -439,8 +439,18 @@ impl Client {
         self.run_with(arrays, &[])
     }
 
-    /// Computes `arrays` and carries out `writes` in one run.
+    /// Computes `arrays` and carries out `writes` in one run. New stores
+    /// (`Write::npy`, `Write::zarr`) move into place only once the run
+    /// succeeded: a failed run leaves what was at their paths.
     pub fn run_with(&self, arrays: &[&Array], writes: &[Write]) -> Result<Run> {
+        let run = self.run_writing(arrays, writes)?;
+        for w in writes {
+            w.commit()?;
+        }
+        Ok(run)
+    }
+
+    fn run_writing(&self, arrays: &[&Array], writes: &[Write]) -> Result<Run> {
         let planned = self.plan_with(arrays, writes)?;
         if let Some(remote) = &self.remote {
             let progress =

@@ -2,12 +2,12 @@
 //! themselves (on a cluster, by the workers, from a filesystem they share):
 //! nothing passes through the client but the metadata.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use accel_core::op::Op;
 use accel_core::storage::zarr::Compression;
-use accel_core::storage::{Sink, Stored};
+use accel_core::storage::{Sink, Stored, staging};
 
 use crate::create::{ChunkSpec, leaf};
 use crate::error::{Error, Result};
@@ -71,34 +71,74 @@ fn stored_leaf(name: &str, s: Stored, chunks: ChunkSpec) -> Array {
 pub struct Write {
     pub(crate) array: Array,
     pub(crate) sink: Sink,
+    /// A new store, written under a hidden name until the run succeeds.
+    staged: Option<Arc<Staged>>,
+}
+
+/// A store written at `staging`, bound for `path`: moved there when the run
+/// that writes it succeeds, removed if it never does.
+#[derive(Debug)]
+struct Staged {
+    staging: PathBuf,
+    path: PathBuf,
+    committed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = staging::remove(&self.staging);
+        }
+    }
 }
 
 impl Write {
-    /// `array` into a new `.npy` file at `path` (replacing any), created now
-    /// with the array's shape and dtype; the tasks fill it in.
+    /// `array` into a new `.npy` file at `path` (replacing any, once the run
+    /// that writes it succeeds); the tasks fill it in under a hidden name
+    /// beside it, `.NAME.accel-partial`.
     pub fn npy(array: &Array, path: impl AsRef<Path>) -> Result<Write> {
-        not_read_by(array, path.as_ref())?;
-        let target = Stored::create_npy(path.as_ref(), &array.shape()?, array.dtype()?)?;
-        Write::into(array, &target, &vec![0; target.shape.len()])
+        let path = path.as_ref();
+        not_read_by(array, path)?;
+        let staging = staging::staging_path(path)?;
+        let target = Stored::create_npy(&staging, &array.shape()?, array.dtype()?)?;
+        Write::into(array, &target, &vec![0; target.shape.len()])?.staged_for(staging, path)
     }
 
-    /// `array` into a new Zarr v3 array at `path` (replacing any), created
-    /// now; every task writes whole storage chunks of it.
+    /// `array` into a new Zarr v3 array at `path` (replacing any, once the
+    /// run that writes it succeeds); every task writes whole storage chunks
+    /// of it, under a hidden name beside it until then.
     pub fn zarr(array: &Array, path: impl AsRef<Path>, opts: &ZarrOptions) -> Result<Write> {
-        not_read_by(array, path.as_ref())?;
+        let path = path.as_ref();
+        not_read_by(array, path)?;
         let meta = array.meta()?;
         let chunks = match &opts.chunks {
             Some(c) => c.clone(),
             None => meta.chunks.max_chunk(),
         };
-        let target = Stored::create_zarr(
-            path.as_ref(),
-            &meta.shape,
-            meta.dtype,
-            &chunks,
-            opts.compression,
-        )?;
-        Write::into(array, &target, &vec![0; meta.shape.len()])
+        let staging = staging::staging_path(path)?;
+        let target =
+            Stored::create_zarr(&staging, &meta.shape, meta.dtype, &chunks, opts.compression)?;
+        Write::into(array, &target, &vec![0; meta.shape.len()])?.staged_for(staging, path)
+    }
+
+    fn staged_for(mut self, staging: PathBuf, path: &Path) -> Result<Write> {
+        self.staged = Some(Arc::new(Staged {
+            staging,
+            path: path.to_path_buf(),
+            committed: Default::default(),
+        }));
+        Ok(self)
+    }
+
+    /// Moves a new store into place, after the run that wrote it succeeded.
+    pub(crate) fn commit(&self) -> Result<()> {
+        let Some(s) = &self.staged else {
+            return Ok(());
+        };
+        staging::commit(&s.staging, &s.path)?;
+        s.committed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// `array` into an existing stored array, its first element at `offset`
@@ -120,7 +160,11 @@ impl Write {
             Some(sc) => aligned(array, &sink, sc)?,
             None => array.clone(),
         };
-        Ok(Write { array, sink })
+        Ok(Write {
+            array,
+            sink,
+            staged: None,
+        })
     }
 
     /// Bytes this write puts into the store.

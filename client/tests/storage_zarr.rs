@@ -213,6 +213,66 @@ fn missing_malformed_corrupt_and_unsupported_stores_are_clear_errors() {
     std::fs::write(corrupt.join("1.1"), b"not zstd at all").unwrap();
     let e = err(&from_zarr(&corrupt).sum());
     assert!(e.contains("corrupt.zarr"), "{e}");
+    // A zstd frame stating 2^40 bytes: the decoder would allocate that much
+    // up front and abort this process; the read is refused instead.
+    let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0b1100_0000, 0x50];
+    frame.extend_from_slice(&(1u64 << 40).to_le_bytes());
+    frame.extend_from_slice(&[0x01, 0x00, 0x00]);
+    std::fs::write(corrupt.join("1.1"), &frame).unwrap();
+    let e = err(&from_zarr(&corrupt).sum());
+    assert!(
+        e.contains("corrupt.zarr") && e.contains("decompresses to 1099511627776 bytes"),
+        "{e}"
+    );
+}
+
+/// A run that fails leaves the destination as it was, and no staging files;
+/// one that succeeds replaces it.
+#[test]
+fn a_failed_write_leaves_the_destination_as_it_was() {
+    let local = Client::local();
+    let corrupt = scratch("corrupt_input.zarr");
+    let _ = std::fs::remove_dir_all(&corrupt);
+    copy_dir(&fixture("float64_20x30_zstd.zarr"), &corrupt);
+    std::fs::write(corrupt.join("1.1"), b"not zstd at all").unwrap();
+    let bad = from_zarr(&corrupt) * 2.0;
+    let good = from_zarr(fixture("float64_20x30_zstd.zarr")) * 2.0;
+    let expected = local.run(&[&good]).unwrap().outputs;
+    let dir = scratch("replaced");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (npy, zarr) = (dir.join("out.npy"), dir.join("out.zarr"));
+    let opts = ZarrOptions::default();
+    // Nothing there: still nothing after a failure.
+    assert!(local.to_npy(&bad, &npy).is_err());
+    assert!(local.to_zarr(&bad, &zarr, &opts).is_err());
+    let names = || {
+        let mut v: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(names().is_empty(), "{:?}", names());
+    // The previous arrays survive a failed rewrite, and a good one replaces them.
+    let old = (from_zarr(fixture("float64_20x30_zstd.zarr")) + 1.0).sqrt();
+    let old_values = local.run(&[&old]).unwrap().outputs;
+    local.to_npy(&old, &npy).unwrap();
+    local.to_zarr(&old, &zarr, &opts).unwrap();
+    assert!(local.to_npy(&bad, &npy).is_err());
+    assert!(local.to_zarr(&bad, &zarr, &opts).is_err());
+    assert_eq!(names(), ["out.npy", "out.zarr"]);
+    let npy_back = || accel::from_npy(&npy, vec![20, 30]);
+    assert_eq!(local.run(&[&npy_back()]).unwrap().outputs, old_values);
+    assert_eq!(local.run(&[&from_zarr(&zarr)]).unwrap().outputs, old_values);
+    local.to_npy(&good, &npy).unwrap();
+    local.to_zarr(&good, &zarr, &opts).unwrap();
+    assert_eq!(names(), ["out.npy", "out.zarr"]);
+    assert_eq!(local.run(&[&npy_back()]).unwrap().outputs, expected);
+    assert_eq!(local.run(&[&from_zarr(&zarr)]).unwrap().outputs, expected);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&corrupt);
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

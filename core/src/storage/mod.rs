@@ -4,7 +4,9 @@
 //! only its own box of the file.
 
 pub mod npy;
+pub mod staging;
 pub mod zarr;
+mod zarr_guard;
 
 use std::path::{Path, PathBuf};
 
