@@ -6,12 +6,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use accel_core::Buffer;
 use accel_core::plan::{ChunkKey, Plan};
 use accel_proto::convert::{dtype_to, task_from};
 use accel_proto::pb::{self, job_update};
-use accel_worker::fetch::{Frame, Peers};
+use accel_worker::fetch::{FetchError, Frame, Peers};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tonic::Streaming;
@@ -24,6 +25,19 @@ const PARALLEL_FETCHES: usize = 8;
 
 /// Times one result chunk may fail to arrive before the client gives up.
 const MAX_FAILURES: u32 = 20;
+
+/// A worker that turned the connection away at once (refused, no route) is
+/// tried again after these waits: a blip passes without the chunk being
+/// computed again. One that let a fetch time out is not: that took long
+/// enough already.
+const REFUSED_RETRIES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(400),
+    Duration::from_millis(1000),
+];
+
+/// A failed fetch this quick was turned away rather than timed out.
+const QUICK: Duration = Duration::from_secs(1);
 
 /// What went wrong while gathering.
 pub enum GatherError {
@@ -39,11 +53,22 @@ struct Want {
     loc: pb::ChunkLocation,
     job: u64,
     key: ChunkKey,
+    /// The scheduler's update that gave this location (counted from 1).
+    said_at: u64,
 }
 
 enum Fetched {
     Got(usize, u32),
-    Missing(usize, u32, pb::ChunkLocation, String),
+    /// Not fetched; the location was given by update `said_at`; `refused`:
+    /// the worker turned every connection away at once.
+    Missing {
+        output: usize,
+        chunk: u32,
+        loc: pb::ChunkLocation,
+        said_at: u64,
+        error: FetchError,
+        refused: bool,
+    },
     Wrong(String),
 }
 
@@ -63,6 +88,11 @@ struct Book {
     requested: HashSet<(usize, u32)>,
     queue: VecDeque<Want>,
     failures: HashMap<(usize, u32), u32>,
+    /// Updates from the scheduler so far.
+    updates: u64,
+    /// Workers that turned fetches away, by data address, with the number
+    /// of updates seen when that was found.
+    refused: HashMap<String, u64>,
 }
 
 /// Fetches output chunks into the result buffers.
@@ -119,8 +149,12 @@ pub async fn gather(
             Some(r) = inflight.next() => match r {
                 Fetched::Got(o, c) => fetcher.results.borrow_mut().mark(o, c as usize),
                 Fetched::Wrong(e) => return Err(GatherError::Failed(e)),
-                Fetched::Missing(o, c, loc, why) => {
+                Fetched::Missing { output: o, chunk: c, loc, said_at, error, refused } => {
+                    let why = error.message;
                     tracing::warn!(worker = loc.worker, "result chunk {c} unavailable: {why}");
+                    if refused {
+                        book.refused(&loc.address, said_at, &why)?;
+                    }
                     book.requested.remove(&(o, c));
                     let n = book.failures.entry((o, c)).or_default();
                     *n += 1;
@@ -149,6 +183,7 @@ pub async fn gather(
                 if !update.job_key.is_empty() {
                     *fetcher.job_key.borrow_mut() = update.job_key;
                 }
+                book.updates += 1;
                 match update.event {
                     Some(job_update::Event::Ready(chunks)) => book.want(plan, chunks.chunks)?,
                     Some(job_update::Event::Done(d)) => {
@@ -174,6 +209,27 @@ pub async fn gather(
 }
 
 impl Book {
+    /// A worker at `address` turned away the fetches of a chunk whose
+    /// location came with update `said_at`. The first time, the chunk is
+    /// reported missing (the worker may have died: the scheduler computes it
+    /// again). A worker the scheduler names again after that is alive as far
+    /// as it knows, yet out of this client's reach: computing it again would
+    /// not help.
+    fn refused(&mut self, address: &str, said_at: u64, why: &str) -> Result<(), GatherError> {
+        match self.refused.get(address) {
+            Some(&found) if said_at > found => Err(GatherError::Failed(format!(
+                "this client cannot reach the worker at {address} ({why}), which the scheduler \
+                 still counts on: results come straight from the workers, so every worker's \
+                 data address must be reachable from the client (see accel-worker --advertise)"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.refused.insert(address.to_string(), self.updates);
+                Ok(())
+            }
+        }
+    }
+
     /// Queues the chunks not fetched or being fetched yet.
     fn want(&mut self, plan: &Plan, locs: Vec<pb::ChunkLocation>) -> Result<(), GatherError> {
         for loc in locs {
@@ -200,6 +256,7 @@ impl Book {
                         loc: loc.clone(),
                         job,
                         key,
+                        said_at: self.updates,
                     });
                 }
             }
@@ -209,8 +266,35 @@ impl Book {
 }
 
 impl Fetcher<'_> {
-    /// Fetches one output chunk, pasting each piece into place as it comes.
+    /// Fetches one output chunk; a worker that turns the connection away is
+    /// tried a few more times before the chunk counts as missing.
     async fn fetch(&self, w: Want) -> Fetched {
+        let mut waits = REFUSED_RETRIES.iter();
+        loop {
+            let began = std::time::Instant::now();
+            let error = match self.fetch_once(&w).await {
+                Ok(fetched) => return fetched,
+                Err(e) => e,
+            };
+            let refused = !error.answered && began.elapsed() < QUICK;
+            match waits.next() {
+                Some(&wait) if refused => tokio::time::sleep(wait).await,
+                _ => {
+                    return Fetched::Missing {
+                        output: w.output,
+                        chunk: w.key.chunk,
+                        loc: w.loc,
+                        said_at: w.said_at,
+                        error,
+                        refused,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Fetches one output chunk, pasting each piece into place as it comes.
+    async fn fetch_once(&self, w: &Want) -> Result<Fetched, FetchError> {
         let (plan, results) = (self.plan, &self.results);
         let meta = &plan.stage(w.key.stage).meta;
         let wrong = Cell::new(false);
@@ -242,12 +326,12 @@ impl Fetcher<'_> {
             )
             .await;
         match r {
-            _ if wrong.get() => Fetched::Wrong(format!(
+            _ if wrong.get() => Ok(Fetched::Wrong(format!(
                 "result chunk {} arrived with the wrong shape or dtype",
                 w.key.chunk
-            )),
-            Ok(()) => Fetched::Got(w.output, w.key.chunk),
-            Err(e) => Fetched::Missing(w.output, w.key.chunk, w.loc, e),
+            ))),
+            Ok(()) => Ok(Fetched::Got(w.output, w.key.chunk)),
+            Err(e) => Err(e),
         }
     }
 }

@@ -67,6 +67,10 @@ struct Args {
     /// No dashboard, /metrics or /health.
     #[arg(long, env = "ACCEL_NO_DASHBOARD")]
     no_dashboard: bool,
+    /// A file whose first line is the token the dashboard, /metrics and the
+    /// JSON API ask for (default: the clients' token, if any; /health is open).
+    #[arg(long, env = "ACCEL_DASHBOARD_TOKEN_FILE")]
+    dashboard_token_file: Option<std::path::PathBuf>,
     /// Write the scheduler's address (and the dashboard's) to this file as
     /// JSON, for workers and clients started by a batch system.
     #[arg(long, env = "ACCEL_SCHEDULER_FILE")]
@@ -197,6 +201,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         Some(dashboard_listener(&args).await?)
     };
+    let dashboard_token = match &args.dashboard_token_file {
+        Some(p) => Some(accel_proto::auth::Secret::from_file(p).map_err(anyhow::Error::msg)?),
+        None => tokens.client.clone(),
+    };
+    if let Some(l) = &dashboard {
+        check_dashboard_exposure(l.local_addr()?, dashboard_token.is_some(), args.insecure)?;
+    }
     let dashboard_url = match &dashboard {
         Some(l) => Some(format!("http://{}/status", l.local_addr()?)),
         None => None,
@@ -225,6 +236,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let config = accel_scheduler::server::Config {
         tokens,
+        dashboard_token,
         tls,
         handshake_timeout: seconds(args.handshake_timeout),
         idle_timeout: args.idle_timeout.map(seconds),
@@ -242,6 +254,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     println!("accel-scheduler stopped");
+    Ok(())
+}
+
+/// A dashboard on another interface than loopback shows every job and
+/// worker to whoever reaches it: it needs a token, or `--insecure`.
+fn check_dashboard_exposure(
+    addr: SocketAddr,
+    has_token: bool,
+    insecure: bool,
+) -> anyhow::Result<()> {
+    if addr.ip().is_loopback() || has_token {
+        return Ok(());
+    }
+    if !insecure {
+        anyhow::bail!(
+            "refusing to serve the dashboard on {addr} without a token: anyone who reaches it \
+             would see every job and worker. Give it one (--dashboard-token-file; a clients' \
+             token is used when there is one), serve it on loopback (--dashboard-address \
+             127.0.0.1:8787, then an SSH tunnel), turn it off (--no-dashboard), or pass --insecure"
+        );
+    }
+    tracing::warn!(%addr, "serving the dashboard without a token (--insecure)");
     Ok(())
 }
 

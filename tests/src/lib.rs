@@ -378,6 +378,25 @@ impl Cluster {
         }
     }
 
+    /// The token the dashboard asks for.
+    pub fn dashboard_token(&self) -> String {
+        let file = match self.options.security {
+            Security::Token => "client.token",
+            _ => "dashboard.token",
+        };
+        read(&self.logs.join(file)).trim().to_string()
+    }
+
+    /// GETs `path` from the dashboard, presenting its token.
+    pub fn dashboard_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get_as(&self.dashboard, path, Some(&self.dashboard_token()))
+    }
+
+    /// A link to a dashboard page that logs a browser in (`?token=`).
+    pub fn dashboard_link(&self, page: &str) -> String {
+        format!("{}{page}?token={}", self.dashboard, self.dashboard_token())
+    }
+
     /// The scheduler's gRPC services with this cluster's client credentials,
     /// for tests that speak the protocol directly.
     pub async fn raw_scheduler(&self) -> anyhow::Result<RawScheduler> {
@@ -428,6 +447,18 @@ impl Cluster {
 fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<Vec<String>> {
     let mut worker = Vec::new();
     let arg = |p: PathBuf| p.to_string_lossy().into_owned();
+    // The dashboard always asks for a token: the clients' one on a cluster
+    // with tokens, one of its own otherwise.
+    if options.security != Security::Token {
+        std::fs::write(
+            logs.join("dashboard.token"),
+            format!("d-{}\n", unique_token()),
+        )?;
+        options.scheduler_args.extend([
+            "--dashboard-token-file".into(),
+            arg(logs.join("dashboard.token")),
+        ]);
+    }
     match options.security {
         Security::None => {}
         Security::Token => {
@@ -574,13 +605,23 @@ pub fn submission(plan: &accel_core::Plan) -> accel_proto::pb::SubmitRequest {
 /// A plain HTTP/1.1 GET of `path` from `address` (`host:port`, or an
 /// `http://` URL): the status code and the body.
 pub fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    http_get_as(address, path, None)
+}
+
+/// [`http_get`] presenting `token` as `Authorization: Bearer`.
+pub fn http_get_as(
+    address: &str,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let host = address.trim_start_matches("http://");
     let mut c = std::net::TcpStream::connect(host)?;
     c.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         c,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
     )?;
     let mut raw = String::new();
     c.read_to_string(&mut raw)?;

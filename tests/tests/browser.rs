@@ -83,7 +83,6 @@ fn done_counts(dom: &str, stage: usize) -> Vec<u64> {
 #[test]
 fn the_dashboard_renders_a_running_job_in_a_browser() {
     let (cluster, gate) = Cluster::start_stalling(2, "combine").unwrap();
-    let base = cluster.dashboard.clone();
     let n = 8 * 200_000;
     let a = (Rng::new(5).random(&[n], n / 8).sin() + 1.0).sum();
     let plan = Client::local().plan(&[&a]).unwrap().plan;
@@ -99,7 +98,7 @@ fn the_dashboard_renders_a_running_job_in_a_browser() {
             (0..2).any(|k| cluster.worker_log(k).contains("fault injection: stalling"))
         })
         .unwrap();
-    let status = dom(&format!("{base}/status"));
+    let status = dom(&cluster.dashboard_link("/status"));
     assert!(status.contains("Running jobs"), "{status}");
     // The task stream drew the 8 partial tasks that ran.
     assert!(status.contains("class=\"task-stream\""), "{status}");
@@ -114,21 +113,21 @@ fn the_dashboard_renders_a_running_job_in_a_browser() {
     );
     assert_eq!(done_counts(&status, 0), vec![first_tasks], "{status}");
     assert_eq!(done_counts(&status, last), vec![0], "{status}");
-    let jobs = dom(&format!("{base}/jobs"));
+    let jobs = dom(&cluster.dashboard_link("/jobs"));
     assert!(jobs.contains("class=\"stage-graph\""), "{jobs}");
     assert!(jobs.contains("data-state=\"running\""), "{jobs}");
-    screenshot(&format!("{base}/status"), "status.png");
-    screenshot(&format!("{base}/jobs"), "jobs.png");
-    screenshot(&format!("{base}/workers"), "workers.png");
+    screenshot(&cluster.dashboard_link("/status"), "status.png");
+    screenshot(&cluster.dashboard_link("/jobs"), "jobs.png");
+    screenshot(&cluster.dashboard_link("/workers"), "workers.png");
 
     // Released, the job ends and its last stage's bar is full.
     std::fs::write(&gate, b"go").unwrap();
     job.join().unwrap().unwrap();
     cluster
         .wait_for("the job to end", Duration::from_secs(30), || {
-            dom(&format!("{base}/jobs")).contains("data-state=\"done\"")
+            dom(&cluster.dashboard_link("/jobs")).contains("data-state=\"done\"")
         })
         .unwrap();
-    let jobs = dom(&format!("{base}/jobs"));
+    let jobs = dom(&cluster.dashboard_link("/jobs"));
     assert_eq!(done_counts(&jobs, last), vec![1], "{jobs}");
 }

@@ -130,3 +130,27 @@ fn other_protocol_versions_and_invalid_plans_are_refused() {
         status.message()
     );
 }
+
+#[test]
+fn results_on_a_worker_the_client_cannot_reach_are_a_clear_error() {
+    let mut cluster = Cluster::start(0).unwrap();
+    // The worker tells the scheduler its chunks are at a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let advertised = format!("127.0.0.1:{port}");
+    cluster
+        .add_worker_with(&["--advertise", &advertised])
+        .unwrap();
+    cluster.wait_for_workers(1).unwrap();
+    let client = cluster.client().unwrap();
+    let x = accel::arange(1_000, 100).astype(DType::F64) * 2.0;
+    let e = client.compute::<f64>(&x).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("cannot reach the worker at {advertised}"))
+            && e.contains("--advertise"),
+        "{e}"
+    );
+}

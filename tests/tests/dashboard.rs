@@ -13,19 +13,19 @@ use accel_e2e::Cluster;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn get(base: &str, path: &str) -> (u16, String) {
-    accel_e2e::http_get(base, path).unwrap()
+fn get(cluster: &Cluster, path: &str) -> (u16, String) {
+    cluster.dashboard_get(path).unwrap()
 }
 
-fn json(base: &str, path: &str) -> serde_json::Value {
-    let (code, body) = get(base, path);
+fn json(cluster: &Cluster, path: &str) -> serde_json::Value {
+    let (code, body) = get(cluster, path);
     assert_eq!(code, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
 }
 
 /// Prometheus text: `name{labels}` → value.
-fn metrics(base: &str) -> HashMap<String, f64> {
-    let (code, body) = get(base, "/metrics");
+fn metrics(cluster: &Cluster) -> HashMap<String, f64> {
+    let (code, body) = get(cluster, "/metrics");
     assert_eq!(code, 200);
     body.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
@@ -41,7 +41,20 @@ fn every_route_tells_the_truth_about_a_running_job() {
     let (cluster, gate) = Cluster::start_stalling(2, "combine").unwrap();
     let base = cluster.dashboard.clone();
     assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    assert_eq!(get(&base, "/health"), (200, "ok\n".to_string()));
+    // Without the token, only /health answers.
+    assert_eq!(accel_e2e::http_get(&base, "/health").unwrap().0, 200);
+    for path in [
+        "/api/status",
+        "/api/jobs",
+        "/metrics",
+        "/status",
+        "/dashboard.js",
+    ] {
+        assert_eq!(accel_e2e::http_get(&base, path).unwrap().0, 401, "{path}");
+    }
+    let wrong = accel_e2e::http_get_as(&base, "/api/status", Some("guess")).unwrap();
+    assert_eq!(wrong.0, 401);
+    assert_eq!(get(&cluster, "/health"), (200, "ok\n".to_string()));
 
     let n = 8 * 200_000;
     let a = (Rng::new(11).random(&[n], n / 8).sin().exp() + 1.0)
@@ -55,7 +68,7 @@ fn every_route_tells_the_truth_about_a_running_job() {
     };
     // Mid-way: every partial done, the combine held.
     let running = || {
-        let jobs = json(&base, "/api/jobs");
+        let jobs = json(&cluster, "/api/jobs");
         jobs.as_array()
             .unwrap()
             .iter()
@@ -92,11 +105,11 @@ fn every_route_tells_the_truth_about_a_running_job() {
             want.inputs.iter().map(|i| i.0 as u64).collect::<Vec<_>>()
         );
     }
-    assert_eq!(json(&base, &format!("/api/jobs/{id}"))["id"], id);
-    assert_eq!(get(&base, "/api/jobs/999999").0, 404);
-    let workers = json(&base, "/api/workers");
+    assert_eq!(json(&cluster, &format!("/api/jobs/{id}"))["id"], id);
+    assert_eq!(get(&cluster, "/api/jobs/999999").0, 404);
+    let workers = json(&cluster, "/api/workers");
     assert_eq!(workers["workers"].as_array().unwrap().len(), 2);
-    let status = json(&base, "/api/status");
+    let status = json(&cluster, "/api/status");
     assert_eq!(status["core"]["workers"].as_array().unwrap().len(), 2);
     // The task stream holds the finished tasks (all partials, and the sources if any).
     let stream = status["task_stream"].as_array().unwrap();
@@ -110,7 +123,7 @@ fn every_route_tells_the_truth_about_a_running_job() {
     // Heartbeats bring what the workers hold: the partial states, at least.
     cluster
         .wait_for("the workers' memory to be reported", WAIT, || {
-            json(&base, "/api/status")["workers"]
+            json(&cluster, "/api/status")["workers"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -119,7 +132,7 @@ fn every_route_tells_the_truth_about_a_running_job() {
                 > 0
         })
         .unwrap();
-    let m = metrics(&base);
+    let m = metrics(&cluster);
     assert!(
         m.iter()
             .any(|(k, v)| k.starts_with("accel_worker_bytes{") && *v > 0.0)
@@ -129,11 +142,11 @@ fn every_route_tells_the_truth_about_a_running_job() {
     assert_eq!(m["accel_tasks{state=\"processing\"}"], 1.0);
     // The pages and their script.
     for page in ["/status", "/workers", "/jobs"] {
-        let (code, body) = get(&base, page);
+        let (code, body) = get(&cluster, page);
         assert_eq!(code, 200);
         assert!(body.contains("/dashboard.js"), "{page}: {body}");
     }
-    let (code, js) = get(&base, "/dashboard.js");
+    let (code, js) = get(&cluster, "/dashboard.js");
     assert!(code == 200 && js.contains("function stageGraph"));
 
     // Released, the job ends; the counters account for every task it ran.
@@ -142,10 +155,10 @@ fn every_route_tells_the_truth_about_a_running_job() {
     assert!(got[[]].is_finite());
     cluster
         .wait_for("the job to be reported done", WAIT, || {
-            json(&base, &format!("/api/jobs/{id}"))["state"] == "done"
+            json(&cluster, &format!("/api/jobs/{id}"))["state"] == "done"
         })
         .unwrap();
-    let m = metrics(&base);
+    let m = metrics(&cluster);
     let finished: f64 = m
         .iter()
         .filter(|(k, _)| k.starts_with("accel_tasks_finished_total"))

@@ -324,6 +324,30 @@ fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
             "{err}"
         );
     }
+    // The dashboard shows every job and worker: beyond loopback, it needs a
+    // token even where the scheduler's port is secured by mutual TLS.
+    let ca = dir.join("ca.pem");
+    let mtls: [&std::ffi::OsStr; 6] = [
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        key.as_os_str(),
+        "--tls-ca".as_ref(),
+        ca.as_os_str(),
+    ];
+    let out = Command::new(&scheduler)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(["--dashboard-address", "0.0.0.0:0"])
+        .args(mtls)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve the dashboard on 0.0.0.0")
+            && err.contains("--dashboard-token-file"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     // A worker of an unsecured cluster does not serve chunks beyond loopback either.

@@ -60,6 +60,12 @@ struct Args {
     /// Address to serve chunks on (default: an ephemeral port on the interface that reaches the scheduler).
     #[arg(long, env = "ACCEL_LISTEN")]
     listen: Option<SocketAddr>,
+    /// The address peers and clients reach this worker's chunks at, HOST:PORT,
+    /// when it is not --listen (NAT, containers, port forwarding). Default:
+    /// the --listen address; for 0.0.0.0 or ::, the interface that reaches
+    /// the scheduler.
+    #[arg(long, env = "ACCEL_ADVERTISE", value_parser = parse_advertise)]
+    advertise: Option<String>,
     /// Log level.
     #[arg(long, env = "ACCEL_LOG", default_value = "info")]
     log: String,
@@ -260,6 +266,7 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
         token,
         tls,
         metrics: args.metrics_port.map(|p| SocketAddr::new(listen.ip(), p)),
+        advertise: args.advertise,
         resources,
     };
     // The first SIGTERM/SIGINT retires the worker; a second one exits now.
@@ -318,6 +325,17 @@ fn open_gpu(choice: &str) -> Result<Option<std::sync::Arc<accel_gpu::Offloader>>
     Ok(opened)
 }
 
+/// `--advertise`: a host (name or IP) and a port.
+fn parse_advertise(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not HOST:PORT");
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 && !host.is_empty() && !host.contains('/') => Ok(s.to_string()),
+        _ => Err(bad()),
+    }
+}
+
 /// `"GPU=1,MEM=64e9"` → [("GPU", 1.0), ("MEM", 64e9)].
 pub fn parse_resources(text: &str) -> Result<Vec<(String, f64)>, String> {
     text.split(',')
@@ -339,4 +357,26 @@ pub fn parse_resources(text: &str) -> Result<Vec<(String, f64)>, String> {
             Ok((name.trim().to_string(), amount))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_advertise;
+
+    #[test]
+    fn advertise_takes_a_host_and_a_port() {
+        for ok in ["10.0.0.7:9000", "node7.example:30000", "[::1]:9000"] {
+            assert_eq!(parse_advertise(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "10.0.0.7",
+            "node7:",
+            ":9000",
+            "node7:0",
+            "node7:70000",
+            "http://x/y:1",
+        ] {
+            assert!(parse_advertise(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -72,6 +72,11 @@ pub struct Config {
     pub tls: Option<accel_proto::tls::Tls>,
     /// Where to serve `/metrics` and `/health` (none: not served).
     pub metrics: Option<SocketAddr>,
+    /// The address peers and clients fetch this worker's chunks from, when
+    /// it is not the one it listens on (NAT, containers); `None`: the
+    /// listening address, an unspecified IP (`0.0.0.0`) replaced by the
+    /// interface's that reaches the scheduler.
+    pub advertise: Option<String>,
     /// Resources it offers (`GPU=1`), advertised to the scheduler.
     pub resources: Vec<(String, f64)>,
     /// The GPU fused elementwise kernels run on (advertised as `GPU=1`
@@ -97,6 +102,7 @@ impl Config {
             token: None,
             tls: None,
             metrics: None,
+            advertise: None,
             resources: Vec::new(),
             gpu: None,
         }
@@ -139,6 +145,21 @@ pub fn facing_ip(scheduler: &str) -> Option<IpAddr> {
     Some(sock.local_addr().ok()?.ip())
 }
 
+/// The data address the scheduler hands to peers and clients.
+fn advertised(config: &Config, local: SocketAddr) -> String {
+    if let Some(a) = &config.advertise {
+        return a.clone();
+    }
+    if local.ip().is_unspecified() {
+        // Listening everywhere: 0.0.0.0 means "this machine" to whoever
+        // connects to it, so say which interface instead.
+        if let Some(ip) = facing_ip(&config.scheduler) {
+            return SocketAddr::new(ip, local.port()).to_string();
+        }
+    }
+    local.to_string()
+}
+
 /// Runs blocking work (disk reads) without stalling the other async tasks.
 pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -166,7 +187,7 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|e| Error::Transport(e.to_string()))?;
-    let address = local.to_string();
+    let address = advertised(&config, local);
     let store = Arc::new(Store::new(config.memory.local_directory.clone()));
     let working = Arc::new(AtomicUsize::new(0));
     let busy: memory::Busy = {
@@ -302,5 +323,21 @@ async fn attach_until_done(
             _ = stop.wait_for(|s| *s) => return Ok(()),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_listening_everywhere_advertises_the_interface_facing_the_scheduler() {
+        let mut config = Config::new("http://127.0.0.1:8786", 1);
+        let everywhere = SocketAddr::from(([0, 0, 0, 0], 9000));
+        assert_eq!(advertised(&config, everywhere), "127.0.0.1:9000");
+        let one = SocketAddr::from(([127, 0, 0, 1], 9001));
+        assert_eq!(advertised(&config, one), "127.0.0.1:9001");
+        config.advertise = Some("node7.example:30000".into());
+        assert_eq!(advertised(&config, everywhere), "node7.example:30000");
     }
 }

@@ -19,14 +19,15 @@ use prost::Message;
 
 /// Fetches the dashboard's JSON and metrics every 100 ms until `stop`;
 /// counts the requests answered.
-fn poll_dashboard(base: String, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>) {
+fn poll_dashboard(base: String, token: String, stop: Arc<AtomicBool>, answered: Arc<AtomicU64>) {
     let host = base.trim_start_matches("http://").to_string();
     while !stop.load(Ordering::Relaxed) {
         for path in ["/api/status", "/metrics"] {
             if let Ok(mut c) = std::net::TcpStream::connect(&host) {
                 let _ = write!(
                     c,
-                    "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                    "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+                     Connection: close\r\n\r\n"
                 );
                 let mut body = Vec::new();
                 if c.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
@@ -105,9 +106,13 @@ fn main() -> anyhow::Result<()> {
         let stop = Arc::new(AtomicBool::new(false));
         let answered = Arc::new(AtomicU64::new(0));
         let poller = {
-            let (base, stop, answered) =
-                (cluster.dashboard.clone(), stop.clone(), answered.clone());
-            std::thread::spawn(move || poll_dashboard(base, stop, answered))
+            let (base, token, stop, answered) = (
+                cluster.dashboard.clone(),
+                cluster.dashboard_token(),
+                stop.clone(),
+                answered.clone(),
+            );
+            std::thread::spawn(move || poll_dashboard(base, token, stop, answered))
         };
         let mut best = f64::INFINITY;
         for _ in 0..3 {

@@ -5,6 +5,7 @@ mod observe;
 mod router;
 mod service;
 mod web;
+mod web_guard;
 
 pub use observe::Snapshot;
 pub use web::prometheus;
@@ -43,6 +44,9 @@ pub enum Error {
 pub struct Config {
     /// Tokens workers and clients must present (none: anyone may connect).
     pub tokens: accel_proto::auth::Tokens,
+    /// The token the dashboard, `/metrics` and the JSON API ask for (none:
+    /// open to whoever reaches them).
+    pub dashboard_token: Option<accel_proto::auth::Secret>,
     /// TLS for every connection (mutual with a CA).
     pub tls: Option<accel_proto::tls::Tls>,
     /// A connection that has not finished its handshake by then is closed.
@@ -67,6 +71,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             tokens: Default::default(),
+            dashboard_token: None,
             tls: None,
             handshake_timeout: accel_proto::incoming::HANDSHAKE,
             idle_timeout: None,
@@ -323,7 +328,8 @@ pub async fn serve_with_dashboard(
         let _ = stopper.send(Input::Stop);
     };
     let http = dashboard.map(|l| {
-        let app = web::router(inputs.clone());
+        let guard = config.dashboard_token.clone().map(web_guard::Guard::new);
+        let app = web::router(inputs.clone(), guard);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(l, app).await {
                 tracing::error!("dashboard: {e}");
@@ -389,7 +395,14 @@ pub async fn serve_with_dashboard(
             let jobs = state.core.job_count();
             let mut cmds = Vec::new();
             state.apply(first, &mut cmds);
+            let mut stopping = false;
             while let Ok(more) = rx.try_recv() {
+                // Nothing after a stop is taken in: a worker attaching then
+                // would hold its stream open, and the server would wait on it.
+                if matches!(more, Input::Stop) {
+                    stopping = true;
+                    break;
+                }
                 state.apply(more, &mut cmds);
             }
             // Busy since the last check: the previous batch's sending, and this one.
@@ -399,6 +412,11 @@ pub async fn serve_with_dashboard(
             let sending = Instant::now();
             state.flush(cmds);
             state.sending = sending.elapsed();
+            if stopping {
+                state.router.workers.clear();
+                state.router.clients.clear();
+                return;
+            }
             state.observer.batch(began.elapsed());
             match (state.core.job_count(), state.idle_since) {
                 (0, None) => state.idle_since = Some(Instant::now()),

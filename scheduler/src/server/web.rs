@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Input;
 use super::observe::Snapshot;
+use super::web_guard::{self, Guard};
 
 #[derive(Clone)]
 struct Loop(mpsc::UnboundedSender<Input>);
@@ -29,9 +30,10 @@ impl Loop {
     }
 }
 
-/// The routes, answering from the loop behind `inputs`.
-pub(super) fn router(inputs: mpsc::UnboundedSender<Input>) -> Router {
-    Router::new()
+/// The routes, answering from the loop behind `inputs`; with a guard, only
+/// to requests that carry its token.
+pub(super) fn router(inputs: mpsc::UnboundedSender<Input>, guard: Option<Guard>) -> Router {
+    let routes = Router::new()
         .route("/", get(|| async { Redirect::to("/status") }))
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
@@ -44,7 +46,11 @@ pub(super) fn router(inputs: mpsc::UnboundedSender<Input>) -> Router {
         .route("/jobs", get(|| page("jobs")))
         .route("/dashboard.js", get(script))
         .route("/dashboard.css", get(style))
-        .with_state(Loop(inputs))
+        .with_state(Loop(inputs));
+    match guard {
+        Some(g) => routes.layer(axum::middleware::from_fn_with_state(g, web_guard::check)),
+        None => routes,
+    }
 }
 
 /// Every page is this one, drawing its part of the snapshot (`start(PAGE)`).

@@ -15,7 +15,7 @@ mod wire;
 use std::time::Duration;
 
 pub use keys::DataKey;
-pub use peers::{Frame, Peers};
+pub use peers::{FetchError, Frame, Peers};
 pub use serve::{ChunkSource, Piece, Service, StoreChunks};
 pub use sink::ChunkSink;
 

@@ -23,6 +23,27 @@ pub enum Frame<'a> {
     Data { offset: usize, bytes: &'a [u8] },
 }
 
+/// Why a fetch failed, and whether the peer answered at all: a peer that
+/// never replied may be gone or out of reach; one that replied with an error
+/// (no such chunk, a wrong credential) or broke off mid-chunk was reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchError {
+    pub message: String,
+    pub answered: bool,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<FetchError> for String {
+    fn from(e: FetchError) -> String {
+        e.message
+    }
+}
+
 /// Idle connections kept per peer.
 const POOL: usize = 16;
 
@@ -157,7 +178,7 @@ impl Peers {
         region: Option<Region>,
         credential: &[u8],
         mut on_frame: impl FnMut(Frame<'_>) -> Result<(), String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), FetchError> {
         let stall = self.stall();
         let mut fresh = false;
         loop {
@@ -166,10 +187,13 @@ impl Peers {
                 .unwrap_or_else(|_| Err(format!("peer {address} did not answer")));
             let (mut c, idle) = match conn {
                 Ok(c) => c,
-                Err(e) => {
+                Err(message) => {
                     // The peer may be gone: the next fetch connects afresh.
                     self.pool().remove(address);
-                    return Err(e);
+                    return Err(FetchError {
+                        message,
+                        answered: false,
+                    });
                 }
             };
             let request = Request {
@@ -203,9 +227,12 @@ impl Peers {
                     self.pool().remove(address);
                     fresh = true;
                 }
-                Err(e) => {
+                Err(message) => {
                     self.pool().remove(address);
-                    return Err(e);
+                    return Err(FetchError {
+                        message,
+                        answered: replied,
+                    });
                 }
             }
         }
