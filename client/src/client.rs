@@ -276,6 +276,9 @@ impl Client {
 
     /// [`Client::plan`] for computing `arrays` and carrying out `writes` in one run.
     pub fn plan_with(&self, arrays: &[&Array], writes: &[Write]) -> Result<Planned> {
+        for w in writes {
+            w.check_unspent()?;
+        }
         let t = Instant::now();
         let mut all: Vec<&Array> = arrays.to_vec();
         all.extend(writes.iter().map(|w| &w.array));

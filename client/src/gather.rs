@@ -58,7 +58,8 @@ struct Want {
 }
 
 enum Fetched {
-    Got(usize, u32),
+    /// Fetched, from the worker at this address.
+    Got(usize, u32, String),
     /// Not fetched; the location was given by update `said_at`; `refused`:
     /// the worker turned every connection away at once.
     Missing {
@@ -102,6 +103,8 @@ struct Fetcher<'a> {
     results: RefCell<Results>,
     /// The job's key, from the scheduler's first update.
     job_key: RefCell<Vec<u8>>,
+    /// Workers known to turn fetches away: not retried again.
+    refusing: RefCell<HashSet<String>>,
 }
 
 /// Follows the job's updates until every output chunk of `plan` is in.
@@ -117,6 +120,7 @@ pub async fn gather(
         peers,
         results: RefCell::new(Results::new(plan)),
         job_key: RefCell::new(Vec::new()),
+        refusing: RefCell::default(),
     };
     let mut book = Book::default();
     let mut inflight = FuturesUnordered::new();
@@ -147,13 +151,20 @@ pub async fn gather(
         }
         tokio::select! {
             Some(r) = inflight.next() => match r {
-                Fetched::Got(o, c) => fetcher.results.borrow_mut().mark(o, c as usize),
+                Fetched::Got(o, c, address) => {
+                    fetcher.results.borrow_mut().mark(o, c as usize);
+                    // It answers again: a later refusal is news.
+                    if book.refused.remove(&address).is_some() {
+                        fetcher.refusing.borrow_mut().remove(&address);
+                    }
+                }
                 Fetched::Wrong(e) => return Err(GatherError::Failed(e)),
                 Fetched::Missing { output: o, chunk: c, loc, said_at, error, refused } => {
                     let why = error.message;
                     tracing::warn!(worker = loc.worker, "result chunk {c} unavailable: {why}");
                     if refused {
                         book.refused(&loc.address, said_at, &why)?;
+                        fetcher.refusing.borrow_mut().insert(loc.address.clone());
                     }
                     book.requested.remove(&(o, c));
                     let n = book.failures.entry((o, c)).or_default();
@@ -269,7 +280,10 @@ impl Fetcher<'_> {
     /// Fetches one output chunk; a worker that turns the connection away is
     /// tried a few more times before the chunk counts as missing.
     async fn fetch(&self, w: Want) -> Fetched {
-        let mut waits = REFUSED_RETRIES.iter();
+        // Each chunk of a worker already known to refuse would spend the
+        // waits again, holding a fetch slot.
+        let known = self.refusing.borrow().contains(&w.loc.address);
+        let mut waits = REFUSED_RETRIES[..if known { 0 } else { REFUSED_RETRIES.len() }].iter();
         loop {
             let began = std::time::Instant::now();
             let error = match self.fetch_once(&w).await {
@@ -330,7 +344,7 @@ impl Fetcher<'_> {
                 "result chunk {} arrived with the wrong shape or dtype",
                 w.key.chunk
             ))),
-            Ok(()) => Ok(Fetched::Got(w.output, w.key.chunk)),
+            Ok(()) => Ok(Fetched::Got(w.output, w.key.chunk, w.loc.address.clone())),
             Err(e) => Err(e),
         }
     }

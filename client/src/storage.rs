@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use accel_core::op::Op;
 use accel_core::storage::zarr::Compression;
-use accel_core::storage::{Sink, Stored, staging};
+use accel_core::storage::{self, Sink, Stored, staging};
 
 use crate::create::{ChunkSpec, leaf};
 use crate::error::{Error, Result};
@@ -97,7 +97,7 @@ impl Write {
     /// that writes it succeeds); the tasks fill it in under a hidden name
     /// beside it, `.NAME.accel-partial`.
     pub fn npy(array: &Array, path: impl AsRef<Path>) -> Result<Write> {
-        let path = path.as_ref();
+        let path = &staging::destination(&storage::resolved(path.as_ref())?);
         not_read_by(array, path)?;
         let staging = staging::staging_path(path)?;
         let target = Stored::create_npy(&staging, &array.shape()?, array.dtype()?)?;
@@ -108,7 +108,7 @@ impl Write {
     /// run that writes it succeeds); every task writes whole storage chunks
     /// of it, under a hidden name beside it until then.
     pub fn zarr(array: &Array, path: impl AsRef<Path>, opts: &ZarrOptions) -> Result<Write> {
-        let path = path.as_ref();
+        let path = &staging::destination(&storage::resolved(path.as_ref())?);
         not_read_by(array, path)?;
         let meta = array.meta()?;
         let chunks = match &opts.chunks {
@@ -130,15 +130,35 @@ impl Write {
         Ok(self)
     }
 
-    /// Moves a new store into place, after the run that wrote it succeeded.
+    /// Moves a new store into place, after the run that wrote it succeeded
+    /// (once: the same write listed twice is moved once).
     pub(crate) fn commit(&self) -> Result<()> {
         let Some(s) = &self.staged else {
             return Ok(());
         };
+        if s.committed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         staging::commit(&s.staging, &s.path)?;
         s.committed
             .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Refuses a new store's write that was carried out already: its
+    /// hidden store has moved into place, and running it again would write
+    /// where nothing is staged.
+    pub(crate) fn check_unspent(&self) -> Result<()> {
+        match &self.staged {
+            Some(s) if s.committed.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(Error::Invalid(format!(
+                    "{}: this write was carried out already; make a new one \
+                     (Write::npy, Write::zarr) to write the array again",
+                    s.path.display()
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `array` into an existing stored array, its first element at `offset`

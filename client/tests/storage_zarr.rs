@@ -224,6 +224,21 @@ fn missing_malformed_corrupt_and_unsupported_stores_are_clear_errors() {
         e.contains("corrupt.zarr") && e.contains("decompresses to 1099511627776 bytes"),
         "{e}"
     );
+    // The same behind a skippable frame, in a v3 store accel wrote.
+    let v3 = scratch("corrupt_v3.zarr");
+    let x = from_zarr(fixture("float64_20x30_zstd.zarr"));
+    local.to_zarr(&x, &v3, &ZarrOptions::default()).unwrap();
+    let mut hidden = vec![0x50, 0x2A, 0x4D, 0x18, 0, 0, 0, 0];
+    hidden.extend_from_slice(&frame);
+    let chunk = v3.join("c/0/0");
+    assert!(chunk.exists());
+    std::fs::write(&chunk, &hidden).unwrap();
+    let e = err(&from_zarr(&v3).sum());
+    assert!(
+        e.contains("corrupt_v3.zarr") && e.contains("corrupt zstd data"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&v3);
 }
 
 /// A run that fails leaves the destination as it was, and no staging files;
@@ -271,6 +286,14 @@ fn a_failed_write_leaves_the_destination_as_it_was() {
     assert_eq!(names(), ["out.npy", "out.zarr"]);
     assert_eq!(local.run(&[&npy_back()]).unwrap().outputs, expected);
     assert_eq!(local.run(&[&from_zarr(&zarr)]).unwrap().outputs, expected);
+    // A write carried out once is not carried out again: its hidden store
+    // has moved into place.
+    let w = Write::zarr(&old, &zarr, &opts).unwrap();
+    local.write(std::slice::from_ref(&w)).unwrap();
+    let e = local.write(&[w]).unwrap_err().to_string();
+    assert!(e.contains("carried out already"), "{e}");
+    assert_eq!(local.run(&[&from_zarr(&zarr)]).unwrap().outputs, old_values);
+    assert_eq!(names(), ["out.npy", "out.zarr"]);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&corrupt);
 }

@@ -329,7 +329,12 @@ fn open_gpu(choice: &str) -> Result<Option<std::sync::Arc<accel_gpu::Offloader>>
 fn parse_advertise(s: &str) -> Result<String, String> {
     let bad = || format!("{s:?} is not HOST:PORT");
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    // An IPv6 address needs its brackets, or its colons run into the port's.
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6,
+        None if host.contains(':') => return Err(bad()),
+        None => host,
+    };
     match port.parse::<u16>() {
         Ok(p) if p > 0 && !host.is_empty() && !host.contains('/') => Ok(s.to_string()),
         _ => Err(bad()),

@@ -153,7 +153,9 @@ fn advertised(config: &Config, local: SocketAddr) -> String {
     if local.ip().is_unspecified() {
         // Listening everywhere: 0.0.0.0 means "this machine" to whoever
         // connects to it, so say which interface instead.
-        if let Some(ip) = facing_ip(&config.scheduler) {
+        if let Some(ip) = facing_ip(&config.scheduler)
+            && ip.is_ipv4() == local.is_ipv4()
+        {
             return SocketAddr::new(ip, local.port()).to_string();
         }
     }

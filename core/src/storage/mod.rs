@@ -53,18 +53,20 @@ pub struct Stored {
     pub format: Format,
 }
 
-/// Paths travel to the workers as text.
-fn utf8(path: &Path) -> Result<&Path, StorageError> {
-    match path.to_str() {
-        Some(_) => Ok(path),
-        None => Err(StorageError::new(path, "the path is not valid UTF-8")),
+/// The path the workers are given: made absolute against this process's
+/// working directory (a relative one would resolve against each worker's),
+/// and text, since paths travel as text.
+pub fn resolved(path: &Path) -> Result<PathBuf, StorageError> {
+    if path.to_str().is_none() {
+        return Err(StorageError::new(path, "the path is not valid UTF-8"));
     }
+    std::path::absolute(path).map_err(|e| StorageError::new(path, e.to_string()))
 }
 
 impl Stored {
     /// Opens the `.npy` file at `path` (reads its header).
     pub fn open_npy(path: impl AsRef<Path>) -> Result<Stored, StorageError> {
-        let path = utf8(path.as_ref())?;
+        let path = &resolved(path.as_ref())?;
         let (shape, dtype, layout) = npy::open(path)?;
         Ok(Stored {
             path: path.to_path_buf(),
@@ -80,7 +82,7 @@ impl Stored {
         shape: &[usize],
         dtype: DType,
     ) -> Result<Stored, StorageError> {
-        let path = utf8(path.as_ref())?;
+        let path = &resolved(path.as_ref())?;
         let layout = npy::create(path, shape, dtype)?;
         Ok(Stored {
             path: path.to_path_buf(),
@@ -92,7 +94,7 @@ impl Stored {
 
     /// Opens the Zarr array (v2 or v3) at `path` (reads its metadata).
     pub fn open_zarr(path: impl AsRef<Path>) -> Result<Stored, StorageError> {
-        let path = utf8(path.as_ref())?;
+        let path = &resolved(path.as_ref())?;
         let (shape, dtype, layout) = zarr::open(path)?;
         Ok(Stored {
             path: path.to_path_buf(),
@@ -111,7 +113,7 @@ impl Stored {
         chunks: &[usize],
         compression: zarr::Compression,
     ) -> Result<Stored, StorageError> {
-        let path = utf8(path.as_ref())?;
+        let path = &resolved(path.as_ref())?;
         let layout = zarr::create(path, shape, dtype, chunks, compression)?;
         Ok(Stored {
             path: path.to_path_buf(),
@@ -244,5 +246,23 @@ impl Sink {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_made_absolute_here_not_on_each_worker() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            resolved(Path::new("data/x.npy")).unwrap(),
+            here.join("data/x.npy")
+        );
+        assert_eq!(
+            resolved(Path::new("/a/b.zarr")).unwrap(),
+            Path::new("/a/b.zarr")
+        );
     }
 }

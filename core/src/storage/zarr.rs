@@ -18,7 +18,6 @@ use crate::buffer::Buffer;
 use crate::dtype::DType;
 
 use super::StorageError;
-use super::zarr_guard::{Guarded, zstd_limit};
 
 /// What a task needs to use the array: its metadata, and its storage chunks.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -46,6 +45,8 @@ fn err(path: &Path, message: impl std::fmt::Display) -> StorageError {
 }
 
 fn store(path: &Path) -> Result<Arc<FilesystemStore>, StorageError> {
+    // Every array opened after this decodes zstd within its chunks' size.
+    super::zarr_guard::install();
     FilesystemStore::new(path)
         .map(Arc::new)
         .map_err(|e| err(path, e))
@@ -175,29 +176,11 @@ pub fn create(
     })
 }
 
-fn metadata(path: &Path, layout: &ZarrLayout) -> Result<ArrayMetadata, StorageError> {
-    serde_json::from_str(&layout.metadata).map_err(|e| err(path, format!("metadata: {e}")))
-}
-
-/// The array, rebuilt from the metadata in the plan, to write.
+/// The array, rebuilt from the metadata in the plan.
 fn array(path: &Path, layout: &ZarrLayout) -> Result<Array<FilesystemStore>, StorageError> {
-    Array::new_with_metadata(store(path)?, "/", metadata(path, layout)?).map_err(|e| err(path, e))
-}
-
-/// The array to read: its chunks checked before they are decoded.
-fn reader(
-    path: &Path,
-    dtype: DType,
-    layout: &ZarrLayout,
-) -> Result<Array<Guarded<FilesystemStore>>, StorageError> {
-    let chunk_bytes = layout
-        .chunks
-        .iter()
-        .try_fold(dtype.size(), |a, &b| a.checked_mul(b))
-        .unwrap_or(usize::MAX);
-    let limit = zstd_limit(&layout.metadata, chunk_bytes);
-    let guarded = Arc::new(Guarded::new(store(path)?, limit));
-    Array::new_with_metadata(guarded, "/", metadata(path, layout)?).map_err(|e| err(path, e))
+    let meta: ArrayMetadata =
+        serde_json::from_str(&layout.metadata).map_err(|e| err(path, format!("metadata: {e}")))?;
+    Array::new_with_metadata(store(path)?, "/", meta).map_err(|e| err(path, e))
 }
 
 fn subset(origin: &[usize], local: &[usize]) -> ArraySubset {
@@ -218,7 +201,7 @@ pub fn read_box(
     origin: &[usize],
     local: &[usize],
 ) -> Result<Buffer, StorageError> {
-    let a = reader(path, dtype, layout)?;
+    let a = array(path, layout)?;
     let s = subset(origin, local);
     let opts = options();
     let e = |x| err(path, x);

@@ -12,20 +12,26 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use accel_proto::auth::{Secret, ct_eq};
 
-const COOKIE: &str = "accel_dashboard";
-
-/// The dashboard's credential: the token, and the cookie value it yields.
+/// The dashboard's credential: the token, and the cookie it yields.
 #[derive(Clone, Debug)]
 pub(super) struct Guard {
     token: Secret,
+    /// Named after the token too: cookies ignore ports, and two schedulers
+    /// on one host must not overwrite each other's.
+    cookie_name: String,
     cookie: String,
 }
 
 impl Guard {
     pub(super) fn new(token: Secret) -> Guard {
         let tag = token.job_key(u64::MAX);
-        let cookie = tag.bytes().iter().map(|b| format!("{b:02x}")).collect();
-        Guard { token, cookie }
+        let cookie: String = tag.bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let cookie_name = format!("accel_dashboard_{}", &cookie[..8]);
+        Guard {
+            token,
+            cookie_name,
+            cookie,
+        }
     }
 
     fn token_in_headers(&self, headers: &HeaderMap) -> bool {
@@ -40,7 +46,11 @@ impl Guard {
         auth.into_iter().any(|v| self.authorization(v))
             || cookies
                 .flat_map(|v| v.split(';'))
-                .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+                .filter_map(|c| {
+                    c.trim()
+                        .strip_prefix(self.cookie_name.as_str())?
+                        .strip_prefix('=')
+                })
                 .any(|c| ct_eq(c.as_bytes(), self.cookie.as_bytes()))
     }
 
@@ -74,9 +84,11 @@ impl Guard {
                 None => true,
             })
             .collect();
+        // One leading slash: `//host/...` would send the browser off-site.
+        let path = format!("/{}", uri.path().trim_start_matches(['/', '\\']));
         found.then(|| match rest.is_empty() {
-            true => uri.path().to_string(),
-            false => format!("{}?{}", uri.path(), rest.join("&")),
+            true => path,
+            false => format!("{path}?{}", rest.join("&")),
         })
     }
 }
@@ -88,9 +100,11 @@ pub(super) async fn check(State(guard): State<Guard>, req: Request, next: Next) 
     }
     if let Some(clean) = guard.token_in_query(req.uri()) {
         let mut r = Redirect::to(&clean).into_response();
+        // Lax: the redirect after a link followed from elsewhere still
+        // carries it (every route only reads).
         let cookie = format!(
-            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
-            guard.cookie
+            "{}={}; Path=/; HttpOnly; SameSite=Lax",
+            guard.cookie_name, guard.cookie
         );
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             r.headers_mut().insert(header::SET_COOKIE, v);
@@ -225,8 +239,13 @@ mod tests {
         let cookie = set.split(';').next().unwrap().to_string();
         let ok = call("/api/status", &[("cookie", &format!("x=1; {cookie}"))]).await;
         assert_eq!(ok.status(), StatusCode::OK);
-        let forged = call("/api/status", &[("cookie", "accel_dashboard=00")]).await;
+        let name = cookie.split('=').next().unwrap().to_string();
+        assert!(name.starts_with("accel_dashboard_"), "{name}");
+        let forged = call("/api/status", &[("cookie", &format!("{name}=00"))]).await;
         assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+        // The redirect stays on this site.
+        let r = call("//evil.example/x?token=s3cret%2F%2B%3D", &[]).await;
+        assert_eq!(r.headers()[header::LOCATION], "/evil.example/x");
         let wrong = call("/api/status?token=guess", &[]).await;
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
         // Pasted as it is, unescaped.
