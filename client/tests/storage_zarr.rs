@@ -239,6 +239,20 @@ fn missing_malformed_corrupt_and_unsupported_stores_are_clear_errors() {
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&v3);
+    // A gzip chunk that inflates a thousandfold: refused once it passes the
+    // chunk's size, instead of growing to the end.
+    let bomb = scratch("gzip_bomb.zarr");
+    let _ = std::fs::remove_dir_all(&bomb);
+    copy_dir(&fixture("float64_20x30_gzip.zarr"), &bomb);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &vec![0u8; 64 << 20]).unwrap();
+    std::fs::write(bomb.join("1.1"), gz.finish().unwrap()).unwrap();
+    let e = err(&from_zarr(&bomb).sum());
+    assert!(
+        e.contains("gzip_bomb.zarr") && e.contains("corrupt gzip data"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&bomb);
 }
 
 /// A run that fails leaves the destination as it was, and no staging files;

@@ -265,4 +265,18 @@ mod tests {
             Path::new("/a/b.zarr")
         );
     }
+
+    #[test]
+    fn a_removed_zarr_store_is_not_brought_back_by_a_late_write() {
+        let dir = std::env::temp_dir().join(format!("accel-gone-{}.zarr", std::process::id()));
+        let s = Stored::create_zarr(&dir, &[4, 4], DType::F64, &[2, 2], zarr::Compression::None)
+            .unwrap();
+        let chunk = Buffer::F64(vec![1.0; 4]);
+        s.write_box(&[0, 0], &[2, 2], &chunk).unwrap();
+        assert_eq!(s.read_box(&[0, 0], &[2, 2]).unwrap(), chunk);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = s.write_box(&[2, 2], &[2, 2], &chunk).unwrap_err();
+        assert!(e.to_string().contains("the store is gone"), "{e}");
+        assert!(!dir.exists());
+    }
 }

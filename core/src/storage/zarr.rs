@@ -243,6 +243,12 @@ pub fn write_box(
     local: &[usize],
     data: &Buffer,
 ) -> Result<(), StorageError> {
+    // Writing a chunk creates the directories above it: a store removed
+    // while this task ran (its job failed and the client cleaned its staging
+    // store up) would come back as litter holding one chunk.
+    if !path.is_dir() {
+        return Err(err(path, "the store is gone (removed while this task ran)"));
+    }
     let a = array(path, layout)?;
     let s = subset(origin, local);
     let opts = options();
