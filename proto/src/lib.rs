@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod http_auth;
 pub mod incoming;
 pub mod scheduler_file;
 pub mod tls;

@@ -387,6 +387,49 @@ impl Cluster {
         read(&self.logs.join(file)).trim().to_string()
     }
 
+    /// The token a worker's `/metrics` asks for.
+    pub fn worker_metrics_token(&self) -> String {
+        let file = match self.options.security {
+            Security::Token => "worker.token",
+            _ => "metrics.token",
+        };
+        read(&self.logs.join(file)).trim().to_string()
+    }
+
+    /// Where worker `k` (started with `--metrics-port`) serves its metrics,
+    /// from its log.
+    pub fn worker_metrics_address(&self, k: usize) -> anyhow::Result<String> {
+        for _ in 0..200 {
+            let found = self
+                .worker_log(k)
+                .lines()
+                .find(|l| l.contains("metrics") && l.contains("address="))
+                .and_then(|l| l.split("address=").nth(1))
+                .map(|a| a.split_whitespace().next().unwrap_or("").to_string());
+            if let Some(a) = found {
+                return Ok(a);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("worker {k} never served metrics:\n{}", self.worker_log(k))
+    }
+
+    /// The value of the metric `name` (0 if absent) at a worker's metrics
+    /// `address`, presenting the token.
+    pub fn worker_metric(&self, address: &str, name: &str) -> anyhow::Result<f64> {
+        let token = self.worker_metrics_token();
+        let (code, body) = http_get_as(address, "/metrics", Some(&token))?;
+        if code != 200 {
+            bail!("GET {address}/metrics: HTTP {code}: {body}");
+        }
+        Ok(body
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0))
+    }
+
     /// GETs `path` from the dashboard, presenting its token.
     pub fn dashboard_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         http_get_as(&self.dashboard, path, Some(&self.dashboard_token()))
@@ -457,6 +500,18 @@ fn secure(logs: &Path, options: &mut Options) -> anyhow::Result<Vec<String>> {
         options.scheduler_args.extend([
             "--dashboard-token-file".into(),
             arg(logs.join("dashboard.token")),
+        ]);
+    }
+    // So does a worker's /metrics: the workers' token on a cluster with
+    // tokens, one of its own otherwise.
+    if options.security != Security::Token {
+        std::fs::write(
+            logs.join("metrics.token"),
+            format!("m-{}\n", unique_token()),
+        )?;
+        worker.extend([
+            "--metrics-token-file".into(),
+            arg(logs.join("metrics.token")),
         ]);
     }
     match options.security {

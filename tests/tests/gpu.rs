@@ -6,37 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use accel::{Client, DType, DynArray};
-use accel_e2e::{Cluster, http_get};
-
-/// The worker's `/metrics` address, from its log.
-fn metrics_address(cluster: &Cluster, worker: usize) -> String {
-    for _ in 0..200 {
-        let found = cluster
-            .worker_log(worker)
-            .lines()
-            .find(|l| l.contains("metrics") && l.contains("address="))
-            .and_then(|l| l.split("address=").nth(1))
-            .map(|a| a.split_whitespace().next().unwrap_or("").to_string());
-        if let Some(a) = found {
-            return a;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!(
-        "worker {worker} never served metrics:\n{}",
-        cluster.worker_log(worker)
-    );
-}
-
-fn metric(address: &str, name: &str) -> f64 {
-    let (code, body) = http_get(address, "/metrics").unwrap();
-    assert_eq!(code, 200);
-    body.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
+use accel_e2e::Cluster;
 
 /// `got` is `want` bit for bit, or (floats) within a few ulps of the
 /// largest of them: the GPU's `log`, `arcsin`, `arctan2`, ... are within
@@ -83,7 +53,10 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
         .add_worker_with(&["--gpu", "software", "--metrics-port", "0"])
         .unwrap();
     cluster.wait_for_workers(2).unwrap();
-    let (cpu_at, gpu_at) = (metrics_address(&cluster, 0), metrics_address(&cluster, 1));
+    let (cpu_at, gpu_at) = (
+        cluster.worker_metrics_address(0).unwrap(),
+        cluster.worker_metrics_address(1).unwrap(),
+    );
     assert!(cluster.worker_log(1).contains("fused kernels run on a GPU"));
     let remote = cluster.client().unwrap().with_progress(false);
     let local = Client::local().with_progress(false);
@@ -94,12 +67,32 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
         remote.run(&[&y]).unwrap().outputs,
         local.run(&[&y]).unwrap().outputs
     );
-    assert_eq!(metric(&gpu_at, "accel_worker_gpu_kernels_total"), 2.0);
-    assert_eq!(metric(&gpu_at, "accel_worker_tasks_computed_total"), 2.0);
+    assert_eq!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
+            .unwrap(),
+        2.0
+    );
+    assert_eq!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_tasks_computed_total")
+            .unwrap(),
+        2.0
+    );
     // Their chunks stayed on the GPU until the client fetched them: each
     // read back once.
-    assert_eq!(metric(&gpu_at, "accel_worker_gpu_read_backs_total"), 2.0);
-    assert_eq!(metric(&cpu_at, "accel_worker_tasks_computed_total"), 0.0);
+    assert_eq!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_read_backs_total")
+            .unwrap(),
+        2.0
+    );
+    assert_eq!(
+        cluster
+            .worker_metric(&cpu_at, "accel_worker_tasks_computed_total")
+            .unwrap(),
+        0.0
+    );
     // Two the GPU sends back (an infinity under `sin` in each chunk) are
     // computed by the GPU worker's CPUs, with the CPU's values.
     let data = ndarray::Array1::from_iter((0..200_000).map(|k| match k % 100_000 {
@@ -109,8 +102,18 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
     let e = accel::from_ndarray(&data, 100_000).sin();
     let (got, want) = (remote.run(&[&e]).unwrap(), local.run(&[&e]).unwrap());
     assert_within_bound(&got.outputs[0], &want.outputs[0]);
-    assert_eq!(metric(&gpu_at, "accel_worker_gpu_kernels_total"), 2.0);
-    assert_eq!(metric(&gpu_at, "accel_worker_gpu_declined_total"), 2.0);
+    assert_eq!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
+            .unwrap(),
+        2.0
+    );
+    assert_eq!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_declined_total")
+            .unwrap(),
+        2.0
+    );
     // Every seed workload gives the embedded CPU's result (within the
     // documented bound where the CPU takes a function from the C library).
     for a in accel_examples::samples::arrays() {
@@ -119,14 +122,33 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
             assert_within_bound(g, w);
         }
     }
-    assert!(metric(&gpu_at, "accel_worker_gpu_kernels_total") > 2.0);
-    assert_eq!(metric(&gpu_at, "accel_worker_gpu_failed_total"), 0.0);
+    assert!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
+            .unwrap()
+            > 2.0
+    );
+    assert_eq!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_failed_total")
+            .unwrap(),
+        0.0
+    );
     // The heat plate's stencil tasks ran there, every fused step on the device.
-    assert!(metric(&gpu_at, "accel_worker_gpu_stencils_total") > 0.0);
+    assert!(
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_stencils_total")
+            .unwrap()
+            > 0.0
+    );
     // Partial reductions folded there are among its kernels.
     assert!(
-        metric(&gpu_at, "accel_worker_gpu_folded_total")
-            <= metric(&gpu_at, "accel_worker_gpu_kernels_total")
+        cluster
+            .worker_metric(&gpu_at, "accel_worker_gpu_folded_total")
+            .unwrap()
+            <= cluster
+                .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
+                .unwrap()
     );
 }
 
@@ -160,14 +182,29 @@ fn a_lost_gpu_loses_no_data() {
         ])
         .unwrap();
     cluster.wait_for_workers(1).unwrap();
-    let at = metrics_address(&cluster, 0);
+    let at = cluster.worker_metrics_address(0).unwrap();
     let remote = cluster.client().unwrap().with_progress(false);
     let local = Client::local().with_progress(false);
     let y = |n| (accel::arange(n, n / 4).astype(DType::F64) * 2.5 + 1.0).sqrt();
     let kept = remote.persist(&y(200_000)).unwrap();
-    assert_eq!(metric(&at, "accel_worker_gpu_kernels_total"), 4.0);
-    assert_eq!(metric(&at, "accel_worker_gpu_read_backs_total"), 0.0);
-    assert!(metric(&at, "accel_worker_gpu_device_only_bytes") >= 200_000.0 * 8.0);
+    assert_eq!(
+        cluster
+            .worker_metric(&at, "accel_worker_gpu_kernels_total")
+            .unwrap(),
+        4.0
+    );
+    assert_eq!(
+        cluster
+            .worker_metric(&at, "accel_worker_gpu_read_backs_total")
+            .unwrap(),
+        0.0
+    );
+    assert!(
+        cluster
+            .worker_metric(&at, "accel_worker_gpu_device_only_bytes")
+            .unwrap()
+            >= 200_000.0 * 8.0
+    );
     // A complex power of the kept array: its first task takes the GPU for
     // lost, so it and every later kernel run on the CPU.
     let power = |a: &accel::Array| {
@@ -182,7 +219,12 @@ fn a_lost_gpu_loses_no_data() {
     assert!(log.contains("a chunk the GPU lost"), "{log}");
     // Nothing came back from the lost GPU, and the persisted array is
     // whole again (recomputed on the CPU): read twice, same values.
-    assert_eq!(metric(&at, "accel_worker_gpu_read_backs_total"), 0.0);
+    assert_eq!(
+        cluster
+            .worker_metric(&at, "accel_worker_gpu_read_backs_total")
+            .unwrap(),
+        0.0
+    );
     let again = remote.run(&[&power(&kept)]).unwrap().outputs;
     assert_eq!(again, want);
 }

@@ -348,6 +348,28 @@ fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
             && err.contains("--dashboard-token-file"),
         "{err}"
     );
+    // A worker's /metrics beyond loopback needs a token too, even where its
+    // chunks are served over mutual TLS.
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let out = Command::new(accel_e2e::program("accel-worker").unwrap())
+        .args(["https://127.0.0.1:1", "--listen", "0.0.0.0:0"])
+        .args(["--metrics-port", "0"])
+        .args([
+            "--tls-cert",
+            &path("worker.pem"),
+            "--tls-key",
+            &path("worker.key"),
+        ])
+        .args(["--tls-ca", &path("ca.pem")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve /metrics on 0.0.0.0")
+            && err.contains("--metrics-token-file"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     // A worker of an unsecured cluster does not serve chunks beyond loopback either.
@@ -361,4 +383,31 @@ fn without_security_nothing_listens_beyond_loopback_unless_told_to() {
     .unwrap();
     let k = cluster.add_worker_as(&["--listen", "0.0.0.0:0"]).unwrap();
     exits_with(&mut cluster, k, "refusing to serve chunks on 0.0.0.0");
+}
+
+/// A worker's `/metrics` asks for its token (the workers' one, or
+/// `--metrics-token-file`); `/health` stays open for probes.
+#[test]
+fn a_workers_metrics_ask_for_its_token() {
+    let mut cluster = Cluster::start_with(0, Options::default()).unwrap();
+    cluster.add_worker_with(&["--metrics-port", "0"]).unwrap();
+    cluster.wait_for_workers(1).unwrap();
+    let at = cluster.worker_metrics_address(0).unwrap();
+    rightful_client_still_works(&cluster);
+    let (code, body) = accel_e2e::http_get(&at, "/metrics").unwrap();
+    assert_eq!(code, 401, "{body}");
+    assert!(!body.contains("accel_worker_"), "{body}");
+    let (code, _) = accel_e2e::http_get_as(&at, "/metrics", Some("not-the-token")).unwrap();
+    assert_eq!(code, 401);
+    // The sum's ten partial sums and their combination.
+    assert_eq!(
+        cluster
+            .worker_metric(&at, "accel_worker_tasks_computed_total")
+            .unwrap(),
+        11.0
+    );
+    assert_eq!(
+        accel_e2e::http_get(&at, "/health").unwrap(),
+        (200, "ok\n".to_string())
+    );
 }

@@ -41,6 +41,10 @@ struct Args {
     /// Serve /metrics and /health on this port (of the chunk-serving interface).
     #[arg(long, env = "ACCEL_METRICS_PORT")]
     metrics_port: Option<u16>,
+    /// A file holding the token /metrics asks for (first line; default: the
+    /// worker's --token-file). /health stays open.
+    #[arg(long, env = "ACCEL_METRICS_TOKEN_FILE")]
+    metrics_token_file: Option<std::path::PathBuf>,
     /// The GPU fused kernels run on: `auto` (a CUDA device, else the first
     /// hardware Vulkan GPU with 64-bit floats, if any), `none`, `cuda[:N]`,
     /// `software` (Mesa's lavapipe, for tests) or a Vulkan adapter number.
@@ -111,7 +115,8 @@ struct Args {
     /// The name server certificates must hold (default: `accel` with a CA).
     #[arg(long, env = "ACCEL_TLS_SERVER_NAME")]
     tls_server_name: Option<String>,
-    /// Serve chunks on an interface other than loopback without a token or TLS.
+    /// Serve chunks on an interface other than loopback without a token or
+    /// TLS, or /metrics there without a token.
     #[arg(long, env = "ACCEL_INSECURE")]
     insecure: bool,
     /// Testing only: abort when a task whose stage label contains TEXT starts.
@@ -226,6 +231,23 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
         }
         tracing::warn!(ip = %listen.ip(), "serving chunks without a token or TLS (--insecure)");
     }
+    let metrics_token = match &args.metrics_token_file {
+        Some(file) => Some(
+            accel_proto::auth::Secret::from_file(file)
+                .map_err(|e| format!("--metrics-token-file: {e}"))?,
+        ),
+        None => token.clone(),
+    };
+    if args.metrics_port.is_some() && !listen.ip().is_loopback() && metrics_token.is_none() {
+        if !args.insecure {
+            return Err(format!(
+                "refusing to serve /metrics on {} without a token (it shows what this worker \
+                 holds and moves): give --metrics-token-file (or --token-file), or pass --insecure",
+                listen.ip()
+            ));
+        }
+        tracing::warn!(ip = %listen.ip(), "serving /metrics without a token (--insecure)");
+    }
     let name = args.name.unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())
@@ -266,6 +288,7 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
         token,
         tls,
         metrics: args.metrics_port.map(|p| SocketAddr::new(listen.ip(), p)),
+        metrics_token,
         advertise: args.advertise,
         resources,
     };

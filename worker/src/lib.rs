@@ -72,6 +72,8 @@ pub struct Config {
     pub tls: Option<accel_proto::tls::Tls>,
     /// Where to serve `/metrics` and `/health` (none: not served).
     pub metrics: Option<SocketAddr>,
+    /// The token `/metrics` asks for (none: open).
+    pub metrics_token: Option<accel_proto::auth::Secret>,
     /// The address peers and clients fetch this worker's chunks from, when
     /// it is not the one it listens on (NAT, containers); `None`: the
     /// listening address, an unspecified IP (`0.0.0.0`) replaced by the
@@ -102,6 +104,7 @@ impl Config {
             token: None,
             tls: None,
             metrics: None,
+            metrics_token: None,
             advertise: None,
             resources: Vec::new(),
             gpu: None,
@@ -235,6 +238,7 @@ pub async fn run(
                 })?;
             tracing::info!(address = %l.local_addr().map_err(|e| Error::Transport(e.to_string()))?, "metrics");
             let app = metrics::router(
+                config.metrics_token.clone(),
                 config.name.clone(),
                 shared.store.clone(),
                 shared.counters.clone(),

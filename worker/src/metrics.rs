@@ -1,14 +1,20 @@
 //! A worker's own `/metrics` (Prometheus text) and `/health`, on
 //! `--metrics-port`: what it holds and spilled, what it moved, how long its
-//! tasks computed. Counters are atomics bumped as things happen.
+//! tasks computed. Counters are atomics bumped as things happen. With a
+//! token, `/metrics` asks for it (Bearer or Basic); `/health` stays open for
+//! probes.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use accel_proto::auth::Secret;
+use accel_proto::http_auth::authorizes;
 use axum::Router;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::store::Store;
@@ -41,8 +47,29 @@ pub struct Counters {
     pub compute: Tally,
 }
 
-/// The worker's metrics routes.
+/// Lets through requests that present `token`, if there is one.
+async fn guard(State(token): State<Option<Secret>>, req: Request, next: Next) -> Response {
+    let allowed = token.as_ref().is_none_or(|t| {
+        req.headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| authorizes(t, v))
+    });
+    if !allowed {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"accel worker\"")],
+            "this worker's metrics ask for its token (Authorization: Bearer TOKEN)\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// The worker's metrics routes; `/metrics` asks for `token` if given.
 pub fn router(
+    token: Option<Secret>,
     name: String,
     store: Arc<Store>,
     counters: Arc<Counters>,
@@ -170,8 +197,7 @@ pub fn router(
         );
         o
     };
-    Router::new()
-        .route("/health", get(|| async { "ok\n" }))
+    let metrics = Router::new()
         .route(
             "/metrics",
             get(move || {
@@ -188,4 +214,8 @@ pub fn router(
                 }
             }),
         )
+        .layer(axum::middleware::from_fn_with_state(token, guard));
+    Router::new()
+        .route("/health", get(|| async { "ok\n" }))
+        .merge(metrics)
 }

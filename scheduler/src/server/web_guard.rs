@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use accel_proto::auth::{Secret, ct_eq};
+use accel_proto::http_auth::authorizes;
 
 /// The dashboard's credential: the token, and the cookie it yields.
 #[derive(Clone, Debug)]
@@ -43,7 +44,7 @@ impl Guard {
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok());
-        auth.into_iter().any(|v| self.authorization(v))
+        auth.into_iter().any(|v| authorizes(&self.token, v))
             || cookies
                 .flat_map(|v| v.split(';'))
                 .filter_map(|c| {
@@ -52,22 +53,6 @@ impl Guard {
                         .strip_prefix('=')
                 })
                 .any(|c| ct_eq(c.as_bytes(), self.cookie.as_bytes()))
-    }
-
-    /// `Bearer TOKEN`, or `Basic base64(anyone:TOKEN)`.
-    fn authorization(&self, value: &str) -> bool {
-        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-        let rest = rest.trim();
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return self.token.matches(rest.as_bytes());
-        }
-        if scheme.eq_ignore_ascii_case("basic")
-            && let Some(decoded) = base64_decode(rest)
-            && let Some(i) = decoded.iter().position(|&b| b == b':')
-        {
-            return self.token.matches(&decoded[i + 1..]);
-        }
-        false
     }
 
     /// The token given as `?token=...`, and the query without it.
@@ -145,36 +130,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Standard base64 (with or without padding); `None` if malformed.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for group in s.chunks(4) {
-        let mut n = 0u32;
-        for (k, &c) in group.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * k);
-        }
-        let bytes = n.to_be_bytes();
-        match group.len() {
-            4 => out.extend_from_slice(&bytes[1..4]),
-            3 => out.extend_from_slice(&bytes[1..3]),
-            2 => out.push(bytes[1]),
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -255,11 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn base64_and_percent_escapes_decode() {
-        assert_eq!(base64_decode("bWU6czNjcmV0Lys9").unwrap(), b"me:s3cret/+=");
-        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
-        assert_eq!(base64_decode("YWI").unwrap(), b"ab");
-        assert!(base64_decode("Y").is_none() && base64_decode("a$cd").is_none());
+    fn percent_escapes_decode() {
         assert_eq!(percent_decode("a%2Fb+c%zz%4"), "a/b+c%zz%4");
     }
 }
