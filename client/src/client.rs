@@ -455,6 +455,7 @@ impl Client {
 
     fn run_writing(&self, arrays: &[&Array], writes: &[Write]) -> Result<Run> {
         let planned = self.plan_with(arrays, writes)?;
+        check_results_fit(&planned.plan)?;
         if let Some(remote) = &self.remote {
             let progress =
                 crate::progress::Progress::new(self.progress, planned.plan.task_count() as u64);
@@ -617,5 +618,29 @@ impl Array {
     /// The optimized, lowered plan (task counts, DOT export).
     pub fn plan(&self) -> Result<Planned> {
         Client::local().plan(&[self])
+    }
+}
+
+/// Refuses, before anything runs, results this machine could not hold:
+/// each is gathered into one array here, wherever it was computed.
+fn check_results_fit(plan: &accel_core::Plan) -> Result<()> {
+    let Some(total) = accel_core::memory::total_memory() else {
+        return Ok(());
+    };
+    let bytes = plan.outputs.iter().try_fold(0u64, |t, s| {
+        let m = &plan.stage(*s).meta;
+        let n = accel_core::shape::checked_size(&m.shape).ok()? as u64;
+        n.checked_mul(m.dtype.size() as u64)
+            .and_then(|b| t.checked_add(b))
+    });
+    match bytes {
+        Some(b) if b <= total => Ok(()),
+        _ => Err(Error::Invalid(format!(
+            "the results take {}, more than this machine's memory ({total} bytes): \
+             write them to storage (Write::npy, Write::zarr) or reduce them first",
+            bytes.map_or("more bytes than a word counts".to_string(), |b| format!(
+                "{b} bytes"
+            ))
+        ))),
     }
 }

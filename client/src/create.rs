@@ -71,7 +71,7 @@ impl ChunkSpec {
     /// The chunk grid for `shape` with elements of `dtype`.
     pub fn resolve(&self, shape: &[usize], dtype: DType) -> accel_core::Result<Chunks> {
         match self {
-            ChunkSpec::Auto => Ok(Chunks::auto(shape, dtype.size())),
+            ChunkSpec::Auto => Chunks::auto(shape, dtype.size()),
             ChunkSpec::Edge(n) => Chunks::regular(shape, &vec![*n; shape.len()]),
             ChunkSpec::Shape(c) => Chunks::regular(shape, c),
             ChunkSpec::Explicit(c) => Chunks::explicit(shape, c.clone()),

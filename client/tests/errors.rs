@@ -134,3 +134,23 @@ fn compute_of_a_failed_array_through_a_client() {
     let b = ones(&[2, 2], DType::F64, 2);
     assert!(Client::local().run(&[&(&a + &b)]).is_err());
 }
+
+/// Results larger than this machine's memory are refused before anything
+/// runs (they would be gathered here), embedded and on a cluster alike.
+#[test]
+fn results_larger_than_memory_are_refused_before_running() {
+    let huge = zeros(&[1 << 42], DType::F64, [1 << 26]) + 1.0;
+    let e = Client::local()
+        .compute::<f64>(&huge)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the results take 35184372088832 bytes") && e.contains("Write::npy"),
+        "{e}"
+    );
+    // Reduced, the same array is fine to plan and hand back.
+    let total = Client::local()
+        .compute::<f64>(&(zeros(&[1 << 20], DType::F64, [1 << 18]) + 1.0).sum())
+        .unwrap();
+    assert_eq!(total[[]], (1u64 << 20) as f64);
+}

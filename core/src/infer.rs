@@ -462,17 +462,18 @@ pub fn matmul(a: &Meta, b: &Meta, split_every: usize) -> Result<Meta> {
 }
 
 pub fn reshape(a: &Meta, shape: &[usize]) -> Result<Meta> {
-    if shape::size(shape) != shape::size(&a.shape) {
+    // Checked: products that wrap would let any two shapes match.
+    let elements = shape::checked_size(&a.shape)?;
+    if shape::checked_size(shape)? != elements {
         return Err(Error::Shape(format!(
-            "cannot reshape {a} ({} elements) into shape {shape:?}",
-            shape::size(&a.shape)
+            "cannot reshape {a} ({elements} elements) into shape {shape:?}"
         )));
     }
     let target = shape::size(&a.chunks.max_chunk());
     Ok(Meta {
         shape: shape.to_vec(),
         dtype: a.dtype,
-        chunks: Chunks::auto_elems(shape, target),
+        chunks: Chunks::auto_elems(shape, target)?,
     })
 }
 

@@ -84,7 +84,9 @@ impl Plan {
 }
 
 fn check_meta(i: usize, m: &Meta) -> Result<()> {
-    if m.chunks.shape() != m.shape
+    shape::checked_size(&m.shape).map_err(|e| bad(i, e))?;
+    if m.chunks.0.len() != m.shape.len()
+        || m.chunks.shape() != m.shape
         || m.chunks
             .0
             .iter()
@@ -236,7 +238,15 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             ) {
                 return Err(bad(i, "combine reads a stage that is not a reduction"));
             }
-            if fan_in.len() != nd || fan_in.contains(&0) || spec.axes.iter().any(|&a| a >= nd) {
+            // Fan-in merges chunks along reduced axes only, and is bounded so
+            // that the chunk ranges it spans cannot overflow.
+            let kept_merged = (0..nd).any(|d| !spec.axes.contains(&d) && fan_in.get(d) != Some(&1));
+            if fan_in.len() != nd
+                || fan_in.contains(&0)
+                || fan_in.iter().any(|&f| f > u32::MAX as usize)
+                || kept_merged
+                || spec.axes.iter().any(|&a| a >= nd)
+            {
                 return Err(bad(
                     i,
                     format!(

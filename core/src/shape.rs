@@ -10,6 +10,38 @@ pub fn size(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// Most elements one array may have: every byte offset of it (16-byte
+/// elements included) fits in a word, and every index in an f64.
+pub const MAX_ELEMENTS: usize = 1 << 53;
+
+/// Most axes one array may have (NumPy's limit).
+pub const MAX_NDIM: usize = 64;
+
+/// The number of elements of `shape`, or an error if it has more than
+/// [`MAX_ELEMENTS`] or more than [`MAX_NDIM`] axes (a shape from a file or
+/// the network whose product would wrap).
+pub fn checked_size(shape: &[usize]) -> Result<usize> {
+    if shape.len() > MAX_NDIM {
+        return Err(Error::Shape(format!(
+            "{} axes (at most {MAX_NDIM})",
+            shape.len()
+        )));
+    }
+    // An empty axis makes the array empty, whatever the others say.
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |a, &n| a.checked_mul(n))
+        .filter(|&n| n <= MAX_ELEMENTS)
+        .ok_or_else(|| {
+            Error::Shape(format!(
+                "shape {shape:?} has more than {MAX_ELEMENTS} elements"
+            ))
+        })
+}
+
 /// Row-major strides (in elements) of a shape.
 pub fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
@@ -111,20 +143,21 @@ impl Chunks {
 
     /// About [`AUTO_CHUNK_BYTES`] per chunk, splitting the leading axes first
     /// and keeping chunks as square as the shape allows (like dask's "auto").
-    pub fn auto(shape: &[usize], itemsize: usize) -> Chunks {
+    pub fn auto(shape: &[usize], itemsize: usize) -> Result<Chunks> {
         Chunks::auto_elems(shape, (AUTO_CHUNK_BYTES / itemsize.max(1)).max(1))
     }
 
-    /// Chunks of about `target` elements, as square as the shape allows.
-    pub fn auto_elems(shape: &[usize], target: usize) -> Chunks {
+    /// Chunks of about `target` elements, as square as the shape allows; an
+    /// error if that makes more than [`MAX_CHUNKS`] of them.
+    pub fn auto_elems(shape: &[usize], target: usize) -> Result<Chunks> {
         let target = target.max(1);
         let nd = shape.len();
         if nd == 0 {
-            return Chunks(Vec::new());
+            return Ok(Chunks(Vec::new()));
         }
         // An empty array is one (empty) chunk, however long its other axes.
         if shape.contains(&0) {
-            return Chunks(shape.iter().map(|&n| vec![n]).collect());
+            return Ok(Chunks(shape.iter().map(|&n| vec![n]).collect()));
         }
         // Equal edge length per axis, then give the slack of short axes to the others.
         let mut chunk = vec![0usize; nd];
@@ -152,13 +185,8 @@ impl Chunks {
                 break;
             }
         }
-        Chunks(
-            shape
-                .iter()
-                .zip(&chunk)
-                .map(|(&n, &c)| split_axis(n, c.max(1)))
-                .collect(),
-        )
+        // Counted before the lists are made, as for explicit chunk shapes.
+        Chunks::regular(shape, &chunk)
     }
 
     pub fn ndim(&self) -> usize {
@@ -280,20 +308,30 @@ mod tests {
         assert!(Chunks::regular(&[usize::MAX, usize::MAX], &[1, 1]).is_err());
         // An empty array is one chunk, whatever its other axes.
         assert_eq!(
-            Chunks::auto(&[1 << 62, 0], 8).0,
+            Chunks::auto(&[1 << 62, 0], 8).unwrap().0,
             vec![vec![1usize << 62], vec![0]]
         );
+        // Auto chunks of an enormous shape are too many, not terabytes of lists.
+        let e = Chunks::auto(&[1 << 62], 8).unwrap_err().to_string();
+        assert!(e.contains("choose larger chunks"), "{e}");
+        assert!(Chunks::auto(&[usize::MAX], 8).is_err());
+        assert!(Chunks::auto_elems(&[1 << 40, 1 << 24], 0).is_err());
+        assert_eq!(checked_size(&[1 << 20, 1 << 20]).unwrap(), 1 << 40);
+        assert_eq!(checked_size(&[usize::MAX, 0]).unwrap(), 0);
+        assert!(checked_size(&[1 << 32, 1 << 32]).is_err());
+        assert!(checked_size(&[1 << 40, 1 << 24]).is_err());
+        assert!(checked_size(&[1; 65]).is_err());
         assert!(Chunks::explicit(&[10], vec![vec![3, 3]]).is_err());
     }
 
     #[test]
     fn auto_chunks_about_128_mib() {
-        let c = Chunks::auto(&[100_000_000], 8);
+        let c = Chunks::auto(&[100_000_000], 8).unwrap();
         assert_eq!(c.0[0][0], 16 << 20);
-        let c = Chunks::auto(&[40_000, 40_000], 8);
+        let c = Chunks::auto(&[40_000, 40_000], 8).unwrap();
         let m = c.max_chunk();
         assert!(m[0] * m[1] * 8 <= AUTO_CHUNK_BYTES && m[0] * m[1] * 8 > AUTO_CHUNK_BYTES / 2);
-        let c = Chunks::auto(&[3, 100_000_000], 8);
+        let c = Chunks::auto(&[3, 100_000_000], 8).unwrap();
         assert_eq!(c.max_chunk()[0], 3);
     }
 

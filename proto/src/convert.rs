@@ -111,6 +111,15 @@ const MAX_CHUNKS_PER_AXIS: u64 = 1 << 26;
 /// Bounds the tasks of one plan, and so the state a scheduler keeps for it.
 pub const MAX_TASKS: u64 = 1 << 24;
 
+/// Bounds the chunk sizes one plan's grids hold in all: a run of 2²⁶ chunks
+/// is a few bytes on the wire and 512 MiB decoded, so the runs of every
+/// grid are added up before any is expanded. Four axes' worth of the
+/// largest plan's tasks.
+pub const MAX_GRID_ENTRIES: u64 = 4 * MAX_TASKS;
+
+/// Bounds the stages of one plan (each has at least a meta and a kind).
+pub const MAX_STAGES: usize = 1 << 20;
+
 fn axis_from(a: &pb::Axis) -> Result<Vec<usize>, Error> {
     if a.sizes.len() != a.counts.len() {
         return Err(malformed("chunk runs and counts differ in length"));
@@ -154,6 +163,13 @@ pub fn meta_to(m: &Meta) -> pb::Meta {
 
 pub fn meta_from(m: Option<pb::Meta>) -> Result<Meta, Error> {
     let m = m.ok_or_else(|| malformed("missing meta"))?;
+    let max = accel_core::shape::MAX_NDIM;
+    if m.shape.len() > max || m.chunks.len() > max {
+        return Err(malformed(format!(
+            "an array of {} axes (at most {max})",
+            m.shape.len().max(m.chunks.len())
+        )));
+    }
     Ok(Meta {
         shape: dims(&m.shape)?,
         dtype: dtype_from(m.dtype)?,
@@ -883,9 +899,47 @@ fn stored_from(s: Option<pb::Stored>) -> Result<Stored, Error> {
     })
 }
 
+/// The chunks a meta's grid holds once expanded (saturating).
+fn grid_entries(m: Option<&pb::Meta>) -> u64 {
+    m.map_or(0, |m| {
+        m.chunks
+            .iter()
+            .flat_map(|a| &a.counts)
+            .fold(0u64, |t, &c| t.saturating_add(c))
+    })
+}
+
+/// Refuses a plan whose grids would expand past [`MAX_GRID_ENTRIES`], or
+/// with more than [`MAX_STAGES`] stages, before anything is expanded.
+fn check_plan_size(p: &pb::Plan) -> Result<(), Error> {
+    use pb::stage::Kind;
+    if p.stages.len() > MAX_STAGES {
+        return Err(malformed(format!(
+            "a plan of {} stages (at most {MAX_STAGES})",
+            p.stages.len()
+        )));
+    }
+    let entries = p.stages.iter().fold(0u64, |t, s| {
+        let region = match &s.kind {
+            Some(Kind::Partial(pt)) => grid_entries(pt.region.as_ref()),
+            Some(Kind::Matmul(mm)) => grid_entries(mm.region.as_ref()),
+            _ => 0,
+        };
+        t.saturating_add(grid_entries(s.meta.as_ref()))
+            .saturating_add(region)
+    });
+    if entries > MAX_GRID_ENTRIES {
+        return Err(malformed(format!(
+            "a plan whose chunk grids hold more than {MAX_GRID_ENTRIES} chunks in all"
+        )));
+    }
+    Ok(())
+}
+
 /// Decodes a plan and checks it completely ([`Plan::validate`]).
 pub fn plan_from(p: pb::Plan) -> Result<Plan, Error> {
     use pb::stage::Kind;
+    check_plan_size(&p)?;
     let mut stages = Vec::with_capacity(p.stages.len());
     for s in p.stages {
         let kind = match s.kind.ok_or_else(|| malformed("stage without a kind"))? {

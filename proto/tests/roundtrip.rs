@@ -135,7 +135,89 @@ fn huge_chunk_grids_are_refused_without_allocating_them() {
     axis.counts = vec![1 << 40];
     p.stages[0].meta.as_mut().unwrap().shape = vec![1 << 40];
     let err = plan_from(p).unwrap_err().to_string();
-    assert!(err.contains("chunks along one axis"), "{err}");
+    assert!(err.contains("chunk grids hold more than"), "{err}");
+}
+
+/// A meta of `shape` in one chunk per axis, on the wire.
+fn one_chunk(shape: &[u64]) -> pb::Meta {
+    pb::Meta {
+        shape: shape.to_vec(),
+        dtype: pb::DType::F64 as i32,
+        chunks: shape
+            .iter()
+            .map(|&n| pb::Axis {
+                sizes: vec![n],
+                counts: vec![1],
+            })
+            .collect(),
+    }
+}
+
+fn stage(meta: pb::Meta, inputs: Vec<u32>, kind: pb::stage::Kind) -> pb::Stage {
+    pb::Stage {
+        meta: Some(meta),
+        inputs,
+        label: String::new(),
+        kind: Some(kind),
+    }
+}
+
+#[test]
+fn grids_adding_up_to_gigabytes_are_refused_before_any_is_expanded() {
+    // Each grid alone is allowed (2²⁶ chunks along an axis); four of them
+    // would take 2 GiB once expanded, from a message of a few hundred bytes.
+    let persisted = || pb::stage::Kind::Persisted(pb::Persisted { job: 1, stage: 0 });
+    let mut meta = one_chunk(&[1 << 26]);
+    meta.chunks[0] = pb::Axis {
+        sizes: vec![1],
+        counts: vec![1 << 26],
+    };
+    let p = pb::Plan {
+        stages: (0..5)
+            .map(|_| stage(meta.clone(), vec![], persisted()))
+            .collect(),
+        outputs: vec![0],
+        sinks: vec![],
+    };
+    assert!(p.encoded_len() < 1000);
+    let err = plan_from(p).unwrap_err().to_string();
+    assert!(err.contains("chunk grids hold more than"), "{err}");
+}
+
+#[test]
+fn shapes_whose_element_count_wraps_are_refused() {
+    // 2³² × 2³² and 2⁴⁰ × 2²⁴ elements both wrap to 0 in a word: the reshape
+    // looked valid and its "auto" chunks asked for terabytes.
+    let p = pb::Plan {
+        stages: vec![
+            stage(
+                one_chunk(&[1 << 32, 1 << 32]),
+                vec![],
+                pb::stage::Kind::Persisted(pb::Persisted { job: 1, stage: 0 }),
+            ),
+            stage(
+                one_chunk(&[1 << 40, 1 << 24]),
+                vec![0],
+                pb::stage::Kind::Reshape(true),
+            ),
+        ],
+        outputs: vec![1],
+        sinks: vec![],
+    };
+    let err = plan_from(p).unwrap_err().to_string();
+    assert!(err.contains("more than 9007199254740992 elements"), "{err}");
+    // 65 axes is more than any array may have.
+    let p = pb::Plan {
+        stages: vec![stage(
+            one_chunk(&[1; 65]),
+            vec![],
+            pb::stage::Kind::Persisted(pb::Persisted { job: 1, stage: 0 }),
+        )],
+        outputs: vec![0],
+        sinks: vec![],
+    };
+    let err = plan_from(p).unwrap_err().to_string();
+    assert!(err.contains("65 axes"), "{err}");
 }
 
 #[test]

@@ -442,3 +442,58 @@ fn kernels_with_a_gpu_form_go_to_the_gpu_worker_first_and_overflow_to_cpus() {
         assert_eq!((on(2, &placed), on(1, &placed)), want);
     }
 }
+
+/// A few hundred bytes of plan whose every task reads every chunk of the
+/// stage before (a reshape across the chunking, 9,000 × 9,000 chunks'
+/// worth of dependencies) is refused with a clear error instead of taking
+/// the scheduler's memory; the scheduler carries on.
+#[test]
+fn a_plan_whose_tasks_read_everything_is_refused_not_built() {
+    use accel_proto::pb;
+    let n: u64 = 9000;
+    let axis = |size, count| pb::Axis {
+        sizes: vec![size],
+        counts: vec![count],
+    };
+    let meta = |rows, cols| pb::Meta {
+        shape: vec![n, n],
+        dtype: pb::DType::F64 as i32,
+        chunks: vec![rows, cols],
+    };
+    let stage = |meta, inputs, kind| pb::Stage {
+        meta: Some(meta),
+        inputs,
+        label: String::new(),
+        kind: Some(kind),
+    };
+    let wire = pb::Plan {
+        stages: vec![
+            stage(
+                meta(axis(1, n), axis(n, 1)),
+                vec![],
+                pb::stage::Kind::Persisted(pb::Persisted { job: 1, stage: 0 }),
+            ),
+            stage(
+                meta(axis(n, 1), axis(1, n)),
+                vec![0],
+                pb::stage::Kind::Reshape(true),
+            ),
+        ],
+        outputs: vec![1],
+        sinks: vec![],
+    };
+    let plan = Arc::new(accel_proto::convert::plan_from(wire).unwrap());
+    let mut sim = Sim::new();
+    sim.worker(1, 2);
+    let error = sim
+        .submit(2, 1, plan)
+        .into_iter()
+        .find_map(|c| match c {
+            Command::JobFailed { error, .. } => Some(error),
+            _ => None,
+        })
+        .unwrap();
+    assert!(error.contains("read more than 67108864 chunks"), "{error}");
+    let first = assigned(&sim.submit(3, 1, two_stage()));
+    assert_eq!(first.len(), 4, "the next job's four sources run");
+}

@@ -133,8 +133,16 @@ struct Args {
     fault_lose_gpu_on: Option<String>,
 }
 
+/// Seconds from the command line: negative (or NaN) is none, and anything
+/// past a century (infinity too) is a century, which the clock can still
+/// add to the present when the time comes.
 fn seconds(s: f64) -> std::time::Duration {
-    std::time::Duration::from_secs_f64(if s.is_finite() { s.max(0.0) } else { 0.0 })
+    const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
+    std::time::Duration::from_secs_f64(if s.is_nan() {
+        0.0
+    } else {
+        s.clamp(0.0, CENTURY)
+    })
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Option<tokio::signal::unix::Signal> {
@@ -389,7 +397,19 @@ pub fn parse_resources(text: &str) -> Result<Vec<(String, f64)>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_advertise;
+    use super::{parse_advertise, seconds};
+
+    #[test]
+    fn any_number_of_seconds_is_a_duration_the_clock_can_add() {
+        let now = std::time::Instant::now();
+        for s in [1e20, 1e19, f64::INFINITY, f64::MAX] {
+            assert!(now.checked_add(seconds(s)).is_some(), "{s}");
+            assert!(seconds(s).as_secs() > 3_000_000_000, "{s}");
+        }
+        assert_eq!(seconds(-5.0), std::time::Duration::ZERO);
+        assert_eq!(seconds(f64::NAN), std::time::Duration::ZERO);
+        assert_eq!(seconds(2.5), std::time::Duration::from_millis(2500));
+    }
 
     #[test]
     fn advertise_takes_a_host_and_a_port() {

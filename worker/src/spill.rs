@@ -86,8 +86,17 @@ impl SpillDir {
         let mut head = Vec::with_capacity(32);
         head.extend_from_slice(MAGIC);
         head.push(u8::from(compressed));
-        head.push(chunk.shape.len() as u8);
-        head.push(cols.len() as u8);
+        // The header counts axes and columns in a byte each.
+        let count = |n: usize, what: &str| {
+            u8::try_from(n).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("a chunk of {n} {what} cannot be spilled (at most 255)"),
+                )
+            })
+        };
+        head.push(count(chunk.shape.len(), "axes")?);
+        head.push(count(cols.len(), "columns")?);
         for &d in &chunk.shape {
             head.extend_from_slice(&(d as u64).to_le_bytes());
         }
@@ -144,15 +153,24 @@ pub fn read(path: &Path) -> std::io::Result<Chunk> {
     pos += ncols;
     let mut b = [0u8; 8];
     b.copy_from_slice(at(pos, 8)?);
-    let raw_len = u64::from_le_bytes(b) as usize;
+    let raw_len = u64::from_le_bytes(b);
     pos += 8;
+    // The length the shape and dtypes call for, checked before anything of
+    // that size is allocated: a damaged header must not ask for exabytes.
+    let n = accel_core::shape::checked_size(&shape).map_err(|e| bad(path, &e.to_string()))?;
+    let expected = dtypes.iter().try_fold(0usize, |t, d| {
+        n.checked_mul(d.size()).and_then(|b| t.checked_add(b))
+    });
+    if expected.map(|e| e as u64) != Some(raw_len) {
+        return Err(bad(path, "its length does not match its shape"));
+    }
+    let raw_len = raw_len as usize;
     let body = &bytes[pos..];
     let raw = if compressed {
         lz4_flex::block::decompress(body, raw_len).map_err(|e| bad(path, &e.to_string()))?
     } else {
         body.to_vec()
     };
-    let n: usize = shape.iter().product();
     let mut cols = Vec::with_capacity(ncols);
     let mut off = 0;
     for d in dtypes {
@@ -224,5 +242,24 @@ mod tests {
             std::fs::write(&path, &bytes[..cut]).unwrap();
             assert!(read(&path).is_err(), "cut at {cut}");
         }
+        // A header stating a length its shape does not make, or a shape of
+        // more elements than any array holds: errors before allocating.
+        let raw_len_at = 4 + 3 + 8 + 1;
+        for (at, value) in [(raw_len_at, 1u64 << 56), (7, 1 << 62)] {
+            let mut damaged = bytes.clone();
+            damaged[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            std::fs::write(&path, &damaged).unwrap();
+            let e = read(&path).unwrap_err().to_string();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_of_more_axes_than_a_header_counts_is_not_spilled() {
+        let dir = SpillDir::new(None);
+        let e = dir
+            .write(&Chunk::array(vec![1; 256], Buffer::F64(vec![1.0])))
+            .unwrap_err();
+        assert!(e.to_string().contains("256 axes"), "{e}");
     }
 }

@@ -112,6 +112,10 @@ pub struct Job {
     gpu_stages: Vec<bool>,
 }
 
+/// Most task inputs one job's graph may hold, counted over all its tasks
+/// (each costs a few words in the scheduler).
+pub const MAX_DEPENDENCIES: usize = 1 << 26;
+
 impl Job {
     /// Builds the task graph; refuses a plan whose tasks read later tasks.
     pub fn new(client: ClientId, plan: Arc<Plan>) -> Result<Job, String> {
@@ -204,6 +208,7 @@ impl Job {
                     && bytes >= super::state::LARGE_ROOT_BYTES
             })
             .collect();
+        let mut edges = 0usize;
         for id in 0..total {
             let ins: Vec<u32> = plan
                 .task_inputs(job.key(id))
@@ -211,6 +216,16 @@ impl Job {
                 .map(|k| job.id(k))
                 .collect::<Option<_>>()
                 .ok_or_else(|| format!("task {id} reads a chunk outside the plan"))?;
+            // A tiny plan can make every task read every chunk of an earlier
+            // stage (a reshape or transpose across the chunking): bounded
+            // here, before the graph takes the scheduler's memory.
+            edges += ins.len();
+            if edges > MAX_DEPENDENCIES {
+                return Err(format!(
+                    "the plan's tasks read more than {MAX_DEPENDENCIES} chunks in all: \
+                     rechunk so that fewer tasks read across the chunking"
+                ));
+            }
             if ins.iter().any(|&i| i as usize >= id) {
                 return Err(format!("task {id} depends on a later task (cyclic plan)"));
             }
