@@ -118,6 +118,30 @@ fn corrupted_plans_are_refused() {
             })
             .is_some()
     });
+    // A huge fan-in made the chunk ranges it spans overflow; along a kept
+    // axis it merged chunks that are not reduced.
+    for (what, value) in [
+        ("huge fan-in", usize::MAX / 2),
+        ("fan-in along a kept axis", 2),
+    ] {
+        refused(what, |p| {
+            p.stages
+                .iter_mut()
+                .find_map(|s| match &mut s.kind {
+                    StageKind::Combine { fan_in, spec, .. } => {
+                        let axis = if value == 2 {
+                            (0..fan_in.len()).find(|d| !spec.axes.contains(d))?
+                        } else {
+                            *spec.axes.first()?
+                        };
+                        fan_in[axis] = value;
+                        Some(())
+                    }
+                    _ => None,
+                })
+                .is_some()
+        });
+    }
     refused("view out of bounds", |p| {
         p.stages
             .iter_mut()
