@@ -455,8 +455,8 @@ impl Client {
 
     fn run_writing(&self, arrays: &[&Array], writes: &[Write]) -> Result<Run> {
         let planned = self.plan_with(arrays, writes)?;
-        check_results_fit(&planned.plan)?;
         if let Some(remote) = &self.remote {
+            check_results_fit(&planned.plan)?;
             let progress =
                 crate::progress::Progress::new(self.progress, planned.plan.task_count() as u64);
             let (outputs, stats) = remote.run(&planned.plan, &progress)?;
@@ -476,6 +476,7 @@ impl Client {
             plan.check_memory(total, "this machine's memory")
                 .map_err(|e| Error::Invalid(format!("the plan cannot fit: {e}")))?;
         }
+        check_results_fit(plan)?;
         if plan
             .stages
             .iter()

@@ -129,12 +129,16 @@ pub fn release_free_memory() {
     }
 }
 
-/// The machine's memory, in bytes (Linux; `None` elsewhere).
+/// The machine's memory, in bytes (Linux; `None` elsewhere). Read once:
+/// every embedded run checks against it.
 pub fn total_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    static TOTAL: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kb.checked_mul(1024)
+    })
 }
 
 /// Parses a size in bytes: a number (`4000000000`), or one with a unit
