@@ -8,6 +8,11 @@
 use accel::{Client, DType, DynArray};
 use accel_e2e::Cluster;
 
+/// The metric `name` of the worker serving metrics at `at`.
+fn metric(cluster: &Cluster, at: &str, name: &str) -> f64 {
+    cluster.worker_metric(at, name).unwrap()
+}
+
 /// `got` is `want` bit for bit, or (floats) within a few ulps of the
 /// largest of them: the GPU's `log`, `arcsin`, `arctan2`, ... are within
 /// 3 ulp of the C library's, which the CPU uses, and sums carry that on.
@@ -68,29 +73,21 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
         local.run(&[&y]).unwrap().outputs
     );
     assert_eq!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
-            .unwrap(),
+        metric(&cluster, &gpu_at, "accel_worker_gpu_kernels_total"),
         2.0
     );
     assert_eq!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_tasks_computed_total")
-            .unwrap(),
+        metric(&cluster, &gpu_at, "accel_worker_tasks_computed_total"),
         2.0
     );
     // Their chunks stayed on the GPU until the client fetched them: each
     // read back once.
     assert_eq!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_read_backs_total")
-            .unwrap(),
+        metric(&cluster, &gpu_at, "accel_worker_gpu_read_backs_total"),
         2.0
     );
     assert_eq!(
-        cluster
-            .worker_metric(&cpu_at, "accel_worker_tasks_computed_total")
-            .unwrap(),
+        metric(&cluster, &cpu_at, "accel_worker_tasks_computed_total"),
         0.0
     );
     // Two the GPU sends back (an infinity under `sin` in each chunk) are
@@ -103,15 +100,11 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
     let (got, want) = (remote.run(&[&e]).unwrap(), local.run(&[&e]).unwrap());
     assert_within_bound(&got.outputs[0], &want.outputs[0]);
     assert_eq!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
-            .unwrap(),
+        metric(&cluster, &gpu_at, "accel_worker_gpu_kernels_total"),
         2.0
     );
     assert_eq!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_declined_total")
-            .unwrap(),
+        metric(&cluster, &gpu_at, "accel_worker_gpu_declined_total"),
         2.0
     );
     // Every seed workload gives the embedded CPU's result (within the
@@ -122,33 +115,17 @@ fn kernels_with_a_gpu_form_run_on_the_gpu_worker_and_agree_with_the_cpu() {
             assert_within_bound(g, w);
         }
     }
-    assert!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
-            .unwrap()
-            > 2.0
-    );
+    assert!(metric(&cluster, &gpu_at, "accel_worker_gpu_kernels_total") > 2.0);
     assert_eq!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_failed_total")
-            .unwrap(),
+        metric(&cluster, &gpu_at, "accel_worker_gpu_failed_total"),
         0.0
     );
     // The heat plate's stencil tasks ran there, every fused step on the device.
-    assert!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_stencils_total")
-            .unwrap()
-            > 0.0
-    );
+    assert!(metric(&cluster, &gpu_at, "accel_worker_gpu_stencils_total") > 0.0);
     // Partial reductions folded there are among its kernels.
     assert!(
-        cluster
-            .worker_metric(&gpu_at, "accel_worker_gpu_folded_total")
-            .unwrap()
-            <= cluster
-                .worker_metric(&gpu_at, "accel_worker_gpu_kernels_total")
-                .unwrap()
+        metric(&cluster, &gpu_at, "accel_worker_gpu_folded_total")
+            <= metric(&cluster, &gpu_at, "accel_worker_gpu_kernels_total")
     );
 }
 
@@ -187,24 +164,12 @@ fn a_lost_gpu_loses_no_data() {
     let local = Client::local().with_progress(false);
     let y = |n| (accel::arange(n, n / 4).astype(DType::F64) * 2.5 + 1.0).sqrt();
     let kept = remote.persist(&y(200_000)).unwrap();
+    assert_eq!(metric(&cluster, &at, "accel_worker_gpu_kernels_total"), 4.0);
     assert_eq!(
-        cluster
-            .worker_metric(&at, "accel_worker_gpu_kernels_total")
-            .unwrap(),
-        4.0
-    );
-    assert_eq!(
-        cluster
-            .worker_metric(&at, "accel_worker_gpu_read_backs_total")
-            .unwrap(),
+        metric(&cluster, &at, "accel_worker_gpu_read_backs_total"),
         0.0
     );
-    assert!(
-        cluster
-            .worker_metric(&at, "accel_worker_gpu_device_only_bytes")
-            .unwrap()
-            >= 200_000.0 * 8.0
-    );
+    assert!(metric(&cluster, &at, "accel_worker_gpu_device_only_bytes") >= 200_000.0 * 8.0);
     // A complex power of the kept array: its first task takes the GPU for
     // lost, so it and every later kernel run on the CPU.
     let power = |a: &accel::Array| {
@@ -220,9 +185,7 @@ fn a_lost_gpu_loses_no_data() {
     // Nothing came back from the lost GPU, and the persisted array is
     // whole again (recomputed on the CPU): read twice, same values.
     assert_eq!(
-        cluster
-            .worker_metric(&at, "accel_worker_gpu_read_backs_total")
-            .unwrap(),
+        metric(&cluster, &at, "accel_worker_gpu_read_backs_total"),
         0.0
     );
     let again = remote.run(&[&power(&kept)]).unwrap().outputs;
