@@ -267,3 +267,19 @@ fn repeated_stages_are_checked_and_projected_like_the_others() {
         "a repeated stage of another dtype"
     );
 }
+
+/// One combine level over everything (`split_every(usize::MAX)`) makes a
+/// plan the checks accept: its fan-in is no more than the chunks there are.
+#[test]
+fn a_reduction_in_one_combine_level_is_valid() {
+    let x = accel::arange(1000, 10)
+        .astype(DType::F64)
+        .reshape(&[10, 100]);
+    for opts in [
+        accel::ReduceOpts::default().split_every(usize::MAX),
+        accel::ReduceOpts::axis(0).split_every(usize::MAX),
+    ] {
+        let p = plan(&x.reduce(accel::ReduceOp::Sum, &opts));
+        p.validate().unwrap();
+    }
+}

@@ -85,6 +85,19 @@ impl Plan {
 
 fn check_meta(i: usize, m: &Meta) -> Result<()> {
     shape::checked_size(&m.shape).map_err(|e| bad(i, e))?;
+    check_cover(i, m)
+}
+
+/// A reduction's iteration space is never stored: only its axes are
+/// bounded, not its element count (a matmul's m × n × k can pass 2⁵³).
+fn check_region(i: usize, m: &Meta) -> Result<()> {
+    if m.shape.len() > shape::MAX_NDIM {
+        return Err(bad(i, format!("a region of {} axes", m.shape.len())));
+    }
+    check_cover(i, m)
+}
+
+fn check_cover(i: usize, m: &Meta) -> Result<()> {
     if m.chunks.0.len() != m.shape.len()
         || m.chunks.shape() != m.shape
         || m.chunks
@@ -183,7 +196,7 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             finalize,
             region,
         } => {
-            check_meta(i, region)?;
+            check_region(i, region)?;
             let state = infer::reduce(region, spec)?;
             check_kernel(i, exe, &inputs, region, acc_dtype(spec.op, region.dtype))?;
             let grid = region.chunks.grid();
@@ -196,7 +209,7 @@ fn check_stage(plan: &Plan, i: usize, st: &Stage) -> Result<()> {
             region,
         } => {
             arity(2)?;
-            check_meta(i, region)?;
+            check_region(i, region)?;
             let (a, b) = (inputs[0], inputs[1]);
             let product = infer::matmul(a, b, spec.split_every)?;
             let sum_last =

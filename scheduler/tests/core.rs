@@ -493,7 +493,10 @@ fn a_plan_whose_tasks_read_everything_is_refused_not_built() {
             _ => None,
         })
         .unwrap();
-    assert!(error.contains("read more than 67108864 chunks"), "{error}");
+    assert!(
+        error.contains("read more than 67108864 chunks") && error.contains("reads 9000"),
+        "{error}"
+    );
     let first = assigned(&sim.submit(3, 1, two_stage()));
     assert_eq!(first.len(), 4, "the next job's four sources run");
 }

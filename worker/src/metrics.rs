@@ -59,7 +59,10 @@ async fn guard(State(token): State<Option<Secret>>, req: Request, next: Next) ->
     if !allowed {
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"accel worker\"")],
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"accel worker\", charset=\"UTF-8\"",
+            )],
             "this worker's metrics ask for its token (Authorization: Bearer TOKEN)\n",
         )
             .into_response();

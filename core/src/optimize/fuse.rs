@@ -450,7 +450,8 @@ fn push_reduction(
         let mut fan_in = vec![1; nd];
         for &ax in &spec.axes {
             if grid[ax] > 1 {
-                fan_in[ax] = per_axis.max(2);
+                // No more than the chunks there are: one level merges them all.
+                fan_in[ax] = per_axis.clamp(2, grid[ax]);
                 grid[ax] = grid[ax].div_ceil(fan_in[ax]);
             }
         }

@@ -247,7 +247,11 @@ pub fn write_box(
     // while this task ran (its job failed and the client cleaned its staging
     // store up) would come back as litter holding one chunk.
     if !path.is_dir() {
-        return Err(err(path, "the store is gone (removed while this task ran)"));
+        return Err(err(
+            path,
+            "no Zarr store at this path here: it was removed, or this worker does not \
+             share the filesystem it was created on",
+        ));
     }
     let a = array(path, layout)?;
     let s = subset(origin, local);

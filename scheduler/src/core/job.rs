@@ -112,9 +112,11 @@ pub struct Job {
     gpu_stages: Vec<bool>,
 }
 
-/// Most task inputs one job's graph may hold, counted over all its tasks
-/// (each costs a few words in the scheduler).
+/// Task inputs one job's graph may hold in any case, counted over all its
+/// tasks (each costs a few words in the scheduler); more only at up to
+/// [`DEPENDENCIES_PER_TASK`] per task (a 3-D stencil reads 27).
 pub const MAX_DEPENDENCIES: usize = 1 << 26;
+pub const DEPENDENCIES_PER_TASK: usize = 32;
 
 impl Job {
     /// Builds the task graph; refuses a plan whose tasks read later tasks.
@@ -209,6 +211,7 @@ impl Job {
             })
             .collect();
         let mut edges = 0usize;
+        let most_edges = MAX_DEPENDENCIES.max(DEPENDENCIES_PER_TASK.saturating_mul(total));
         for id in 0..total {
             let ins: Vec<u32> = plan
                 .task_inputs(job.key(id))
@@ -220,10 +223,14 @@ impl Job {
             // stage (a reshape or transpose across the chunking): bounded
             // here, before the graph takes the scheduler's memory.
             edges += ins.len();
-            if edges > MAX_DEPENDENCIES {
+            if edges > most_edges {
+                let stage = job.key(id).stage;
                 return Err(format!(
-                    "the plan's tasks read more than {MAX_DEPENDENCIES} chunks in all: \
-                     rechunk so that fewer tasks read across the chunking"
+                    "the plan's tasks read more than {most_edges} chunks in all (a task of \
+                     stage {} ({}) reads {}): choose larger chunks",
+                    stage.0,
+                    plan.stage(stage).kind_name(),
+                    ins.len()
                 ));
             }
             if ins.iter().any(|&i| i as usize >= id) {
