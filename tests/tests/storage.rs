@@ -135,3 +135,80 @@ fn the_heat_frames_example_writes_its_movie_from_the_workers() {
     );
     assert_eq!(on_cluster, here);
 }
+
+#[test]
+fn workers_confined_to_storage_roots_refuse_every_other_path() {
+    let mut cluster = Cluster::start(0).unwrap();
+    let data = cluster.path("data");
+    let secret = cluster.path("secret");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&secret).unwrap();
+    let root = data.to_str().unwrap().to_string();
+    let canonical_root = std::fs::canonicalize(&data).unwrap().display().to_string();
+    for _ in 0..2 {
+        cluster.add_worker_with(&["--storage-root", &root]).unwrap();
+    }
+    cluster.wait_for_workers(2).unwrap();
+    let remote = cluster.client().unwrap();
+    let local = Client::local();
+    let x = accel::arange(1000, 100).astype(DType::F64);
+    let want = local.run(&[&(&x * 2.0)]).unwrap().outputs;
+
+    // Under the root: written and read back by the workers.
+    remote.to_npy(&(&x * 2.0), data.join("ok.npy")).unwrap();
+    let back = from_npy(data.join("ok.npy"), vec![250]);
+    assert_eq!(remote.run(&[&back]).unwrap().outputs, want);
+    let opts = accel::ZarrOptions {
+        chunks: Some(vec![100]),
+        compression: accel::Compression::Zstd3,
+    };
+    remote.to_zarr(&x, data.join("ok.zarr"), &opts).unwrap();
+
+    // Outside it: a file the workers' user could read, named directly, by `..`
+    // or through a link inside the root.
+    local.to_npy(&x, secret.join("key.npy")).unwrap();
+    std::os::unix::fs::symlink(&secret, data.join("link")).unwrap();
+    for (path, resolved) in [
+        (secret.join("key.npy"), false),
+        (data.join("../secret/key.npy"), true),
+        (data.join("link/key.npy"), true),
+    ] {
+        let err = remote
+            .compute::<f64>(&from_npy(&path, vec![100]).sum())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--storage-root") && err.contains(&canonical_root),
+            "{}: {err}",
+            path.display()
+        );
+        assert!(!resolved || err.contains("resolves to"), "{err}");
+    }
+    // Nor written there: the job fails and leaves no file behind.
+    let err = remote
+        .to_npy(&x, secret.join("planted.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--storage-root"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&secret)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("key.npy")]);
+
+    // The cluster carries on.
+    assert_eq!(remote.run(&[&back]).unwrap().outputs, want);
+    // A root that does not exist stops the worker at start, naming it.
+    let k = cluster
+        .add_worker_with(&["--storage-root", "/nonexistent/accel-root"])
+        .unwrap();
+    let status = cluster
+        .wait_worker_exit(k, std::time::Duration::from_secs(20))
+        .unwrap();
+    assert!(!status.success());
+    let log = cluster.worker_log(k);
+    assert!(
+        log.contains("--storage-root") && log.contains("/nonexistent/accel-root"),
+        "{log}"
+    );
+}

@@ -70,6 +70,16 @@ struct Args {
     /// the scheduler.
     #[arg(long, env = "ACCEL_ADVERTISE", value_parser = parse_advertise)]
     advertise: Option<String>,
+    /// Read and write stored arrays (.npy, Zarr) only under this directory
+    /// (repeatable; in ACCEL_STORAGE_ROOTS, separated by `:`). Symbolic links
+    /// and `..` are resolved first. Default: any path this worker's user can
+    /// open, as a client's plan names it.
+    #[arg(
+        long = "storage-root",
+        env = "ACCEL_STORAGE_ROOTS",
+        value_delimiter = ':'
+    )]
+    storage_roots: Vec<std::path::PathBuf>,
     /// Log level.
     #[arg(long, env = "ACCEL_LOG", default_value = "info")]
     log: String,
@@ -255,6 +265,11 @@ async fn run_args(args: Args, functions: Functions) -> Result<(), String> {
             ));
         }
         tracing::warn!(ip = %listen.ip(), "serving /metrics without a token (--insecure)");
+    }
+    accel_core::storage::access::confine_to(&args.storage_roots)
+        .map_err(|e| format!("--storage-root: {e}"))?;
+    if !args.storage_roots.is_empty() {
+        tracing::info!(roots = ?args.storage_roots, "stored arrays only under these directories");
     }
     let name = args.name.unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")

@@ -15,6 +15,9 @@
 //! `accel-suite [--size small|bench] [--repeats N] [--only mag,heat] [--json PATH] [--out DIR]
 //!  [--data DIR] [--gpu auto|none|software|cuda[:N]|N] [--no-cluster]`
 //!
+//! `--only` takes the workload names, `overhead` (zero-work tasks and the
+//! cluster's start-up) and `client-receive`; the triad runs every time.
+//!
 //! `--no-cluster` leaves out the loopback cluster's rows (a machine that has
 //! this binary but not `accel-scheduler` and `accel-worker`, as on a GPU machine
 //! `scripts/device-check.sh` runs on).
@@ -543,14 +546,16 @@ fn main() -> anyhow::Result<()> {
         &mut records,
     );
     gpu(&o, &mut records);
-    match overhead(&o, &Client::local().with_progress(false), "accel-embedded") {
-        Ok(r) => records.push(r),
-        Err(e) => records.push(failure(
-            "task-overhead",
-            &o.size,
-            "accel-embedded",
-            format!("{e:#}"),
-        )),
+    if o.selected("overhead") {
+        match overhead(&o, &Client::local().with_progress(false), "accel-embedded") {
+            Ok(r) => records.push(r),
+            Err(e) => records.push(failure(
+                "task-overhead",
+                &o.size,
+                "accel-embedded",
+                format!("{e:#}"),
+            )),
+        }
     }
 
     if o.cluster {
@@ -579,18 +584,20 @@ fn cluster_rows(o: &Options, records: &mut Vec<Json>) {
     match accel_e2e::Cluster::start_with(2, quiet).and_then(|c| Ok((c.client()?, c))) {
         Ok((client, cluster)) => {
             let startup = t.elapsed().as_secs_f64();
-            records.push(Json::Obj(vec![
-                ("workload".into(), "cluster-startup".into()),
-                (
-                    "case".into(),
-                    "scheduler + 2 workers (1 thread each)".into(),
-                ),
-                ("size".into(), o.size.clone().into()),
-                ("runner".into(), "accel-distributed".into()),
-                ("status".into(), "ok".into()),
-                ("median_s".into(), startup.into()),
-                ("setup_s".into(), startup.into()),
-            ]));
+            if o.selected("overhead") {
+                records.push(Json::Obj(vec![
+                    ("workload".into(), "cluster-startup".into()),
+                    (
+                        "case".into(),
+                        "scheduler + 2 workers (1 thread each)".into(),
+                    ),
+                    ("size".into(), o.size.clone().into()),
+                    ("runner".into(), "accel-distributed".into()),
+                    ("status".into(), "ok".into()),
+                    ("median_s".into(), startup.into()),
+                    ("setup_s".into(), startup.into()),
+                ]));
+            }
             workloads(o, client.clone(), "accel-distributed", records);
             // Both workers attached before matmul and the storage runs (the work is theirs).
             if let Err(e) = cluster.wait_for_workers(2) {
@@ -599,14 +606,16 @@ fn cluster_rows(o: &Options, records: &mut Vec<Json>) {
             matmul(o, &client, "accel-distributed", records);
             zarr(o, &client, "accel-distributed", records);
             receive(o, &client, "accel-distributed", records);
-            match overhead(o, &client, "accel-distributed") {
-                Ok(r) => records.push(r),
-                Err(e) => records.push(failure(
-                    "task-overhead",
-                    &o.size,
-                    "accel-distributed",
-                    format!("{e:#}"),
-                )),
+            if o.selected("overhead") {
+                match overhead(o, &client, "accel-distributed") {
+                    Ok(r) => records.push(r),
+                    Err(e) => records.push(failure(
+                        "task-overhead",
+                        &o.size,
+                        "accel-distributed",
+                        format!("{e:#}"),
+                    )),
+                }
             }
             drop(cluster);
         }

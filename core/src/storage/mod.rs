@@ -3,6 +3,7 @@
 //! the plan is made, and travels in the plan; each task then reads or writes
 //! only its own box of the file.
 
+pub mod access;
 pub mod npy;
 pub mod staging;
 pub mod zarr;
@@ -162,9 +163,10 @@ impl Stored {
     /// Reads the box of shape `local` at `origin`, row-major.
     pub fn read_box(&self, origin: &[usize], local: &[usize]) -> Result<Buffer, StorageError> {
         self.check_box(origin, local)?;
+        let path = &access::checked(&self.path)?;
         match &self.format {
-            Format::Npy(l) => npy::read_box(&self.path, &self.shape, self.dtype, l, origin, local),
-            Format::Zarr(z) => zarr::read_box(&self.path, self.dtype, z, origin, local),
+            Format::Npy(l) => npy::read_box(path, &self.shape, self.dtype, l, origin, local),
+            Format::Zarr(z) => zarr::read_box(path, self.dtype, z, origin, local),
         }
     }
 
@@ -186,9 +188,10 @@ impl Stored {
                 ),
             ));
         }
+        let path = &access::checked(&self.path)?;
         match &self.format {
-            Format::Npy(l) => npy::write_box(&self.path, &self.shape, l, origin, local, data),
-            Format::Zarr(z) => zarr::write_box(&self.path, z, origin, local, data),
+            Format::Npy(l) => npy::write_box(path, &self.shape, l, origin, local, data),
+            Format::Zarr(z) => zarr::write_box(path, z, origin, local, data),
         }
     }
 }
