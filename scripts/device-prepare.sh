@@ -4,8 +4,8 @@
 #
 #   scripts/device-prepare.sh [--vulkan]
 #
-# Writes .device/ (ignored by git through .git/info/exclude): the benchmark suite and the
-# GPU test binary, built here for x86-64 and stripped; wheels of the peers' pure CPU
+# Writes .device/ (ignored by git through .git/info/exclude): the benchmark suite, the
+# stencil-depth benchmark and the GPU test binary, built here for x86-64 and stripped; wheels of the peers' pure CPU
 # dependencies the GPU machine may lack (numexpr, for CPython 3.12); with --vulkan, the
 # Vulkan loader's Debian packages (wgpu needs libvulkan to open the GPU).
 # Then, on the GPU machine: scripts/device-check.sh, with .device carried along.
@@ -27,8 +27,8 @@ grep -qx '/.device/' "$exclude" 2>/dev/null || echo '/.device/' >>"$exclude"
 rm -rf "$DEV"
 mkdir -p "$DEV/whl"
 
-cargo build --release -p accel-bench --bin accel-suite
-cp target/release/accel-suite "$DEV/"
+cargo build --release -p accel-bench --bin accel-suite --bin stencil_depths
+cp target/release/accel-suite target/release/stencil_depths "$DEV/"
 # The test binary's name carries a hash: take it from cargo's own report.
 tests=$(cargo test --release -p accel-gpu --test matches_cpu --no-run --message-format=json |
     python3 -c 'import json, sys
@@ -38,7 +38,7 @@ for line in sys.stdin:
         print(m["executable"])' | tail -n 1)
 [ -x "$tests" ] || { echo "device-prepare: no matches_cpu test binary" >&2; exit 1; }
 cp "$tests" "$DEV/matches_cpu"
-strip "$DEV/accel-suite" "$DEV/matches_cpu"
+strip "$DEV/accel-suite" "$DEV/stencil_depths" "$DEV/matches_cpu"
 
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -15,8 +15,18 @@ RUNNERS = ("cupy", "numba-cuda")
 TO_HOST = "result copied to the host inside the timing"
 
 
+def numpy_aliases() -> None:
+    """NumPy 2.5 removed `np.row_stack` (an alias of `np.vstack`), which numba-cuda 0.30
+    still looks up when it compiles a kernel: the alias is put back, nothing else."""
+    import numpy as np
+
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
 def unavailable(name: str) -> str | None:
     """Why runner `name` cannot run here, or None when it can."""
+    numpy_aliases()
     try:
         if name == "cupy":
             import cupy
@@ -64,6 +74,7 @@ def cuda_runner(compile_: Callable[[], Any], run: Callable[[Any], Any], note: st
     compiled = {}
 
     def setup():
+        numpy_aliases()
         compiled["fn"] = compile_()
 
     return Runner(run=lambda: run(compiled["fn"]), setup=setup, note=f"{note}; {device_name()}")

@@ -223,8 +223,11 @@ impl Client {
     /// (up to 2 MiB, two or more axes, its last axis split into chunks) may
     /// run on row bands spanning the whole last axis: as many as the field
     /// had chunks, or (embedded client) as the cores where fewer. Halos then
-    /// lie only above and below a task. On by default; the loop's result
-    /// keeps the field's chunks either way.
+    /// lie only above and below a task. A larger field in fewer chunks than
+    /// the embedded client's cores has its rows split further, to about a
+    /// chunk per core (bands of at least 64 rows), unless the client has a
+    /// GPU. On by default; the loop's result keeps the field's
+    /// chunks either way.
     pub fn with_loop_bands(mut self, on: bool) -> Client {
         self.options.keep_loop_chunks = !on;
         self
@@ -288,6 +291,7 @@ impl Client {
         if self.remote.is_none() {
             // The embedded client runs on this process's pool.
             options.cores = Some(rayon::current_num_threads());
+            options.gpu = self.gpu.is_some();
         }
         let mut plan = lower_with(&optimized, &options)?;
         // The written arrays' stages are the tasks' to write, not the client's to fetch.

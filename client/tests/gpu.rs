@@ -738,3 +738,36 @@ fn rows_come_back_from_a_task_whose_input_the_gpu_cannot_give_back() {
     let want: Vec<f64> = data.iter().map(|x| x * 2.0 + 1.0).collect();
     assert_eq!(out, want);
 }
+
+/// A loop over a larger field keeps its chunks on a GPU, which runs its
+/// tasks one after another (on the CPU alone it would take a band per core
+/// where its chunks are fewer), and gives the CPU's bits.
+#[test]
+fn larger_loops_keep_their_chunks_on_a_gpu() {
+    use accel::Boundary;
+    let mut t = ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[600, 600]));
+    for j in 0..600 {
+        t[[599, j]] = 100.0;
+    }
+    // 2.9 MB in one chunk: more cores than chunks wherever there are two.
+    let field = from_ndarray(&t, vec![600, 600]);
+    let five = [
+        (&[1i64, 0][..], 0.25),
+        (&[-1, 0][..], 0.25),
+        (&[0, 1][..], 0.25),
+        (&[0, -1][..], 0.25),
+    ];
+    let looped = field.iterate(6, |x| x.stencil(&five, Boundary::Fixed));
+    let gpu = lavapipe();
+    let kept = Client::local().with_progress(false).with_loop_bands(false);
+    let on_gpu = gpu.plan(&[&looped]).unwrap();
+    assert_eq!(on_gpu.tasks(), kept.plan(&[&looped]).unwrap().tasks());
+    let cpu = Client::local().with_progress(false);
+    if rayon::current_num_threads() > 1 {
+        assert!(cpu.plan(&[&looped]).unwrap().tasks() > on_gpu.tasks());
+    }
+    let want = cpu.compute::<f64>(&looped).unwrap();
+    assert_eq!(bits(&gpu.compute::<f64>(&looped).unwrap()), bits(&want));
+    let c = counts(&gpu);
+    assert!(c.stencils > 0 && c.failed == 0, "{c:?}");
+}

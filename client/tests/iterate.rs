@@ -166,11 +166,12 @@ fn small_loops_run_on_row_bands() {
             .collect();
         assert_eq!(got, want);
     }
-    // Too large (2.9 MB), rows not chunked across, or a step with more
-    // than neighbour reads (reading another array): chunks kept.
+    // Too large (2.9 MB) and in more chunks than it would have bands, rows
+    // not chunked across, or a step with more than neighbour reads (reading
+    // another array): chunks kept.
     let captured = plate(200, 100) * 0.5;
     let others = [
-        plate(600, 300).iterate(3, heat),
+        plate(600, 150).iterate(3, heat),
         from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[200, 200])), vec![50, 200]).iterate(3, heat),
         a.iterate(3, |t| heat(t) + &captured),
     ];
@@ -183,6 +184,55 @@ fn small_loops_run_on_row_bands() {
         assert_eq!(chunks(&on), chunks(&off));
         assert_eq!(on.tasks(), off.tasks());
     }
+}
+
+/// A loop over a larger field in fewer chunks than the embedded client's
+/// cores runs on one band per core (at least 64 rows each), with the loop's
+/// bits; where there are no more cores than chunks, it keeps its chunks.
+#[test]
+fn larger_loops_take_a_band_per_core_where_chunks_are_fewer() {
+    // 2.9 MB in one chunk.
+    let a = plate(600, 600);
+    let looped = a.iterate(12, heat);
+    let planned = Client::local().plan(&[&looped]).unwrap();
+    let kept = Client::local()
+        .with_loop_bands(false)
+        .plan(&[&looped])
+        .unwrap();
+    let n = rayon::current_num_threads().min(600 / 64);
+    let firsts: Vec<Vec<usize>> = planned
+        .plan
+        .stages
+        .iter()
+        .map(|s| s.meta.chunks.0[0].clone())
+        .collect();
+    if n > 1 {
+        let height = 600usize.div_ceil(n);
+        let mut rows = vec![height; 600 / height];
+        if 600 % height != 0 {
+            rows.push(600 % height);
+        }
+        // The source, into bands, the fused blocks of steps, back.
+        assert_eq!(firsts.first(), Some(&vec![600]));
+        assert_eq!(firsts.last(), Some(&vec![600]));
+        assert!(
+            firsts[1..firsts.len() - 1].iter().all(|c| *c == rows),
+            "{firsts:?}"
+        );
+        assert!(planned.tasks() > kept.tasks());
+    } else {
+        assert_eq!(planned.tasks(), kept.tasks());
+    }
+    let want = bits(&unrolled(&a, 12, heat));
+    assert_eq!(bits(&looped), want);
+    let off: Vec<u64> = Client::local()
+        .with_loop_bands(false)
+        .compute::<f64>(&looped)
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
+    assert_eq!(off, want);
 }
 
 #[test]

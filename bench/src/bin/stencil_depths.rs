@@ -4,8 +4,10 @@
 //! alike), each result checked against the serial loop.
 //!
 //! `cargo run --release -p accel-bench --bin stencil_depths -- [--nx 2000]
-//! [--nt 200] [--chunk 1000] [--depths 0,5,8,10] [--rounds 5]`
-//! (depth 0: the automatic rule).
+//! [--nt 200] [--chunk 1000] [--depths 0,5,8,10] [--rounds 5]
+//! [--bands on|off|both]` (depth 0: the automatic rule; `--bands`: the loop
+//! on row bands where the optimizer would take them, on the field's own
+//! chunks, or each depth both ways).
 
 use accel::Client;
 use accel_examples::workloads::heat;
@@ -17,6 +19,8 @@ struct Options {
     chunk: usize,
     depths: Vec<usize>,
     rounds: usize,
+    /// Loop bands on (true) and/or off (false), each depth run each way.
+    bands: Vec<bool>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -26,6 +30,7 @@ fn options() -> anyhow::Result<Options> {
         chunk: 1000,
         depths: vec![0, 5, 8, 10],
         rounds: 5,
+        bands: vec![true],
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -47,7 +52,17 @@ fn options() -> anyhow::Result<Options> {
                     .map(|d| number(d.trim()))
                     .collect::<anyhow::Result<_>>()?
             }
-            _ => bail!("unknown argument {flag:?} (--nx, --nt, --chunk, --depths, --rounds)"),
+            "--bands" => {
+                o.bands = match value.as_str() {
+                    "on" => vec![true],
+                    "off" => vec![false],
+                    "both" => vec![true, false],
+                    _ => bail!("--bands takes on, off or both"),
+                }
+            }
+            _ => bail!(
+                "unknown argument {flag:?} (--nx, --nt, --chunk, --depths, --rounds, --bands)"
+            ),
         }
     }
     if o.nx < 3 || o.chunk == 0 || o.depths.is_empty() || o.rounds == 0 {
@@ -66,7 +81,16 @@ fn main() -> anyhow::Result<()> {
     let field = heat::build(o.nx, o.nt, o.chunk);
     let want = heat::serial(o.nx, o.nt);
     let base = Client::local().with_progress(false);
-    let client = |d: usize| base.clone().with_stencil_depth((d > 0).then_some(d));
+    let client = |(d, bands): (usize, bool)| {
+        base.clone()
+            .with_stencil_depth((d > 0).then_some(d))
+            .with_loop_bands(bands)
+    };
+    let variants: Vec<(usize, bool)> = o
+        .depths
+        .iter()
+        .flat_map(|&d| o.bands.iter().map(move |&b| (d, b)))
+        .collect();
     println!(
         "heat {}² × {} steps in {}² chunks, {} threads, {} rounds",
         o.nx,
@@ -76,8 +100,8 @@ fn main() -> anyhow::Result<()> {
         o.rounds
     );
     let mut tasks = Vec::new();
-    for &d in &o.depths {
-        let c = client(d);
+    for &v in &variants {
+        let c = client(v);
         tasks.push(c.plan(&[&field])?.plan.task_count());
         let got = c.compute::<f64>(&field)?;
         // A NaN anywhere fails the check (it compares false).
@@ -87,27 +111,31 @@ fn main() -> anyhow::Result<()> {
                 .zip(want.iter())
                 .all(|(a, b)| (a - b).abs() < 1e-9);
         if !close {
-            bail!("depth {d}: the result differs from the serial loop by 1e-9 or more");
+            bail!(
+                "depth {}: the result differs from the serial loop by 1e-9 or more",
+                v.0
+            );
         }
     }
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); o.depths.len()];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for _ in 0..o.rounds {
-        for (i, &d) in o.depths.iter().enumerate() {
-            let c = client(d);
+        for (i, &v) in variants.iter().enumerate() {
+            let c = client(v);
             let t = std::time::Instant::now();
             c.compute::<f64>(&field)?;
             times[i].push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    println!("| depth | tasks | median ms | min ms |\n|---|---:|---:|---:|");
-    for ((d, t), n) in o.depths.iter().zip(times).zip(tasks) {
-        let name = if *d == 0 {
+    println!("| depth | loop bands | tasks | median ms | min ms |\n|---|---|---:|---:|---:|");
+    for ((&(d, bands), t), n) in variants.iter().zip(times).zip(tasks) {
+        let name = if d == 0 {
             "auto".to_string()
         } else {
             d.to_string()
         };
+        let bands = if bands { "on" } else { "off" };
         let min = t.iter().copied().fold(f64::INFINITY, f64::min);
-        println!("| {name} | {n} | {:.1} | {min:.1} |", median(t));
+        println!("| {name} | {bands} | {n} | {:.1} | {min:.1} |", median(t));
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ pub fn lower_with(graph: &Graph, opts: &LowerOptions) -> Result<Plan> {
         return lower_graph(graph, opts, false);
     }
     lower_graph(
-        &super::band::band_small_loops(graph, opts.cores)?,
+        &super::band::band_loops(graph, opts.cores, !opts.gpu)?,
         opts,
         false,
     )

@@ -175,6 +175,11 @@ impl CudaGpu {
             return Ok(None);
         }
         let ctx = CudaContext::new(ordinal).map_err(driver)?;
+        // SAFETY: every allocation, copy and launch of this device goes on
+        // its one stream (`default_stream` below; no other is made), whose
+        // order alone puts each use after the allocation and each read
+        // after the write: events per allocation would only cost time.
+        unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().map_err(driver)?;
         let major = ctx
             .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)

@@ -92,12 +92,14 @@ impl CudaGpu {
         let missing = || Error::Layout("a stencil step on a slot beyond its plan".into());
         let no_source = || Error::Layout("a stencil step on a source beyond its plan".into());
         let mut status = s.alloc_zeros::<u32>(1).map_err(driver)?;
-        for step in &steps {
-            let dims = s.clone_htod(&step.meta).map_err(driver)?;
-            let index = match &step.index {
-                Some(at) => Some(s.clone_htod(at).map_err(driver)?),
-                None => None,
-            };
+        // Every step's words (and the result's box) go up in one copy: a
+        // copy from host memory waits for the device, a launch does not.
+        let (packed_words, at) = packed(&steps, &result_meta);
+        let packed_words = s.clone_htod(&packed_words).map_err(driver)?;
+        let view = |(from, len): (usize, usize)| packed_words.slice(from..from + len);
+        for (step, at) in steps.iter().zip(&at) {
+            let dims = view(at.0);
+            let index = at.1.map(view);
             let source = match step.source {
                 Some(k) => Some(sources.get(k as usize).ok_or_else(no_source)?),
                 None => None,
@@ -147,7 +149,7 @@ impl CudaGpu {
         let mut out = s
             .alloc_zeros::<u8>(cells * 4 * words(dtype) as usize)
             .map_err(driver)?;
-        let dims = s.clone_htod(&result_meta).map_err(driver)?;
+        let dims = view(at.last().map_or((0, 0), |a| a.0));
         let copy = self.moves(Moves::Box)?;
         {
             let mut launch = s.launch_builder(&copy.0);
@@ -170,4 +172,34 @@ impl CudaGpu {
         let bytes = s.clone_dtoh(&out).map_err(driver)?;
         Ok(Made::Values(download(dtype, &bytes, cells)))
     }
+}
+
+/// Where a segment of [`packed`] words lies: its first word and length.
+type Segment = (usize, usize);
+
+/// The words of every step (`dims`, then its positions if any) and, last,
+/// `result_meta`, one after another, each segment starting on a 16-byte
+/// boundary; with each step's segments, and the result's as a last entry.
+fn packed(
+    steps: &[crate::steps::Prepared<Kernel>],
+    result_meta: &[u32],
+) -> (Vec<u32>, Vec<(Segment, Option<Segment>)>) {
+    let total: usize = steps
+        .iter()
+        .map(|p| p.meta.len() + p.index.as_ref().map_or(0, Vec::len) + 8)
+        .sum::<usize>()
+        + result_meta.len();
+    let mut words = Vec::with_capacity(total);
+    let mut push = |w: &[u32]| {
+        words.resize(words.len().next_multiple_of(4), 0);
+        let at = (words.len(), w.len());
+        words.extend_from_slice(w);
+        at
+    };
+    let mut at: Vec<(Segment, Option<Segment>)> = steps
+        .iter()
+        .map(|p| (push(&p.meta), p.index.as_deref().map(&mut push)))
+        .collect();
+    at.push((push(result_meta), None));
+    (words, at)
 }
