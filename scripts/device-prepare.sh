@@ -7,7 +7,8 @@
 # Writes .device/ (ignored by git through .git/info/exclude): the benchmark suite, the
 # stencil-depth benchmark and the GPU test binary, built here for x86-64 and stripped; wheels of the peers' pure CPU
 # dependencies the GPU machine may lack (numexpr, for CPython 3.12); with --vulkan, the
-# Vulkan loader's Debian packages (wgpu needs libvulkan to open the GPU).
+# Vulkan loader's and GLVND's Debian packages (wgpu needs libvulkan to open the GPU, and
+# NVIDIA's Vulkan driver GLVND's libraries).
 # Then, on the GPU machine: scripts/device-check.sh, with .device carried along.
 set -euo pipefail
 
@@ -50,7 +51,9 @@ if [ "$vulkan" = 1 ]; then
     # shellcheck disable=SC2086
     apt-get $o update -qq
     # shellcheck disable=SC2086
-    (cd "$DEV/gl" && apt-get $o download -qq libvulkan1)
+    # NVIDIA's Vulkan driver (libGLX_nvidia) needs GLVND's dispatch libraries too.
+    # shellcheck disable=SC2086
+    (cd "$DEV/gl" && apt-get $o download -qq libvulkan1 libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2)
 fi
 
 du -sh "$DEV"
