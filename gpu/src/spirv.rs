@@ -6,8 +6,9 @@
 //! carries neither the `NoContraction` decoration nor the float-controls
 //! execution modes, so they are added here: every float add, subtract,
 //! multiply, divide and negation is `NoContraction` (the driver must round
-//! each one), and the entry point preserves signed zeros, infinities and
-//! NaN for 32- and 64-bit floats. The module then goes to the driver as is
+//! each one), and the entry point preserves signed zeros, infinities, NaN
+//! and subnormals for 32- and 64-bit floats (NVIDIA's Vulkan driver
+//! otherwise flushes float32 subnormals to zero, on loads too). The module then goes to the driver as is
 //! (wgpu's passthrough), after naga validated it.
 
 use crate::Error;
@@ -27,7 +28,9 @@ const OP_FSUB: u32 = 131;
 const OP_FMUL: u32 = 133;
 const OP_FDIV: u32 = 136;
 const DECORATION_NO_CONTRACTION: u32 = 42;
+const CAPABILITY_DENORM_PRESERVE: u32 = 4464;
 const CAPABILITY_SIGNED_ZERO_INF_NAN_PRESERVE: u32 = 4466;
+const MODE_DENORM_PRESERVE: u32 = 4459;
 const MODE_SIGNED_ZERO_INF_NAN_PRESERVE: u32 = 4461;
 const HEADER_WORDS: usize = 5;
 
@@ -128,11 +131,12 @@ pub fn strict_floats(words: &[u32]) -> Result<Vec<u32>, Error> {
     for (k, i) in ins.iter().enumerate() {
         let op = opcode(i);
         if !capabilities_done && op != OP_CAPABILITY {
-            push(
-                &mut out,
-                OP_CAPABILITY,
-                &[CAPABILITY_SIGNED_ZERO_INF_NAN_PRESERVE],
-            );
+            for capability in [
+                CAPABILITY_DENORM_PRESERVE,
+                CAPABILITY_SIGNED_ZERO_INF_NAN_PRESERVE,
+            ] {
+                push(&mut out, OP_CAPABILITY, &[capability]);
+            }
             push(
                 &mut out,
                 OP_EXTENSION,
@@ -153,12 +157,10 @@ pub fn strict_floats(words: &[u32]) -> Result<Vec<u32>, Error> {
             && (op == OP_ENTRY_POINT || op == OP_EXECUTION_MODE)
             && !matches!(next, Some(OP_ENTRY_POINT | OP_EXECUTION_MODE))
         {
-            for width in [32, 64] {
-                push(
-                    &mut out,
-                    OP_EXECUTION_MODE,
-                    &[entry, MODE_SIGNED_ZERO_INF_NAN_PRESERVE, width],
-                );
+            for mode in [MODE_DENORM_PRESERVE, MODE_SIGNED_ZERO_INF_NAN_PRESERVE] {
+                for width in [32, 64] {
+                    push(&mut out, OP_EXECUTION_MODE, &[entry, mode, width]);
+                }
             }
             modes_done = true;
         }
@@ -204,10 +206,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             2
         );
         assert_eq!(
-            count(OP_CAPABILITY, &|i| i[1]
-                == CAPABILITY_SIGNED_ZERO_INF_NAN_PRESERVE),
-            1
+            count(OP_EXECUTION_MODE, &|i| i.get(2)
+                == Some(&MODE_DENORM_PRESERVE)),
+            2
         );
+        for capability in [
+            CAPABILITY_DENORM_PRESERVE,
+            CAPABILITY_SIGNED_ZERO_INF_NAN_PRESERVE,
+        ] {
+            assert_eq!(count(OP_CAPABILITY, &|i| i[1] == capability), 1);
+        }
         assert_eq!(string_words("ab"), vec![u32::from_le_bytes(*b"ab\0\0")]);
     }
 

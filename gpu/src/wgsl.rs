@@ -1007,6 +1007,10 @@ impl Body<'_> {
             Neg if float => format!("-{x}"),
             Neg => format!("wneg_{}({x})", ty(d)),
             Not => format!("!{x}"),
+            // Vulkan lets a device round float32 `sqrt` loosely (NVIDIA's
+            // is off by an ulp); float64's root rounded to float32 is the
+            // correctly rounded one (53 ≥ 2·24 + 2 bits).
+            Sqrt if d == DType::F32 => format!("f32(sqrt(f64({x})))"),
             Sqrt => format!("sqrt({x})"),
             Abs if d == DType::Bool => x,
             Abs if float => format!("abs({x})"),
@@ -1504,6 +1508,9 @@ fn binary(op: BinaryOp, d: DType, x: &str, y: &str) -> Result<String, Unsupporte
         Add => format!("{x} + {y}"),
         Sub => format!("{x} - {y}"),
         Mul => format!("{x} * {y}"),
+        // As `sqrt`: Vulkan allows 2.5 ulp for a float32 division; float64's
+        // quotient rounded to float32 is the correctly rounded one.
+        Div if d == DType::F32 => format!("f32(f64({x}) / f64({y}))"),
         Div if float => format!("{x} / {y}"),
         Rem => format!("rem_{}({x}, {y})", ty(d)),
         FloorDiv => format!("floordiv_{}({x}, {y})", ty(d)),
@@ -1697,6 +1704,30 @@ mod tests {
         ] {
             assert_eq!(refused(DType::C128, op), Ok(()), "{op:?}");
         }
+    }
+
+    #[test]
+    fn float32_roots_and_quotients_are_rounded_from_float64() {
+        let mut b = ProgramBuilder::new();
+        let spec = || InputSpec {
+            dtype: DType::F32,
+            shape: vec![4],
+        };
+        let (x, y) = (b.input(spec()), b.input(spec()));
+        let q = b.push(Instr::Binary(BinaryOp::Div, x, y), DType::F32);
+        let r = b.push(Instr::Unary(UnaryOp::Sqrt, q), DType::F32);
+        let p = b.finish(r, vec![4]);
+        let access = [Access::Contiguous, Access::Contiguous];
+        let src = generate(&p, &access, Fma::Native)
+            .expect("generates")
+            .source;
+        assert!(src.contains("f32(f64(r0) / f64(r1))"), "{src}");
+        assert!(src.contains("f32(sqrt(f64(r2)))"), "{src}");
+        // Float64 keeps the device's own (correctly rounded) operations.
+        assert_eq!(
+            binary(BinaryOp::Div, DType::F64, "a", "b"),
+            Ok("a / b".into())
+        );
     }
 
     #[test]
