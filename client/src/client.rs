@@ -257,6 +257,12 @@ impl Client {
         self.gpu.as_ref().map(|o| (o.summary(), o.counts()))
     }
 
+    /// The error of the latest kernel that failed on this client's GPU and
+    /// ran on the CPU instead (`counts.failed` says how many did).
+    pub fn gpu_last_failure(&self) -> Option<String> {
+        self.gpu.as_ref().and_then(|o| o.last_failure())
+    }
+
     /// Named `map_blocks` functions for the embedded client to call
     /// ([`crate::MapBlocks::named`]); on a cluster the workers carry them.
     pub fn with_functions(mut self, functions: accel_core::blocks::Functions) -> Client {

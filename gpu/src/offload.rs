@@ -230,6 +230,8 @@ pub struct Offloader {
     failed: AtomicU64,
     folded: AtomicU64,
     stencils: AtomicU64,
+    /// What the latest kernel that failed on the device said.
+    last_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Offloader {
@@ -242,7 +244,14 @@ impl Offloader {
             failed: AtomicU64::new(0),
             folded: AtomicU64::new(0),
             stencils: AtomicU64::new(0),
+            last_failure: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The error of the latest kernel that failed on the device (and ran on
+    /// the CPU instead), if any did: what a count of failures does not say.
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().ok().and_then(|f| f.clone())
     }
 
     /// The device is lost: every kernel runs on the CPU from now on, and
@@ -361,6 +370,9 @@ impl Offloader {
             }
             Err(e) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = self.last_failure.lock() {
+                    *last = Some(e.to_string());
+                }
                 tracing::warn!(
                     "kernel failed on {:?}, computing it on the CPU: {e}",
                     self.gpu
@@ -385,6 +397,27 @@ fn portable(exe: &Executable) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_kernel_is_counted_and_its_error_kept() {
+        let gpu = match Gpu::open(crate::GpuChoice::Software) {
+            Ok(Some(g)) => g,
+            other => {
+                panic!("no lavapipe ({other:?}); the test command installs mesa-vulkan-drivers")
+            }
+        };
+        let o = Offloader::new(Arc::new(Backend::Vulkan(gpu)));
+        assert_eq!(o.last_failure(), None);
+        let ran: Option<()> = o.attempt(true, || Err(Error::Device("stream broke".into())));
+        assert_eq!(ran, None, "the CPU's turn");
+        // A refusal is a decline, not a failure.
+        let declined: Option<()> = o.attempt(true, || Err(Error::TooLarge(1 << 40)));
+        assert_eq!(declined, None);
+        let c = o.counts();
+        assert_eq!((c.failed, c.declined, c.on_gpu), (1, 1, 0));
+        let last = o.last_failure().expect("kept");
+        assert!(last.contains("stream broke"), "{last}");
+    }
 
     #[test]
     fn a_device_is_given_up_after_failures_in_a_row_only() {

@@ -195,6 +195,9 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
             counts.resident,
             counts.read_back
         );
+        if let Some(why) = client.gpu_last_failure() {
+            eprintln!("accel-suite: the latest kernel that failed on the GPU: {why}");
+        }
         records.push(Json::Obj(vec![
             ("workload".into(), "gpu-kernels".into()),
             ("case".into(), name.into()),
@@ -208,6 +211,10 @@ fn gpu(o: &Options, records: &mut Vec<Json>) {
             ("failed".into(), (counts.failed as usize).into()),
             ("resident".into(), (counts.resident as usize).into()),
             ("read_back".into(), (counts.read_back as usize).into()),
+            (
+                "last_failure".into(),
+                client.gpu_last_failure().unwrap_or_default().into(),
+            ),
         ]));
     }
 }
