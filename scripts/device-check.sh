@@ -78,7 +78,9 @@ if [ "$tests" = 1 ]; then
 fi
 
 step "benchmarks ($size)"
-python3 bench/peers/machine.py "$out" before --command "scripts/device-check.sh --size $size" --size "$size" || status=1
+command="scripts/device-check.sh --size $size --only $only"
+[ "$tests" = 1 ] || command="$command --skip-tests"
+python3 bench/peers/machine.py "$out" before --command "$command" --size "$size" || status=1
 "$DEV/accel-suite" --size "$size" --repeats 3 --json "$out/accel.json" --gpu cuda --only "$only" --no-cluster || status=1
 if ldconfig -p | grep -q libvulkan; then
     "$DEV/accel-suite" --size "$size" --repeats 3 --json "$out/accel-vulkan.json" --gpu 0 --only "$only" --no-cluster || status=1

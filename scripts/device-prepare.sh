@@ -50,7 +50,6 @@ if [ "$vulkan" = 1 ]; then
     o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
     # shellcheck disable=SC2086
     apt-get $o update -qq
-    # shellcheck disable=SC2086
     # NVIDIA's Vulkan driver (libGLX_nvidia) needs GLVND's dispatch libraries too.
     # shellcheck disable=SC2086
     (cd "$DEV/gl" && apt-get $o download -qq libvulkan1 libglvnd0 libgl1 libglx0 libegl1 libopengl0 libgles2)

@@ -26,8 +26,8 @@ def numpy_aliases() -> None:
 
 def unavailable(name: str) -> str | None:
     """Why runner `name` cannot run here, or None when it can."""
-    numpy_aliases()
     try:
+        numpy_aliases()
         if name == "cupy":
             import cupy
 

@@ -225,8 +225,8 @@ impl Client {
     /// had chunks, or (embedded client) as the cores where fewer. Halos then
     /// lie only above and below a task. A larger field in fewer chunks than
     /// the embedded client's cores has its rows split further, to about a
-    /// chunk per core (bands of at least 64 rows), unless the client has a
-    /// GPU. On by default; the loop's result keeps the field's
+    /// chunk per core (bands of at least 64 rows; loops of four steps or
+    /// more), unless the client has a GPU. On by default; the loop's result keeps the field's
     /// chunks either way.
     pub fn with_loop_bands(mut self, on: bool) -> Client {
         self.options.keep_loop_chunks = !on;

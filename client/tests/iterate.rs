@@ -171,7 +171,8 @@ fn small_loops_run_on_row_bands() {
     // another array): chunks kept.
     let captured = plate(200, 100) * 0.5;
     let others = [
-        plate(600, 150).iterate(3, heat),
+        // 10 row chunks: more than the 9 bands of 64 rows 600 rows allow.
+        plate(600, 60).iterate(3, heat),
         from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[200, 200])), vec![50, 200]).iterate(3, heat),
         a.iterate(3, |t| heat(t) + &captured),
     ];
@@ -188,7 +189,8 @@ fn small_loops_run_on_row_bands() {
 
 /// A loop over a larger field in fewer chunks than the embedded client's
 /// cores runs on one band per core (at least 64 rows each), with the loop's
-/// bits; where there are no more cores than chunks, it keeps its chunks.
+/// bits; where there are no more cores than chunks, or fewer than four
+/// steps, it keeps its chunks.
 #[test]
 fn larger_loops_take_a_band_per_core_where_chunks_are_fewer() {
     // 2.9 MB in one chunk.
@@ -207,11 +209,8 @@ fn larger_loops_take_a_band_per_core_where_chunks_are_fewer() {
         .map(|s| s.meta.chunks.0[0].clone())
         .collect();
     if n > 1 {
-        let height = 600usize.div_ceil(n);
-        let mut rows = vec![height; 600 / height];
-        if 600 % height != 0 {
-            rows.push(600 % height);
-        }
+        // n bands whose heights differ by one row at most, taller first.
+        let rows: Vec<usize> = (0..n).map(|b| 600 / n + usize::from(b < 600 % n)).collect();
         // The source, into bands, the fused blocks of steps, back.
         assert_eq!(firsts.first(), Some(&vec![600]));
         assert_eq!(firsts.last(), Some(&vec![600]));
@@ -233,6 +232,16 @@ fn larger_loops_take_a_band_per_core_where_chunks_are_fewer() {
         .map(|x| x.to_bits())
         .collect();
     assert_eq!(off, want);
+    // Three steps would not repay the copies into bands and back.
+    let short = a.iterate(3, heat);
+    assert_eq!(
+        Client::local().plan(&[&short]).unwrap().tasks(),
+        Client::local()
+            .with_loop_bands(false)
+            .plan(&[&short])
+            .unwrap()
+            .tasks()
+    );
 }
 
 #[test]

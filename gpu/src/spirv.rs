@@ -8,7 +8,11 @@
 //! multiply, divide and negation is `NoContraction` (the driver must round
 //! each one), and the entry point preserves signed zeros, infinities, NaN
 //! and subnormals for 32- and 64-bit floats (NVIDIA's Vulkan driver
-//! otherwise flushes float32 subnormals to zero, on loads too). The module then goes to the driver as is
+//! otherwise flushes float32 subnormals to zero, on loads too). The modes
+//! are emitted whatever the device reports: NVIDIA's driver honours
+//! `DenormPreserve` without advertising it, and a driver that refused the
+//! module would fail the kernels, which then run on the CPU (a device that
+//! fails three in a row is given up), never giving other values. The module then goes to the driver as is
 //! (wgpu's passthrough), after naga validated it.
 
 use crate::Error;

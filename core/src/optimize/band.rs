@@ -35,6 +35,11 @@ const MIN_BAND_ROWS: usize = 16;
 /// rows: a task fusing D steps computes 2·D halo rows beyond its band.
 pub const MIN_WIDE_BAND_ROWS: usize = 64;
 
+/// Fewest steps for which a larger field is rechunked into bands: the field
+/// is copied into bands and back (a copy of it in memory at a time), which
+/// a loop of one to three steps would not repay.
+const MIN_WIDE_STEPS: usize = 4;
+
 /// `graph` with every small stencil loop that splits its field's last axis
 /// into chunks, and (with `wide`) every larger one of fewer chunks than
 /// `cores`, run on row bands (at most one per core of `cores`); the graph
@@ -124,7 +129,7 @@ fn banded_loop(
             return None;
         }
         bands(input, cores)?
-    } else if wide {
+    } else if wide && r.times >= MIN_WIDE_STEPS {
         bands_for_cores(input, cores?)?
     } else {
         return None;
@@ -188,24 +193,26 @@ fn bands(input: &Meta, cores: Option<usize>) -> Option<Chunks> {
 }
 
 /// The chunks of a larger field run on one task per core, where its chunks
-/// are fewer than `cores`: the first axis split into bands of equal height
-/// (each at least [`MIN_WIDE_BAND_ROWS`] rows) so that, with the other
-/// axes' chunks as they were, there are about as many chunks as cores; None
-/// where that makes no more chunks than there are. The other axes keep
-/// their splits: a band as wide as a 2000-cell row would leave the kernel
-/// cache bands of a few rows, each computing its halo rows again.
+/// are fewer than `cores`: the first axis split into `count` bands whose
+/// heights differ by at most one row (each at least [`MIN_WIDE_BAND_ROWS`]
+/// rows) so that, with the other axes' chunks as they were, there are about
+/// as many chunks as cores; None where that makes no more chunks than there
+/// are. The other axes keep their splits: a band as wide as a 2000-cell row
+/// would leave the kernel cache bands of a few rows, each computing its halo
+/// rows again.
 fn bands_for_cores(input: &Meta, cores: usize) -> Option<Chunks> {
     let along = |d: usize| input.chunks.0.get(d).map_or(1, Vec::len);
     let others: usize = (1..input.shape.len()).map(along).product();
     let rows = *input.shape.first()?;
     let count = cores.div_ceil(others.max(1)).min(rows / MIN_WIDE_BAND_ROWS);
-    if count <= along(0) {
+    if count <= along(0) || input.chunks.0.len() != input.shape.len() {
         return None;
     }
-    let mut out = spanning(input, count)?;
-    let last = input.shape.len() - 1;
-    out.0[last] = input.chunks.0.get(last)?.clone();
-    Some(out)
+    // The first `rows % count` bands take one row more.
+    let (base, taller) = (rows / count, rows % count);
+    let mut out = input.chunks.0.clone();
+    out[0] = (0..count).map(|b| base + usize::from(b < taller)).collect();
+    Some(Chunks(out))
 }
 
 /// `count` bands of equal height (the last one shorter) along the first
@@ -296,6 +303,17 @@ mod tests {
         // Too few rows for more bands than chunks.
         let m = meta(&[100, 50000], vec![vec![100], vec![25000; 2]]);
         assert_eq!(bands_for_cores(&m, 16), None);
+        // Rows that do not divide: 16 bands of 64 or 65 rows, none shorter.
+        let m = meta(&[1025, 3000], vec![vec![1025], vec![3000]]);
+        assert_eq!(
+            bands_for_cores(&m, 16).unwrap().0,
+            vec![[vec![65], vec![64; 15]].concat(), vec![3000]]
+        );
+        let m = meta(&[4097, 100], vec![vec![4097], vec![100]]);
+        let b = bands_for_cores(&m, 64).unwrap().0;
+        assert_eq!(b[0].len(), 64);
+        assert!(b[0].iter().all(|&h| h == 64 || h == 65), "{b:?}");
+        assert_eq!(b[0].iter().sum::<usize>(), 4097);
         // Middle axes keep their chunks and count: 2 × 4 chunks, 16 cores.
         let m = meta(&[512, 8, 600], vec![vec![512], vec![2; 4], vec![600]]);
         assert_eq!(

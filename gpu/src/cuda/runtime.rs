@@ -176,9 +176,10 @@ impl CudaGpu {
         }
         let ctx = CudaContext::new(ordinal).map_err(driver)?;
         // SAFETY: every allocation, copy and launch of this device goes on
-        // its one stream (`default_stream` below; no other is made), whose
-        // order alone puts each use after the allocation and each read
-        // after the write: events per allocation would only cost time.
+        // its one stream (the legacy default stream, `default_stream` below;
+        // no other is made), whose order alone puts each use after the
+        // allocation and each read after the write: events per allocation
+        // would only cost time. A second stream would need them back on.
         unsafe { ctx.disable_event_tracking() };
         let name = ctx.name().map_err(driver)?;
         let major = ctx

@@ -178,8 +178,10 @@ impl CudaGpu {
 type Segment = (usize, usize);
 
 /// The words of every step (`dims`, then its positions if any) and, last,
-/// `result_meta`, one after another, each segment starting on a 16-byte
-/// boundary; with each step's segments, and the result's as a last entry.
+/// `result_meta`, one after another; with each step's segments, and the
+/// result's as a last entry. Each segment starts on a 16-byte boundary, as
+/// a buffer of its own would (kernels read 4-byte words, but a compiler may
+/// widen loads of a parameter it knows to be so aligned).
 fn packed(
     steps: &[crate::steps::Prepared<Kernel>],
     result_meta: &[u32],
