@@ -30,8 +30,9 @@ pub struct CudaSource {
     pub shader: wgsl::Shader,
 }
 
-/// Conversions, bit casts, selection and wrapping arithmetic for the
-/// translated statements.
+/// Conversions, bit casts, selection, wrapping arithmetic and float32
+/// division and root (IEEE under [`NVRTC_OPTIONS`]) for the translated
+/// statements.
 const PRELUDE: &str = r#"template <class T> __device__ __forceinline__ double f64(T x) { return (double)x; }
 template <class T> __device__ __forceinline__ float f32(T x) { return (float)x; }
 template <class T> __device__ __forceinline__ int i32(T x) { return (int)x; }
@@ -52,6 +53,8 @@ __device__ __forceinline__ long long wadd_i64(long long a, long long b) { return
 __device__ __forceinline__ long long wsub_i64(long long a, long long b) { return (long long)((unsigned long long)a - (unsigned long long)b); }
 __device__ __forceinline__ long long wmul_i64(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned long long)b); }
 __device__ __forceinline__ long long wneg_i64(long long a) { return (long long)(0ull - (unsigned long long)a); }
+__device__ __forceinline__ float div_f32(float a, float b) { return a / b; }
+__device__ __forceinline__ float sqrt_f32(float a) { return sqrtf(a); }
 "#;
 
 /// The C type of a WGSL type name.
@@ -398,6 +401,31 @@ mod tests {
             translate_line("    let r = fabs_x(max_y(1i));"),
             "    const auto r = fabs_x(max_y(1));"
         );
+    }
+
+    #[test]
+    fn float32_division_and_roots_are_cudas_own() {
+        let mut b = ProgramBuilder::new();
+        let spec = || InputSpec {
+            dtype: DType::F32,
+            shape: vec![8],
+        };
+        let (x, y) = (b.input(spec()), b.input(spec()));
+        let q = b.push(Instr::Binary(BinaryOp::Div, x, y), DType::F32);
+        let r = b.push(Instr::Unary(UnaryOp::Sqrt, q), DType::F32);
+        let p = b.finish(r, vec![8]);
+        let access = [Access::Contiguous, Access::Contiguous];
+        let src = generate(&p, &access).expect("generates").source;
+        assert!(
+            src.contains("div_f32(r0, r1)") && src.contains("sqrt_f32(r2)"),
+            "{src}"
+        );
+        // IEEE under NVRTC's options: no detour through float64 (WGSL's).
+        assert!(
+            src.contains("float div_f32(float a, float b) { return a / b; }"),
+            "{src}"
+        );
+        assert!(!src.contains("f32(f64(a) / f64(b))"), "{src}");
     }
 
     #[test]

@@ -369,6 +369,7 @@ fn generate_with(
     let mut src = String::new();
     header(&mut src, program, flags);
     src.push_str(WRAPPING);
+    src.push_str(FLOAT32_ROUNDED);
     src.push_str(&functions);
     let _ = writeln!(src, "@compute @workgroup_size({WORKGROUP})");
     src.push_str(
@@ -447,6 +448,17 @@ fn wadd_i64(a: i64, b: i64) -> i64 { return a + b; }
 fn wsub_i64(a: i64, b: i64) -> i64 { return a - b; }
 fn wmul_i64(a: i64, b: i64) -> i64 { return a * b; }
 fn wneg_i64(a: i64) -> i64 { return -a; }
+";
+
+/// Float32 division and square root, correctly rounded. Vulkan lets a
+/// device round them loosely (2.5 ulp for a division; NVIDIA's `sqrt` was an
+/// ulp off): computed in float64 and rounded once, they are the correctly
+/// rounded float32 results (53 ≥ 2·24 + 2 bits), wherever the device's
+/// float64 division and root are, which the float64 tests check on each
+/// device. WGSL only, like [`WRAPPING`]: CUDA's own are IEEE already
+/// (NVRTC's `--prec-div` and `--prec-sqrt`).
+const FLOAT32_ROUNDED: &str = "fn div_f32(a: f32, b: f32) -> f32 { return f32(f64(a) / f64(b)); }
+fn sqrt_f32(a: f32) -> f32 { return f32(sqrt(f64(a))); }
 ";
 
 /// Integer floor division and remainder with NumPy's rules, NaN tests by
@@ -1007,12 +1019,8 @@ impl Body<'_> {
             Neg if float => format!("-{x}"),
             Neg => format!("wneg_{}({x})", ty(d)),
             Not => format!("!{x}"),
-            // Vulkan lets a device round float32 `sqrt` loosely (NVIDIA's
-            // is off by an ulp); float64's root rounded to float32 is the
-            // correctly rounded one (53 ≥ 2·24 + 2 bits) wherever the
-            // float64 root is correctly rounded, which the float64 tests
-            // check on each device.
-            Sqrt if d == DType::F32 => format!("f32(sqrt(f64({x})))"),
+            // Correctly rounded on every backend ([`FLOAT32_ROUNDED`]).
+            Sqrt if d == DType::F32 => format!("sqrt_f32({x})"),
             Sqrt => format!("sqrt({x})"),
             Abs if d == DType::Bool => x,
             Abs if float => format!("abs({x})"),
@@ -1514,10 +1522,8 @@ fn binary(op: BinaryOp, d: DType, x: &str, y: &str) -> Result<String, Unsupporte
         Add => format!("{x} + {y}"),
         Sub => format!("{x} - {y}"),
         Mul => format!("{x} * {y}"),
-        // As `sqrt`: Vulkan allows 2.5 ulp for a float32 division; float64's
-        // quotient rounded to float32 is the correctly rounded one (where
-        // the float64 division is, as the float64 tests check).
-        Div if d == DType::F32 => format!("f32(f64({x}) / f64({y}))"),
+        // Correctly rounded on every backend ([`FLOAT32_ROUNDED`]).
+        Div if d == DType::F32 => format!("div_f32({x}, {y})"),
         Div if float => format!("{x} / {y}"),
         Rem => format!("rem_{}({x}, {y})", ty(d)),
         FloorDiv => format!("floordiv_{}({x}, {y})", ty(d)),
@@ -1728,8 +1734,9 @@ mod tests {
         let src = generate(&p, &access, Fma::Native)
             .expect("generates")
             .source;
-        assert!(src.contains("f32(f64(r0) / f64(r1))"), "{src}");
-        assert!(src.contains("f32(sqrt(f64(r2)))"), "{src}");
+        assert!(src.contains("div_f32(r0, r1)"), "{src}");
+        assert!(src.contains("sqrt_f32(r2)"), "{src}");
+        assert!(src.contains(FLOAT32_ROUNDED), "{src}");
         // Float64 keeps the device's own operations.
         assert_eq!(
             binary(BinaryOp::Div, DType::F64, "a", "b"),
