@@ -297,7 +297,8 @@ impl Client {
         if self.remote.is_none() {
             // The embedded client runs on this process's pool.
             options.cores = Some(rayon::current_num_threads());
-            options.gpu = self.gpu.is_some();
+            // A device given up or lost runs nothing: the CPU's plan.
+            options.gpu = self.gpu.as_ref().is_some_and(|o| o.usable());
         }
         let mut plan = lower_with(&optimized, &options)?;
         // The written arrays' stages are the tasks' to write, not the client's to fetch.

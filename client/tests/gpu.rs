@@ -741,7 +741,8 @@ fn rows_come_back_from_a_task_whose_input_the_gpu_cannot_give_back() {
 
 /// A loop over a larger field keeps its chunks on a GPU, which runs its
 /// tasks one after another (on the CPU alone it would take a band per core
-/// where its chunks are fewer), and gives the CPU's bits.
+/// where its chunks are fewer), and gives the CPU's bits; once the device
+/// is lost, the loop is planned as on the CPU.
 #[test]
 fn larger_loops_keep_their_chunks_on_a_gpu() {
     use accel::Boundary;
@@ -770,4 +771,15 @@ fn larger_loops_keep_their_chunks_on_a_gpu() {
     assert_eq!(bits(&gpu.compute::<f64>(&looped).unwrap()), bits(&want));
     let c = counts(&gpu);
     assert!(c.stencils > 0 && c.failed == 0, "{c:?}");
+    // A device lost runs nothing: the loop is planned as on the CPU alone.
+    let device = accel_gpu::open(GpuChoice::Software).unwrap().unwrap();
+    let lost = Client::local()
+        .with_progress(false)
+        .with_shared_gpu(device.clone());
+    device.lose_device();
+    assert_eq!(
+        lost.plan(&[&looped]).unwrap().tasks(),
+        cpu.plan(&[&looped]).unwrap().tasks()
+    );
+    assert_eq!(bits(&lost.compute::<f64>(&looped).unwrap()), bits(&want));
 }

@@ -270,6 +270,11 @@ impl Offloader {
         &self.gpu
     }
 
+    /// Whether kernels still go to the device (not given up or lost).
+    pub fn usable(&self) -> bool {
+        self.health.usable()
+    }
+
     pub fn summary(&self) -> &crate::AdapterSummary {
         self.gpu.summary()
     }

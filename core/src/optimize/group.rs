@@ -31,7 +31,7 @@ pub struct LowerOptions {
     /// Cores the plan runs on, where known (the embedded client): a small
     /// loop takes at most one band per core.
     pub cores: Option<usize>,
-    /// Stencil tasks go to a GPU (the embedded client with one): a larger
+    /// Stencil tasks go to a GPU (the embedded client with a usable one): a larger
     /// loop keeps its chunks rather than take a band per core, since the
     /// device runs its tasks one after another and pays per task.
     pub gpu: bool,
