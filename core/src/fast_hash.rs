@@ -1,6 +1,7 @@
 //! A fast, non-cryptographic hasher for the optimizer's maps, whose keys are
-//! node ids and small structural keys built by this process (no untrusted
-//! input chooses them, so hash flooding is not a concern).
+//! node ids and small structural keys built by this process, and for a
+//! worker's chunk maps, keyed by the ids its authenticated scheduler hands
+//! out (no untrusted input chooses them, so hash flooding is not a concern).
 
 use std::hash::{BuildHasherDefault, Hasher};
 

@@ -1,11 +1,11 @@
 //! Running assigned tasks: gather inputs (local or from peers, concurrently),
 //! run the kernel on the rayon pool, keep the chunk, report.
 
-use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use accel_core::exec::{AfterFailure, after_failure, run_task_with};
+use accel_core::fast_hash::FastSet;
 use accel_core::{Chunk, ChunkKey, Plan};
 use accel_proto::convert::{task_from, task_to};
 use accel_proto::pb::{self, worker_message};
@@ -78,7 +78,7 @@ pub(crate) enum Report {
 pub(crate) struct Session {
     pub shared: Arc<Shared>,
     pub generation: u64,
-    pub queued: Mutex<HashSet<(u64, ChunkKey)>>,
+    pub queued: Mutex<FastSet<(u64, ChunkKey)>>,
     /// Tasks started and not yet told: they go with the next report.
     pub started: Mutex<Vec<pb::TaskId>>,
     pub reports: mpsc::UnboundedSender<Report>,
@@ -107,7 +107,7 @@ impl Session {
         self.queued_set().retain(|(j, _)| *j != job);
     }
 
-    fn queued_set(&self) -> std::sync::MutexGuard<'_, HashSet<(u64, ChunkKey)>> {
+    fn queued_set(&self) -> std::sync::MutexGuard<'_, FastSet<(u64, ChunkKey)>> {
         self.queued.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -266,11 +266,18 @@ async fn handle(
             }
         }
         scheduler_message::Msg::Release(batch) => {
-            for t in &batch.chunks {
-                if let Ok((job, key)) = task_from(Some(t)) {
-                    // A spilled chunk's file is deleted off the async threads.
-                    crate::blocking(|| shared.store.remove(job, key));
-                }
+            let keys: Vec<_> = batch
+                .chunks
+                .iter()
+                .filter_map(|t| task_from(Some(t)).ok())
+                .collect();
+            // Spilled chunks' files are deleted off the async threads; chunks
+            // in memory go at once (handing the thread over would cost more).
+            // One spilled since this check costs a file deletion here.
+            if shared.store.any_spilled(&keys) {
+                crate::blocking(|| shared.store.remove_all(&keys));
+            } else {
+                shared.store.remove_all(&keys);
             }
         }
         scheduler_message::Msg::Replicate(batch) => {

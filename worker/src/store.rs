@@ -11,6 +11,8 @@
 //! spilled chunk is read back, transparently, by whoever asks for it.
 
 use std::collections::{BTreeMap, HashMap};
+
+use accel_core::fast_hash::FastMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -38,7 +40,8 @@ enum Slot {
 #[derive(Default)]
 struct Inner {
     generation: u64,
-    chunks: HashMap<Key, Slot>,
+    /// Keyed by ids the (authenticated) scheduler hands out: a fast hash.
+    chunks: FastMap<Key, Slot>,
     /// Chunks in memory by last use.
     lru: BTreeMap<u64, Key>,
     tick: u64,
@@ -223,6 +226,22 @@ impl Store {
         matches!(self.lock().chunks.get(&(job, key)), Some(Slot::Disk { .. }))
     }
 
+    /// Whether the chunk's values are in host memory here: reading it
+    /// touches neither the disk nor a GPU.
+    pub fn on_host(&self, job: u64, key: ChunkKey) -> bool {
+        matches!(
+            self.lock().chunks.get(&(job, key)),
+            Some(Slot::Memory { chunk, .. }) if chunk.on_host()
+        )
+    }
+
+    /// Whether any of `keys` is on disk (removing it deletes a file).
+    pub fn any_spilled(&self, keys: &[(u64, ChunkKey)]) -> bool {
+        let s = self.lock();
+        keys.iter()
+            .any(|k| matches!(s.chunks.get(k), Some(Slot::Disk { .. })))
+    }
+
     /// Keeps a chunk made in `generation`, if that is still the current one
     /// and its job is still known; returns whether it was kept.
     pub fn insert(&self, generation: u64, job: u64, key: ChunkKey, chunk: Arc<Chunk>) -> bool {
@@ -236,9 +255,17 @@ impl Store {
     }
 
     pub fn remove(&self, job: u64, key: ChunkKey) {
+        self.remove_all(&[(job, key)]);
+    }
+
+    /// Removes every chunk of `keys` under one lock (the files of spilled
+    /// ones are deleted after it).
+    pub fn remove_all(&self, keys: &[(u64, ChunkKey)]) {
         let mut s = self.lock();
-        if let Some(old) = s.chunks.remove(&(job, key)) {
-            s.discard(old);
+        for k in keys {
+            if let Some(old) = s.chunks.remove(k) {
+                s.discard(old);
+            }
         }
     }
 
@@ -573,6 +600,38 @@ mod tests {
             *s.get(1, key(0)).unwrap().data().unwrap(),
             accel_core::Buffer::F64(vec![7.0; 100])
         );
+    }
+
+    /// What decides whether a release or a peer's fetch leaves the async
+    /// threads: only a spilled chunk (or one on a GPU) touches a disk or a device.
+    #[test]
+    fn only_spilled_or_gpu_chunks_make_removal_or_serving_block() {
+        let s = Store::default();
+        let g = s.generation();
+        s.add_plan(g, 1, Ok(plan()));
+        for c in 0..3 {
+            s.insert(g, 1, key(c), chunk(c as f64));
+        }
+        let on_gpu = Arc::new(Chunk::on_device(
+            vec![100],
+            accel_core::DType::F64,
+            Arc::new(OnGpu),
+        ));
+        s.insert(g, 1, key(3), on_gpu);
+        assert_eq!(s.spill_one().unwrap(), 800); // chunk 0, the oldest host chunk
+        assert!(!s.on_host(1, key(0)) && s.on_host(1, key(1)));
+        assert!(!s.on_host(1, key(3)), "its values are on the GPU");
+        assert!(!s.on_host(1, key(9)), "not here");
+        let (memory, all) = (
+            [(1, key(1)), (1, key(9))],
+            [(1, key(0)), (1, key(1)), (1, key(2)), (1, key(3))],
+        );
+        assert!(!s.any_spilled(&memory) && s.any_spilled(&all));
+        let dir = s.spill_dir().to_path_buf();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        s.remove_all(&all);
+        assert_eq!(s.usage(), Usage::default());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }
 
     #[test]

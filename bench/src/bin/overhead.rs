@@ -5,8 +5,9 @@
 //! fetching `/api/status` and `/metrics` ten times a second, more than a
 //! browser does), to show what watching costs.
 //!
-//! `cargo run --release -p accel-bench --bin overhead [-- --quick] [--embedded]`
-//! (`--embedded`: the in-process runtime only, no cluster; for profiling).
+//! `cargo run --release -p accel-bench --bin overhead [-- --quick] [--embedded | --cluster]`
+//! (`--embedded`: the in-process runtime only, no cluster; `--cluster`: the
+//! cluster only, no dashboard; both for profiling).
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -39,29 +40,48 @@ fn poll_dashboard(base: String, token: String, stop: Arc<AtomicBool>, answered: 
     }
 }
 
-/// The embedded rows alone: one process, nothing else to profile.
-fn embedded_only(quick: bool) -> anyhow::Result<()> {
+/// One client's rows alone (embedded, or a 2-worker cluster), nothing else
+/// to profile.
+fn one_client(quick: bool, cluster: bool) -> anyhow::Result<()> {
     let n = if quick { 100_000 } else { 1_000_000 };
     let expr = (arange(n, 1).astype(DType::F64) + 1.0).sum();
     let tasks = expr.plan()?.tasks();
-    let client = Client::local().with_progress(false);
+    let started;
+    let (client, name) = if cluster {
+        let quiet = accel_e2e::Options {
+            log: "info".into(),
+            ..Default::default()
+        };
+        let c = accel_e2e::Cluster::start_with(2, quiet)?;
+        c.wait_for_workers(2)?;
+        let client = c.client()?;
+        started = Some(c);
+        (client, "2 workers")
+    } else {
+        started = None;
+        (Client::local().with_progress(false), "embedded")
+    };
     for _ in 0..3 {
         let t = Instant::now();
         let v = client.compute::<f64>(&expr)?[[]];
         let took = t.elapsed().as_secs_f64();
         anyhow::ensure!(v == (n as f64) * (n as f64 + 1.0) / 2.0, "wrong sum {v}");
         println!(
-            "embedded: {tasks} tasks, {:.2} µs/task",
+            "{name}: {tasks} tasks, {:.2} µs/task",
             took * 1e6 / tasks as f64
         );
     }
+    drop(started);
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     if std::env::args().any(|a| a == "--embedded") {
-        return embedded_only(quick);
+        return one_client(quick, false);
+    }
+    if std::env::args().any(|a| a == "--cluster") {
+        return one_client(quick, true);
     }
     let sizes: &[usize] = if quick {
         &[10_000, 100_000]

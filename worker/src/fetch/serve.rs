@@ -51,6 +51,12 @@ pub trait ChunkSource: Send + Sync + 'static {
         region: Option<Region>,
         credential: &[u8],
     ) -> Result<Piece, String>;
+
+    /// Whether [`ChunkSource::piece`] may block (read a disk, wait for a
+    /// GPU) for this chunk: then it runs off the async threads.
+    fn may_block(&self, _job: u64, _key: ChunkKey) -> bool {
+        true
+    }
 }
 
 /// A worker's chunks, served to peers holding the data key and to clients
@@ -74,6 +80,10 @@ impl ChunkSource for StoreChunks {
             ));
         }
         self.store.chunk(job, key, region).map(Piece::Chunk)
+    }
+
+    fn may_block(&self, job: u64, key: ChunkKey) -> bool {
+        !self.store.on_host(job, key)
     }
 }
 
@@ -210,8 +220,15 @@ impl Service {
             // A transfer counts until its last byte left the buffer (a
             // retiring worker waits for it).
             let mut serving = None;
-            // A spilled chunk is read back from disk off the async threads.
-            match crate::blocking(|| self.find(&req)) {
+            // A spilled chunk is read back from disk (a GPU's copied back)
+            // off the async threads; one in host memory is served at once
+            // (one spilled since this check is read back here: right, if slower).
+            let found = if self.may_block(&req) {
+                crate::blocking(|| self.find(&req))
+            } else {
+                self.find(&req)
+            };
+            match found {
                 Ok(piece) => {
                     serving = Some(Serving::new(&self.serving));
                     let bytes = match &piece {
@@ -236,6 +253,15 @@ impl Service {
             // The buffer (and TLS) holds back what it has not sent yet.
             stream.flush().await.map_err(|e| e.to_string())?;
             drop(serving);
+        }
+    }
+
+    /// Whether finding the request's chunk may block (a malformed request
+    /// fails at once).
+    fn may_block(&self, req: &pb::FetchRequest) -> bool {
+        match task_from(req.chunk.as_ref()) {
+            Ok((job, key)) => self.source.may_block(job, key),
+            Err(_) => false,
         }
     }
 
