@@ -271,10 +271,11 @@ async fn handle(
                 .iter()
                 .filter_map(|t| task_from(Some(t)).ok())
                 .collect();
-            // Spilled chunks' files are deleted off the async threads; chunks
-            // in memory go at once (handing the thread over would cost more).
-            // One spilled since this check costs a file deletion here.
-            if shared.store.any_spilled(&keys) {
+            // Spilled chunks' files are deleted, and large chunks freed, off
+            // the async threads; small chunks in memory go at once (handing
+            // the thread over would cost more than freeing them). One spilled
+            // since this check costs a file deletion here.
+            if shared.store.removal_may_block(&keys) {
                 crate::blocking(|| shared.store.remove_all(&keys));
             } else {
                 shared.store.remove_all(&keys);

@@ -11,17 +11,20 @@
 //! spilled chunk is read back, transparently, by whoever asks for it.
 
 use std::collections::{BTreeMap, HashMap};
-
-use accel_core::fast_hash::FastMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use accel_core::fast_hash::FastMap;
 use accel_core::{Chunk, ChunkKey, Plan};
 
 use crate::spill::{self, SpillDir};
 
 type Key = (u64, ChunkKey);
+
+/// Bytes in memory whose release, or serving, is done off the async threads
+/// (see [`Store::removal_may_block`] and [`Store::small_on_host`]).
+pub const LARGE_RELEASE: usize = 1 << 20;
 
 enum Slot {
     /// `gpu`: the chunk's values were only on a GPU when counted, so its
@@ -226,20 +229,33 @@ impl Store {
         matches!(self.lock().chunks.get(&(job, key)), Some(Slot::Disk { .. }))
     }
 
-    /// Whether the chunk's values are in host memory here: reading it
-    /// touches neither the disk nor a GPU.
-    pub fn on_host(&self, job: u64, key: ChunkKey) -> bool {
+    /// Whether the chunk is in host memory here and small (under
+    /// [`LARGE_RELEASE`] bytes): reading or cropping it touches neither the
+    /// disk nor a GPU, and copies little.
+    pub fn small_on_host(&self, job: u64, key: ChunkKey) -> bool {
         matches!(
             self.lock().chunks.get(&(job, key)),
-            Some(Slot::Memory { chunk, .. }) if chunk.on_host()
+            Some(Slot::Memory { chunk, .. }) if chunk.on_host() && chunk.nbytes() < LARGE_RELEASE
         )
     }
 
-    /// Whether any of `keys` is on disk (removing it deletes a file).
-    pub fn any_spilled(&self, keys: &[(u64, ChunkKey)]) -> bool {
+    /// Whether removing `keys` may block: one is on disk (a file to
+    /// delete), or together they hold at least [`LARGE_RELEASE`] bytes in
+    /// memory (large blocks go back to the system, page by page).
+    pub fn removal_may_block(&self, keys: &[(u64, ChunkKey)]) -> bool {
         let s = self.lock();
-        keys.iter()
-            .any(|k| matches!(s.chunks.get(k), Some(Slot::Disk { .. })))
+        let mut bytes = 0;
+        for k in keys {
+            match s.chunks.get(k) {
+                Some(Slot::Disk { .. }) => return true,
+                Some(Slot::Memory { chunk, .. }) => bytes += chunk.nbytes(),
+                None => {}
+            }
+            if bytes >= LARGE_RELEASE {
+                return true;
+            }
+        }
+        false
     }
 
     /// Keeps a chunk made in `generation`, if that is still the current one
@@ -603,7 +619,8 @@ mod tests {
     }
 
     /// What decides whether a release or a peer's fetch leaves the async
-    /// threads: only a spilled chunk (or one on a GPU) touches a disk or a device.
+    /// threads: a spilled chunk (or one on a GPU) touches a disk or a
+    /// device; a release of large chunks unmaps memory.
     #[test]
     fn only_spilled_or_gpu_chunks_make_removal_or_serving_block() {
         let s = Store::default();
@@ -619,17 +636,25 @@ mod tests {
         ));
         s.insert(g, 1, key(3), on_gpu);
         assert_eq!(s.spill_one().unwrap(), 800); // chunk 0, the oldest host chunk
-        assert!(!s.on_host(1, key(0)) && s.on_host(1, key(1)));
-        assert!(!s.on_host(1, key(3)), "its values are on the GPU");
-        assert!(!s.on_host(1, key(9)), "not here");
+        assert!(!s.small_on_host(1, key(0)) && s.small_on_host(1, key(1)));
+        assert!(!s.small_on_host(1, key(3)), "its values are on the GPU");
+        assert!(!s.small_on_host(1, key(9)), "not here");
         let (memory, all) = (
             [(1, key(1)), (1, key(9))],
             [(1, key(0)), (1, key(1)), (1, key(2)), (1, key(3))],
         );
-        assert!(!s.any_spilled(&memory) && s.any_spilled(&all));
+        assert!(!s.removal_may_block(&memory) && s.removal_may_block(&all));
+        let big = Arc::new(Chunk::array(
+            vec![LARGE_RELEASE / 8],
+            accel_core::Buffer::F64(vec![0.0; LARGE_RELEASE / 8]),
+        ));
+        s.insert(g, 1, key(4), big);
+        assert!(s.removal_may_block(&[(1, key(4))]), "a large block to free");
+        assert!(!s.small_on_host(1, key(4)), "a large block to copy from");
         let dir = s.spill_dir().to_path_buf();
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         s.remove_all(&all);
+        s.remove_all(&[(1, key(4))]);
         assert_eq!(s.usage(), Usage::default());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }

@@ -83,7 +83,7 @@ impl ChunkSource for StoreChunks {
     }
 
     fn may_block(&self, job: u64, key: ChunkKey) -> bool {
-        !self.store.on_host(job, key)
+        !self.store.small_on_host(job, key)
     }
 }
 
@@ -220,9 +220,10 @@ impl Service {
             // A transfer counts until its last byte left the buffer (a
             // retiring worker waits for it).
             let mut serving = None;
-            // A spilled chunk is read back from disk (a GPU's copied back)
-            // off the async threads; one in host memory is served at once
-            // (one spilled since this check is read back here: right, if slower).
+            // A spilled chunk is read back from disk (a GPU's copied back,
+            // a large one cropped) off the async threads; a small one in host
+            // memory is served at once (one spilled since this check is read
+            // back here: right, if slower).
             let found = if self.may_block(&req) {
                 crate::blocking(|| self.find(&req))
             } else {
