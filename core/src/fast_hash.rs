@@ -1,7 +1,8 @@
 //! A fast, non-cryptographic hasher for the optimizer's maps, whose keys are
 //! node ids and small structural keys built by this process, and for a
-//! worker's chunk maps, keyed by the ids its authenticated scheduler hands
-//! out (no untrusted input chooses them, so hash flooding is not a concern).
+//! worker's chunk maps, whose keys (job ids, dense stage and chunk indices)
+//! only its authenticated scheduler adds (no untrusted input chooses what
+//! goes in, so hash flooding is not a concern).
 
 use std::hash::{BuildHasherDefault, Hasher};
 

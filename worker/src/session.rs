@@ -271,9 +271,10 @@ async fn handle(
                 .iter()
                 .filter_map(|t| task_from(Some(t)).ok())
                 .collect();
-            // Spilled chunks' files are deleted, and large chunks freed, off
-            // the async threads; small chunks in memory go at once (handing
-            // the thread over would cost more than freeing them). One spilled
+            // Spilled chunks' files are deleted, and large or very many
+            // chunks freed, in a blocking section (this thread hands the
+            // runtime to another); a few small chunks in memory go at once
+            // (the hand-over would cost more than freeing them). One spilled
             // since this check costs a file deletion here.
             if shared.store.removal_may_block(&keys) {
                 crate::blocking(|| shared.store.remove_all(&keys));

@@ -22,9 +22,13 @@ use crate::spill::{self, SpillDir};
 
 type Key = (u64, ChunkKey);
 
-/// Bytes in memory whose release, or serving, is done off the async threads
+/// Bytes in memory whose release, or serving, is done in a blocking section
 /// (see [`Store::removal_may_block`] and [`Store::small_on_host`]).
 pub const LARGE_RELEASE: usize = 1 << 20;
+
+/// Chunks per release done in a blocking section whatever their size: the
+/// store's lock is held for all of them.
+pub const MANY_RELEASED: usize = 4096;
 
 enum Slot {
     /// `gpu`: the chunk's values were only on a GPU when counted, so its
@@ -43,7 +47,9 @@ enum Slot {
 #[derive(Default)]
 struct Inner {
     generation: u64,
-    /// Keyed by ids the (authenticated) scheduler hands out: a fast hash.
+    /// Keyed by a job's id and dense stage and chunk indices, which only
+    /// the scheduler (relaying a client's plan) adds; peers and clients
+    /// only look up: a fast hash.
     chunks: FastMap<Key, Slot>,
     /// Chunks in memory by last use.
     lru: BTreeMap<u64, Key>,
@@ -240,9 +246,13 @@ impl Store {
     }
 
     /// Whether removing `keys` may block: one is on disk (a file to
-    /// delete), or together they hold at least [`LARGE_RELEASE`] bytes in
-    /// memory (large blocks go back to the system, page by page).
+    /// delete), together they hold at least [`LARGE_RELEASE`] bytes in
+    /// memory (large blocks go back to the system, page by page), or they
+    /// are [`MANY_RELEASED`] or more.
     pub fn removal_may_block(&self, keys: &[(u64, ChunkKey)]) -> bool {
+        if keys.len() >= MANY_RELEASED {
+            return true;
+        }
         let s = self.lock();
         let mut bytes = 0;
         for k in keys {
@@ -620,9 +630,9 @@ mod tests {
 
     /// What decides whether a release or a peer's fetch leaves the async
     /// threads: a spilled chunk (or one on a GPU) touches a disk or a
-    /// device; a release of large chunks unmaps memory.
+    /// device; a release of large chunks, or of very many, takes long.
     #[test]
-    fn only_spilled_or_gpu_chunks_make_removal_or_serving_block() {
+    fn spilled_gpu_large_or_many_chunks_make_removal_or_serving_block() {
         let s = Store::default();
         let g = s.generation();
         s.add_plan(g, 1, Ok(plan()));
@@ -651,10 +661,26 @@ mod tests {
         s.insert(g, 1, key(4), big);
         assert!(s.removal_may_block(&[(1, key(4))]), "a large block to free");
         assert!(!s.small_on_host(1, key(4)), "a large block to copy from");
+        // Chunks that only together reach the size.
+        let half = || {
+            Arc::new(Chunk::array(
+                vec![LARGE_RELEASE / 16],
+                accel_core::Buffer::F64(vec![0.0; LARGE_RELEASE / 16]),
+            ))
+        };
+        s.insert(g, 1, key(5), half());
+        s.insert(g, 1, key(6), half());
+        assert!(s.small_on_host(1, key(5)) && !s.removal_may_block(&[(1, key(5))]));
+        assert!(s.removal_may_block(&[(1, key(5)), (1, key(6))]));
+        let many: Vec<_> = (0..MANY_RELEASED as u32)
+            .map(|c| (1, key(100 + c)))
+            .collect();
+        assert!(s.removal_may_block(&many), "many keys, none of them here");
+        assert!(!s.removal_may_block(&many[1..]));
         let dir = s.spill_dir().to_path_buf();
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         s.remove_all(&all);
-        s.remove_all(&[(1, key(4))]);
+        s.remove_all(&[(1, key(4)), (1, key(5)), (1, key(6))]);
         assert_eq!(s.usage(), Usage::default());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
     }

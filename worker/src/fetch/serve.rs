@@ -53,7 +53,8 @@ pub trait ChunkSource: Send + Sync + 'static {
     ) -> Result<Piece, String>;
 
     /// Whether [`ChunkSource::piece`] may block (read a disk, wait for a
-    /// GPU) for this chunk: then it runs off the async threads.
+    /// GPU, crop a large chunk) for this chunk: then it runs in a blocking
+    /// section.
     fn may_block(&self, _job: u64, _key: ChunkKey) -> bool {
         true
     }
