@@ -921,6 +921,19 @@ fn remap_chunk(
     in_keys: &[ChunkKey],
     inputs: &[Arc<Chunk>],
 ) -> Result<Chunk> {
+    // A translation (rechunking, slices of unit step) is a box of the input:
+    // copied a row at a time, not gathered cell by cell (≈ 12 ns a cell).
+    if let Some(lo) = translated_box(map, origin) {
+        let parts: Vec<(Vec<usize>, &Chunk)> = in_keys
+            .iter()
+            .zip(inputs)
+            .map(|(k, c)| (plan.chunk_origin(*k), c.as_ref()))
+            .collect();
+        if covers(&parts, &lo, local) {
+            let data = boxes::assemble(dtype, &lo, local, &parts)?;
+            return Ok(Chunk::array(local.to_vec(), data));
+        }
+    }
     gather_chunk(plan, dtype, local, in_keys, inputs, |c, x| {
         for (d, ax) in map.axes.iter().enumerate() {
             x[d] = match ax.src {
@@ -929,6 +942,41 @@ fn remap_chunk(
             };
         }
     })
+}
+
+/// The input box (its first cell) an output chunk at `origin` reads when
+/// `map` only shifts every axis in place; None for any other view.
+fn translated_box(map: &Remap, origin: &[usize]) -> Option<Vec<usize>> {
+    if map.axes.len() != origin.len() {
+        return None;
+    }
+    map.axes
+        .iter()
+        .zip(origin)
+        .enumerate()
+        .map(|(d, (ax, &o))| match ax.src {
+            Some((j, 1)) if j == d => usize::try_from(ax.base + o as i64).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `parts` (disjoint chunks with their origins) hold every cell of
+/// the box `lo..lo + shape`.
+fn covers(parts: &[(Vec<usize>, &Chunk)], lo: &[usize], shape: &[usize]) -> bool {
+    let held: usize = parts
+        .iter()
+        .map(|(o, c)| {
+            (0..shape.len())
+                .map(|d| {
+                    let a = lo[d].max(o.get(d).copied().unwrap_or(0));
+                    let end = o.get(d).copied().unwrap_or(0) + c.shape.get(d).copied().unwrap_or(0);
+                    (lo[d] + shape[d]).min(end).saturating_sub(a)
+                })
+                .product::<usize>()
+        })
+        .sum();
+    held == shape::size(shape)
 }
 
 /// The same row-major element order in another shape.
@@ -963,7 +1011,49 @@ fn reshape_chunk(
 
 #[cfg(test)]
 mod tests {
-    use super::writes_interleave;
+    use super::{covers, translated_box, writes_interleave};
+    use crate::buffer::{Buffer, Chunk};
+    use crate::op::{InAxis, Remap};
+
+    /// Rechunking and unit-step slices are boxes of their input; steps,
+    /// transposes and fixed indices are not.
+    #[test]
+    fn translations_are_boxes_and_other_views_are_not() {
+        let shifted = |bases: &[i64]| Remap {
+            axes: bases
+                .iter()
+                .enumerate()
+                .map(|(d, &base)| InAxis {
+                    base,
+                    src: Some((d, 1)),
+                })
+                .collect(),
+        };
+        assert_eq!(
+            translated_box(&Remap::identity(2), &[3, 4]),
+            Some(vec![3, 4])
+        );
+        assert_eq!(
+            translated_box(&shifted(&[1, 10]), &[3, 4]),
+            Some(vec![4, 14])
+        );
+        assert_eq!(translated_box(&shifted(&[-3]), &[2]), None);
+        let mut stepped = shifted(&[0, 0]);
+        stepped.axes[1].src = Some((1, 2));
+        assert_eq!(translated_box(&stepped, &[0, 0]), None);
+        let mut swapped = shifted(&[0, 0]);
+        swapped.axes[0].src = Some((1, 1));
+        swapped.axes[1].src = Some((0, 1));
+        assert_eq!(translated_box(&swapped, &[0, 0]), None);
+        assert_eq!(translated_box(&shifted(&[0]), &[0, 0]), None);
+        // Coverage: two chunks side by side hold a box across their seam, one alone does not.
+        let chunk = |n: usize| Chunk::array(vec![2, n], Buffer::zeros(DType::F64, 2 * n));
+        let (left, right) = (chunk(5), chunk(5));
+        let both = [(vec![0, 0], &left), (vec![0, 5], &right)];
+        assert!(covers(&both, &[0, 3], &[2, 4]));
+        assert!(!covers(&both[..1], &[0, 3], &[2, 4]));
+        assert!(!covers(&both, &[0, 3], &[3, 4]));
+    }
     use crate::dtype::DType;
     use crate::op::Meta;
     use crate::shape::Chunks;

@@ -71,7 +71,10 @@ pub fn run_stencil(
         return Err(internal("stencil task does not match its kernel"));
     }
     let ghost_rules = ghost_rules(k);
-    let lay = layout(k, &ghost_rules, shape, origin, local);
+    let mut lay = layout(k, &ghost_rules, shape, origin, local);
+    // Room for a level's result to sit up to SKEW_SLACK cells further into
+    // its buffer than its inputs (see `skew_away`).
+    lay.guard += SKEW_SLACK;
     let ni = k.inputs.len();
     let nfields = ni + k.levels.len();
     // Free fields after their last reader; reuse their memory.
@@ -91,7 +94,11 @@ pub fn run_stencil(
     // band's rows grown by the halo: the inputs' cells copied in and every
     // level's computed stay in cache until the next level reads them. The
     // last level's chunk cells are appended to the result band by band.
-    let last = k.levels.len() - 1;
+    let last = k
+        .levels
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| internal("stencil without levels"))?;
     let out_dtype = k.levels[last].dtype();
     let band = band_rows(k, &lay, local[0]);
     let band_len = (band.min(local[0]) + 2 * k.halo[0]) * lay.strides[0] + 2 * lay.guard;
@@ -113,8 +120,16 @@ pub fn run_stencil(
         borigin[0] += b0;
         let mut blocal = local.to_vec();
         blocal[0] = rows;
-        // Band buffers start at the band's first row less the halo.
-        let shift = b0 * lay.strides[0];
+        // Band buffers start at the band's first row less the halo (and
+        // the slack, which a field may be placed into).
+        let shift = b0 * lay.strides[0] + SKEW_SLACK;
+        // Where the first level's box starts, in the padded layout.
+        let first_level = k
+            .levels
+            .first()
+            .ok_or_else(|| internal("stencil without levels"))?;
+        let first_box =
+            lay.guard + level_box(first_level, &lay, (shape, &borigin, &blocal), clip_rows).start;
         for (i, pieces) in inputs.iter().enumerate() {
             let dtype = *input_dtypes
                 .get(i)
@@ -125,6 +140,10 @@ pub fn run_stencil(
             };
             let radius = &k.inputs[i];
             let needed = (shape, &borigin[..], &blocal[..]);
+            let at = first_box
+                .checked_sub(shift)
+                .ok_or_else(|| internal("stencil input before its buffer"))?;
+            let shift = shift - skew_to_line(&buf, at);
             for p in pieces {
                 place(&lay, needed, radius, &k.boundary, p, (&mut buf, shift))?;
             }
@@ -137,7 +156,7 @@ pub fn run_stencil(
                 Some(f) => f.buf,
                 None => take(&mut pool, level.dtype(), band_len),
             };
-            run_level(
+            let placed = run_level(
                 level,
                 &lay,
                 (shape, &borigin, &blocal),
@@ -146,7 +165,10 @@ pub fn run_stencil(
                 clip_rows,
                 (&mut out, shift),
             )?;
-            fields[ni + j] = Some(Field { buf: out, shift });
+            fields[ni + j] = Some(Field {
+                buf: out,
+                shift: placed,
+            });
             // Scratch levels nobody reads any more go back to the pool.
             for (f, slot) in fields.iter_mut().enumerate() {
                 if f >= ni
@@ -161,8 +183,11 @@ pub fn run_stencil(
         let out = fields[ni + last]
             .as_ref()
             .ok_or_else(|| internal("stencil without a result"))?;
-        // The band's first chunk cell, as the chunk's first one lies in the layout.
-        append_box(&mut result, &out.buf, &lay.strides, chunk_at, &blocal)?;
+        // The band's first chunk cell, where its buffer holds it.
+        let first = (chunk_at + b0 * lay.strides[0])
+            .checked_sub(out.shift)
+            .ok_or_else(|| internal("stencil result before its buffer"))?;
+        append_box(&mut result, &out.buf, &lay.strides, first, &blocal)?;
         b0 += rows;
     }
     pool.extend(fields.into_iter().flatten().map(|f| f.buf));
@@ -289,8 +314,9 @@ pub(super) fn read_at(lay: &Layout, start: usize, read: &super::Read) -> i64 {
 
 /// Computes one level on the rows of one band (grown by the level's radius),
 /// then keeps its edges and fills its ghost cells there. `out` holds the
-/// padded layout from position `shift` on: all of it, or (the last level,
-/// radius zero) the band's rows.
+/// padded layout from position `shift` less up to [`SKEW_SLACK`] cells on:
+/// the level picks the placement (see [`skew_away`]) and returns the
+/// position its buffer then starts at.
 fn run_level(
     level: &super::Level,
     lay: &Layout,
@@ -298,8 +324,8 @@ fn run_level(
     fields: &[Option<Field>],
     ghost_rules: &[Boundary],
     clip_rows: bool,
-    (out, shift): (&mut Buffer, usize),
-) -> Result<()> {
+    (out, mut shift): (&mut Buffer, usize),
+) -> Result<usize> {
     let LevelBox {
         origin: box_origin,
         shape: box_shape,
@@ -319,10 +345,13 @@ fn run_level(
             }
             windows.push((&field.buf, at as usize));
         }
-        let bound = Bound::windows(&level.exe, &box_origin, &box_shape, &windows)?;
         let at = (lay.guard + start)
             .checked_sub(shift)
             .ok_or_else(|| internal("stencil level before its buffer"))?;
+        let skew = skew_away(&windows, out, at).min(shift);
+        shift -= skew;
+        let at = at + skew;
+        let bound = Bound::windows(&level.exe, &box_origin, &box_shape, &windows)?;
         // Columns of the padded width beyond the level's radius are never
         // read: where enough of them to pay for a call per row, skip them.
         let nd = shape.len();
@@ -359,7 +388,111 @@ fn run_level(
             (out, shift),
         )?;
     }
-    Ok(())
+    Ok(shift)
+}
+
+/// Slack, in cells, a band buffer keeps before its padded layout (and after
+/// it), within which a field is placed: 4 KiB of float64 and a line.
+const SKEW_SLACK: usize = 520;
+
+/// A load whose address matches a pending store's in its low 12 bits waits
+/// for that store (the core compares those bits first). A level's kernel
+/// streams its result while it reads its input windows; where a window
+/// trails the result by a few dozen bytes modulo 4 KiB, nearly every load
+/// waits: heat's kernel ran at 0.22 ns per cell with its buffers well apart
+/// and up to 0.34 with them 16–200 bytes apart (mod 4 KiB). Where the
+/// allocator puts the buffers decides it, for as long as a thread keeps
+/// them (mimalloc puts every large block on a 4 KiB boundary: a window one
+/// cell behind the result, always).
+const ALIAS_HAZARD: i64 = 4096 - 128;
+
+const PAGE: i64 = 4096;
+const LINE: i64 = 64;
+
+/// Bytes from `addr` to the next cache line, as whole cells of `size`
+/// bytes (0 where that is not a whole number of cells). Windows whose
+/// first cell starts a line cross fewer lines: heat's kernel read its rows
+/// at 0.21 ns per cell from a line's start and 0.25 from its middle.
+fn to_line(addr: usize, size: usize) -> usize {
+    let gap = (LINE as usize - addr % LINE as usize) % LINE as usize;
+    if size == 0 || !gap.is_multiple_of(size) {
+        0
+    } else {
+        gap
+    }
+}
+
+/// How many cells further into `buf` (within [`SKEW_SLACK`]) to place a
+/// stage input whose first level's box starts at cell `at`: to the start of
+/// a cache line (see [`to_line`]).
+fn skew_to_line(buf: &Buffer, at: usize) -> usize {
+    let size = buf.dtype().size();
+    if size == 0 {
+        return 0;
+    }
+    to_line(start_addr(buf) + at * size, size) / size
+}
+
+/// How many cells (at most [`SKEW_SLACK`]) further into `out` to place a
+/// level's result, now at cell `at`: to the start of a cache line (see
+/// [`to_line`]), then by whole lines so that each input window (buffer and
+/// first cell) of the same cell size lies as far as it can from trailing
+/// it by [`ALIAS_HAZARD`] bytes modulo 4 KiB. This runs per level of every
+/// task: no heap, a handful of candidates.
+fn skew_away(windows: &[(&Buffer, usize)], out: &Buffer, at: usize) -> usize {
+    let size = out.dtype().size();
+    if size == 0 {
+        return 0;
+    }
+    let out_at = (start_addr(out) + at * size) as i64;
+    let first = to_line(out_at as usize, size) as i64;
+    // The skews (bytes, modulo 4 KiB) that would put each window right at
+    // the hazard; streams of another cell size drift apart and never stay there.
+    let mut bad = [0i64; 8];
+    let mut n = 0;
+    for (b, w) in windows.iter().filter(|(b, _)| b.dtype().size() == size) {
+        if n == bad.len() {
+            break;
+        }
+        bad[n] = ((start_addr(b) + w * size) as i64 - out_at - ALIAS_HAZARD).rem_euclid(PAGE);
+        n += 1;
+    }
+    let bad = &mut bad[..n];
+    bad.sort_unstable();
+    let clearance = |t: i64| {
+        bad.iter()
+            .map(|&p| {
+                let d = (p - t).rem_euclid(PAGE);
+                d.min(PAGE - d)
+            })
+            .min()
+            .unwrap_or(PAGE)
+    };
+    let reach = (SKEW_SLACK * size) as i64;
+    // The best skew lies mid-way between two neighbouring bad ones (around
+    // the circle), moved back to a line's start and kept within reach.
+    let mut best = (clearance(first), first);
+    for i in 0..bad.len() {
+        let next = bad.get(i + 1).copied().unwrap_or(bad[0] + PAGE);
+        let mid = bad[i] + (next - bad[i]) / 2;
+        let t = first + (mid - first).rem_euclid(PAGE) / LINE * LINE;
+        if t < reach && clearance(t) > best.0 {
+            best = (clearance(t), t);
+        }
+    }
+    best.1 as usize / size
+}
+
+/// The address of a buffer's first cell.
+fn start_addr(buf: &Buffer) -> usize {
+    match buf {
+        Buffer::Bool(v) => v.as_ptr() as usize,
+        Buffer::I32(v) => v.as_ptr() as usize,
+        Buffer::I64(v) => v.as_ptr() as usize,
+        Buffer::F32(v) => v.as_ptr() as usize,
+        Buffer::F64(v) => v.as_ptr() as usize,
+        Buffer::C128(v) => v.as_ptr() as usize,
+    }
 }
 
 /// The boundary rule ghost cells are filled by, per axis. Along a `Fixed`
@@ -574,8 +707,10 @@ pub(super) fn append_box(
             out.push(*s.get(sa)?);
             return Some(());
         }
-        let run = extent[nd - 1];
-        walk_rows(extent, |idx| {
+        // The result is contiguous: only the source decides what folds.
+        let extent = fold_contiguous(extent, ss, &shape::strides(extent));
+        let run = extent[extent.len() - 1];
+        walk_rows(&extent, |idx| {
             let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
             let row = s.get(so..so + run)?;
             if stream {
@@ -623,6 +758,25 @@ fn walk_rows(extent: &[usize], mut row: impl FnMut(&[usize]) -> Option<()>) -> O
     }
 }
 
+/// `extent` (at least one axis) with its trailing axes folded into one
+/// run while both buffers (row-major `a` and `b` strides) hold them back to
+/// back: one long copy instead of one per row, which a CPU can do without
+/// reading the destination's cache lines first. The leading axes stay, with
+/// their strides.
+fn fold_contiguous(extent: &[usize], a: &[usize], b: &[usize]) -> Vec<usize> {
+    let nd = extent.len();
+    let mut first = nd - 1;
+    while first > 0
+        && a[first - 1] == extent[first] * a[first]
+        && b[first - 1] == extent[first] * b[first]
+    {
+        first -= 1;
+    }
+    let mut folded = extent[..first].to_vec();
+    folded.push(extent[first..].iter().product());
+    folded
+}
+
 /// An empty buffer of `dtype` with room for `len` elements.
 pub(super) fn with_room(dtype: DType, len: usize) -> Buffer {
     use crate::memory::with_capacity;
@@ -663,8 +817,9 @@ pub(super) fn copy_box(
             *d.get_mut(da)? = *s.get(sa)?;
             return Some(());
         }
-        let run = extent[nd - 1];
-        walk_rows(extent, |idx| {
+        let extent = fold_contiguous(extent, ss, ds);
+        let run = extent[extent.len() - 1];
+        walk_rows(&extent, |idx| {
             let so = sa + idx.iter().zip(ss).map(|(i, st)| i * st).sum::<usize>();
             let dof = da + idx.iter().zip(ds).map(|(i, st)| i * st).sum::<usize>();
             d.get_mut(dof..dof + run)?
@@ -1136,6 +1291,88 @@ pub fn crop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Trailing axes fold while both buffers hold them back to back, and no further.
+    #[test]
+    fn contiguous_trailing_axes_fold_into_one_run() {
+        // A band of whole rows into a result laid out alike: one run.
+        assert_eq!(
+            fold_contiguous(&[100, 200], &[200, 1], &[200, 1]),
+            vec![20000]
+        );
+        // Rows padded on either side: row by row.
+        assert_eq!(
+            fold_contiguous(&[100, 200], &[230, 1], &[200, 1]),
+            vec![100, 200]
+        );
+        assert_eq!(
+            fold_contiguous(&[100, 200], &[200, 1], &[230, 1]),
+            vec![100, 200]
+        );
+        // Three axes, the last two whole in both, the first padded in one.
+        assert_eq!(
+            fold_contiguous(&[4, 5, 6], &[40, 6, 1], &[30, 6, 1]),
+            vec![4, 30]
+        );
+        assert_eq!(fold_contiguous(&[7], &[1], &[1]), vec![7]);
+        // The folded copy moves the same cells as the row-by-row one.
+        let src = Buffer::F64((0..4 * 40).map(|i| i as f64).collect());
+        let mut a = Buffer::F64(vec![-1.0; 4 * 30]);
+        copy_box(&src, &[40, 6, 1], 3, &mut a, &[30, 6, 1], 0, &[4, 5, 6]).expect("copies");
+        let Buffer::F64(got) = &a else { unreachable!() };
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(*g, (3 + (i / 30) * 40 + i % 30) as f64);
+        }
+        let mut out = with_room(DType::F64, 4 * 30);
+        append_box(&mut out, &src, &[40, 6, 1], 3, &[4, 5, 6]).expect("appends");
+        assert_eq!(out, a);
+    }
+
+    /// Whatever the allocator's placement, a level's result is put where no
+    /// window it reads trails it by the hazard distance modulo 4 KiB.
+    #[test]
+    fn results_are_placed_clear_of_their_windows_modulo_4k() {
+        let clearance = |ahead: i64| {
+            let d = (ahead - ALIAS_HAZARD).rem_euclid(4096);
+            d.min(4096 - d)
+        };
+        let input = Buffer::F64(vec![0.0; 6000]);
+        let out = Buffer::F64(vec![0.0; 6000]);
+        let (pin, pout) = (start_addr(&input) as i64, start_addr(&out) as i64);
+        // Heat's windows: a row (200 cells) up and down, a cell left and right.
+        for base in (0..512usize).step_by(7) {
+            let around = 1000 + base;
+            let windows: Vec<(&Buffer, usize)> =
+                [around + 200, around - 200, around + 1, around - 1]
+                    .into_iter()
+                    .map(|w| (&input, w))
+                    .collect();
+            let at = 1000;
+            let skew = skew_away(&windows, &out, at);
+            assert!(skew < SKEW_SLACK, "skew {skew}");
+            let out_at = pout + ((at + skew) * 8) as i64;
+            assert_eq!(out_at % 64, 0, "the result starts a cache line");
+            let worst = windows
+                .iter()
+                .map(|(_, w)| clearance(pin + (*w * 8) as i64 - out_at))
+                .min()
+                .expect("windows");
+            // Four windows on a 4 KiB circle leave a gap of at least 1 KiB
+            // for the result: half of it clear of every one, less the line
+            // it is moved back to.
+            assert!(worst >= 512 - 64, "clearance {worst} bytes at base {base}");
+        }
+        // Windows of another cell size drift: nothing to avoid but the
+        // line's middle.
+        let narrow = Buffer::F32(vec![0.0; 100]);
+        let skew = skew_away(&[(&narrow, 3)], &out, 5);
+        assert!(skew < 8);
+        assert_eq!((pout as usize + (5 + skew) * 8) % 64, 0);
+        // A stage input starts its first box on a line too.
+        let skew = skew_to_line(&input, 1001);
+        assert!(skew < 8);
+        assert_eq!((pin as usize + (1001 + skew) * 8) % 64, 0);
+    }
 
     /// Columns beyond the array's end are left out of the layout exactly
     /// where nothing but kept cells reads them.
