@@ -65,8 +65,31 @@ struct Derived {
 type DerivedKey = (Vec<super::jit::Access>, bool);
 
 /// [`Executable::derived`]: a clone starts empty (it fills on first use).
+/// The first access pattern bound is kept apart, where bindings borrow it
+/// without a lock or a reference count: two threads binding the same
+/// kernel once per stencil level each fought over both (a lock and three
+/// counters per binding, ~3 % of heat's time on two cores).
 #[derive(Default)]
-struct DerivedMemo(std::sync::Mutex<Vec<(DerivedKey, Arc<Derived>)>>);
+struct DerivedMemo {
+    first: std::sync::OnceLock<(DerivedKey, Derived)>,
+    others: std::sync::Mutex<Vec<(DerivedKey, Arc<Derived>)>>,
+}
+
+/// A binding's [`Derived`]: the memo's first, borrowed, or another, shared.
+enum DerivedRef<'a> {
+    Borrowed(&'a Derived),
+    Shared(Arc<Derived>),
+}
+
+impl std::ops::Deref for DerivedRef<'_> {
+    type Target = Derived;
+    fn deref(&self) -> &Derived {
+        match self {
+            DerivedRef::Borrowed(d) => d,
+            DerivedRef::Shared(d) => d,
+        }
+    }
+}
 
 impl Clone for DerivedMemo {
     fn clone(&self) -> DerivedMemo {
@@ -183,18 +206,38 @@ impl Executable {
     }
 
     /// [`Derived`] for inputs read as `access`, from the memo.
-    fn derived(&self, access: &[super::jit::Access]) -> Arc<Derived> {
+    fn derived(&self, access: &[super::jit::Access]) -> DerivedRef<'_> {
         let on = super::jit::enabled();
-        if let Ok(memo) = self.derived.0.lock()
+        let first = || {
+            self.derived
+                .first
+                .get()
+                .filter(|(k, _)| k.0 == access && k.1 == on)
+                .map(|(_, d)| DerivedRef::Borrowed(d))
+        };
+        if let Some(d) = first() {
+            return d;
+        }
+        if self.derived.first.get().is_none() {
+            // Two threads may both derive it; one of them is kept.
+            let _ = self
+                .derived
+                .first
+                .set(((access.to_vec(), on), self.derive(access)));
+            if let Some(d) = first() {
+                return d;
+            }
+        }
+        if let Ok(memo) = self.derived.others.lock()
             && let Some((_, d)) = memo.iter().find(|(k, _)| k.0 == access && k.1 == on)
         {
-            return d.clone();
+            return DerivedRef::Shared(d.clone());
         }
         let d = Arc::new(self.derive(access));
-        if let Ok(mut memo) = self.derived.0.lock() {
+        if let Ok(mut memo) = self.derived.others.lock() {
             memo.push(((access.to_vec(), on), d.clone()));
         }
-        d
+        DerivedRef::Shared(d)
     }
 
     fn derive(&self, access: &[super::jit::Access]) -> Derived {
@@ -349,15 +392,13 @@ pub struct Bound<'a> {
     /// (empty for a program without generators).
     gen_base: Vec<i64>,
     /// In-place inputs, sum chains, compiled form (see [`Derived`]).
-    derived: Arc<Derived>,
+    derived: DerivedRef<'a>,
     /// Whether to prefetch the next block of in-place inputs (streaming from
     /// memory); stencil windows are read from cache-sized bands instead.
     prefetch: bool,
-    /// The compiled program, when there is one for these inputs.
-    jit: Option<std::sync::Arc<super::jit::Compiled>>,
-    /// For a program split between interpreter and compiled loop: the
-    /// interpreter's registers.
-    staging: Option<Arc<Executable>>,
+    /// Whether to run the compiled program where there is one (false: the
+    /// interpreter only, see [`Bound::interpreted`]).
+    compiled: bool,
     /// Whether results go to memory past the caches (see [`Bound::streaming`]).
     streaming: bool,
     /// Shape of the output chunk.
@@ -513,15 +554,13 @@ impl<'a> Bound<'a> {
             })
             .collect();
         let derived = exe.derived(&access);
-        let (jit, staging) = (derived.jit.clone(), derived.staging.clone());
         Bound {
             exe,
             inputs: bound,
             gen_base,
             derived,
             prefetch: true,
-            jit,
-            staging,
+            compiled: true,
             streaming: false,
             local_shape: local_shape.to_vec(),
             origin: origin.to_vec(),
@@ -535,9 +574,18 @@ impl<'a> Bound<'a> {
     /// The same binding evaluated by the interpreter only (the reference the
     /// compiled kernels are tested against).
     pub fn interpreted(mut self) -> Self {
-        self.jit = None;
-        self.staging = None;
+        self.compiled = false;
         self
+    }
+
+    /// The compiled program this binding runs, if any.
+    fn jit(&self) -> Option<&Arc<super::jit::Compiled>> {
+        self.derived.jit.as_ref().filter(|_| self.compiled)
+    }
+
+    /// For a split compiled program: the interpreter's registers.
+    fn staging(&self) -> Option<&Arc<Executable>> {
+        self.derived.staging.as_ref().filter(|_| self.compiled)
     }
 
     /// Writes results with non-temporal stores, computed first into a
@@ -551,12 +599,12 @@ impl<'a> Bound<'a> {
 
     /// Whether the compiled loop reads values the interpreter computes first.
     pub fn is_split(&self) -> bool {
-        self.staging.is_some()
+        self.staging().is_some()
     }
 
     /// Whether this binding runs compiled code.
     pub fn is_compiled(&self) -> bool {
-        self.jit.is_some()
+        self.jit().is_some()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -886,22 +934,18 @@ impl<'a> Bound<'a> {
                 },
             );
         }
-        if let Some(compiled) = &self.jit
+        if let Some(compiled) = self.jit()
             && T::DTYPE == self.root_dtype()
         {
             // Compiled: each row is written in place, a call per row (per
             // block of it for a split program).
-            let step = if self.staging.is_some() {
+            let step = if self.staging().is_some() {
                 BLOCK
             } else {
                 row_len.max(1)
             };
             return rows.par_chunks_mut(group).enumerate().try_for_each_init(
-                || {
-                    self.staging
-                        .as_ref()
-                        .map(|s| s.scratch_rows(self.block_rows()))
-                },
+                || self.staging().map(|s| s.scratch_rows(self.block_rows())),
                 |sc, (g, group_rows)| -> Result<()> {
                     for (i, row) in group_rows.iter_mut().enumerate() {
                         let first = (g * group + i) * row_len;
@@ -1023,7 +1067,7 @@ impl<'a> Bound<'a> {
                     _ => Err(internal("sum chain into a non-f64 destination".into())),
                 });
         }
-        if let Some(compiled) = &self.jit
+        if let Some(compiled) = self.jit()
             && T::DTYPE == self.root_dtype()
         {
             return self.map_slice_compiled(compiled, out, offset);
@@ -1055,7 +1099,7 @@ impl<'a> Bound<'a> {
         out: &mut [T],
         offset: usize,
     ) -> Result<()> {
-        if let Some(staging) = &self.staging {
+        if let Some(staging) = self.staging() {
             return out.par_chunks_mut(SUPER).enumerate().try_for_each_init(
                 || staging.scratch_rows(self.block_rows()),
                 |sc, (si, piece)| -> Result<()> {
@@ -1154,7 +1198,7 @@ impl<'a> Bound<'a> {
             let mut s = lo;
             while s < hi {
                 let n = BLOCK.min(hi - s);
-                let v = match &self.jit {
+                let v = match self.jit() {
                     Some(compiled) => {
                         self.block_compiled(compiled, sc, s, n, block)?;
                         block.view(n)
@@ -1214,7 +1258,7 @@ impl<'a> Bound<'a> {
         n: usize,
         out: *mut u8,
     ) -> Result<()> {
-        if let Some(staging) = &self.staging {
+        if let Some(staging) = self.staging() {
             let Some(sc) = sc.filter(|_| n <= BLOCK) else {
                 return Err(internal(format!(
                     "split block of {n} elements without registers"
@@ -1233,7 +1277,7 @@ impl<'a> Bound<'a> {
     /// Registers for evaluating blocks: the interpreter's share of a split
     /// program, or the whole program's.
     fn scratch(&self) -> Scratch {
-        match (&self.staging, &self.jit) {
+        match (self.staging(), self.jit()) {
             (Some(staging), _) => staging.scratch_rows(self.block_rows()),
             // A whole program compiled uses no interpreter registers.
             (None, Some(_)) => Scratch::default(),
