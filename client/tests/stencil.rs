@@ -389,6 +389,10 @@ fn empty_arrays_and_single_cells() {
     let empty = from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[0, 4])), vec![1, 2]);
     let out = empty.stencil(&FIVE_POINT, Boundary::Reflect);
     assert_eq!(out.compute::<f64>().unwrap().shape(), &[0, 4]);
+    // Rows without columns, through a loop of fused steps.
+    let narrow = from_ndarray(&ArrayD::<f64>::zeros(IxDyn(&[3, 0])), vec![2, 1]);
+    let out = narrow.iterate(3, |t| t.stencil(&FIVE_POINT, Boundary::Fixed));
+    assert_eq!(out.compute::<f64>().unwrap().shape(), &[3, 0]);
     let one = from_ndarray(&ArrayD::<f64>::from_elem(IxDyn(&[1, 1]), 2.0), vec![1, 1]);
     for rule in RULES {
         let got = one

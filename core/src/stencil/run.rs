@@ -102,13 +102,24 @@ pub fn run_stencil(
     let out_dtype = k.levels[last].dtype();
     let band = band_rows(k, &lay, local[0]);
     let band_len = (band.min(local[0]) + 2 * k.halo[0]) * lay.strides[0] + 2 * lay.guard;
-    let mut result = with_room(out_dtype, shape::size(local));
     // Where the chunk's first cell lies in the layout.
     let chunk_at = lay.pos(
         &(0..nd)
             .map(|d| (origin[d] as i64 - lay.start[d]) as usize)
             .collect::<Vec<_>>(),
     );
+    // Where the layout's rows are the chunk's own (no padded columns), the
+    // last level writes the result in place, band by band, at padded
+    // position less `chunk_at`: no band buffer copied out. A large result
+    // is appended instead, its stores past the caches (see `append_box`).
+    let in_place = k.levels[last].radius.iter().all(|&r| r == 0)
+        && (1..nd).all(|d| lay.padded[d] == local[d] && lay.start[d] == origin[d] as i64)
+        && shape::size(local) * out_dtype.size() < STREAM_CHUNK_BYTES;
+    let mut result = if in_place {
+        Buffer::zeros(out_dtype, shape::size(local))
+    } else {
+        with_room(out_dtype, shape::size(local))
+    };
     // Rows beyond the array's ends along the first axis are overwritten by
     // their boundary rule after every level, or (fixed edges) only ever read
     // by kept cells: not computed, unless the axis wraps around.
@@ -151,10 +162,17 @@ pub fn run_stencil(
             fields[i] = Some(Field { buf, shift });
         }
         for (j, level) in k.levels.iter().enumerate() {
+            let into_result = in_place && j == last;
             // The previous band's buffer of this level, if any, is reused.
             let mut out = match fields[ni + j].take() {
                 Some(f) => f.buf,
+                None if into_result => std::mem::replace(&mut result, with_room(out_dtype, 0)),
                 None => take(&mut pool, level.dtype(), band_len),
+            };
+            let at = if into_result {
+                Place::Fixed(chunk_at)
+            } else {
+                Place::Movable(shift)
             };
             let placed = run_level(
                 level,
@@ -163,7 +181,7 @@ pub fn run_stencil(
                 &fields,
                 &ghost_rules,
                 clip_rows,
-                (&mut out, shift),
+                (&mut out, at),
             )?;
             fields[ni + j] = Some(Field {
                 buf: out,
@@ -180,19 +198,34 @@ pub fn run_stencil(
                 }
             }
         }
-        let out = fields[ni + last]
-            .as_ref()
-            .ok_or_else(|| internal("stencil without a result"))?;
-        // The band's first chunk cell, where its buffer holds it.
-        let first = (chunk_at + b0 * lay.strides[0])
-            .checked_sub(out.shift)
-            .ok_or_else(|| internal("stencil result before its buffer"))?;
-        append_box(&mut result, &out.buf, &lay.strides, first, &blocal)?;
+        if !in_place {
+            let out = fields[ni + last]
+                .as_ref()
+                .ok_or_else(|| internal("stencil without a result"))?;
+            // The band's first chunk cell, where its buffer holds it.
+            let first = (chunk_at + b0 * lay.strides[0])
+                .checked_sub(out.shift)
+                .ok_or_else(|| internal("stencil result before its buffer"))?;
+            append_box(&mut result, &out.buf, &lay.strides, first, &blocal)?;
+        }
         b0 += rows;
+    }
+    // (A chunk without rows ran no band: its empty result is as made.)
+    if in_place && let Some(f) = fields[ni + last].take() {
+        result = f.buf;
     }
     pool.extend(fields.into_iter().flatten().map(|f| f.buf));
     give_back(pool);
     Ok(result)
+}
+
+/// Where a level's result goes in its buffer: from padded position `shift`
+/// on, or from up to [`SKEW_SLACK`] cells before it, as the level picks
+/// (see [`skew_away`]).
+#[derive(Clone, Copy)]
+enum Place {
+    Fixed(usize),
+    Movable(usize),
 }
 
 /// The padded layout of a task: the chunk grown by the halo on every side,
@@ -314,9 +347,8 @@ pub(super) fn read_at(lay: &Layout, start: usize, read: &super::Read) -> i64 {
 
 /// Computes one level on the rows of one band (grown by the level's radius),
 /// then keeps its edges and fills its ghost cells there. `out` holds the
-/// padded layout from position `shift` less up to [`SKEW_SLACK`] cells on:
-/// the level picks the placement (see [`skew_away`]) and returns the
-/// position its buffer then starts at.
+/// padded layout from the position `place` gives on (see [`Place`]);
+/// returns the position its buffer then starts at.
 fn run_level(
     level: &super::Level,
     lay: &Layout,
@@ -324,8 +356,12 @@ fn run_level(
     fields: &[Option<Field>],
     ghost_rules: &[Boundary],
     clip_rows: bool,
-    (out, mut shift): (&mut Buffer, usize),
+    (out, place): (&mut Buffer, Place),
 ) -> Result<usize> {
+    let (mut shift, movable) = match place {
+        Place::Fixed(at) => (at, false),
+        Place::Movable(at) => (at, true),
+    };
     let LevelBox {
         origin: box_origin,
         shape: box_shape,
@@ -348,7 +384,11 @@ fn run_level(
         let at = (lay.guard + start)
             .checked_sub(shift)
             .ok_or_else(|| internal("stencil level before its buffer"))?;
-        let skew = skew_away(&windows, out, at).min(shift);
+        let skew = if movable {
+            skew_away(&windows, out, at).min(shift)
+        } else {
+            0
+        };
         shift -= skew;
         let at = at + skew;
         let bound = Bound::windows(&level.exe, &box_origin, &box_shape, &windows)?;
@@ -1416,12 +1456,18 @@ mod tests {
     #[test]
     fn kept_edges_over_two_axes_match_the_general_walk() {
         // shape, origin, local, radius (= halo), depth
-        let cases: [[[usize; 2]; 5]; 5] = [
+        let cases: [[[usize; 2]; 5]; 9] = [
             [[200, 200], [0, 100], [100, 100], [3, 3], [1, 1]],
             [[200, 200], [100, 0], [100, 100], [0, 0], [1, 2]],
             [[50, 40], [10, 10], [20, 20], [2, 2], [1, 1]],
             [[3, 5], [0, 0], [3, 5], [4, 7], [1, 2]],
             [[7, 9], [2, 3], [3, 4], [5, 5], [2, 1]],
+            // Whole rows, kept columns at both ends (a band of a plate with
+            // fixed edges): one run per row seam.
+            [[30, 40], [10, 0], [10, 40], [2, 0], [1, 1]],
+            [[30, 40], [0, 0], [10, 40], [3, 0], [2, 3]],
+            [[30, 40], [20, 0], [10, 40], [0, 0], [1, 2]],
+            [[30, 40], [0, 0], [30, 40], [0, 0], [1, 1]],
         ];
         // And a sweep: halos past both ends, wrapping around small plates.
         let mut sweep = Vec::new();
