@@ -72,8 +72,8 @@ pub fn run_stencil(
     }
     let ghost_rules = ghost_rules(k);
     let mut lay = layout(k, &ghost_rules, shape, origin, local);
-    // Room for a level's result to sit up to SKEW_SLACK cells further into
-    // its buffer than its inputs (see `skew_away`).
+    // Room for every field to be placed up to SKEW_SLACK cells into its
+    // buffer (see `skew_to_line` and `skew_away`).
     lay.guard += SKEW_SLACK;
     let ni = k.inputs.len();
     let nfields = ni + k.levels.len();
@@ -93,7 +93,8 @@ pub fn run_stencil(
     // Every field is laid out band by band in a buffer holding only the
     // band's rows grown by the halo: the inputs' cells copied in and every
     // level's computed stay in cache until the next level reads them. The
-    // last level's chunk cells are appended to the result band by band.
+    // last level's chunk cells are appended to the result band by band (or
+    // written there in place, below).
     let last = k
         .levels
         .len()
