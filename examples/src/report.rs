@@ -160,6 +160,10 @@ pub fn write_graphs(
 }
 
 /// `repeats` timings of `f` (after one warm-up run), and its last result.
+/// Each run's result is released before the next run's clock starts, as the
+/// peers' harness does (`del out` after each timed run): freeing a large
+/// result, and computing with the previous one still mapped, would
+/// otherwise be timed too.
 pub fn time_runs<T>(
     repeats: usize,
     mut f: impl FnMut() -> anyhow::Result<T>,
@@ -167,6 +171,7 @@ pub fn time_runs<T>(
     let mut last = f()?;
     let mut times = Vec::with_capacity(repeats.max(1));
     for _ in 0..repeats.max(1) {
+        drop(last);
         let t = std::time::Instant::now();
         last = f()?;
         times.push(t.elapsed());
