@@ -400,3 +400,131 @@ fn compiled_complex_kernels_match_the_interpreter_bit_for_bit() {
     }
     assert!(compiled > 300, "{compiled} complex programs compiled");
 }
+
+/// A random program of the wide (AVX2) subset: float64 `+ − × ÷ √`,
+/// negation and absolute value over contiguous and scalar inputs and
+/// constants; long chains, shared operands, and now and then more streams
+/// than the wide loop has base registers (those stay two lanes wide).
+fn wide_case(rng: &mut Rng, n: usize) -> (Executable, Vec<(Vec<usize>, Buffer)>) {
+    let mut b = ProgramBuilder::new();
+    let mut regs = Vec::new();
+    let mut inputs = Vec::new();
+    // Every tenth program reads 8 streams: more than the wide loop's bases.
+    let many = rng.below(10) == 0;
+    for _ in 0..if many { 8 } else { 1 + rng.below(6) } {
+        let scalar = !many && rng.below(4) == 0;
+        let shape = if scalar { vec![1] } else { vec![n] };
+        inputs.push((shape.clone(), buffer(rng, DType::F64, shape[0])));
+        regs.push(b.input(InputSpec {
+            dtype: DType::F64,
+            shape,
+        }));
+    }
+    if many {
+        let mut acc = regs[0];
+        for &r in &regs.clone()[1..] {
+            acc = b.push(Instr::Binary(BinaryOp::Add, acc, r), DType::F64);
+        }
+        regs.push(acc);
+    }
+    let steps = [3, 12, 40][rng.below(3)];
+    for _ in 0..steps {
+        let a = *regs.last().unwrap_or(&0);
+        let a = if rng.below(3) == 0 {
+            rng.pick(&regs)
+        } else {
+            a
+        };
+        let r = match rng.below(8) {
+            0 => {
+                let op = rng.pick(&[UnaryOp::Neg, UnaryOp::Sqrt, UnaryOp::Abs]);
+                b.push(Instr::Unary(op, a), DType::F64)
+            }
+            1 => b.push(Instr::Const(Value::F64(rng.pick(&F64S))), DType::F64),
+            _ => {
+                let op = rng.pick(&[BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div]);
+                let other = rng.pick(&regs);
+                let (x, y) = if rng.below(2) == 0 {
+                    (a, other)
+                } else {
+                    (other, a)
+                };
+                b.push(Instr::Binary(op, x, y), DType::F64)
+            }
+        };
+        regs.push(r);
+    }
+    let root = *regs.last().unwrap_or(&0);
+    (Executable::new(b.finish(root, vec![n])), inputs)
+}
+
+#[test]
+fn wide_kernels_match_the_interpreter_bit_for_bit() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut wide, mut narrow) = (0, 0);
+    for case in 0..600 {
+        let n = [1, 7, 8, 9, 63, 1000, 70_001][case % 7];
+        let (exe, inputs) = wide_case(&mut rng, n);
+        let views: Vec<(&[usize], &Buffer)> =
+            inputs.iter().map(|(s, b)| (s.as_slice(), b)).collect();
+        let bound = Bound::new(&exe, &[0], &[n], &views).expect("binds");
+        assert!(
+            bound.is_compiled(),
+            "case {case}: every such program compiles"
+        );
+        if bound.is_wide() {
+            wide += 1;
+        } else {
+            narrow += 1;
+        }
+        let fast = bound.run_map().expect("compiled run");
+        let reference = Bound::new(&exe, &[0], &[n], &views)
+            .expect("binds")
+            .interpreted()
+            .run_map()
+            .expect("interpreted run");
+        assert_same_bits(case, &fast, &reference, &exe, &inputs);
+    }
+    // Twenty values live at once: more than the sixteen ymm registers.
+    let n = 1001;
+    let mut b = ProgramBuilder::new();
+    let x = b.input(InputSpec {
+        dtype: DType::F64,
+        shape: vec![n],
+    });
+    let mut live = vec![x];
+    for _ in 0..20 {
+        let last = *live.last().unwrap_or(&x);
+        live.push(b.push(Instr::Unary(UnaryOp::Sqrt, last), DType::F64));
+    }
+    let mut sum = live[0];
+    for &r in &live[1..] {
+        sum = b.push(Instr::Binary(BinaryOp::Add, sum, r), DType::F64);
+    }
+    let exe = Executable::new(b.finish(sum, vec![n]));
+    let inputs = vec![(vec![n], buffer(&mut rng, DType::F64, n))];
+    let views: Vec<(&[usize], &Buffer)> = inputs.iter().map(|(s, b)| (s.as_slice(), b)).collect();
+    let bound = Bound::new(&exe, &[0], &[n], &views).expect("binds");
+    assert!(bound.is_compiled() && !bound.is_wide());
+    let reference = Bound::new(&exe, &[0], &[n], &views)
+        .expect("binds")
+        .interpreted()
+        .run_map()
+        .expect("interpreted run");
+    assert_same_bits(
+        600,
+        &bound.run_map().expect("runs"),
+        &reference,
+        &exe,
+        &inputs,
+    );
+    if jit::wide::available() {
+        assert!(wide > 300, "{wide} programs ran four lanes wide");
+        assert!(
+            narrow > 20,
+            "{narrow} programs past the base registers stayed two lanes wide"
+        );
+    } else {
+        assert_eq!(wide, 0, "no wide code without AVX2");
+    }
+}

@@ -607,6 +607,11 @@ impl<'a> Bound<'a> {
         self.jit().is_some()
     }
 
+    /// Whether its compiled code also runs four lanes wide (AVX2).
+    pub fn is_wide(&self) -> bool {
+        self.jit().is_some_and(|c| c.is_wide())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -8,9 +8,11 @@
 //! Compiled code is cached by the program's structure (instructions, dtypes,
 //! constants' bits, which inputs are scalars), so the tasks of a stage, and
 //! identical stages of later jobs, compile once per process.
-//! `ACCEL_JIT=0` (or [`set_enabled`]) turns compilation off.
+//! `ACCEL_JIT=0` (or [`set_enabled`]) turns compilation off; `ACCEL_JIT_WIDE=0`
+//! keeps it to Cranelift's two-lane code (see [`wide`]).
 
 mod lower;
+pub mod wide;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -42,6 +44,9 @@ pub struct Compiled {
     pub compile_us: u64,
     /// What the interpreter computes first, block by block, and hands over.
     pub split: Split,
+    /// The same program four lanes wide (AVX2), when it is plain float64
+    /// arithmetic: it runs all but the last `n mod STEP` elements.
+    wide: Option<wide::Wide>,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -70,9 +75,36 @@ impl Compiled {
     /// pointer at `n` readable elements of its dtype; `out` at `n` writable
     /// elements of the root's dtype.
     pub unsafe fn call(&self, inputs: &[*const u8], out: *mut u8, n: usize) {
-        // SAFETY: the caller upholds the contract above, which is the
-        // generated function's; `n` fits i64 (it is a slice length).
-        unsafe { (self.f)(inputs.as_ptr(), out, n as i64) }
+        let Some(w) = &self.wide else {
+            // SAFETY: the caller upholds the contract above, which is the
+            // generated function's; `n` fits i64 (it is a slice length).
+            return unsafe { (self.f)(inputs.as_ptr(), out, n as i64) };
+        };
+        let main = n / wide::Wide::STEP * wide::Wide::STEP;
+        if main > 0 {
+            // SAFETY: as above, for the first `main` elements.
+            unsafe { w.call(inputs, out, main) };
+        }
+        if main == n {
+            return;
+        }
+        // The tail: streams and the output moved on by `main` float64 elements.
+        let mut moved = [std::ptr::null::<u8>(); wide::MAX_INPUTS];
+        for (k, (&p, &stream)) in inputs.iter().zip(&w.streams).enumerate() {
+            // SAFETY: a stream holds `n` elements of 8 bytes, `main < n`.
+            moved[k] = if stream {
+                unsafe { p.add(main * 8) }
+            } else {
+                p
+            };
+        }
+        // SAFETY: the same contract for the last `n - main` elements.
+        unsafe { (self.f)(moved.as_ptr(), out.add(main * 8), (n - main) as i64) }
+    }
+
+    /// Whether the program also runs four lanes wide (AVX2).
+    pub fn is_wide(&self) -> bool {
+        self.wide.is_some()
     }
 }
 
@@ -134,12 +166,14 @@ pub fn compile(p: &Program, access: &[Access]) -> Result<Compiled, Unsupported> 
     // SAFETY: `code` is the function `emit` generated, whose signature is
     // (pointer, pointer, i64) -> () in the host's calling convention.
     let f = unsafe { std::mem::transmute::<*const u8, KernelFn>(code) };
+    let wide = wide::build(p, access, &split);
     COMPILED.fetch_add(1, Ordering::Relaxed);
     Ok(Compiled {
         f,
         module: Mutex::new(Some(module)),
         compile_us: started.elapsed().as_micros() as u64,
         split,
+        wide,
     })
 }
 
