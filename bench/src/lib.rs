@@ -159,3 +159,74 @@ pub fn kernel_gbps(
         tasks,
     ))
 }
+
+/// The kernels' hand-fused parallel Rust loops: each reads its own input
+/// streams (`mag` two, `discriminant` three, `inc25` and `harmonic` one)
+/// and writes a preallocated result, compiled by rustc for this build's
+/// target (AVX2 on x86-64). Returns GB/s (best of `repeats`) with the same
+/// byte counts as [`kernel_gbps`]'s cases: the ceiling a fused kernel is
+/// measured against where the loop itself cannot reach the memory's speed.
+pub fn hand_fused_gbps(n: usize, repeats: usize) -> Vec<(&'static str, f64)> {
+    let x = vec![1.5f64; n];
+    let y = vec![1.5f64; n];
+    let z = vec![1.5f64; n];
+    let t = vec![1.5f32; n];
+    let mut out = vec![0.0f64; n];
+    let mut out32 = vec![0.0f32; n];
+    let gbps = |d: Duration, bytes: usize| (bytes * n) as f64 / d.as_secs_f64() / 1e9;
+    let w = (2.0 * std::f64::consts::PI * 5.0 * 1e-3) as f32;
+    let mag = best_of(repeats, || {
+        par_map3(&mut out, &x, &y, &z, |a, b, _| (a * a + b * b).sqrt())
+    });
+    let disc = best_of(repeats, || {
+        par_map3(&mut out, &x, &y, &z, |a, b, c| b * b - 4.0 * a * c)
+    });
+    let inc = best_of(repeats, || {
+        par_map3(&mut out, &x, &x, &x, |a, _, _| {
+            let mut v = a;
+            for _ in 0..25 {
+                v += 1.0;
+            }
+            v
+        })
+    });
+    let harmonic = best_of(repeats, || {
+        out32
+            .par_chunks_mut(PIECE)
+            .zip(t.par_chunks(PIECE))
+            .for_each(|(o, t)| {
+                for (o, &t) in o.iter_mut().zip(t) {
+                    *o = (t * w).sin();
+                }
+            })
+    });
+    std::hint::black_box((&out, &out32));
+    vec![
+        ("mag", gbps(mag, 24)),
+        ("discriminant", gbps(disc, 32)),
+        ("inc25", gbps(inc, 16)),
+        ("harmonic", gbps(harmonic, 8)),
+    ]
+}
+
+/// Elements per parallel piece of the hand-fused loops.
+const PIECE: usize = 1 << 16;
+
+/// `out[i] = f(a[i], b[i], c[i])` in parallel pieces; `f` is inlined into
+/// the loop, which rustc vectorizes.
+fn par_map3(
+    out: &mut [f64],
+    a: &[f64],
+    b: &[f64],
+    c: &[f64],
+    f: impl Fn(f64, f64, f64) -> f64 + Sync,
+) {
+    out.par_chunks_mut(PIECE)
+        .zip(a.par_chunks(PIECE))
+        .zip(b.par_chunks(PIECE).zip(c.par_chunks(PIECE)))
+        .for_each(|((o, a), (b, c))| {
+            for (((o, &a), &b), &c) in o.iter_mut().zip(a).zip(b).zip(c) {
+                *o = f(a, b, c);
+            }
+        });
+}

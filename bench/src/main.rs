@@ -60,36 +60,8 @@ fn heat_planning() -> anyhow::Result<()> {
 }
 
 /// GB/s of the same chains written as fused parallel Rust loops (the ceiling for a kernel).
-fn hand_fused(data: &ndarray::Array1<f64>, triad_gbps: f64) -> Vec<(&'static str, f64)> {
-    let x = data.as_slice().unwrap_or(&[]);
-    let n = x.len();
-    let mut out = vec![0.0f64; n];
-    let gbps = |t: Duration, bytes: usize| (bytes * n) as f64 / t.as_secs_f64() / 1e9;
-    let mut run = |f: fn(f64, f64, f64) -> f64| {
-        best(|| {
-            out.par_chunks_mut(1 << 16).enumerate().for_each(|(k, o)| {
-                let base = k << 16;
-                for (i, o) in o.iter_mut().enumerate() {
-                    let v = x[base + i];
-                    *o = f(v, v, v);
-                }
-            })
-        })
-    };
-    let mag = run(|x, y, _| (x * x + y * y).sqrt());
-    let disc = run(|a, b, c| b * b - 4.0 * a * c);
-    let inc = run(|x, _, _| {
-        let mut v = x;
-        for _ in 0..25 {
-            v += 1.0;
-        }
-        v
-    });
-    let r = vec![
-        ("mag", gbps(mag, 24)),
-        ("discriminant", gbps(disc, 32)),
-        ("inc25", gbps(inc, 16)),
-    ];
+fn hand_fused(n: usize, triad_gbps: f64) -> Vec<(&'static str, f64)> {
+    let r = accel_bench::hand_fused_gbps(n, repeats());
     for (name, g) in &r {
         println!(
             "hand-fused {name:<13} (plain Rust)   {g:6.1} GB/s = {:5.1} % of triad",
@@ -139,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..25 {
         inc = inc + 1.0;
     }
-    let hand_gbps = hand_fused(&ones, triad_gbps);
+    let hand_gbps = hand_fused(n, triad_gbps);
     println!("\nfused kernels over data (kernel only, preallocated result):");
     for (name, expr, bytes) in [
         ("mag", &mag, 24),
@@ -159,6 +131,20 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    accel_core::kernel::jit::wide::set_enabled(false);
+    println!("  the same kernels compiled two lanes wide only (Cranelift, ACCEL_JIT_WIDE=0):");
+    for (name, expr, bytes) in [
+        ("mag", &mag, 24),
+        ("discriminant", &disc, 32),
+        ("inc25", &inc, 16),
+    ] {
+        let (gbps, _) = accel_bench::kernel_gbps(repeats(), expr, bytes)?;
+        println!(
+            "  {name:<13} {gbps:6.1} GB/s = {:5.1} % of triad",
+            100.0 * gbps / triad_gbps
+        );
+    }
+    accel_core::kernel::jit::wide::set_enabled(true);
     accel_core::kernel::jit::set_enabled(false);
     println!("  the same kernels interpreted (ACCEL_JIT=0):");
     for (name, expr, bytes) in [

@@ -433,6 +433,9 @@ fn kernels(o: &Options, triad: f64, records: &mut Vec<Json>) {
         ),
         ("inc25", inc, 16),
     ];
+    // The same chains as plain Rust loops: where one cannot reach the
+    // memory's speed (its arithmetic bounds it), it is the kernel's ceiling.
+    let hand = accel_bench::hand_fused_gbps(n, o.repeats.max(3));
     for (name, expr, bytes) in cases {
         if o.only
             .as_ref()
@@ -442,7 +445,11 @@ fn kernels(o: &Options, triad: f64, records: &mut Vec<Json>) {
         }
         match accel_bench::kernel_gbps(o.repeats.max(3), &expr, bytes) {
             Ok((g, tasks)) => {
-                eprintln!("accel-suite: {name} kernel {g:.1} GB/s");
+                let hand_gbps = hand.iter().find(|(h, _)| *h == name).map(|&(_, h)| h);
+                eprintln!(
+                    "accel-suite: {name} kernel {g:.1} GB/s (hand-fused Rust loop {:.1})",
+                    hand_gbps.unwrap_or(f64::NAN)
+                );
                 records.push(Json::Obj(vec![
                     ("workload".into(), "kernel".into()),
                     ("kernel_of".into(), name.into()),
@@ -456,6 +463,7 @@ fn kernels(o: &Options, triad: f64, records: &mut Vec<Json>) {
                     ("status".into(), "ok".into()),
                     ("gbps".into(), g.into()),
                     ("pct_of_triad".into(), (100.0 * g / triad).into()),
+                    ("hand_gbps".into(), hand_gbps.map_or(Json::Null, Json::from)),
                     ("tasks".into(), tasks.into()),
                 ]))
             }

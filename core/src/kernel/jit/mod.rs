@@ -179,7 +179,8 @@ pub fn compile(p: &Program, access: &[Access]) -> Result<Compiled, Unsupported> 
 
 /// The cache key: everything the generated code depends on.
 fn key(p: &Program, access: &[Access]) -> String {
-    let mut k = format!("{:?}|{:?}|{}|", p.dtypes, p.root, p.instrs.len());
+    let wide = if wide::available() { 'w' } else { 'n' };
+    let mut k = format!("{wide}{:?}|{:?}|{}|", p.dtypes, p.root, p.instrs.len());
     for inp in &p.inputs {
         let _ = write!(k, "{:?},", inp.dtype);
     }

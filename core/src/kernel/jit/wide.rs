@@ -75,15 +75,24 @@ impl Wide {
     }
 }
 
+static OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether wide code may be generated here: an x86-64 CPU with AVX2, on
 /// Linux (the System V calling convention and `mmap`), and not turned off
-/// with `ACCEL_JIT_WIDE=0`.
+/// with `ACCEL_JIT_WIDE=0` or [`set_enabled`].
 pub fn available() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
+    let on = *ON.get_or_init(|| {
         let env = std::env::var("ACCEL_JIT_WIDE").map_or(true, |v| v != "0");
         env && host_has_avx2()
-    })
+    });
+    on && !OFF.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns wide code on or off for programs compiled from now on (the
+/// benchmark compares the two; results are identical either way).
+pub fn set_enabled(on: bool) {
+    OFF.store(!on, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
