@@ -402,7 +402,7 @@ fn compiled_complex_kernels_match_the_interpreter_bit_for_bit() {
 }
 
 /// A random program of the wide (AVX2) subset: float64 `+ − × ÷ √`,
-/// negation and absolute value over contiguous and scalar inputs and
+/// negation, absolute value and integer powers over contiguous and scalar inputs and
 /// constants; long chains, shared operands, and now and then more streams
 /// than the wide loop has base registers (those stay two lanes wide).
 fn wide_case(rng: &mut Rng, n: usize) -> (Executable, Vec<(Vec<usize>, Buffer)>) {
@@ -437,7 +437,14 @@ fn wide_case(rng: &mut Rng, n: usize) -> (Executable, Vec<(Vec<usize>, Buffer)>)
         };
         let r = match rng.below(8) {
             0 => {
-                let op = rng.pick(&[UnaryOp::Neg, UnaryOp::Sqrt, UnaryOp::Abs]);
+                let power = rng.below(13) as i32 - 6;
+                let op = rng.pick(&[
+                    UnaryOp::Neg,
+                    UnaryOp::Sqrt,
+                    UnaryOp::Abs,
+                    UnaryOp::Powi(2),
+                    UnaryOp::Powi(power),
+                ]);
                 b.push(Instr::Unary(op, a), DType::F64)
             }
             1 => b.push(Instr::Const(Value::F64(rng.pick(&F64S))), DType::F64),

@@ -25,8 +25,6 @@ const LANES: usize = 4;
 const UNROLL: usize = 2;
 /// AVX2 vector registers.
 const YMM: usize = 16;
-/// Inputs read as streams: each needs a base register.
-const MAX_STREAMS: usize = BASES.len();
 /// The most inputs a wide kernel takes (the caller's pointer array is copied
 /// onto the stack to offset it for the tail).
 pub const MAX_INPUTS: usize = 16;
@@ -144,15 +142,19 @@ pub fn build(p: &Program, access: &[Access], split: &Split) -> Option<Wide> {
 struct Plan {
     live: Vec<bool>,
     homes: Vec<Option<Home>>,
-    /// Broadcast sources of the pinned registers, in order of `pinned`.
+    /// Broadcast sources of the pinned registers.
     pinned: Vec<(u8, Source)>,
     pool: Box<[u64]>,
     /// Base register of each streamed input.
     base: Vec<Option<u8>>,
-    /// ymm register holding the sign bit (negation) or all but it (abs).
+    /// ymm registers holding the sign bit (negation), all but it (abs), 1.0
+    /// (integer powers).
     sign: Option<u8>,
     magnitude: Option<u8>,
-    /// Registers below the pinned ones, for temporaries.
+    one: Option<u8>,
+    /// A register integer powers square their base in.
+    scratch: Option<u8>,
+    /// Registers below the pinned ones (and the scratch), for temporaries.
     free: u8,
 }
 
@@ -164,23 +166,51 @@ enum Source {
     Input(usize),
 }
 
-/// Takes the next ymm register from the top for a broadcast value.
-fn pin(next: &mut u8, pinned: &mut Vec<(u8, Source)>, src: Source) -> Option<u8> {
-    *next = next.checked_sub(1)?;
-    pinned.push((*next, src));
-    Some(*next)
+/// Registers broadcast before the loop, taken from the top down, each
+/// constant and scalar input once.
+struct Pins {
+    next: u8,
+    pinned: Vec<(u8, Source)>,
+    pool: Vec<u64>,
+    constants: Vec<(u64, u8)>,
+    scalars: Vec<(usize, u8)>,
 }
 
-/// Checks the subset, finds live registers and assigns the pinned ones.
-fn plan(p: &Program, access: &[Access]) -> Option<Plan> {
-    let n = p.instrs.len();
-    let root = p.root as usize;
-    if root >= n {
-        return None;
+impl Pins {
+    fn take(&mut self, src: Source) -> Option<u8> {
+        self.next = self.next.checked_sub(1)?;
+        self.pinned.push((self.next, src));
+        Some(self.next)
     }
-    // Live registers, from the root back (operands precede their users).
+
+    /// The register holding the float64 with these bits.
+    fn constant(&mut self, bits: u64) -> Option<u8> {
+        if let Some(&(_, r)) = self.constants.iter().find(|(b, _)| *b == bits) {
+            return Some(r);
+        }
+        self.pool.push(bits);
+        let r = self.take(Source::Pool(self.pool.len() - 1))?;
+        self.constants.push((bits, r));
+        Some(r)
+    }
+
+    /// The register holding scalar input `i`.
+    fn scalar(&mut self, i: usize) -> Option<u8> {
+        if let Some(&(_, r)) = self.scalars.iter().find(|(j, _)| *j == i) {
+            return Some(r);
+        }
+        let r = self.take(Source::Input(i))?;
+        self.scalars.push((i, r));
+        Some(r)
+    }
+}
+
+/// Registers the program reads, from the root back (operands precede their
+/// users); None for a malformed program.
+fn live_registers(p: &Program) -> Option<Vec<bool>> {
+    let n = p.instrs.len();
     let mut live = vec![false; n];
-    live[root] = true;
+    *live.get_mut(p.root as usize)? = true;
     for k in (0..n).rev() {
         if live[k] {
             for r in p.instrs[k].operands() {
@@ -188,53 +218,54 @@ fn plan(p: &Program, access: &[Access]) -> Option<Plan> {
             }
         }
     }
-    let mut homes = vec![None; n];
-    let mut pinned: Vec<(u8, Source)> = Vec::new();
-    let mut pool: Vec<u64> = Vec::new();
+    Some(live)
+}
+
+/// Which of the program's needs an instruction adds: `(sign, magnitude,
+/// one, scratch)` masks and registers, or None outside the subset.
+fn needs(ins: &Instr) -> Option<[bool; 4]> {
+    Some(match ins {
+        Instr::Unary(UnaryOp::Neg, _) => [true, false, false, false],
+        Instr::Unary(UnaryOp::Abs, _) => [false, true, false, false],
+        Instr::Unary(UnaryOp::Sqrt, _) | Instr::Unary(UnaryOp::Powi(2), _) => [false; 4],
+        Instr::Unary(UnaryOp::Powi(_), _) => [false, false, true, true],
+        Instr::Binary(BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div, ..) => {
+            [false; 4]
+        }
+        _ => return None,
+    })
+}
+
+/// Checks the subset, finds live registers and assigns the pinned ones.
+fn plan(p: &Program, access: &[Access]) -> Option<Plan> {
+    let live = live_registers(p)?;
+    let mut homes = vec![None; p.instrs.len()];
+    let mut pins = Pins {
+        next: YMM as u8,
+        pinned: Vec::new(),
+        pool: Vec::new(),
+        constants: Vec::new(),
+        scalars: Vec::new(),
+    };
     let mut base = vec![None; p.inputs.len()];
     let mut streams = 0;
-    let (mut needs_sign, mut needs_magnitude) = (false, false);
-    let mut next_pin = YMM as u8;
-    let mut const_regs: Vec<(u64, u8)> = Vec::new();
-    let mut scalar_regs: Vec<(usize, u8)> = Vec::new();
-    for k in 0..n {
-        if !live[k] || p.dtypes[k] != DType::F64 {
-            if live[k] {
-                return None;
-            }
+    let mut wants = [false; 4];
+    for (k, ins) in p.instrs.iter().enumerate() {
+        if !live[k] {
             continue;
         }
-        homes[k] = Some(match &p.instrs[k] {
-            Instr::Const(Value::F64(v)) => {
-                let bits = v.to_bits();
-                let reg = match const_regs.iter().find(|(b, _)| *b == bits) {
-                    Some(&(_, r)) => r,
-                    None => {
-                        pool.push(bits);
-                        let r = pin(&mut next_pin, &mut pinned, Source::Pool(pool.len() - 1))?;
-                        const_regs.push((bits, r));
-                        r
-                    }
-                };
-                Home::Pinned(reg)
-            }
+        if p.dtypes[k] != DType::F64 {
+            return None;
+        }
+        homes[k] = Some(match ins {
+            Instr::Const(Value::F64(v)) => Home::Pinned(pins.constant(v.to_bits())?),
             Instr::Load { input } => {
                 let i = *input as usize;
                 if p.inputs.get(i)?.dtype != DType::F64 {
                     return None;
                 }
                 match access.get(i)? {
-                    Access::Scalar => {
-                        let reg = match scalar_regs.iter().find(|(j, _)| *j == i) {
-                            Some(&(_, r)) => r,
-                            None => {
-                                let r = pin(&mut next_pin, &mut pinned, Source::Input(i))?;
-                                scalar_regs.push((i, r));
-                                r
-                            }
-                        };
-                        Home::Pinned(reg)
-                    }
+                    Access::Scalar => Home::Pinned(pins.scalar(i)?),
                     Access::Contiguous => {
                         if base[i].is_none() {
                             base[i] = Some(*BASES.get(streams)?);
@@ -245,53 +276,48 @@ fn plan(p: &Program, access: &[Access]) -> Option<Plan> {
                     Access::Strided => return None,
                 }
             }
-            Instr::Unary(op, _) => {
-                match op {
-                    UnaryOp::Neg => needs_sign = true,
-                    UnaryOp::Abs => needs_magnitude = true,
-                    UnaryOp::Sqrt => {}
-                    _ => return None,
+            other => {
+                for (w, n) in wants.iter_mut().zip(needs(other)?) {
+                    *w |= n;
                 }
                 Home::Temp
             }
-            Instr::Binary(op, ..) => {
-                match op {
-                    BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div => {}
-                    _ => return None,
-                }
-                Home::Temp
-            }
-            _ => return None,
         });
     }
-    let mut mask = |bits: u64| -> Option<u8> {
-        pool.push(bits);
-        pin(&mut next_pin, &mut pinned, Source::Pool(pool.len() - 1))
-    };
-    let sign = if needs_sign {
-        Some(mask(1 << 63)?)
+    let [sign, magnitude, one, scratch] = wants;
+    let sign = if sign {
+        Some(pins.constant(1 << 63)?)
     } else {
         None
     };
-    let magnitude = if needs_magnitude {
-        Some(mask(!(1 << 63))?)
+    let magnitude = if magnitude {
+        Some(pins.constant(!(1 << 63))?)
     } else {
         None
     };
-    if streams > MAX_STREAMS {
-        return None;
-    }
-    let plan = Plan {
+    let one = if one {
+        Some(pins.constant(1f64.to_bits())?)
+    } else {
+        None
+    };
+    let scratch = if scratch {
+        pins.next = pins.next.checked_sub(1)?;
+        Some(pins.next)
+    } else {
+        None
+    };
+    Some(Plan {
         live,
         homes,
-        pinned,
-        pool: pool.into_boxed_slice(),
+        pinned: pins.pinned,
+        pool: pins.pool.into_boxed_slice(),
         base,
         sign,
         magnitude,
-        free: next_pin,
-    };
-    Some(plan)
+        one,
+        scratch,
+        free: pins.next,
+    })
 }
 
 /// The ymm register of every temporary, for one vector of the loop body,
@@ -380,9 +406,15 @@ fn emit(p: &Program, plan: &Plan, regs: &[u8]) -> Vec<u8> {
                 Instr::Unary(op, x) => {
                     let x = ymm_of(plan, regs, *x as usize);
                     match op {
-                        UnaryOp::Sqrt => a.vex_op(0x51, d, 0, x),
-                        UnaryOp::Neg => a.vex_op(0x57, d, x, plan.sign.unwrap_or(x)),
-                        _ => a.vex_op(0x54, d, x, plan.magnitude.unwrap_or(x)),
+                        UnaryOp::Sqrt => a.vex_op(SQRT, d, 0, x),
+                        UnaryOp::Neg => a.vex_op(XOR, d, x, plan.sign.unwrap_or(x)),
+                        UnaryOp::Abs => a.vex_op(AND, d, x, plan.magnitude.unwrap_or(x)),
+                        UnaryOp::Powi(2) => a.vex_op(MUL, d, x, x),
+                        UnaryOp::Powi(n) => {
+                            let (one, scratch) = (plan.one.unwrap_or(x), plan.scratch.unwrap_or(x));
+                            powi(&mut a, *n, d, x, one, scratch);
+                        }
+                        _ => {}
                     }
                 }
                 Instr::Binary(op, x, y) => {
@@ -391,10 +423,10 @@ fn emit(p: &Program, plan: &Plan, regs: &[u8]) -> Vec<u8> {
                         ymm_of(plan, regs, *y as usize),
                     );
                     let opcode = match op {
-                        BinaryOp::Add => 0x58,
-                        BinaryOp::Mul => 0x59,
-                        BinaryOp::Sub => 0x5C,
-                        _ => 0x5E,
+                        BinaryOp::Add => ADD,
+                        BinaryOp::Mul => MUL,
+                        BinaryOp::Sub => SUB,
+                        _ => DIV,
                     };
                     a.vex_op(opcode, d, x, y);
                 }
@@ -408,6 +440,41 @@ fn emit(p: &Program, plan: &Plan, regs: &[u8]) -> Vec<u8> {
     a.jb(top);
     a.code.extend_from_slice(&[0xC5, 0xF8, 0x77, 0xC3]); // vzeroupper; ret
     a.code
+}
+
+/// Opcodes (VEX.256.66.0F) of the packed float64 operations.
+const SQRT: u8 = 0x51;
+const AND: u8 = 0x54;
+const XOR: u8 = 0x57;
+const ADD: u8 = 0x58;
+const MUL: u8 = 0x59;
+const SUB: u8 = 0x5C;
+const DIV: u8 = 0x5E;
+const MOVAPD: u8 = 0x28;
+
+/// `d = x**n` as the interpreter computes it: `o = 1`, then square and
+/// multiply over the bits of |n| (`o * base`, `base * base`), and `1 / o`
+/// for negative n. The base is squared in `scratch`, so `d` may be `x`.
+fn powi(a: &mut Asm, n: i32, d: u8, x: u8, one: u8, scratch: u8) {
+    let mut e = n.unsigned_abs();
+    let mut o = one;
+    a.vex_op(MOVAPD, scratch, 0, x);
+    while e > 0 {
+        if e & 1 == 1 {
+            a.vex_op(MUL, d, o, scratch);
+            o = d;
+        }
+        e >>= 1;
+        if e > 0 {
+            a.vex_op(MUL, scratch, scratch, scratch);
+        }
+    }
+    if o != d {
+        a.vex_op(MOVAPD, d, 0, o);
+    }
+    if n < 0 {
+        a.vex_op(DIV, d, one, d);
+    }
 }
 
 /// A tiny x86-64 assembler: the handful of instructions the loop uses.
