@@ -408,6 +408,9 @@ fn receive(o: &Options, client: &Client, runner: &str, records: &mut Vec<Json>) 
 /// memory first, the result preallocated (end-to-end times also pay for
 /// generating inputs, allocating and first-touching the result).
 fn kernels(o: &Options, triad: f64, records: &mut Vec<Json>) {
+    if !MEMORY_BOUND.iter().any(|name| o.selected(name)) {
+        return;
+    }
     let n = if o.size == "small" {
         2_000_000
     } else {
