@@ -290,18 +290,38 @@ struct Inbox<'a> {
 /// not taken in yet. A thread that finishes a task while another is at the
 /// core leaves its result in the inbox and moves on (no thread waits for
 /// the lock); the one at the core takes everything in before it leaves.
+///
+/// Each part the threads write sits on cache lines of its own: `Shared`
+/// lives on the caller's stack, and where its fields fell on the lines
+/// depended on the stack's offset, which moves with the size of the
+/// environment. With the counters an idle thread spins on sharing a line
+/// with a lock the working thread takes per task, heat on a 200² plate ran
+/// 20 % slower in one process out of three.
 struct Shared<'a, 'p, F> {
-    driver: Mutex<Driver<'a, 'p, F>>,
-    inbox: Mutex<Inbox<'a>>,
+    driver: Lines<Mutex<Driver<'a, 'p, F>>>,
+    inbox: Lines<Mutex<Inbox<'a>>>,
     /// Tasks assigned and not started yet, and how many there are: each has
     /// a pool job to start it, and a thread looking for work takes one
     /// before that job does.
-    pending: Mutex<VecDeque<Start<'a>>>,
-    queued: AtomicUsize,
+    pending: Lines<Mutex<VecDeque<Start<'a>>>>,
+    queued: Lines<AtomicUsize>,
     /// Set once the job is done or failed: nothing more will be assigned.
     over: AtomicBool,
     /// A GPU offered every fused elementwise kernel first.
     offload: Option<Arc<dyn Offload>>,
+}
+
+/// A value on cache lines of its own (two: the pair a core's prefetcher
+/// fetches together).
+#[repr(align(128))]
+#[derive(Default)]
+struct Lines<T>(T);
+
+impl<T> std::ops::Deref for Lines<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl<'a, F> Shared<'a, '_, F>
@@ -523,11 +543,11 @@ pub fn run_plan(
     }
     let shared = Shared {
         offload,
-        inbox: Mutex::default(),
-        pending: Mutex::default(),
-        queued: AtomicUsize::new(0),
+        inbox: Lines::default(),
+        pending: Lines::default(),
+        queued: Lines(AtomicUsize::new(0)),
         over: AtomicBool::new(false),
-        driver: Mutex::new(Driver {
+        driver: Lines(Mutex::new(Driver {
             core,
             store: HashMap::new(),
             direct,
@@ -542,7 +562,7 @@ pub fn run_plan(
             failure: None,
             finished: false,
             recomputed: 0,
-        }),
+        })),
     };
     rayon::in_place_scope(|scope| {
         let starts = lock(&shared.driver).apply(first);
@@ -550,6 +570,7 @@ pub fn run_plan(
     });
     let mut driver = shared
         .driver
+        .0
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner);
     // Outputs that were pasted are no longer needed in the store.
