@@ -71,6 +71,18 @@ fn hand_fused(n: usize, triad_gbps: f64) -> Vec<(&'static str, f64)> {
     r
 }
 
+/// Each kernel's GB/s alone (inputs in memory), as a share of the triad.
+fn print_kernels(cases: &[(&str, &Array, usize)], triad_gbps: f64) -> anyhow::Result<()> {
+    for &(name, expr, bytes) in cases {
+        let (gbps, _) = accel_bench::kernel_gbps(repeats(), expr, bytes)?;
+        println!(
+            "  {name:<13} {gbps:6.1} GB/s = {:5.1} % of triad",
+            100.0 * gbps / triad_gbps
+        );
+    }
+    Ok(())
+}
+
 /// End-to-end seconds of `expr.compute()` (planning, running, assembling).
 fn end_to_end<T: accel_core::Element>(expr: &Array) -> anyhow::Result<Duration> {
     let mut err = None;
@@ -113,11 +125,12 @@ fn main() -> anyhow::Result<()> {
     }
     let hand_gbps = hand_fused(n, triad_gbps);
     println!("\nfused kernels over data (kernel only, preallocated result):");
-    for (name, expr, bytes) in [
+    let cases: [(&str, &Array, usize); 3] = [
         ("mag", &mag, 24),
         ("discriminant", &disc, 32),
         ("inc25", &inc, 16),
-    ] {
+    ];
+    for &(name, expr, bytes) in &cases {
         let (gbps, tasks) = accel_bench::kernel_gbps(repeats(), expr, bytes)?;
         let hand = hand_gbps
             .iter()
@@ -133,31 +146,11 @@ fn main() -> anyhow::Result<()> {
 
     accel_core::kernel::jit::wide::set_enabled(false);
     println!("  the same kernels compiled two lanes wide only (Cranelift, ACCEL_JIT_WIDE=0):");
-    for (name, expr, bytes) in [
-        ("mag", &mag, 24),
-        ("discriminant", &disc, 32),
-        ("inc25", &inc, 16),
-    ] {
-        let (gbps, _) = accel_bench::kernel_gbps(repeats(), expr, bytes)?;
-        println!(
-            "  {name:<13} {gbps:6.1} GB/s = {:5.1} % of triad",
-            100.0 * gbps / triad_gbps
-        );
-    }
+    print_kernels(&cases, triad_gbps)?;
     accel_core::kernel::jit::wide::set_enabled(true);
     accel_core::kernel::jit::set_enabled(false);
     println!("  the same kernels interpreted (ACCEL_JIT=0):");
-    for (name, expr, bytes) in [
-        ("mag", &mag, 24),
-        ("discriminant", &disc, 32),
-        ("inc25", &inc, 16),
-    ] {
-        let (gbps, _) = accel_bench::kernel_gbps(repeats(), expr, bytes)?;
-        println!(
-            "  {name:<13} {gbps:6.1} GB/s = {:5.1} % of triad",
-            100.0 * gbps / triad_gbps
-        );
-    }
+    print_kernels(&cases, triad_gbps)?;
     accel_core::kernel::jit::set_enabled(true);
 
     if std::env::args().any(|a| a == "--kernels-only") {

@@ -401,6 +401,16 @@ fn compiled_complex_kernels_match_the_interpreter_bit_for_bit() {
     assert!(compiled > 300, "{compiled} complex programs compiled");
 }
 
+/// The interpreter's result of `exe` over `n` elements of `views`.
+#[allow(clippy::expect_used)] // a test helper: failing to run fails the test
+fn interpreted(exe: &Executable, n: usize, views: &[(&[usize], &Buffer)]) -> Buffer {
+    Bound::new(exe, &[0], &[n], views)
+        .expect("binds")
+        .interpreted()
+        .run_map()
+        .expect("interpreted run")
+}
+
 /// A random program of the wide (AVX2) subset: float64 `+ − × ÷ √`,
 /// negation, absolute value and integer powers over contiguous and scalar inputs and
 /// constants; long chains, shared operands, and now and then more streams
@@ -485,12 +495,7 @@ fn wide_kernels_match_the_interpreter_bit_for_bit() {
             narrow += 1;
         }
         let fast = bound.run_map().expect("compiled run");
-        let reference = Bound::new(&exe, &[0], &[n], &views)
-            .expect("binds")
-            .interpreted()
-            .run_map()
-            .expect("interpreted run");
-        assert_same_bits(case, &fast, &reference, &exe, &inputs);
+        assert_same_bits(case, &fast, &interpreted(&exe, n, &views), &exe, &inputs);
     }
     // Twenty values live at once: more than the sixteen ymm registers.
     let n = 1001;
@@ -513,11 +518,7 @@ fn wide_kernels_match_the_interpreter_bit_for_bit() {
     let views: Vec<(&[usize], &Buffer)> = inputs.iter().map(|(s, b)| (s.as_slice(), b)).collect();
     let bound = Bound::new(&exe, &[0], &[n], &views).expect("binds");
     assert!(bound.is_compiled() && !bound.is_wide());
-    let reference = Bound::new(&exe, &[0], &[n], &views)
-        .expect("binds")
-        .interpreted()
-        .run_map()
-        .expect("interpreted run");
+    let reference = interpreted(&exe, n, &views);
     assert_same_bits(
         600,
         &bound.run_map().expect("runs"),
