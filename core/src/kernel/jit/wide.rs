@@ -4,8 +4,8 @@
 //! does two float64 operations per instruction where the CPU does four: a
 //! program bound by its arithmetic (25 dependent additions per element,
 //! a polynomial) runs at half the speed of a loop rustc vectorizes for
-//! AVX2. Programs made only of `+ − × ÷ √`, negation and absolute value
-//! over contiguous or scalar float64 inputs are emitted here as well, as
+//! AVX2. Programs made only of `+ − × ÷ √`, negation, absolute value and
+//! integer powers over contiguous or scalar float64 inputs are emitted here as well, as
 //! one AVX2 loop: every intermediate in a `ymm` register, constants and
 //! scalar inputs broadcast once before the loop. The Cranelift kernel runs
 //! the last `n mod step` elements and every other program.
