@@ -123,7 +123,7 @@ pub fn build(p: &Program, access: &[Access], split: &Split) -> Option<Wide> {
     }
     let plan = plan(p, access)?;
     // The loop body must fit in the registers the broadcasts leave.
-    let regs = assign(p, &plan, plan.free)?;
+    let regs = assign(p, &plan)?;
     let code = emit(p, &plan, &regs);
     let mapped = Code::new(&code)?;
     // SAFETY: `emit` generated a function of this signature in the System V
@@ -321,9 +321,9 @@ fn plan(p: &Program, access: &[Access]) -> Option<Plan> {
 }
 
 /// The ymm register of every temporary, for one vector of the loop body,
-/// from the `free` lowest ones: a register is reused once its value's last
+/// from the `plan.free` lowest ones: a register is reused once its value's last
 /// reader has been emitted. None when more would be live at once.
-fn assign(p: &Program, plan: &Plan, free: u8) -> Option<Vec<u8>> {
+fn assign(p: &Program, plan: &Plan) -> Option<Vec<u8>> {
     let n = p.instrs.len();
     let mut last_use = vec![0usize; n];
     for k in 0..n {
@@ -335,7 +335,7 @@ fn assign(p: &Program, plan: &Plan, free: u8) -> Option<Vec<u8>> {
     }
     last_use[p.root as usize] = n;
     let mut reg = vec![u8::MAX; n];
-    let mut idle: Vec<u8> = (0..free).rev().collect();
+    let mut idle: Vec<u8> = (0..plan.free).rev().collect();
     for k in 0..n {
         if plan.homes[k] != Some(Home::Temp) {
             continue;
